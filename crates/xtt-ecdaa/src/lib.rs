@@ -34,6 +34,7 @@ pub mod batch;
 mod curve;
 pub mod encoding;
 pub mod error;
+mod fixed_base;
 pub mod hash;
 pub mod issuer;
 pub mod join;

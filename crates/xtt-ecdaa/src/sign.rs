@@ -8,9 +8,12 @@ use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use xtt_proto::daa::GroupId;
 
+use std::sync::Arc;
+
 use crate::curve::ct_mul_g1;
-use crate::encoding::{encode_g1, G1_LEN};
+use crate::encoding::{encode_g1, encode_g1_batch, G1_LEN};
 use crate::error::Error;
+use crate::fixed_base::FixedBase;
 use crate::hash::{hash_to_g1, hash_to_scalar};
 use crate::issuer::GroupPublicKey;
 use crate::join::{Credential, MemberSecretKey};
@@ -55,13 +58,27 @@ impl BasenamePoint {
     }
 }
 
+/// Fixed-base tables for the points a member multiplies in every signature.
+struct SignTables {
+    a: FixedBase,
+    b: FixedBase,
+    c: FixedBase,
+    d: FixedBase,
+    j: Option<FixedBase>,
+}
+
 /// A group member: secret key, credential and basename. Implements
 /// [`xtt_proto::daa::DaaSigner`].
+///
+/// Construction precomputes constant-time fixed-base tables for the credential points A, B,
+/// C, D and the basename point J (about 75 KiB each, shared between clones), so every
+/// multiplication in [`Member::sign`] is a table walk.
 #[derive(Clone)]
 pub struct Member {
     sk: MemberSecretKey,
     cred: Credential,
     bsn: Option<BasenamePoint>,
+    tables: Arc<SignTables>,
     /// K = [sk]J, encoded, when a basename is configured.
     nym: Option<[u8; G1_LEN]>,
     group_id: GroupId,
@@ -90,7 +107,15 @@ impl Member {
         cred.check_pairings(gpk)?;
         let bsn = BasenamePoint::new(basename)?;
         let nym = bsn.as_ref().map(|b| encode_g1(&ct_mul_g1(&b.j, &sk.0)));
+        let tables = Arc::new(SignTables {
+            a: FixedBase::new(&cred.a),
+            b: FixedBase::new(&cred.b),
+            c: FixedBase::new(&cred.c),
+            d: FixedBase::new(&cred.d),
+            j: bsn.as_ref().map(|b| FixedBase::new(&b.j)),
+        });
         Ok(Member {
+            tables,
             group_id: group_id(gpk, basename),
             sk,
             cred,
@@ -115,6 +140,11 @@ impl Member {
     /// SHA-256(gpk ‖ basename).
     pub fn group_id(&self) -> GroupId {
         self.group_id
+    }
+
+    /// The member's credential.
+    pub fn credential(&self) -> &Credential {
+        &self.cred
     }
 
     /// The member's pseudonym for its basename, if one is configured.
@@ -158,33 +188,41 @@ impl Member {
         out: &mut [u8],
         rng: &mut dyn CryptoRngCore,
     ) {
-        let cred = &self.cred;
+        let tb = &*self.tables;
         // 8.1: randomize the credential with l (secret: it unlinks signatures).
         let l = Scalar::random(rng);
-        let r = ct_mul_g1(&cred.a, &l);
-        let s = ct_mul_g1(&cred.b, &l);
-        let t = ct_mul_g1(&cred.c, &l);
-        let w = ct_mul_g1(&cred.d, &l);
-        // 8.2: commit.
+        let r = tb.a.mul(&l.0);
+        let s = tb.b.mul(&l.0);
+        let t = tb.c.mul(&l.0);
+        let w = tb.d.mul(&l.0);
+        // 8.2: commit. E = [k]S = [k·l]B, so B's table serves here too.
         let k = Scalar::random(rng);
-        let e = ct_mul_g1(&s, &k);
-        let (s_b, w_b) = (encode_g1(&s), encode_g1(&w));
+        let kl = Scalar::mul(&k, &l);
+        let e = tb.b.mul(&kl.0);
         // 8.3: Fiat–Shamir.
-        let c1 = match bsn {
-            Some((b, nym)) => {
-                let l_pt = ct_mul_g1(&b.j, &k);
-                hash_to_scalar(&[
-                    &encode_g1(&e),
+        let (c1, [r_b, s_b, t_b, w_b]) = match (bsn, &tb.j) {
+            (Some((b, nym)), Some(jt)) => {
+                let l_pt = jt.mul(&k.0);
+                let [e_b, s_b, w_b, l_b, r_b, t_b] = encode_g1_batch([&e, &s, &w, &l_pt, &r, &t]);
+                let c1 = hash_to_scalar(&[
+                    &e_b,
                     &s_b,
                     &w_b,
-                    &encode_g1(&l_pt),
+                    &l_b,
                     &b.j_bytes,
                     nym,
                     &b.basename,
                     message,
-                ])
+                ]);
+                (c1, [r_b, s_b, t_b, w_b])
             }
-            None => hash_to_scalar(&[&encode_g1(&e), &s_b, &w_b, message]),
+            _ => {
+                let [e_b, s_b, w_b, r_b, t_b] = encode_g1_batch([&e, &s, &w, &r, &t]);
+                (
+                    hash_to_scalar(&[&e_b, &s_b, &w_b, message]),
+                    [r_b, s_b, t_b, w_b],
+                )
+            }
         };
         let n = Scalar::random(rng).to_bytes();
         let c = hash_to_scalar(&[&n, &big_to_bytes(&c1)]);
@@ -192,9 +230,9 @@ impl Member {
         let fields: [&[u8]; 7] = [
             &big_to_bytes(&c),
             &sresp.to_bytes(),
-            &encode_g1(&r),
+            &r_b,
             &s_b,
-            &encode_g1(&t),
+            &t_b,
             &w_b,
             &n,
         ];
