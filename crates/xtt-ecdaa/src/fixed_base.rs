@@ -157,3 +157,58 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::scalar::{order, Scalar};
+    use miracl_core::fp256bn::pair;
+    use rand_core::SeedableRng;
+    use std::time::Instant;
+
+    /// Rough primitive timings (`cargo test --release -- --ignored --nocapture timing`).
+    #[test]
+    #[ignore]
+    fn timing_primitives() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let g = ECP::generator();
+        let p = g.mul(&Scalar::random(&mut rng).0);
+        let q = g.mul(&Scalar::random(&mut rng).0);
+        let a = Scalar::random(&mut rng);
+        let b = Scalar::random(&mut rng);
+        let r = order();
+        let n = 200u32;
+        let fb = FixedBase::new(&p);
+        let time = |name: &str, f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            println!("{name}: {:?}", t.elapsed() / n);
+        };
+        time("clmul", &mut || {
+            std::hint::black_box(p.clmul(&a.0, &r));
+        });
+        time("mul", &mut || {
+            std::hint::black_box(p.mul(&a.0));
+        });
+        time("g1mul(GLV)", &mut || {
+            std::hint::black_box(pair::g1mul(&p, &a.0));
+        });
+        time("mul2", &mut || {
+            std::hint::black_box(p.mul2(&a.0, &q, &b.0));
+        });
+        time("vt_mul2 (GLV 4-dim)", &mut || {
+            std::hint::black_box(crate::msm::vt_mul2(&p, &a.0, &q, &b.0));
+        });
+        time("fixed_base", &mut || {
+            std::hint::black_box(fb.mul(&a.0));
+        });
+        time("fixed_base_new", &mut || {
+            std::hint::black_box(FixedBase::new(&p));
+        });
+        time("encode_g1", &mut || {
+            std::hint::black_box(crate::encoding::encode_g1(&p.mul2(&a.0, &q, &b.0)));
+        });
+    }
+}

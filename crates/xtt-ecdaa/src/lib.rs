@@ -38,6 +38,7 @@ mod fixed_base;
 pub mod hash;
 pub mod issuer;
 pub mod join;
+mod msm;
 mod pairing;
 pub mod revocation;
 pub mod scalar;

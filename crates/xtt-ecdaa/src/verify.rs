@@ -16,7 +16,7 @@ use rand_core::CryptoRngCore;
 use xtt_proto::daa::GroupId;
 
 use crate::curve::{neg_mod_r, p1, vt_mul2_g1};
-use crate::encoding::{decode_g1, encode_g1, G1_LEN};
+use crate::encoding::{decode_g1, encode_g1, encode_g1_batch, G1_LEN};
 use crate::error::Error;
 use crate::hash::hash_to_scalar;
 use crate::issuer::GroupPublicKey;
@@ -154,12 +154,8 @@ impl GroupVerifier {
         let t = decode_g1(field(pts + 2 * G1_LEN, G1_LEN))?;
         let w = decode_g1(field(pts + 3 * G1_LEN, G1_LEN))?;
         let n = field(pts + 4 * G1_LEN, SCALAR_LEN);
-        let k = if with_k {
-            let kb = field(SIGNATURE_LEN_WITHOUT_PSEUDONYM, G1_LEN);
-            decode_g1(kb)?;
-            let mut out = [0u8; G1_LEN];
-            out.copy_from_slice(kb);
-            Some(out)
+        let k_pt = if with_k {
+            Some(decode_g1(field(SIGNATURE_LEN_WITHOUT_PSEUDONYM, G1_LEN))?)
         } else {
             None
         };
@@ -167,29 +163,34 @@ impl GroupVerifier {
         if BIG::comp(&c, &r_ord) >= 0 {
             return Err(Error::InvalidSignature);
         }
+        // Decoding accepted only canonical encodings (0x04, coordinates < p), so the input
+        // bytes of S, W and K are exactly what re-encoding would give: hash them as they are.
+        let s_b = field(pts + G1_LEN, G1_LEN);
+        let w_b = field(pts + 3 * G1_LEN, G1_LEN);
         let nc = neg_mod_r(&c);
         let e = vt_mul2_g1(&s_pt, &s, &w, &nc);
-        let (s_b, w_b) = (encode_g1(&s_pt), encode_g1(&w));
-        let c1 = match &self.bsn {
+        let (c1, k) = match &self.bsn {
             Some(b) => {
                 // Without K in the signature C uses the generator (and then fails here).
-                let (k_pt, k_b) = match &k {
-                    Some(kb) => (decode_g1(kb)?, *kb),
+                let (k_use, k_b) = match &k_pt {
+                    Some(kp) => {
+                        let mut kb = [0u8; G1_LEN];
+                        kb.copy_from_slice(field(SIGNATURE_LEN_WITHOUT_PSEUDONYM, G1_LEN));
+                        (kp.clone(), kb)
+                    }
                     None => (p1(), encode_g1(&p1())),
                 };
-                let l = vt_mul2_g1(&b.j, &s, &k_pt, &nc);
-                hash_to_scalar(&[
-                    &encode_g1(&e),
-                    &s_b,
-                    &w_b,
-                    &encode_g1(&l),
-                    &b.j_bytes,
-                    &k_b,
-                    &b.basename,
-                    message,
-                ])
+                let l = vt_mul2_g1(&b.j, &s, &k_use, &nc);
+                let [e_b, l_b] = encode_g1_batch([&e, &l]);
+                let c1 =
+                    hash_to_scalar(&[&e_b, s_b, w_b, &l_b, &b.j_bytes, &k_b, &b.basename, message]);
+                (c1, with_k.then_some(k_b))
             }
-            None => hash_to_scalar(&[&encode_g1(&e), &s_b, &w_b, message]),
+            None => {
+                let c1 = hash_to_scalar(&[&encode_g1(&e), s_b, w_b, message]);
+                let k = k_pt.map(|kp| encode_g1(&kp));
+                (c1, k)
+            }
         };
         let expect = hash_to_scalar(&[n, &big_to_bytes(&c1)]);
         if big_to_bytes(&expect).as_slice() != c_bytes {
