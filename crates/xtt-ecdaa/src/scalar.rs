@@ -97,17 +97,35 @@ impl Scalar {
         s
     }
 
-    /// `k + c·x mod r`, the Schnorr response.
+    /// `k + c·x mod r`, the Schnorr response. Constant-time in `k` and `x` (all inputs < r).
     pub(crate) fn schnorr_response(k: &Scalar, c: &BIG, x: &Scalar) -> Scalar {
-        let r = order();
-        let cx = Scalar(BIG::modmul(c, &x.0, &r));
-        Scalar(BIG::modadd(&k.0, &cx.0, &r))
+        let cx = ct_modmul(c, &x.0);
+        Scalar(ct_modadd(&k.0, &cx.0))
     }
 
-    /// `a·b mod r`.
+    /// `a·b mod r`, constant-time.
     pub(crate) fn mul(a: &Scalar, b: &Scalar) -> Scalar {
-        Scalar(BIG::modmul(&a.0, &b.0, &order()))
+        ct_modmul(&a.0, &b.0)
     }
+}
+
+/// `a·b mod r` for `a, b < r` with a fixed-length reduction (miracl's `BIG::modmul` first
+/// reduces its inputs with a loop whose length depends on their bit lengths).
+fn ct_modmul(a: &BIG, b: &BIG) -> Scalar {
+    let mut d = BIG::mul(a, b);
+    // The product has at most 512 bits; r has 256: 256 conditional subtractions, always.
+    let out = Scalar(d.ctdmod(&order(), 256));
+    d.w.zeroize();
+    out
+}
+
+/// `a + b mod r` for `a, b < r`: one masked conditional subtraction.
+fn ct_modadd(a: &BIG, b: &BIG) -> BIG {
+    let mut s = *a;
+    s.add(b);
+    s.norm();
+    s.ctmod(&order(), 1);
+    s
 }
 
 /// Reads exactly 32 big-endian bytes into a `BIG` (no range check).
@@ -128,4 +146,51 @@ pub(crate) fn big_to_bytes(b: &BIG) -> [u8; SCALAR_LEN] {
     t.norm();
     t.tobytes(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn constant_time_arithmetic_matches_miracl() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let r = order();
+        let mut rm1 = r;
+        rm1.dec(1);
+        rm1.norm();
+        let mut vals: Vec<Scalar> = (0..30).map(|_| Scalar::random(&mut rng)).collect();
+        vals.push(Scalar(BIG::new()));
+        vals.push(Scalar(rm1));
+        for a in &vals {
+            for b in vals.iter().take(5) {
+                let m = Scalar::mul(a, b);
+                assert_eq!(BIG::comp(&m.0, &BIG::modmul(&a.0, &b.0, &r)), 0);
+                let s = Scalar::schnorr_response(a, &b.0, a);
+                let want = BIG::modadd(&a.0, &BIG::modmul(&b.0, &a.0, &r), &r);
+                assert_eq!(BIG::comp(&s.0, &want), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn rng_derivation_and_range_checks() {
+        // All-ones draw: D = 2^512 − 1, reduced mod r.
+        let s = Scalar::from_c_rng_bytes(&[0xff; RNG_BYTES_PER_SCALAR]);
+        let mut d = DBIG::frombytes(&[0xff; 64]);
+        assert_eq!(BIG::comp(&s.0, &d.dmod(&order())), 0);
+        // Bit reversal: byte 0x01 at the end contributes 0x80.
+        let mut buf = [0u8; RNG_BYTES_PER_SCALAR];
+        buf[63] = 0x01;
+        buf[64] = 0xff; // unused 65th byte
+        assert_eq!(Scalar::from_c_rng_bytes(&buf).to_bytes()[31], 0x80);
+        assert!(Scalar::from_bytes(&order_bytes()).is_err());
+        assert!(Scalar::from_bytes(&[0u8; 31]).is_err());
+        assert_eq!(format!("{s:?}"), "Scalar(<redacted>)");
+    }
+
+    fn order_bytes() -> [u8; 32] {
+        big_to_bytes(&order())
+    }
 }
