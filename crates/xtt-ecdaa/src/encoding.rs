@@ -72,7 +72,7 @@ pub fn encode_g1(p: &ECP) -> [u8; G1_LEN] {
     out
 }
 
-/// Decodes and validates a G2 point, including the subgroup check [r]Q = O.
+/// Decodes and validates a G2 point, including the subgroup check `[r]Q = O`.
 pub fn decode_g2(bytes: &[u8]) -> Result<ECP2, Error> {
     let rest = body(bytes, G2_LEN)?;
     let mut c = [BIG::new(); 4];

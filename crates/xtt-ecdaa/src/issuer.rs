@@ -31,7 +31,7 @@ fn check_len(bytes: &[u8], expected: usize) -> Result<(), Error> {
     }
 }
 
-/// The group public key (X, Y) = ([x]P2, [y]P2). Carries no proof: decoding applies the G2
+/// The group public key (X, Y) = (`[x]P2`, `[y]P2`). Carries no proof: decoding applies the G2
 /// checks (on the twist, in the order-r subgroup) only.
 #[derive(Clone)]
 pub struct GroupPublicKey {

@@ -74,7 +74,7 @@ impl MemberSecretKey {
     }
 }
 
-/// The member's join request: Q = [sk]P1 and a Schnorr proof of sk bound to the issuer nonce.
+/// The member's join request: `Q = [sk]P1` and a Schnorr proof of sk bound to the issuer nonce.
 #[derive(Clone)]
 pub struct MemberPublicKey {
     pub(crate) q: ECP,

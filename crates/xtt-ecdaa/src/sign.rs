@@ -93,7 +93,7 @@ impl fmt::Debug for Member {
 }
 
 impl Member {
-    /// Builds a member and checks that the credential belongs to `sk` (D = [sk]B) and satisfies
+    /// Builds a member and checks that the credential belongs to `sk` (`D = [sk]B`) and satisfies
     /// both LRSW pairing equations under `gpk`. An empty basename means "sign without".
     pub fn new(
         sk: MemberSecretKey,
