@@ -110,7 +110,7 @@ impl IssuerSecretKey {
         out
     }
 
-    /// The matching group public key ([x]P2, [y]P2), computed in constant time.
+    /// The matching group public key (`[x]P2`, `[y]P2`), computed in constant time.
     pub fn group_public_key(&self) -> GroupPublicKey {
         let g = p2();
         GroupPublicKey {

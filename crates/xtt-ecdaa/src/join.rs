@@ -174,7 +174,7 @@ pub fn generate_member_key(
     (sk, pk)
 }
 
-/// An LRSW credential (A, B, C, D) = ([l]P1, [ly]P1, [x](A + D), [ly]Q).
+/// An LRSW credential (A, B, C, D) = (`[l]P1`, `[ly]P1`, `[x](A + D)`, `[ly]Q`).
 #[derive(Clone)]
 pub struct Credential {
     pub(crate) a: ECP,

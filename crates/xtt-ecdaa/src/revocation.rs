@@ -1,5 +1,5 @@
 //! Revocation lists (ECDAA.md §10): revoked member secret keys (a signature is revoked if
-//! W = [f]S) and revoked pseudonyms (revoked if K equals a listed point).
+//! `W = [f]S`) and revoked pseudonyms (revoked if K equals a listed point).
 
 use core::fmt;
 
