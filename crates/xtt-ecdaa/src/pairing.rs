@@ -44,7 +44,8 @@ impl GroupLines {
             y: Lines::new(&gpk.y),
         };
         // Self-test: e(P1, Q) from the lines times e(−P1, Q) from a plain Miller loop must be 1
-        // for each of the three points, and e([2]P1, P2) from lines must not be 1 alone.
+        // for each of the three points, and e(P1, P2) from the lines must not be 1 (catches
+        // degenerate lines, e.g. from a non-affine input to `precomp`).
         let g1 = p1();
         let mut neg = g1.clone();
         neg.neg();
@@ -60,6 +61,9 @@ impl GroupLines {
                 return Err(Error::PairingSelfTest);
             }
         }
+        if lines.product_is_one(&ECP::new(), &g1, &ECP::new()) {
+            return Err(Error::PairingSelfTest);
+        }
         Ok(lines)
     }
 
@@ -71,5 +75,56 @@ impl GroupLines {
         pair::another_pc(&mut r, &self.p2.0, b);
         pair::another_pc(&mut r, &self.x.0, c);
         pair::fexp(&pair::miller(&mut r)).isunity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::Scalar;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn lines_are_bilinear_and_affine_normalization_matters() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let a = Scalar::random(&mut rng);
+        let b = Scalar::random(&mut rng);
+        let ab = Scalar::mul(&a, &b);
+        // A projective (non-normalized) G2 point, as arithmetic produces them.
+        let mut x = p2().mul(&b.0);
+        x.add(&p2());
+        let mut bp1 = b.clone();
+        bp1.0.inc(1);
+        bp1.0.norm();
+        let gpk = GroupPublicKey {
+            x: x.clone(),
+            y: p2().mul(&a.0),
+        };
+        let lines = GroupLines::new(&gpk).expect("self-test passes");
+        let g1 = p1();
+        // e([a]P1, X)·e(−[a(b+1)]P1, P2) = 1 with X = [b+1]P2.
+        let abp = Scalar::mul(&a, &bp1);
+        let mut neg = g1.mul(&abp.0);
+        neg.neg();
+        assert!(lines.product_is_one(&ECP::new(), &neg, &g1.mul(&a.0)));
+        // e(P1, Y)·e(−[a]P1, P2) = 1, but e(P1, Y)·e(−[ab]P1, P2) ≠ 1.
+        let mut na = g1.mul(&a.0);
+        na.neg();
+        assert!(lines.product_is_one(&g1, &na, &ECP::new()));
+        let mut nab = g1.mul(&ab.0);
+        nab.neg();
+        assert!(!lines.product_is_one(&g1, &nab, &ECP::new()));
+        // Lines precomputed from the raw projective point are wrong (the documented pitfall),
+        // which is why `Lines::new` normalizes first.
+        let mut raw = vec![FP4::new(); ecp::G2_TABLE];
+        pair::precomp(&mut raw, &x);
+        let mut r = pair::initmp();
+        pair::another_pc(&mut r, &raw, &g1);
+        pair::another(&mut r, &x, &{
+            let mut n = g1.clone();
+            n.neg();
+            n
+        });
+        assert!(!pair::fexp(&pair::miller(&mut r)).isunity());
     }
 }
