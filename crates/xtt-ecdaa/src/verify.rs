@@ -112,7 +112,8 @@ impl GroupVerifier {
     }
 
     /// Verifies `signature` (356 or 421 bytes) over `message`. Returns the pseudonym K when the
-    /// 421-byte form was given.
+    /// verifier has a basename and the 421-byte form was given (a 356-byte signature checked
+    /// against a basename uses K = P1 like C, and fails).
     pub fn verify(
         &self,
         message: &[u8],
@@ -186,11 +187,8 @@ impl GroupVerifier {
                     hash_to_scalar(&[&e_b, s_b, w_b, &l_b, &b.j_bytes, &k_b, &b.basename, message]);
                 (c1, with_k.then_some(k_b))
             }
-            None => {
-                let c1 = hash_to_scalar(&[&encode_g1(&e), s_b, w_b, message]);
-                let k = k_pt.map(|kp| encode_g1(&kp));
-                (c1, k)
-            }
+            // Without a basename K is decoded (as C does) but bound to nothing: not returned.
+            None => (hash_to_scalar(&[&encode_g1(&e), s_b, w_b, message]), None),
         };
         let expect = hash_to_scalar(&[n, &big_to_bytes(&c1)]);
         if big_to_bytes(&expect).as_slice() != c_bytes {

@@ -481,6 +481,8 @@ proptest! {
         let base = shared_group();
         let mut rng = test_rng(1);
         let _ = base.plain.verify(b"m", &bytes, &mut rng);
+        let _ = base.named.verify(b"m", &bytes, &mut rng);
+        let _ = base.named.verify_batch(&[(b"m", &bytes), (b"", &bytes)], &mut rng);
         let _ = GroupPublicKey::from_bytes(&bytes);
         let _ = IssuerPublicKey::from_bytes(&bytes);
         let _ = MemberPublicKey::from_bytes(&bytes);
@@ -495,6 +497,7 @@ struct Shared {
     cred: Credential,
     gpk: GroupPublicKey,
     plain: GroupVerifier,
+    named: GroupVerifier,
 }
 
 fn shared_group() -> &'static Shared {
@@ -509,6 +512,7 @@ fn shared_group() -> &'static Shared {
             sk: sk.to_bytes().to_vec(),
             cred,
             plain: GroupVerifier::new(gpk.clone(), b"").unwrap(),
+            named: GroupVerifier::new(gpk.clone(), b"named").unwrap(),
             gpk,
         }
     })
