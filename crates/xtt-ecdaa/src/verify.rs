@@ -224,3 +224,43 @@ impl GroupVerifier {
         }
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::{generate_member_key, Issuer, Member};
+    use rand_core::SeedableRng;
+    use std::time::Instant;
+
+    /// Breakdown of one verification (`cargo test --release -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn timing_verify_breakdown() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let issuer = Issuer::generate(&mut rng);
+        let (sk, mpk) = generate_member_key(b"n", &mut rng);
+        let (cred, _) = issuer.issue_credential(&mpk, b"n", &mut rng).unwrap();
+        let gpk = issuer.group_public_key().clone();
+        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
+        let v = GroupVerifier::new(gpk, b"B").unwrap();
+        let sig = member.sign(b"m", &mut rng).unwrap();
+        let n = 100u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(v.check_schnorr(b"m", &sig).unwrap());
+        }
+        println!("decode + schnorr: {:?}", t.elapsed() / n);
+        let c = v.check_schnorr(b"m", &sig).unwrap();
+        let d = random_exponent(&mut rng, FOLD_EXPONENT_BITS);
+        let t = Instant::now();
+        for _ in 0..n {
+            assert!(v.pairing_check(&c, &d));
+        }
+        println!("folded pairing check: {:?}", t.elapsed() / n);
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(v.lines.product_is_one(&c.r, &c.s, &c.t));
+        }
+        println!("3 lined Miller loops + final exp: {:?}", t.elapsed() / n);
+    }
+}
