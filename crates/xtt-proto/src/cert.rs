@@ -92,7 +92,7 @@ impl RootStore for RootCertificate {
     }
 }
 
-impl RootStore for [RootCertificate] {
+impl RootStore for Vec<RootCertificate> {
     fn root(&self, id: &RootId) -> Option<RootCertificate> {
         self.iter().find(|r| r.id == *id).cloned()
     }

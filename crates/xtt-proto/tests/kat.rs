@@ -483,3 +483,38 @@ fn our_server_answers_c_client_init_and_refuses_c_cookie() {
         assert!(guard.is_empty());
     }
 }
+
+#[test]
+fn client_rejects_server_finished_with_wrong_id_or_wrong_key_echo() {
+    for v in load_vectors() {
+        let requested = ClientId(v.arr("/result/requested_client_id"));
+        let (_, keys) = derive(&v);
+        let client_key: [u8; 65] = v.arr("/client_longterm/public_key");
+        let run = |id: ClientId, key: [u8; 65]| {
+            let mut rng = v.rng();
+            rng.skip_to(v.offset_of_draw("client_x25519_private_key"));
+            let (state, _) =
+                ClientHandshake::start(v.client_config(), v.suite(), requested, &mut rng);
+            rng.skip_to(v.offset_of_draw("ecdsa_k_client_longterm_signature"));
+            let (state, _) = state.handle_server_attest(&v.message(1), &mut rng).unwrap();
+            let fin = build_server_finished(v.suite(), keys.server_send(), id, &key).unwrap();
+            state.handle_server_finished(&fin)
+        };
+        let mut other_key = client_key;
+        other_key[64] ^= 1;
+        assert_eq!(
+            run(ClientId(v.arr("/result/assigned_client_id")), other_key).unwrap_err(),
+            xtt_proto::error::PeerMisbehaved::WrongLongtermKeyEcho.into()
+        );
+        let other_id = run(ClientId([0xee; 16]), client_key);
+        if requested.is_null() {
+            // As C: a null request accepts whatever id the server assigns.
+            assert_eq!(other_id.unwrap().client_id, ClientId([0xee; 16]));
+        } else {
+            assert_eq!(
+                other_id.unwrap_err(),
+                xtt_proto::error::PeerMisbehaved::WrongClientId.into()
+            );
+        }
+    }
+}

@@ -214,3 +214,57 @@ impl rand_core::RngCore for RecordedRng {
     }
 }
 impl rand_core::CryptoRng for RecordedRng {}
+
+/// Assigns ids like the C tool: null request → a fresh id (here: a counter), else echo.
+pub struct TestAuthority {
+    pub next: std::sync::atomic::AtomicU8,
+    pub refuse_specific: bool,
+}
+
+impl TestAuthority {
+    pub fn new() -> Self {
+        Self {
+            next: std::sync::atomic::AtomicU8::new(1),
+            refuse_specific: false,
+        }
+    }
+}
+
+impl xtt_proto::server::IdentityAuthority for TestAuthority {
+    fn assign(
+        &self,
+        request: &xtt_proto::server::IdentityRequest,
+    ) -> Result<xtt_proto::ClientId, xtt_proto::error::Refused> {
+        if request.requested_id.is_null() {
+            let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut id = [0xa5u8; 16];
+            id[15] = n;
+            Ok(xtt_proto::ClientId(id))
+        } else if self.refuse_specific {
+            Err(xtt_proto::error::Refused::IdentityRefused)
+        } else {
+            Ok(request.requested_id)
+        }
+    }
+}
+
+/// A seeded RNG for tests that do not replay C.
+pub fn test_rng(seed: u64) -> rand_chacha::ChaCha20Rng {
+    rand_core::SeedableRng::seed_from_u64(seed)
+}
+
+/// Runs our client against `server` up to (and including) Identity_ClientAttest.
+pub fn client_until_attest(
+    v: &Vector,
+    server: &Server,
+    requested: xtt_proto::ClientId,
+    now: xtt_proto::UnixTime,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> (xtt_proto::client::ExpectServerFinished, Vec<u8>) {
+    let (state, ci) =
+        xtt_proto::client::ClientHandshake::start(v.client_config(), v.suite(), requested, rng);
+    let sia = server
+        .handle_client_init(&ci, now, rng)
+        .expect("ServerInitAndAttest");
+    state.handle_server_attest(&sia, rng).expect("ClientAttest")
+}
