@@ -20,6 +20,9 @@ pub const DEFAULT_RESERVED: [u8; RESERVED_LEN] = *b"XAPTUMSERVER000199991231";
 const SIGNED_LEN: usize = RESERVED_LEN + ROOT_ID_LEN + PUBLIC_KEY_LEN;
 
 /// Names a root of trust.
+// Equality is plain byte equality, only computed in constant time, so it agrees with the
+// derived Hash.
+#[allow(clippy::derived_hash_with_manual_eq)]
 #[derive(Clone, Copy, Hash)]
 pub struct RootId(pub [u8; ROOT_ID_LEN]);
 

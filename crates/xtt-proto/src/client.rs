@@ -135,7 +135,7 @@ impl ExpectServerAttest {
         let mut sia_ad = [0u8; SERVER_INIT_AND_ATTEST_AD_LEN];
         sia_ad.copy_from_slice(&cleartext);
         let mut pre_cookie = [0u8; SERVER_INIT_PRE_COOKIE_LEN];
-        pre_cookie.copy_from_slice(&cleartext[..SERVER_INIT_PRE_COOKIE_LEN]);
+        pre_cookie.copy_from_slice(&sia_ad[..SERVER_INIT_PRE_COOKIE_LEN]);
         let inner = transcript::inner_hash(suite, &self.client_init, &pre_cookie);
         let hkh = transcript::handshake_key_hash(suite, &inner, &sia.cookie);
         let keys = HandshakeKeys::derive(suite, &shared, &hkh);

@@ -16,6 +16,9 @@ pub const PRIVATE_KEY_LEN: usize = 32;
 pub const PUBLIC_KEY_LEN: usize = 65;
 
 /// A validated P-256 public key in SEC1 uncompressed form.
+// Equality is plain byte equality, only computed in constant time, so it agrees with the
+// derived Hash.
+#[allow(clippy::derived_hash_with_manual_eq)]
 #[derive(Clone, Copy, Hash)]
 pub struct LongtermPublicKey([u8; PUBLIC_KEY_LEN]);
 

@@ -55,7 +55,7 @@ impl Vector {
     }
 
     pub fn suite(&self) -> SuiteSpec {
-        let n = self.json["suite_spec"].as_u64().expect("suite_spec") as u16;
+        let n = u16::try_from(self.json["suite_spec"].as_u64().expect("suite_spec")).expect("u16");
         SuiteSpec::from_u16(n).expect("known suite")
     }
 
@@ -83,7 +83,7 @@ impl Vector {
             if d["label"] == label {
                 return off;
             }
-            off += d["len"].as_u64().expect("len") as usize;
+            off += usize::try_from(d["len"].as_u64().expect("len")).expect("usize");
         }
         panic!("{}: no draw {label}", self.name)
     }
