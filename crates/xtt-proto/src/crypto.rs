@@ -264,3 +264,66 @@ pub(crate) fn ecdsa_verify(
     let z = ecdsa_digest(message);
     verify_prehashed::<NistP256>(&ProjectivePoint::from(q), &z, &sig).map_err(|_| CryptoFailure)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blake2b_prf_takes_output_length_as_a_parameter() {
+        let mut short = [0u8; 32];
+        let mut long = [0u8; 64];
+        prf(HashAlg::Blake2b, &[0; 64], &[b"x"], &mut short);
+        prf(HashAlg::Blake2b, &[0; 64], &[b"x"], &mut long);
+        assert_ne!(short[..], long[..32]);
+    }
+
+    #[test]
+    fn hmac_prf_is_a_truncation() {
+        let mut short = [0u8; 12];
+        let mut long = [0u8; 64];
+        prf(HashAlg::Sha512, &[7; 64], &[b"x"], &mut short);
+        prf(HashAlg::Sha512, &[7; 64], &[b"x"], &mut long);
+        assert_eq!(short[..], long[..12]);
+    }
+
+    #[test]
+    fn blake2b_zero_key_is_not_the_unkeyed_hash() {
+        let mut keyed = [0u8; 64];
+        prf(HashAlg::Blake2b, &[0; 64], &[b"x"], &mut keyed);
+        assert_ne!(keyed, hash(HashAlg::Blake2b, &[b"x"]));
+    }
+
+    #[test]
+    fn rejects_low_order_x25519_peer_key() {
+        assert_eq!(x25519_shared(&[5; 32], &[0; 32]), Err(CryptoFailure));
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert_eq!(x25519_shared(&[5; 32], &one), Err(CryptoFailure));
+    }
+
+    #[test]
+    fn verify_accepts_high_s() {
+        let d = p256_scalar_reduced(&[3; 32]).unwrap();
+        let public = p256_public(&d);
+        let sig = ecdsa_sign_with_k(&d, &[9; 32], b"m").unwrap();
+        assert!(ecdsa_verify(&public, b"m", &sig).is_ok());
+        // (r, n - s) is the other valid signature; exactly one of the two is high-S.
+        let s = <Scalar as Reduce<U256>>::reduce_bytes(FieldBytes::from_slice(&sig[32..]));
+        let mut flipped = sig;
+        flipped[32..].copy_from_slice(&(-s).to_repr());
+        assert!(ecdsa_verify(&public, b"m", &flipped).is_ok());
+    }
+
+    #[test]
+    fn rejects_public_key_with_other_prefix_or_off_curve() {
+        let d = p256_scalar_reduced(&[3; 32]).unwrap();
+        let mut public = p256_public(&d);
+        assert!(p256_validate_public(&public).is_ok());
+        public[64] ^= 1;
+        assert!(p256_validate_public(&public).is_err());
+        public[64] ^= 1;
+        public[0] = 0x05;
+        assert!(p256_validate_public(&public).is_err());
+    }
+}

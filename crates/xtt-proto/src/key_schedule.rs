@@ -159,3 +159,25 @@ impl HandshakeKeys {
         self.secret
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_xors_big_endian_sequence_into_the_last_four_bytes() {
+        let iv = [0xffu8; 12];
+        let n = nonce(&iv, 0x0102_0304);
+        assert_eq!(n[..8], [0xff; 8]);
+        assert_eq!(n[8..], [0xfe, 0xfd, 0xfc, 0xfb]);
+        assert_eq!(nonce(&iv, 0), iv);
+    }
+
+    #[test]
+    fn handshake_keys_differ_per_direction_and_suite() {
+        let a = HandshakeKeys::derive(SuiteSpec::ALL[0], &[1; 32], &[2; 64]);
+        let b = HandshakeKeys::derive(SuiteSpec::ALL[1], &[1; 32], &[2; 64]);
+        assert_ne!(a.client.key, a.server.key);
+        assert_ne!(a.client.key, b.client.key);
+    }
+}

@@ -565,9 +565,46 @@ impl<'a> RecordRegular<'a> {
     }
 }
 
-/// Decodes an Error message (0x41). Its version byte is ignored, as C does.
+/// Whether `bytes` start like an Error message (type 0x41). State machines check this first, so
+/// a received Error ends the handshake cleanly whatever else the bytes hold.
 pub fn is_error_message(bytes: &[u8]) -> bool {
     bytes.first() == Some(&MsgType::ERROR.0)
+}
+
+/// The Error message (0x41, 4 bytes, no payload, no authentication).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorMessage;
+
+impl ErrorMessage {
+    /// Total size.
+    pub const LEN: usize = 4;
+
+    /// Decodes exactly 4 bytes `41 0004 vv`; the version byte is ignored, as C does.
+    pub fn decode(bytes: &[u8]) -> Result<Self, InvalidMessage> {
+        let mut r = Reader::new(bytes);
+        let t = MsgType(r.u8()?);
+        if t != MsgType::ERROR {
+            return Err(InvalidMessage::UnexpectedType {
+                expected: MsgType::ERROR.0,
+                got: t.0,
+            });
+        }
+        let length = r.u16()?;
+        if usize::from(length) != Self::LEN {
+            return Err(InvalidMessage::WrongLength {
+                expected: len_u16(Self::LEN),
+                got: length,
+            });
+        }
+        let _version = r.u8()?;
+        r.finish()?;
+        Ok(Self)
+    }
+
+    /// `41 0004 01`.
+    pub fn encode(&self) -> [u8; 4] {
+        crate::codec::ERROR_MESSAGE
+    }
 }
 
 #[cfg(test)]
@@ -581,6 +618,14 @@ mod tests {
             key_share: [9; 32],
         }
         .encode()
+    }
+
+    #[test]
+    fn error_message_ignores_its_version_byte() {
+        assert_eq!(ErrorMessage::decode(&[0x41, 0, 4, 0xee]), Ok(ErrorMessage));
+        assert_eq!(ErrorMessage.encode(), [0x41, 0, 4, 1]);
+        assert!(ErrorMessage::decode(&[0x41, 0, 5, 1]).is_err());
+        assert!(ErrorMessage::decode(&[0x41, 0, 4, 1, 0]).is_err());
     }
 
     #[test]

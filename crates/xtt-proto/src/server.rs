@@ -84,7 +84,6 @@ impl fmt::Debug for Server {
 /// Everything the server derives from ClientInit + cookie, in both steps.
 struct Rebuilt {
     suite: SuiteSpec,
-    client_init: [u8; CLIENT_INIT_LEN],
     sia_ad: [u8; SERVER_INIT_AND_ATTEST_AD_LEN],
     inner: [u8; 64],
     keys: HandshakeKeys,
@@ -153,7 +152,6 @@ impl Server {
         let server_signature = self.signing_key.sign_rfc6979(&sig_hash, &[])?;
         Ok(Rebuilt {
             suite,
-            client_init,
             sia_ad,
             inner,
             keys,
@@ -263,7 +261,6 @@ impl Server {
             self.certificate.as_bytes(),
             &r.server_signature,
         );
-        let _ = r.client_init;
         Ok(AttestedClient {
             suite: r.suite,
             server_keys: r.keys.server_send().clone(),
@@ -493,4 +490,18 @@ pub struct ProvisionedClient {
     pub longterm_key: LongtermPublicKey,
     /// The suite used.
     pub suite: SuiteSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn server_can_be_shared_between_connections() {
+        assert_send_sync::<Server>();
+        assert_send_sync::<AttestedClient>();
+        assert_send_sync::<VerifiedClient>();
+    }
 }
