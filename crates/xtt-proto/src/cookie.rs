@@ -21,7 +21,20 @@
 //! Keys rotate: the keyring holds the current key (used to seal) and the previous one (still
 //! accepted), each named by the 1-byte key id in the clear. Cookies under any older key are
 //! refused. Cookies expire `lifetime` seconds after issue. Each accepted cookie is recorded in a
-//! [`ReplayGuard`] until it expires, so a cookie is accepted at most once.
+//! [`ReplayGuard`] until it expires, so a cookie is accepted at most once. The cookie is recorded
+//! only once the ClientAttest has passed the cookie, AEAD and long-term signature checks (before
+//! any DAA work), so failed attempts leave no state; a replay of a valid ClientAttest is refused
+//! at that point.
+//!
+//! # Cost
+//!
+//! Compared with C's stateful server, statelessness adds, per handshake: sealing (ClientInit) and
+//! opening (ClientAttest) 130 bytes of ChaCha20-Poly1305 plus two HMAC-SHA256 (≈ 5 µs together),
+//! one X25519 base-point multiplication to re-derive the server key share (≈ 20 µs) and one
+//! P-256 ECDSA signature to recompute `signature_s` (≈ 170 µs with the RustCrypto backend):
+//! ≈ 195 µs of the ≈ 0.5 ms `handle_client_attest` and ≈ 7 % of the server's whole handshake
+//! (≈ 2.7 ms, dominated by the 1.9 ms DAA verification). Figures from `benches/handshake.rs` on
+//! a shared 2-core machine.
 
 use core::fmt;
 use std::collections::HashMap;
