@@ -38,7 +38,9 @@ pub struct ClientConfig {
     pub roots: Arc<dyn RootStore + Send + Sync>,
     /// The DAA group member.
     pub daa: Arc<dyn DaaSigner + Send + Sync>,
-    /// The long-term key to register. `None`: a fresh key pair per handshake, as C does.
+    /// The long-term key to register. `None`: a fresh key pair per handshake, as C does (32 bytes
+    /// drawn between the X25519 key and the nonce). With `Some`, nothing is drawn for it, so a
+    /// recorded C RNG stream no longer lines up.
     pub longterm_key: Option<LongtermKeyPair>,
 }
 

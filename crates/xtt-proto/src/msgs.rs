@@ -543,7 +543,8 @@ impl<'a> RecordRegular<'a> {
     /// The 24-byte cleartext header (also the AEAD additional data).
     pub fn header(&self) -> Result<[u8; RECORD_HEADER_LEN], InvalidMessage> {
         let total = RECORD_HEADER_LEN + self.ciphertext.len();
-        let length = u16::try_from(total).map_err(|_| InvalidMessage::TrailingData)?;
+        let length =
+            u16::try_from(total).map_err(|_| InvalidMessage::LengthOutOfRange(u16::MAX))?;
         let mut out = [0u8; RECORD_HEADER_LEN];
         let h = Header {
             msg_type: MsgType::RECORD_REGULAR,

@@ -232,3 +232,40 @@ fn handshake_with_freshly_issued_root_and_certificate_and_configured_longterm_ke
     assert_eq!(err, Refused::UnknownRoot.into());
     assert_eq!(err.alert_bytes(), Some(ERROR_MESSAGE));
 }
+
+#[test]
+fn received_error_message_ends_either_side_without_a_reply() {
+    let vectors = load_vectors();
+    let v = &vectors[0];
+    let mut rng = test_rng(9);
+    let guard = Arc::new(InMemoryReplayGuard::new(8));
+    let server = v.server(guard.clone());
+    // Whatever the version byte (C sends whatever its context holds).
+    for error in [ERROR_MESSAGE, [0x41, 0x00, 0x04, 0xff]] {
+        let e = server
+            .handle_client_init(&error, NOW, &mut rng)
+            .unwrap_err();
+        assert_eq!(
+            (e.clone(), e.alert_bytes()),
+            (Error::ReceivedErrorMessage, None)
+        );
+        let e = server.handle_client_attest(&error, NOW).unwrap_err();
+        assert_eq!(
+            (e.clone(), e.alert_bytes()),
+            (Error::ReceivedErrorMessage, None)
+        );
+        let (state, _) =
+            ClientHandshake::start(v.client_config(), v.suite(), ClientId::NULL, &mut rng);
+        let e = state.handle_server_attest(&error, &mut rng).unwrap_err();
+        assert_eq!(
+            (e.clone(), e.alert_bytes()),
+            (Error::ReceivedErrorMessage, None)
+        );
+    }
+    // The C client tool's 4 bytes of garbage instead of an Error: a failed handshake too.
+    let e = server
+        .handle_client_attest(&[0x9c, 0x3f, 0x00, 0x12], NOW)
+        .unwrap_err();
+    assert_eq!(e.alert_bytes(), Some(ERROR_MESSAGE));
+    assert!(guard.is_empty());
+}
