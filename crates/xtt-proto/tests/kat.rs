@@ -518,3 +518,47 @@ fn client_rejects_server_finished_with_wrong_id_or_wrong_key_echo() {
         }
     }
 }
+
+#[test]
+fn all_zero_or_low_order_key_shares_are_rejected_on_both_sides() {
+    for v in load_vectors() {
+        // Client: C's ServerInitAndAttest with the server key share replaced by 0 (low order).
+        let mut sia = v.message(1);
+        sia[6..38].fill(0);
+        let mut rng = v.rng();
+        rng.skip_to(v.offset_of_draw("client_x25519_private_key"));
+        let (state, _) =
+            ClientHandshake::start(v.client_config(), v.suite(), ClientId::NULL, &mut rng);
+        assert_eq!(
+            state.handle_server_attest(&sia, &mut rng).unwrap_err(),
+            xtt_proto::error::PeerMisbehaved::NonContributoryKeyShare.into()
+        );
+        // Server: ClientInit with the client key share replaced by 1 (low order).
+        let mut ci = v.message(0);
+        ci[38..70].fill(0);
+        ci[38] = 1;
+        let server = v.server(std::sync::Arc::new(
+            xtt_proto::cookie::InMemoryReplayGuard::new(1),
+        ));
+        assert_eq!(
+            server
+                .handle_client_init(&ci, UnixTime(0), &mut rng)
+                .unwrap_err(),
+            xtt_proto::error::PeerMisbehaved::NonContributoryKeyShare.into()
+        );
+    }
+}
+
+#[test]
+fn debug_output_never_contains_private_keys() {
+    for v in load_vectors() {
+        let key = v.server_key();
+        let printed = format!("{key:?}");
+        let private = hex::encode(v.hex("/server_longterm/private_key"));
+        assert!(!printed.contains(&private[..16]), "{printed}");
+        let (_, keys) = derive(&v);
+        let printed = format!("{keys:?} {:?}", keys.client_send());
+        assert!(!printed.contains(&hex::encode(keys.client_send().key_for_testing_only())[..8]));
+        assert_eq!(printed, "HandshakeKeys { .. } DirectionKeys { .. }");
+    }
+}
