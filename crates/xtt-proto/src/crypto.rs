@@ -1,0 +1,329 @@
+//! Every call into a cryptographic primitive goes through this module.
+//!
+//! The interface is deliberately narrow (fixed-size byte arrays in, byte arrays out, one opaque
+//! failure type) so that a faster backend (ring, aws-lc-rs) can replace the RustCrypto one for the
+//! server without touching the protocol code.
+
+use aes_gcm::Aes256Gcm;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::ChaCha20Poly1305;
+use ecdsa::hazmat::{sign_prehashed, verify_prehashed, SignPrimitive};
+use hmac::{Hmac, Mac};
+use p256::elliptic_curve::ops::Reduce;
+use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+use p256::elliptic_curve::{Field, PrimeField};
+use p256::{AffinePoint, EncodedPoint, FieldBytes, NistP256, ProjectivePoint, Scalar, U256};
+use sha2::{Digest, Sha256, Sha512};
+use zeroize::Zeroizing;
+
+/// A primitive refused its input (bad tag, bad point, zero scalar, ...). Deliberately opaque.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CryptoFailure;
+
+/// The transcript hash of a suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashAlg {
+    Sha512,
+    Blake2b,
+}
+
+/// The AEAD of a suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AeadAlg {
+    ChaCha20Poly1305,
+    Aes256Gcm,
+}
+
+pub(crate) const HASH_LEN: usize = 64;
+pub(crate) const AEAD_KEY_LEN: usize = 32;
+pub(crate) const AEAD_NONCE_LEN: usize = 12;
+pub(crate) const AEAD_TAG_LEN: usize = 16;
+
+/// Unkeyed hash over the concatenation of `parts`.
+pub(crate) fn hash(alg: HashAlg, parts: &[&[u8]]) -> [u8; HASH_LEN] {
+    let mut out = [0u8; HASH_LEN];
+    match alg {
+        HashAlg::Sha512 => {
+            let mut h = Sha512::new();
+            for p in parts {
+                h.update(p);
+            }
+            out.copy_from_slice(&h.finalize());
+        }
+        HashAlg::Blake2b => {
+            let mut st = blake2b_simd::Params::new().hash_length(HASH_LEN).to_state();
+            for p in parts {
+                st.update(p);
+            }
+            out.copy_from_slice(st.finalize().as_bytes());
+        }
+    }
+    out
+}
+
+/// XTT's prf: HMAC-SHA-512 cut to `out.len()` bytes, or keyed BLAKE2b with digest length
+/// `out.len()` (a parameter, not a truncation). `key` is at most 64 bytes; `out` 1..=64 bytes.
+pub(crate) fn prf(alg: HashAlg, key: &[u8], parts: &[&[u8]], out: &mut [u8]) {
+    match alg {
+        HashAlg::Sha512 => {
+            // HMAC accepts keys of any length; this cannot fail.
+            let Ok(mut mac) = <Hmac<Sha512> as Mac>::new_from_slice(key) else {
+                return;
+            };
+            for p in parts {
+                mac.update(p);
+            }
+            let full = Zeroizing::new(mac.finalize().into_bytes());
+            for (o, i) in out.iter_mut().zip(full.iter()) {
+                *o = *i;
+            }
+        }
+        HashAlg::Blake2b => {
+            let mut st = blake2b_simd::Params::new()
+                .hash_length(out.len())
+                .key(key)
+                .to_state();
+            for p in parts {
+                st.update(p);
+            }
+            let h = st.finalize();
+            for (o, i) in out.iter_mut().zip(h.as_bytes().iter()) {
+                *o = *i;
+            }
+        }
+    }
+}
+
+pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    if let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        for p in parts {
+            mac.update(p);
+        }
+        out.copy_from_slice(&mac.finalize().into_bytes());
+    }
+    out
+}
+
+/// `ad ‖ AEAD(plaintext)` is what XTT sends; this returns only `ciphertext ‖ tag`.
+pub(crate) fn aead_seal(
+    alg: AeadAlg,
+    key: &[u8; AEAD_KEY_LEN],
+    nonce: &[u8; AEAD_NONCE_LEN],
+    ad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoFailure> {
+    let payload = Payload {
+        msg: plaintext,
+        aad: ad,
+    };
+    match alg {
+        AeadAlg::ChaCha20Poly1305 => ChaCha20Poly1305::new(key.into())
+            .encrypt(nonce.into(), payload)
+            .map_err(|_| CryptoFailure),
+        AeadAlg::Aes256Gcm => Aes256Gcm::new(key.into())
+            .encrypt(nonce.into(), payload)
+            .map_err(|_| CryptoFailure),
+    }
+}
+
+pub(crate) fn aead_open(
+    alg: AeadAlg,
+    key: &[u8; AEAD_KEY_LEN],
+    nonce: &[u8; AEAD_NONCE_LEN],
+    ad: &[u8],
+    ciphertext_and_tag: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoFailure> {
+    let payload = Payload {
+        msg: ciphertext_and_tag,
+        aad: ad,
+    };
+    let pt = match alg {
+        AeadAlg::ChaCha20Poly1305 => {
+            ChaCha20Poly1305::new(key.into()).decrypt(nonce.into(), payload)
+        }
+        AeadAlg::Aes256Gcm => Aes256Gcm::new(key.into()).decrypt(nonce.into(), payload),
+    };
+    pt.map(Zeroizing::new).map_err(|_| CryptoFailure)
+}
+
+/// X25519 public key of a (not yet clamped) private key.
+pub(crate) fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
+    let secret = x25519_dalek::StaticSecret::from(*private);
+    x25519_dalek::PublicKey::from(&secret).to_bytes()
+}
+
+/// X25519 shared secret; fails for non-contributory (low-order) peer keys, which give all zeros.
+pub(crate) fn x25519_shared(
+    private: &[u8; 32],
+    peer_public: &[u8; 32],
+) -> Result<Zeroizing<[u8; 32]>, CryptoFailure> {
+    let secret = x25519_dalek::StaticSecret::from(*private);
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer_public));
+    if !shared.was_contributory() {
+        return Err(CryptoFailure);
+    }
+    Ok(Zeroizing::new(shared.to_bytes()))
+}
+
+/// A P-256 scalar from 32 big-endian bytes, reduced modulo the group order (as amcl does with
+/// its random draws). Fails only for zero.
+pub(crate) fn p256_scalar_reduced(bytes: &[u8; 32]) -> Result<Scalar, CryptoFailure> {
+    let s = <Scalar as Reduce<U256>>::reduce_bytes(FieldBytes::from_slice(bytes));
+    if bool::from(s.is_zero()) {
+        return Err(CryptoFailure);
+    }
+    Ok(s)
+}
+
+/// A P-256 private scalar from its canonical 32-byte big-endian encoding (1..n-1).
+pub(crate) fn p256_scalar_canonical(bytes: &[u8; 32]) -> Result<Scalar, CryptoFailure> {
+    let s: Option<Scalar> = Scalar::from_repr(*FieldBytes::from_slice(bytes)).into();
+    match s {
+        Some(s) if !bool::from(s.is_zero()) => Ok(s),
+        _ => Err(CryptoFailure),
+    }
+}
+
+pub(crate) fn p256_scalar_bytes(s: &Scalar) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&s.to_repr());
+    out
+}
+
+/// SEC1 uncompressed public key of a private scalar.
+pub(crate) fn p256_public(d: &Scalar) -> [u8; 65] {
+    let p = (ProjectivePoint::GENERATOR * d).to_affine();
+    let enc = p.to_encoded_point(false);
+    let mut out = [0u8; 65];
+    out.copy_from_slice(enc.as_bytes());
+    out
+}
+
+/// Validates a 65-byte SEC1 uncompressed public key (prefix 0x04, coordinates < p, on curve).
+pub(crate) fn p256_validate_public(public: &[u8; 65]) -> Result<AffinePoint, CryptoFailure> {
+    if public[0] != 0x04 {
+        return Err(CryptoFailure);
+    }
+    let enc = EncodedPoint::from_bytes(public).map_err(|_| CryptoFailure)?;
+    let p: Option<AffinePoint> = AffinePoint::from_encoded_point(&enc).into();
+    p.ok_or(CryptoFailure)
+}
+
+fn ecdsa_digest(message: &[u8]) -> FieldBytes {
+    FieldBytes::from(sha256(&[message]))
+}
+
+fn signature_bytes(sig: &p256::ecdsa::Signature) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&sig.to_bytes());
+    out
+}
+
+/// ECDSA-P256-SHA256 with k from RFC 6979, hedged with `entropy` (empty: fully deterministic).
+pub(crate) fn ecdsa_sign_rfc6979(
+    d: &Scalar,
+    message: &[u8],
+    entropy: &[u8],
+) -> Result<[u8; 64], CryptoFailure> {
+    let z = ecdsa_digest(message);
+    let (sig, _) = d
+        .try_sign_prehashed_rfc6979::<Sha256>(&z, entropy)
+        .map_err(|_| CryptoFailure)?;
+    Ok(signature_bytes(&sig))
+}
+
+/// ECDSA-P256-SHA256 with a caller-chosen nonce (reduced modulo n), no low-S normalisation.
+pub(crate) fn ecdsa_sign_with_k(
+    d: &Scalar,
+    k: &[u8; 32],
+    message: &[u8],
+) -> Result<[u8; 64], CryptoFailure> {
+    let k = p256_scalar_reduced(k)?;
+    let z = ecdsa_digest(message);
+    let (sig, _) = sign_prehashed::<NistP256, Scalar>(d, k, &z).map_err(|_| CryptoFailure)?;
+    Ok(signature_bytes(&sig))
+}
+
+/// Verifies ECDSA-P256-SHA256 `r ‖ s` over `message`; high S is accepted (as C does).
+pub(crate) fn ecdsa_verify(
+    public: &[u8; 65],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), CryptoFailure> {
+    let q = p256_validate_public(public)?;
+    let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|_| CryptoFailure)?;
+    let z = ecdsa_digest(message);
+    verify_prehashed::<NistP256>(&ProjectivePoint::from(q), &z, &sig).map_err(|_| CryptoFailure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blake2b_prf_takes_output_length_as_a_parameter() {
+        let mut short = [0u8; 32];
+        let mut long = [0u8; 64];
+        prf(HashAlg::Blake2b, &[0; 64], &[b"x"], &mut short);
+        prf(HashAlg::Blake2b, &[0; 64], &[b"x"], &mut long);
+        assert_ne!(short[..], long[..32]);
+    }
+
+    #[test]
+    fn hmac_prf_is_a_truncation() {
+        let mut short = [0u8; 12];
+        let mut long = [0u8; 64];
+        prf(HashAlg::Sha512, &[7; 64], &[b"x"], &mut short);
+        prf(HashAlg::Sha512, &[7; 64], &[b"x"], &mut long);
+        assert_eq!(short[..], long[..12]);
+    }
+
+    #[test]
+    fn blake2b_zero_key_is_not_the_unkeyed_hash() {
+        let mut keyed = [0u8; 64];
+        prf(HashAlg::Blake2b, &[0; 64], &[b"x"], &mut keyed);
+        assert_ne!(keyed, hash(HashAlg::Blake2b, &[b"x"]));
+    }
+
+    #[test]
+    fn rejects_low_order_x25519_peer_key() {
+        assert_eq!(x25519_shared(&[5; 32], &[0; 32]), Err(CryptoFailure));
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert_eq!(x25519_shared(&[5; 32], &one), Err(CryptoFailure));
+    }
+
+    #[test]
+    fn verify_accepts_high_s() {
+        let d = p256_scalar_reduced(&[3; 32]).unwrap();
+        let public = p256_public(&d);
+        let sig = ecdsa_sign_with_k(&d, &[9; 32], b"m").unwrap();
+        assert!(ecdsa_verify(&public, b"m", &sig).is_ok());
+        // (r, n - s) is the other valid signature; exactly one of the two is high-S.
+        let s = <Scalar as Reduce<U256>>::reduce_bytes(FieldBytes::from_slice(&sig[32..]));
+        let mut flipped = sig;
+        flipped[32..].copy_from_slice(&(-s).to_repr());
+        assert!(ecdsa_verify(&public, b"m", &flipped).is_ok());
+    }
+
+    #[test]
+    fn rejects_public_key_with_other_prefix_or_off_curve() {
+        let d = p256_scalar_reduced(&[3; 32]).unwrap();
+        let mut public = p256_public(&d);
+        assert!(p256_validate_public(&public).is_ok());
+        public[64] ^= 1;
+        assert!(p256_validate_public(&public).is_err());
+        public[64] ^= 1;
+        public[0] = 0x05;
+        assert!(p256_validate_public(&public).is_err());
+    }
+}
