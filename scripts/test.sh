@@ -7,8 +7,16 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------
+# One line per Debian package a test needs: "command-that-proves-it-is-there:package".
+APT_NEEDS=(
+    "sqlite3:sqlite3"
+)
+# One line per Python test peer: "importable-module:pip-requirement".
+PIP_NEEDS=(
+)
+
 need_apt=()
-for pair in "sqlite3:sqlite3"; do
+for pair in "${APT_NEEDS[@]}"; do
     cmd=${pair%%:*} pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -17,6 +25,16 @@ if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+need_pip=()
+for pair in ${PIP_NEEDS[@]+"${PIP_NEEDS[@]}"}; do
+    module=${pair%%:*} req=${pair#*:}
+    python3 -c "import $module" >/dev/null 2>&1 || need_pip+=("$req")
+done
+if ((${#need_pip[@]})); then
+    log "installing Python test peers: ${need_pip[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
 fi
 
 if [ ! -d ../shared/vectors ]; then
