@@ -82,12 +82,12 @@ impl fmt::Debug for Server {
 }
 
 /// Everything the server derives from ClientInit + cookie, in both steps.
-struct Rebuilt {
-    suite: SuiteSpec,
-    sia_ad: [u8; SERVER_INIT_AND_ATTEST_AD_LEN],
-    inner: [u8; 64],
-    keys: HandshakeKeys,
-    server_signature: [u8; 64],
+pub(crate) struct Rebuilt {
+    pub(crate) suite: SuiteSpec,
+    pub(crate) sia_ad: [u8; SERVER_INIT_AND_ATTEST_AD_LEN],
+    pub(crate) inner: [u8; 64],
+    pub(crate) keys: HandshakeKeys,
+    pub(crate) server_signature: [u8; 64],
 }
 
 impl Server {
@@ -159,6 +159,55 @@ impl Server {
         })
     }
 
+    /// Opens an echoed cookie (authentic, unexpired, same suite as the message carrying it) and
+    /// rebuilds the handshake state from it. Shared by both handshakes' third message.
+    pub(crate) fn reopen(
+        &self,
+        suite: SuiteSpec,
+        cookie: &[u8; COOKIE_LEN],
+        now: UnixTime,
+    ) -> Result<(cookie::OpenedCookie, Rebuilt), Error> {
+        let opened = cookie::open(&self.keyring(), cookie, now, self.cookie_lifetime_secs)?;
+        if opened.contents.suite != suite {
+            return Err(InvalidMessage::ParameterMismatch.into());
+        }
+        let ci = ClientInit {
+            suite: opened.contents.suite,
+            nonce: opened.contents.client_nonce,
+            key_share: opened.contents.client_key_share,
+        };
+        let r = self.rebuild(&ci, cookie, &opened.server_x25519_private)?;
+        Ok((opened, r))
+    }
+
+    /// Records an accepted cookie so it is accepted at most once.
+    pub(crate) fn record_cookie(
+        &self,
+        opened: &cookie::OpenedCookie,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let expires_at = UnixTime(
+            opened
+                .contents
+                .issued_at
+                .0
+                .saturating_add(self.cookie_lifetime_secs),
+        );
+        match self
+            .replay_guard
+            .check_and_insert(&opened.id, expires_at, now)
+        {
+            ReplayVerdict::Fresh => Ok(()),
+            ReplayVerdict::Replayed => Err(PeerMisbehaved::ReplayedCookie.into()),
+            ReplayVerdict::Full => Err(Refused::ReplayCacheFull.into()),
+        }
+    }
+
+    /// The server certificate (it enters the session transcript).
+    pub(crate) fn certificate(&self) -> &ServerCertificate {
+        &self.certificate
+    }
+
     /// Answers a ClientInit with ServerInitAndAttest (417 bytes). Draws 12 bytes (the cookie
     /// nonce/seed) from `rng`. Keeps no state.
     pub fn handle_client_init(
@@ -212,16 +261,7 @@ impl Server {
             return Err(Error::ReceivedErrorMessage);
         }
         let msg = IdentityClientAttest::decode(bytes)?;
-        let opened = cookie::open(&self.keyring(), &msg.cookie, now, self.cookie_lifetime_secs)?;
-        if opened.contents.suite != msg.suite {
-            return Err(InvalidMessage::ParameterMismatch.into());
-        }
-        let ci = ClientInit {
-            suite: opened.contents.suite,
-            nonce: opened.contents.client_nonce,
-            key_share: opened.contents.client_key_share,
-        };
-        let r = self.rebuild(&ci, &msg.cookie, &opened.server_x25519_private)?;
+        let (opened, r) = self.reopen(msg.suite, &msg.cookie, now)?;
         let pt = r
             .keys
             .client_send()
@@ -239,21 +279,7 @@ impl Server {
         if !longterm_key.verify(&lt_hash, &attest.longterm_signature) {
             return Err(PeerMisbehaved::BadLongtermSignature.into());
         }
-        let expires_at = UnixTime(
-            opened
-                .contents
-                .issued_at
-                .0
-                .saturating_add(self.cookie_lifetime_secs),
-        );
-        match self
-            .replay_guard
-            .check_and_insert(&opened.id, expires_at, now)
-        {
-            ReplayVerdict::Fresh => {}
-            ReplayVerdict::Replayed => return Err(PeerMisbehaved::ReplayedCookie.into()),
-            ReplayVerdict::Full => return Err(Refused::ReplayCacheFull.into()),
-        }
+        self.record_cookie(&opened, now)?;
         let daa_message = transcript::client_daa_sig_hash(
             r.suite,
             &r.inner,
