@@ -229,7 +229,9 @@ pub(crate) fn verify_server_attest(
     let inner = transcript::inner_hash(suite, client_init, &pre_cookie);
     let hkh = transcript::handshake_key_hash(suite, &inner, &sia.cookie);
     let keys = HandshakeKeys::derive(suite, &shared, &hkh);
-    let pt = keys.server_send().open(suite, 0, &sia_ad, &sia.ciphertext)?;
+    let pt = keys
+        .server_send()
+        .open(suite, 0, &sia_ad, &sia.ciphertext)?;
     let attest = ServerAttestPlaintext::decode(&pt)?;
     let certificate = ServerCertificate::from_bytes(attest.certificate);
     let root = roots

@@ -168,7 +168,9 @@ impl DropCounters {
         self.duplicate = self.duplicate.saturating_add(o.duplicate);
         self.too_old = self.too_old.saturating_add(o.too_old);
         self.forged = self.forged.saturating_add(o.forged);
-        self.unknown_payload_type = self.unknown_payload_type.saturating_add(o.unknown_payload_type);
+        self.unknown_payload_type = self
+            .unknown_payload_type
+            .saturating_add(o.unknown_payload_type);
     }
 }
 

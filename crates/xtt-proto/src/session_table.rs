@@ -105,12 +105,17 @@ fn sat32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// One shard of sessions.
+type SessionShard<P> = Mutex<HashMap<SessionId, Entry<P>>>;
+/// One shard of the ClientID → newest SessionId index.
+type ClientShard = Mutex<HashMap<ClientId, SessionId>>;
+
 /// The sharded session table; share it (`&self` everywhere) between the driver's tasks.
 pub struct SessionTable<P> {
     config: SessionTableConfig,
     hasher: RandomState,
-    sessions: Box<[Mutex<HashMap<SessionId, Entry<P>>>]>,
-    by_client: Box<[Mutex<HashMap<ClientId, SessionId>>]>,
+    sessions: Box<[SessionShard<P>]>,
+    by_client: Box<[ClientShard]>,
     len: AtomicUsize,
     counters: AtomicCounters,
 }
@@ -374,6 +379,18 @@ impl<P: Clone> SessionTable<P> {
         total
     }
 
+    /// Moves a session's send counter (tests of sequence exhaustion).
+    #[doc(hidden)]
+    pub fn set_next_send_seq_for_testing_only(&self, id: &SessionId, seq: u32) -> bool {
+        match self.session_shard(id).get_mut(id) {
+            Some(e) => {
+                e.layer.set_next_send_seq(seq);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Table-wide counters.
     pub fn counters(&self) -> TableCounters {
         let c = &self.counters;
@@ -398,18 +415,20 @@ impl<P: Clone> SessionTable<P> {
     }
 
     /// Estimated bytes per session now: both hash tables' allocated buckets (including spare
-    /// capacity) plus each session's key allocation, divided by the number of sessions.
+    /// capacity) plus each session's key allocation (without the allocator's own per-chunk
+    /// overhead, ~8 bytes), divided by the number of sessions.
     pub fn bytes_per_session_estimate(&self) -> Option<usize> {
         let n = self.len();
         if n == 0 {
             return None;
         }
-        // hashbrown allocates a power of two of buckets ≥ capacity · 8/7, one control byte each.
+        // hashbrown's usable capacity is 7/8 of its power-of-two bucket count (all of it below
+        // 8 buckets); each bucket holds one entry and one control byte.
         let buckets = |cap: usize| {
             if cap == 0 {
                 0
             } else {
-                (cap.saturating_mul(8) / 7 + 1).next_power_of_two()
+                cap.saturating_mul(8).div_ceil(7).next_power_of_two()
             }
         };
         let mut bytes = 0usize;

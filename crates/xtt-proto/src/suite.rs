@@ -125,9 +125,8 @@ impl SuiteSpec {
     /// How records are protected.
     pub(crate) fn record_protection(self) -> RecordProtection {
         match self {
-            SuiteSpec::X25519LrswEcdsaP256NullSha512 | SuiteSpec::X25519LrswEcdsaP256NullBlake2b => {
-                RecordProtection::IntegrityOnly
-            }
+            SuiteSpec::X25519LrswEcdsaP256NullSha512
+            | SuiteSpec::X25519LrswEcdsaP256NullBlake2b => RecordProtection::IntegrityOnly,
             other => RecordProtection::Aead(other.aead_alg()),
         }
     }

@@ -27,9 +27,7 @@ use crate::msgs::{
     is_error_message, ClientInit, RecordRegular, SessionClientAttest, SessionServerFinished,
     CLIENT_INIT_LEN,
 };
-use crate::record::{
-    DropCounters, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId,
-};
+use crate::record::{DropCounters, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId};
 use crate::suite::SuiteSpec;
 
 use super::keys::{SessionSchedule, SessionTranscript};
@@ -158,7 +156,10 @@ impl ExpectSessionServerAttest {
         let sig_hash = transcript.client_sig_hash(&proposed, &self.config.client_id);
         let mut entropy = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *entropy);
-        let signature = self.config.longterm_key.sign_rfc6979(&sig_hash, &*entropy)?;
+        let signature = self
+            .config
+            .longterm_key
+            .sign_rfc6979(&sig_hash, &*entropy)?;
         let plaintext = SessionAttestPlaintext {
             session_id: proposed,
             client_id: self.config.client_id,
@@ -173,11 +174,8 @@ impl ExpectSessionServerAttest {
             return Err(CryptoError::Primitive.into());
         }
         msg.ciphertext.copy_from_slice(&ct);
-        let schedule = SessionSchedule::new(
-            suite,
-            v.keys.secret(),
-            transcript.session_hash(&plaintext),
-        );
+        let schedule =
+            SessionSchedule::new(suite, v.keys.secret(), transcript.session_hash(&plaintext));
         let mut layer = RecordLayer::new(suite, schedule.client_keys());
         let mut out = msg.encode();
         if let Some((payload_type, payload)) = early_data {
@@ -269,6 +267,20 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
+    pub(crate) fn new(
+        session_id: SessionId,
+        client_id: ClientId,
+        layer: RecordLayer,
+        server_certificate: ServerCertificate,
+    ) -> Self {
+        Self {
+            session_id,
+            client_id,
+            layer,
+            server_certificate,
+        }
+    }
+
     /// The session id.
     pub fn session_id(&self) -> SessionId {
         self.session_id

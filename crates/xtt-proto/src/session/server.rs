@@ -25,7 +25,9 @@ use crate::suite::SuiteSpec;
 use crate::UnixTime;
 
 use super::keys::{SessionSchedule, SessionTranscript};
-use super::messages::{attest_ad, finished_ad, AttestFlight, SessionAttestPlaintext, SessionFinishedPlaintext};
+use super::messages::{
+    attest_ad, finished_ad, AttestFlight, SessionAttestPlaintext, SessionFinishedPlaintext,
+};
 
 /// Finds the long-term public key registered for a ClientID at identity provisioning.
 /// Implemented by the application (database, cache, ...).
@@ -103,10 +105,7 @@ impl Server {
         let (opened, r) = self.reopen(msg.suite, &msg.cookie, now)?;
         let suite = r.suite;
         let ad = attest_ad(msg);
-        let pt = r
-            .keys
-            .client_send()
-            .open(suite, 0, &ad, &msg.ciphertext)?;
+        let pt = r.keys.client_send().open(suite, 0, &ad, &msg.ciphertext)?;
         let attest = SessionAttestPlaintext::decode(&pt)?;
         if attest.session_id.is_null() == msg.with_payload {
             return Err(PeerMisbehaved::BadSessionIdProposal.into());
@@ -184,6 +183,43 @@ impl Server {
             },
             early_data,
         })
+    }
+}
+
+impl ServerSession {
+    /// A session with keys derived from `seed` instead of a handshake, for memory and fuzz
+    /// fixtures. Never use it in production: anyone knowing the seed has the keys.
+    #[doc(hidden)]
+    pub fn new_for_testing_only(
+        id: SessionId,
+        client_id: ClientId,
+        suite: SuiteSpec,
+        seed: &[u8; 64],
+    ) -> Self {
+        let schedule = SessionSchedule::new(suite, seed, *seed);
+        Self {
+            id,
+            client_id,
+            layer: RecordLayer::new(suite, schedule.server_keys()),
+        }
+    }
+
+    /// The client half matching [`Self::new_for_testing_only`] with the same seed.
+    #[doc(hidden)]
+    pub fn client_for_testing_only(
+        id: SessionId,
+        client_id: ClientId,
+        suite: SuiteSpec,
+        seed: &[u8; 64],
+        server_certificate: crate::cert::ServerCertificate,
+    ) -> super::ClientSession {
+        let schedule = SessionSchedule::new(suite, seed, *seed);
+        super::client::ClientSession::new(
+            id,
+            client_id,
+            RecordLayer::new(suite, schedule.client_keys()),
+            server_certificate,
+        )
     }
 }
 
