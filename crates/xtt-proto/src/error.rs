@@ -134,6 +134,10 @@ pub enum PeerMisbehaved {
     /// A session id differs from the one proposed (Session_ServerFinished, early-data record).
     #[error("unexpected session id")]
     WrongSessionId,
+    /// The early-data record of Session_ClientAttest_Payload names another session id, has a
+    /// sequence number other than 0, or does not authenticate.
+    #[error("bad early-data record")]
+    BadEarlyRecord,
     /// Session_ClientAttest proposes a session id its type does not allow (0x21 must send zero,
     /// 0x22 must not).
     #[error("session id proposal not allowed for this message type")]
@@ -165,6 +169,9 @@ pub enum Refused {
     /// A live session already has the proposed session id.
     #[error("session id in use")]
     SessionIdInUse,
+    /// The early-data payload does not fit in one record.
+    #[error("early data too large for one record")]
+    EarlyDataTooLarge,
     /// The session table holds its maximum number of sessions.
     #[error("session table full")]
     SessionTableFull,

@@ -75,6 +75,8 @@ pub mod client;
 pub mod codec;
 pub mod cookie;
 mod crypto;
+#[doc(hidden)]
+pub mod crypto_floor;
 pub mod daa;
 pub mod error;
 pub mod identity;

@@ -419,8 +419,20 @@ fn replayed_attest_and_tampered_flights_are_refused() {
     bad[last] ^= 1;
     assert_eq!(
         fx.accept(&bad).unwrap_err(),
-        Error::PeerMisbehaved(PeerMisbehaved::DecryptionFailed)
+        Error::PeerMisbehaved(PeerMisbehaved::BadEarlyRecord)
     );
+    // The early record's session id or sequence number changed (cleartext header).
+    for pos in [
+        SESSION_CLIENT_ATTEST_LEN + 4,
+        SESSION_CLIENT_ATTEST_LEN + 23,
+    ] {
+        let mut moved = flight.clone();
+        moved[pos] ^= 1;
+        assert_eq!(
+            fx.accept(&moved).unwrap_err(),
+            Error::PeerMisbehaved(PeerMisbehaved::BadEarlyRecord)
+        );
+    }
     // Truncated flight, trailing bytes, flipped attest byte.
     assert!(fx.accept(&flight[..SESSION_CLIENT_ATTEST_LEN]).is_err());
     let mut long = flight.clone();
@@ -447,6 +459,20 @@ fn replayed_attest_and_tampered_flights_are_refused() {
     let mut retyped = plain.clone();
     retyped[0] = 0x22;
     assert!(fx.accept(&retyped).is_err());
+}
+
+#[test]
+fn early_data_larger_than_one_record_is_refused_locally() {
+    let mut fx = Fixture::new(16);
+    let (state, ci) = SessionClientHandshake::start(fx.config(), SuiteSpec::ALL[0], &mut fx.rng);
+    let sia = fx.server.handle_client_init(&ci, NOW, &mut fx.rng).unwrap();
+    let big = vec![0u8; MAX_PAYLOAD_LEN + 1];
+    assert_eq!(
+        state
+            .handle_server_attest(&sia, Some((PayloadType::Ipv6, &big)), &mut fx.rng)
+            .unwrap_err(),
+        Error::Refused(Refused::EarlyDataTooLarge)
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::cert::{RootStore, ServerCertificate};
 use crate::client::verify_server_attest;
 use crate::crypto;
-use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved};
+use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved, Refused};
 use crate::identity::ClientId;
 use crate::key_schedule::DirectionKeys;
 use crate::longterm::LongtermKeyPair;
@@ -27,7 +27,9 @@ use crate::msgs::{
     is_error_message, ClientInit, RecordRegular, SessionClientAttest, SessionServerFinished,
     CLIENT_INIT_LEN,
 };
-use crate::record::{DropCounters, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId};
+use crate::record::{
+    DropCounters, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId, MAX_PAYLOAD_LEN,
+};
 use crate::suite::SuiteSpec;
 
 use super::keys::{SessionSchedule, SessionTranscript};
@@ -122,6 +124,9 @@ impl ExpectSessionServerAttest {
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(ExpectSessionServerFinished, Vec<u8>), Error> {
         let suite = self.suite;
+        if early_data.is_some_and(|(_, p)| p.len() > MAX_PAYLOAD_LEN) {
+            return Err(Refused::EarlyDataTooLarge.into());
+        }
         let v = verify_server_attest(
             suite,
             &self.x25519_private,

@@ -134,16 +134,13 @@ impl Server {
         let early_data = match &flight.early_record {
             None => None,
             Some(record) => {
-                if record.session_id != attest.session_id.0 {
-                    return Err(PeerMisbehaved::WrongSessionId.into());
-                }
-                if record.seq_num != 0 {
-                    return Err(PeerMisbehaved::DecryptionFailed.into());
+                if record.session_id != attest.session_id.0 || record.seq_num != 0 {
+                    return Err(PeerMisbehaved::BadEarlyRecord.into());
                 }
                 match layer.open(record) {
                     Ok(opened) => Some(opened),
                     Err(RecordError::UnknownPayloadType(_)) => None,
-                    Err(_) => return Err(PeerMisbehaved::DecryptionFailed.into()),
+                    Err(_) => return Err(PeerMisbehaved::BadEarlyRecord.into()),
                 }
             }
         };
