@@ -1,32 +1,45 @@
-//! The session server's third-message step fed arbitrary flights, with a freshly issued valid
-//! cookie spliced in (so inputs get past the cookie into the AEAD, the registry lookup and the
-//! early-record path). Every input must end in a value or a typed error, and a failed attempt
-//! must leave nothing in the replay cache.
+//! The session server's third-message step (Session_ClientAttest, 0x21 alone or 0x22 + early
+//! record). Inputs either mutate a genuine flight (so they reach the AEAD, the registry lookup,
+//! the signature and the early-record checks) or replace it with arbitrary bytes carrying a valid
+//! cookie. Every input must end in a value or a typed error, and a failed attempt must never
+//! reach the replay guard (a failure leaves nothing behind).
 #![no_main]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use xtt_proto::cert::{RootId, ServerCertificate, DEFAULT_RESERVED};
-use xtt_proto::cookie::{CookieKey, CookieKeyring, InMemoryReplayGuard};
+use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
+use xtt_proto::cookie::{CookieId, CookieKey, CookieKeyring, ReplayGuard, ReplayVerdict};
 use xtt_proto::longterm::{LongtermKeyPair, LongtermPublicKey};
-use xtt_proto::msgs::ClientInit;
+use xtt_proto::record::PayloadType;
 use xtt_proto::server::{Server, ServerConfig};
+use xtt_proto::session::{SessionClientConfig, SessionClientHandshake};
 use xtt_proto::{ClientId, SuiteSpec, UnixTime};
 
 const NOW: UnixTime = UnixTime(1_700_000_000);
 /// The echoed cookie in Session_ClientAttest (XTT-SESSION §1.1).
 const COOKIE_IN_ATTEST: core::ops::Range<usize> = 6..136;
-/// The cookie in ServerInitAndAttest (XTT-WIRE §5.2).
-const COOKIE_IN_SIA: core::ops::Range<usize> = 38..168;
+
+/// Counts recordings and accepts every cookie, so genuine flights stay usable.
+#[derive(Default)]
+struct CountingGuard(AtomicUsize);
+impl ReplayGuard for CountingGuard {
+    fn check_and_insert(&self, _: &CookieId, _: UnixTime, _: UnixTime) -> ReplayVerdict {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        ReplayVerdict::Fresh
+    }
+}
 
 struct Fixture {
     server: Server,
-    guard: Arc<InMemoryReplayGuard>,
+    guard: Arc<CountingGuard>,
     registry: HashMap<ClientId, LongtermPublicKey>,
+    /// Per suite: a genuine 0x21 flight and a genuine 0x22 flight.
+    flights: Vec<[Vec<u8>; 2]>,
 }
 
 fn fixture() -> Option<&'static Fixture> {
@@ -35,15 +48,19 @@ fn fixture() -> Option<&'static Fixture> {
         .get_or_init(|| {
             let mut rng = ChaCha20Rng::seed_from_u64(1);
             let root_key = LongtermKeyPair::generate(&mut rng);
+            let root = RootCertificate {
+                id: RootId([7; 16]),
+                public_key: *root_key.public_key(),
+            };
             let server_key = LongtermKeyPair::generate(&mut rng);
             let certificate = ServerCertificate::issue(
                 &DEFAULT_RESERVED,
-                &RootId([7; 16]),
+                &root.id,
                 server_key.public_key(),
                 &root_key,
             )
             .ok()?;
-            let guard = Arc::new(InMemoryReplayGuard::new(1 << 16));
+            let guard = Arc::new(CountingGuard::default());
             let server = Server::new(ServerConfig {
                 certificate,
                 signing_key: server_key,
@@ -51,13 +68,33 @@ fn fixture() -> Option<&'static Fixture> {
                 cookie_lifetime_secs: 20,
                 replay_guard: guard.clone(),
             });
-            let mut registry = HashMap::new();
             let device = LongtermKeyPair::generate(&mut rng);
-            registry.insert(ClientId([0xc1; 16]), *device.public_key());
+            let client_id = ClientId([0xc1; 16]);
+            let mut registry = HashMap::new();
+            registry.insert(client_id, *device.public_key());
+            let config = SessionClientConfig {
+                roots: Arc::new(root),
+                client_id,
+                longterm_key: device,
+            };
+            let mut flights = Vec::new();
+            for suite in SuiteSpec::ALL {
+                let mut pair = [Vec::new(), Vec::new()];
+                for (i, early) in [None, Some((PayloadType::QueueProtocol, &b"early"[..]))]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let (st, ci) = SessionClientHandshake::start(config.clone(), suite, &mut rng);
+                    let sia = server.handle_client_init(&ci, NOW, &mut rng).ok()?;
+                    pair[i] = st.handle_server_attest(&sia, early, &mut rng).ok()?.1;
+                }
+                flights.push(pair);
+            }
             Some(Fixture {
                 server,
                 guard,
                 registry,
+                flights,
             })
         })
         .as_ref()
@@ -68,27 +105,42 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
-    let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let suite = SuiteSpec::ALL[usize::from(mode) % SuiteSpec::ALL.len()];
-    let ci = ClientInit {
-        suite,
-        nonce: [mode; 32],
-        key_share: [9; 32],
-    }
-    .encode();
-    let Ok(sia) = f.server.handle_client_init(&ci, NOW, &mut rng) else {
-        return;
+    let pair = &f.flights[usize::from(mode & 0x3f) % f.flights.len()];
+    let genuine = &pair[usize::from(mode >> 6 & 1)];
+    let flight = if mode & 0x80 == 0 {
+        // Mutations: (position u16, xor) triples, then an optional length change.
+        let mut m = genuine.clone();
+        let mut chunks = input.chunks_exact(3);
+        for c in &mut chunks {
+            let pos = usize::from(u16::from_be_bytes([c[0], c[1]])) % (m.len() + 1);
+            match m.get_mut(pos) {
+                Some(b) => *b ^= c[2],
+                None => m.push(c[2]),
+            }
+        }
+        if let [n] = chunks.remainder() {
+            m.truncate(usize::from(*n) * 2);
+        }
+        m
+    } else {
+        // Arbitrary bytes with the genuine (valid) cookie spliced in.
+        let mut m = input.to_vec();
+        if let (Some(dst), Some(src)) = (m.get_mut(COOKIE_IN_ATTEST), genuine.get(COOKIE_IN_ATTEST))
+        {
+            dst.copy_from_slice(src);
+        }
+        m
     };
-    let mut flight = input.to_vec();
-    if let (Some(dst), Some(src)) = (flight.get_mut(COOKIE_IN_ATTEST), sia.get(COOKIE_IN_SIA)) {
-        dst.copy_from_slice(src);
-    }
-    let before = f.guard.len();
-    if f
+    let before = f.guard.0.load(Ordering::SeqCst);
+    let result = f
         .server
-        .handle_session_client_attest(&flight, NOW, &f.registry, &mut rng)
-        .is_err()
-    {
-        assert_eq!(f.guard.len(), before, "a failed session attest left a replay-cache entry");
+        .handle_session_client_attest(&flight, NOW, &f.registry, &mut ChaCha20Rng::seed_from_u64(2));
+    let after = f.guard.0.load(Ordering::SeqCst);
+    match result {
+        Ok(acc) => {
+            assert_eq!(after, before + 1, "accepted without recording the cookie");
+            assert!(!acc.session.id().is_null());
+        }
+        Err(_) => assert_eq!(after, before, "a failed session attest reached the replay guard"),
     }
 });
