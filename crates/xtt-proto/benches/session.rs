@@ -52,6 +52,8 @@ impl ReplayGuard for AcceptAll {
 
 struct Fixture {
     server: Server,
+    /// The same server with a handshake cache (no stateless rebuild at ClientAttest).
+    server_cached: Server,
     config: SessionClientConfig,
     registry: HashMap<ClientId, LongtermPublicKey>,
 }
@@ -71,19 +73,25 @@ fn fixture() -> Fixture {
         &root_key,
     )
     .unwrap();
-    let server = Server::new(ServerConfig {
-        certificate,
-        signing_key: server_key,
-        cookie_keys: CookieKeyring::new(CookieKey::generate(1, &mut rng)),
-        cookie_lifetime_secs: 20,
-        replay_guard: Arc::new(AcceptAll),
-    });
+    let cookie_secret = [0x5a; 32];
+    let make = || {
+        Server::new(ServerConfig {
+            certificate: certificate.clone(),
+            signing_key: server_key.clone(),
+            cookie_keys: CookieKeyring::new(CookieKey::from_secret(1, &cookie_secret)),
+            cookie_lifetime_secs: 20,
+            replay_guard: Arc::new(AcceptAll),
+        })
+    };
+    let server = make();
+    let server_cached = make().with_handshake_cache(4096);
     let device = LongtermKeyPair::generate(&mut rng);
     let client_id = ClientId([0xc1; 16]);
     let mut registry = HashMap::new();
     registry.insert(client_id, *device.public_key());
     Fixture {
         server,
+        server_cached,
         config: SessionClientConfig {
             roots: Arc::new(root),
             client_id,
@@ -146,6 +154,28 @@ fn handshake(c: &mut Criterion) {
                     .handle_session_client_attest(&flight, NOW, &fx.registry, &mut rng)
                     .unwrap()
             })
+        });
+        let mut setup_rng = ChaCha20Rng::seed_from_u64(6);
+        g.bench_function(format!("{s}/server_session_attest_cached"), |b| {
+            b.iter_batched(
+                || {
+                    let (st, ci) =
+                        SessionClientHandshake::start(fx.config.clone(), suite, &mut setup_rng);
+                    let sia = fx
+                        .server_cached
+                        .handle_client_init(&ci, NOW, &mut setup_rng)
+                        .unwrap();
+                    st.handle_server_attest(&sia, None, &mut setup_rng)
+                        .unwrap()
+                        .1
+                },
+                |flight| {
+                    fx.server_cached
+                        .handle_session_client_attest(&flight, NOW, &fx.registry, &mut rng)
+                        .unwrap()
+                },
+                BatchSize::SmallInput,
+            )
         });
         g.bench_function(format!("{s}/full_both_sides"), |b| {
             b.iter(|| {

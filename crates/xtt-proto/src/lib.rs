@@ -54,7 +54,8 @@
 //! [`codec`] (reader, header, [`codec::decode_header`] for stream drivers), [`msgs`] (one type
 //! per message, including the session/record headers), [`suite`], [`key_schedule`],
 //! [`transcript`], [`cert`], [`longterm`], [`identity`], [`cookie`], [`client`], [`server`],
-//! [`error`], [`daa`], [`session`], [`record`], [`replay_window`], [`session_table`]. All primitive calls live in one private `crypto` module so that another
+//! [`error`], [`daa`], [`session`], [`record`], [`replay_window`], [`session_table`],
+//! [`handshake_cache`] (optional: saves the stateless rebuild at ClientAttest). All primitive calls live in one private `crypto` module so that another
 //! backend can be swapped in.
 //!
 //! Items whose names end in `_for_testing_only` are hidden test hooks (fixed ECDSA nonces, raw
@@ -79,6 +80,7 @@ mod crypto;
 pub mod crypto_floor;
 pub mod daa;
 pub mod error;
+pub mod handshake_cache;
 pub mod identity;
 pub mod key_schedule;
 pub mod longterm;

@@ -29,6 +29,7 @@ use crate::cookie::{self, CookieContents, CookieKey, CookieKeyring, ReplayGuard,
 use crate::crypto;
 use crate::daa::{DaaSignature, DaaVerifier, GroupId, Pseudonym};
 use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved, Refused};
+use crate::handshake_cache::{self, HandshakeCache};
 use crate::identity::ClientId;
 use crate::key_schedule::{DirectionKeys, HandshakeKeys};
 use crate::longterm::{LongtermKeyPair, LongtermPublicKey};
@@ -71,6 +72,7 @@ pub struct Server {
     cookie_keys: RwLock<CookieKeyring>,
     cookie_lifetime_secs: u64,
     replay_guard: Arc<dyn ReplayGuard>,
+    handshake_cache: Option<HandshakeCache>,
 }
 
 impl fmt::Debug for Server {
@@ -99,7 +101,21 @@ impl Server {
             cookie_keys: RwLock::new(config.cookie_keys),
             cookie_lifetime_secs: config.cookie_lifetime_secs,
             replay_guard: config.replay_guard,
+            handshake_cache: None,
         }
+    }
+
+    /// Keeps the per-handshake work of ServerInitAndAttest (X25519, `signature_s`, keys) for up
+    /// to `capacity` handshakes in flight, so the ClientAttest step does not redo it; when full,
+    /// handshakes fall back to the stateless rebuild. See [`crate::handshake_cache`].
+    pub fn with_handshake_cache(mut self, capacity: usize) -> Self {
+        self.handshake_cache = Some(HandshakeCache::new(capacity));
+        self
+    }
+
+    /// Handshakes currently held by the handshake cache (0 without one).
+    pub fn handshake_cache_len(&self) -> usize {
+        self.handshake_cache.as_ref().map_or(0, HandshakeCache::len)
     }
 
     /// Makes `next` the current cookie key; the current one stays acceptable until the next
@@ -176,7 +192,14 @@ impl Server {
             nonce: opened.contents.client_nonce,
             key_share: opened.contents.client_key_share,
         };
-        let r = self.rebuild(&ci, cookie, &opened.server_x25519_private)?;
+        let cached = self
+            .handshake_cache
+            .as_ref()
+            .and_then(|c| c.take(&opened.id, now));
+        let r = match cached {
+            Some(r) => *r,
+            None => self.rebuild(&ci, cookie, &opened.server_x25519_private)?,
+        };
         Ok((opened, r))
     }
 
@@ -244,6 +267,15 @@ impl Server {
             .seal(r.suite, 0, &r.sia_ad, &plaintext)?;
         let mut out = r.sia_ad.to_vec();
         out.extend_from_slice(&ct);
+        if let Some(cache) = &self.handshake_cache {
+            let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs));
+            cache.insert(
+                handshake_cache::cookie_id(&sealed.bytes),
+                r,
+                expires_at,
+                now,
+            );
+        }
         Ok(out)
     }
 

@@ -677,3 +677,56 @@ fn table_serves_sessions_from_several_threads() {
     }
     let _: SessionId = clients[0].session_id();
 }
+
+#[test]
+fn handshake_cache_saves_the_rebuild_and_falls_back_when_full() {
+    let d = device();
+    let mut registry = HashMap::new();
+    registry.insert(d.client_id, *d.longterm.public_key());
+    // Room for one handshake in flight.
+    let server = vector()
+        .server(Arc::new(InMemoryReplayGuard::new(8)))
+        .with_handshake_cache(1);
+    let mut rng = test_rng(17);
+    let config = Fixture::new(17).config();
+    let suite = SuiteSpec::ALL[1];
+    let (st1, ci1) = SessionClientHandshake::start(config.clone(), suite, &mut rng);
+    let (st2, ci2) = SessionClientHandshake::start(config, suite, &mut rng);
+    let sia1 = server.handle_client_init(&ci1, NOW, &mut rng).unwrap();
+    assert_eq!(server.handshake_cache_len(), 1);
+    // Full: the second handshake is not cached and takes the stateless path.
+    let sia2 = server.handle_client_init(&ci2, NOW, &mut rng).unwrap();
+    assert_eq!(server.handshake_cache_len(), 1);
+    for (st, sia) in [(st2, sia2), (st1, sia1)] {
+        let (st, flight) = st
+            .handle_server_attest(&sia, Some((PayloadType::Ipv6, b"v6")), &mut rng)
+            .unwrap();
+        let acc = server
+            .handle_session_client_attest(&flight, NOW, &registry, &mut rng)
+            .unwrap();
+        assert_eq!(&acc.early_data.unwrap().payload[..], b"v6");
+        let session = st.handle_server_finished(&acc.finished).unwrap();
+        assert_eq!(session.session_id(), acc.session.id());
+    }
+    assert_eq!(server.handshake_cache_len(), 0);
+    // Identity provisioning goes through the same cache.
+    let v = vector();
+    let (state, ci) = ClientHandshake::start(
+        v.client_config(),
+        SuiteSpec::ALL[5],
+        ClientId::NULL,
+        &mut rng,
+    );
+    let sia = server.handle_client_init(&ci, NOW, &mut rng).unwrap();
+    assert_eq!(server.handshake_cache_len(), 1);
+    let (state, attest) = state.handle_server_attest(&sia, &mut rng).unwrap();
+    let (finished, _) = server
+        .handle_client_attest(&attest, NOW)
+        .unwrap()
+        .verify_group(&v.verifier(), &mut rng)
+        .unwrap()
+        .assign_and_finish(&TestAuthority::new())
+        .unwrap();
+    assert!(state.handle_server_finished(&finished).is_ok());
+    assert_eq!(server.handshake_cache_len(), 0);
+}

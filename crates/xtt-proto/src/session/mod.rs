@@ -62,6 +62,15 @@
 //!    wire; locally they are [`crate::error::Refused::UnknownClient`] and
 //!    [`crate::error::PeerMisbehaved::BadLongtermSignature`].
 //!
+//! # Server cost per handshake
+//!
+//! The stateless server redoes, at ClientAttest, the two X25519 multiplications and the ECDSA
+//! signature it did for ServerInitAndAttest (see [`crate::cookie`]); with no DAA verification in
+//! a session handshake that is a large share of the server's work. An opt-in, bounded
+//! [`crate::handshake_cache`] ([`crate::server::Server::with_handshake_cache`]) keeps that work
+//! while the cookie is live and falls back to the stateless path when full. BENCHMARKS.md
+//! (issue 4) compares both with the crypto floor.
+//!
 //! # Memory per idle session (server)
 //!
 //! The table stores raw 32-byte keys and 12-byte IVs (88 bytes for both directions, boxed) and
