@@ -101,7 +101,11 @@ fuzz_target!(|data: &[u8]| {
                     Err(_) => {
                         // An authentic record of unknown payload type may also move the peer;
                         // the client here only seals known types, so nothing else may.
-                        assert_eq!(table.peer_of(&id), before, "a refused record moved the peer");
+                        assert_eq!(
+                            table.peer_of(&id),
+                            before,
+                            "a refused record moved the peer"
+                        );
                     }
                 }
             }
@@ -118,8 +122,14 @@ fuzz_target!(|data: &[u8]| {
                     *b ^= x;
                 }
                 if client.open(&r).is_ok() {
-                    assert!(to_client.contains(&r), "client accepted a record nobody sealed");
-                    assert!(accepted_by_client.insert(r), "client accepted a record twice");
+                    assert!(
+                        to_client.contains(&r),
+                        "client accepted a record nobody sealed"
+                    );
+                    assert!(
+                        accepted_by_client.insert(r),
+                        "client accepted a record twice"
+                    );
                 }
             }
             // Raw bytes to both.
@@ -136,8 +146,14 @@ fuzz_target!(|data: &[u8]| {
                     Err(_) => assert_eq!(table.peer_of(&id), before),
                 }
                 if client.open(raw).is_ok() {
-                    assert!(to_client.iter().any(|r| r == raw), "client accepted raw bytes");
-                    assert!(accepted_by_client.insert(raw.to_vec()), "client accepted twice");
+                    assert!(
+                        to_client.iter().any(|r| r == raw),
+                        "client accepted raw bytes"
+                    );
+                    assert!(
+                        accepted_by_client.insert(raw.to_vec()),
+                        "client accepted twice"
+                    );
                 }
             }
         }

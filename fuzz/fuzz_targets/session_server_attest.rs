@@ -132,15 +132,21 @@ fuzz_target!(|data: &[u8]| {
         m
     };
     let before = f.guard.0.load(Ordering::SeqCst);
-    let result = f
-        .server
-        .handle_session_client_attest(&flight, NOW, &f.registry, &mut ChaCha20Rng::seed_from_u64(2));
+    let result = f.server.handle_session_client_attest(
+        &flight,
+        NOW,
+        &f.registry,
+        &mut ChaCha20Rng::seed_from_u64(2),
+    );
     let after = f.guard.0.load(Ordering::SeqCst);
     match result {
         Ok(acc) => {
             assert_eq!(after, before + 1, "accepted without recording the cookie");
             assert!(!acc.session.id().is_null());
         }
-        Err(_) => assert_eq!(after, before, "a failed session attest reached the replay guard"),
+        Err(_) => assert_eq!(
+            after, before,
+            "a failed session attest reached the replay guard"
+        ),
     }
 });
