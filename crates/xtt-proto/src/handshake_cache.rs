@@ -1,5 +1,6 @@
-//! An optional, bounded cache of the server's per-handshake work between ServerInitAndAttest and
-//! the ClientAttest, to spend less than the stateless rebuild costs.
+//! Optional, bounded server caches around the stateless cookie: the per-handshake work between
+//! ServerInitAndAttest and the ClientAttest (to spend less than the stateless rebuild costs), and
+//! the Session_ServerFinished sent per accepted flight (to answer retransmissions, §5).
 //!
 //! The stateless server ([`crate::cookie`]) recomputes, when the ClientAttest arrives, what it
 //! computed for ServerInitAndAttest: its X25519 public key and the shared secret (two scalar
@@ -81,5 +82,60 @@ impl HandshakeCache {
 
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// Finished messages already sent, by a hash of the exact flight that produced them, so an
+/// identical retransmitted ClientAttest is answered with the same bytes and not processed again
+/// (XTT-SESSION §5). Bounded like [`HandshakeCache`]; when full, a retransmission is refused as a
+/// replay instead (the client then starts over).
+pub(crate) struct FinishedCache {
+    capacity: usize,
+    entries: Mutex<FinishedMap>,
+}
+
+/// Flight hash → (expiry, finished bytes).
+type FinishedMap = HashMap<[u8; 32], (UnixTime, Vec<u8>)>;
+
+impl FinishedCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FinishedMap> {
+        match self.entries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn key(flight: &[u8]) -> [u8; 32] {
+        crate::crypto::sha256(&[b"XTT finished cache", flight])
+    }
+
+    pub(crate) fn insert(
+        &self,
+        flight: &[u8],
+        finished: &[u8],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) {
+        let mut g = self.lock();
+        if g.len() >= self.capacity {
+            g.retain(|_, (exp, _)| exp.0 >= now.0);
+            if g.len() >= self.capacity {
+                return;
+            }
+        }
+        g.insert(Self::key(flight), (expires_at, finished.to_vec()));
+    }
+
+    pub(crate) fn get(&self, flight: &[u8], now: UnixTime) -> Option<Vec<u8>> {
+        let g = self.lock();
+        let (exp, bytes) = g.get(&Self::key(flight))?;
+        (exp.0 >= now.0).then(|| bytes.clone())
     }
 }

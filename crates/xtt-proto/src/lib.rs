@@ -55,7 +55,8 @@
 //! per message, including the session/record headers), [`suite`], [`key_schedule`],
 //! [`transcript`], [`cert`], [`longterm`], [`identity`], [`cookie`], [`client`], [`server`],
 //! [`error`], [`daa`], [`session`], [`record`], [`replay_window`], [`session_table`],
-//! [`handshake_cache`] (optional: saves the stateless rebuild at ClientAttest). All primitive calls live in one private `crypto` module so that another
+//! [`handshake_cache`] (optional: saves the stateless rebuild at ClientAttest, answers
+//! retransmitted session flights). All primitive calls live in one private `crypto` module so that another
 //! backend can be swapped in.
 //!
 //! Items whose names end in `_for_testing_only` are hidden test hooks (fixed ECDSA nonces, raw

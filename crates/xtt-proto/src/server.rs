@@ -29,7 +29,7 @@ use crate::cookie::{self, CookieContents, CookieKey, CookieKeyring, ReplayGuard,
 use crate::crypto;
 use crate::daa::{DaaSignature, DaaVerifier, GroupId, Pseudonym};
 use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved, Refused};
-use crate::handshake_cache::{self, HandshakeCache};
+use crate::handshake_cache::{self, FinishedCache, HandshakeCache};
 use crate::identity::ClientId;
 use crate::key_schedule::{DirectionKeys, HandshakeKeys};
 use crate::longterm::{LongtermKeyPair, LongtermPublicKey};
@@ -73,6 +73,7 @@ pub struct Server {
     cookie_lifetime_secs: u64,
     replay_guard: Arc<dyn ReplayGuard>,
     handshake_cache: Option<HandshakeCache>,
+    pub(crate) finished_cache: Option<FinishedCache>,
 }
 
 impl fmt::Debug for Server {
@@ -102,6 +103,7 @@ impl Server {
             cookie_lifetime_secs: config.cookie_lifetime_secs,
             replay_guard: config.replay_guard,
             handshake_cache: None,
+            finished_cache: None,
         }
     }
 
@@ -110,6 +112,14 @@ impl Server {
     /// handshakes fall back to the stateless rebuild. See [`crate::handshake_cache`].
     pub fn with_handshake_cache(mut self, capacity: usize) -> Self {
         self.handshake_cache = Some(HandshakeCache::new(capacity));
+        self
+    }
+
+    /// Remembers, for the cookie lifetime, the Session_ServerFinished sent for each accepted
+    /// session flight (at most `capacity`), so [`Self::retransmitted_session_finished`] can answer
+    /// an identical retransmission (XTT-SESSION §5; lossy transports such as UDP need it).
+    pub fn with_finished_cache(mut self, capacity: usize) -> Self {
+        self.finished_cache = Some(FinishedCache::new(capacity));
         self
     }
 
@@ -224,6 +234,10 @@ impl Server {
             ReplayVerdict::Replayed => Err(PeerMisbehaved::ReplayedCookie.into()),
             ReplayVerdict::Full => Err(Refused::ReplayCacheFull.into()),
         }
+    }
+
+    pub(crate) fn cookie_lifetime_secs(&self) -> u64 {
+        self.cookie_lifetime_secs
     }
 
     /// The server certificate (it enters the session transcript).

@@ -730,3 +730,45 @@ fn handshake_cache_saves_the_rebuild_and_falls_back_when_full() {
     assert!(state.handle_server_finished(&finished).is_ok());
     assert_eq!(server.handshake_cache_len(), 0);
 }
+
+#[test]
+fn identical_retransmitted_attest_gets_the_same_finished() {
+    let d = device();
+    let mut registry = HashMap::new();
+    registry.insert(d.client_id, *d.longterm.public_key());
+    let server = vector()
+        .server(Arc::new(InMemoryReplayGuard::new(8)))
+        .with_finished_cache(16);
+    let mut rng = test_rng(18);
+    let config = Fixture::new(18).config();
+    let (st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[2], &mut rng);
+    let sia = server.handle_client_init(&ci, NOW, &mut rng).unwrap();
+    let (st, flight) = st
+        .handle_server_attest(&sia, Some((PayloadType::QueueProtocol, b"e")), &mut rng)
+        .unwrap();
+    assert_eq!(server.retransmitted_session_finished(&flight, NOW), None);
+    let acc = server
+        .handle_session_client_attest(&flight, NOW, &registry, &mut rng)
+        .unwrap();
+    // The retransmission is answered from the cache with the same bytes ...
+    assert_eq!(
+        server.retransmitted_session_finished(&flight, UnixTime(NOW.0 + 5)),
+        Some(acc.finished.clone())
+    );
+    // ... any other bytes are not, and processing the flight again is a replay.
+    let mut other = flight.clone();
+    other[200] ^= 1;
+    assert_eq!(server.retransmitted_session_finished(&other, NOW), None);
+    assert_eq!(
+        server
+            .handle_session_client_attest(&flight, NOW, &registry, &mut rng)
+            .unwrap_err(),
+        Error::PeerMisbehaved(PeerMisbehaved::ReplayedCookie)
+    );
+    // After the cookie lifetime the entry is gone.
+    assert_eq!(
+        server.retransmitted_session_finished(&flight, UnixTime(NOW.0 + 21)),
+        None
+    );
+    assert!(st.handle_server_finished(&acc.finished).is_ok());
+}

@@ -48,12 +48,17 @@
 //!    authentic, fresh record (also one of unknown payload type — it proves the client is there),
 //!    never on a forged, duplicated or stale one, so a spoofed source address cannot redirect a
 //!    session. Sending does not reset the idle timer: a client that stopped talking is idle.
-//! 6. **Replay of the third message.** The cookie of a session ClientAttest goes through the same
-//!    replay guard as identity provisioning, recorded only after every check passed. §5's
-//!    "answer an identical retransmitted ClientAttest with the same ServerFinished" needs the
-//!    finished bytes cached per cookie; that cache belongs with the UDP driver (it only matters on
-//!    lossy transports) and is not in this crate yet: a retransmission gets
-//!    [`crate::error::PeerMisbehaved::ReplayedCookie`].
+//! 6. **Replay and retransmission of the third message.** The cookie of a session ClientAttest
+//!    goes through the same replay guard as identity provisioning, recorded only after every
+//!    check passed. For §5's "answer an identical retransmitted ClientAttest with the same
+//!    ServerFinished", [`crate::server::Server::with_finished_cache`] keeps the finished bytes per
+//!    accepted flight (keyed by a hash of the exact bytes, bounded, for the cookie lifetime) and
+//!    [`crate::server::Server::retransmitted_session_finished`] returns them; the driver asks it
+//!    first. The cache entry lives at most a cookie lifetime after the flight was accepted (the
+//!    server no longer knows the cookie's issue time then; the difference only lengthens the
+//!    window, never answers a different flight). The same for identity provisioning's
+//!    ServerFinished is left to the identity driver, which produces it after its own DAA and
+//!    registration steps.
 //! 7. **Integrity-only suites (5, 6).** Exactly §4: handshake messages use ChaCha20-Poly1305 as
 //!    suites 1 and 2 (so identity provisioning also works in 5 and 6); records carry
 //!    `payload_type ‖ payload` in clear and `prf(session_send_key, nonce ‖ header ‖ payload_type ‖

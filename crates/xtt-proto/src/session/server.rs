@@ -80,6 +80,15 @@ impl ServerSession {
 }
 
 impl Server {
+    /// If `bytes` are exactly a session flight this server already accepted (within the cookie
+    /// lifetime, with [`Server::with_finished_cache`]), the Session_ServerFinished it sent then:
+    /// resend it and do nothing else. Drivers on lossy transports call this before
+    /// [`Self::handle_session_client_attest`]; a `None` means "process normally" (a replay the
+    /// cache does not know is then refused by the replay guard).
+    pub fn retransmitted_session_finished(&self, bytes: &[u8], now: UnixTime) -> Option<Vec<u8>> {
+        self.finished_cache.as_ref()?.get(bytes, now)
+    }
+
     /// Processes the client's third flight of a session handshake: Session_ClientAttest_NoPayload
     /// (0x21, exactly 248 bytes) or Session_ClientAttest_Payload (0x22, 248 bytes followed by
     /// exactly one record).
@@ -171,8 +180,13 @@ impl Server {
             return Err(CryptoError::Primitive.into());
         }
         fin.ciphertext.copy_from_slice(&ct);
+        let finished = fin.encode();
+        if let Some(cache) = &self.finished_cache {
+            let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs()));
+            cache.insert(bytes, &finished, expires_at, now);
+        }
         Ok(AcceptedSession {
-            finished: fin.encode(),
+            finished,
             session: ServerSession {
                 id: session_id,
                 client_id: attest.client_id,
