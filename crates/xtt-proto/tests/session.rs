@@ -772,3 +772,28 @@ fn identical_retransmitted_attest_gets_the_same_finished() {
     );
     assert!(st.handle_server_finished(&acc.finished).is_ok());
 }
+
+#[test]
+fn session_id_proposals_the_spec_forbids_are_refused() {
+    let mut fx = Fixture::new(19);
+    for (early, proposal) in [
+        // 0x21 must carry zero ...
+        (None, SessionId([9; 16])),
+        // ... and 0x22 must not.
+        (
+            Some((PayloadType::QueueProtocol, &b"e"[..])),
+            SessionId::NULL,
+        ),
+    ] {
+        let (st, ci) = SessionClientHandshake::start(fx.config(), SuiteSpec::ALL[0], &mut fx.rng);
+        let sia = fx.server.handle_client_init(&ci, NOW, &mut fx.rng).unwrap();
+        let (_, flight) = st
+            .handle_server_attest_proposing_for_testing_only(&sia, early, proposal, &mut fx.rng)
+            .unwrap();
+        assert_eq!(
+            fx.accept(&flight).unwrap_err(),
+            Error::PeerMisbehaved(PeerMisbehaved::BadSessionIdProposal)
+        );
+    }
+    assert_eq!(fx.guard.len(), 0);
+}

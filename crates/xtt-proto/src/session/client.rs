@@ -123,6 +123,29 @@ impl ExpectSessionServerAttest {
         early_data: Option<(PayloadType, &[u8])>,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(ExpectSessionServerFinished, Vec<u8>), Error> {
+        self.attest(bytes, early_data, None, rng)
+    }
+
+    /// As [`Self::handle_server_attest`], but proposes `session_id` whatever the message type
+    /// (tests of the server's checks on proposals the spec forbids).
+    #[doc(hidden)]
+    pub fn handle_server_attest_proposing_for_testing_only(
+        self,
+        bytes: &[u8],
+        early_data: Option<(PayloadType, &[u8])>,
+        session_id: SessionId,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(ExpectSessionServerFinished, Vec<u8>), Error> {
+        self.attest(bytes, early_data, Some(session_id), rng)
+    }
+
+    fn attest(
+        self,
+        bytes: &[u8],
+        early_data: Option<(PayloadType, &[u8])>,
+        forced_proposal: Option<SessionId>,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(ExpectSessionServerFinished, Vec<u8>), Error> {
         let suite = self.suite;
         if early_data.is_some_and(|(_, p)| p.len() > MAX_PAYLOAD_LEN) {
             return Err(Refused::EarlyDataTooLarge.into());
@@ -134,7 +157,9 @@ impl ExpectSessionServerAttest {
             self.config.roots.as_ref(),
             bytes,
         )?;
-        let proposed = if early_data.is_some() {
+        let proposed = if let Some(forced) = forced_proposal {
+            forced
+        } else if early_data.is_some() {
             let mut id = SessionId::NULL;
             while id.is_null() {
                 rng.fill_bytes(&mut id.0);
