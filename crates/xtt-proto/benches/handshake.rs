@@ -92,7 +92,7 @@ fn steps(c: &mut Criterion) {
     let verifier = f.verifier();
     let server = f.server();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    for suite in SuiteSpec::ALL {
+    for suite in SuiteSpec::C_COMPATIBLE {
         let mut g = c.benchmark_group(format!("suite{}", suite.to_u16()));
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(500))

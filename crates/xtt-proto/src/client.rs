@@ -123,40 +123,16 @@ impl ExpectServerAttest {
         bytes: &[u8],
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(ExpectServerFinished, Vec<u8>), Error> {
-        if is_error_message(bytes) {
-            return Err(Error::ReceivedErrorMessage);
-        }
-        let sia = ServerInitAndAttest::decode(bytes)?;
-        if sia.suite != self.suite {
-            return Err(InvalidMessage::ParameterMismatch.into());
-        }
+        let v = verify_server_attest(
+            self.suite,
+            &self.x25519_private,
+            &self.client_init,
+            self.config.roots.as_ref(),
+            bytes,
+        )?;
         let suite = self.suite;
-        let shared = crypto::x25519_shared(&self.x25519_private, &sia.key_share)
-            .map_err(|_| PeerMisbehaved::NonContributoryKeyShare)?;
-        let cleartext = sia.cleartext();
-        let mut sia_ad = [0u8; SERVER_INIT_AND_ATTEST_AD_LEN];
-        sia_ad.copy_from_slice(&cleartext);
-        let mut pre_cookie = [0u8; SERVER_INIT_PRE_COOKIE_LEN];
-        pre_cookie.copy_from_slice(&sia_ad[..SERVER_INIT_PRE_COOKIE_LEN]);
-        let inner = transcript::inner_hash(suite, &self.client_init, &pre_cookie);
-        let hkh = transcript::handshake_key_hash(suite, &inner, &sia.cookie);
-        let keys = HandshakeKeys::derive(suite, &shared, &hkh);
-        let pt = keys
-            .server_send()
-            .open(suite, 0, &sia_ad, &sia.ciphertext)?;
-        let attest = ServerAttestPlaintext::decode(&pt)?;
-        let certificate = ServerCertificate::from_bytes(attest.certificate);
-        let root = self
-            .config
-            .roots
-            .root(&certificate.root_id())
-            .ok_or(Refused::UnknownRoot)?;
-        let server_key = certificate.verify(&root)?;
-        let server_sig_hash =
-            transcript::server_sig_hash(suite, &self.client_init, &sia_ad, &attest.certificate);
-        if !server_key.verify(&server_sig_hash, &attest.signature) {
-            return Err(PeerMisbehaved::BadServerSignature.into());
-        }
+        let (inner, sia, attest, keys, certificate) =
+            (v.inner, v.sia, v.attest, v.keys, v.certificate);
 
         let lt_hash = transcript::client_longterm_sig_hash(
             suite,
@@ -215,6 +191,65 @@ impl ExpectServerAttest {
             msg.encode(),
         ))
     }
+}
+
+/// ServerInitAndAttest after every client-side check: shared by identity provisioning and the
+/// session handshake, whose first two messages are identical (XTT-SESSION §1).
+pub(crate) struct VerifiedServerAttest {
+    pub(crate) sia: ServerInitAndAttest,
+    pub(crate) inner: [u8; 64],
+    pub(crate) keys: HandshakeKeys,
+    pub(crate) attest: ServerAttestPlaintext,
+    pub(crate) certificate: ServerCertificate,
+}
+
+/// X25519 (non-contributory rejected), key schedule, decrypt, root lookup, root signature, server
+/// signature.
+pub(crate) fn verify_server_attest(
+    suite: SuiteSpec,
+    x25519_private: &[u8; 32],
+    client_init: &[u8; CLIENT_INIT_LEN],
+    roots: &dyn RootStore,
+    bytes: &[u8],
+) -> Result<VerifiedServerAttest, Error> {
+    if is_error_message(bytes) {
+        return Err(Error::ReceivedErrorMessage);
+    }
+    let sia = ServerInitAndAttest::decode(bytes)?;
+    if sia.suite != suite {
+        return Err(InvalidMessage::ParameterMismatch.into());
+    }
+    let shared = crypto::x25519_shared(x25519_private, &sia.key_share)
+        .map_err(|_| PeerMisbehaved::NonContributoryKeyShare)?;
+    let cleartext = sia.cleartext();
+    let mut sia_ad = [0u8; SERVER_INIT_AND_ATTEST_AD_LEN];
+    sia_ad.copy_from_slice(&cleartext);
+    let mut pre_cookie = [0u8; SERVER_INIT_PRE_COOKIE_LEN];
+    pre_cookie.copy_from_slice(&sia_ad[..SERVER_INIT_PRE_COOKIE_LEN]);
+    let inner = transcript::inner_hash(suite, client_init, &pre_cookie);
+    let hkh = transcript::handshake_key_hash(suite, &inner, &sia.cookie);
+    let keys = HandshakeKeys::derive(suite, &shared, &hkh);
+    let pt = keys
+        .server_send()
+        .open(suite, 0, &sia_ad, &sia.ciphertext)?;
+    let attest = ServerAttestPlaintext::decode(&pt)?;
+    let certificate = ServerCertificate::from_bytes(attest.certificate);
+    let root = roots
+        .root(&certificate.root_id())
+        .ok_or(Refused::UnknownRoot)?;
+    let server_key = certificate.verify(&root)?;
+    let server_sig_hash =
+        transcript::server_sig_hash(suite, client_init, &sia_ad, &attest.certificate);
+    if !server_key.verify(&server_sig_hash, &attest.signature) {
+        return Err(PeerMisbehaved::BadServerSignature.into());
+    }
+    Ok(VerifiedServerAttest {
+        sia,
+        inner,
+        keys,
+        attest,
+        certificate,
+    })
 }
 
 /// Sent Identity_ClientAttest, waiting for Identity_ServerFinished.

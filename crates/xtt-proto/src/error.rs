@@ -128,6 +128,20 @@ pub enum PeerMisbehaved {
     /// ServerFinished does not echo the client's long-term key.
     #[error("server echoed a different long-term key")]
     WrongLongtermKeyEcho,
+    /// Session_ServerFinished's awareness proof does not match.
+    #[error("bad session awareness proof")]
+    BadAwarenessProof,
+    /// A session id differs from the one proposed (Session_ServerFinished, early-data record).
+    #[error("unexpected session id")]
+    WrongSessionId,
+    /// The early-data record of Session_ClientAttest_Payload names another session id, has a
+    /// sequence number other than 0, or does not authenticate.
+    #[error("bad early-data record")]
+    BadEarlyRecord,
+    /// Session_ClientAttest proposes a session id its type does not allow (0x21 must send zero,
+    /// 0x22 must not).
+    #[error("session id proposal not allowed for this message type")]
+    BadSessionIdProposal,
 }
 
 /// The local application declined to continue.
@@ -149,6 +163,18 @@ pub enum Refused {
     /// The replay cache is full of live cookies; new handshakes are shed until entries expire.
     #[error("replay cache full")]
     ReplayCacheFull,
+    /// No long-term key is registered for the ClientID of a session handshake.
+    #[error("unknown client id")]
+    UnknownClient,
+    /// A live session already has the proposed session id.
+    #[error("session id in use")]
+    SessionIdInUse,
+    /// The early-data payload does not fit in one record.
+    #[error("early data too large for one record")]
+    EarlyDataTooLarge,
+    /// The session table holds its maximum number of sessions.
+    #[error("session table full")]
+    SessionTableFull,
 }
 
 /// Local cryptographic failures (not caused by the peer).

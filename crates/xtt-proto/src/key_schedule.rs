@@ -153,6 +153,11 @@ impl HandshakeKeys {
         &self.server
     }
 
+    /// The handshake secret (the session key schedule is keyed with it).
+    pub(crate) fn secret(&self) -> &[u8; HASH_LEN] {
+        &self.secret
+    }
+
     /// The handshake secret.
     #[doc(hidden)]
     pub fn secret_for_testing_only(&self) -> [u8; HASH_LEN] {

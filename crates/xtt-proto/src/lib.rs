@@ -36,6 +36,13 @@
 //! application implements [`daa::DaaVerifier`] (per group), optionally
 //! [`server::IdentityAuthority`], and [`cookie::ReplayGuard`] if the in-memory one does not fit.
 //!
+//! # Sessions and records
+//!
+//! After provisioning, a device opens sessions with the same first two messages and a session
+//! ClientAttest (no DAA work on either side), then exchanges records bound to a session id rather
+//! than a connection: see [`session`] (handshake, and the decisions taken where the session spec
+//! is silent), [`record`], [`replay_window`] and [`session_table`] (the server's sharded table).
+//!
 //! # Errors
 //!
 //! Every step returns [`Error`]; [`Error::alert_bytes`] gives the 4-byte Error message to send
@@ -47,7 +54,9 @@
 //! [`codec`] (reader, header, [`codec::decode_header`] for stream drivers), [`msgs`] (one type
 //! per message, including the session/record headers), [`suite`], [`key_schedule`],
 //! [`transcript`], [`cert`], [`longterm`], [`identity`], [`cookie`], [`client`], [`server`],
-//! [`error`], [`daa`]. All primitive calls live in one private `crypto` module so that another
+//! [`error`], [`daa`], [`session`], [`record`], [`replay_window`], [`session_table`],
+//! [`handshake_cache`] (optional: saves the stateless rebuild at ClientAttest, answers
+//! retransmitted session flights). All primitive calls live in one private `crypto` module so that another
 //! backend can be swapped in.
 //!
 //! Items whose names end in `_for_testing_only` are hidden test hooks (fixed ECDSA nonces, raw
@@ -68,13 +77,20 @@ pub mod client;
 pub mod codec;
 pub mod cookie;
 mod crypto;
+#[doc(hidden)]
+pub mod crypto_floor;
 pub mod daa;
 pub mod error;
+pub mod handshake_cache;
 pub mod identity;
 pub mod key_schedule;
 pub mod longterm;
 pub mod msgs;
+pub mod record;
+pub mod replay_window;
 pub mod server;
+pub mod session;
+pub mod session_table;
 pub mod suite;
 pub mod transcript;
 

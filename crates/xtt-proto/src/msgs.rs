@@ -660,8 +660,8 @@ mod tests {
             Err(InvalidMessage::UnsupportedVersion(2))
         );
         let mut b = client_init_bytes();
-        b[5] = 5;
-        assert_eq!(ClientInit::decode(&b), Err(InvalidMessage::UnknownSuite(5)));
+        b[5] = 7;
+        assert_eq!(ClientInit::decode(&b), Err(InvalidMessage::UnknownSuite(7)));
         let mut b = client_init_bytes();
         b[2] = 0x47;
         assert!(matches!(

@@ -29,6 +29,7 @@ use crate::cookie::{self, CookieContents, CookieKey, CookieKeyring, ReplayGuard,
 use crate::crypto;
 use crate::daa::{DaaSignature, DaaVerifier, GroupId, Pseudonym};
 use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved, Refused};
+use crate::handshake_cache::{self, FinishedCache, HandshakeCache};
 use crate::identity::ClientId;
 use crate::key_schedule::{DirectionKeys, HandshakeKeys};
 use crate::longterm::{LongtermKeyPair, LongtermPublicKey};
@@ -71,6 +72,8 @@ pub struct Server {
     cookie_keys: RwLock<CookieKeyring>,
     cookie_lifetime_secs: u64,
     replay_guard: Arc<dyn ReplayGuard>,
+    handshake_cache: Option<HandshakeCache>,
+    pub(crate) finished_cache: Option<FinishedCache>,
 }
 
 impl fmt::Debug for Server {
@@ -82,12 +85,12 @@ impl fmt::Debug for Server {
 }
 
 /// Everything the server derives from ClientInit + cookie, in both steps.
-struct Rebuilt {
-    suite: SuiteSpec,
-    sia_ad: [u8; SERVER_INIT_AND_ATTEST_AD_LEN],
-    inner: [u8; 64],
-    keys: HandshakeKeys,
-    server_signature: [u8; 64],
+pub(crate) struct Rebuilt {
+    pub(crate) suite: SuiteSpec,
+    pub(crate) sia_ad: [u8; SERVER_INIT_AND_ATTEST_AD_LEN],
+    pub(crate) inner: [u8; 64],
+    pub(crate) keys: HandshakeKeys,
+    pub(crate) server_signature: [u8; 64],
 }
 
 impl Server {
@@ -99,7 +102,30 @@ impl Server {
             cookie_keys: RwLock::new(config.cookie_keys),
             cookie_lifetime_secs: config.cookie_lifetime_secs,
             replay_guard: config.replay_guard,
+            handshake_cache: None,
+            finished_cache: None,
         }
+    }
+
+    /// Keeps the per-handshake work of ServerInitAndAttest (X25519, `signature_s`, keys) for up
+    /// to `capacity` handshakes in flight, so the ClientAttest step does not redo it; when full,
+    /// handshakes fall back to the stateless rebuild. See [`crate::handshake_cache`].
+    pub fn with_handshake_cache(mut self, capacity: usize) -> Self {
+        self.handshake_cache = Some(HandshakeCache::new(capacity));
+        self
+    }
+
+    /// Remembers, for the cookie lifetime, the Session_ServerFinished sent for each accepted
+    /// session flight (at most `capacity`), so [`Self::retransmitted_session_finished`] can answer
+    /// an identical retransmission (XTT-SESSION §5; lossy transports such as UDP need it).
+    pub fn with_finished_cache(mut self, capacity: usize) -> Self {
+        self.finished_cache = Some(FinishedCache::new(capacity));
+        self
+    }
+
+    /// Handshakes currently held by the handshake cache (0 without one).
+    pub fn handshake_cache_len(&self) -> usize {
+        self.handshake_cache.as_ref().map_or(0, HandshakeCache::len)
     }
 
     /// Makes `next` the current cookie key; the current one stays acceptable until the next
@@ -159,6 +185,66 @@ impl Server {
         })
     }
 
+    /// Opens an echoed cookie (authentic, unexpired, same suite as the message carrying it) and
+    /// rebuilds the handshake state from it. Shared by both handshakes' third message.
+    pub(crate) fn reopen(
+        &self,
+        suite: SuiteSpec,
+        cookie: &[u8; COOKIE_LEN],
+        now: UnixTime,
+    ) -> Result<(cookie::OpenedCookie, Rebuilt), Error> {
+        let opened = cookie::open(&self.keyring(), cookie, now, self.cookie_lifetime_secs)?;
+        if opened.contents.suite != suite {
+            return Err(InvalidMessage::ParameterMismatch.into());
+        }
+        let ci = ClientInit {
+            suite: opened.contents.suite,
+            nonce: opened.contents.client_nonce,
+            key_share: opened.contents.client_key_share,
+        };
+        let cached = self
+            .handshake_cache
+            .as_ref()
+            .and_then(|c| c.take(&opened.id, now));
+        let r = match cached {
+            Some(r) => *r,
+            None => self.rebuild(&ci, cookie, &opened.server_x25519_private)?,
+        };
+        Ok((opened, r))
+    }
+
+    /// Records an accepted cookie so it is accepted at most once.
+    pub(crate) fn record_cookie(
+        &self,
+        opened: &cookie::OpenedCookie,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let expires_at = UnixTime(
+            opened
+                .contents
+                .issued_at
+                .0
+                .saturating_add(self.cookie_lifetime_secs),
+        );
+        match self
+            .replay_guard
+            .check_and_insert(&opened.id, expires_at, now)
+        {
+            ReplayVerdict::Fresh => Ok(()),
+            ReplayVerdict::Replayed => Err(PeerMisbehaved::ReplayedCookie.into()),
+            ReplayVerdict::Full => Err(Refused::ReplayCacheFull.into()),
+        }
+    }
+
+    pub(crate) fn cookie_lifetime_secs(&self) -> u64 {
+        self.cookie_lifetime_secs
+    }
+
+    /// The server certificate (it enters the session transcript).
+    pub(crate) fn certificate(&self) -> &ServerCertificate {
+        &self.certificate
+    }
+
     /// Answers a ClientInit with ServerInitAndAttest (417 bytes). Draws 12 bytes (the cookie
     /// nonce/seed) from `rng`. Keeps no state.
     pub fn handle_client_init(
@@ -195,6 +281,15 @@ impl Server {
             .seal(r.suite, 0, &r.sia_ad, &plaintext)?;
         let mut out = r.sia_ad.to_vec();
         out.extend_from_slice(&ct);
+        if let Some(cache) = &self.handshake_cache {
+            let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs));
+            cache.insert(
+                handshake_cache::cookie_id(&sealed.bytes),
+                r,
+                expires_at,
+                now,
+            );
+        }
         Ok(out)
     }
 
@@ -212,16 +307,7 @@ impl Server {
             return Err(Error::ReceivedErrorMessage);
         }
         let msg = IdentityClientAttest::decode(bytes)?;
-        let opened = cookie::open(&self.keyring(), &msg.cookie, now, self.cookie_lifetime_secs)?;
-        if opened.contents.suite != msg.suite {
-            return Err(InvalidMessage::ParameterMismatch.into());
-        }
-        let ci = ClientInit {
-            suite: opened.contents.suite,
-            nonce: opened.contents.client_nonce,
-            key_share: opened.contents.client_key_share,
-        };
-        let r = self.rebuild(&ci, &msg.cookie, &opened.server_x25519_private)?;
+        let (opened, r) = self.reopen(msg.suite, &msg.cookie, now)?;
         let pt = r
             .keys
             .client_send()
@@ -239,21 +325,7 @@ impl Server {
         if !longterm_key.verify(&lt_hash, &attest.longterm_signature) {
             return Err(PeerMisbehaved::BadLongtermSignature.into());
         }
-        let expires_at = UnixTime(
-            opened
-                .contents
-                .issued_at
-                .0
-                .saturating_add(self.cookie_lifetime_secs),
-        );
-        match self
-            .replay_guard
-            .check_and_insert(&opened.id, expires_at, now)
-        {
-            ReplayVerdict::Fresh => {}
-            ReplayVerdict::Replayed => return Err(PeerMisbehaved::ReplayedCookie.into()),
-            ReplayVerdict::Full => return Err(Refused::ReplayCacheFull.into()),
-        }
+        self.record_cookie(&opened, now)?;
         let daa_message = transcript::client_daa_sig_hash(
             r.suite,
             &r.inner,

@@ -1,0 +1,141 @@
+//! Optional, bounded server caches around the stateless cookie: the per-handshake work between
+//! ServerInitAndAttest and the ClientAttest (to spend less than the stateless rebuild costs), and
+//! the Session_ServerFinished sent per accepted flight (to answer retransmissions, §5).
+//!
+//! The stateless server ([`crate::cookie`]) recomputes, when the ClientAttest arrives, what it
+//! computed for ServerInitAndAttest: its X25519 public key and the shared secret (two scalar
+//! multiplications) and its RFC 6979 signature `signature_s` (one ECDSA signature). For a session
+//! handshake, which has no DAA verification to hide behind, that is about as much again as the
+//! unavoidable work (see BENCHMARKS.md, issue 4). With [`crate::server::Server::with_handshake_cache`]
+//! the server keeps that result for up to the cookie's lifetime, keyed by the cookie's id, and
+//! takes it out (once) when the cookie comes back:
+//!
+//! - The cookie is still opened and checked first (authenticity, expiry, suite): the cache is
+//!   consulted only for a cookie this server issued, and the entry is exactly what the rebuild
+//!   would produce (everything in it is a deterministic function of the cookie).
+//! - Bounded: at `capacity` live entries nothing more is cached and handshakes fall back to the
+//!   stateless rebuild, so a ClientInit flood costs at most `capacity` × ~0.5 KiB and never
+//!   breaks a handshake. Expired entries are purged when the cache is full.
+//! - Entries hold handshake keys: they are zeroized when taken, expired or evicted, and never
+//!   leave the process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::cookie::CookieId;
+use crate::msgs::COOKIE_LEN;
+use crate::server::Rebuilt;
+use crate::UnixTime;
+
+/// The id of a cookie: its first 13 bytes (`key_id ‖ nonce`, see [`crate::cookie`]).
+pub(crate) fn cookie_id(cookie: &[u8; COOKIE_LEN]) -> CookieId {
+    let mut id = [0u8; 13];
+    for (d, s) in id.iter_mut().zip(cookie.iter()) {
+        *d = *s;
+    }
+    CookieId(id)
+}
+
+pub(crate) struct HandshakeCache {
+    capacity: usize,
+    entries: Mutex<HashMap<CookieId, (UnixTime, Box<Rebuilt>)>>,
+}
+
+impl HandshakeCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CookieId, (UnixTime, Box<Rebuilt>)>> {
+        match self.entries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Keeps `rebuilt` until `expires_at`, unless the cache is full of live entries.
+    pub(crate) fn insert(
+        &self,
+        id: CookieId,
+        rebuilt: Rebuilt,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) {
+        let mut g = self.lock();
+        if g.len() >= self.capacity {
+            g.retain(|_, (exp, _)| exp.0 >= now.0);
+            if g.len() >= self.capacity {
+                return;
+            }
+        }
+        g.insert(id, (expires_at, Box::new(rebuilt)));
+    }
+
+    /// Takes the entry for `id` if present and unexpired.
+    pub(crate) fn take(&self, id: &CookieId, now: UnixTime) -> Option<Box<Rebuilt>> {
+        let (exp, r) = self.lock().remove(id)?;
+        (exp.0 >= now.0).then_some(r)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Finished messages already sent, by a hash of the exact flight that produced them, so an
+/// identical retransmitted ClientAttest is answered with the same bytes and not processed again
+/// (XTT-SESSION §5). Bounded like [`HandshakeCache`]; when full, a retransmission is refused as a
+/// replay instead (the client then starts over).
+pub(crate) struct FinishedCache {
+    capacity: usize,
+    entries: Mutex<FinishedMap>,
+}
+
+/// Flight hash → (expiry, finished bytes).
+type FinishedMap = HashMap<[u8; 32], (UnixTime, Vec<u8>)>;
+
+impl FinishedCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FinishedMap> {
+        match self.entries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn key(flight: &[u8]) -> [u8; 32] {
+        crate::crypto::sha256(&[b"XTT finished cache", flight])
+    }
+
+    pub(crate) fn insert(
+        &self,
+        flight: &[u8],
+        finished: &[u8],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) {
+        let mut g = self.lock();
+        if g.len() >= self.capacity {
+            g.retain(|_, (exp, _)| exp.0 >= now.0);
+            if g.len() >= self.capacity {
+                return;
+            }
+        }
+        g.insert(Self::key(flight), (expires_at, finished.to_vec()));
+    }
+
+    pub(crate) fn get(&self, flight: &[u8], now: UnixTime) -> Option<Vec<u8>> {
+        let g = self.lock();
+        let (exp, bytes) = g.get(&Self::key(flight))?;
+        (exp.0 >= now.0).then(|| bytes.clone())
+    }
+}

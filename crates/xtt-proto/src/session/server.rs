@@ -1,0 +1,241 @@
+//! The server side of the session handshake.
+//!
+//! The first two messages are identity provisioning's, so [`Server::handle_client_init`] answers
+//! both handshakes and keeps no state; the third message's type tells them apart. A session
+//! handshake costs the server no DAA work:
+//!
+//! ```text
+//! Server::handle_client_init(ClientInit) ──▶ ServerInitAndAttest bytes          (no state kept)
+//! Server::handle_session_client_attest(ClientAttest [+ record], registry)
+//!     ──▶ AcceptedSession { finished bytes, ServerSession, early data }
+//! SessionTable::insert(ServerSession, peer, now)                               (then send)
+//! ```
+
+use core::fmt;
+
+use rand_core::CryptoRngCore;
+
+use crate::error::{CryptoError, Error, PeerMisbehaved, Refused};
+use crate::identity::ClientId;
+use crate::longterm::LongtermPublicKey;
+use crate::msgs::{is_error_message, SessionServerFinished};
+use crate::record::{OpenedRecord, RecordError, RecordLayer, SessionId};
+use crate::server::Server;
+use crate::suite::SuiteSpec;
+use crate::UnixTime;
+
+use super::keys::{SessionSchedule, SessionTranscript};
+use super::messages::{
+    attest_ad, finished_ad, AttestFlight, SessionAttestPlaintext, SessionFinishedPlaintext,
+};
+
+/// Finds the long-term public key registered for a ClientID at identity provisioning.
+/// Implemented by the application (database, cache, ...).
+pub trait ClientRegistry {
+    /// The key bound to `client_id`, or `None` if the id is unknown (or revoked).
+    fn longterm_key(&self, client_id: &ClientId) -> Option<LongtermPublicKey>;
+}
+
+impl ClientRegistry for std::collections::HashMap<ClientId, LongtermPublicKey> {
+    fn longterm_key(&self, client_id: &ClientId) -> Option<LongtermPublicKey> {
+        self.get(client_id).cloned()
+    }
+}
+
+/// A session handshake the server accepted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AcceptedSession {
+    /// Session_ServerFinished (54 bytes) to send once the session is stored.
+    pub finished: Vec<u8>,
+    /// The established session; store it in a [`crate::session_table::SessionTable`] before
+    /// sending `finished`.
+    pub session: ServerSession,
+    /// The payload of the early-data record of a 0x22 flight (None for 0x21, or if the record was
+    /// authentic but of an unknown payload type: dropped and counted).
+    pub early_data: Option<OpenedRecord>,
+}
+
+/// An established session, server side, not yet stored.
+#[derive(Debug)]
+pub struct ServerSession {
+    pub(crate) id: SessionId,
+    pub(crate) client_id: ClientId,
+    pub(crate) layer: RecordLayer,
+}
+
+impl ServerSession {
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+    /// The authenticated client.
+    pub fn client_id(&self) -> ClientId {
+        self.client_id
+    }
+    /// The suite.
+    pub fn suite(&self) -> SuiteSpec {
+        self.layer.suite
+    }
+}
+
+impl Server {
+    /// If `bytes` are exactly a session flight this server already accepted (within the cookie
+    /// lifetime, with [`Server::with_finished_cache`]), the Session_ServerFinished it sent then:
+    /// resend it and do nothing else. Drivers on lossy transports call this before
+    /// [`Self::handle_session_client_attest`]; a `None` means "process normally" (a replay the
+    /// cache does not know is then refused by the replay guard).
+    pub fn retransmitted_session_finished(&self, bytes: &[u8], now: UnixTime) -> Option<Vec<u8>> {
+        self.finished_cache.as_ref()?.get(bytes, now)
+    }
+
+    /// Processes the client's third flight of a session handshake: Session_ClientAttest_NoPayload
+    /// (0x21, exactly 248 bytes) or Session_ClientAttest_Payload (0x22, 248 bytes followed by
+    /// exactly one record).
+    ///
+    /// Checks, in order: layout; cookie authentic, unexpired, same suite; AEAD; session-id
+    /// proposal allowed for the type (0x21: zero, 0x22: non-zero); ClientID known to `registry`;
+    /// the client's ECDSA signature over the full transcript; for 0x22 the early record (same
+    /// session id, sequence 0, authentic). Only then is the cookie recorded in the replay guard
+    /// (a failed attempt leaves nothing behind) and a session id assigned: the proposal for
+    /// 0x22, 16 bytes from `rng` for 0x21.
+    pub fn handle_session_client_attest(
+        &self,
+        bytes: &[u8],
+        now: UnixTime,
+        registry: &dyn ClientRegistry,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<AcceptedSession, Error> {
+        if is_error_message(bytes) {
+            return Err(Error::ReceivedErrorMessage);
+        }
+        let flight = AttestFlight::decode(bytes)?;
+        let msg = &flight.attest;
+        let (opened, r) = self.reopen(msg.suite, &msg.cookie, now)?;
+        let suite = r.suite;
+        let ad = attest_ad(msg);
+        let pt = r.keys.client_send().open(suite, 0, &ad, &msg.ciphertext)?;
+        let attest = SessionAttestPlaintext::decode(&pt)?;
+        if attest.session_id.is_null() == msg.with_payload {
+            return Err(PeerMisbehaved::BadSessionIdProposal.into());
+        }
+        let longterm_key = registry
+            .longterm_key(&attest.client_id)
+            .ok_or(Refused::UnknownClient)?;
+        let transcript = SessionTranscript {
+            suite,
+            inner: &r.inner,
+            cookie: &msg.cookie,
+            certificate: self.certificate().as_bytes(),
+            server_signature: &r.server_signature,
+            attest_ad: &ad,
+        };
+        let sig_hash = transcript.client_sig_hash(&attest.session_id, &attest.client_id);
+        if !longterm_key.verify(&sig_hash, &attest.signature) {
+            return Err(PeerMisbehaved::BadLongtermSignature.into());
+        }
+        let schedule = SessionSchedule::new(
+            suite,
+            r.keys.secret(),
+            transcript.session_hash(&attest.encode()),
+        );
+        let mut layer = RecordLayer::new(suite, schedule.server_keys());
+        let early_data = match &flight.early_record {
+            None => None,
+            Some(record) => {
+                if record.session_id != attest.session_id.0 || record.seq_num != 0 {
+                    return Err(PeerMisbehaved::BadEarlyRecord.into());
+                }
+                match layer.open(record) {
+                    Ok(opened) => Some(opened),
+                    Err(RecordError::UnknownPayloadType(_)) => None,
+                    Err(_) => return Err(PeerMisbehaved::BadEarlyRecord.into()),
+                }
+            }
+        };
+        self.record_cookie(&opened, now)?;
+        let session_id = if attest.session_id.is_null() {
+            let mut id = SessionId::NULL;
+            while id.is_null() {
+                rng.fill_bytes(&mut id.0);
+            }
+            id
+        } else {
+            attest.session_id
+        };
+        let plaintext = SessionFinishedPlaintext {
+            session_id,
+            awareness_proof: schedule.awareness_proof(&session_id),
+        }
+        .encode();
+        let mut fin = SessionServerFinished {
+            suite,
+            ciphertext: [0u8; 48],
+        };
+        let ct = r
+            .keys
+            .server_send()
+            .seal(suite, 1, &finished_ad(&fin), &plaintext)?;
+        if ct.len() != fin.ciphertext.len() {
+            return Err(CryptoError::Primitive.into());
+        }
+        fin.ciphertext.copy_from_slice(&ct);
+        let finished = fin.encode();
+        if let Some(cache) = &self.finished_cache {
+            let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs()));
+            cache.insert(bytes, &finished, expires_at, now);
+        }
+        Ok(AcceptedSession {
+            finished,
+            session: ServerSession {
+                id: session_id,
+                client_id: attest.client_id,
+                layer,
+            },
+            early_data,
+        })
+    }
+}
+
+impl ServerSession {
+    /// A session with keys derived from `seed` instead of a handshake, for memory and fuzz
+    /// fixtures. Never use it in production: anyone knowing the seed has the keys.
+    #[doc(hidden)]
+    pub fn new_for_testing_only(
+        id: SessionId,
+        client_id: ClientId,
+        suite: SuiteSpec,
+        seed: &[u8; 64],
+    ) -> Self {
+        let schedule = SessionSchedule::new(suite, seed, *seed);
+        Self {
+            id,
+            client_id,
+            layer: RecordLayer::new(suite, schedule.server_keys()),
+        }
+    }
+
+    /// The client half matching [`Self::new_for_testing_only`] with the same seed.
+    #[doc(hidden)]
+    pub fn client_for_testing_only(
+        id: SessionId,
+        client_id: ClientId,
+        suite: SuiteSpec,
+        seed: &[u8; 64],
+        server_certificate: crate::cert::ServerCertificate,
+    ) -> super::ClientSession {
+        let schedule = SessionSchedule::new(suite, seed, *seed);
+        super::client::ClientSession::new(
+            id,
+            client_id,
+            RecordLayer::new(suite, schedule.client_keys()),
+            server_certificate,
+        )
+    }
+}
+
+impl fmt::Display for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session {:?} of {}", self.id, self.client_id)
+    }
+}

@@ -1,0 +1,445 @@
+//! The server's table of established sessions (sans-IO: the driver supplies bytes, the peer it
+//! got them from, and the time).
+//!
+//! - Keyed by [`SessionId`] alone (XTT-SESSION §6): a record is accepted from any connection or
+//!   address, and the table remembers, per session, the opaque peer token `P` (a socket address,
+//!   a connection id, ...) that last delivered an **authentic, fresh** record. Sealing returns that
+//!   token, so the server answers wherever the device is now. Forged, replayed or stale records
+//!   change nothing, so a spoofed source address cannot redirect a session.
+//! - Sharded: `N` shards, each a `Mutex<HashMap>`, chosen by a keyed hash of the session id, so
+//!   concurrent records of different sessions rarely contend. A second sharded map finds a
+//!   client's newest session for [`SessionTable::seal_to_client`]. No thread ever holds a session
+//!   shard while locking an index shard, so the two cannot deadlock.
+//! - Small: an idle session is one table entry (`size_of::<Entry<P>>()`, ~120 bytes + `P`) plus
+//!   one 88-byte allocation for both directions' raw keys (boxed so that table growth never copies
+//!   key material) plus one index entry (32 bytes); AEAD key schedules are expanded per record,
+//!   not stored. See [`SessionTable::bytes_per_session_estimate`] and the tests for measurements.
+//! - Bounded in time: a session expires `idle_timeout_secs` after its last authentic record from
+//!   the client, and `max_lifetime_secs` after its handshake, whatever the traffic. Expired
+//!   sessions are removed when touched and by [`SessionTable::sweep`], which the driver calls
+//!   periodically. Bounded in number by `max_sessions`.
+
+use core::fmt;
+use core::hash::BuildHasher;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::error::Refused;
+use crate::identity::ClientId;
+use crate::msgs::RecordRegular;
+use crate::record::{Delivered, DropCounters, PayloadType, RecordError, RecordLayer, SessionId};
+use crate::session::ServerSession;
+use crate::UnixTime;
+
+/// Limits of a [`SessionTable`].
+#[derive(Clone, Debug)]
+pub struct SessionTableConfig {
+    /// Number of shards (rounded up to at least 1). A few per core is plenty.
+    pub shards: usize,
+    /// A session with no authentic record from its client for this long is removed.
+    pub idle_timeout_secs: u64,
+    /// A session is removed this long after its handshake; the client must re-handshake.
+    pub max_lifetime_secs: u64,
+    /// At most this many sessions; further inserts are refused.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionTableConfig {
+    fn default() -> Self {
+        Self {
+            shards: 32,
+            idle_timeout_secs: 600,
+            max_lifetime_secs: 24 * 3600,
+            max_sessions: 1_000_000,
+        }
+    }
+}
+
+/// One stored session. Kept small: see the module docs.
+struct Entry<P> {
+    client_id: ClientId,
+    created: u64,
+    last_seen: u64,
+    layer: RecordLayer,
+    peer: P,
+}
+
+impl<P> Entry<P> {
+    fn expired(&self, now: UnixTime, c: &SessionTableConfig) -> bool {
+        now.0.saturating_sub(self.last_seen) > c.idle_timeout_secs
+            || now.0.saturating_sub(self.created) > c.max_lifetime_secs
+    }
+}
+
+/// Table-wide counters (monotonic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableCounters {
+    /// Records accepted and delivered.
+    pub delivered: u64,
+    /// Records naming no live session.
+    pub unknown_session: u64,
+    /// Records dropped inside a live session, by reason.
+    pub dropped: DropCounters,
+    /// Sessions removed because they expired (idle or lifetime).
+    pub expired: u64,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    delivered: AtomicU64,
+    unknown_session: AtomicU64,
+    duplicate: AtomicU64,
+    too_old: AtomicU64,
+    forged: AtomicU64,
+    unknown_payload_type: AtomicU64,
+    expired: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn sat32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// One shard of sessions.
+type SessionShard<P> = Mutex<HashMap<SessionId, Entry<P>>>;
+/// One shard of the ClientID → newest SessionId index.
+type ClientShard = Mutex<HashMap<ClientId, SessionId>>;
+
+/// The sharded session table; share it (`&self` everywhere) between the driver's tasks.
+pub struct SessionTable<P> {
+    config: SessionTableConfig,
+    hasher: RandomState,
+    sessions: Box<[SessionShard<P>]>,
+    by_client: Box<[ClientShard]>,
+    len: AtomicUsize,
+    counters: AtomicCounters,
+}
+
+impl<P> fmt::Debug for SessionTable<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTable")
+            .field("config", &self.config)
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a shard cannot leave an entry half-updated in a way that matters
+    // more than losing the whole shard would; keep serving.
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl<P: Clone> SessionTable<P> {
+    /// An empty table.
+    pub fn new(config: SessionTableConfig) -> Self {
+        let n = config.shards.max(1);
+        let sessions = (0..n).map(|_| Mutex::new(HashMap::new())).collect();
+        let by_client = (0..n).map(|_| Mutex::new(HashMap::new())).collect();
+        Self {
+            config,
+            hasher: RandomState::new(),
+            sessions,
+            by_client,
+            len: AtomicUsize::new(0),
+            counters: AtomicCounters::default(),
+        }
+    }
+
+    fn shard_index<K: core::hash::Hash>(&self, key: &K) -> usize {
+        let n = self.sessions.len().max(1) as u64;
+        usize::try_from(self.hasher.hash_one(key) % n).unwrap_or(0)
+    }
+
+    // Both shard arrays have the same non-zero length (`new`) and `shard_index` reduces modulo
+    // it, so the index is always in range.
+    #[allow(clippy::indexing_slicing)]
+    fn session_shard(&self, id: &SessionId) -> MutexGuard<'_, HashMap<SessionId, Entry<P>>> {
+        lock(&self.sessions[self.shard_index(id)])
+    }
+
+    #[allow(clippy::indexing_slicing)]
+    fn client_shard(&self, id: &ClientId) -> MutexGuard<'_, HashMap<ClientId, SessionId>> {
+        lock(&self.by_client[self.shard_index(id)])
+    }
+
+    /// Number of live (not yet removed) sessions.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores a freshly accepted session; `peer` is where its handshake came from. Refuses a
+    /// session id already in use (a client-proposed id colliding with a live session must not
+    /// replace it) and a full table. The session becomes the client's newest: records sealed
+    /// with [`Self::seal_to_client`] go to it.
+    pub fn insert(&self, session: ServerSession, peer: P, now: UnixTime) -> Result<(), Refused> {
+        let ServerSession {
+            id,
+            client_id,
+            layer,
+        } = session;
+        // Index shard first, then session shard: the only place two locks nest.
+        let mut index = self.client_shard(&client_id);
+        {
+            let mut shard = self.session_shard(&id);
+            if shard.contains_key(&id) {
+                return Err(Refused::SessionIdInUse);
+            }
+            if self.len.fetch_add(1, Ordering::Relaxed) >= self.config.max_sessions {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                return Err(Refused::SessionTableFull);
+            }
+            shard.insert(
+                id,
+                Entry {
+                    client_id,
+                    created: now.0,
+                    last_seen: now.0,
+                    layer,
+                    peer,
+                },
+            );
+        }
+        index.insert(client_id, id);
+        Ok(())
+    }
+
+    fn forget_index(&self, client_id: &ClientId, id: &SessionId) {
+        let mut index = self.client_shard(client_id);
+        if index.get(client_id) == Some(id) {
+            index.remove(client_id);
+        }
+    }
+
+    fn removed(&self, client_id: &ClientId, id: &SessionId, expired: bool) {
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        if expired {
+            bump(&self.counters.expired);
+        }
+        self.forget_index(client_id, id);
+    }
+
+    /// Opens one Record_Regular received from `peer`. On success the session's last peer becomes
+    /// `peer` and its idle timer restarts; on any failure nothing changes (the drop is counted).
+    /// [`RecordError::alert_bytes`] says whether to answer (only unknown sessions are).
+    pub fn open(&self, bytes: &[u8], peer: P, now: UnixTime) -> Result<Delivered, RecordError> {
+        let record = RecordRegular::decode(bytes)?;
+        let id = SessionId(record.session_id);
+        let mut shard = self.session_shard(&id);
+        let Some(entry) = shard.get_mut(&id) else {
+            bump(&self.counters.unknown_session);
+            return Err(RecordError::UnknownSession);
+        };
+        if entry.expired(now, &self.config) {
+            let client_id = entry.client_id;
+            shard.remove(&id);
+            drop(shard);
+            self.removed(&client_id, &id, true);
+            bump(&self.counters.unknown_session);
+            return Err(RecordError::UnknownSession);
+        }
+        match entry.layer.open(&record) {
+            Ok(opened) => {
+                entry.last_seen = now.0;
+                entry.peer = peer;
+                bump(&self.counters.delivered);
+                Ok(Delivered {
+                    client_id: entry.client_id,
+                    record: opened,
+                })
+            }
+            Err(e) => {
+                match e {
+                    RecordError::Duplicate => bump(&self.counters.duplicate),
+                    RecordError::TooOld => bump(&self.counters.too_old),
+                    RecordError::Forged => bump(&self.counters.forged),
+                    RecordError::UnknownPayloadType(_) => {
+                        // Authentic: the client is alive at this address.
+                        entry.last_seen = now.0;
+                        entry.peer = peer;
+                        bump(&self.counters.unknown_payload_type)
+                    }
+                    _ => {}
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals one record for session `id`; returns where to send it (the peer that last delivered
+    /// an authentic record) and the bytes. When the server's sequence numbers run out the
+    /// session is removed and [`RecordError::RekeyRequired`] returned: the client's next record
+    /// gets an Error and it re-handshakes.
+    pub fn seal_to_session(
+        &self,
+        id: &SessionId,
+        payload_type: PayloadType,
+        payload: &[u8],
+        now: UnixTime,
+    ) -> Result<(P, Vec<u8>), RecordError> {
+        let mut shard = self.session_shard(id);
+        let Some(entry) = shard.get_mut(id) else {
+            return Err(RecordError::UnknownSession);
+        };
+        let expired = entry.expired(now, &self.config);
+        let result = if expired {
+            Err(RecordError::UnknownSession)
+        } else {
+            entry
+                .layer
+                .seal(id, payload_type, payload)
+                .map(|bytes| (entry.peer.clone(), bytes))
+        };
+        if expired || matches!(result, Err(RecordError::RekeyRequired)) {
+            let client_id = entry.client_id;
+            shard.remove(id);
+            drop(shard);
+            self.removed(&client_id, id, expired);
+        }
+        result
+    }
+
+    /// Seals one record for the newest live session of `client_id` (the application-facing
+    /// send). [`RecordError::UnknownSession`] if the client has none.
+    pub fn seal_to_client(
+        &self,
+        client_id: &ClientId,
+        payload_type: PayloadType,
+        payload: &[u8],
+        now: UnixTime,
+    ) -> Result<(P, Vec<u8>), RecordError> {
+        let id = {
+            let index = self.client_shard(client_id);
+            *index.get(client_id).ok_or(RecordError::UnknownSession)?
+        };
+        self.seal_to_session(&id, payload_type, payload, now)
+    }
+
+    /// The newest live session of `client_id`, if any.
+    pub fn session_of(&self, client_id: &ClientId) -> Option<SessionId> {
+        self.client_shard(client_id).get(client_id).copied()
+    }
+
+    /// The peer that last delivered an authentic record for `id`.
+    pub fn peer_of(&self, id: &SessionId) -> Option<P> {
+        self.session_shard(id).get(id).map(|e| e.peer.clone())
+    }
+
+    /// Drop counters of one session.
+    pub fn drops_of(&self, id: &SessionId) -> Option<DropCounters> {
+        self.session_shard(id).get(id).map(|e| e.layer.drops())
+    }
+
+    /// Removes a session (e.g. the application revoked the client). Returns whether it existed.
+    pub fn remove(&self, id: &SessionId) -> bool {
+        let removed = self.session_shard(id).remove(id);
+        match removed {
+            Some(e) => {
+                self.removed(&e.client_id, id, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every expired session; returns how many. Call it periodically (e.g. every few
+    /// seconds); it locks one shard at a time.
+    pub fn sweep(&self, now: UnixTime) -> usize {
+        let mut total = 0;
+        for shard in self.sessions.iter() {
+            let mut gone = Vec::new();
+            {
+                let mut g = lock(shard);
+                g.retain(|id, e| {
+                    let keep = !e.expired(now, &self.config);
+                    if !keep {
+                        gone.push((e.client_id, *id));
+                    }
+                    keep
+                });
+            }
+            for (client_id, id) in &gone {
+                self.removed(client_id, id, true);
+            }
+            total += gone.len();
+        }
+        total
+    }
+
+    /// Moves a session's send counter (tests of sequence exhaustion).
+    #[doc(hidden)]
+    pub fn set_next_send_seq_for_testing_only(&self, id: &SessionId, seq: u32) -> bool {
+        match self.session_shard(id).get_mut(id) {
+            Some(e) => {
+                e.layer.set_next_send_seq(seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Table-wide counters.
+    pub fn counters(&self) -> TableCounters {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TableCounters {
+            delivered: get(&c.delivered),
+            unknown_session: get(&c.unknown_session),
+            dropped: DropCounters {
+                duplicate: sat32(get(&c.duplicate)),
+                too_old: sat32(get(&c.too_old)),
+                forged: sat32(get(&c.forged)),
+                unknown_payload_type: sat32(get(&c.unknown_payload_type)),
+            },
+            expired: get(&c.expired),
+        }
+    }
+
+    /// Bytes one stored entry occupies inside its hash table (key, value, control byte), before
+    /// the table's spare capacity.
+    pub fn entry_bytes() -> usize {
+        core::mem::size_of::<(SessionId, Entry<P>)>() + 1
+    }
+
+    /// Estimated bytes per session now: both hash tables' allocated buckets (including spare
+    /// capacity) plus each session's key allocation (without the allocator's own per-chunk
+    /// overhead, ~8 bytes), divided by the number of sessions.
+    pub fn bytes_per_session_estimate(&self) -> Option<usize> {
+        let n = self.len();
+        if n == 0 {
+            return None;
+        }
+        // hashbrown's usable capacity is 7/8 of its power-of-two bucket count (all of it below
+        // 8 buckets); each bucket holds one entry and one control byte.
+        let buckets = |cap: usize| {
+            if cap == 0 {
+                0
+            } else {
+                cap.saturating_mul(8).div_ceil(7).next_power_of_two()
+            }
+        };
+        let mut bytes = 0usize;
+        for s in self.sessions.iter() {
+            bytes += buckets(lock(s).capacity()) * Self::entry_bytes();
+        }
+        let idx_entry = core::mem::size_of::<(ClientId, SessionId)>() + 1;
+        for s in self.by_client.iter() {
+            bytes += buckets(lock(s).capacity()) * idx_entry;
+        }
+        bytes += n * RecordLayer::HEAP_BYTES;
+        Some(bytes / n)
+    }
+}
