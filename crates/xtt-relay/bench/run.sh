@@ -26,10 +26,12 @@ for i in $(seq 200); do
     -H "Mailbox-Request-ID: $(cat /proc/sys/kernel/random/uuid)" \
     -d '{"payload":{"type":"AEAD_AES_128_GCM","data":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},"displayInformation":{"title":"B","description":"B","imageURL":"https://example.com/i.png"}}' \
     | sed -E 's#.*"urlLink":"https?://[^/]+(/v1/m/[0-9a-f-]+)".*#\1#'
+  echo
 done > "$work/ids"
 while read -r path; do
   curl -s -o /dev/null -X POST "http://127.0.0.1:18480$path" -H "Mailbox-Device-Claim: $claim"
 done < "$work/ids"
 echo "== read (POST /v1/m/{id}, bound recipient), ${secs}s, $conns connections, 2 threads"
 IDS_FILE="$work/ids" wrk -t2 -c"$conns" -d"${secs}s" --latency -s crates/xtt-relay/bench/read.lua http://127.0.0.1:18480
+curl -s -o /dev/null -w "== check: a read answers %{http_code}\n" -X POST "http://127.0.0.1:18480$(head -1 "$work/ids")" -H "Mailbox-Device-Claim: $claim"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -37,6 +37,9 @@ pub const SIGNATURE_FORMAT: &str = "xtt.relay.confirm.signature";
 pub const CONFIRM_KEY: &str = "xttConfirm";
 const SIGNING_CONTEXT: &[u8] = b"xtt-relay-confirm-v1\0";
 
+/// A serialised message, wiped on drop.
+pub type Plaintext = Zeroizing<Vec<u8>>;
+
 /// Errors of the confirm flow.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfirmError {
@@ -150,7 +153,7 @@ impl ReceiverConfirm {
     pub fn start<R: RngCore + CryptoRng>(
         message1: &[u8],
         rng: &mut R,
-    ) -> Result<Option<(Self, Zeroizing<Vec<u8>>)>, ConfirmError> {
+    ) -> Result<Option<(Self, Plaintext)>, ConfirmError> {
         let info = ProvisioningInfo::from_bytes(message1)?;
         let Some(confirm) = info.extra.get(CONFIRM_KEY) else {
             return Ok(None);
