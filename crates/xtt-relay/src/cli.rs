@@ -277,6 +277,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .try_init();
     let config = RelayConfig {
         public_base: args.public_url,
@@ -462,6 +463,16 @@ async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The link as a terminal QR code (two modules per character cell, with quiet zone).
+pub fn qr_text(link: &str) -> anyhow::Result<String> {
+    let code =
+        qrcode::QrCode::new(link.as_bytes()).context("the link is too long for a QR code")?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build())
+}
+
 /// Writes a secret file crash-safely: temp file (0600) in the same directory, fsync, rename,
 /// fsync the directory.
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -541,6 +552,18 @@ mod tests {
             })
         ));
         assert!(Top::try_parse_from(["xtt", "share", "--relay", "http://x"]).is_err());
+    }
+
+    #[test]
+    fn qr_code_of_a_share_link_is_square() {
+        let link = "https://relay.example.com/v1/m/2bba630e-519b-11ec-bf63-0242ac130002?v=c#hXlr6aRC7KgJpOLTNZaLsw";
+        let text = qr_text(link).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let width = lines[0].chars().count();
+        // Version 4 (33 modules) or more, plus a 4-module quiet zone each side.
+        assert!(width >= 41, "{width}");
+        assert!(lines.iter().all(|l| l.chars().count() == width));
+        assert_eq!(lines.len(), width.div_ceil(2));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum ClientError {
     Confirm(#[from] ConfirmError),
     #[error("the relay URL {0} cannot be used as a base")]
     RelayUrl(String),
+    #[error("this build has no TLS client, so https://{0} cannot be reached; use the relay's http address or enable reqwest's `rustls` feature in the workspace")]
+    NoTls(String),
     #[error("timed out after {0:?} waiting for the other device")]
     Timeout(Duration),
 }
@@ -114,6 +116,11 @@ impl RelayClient {
                         }
                     }
                     return Ok(resp);
+                }
+                // Built without a TLS stack (the workspace's reqwest has no TLS feature): say so
+                // instead of hyper's "invalid URL, scheme is not http".
+                Err(e) if url.scheme() == "https" && chain_mentions(&e, "scheme is not http") => {
+                    return Err(ClientError::NoTls(url.host_str().unwrap_or("").to_owned()))
                 }
                 Err(e)
                     if attempt < 2
@@ -208,6 +215,17 @@ impl RelayClient {
             .await?;
         empty_reply(resp).await
     }
+}
+
+fn chain_mentions(error: &(dyn std::error::Error + 'static), text: &str) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.to_string().contains(text) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn create_url(relay: &Url) -> Result<Url, ClientError> {

@@ -56,8 +56,9 @@
 //!   commit; `isPushNotificationSupported` says whether a webhook is configured.
 //! - **Confirm flow** message formats: see [`proto::confirm`].
 //! - **Transport.** The server speaks plain HTTP and is meant to sit behind a TLS proxy
-//!   (`--public-url`); the client is built without a TLS stack in this workspace, so it reaches
-//!   relays over `http://` only — see the crate README section in the report.
+//!   (`--public-url`). The workspace's `reqwest` has no TLS feature, so this client reaches
+//!   relays over `http://` only and says so ([`client::ClientError::NoTls`]) for `https://`
+//!   links; enabling reqwest's `rustls` feature in the workspace lifts that.
 #![forbid(unsafe_code)]
 
 pub mod cli;
