@@ -313,7 +313,7 @@ pub async fn share(
     request: &ShareRequest,
 ) -> Result<Shared, ClientError> {
     let secret = Secret::generate(request.cipher, &mut OsRng);
-    let sealed = secret.seal(&request.plaintext, &mut OsRng);
+    let sealed = secret.seal(&request.plaintext, &mut OsRng)?;
     let body = CreateMailboxRequest {
         payload: sealed.to_wire(),
         display_information: request.display.clone(),
@@ -388,7 +388,7 @@ async fn write_plain(
     claim: Uuid,
     plaintext: &[u8],
 ) -> Result<(), ClientError> {
-    let sealed = link.require_secret()?.seal(plaintext, &mut OsRng);
+    let sealed = link.require_secret()?.seal(plaintext, &mut OsRng)?;
     let body = UpdateMailboxRequest {
         payload: sealed.to_wire(),
         notification_token: None,

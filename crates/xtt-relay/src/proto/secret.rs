@@ -31,6 +31,8 @@ pub enum CryptoError {
     },
     #[error("the payload does not decrypt under this secret (wrong secret or tampered data)")]
     Decrypt,
+    #[error("the plaintext is too large to encrypt")]
+    Encrypt,
     #[error("the payload is too short to be an AES-GCM message")]
     Truncated,
     #[error("the provisioning information is not valid: {0}")]
@@ -116,28 +118,31 @@ impl Secret {
     }
 
     /// Encrypts `plaintext` under a fresh random IV.
-    pub fn seal<R: RngCore + CryptoRng>(&self, plaintext: &[u8], rng: &mut R) -> SealedPayload {
+    pub fn seal<R: RngCore + CryptoRng>(
+        &self,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<SealedPayload, CryptoError> {
         let mut iv = [0u8; IV_LEN];
         rng.fill_bytes(&mut iv);
         let nonce = Nonce::from_slice(&iv);
-        // Encryption with a valid key length cannot fail for inputs below 64 GiB; the
-        // key length is an invariant of `Secret`.
+        // Only fails for plaintexts beyond GCM's 64 GiB limit.
         let ciphertext = match self.bytes.len() {
             32 => Aes256Gcm::new_from_slice(&self.bytes)
-                .ok()
-                .and_then(|c| c.encrypt(nonce, plaintext).ok()),
+                .map_err(|_| CryptoError::SecretLength(self.bytes.len()))?
+                .encrypt(nonce, plaintext),
             _ => Aes128Gcm::new_from_slice(&self.bytes)
-                .ok()
-                .and_then(|c| c.encrypt(nonce, plaintext).ok()),
+                .map_err(|_| CryptoError::SecretLength(self.bytes.len()))?
+                .encrypt(nonce, plaintext),
         }
-        .unwrap_or_default();
+        .map_err(|_| CryptoError::Encrypt)?;
         let mut bytes = Vec::with_capacity(IV_LEN + ciphertext.len());
         bytes.extend_from_slice(&iv);
         bytes.extend_from_slice(&ciphertext);
-        SealedPayload {
+        Ok(SealedPayload {
             kind: self.kind(),
             bytes,
-        }
+        })
     }
 
     /// Decrypts and authenticates a sealed payload.
@@ -214,7 +219,7 @@ mod tests {
     fn seal_open_round_trip_both_key_sizes() {
         for kind in [PayloadType::Aes128Gcm, PayloadType::Aes256Gcm] {
             let secret = Secret::generate(kind, &mut OsRng);
-            let sealed = secret.seal(b"hello", &mut OsRng);
+            let sealed = secret.seal(b"hello", &mut OsRng).unwrap();
             assert_eq!(sealed.kind, kind);
             assert_eq!(sealed.bytes.len(), 12 + 5 + 16);
             assert_eq!(&secret.open(&sealed).unwrap()[..], b"hello");
@@ -224,7 +229,7 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_rejected() {
         let secret = Secret::generate(PayloadType::Aes128Gcm, &mut OsRng);
-        let sealed = secret.seal(b"credential", &mut OsRng);
+        let sealed = secret.seal(b"credential", &mut OsRng).unwrap();
         for i in 0..sealed.bytes.len() * 8 {
             let mut bad = sealed.clone();
             bad.bytes[i / 8] ^= 1 << (i % 8);
@@ -240,7 +245,7 @@ mod tests {
         let a = Secret::generate(PayloadType::Aes128Gcm, &mut OsRng);
         let b = Secret::generate(PayloadType::Aes128Gcm, &mut OsRng);
         let c = Secret::generate(PayloadType::Aes256Gcm, &mut OsRng);
-        let sealed = a.seal(b"x", &mut OsRng);
+        let sealed = a.seal(b"x", &mut OsRng).unwrap();
         assert_eq!(b.open(&sealed), Err(CryptoError::Decrypt));
         assert!(matches!(
             c.open(&sealed),
