@@ -10,6 +10,7 @@ log() { printf '\n== %s\n' "$*"; }
 # One line per Debian package a test needs: "command-that-proves-it-is-there:package".
 APT_NEEDS=(
     "sqlite3:sqlite3"
+    "chromium:chromium"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(

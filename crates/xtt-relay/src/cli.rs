@@ -1,0 +1,586 @@
+//! `relay` subcommands for the project's CLI: the lead's binary wires them with
+//! `Relay { #[command(subcommand)] cmd: xtt_relay::cli::RelayCommand }` and
+//! `xtt_relay::cli::run(cmd).await`.
+
+use crate::client::{self, Patience, RelayClient, ShareRequest};
+use crate::proto::confirm::{fingerprint, SenderConfirm};
+use crate::proto::secret::ProvisioningInfo;
+use crate::proto::share_url::{ShareUrl, Vertical};
+use crate::proto::wire::{AccessRights, CreateLimits, DisplayInformation, PayloadType};
+use crate::server::clock::SystemClock;
+use crate::server::rate_limit::RateLimits;
+use crate::server::sqlite::SqliteStore;
+use crate::server::{RelayConfig, RelayServer};
+use anyhow::{bail, Context as _};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use rand_core::OsRng;
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+use uuid::Uuid;
+
+/// Credential vertical of a share link (`?v=`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerticalArg {
+    /// General access (`v=a`).
+    General,
+    /// Home key (`v=h`).
+    Home,
+    /// Car key (`v=c`).
+    Car,
+}
+
+impl From<VerticalArg> for Vertical {
+    fn from(v: VerticalArg) -> Self {
+        match v {
+            VerticalArg::General => Vertical::GeneralAccess,
+            VerticalArg::Home => Vertical::HomeKey,
+            VerticalArg::Car => Vertical::CarKey,
+        }
+    }
+}
+
+/// Secure credential transfer through an expiring relay mailbox.
+#[derive(clap::Subcommand, Debug)]
+pub enum RelayCommand {
+    /// Run a relay server (HTTP; put a TLS-terminating proxy in front of it).
+    #[command(
+        long_about = "Run a relay server: the TIGRESS mailbox API under /v1/m on plain HTTP, \
+storing mailboxes in one SQLite file. Every change is committed before the reply, expired \
+mailboxes are swept periodically, and the secret needed to decrypt a mailbox never reaches \
+the relay. Serve it behind a TLS-terminating reverse proxy and pass --public-url with the \
+https address clients see.",
+        after_help = "Examples:\n  xtt relay serve --db /var/lib/xtt/relay.db --public-url https://relay.example.com\n  xtt relay serve --listen 127.0.0.1:8080 --push-webhook http://127.0.0.1:9000/push"
+    )]
+    Serve(ServeArgs),
+    /// Encrypt provisioning information into a new mailbox and print the share link.
+    #[command(
+        long_about = "Encrypt provisioning information ({format, content} JSON) with \
+AES-GCM under a fresh random secret, create a mailbox on the relay, and print the share link \
+https://HOST/v1/m/ID?v=V#SECRET. The secret is only in the fragment: send the link to the \
+recipient over a channel you trust. The initiator's device claim is printed on stderr; keep \
+it to delete the mailbox later. With --confirm, wait for the recipient's TxInfo, sign it \
+with ECDSA P-256 and hand the signature back (three-message flow).",
+        after_help = "Examples:\n  xtt relay share --relay http://127.0.0.1:8080 --content '{\"token\":\"abc\"}' --title 'Car key' --vertical car --qr\n  xtt relay share --relay https://relay.example.com --content-file key.json --confirm --signing-key owner.pem"
+    )]
+    Share(ShareArgs),
+    /// Claim a mailbox from a share link, decrypt it and print or save the content.
+    #[command(
+        long_about = "Claim the mailbox named by a share link as its recipient, read and \
+decrypt its provisioning information, and print it (or save it with --out). The secret is \
+taken from the link's fragment and never sent. If the sender asked for confirmation, run the \
+three-message flow and delete the mailbox when the sender's signature verifies. The device \
+claim used is printed on stderr; reuse it with --claim, relinquish or delete.",
+        after_help = "Examples:\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' --out key.json\n  xtt relay receive LINK --relinquish"
+    )]
+    Receive(ReceiveArgs),
+    /// Give up a mailbox you claimed as recipient, so another device may claim it.
+    Relinquish(ClaimArgs),
+    /// Delete a mailbox as its initiator or bound recipient.
+    Delete(ClaimArgs),
+}
+
+/// `relay serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created with mode 0600).
+    #[arg(long, default_value = "relay.db")]
+    pub db: PathBuf,
+    /// Base URL clients see, used in the links handed out (default: http://LISTEN).
+    #[arg(long)]
+    pub public_url: Option<Url>,
+    /// Largest encrypted payload in bytes.
+    #[arg(long, default_value_t = 32 * 1024)]
+    pub max_payload: usize,
+    /// Largest request body in bytes (413 above).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+    /// Lifetime of a mailbox created without mailboxConfiguration (e.g. 30m, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub default_lifetime: Duration,
+    /// Longest lifetime; later expirations are capped to it.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub max_lifetime: Duration,
+    /// Recipients that may bind a mailbox over its life (relinquish does not give one back).
+    #[arg(long, default_value_t = 3)]
+    pub max_receivers: u32,
+    /// Requests per second per client address (IPv6: per /64).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate_per_client: f64,
+    /// Burst per client address.
+    #[arg(long, default_value_t = 40.0)]
+    pub burst_per_client: f64,
+    /// Requests per second for the whole relay.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate_global: f64,
+    /// Global burst.
+    #[arg(long, default_value_t = 4000.0)]
+    pub burst_global: f64,
+    /// How often expired mailboxes are deleted.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// POST a JSON notification here when one side updates a mailbox.
+    #[arg(long)]
+    pub push_webhook: Option<Url>,
+}
+
+/// `relay share`.
+#[derive(clap::Args, Debug)]
+pub struct ShareArgs {
+    /// Relay base URL.
+    #[arg(long, env = "XTT_RELAY_URL")]
+    pub relay: Url,
+    /// Provisioning information format.
+    #[arg(long, default_value = "digitalwallet.generic.authorizationToken")]
+    pub format: String,
+    /// The `content` object, as JSON.
+    #[arg(
+        long,
+        conflicts_with = "content_file",
+        required_unless_present = "content_file"
+    )]
+    pub content: Option<String>,
+    /// Read the `content` object from a file ("-" for stdin).
+    #[arg(long)]
+    pub content_file: Option<PathBuf>,
+    /// Preview title (public: shown in link previews).
+    #[arg(long, default_value = "Shared credential")]
+    pub title: String,
+    /// Preview description (public).
+    #[arg(
+        long,
+        default_value = "Open this link on your device to accept the credential"
+    )]
+    pub description: String,
+    /// Preview image URL (public).
+    #[arg(long, default_value = "https://example.com/credential.png")]
+    pub image_url: Url,
+    /// Credential vertical added to the link as ?v=.
+    #[arg(long, value_enum)]
+    pub vertical: Option<VerticalArg>,
+    /// How long the mailbox lives (e.g. 15m, 1h, 2d); the relay may cap it.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub expires_in: Duration,
+    /// Access rights of both sides: a combination of R, W, D (--confirm needs RWD).
+    #[arg(long, default_value = "RD")]
+    pub access: String,
+    /// Use AES-256-GCM instead of AES-128-GCM.
+    #[arg(long)]
+    pub aes256: bool,
+    /// Also print the link as a QR code.
+    #[arg(long)]
+    pub qr: bool,
+    /// Run the three-message flow: wait for the recipient's TxInfo and sign it.
+    #[arg(long)]
+    pub confirm: bool,
+    /// P-256 private key (PKCS#8 PEM) to sign with; default: a fresh key for this share.
+    #[arg(long, requires = "confirm")]
+    pub signing_key: Option<PathBuf>,
+    /// How long --confirm waits for the recipient.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `relay receive`.
+#[derive(clap::Args, Debug)]
+pub struct ReceiveArgs {
+    /// The share link, secret in its fragment.
+    pub link: String,
+    /// Device claim to use (default: a fresh one, printed on stderr).
+    #[arg(long)]
+    pub claim: Option<Uuid>,
+    /// Save the provisioning information here (mode 0600) instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// After reading, give the mailbox up so another device may claim it.
+    #[arg(long)]
+    pub relinquish: bool,
+    /// In a confirmed share, save the new key the sender endorsed (PKCS#8 PEM, mode 0600).
+    #[arg(long)]
+    pub key_out: Option<PathBuf>,
+    /// How long to wait for the sender's signature in a confirmed share.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `relay relinquish` / `relay delete`.
+#[derive(clap::Args, Debug)]
+pub struct ClaimArgs {
+    /// The share link (the fragment is ignored).
+    pub link: String,
+    /// The device claim printed by `share` or `receive`.
+    #[arg(long)]
+    pub claim: Uuid,
+}
+
+/// Parses `90`, `90s`, `15m`, `2h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 2h or 7d"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(factor)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Runs one relay subcommand.
+pub async fn run(cmd: RelayCommand) -> anyhow::Result<()> {
+    match cmd {
+        RelayCommand::Serve(args) => serve(args).await,
+        RelayCommand::Share(args) => share(args).await,
+        RelayCommand::Receive(args) => receive(args).await,
+        RelayCommand::Relinquish(args) => {
+            let link = ShareUrl::parse(&args.link)?;
+            RelayClient::new()?
+                .relinquish(link.api_url(), args.claim, &client::request_id())
+                .await?;
+            eprintln!("relinquished: another device may now claim the mailbox");
+            Ok(())
+        }
+        RelayCommand::Delete(args) => {
+            let link = ShareUrl::parse(&args.link)?;
+            RelayClient::new()?
+                .delete(link.api_url(), args.claim, &client::request_id())
+                .await?;
+            eprintln!("deleted");
+            Ok(())
+        }
+    }
+}
+
+fn secs(d: Duration) -> anyhow::Result<i64> {
+    i64::try_from(d.as_secs()).context("duration too long")
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = RelayConfig {
+        public_base: args.public_url,
+        limits: CreateLimits {
+            max_payload: args.max_payload,
+            default_lifetime_secs: secs(args.default_lifetime)?,
+            max_lifetime_secs: secs(args.max_lifetime)?,
+        },
+        max_receivers: args.max_receivers,
+        body_limit: args.body_limit,
+        rate: RateLimits {
+            per_client_rate: args.rate_per_client,
+            per_client_burst: args.burst_per_client,
+            global_rate: args.rate_global,
+            global_burst: args.burst_global,
+        },
+        sweep_interval: args.sweep_interval,
+        push_webhook: args.push_webhook,
+    };
+    let store = SqliteStore::open(&args.db)
+        .with_context(|| format!("cannot open the database {}", args.db.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let server =
+        RelayServer::start(listener, Arc::new(store), Arc::new(SystemClock), config).await?;
+    eprintln!("relay listening on http://{}", server.local_addr());
+    tokio::select! {
+        result = server.wait() => result.context("relay stopped")?,
+        _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+    }
+    Ok(())
+}
+
+fn read_content(args: &ShareArgs) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let text = match (&args.content, &args.content_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read stdin")?;
+            s
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        (None, None) => bail!("give the content with --content or --content-file"),
+    };
+    match serde_json::from_str(&text).context("the content is not valid JSON")? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => bail!("the content must be a JSON object"),
+    }
+}
+
+async fn share(args: ShareArgs) -> anyhow::Result<()> {
+    let info = ProvisioningInfo::new(args.format.clone(), read_content(&args)?);
+    let mut rights = AccessRights::parse(&args.access)?;
+    let mut sender = None;
+    let plaintext = if args.confirm {
+        if !(rights.read && rights.write) {
+            eprintln!("note: --confirm needs read and write rights; using RWD");
+            rights = AccessRights::ALL;
+        }
+        let key = match &args.signing_key {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                SigningKey::from_pkcs8_pem(&pem)
+                    .context("the signing key is not a P-256 PKCS#8 PEM key")?
+            }
+            None => SigningKey::random(&mut OsRng),
+        };
+        eprintln!(
+            "signing key fingerprint: {}",
+            fingerprint(key.verifying_key())
+        );
+        let (state, message1) = SenderConfirm::start(&info, key);
+        sender = Some(state);
+        message1
+    } else {
+        info.to_bytes()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let request = ShareRequest {
+        plaintext,
+        display: DisplayInformation {
+            title: args.title,
+            description: args.description,
+            image_url: args.image_url.into(),
+        },
+        vertical: args.vertical.map(Vertical::from),
+        cipher: if args.aes256 {
+            PayloadType::Aes256Gcm
+        } else {
+            PayloadType::Aes128Gcm
+        },
+        rights,
+        expires_at: now.saturating_add(secs(args.expires_in)?),
+        notification_token: None,
+        attestation: None,
+    };
+    let client = RelayClient::new()?;
+    let shared = client::share(&client, &args.relay, &request).await?;
+    let link = shared.link.to_link();
+    println!("{}", link.as_str());
+    if args.qr {
+        let code =
+            qrcode::QrCode::new(link.as_bytes()).context("the link is too long for a QR code")?;
+        println!(
+            "{}",
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        );
+    }
+    eprintln!(
+        "initiator claim: {} (delete with: xtt relay delete LINK --claim {})",
+        shared.claim, shared.claim
+    );
+    std::io::stdout().flush()?;
+    if let Some(state) = sender {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message("waiting for the recipient's TxInfo");
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        let patience = Patience {
+            poll: Duration::from_millis(500),
+            timeout: args.timeout,
+        };
+        let result = client::confirm_as_sender(&client, &shared, &state, patience).await;
+        spinner.finish_and_clear();
+        result?;
+        eprintln!("confirmed: the recipient verified our signature and deleted the mailbox");
+    }
+    Ok(())
+}
+
+async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
+    let link = ShareUrl::parse(&args.link)?;
+    link.require_secret()?;
+    let claim = args.claim.unwrap_or_else(Uuid::new_v4);
+    eprintln!("recipient claim: {claim}");
+    let client = RelayClient::new()?;
+    let patience = Patience {
+        poll: Duration::from_millis(500),
+        timeout: args.timeout,
+    };
+    let received = client::receive(&client, &link, claim, patience).await?;
+    eprintln!(
+        "\"{}\" (mailbox expires {})",
+        received.display.title, received.expiration
+    );
+    if let Some(done) = &received.confirmation {
+        eprintln!(
+            "confirmed by sender key {}; endorsed key {}",
+            fingerprint(&done.sender_key),
+            fingerprint(done.receiver_key.verifying_key())
+        );
+        if let Some(path) = &args.key_out {
+            let pem = done
+                .receiver_key
+                .to_pkcs8_pem(LineEnding::LF)
+                .context("cannot encode the key")?;
+            write_private(path, pem.as_bytes())?;
+        }
+    }
+    let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&received.info)?);
+    match &args.out {
+        Some(path) => {
+            write_private(path, &json)?;
+            eprintln!("saved to {}", path.display());
+        }
+        None => {
+            std::io::stdout().write_all(&json)?;
+            println!();
+        }
+    }
+    if args.relinquish && received.confirmation.is_none() {
+        client
+            .relinquish(link.api_url(), claim, &client::request_id())
+            .await?;
+        eprintln!("relinquished");
+    }
+    Ok(())
+}
+
+/// The link as a terminal QR code (two modules per character cell, with quiet zone).
+pub fn qr_text(link: &str) -> anyhow::Result<String> {
+    let code =
+        qrcode::QrCode::new(link.as_bytes()).context("the link is too long for a QR code")?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build())
+}
+
+/// Writes a secret file crash-safely: temp file (0600) in the same directory, fsync, rename,
+/// fsync the directory.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .context("the output path has no file name")?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let result = (|| -> anyhow::Result<()> {
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Top {
+        #[command(subcommand)]
+        cmd: RelayCommand,
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn command_line_parses() {
+        use clap::CommandFactory as _;
+        Top::command().debug_assert();
+        let top = Top::try_parse_from([
+            "xtt",
+            "share",
+            "--relay",
+            "http://127.0.0.1:1",
+            "--content",
+            "{}",
+            "--vertical",
+            "car",
+        ])
+        .unwrap();
+        assert!(matches!(
+            top.cmd,
+            RelayCommand::Share(ShareArgs {
+                vertical: Some(VerticalArg::Car),
+                ..
+            })
+        ));
+        assert!(Top::try_parse_from(["xtt", "share", "--relay", "http://x"]).is_err());
+    }
+
+    #[test]
+    fn qr_code_of_a_share_link_is_square() {
+        let link = "https://relay.example.com/v1/m/2bba630e-519b-11ec-bf63-0242ac130002?v=c#hXlr6aRC7KgJpOLTNZaLsw";
+        let text = qr_text(link).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let width = lines[0].chars().count();
+        // Version 4 (33 modules) or more, plus a 4-module quiet zone each side.
+        assert!(width >= 41, "{width}");
+        assert!(lines.iter().all(|l| l.chars().count() == width));
+        assert_eq!(lines.len(), width.div_ceil(2));
+    }
+
+    #[test]
+    fn private_files_are_0600_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,471 @@
+//! Client library: the relay API over HTTP (one method per endpoint) and the Sender/Receiver
+//! flows on top of it (share, receive, the three-message confirm flow).
+//!
+//! The secret never leaves this process: requests go to [`ShareUrl::api_url`], which has no
+//! fragment and no query. Every state-changing request carries a fresh `Mailbox-Request-ID`,
+//! reused on a retry after a transport failure so the relay can deduplicate it.
+
+use crate::proto::confirm::{
+    ConfirmError, Confirmation, ReceiverConfirm, SenderConfirm, CONFIRM_KEY,
+};
+use crate::proto::secret::{CryptoError, ProvisioningInfo, Secret};
+use crate::proto::share_url::{ShareUrl, ShareUrlError, Vertical};
+use crate::proto::wire::{
+    format_timestamp, AccessRights, CreateMailboxRequest, CreateMailboxResponse,
+    DisplayInformation, ErrorBody, MailboxConfiguration, NotificationToken, PayloadType,
+    ReadMailboxRequest, ReadSecureContentResponse, UpdateMailboxRequest, UpdateMailboxResponse,
+    HEADER_DEVICE_ATTESTATION, HEADER_DEVICE_CLAIM, HEADER_REQUEST_ID,
+};
+use rand_core::OsRng;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use url::Url;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Client-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the relay: {0}")]
+    Transport(#[source] reqwest::Error),
+    #[error("the relay answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("the relay's answer is malformed: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    ShareUrl(#[from] ShareUrlError),
+    #[error("confirmation failed: {0}")]
+    Confirm(#[from] ConfirmError),
+    #[error("the relay URL {0} cannot be used as a base")]
+    RelayUrl(String),
+    #[error("this build has no TLS client, so https://{0} cannot be reached; use the relay's http address or enable reqwest's `rustls` feature in the workspace")]
+    NoTls(String),
+    #[error("timed out after {0:?} waiting for the other device")]
+    Timeout(Duration),
+}
+
+impl ClientError {
+    /// The HTTP status, for relay refusals.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the relay executed a state-changing request or recognised it as a repeat (201).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Executed,
+    Duplicate,
+}
+
+/// HTTP access to relays.
+#[derive(Debug, Clone)]
+pub struct RelayClient {
+    http: reqwest::Client,
+}
+
+impl RelayClient {
+    /// A client with a 30 s timeout that follows no redirects (a redirect could send the
+    /// device claim to another host).
+    pub fn new() -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ClientError::Transport)?;
+        Ok(RelayClient { http })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        claim: Uuid,
+        request_id: Option<&str>,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        // One retry on a transport failure, with the same request id: the relay answers 201
+        // if the first attempt did land.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(HEADER_DEVICE_CLAIM, claim.hyphenated().to_string());
+            if let Some(id) = request_id {
+                req = req.header(HEADER_REQUEST_ID, id);
+            }
+            match build(req).send().await {
+                Ok(resp) => {
+                    if let Some(id) = request_id {
+                        let echoed = resp
+                            .headers()
+                            .get(HEADER_REQUEST_ID)
+                            .and_then(|v| v.to_str().ok());
+                        if echoed != Some(id) {
+                            return Err(ClientError::Malformed(
+                                "Mailbox-Request-ID was not echoed".into(),
+                            ));
+                        }
+                    }
+                    return Ok(resp);
+                }
+                // Built without a TLS stack (the workspace's reqwest has no TLS feature): say so
+                // instead of hyper's "invalid URL, scheme is not http".
+                Err(e) if url.scheme() == "https" && chain_mentions(&e, "scheme is not http") => {
+                    return Err(ClientError::NoTls(url.host_str().unwrap_or("").to_owned()))
+                }
+                Err(e)
+                    if attempt < 2
+                        && request_id.is_some()
+                        && (e.is_connect() || e.is_timeout()) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(ClientError::Transport(e.without_url())),
+            }
+        }
+    }
+
+    /// CreateMailbox at the relay whose base URL is `relay` (e.g. `https://relay.example`).
+    pub async fn create(
+        &self,
+        relay: &Url,
+        claim: Uuid,
+        request_id: &str,
+        body: &CreateMailboxRequest,
+        attestation: Option<&str>,
+    ) -> Result<(Written, CreateMailboxResponse), ClientError> {
+        let url = create_url(relay)?;
+        let resp = self
+            .send(Method::POST, &url, claim, Some(request_id), |r| {
+                let r = r.json(body);
+                match attestation {
+                    Some(a) => r.header(HEADER_DEVICE_ATTESTATION, a),
+                    None => r,
+                }
+            })
+            .await?;
+        let written = written(&resp);
+        Ok((written, json_reply(resp).await?))
+    }
+
+    /// ReadSecureContentFromMailbox (binds the mailbox to `claim` if it is the first Recipient).
+    pub async fn read(
+        &self,
+        mailbox: &Url,
+        claim: Uuid,
+        token: Option<NotificationToken>,
+    ) -> Result<ReadSecureContentResponse, ClientError> {
+        let body = ReadMailboxRequest {
+            notification_token: token,
+        };
+        let resp = self
+            .send(Method::POST, mailbox, claim, None, |r| r.json(&body))
+            .await?;
+        json_reply(resp).await
+    }
+
+    /// UpdateMailbox.
+    pub async fn update(
+        &self,
+        mailbox: &Url,
+        claim: Uuid,
+        request_id: &str,
+        body: &UpdateMailboxRequest,
+    ) -> Result<(Written, UpdateMailboxResponse), ClientError> {
+        let resp = self
+            .send(Method::PUT, mailbox, claim, Some(request_id), |r| {
+                r.json(body)
+            })
+            .await?;
+        let written = written(&resp);
+        Ok((written, json_reply(resp).await?))
+    }
+
+    /// RelinquishMailbox.
+    pub async fn relinquish(
+        &self,
+        mailbox: &Url,
+        claim: Uuid,
+        request_id: &str,
+    ) -> Result<Written, ClientError> {
+        let resp = self
+            .send(Method::PATCH, mailbox, claim, Some(request_id), |r| r)
+            .await?;
+        empty_reply(resp).await
+    }
+
+    /// DeleteMailbox.
+    pub async fn delete(
+        &self,
+        mailbox: &Url,
+        claim: Uuid,
+        request_id: &str,
+    ) -> Result<Written, ClientError> {
+        let resp = self
+            .send(Method::DELETE, mailbox, claim, Some(request_id), |r| r)
+            .await?;
+        empty_reply(resp).await
+    }
+}
+
+fn chain_mentions(error: &(dyn std::error::Error + 'static), text: &str) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.to_string().contains(text) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn create_url(relay: &Url) -> Result<Url, ClientError> {
+    let mut base = relay.clone();
+    if base.cannot_be_a_base() {
+        return Err(ClientError::RelayUrl(relay.to_string()));
+    }
+    base.set_query(None);
+    base.set_fragment(None);
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join("v1/m")
+        .map_err(|_| ClientError::RelayUrl(relay.to_string()))
+}
+
+fn written(resp: &reqwest::Response) -> Written {
+    if resp.status() == StatusCode::CREATED {
+        Written::Duplicate
+    } else {
+        Written::Executed
+    }
+}
+
+async fn refusal(resp: reqwest::Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let message = match resp.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => "no details".into(),
+    };
+    ClientError::Status { status, message }
+}
+
+async fn json_reply<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+    if !resp.status().is_success() {
+        return Err(refusal(resp).await);
+    }
+    resp.json::<T>()
+        .await
+        .map_err(|e| ClientError::Malformed(e.without_url().to_string()))
+}
+
+async fn empty_reply(resp: reqwest::Response) -> Result<Written, ClientError> {
+    if !resp.status().is_success() {
+        return Err(refusal(resp).await);
+    }
+    Ok(written(&resp))
+}
+
+/// A fresh request id.
+pub fn request_id() -> String {
+    Uuid::new_v4().hyphenated().to_string()
+}
+
+/// What the Sender puts in a mailbox.
+#[derive(Debug, Clone)]
+pub struct ShareRequest {
+    /// Plaintext to seal (serialised Provisioning Information).
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub display: DisplayInformation,
+    pub vertical: Option<Vertical>,
+    pub cipher: PayloadType,
+    pub rights: AccessRights,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub notification_token: Option<NotificationToken>,
+    pub attestation: Option<String>,
+}
+
+/// A created mailbox, from the Sender's side.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The link for the Recipient (secret in its fragment).
+    pub link: ShareUrl,
+    /// The Sender's device claim: needed to read, update or delete later.
+    pub claim: Uuid,
+    pub push_supported: bool,
+}
+
+/// Seals the plaintext under a fresh secret and creates the mailbox.
+pub async fn share(
+    client: &RelayClient,
+    relay: &Url,
+    request: &ShareRequest,
+) -> Result<Shared, ClientError> {
+    let secret = Secret::generate(request.cipher, &mut OsRng);
+    let sealed = secret.seal(&request.plaintext, &mut OsRng)?;
+    let body = CreateMailboxRequest {
+        payload: sealed.to_wire(),
+        display_information: request.display.clone(),
+        notification_token: request.notification_token.clone(),
+        mailbox_configuration: Some(MailboxConfiguration {
+            access_rights: Some(request.rights.to_string()),
+            expiration: format_timestamp(request.expires_at),
+        }),
+    };
+    let claim = Uuid::new_v4();
+    let (_, reply) = client
+        .create(
+            relay,
+            claim,
+            &request_id(),
+            &body,
+            request.attestation.as_deref(),
+        )
+        .await?;
+    let link = ShareUrl::new(&reply.url_link, request.vertical, Some(secret))?;
+    Ok(Shared {
+        link,
+        claim,
+        push_supported: reply.is_push_notification_supported,
+    })
+}
+
+/// What the Recipient got.
+#[derive(Debug)]
+pub struct Received {
+    pub info: ProvisioningInfo,
+    pub display: DisplayInformation,
+    /// RFC 3339.
+    pub expiration: String,
+    /// Set when the Sender asked for the confirm flow and it completed.
+    pub confirmation: Option<Confirmation>,
+}
+
+/// Polling parameters for the confirm flow.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub poll: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience {
+            poll: Duration::from_millis(500),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+async fn read_plain(
+    client: &RelayClient,
+    link: &ShareUrl,
+    claim: Uuid,
+) -> Result<(Zeroizing<Vec<u8>>, ReadSecureContentResponse), ClientError> {
+    let secret = link.require_secret()?;
+    let reply = client.read(link.api_url(), claim, None).await?;
+    let sealed = reply
+        .payload
+        .decode(usize::MAX)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    Ok((secret.open(&sealed)?, reply))
+}
+
+async fn write_plain(
+    client: &RelayClient,
+    link: &ShareUrl,
+    claim: Uuid,
+    plaintext: &[u8],
+) -> Result<(), ClientError> {
+    let sealed = link.require_secret()?.seal(plaintext, &mut OsRng)?;
+    let body = UpdateMailboxRequest {
+        payload: sealed.to_wire(),
+        notification_token: None,
+    };
+    client
+        .update(link.api_url(), claim, &request_id(), &body)
+        .await?;
+    Ok(())
+}
+
+/// Claims, reads and decrypts; when the Sender asked for confirmation, runs the Receiver's
+/// side of the three-message flow and deletes the mailbox at the end.
+pub async fn receive(
+    client: &RelayClient,
+    link: &ShareUrl,
+    claim: Uuid,
+    patience: Patience,
+) -> Result<Received, ClientError> {
+    let (plaintext, reply) = read_plain(client, link, claim).await?;
+    let mut info = ProvisioningInfo::from_bytes(&plaintext)?;
+    let confirmation = match ReceiverConfirm::start(&plaintext, &mut OsRng)? {
+        None => None,
+        Some((mut state, txinfo)) => {
+            write_plain(client, link, claim, &txinfo).await?;
+            let deadline = tokio::time::Instant::now() + patience.timeout;
+            let done = loop {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClientError::Timeout(patience.timeout));
+                }
+                tokio::time::sleep(patience.poll).await;
+                let (current, _) = read_plain(client, link, claim).await?;
+                match state.on_message(&current)? {
+                    Ok(done) => break done,
+                    Err(waiting) => state = waiting,
+                }
+            };
+            client.delete(link.api_url(), claim, &request_id()).await?;
+            info.extra.remove(CONFIRM_KEY);
+            Some(done)
+        }
+    };
+    Ok(Received {
+        info,
+        display: reply.display_information,
+        expiration: reply.expiration,
+        confirmation,
+    })
+}
+
+/// The Sender's side of the confirm flow after [`share`]: waits for the Receiver's TxInfo,
+/// signs it, writes the signature, and returns once the Receiver has deleted the mailbox
+/// (or, if the relay denies the Sender reads, right after writing).
+pub async fn confirm_as_sender(
+    client: &RelayClient,
+    shared: &Shared,
+    state: &SenderConfirm,
+    patience: Patience,
+) -> Result<(), ClientError> {
+    let deadline = tokio::time::Instant::now() + patience.timeout;
+    let mut signed = false;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClientError::Timeout(patience.timeout));
+        }
+        tokio::time::sleep(patience.poll).await;
+        let plaintext = match read_plain(client, &shared.link, shared.claim).await {
+            Ok((plaintext, _)) => plaintext,
+            // Deleted by the Receiver after verifying: done.
+            Err(ClientError::Status { status: 404, .. }) if signed => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if signed {
+            continue;
+        }
+        if let Some(message3) = state.on_message(&plaintext)? {
+            write_plain(client, &shared.link, shared.claim, &message3).await?;
+            signed = true;
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The relay server: axum routes over a [`Store`], an injectable [`Clock`], rate limits, a
+//! body limit, a periodic sweeper and an optional push webhook.
+
+pub mod clock;
+mod http;
+pub mod preview;
+pub mod push;
+pub mod rate_limit;
+pub mod sqlite;
+pub mod store;
+
+use crate::proto::wire::CreateLimits;
+use clock::Clock;
+use push::Pusher;
+use rate_limit::{RateLimiter, RateLimits};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use url::Url;
+
+/// Everything configurable about a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Base of the `urlLink`s handed out, e.g. `https://relay.example.com` (the relay usually
+    /// sits behind a TLS-terminating proxy). `None`: `http://{listen address}`.
+    pub public_base: Option<Url>,
+    /// Payload size and lifetime bounds.
+    pub limits: CreateLimits,
+    /// Distinct Recipient bindings a mailbox accepts over its life.
+    pub max_receivers: u32,
+    /// Largest request body in bytes (413 above).
+    pub body_limit: usize,
+    /// Request rates.
+    pub rate: RateLimits,
+    /// How often expired mailboxes are deleted.
+    pub sweep_interval: Duration,
+    /// Where update notifications are POSTed; `None` disables push.
+    pub push_webhook: Option<Url>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            public_base: None,
+            limits: CreateLimits {
+                max_payload: 32 * 1024,
+                default_lifetime_secs: 24 * 3600,
+                max_lifetime_secs: 7 * 24 * 3600,
+            },
+            max_receivers: 3,
+            body_limit: 64 * 1024,
+            rate: RateLimits::default(),
+            sweep_interval: Duration::from_secs(60),
+            push_webhook: None,
+        }
+    }
+}
+
+/// Errors starting a relay.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the listening address: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the public base URL {0} cannot carry a path")]
+    PublicBase(String),
+    #[error("cannot build the push client: {0}")]
+    Push(#[from] reqwest::Error),
+}
+
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: RelayConfig,
+    pub(crate) public_base: Url,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) pusher: Option<Pusher>,
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct RelayServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl RelayServer {
+    /// Serves on `listener` until [`RelayServer::shutdown`].
+    pub async fn start(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Result<Self, StartError> {
+        let addr = listener.local_addr()?;
+        let mut public_base = match &config.public_base {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{addr}"))
+                .map_err(|e| StartError::PublicBase(e.to_string()))?,
+        };
+        if public_base.cannot_be_a_base() {
+            return Err(StartError::PublicBase(public_base.to_string()));
+        }
+        // Normalise to a trailing slash so joining keeps any path prefix.
+        if !public_base.path().ends_with('/') {
+            let path = format!("{}/", public_base.path());
+            public_base.set_path(&path);
+        }
+        let pusher = config.push_webhook.clone().map(Pusher::new).transpose()?;
+        let state = Arc::new(AppState {
+            store,
+            clock,
+            limiter: RateLimiter::new(config.rate),
+            public_base,
+            pusher,
+            config,
+        });
+        let (shutdown, mut stop) = watch::channel(false);
+        let sweeper = tokio::spawn(sweep_loop(state.clone(), shutdown.subscribe()));
+        let app = http::router(state);
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+        });
+        tracing::info!(%addr, "relay listening");
+        Ok(RelayServer {
+            addr,
+            shutdown,
+            server,
+            sweeper,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops the sweeper.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.sweeper.abort();
+        match self.server.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Waits until the server stops by itself (an I/O error) — used by `relay serve`.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let RelayServer {
+            server,
+            sweeper,
+            shutdown,
+            ..
+        } = self;
+        let result = server.await;
+        drop(shutdown);
+        sweeper.abort();
+        match result {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+async fn sweep_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(state.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let store = state.store.clone();
+        let now = state.clock.now();
+        match tokio::task::spawn_blocking(move || store.sweep(now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "swept expired mailboxes"),
+            Ok(Err(e)) => tracing::error!(error = %e, "sweep failed"),
+            Err(e) => tracing::error!(error = %e, "sweep task failed"),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! SQLite implementation of [`Store`]: one file (mode 0600), WAL journal with
+//! `synchronous=FULL` so a committed change survives a crash of the process or the machine,
+//! `secure_delete` so deleted ciphertext is overwritten, and one `BEGIN IMMEDIATE` transaction
+//! per request.
+//!
+//! Nothing identifying is stored: no addresses, no user names; device claims only as SHA-256
+//! digests. Request ids are deleted with their mailbox.
+
+use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox};
+use crate::proto::wire::{
+    AccessRights, DisplayInformation, NotificationToken, PayloadType, SealedPayload,
+};
+use crate::server::store::{
+    ApplyError, ApplyOutcome, CreateOutcome, IdempotencyKey, MailboxOp, Store, StoreError,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mailbox (
+    id                   TEXT PRIMARY KEY NOT NULL,
+    initiator_claim      BLOB NOT NULL,
+    recipient_claim      BLOB,
+    access_rights        TEXT NOT NULL,
+    expires_at           INTEGER NOT NULL,
+    payload_type         TEXT NOT NULL,
+    payload              BLOB NOT NULL,
+    display_title        TEXT NOT NULL,
+    display_description  TEXT NOT NULL,
+    display_image_url    TEXT NOT NULL,
+    initiator_token_type TEXT,
+    initiator_token_data TEXT,
+    recipient_token_type TEXT,
+    recipient_token_data TEXT,
+    attestation          TEXT,
+    receivers_bound      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS mailbox_expiry ON mailbox(expires_at);
+CREATE TABLE IF NOT EXISTS last_request (
+    claim      BLOB PRIMARY KEY NOT NULL,
+    request_id TEXT NOT NULL,
+    mailbox_id TEXT NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX IF NOT EXISTS last_request_mailbox ON last_request(mailbox_id);
+";
+
+const COLUMNS: &str = "id, initiator_claim, recipient_claim, access_rights, expires_at, \
+    payload_type, payload, display_title, display_description, display_image_url, \
+    initiator_token_type, initiator_token_data, recipient_token_type, recipient_token_data, \
+    attestation, receivers_bound";
+
+/// Mailboxes in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        restrict_permissions(path)?;
+        let conn = Connection::open(path)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt("the database refuses WAL journaling"));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock dropped its transaction (rolled back): the connection
+        // is still consistent.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+fn digest_from(blob: Vec<u8>) -> Result<ClaimDigest, StoreError> {
+    <[u8; 32]>::try_from(blob.as_slice())
+        .map(ClaimDigest)
+        .map_err(|_| StoreError::Corrupt("claim digest length"))
+}
+
+fn token_from(kind: Option<String>, data: Option<String>) -> Option<NotificationToken> {
+    match (kind, data) {
+        (Some(kind), Some(token_data)) => Some(NotificationToken { kind, token_data }),
+        _ => None,
+    }
+}
+
+struct RawRow {
+    id: String,
+    initiator: Vec<u8>,
+    recipient: Option<Vec<u8>>,
+    rights: String,
+    expires_at: i64,
+    payload_type: String,
+    payload: Vec<u8>,
+    title: String,
+    description: String,
+    image_url: String,
+    it_kind: Option<String>,
+    it_data: Option<String>,
+    rt_kind: Option<String>,
+    rt_data: Option<String>,
+    attestation: Option<String>,
+    receivers_bound: i64,
+}
+
+fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        id: row.get(0)?,
+        initiator: row.get(1)?,
+        recipient: row.get(2)?,
+        rights: row.get(3)?,
+        expires_at: row.get(4)?,
+        payload_type: row.get(5)?,
+        payload: row.get(6)?,
+        title: row.get(7)?,
+        description: row.get(8)?,
+        image_url: row.get(9)?,
+        it_kind: row.get(10)?,
+        it_data: row.get(11)?,
+        rt_kind: row.get(12)?,
+        rt_data: row.get(13)?,
+        attestation: row.get(14)?,
+        receivers_bound: row.get(15)?,
+    })
+}
+
+impl RawRow {
+    fn into_mailbox(self) -> Result<Mailbox, StoreError> {
+        Ok(Mailbox {
+            id: Uuid::try_parse(&self.id).map_err(|_| StoreError::Corrupt("mailbox id"))?,
+            initiator: digest_from(self.initiator)?,
+            recipient: self.recipient.map(digest_from).transpose()?,
+            rights: AccessRights::parse(&self.rights)
+                .map_err(|_| StoreError::Corrupt("access rights"))?,
+            expires_at: self.expires_at,
+            payload: SealedPayload {
+                kind: PayloadType::from_name(&self.payload_type)
+                    .ok_or(StoreError::Corrupt("payload type"))?,
+                bytes: self.payload,
+            },
+            display: DisplayInformation {
+                title: self.title,
+                description: self.description,
+                image_url: self.image_url,
+            },
+            initiator_token: token_from(self.it_kind, self.it_data),
+            recipient_token: token_from(self.rt_kind, self.rt_data),
+            attestation: self.attestation,
+            receivers_bound: u32::try_from(self.receivers_bound)
+                .map_err(|_| StoreError::Corrupt("receivers_bound"))?,
+        })
+    }
+}
+
+fn load(conn: &Connection, id: &Uuid, now: i64) -> Result<Option<Mailbox>, StoreError> {
+    let raw = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM mailbox WHERE id = ?1 AND expires_at > ?2"),
+            params![id.to_string(), now],
+            raw_row,
+        )
+        .optional()?;
+    raw.map(RawRow::into_mailbox).transpose()
+}
+
+fn write(conn: &Connection, m: &Mailbox, insert: bool) -> Result<(), StoreError> {
+    let verb = if insert { "INSERT" } else { "REPLACE" };
+    conn.execute(
+        &format!(
+            "{verb} INTO mailbox ({COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ),
+        params![
+            m.id.to_string(),
+            &m.initiator.0[..],
+            m.recipient.as_ref().map(|d| d.0.to_vec()),
+            m.rights.to_string(),
+            m.expires_at,
+            m.payload.kind.as_str(),
+            &m.payload.bytes,
+            &m.display.title,
+            &m.display.description,
+            &m.display.image_url,
+            m.initiator_token.as_ref().map(|t| &t.kind),
+            m.initiator_token.as_ref().map(|t| &t.token_data),
+            m.recipient_token.as_ref().map(|t| &t.kind),
+            m.recipient_token.as_ref().map(|t| &t.token_data),
+            &m.attestation,
+            i64::from(m.receivers_bound),
+        ],
+    )?;
+    Ok(())
+}
+
+fn record_request(conn: &Connection, key: &IdempotencyKey, id: &Uuid) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO last_request (claim, request_id, mailbox_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT(claim) DO UPDATE SET request_id = excluded.request_id,
+                                          mailbox_id = excluded.mailbox_id",
+        params![&key.claim.0[..], &key.request_id, id.to_string()],
+    )?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn create(
+        &self,
+        mailbox: &Mailbox,
+        key: &IdempotencyKey,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let previous: Option<(String, String)> = tx
+            .query_row(
+                "SELECT r.request_id, r.mailbox_id FROM last_request r
+                 JOIN mailbox m ON m.id = r.mailbox_id
+                 WHERE r.claim = ?1 AND m.expires_at > ?2",
+                params![&key.claim.0[..], now],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((request_id, mailbox_id)) = previous {
+            if request_id == key.request_id {
+                let id =
+                    Uuid::try_parse(&mailbox_id).map_err(|_| StoreError::Corrupt("mailbox id"))?;
+                return Ok(CreateOutcome::Duplicate(id));
+            }
+        }
+        write(&tx, mailbox, true)?;
+        record_request(&tx, key, &mailbox.id)?;
+        tx.commit()?;
+        Ok(CreateOutcome::Created)
+    }
+
+    fn apply(
+        &self,
+        id: &Uuid,
+        now: i64,
+        key: Option<&IdempotencyKey>,
+        op: MailboxOp<'_>,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let mut mailbox = load(&tx, id, now)?.ok_or(AccessError::NotFound)?;
+        if let Some(key) = key {
+            let repeated = tx
+                .query_row(
+                    "SELECT 1 FROM last_request WHERE claim = ?1 AND request_id = ?2 AND mailbox_id = ?3",
+                    params![&key.claim.0[..], &key.request_id, id.to_string()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(StoreError::from)?;
+            if repeated.is_some() {
+                return Ok(ApplyOutcome::Duplicate);
+            }
+        }
+        let change = op(&mut mailbox)?;
+        match change {
+            Change::Unchanged => {}
+            Change::Updated => write(&tx, &mailbox, false)?,
+            Change::Deleted => {
+                tx.execute("DELETE FROM mailbox WHERE id = ?1", params![id.to_string()])
+                    .map_err(StoreError::from)?;
+            }
+        }
+        if let (Some(key), false) = (key, change == Change::Deleted) {
+            record_request(&tx, key, id)?;
+        }
+        tx.commit().map_err(StoreError::from)?;
+        Ok(ApplyOutcome::Done(change))
+    }
+
+    fn get(&self, id: &Uuid, now: i64) -> Result<Option<Mailbox>, StoreError> {
+        load(&self.lock(), id, now)
+    }
+
+    fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute("DELETE FROM mailbox WHERE expires_at <= ?1", params![now])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox(id: u128, expires_at: i64) -> Mailbox {
+        Mailbox {
+            id: Uuid::from_u128(id),
+            initiator: ClaimDigest::of(&Uuid::from_u128(1)),
+            recipient: None,
+            rights: AccessRights::ALL,
+            expires_at,
+            payload: SealedPayload {
+                kind: PayloadType::Aes256Gcm,
+                bytes: vec![1; 40],
+            },
+            display: DisplayInformation {
+                title: "t".into(),
+                description: "d".into(),
+                image_url: "https://x".into(),
+            },
+            initiator_token: Some(NotificationToken {
+                kind: "k".into(),
+                token_data: "v".into(),
+            }),
+            recipient_token: None,
+            attestation: Some("att".into()),
+            receivers_bound: 0,
+        }
+    }
+
+    fn key(claim: u128, request: &str) -> IdempotencyKey {
+        IdempotencyKey {
+            claim: ClaimDigest::of(&Uuid::from_u128(claim)),
+            request_id: request.into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_duplicates_and_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let m = mailbox(5, 100);
+        assert_eq!(
+            store.create(&m, &key(1, "a"), 0).unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(
+            store.create(&mailbox(6, 100), &key(1, "a"), 0).unwrap(),
+            CreateOutcome::Duplicate(m.id)
+        );
+        assert_eq!(store.get(&m.id, 0).unwrap(), Some(m.clone()));
+        assert_eq!(store.get(&Uuid::from_u128(6), 0).unwrap(), None);
+
+        let reader = ClaimDigest::of(&Uuid::from_u128(2));
+        let mut op = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
+        assert!(matches!(
+            store.apply(&m.id, 0, Some(&key(2, "r")), &mut op),
+            Ok(ApplyOutcome::Done(Change::Updated))
+        ));
+        assert!(matches!(
+            store.apply(&m.id, 0, Some(&key(2, "r")), &mut op),
+            Ok(ApplyOutcome::Duplicate)
+        ));
+        assert_eq!(
+            store.get(&m.id, 0).unwrap().unwrap().recipient,
+            Some(reader)
+        );
+
+        // Reopen: everything is still there.
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.get(&m.id, 99).unwrap().is_some());
+        assert!(
+            store.get(&m.id, 100).unwrap().is_none(),
+            "expired at its instant"
+        );
+        assert!(matches!(
+            store.apply(&m.id, 100, None, &mut op),
+            Err(ApplyError::Access(AccessError::NotFound))
+        ));
+        assert_eq!(store.sweep(99).unwrap(), 0);
+        assert_eq!(store.sweep(100).unwrap(), 1);
+        let conn = Connection::open(&path).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM mailbox) + (SELECT count(*) FROM last_request)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let _store = SqliteStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
