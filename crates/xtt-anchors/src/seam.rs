@@ -1,0 +1,251 @@
+//! What the XTT client and server, the TTE services and the relay call to get their anchors
+//! from the store instead of loose files.
+//!
+//! * XTT client (device): `ClientConfig { roots: Arc::new(store.xtt_roots(now)?), .. }`.
+//!   [`RootSnapshot`] implements [`xtt_proto::cert::RootStore`] with the roots that have the
+//!   transport role and are valid at `now`; build one per handshake (it is a few bytes per root).
+//! * XTT server: build a [`GroupDirectory`] once (it precomputes each group's pairing lines),
+//!   rebuild it when [`AnchorStore::revision`] changes, and per handshake call
+//!   [`GroupDirectory::verify`] on the `AttestedClient` (it checks the group's validity at that
+//!   handshake's `now`, so a rotation window closes without a rebuild).
+//! * After provisioning, either side may record the identity with
+//!   [`AnchorStore::record_xtt_identity`] (provenance "provisioned by XTT", vouched for by the
+//!   root/server and the group), which puts devices into the trust graph.
+//! * TTE services: [`AnchorStore::tte_secrets`] for TaSecret/DevSecret usable for onboarding,
+//!   [`AnchorStore::import_tte_secret`] for a secret a TTE service delivers.
+//! * Relay and anything else: [`AnchorStore::usable`] with the kind and role it needs.
+
+use std::collections::HashMap;
+
+use rand_core::CryptoRngCore;
+use xtt_ecdaa::{GroupPublicKey, GroupVerifier};
+use xtt_proto::cert::{RootCertificate, RootId, RootStore};
+use xtt_proto::daa::GroupId;
+use xtt_proto::error::Refused;
+use xtt_proto::longterm::LongtermPublicKey;
+use xtt_proto::server::{AttestedClient, VerifiedClient};
+use xtt_proto::ClientId;
+
+use crate::anchor::{
+    Anchor, AnchorKind, Fingerprint, Material, Provenance, Roles, SecretBytes, UnixSeconds,
+    Validity,
+};
+use crate::error::AnchorError;
+use crate::material;
+use crate::store::{AnchorStore, Backend, NewAnchor};
+
+/// The XTT roots a device accepts at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct RootSnapshot {
+    roots: Vec<(Fingerprint, RootCertificate)>,
+}
+
+impl RootSnapshot {
+    /// The store fingerprint of the root with this id.
+    pub fn fingerprint(&self, id: &RootId) -> Option<Fingerprint> {
+        self.roots
+            .iter()
+            .find(|(_, r)| r.id == *id)
+            .map(|(f, _)| *f)
+    }
+
+    /// How many roots are usable.
+    pub fn len(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+}
+
+impl RootStore for RootSnapshot {
+    fn root(&self, id: &RootId) -> Option<RootCertificate> {
+        self.roots
+            .iter()
+            .find(|(_, r)| r.id == *id)
+            .map(|(_, r)| r.clone())
+    }
+}
+
+struct GroupEntry {
+    fingerprint: Fingerprint,
+    validity: Validity,
+    verifier: GroupVerifier,
+}
+
+/// The DAA groups a server accepts, with verifiers ready (precomputed once).
+pub struct GroupDirectory {
+    groups: HashMap<GroupId, GroupEntry>,
+}
+
+impl core::fmt::Debug for GroupDirectory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GroupDirectory")
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
+impl GroupDirectory {
+    /// The verifier for `group`, if that group is stored with the attestation role and valid
+    /// at `now`.
+    pub fn verifier(&self, group: &GroupId, now: UnixSeconds) -> Option<&GroupVerifier> {
+        self.groups
+            .get(group)
+            .filter(|g| g.validity.contains(now))
+            .map(|g| &g.verifier)
+    }
+
+    /// The store fingerprint of `group`.
+    pub fn fingerprint(&self, group: &GroupId) -> Option<Fingerprint> {
+        self.groups.get(group).map(|g| g.fingerprint)
+    }
+
+    /// How many groups are loaded.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The server's DAA step: looks the client's group up (valid at `now`) and verifies.
+    /// An unknown or expired group is `Refused::UnknownGroup`, as the protocol core expects.
+    pub fn verify(
+        &self,
+        attested: AttestedClient,
+        now: UnixSeconds,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<VerifiedClient, xtt_proto::Error> {
+        let verifier = self
+            .verifier(attested.group_id(), now)
+            .ok_or(Refused::UnknownGroup)?;
+        attested.verify_group(verifier, rng)
+    }
+}
+
+impl<B: Backend> AnchorStore<B> {
+    /// The roots a device accepts at `now` (kind xtt-root, role transport, valid).
+    pub fn xtt_roots(&self, now: UnixSeconds) -> Result<RootSnapshot, AnchorError> {
+        let mut roots = Vec::new();
+        for a in self.usable(AnchorKind::XttRoot, Roles::TRANSPORT, now)? {
+            if let Some(bytes) = a.public_material() {
+                roots.push((a.fingerprint, material::root_certificate(bytes)?));
+            }
+        }
+        Ok(RootSnapshot { roots })
+    }
+
+    /// The groups a server accepts: every daa-group with the attestation role whose window has
+    /// not closed at `now` (validity is checked again at each lookup).
+    pub fn daa_groups(&self, now: UnixSeconds) -> Result<GroupDirectory, AnchorError> {
+        let mut groups = HashMap::new();
+        for a in self.list()? {
+            let open = a.validity.not_after.is_none_or(|end| now < end);
+            if a.kind != AnchorKind::DaaGroup || !a.roles.contains(Roles::ATTESTATION) || !open {
+                continue;
+            }
+            let Some(bytes) = a.public_material() else {
+                continue;
+            };
+            let bad = |reason: String| AnchorError::InvalidMaterial {
+                kind: AnchorKind::DaaGroup,
+                reason,
+            };
+            let (gpk, basename) = material::daa_group_parts(bytes).map_err(bad)?;
+            let gpk = GroupPublicKey::from_bytes(gpk).map_err(|e| bad(e.to_string()))?;
+            let verifier = GroupVerifier::new(gpk, basename).map_err(|e| bad(e.to_string()))?;
+            groups.insert(
+                material::daa_group_id(bytes),
+                GroupEntry {
+                    fingerprint: a.fingerprint,
+                    validity: a.validity,
+                    verifier,
+                },
+            );
+        }
+        Ok(GroupDirectory { groups })
+    }
+
+    /// The stored group with this id (any validity), for linking identities to it.
+    pub fn daa_group_fingerprint(
+        &self,
+        group: &GroupId,
+    ) -> Result<Option<Fingerprint>, AnchorError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|a| {
+                a.kind == AnchorKind::DaaGroup
+                    && a.public_material()
+                        .is_some_and(|m| material::daa_group_id(m) == *group)
+            })
+            .map(|a| a.fingerprint))
+    }
+
+    /// Records an identity XTT provisioned (on the device or the server), vouched for by the
+    /// given anchors (typically the server certificate or root, and the DAA group).
+    pub fn record_xtt_identity(
+        &mut self,
+        client_id: &ClientId,
+        longterm_key: &LongtermPublicKey,
+        vouched_by: &[Fingerprint],
+        source: impl Into<String>,
+        now: UnixSeconds,
+    ) -> Result<Fingerprint, AnchorError> {
+        let mut bytes = client_id.0.to_vec();
+        bytes.extend_from_slice(longterm_key.as_bytes());
+        let mut new = NewAnchor::public(AnchorKind::DeviceIdentity, bytes, "")
+            .named(format!("device {client_id}"))
+            .with_provenance(Provenance::ProvisionedByXtt {
+                source: source.into(),
+            });
+        new.vouched_by = vouched_by.to_vec();
+        self.import(new, now)
+    }
+
+    /// TTE secrets of `kind` usable for onboarding at `now`, with their fingerprints and names.
+    pub fn tte_secrets(
+        &self,
+        kind: AnchorKind,
+        now: UnixSeconds,
+    ) -> Result<Vec<(Fingerprint, String, SecretBytes)>, AnchorError> {
+        Ok(self
+            .usable(kind, Roles::ONBOARDING, now)?
+            .into_iter()
+            .filter_map(|a: Anchor| match a.material {
+                Material::Secret(s) => Some((a.fingerprint, a.name, s)),
+                Material::Public(_) => None,
+            })
+            .collect())
+    }
+
+    /// Stores a secret a TTE service delivered (provenance "delivered by TTE").
+    pub fn import_tte_secret(
+        &mut self,
+        kind: AnchorKind,
+        secret: SecretBytes,
+        name: impl Into<String>,
+        source: impl Into<String>,
+        vouched_by: &[Fingerprint],
+        now: UnixSeconds,
+    ) -> Result<Fingerprint, AnchorError> {
+        if !kind.is_secret() {
+            return Err(AnchorError::InvalidMaterial {
+                kind,
+                reason: "not a TTE secret kind".into(),
+            });
+        }
+        let mut new = NewAnchor::secret(kind, secret, "")
+            .named(name)
+            .with_provenance(Provenance::DeliveredByTte {
+                source: source.into(),
+            });
+        new.vouched_by = vouched_by.to_vec();
+        self.import(new, now)
+    }
+}
