@@ -12,12 +12,12 @@ use xtt_anchors::anchor::AnchorKind;
 use xtt_anchors::seam::{GroupDirectory, RootSnapshot};
 use xtt_anchors::AnchorStore;
 use xtt_proto::cert::ServerCertificate;
-use xtt_proto::client::{ClientConfig, ClientHandshake, ProvisionedIdentity};
+use xtt_proto::client::ProvisionedIdentity;
 use xtt_proto::cookie::{CookieKey, CookieKeyring, InMemoryReplayGuard};
 use xtt_proto::error::Refused;
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::server::{ProvisionedClient, Server, ServerConfig};
-use xtt_proto::{ClientId, SuiteSpec, UnixTime};
+use xtt_proto::SuiteSpec;
 
 /// The device's own DAA credential (not an anchor): the xtt sample member.
 fn member() -> xtt_ecdaa::Member {
@@ -50,8 +50,7 @@ fn server() -> Server {
     })
 }
 
-/// One full handshake: the client's roots and the server's groups are whatever the store gave.
-pub fn provision(
+fn provision(
     roots: RootSnapshot,
     groups: &GroupDirectory,
     server: &Server,
@@ -59,20 +58,7 @@ pub fn provision(
     now: u64,
     seed: u64,
 ) -> Result<(ProvisionedIdentity, ProvisionedClient), xtt_proto::Error> {
-    let rng = &mut common::rng(seed);
-    let config = ClientConfig {
-        roots: Arc::new(roots),
-        daa: Arc::new(member()),
-        longterm_key: None,
-    };
-    let (client, client_init) = ClientHandshake::start(config, suite, ClientId::NULL, rng);
-    let server_attest = server.handle_client_init(&client_init, UnixTime(now), rng)?;
-    let (client, client_attest) = client.handle_server_attest(&server_attest, rng)?;
-    let attested = server.handle_client_attest(&client_attest, UnixTime(now))?;
-    let verified = groups.verify(attested, now, rng)?;
-    let (server_finished, provisioned) = verified.finish(ClientId([0x42; 16]))?;
-    let identity = client.handle_server_finished(&server_finished)?;
-    Ok((identity, provisioned))
+    common::handshake(roots, Arc::new(member()), groups, server, suite, now, seed)
 }
 
 #[test]
