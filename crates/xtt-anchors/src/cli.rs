@@ -426,6 +426,16 @@ fn fmt_time(t: UnixSeconds) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
+/// "valid", "valid until 2026-02-01T00:00:00Z", "expired", "not yet valid".
+fn state_text(a: &Anchor, now: UnixSeconds) -> String {
+    match (a.validity.status(now), a.validity.not_after) {
+        (crate::anchor::Status::ValidUntilEnd, Some(end)) => {
+            format!("valid until {}", fmt_time(end))
+        }
+        (status, _) => status.to_string(),
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -449,18 +459,18 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
             }
             writeln!(
                 out,
-                "{:<16}  {:<15}  {:<24}  {:<28}  {:<14}  PROVENANCE",
+                "{:<16}  {:<15}  {:<24}  {:<28}  {:<26}  PROVENANCE",
                 "FINGERPRINT", "KIND", "NAME", "ROLES", "STATE"
             )?;
             for a in anchors {
                 writeln!(
                     out,
-                    "{:<16}  {:<15}  {:<24}  {:<28}  {:<14}  {}",
+                    "{:<16}  {:<15}  {:<24}  {:<28}  {:<26}  {}",
                     a.fingerprint.short(),
                     a.kind.as_str(),
                     a.name,
                     a.roles.to_string(),
-                    a.validity.status(now).to_string(),
+                    state_text(&a, now),
                     a.provenance.tag()
                 )?;
             }
@@ -619,7 +629,7 @@ fn show<B: crate::store::Backend>(
     writeln!(out, "kind         {}", a.kind)?;
     writeln!(out, "name         {}", a.name)?;
     writeln!(out, "roles        {}", a.roles)?;
-    writeln!(out, "state        {}", a.validity.status(now))?;
+    writeln!(out, "state        {}", state_text(&a, now))?;
     writeln!(out, "not before   {}", fmt_time(a.validity.not_before))?;
     writeln!(
         out,

@@ -425,7 +425,7 @@ impl Impact {
         for (n, depth) in &self.affected {
             let _ = writeln!(
                 out,
-                "  {}{} {} [{}] ({}; roles {}) — trust in it rests on the compromised key",
+                "  {}{} {} [{}] ({}; roles {})",
                 "  ".repeat(depth.saturating_sub(1)),
                 n.kind,
                 n.name,
