@@ -96,6 +96,19 @@ pub enum AnchorsCommand {
     /// Import an anchor from a loose file (the `xtt` tool's formats, raw or PEM keys).
     #[command(long_about = IMPORT_LONG_ABOUT)]
     Import(ImportArgs),
+    /// Import the anchors among the `xtt` tool's files in a directory (root_cert.bin;
+    /// daa_gpk.bin with basename.bin); files already imported are skipped.
+    #[command(long_about = "\
+Migration from loose files: imports root_cert.bin and daa_gpk.bin + basename.bin from a \
+directory laid out like the xtt tool's (e.g. its data/client or data/server folder). Running \
+it again changes nothing.
+
+Example:
+  xtt anchors import-dir /etc/xtt")]
+    ImportDir {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// Write an anchor back out in its loose-file format.
     Export {
         /// Fingerprint or unique prefix.
@@ -486,6 +499,26 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
             writeln!(out, "imported {} {} {}", a.kind, a.name, fp)?;
             for e in store.edges()?.iter().filter(|e| e.to == fp) {
                 writeln!(out, "  vouched for by {}", e.from.short())?;
+            }
+        }
+        AnchorsCommand::ImportDir { dir } => {
+            let done = crate::seam::import_xtt_tool_dir(&mut store, &dir, now)?;
+            if done.is_empty() {
+                writeln!(
+                    out,
+                    "no root_cert.bin or daa_gpk.bin + basename.bin in {}",
+                    dir.display()
+                )?;
+            }
+            for d in done {
+                match d {
+                    crate::seam::LooseImport::Imported(k, fp) => {
+                        writeln!(out, "imported {k} {fp}")?
+                    }
+                    crate::seam::LooseImport::AlreadyStored(k, fp) => {
+                        writeln!(out, "already stored {k} {fp}")?
+                    }
+                }
             }
         }
         AnchorsCommand::Export {

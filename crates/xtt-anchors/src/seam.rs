@@ -249,3 +249,65 @@ impl<B: Backend> AnchorStore<B> {
         self.import(new, now)
     }
 }
+
+/// What [`import_xtt_tool_dir`] did with each file it looked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LooseImport {
+    /// Imported as a new anchor.
+    Imported(AnchorKind, Fingerprint),
+    /// Already in the store (same fingerprint); nothing changed.
+    AlreadyStored(AnchorKind, Fingerprint),
+}
+
+/// Imports the anchors among the `xtt` tool's loose files in `dir` (`root_cert.bin`;
+/// `daa_gpk.bin` with `basename.bin`), idempotently: files already imported are reported, not
+/// duplicated. This is the migration path for deployments configured with loose files; the
+/// programs then read the store. Files that are absent are skipped; malformed ones are errors.
+pub fn import_xtt_tool_dir<B: Backend>(
+    store: &mut AnchorStore<B>,
+    dir: &std::path::Path,
+    now: UnixSeconds,
+) -> Result<Vec<LooseImport>, AnchorError> {
+    let read = |name: &str| -> Result<Option<Vec<u8>>, AnchorError> {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AnchorError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    };
+    let mut candidates = Vec::new();
+    if let Some(root) = read("root_cert.bin")? {
+        candidates.push((AnchorKind::XttRoot, root, "root_cert.bin"));
+    }
+    if let (Some(gpk), Some(bsn)) = (read("daa_gpk.bin")?, read("basename.bin")?) {
+        let m = material::daa_group_material(&gpk, &bsn)?;
+        candidates.push((AnchorKind::DaaGroup, m, "daa_gpk.bin"));
+    }
+    let mut done = Vec::new();
+    for (kind, bytes, file) in candidates {
+        let source = dir.join(file).display().to_string();
+        match store.import(NewAnchor::public(kind, bytes, source), now) {
+            Ok(fp) => done.push(LooseImport::Imported(kind, fp)),
+            Err(AnchorError::Duplicate(fp)) => done.push(LooseImport::AlreadyStored(kind, fp)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn lookup_results_can_be_shared_across_server_tasks() {
+        assert_send_sync::<RootSnapshot>();
+        assert_send_sync::<GroupDirectory>();
+    }
+}

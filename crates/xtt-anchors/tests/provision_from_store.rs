@@ -292,3 +292,23 @@ fn a_forged_server_certificate_is_refused_on_import() {
         "{err}"
     );
 }
+
+#[test]
+fn the_xtt_tool_data_directory_imports_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let data = vectors_dir().join("xaptum-data/server");
+    let args = [
+        "anchors",
+        "--store",
+        db.to_str().unwrap(),
+        "import-dir",
+        data.to_str().unwrap(),
+    ];
+    let first = xtt(&args).unwrap();
+    assert!(first.starts_with("imported daa-group "), "{first}");
+    let second = xtt(&args).unwrap();
+    assert!(second.starts_with("already stored daa-group "), "{second}");
+    let store = AnchorStore::open(&db).unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+}
