@@ -72,7 +72,10 @@ pub fn verify_update<B: Backend>(
     dry_run: bool,
 ) -> Result<Accepted, UpdateError> {
     let env = Envelope::decode(envelope)?;
-    let anchors = store.usable(AnchorKind::UpdateKey, Roles::UPDATE, now)?;
+    let mut anchors = store.usable(AnchorKind::UpdateKey, Roles::UPDATE, now)?;
+    // The kid is only a hint (unauthenticated as far as choice goes): try the anchor it names
+    // first, then every other one, so a wrong kid costs time but never a refusal.
+    anchors.sort_by_key(|a| a.fingerprint.0.as_slice() != env.key_id());
     let mut signer = None;
     for a in &anchors {
         let Some(bytes) = a.public_material() else {
