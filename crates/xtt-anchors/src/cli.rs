@@ -493,7 +493,7 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
             show(&store, &fp, now, out)?;
         }
         AnchorsCommand::Import(import) => {
-            let new = new_anchor(&import, &store)?;
+            let new = new_anchor(&import, &store, now)?;
             let fp = store.import(new, now)?;
             let a = store.get(&fp)?;
             writeln!(out, "imported {} {} {}", a.kind, a.name, fp)?;
@@ -542,7 +542,7 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         }
         AnchorsCommand::Rotate { old, window, new } => {
             let old = store.resolve(&old)?;
-            let successor = new_anchor(&new, &store)?;
+            let successor = new_anchor(&new, &store, now)?;
             let fp = store.rotate(&old, successor, window, now)?;
             let old_a = store.get(&old)?;
             writeln!(out, "rotated {} to {}", old.short(), fp)?;
@@ -600,6 +600,7 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
 fn new_anchor<B: crate::store::Backend>(
     args: &ImportArgs,
     store: &AnchorStore<B>,
+    now: UnixSeconds,
 ) -> anyhow::Result<NewAnchor> {
     let kind = args.kind;
     let bytes = read(&args.file)?;
@@ -631,7 +632,7 @@ fn new_anchor<B: crate::store::Backend>(
     let validity = match (args.not_before, args.not_after) {
         (None, None) => None,
         (nb, na) => Some(Validity {
-            not_before: nb.unwrap_or(0),
+            not_before: nb.unwrap_or(now),
             not_after: na,
         }),
     };

@@ -55,6 +55,9 @@ pub enum AnchorError {
     /// Rotation of an anchor that is not valid now.
     #[error("anchor {0} is not valid now, so there is nothing to rotate")]
     RotationOfInvalidAnchor(Fingerprint),
+    /// The validity window ends before it starts.
+    #[error("validity window is empty (not-after must be later than not-before)")]
+    EmptyValidity,
     /// An anchor may not vouch for itself.
     #[error("an anchor cannot vouch for itself")]
     SelfVouch,

@@ -244,6 +244,12 @@ impl<B: Backend> AnchorStore<B> {
             }
         }
         let validity = new.validity.unwrap_or(Validity::from(now));
+        if validity
+            .not_after
+            .is_some_and(|end| end <= validity.not_before)
+        {
+            return Err(AnchorError::EmptyValidity);
+        }
         check_storable(validity.not_before)?;
         if let Some(end) = validity.not_after {
             check_storable(end)?;
