@@ -22,6 +22,36 @@
 //! closes the old anchor's window after a grace period: both work during it, only the new one
 //! after. Time is always an argument (`now`), never read inside the library.
 //!
+//! # Example
+//!
+//! ```
+//! use rand_core::OsRng;
+//! use xtt_anchors::anchor::AnchorKind;
+//! use xtt_anchors::suit::Manifest;
+//! use xtt_anchors::update::{verify_update, DeviceIdentity, UpdateSigningKey};
+//! use xtt_anchors::{AnchorStore, NewAnchor};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let now = 1_767_225_600;
+//! // Vendor: a signing key, and a signed manifest for an image.
+//! let vendor = UpdateSigningKey::generate(&mut OsRng);
+//! let image = b"firmware v7";
+//! let device = DeviceIdentity { vendor_id: [1; 16], class_id: [2; 16] };
+//! let manifest = Manifest::for_image(image, 7, [1; 16], [2; 16], vec![b"fw".to_vec()]);
+//! let envelope = vendor.sign(&manifest)?;
+//!
+//! // Device: the vendor's key is an update anchor in its store (here in memory; a real
+//! // device uses `AnchorStore::open(path)`).
+//! let mut store = AnchorStore::in_memory();
+//! store.import(NewAnchor::public(AnchorKind::UpdateKey, vendor.public_sec1(), "factory"), now)?;
+//! let accepted = verify_update(&mut store, &envelope, image, &device, now, false)?;
+//! assert_eq!(accepted.signer, vendor.fingerprint());
+//! // The same manifest again is a rollback.
+//! assert!(verify_update(&mut store, &envelope, image, &device, now, false).is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Modules
 //!
 //! * [`anchor`]: the data model. [`material`]: validation and loose-file formats.
