@@ -11,11 +11,18 @@
 //! * After provisioning, either side may record the identity with
 //!   [`AnchorStore::record_xtt_identity`] (provenance "provisioned by XTT", vouched for by the
 //!   root/server and the group), which puts devices into the trust graph.
-//! * TTE services: [`AnchorStore::tte_secrets`] for TaSecret/DevSecret usable for onboarding,
+//!   A server that keeps its own verifier cache (batch verification) reads
+//!   [`AnchorStore::daa_group_records`] instead: the fields of a registry row (group id, gpk,
+//!   basename) plus fingerprint and validity.
+//! * TTE services: [`AnchorStore::tte_secrets`] / [`AnchorStore::tte_secret_named`] (by URN,
+//!   the anchor's name) for TaSecret/DevSecret usable for onboarding,
 //!   [`AnchorStore::import_tte_secret`] for a secret a TTE service delivers.
+//! * [`AnchorStore`] holds one SQLite connection (`Send`, not `Sync`): an async service keeps
+//!   it behind a mutex or in a blocking task; the lookup results above are `Send + Sync`.
 //! * Relay and anything else: [`AnchorStore::usable`] with the kind and role it needs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rand_core::CryptoRngCore;
 use xtt_ecdaa::{GroupPublicKey, GroupVerifier};
@@ -72,7 +79,23 @@ impl RootStore for RootSnapshot {
 struct GroupEntry {
     fingerprint: Fingerprint,
     validity: Validity,
-    verifier: GroupVerifier,
+    verifier: Arc<GroupVerifier>,
+}
+
+/// A DAA group as stored, for servers that keep their own verifier cache (e.g. one that
+/// batch-verifies): the same fields as a registry row, plus the anchor's fingerprint and window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaaGroupRecord {
+    /// The anchor.
+    pub fingerprint: Fingerprint,
+    /// SHA-256(gpk ‖ basename), as announced by clients.
+    pub group_id: GroupId,
+    /// The 258-byte group public key.
+    pub gpk: Vec<u8>,
+    /// The basename.
+    pub basename: Vec<u8>,
+    /// When the group is accepted.
+    pub validity: Validity,
 }
 
 /// The DAA groups a server accepts, with verifiers ready (precomputed once).
@@ -95,7 +118,15 @@ impl GroupDirectory {
         self.groups
             .get(group)
             .filter(|g| g.validity.contains(now))
-            .map(|g| &g.verifier)
+            .map(|g| g.verifier.as_ref())
+    }
+
+    /// The same verifier, shareable (e.g. with a batch-verification worker).
+    pub fn shared_verifier(&self, group: &GroupId, now: UnixSeconds) -> Option<Arc<GroupVerifier>> {
+        self.groups
+            .get(group)
+            .filter(|g| g.validity.contains(now))
+            .map(|g| g.verifier.clone())
     }
 
     /// The store fingerprint of `group`.
@@ -144,6 +175,29 @@ impl<B: Backend> AnchorStore<B> {
     /// not closed at `now` (validity is checked again at each lookup).
     pub fn daa_groups(&self, now: UnixSeconds) -> Result<GroupDirectory, AnchorError> {
         let mut groups = HashMap::new();
+        for g in self.daa_group_records(now)? {
+            let bad = |e: xtt_ecdaa::Error| AnchorError::InvalidMaterial {
+                kind: AnchorKind::DaaGroup,
+                reason: e.to_string(),
+            };
+            let gpk = GroupPublicKey::from_bytes(&g.gpk).map_err(bad)?;
+            let verifier = GroupVerifier::new(gpk, &g.basename).map_err(bad)?;
+            groups.insert(
+                g.group_id,
+                GroupEntry {
+                    fingerprint: g.fingerprint,
+                    validity: g.validity,
+                    verifier: Arc::new(verifier),
+                },
+            );
+        }
+        Ok(GroupDirectory { groups })
+    }
+
+    /// The groups a server accepts, as records (attestation role, window not closed at `now`;
+    /// a record's own `validity` must still be checked at use).
+    pub fn daa_group_records(&self, now: UnixSeconds) -> Result<Vec<DaaGroupRecord>, AnchorError> {
+        let mut out = Vec::new();
         for a in self.list()? {
             let open = a.validity.not_after.is_none_or(|end| now < end);
             if a.kind != AnchorKind::DaaGroup || !a.roles.contains(Roles::ATTESTATION) || !open {
@@ -152,23 +206,21 @@ impl<B: Backend> AnchorStore<B> {
             let Some(bytes) = a.public_material() else {
                 continue;
             };
-            let bad = |reason: String| AnchorError::InvalidMaterial {
-                kind: AnchorKind::DaaGroup,
-                reason,
-            };
-            let (gpk, basename) = material::daa_group_parts(bytes).map_err(bad)?;
-            let gpk = GroupPublicKey::from_bytes(gpk).map_err(|e| bad(e.to_string()))?;
-            let verifier = GroupVerifier::new(gpk, basename).map_err(|e| bad(e.to_string()))?;
-            groups.insert(
-                material::daa_group_id(bytes),
-                GroupEntry {
-                    fingerprint: a.fingerprint,
-                    validity: a.validity,
-                    verifier,
-                },
-            );
+            let (gpk, basename) = material::daa_group_parts(bytes).map_err(|reason| {
+                AnchorError::InvalidMaterial {
+                    kind: AnchorKind::DaaGroup,
+                    reason,
+                }
+            })?;
+            out.push(DaaGroupRecord {
+                fingerprint: a.fingerprint,
+                group_id: material::daa_group_id(bytes),
+                gpk: gpk.to_vec(),
+                basename: basename.to_vec(),
+                validity: a.validity,
+            });
         }
-        Ok(GroupDirectory { groups })
+        Ok(out)
     }
 
     /// The stored group with this id (any validity), for linking identities to it.
@@ -222,6 +274,21 @@ impl<B: Backend> AnchorStore<B> {
                 Material::Public(_) => None,
             })
             .collect())
+    }
+
+    /// The TTE secret of `kind` whose name is `name` (e.g. a TaURN or DevURN), usable for
+    /// onboarding at `now`.
+    pub fn tte_secret_named(
+        &self,
+        kind: AnchorKind,
+        name: &str,
+        now: UnixSeconds,
+    ) -> Result<Option<(Fingerprint, SecretBytes)>, AnchorError> {
+        Ok(self
+            .tte_secrets(kind, now)?
+            .into_iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(fp, _, s)| (fp, s)))
     }
 
     /// Stores a secret a TTE service delivered (provenance "delivered by TTE").

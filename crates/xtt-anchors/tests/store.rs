@@ -155,3 +155,70 @@ fn a_newer_schema_is_refused_rather_than_misread() {
     let err = AnchorStore::open(&path).unwrap_err();
     assert!(err.to_string().contains("newer version"), "{err}");
 }
+
+#[test]
+fn tte_services_find_their_secrets_by_urn_and_store_delivered_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = AnchorStore::open(&dir.path().join("tte.db")).unwrap();
+    let ta = s
+        .import_tte_secret(
+            AnchorKind::TteTaSecret,
+            SecretBytes::new(vec![7; 32]),
+            "urn:tte:ta:acme",
+            "TA enrolment",
+            &[],
+            T0,
+        )
+        .unwrap();
+    s.import_tte_secret(
+        AnchorKind::TteDevSecret,
+        SecretBytes::new(vec![8; 32]),
+        "urn:dev:42",
+        "box 1",
+        &[ta],
+        T0,
+    )
+    .unwrap();
+    let (fp, secret) = s
+        .tte_secret_named(AnchorKind::TteTaSecret, "urn:tte:ta:acme", T0)
+        .unwrap()
+        .unwrap();
+    assert_eq!((fp, secret.expose()), (ta, &[7u8; 32][..]));
+    assert!(s
+        .tte_secret_named(AnchorKind::TteTaSecret, "urn:dev:42", T0)
+        .unwrap()
+        .is_none());
+    let a = s.get(&ta).unwrap();
+    assert_eq!(a.provenance.to_string(), "delivered by TTE (TA enrolment)");
+    assert!(s.edges().unwrap().iter().any(|e| e.from == ta));
+    // Public kinds cannot be imported as TTE secrets.
+    assert!(s
+        .import_tte_secret(
+            AnchorKind::UpdateKey,
+            SecretBytes::new(vec![9; 32]),
+            "x",
+            "y",
+            &[],
+            T0
+        )
+        .is_err());
+}
+
+#[test]
+fn group_records_carry_what_a_registry_row_carries() {
+    let mut s = AnchorStore::in_memory();
+    let (material, _) = common::fresh_group(3, b"records");
+    let fp = s
+        .import(
+            NewAnchor::public(AnchorKind::DaaGroup, material.clone(), "t"),
+            T0,
+        )
+        .unwrap();
+    let records = s.daa_group_records(T0).unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r.fingerprint, fp);
+    assert_eq!([r.gpk.as_slice(), r.basename.as_slice()].concat(), material);
+    let gpk = xtt_ecdaa::GroupPublicKey::from_bytes(&r.gpk).unwrap();
+    assert_eq!(xtt_ecdaa::group_id(&gpk, &r.basename), r.group_id);
+}
