@@ -158,6 +158,16 @@ Example:
         #[arg(value_parser = parse_roles)]
         roles: Roles,
     },
+    /// Fill an empty store with a small demo installation (fresh keys, thrown away).
+    #[command(long_about = "\
+Fills an EMPTY store with a demo installation: a manufacturer key vouching for a DAA group and \
+an update key (rotated to a successor), an operator's XTT root vouching for a server and a TTE \
+controller, TTE secrets, and one provisioned device identity. Every private key is thrown away.
+
+Example:
+  xtt anchors --store /tmp/demo.db demo
+  xtt anchors --store /tmp/demo.db graph --format svg --out /tmp/trust.svg")]
+    Demo,
     /// Draw the trust graph, or list what a compromised key affects.
     #[command(long_about = "\
 The trust cycle of this installation: which anchor vouches for which identity, group, server, \
@@ -553,6 +563,26 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
                     fmt_time(end)
                 )?;
             }
+        }
+        AnchorsCommand::Demo => {
+            if !store.list()?.is_empty() {
+                bail!(
+                    "{} is not empty; the demo only fills an empty store",
+                    args.store.display()
+                );
+            }
+            let fps = crate::demo::build(&mut store, &mut rand_core::OsRng, now)?;
+            writeln!(
+                out,
+                "demo installation with {} anchors in {}",
+                fps.len(),
+                args.store.display()
+            )?;
+            writeln!(
+                out,
+                "look at it: xtt anchors --store {} graph",
+                args.store.display()
+            )?;
         }
         AnchorsCommand::Vouch { voucher, subject } => {
             let v = store.resolve(&voucher)?;

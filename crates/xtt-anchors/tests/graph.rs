@@ -482,3 +482,22 @@ fn print_demo() {
     )
     .unwrap();
 }
+
+#[test]
+fn xtt_anchors_demo_builds_a_complete_installation_only_in_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let db = db.to_str().unwrap();
+    let out = xtt(&["anchors", "--store", db, "demo"]).unwrap();
+    assert!(out.contains("demo installation with 10 anchors"), "{out}");
+    let text = xtt(&["anchors", "--store", db, "graph"]).unwrap();
+    assert!(
+        text.starts_with("Trust graph: 10 anchors, 10 edges"),
+        "{text}"
+    );
+    for kind in AnchorKind::ALL {
+        assert!(text.contains(kind.as_str()), "{kind} missing:\n{text}");
+    }
+    let err = xtt(&["anchors", "--store", db, "demo"]).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+}
