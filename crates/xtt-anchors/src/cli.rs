@@ -109,6 +109,27 @@ Example:
         /// The directory.
         dir: PathBuf,
     },
+    /// Export the whole store with its relations into a directory (secrets only if asked).
+    #[command(long_about = "\
+Writes one loose file per anchor (the formats `import` reads) and anchors.json, the index with \
+kinds, names, roles, validity, provenance, fingerprints and edges. TTE secrets are left out \
+unless --include-secrets is given (their files are then 0600). `import-bundle` reads it back.
+
+Example:
+  xtt anchors export-bundle /media/usb/anchors
+  xtt anchors --store /var/lib/xtt/anchors.db import-bundle /media/usb/anchors")]
+    ExportBundle {
+        /// The directory (created if needed).
+        dir: PathBuf,
+        /// Also write TTE secrets.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Import a directory written by export-bundle (fingerprints checked, one transaction).
+    ImportBundle {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// Write an anchor back out in its loose-file format.
     Export {
         /// Fingerprint or unique prefix.
@@ -530,6 +551,22 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
                     }
                 }
             }
+        }
+        AnchorsCommand::ExportBundle {
+            dir,
+            include_secrets,
+        } => {
+            let n = crate::bundle::export(&store, &dir, include_secrets)?;
+            writeln!(out, "exported {n} anchors to {}", dir.display())?;
+        }
+        AnchorsCommand::ImportBundle { dir } => {
+            let added = crate::bundle::import(&mut store, &dir, now)?;
+            writeln!(
+                out,
+                "imported {} new anchors from {}",
+                added.len(),
+                dir.display()
+            )?;
         }
         AnchorsCommand::Export {
             fingerprint,

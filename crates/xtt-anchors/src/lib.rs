@@ -62,6 +62,7 @@
 //! * [`suit`]: the SUIT subset (CBOR envelope, COSE_Sign1 ES256). [`update`]: signing and
 //!   device-side verification with rollback protection kept in the store.
 //! * [`graph`]: the trust graph as text, DOT and SVG; impact of a compromised key.
+//! * [`bundle`]: export/import of a whole store with its relations (a directory).
 //! * [`demo`]: a small complete installation with fresh keys (`xtt anchors demo`).
 //! * [`cli`]: `xtt anchors ...` and `xtt update ...` for the `xtt` binary.
 #![cfg_attr(
@@ -75,6 +76,7 @@
 )]
 
 pub mod anchor;
+pub mod bundle;
 pub mod cli;
 pub mod demo;
 pub mod error;

@@ -501,3 +501,103 @@ fn xtt_anchors_demo_builds_a_complete_installation_only_in_an_empty_store() {
     let err = xtt(&["anchors", "--store", db, "demo"]).unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 }
+
+#[test]
+fn a_bundle_carries_every_anchor_and_relation_to_another_store() {
+    let demo = demo();
+    let bundle = demo.dir.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    let out = demo.run(&["export-bundle", b]);
+    assert!(
+        out.contains("exported 8 anchors"),
+        "secrets are left out by default: {out}"
+    );
+    demo.run(&["export-bundle", b, "--include-secrets"]);
+    let index = std::fs::read_to_string(bundle.join("anchors.json")).unwrap();
+    assert!(
+        !index.contains(&hex::encode(TA_SECRET)),
+        "secret in the index"
+    );
+
+    let other = demo.dir.path().join("copy.db");
+    let o = other.to_str().unwrap();
+    let at = T0.to_string();
+    let out = xtt(&["anchors", "--store", o, "--at", &at, "import-bundle", b]).unwrap();
+    assert!(out.contains("imported 10 new anchors"), "{out}");
+    let out = xtt(&["anchors", "--store", o, "--at", &at, "import-bundle", b]).unwrap();
+    assert!(out.contains("imported 0 new anchors"), "repeatable: {out}");
+
+    let a = AnchorStore::open(std::path::Path::new(&demo.db)).unwrap();
+    let c = AnchorStore::open(&other).unwrap();
+    let strip = |s: &AnchorStore| -> Vec<_> {
+        s.list()
+            .unwrap()
+            .into_iter()
+            .map(|x| {
+                (
+                    x.fingerprint,
+                    x.kind,
+                    x.name,
+                    x.roles,
+                    x.validity,
+                    x.provenance,
+                    x.material,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&c));
+    assert_eq!(a.edges().unwrap(), c.edges().unwrap());
+
+    // A file swapped for another key is caught by its fingerprint; nothing is imported.
+    let (_, fp) = &demo.fps[2];
+    let victim = std::fs::read_dir(&bundle)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains(&fp.short())
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let fresh = demo.dir.path().join("fresh.db");
+    let err = xtt(&[
+        "anchors",
+        "--store",
+        fresh.to_str().unwrap(),
+        "import-bundle",
+        b,
+    ])
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not match its fingerprint"),
+        "{err:#}"
+    );
+    assert!(AnchorStore::open(&fresh)
+        .unwrap()
+        .list()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_bundle_index_cannot_point_outside_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("anchors.json"),
+        r#"{"format":"xtt-anchors bundle v1","edges":[],"anchors":[{"fingerprint":"00","kind":"xtt-root","name":"x","roles":"transport","not_before":0,"not_after":null,"provenance":"hand","source":"","file":"../../etc/passwd","basename_file":null}]}"#,
+    )
+    .unwrap();
+    let mut s = AnchorStore::in_memory();
+    let err = xtt_anchors::bundle::import(&mut s, dir.path(), T0).unwrap_err();
+    assert!(
+        err.to_string().contains("leaves the bundle directory"),
+        "{err}"
+    );
+}

@@ -310,6 +310,43 @@ impl<B: Backend> AnchorStore<B> {
         Ok((anchor, edges))
     }
 
+    /// Adds several anchors and the edges among them (and to stored anchors) in one atomic
+    /// batch, as when restoring an exported bundle. Anchors already stored are skipped, so a
+    /// restore can be repeated. Returns the fingerprints that were new.
+    pub fn restore(
+        &mut self,
+        anchors: Vec<NewAnchor>,
+        edges: Vec<Edge>,
+        now: UnixSeconds,
+    ) -> Result<Vec<Fingerprint>, AnchorError> {
+        let existing: BTreeSet<Fingerprint> = self
+            .backend
+            .anchors()?
+            .iter()
+            .map(|a| a.fingerprint)
+            .collect();
+        let mut changes = Vec::new();
+        let mut added = Vec::new();
+        for new in anchors {
+            let fp = Fingerprint::of(new.kind, new.material.fingerprint_input());
+            if existing.contains(&fp) || added.contains(&fp) {
+                continue;
+            }
+            let (anchor, auto_edges) = self.prepare(new, now)?;
+            changes.push(Change::Insert(anchor));
+            changes.extend(auto_edges.into_iter().map(Change::AddEdge));
+            added.push(fp);
+        }
+        for e in edges {
+            if e.from == e.to {
+                return Err(AnchorError::SelfVouch);
+            }
+            changes.push(Change::AddEdge(e));
+        }
+        self.backend.apply(&changes)?;
+        Ok(added)
+    }
+
     /// Records that `voucher` vouches for `subject`.
     pub fn vouch(&mut self, voucher: Fingerprint, subject: Fingerprint) -> Result<(), AnchorError> {
         if voucher == subject {
