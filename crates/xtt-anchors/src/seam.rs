@@ -8,18 +8,23 @@
 //!   rebuild it when [`AnchorStore::revision`] changes, and per handshake call
 //!   [`GroupDirectory::verify`] on the `AttestedClient` (it checks the group's validity at that
 //!   handshake's `now`, so a rotation window closes without a rebuild).
-//! * After provisioning, either side may record the identity with
-//!   [`AnchorStore::record_xtt_identity`] (provenance "provisioned by XTT", vouched for by the
-//!   root/server and the group), which puts devices into the trust graph.
 //!   A server that keeps its own verifier cache (batch verification) reads
 //!   [`AnchorStore::daa_group_records`] instead: the fields of a registry row (group id, gpk,
-//!   basename) plus fingerprint and validity.
+//!   basename) plus fingerprint and validity, which it must check at use.
+//! * After provisioning, either side may record the identity with
+//!   [`AnchorStore::record_xtt_identity`] (provenance "provisioned by XTT", vouched for by the
+//!   server certificate's anchor and the group's), which puts devices into the trust graph.
 //! * TTE services: [`AnchorStore::tte_secrets`] / [`AnchorStore::tte_secret_named`] (by URN,
 //!   the anchor's name) for TaSecret/DevSecret usable for onboarding,
 //!   [`AnchorStore::import_tte_secret`] for a secret a TTE service delivers.
 //! * [`AnchorStore`] holds one SQLite connection (`Send`, not `Sync`): an async service keeps
 //!   it behind a mutex or in a blocking task; the lookup results above are `Send + Sync`.
 //! * Relay and anything else: [`AnchorStore::usable`] with the kind and role it needs.
+//! * Updates over an XTT session (once sessions exist): the device passes the received
+//!   envelope and image to [`crate::update::verify_update`] with its store; nothing else in
+//!   the update path depends on the transport.
+//! * Deployments still configured with the `xtt` tool's loose files: [`import_xtt_tool_dir`]
+//!   (`xtt anchors import-dir`) once, then the programs read the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
