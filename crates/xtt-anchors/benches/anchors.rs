@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rand_core::{RngCore, SeedableRng};
 use xtt_anchors::anchor::AnchorKind;
 use xtt_anchors::suit::Manifest;
-use xtt_anchors::update::{verify_update, DeviceIdentity, UpdateSigningKey};
+use xtt_anchors::update::{verify_update, UpdateSigningKey, UpdateTarget};
 use xtt_anchors::{AnchorStore, NewAnchor};
 
 const NOW: u64 = 1_767_225_600;
@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
         )
         .unwrap();
     let image = vec![0x5au8; 256 * 1024];
-    let device = DeviceIdentity {
+    let device = UpdateTarget {
         vendor_id: [1; 16],
         class_id: [2; 16],
     };

@@ -27,7 +27,7 @@ use crate::fsio::write_atomic;
 use crate::material;
 use crate::store::{AnchorStore, NewAnchor};
 use crate::suit::{Envelope, Manifest};
-use crate::update::{verify_update, DeviceIdentity, UpdateSigningKey};
+use crate::update::{verify_update, UpdateSigningKey, UpdateTarget};
 
 const ANCHORS_LONG_ABOUT: &str = "\
 One store for every trust anchor of an installation: XTT root certificates (a device trusts its \
@@ -927,7 +927,7 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 &mut s,
                 &read(&envelope)?,
                 &read(&image)?,
-                &DeviceIdentity {
+                &UpdateTarget {
                     vendor_id,
                     class_id,
                 },

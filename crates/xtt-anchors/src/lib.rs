@@ -20,7 +20,7 @@
 //! validity window, a provenance (imported by hand, delivered by TTE, provisioned by XTT,
 //! generated) and edges saying which anchor vouched for it. Rotation adds the successor and
 //! closes the old anchor's window after a grace period: both work during it, only the new one
-//! after. Time is always an argument (`now`), never read inside the library.
+//! after. Time is always an argument (`now`): only [`cli`], the binary's edge, reads the clock.
 //!
 //! # Example
 //!
@@ -28,7 +28,7 @@
 //! use rand_core::OsRng;
 //! use xtt_anchors::anchor::AnchorKind;
 //! use xtt_anchors::suit::Manifest;
-//! use xtt_anchors::update::{verify_update, DeviceIdentity, UpdateSigningKey};
+//! use xtt_anchors::update::{verify_update, UpdateTarget, UpdateSigningKey};
 //! use xtt_anchors::{AnchorStore, NewAnchor};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +36,7 @@
 //! // Vendor: a signing key, and a signed manifest for an image.
 //! let vendor = UpdateSigningKey::generate(&mut OsRng);
 //! let image = b"firmware v7";
-//! let device = DeviceIdentity { vendor_id: [1; 16], class_id: [2; 16] };
+//! let device = UpdateTarget { vendor_id: [1; 16], class_id: [2; 16] };
 //! let manifest = Manifest::for_image(image, 7, [1; 16], [2; 16], vec![b"fw".to_vec()]);
 //! let envelope = vendor.sign(&manifest)?;
 //!

@@ -19,9 +19,9 @@ use crate::error::{AnchorError, UpdateError};
 use crate::store::{AnchorStore, Backend, ComponentKey};
 use crate::suit::{Envelope, Manifest};
 
-/// What the device is: manifests for other vendors or classes are refused.
+/// What a device accepts updates for: manifests for other vendors or classes are refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceIdentity {
+pub struct UpdateTarget {
     /// The vendor id the device accepts.
     pub vendor_id: [u8; 16],
     /// The class id the device accepts.
@@ -67,7 +67,7 @@ pub fn verify_update<B: Backend>(
     store: &mut AnchorStore<B>,
     envelope: &[u8],
     image: &[u8],
-    device: &DeviceIdentity,
+    device: &UpdateTarget,
     now: UnixSeconds,
     dry_run: bool,
 ) -> Result<Accepted, UpdateError> {

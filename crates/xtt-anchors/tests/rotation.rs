@@ -7,7 +7,7 @@ mod common;
 use common::{fresh_group, fresh_root, handshake, server_signed_by, T0};
 use xtt_anchors::anchor::{AnchorKind, EdgeKind};
 use xtt_anchors::suit::Manifest;
-use xtt_anchors::update::{verify_update, DeviceIdentity, UpdateSigningKey};
+use xtt_anchors::update::{verify_update, UpdateSigningKey, UpdateTarget};
 use xtt_anchors::{AnchorStore, NewAnchor, UpdateError};
 use xtt_proto::error::Refused;
 use xtt_proto::SuiteSpec;
@@ -170,7 +170,7 @@ fn update_key_rotation_keeps_old_signatures_only_during_the_window() {
             T0,
         )
         .unwrap();
-    let device = DeviceIdentity {
+    let device = UpdateTarget {
         vendor_id: [1; 16],
         class_id: [2; 16],
     };

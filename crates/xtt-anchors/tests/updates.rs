@@ -6,10 +6,10 @@ mod common;
 use common::{xtt, T0};
 use xtt_anchors::anchor::AnchorKind;
 use xtt_anchors::suit::{Envelope, Manifest};
-use xtt_anchors::update::{verify_update, DeviceIdentity, UpdateSigningKey};
+use xtt_anchors::update::{verify_update, UpdateSigningKey, UpdateTarget};
 use xtt_anchors::{AnchorStore, NewAnchor, UpdateError};
 
-const DEVICE: DeviceIdentity = DeviceIdentity {
+const DEVICE: UpdateTarget = UpdateTarget {
     vendor_id: [0xfa; 16],
     class_id: [0x14; 16],
 };
