@@ -459,31 +459,6 @@ fn the_command_tree_is_consistent() {
 }
 
 #[test]
-#[ignore = "prints the demo's outputs for a person to look at"]
-fn print_demo() {
-    let demo = demo();
-    println!("{}", demo.run(&["list"]));
-    println!(
-        "{}",
-        demo.run(&["show", &demo.fp("xtt.example.net").to_hex()])
-    );
-    println!(
-        "{}",
-        demo.run(&["show", &demo.fp("Acme sensors group").to_hex()])
-    );
-    println!("{}", demo.run(&["graph"]));
-    println!(
-        "{}",
-        demo.run(&["graph", "--impact", &demo.fp("Acme manufacturer").to_hex()])
-    );
-    std::fs::write(
-        "/tmp/demo-trust.svg",
-        demo.run(&["graph", "--format", "svg"]),
-    )
-    .unwrap();
-}
-
-#[test]
 fn xtt_anchors_demo_builds_a_complete_installation_only_in_an_empty_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
