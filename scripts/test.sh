@@ -14,6 +14,7 @@ APT_NEEDS=(
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
+    "pycose:pycose"
 )
 
 need_apt=()

@@ -1,0 +1,155 @@
+//! Errors: one enum for the store and anchor material, one for signed updates.
+
+use crate::anchor::{AnchorKind, Fingerprint};
+
+/// What went wrong with the store or an anchor's material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorError {
+    /// The kind name is not one of ours.
+    #[error("unknown anchor kind {0:?} (expected one of: xtt-root, xtt-server, daa-group, update-key, manufacturer, controller, tte-ta-secret, tte-dev-secret, device-identity)")]
+    UnknownKind(String),
+    /// A role name (or stored role bit) is not one of ours.
+    #[error("unknown role {0:?} (expected onboarding, attestation, update, transport)")]
+    UnknownRole(String),
+    /// A stored provenance tag is not one of ours.
+    #[error("unknown provenance {0:?}")]
+    UnknownProvenance(String),
+    /// A stored edge kind is not one of ours.
+    #[error("unknown edge kind {0:?}")]
+    UnknownEdge(String),
+    /// The bytes are not valid material for the kind.
+    #[error("not a valid {kind} anchor: {reason}")]
+    InvalidMaterial {
+        /// The kind being imported.
+        kind: AnchorKind,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The anchor is already stored.
+    #[error("anchor {0} is already in the store")]
+    Duplicate(Fingerprint),
+    /// No anchor has this fingerprint (or prefix).
+    #[error("no anchor matches {0:?}")]
+    NotFound(String),
+    /// A fingerprint prefix matches several anchors.
+    #[error("{0:?} matches several anchors; give more hex digits")]
+    Ambiguous(String),
+    /// A fingerprint prefix is too short or not hex.
+    #[error("{0:?} is not a fingerprint (at least 8 hex digits)")]
+    BadFingerprint(String),
+    /// A server certificate's root signature does not verify under the stored root it names.
+    #[error("server certificate names root {root} but its signature does not verify under it")]
+    BadCertificateSignature {
+        /// The root it claims.
+        root: Fingerprint,
+    },
+    /// Rotation between anchors of different kinds.
+    #[error("cannot rotate a {old} anchor into a {new} anchor")]
+    RotationKindMismatch {
+        /// The old kind.
+        old: AnchorKind,
+        /// The new kind.
+        new: AnchorKind,
+    },
+    /// Rotation of an anchor that is not valid now.
+    #[error("anchor {0} is not valid now, so there is nothing to rotate")]
+    RotationOfInvalidAnchor(Fingerprint),
+    /// The validity window ends before it starts.
+    #[error("validity window is empty (not-after must be later than not-before)")]
+    EmptyValidity,
+    /// An anchor may not vouch for itself.
+    #[error("an anchor cannot vouch for itself")]
+    SelfVouch,
+    /// A value does not fit the database's signed 64-bit integers.
+    #[error("{0} is too large to store (at most 2^63-1)")]
+    TooLarge(u64),
+    /// A stored sequence number would go backwards or repeat.
+    #[error("sequence number {offered} is not newer than the accepted {current} for this component (rollback refused)")]
+    Rollback {
+        /// The number on offer.
+        offered: u64,
+        /// The number already accepted.
+        current: u64,
+    },
+    /// The database reported an error.
+    #[error("anchor database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database holds something this version cannot read.
+    #[error("anchor database is corrupt or from a newer version: {0}")]
+    Corrupt(String),
+}
+
+/// Why a signed update was refused or could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The bytes are not CBOR, or not the CBOR structure SUIT requires.
+    #[error("malformed SUIT envelope: {0}")]
+    Malformed(String),
+    /// The authentication block is not a well-formed COSE_Sign1.
+    #[error("malformed COSE_Sign1 in the authentication wrapper: {0}")]
+    Cose(String),
+    /// The COSE_Sign1 names an algorithm other than ES256.
+    #[error("unsupported signature algorithm {0} (only ES256 is accepted)")]
+    UnsupportedAlgorithm(String),
+    /// The digest in the authentication wrapper does not match the manifest.
+    #[error(
+        "the manifest does not match the digest in the authentication wrapper (manifest modified)"
+    )]
+    ManifestDigestMismatch,
+    /// No valid update anchor's signature verifies.
+    #[error("signature does not verify under any update anchor valid now ({tried} tried): unknown or untrusted signer")]
+    UnknownSigner {
+        /// How many anchors were tried.
+        tried: usize,
+    },
+    /// The manifest is for another vendor or device class.
+    #[error("manifest is for {what} {found}, this device expects {expected}")]
+    WrongTarget {
+        /// "vendor id" or "class id".
+        what: &'static str,
+        /// In the manifest.
+        found: String,
+        /// Expected by the device.
+        expected: String,
+    },
+    /// The manifest's sequence number is not newer than the one accepted before.
+    #[error("rollback refused: manifest sequence number {offered} is not newer than the installed {current}")]
+    Rollback {
+        /// The manifest's number.
+        offered: u64,
+        /// The accepted number.
+        current: u64,
+    },
+    /// The image's digest differs from the manifest's.
+    #[error("image digest does not match the manifest (expected {expected}, image has {actual})")]
+    ImageDigestMismatch {
+        /// From the manifest.
+        expected: String,
+        /// Of the image.
+        actual: String,
+    },
+    /// The image's size differs from the manifest's.
+    #[error("image size {actual} does not match the manifest's {expected}")]
+    ImageSizeMismatch {
+        /// From the manifest.
+        expected: u64,
+        /// Of the image.
+        actual: u64,
+    },
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// The anchor store failed.
+    #[error(transparent)]
+    Store(#[from] AnchorError),
+}

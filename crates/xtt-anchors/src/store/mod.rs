@@ -1,0 +1,498 @@
+//! The anchor store: one place for every mechanism's anchors.
+//!
+//! [`AnchorStore`] holds the rules (validation, automatic vouching for server certificates,
+//! rotation windows, role- and time-filtered lookups); a [`Backend`] only persists. Every write
+//! is one [`Change`] batch that the backend applies atomically, so a crash leaves either the old
+//! or the new state, never half a rotation.
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryBackend;
+pub use sqlite::SqliteBackend;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::anchor::{
+    Anchor, AnchorKind, Edge, EdgeKind, Fingerprint, Material, Provenance, Roles, SecretBytes,
+    UnixSeconds, Validity,
+};
+use crate::error::AnchorError;
+use crate::material;
+
+/// One write, applied together with the others of its batch.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Add an anchor (fails if its fingerprint exists).
+    Insert(Anchor),
+    /// Remove an anchor and every edge touching it.
+    Remove(Fingerprint),
+    /// Change when an anchor stops being valid.
+    SetNotAfter(Fingerprint, Option<UnixSeconds>),
+    /// Change an anchor's roles.
+    SetRoles(Fingerprint, Roles),
+    /// Add a relation (both ends must exist; adding an existing one is a no-op).
+    AddEdge(Edge),
+}
+
+/// Names one updatable component for rollback protection: vendor id, class id and component id
+/// as they appear in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentKey(pub Vec<u8>);
+
+/// Persistence for anchors, edges and accepted update sequence numbers.
+///
+/// Implementations must make [`Backend::apply`] and [`Backend::advance_sequence`] atomic and
+/// durable before returning (the SQLite backend commits with `synchronous=FULL`).
+pub trait Backend {
+    /// Every stored anchor.
+    fn anchors(&self) -> Result<Vec<Anchor>, AnchorError>;
+    /// Every stored edge.
+    fn edges(&self) -> Result<Vec<Edge>, AnchorError>;
+    /// Applies every change or none.
+    fn apply(&mut self, changes: &[Change]) -> Result<(), AnchorError>;
+    /// The highest sequence number accepted for `component`.
+    fn sequence(&self, component: &ComponentKey) -> Result<Option<u64>, AnchorError>;
+    /// Records `sequence` for `component` if it is strictly greater than the stored one
+    /// (compare and set in one transaction); otherwise [`AnchorError::Rollback`].
+    fn advance_sequence(
+        &mut self,
+        component: &ComponentKey,
+        sequence: u64,
+        signer: &Fingerprint,
+        now: UnixSeconds,
+    ) -> Result<(), AnchorError>;
+    /// A number that changes whenever anyone (another process included) changed the store, so
+    /// a long-running service knows when to rebuild its caches.
+    fn revision(&self) -> Result<u64, AnchorError>;
+}
+
+/// What to add: everything but the fingerprint, which is computed.
+#[derive(Clone, Debug)]
+pub struct NewAnchor {
+    /// What it is.
+    pub kind: AnchorKind,
+    /// A label for people (defaults to kind + short fingerprint when empty).
+    pub name: String,
+    /// Roles; `None` takes the kind's defaults.
+    pub roles: Option<Roles>,
+    /// Validity; `None` means from now on, without end.
+    pub validity: Option<Validity>,
+    /// How it got here.
+    pub provenance: Provenance,
+    /// The material.
+    pub material: Material,
+    /// Anchors that vouch for it (must already be stored).
+    pub vouched_by: Vec<Fingerprint>,
+}
+
+impl NewAnchor {
+    /// A public anchor imported by hand, with default roles and validity.
+    pub fn public(kind: AnchorKind, bytes: Vec<u8>, source: impl Into<String>) -> Self {
+        NewAnchor {
+            kind,
+            name: String::new(),
+            roles: None,
+            validity: None,
+            provenance: Provenance::ImportedByHand {
+                source: source.into(),
+            },
+            material: Material::Public(bytes),
+            vouched_by: Vec::new(),
+        }
+    }
+
+    /// A secret anchor imported by hand.
+    pub fn secret(kind: AnchorKind, secret: SecretBytes, source: impl Into<String>) -> Self {
+        NewAnchor {
+            material: Material::Secret(secret),
+            ..NewAnchor::public(kind, Vec::new(), source)
+        }
+    }
+
+    /// Sets the name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds a voucher.
+    pub fn vouched_by(mut self, voucher: Fingerprint) -> Self {
+        self.vouched_by.push(voucher);
+        self
+    }
+
+    /// Sets the provenance.
+    pub fn with_provenance(mut self, provenance: Provenance) -> Self {
+        self.provenance = provenance;
+        self
+    }
+}
+
+/// The store: rules over a [`Backend`].
+#[derive(Debug)]
+pub struct AnchorStore<B: Backend = SqliteBackend> {
+    backend: B,
+}
+
+impl AnchorStore<SqliteBackend> {
+    /// Opens (creating if needed, mode 0600) the SQLite store at `path`.
+    pub fn open(path: &Path) -> Result<Self, AnchorError> {
+        Ok(AnchorStore {
+            backend: SqliteBackend::open(path)?,
+        })
+    }
+}
+
+impl AnchorStore<MemoryBackend> {
+    /// A store that lives only in memory (tests, short-lived tools).
+    pub fn in_memory() -> Self {
+        AnchorStore {
+            backend: MemoryBackend::default(),
+        }
+    }
+}
+
+impl<B: Backend> AnchorStore<B> {
+    /// A store over any backend.
+    pub fn with_backend(backend: B) -> Self {
+        AnchorStore { backend }
+    }
+
+    /// The backend (e.g. for its revision).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Every anchor, sorted by kind then name.
+    pub fn list(&self) -> Result<Vec<Anchor>, AnchorError> {
+        let mut all = self.backend.anchors()?;
+        all.sort_by(|a, b| {
+            let ka = AnchorKind::ALL.iter().position(|k| *k == a.kind);
+            let kb = AnchorKind::ALL.iter().position(|k| *k == b.kind);
+            ka.cmp(&kb)
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+        });
+        Ok(all)
+    }
+
+    /// Every edge.
+    pub fn edges(&self) -> Result<Vec<Edge>, AnchorError> {
+        let mut e = self.backend.edges()?;
+        e.sort();
+        Ok(e)
+    }
+
+    /// The anchor with this fingerprint.
+    pub fn get(&self, fingerprint: &Fingerprint) -> Result<Anchor, AnchorError> {
+        self.backend
+            .anchors()?
+            .into_iter()
+            .find(|a| a.fingerprint == *fingerprint)
+            .ok_or_else(|| AnchorError::NotFound(fingerprint.to_hex()))
+    }
+
+    /// Resolves a full fingerprint or a unique prefix of at least 8 hex digits.
+    pub fn resolve(&self, text: &str) -> Result<Fingerprint, AnchorError> {
+        let t = text.trim().to_ascii_lowercase();
+        if t.len() < 8 || t.len() > 64 || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(AnchorError::BadFingerprint(text.to_string()));
+        }
+        let mut hits = self
+            .backend
+            .anchors()?
+            .into_iter()
+            .map(|a| a.fingerprint)
+            .filter(|fp| fp.to_hex().starts_with(&t));
+        match (hits.next(), hits.next()) {
+            (Some(fp), None) => Ok(fp),
+            (None, _) => Err(AnchorError::NotFound(text.to_string())),
+            (Some(_), Some(_)) => Err(AnchorError::Ambiguous(text.to_string())),
+        }
+    }
+
+    /// Validates and adds an anchor; returns its fingerprint. A server certificate is linked
+    /// to the stored root it names (after checking the root's signature on it).
+    pub fn import(&mut self, new: NewAnchor, now: UnixSeconds) -> Result<Fingerprint, AnchorError> {
+        let (anchor, edges) = self.prepare(new, now)?;
+        let fp = anchor.fingerprint;
+        let mut changes = vec![Change::Insert(anchor)];
+        changes.extend(edges.into_iter().map(Change::AddEdge));
+        self.backend.apply(&changes)?;
+        Ok(fp)
+    }
+
+    fn prepare(
+        &self,
+        new: NewAnchor,
+        now: UnixSeconds,
+    ) -> Result<(Anchor, Vec<Edge>), AnchorError> {
+        material::validate(new.kind, &new.material)?;
+        let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
+        let existing = self.backend.anchors()?;
+        if existing.iter().any(|a| a.fingerprint == fingerprint) {
+            return Err(AnchorError::Duplicate(fingerprint));
+        }
+        for v in &new.vouched_by {
+            if !existing.iter().any(|a| a.fingerprint == *v) {
+                return Err(AnchorError::NotFound(v.to_hex()));
+            }
+            if *v == fingerprint {
+                return Err(AnchorError::SelfVouch);
+            }
+        }
+        let validity = new.validity.unwrap_or(Validity::from(now));
+        if validity
+            .not_after
+            .is_some_and(|end| end <= validity.not_before)
+        {
+            return Err(AnchorError::EmptyValidity);
+        }
+        check_storable(validity.not_before)?;
+        if let Some(end) = validity.not_after {
+            check_storable(end)?;
+        }
+        check_storable(now)?;
+        let mut vouchers: BTreeSet<Fingerprint> = new.vouched_by.iter().copied().collect();
+        match (new.kind, &new.material) {
+            (AnchorKind::XttServer, Material::Public(cert)) => {
+                if let Some(root) = signing_root(&existing, cert)? {
+                    vouchers.insert(root);
+                }
+            }
+            (AnchorKind::XttRoot, Material::Public(bytes)) => {
+                // Devices look roots up by id alone, so an id must name one key.
+                let id = material::root_certificate(bytes)?.id;
+                for other in existing.iter().filter(|a| a.kind == AnchorKind::XttRoot) {
+                    let other_id = other
+                        .public_material()
+                        .map(material::root_certificate)
+                        .transpose()?
+                        .map(|r| r.id);
+                    if other_id == Some(id) {
+                        return Err(AnchorError::InvalidMaterial {
+                            kind: AnchorKind::XttRoot,
+                            reason: format!(
+                                "root id already used by anchor {} with another key (give the new root a new id)",
+                                other.fingerprint.short()
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        let name = if new.name.trim().is_empty() {
+            format!("{} {}", new.kind, &fingerprint.short()[..8])
+        } else {
+            new.name.trim().to_string()
+        };
+        let anchor = Anchor {
+            fingerprint,
+            kind: new.kind,
+            name,
+            roles: new.roles.unwrap_or(new.kind.default_roles()),
+            validity,
+            provenance: new.provenance,
+            added_at: now,
+            material: new.material,
+        };
+        let edges = vouchers
+            .into_iter()
+            .map(|from| Edge {
+                from,
+                to: fingerprint,
+                kind: EdgeKind::Vouches,
+            })
+            .collect();
+        Ok((anchor, edges))
+    }
+
+    /// Adds several anchors and the edges among them (and to stored anchors) in one atomic
+    /// batch, as when restoring an exported bundle. Anchors already stored are skipped, so a
+    /// restore can be repeated. Returns the fingerprints that were new.
+    pub fn restore(
+        &mut self,
+        anchors: Vec<NewAnchor>,
+        edges: Vec<Edge>,
+        now: UnixSeconds,
+    ) -> Result<Vec<Fingerprint>, AnchorError> {
+        let existing: BTreeSet<Fingerprint> = self
+            .backend
+            .anchors()?
+            .iter()
+            .map(|a| a.fingerprint)
+            .collect();
+        let mut changes = Vec::new();
+        let mut added = Vec::new();
+        for new in anchors {
+            let fp = Fingerprint::of(new.kind, new.material.fingerprint_input());
+            if existing.contains(&fp) || added.contains(&fp) {
+                continue;
+            }
+            let (anchor, auto_edges) = self.prepare(new, now)?;
+            changes.push(Change::Insert(anchor));
+            changes.extend(auto_edges.into_iter().map(Change::AddEdge));
+            added.push(fp);
+        }
+        for e in edges {
+            if e.from == e.to {
+                return Err(AnchorError::SelfVouch);
+            }
+            changes.push(Change::AddEdge(e));
+        }
+        self.backend.apply(&changes)?;
+        Ok(added)
+    }
+
+    /// Records that `voucher` vouches for `subject`.
+    pub fn vouch(&mut self, voucher: Fingerprint, subject: Fingerprint) -> Result<(), AnchorError> {
+        if voucher == subject {
+            return Err(AnchorError::SelfVouch);
+        }
+        self.get(&voucher)?;
+        self.get(&subject)?;
+        self.backend.apply(&[Change::AddEdge(Edge {
+            from: voucher,
+            to: subject,
+            kind: EdgeKind::Vouches,
+        })])
+    }
+
+    /// Removes an anchor and its edges; returns the anchors it vouched for, which have now
+    /// lost that voucher.
+    pub fn remove(&mut self, fingerprint: &Fingerprint) -> Result<Vec<Fingerprint>, AnchorError> {
+        self.get(fingerprint)?;
+        let orphans = self
+            .backend
+            .edges()?
+            .into_iter()
+            .filter(|e| e.from == *fingerprint)
+            .map(|e| e.to)
+            .collect();
+        self.backend.apply(&[Change::Remove(*fingerprint)])?;
+        Ok(orphans)
+    }
+
+    /// Changes an anchor's roles.
+    pub fn set_roles(
+        &mut self,
+        fingerprint: &Fingerprint,
+        roles: Roles,
+    ) -> Result<(), AnchorError> {
+        self.get(fingerprint)?;
+        self.backend.apply(&[Change::SetRoles(*fingerprint, roles)])
+    }
+
+    /// Rotation: adds `new` (same kind, inheriting the old roles unless given) valid from
+    /// `now`, and ends the old anchor's validity at `now + window`. Both are valid during the
+    /// window; afterwards only the new one. One atomic batch.
+    pub fn rotate(
+        &mut self,
+        old: &Fingerprint,
+        mut new: NewAnchor,
+        window: u64,
+        now: UnixSeconds,
+    ) -> Result<Fingerprint, AnchorError> {
+        let old_anchor = self.get(old)?;
+        if old_anchor.kind != new.kind {
+            return Err(AnchorError::RotationKindMismatch {
+                old: old_anchor.kind,
+                new: new.kind,
+            });
+        }
+        if !old_anchor.validity.contains(now) {
+            return Err(AnchorError::RotationOfInvalidAnchor(*old));
+        }
+        if new.roles.is_none() {
+            new.roles = Some(old_anchor.roles);
+        }
+        let end = now.saturating_add(window);
+        let end = old_anchor.validity.not_after.map_or(end, |e| e.min(end));
+        let (anchor, edges) = self.prepare(new, now)?;
+        let fp = anchor.fingerprint;
+        let mut changes = vec![
+            Change::Insert(anchor),
+            Change::SetNotAfter(*old, Some(end)),
+            Change::AddEdge(Edge {
+                from: *old,
+                to: fp,
+                kind: EdgeKind::RotatedTo,
+            }),
+        ];
+        changes.extend(edges.into_iter().map(Change::AddEdge));
+        self.backend.apply(&changes)?;
+        Ok(fp)
+    }
+
+    /// Anchors of `kind` usable for `role` at `now`.
+    pub fn usable(
+        &self,
+        kind: AnchorKind,
+        role: Roles,
+        now: UnixSeconds,
+    ) -> Result<Vec<Anchor>, AnchorError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|a| a.kind == kind && a.usable_for(role, now))
+            .collect())
+    }
+
+    /// The accepted sequence number of a component.
+    pub fn sequence(&self, component: &ComponentKey) -> Result<Option<u64>, AnchorError> {
+        self.backend.sequence(component)
+    }
+
+    /// Records a newly accepted sequence number (strictly increasing, atomically).
+    pub fn advance_sequence(
+        &mut self,
+        component: &ComponentKey,
+        sequence: u64,
+        signer: &Fingerprint,
+        now: UnixSeconds,
+    ) -> Result<(), AnchorError> {
+        check_storable(sequence)?;
+        self.backend
+            .advance_sequence(component, sequence, signer, now)
+    }
+
+    /// Changes whenever the stored data changes (see [`Backend::revision`]).
+    pub fn revision(&self) -> Result<u64, AnchorError> {
+        self.backend.revision()
+    }
+}
+
+fn check_storable(v: u64) -> Result<(), AnchorError> {
+    i64::try_from(v)
+        .map(|_| ())
+        .map_err(|_| AnchorError::TooLarge(v))
+}
+
+/// The stored root that signed `cert`, if it is stored; an error if the named root is stored
+/// but its signature does not verify (a forged or corrupted certificate).
+fn signing_root(existing: &[Anchor], cert: &[u8]) -> Result<Option<Fingerprint>, AnchorError> {
+    let cert = xtt_proto::cert::ServerCertificate::decode(cert).map_err(|e| {
+        AnchorError::InvalidMaterial {
+            kind: AnchorKind::XttServer,
+            reason: e.to_string(),
+        }
+    })?;
+    for anchor in existing.iter().filter(|a| a.kind == AnchorKind::XttRoot) {
+        let Some(bytes) = anchor.public_material() else {
+            continue;
+        };
+        let root = material::root_certificate(bytes)?;
+        if root.id == cert.root_id() {
+            return match cert.verify(&root) {
+                Ok(_) => Ok(Some(anchor.fingerprint)),
+                Err(_) => Err(AnchorError::BadCertificateSignature {
+                    root: anchor.fingerprint,
+                }),
+            };
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,319 @@
+//! The SQLite backend: one file, mode 0600, every write a transaction committed with
+//! `synchronous=FULL` before the call returns, `secure_delete` so removed secrets are
+//! overwritten in the file.
+//!
+//! Secrets are stored in their own column in clear; the file's permissions are their
+//! protection at rest (as for the `xtt` tool's key files). Buffers inside SQLite and rusqlite
+//! cannot be wiped from here; ours are [`SecretBytes`] as soon as they leave the database.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{Backend, Change, ComponentKey};
+use crate::anchor::{
+    Anchor, AnchorKind, Edge, EdgeKind, Fingerprint, Material, Provenance, Roles, SecretBytes,
+    UnixSeconds, Validity,
+};
+use crate::error::AnchorError;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS anchors (
+    fingerprint      BLOB PRIMARY KEY CHECK (length(fingerprint) = 32),
+    kind             TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    roles            INTEGER NOT NULL,
+    not_before       INTEGER NOT NULL,
+    not_after        INTEGER,
+    provenance       TEXT NOT NULL,
+    provenance_detail TEXT NOT NULL,
+    added_at         INTEGER NOT NULL,
+    public_material  BLOB,
+    secret_material  BLOB,
+    CHECK ((public_material IS NULL) <> (secret_material IS NULL))
+);
+CREATE TABLE IF NOT EXISTS edges (
+    from_fp BLOB NOT NULL REFERENCES anchors(fingerprint) ON DELETE CASCADE,
+    to_fp   BLOB NOT NULL REFERENCES anchors(fingerprint) ON DELETE CASCADE,
+    kind    TEXT NOT NULL,
+    PRIMARY KEY (from_fp, to_fp, kind)
+);
+CREATE TABLE IF NOT EXISTS update_sequence (
+    component  BLOB PRIMARY KEY,
+    sequence   INTEGER NOT NULL,
+    signer     BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
+/// Anchors in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    conn: Connection,
+}
+
+fn io(path: &Path, source: std::io::Error) -> AnchorError {
+    AnchorError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn to_i64(v: u64) -> Result<i64, AnchorError> {
+    i64::try_from(v).map_err(|_| AnchorError::TooLarge(v))
+}
+
+fn to_u64(v: i64) -> Result<u64, AnchorError> {
+    u64::try_from(v).map_err(|_| AnchorError::Corrupt(format!("negative value {v}")))
+}
+
+impl SqliteBackend {
+    /// Opens or creates the database. A new file is created with mode 0600 before SQLite
+    /// touches it; an existing one is narrowed to 0600.
+    pub fn open(path: &Path) -> Result<Self, AnchorError> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io(path, e))?;
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(AnchorError::Corrupt(format!(
+                "schema version {version}, this program knows {SCHEMA_VERSION}"
+            )));
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(SqliteBackend { conn })
+    }
+
+    fn read_anchor(row: &rusqlite::Row<'_>) -> Result<Anchor, AnchorError> {
+        let fp: Vec<u8> = row.get(0)?;
+        let fingerprint = Fingerprint(
+            fp.as_slice()
+                .try_into()
+                .map_err(|_| AnchorError::Corrupt("fingerprint length".into()))?,
+        );
+        let kind: String = row.get(1)?;
+        let kind: AnchorKind = kind.parse()?;
+        let roles: i64 = row.get(3)?;
+        let roles = Roles::from_bits(
+            u8::try_from(roles).map_err(|_| AnchorError::Corrupt(format!("roles {roles}")))?,
+        )?;
+        let not_after: Option<i64> = row.get(5)?;
+        let provenance: String = row.get(6)?;
+        let public: Option<Vec<u8>> = row.get(9)?;
+        // Wrap the secret at once so the copy rusqlite handed us is wiped on drop.
+        let secret: Option<SecretBytes> = row.get::<_, Option<Vec<u8>>>(10)?.map(SecretBytes::new);
+        let material = match (public, secret) {
+            (Some(p), None) => Material::Public(p),
+            (None, Some(s)) => Material::Secret(s),
+            _ => return Err(AnchorError::Corrupt("material columns".into())),
+        };
+        if kind.is_secret() != matches!(material, Material::Secret(_)) {
+            return Err(AnchorError::Corrupt(format!(
+                "{kind} anchor with the wrong kind of material"
+            )));
+        }
+        Ok(Anchor {
+            fingerprint,
+            kind,
+            name: row.get(2)?,
+            roles,
+            validity: Validity {
+                not_before: to_u64(row.get(4)?)?,
+                not_after: not_after.map(to_u64).transpose()?,
+            },
+            provenance: Provenance::from_parts(&provenance, row.get(7)?)?,
+            added_at: to_u64(row.get(8)?)?,
+            material,
+        })
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn anchors(&self) -> Result<Vec<Anchor>, AnchorError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
+                    provenance_detail, added_at, public_material, secret_material
+             FROM anchors",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::read_anchor(row)?);
+        }
+        Ok(out)
+    }
+
+    fn edges(&self) -> Result<Vec<Edge>, AnchorError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT from_fp, to_fp, kind FROM edges")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let from: Vec<u8> = row.get(0)?;
+            let to: Vec<u8> = row.get(1)?;
+            let kind: String = row.get(2)?;
+            let fp = |v: Vec<u8>| {
+                v.as_slice()
+                    .try_into()
+                    .map(Fingerprint)
+                    .map_err(|_| AnchorError::Corrupt("edge fingerprint".into()))
+            };
+            out.push(Edge {
+                from: fp(from)?,
+                to: fp(to)?,
+                kind: EdgeKind::parse(&kind)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), AnchorError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for change in changes {
+            match change {
+                Change::Insert(a) => {
+                    let (public, secret) = match &a.material {
+                        Material::Public(p) => (Some(p.as_slice()), None),
+                        Material::Secret(s) => (None, Some(s.expose())),
+                    };
+                    tx.execute(
+                        "INSERT INTO anchors (fingerprint, kind, name, roles, not_before,
+                             not_after, provenance, provenance_detail, added_at,
+                             public_material, secret_material)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        params![
+                            a.fingerprint.0.as_slice(),
+                            a.kind.as_str(),
+                            a.name,
+                            i64::from(a.roles.bits()),
+                            to_i64(a.validity.not_before)?,
+                            a.validity.not_after.map(to_i64).transpose()?,
+                            a.provenance.tag(),
+                            a.provenance.detail(),
+                            to_i64(a.added_at)?,
+                            public,
+                            secret,
+                        ],
+                    )?;
+                }
+                Change::Remove(fp) => {
+                    tx.execute(
+                        "DELETE FROM anchors WHERE fingerprint = ?1",
+                        [fp.0.as_slice()],
+                    )?;
+                }
+                Change::SetNotAfter(fp, end) => {
+                    let n = tx.execute(
+                        "UPDATE anchors SET not_after = ?2 WHERE fingerprint = ?1",
+                        params![fp.0.as_slice(), end.map(to_i64).transpose()?],
+                    )?;
+                    if n != 1 {
+                        return Err(AnchorError::NotFound(fp.to_hex()));
+                    }
+                }
+                Change::SetRoles(fp, roles) => {
+                    let n = tx.execute(
+                        "UPDATE anchors SET roles = ?2 WHERE fingerprint = ?1",
+                        params![fp.0.as_slice(), i64::from(roles.bits())],
+                    )?;
+                    if n != 1 {
+                        return Err(AnchorError::NotFound(fp.to_hex()));
+                    }
+                }
+                Change::AddEdge(e) => {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO edges (from_fp, to_fp, kind) VALUES (?1, ?2, ?3)",
+                        params![e.from.0.as_slice(), e.to.0.as_slice(), e.kind.as_str()],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn sequence(&self, component: &ComponentKey) -> Result<Option<u64>, AnchorError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT sequence FROM update_sequence WHERE component = ?1",
+                [component.0.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        v.map(to_u64).transpose()
+    }
+
+    fn advance_sequence(
+        &mut self,
+        component: &ComponentKey,
+        sequence: u64,
+        signer: &Fingerprint,
+        now: UnixSeconds,
+    ) -> Result<(), AnchorError> {
+        // IMMEDIATE takes the write lock before reading, so two verifiers cannot both accept.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<i64> = tx
+            .query_row(
+                "SELECT sequence FROM update_sequence WHERE component = ?1",
+                [component.0.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(current) = current.map(to_u64).transpose()? {
+            if sequence <= current {
+                return Err(AnchorError::Rollback {
+                    offered: sequence,
+                    current,
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO update_sequence (component, sequence, signer, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(component) DO UPDATE SET sequence = ?2, signer = ?3, updated_at = ?4",
+            params![
+                component.0.as_slice(),
+                to_i64(sequence)?,
+                signer.0.as_slice(),
+                to_i64(now)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn revision(&self) -> Result<u64, AnchorError> {
+        // data_version changes when another connection commits; our own commits are counted
+        // through total_changes.
+        let data_version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let own = self.conn.total_changes();
+        Ok(to_u64(data_version)?
+            .wrapping_mul(1 << 32)
+            .wrapping_add(own))
+    }
+}

@@ -1,0 +1,578 @@
+//! A demo installation built with the `xtt anchors` commands: its graph lists every anchor and
+//! edge (text, DOT, SVG), `--impact` follows vouching transitively, and no secret is ever
+//! printed. Also: the store file's mode, export/import round trips, removal.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+
+use clap::CommandFactory;
+use common::{fresh_root, vectors_dir, xtt, T0};
+use xtt_anchors::anchor::{AnchorKind, EdgeKind, Fingerprint};
+use xtt_anchors::update::UpdateSigningKey;
+use xtt_anchors::AnchorStore;
+
+const TA_SECRET: [u8; 32] = [0xa7; 32];
+const DEV_SECRET: [u8; 32] = [0x5c; 32];
+
+struct Demo {
+    dir: tempfile::TempDir,
+    db: String,
+    fps: Vec<(String, Fingerprint)>,
+}
+
+impl Demo {
+    fn fp(&self, name: &str) -> Fingerprint {
+        self.fps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| *f)
+            .unwrap()
+    }
+    fn run(&self, args: &[&str]) -> String {
+        let at = T0.to_string();
+        let mut all = vec!["anchors", "--store", &self.db, "--at", &at];
+        all.extend_from_slice(args);
+        xtt(&all).unwrap_or_else(|e| panic!("xtt {args:?}: {e:#}"))
+    }
+}
+
+/// Manufacturer → DAA group, update key (rotated), XTT root → server → device identity,
+/// root → TTE controller → TaSecret → DevSecret.
+fn demo() -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("anchors.db").to_str().unwrap().to_string();
+    let mut demo = Demo {
+        dir,
+        db,
+        fps: Vec::new(),
+    };
+    let file = |demo: &Demo, name: &str, bytes: &[u8]| {
+        let p = demo.dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let pem = |k: &UpdateSigningKey| k.public_pem().unwrap().into_bytes();
+    let import = |demo: &mut Demo, name: &str, args: &[&str]| {
+        let mut all = vec!["import"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--name", name]);
+        let out = demo.run(&all);
+        let hex = out
+            .split_whitespace()
+            .find(|w| w.len() == 64)
+            .expect("fingerprint in output");
+        let fp = Fingerprint(hex::decode(hex).unwrap().try_into().unwrap());
+        demo.fps.push((name.to_string(), fp));
+    };
+
+    let manufacturer = UpdateSigningKey::generate(&mut common::rng(1));
+    let f = file(&demo, "manufacturer.pub", &pem(&manufacturer));
+    import(&mut demo, "Acme manufacturer", &["manufacturer", &f]);
+    let m = demo.fp("Acme manufacturer").to_hex();
+
+    let d = vectors_dir().join("xaptum-data/server");
+    import(
+        &mut demo,
+        "Acme sensors group",
+        &[
+            "daa-group",
+            d.join("daa_gpk.bin").to_str().unwrap(),
+            "--basename",
+            d.join("basename.bin").to_str().unwrap(),
+            "--vouched-by",
+            &m,
+        ],
+    );
+
+    let update = UpdateSigningKey::generate(&mut common::rng(2));
+    let f = file(&demo, "update.pub", &pem(&update));
+    import(
+        &mut demo,
+        "Acme firmware 2025",
+        &["update-key", &f, "--vouched-by", &m],
+    );
+
+    let (root, root_key) = fresh_root(3);
+    let f = file(&demo, "root_cert.bin", &root.encode());
+    import(&mut demo, "Operator root", &["xtt-root", &f]);
+    let (_, cert) = common::server_signed_by(&root, &root_key, 4);
+    let f = file(&demo, "server.cert", cert.as_bytes());
+    import(&mut demo, "xtt.example.net", &["xtt-server", &f]);
+
+    let controller = UpdateSigningKey::generate(&mut common::rng(5));
+    let f = file(&demo, "controller.pub", &pem(&controller));
+    let r = demo.fp("Operator root").to_hex();
+    import(
+        &mut demo,
+        "TTE controller",
+        &["controller", &f, "--vouched-by", &r],
+    );
+    let c = demo.fp("TTE controller").to_hex();
+    let f = file(&demo, "ta.secret", &TA_SECRET);
+    import(
+        &mut demo,
+        "TaSecret",
+        &[
+            "tte-ta-secret",
+            &f,
+            "--vouched-by",
+            &c,
+            "--provenance",
+            "tte",
+        ],
+    );
+    let t = demo.fp("TaSecret").to_hex();
+    let f = file(&demo, "dev.secret", &DEV_SECRET);
+    import(
+        &mut demo,
+        "DevSecret",
+        &[
+            "tte-dev-secret",
+            &f,
+            "--vouched-by",
+            &t,
+            "--provenance",
+            "tte",
+        ],
+    );
+
+    let device_key = UpdateSigningKey::generate(&mut common::rng(6));
+    let mut identity = vec![0x42u8; 16];
+    identity.extend_from_slice(&device_key.public_sec1());
+    let f = file(&demo, "identity.bin", &identity);
+    let s = demo.fp("xtt.example.net").to_hex();
+    let g = demo.fp("Acme sensors group").to_hex();
+    import(
+        &mut demo,
+        "device 4242",
+        &[
+            "device-identity",
+            &f,
+            "--vouched-by",
+            &s,
+            "--vouched-by",
+            &g,
+            "--provenance",
+            "xtt",
+        ],
+    );
+
+    // The update key is rotated; its successor is vouched for by the manufacturer too.
+    let next = UpdateSigningKey::generate(&mut common::rng(7));
+    let f = file(&demo, "update2.pub", &pem(&next));
+    let u = demo.fp("Acme firmware 2025").to_hex();
+    let out = demo.run(&[
+        "rotate",
+        &u[..12],
+        "update-key",
+        &f,
+        "--window",
+        "30d",
+        "--vouched-by",
+        &m,
+        "--name",
+        "Acme firmware 2026",
+    ]);
+    let hex = out.split_whitespace().find(|w| w.len() == 64).unwrap();
+    demo.fps.push((
+        "Acme firmware 2026".into(),
+        Fingerprint(hex::decode(hex).unwrap().try_into().unwrap()),
+    ));
+    demo
+}
+
+fn expected_edges(demo: &Demo) -> BTreeSet<(Fingerprint, Fingerprint, EdgeKind)> {
+    let f = |n| demo.fp(n);
+    let v = EdgeKind::Vouches;
+    BTreeSet::from([
+        (f("Acme manufacturer"), f("Acme sensors group"), v),
+        (f("Acme manufacturer"), f("Acme firmware 2025"), v),
+        (f("Acme manufacturer"), f("Acme firmware 2026"), v),
+        (
+            f("Acme firmware 2025"),
+            f("Acme firmware 2026"),
+            EdgeKind::RotatedTo,
+        ),
+        (f("Operator root"), f("xtt.example.net"), v),
+        (f("Operator root"), f("TTE controller"), v),
+        (f("TTE controller"), f("TaSecret"), v),
+        (f("TaSecret"), f("DevSecret"), v),
+        (f("xtt.example.net"), f("device 4242"), v),
+        (f("Acme sensors group"), f("device 4242"), v),
+    ])
+}
+
+#[test]
+fn the_demo_graph_lists_every_anchor_and_edge_in_every_format() {
+    let demo = demo();
+    let store = AnchorStore::open(std::path::Path::new(&demo.db)).unwrap();
+    let stored: BTreeSet<_> = store
+        .edges()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.from, e.to, e.kind))
+        .collect();
+    assert_eq!(stored, expected_edges(&demo));
+    assert_eq!(store.list().unwrap().len(), demo.fps.len());
+    assert_eq!(demo.fps.len(), 10);
+
+    let text = demo.run(&["graph"]);
+    let dot = demo.run(&["graph", "--format", "dot"]);
+    let svg_path = demo.dir.path().join("trust.svg");
+    demo.run(&[
+        "graph",
+        "--format",
+        "svg",
+        "--out",
+        svg_path.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+
+    assert!(
+        text.starts_with("Trust graph: 10 anchors, 10 edges"),
+        "{text}"
+    );
+    for (name, fp) in &demo.fps {
+        assert!(
+            text.contains(name) && text.contains(&fp.short()),
+            "text lacks {name}\n{text}"
+        );
+        assert!(
+            dot.contains(&format!("\"{}\" [label=", fp.to_hex())),
+            "dot lacks {name}"
+        );
+        assert!(
+            svg.contains(&format!("id=\"fp-{}\"", fp.to_hex())),
+            "svg lacks {name}"
+        );
+    }
+    for (from, to, kind) in expected_edges(&demo) {
+        assert!(
+            text.contains(&format!("[{}] --{}--> ", from.short(), kind.as_str()))
+                && text.contains(&format!("[{}]\n", to.short())),
+            "text lacks edge {from:?} -> {to:?}"
+        );
+        assert!(
+            dot.contains(&format!("\"{}\" -> \"{}\"", from.to_hex(), to.to_hex())),
+            "dot lacks edge"
+        );
+        assert!(
+            svg.contains(&format!(
+                "<title>{} {} → {}</title>",
+                kind.as_str(),
+                from.short(),
+                to.short()
+            )),
+            "svg lacks edge"
+        );
+    }
+    assert_eq!(svg.matches("<g class=\"node\"").count(), 10);
+    assert_eq!(svg.matches("<line class=\"edge").count(), 10);
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"")
+            && svg.trim_end().ends_with("</svg>")
+    );
+}
+
+#[test]
+fn impact_follows_vouching_and_rotation_transitively() {
+    let demo = demo();
+    let store = AnchorStore::open(std::path::Path::new(&demo.db)).unwrap();
+    let graph = store.graph(T0).unwrap();
+    let names = |fp: Fingerprint| -> BTreeSet<String> {
+        graph
+            .impact(&fp)
+            .unwrap()
+            .affected
+            .into_iter()
+            .map(|(n, _)| n.name)
+            .collect()
+    };
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        names(demo.fp("Acme manufacturer")),
+        set(&[
+            "Acme sensors group",
+            "Acme firmware 2025",
+            "Acme firmware 2026",
+            "device 4242"
+        ])
+    );
+    assert_eq!(
+        names(demo.fp("Operator root")),
+        set(&[
+            "xtt.example.net",
+            "device 4242",
+            "TTE controller",
+            "TaSecret",
+            "DevSecret"
+        ])
+    );
+    assert_eq!(
+        names(demo.fp("Acme firmware 2025")),
+        set(&["Acme firmware 2026"])
+    );
+    assert!(names(demo.fp("device 4242")).is_empty());
+
+    let out = demo.run(&[
+        "graph",
+        "--impact",
+        &demo.fp("Operator root").to_hex()[..10],
+    ]);
+    assert!(out.contains("certify rogue XTT servers"), "{out}");
+    assert!(out.contains("for 5 anchors"), "{out}");
+    for n in [
+        "xtt.example.net",
+        "device 4242",
+        "TTE controller",
+        "TaSecret",
+        "DevSecret",
+    ] {
+        assert!(out.contains(n), "{out}");
+    }
+    assert!(!out.contains("Acme"), "{out}");
+}
+
+#[test]
+fn secrets_are_never_printed_and_the_store_is_private() {
+    let demo = demo();
+    let mode = std::fs::metadata(&demo.db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "store mode {mode:o}");
+    let mut outputs = vec![
+        demo.run(&["list"]),
+        demo.run(&["graph"]),
+        demo.run(&["graph", "--format", "dot"]),
+        demo.run(&["graph", "--impact", &demo.fp("TTE controller").to_hex()]),
+    ];
+    for n in ["TaSecret", "DevSecret"] {
+        let out = demo.run(&["show", &demo.fp(n).to_hex()]);
+        assert!(out.contains("secret, 32 bytes (never shown)"), "{out}");
+        outputs.push(out);
+    }
+    for out in outputs {
+        for secret in [TA_SECRET, DEV_SECRET] {
+            assert!(
+                !out.contains(&hex::encode(secret)),
+                "secret printed:\n{out}"
+            );
+            assert!(
+                !out.contains(&hex::encode(&secret[..4])),
+                "secret prefix printed:\n{out}"
+            );
+        }
+    }
+    // Export of a secret needs --include-secret, and then writes a 0600 file.
+    let ta = demo.fp("TaSecret").to_hex();
+    let path = demo.dir.path().join("ta.out");
+    let at = T0.to_string();
+    let err = xtt(&[
+        "anchors",
+        "--store",
+        &demo.db,
+        "--at",
+        &at,
+        "export",
+        &ta,
+        "--out",
+        path.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("--include-secret"), "{err}");
+    demo.run(&[
+        "export",
+        &ta,
+        "--out",
+        path.to_str().unwrap(),
+        "--include-secret",
+    ]);
+    assert_eq!(std::fs::read(&path).unwrap(), TA_SECRET);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn exported_anchors_import_again_with_the_same_fingerprint() {
+    let demo = demo();
+    let other = demo.dir.path().join("other.db");
+    let other = other.to_str().unwrap();
+    let at = T0.to_string();
+    for name in [
+        "Acme manufacturer",
+        "Acme sensors group",
+        "Operator root",
+        "xtt.example.net",
+    ] {
+        let fp = demo.fp(name);
+        let out_file = demo.dir.path().join(format!("{}.out", fp.short()));
+        let out_file = out_file.to_str().unwrap();
+        demo.run(&["export", &fp.to_hex(), "--out", out_file]);
+        let store = AnchorStore::open(std::path::Path::new(&demo.db)).unwrap();
+        let kind = store.get(&fp).unwrap().kind;
+        let mut args = vec![
+            "anchors",
+            "--store",
+            other,
+            "--at",
+            &at,
+            "import",
+            kind.as_str(),
+            out_file,
+        ];
+        let bsn = format!("{out_file}.basename");
+        if kind == AnchorKind::DaaGroup {
+            args.extend_from_slice(&["--basename", &bsn]);
+        }
+        let out = xtt(&args).unwrap();
+        assert!(out.contains(&fp.to_hex()), "{name}: {out}");
+    }
+}
+
+#[test]
+fn removing_a_voucher_reports_what_it_vouched_for_and_drops_its_edges() {
+    let demo = demo();
+    let out = demo.run(&["remove", &demo.fp("TTE controller").to_hex()]);
+    assert!(
+        out.contains(&format!(
+            "no longer vouched for by it: {}",
+            demo.fp("TaSecret").short()
+        )),
+        "{out}"
+    );
+    let store = AnchorStore::open(std::path::Path::new(&demo.db)).unwrap();
+    assert_eq!(store.list().unwrap().len(), 9);
+    assert!(store
+        .edges()
+        .unwrap()
+        .iter()
+        .all(|e| e.from != demo.fp("TTE controller") && e.to != demo.fp("TTE controller")));
+    let err = xtt(&["anchors", "--store", &demo.db, "show", "00000000"]).unwrap_err();
+    assert!(err.to_string().contains("no anchor matches"), "{err}");
+}
+
+#[test]
+fn the_command_tree_is_consistent() {
+    common::Xtt::command().debug_assert();
+}
+
+#[test]
+fn xtt_anchors_demo_builds_a_complete_installation_only_in_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let db = db.to_str().unwrap();
+    let out = xtt(&["anchors", "--store", db, "demo"]).unwrap();
+    assert!(out.contains("demo installation with 10 anchors"), "{out}");
+    let text = xtt(&["anchors", "--store", db, "graph"]).unwrap();
+    assert!(
+        text.starts_with("Trust graph: 10 anchors, 10 edges"),
+        "{text}"
+    );
+    for kind in AnchorKind::ALL {
+        assert!(text.contains(kind.as_str()), "{kind} missing:\n{text}");
+    }
+    let err = xtt(&["anchors", "--store", db, "demo"]).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+}
+
+#[test]
+fn a_bundle_carries_every_anchor_and_relation_to_another_store() {
+    let demo = demo();
+    let bundle = demo.dir.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    let out = demo.run(&["export-bundle", b]);
+    assert!(
+        out.contains("exported 8 anchors"),
+        "secrets are left out by default: {out}"
+    );
+    demo.run(&["export-bundle", b, "--include-secrets"]);
+    let index = std::fs::read_to_string(bundle.join("anchors.json")).unwrap();
+    assert!(
+        !index.contains(&hex::encode(TA_SECRET)),
+        "secret in the index"
+    );
+
+    let other = demo.dir.path().join("copy.db");
+    let o = other.to_str().unwrap();
+    let at = T0.to_string();
+    let out = xtt(&["anchors", "--store", o, "--at", &at, "import-bundle", b]).unwrap();
+    assert!(out.contains("imported 10 new anchors"), "{out}");
+    let out = xtt(&["anchors", "--store", o, "--at", &at, "import-bundle", b]).unwrap();
+    assert!(out.contains("imported 0 new anchors"), "repeatable: {out}");
+
+    let a = AnchorStore::open(std::path::Path::new(&demo.db)).unwrap();
+    let c = AnchorStore::open(&other).unwrap();
+    let strip = |s: &AnchorStore| -> Vec<_> {
+        s.list()
+            .unwrap()
+            .into_iter()
+            .map(|x| {
+                (
+                    x.fingerprint,
+                    x.kind,
+                    x.name,
+                    x.roles,
+                    x.validity,
+                    x.provenance,
+                    x.material,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&c));
+    assert_eq!(a.edges().unwrap(), c.edges().unwrap());
+
+    // A file swapped for another key is caught by its fingerprint; nothing is imported.
+    let (_, fp) = &demo.fps[2];
+    let victim = std::fs::read_dir(&bundle)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains(&fp.short())
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let fresh = demo.dir.path().join("fresh.db");
+    let err = xtt(&[
+        "anchors",
+        "--store",
+        fresh.to_str().unwrap(),
+        "import-bundle",
+        b,
+    ])
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not match its fingerprint"),
+        "{err:#}"
+    );
+    assert!(AnchorStore::open(&fresh)
+        .unwrap()
+        .list()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_bundle_index_cannot_point_outside_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("anchors.json"),
+        r#"{"format":"xtt-anchors bundle v1","edges":[],"anchors":[{"fingerprint":"00","kind":"xtt-root","name":"x","roles":"transport","not_before":0,"not_after":null,"provenance":"hand","source":"","file":"../../etc/passwd","basename_file":null}]}"#,
+    )
+    .unwrap();
+    let mut s = AnchorStore::in_memory();
+    let err = xtt_anchors::bundle::import(&mut s, dir.path(), T0).unwrap_err();
+    assert!(
+        err.to_string().contains("leaves the bundle directory"),
+        "{err}"
+    );
+}

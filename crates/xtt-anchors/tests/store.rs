@@ -1,0 +1,224 @@
+//! The store's rules, run against both backends (SQLite file and memory) so they agree.
+
+mod common;
+
+use common::T0;
+use xtt_anchors::anchor::{AnchorKind, Validity};
+use xtt_anchors::store::{Backend, MemoryBackend, SqliteBackend};
+use xtt_anchors::update::UpdateSigningKey;
+use xtt_anchors::{AnchorError, AnchorStore, NewAnchor, SecretBytes};
+
+fn key(seed: u64) -> Vec<u8> {
+    UpdateSigningKey::generate(&mut common::rng(seed)).public_sec1()
+}
+
+fn rules<B: Backend>(mut s: AnchorStore<B>) {
+    let r0 = s.revision().unwrap();
+    let a = s
+        .import(
+            NewAnchor::public(AnchorKind::Manufacturer, key(1), "t").named("m"),
+            T0,
+        )
+        .unwrap();
+    assert_ne!(s.revision().unwrap(), r0, "revision must change on write");
+    // Same material, same kind: a duplicate. Same material as another kind: a new anchor.
+    assert!(matches!(
+        s.import(NewAnchor::public(AnchorKind::Manufacturer, key(1), "t"), T0),
+        Err(AnchorError::Duplicate(fp)) if fp == a
+    ));
+    let u = s
+        .import(
+            NewAnchor::public(AnchorKind::UpdateKey, key(1), "t").vouched_by(a),
+            T0,
+        )
+        .unwrap();
+    assert_ne!(a, u);
+    assert!(matches!(s.vouch(a, a), Err(AnchorError::SelfVouch)));
+    // Unknown voucher.
+    let ghost = xtt_anchors::Fingerprint([9; 32]);
+    assert!(matches!(
+        s.import(
+            NewAnchor::public(AnchorKind::UpdateKey, key(2), "t").vouched_by(ghost),
+            T0
+        ),
+        Err(AnchorError::NotFound(_))
+    ));
+    // Bad material is refused with the kind named.
+    let err = s
+        .import(NewAnchor::public(AnchorKind::XttRoot, vec![0; 80], "t"), T0)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid xtt-root anchor"),
+        "{err}"
+    );
+    let err = s
+        .import(
+            NewAnchor::secret(AnchorKind::TteTaSecret, SecretBytes::new(vec![1; 8]), "t"),
+            T0,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("expected 16 to 1024"), "{err}");
+    // An empty validity window.
+    let mut bad = NewAnchor::public(AnchorKind::UpdateKey, key(3), "t");
+    bad.validity = Some(Validity {
+        not_before: T0,
+        not_after: Some(T0),
+    });
+    assert!(matches!(s.import(bad, T0), Err(AnchorError::EmptyValidity)));
+    // Future anchors are stored but not usable yet.
+    let mut later = NewAnchor::public(AnchorKind::UpdateKey, key(4), "t");
+    later.validity = Some(Validity {
+        not_before: T0 + 10,
+        not_after: None,
+    });
+    s.import(later, T0).unwrap();
+    let usable = |s: &AnchorStore<B>, t| {
+        s.usable(AnchorKind::UpdateKey, xtt_anchors::Roles::UPDATE, t)
+            .unwrap()
+            .len()
+    };
+    assert_eq!((usable(&s, T0), usable(&s, T0 + 10)), (1, 2));
+    // Prefix resolution.
+    assert_eq!(s.resolve(&a.to_hex()[..8]).unwrap(), a);
+    assert!(matches!(
+        s.resolve("abc"),
+        Err(AnchorError::BadFingerprint(_))
+    ));
+    // A failed rotation (kind mismatch) changes nothing.
+    let before = (s.list().unwrap(), s.edges().unwrap());
+    assert!(s
+        .rotate(
+            &u,
+            NewAnchor::public(AnchorKind::Manufacturer, key(5), "t"),
+            60,
+            T0
+        )
+        .is_err());
+    assert_eq!((s.list().unwrap(), s.edges().unwrap()), before);
+    // Removal takes the edges with it and names what lost its voucher.
+    assert_eq!(s.remove(&a).unwrap(), vec![u]);
+    assert!(s.edges().unwrap().is_empty());
+    assert!(matches!(s.get(&a), Err(AnchorError::NotFound(_))));
+    // Sequence numbers only go up.
+    let c = xtt_anchors::store::ComponentKey(b"c".to_vec());
+    s.advance_sequence(&c, 2, &u, T0).unwrap();
+    assert!(matches!(
+        s.advance_sequence(&c, 2, &u, T0),
+        Err(AnchorError::Rollback {
+            offered: 2,
+            current: 2
+        })
+    ));
+    assert_eq!(s.sequence(&c).unwrap(), Some(2));
+    assert!(matches!(
+        s.advance_sequence(&c, u64::MAX, &u, T0),
+        Err(AnchorError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn the_rules_hold_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    rules(AnchorStore::with_backend(
+        SqliteBackend::open(&dir.path().join("s.db")).unwrap(),
+    ));
+}
+
+#[test]
+fn the_rules_hold_in_memory() {
+    rules(AnchorStore::with_backend(MemoryBackend::default()));
+}
+
+#[test]
+fn another_process_writing_changes_the_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let reader = AnchorStore::open(&path).unwrap();
+    let mut writer = AnchorStore::open(&path).unwrap();
+    let r0 = reader.revision().unwrap();
+    assert_eq!(reader.revision().unwrap(), r0, "no write, no change");
+    writer
+        .import(NewAnchor::public(AnchorKind::UpdateKey, key(7), "t"), T0)
+        .unwrap();
+    assert_ne!(reader.revision().unwrap(), r0);
+    assert_eq!(reader.list().unwrap().len(), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused_rather_than_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    drop(AnchorStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = AnchorStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("newer version"), "{err}");
+}
+
+#[test]
+fn tte_services_find_their_secrets_by_urn_and_store_delivered_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = AnchorStore::open(&dir.path().join("tte.db")).unwrap();
+    let ta = s
+        .import_tte_secret(
+            AnchorKind::TteTaSecret,
+            SecretBytes::new(vec![7; 32]),
+            "urn:tte:ta:acme",
+            "TA enrolment",
+            &[],
+            T0,
+        )
+        .unwrap();
+    s.import_tte_secret(
+        AnchorKind::TteDevSecret,
+        SecretBytes::new(vec![8; 32]),
+        "urn:dev:42",
+        "box 1",
+        &[ta],
+        T0,
+    )
+    .unwrap();
+    let (fp, secret) = s
+        .tte_secret_named(AnchorKind::TteTaSecret, "urn:tte:ta:acme", T0)
+        .unwrap()
+        .unwrap();
+    assert_eq!((fp, secret.expose()), (ta, &[7u8; 32][..]));
+    assert!(s
+        .tte_secret_named(AnchorKind::TteTaSecret, "urn:dev:42", T0)
+        .unwrap()
+        .is_none());
+    let a = s.get(&ta).unwrap();
+    assert_eq!(a.provenance.to_string(), "delivered by TTE (TA enrolment)");
+    assert!(s.edges().unwrap().iter().any(|e| e.from == ta));
+    // Public kinds cannot be imported as TTE secrets.
+    assert!(s
+        .import_tte_secret(
+            AnchorKind::UpdateKey,
+            SecretBytes::new(vec![9; 32]),
+            "x",
+            "y",
+            &[],
+            T0
+        )
+        .is_err());
+}
+
+#[test]
+fn group_records_carry_what_a_registry_row_carries() {
+    let mut s = AnchorStore::in_memory();
+    let (material, _) = common::fresh_group(3, b"records");
+    let fp = s
+        .import(
+            NewAnchor::public(AnchorKind::DaaGroup, material.clone(), "t"),
+            T0,
+        )
+        .unwrap();
+    let records = s.daa_group_records(T0).unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r.fingerprint, fp);
+    assert_eq!([r.gpk.as_slice(), r.basename.as_slice()].concat(), material);
+    let gpk = xtt_ecdaa::GroupPublicKey::from_bytes(&r.gpk).unwrap();
+    assert_eq!(xtt_ecdaa::group_id(&gpk, &r.basename), r.group_id);
+}

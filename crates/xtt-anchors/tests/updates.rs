@@ -1,0 +1,376 @@
+//! Signed updates, device side: what is refused and why, with rollback state in a real SQLite
+//! file; and the `xtt update` commands end to end (keygen, sign, verify).
+
+mod common;
+
+use common::{xtt, T0};
+use xtt_anchors::anchor::AnchorKind;
+use xtt_anchors::suit::{Envelope, Manifest};
+use xtt_anchors::update::{verify_update, UpdateSigningKey, UpdateTarget};
+use xtt_anchors::{AnchorStore, NewAnchor, UpdateError};
+
+const DEVICE: UpdateTarget = UpdateTarget {
+    vendor_id: [0xfa; 16],
+    class_id: [0x14; 16],
+};
+const IMAGE: &[u8] = b"firmware image v2, pretend this is a few hundred kilobytes";
+
+fn manifest(seq: u64, image: &[u8]) -> Manifest {
+    Manifest::for_image(
+        image,
+        seq,
+        DEVICE.vendor_id,
+        DEVICE.class_id,
+        vec![b"firmware".to_vec()],
+    )
+}
+
+fn setup() -> (tempfile::TempDir, AnchorStore, UpdateSigningKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = AnchorStore::open(&dir.path().join("device.db")).unwrap();
+    let key = UpdateSigningKey::generate(&mut common::rng(1));
+    store
+        .import(
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "test"),
+            T0,
+        )
+        .unwrap();
+    (dir, store, key)
+}
+
+#[test]
+fn a_good_update_is_accepted_and_its_sequence_recorded() {
+    let (_dir, mut store, key) = setup();
+    let env = key.sign(&manifest(5, IMAGE)).unwrap();
+    let a = verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap();
+    assert_eq!(
+        (a.signer, a.previous_sequence, a.recorded),
+        (key.fingerprint(), None, true)
+    );
+    assert_eq!(a.manifest.sequence_number, 5);
+}
+
+#[test]
+fn a_manifest_signed_by_an_unknown_key_is_refused() {
+    let (_dir, mut store, _) = setup();
+    let stranger = UpdateSigningKey::generate(&mut common::rng(2));
+    let env = stranger.sign(&manifest(1, IMAGE)).unwrap();
+    let err = verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap_err();
+    assert!(
+        matches!(err, UpdateError::UnknownSigner { tried: 1 }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("unknown or untrusted signer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_key_that_is_an_anchor_of_another_kind_or_role_does_not_sign_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = AnchorStore::open(&dir.path().join("d.db")).unwrap();
+    let key = UpdateSigningKey::generate(&mut common::rng(3));
+    // The same key as a manufacturer anchor is not an update anchor.
+    store
+        .import(
+            NewAnchor::public(AnchorKind::Manufacturer, key.public_sec1(), "test"),
+            T0,
+        )
+        .unwrap();
+    let env = key.sign(&manifest(1, IMAGE)).unwrap();
+    let err = verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap_err();
+    assert!(
+        matches!(err, UpdateError::UnknownSigner { tried: 0 }),
+        "{err}"
+    );
+    // As an update-key without the update role, neither.
+    let fp = store
+        .import(
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "test"),
+            T0,
+        )
+        .unwrap();
+    store
+        .set_roles(&fp, xtt_anchors::Roles::ONBOARDING)
+        .unwrap();
+    assert!(verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).is_err());
+    store.set_roles(&fp, xtt_anchors::Roles::UPDATE).unwrap();
+    assert!(verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).is_ok());
+}
+
+#[test]
+fn a_lower_or_equal_sequence_number_is_refused_even_after_reopening() {
+    let (dir, mut store, key) = setup();
+    verify_update(
+        &mut store,
+        &key.sign(&manifest(7, IMAGE)).unwrap(),
+        IMAGE,
+        &DEVICE,
+        T0,
+        false,
+    )
+    .unwrap();
+    drop(store);
+    // A reboot: the accepted number was committed to the file.
+    let mut store = AnchorStore::open(&dir.path().join("device.db")).unwrap();
+    for seq in [6, 7] {
+        let env = key.sign(&manifest(seq, IMAGE)).unwrap();
+        let err = verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap_err();
+        assert!(
+            matches!(err, UpdateError::Rollback { offered, current: 7 } if offered == seq),
+            "{err}"
+        );
+        assert!(err.to_string().contains("rollback refused"), "{err}");
+    }
+    let a = verify_update(
+        &mut store,
+        &key.sign(&manifest(8, IMAGE)).unwrap(),
+        IMAGE,
+        &DEVICE,
+        T0,
+        false,
+    )
+    .unwrap();
+    assert_eq!(a.previous_sequence, Some(7));
+}
+
+#[test]
+fn a_dry_run_records_nothing() {
+    let (_dir, mut store, key) = setup();
+    let env = key.sign(&manifest(3, IMAGE)).unwrap();
+    assert!(
+        !verify_update(&mut store, &env, IMAGE, &DEVICE, T0, true)
+            .unwrap()
+            .recorded
+    );
+    assert!(
+        verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false)
+            .unwrap()
+            .recorded
+    );
+}
+
+#[test]
+fn a_wrong_image_digest_or_size_is_refused() {
+    let (_dir, mut store, key) = setup();
+    let env = key.sign(&manifest(1, IMAGE)).unwrap();
+    let mut other = IMAGE.to_vec();
+    other[0] ^= 1;
+    let err = verify_update(&mut store, &env, &other, &DEVICE, T0, false).unwrap_err();
+    assert!(
+        matches!(err, UpdateError::ImageDigestMismatch { .. }),
+        "{err}"
+    );
+    let err = verify_update(&mut store, &env, &IMAGE[1..], &DEVICE, T0, false).unwrap_err();
+    assert!(
+        matches!(err, UpdateError::ImageSizeMismatch { .. }),
+        "{err}"
+    );
+    // Nothing was recorded by the refusals.
+    verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap();
+}
+
+#[test]
+fn a_manifest_for_another_vendor_or_class_is_refused() {
+    let (_dir, mut store, key) = setup();
+    let mut m = manifest(1, IMAGE);
+    m.class_id = [0x99; 16];
+    let err = verify_update(
+        &mut store,
+        &key.sign(&m).unwrap(),
+        IMAGE,
+        &DEVICE,
+        T0,
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UpdateError::WrongTarget {
+                what: "class id",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// Re-encodes the envelope with `f` applied to the COSE_Sign1 bytes.
+fn with_cose(env: &[u8], f: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    use ciborium::value::Value;
+    let v: Value = ciborium::from_reader(env).unwrap();
+    let Value::Tag(107, inner) = v else { panic!() };
+    let Value::Map(mut entries) = *inner else {
+        panic!()
+    };
+    for (k, val) in entries.iter_mut() {
+        if *k == Value::Integer(2.into()) {
+            let Value::Bytes(b) = val else { panic!() };
+            let auth: Value = ciborium::from_reader(b.as_slice()).unwrap();
+            let Value::Array(mut items) = auth else {
+                panic!()
+            };
+            let Value::Bytes(cose) = &mut items[1] else {
+                panic!()
+            };
+            f(cose);
+            let mut out = Vec::new();
+            ciborium::into_writer(&Value::Array(items), &mut out).unwrap();
+            *b = out;
+        }
+    }
+    let mut out = Vec::new();
+    ciborium::into_writer(&Value::Tag(107, Box::new(Value::Map(entries))), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_tampered_cose_structure_gives_a_clear_error() {
+    let (_dir, mut store, key) = setup();
+    let env = key.sign(&manifest(1, IMAGE)).unwrap();
+    let check = |bytes: Vec<u8>, expect: &str| {
+        let mut s = AnchorStore::in_memory();
+        s.import(
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "t"),
+            T0,
+        )
+        .unwrap();
+        let err = verify_update(&mut s, &bytes, IMAGE, &DEVICE, T0, false).unwrap_err();
+        assert!(
+            err.to_string().contains(expect),
+            "expected {expect:?}, got: {err}"
+        );
+        err
+    };
+    // Not CBOR at all inside the authentication block.
+    let err = check(with_cose(&env, |c| c.truncate(10)), "malformed COSE_Sign1");
+    assert!(matches!(err, UpdateError::Cose(_)));
+    // Another message type's tag (COSE_Mac0 = 17).
+    check(with_cose(&env, |c| c[0] = 0xd1), "malformed COSE_Sign1");
+    // The protected header now says EdDSA (-8): refused before any key is tried.
+    let eddsa = with_cose(&env, |c| {
+        let i = c
+            .windows(2)
+            .position(|w| w == [0x01, 0x26])
+            .expect("alg: ES256 label");
+        c[i + 1] = 0x27;
+    });
+    check(eddsa, "unsupported signature algorithm");
+    // A payload put back in (SUIT requires it detached).
+    let with_payload = with_cose(&env, |c| {
+        let i = c.iter().rposition(|b| *b == 0xf6).expect("nil payload");
+        c.splice(i..=i, [0x41, 0x00]);
+    });
+    check(with_payload, "payload must be detached");
+    // A flipped signature byte: well formed, but no anchor's signature.
+    let flipped = with_cose(&env, |c| {
+        let last = c.len() - 1;
+        c[last] ^= 1;
+    });
+    check(flipped, "does not verify under any update anchor");
+    // The manifest itself changed after signing.
+    let mut m = env.clone();
+    let pos = m.len() - 5;
+    m[pos] ^= 0x01;
+    let err = verify_update(&mut store, &m, IMAGE, &DEVICE, T0, false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UpdateError::ManifestDigestMismatch | UpdateError::Malformed(_)
+        ),
+        "{err}"
+    );
+    // None of it got past the checks, and the original still works.
+    Envelope::decode(&env).unwrap();
+    verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap();
+}
+
+#[test]
+fn xtt_update_keygen_sign_verify_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let image = p("fw.bin");
+    std::fs::write(&image, IMAGE).unwrap();
+    let vendor = "fafafafa-fafa-fafa-fafa-fafafafafafa";
+    let class = "14141414141414141414141414141414";
+    let at = T0.to_string();
+
+    let out = xtt(&["update", "keygen", "--out", &p("vendor")]).unwrap();
+    assert!(out.contains("update-key fingerprint"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p("vendor.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "private key file mode {mode:o}");
+
+    xtt(&[
+        "anchors",
+        "--store",
+        &p("device.db"),
+        "--at",
+        &at,
+        "import",
+        "update-key",
+        &p("vendor.pub"),
+        "--name",
+        "vendor 2026",
+    ])
+    .unwrap();
+    for seq in ["4", "3"] {
+        xtt(&[
+            "update",
+            "sign",
+            "--key",
+            &p("vendor.key"),
+            "--image",
+            &image,
+            "--sequence",
+            seq,
+            "--vendor-id",
+            vendor,
+            "--class-id",
+            class,
+            "--out",
+            &p(&format!("fw{seq}.suit")),
+        ])
+        .unwrap();
+    }
+    let verify = |suit: &str| {
+        xtt(&[
+            "update",
+            "verify",
+            &p(suit),
+            "--image",
+            &image,
+            "--vendor-id",
+            vendor,
+            "--class-id",
+            class,
+            "--store",
+            &p("device.db"),
+            "--at",
+            &at,
+        ])
+    };
+    let out = verify("fw4.suit").unwrap();
+    assert!(
+        out.starts_with("OK:") && out.contains("sequence 4 (previous none)"),
+        "{out}"
+    );
+    let err = verify("fw3.suit").unwrap_err();
+    assert!(format!("{err:#}").contains("rollback refused"), "{err:#}");
+    let err = verify("fw4.suit").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not newer than the installed 4"),
+        "{err:#}"
+    );
+    let out = xtt(&["update", "show", &p("fw3.suit")]).unwrap();
+    assert!(
+        out.contains("NOT VERIFIED") && out.contains("sequence     3"),
+        "{out}"
+    );
+    assert!(out.contains(vendor), "{out}");
+}
