@@ -97,9 +97,103 @@ pub fn derive_dev_secret(master: &Key256, urn: &DevUrn) -> Key256 {
     Key256::from_bytes(expand(b"tte1 bulk devsecret", master, urn))
 }
 
+/// Everything a box label carries. Its URL (the label's QR code) is
+///
+/// ```text
+/// https://<TA>/.well-known/tte1/b/s?prefix=<p>&first=<hex>&count=<n>&width=<w>&m=<OTP master>#<DevSecret master>
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxLabel {
+    /// `https` in production.
+    pub scheme: String,
+    /// Transfer Agent host\[:port\].
+    pub authority: String,
+    /// The devices in the box.
+    pub range: UrnRange,
+    /// Master of the per-device OTPs (sent to the TA on bind).
+    pub otp_master: Key256,
+    /// Master of the per-device DevSecrets (never sent to the TA).
+    pub dev_master: Key256,
+}
+
+/// Why a URL is not a box label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoxLabelError {
+    /// Not an http(s) URL with the box-label path.
+    #[error("not a TTE box label URL (http(s)://TA/.well-known/tte1/b/s?...)")]
+    NotLabel,
+    /// Missing or malformed query parameter or fragment.
+    #[error("box label: missing or malformed {0}")]
+    Field(&'static str),
+    /// Range unusable.
+    #[error(transparent)]
+    Range(#[from] RangeError),
+}
+
+impl BoxLabel {
+    /// The label URL.
+    pub fn to_url(&self) -> String {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("prefix", &self.range.prefix)
+            .append_pair("first", &format!("{:x}", self.range.first))
+            .append_pair("count", &self.range.count.to_string())
+            .append_pair("width", &self.range.width.to_string())
+            .append_pair("m", &self.otp_master.to_b64())
+            .finish();
+        format!(
+            "{}://{}/.well-known/tte1/b/s?{q}#{}",
+            self.scheme,
+            self.authority,
+            self.dev_master.to_b64()
+        )
+    }
+
+    /// Parses a scanned label URL and checks its range.
+    pub fn parse(s: &str) -> Result<Self, BoxLabelError> {
+        let u = url::Url::parse(s.trim()).map_err(|_| BoxLabelError::NotLabel)?;
+        if !matches!(u.scheme(), "http" | "https") || u.path() != "/.well-known/tte1/b/s" {
+            return Err(BoxLabelError::NotLabel);
+        }
+        let host = u.host_str().ok_or(BoxLabelError::NotLabel)?;
+        let authority = match u.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let q = |k: &'static str| {
+            u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).ok_or(BoxLabelError::Field(k))
+        };
+        let range = UrnRange {
+            prefix: q("prefix")?,
+            first: u64::from_str_radix(&q("first")?, 16).map_err(|_| BoxLabelError::Field("first"))?,
+            count: q("count")?.parse().map_err(|_| BoxLabelError::Field("count"))?,
+            width: q("width")?.parse().map_err(|_| BoxLabelError::Field("width"))?,
+        };
+        range.urns()?;
+        let otp_master = Key256::from_b64(&q("m")?).map_err(|_| BoxLabelError::Field("m"))?;
+        let dev_master = Key256::from_b64(u.fragment().ok_or(BoxLabelError::Field("fragment"))?)
+            .map_err(|_| BoxLabelError::Field("fragment"))?;
+        Ok(Self { scheme: u.scheme().into(), authority, range, otp_master, dev_master })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_round_trip() {
+        let l = BoxLabel {
+            scheme: "https".into(),
+            authority: "ta.example".into(),
+            range: UrnRange { prefix: "urn:dev:mac:90a2da00".into(), first: 0x1a00, count: 16, width: 4 },
+            otp_master: Key256::from_bytes([1; 32]),
+            dev_master: Key256::from_bytes([2; 32]),
+        };
+        let url = l.to_url();
+        assert!(url.starts_with("https://ta.example/.well-known/tte1/b/s?prefix=urn%3Adev%3Amac%3A90a2da00&first=1a00"));
+        assert_eq!(BoxLabel::parse(&url).unwrap(), l);
+        assert_eq!(BoxLabel::parse("https://ta.example/x").unwrap_err(), BoxLabelError::NotLabel);
+    }
 
     #[test]
     fn range_and_derivation() {
