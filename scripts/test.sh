@@ -10,9 +10,13 @@ log() { printf '\n== %s\n' "$*"; }
 # One line per Debian package a test needs: "command-that-proves-it-is-there:package".
 APT_NEEDS=(
     "sqlite3:sqlite3"
+    "chromium:chromium"
+    "chromedriver:chromium-driver"
+    "zbarimg:zbar-tools"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
+    "jwcrypto:jwcrypto"
 )
 
 need_apt=()

@@ -82,7 +82,11 @@ impl Driver {
         } else {
             format!("{}/session/{}{path}", self.base, self.session)
         };
-        let r = self.http.request(m, url).json(&body).send().await.unwrap();
+        let mut req = self.http.request(m.clone(), url);
+        if m == reqwest::Method::POST {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
         let v: Value = r.json().await.unwrap();
         assert!(v["value"]["error"].is_null(), "WebDriver error: {v}");
         v["value"].clone()
