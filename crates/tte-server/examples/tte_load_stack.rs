@@ -48,7 +48,12 @@ async fn main() -> anyhow::Result<()> {
         tte::Key256::generate(&mut rand_core::OsRng),
         token,
     );
-    let ctl = Controller::new(Arc::new(SqliteControllerStore::open(&a.dir.join("controller.sqlite"))?), "operator-token-load");
+    let ctl = Controller::new(
+        Arc::new(SqliteControllerStore::open(
+            &a.dir.join("controller.sqlite"),
+        )?),
+        "operator-token-load",
+    );
     let any = "127.0.0.1:0".parse()?;
     let (ta_addr, _t1) = tte_server::http::serve(any, ta.router()).await?;
     let (ctl_addr, _t2) = tte_server::http::serve(any, ctl.router()).await?;
@@ -56,10 +61,25 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..a.devices {
-        let d = tte_server::manufacture::manufacture_one(&http, &ta_url, &ta_url, token, &a.dir.join("devices")).await?;
-        let r = http.put(format!("{ta_url}/.well-known/tte1/d/{}/c", d.urn)).json(&json!({"otp": d.otp, "conturl": ctl_url})).send().await?;
+        let d = tte_server::manufacture::manufacture_one(
+            &http,
+            &ta_url,
+            &ta_url,
+            token,
+            &a.dir.join("devices"),
+        )
+        .await?;
+        let r = http
+            .put(format!("{ta_url}/.well-known/tte1/d/{}/c", d.urn))
+            .json(&json!({"otp": d.otp, "conturl": ctl_url}))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "bind: {}", r.status());
-        let r = http.put(format!("{ctl_url}/.well-known/tte1/c/{}/k", d.urn)).json(&json!({"devSecret": d.dev_secret})).send().await?;
+        let r = http
+            .put(format!("{ctl_url}/.well-known/tte1/c/{}/k", d.urn))
+            .json(&json!({"devSecret": d.dev_secret}))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "add: {}", r.status());
         clients.push(DeviceClient::new(d)?);
     }
@@ -74,14 +94,33 @@ async fn main() -> anyhow::Result<()> {
         let c = &clients[i % n];
         let urn = &c.secrets().urn;
         let pack = Pack(vec![
-            Record { bn: Some(format!("{urn}:")), n: Some("temp".into()), u: Some("Cel".into()), v: Some(20.0 + (i % 10) as f64), ..Default::default() },
-            Record { n: Some("hum".into()), u: Some("%RH".into()), v: Some(40.0), ..Default::default() },
+            Record {
+                bn: Some(format!("{urn}:")),
+                n: Some("temp".into()),
+                u: Some("Cel".into()),
+                v: Some(20.0 + (i % 10) as f64),
+                ..Default::default()
+            },
+            Record {
+                n: Some("hum".into()),
+                u: Some("%RH".into()),
+                v: Some(40.0),
+                ..Default::default()
+            },
         ]);
         let seq = 1 + (i / n) as u64;
-        writeln!(f, "{}\t/.well-known/tte1/s/{urn}/v\t{}", i % n, c.seal_update(&pack, seq))?;
+        writeln!(
+            f,
+            "{}\t/.well-known/tte1/s/{urn}/v\t{}",
+            i % n,
+            c.seal_update(&pack, seq)
+        )?;
     }
     f.flush()?;
-    println!("TA {ta_url}\nController {ctl_url}\nrequest lists in {}", a.dir.display());
+    println!(
+        "TA {ta_url}\nController {ctl_url}\nrequest lists in {}",
+        a.dir.display()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -23,7 +23,9 @@ pub async fn create_box(
     mut progress: impl FnMut(),
 ) -> Result<BoxLabel, ManufactureError> {
     let (scheme, authority) = manufacture::scheme_authority(qr_base)?;
-    let urns = range.urns().map_err(|e| ManufactureError::TaUrl(e.to_string()))?;
+    let urns = range
+        .urns()
+        .map_err(|e| ManufactureError::TaUrl(e.to_string()))?;
     let label = BoxLabel {
         scheme,
         authority,
@@ -37,8 +39,12 @@ pub async fn create_box(
         let dev = manufacture::new_device(urn, ta_api, qr_base, otp, ds, &mut OsRng)?;
         manufacture::register(http, token, &dev).await?;
         let p = out.join(format!("{}.json", dev.urn.file_stem()));
-        files::write_private(&p, &serde_json::to_vec_pretty(&dev).unwrap_or_default())
-            .map_err(|source| ManufactureError::Io { path: p.clone(), source })?;
+        files::write_private(&p, &serde_json::to_vec_pretty(&dev).unwrap_or_default()).map_err(
+            |source| ManufactureError::Io {
+                path: p.clone(),
+                source,
+            },
+        )?;
         progress();
     }
     let url = label.to_url();
@@ -48,7 +54,10 @@ pub async fn create_box(
         ("box-label.txt", format!("{url}\n").into_bytes()),
     ] {
         let p = out.join(name);
-        files::write_private(&p, &data).map_err(|source| ManufactureError::Io { path: p.clone(), source })?;
+        files::write_private(&p, &data).map_err(|source| ManufactureError::Io {
+            path: p.clone(),
+            source,
+        })?;
     }
     Ok(label)
 }
@@ -84,15 +93,25 @@ pub async fn bind_box(
 ) -> Result<usize, BulkBindError> {
     let ta = format!("{}://{}", label.scheme, label.authority);
     let url = format!("{ta}/.well-known/tte1/b/c");
-    let body = BulkBind { range: label.range.clone(), master: label.otp_master.to_b64(), conturl: conturl.to_string() };
+    let body = BulkBind {
+        range: label.range.clone(),
+        master: label.otp_master.to_b64(),
+        conturl: conturl.to_string(),
+    };
     let resp = http.put(&url).json(&body).send().await?;
     if !resp.status().is_success() {
         let status = resp.status();
-        return Err(BulkBindError::Status { url, status, body: resp.text().await.unwrap_or_default() });
+        return Err(BulkBindError::Status {
+            url,
+            status,
+            body: resp.text().await.unwrap_or_default(),
+        });
     }
     let mut added = 0;
     for urn in label.range.urns()? {
-        let Some(url) = conturl.well_known(&format!("c/{urn}/k")) else { break };
+        let Some(url) = conturl.well_known(&format!("c/{urn}/k")) else {
+            break;
+        };
         let body = AddDevice {
             dev_secret: derive_dev_secret(&label.dev_master, &urn).to_b64(),
             label: dev_label_prefix.map(|p| format!("{p} {urn}")),
@@ -100,7 +119,11 @@ pub async fn bind_box(
         let resp = http.put(&url).json(&body).send().await?;
         if !resp.status().is_success() {
             let status = resp.status();
-            return Err(BulkBindError::Status { url, status, body: resp.text().await.unwrap_or_default() });
+            return Err(BulkBindError::Status {
+                url,
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            });
         }
         added += 1;
     }

@@ -30,11 +30,13 @@ pub enum TteCommand {
     #[command(subcommand)]
     Controller(ControllerCommand),
     /// Make N devices: secrets, Transfer Agent registration, QR codes (PNG + SVG).
-    #[command(long_about = "Make N devices. Each gets a fresh DevURN (random locally administered \
+    #[command(
+        long_about = "Make N devices. Each gets a fresh DevURN (random locally administered \
         MAC), OTP, TaSecret and DevSecret; it is registered with the Transfer Agent, and its \
         secrets file (<urn>.json, mode 0600, to flash into the device) and QR code (<urn>.png, \
         <urn>.svg, error-correction level H) are written to --out.\n\nExample:\n  \
-        xtt tte manufacture --ta https://ta.example --count 100 --out ./batch-7")]
+        xtt tte manufacture --ta https://ta.example --count 100 --out ./batch-7"
+    )]
     Manufacture(ManufactureArgs),
     /// Act as a device: fetch the Controller, report readings.
     #[command(subcommand)]
@@ -51,9 +53,11 @@ pub enum TteCommand {
 #[derive(Debug, Subcommand)]
 pub enum TaCommand {
     /// Serve the Transfer Agent over HTTP (put a TLS terminator in front in production).
-    #[command(long_about = "Serve the Transfer Agent. Production needs HTTPS in front of it: the \
+    #[command(
+        long_about = "Serve the Transfer Agent. Production needs HTTPS in front of it: the \
         setup page handles one-time passwords and device secrets.\n\nExample:\n  \
-        TTE_MANUFACTURER_TOKEN=… xtt tte transfer-agent serve --listen 127.0.0.1:8443 --db ta.sqlite")]
+        TTE_MANUFACTURER_TOKEN=… xtt tte transfer-agent serve --listen 127.0.0.1:8443 --db ta.sqlite"
+    )]
     Serve(TaServeArgs),
 }
 
@@ -129,15 +133,19 @@ pub struct ManufactureArgs {
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
     /// First boot: ask the Transfer Agent for the Controller and decrypt the answer.
-    #[command(long_about = "Ask the Transfer Agent which Controller this device belongs to. The \
+    #[command(
+        long_about = "Ask the Transfer Agent which Controller this device belongs to. The \
         answer is a JWE under TaSecret; it is authenticated and decrypted here. An xtt://host:port \
         Controller means XTT identity provisioning takes over.\n\nExample:\n  \
-        xtt tte device fetch --secrets devices/urn_dev_mac_02a1b2c3d4e5.json")]
+        xtt tte device fetch --secrets devices/urn_dev_mac_02a1b2c3d4e5.json"
+    )]
     Fetch(DeviceArgs),
     /// Fetch the Controller, then send one SenML reading encrypted under DevSecret.
-    #[command(long_about = "Send a sensor reading. Either --senml with a whole SenML JSON pack, or \
+    #[command(
+        long_about = "Send a sensor reading. Either --senml with a whole SenML JSON pack, or \
         --name/--value/--unit for one record.\n\nExample:\n  \
-        xtt tte device report --secrets dev.json --name temp --value 21.5 --unit Cel")]
+        xtt tte device report --secrets dev.json --name temp --value 21.5 --unit Cel"
+    )]
     Report(ReportArgs),
 }
 
@@ -176,9 +184,11 @@ pub struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub enum LedCommand {
     /// Print a device's LED frame as NRZI levels with timing.
-    #[command(long_about = "Print the LED bit sequence of a device: frame bytes, bits, and one line \
+    #[command(
+        long_about = "Print the LED bit sequence of a device: frame bytes, bits, and one line \
         per bit period with its start time and the LED level (NRZI: a 1 toggles the LED).\n\n\
-        Example:\n  xtt tte led encode --secrets dev.json --ta-urn urn:tte:ta.example --bps 15")]
+        Example:\n  xtt tte led encode --secrets dev.json --ta-urn urn:tte:ta.example --bps 15"
+    )]
     Encode(LedEncodeArgs),
     /// Decode NRZI LED levels (a string of 0/1, one per bit period) into the frame's fields.
     Decode(LedDecodeArgs),
@@ -212,11 +222,13 @@ pub struct LedDecodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum BulkCommand {
     /// Manufacturer: make a box of devices with one label.
-    #[command(long_about = "Make a box: every device in the DevURN range gets an OTP and DevSecret \
+    #[command(
+        long_about = "Make a box: every device in the DevURN range gets an OTP and DevSecret \
         derived (HKDF) from the box's two master secrets, is registered with the Transfer Agent, \
         and gets a secrets file; the box label is written as box-label.png/.svg/.txt.\n\n\
         Example:\n  xtt tte bulk create --ta https://ta.example --prefix urn:dev:mac:90a2da00 \\\n    \
-        --first 1a00 --count 16 --width 4 --out ./box-1")]
+        --first 1a00 --count 16 --width 4 --out ./box-1"
+    )]
     Create(BulkCreateArgs),
     /// Introducer: bind a whole box to a Controller and give it every DevSecret.
     Bind(BulkBindArgs),
@@ -287,7 +299,9 @@ pub async fn run(cmd: TteCommand) -> anyhow::Result<()> {
 /// Reads the OTP key, creating it (0600, crash-safe) if the file does not exist.
 pub fn load_or_create_key(path: &Path) -> anyhow::Result<Key256> {
     match std::fs::read_to_string(path) {
-        Ok(s) => Key256::from_b64(&s).with_context(|| format!("reading key file {}", path.display())),
+        Ok(s) => {
+            Key256::from_b64(&s).with_context(|| format!("reading key file {}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let k = Key256::generate(&mut rand_core::OsRng);
             files::write_private(path, format!("{}\n", k.to_b64()).as_bytes())
@@ -307,11 +321,19 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
         bail!("the manufacturer token must be at least 16 characters");
     }
     let key = load_or_create_key(&a.otp_key)?;
-    let store = SqliteTaStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
+    let store =
+        SqliteTaStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
     let app = TransferAgent::new(Arc::new(store), key, &a.manufacturer_token).router();
-    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("listening on {}", a.listen))?;
-    eprintln!("Transfer Agent listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    eprintln!(
+        "Transfer Agent listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
     Ok(())
 }
 
@@ -319,7 +341,8 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
     if a.operator_token.len() < 16 {
         bail!("the operator token must be at least 16 characters");
     }
-    let store = SqliteControllerStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
+    let store = SqliteControllerStore::open(&a.db)
+        .with_context(|| format!("opening {}", a.db.display()))?;
     let mut c = Controller::new(Arc::new(store), &a.operator_token);
     if !a.allow_origin.is_empty() {
         let origins = a
@@ -329,15 +352,21 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         c = c.with_allowed_origins(origins);
     }
-    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("listening on {}", a.listen))?;
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!("Controller listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, c.router()).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, c.router())
+        .with_graceful_shutdown(shutdown())
+        .await?;
     Ok(())
 }
 
 fn bar(n: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(n);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")
+    {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(what.to_owned());
@@ -366,14 +395,18 @@ async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
 
 fn read_secrets(p: &Path) -> anyhow::Result<DeviceClient> {
     let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    let s: DeviceSecrets = serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))?;
+    let s: DeviceSecrets =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))?;
     Ok(DeviceClient::new(s)?)
 }
 
 async fn device_fetch(a: DeviceArgs) -> anyhow::Result<()> {
     let dev = read_secrets(&a.secrets)?;
     match dev.enroll(None).await? {
-        Enrollment::NotBound => bail!("no Controller is bound to {} yet; try again after setup", dev.secrets().urn),
+        Enrollment::NotBound => bail!(
+            "no Controller is bound to {} yet; try again after setup",
+            dev.secrets().urn
+        ),
         Enrollment::Controller(c) => println!("{c}"),
         Enrollment::HandedToXtt(c) => println!("{c} (XTT provisioning done)"),
         Enrollment::XttPending(c) => {
@@ -425,13 +458,23 @@ fn led_encode(a: LedEncodeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let period = led::bit_period_us(a.bps);
-    println!("# {} bytes, {} bits at {} bit/s = {:.2} s; bit period {:.3} ms", bytes.len(), bits.len(), a.bps,
-        bits.len() as f64 / f64::from(a.bps), period as f64 / 1000.0);
+    println!(
+        "# {} bytes, {} bits at {} bit/s = {:.2} s; bit period {:.3} ms",
+        bytes.len(),
+        bits.len(),
+        a.bps,
+        bits.len() as f64 / f64::from(a.bps),
+        period as f64 / 1000.0
+    );
     println!("# frame: {}", hex::encode(&bytes));
     println!("# time_ms\tbit\tled");
     for (i, (b, l)) in bits.iter().zip(&levels).enumerate() {
         let t = i as f64 * 1000.0 / f64::from(a.bps);
-        println!("{t:.1}\t{}\t{}", u8::from(*b), if *l { "on" } else { "off" });
+        println!(
+            "{t:.1}\t{}\t{}",
+            u8::from(*b),
+            if *l { "on" } else { "off" }
+        );
     }
     println!("# levels: {level_str}");
     Ok(())
@@ -466,21 +509,40 @@ fn led_decode(a: LedDecodeArgs) -> anyhow::Result<()> {
 
 async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let range = UrnRange { prefix: a.prefix, first: a.first, count: a.count, width: a.width };
+    let range = UrnRange {
+        prefix: a.prefix,
+        first: a.first,
+        count: a.count,
+        width: a.width,
+    };
     range.urns()?;
     let http = reqwest::Client::new();
     let pb = bar(u64::from(a.count), "registering box");
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
-    let label = bulk::create_box(&http, &a.ta, qr_base, &a.token, range, &a.out, || pb.inc(1)).await?;
+    let label =
+        bulk::create_box(&http, &a.ta, qr_base, &a.token, range, &a.out, || pb.inc(1)).await?;
     pb.finish_with_message("box registered");
-    eprintln!("box label for {} devices written to {}", label.range.count, a.out.join("box-label.png").display());
+    eprintln!(
+        "box label for {} devices written to {}",
+        label.range.count,
+        a.out.join("box-label.png").display()
+    );
     Ok(())
 }
 
 async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
     let label = BoxLabel::parse(&a.label)?;
     let cont = ContUrl::parse(&a.conturl)?;
-    let n = bulk::bind_box(&reqwest::Client::new(), &label, &cont, a.device_label.as_deref()).await?;
-    eprintln!("bound {} devices to {cont}; {n} added to the Controller", label.range.count);
+    let n = bulk::bind_box(
+        &reqwest::Client::new(),
+        &label,
+        &cont,
+        a.device_label.as_deref(),
+    )
+    .await?;
+    eprintln!(
+        "bound {} devices to {cont}; {n} added to the Controller",
+        label.range.count
+    );
     Ok(())
 }

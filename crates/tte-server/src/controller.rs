@@ -49,7 +49,11 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// A Controller over `store`; `/devices` requires `operator_token`.
     pub fn new(store: Arc<dyn ControllerStore>, operator_token: &str) -> Self {
-        Self { store, operator_token: operator_token.into(), allowed_origins: None }
+        Self {
+            store,
+            operator_token: operator_token.into(),
+            allowed_origins: None,
+        }
     }
 
     /// Restricts which page origins may add devices (default: any).
@@ -69,7 +73,9 @@ impl Controller {
             .allow_methods([Method::PUT])
             .allow_headers([header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(600));
-        let alive_cors = CorsLayer::new().allow_origin(AllowOrigin::any()).allow_methods([Method::GET]);
+        let alive_cors = CorsLayer::new()
+            .allow_origin(AllowOrigin::any())
+            .allow_methods([Method::GET]);
         Router::new()
             .route("/.well-known/tte1/alive", get(alive).layer(alive_cors))
             .route("/.well-known/tte1/c/{urn}/k", put(add).layer(add_cors))
@@ -78,6 +84,7 @@ impl Controller {
             .route("/devices/{urn}/readings", get(readings))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(http::MAX_BODY))
+            .layer(http::timeout_layer())
             .with_state(self)
     }
 }
@@ -100,11 +107,16 @@ async fn add(
     let key = Key256::from_b64(&req.dev_secret)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_dev_secret", e.to_string()))?;
     let label = req.label.filter(|l| !l.trim().is_empty());
-    if label.as_ref().is_some_and(|l| l.chars().count() > tte::api::MAX_LABEL_LEN || l.chars().any(char::is_control)) {
+    if label.as_ref().is_some_and(|l| {
+        l.chars().count() > tte::api::MAX_LABEL_LEN || l.chars().any(char::is_control)
+    }) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_label",
-            format!("label must be at most {} printable characters", tte::api::MAX_LABEL_LEN),
+            format!(
+                "label must be at most {} printable characters",
+                tte::api::MAX_LABEL_LEN
+            ),
         ));
     }
     let store = c.store.clone();
@@ -136,7 +148,11 @@ async fn sensor_update(
     let store = c.store.clone();
     let u = urn.clone();
     let Some(key) = tokio::task::spawn_blocking(move || store.device_key(&u)).await?? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("device {urn} is not enrolled here")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        ));
     };
     let d = jwe::decrypt(&key, &urn, text).map_err(|e| match e {
         jwe::JweError::Decrypt | jwe::JweError::WrongDevice { .. } => {
@@ -145,7 +161,11 @@ async fn sensor_update(
         _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_jwe", e.to_string()),
     })?;
     let seq = d.header.seq.ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "missing_seq", "sensor updates need a `seq` counter in the protected header")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_seq",
+            "sensor updates need a `seq` counter in the protected header",
+        )
     })?;
     let pack = Pack::from_json(&d.plaintext)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_senml", e.to_string()))?;
@@ -161,9 +181,11 @@ async fn sensor_update(
             "replay",
             format!("seq {seq} is not above the last accepted {last}"),
         )),
-        Recorded::UnknownDevice => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("device {urn} is not enrolled here")))
-        }
+        Recorded::UnknownDevice => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        )),
     }
 }
 
@@ -192,6 +214,10 @@ async fn readings(
     let u = urn.clone();
     match tokio::task::spawn_blocking(move || store.readings(&u, limit)).await?? {
         Some(list) => Ok(Json(list).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("device {urn} is not enrolled here"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        )),
     }
 }

@@ -132,7 +132,13 @@ impl DeviceClient {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))
             .build()?;
-        Ok(Self { urn: secrets.urn.clone(), http, secrets, ta_secret, dev_secret })
+        Ok(Self {
+            urn: secrets.urn.clone(),
+            http,
+            secrets,
+            ta_secret,
+            dev_secret,
+        })
     }
 
     /// The device's secrets.
@@ -142,7 +148,11 @@ impl DeviceClient {
 
     /// Asks the Transfer Agent for the Controller and authenticates the answer under TaSecret.
     pub async fn fetch_controller(&self) -> Result<Option<ContUrl>, DeviceError> {
-        let url = format!("{}/.well-known/tte1/{}/c", self.secrets.ta.trim_end_matches('/'), self.urn);
+        let url = format!(
+            "{}/.well-known/tte1/{}/c",
+            self.secrets.ta.trim_end_matches('/'),
+            self.urn
+        );
         let resp = self.http.get(&url).send().await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -164,7 +174,9 @@ impl DeviceClient {
         };
         match xtt {
             Some(h) => {
-                h.provision(&host, port, &self.secrets).await.map_err(DeviceError::Xtt)?;
+                h.provision(&host, port, &self.secrets)
+                    .await
+                    .map_err(DeviceError::Xtt)?;
                 Ok(Enrollment::HandedToXtt(cont))
             }
             None => Ok(Enrollment::XttPending(cont)),
@@ -173,7 +185,14 @@ impl DeviceClient {
 
     /// Builds the encrypted body of a sensor update (exposed for tests and load generation).
     pub fn seal_update(&self, pack: &Pack, seq: u64) -> String {
-        jwe::encrypt(&self.dev_secret, &self.urn, Some(seq), Some(senml::MEDIA_TYPE), &pack.to_json(), &mut OsRng)
+        jwe::encrypt(
+            &self.dev_secret,
+            &self.urn,
+            Some(seq),
+            Some(senml::MEDIA_TYPE),
+            &pack.to_json(),
+            &mut OsRng,
+        )
     }
 
     /// The URL sensor updates go to.

@@ -14,6 +14,17 @@ use crate::store::StoreError;
 /// Largest request body either service accepts (bytes); larger ones get 413.
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// Longest a request may take, body upload included (a slow client cannot hold a task forever).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answers 408 to requests that take longer than [`REQUEST_TIMEOUT`].
+pub fn timeout_layer() -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    )
+}
+
 /// An HTTP error with the body `{"error": code, "detail": detail}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -28,13 +39,20 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into() }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.code.into(), detail: self.detail };
+        let body = ErrorBody {
+            error: self.code.into(),
+            detail: self.detail,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -42,13 +60,21 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the server could not access its storage")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            "the server could not access its storage",
+        )
     }
 }
 
 impl From<tokio::task::JoinError> for ApiError {
     fn from(_: tokio::task::JoinError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "request handler failed")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "request handler failed",
+        )
     }
 }
 
@@ -57,7 +83,11 @@ pub fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|r| {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "body_too_large", format!("request body exceeds {MAX_BODY} bytes"))
+            ApiError::new(
+                status,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY} bytes"),
+            )
         } else {
             ApiError::new(status, "bad_body", r.body_text())
         }
@@ -65,7 +95,9 @@ pub fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// Parses a JSON body.
-pub fn json<T: serde::de::DeserializeOwned>(b: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub fn json<T: serde::de::DeserializeOwned>(
+    b: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let b = body(b)?;
     serde_json::from_slice(&b)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
@@ -79,17 +111,24 @@ pub fn require_bearer(headers: &HeaderMap, expected: &str) -> Result<(), ApiErro
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let ok: bool = Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into();
+    let ok: bool = Sha256::digest(given.as_bytes())
+        .ct_eq(&Sha256::digest(expected.as_bytes()))
+        .into();
     if ok && !given.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"))
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        ))
     }
 }
 
 /// Parses a DevURN path segment.
 pub fn urn(s: &str) -> Result<tte::DevUrn, ApiError> {
-    tte::DevUrn::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_urn", e.to_string()))
+    tte::DevUrn::parse(s)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_urn", e.to_string()))
 }
 
 /// Seconds since the Unix epoch.
@@ -115,7 +154,10 @@ pub async fn not_found() -> ApiError {
 pub async fn serve(
     addr: std::net::SocketAddr,
     app: axum::Router,
-) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let handle = tokio::spawn(async move { axum::serve(listener, app).await });

@@ -43,7 +43,9 @@ pub enum ManufactureError {
 /// Splits a base URL into (scheme, authority) for QR codes.
 pub fn scheme_authority(base: &str) -> Result<(String, String), ManufactureError> {
     let u = url::Url::parse(base).map_err(|_| ManufactureError::TaUrl(base.into()))?;
-    let host = u.host_str().ok_or_else(|| ManufactureError::TaUrl(base.into()))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| ManufactureError::TaUrl(base.into()))?;
     if !matches!(u.scheme(), "http" | "https") || !matches!(u.path(), "" | "/") {
         return Err(ManufactureError::TaUrl(base.into()));
     }
@@ -75,7 +77,13 @@ pub fn new_device(
 ) -> Result<DeviceSecrets, ManufactureError> {
     let (scheme, authority) = scheme_authority(qr_base)?;
     let ta_secret = Key256::generate(rng);
-    let setup = SetupUrl { scheme, authority, urn: urn.clone(), otp: otp.clone(), dev_secret: dev_secret.clone() };
+    let setup = SetupUrl {
+        scheme,
+        authority,
+        urn: urn.clone(),
+        otp: otp.clone(),
+        dev_secret: dev_secret.clone(),
+    };
     Ok(DeviceSecrets {
         urn,
         ta: ta_api.trim_end_matches('/').to_owned(),
@@ -93,14 +101,29 @@ pub async fn register(
     dev: &DeviceSecrets,
 ) -> Result<(), ManufactureError> {
     let url = format!("{}/.well-known/tte1/d/{}", dev.ta, dev.urn);
-    let body = CreateDevice { otp: dev.otp.clone(), ta_secret: dev.ta_secret.clone() };
-    let err = |detail: String| ManufactureError::Register { urn: dev.urn.clone(), detail };
-    let resp = http.post(&url).bearer_auth(token).json(&body).send().await.map_err(|e| err(e.to_string()))?;
+    let body = CreateDevice {
+        otp: dev.otp.clone(),
+        ta_secret: dev.ta_secret.clone(),
+    };
+    let err = |detail: String| ManufactureError::Register {
+        urn: dev.urn.clone(),
+        detail,
+    };
+    let resp = http
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
     if resp.status() == reqwest::StatusCode::CREATED {
         return Ok(());
     }
     let status = resp.status();
-    Err(err(format!("{status}: {}", resp.text().await.unwrap_or_default())))
+    Err(err(format!(
+        "{status}: {}",
+        resp.text().await.unwrap_or_default()
+    )))
 }
 
 /// Writes `<stem>.json` (0600), `<stem>.png` and `<stem>.svg` into `dir`.
@@ -127,7 +150,11 @@ pub async fn manufacture_one(
 ) -> Result<DeviceSecrets, ManufactureError> {
     let (urn, otp, dev_secret) = {
         let mut rng = OsRng;
-        (random_mac_urn(&mut rng), Otp::generate(&mut rng), Key256::generate(&mut rng))
+        (
+            random_mac_urn(&mut rng),
+            Otp::generate(&mut rng),
+            Key256::generate(&mut rng),
+        )
     };
     let dev = new_device(urn, ta_api, qr_base, otp, dev_secret, &mut OsRng)?;
     register(http, token, &dev).await?;

@@ -15,12 +15,18 @@ pub enum QrError {
 }
 
 fn code(text: &str) -> Result<QrCode, QrError> {
-    Ok(QrCode::with_error_correction_level(text.as_bytes(), EcLevel::H)?)
+    Ok(QrCode::with_error_correction_level(
+        text.as_bytes(),
+        EcLevel::H,
+    )?)
 }
 
 /// A PNG of the code, at least 8 pixels per module, with the standard 4-module quiet zone.
 pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
-    let img = code(text)?.render::<image::Luma<u8>>().module_dimensions(8, 8).build();
+    let img = code(text)?
+        .render::<image::Luma<u8>>()
+        .module_dimensions(8, 8)
+        .build();
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png)?;
     Ok(out.into_inner())
@@ -28,7 +34,10 @@ pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
 
 /// An SVG of the code.
 pub fn svg(text: &str) -> Result<String, QrError> {
-    Ok(code(text)?.render::<svg::Color<'_>>().min_dimensions(256, 256).build())
+    Ok(code(text)?
+        .render::<svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .build())
 }
 
 /// The code drawn with Unicode half blocks, for a terminal.

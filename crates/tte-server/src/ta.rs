@@ -65,6 +65,7 @@ impl TransferAgent {
             .route("/.well-known/tte1/setup.css", get(setup_page::style))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(http::MAX_BODY))
+            .layer(http::timeout_layer())
             .with_state(self)
     }
 }
@@ -112,7 +113,11 @@ async fn setup(
     Query(q): Query<OtpQuery>,
 ) -> Result<Response, ApiError> {
     let Ok(urn) = DevUrn::parse(&urn) else {
-        return Ok(setup_page::render(StatusCode::BAD_REQUEST, None, setup_page::PageState::Unknown));
+        return Ok(setup_page::render(
+            StatusCode::BAD_REQUEST,
+            None,
+            setup_page::PageState::Unknown,
+        ));
     };
     let store = ta.store.clone();
     let u = urn.clone();
@@ -172,12 +177,16 @@ async fn run_bind(
     .await??;
     match outcome {
         BindOutcome::Bound => Ok(StatusCode::NO_CONTENT.into_response()),
-        BindOutcome::NotFound(u) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("device {u} is not registered")))
-        }
-        BindOutcome::WrongOtp(u) => {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "wrong_otp", format!("the one-time password for {u} is wrong")))
-        }
+        BindOutcome::NotFound(u) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {u} is not registered"),
+        )),
+        BindOutcome::WrongOtp(u) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_otp",
+            format!("the one-time password for {u} is wrong"),
+        )),
         BindOutcome::AlreadyBound(u) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "otp_used",
@@ -186,7 +195,10 @@ async fn run_bind(
     }
 }
 
-async fn fetch(State(ta): State<TransferAgent>, Path(urn): Path<String>) -> Result<Response, ApiError> {
+async fn fetch(
+    State(ta): State<TransferAgent>,
+    Path(urn): Path<String>,
+) -> Result<Response, ApiError> {
     let urn = http::urn(&urn)?;
     let store = ta.store.clone();
     let u = urn.clone();
@@ -199,10 +211,20 @@ async fn fetch(State(ta): State<TransferAgent>, Path(urn): Path<String>) -> Resu
             "no Controller is known for this device (yet)",
         ));
     };
-    let body = jwe::encrypt(&key, &urn, None, Some("text/uri-list"), conturl.as_bytes(), &mut OsRng);
+    let body = jwe::encrypt(
+        &key,
+        &urn,
+        None,
+        Some("text/uri-list"),
+        conturl.as_bytes(),
+        &mut OsRng,
+    );
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(jwe::MEDIA_TYPE)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(jwe::MEDIA_TYPE),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,

@@ -29,7 +29,11 @@ impl Drop for Driver {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn chromium_binary() -> String {
@@ -70,7 +74,12 @@ impl Driver {
                          "--no-first-run", "--window-size=480,900"]
             }
         }}});
-        let mut d = Self { child, base, http, session: String::new() };
+        let mut d = Self {
+            child,
+            base,
+            http,
+            session: String::new(),
+        };
         let v = d.call(reqwest::Method::POST, "/session", caps).await;
         d.session = v["sessionId"].as_str().expect("no session id").to_owned();
         d
@@ -93,27 +102,52 @@ impl Driver {
     }
 
     async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", json!({"url": url})).await;
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
     }
 
     async fn find(&self, css: &str) -> String {
-        let v = self.call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{e}/value"), json!({"text": text})).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            json!({"text": text}),
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), json!({})).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            json!({}),
+        )
+        .await;
     }
 
     async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), Value::Null).await.as_str().unwrap_or("").to_owned()
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{e}/text"),
+            Value::Null,
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
     }
 
     async fn wait_text(&self, css: &str) -> String {
@@ -130,8 +164,12 @@ impl Driver {
 
     async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;
-        let v = self.call(reqwest::Method::GET, "/screenshot", Value::Null).await;
-        let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        let v = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
         std::fs::write(path, png).unwrap();
     }
 }
@@ -140,9 +178,15 @@ impl Driver {
 async fn setup_page_enrolls_a_device_in_headless_chromium() {
     let s = common::start().await;
     let http = reqwest::Client::new();
-    let dev = tte_server::manufacture::manufacture_one(&http, &s.ta, &s.ta, common::MANUFACTURER_TOKEN, &s.out())
-        .await
-        .unwrap();
+    let dev = tte_server::manufacture::manufacture_one(
+        &http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        &s.out(),
+    )
+    .await
+    .unwrap();
     let d = Driver::start().await;
 
     // The QR code's URL, exactly as a phone camera would open it.
@@ -153,13 +197,21 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
     d.click("#submit").await;
     let result = d.wait_text("#result").await;
     if let Ok(dir) = std::env::var("TTE_SCREENSHOT_DIR") {
-        d.screenshot(&std::path::Path::new(&dir).join("setup-page-done.png")).await;
+        d.screenshot(&std::path::Path::new(&dir).join("setup-page-done.png"))
+            .await;
     }
-    assert_eq!(result, "Device enrolled. It will contact its Controller when it next starts.", "steps: {}", d.text("#steps").await);
+    assert_eq!(
+        result,
+        "Device enrolled. It will contact its Controller when it next starts.",
+        "steps: {}",
+        d.text("#steps").await
+    );
 
     // The bind really reached the TA, and the add (cross-origin) really reached the Controller.
     let client = DeviceClient::new(dev.clone()).unwrap();
-    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else { panic!("TA has no Controller") };
+    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
+        panic!("TA has no Controller")
+    };
     let list: Vec<DeviceInfo> = http
         .get(format!("{}/devices", s.ctl))
         .bearer_auth(common::OPERATOR_TOKEN)
@@ -173,7 +225,11 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
     assert_eq!(list[0].urn, dev.urn.as_str());
     assert_eq!(list[0].label.as_deref(), Some("Greenhouse north"));
     // The DevSecret the browser delivered is the one the device has: its report is accepted.
-    let pack = tte::senml::Pack(vec![tte::senml::Record { n: Some("t".into()), v: Some(1.0), ..Default::default() }]);
+    let pack = tte::senml::Pack(vec![tte::senml::Record {
+        n: Some("t".into()),
+        v: Some(1.0),
+        ..Default::default()
+    }]);
     client.report(&cont, &pack, 1).await.unwrap();
 
     // Opening the same code again: the page says the OTP is spent.

@@ -32,7 +32,12 @@ fn python(req: serde_json::Value) -> serde_json::Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 is required");
-    child.stdin.take().unwrap().write_all(req.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -46,14 +51,23 @@ fn python(req: serde_json::Value) -> serde_json::Value {
 fn jwcrypto_decrypts_ours_and_we_decrypt_theirs() {
     let key = Key256::generate(&mut OsRng);
     let urn = DevUrn::parse("urn:dev:mac:90a2da001a0c").unwrap();
-    let ours = jwe::encrypt(&key, &urn, None, Some("text/uri-list"), b"https://controller.example:8443", &mut OsRng);
+    let ours = jwe::encrypt(
+        &key,
+        &urn,
+        None,
+        Some("text/uri-list"),
+        b"https://controller.example:8443",
+        &mut OsRng,
+    );
     let v = python(serde_json::json!({"op": "decrypt", "k": key.to_b64(), "jwe": ours}));
     assert_eq!(v["plaintext"], "https://controller.example:8443");
     assert_eq!(v["header"]["kid"], urn.as_str());
     assert_eq!(v["header"]["alg"], "dir");
     assert_eq!(v["header"]["enc"], "A256GCM");
 
-    let v = python(serde_json::json!({"op": "encrypt", "k": key.to_b64(), "kid": urn.as_str(), "plaintext": "[{\"n\":\"t\",\"v\":1}]"}));
+    let v = python(
+        serde_json::json!({"op": "encrypt", "k": key.to_b64(), "kid": urn.as_str(), "plaintext": "[{\"n\":\"t\",\"v\":1}]"}),
+    );
     let d = jwe::decrypt(&key, &urn, v["jwe"].as_str().unwrap()).unwrap();
     assert_eq!(d.plaintext, b"[{\"n\":\"t\",\"v\":1}]");
     assert_eq!(d.header.seq, Some(7));

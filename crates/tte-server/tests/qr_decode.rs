@@ -25,7 +25,11 @@ fn png_decodes_to_exactly_the_url() {
             .arg(&path)
             .output()
             .expect("zbarimg is not installed (Debian package `zbar-tools`; scripts/test.sh installs it)");
-        assert!(out.status.success(), "zbarimg failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "zbarimg failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(text.trim_end_matches('\n'), url);
     }
@@ -36,6 +40,10 @@ fn error_correction_level_is_h() {
     let code = qrcode::QrCode::with_error_correction_level(b"x", qrcode::EcLevel::H).unwrap();
     assert_eq!(code.error_correction_level(), qrcode::EcLevel::H);
     // Our renderer's SVG and terminal forms come from the same level-H code.
-    assert!(tte_server::qr::svg("https://ta.example/x").unwrap().starts_with("<?xml"));
-    assert!(!tte_server::qr::terminal("https://ta.example/x").unwrap().is_empty());
+    assert!(tte_server::qr::svg("https://ta.example/x")
+        .unwrap()
+        .starts_with("<?xml"));
+    assert!(!tte_server::qr::terminal("https://ta.example/x")
+        .unwrap()
+        .is_empty());
 }

@@ -160,19 +160,33 @@ impl BoxLabel {
             None => host.to_owned(),
         };
         let q = |k: &'static str| {
-            u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).ok_or(BoxLabelError::Field(k))
+            u.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+                .ok_or(BoxLabelError::Field(k))
         };
         let range = UrnRange {
             prefix: q("prefix")?,
-            first: u64::from_str_radix(&q("first")?, 16).map_err(|_| BoxLabelError::Field("first"))?,
-            count: q("count")?.parse().map_err(|_| BoxLabelError::Field("count"))?,
-            width: q("width")?.parse().map_err(|_| BoxLabelError::Field("width"))?,
+            first: u64::from_str_radix(&q("first")?, 16)
+                .map_err(|_| BoxLabelError::Field("first"))?,
+            count: q("count")?
+                .parse()
+                .map_err(|_| BoxLabelError::Field("count"))?,
+            width: q("width")?
+                .parse()
+                .map_err(|_| BoxLabelError::Field("width"))?,
         };
         range.urns()?;
         let otp_master = Key256::from_b64(&q("m")?).map_err(|_| BoxLabelError::Field("m"))?;
         let dev_master = Key256::from_b64(u.fragment().ok_or(BoxLabelError::Field("fragment"))?)
             .map_err(|_| BoxLabelError::Field("fragment"))?;
-        Ok(Self { scheme: u.scheme().into(), authority, range, otp_master, dev_master })
+        Ok(Self {
+            scheme: u.scheme().into(),
+            authority,
+            range,
+            otp_master,
+            dev_master,
+        })
     }
 }
 
@@ -185,19 +199,34 @@ mod tests {
         let l = BoxLabel {
             scheme: "https".into(),
             authority: "ta.example".into(),
-            range: UrnRange { prefix: "urn:dev:mac:90a2da00".into(), first: 0x1a00, count: 16, width: 4 },
+            range: UrnRange {
+                prefix: "urn:dev:mac:90a2da00".into(),
+                first: 0x1a00,
+                count: 16,
+                width: 4,
+            },
             otp_master: Key256::from_bytes([1; 32]),
             dev_master: Key256::from_bytes([2; 32]),
         };
         let url = l.to_url();
-        assert!(url.starts_with("https://ta.example/.well-known/tte1/b/s?prefix=urn%3Adev%3Amac%3A90a2da00&first=1a00"));
+        assert!(url.starts_with(
+            "https://ta.example/.well-known/tte1/b/s?prefix=urn%3Adev%3Amac%3A90a2da00&first=1a00"
+        ));
         assert_eq!(BoxLabel::parse(&url).unwrap(), l);
-        assert_eq!(BoxLabel::parse("https://ta.example/x").unwrap_err(), BoxLabelError::NotLabel);
+        assert_eq!(
+            BoxLabel::parse("https://ta.example/x").unwrap_err(),
+            BoxLabelError::NotLabel
+        );
     }
 
     #[test]
     fn range_and_derivation() {
-        let r = UrnRange { prefix: "urn:dev:mac:90a2da00".into(), first: 0x1a00, count: 16, width: 4 };
+        let r = UrnRange {
+            prefix: "urn:dev:mac:90a2da00".into(),
+            first: 0x1a00,
+            count: 16,
+            width: 4,
+        };
         let urns = r.urns().unwrap();
         assert_eq!(urns.len(), 16);
         assert_eq!(urns[0].as_str(), "urn:dev:mac:90a2da001a00");
@@ -205,9 +234,26 @@ mod tests {
         let m = Key256::from_bytes([5; 32]);
         assert_ne!(derive_otp(&m, &urns[0]), derive_otp(&m, &urns[1]));
         assert_eq!(derive_otp(&m, &urns[0]), derive_otp(&m, &urns[0]));
-        assert_ne!(derive_otp(&m, &urns[0]).as_bytes()[..], derive_dev_secret(&m, &urns[0]).as_bytes()[..16]);
-        assert_eq!(UrnRange { count: 0, ..r.clone() }.urns(), Err(RangeError::Count));
-        assert_eq!(UrnRange { first: 0xfff8, ..r.clone() }.urns(), Err(RangeError::Width(4)));
+        assert_ne!(
+            derive_otp(&m, &urns[0]).as_bytes()[..],
+            derive_dev_secret(&m, &urns[0]).as_bytes()[..16]
+        );
+        assert_eq!(
+            UrnRange {
+                count: 0,
+                ..r.clone()
+            }
+            .urns(),
+            Err(RangeError::Count)
+        );
+        assert_eq!(
+            UrnRange {
+                first: 0xfff8,
+                ..r.clone()
+            }
+            .urns(),
+            Err(RangeError::Width(4))
+        );
         assert_eq!(UrnRange { width: 0, ..r }.urns(), Err(RangeError::Width(0)));
     }
 }

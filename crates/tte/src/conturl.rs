@@ -70,14 +70,18 @@ impl ContUrl {
             return Err(ContUrlError::Shape("must name a host"));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(ContUrlError::Shape("must not carry a user name or password"));
+            return Err(ContUrlError::Shape(
+                "must not carry a user name or password",
+            ));
         }
         if url.fragment().is_some() {
             return Err(ContUrlError::Shape("must not have a fragment"));
         }
         if scheme == Scheme::Xtt {
             if url.port().is_none() {
-                return Err(ContUrlError::Shape("xtt: must name a port (xtt://host:port)"));
+                return Err(ContUrlError::Shape(
+                    "xtt: must name a port (xtt://host:port)",
+                ));
             }
             if !matches!(url.path(), "" | "/") || url.query().is_some() {
                 return Err(ContUrlError::Shape("xtt: must be exactly xtt://host:port"));
@@ -136,20 +140,50 @@ mod tests {
 
     #[test]
     fn schemes() {
-        for ok in ["http://127.0.0.1:8080", "https://c.example/x", "coap://[::1]", "coaps://c", "xtt://c.example:4443"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "https://c.example/x",
+            "coap://[::1]",
+            "coaps://c",
+            "xtt://c.example:4443",
+        ] {
             ContUrl::parse(ok).unwrap();
         }
         let x = ContUrl::parse("xtt://c.example:4443").unwrap();
         assert_eq!(x.xtt_endpoint(), Some(("c.example".into(), 4443)));
         assert_eq!(x.well_known("alive"), None);
         let h = ContUrl::parse("https://c.example/tenant").unwrap();
-        assert_eq!(h.well_known("alive").unwrap(), "https://c.example/.well-known/tte1/alive");
-        assert!(matches!(ContUrl::parse("ftp://x"), Err(ContUrlError::Scheme(_))));
-        assert!(matches!(ContUrl::parse("javascript:alert(1)"), Err(ContUrlError::Scheme(_))));
-        assert!(matches!(ContUrl::parse("xtt://c.example"), Err(ContUrlError::Shape(_))));
-        assert!(matches!(ContUrl::parse("xtt://c:1/p"), Err(ContUrlError::Shape(_))));
-        assert!(matches!(ContUrl::parse("https://u:p@c"), Err(ContUrlError::Shape(_))));
-        assert!(matches!(ContUrl::parse("https://c/#f"), Err(ContUrlError::Shape(_))));
-        assert!(matches!(ContUrl::parse("not a url"), Err(ContUrlError::Parse(_))));
+        assert_eq!(
+            h.well_known("alive").unwrap(),
+            "https://c.example/.well-known/tte1/alive"
+        );
+        assert!(matches!(
+            ContUrl::parse("ftp://x"),
+            Err(ContUrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            ContUrl::parse("javascript:alert(1)"),
+            Err(ContUrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            ContUrl::parse("xtt://c.example"),
+            Err(ContUrlError::Shape(_))
+        ));
+        assert!(matches!(
+            ContUrl::parse("xtt://c:1/p"),
+            Err(ContUrlError::Shape(_))
+        ));
+        assert!(matches!(
+            ContUrl::parse("https://u:p@c"),
+            Err(ContUrlError::Shape(_))
+        ));
+        assert!(matches!(
+            ContUrl::parse("https://c/#f"),
+            Err(ContUrlError::Shape(_))
+        ));
+        assert!(matches!(
+            ContUrl::parse("not a url"),
+            Err(ContUrlError::Parse(_))
+        ));
     }
 }

@@ -144,9 +144,14 @@ fn split(compact: &str) -> Result<Parts<'_>, JweError> {
     }
     let compact = compact.trim();
     let mut it = compact.split('.');
-    let (Some(h), Some(ek), Some(iv), Some(ct), Some(tag), None) =
-        (it.next(), it.next(), it.next(), it.next(), it.next(), it.next())
-    else {
+    let (Some(h), Some(ek), Some(iv), Some(ct), Some(tag), None) = (
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ) else {
         return Err(JweError::Format);
     };
     let d = |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| JweError::Format);
@@ -175,7 +180,13 @@ fn split(compact: &str) -> Result<Parts<'_>, JweError> {
     if tag.len() != 16 {
         return Err(JweError::Unsupported("tag other than 128 bits"));
     }
-    Ok(Parts { header_b64: h, header, iv, ciphertext, tag })
+    Ok(Parts {
+        header_b64: h,
+        header,
+        iv,
+        ciphertext,
+        tag,
+    })
 }
 
 /// Reads the protected header without authenticating it, e.g. to look up which key to use.
@@ -186,7 +197,13 @@ pub fn peek_header(compact: &str) -> Result<JweHeader, JweError> {
 
 /// Authenticates and decrypts `compact` for device `expected`.
 pub fn decrypt(key: &Key256, expected: &DevUrn, compact: &str) -> Result<Decrypted, JweError> {
-    let Parts { header_b64, header, iv, mut ciphertext, tag } = split(compact)?;
+    let Parts {
+        header_b64,
+        header,
+        iv,
+        mut ciphertext,
+        tag,
+    } = split(compact)?;
     if header.kid != expected.as_str() {
         return Err(JweError::WrongDevice {
             expected: expected.as_str().into(),
@@ -202,7 +219,10 @@ pub fn decrypt(key: &Key256, expected: &DevUrn, compact: &str) -> Result<Decrypt
             Tag::from_slice(&tag),
         )
         .map_err(|_| JweError::Decrypt)?;
-    Ok(Decrypted { header, plaintext: ciphertext })
+    Ok(Decrypted {
+        header,
+        plaintext: ciphertext,
+    })
 }
 
 #[cfg(test)]
@@ -217,7 +237,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = Key256::generate(&mut OsRng);
-        let jwe = encrypt(&k, &urn(), Some(5), Some("application/senml+json"), b"hi", &mut OsRng);
+        let jwe = encrypt(
+            &k,
+            &urn(),
+            Some(5),
+            Some("application/senml+json"),
+            b"hi",
+            &mut OsRng,
+        );
         assert_eq!(jwe.split('.').nth(1), Some(""));
         let d = decrypt(&k, &urn(), &jwe).unwrap();
         assert_eq!(d.plaintext, b"hi");
@@ -247,7 +274,10 @@ mod tests {
         let k = Key256::generate(&mut OsRng);
         let jwe = encrypt(&k, &urn(), None, None, b"x", &mut OsRng);
         let other = DevUrn::parse("urn:dev:mac:90a2da001a0d").unwrap();
-        assert!(matches!(decrypt(&k, &other, &jwe), Err(JweError::WrongDevice { .. })));
+        assert!(matches!(
+            decrypt(&k, &other, &jwe),
+            Err(JweError::WrongDevice { .. })
+        ));
         assert_eq!(
             decrypt(&Key256::generate(&mut OsRng), &urn(), &jwe).unwrap_err(),
             JweError::Decrypt
@@ -256,23 +286,46 @@ mod tests {
         let jwe_other = encrypt(&k, &other, None, None, b"x", &mut OsRng);
         let mut parts: Vec<&str> = jwe.split('.').collect();
         parts[0] = jwe_other.split('.').next().unwrap();
-        assert_eq!(decrypt(&k, &other, &parts.join(".")).unwrap_err(), JweError::Decrypt);
+        assert_eq!(
+            decrypt(&k, &other, &parts.join(".")).unwrap_err(),
+            JweError::Decrypt
+        );
     }
 
     #[test]
     fn refuses_zip_crit_and_other_algs() {
         let hdr = |j: &str| URL_SAFE_NO_PAD.encode(j);
-        let tail = format!(".{}.{}.{}", URL_SAFE_NO_PAD.encode([0u8; 12]), "", URL_SAFE_NO_PAD.encode([0u8; 16]));
+        let tail = format!(
+            ".{}.{}.{}",
+            URL_SAFE_NO_PAD.encode([0u8; 12]),
+            "",
+            URL_SAFE_NO_PAD.encode([0u8; 16])
+        );
         let k = Key256::from_bytes([1; 32]);
         let u = urn();
         for (h, want) in [
-            (r#"{"alg":"A256KW","enc":"A256GCM","kid":"x"}"#, "alg other than dir"),
-            (r#"{"alg":"dir","enc":"A128GCM","kid":"x"}"#, "enc other than A256GCM"),
-            (r#"{"alg":"dir","enc":"A256GCM","kid":"x","zip":"DEF"}"#, "zip"),
-            (r#"{"alg":"dir","enc":"A256GCM","kid":"x","crit":["b64"]}"#, "crit"),
+            (
+                r#"{"alg":"A256KW","enc":"A256GCM","kid":"x"}"#,
+                "alg other than dir",
+            ),
+            (
+                r#"{"alg":"dir","enc":"A128GCM","kid":"x"}"#,
+                "enc other than A256GCM",
+            ),
+            (
+                r#"{"alg":"dir","enc":"A256GCM","kid":"x","zip":"DEF"}"#,
+                "zip",
+            ),
+            (
+                r#"{"alg":"dir","enc":"A256GCM","kid":"x","crit":["b64"]}"#,
+                "crit",
+            ),
         ] {
             let jwe = format!("{}.{tail}", hdr(h));
-            assert_eq!(decrypt(&k, &u, &jwe).unwrap_err(), JweError::Unsupported(want));
+            assert_eq!(
+                decrypt(&k, &u, &jwe).unwrap_err(),
+                JweError::Unsupported(want)
+            );
         }
         assert_eq!(decrypt(&k, &u, "a.b.c").unwrap_err(), JweError::Format);
         assert!(matches!(

@@ -68,7 +68,10 @@ pub enum LedError {
 }
 
 fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)).wrapping_neg()
+    bytes
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        .wrapping_neg()
 }
 
 impl LedFrame {
@@ -104,11 +107,19 @@ impl LedFrame {
         let mut pos = 0usize;
         let mut field = || -> Result<Vec<u8>, LedError> {
             let len = usize::from(*rest.get(pos).ok_or(LedError::Truncated)?);
-            let f = rest.get(pos + 1..pos + 1 + len).ok_or(LedError::Truncated)?.to_vec();
+            let f = rest
+                .get(pos + 1..pos + 1 + len)
+                .ok_or(LedError::Truncated)?
+                .to_vec();
             pos += 1 + len;
             Ok(f)
         };
-        let frame = LedFrame { ta_urn: field()?, dev_urn: field()?, otp: field()?, dev_secret: field()? };
+        let frame = LedFrame {
+            ta_urn: field()?,
+            dev_urn: field()?,
+            otp: field()?,
+            dev_secret: field()?,
+        };
         let sum = *rest.get(pos).ok_or(LedError::Truncated)?;
         if checksum(&rest[..pos]) != sum {
             return Err(LedError::Checksum);
@@ -119,7 +130,10 @@ impl LedFrame {
 
 /// Bytes to bits, most significant bit first.
 pub fn to_bits(bytes: &[u8]) -> Vec<bool> {
-    bytes.iter().flat_map(|b| (0..8).rev().map(move |i| b >> i & 1 == 1)).collect()
+    bytes
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| b >> i & 1 == 1))
+        .collect()
 }
 
 /// NRZI: LED levels (true = on), one per bit period, starting from an idle (off) LED.
@@ -190,7 +204,10 @@ mod tests {
         let mut bad = b.clone();
         bad[5] ^= 1;
         assert_eq!(LedFrame::decode(&bad), Err(LedError::Checksum));
-        assert_eq!(LedFrame::decode(&b[..b.len() - 1]), Err(LedError::Truncated));
+        assert_eq!(
+            LedFrame::decode(&b[..b.len() - 1]),
+            Err(LedError::Truncated)
+        );
         assert_eq!(LedFrame::decode(&b[1..]), Err(LedError::Start));
         let mut long = b.clone();
         long.push(0);

@@ -114,7 +114,11 @@ mod tests {
         assert_eq!(Key256::from_b64(&s).unwrap(), k);
         assert_eq!(
             Key256::from_b64("AAAA"),
-            Err(SecretError::Length { what: "a 256-bit key", expected: 32, got: 3 })
+            Err(SecretError::Length {
+                what: "a 256-bit key",
+                expected: 32,
+                got: 3
+            })
         );
         assert_eq!(Otp::from_b64("a+b/"), Err(SecretError::Base64("an OTP")));
         assert!(!format!("{k:?}").contains('7'));

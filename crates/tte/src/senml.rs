@@ -177,7 +177,12 @@ impl Pack {
             };
             let t = bt + r.t.unwrap_or(0.0);
             let time = if t.abs() < RELATIVE_LIMIT { now + t } else { t };
-            out.push(Reading { name, unit: r.u.clone().or_else(|| bu.clone()), value, time });
+            out.push(Reading {
+                name,
+                unit: r.u.clone().or_else(|| bu.clone()),
+                value,
+                time,
+            });
         }
         Ok(out)
     }
@@ -202,13 +207,30 @@ mod tests {
 
     #[test]
     fn relative_time_and_errors() {
-        let p = Pack(vec![Record { n: Some("t".into()), v: Some(1.0), t: Some(-5.0), ..Default::default() }]);
+        let p = Pack(vec![Record {
+            n: Some("t".into()),
+            v: Some(1.0),
+            t: Some(-5.0),
+            ..Default::default()
+        }]);
         assert_eq!(p.resolve(1000.0).unwrap()[0].time, 995.0);
-        let two = Pack(vec![Record { n: Some("t".into()), v: Some(1.0), vb: Some(true), ..Default::default() }]);
+        let two = Pack(vec![Record {
+            n: Some("t".into()),
+            v: Some(1.0),
+            vb: Some(true),
+            ..Default::default()
+        }]);
         assert_eq!(two.resolve(0.0), Err(SenmlError::Value(0)));
-        let noname = Pack(vec![Record { v: Some(1.0), ..Default::default() }]);
+        let noname = Pack(vec![Record {
+            v: Some(1.0),
+            ..Default::default()
+        }]);
         assert_eq!(noname.resolve(0.0), Err(SenmlError::Name(0)));
-        let bad = Pack(vec![Record { n: Some("-x".into()), v: Some(1.0), ..Default::default() }]);
+        let bad = Pack(vec![Record {
+            n: Some("-x".into()),
+            v: Some(1.0),
+            ..Default::default()
+        }]);
         assert_eq!(bad.resolve(0.0), Err(SenmlError::Name(0)));
         assert_eq!(Pack(vec![]).resolve(0.0), Err(SenmlError::Count));
         assert!(matches!(Pack::from_json(b"{}"), Err(SenmlError::Json(_))));

@@ -72,7 +72,10 @@ impl SetupUrl {
             Some(p) => format!("{host}:{p}"),
             None => host.to_owned(),
         };
-        let rest = u.path().strip_prefix(WELL_KNOWN).ok_or(SetupUrlError::Path)?;
+        let rest = u
+            .path()
+            .strip_prefix(WELL_KNOWN)
+            .ok_or(SetupUrlError::Path)?;
         let urn = rest
             .strip_prefix('/')
             .and_then(|r| r.strip_suffix("/s"))
@@ -83,9 +86,17 @@ impl SetupUrl {
             .find(|(k, _)| k == "otp")
             .ok_or(SetupUrlError::Missing("otp query parameter"))?;
         let otp = Otp::from_b64(&otp.1)?;
-        let dev_secret =
-            Key256::from_b64(u.fragment().ok_or(SetupUrlError::Missing("DevSecret fragment"))?)?;
-        Ok(Self { scheme: u.scheme().to_owned(), authority, urn, otp, dev_secret })
+        let dev_secret = Key256::from_b64(
+            u.fragment()
+                .ok_or(SetupUrlError::Missing("DevSecret fragment"))?,
+        )?;
+        Ok(Self {
+            scheme: u.scheme().to_owned(),
+            authority,
+            urn,
+            otp,
+            dev_secret,
+        })
     }
 }
 
@@ -103,9 +114,17 @@ mod tests {
             dev_secret: Key256::from_bytes([4; 32]),
         };
         let text = s.to_url();
-        assert!(text.starts_with("https://ta.example:8443/.well-known/tte1/urn:dev:mac:90a2da001a0c/s?otp="));
+        assert!(text.starts_with(
+            "https://ta.example:8443/.well-known/tte1/urn:dev:mac:90a2da001a0c/s?otp="
+        ));
         assert_eq!(SetupUrl::parse(&text).unwrap(), s);
-        assert_eq!(SetupUrl::parse("https://x/.well-known/tte1/urn:a:b/s#x").unwrap_err(), SetupUrlError::Missing("otp query parameter"));
-        assert_eq!(SetupUrl::parse("https://x/other").unwrap_err(), SetupUrlError::Path);
+        assert_eq!(
+            SetupUrl::parse("https://x/.well-known/tte1/urn:a:b/s#x").unwrap_err(),
+            SetupUrlError::Missing("otp query parameter")
+        );
+        assert_eq!(
+            SetupUrl::parse("https://x/other").unwrap_err(),
+            SetupUrlError::Path
+        );
     }
 }

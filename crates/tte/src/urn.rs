@@ -113,7 +113,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        for s in ["", "urn:", "urn:dev", "urn:dev:", "dev:mac:1", "urn::x", "url:dev:x"] {
+        for s in [
+            "",
+            "urn:",
+            "urn:dev",
+            "urn:dev:",
+            "dev:mac:1",
+            "urn::x",
+            "url:dev:x",
+        ] {
             assert_eq!(DevUrn::parse(s), Err(UrnError::Shape), "{s}");
         }
         assert_eq!(DevUrn::parse("urn:dev:a/b"), Err(UrnError::BadChar('/')));

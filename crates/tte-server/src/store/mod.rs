@@ -3,6 +3,10 @@
 //! (with `synchronous=FULL`) before the handler replies, so a process killed mid-request loses
 //! nothing it acknowledged.
 //!
+//! Secrets at rest: the TA database holds TaSecrets and the Controller database DevSecrets in the
+//! clear (each service must use them on every request); OTPs are stored only as keyed hashes.
+//! Both files are created mode 0600; put them on encrypted storage in production.
+//!
 //! The traits are synchronous; the services call them from `tokio::task::spawn_blocking`.
 
 use tte::api::{DeviceInfo, StoredReading};

@@ -15,23 +15,48 @@ use super::{
 };
 
 fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
+    create_private(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(schema)?;
-    restrict_permissions(path);
     Ok(conn)
 }
 
-/// The databases hold secrets (TaSecrets, DevSecrets): owner-only.
-fn restrict_permissions(path: &Path) {
+/// The databases hold secrets (TaSecrets, DevSecrets): owner-only. The file is created 0600
+/// before SQLite opens it, because SQLite gives its `-wal` and `-shm` files the database file's
+/// mode; an existing database (and its side files) is tightened to 0600 as well.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
     }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 fn key_from(blob: Vec<u8>) -> Result<Key256, StoreError> {
@@ -65,7 +90,9 @@ pub struct SqliteTaStore {
 impl SqliteTaStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { conn: Mutex::new(open(path, TA_SCHEMA)?) })
+        Ok(Self {
+            conn: Mutex::new(open(path, TA_SCHEMA)?),
+        })
     }
 }
 
@@ -83,7 +110,11 @@ impl TaStore for SqliteTaStore {
              ON CONFLICT(urn) DO NOTHING",
             params![urn.as_str(), &otp_hash[..], &ta_secret.as_bytes()[..], now],
         )?;
-        Ok(if n == 1 { Created::New } else { Created::Exists })
+        Ok(if n == 1 {
+            Created::New
+        } else {
+            Created::Exists
+        })
     }
 
     fn device_state(&self, urn: &DevUrn) -> Result<Option<TaDeviceState>, StoreError> {
@@ -91,7 +122,12 @@ impl TaStore for SqliteTaStore {
         Ok(c.query_row(
             "SELECT otp_hash, conturl IS NOT NULL FROM ta_device WHERE urn = ?1",
             [urn.as_str()],
-            |r| Ok(TaDeviceState { otp_hash: r.get(0)?, bound: r.get(1)? }),
+            |r| {
+                Ok(TaDeviceState {
+                    otp_hash: r.get(0)?,
+                    bound: r.get(1)?,
+                })
+            },
         )
         .optional()?)
     }
@@ -178,7 +214,9 @@ pub struct SqliteControllerStore {
 impl SqliteControllerStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { conn: Mutex::new(open(path, CONTROLLER_SCHEMA)?) })
+        Ok(Self {
+            conn: Mutex::new(open(path, CONTROLLER_SCHEMA)?),
+        })
     }
 }
 
@@ -201,7 +239,11 @@ impl ControllerStore for SqliteControllerStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<Vec<u8>> = tx
-            .query_row("SELECT dev_secret FROM c_device WHERE urn = ?1", [urn.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT dev_secret FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         let out = match existing {
             Some(k) => {
@@ -226,7 +268,11 @@ impl ControllerStore for SqliteControllerStore {
     fn device_key(&self, urn: &DevUrn) -> Result<Option<Key256>, StoreError> {
         let c = lock(&self.conn);
         let k: Option<Vec<u8>> = c
-            .query_row("SELECT dev_secret FROM c_device WHERE urn = ?1", [urn.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT dev_secret FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         k.map(key_from).transpose()
     }
@@ -235,7 +281,11 @@ impl ControllerStore for SqliteControllerStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let last: Option<Option<i64>> = tx
-            .query_row("SELECT last_seq FROM c_device WHERE urn = ?1", [urn.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT last_seq FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         let Some(last) = last else {
             return Ok(Recorded::UnknownDevice);
@@ -254,8 +304,16 @@ impl ControllerStore for SqliteControllerStore {
                 "INSERT INTO c_reading (urn, seq, name, unit, value, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for r in readings {
-                let value = serde_json::to_string(&r.value).map_err(|e| StoreError(e.to_string()))?;
-                ins.execute(params![urn.as_str(), seq_to_sql(seq), r.name, r.unit, value, r.time])?;
+                let value =
+                    serde_json::to_string(&r.value).map_err(|e| StoreError(e.to_string()))?;
+                ins.execute(params![
+                    urn.as_str(),
+                    seq_to_sql(seq),
+                    r.name,
+                    r.unit,
+                    value,
+                    r.time
+                ])?;
             }
         }
         tx.commit()?;
@@ -284,7 +342,11 @@ impl ControllerStore for SqliteControllerStore {
     fn readings(&self, urn: &DevUrn, limit: u32) -> Result<Option<Vec<StoredReading>>, StoreError> {
         let c = lock(&self.conn);
         let known: Option<i64> = c
-            .query_row("SELECT 1 FROM c_device WHERE urn = ?1", [urn.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         if known.is_none() {
             return Ok(None);
@@ -296,13 +358,28 @@ impl ControllerStore for SqliteControllerStore {
              ORDER BY id",
         )?;
         let rows = st.query_map(params![urn.as_str(), limit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (seq, name, unit, value, time) = row?;
-            let value: Value = serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
-            out.push(StoredReading { seq: seq_from_sql(seq), reading: Reading { name, unit, value, time } });
+            let value: Value =
+                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
+            out.push(StoredReading {
+                seq: seq_from_sql(seq),
+                reading: Reading {
+                    name,
+                    unit,
+                    value,
+                    time,
+                },
+            });
         }
         Ok(Some(out))
     }

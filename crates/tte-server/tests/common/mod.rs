@@ -49,7 +49,8 @@ pub async fn start() -> Stack {
     let otp_key = Key256::generate(&mut rand_core::OsRng);
     let ta_store = SqliteTaStore::open(&dir.path().join("ta.sqlite")).unwrap();
     let ctl_store = SqliteControllerStore::open(&dir.path().join("controller.sqlite")).unwrap();
-    let ta_app = TransferAgent::new(Arc::new(ta_store), otp_key.clone(), MANUFACTURER_TOKEN).router();
+    let ta_app =
+        TransferAgent::new(Arc::new(ta_store), otp_key.clone(), MANUFACTURER_TOKEN).router();
     let ctl_app = Controller::new(Arc::new(ctl_store), OPERATOR_TOKEN).router();
     let any = "127.0.0.1:0".parse().unwrap();
     let (ta_addr, t1) = serve(any, ta_app).await.unwrap();
