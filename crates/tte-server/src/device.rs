@@ -20,7 +20,7 @@ use tte::senml::{self, Pack};
 use tte::{jwe, ContUrl, DevUrn, Key256, Otp};
 
 /// What is flashed into one device at manufacture (the `manufacture` command writes this file).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceSecrets {
     /// The DevURN.
@@ -35,6 +35,15 @@ pub struct DeviceSecrets {
     pub otp: String,
     /// The QR code's URL.
     pub setup_url: String,
+}
+
+impl std::fmt::Debug for DeviceSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceSecrets")
+            .field("urn", &self.urn)
+            .field("ta", &self.ta)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for DeviceSecrets {

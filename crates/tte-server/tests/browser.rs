@@ -127,6 +127,16 @@ impl Driver {
         .await;
     }
 
+    async fn clear(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            json!({}),
+        )
+        .await;
+    }
+
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(
@@ -192,10 +202,29 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
     // The QR code's URL, exactly as a phone camera would open it.
     d.goto(&dev.setup_url).await;
     assert!(d.wait_text("#state").await.contains("Scan accepted"));
+
+    // A Controller that does not answer: the page stops before binding, so the OTP stays usable.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    d.type_into("#conturl", &dead).await;
+    d.click("#submit").await;
+    let result = d.wait_text("#result").await;
+    assert_eq!(
+        result,
+        "The Controller did not answer. Check the URL; nothing was changed."
+    );
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    assert_eq!(client.enroll(None).await.unwrap(), Enrollment::NotBound);
+
+    d.clear("#conturl").await;
     d.type_into("#conturl", &s.ctl).await;
     d.type_into("#label", "Greenhouse north").await;
     d.click("#submit").await;
-    let result = d.wait_text("#result").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut result = d.wait_text("#result").await;
+    while result.starts_with("The Controller did not answer") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = d.wait_text("#result").await;
+    }
     if let Ok(dir) = std::env::var("TTE_SCREENSHOT_DIR") {
         d.screenshot(&std::path::Path::new(&dir).join("setup-page-done.png"))
             .await;
@@ -208,7 +237,6 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
     );
 
     // The bind really reached the TA, and the add (cross-origin) really reached the Controller.
-    let client = DeviceClient::new(dev.clone()).unwrap();
     let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
         panic!("TA has no Controller")
     };
@@ -235,5 +263,39 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
     // Opening the same code again: the page says the OTP is spent.
     d.goto(&dev.setup_url).await;
     assert!(d.wait_text("#state").await.contains("already used"));
+    let _ = d.call(reqwest::Method::DELETE, "", Value::Null).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_page_binds_an_xtt_controller_and_shows_the_secret_for_manual_entry() {
+    let s = common::start().await;
+    let http = reqwest::Client::new();
+    let dev = tte_server::manufacture::manufacture_one(
+        &http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        &s.out(),
+    )
+    .await
+    .unwrap();
+    let d = Driver::start().await;
+    d.goto(&dev.setup_url).await;
+    assert!(d.wait_text("#state").await.contains("Scan accepted"));
+    d.type_into("#conturl", "xtt://127.0.0.1:4444").await;
+    d.click("#submit").await;
+    assert_eq!(
+        d.wait_text("#result").await,
+        "Bound. Give the device secret below to your Controller."
+    );
+    // The secret shown is the one from the QR fragment (the TA never saw it).
+    d.click("#manual summary").await;
+    assert_eq!(d.text("#secret").await, dev.dev_secret);
+    let client = DeviceClient::new(dev).unwrap();
+    let got = client.enroll(None).await.unwrap();
+    assert!(
+        matches!(got, Enrollment::XttPending(ref c) if c.xtt_endpoint() == Some(("127.0.0.1".into(), 4444))),
+        "{got:?}"
+    );
     let _ = d.call(reqwest::Method::DELETE, "", Value::Null).await;
 }

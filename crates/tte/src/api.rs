@@ -13,7 +13,7 @@ pub struct ErrorBody {
 }
 
 /// `POST /.well-known/tte1/d/{DevURN}` (manufacturer → Transfer Agent).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateDevice {
     /// base64url OTP.
@@ -23,7 +23,7 @@ pub struct CreateDevice {
 }
 
 /// `PUT /.well-known/tte1/d/{DevURN}/c` (introducer → Transfer Agent).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Bind {
     /// base64url OTP.
     pub otp: String,
@@ -32,7 +32,7 @@ pub struct Bind {
 }
 
 /// `PUT /.well-known/tte1/b/c` (bulk bind of a box, see [`crate::bulk`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct BulkBind {
     /// The DevURN range on the box label.
     pub range: crate::bulk::UrnRange,
@@ -43,7 +43,7 @@ pub struct BulkBind {
 }
 
 /// `PUT /.well-known/tte1/c/{DevURN}/k` (introducer → Controller).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AddDevice {
     /// base64url DevSecret.
@@ -52,6 +52,18 @@ pub struct AddDevice {
     #[serde(default)]
     pub label: Option<String>,
 }
+
+/// These bodies carry secrets: their `Debug` output names the type only.
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), " { <redacted> }"))
+            }
+        }
+    )*};
+}
+redacted_debug!(CreateDevice, Bind, BulkBind, AddDevice);
 
 /// Most characters in a DevLabel.
 pub const MAX_LABEL_LEN: usize = 128;

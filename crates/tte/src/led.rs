@@ -25,7 +25,7 @@ pub const START: [u8; 2] = [0x00, 0x01];
 pub const DEFAULT_BPS: u32 = 15;
 
 /// The fields a frame carries. The TaURN names the Transfer Agent (e.g. `urn:tte:ta.example`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LedFrame {
     /// Names the Transfer Agent.
     pub ta_urn: Vec<u8>,
@@ -35,6 +35,15 @@ pub struct LedFrame {
     pub otp: Vec<u8>,
     /// The DevSecret (raw bytes).
     pub dev_secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for LedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedFrame")
+            .field("ta_urn", &String::from_utf8_lossy(&self.ta_urn))
+            .field("dev_urn", &String::from_utf8_lossy(&self.dev_urn))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for LedFrame {
