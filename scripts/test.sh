@@ -11,10 +11,13 @@ log() { printf '\n== %s\n' "$*"; }
 APT_NEEDS=(
     "sqlite3:sqlite3"
     "chromium:chromium"
+    "chromedriver:chromium-driver"
+    "zbarimg:zbar-tools"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
     "pycose:pycose"
+    "jwcrypto:jwcrypto"
 )
 
 need_apt=()

@@ -1,0 +1,548 @@
+//! The `tte` subcommands of the project CLI (`xtt tte …`). The binary wires them with
+//! `Tte { #[command(subcommand)] cmd: tte_server::cli::TteCommand }` and
+//! `tte_server::cli::run(cmd).await`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tte::bulk::{BoxLabel, UrnRange};
+use tte::led::{self, LedFrame};
+use tte::senml::{Pack, Record};
+use tte::{ContUrl, Key256, Otp};
+
+use crate::controller::Controller;
+use crate::device::{self, DeviceClient, DeviceSecrets, Enrollment};
+use crate::store::sqlite::{SqliteControllerStore, SqliteTaStore};
+use crate::ta::TransferAgent;
+use crate::{bulk, files, http, manufacture, qr};
+
+/// Transitive Trust Enrollment: Transfer Agent, Controller, manufacturer and device tools.
+#[derive(Debug, Subcommand)]
+pub enum TteCommand {
+    /// Run the manufacturer's Transfer Agent.
+    #[command(subcommand)]
+    TransferAgent(TaCommand),
+    /// Run a Controller (the system devices report to).
+    #[command(subcommand)]
+    Controller(ControllerCommand),
+    /// Make N devices: secrets, Transfer Agent registration, QR codes (PNG + SVG).
+    #[command(
+        long_about = "Make N devices. Each gets a fresh DevURN (random locally administered \
+        MAC), OTP, TaSecret and DevSecret; it is registered with the Transfer Agent, and its \
+        secrets file (<urn>.json, mode 0600, to flash into the device) and QR code (<urn>.png, \
+        <urn>.svg, error-correction level H) are written to --out.\n\nExample:\n  \
+        xtt tte manufacture --ta https://ta.example --count 100 --out ./batch-7"
+    )]
+    Manufacture(ManufactureArgs),
+    /// Act as a device: fetch the Controller, report readings.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// LED variant (draft §8.1): encode a device's frame as NRZI blinks, or decode blinks.
+    #[command(subcommand)]
+    Led(LedCommand),
+    /// Bulk enrollment (draft §8.2): one label, one bind for a box of devices.
+    #[command(subcommand)]
+    Bulk(BulkCommand),
+}
+
+/// `transfer-agent` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TaCommand {
+    /// Serve the Transfer Agent over HTTP (put a TLS terminator in front in production).
+    #[command(
+        long_about = "Serve the Transfer Agent. Production needs HTTPS in front of it: the \
+        setup page handles one-time passwords and device secrets.\n\nExample:\n  \
+        TTE_MANUFACTURER_TOKEN=… xtt tte transfer-agent serve --listen 127.0.0.1:8443 --db ta.sqlite"
+    )]
+    Serve(TaServeArgs),
+}
+
+/// Options of `transfer-agent serve`.
+#[derive(Debug, Args)]
+pub struct TaServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// SQLite database file.
+    #[arg(long, default_value = "tte-ta.sqlite")]
+    pub db: PathBuf,
+    /// File holding the OTP-hashing key (created, mode 0600, if missing). Keep it apart from
+    /// the database: with both, an attacker could test OTP guesses offline.
+    #[arg(long, default_value = "tte-ta-otp.key")]
+    pub otp_key: PathBuf,
+    /// Bearer token the manufacturer presents to register devices.
+    #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
+    pub manufacturer_token: String,
+}
+
+/// `controller` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ControllerCommand {
+    /// Serve a Controller over HTTP.
+    #[command(long_about = "Serve a Controller.\n\nExample:\n  \
+        TTE_OPERATOR_TOKEN=… xtt tte controller serve --listen 0.0.0.0:8081 --db controller.sqlite \\\n    \
+        --allow-origin https://ta.example")]
+    Serve(ControllerServeArgs),
+}
+
+/// Options of `controller serve`.
+#[derive(Debug, Args)]
+pub struct ControllerServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// SQLite database file.
+    #[arg(long, default_value = "tte-controller.sqlite")]
+    pub db: PathBuf,
+    /// Bearer token for the operator views (`/devices`).
+    #[arg(long, env = "TTE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: String,
+    /// Page origins (Transfer Agents) allowed to add devices; repeatable. Default: any.
+    #[arg(long = "allow-origin")]
+    pub allow_origin: Vec<String>,
+}
+
+/// Options of `manufacture`.
+#[derive(Debug, Args)]
+pub struct ManufactureArgs {
+    /// Transfer Agent base URL for registration.
+    #[arg(long, env = "TTE_TA_URL")]
+    pub ta: String,
+    /// Transfer Agent base URL printed in QR codes (default: --ta).
+    #[arg(long)]
+    pub qr_base: Option<String>,
+    /// Manufacturer bearer token.
+    #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// How many devices to make.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    /// Output directory (created if missing).
+    #[arg(long, default_value = "devices")]
+    pub out: PathBuf,
+    /// Also draw each QR code in the terminal.
+    #[arg(long)]
+    pub print_qr: bool,
+}
+
+/// `device` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// First boot: ask the Transfer Agent for the Controller and decrypt the answer.
+    #[command(
+        long_about = "Ask the Transfer Agent which Controller this device belongs to. The \
+        answer is a JWE under TaSecret; it is authenticated and decrypted here. An xtt://host:port \
+        Controller means XTT identity provisioning takes over.\n\nExample:\n  \
+        xtt tte device fetch --secrets devices/urn_dev_mac_02a1b2c3d4e5.json"
+    )]
+    Fetch(DeviceArgs),
+    /// Fetch the Controller, then send one SenML reading encrypted under DevSecret.
+    #[command(
+        long_about = "Send a sensor reading. Either --senml with a whole SenML JSON pack, or \
+        --name/--value/--unit for one record.\n\nExample:\n  \
+        xtt tte device report --secrets dev.json --name temp --value 21.5 --unit Cel"
+    )]
+    Report(ReportArgs),
+}
+
+/// Which device.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// The device's secrets file (written by `manufacture`).
+    #[arg(long)]
+    pub secrets: PathBuf,
+}
+
+/// Options of `device report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    /// Which device.
+    pub device: DeviceArgs,
+    /// A whole SenML JSON pack.
+    #[arg(long, conflicts_with_all = ["name", "value"])]
+    pub senml: Option<String>,
+    /// Record name (the DevURN is used as base name).
+    #[arg(long, default_value = "temp")]
+    pub name: String,
+    /// Numeric value.
+    #[arg(long, allow_negative_numbers = true)]
+    pub value: Option<f64>,
+    /// Unit (SenML units, e.g. Cel, %RH).
+    #[arg(long)]
+    pub unit: Option<String>,
+    /// Replay counter (default: microseconds since the epoch).
+    #[arg(long)]
+    pub seq: Option<u64>,
+}
+
+/// `led` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LedCommand {
+    /// Print a device's LED frame as NRZI levels with timing.
+    #[command(
+        long_about = "Print the LED bit sequence of a device: frame bytes, bits, and one line \
+        per bit period with its start time and the LED level (NRZI: a 1 toggles the LED).\n\n\
+        Example:\n  xtt tte led encode --secrets dev.json --ta-urn urn:tte:ta.example --bps 15"
+    )]
+    Encode(LedEncodeArgs),
+    /// Decode NRZI LED levels (a string of 0/1, one per bit period) into the frame's fields.
+    Decode(LedDecodeArgs),
+}
+
+/// Options of `led encode`.
+#[derive(Debug, Args)]
+pub struct LedEncodeArgs {
+    /// The device's secrets file.
+    #[arg(long)]
+    pub secrets: PathBuf,
+    /// URN naming the Transfer Agent.
+    #[arg(long)]
+    pub ta_urn: String,
+    /// Bit rate.
+    #[arg(long, default_value_t = led::DEFAULT_BPS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub bps: u32,
+    /// Print only the level string (no timing table).
+    #[arg(long)]
+    pub levels_only: bool,
+}
+
+/// Options of `led decode`.
+#[derive(Debug, Args)]
+pub struct LedDecodeArgs {
+    /// LED levels, `1` on / `0` off, one per bit period (whitespace ignored).
+    pub levels: String,
+}
+
+/// `bulk` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BulkCommand {
+    /// Manufacturer: make a box of devices with one label.
+    #[command(
+        long_about = "Make a box: every device in the DevURN range gets an OTP and DevSecret \
+        derived (HKDF) from the box's two master secrets, is registered with the Transfer Agent, \
+        and gets a secrets file; the box label is written as box-label.png/.svg/.txt.\n\n\
+        Example:\n  xtt tte bulk create --ta https://ta.example --prefix urn:dev:mac:90a2da00 \\\n    \
+        --first 1a00 --count 16 --width 4 --out ./box-1"
+    )]
+    Create(BulkCreateArgs),
+    /// Introducer: bind a whole box to a Controller and give it every DevSecret.
+    Bind(BulkBindArgs),
+}
+
+/// Options of `bulk create`.
+#[derive(Debug, Args)]
+pub struct BulkCreateArgs {
+    /// Transfer Agent base URL.
+    #[arg(long, env = "TTE_TA_URL")]
+    pub ta: String,
+    /// Transfer Agent base URL printed on the label (default: --ta).
+    #[arg(long)]
+    pub qr_base: Option<String>,
+    /// Manufacturer bearer token.
+    #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// DevURN text before the counter.
+    #[arg(long)]
+    pub prefix: String,
+    /// First counter value (hex).
+    #[arg(long, value_parser = parse_hex)]
+    pub first: u64,
+    /// Devices in the box.
+    #[arg(long)]
+    pub count: u32,
+    /// Hex digits of the counter.
+    #[arg(long, default_value_t = 4)]
+    pub width: u8,
+    /// Output directory.
+    #[arg(long, default_value = "box")]
+    pub out: PathBuf,
+}
+
+fn parse_hex(s: &str) -> Result<u64, String> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| e.to_string())
+}
+
+/// Options of `bulk bind`.
+#[derive(Debug, Args)]
+pub struct BulkBindArgs {
+    /// The box label's URL (scan it).
+    #[arg(long)]
+    pub label: String,
+    /// Controller URL.
+    #[arg(long)]
+    pub conturl: String,
+    /// Label prefix for the devices at the Controller.
+    #[arg(long)]
+    pub device_label: Option<String>,
+}
+
+/// Runs one `tte` subcommand.
+pub async fn run(cmd: TteCommand) -> anyhow::Result<()> {
+    match cmd {
+        TteCommand::TransferAgent(TaCommand::Serve(a)) => serve_ta(a).await,
+        TteCommand::Controller(ControllerCommand::Serve(a)) => serve_controller(a).await,
+        TteCommand::Manufacture(a) => run_manufacture(a).await,
+        TteCommand::Device(DeviceCommand::Fetch(a)) => device_fetch(a).await,
+        TteCommand::Device(DeviceCommand::Report(a)) => device_report(a).await,
+        TteCommand::Led(LedCommand::Encode(a)) => led_encode(a),
+        TteCommand::Led(LedCommand::Decode(a)) => led_decode(a),
+        TteCommand::Bulk(BulkCommand::Create(a)) => bulk_create(a).await,
+        TteCommand::Bulk(BulkCommand::Bind(a)) => bulk_bind(a).await,
+    }
+}
+
+/// Reads the OTP key, creating it (0600, crash-safe) if the file does not exist.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<Key256> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            Key256::from_b64(&s).with_context(|| format!("reading key file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = Key256::generate(&mut rand_core::OsRng);
+            files::write_private(path, format!("{}\n", k.to_b64()).as_bytes())
+                .with_context(|| format!("writing key file {}", path.display()))?;
+            Ok(k)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
+    }
+}
+
+async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
+    if a.manufacturer_token.len() < 16 {
+        bail!("the manufacturer token must be at least 16 characters");
+    }
+    let key = load_or_create_key(&a.otp_key)?;
+    let store =
+        SqliteTaStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
+    let app = TransferAgent::new(Arc::new(store), key, &a.manufacturer_token).router();
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    eprintln!(
+        "Transfer Agent listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
+    if a.operator_token.len() < 16 {
+        bail!("the operator token must be at least 16 characters");
+    }
+    let store = SqliteControllerStore::open(&a.db)
+        .with_context(|| format!("opening {}", a.db.display()))?;
+    let mut c = Controller::new(Arc::new(store), &a.operator_token);
+    if !a.allow_origin.is_empty() {
+        let origins = a
+            .allow_origin
+            .iter()
+            .map(|o| o.parse().with_context(|| format!("bad origin {o:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        c = c.with_allowed_origins(origins);
+    }
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    eprintln!("Controller listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, c.router())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+fn bar(n: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(n);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_owned());
+    pb
+}
+
+async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let http = reqwest::Client::new();
+    let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
+    let pb = bar(u64::from(a.count), "manufacturing");
+    for _ in 0..a.count {
+        let dev = manufacture::manufacture_one(&http, &a.ta, qr_base, &a.token, &a.out).await?;
+        if a.print_qr {
+            pb.suspend(|| -> anyhow::Result<()> {
+                println!("{}\n{}", dev.urn, qr::terminal(&dev.setup_url)?);
+                Ok(())
+            })?;
+        }
+        pb.inc(1);
+    }
+    pb.finish_with_message("manufactured");
+    eprintln!("{} device(s) written to {}", a.count, a.out.display());
+    Ok(())
+}
+
+fn read_secrets(p: &Path) -> anyhow::Result<DeviceClient> {
+    let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let s: DeviceSecrets =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))?;
+    Ok(DeviceClient::new(s)?)
+}
+
+async fn device_fetch(a: DeviceArgs) -> anyhow::Result<()> {
+    let dev = read_secrets(&a.secrets)?;
+    match dev.enroll(None).await? {
+        Enrollment::NotBound => bail!(
+            "no Controller is bound to {} yet; try again after setup",
+            dev.secrets().urn
+        ),
+        Enrollment::Controller(c) => println!("{c}"),
+        Enrollment::HandedToXtt(c) => println!("{c} (XTT provisioning done)"),
+        Enrollment::XttPending(c) => {
+            println!("{c}");
+            eprintln!("this Controller is an XTT server: run XTT identity provisioning against it");
+        }
+    }
+    Ok(())
+}
+
+async fn device_report(a: ReportArgs) -> anyhow::Result<()> {
+    let dev = read_secrets(&a.device.secrets)?;
+    let pack = match (&a.senml, a.value) {
+        (Some(j), _) => Pack::from_json(j.as_bytes())?,
+        (None, Some(v)) => Pack(vec![Record {
+            bn: Some(format!("{}:", dev.secrets().urn)),
+            n: Some(a.name.clone()),
+            u: a.unit.clone(),
+            v: Some(v),
+            ..Default::default()
+        }]),
+        (None, None) => bail!("give --value (with --name/--unit) or --senml"),
+    };
+    pack.resolve(http::now_f64())?;
+    let Some(cont) = dev.fetch_controller().await? else {
+        bail!("no Controller is bound to {} yet", dev.secrets().urn);
+    };
+    let seq = a.seq.unwrap_or_else(device::clock_seq);
+    dev.report(&cont, &pack, seq).await?;
+    eprintln!("reported {} record(s) to {cont} (seq {seq})", pack.0.len());
+    Ok(())
+}
+
+fn led_encode(a: LedEncodeArgs) -> anyhow::Result<()> {
+    let dev = read_secrets(&a.secrets)?;
+    let s = dev.secrets();
+    let frame = LedFrame {
+        ta_urn: a.ta_urn.into_bytes(),
+        dev_urn: s.urn.as_str().as_bytes().to_vec(),
+        otp: Otp::from_b64(&s.otp)?.as_bytes().to_vec(),
+        dev_secret: Key256::from_b64(&s.dev_secret)?.as_bytes().to_vec(),
+    };
+    let bytes = frame.encode()?;
+    let bits = led::to_bits(&bytes);
+    let levels = led::nrzi_encode(&bits);
+    let level_str: String = levels.iter().map(|&l| if l { '1' } else { '0' }).collect();
+    if a.levels_only {
+        println!("{level_str}");
+        return Ok(());
+    }
+    let period = led::bit_period_us(a.bps);
+    println!(
+        "# {} bytes, {} bits at {} bit/s = {:.2} s; bit period {:.3} ms",
+        bytes.len(),
+        bits.len(),
+        a.bps,
+        bits.len() as f64 / f64::from(a.bps),
+        period as f64 / 1000.0
+    );
+    println!("# frame: {}", hex::encode(&bytes));
+    println!("# time_ms\tbit\tled");
+    for (i, (b, l)) in bits.iter().zip(&levels).enumerate() {
+        let t = i as f64 * 1000.0 / f64::from(a.bps);
+        println!(
+            "{t:.1}\t{}\t{}",
+            u8::from(*b),
+            if *l { "on" } else { "off" }
+        );
+    }
+    println!("# levels: {level_str}");
+    Ok(())
+}
+
+fn led_decode(a: LedDecodeArgs) -> anyhow::Result<()> {
+    let levels = a
+        .levels
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '1' => Ok(true),
+            '0' => Ok(false),
+            other => bail!("level string may hold only 0 and 1, found {other:?}"),
+        })
+        .collect::<anyhow::Result<Vec<bool>>>()?;
+    let frame = led::find_frame(&led::nrzi_decode(&levels, false))?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    println!("ta_urn:     {}", text(&frame.ta_urn));
+    println!("dev_urn:    {}", text(&frame.dev_urn));
+    let otp = <[u8; 16]>::try_from(frame.otp.as_slice()).map(Otp::from_bytes);
+    let ds = <[u8; 32]>::try_from(frame.dev_secret.as_slice()).map(Key256::from_bytes);
+    match (otp, ds) {
+        (Ok(o), Ok(d)) => {
+            println!("otp:        {}", o.to_b64());
+            println!("dev_secret: {}", d.to_b64());
+        }
+        _ => bail!("frame's OTP or DevSecret has the wrong length"),
+    }
+    Ok(())
+}
+
+async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let range = UrnRange {
+        prefix: a.prefix,
+        first: a.first,
+        count: a.count,
+        width: a.width,
+    };
+    range.urns()?;
+    let http = reqwest::Client::new();
+    let pb = bar(u64::from(a.count), "registering box");
+    let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
+    let label =
+        bulk::create_box(&http, &a.ta, qr_base, &a.token, range, &a.out, || pb.inc(1)).await?;
+    pb.finish_with_message("box registered");
+    eprintln!(
+        "box label for {} devices written to {}",
+        label.range.count,
+        a.out.join("box-label.png").display()
+    );
+    Ok(())
+}
+
+async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
+    let label = BoxLabel::parse(&a.label)?;
+    let cont = ContUrl::parse(&a.conturl)?;
+    let n = bulk::bind_box(
+        &reqwest::Client::new(),
+        &label,
+        &cont,
+        a.device_label.as_deref(),
+    )
+    .await?;
+    eprintln!(
+        "bound {} devices to {cont}; {n} added to the Controller",
+        label.range.count
+    );
+    Ok(())
+}

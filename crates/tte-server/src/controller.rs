@@ -1,0 +1,223 @@
+//! The Controller: takes devices from introducers, sensor updates from devices, and shows both to
+//! its operator.
+//!
+//! | Method | Path | Who | Result |
+//! |---|---|---|---|
+//! | GET | `/.well-known/tte1/alive` | setup page (CORS `*`) | 200 |
+//! | PUT | `/.well-known/tte1/c/{DevURN}/k` | setup page (CORS) | 201 new, 200 same, 409 other secret |
+//! | PUT | `/.well-known/tte1/s/{DevURN}/v` | device: JWE(DevSecret){SenML} | 204, 403 bad JWE, 409 replay |
+//! | GET | `/devices`, `/devices/{DevURN}/readings` | operator (bearer token) | JSON |
+//!
+//! Who may add a device? The draft leaves the Controller open to the introducer's browser, so the
+//! add endpoint carries no credential; it is first-writer-wins (a second add with a different
+//! DevSecret is refused, an identical retry succeeds). A squatter who guesses a DevURN can block
+//! it but never read or forge its data, since the real device encrypts under the real DevSecret;
+//! the operator sees and can remove such entries. Deployments that want more set
+//! `allowed_origins` to their Transfer Agents' origins (browsers then refuse other pages' adds).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tte::api::AddDevice;
+use tte::senml::Pack;
+use tte::{jwe, Key256};
+
+use crate::http::{self, ApiError};
+use crate::store::{Added, ControllerStore, Recorded};
+
+/// Everything the Controller needs.
+#[derive(Clone)]
+pub struct Controller {
+    store: Arc<dyn ControllerStore>,
+    operator_token: Arc<str>,
+    allowed_origins: Option<Vec<HeaderValue>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Controller { .. }")
+    }
+}
+
+impl Controller {
+    /// A Controller over `store`; `/devices` requires `operator_token`.
+    pub fn new(store: Arc<dyn ControllerStore>, operator_token: &str) -> Self {
+        Self {
+            store,
+            operator_token: operator_token.into(),
+            allowed_origins: None,
+        }
+    }
+
+    /// Restricts which page origins may add devices (default: any).
+    pub fn with_allowed_origins(mut self, origins: Vec<HeaderValue>) -> Self {
+        self.allowed_origins = Some(origins);
+        self
+    }
+
+    /// The HTTP routes.
+    pub fn router(self) -> Router {
+        let origin = match &self.allowed_origins {
+            Some(list) => AllowOrigin::list(list.clone()),
+            None => AllowOrigin::any(),
+        };
+        let add_cors = CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::PUT])
+            .allow_headers([header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600));
+        let alive_cors = CorsLayer::new()
+            .allow_origin(AllowOrigin::any())
+            .allow_methods([Method::GET]);
+        Router::new()
+            .route("/.well-known/tte1/alive", get(alive).layer(alive_cors))
+            .route("/.well-known/tte1/c/{urn}/k", put(add).layer(add_cors))
+            .route("/.well-known/tte1/s/{urn}/v", put(sensor_update))
+            .route("/devices", get(devices))
+            .route("/devices/{urn}/readings", get(readings))
+            .fallback(http::not_found)
+            .layer(DefaultBodyLimit::max(http::MAX_BODY))
+            .layer(http::timeout_layer())
+            .with_state(self)
+    }
+}
+
+async fn alive() -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(serde_json::json!({"alive": true, "protocol": "tte1"})),
+    )
+        .into_response()
+}
+
+async fn add(
+    State(c): State<Controller>,
+    Path(urn): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let urn = http::urn(&urn)?;
+    let req: AddDevice = http::json(b)?;
+    let key = Key256::from_b64(&req.dev_secret)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_dev_secret", e.to_string()))?;
+    let label = req.label.filter(|l| !l.trim().is_empty());
+    if label.as_ref().is_some_and(|l| {
+        l.chars().count() > tte::api::MAX_LABEL_LEN || l.chars().any(char::is_control)
+    }) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_label",
+            format!(
+                "label must be at most {} printable characters",
+                tte::api::MAX_LABEL_LEN
+            ),
+        ));
+    }
+    let store = c.store.clone();
+    let u = urn.clone();
+    let added = tokio::task::spawn_blocking(move || {
+        store.add_device(&u, &key, label.as_deref(), http::now_secs())
+    })
+    .await??;
+    match added {
+        Added::New => Ok(StatusCode::CREATED.into_response()),
+        Added::Same => Ok(StatusCode::OK.into_response()),
+        Added::Conflict => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "device_exists",
+            format!("device {urn} is already enrolled here with another secret"),
+        )),
+    }
+}
+
+async fn sensor_update(
+    State(c): State<Controller>,
+    Path(urn): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let urn = http::urn(&urn)?;
+    let body = http::body(b)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_jwe", "body is not UTF-8 text"))?;
+    let store = c.store.clone();
+    let u = urn.clone();
+    let Some(key) = tokio::task::spawn_blocking(move || store.device_key(&u)).await?? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        ));
+    };
+    let d = jwe::decrypt(&key, &urn, text).map_err(|e| match e {
+        jwe::JweError::Decrypt | jwe::JweError::WrongDevice { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "jwe_rejected", e.to_string())
+        }
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_jwe", e.to_string()),
+    })?;
+    let seq = d.header.seq.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_seq",
+            "sensor updates need a `seq` counter in the protected header",
+        )
+    })?;
+    let pack = Pack::from_json(&d.plaintext)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_senml", e.to_string()))?;
+    let readings = pack
+        .resolve(http::now_f64())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_senml", e.to_string()))?;
+    let store = c.store.clone();
+    let u = urn.clone();
+    match tokio::task::spawn_blocking(move || store.record(&u, seq, &readings)).await?? {
+        Recorded::Stored => Ok(StatusCode::NO_CONTENT.into_response()),
+        Recorded::Replay { last } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "replay",
+            format!("seq {seq} is not above the last accepted {last}"),
+        )),
+        Recorded::UnknownDevice => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        )),
+    }
+}
+
+async fn devices(State(c): State<Controller>, headers: HeaderMap) -> Result<Response, ApiError> {
+    http::require_bearer(&headers, &c.operator_token)?;
+    let store = c.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.devices()).await??;
+    Ok(Json(list).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct Limit {
+    limit: Option<u32>,
+}
+
+async fn readings(
+    State(c): State<Controller>,
+    Path(urn): Path<String>,
+    Query(q): Query<Limit>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    http::require_bearer(&headers, &c.operator_token)?;
+    let urn = http::urn(&urn)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let store = c.store.clone();
+    let u = urn.clone();
+    match tokio::task::spawn_blocking(move || store.readings(&u, limit)).await?? {
+        Some(list) => Ok(Json(list).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        )),
+    }
+}

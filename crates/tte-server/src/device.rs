@@ -1,0 +1,234 @@
+//! The device side: on boot, ask the Transfer Agent for the Controller; then report SenML
+//! readings to it. A real device runs the same steps in C on a microcontroller; this client is
+//! what the tests, the load generator and the `xtt tte device` command use.
+//!
+//! # The XTT seam
+//!
+//! When the decrypted ContURL is `xtt://host:port`, the device's Controller is this project's XTT
+//! server: enrollment hands over to XTT identity provisioning instead of SenML-over-HTTP. That
+//! client lives in another crate, so this one only detects the case and calls an
+//! [`XttHandover`] the caller supplies ([`Enrollment::HandedToXtt`] tells which happened). The
+//! lead's CLI wiring passes its XTT client here; without one, `device fetch` reports the
+//! endpoint and stops.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use tte::senml::{self, Pack};
+use tte::{jwe, ContUrl, DevUrn, Key256, Otp};
+
+/// What is flashed into one device at manufacture (the `manufacture` command writes this file).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSecrets {
+    /// The DevURN.
+    pub urn: DevUrn,
+    /// Base URL of the Transfer Agent, e.g. `https://ta.example`.
+    pub ta: String,
+    /// base64url TaSecret.
+    pub ta_secret: String,
+    /// base64url DevSecret.
+    pub dev_secret: String,
+    /// base64url OTP (also in the QR code).
+    pub otp: String,
+    /// The QR code's URL.
+    pub setup_url: String,
+}
+
+impl std::fmt::Debug for DeviceSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceSecrets")
+            .field("urn", &self.urn)
+            .field("ta", &self.ta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DeviceSecrets {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.ta_secret);
+        zeroize::Zeroize::zeroize(&mut self.dev_secret);
+        zeroize::Zeroize::zeroize(&mut self.otp);
+        zeroize::Zeroize::zeroize(&mut self.setup_url);
+    }
+}
+
+/// Why the device could not enroll or report.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Network or HTTP failure.
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server answered with an error.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// Requested URL.
+        url: String,
+        /// HTTP status.
+        status: reqwest::StatusCode,
+        /// Response body.
+        body: String,
+    },
+    /// The Transfer Agent's answer did not authenticate under TaSecret.
+    #[error("Transfer Agent response rejected: {0}")]
+    Jwe(#[from] jwe::JweError),
+    /// The decrypted ContURL is unusable.
+    #[error("Controller URL from the Transfer Agent is invalid: {0}")]
+    ContUrl(#[from] tte::conturl::ContUrlError),
+    /// A secret in the secrets file is malformed.
+    #[error("secrets file: {0}")]
+    Secret(#[from] tte::secret::SecretError),
+    /// The Controller speaks CoAP or XTT, not HTTP.
+    #[error("Controller {0} does not take SenML over HTTP(S)")]
+    NotHttp(String),
+    /// The XTT hand-over failed.
+    #[error("XTT provisioning: {0}")]
+    Xtt(String),
+}
+
+/// Hook into XTT identity provisioning for `xtt://host:port` Controllers.
+pub trait XttHandover: Send + Sync {
+    /// Runs XTT provisioning of `device` against `host:port`.
+    fn provision<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        device: &'a DeviceSecrets,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// Outcome of [`DeviceClient::enroll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrollment {
+    /// No Controller bound yet (404): try again later.
+    NotBound,
+    /// An HTTP/CoAP Controller to report to.
+    Controller(ContUrl),
+    /// `xtt://` Controller, handed to the XTT hook which succeeded.
+    HandedToXtt(ContUrl),
+    /// `xtt://` Controller, but no XTT hook was supplied.
+    XttPending(ContUrl),
+}
+
+/// A device's HTTP client.
+#[derive(Debug, Clone)]
+pub struct DeviceClient {
+    http: reqwest::Client,
+    secrets: DeviceSecrets,
+    urn: DevUrn,
+    ta_secret: Key256,
+    dev_secret: Key256,
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, DeviceError> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let url = resp.url().to_string();
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    Err(DeviceError::Status { url, status, body })
+}
+
+impl DeviceClient {
+    /// A client for the device described by `secrets`.
+    pub fn new(secrets: DeviceSecrets) -> Result<Self, DeviceError> {
+        let ta_secret = Key256::from_b64(&secrets.ta_secret)?;
+        let dev_secret = Key256::from_b64(&secrets.dev_secret)?;
+        Otp::from_b64(&secrets.otp)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()?;
+        Ok(Self {
+            urn: secrets.urn.clone(),
+            http,
+            secrets,
+            ta_secret,
+            dev_secret,
+        })
+    }
+
+    /// The device's secrets.
+    pub fn secrets(&self) -> &DeviceSecrets {
+        &self.secrets
+    }
+
+    /// Asks the Transfer Agent for the Controller and authenticates the answer under TaSecret.
+    pub async fn fetch_controller(&self) -> Result<Option<ContUrl>, DeviceError> {
+        let url = format!(
+            "{}/.well-known/tte1/{}/c",
+            self.secrets.ta.trim_end_matches('/'),
+            self.urn
+        );
+        let resp = self.http.get(&url).send().await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = check(resp).await?.text().await?;
+        let d = jwe::decrypt(&self.ta_secret, &self.urn, &body)?;
+        let text = String::from_utf8(d.plaintext)
+            .map_err(|_| tte::conturl::ContUrlError::Parse("not UTF-8".into()))?;
+        Ok(Some(ContUrl::parse(&text)?))
+    }
+
+    /// First-boot enrollment: fetch the Controller and, for `xtt://`, hand over to XTT.
+    pub async fn enroll(&self, xtt: Option<&dyn XttHandover>) -> Result<Enrollment, DeviceError> {
+        let Some(cont) = self.fetch_controller().await? else {
+            return Ok(Enrollment::NotBound);
+        };
+        let Some((host, port)) = cont.xtt_endpoint() else {
+            return Ok(Enrollment::Controller(cont));
+        };
+        match xtt {
+            Some(h) => {
+                h.provision(&host, port, &self.secrets)
+                    .await
+                    .map_err(DeviceError::Xtt)?;
+                Ok(Enrollment::HandedToXtt(cont))
+            }
+            None => Ok(Enrollment::XttPending(cont)),
+        }
+    }
+
+    /// Builds the encrypted body of a sensor update (exposed for tests and load generation).
+    pub fn seal_update(&self, pack: &Pack, seq: u64) -> String {
+        jwe::encrypt(
+            &self.dev_secret,
+            &self.urn,
+            Some(seq),
+            Some(senml::MEDIA_TYPE),
+            &pack.to_json(),
+            &mut OsRng,
+        )
+    }
+
+    /// The URL sensor updates go to.
+    pub fn update_url(&self, cont: &ContUrl) -> Result<String, DeviceError> {
+        cont.well_known(&format!("s/{}/v", self.urn))
+            .ok_or_else(|| DeviceError::NotHttp(cont.to_string()))
+    }
+
+    /// Sends `pack` to the Controller with counter `seq`.
+    pub async fn report(&self, cont: &ContUrl, pack: &Pack, seq: u64) -> Result<(), DeviceError> {
+        let url = self.update_url(cont)?;
+        let body = self.seal_update(pack, seq);
+        let resp = self
+            .http
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, jwe::MEDIA_TYPE)
+            .body(body)
+            .send()
+            .await?;
+        check(resp).await?;
+        Ok(())
+    }
+}
+
+/// A counter that only grows while the clock does: microseconds since the Unix epoch.
+pub fn clock_seq() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

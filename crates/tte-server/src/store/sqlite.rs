@@ -1,0 +1,529 @@
+//! SQLite stores: one file per service, WAL journal, `synchronous=FULL`, `BEGIN IMMEDIATE`
+//! transactions (the write lock is taken before the checks, so check-then-write is atomic even
+//! across processes sharing the file).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tte::api::{DeviceInfo, StoredReading};
+use tte::senml::{Reading, Value};
+use tte::{DevUrn, Key256};
+
+use super::{
+    Added, BindOutcome, ControllerStore, Created, Recorded, StoreError, TaDeviceState, TaStore,
+};
+
+fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
+    create_private(path)?;
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}
+
+/// The databases hold secrets (TaSecrets, DevSecrets): owner-only. The file is created 0600
+/// before SQLite opens it, because SQLite gives its `-wal` and `-shm` files the database file's
+/// mode; an existing database (and its side files) is tightened to 0600 as well.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+fn key_from(blob: Vec<u8>) -> Result<Key256, StoreError> {
+    <[u8; 32]>::try_from(blob.as_slice())
+        .map(Key256::from_bytes)
+        .map_err(|_| StoreError("stored key has the wrong length".into()))
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave a half-done transaction (it rolls back on
+    // drop), so the connection stays usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const TA_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ta_device (
+    urn        TEXT PRIMARY KEY,
+    otp_hash   BLOB NOT NULL,
+    ta_secret  BLOB NOT NULL,
+    conturl    TEXT,
+    created_at INTEGER NOT NULL,
+    bound_at   INTEGER
+);";
+
+/// The Transfer Agent's SQLite store.
+#[derive(Debug)]
+pub struct SqliteTaStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteTaStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: Mutex::new(open(path, TA_SCHEMA)?),
+        })
+    }
+}
+
+impl TaStore for SqliteTaStore {
+    fn create_device(
+        &self,
+        urn: &DevUrn,
+        otp_hash: &[u8; 32],
+        ta_secret: &Key256,
+        now: i64,
+    ) -> Result<Created, StoreError> {
+        let c = lock(&self.conn);
+        let n = c.execute(
+            "INSERT INTO ta_device (urn, otp_hash, ta_secret, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(urn) DO NOTHING",
+            params![urn.as_str(), &otp_hash[..], &ta_secret.as_bytes()[..], now],
+        )?;
+        Ok(if n == 1 {
+            Created::New
+        } else {
+            Created::Exists
+        })
+    }
+
+    fn device_state(&self, urn: &DevUrn) -> Result<Option<TaDeviceState>, StoreError> {
+        let c = lock(&self.conn);
+        Ok(c.query_row(
+            "SELECT otp_hash, conturl IS NOT NULL FROM ta_device WHERE urn = ?1",
+            [urn.as_str()],
+            |r| {
+                Ok(TaDeviceState {
+                    otp_hash: r.get(0)?,
+                    bound: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+    }
+
+    fn bind(
+        &self,
+        urns: &[DevUrn],
+        otp_ok: &(dyn Fn(&DevUrn, &[u8]) -> bool + Sync),
+        conturl: &str,
+        now: i64,
+    ) -> Result<BindOutcome, StoreError> {
+        let mut c = lock(&self.conn);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for urn in urns {
+            let row: Option<(Vec<u8>, bool)> = tx
+                .query_row(
+                    "SELECT otp_hash, conturl IS NOT NULL FROM ta_device WHERE urn = ?1",
+                    [urn.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((hash, bound)) = row else {
+                return Ok(BindOutcome::NotFound(urn.clone()));
+            };
+            // Check the OTP before revealing whether it was used: someone without the OTP
+            // learns nothing about the device's state.
+            if !otp_ok(urn, &hash) {
+                return Ok(BindOutcome::WrongOtp(urn.clone()));
+            }
+            if bound {
+                return Ok(BindOutcome::AlreadyBound(urn.clone()));
+            }
+            // The `conturl IS NULL` guard makes the update itself single-use as well.
+            let n = tx.execute(
+                "UPDATE ta_device SET conturl = ?2, bound_at = ?3 WHERE urn = ?1 AND conturl IS NULL",
+                params![urn.as_str(), conturl, now],
+            )?;
+            if n != 1 {
+                return Ok(BindOutcome::AlreadyBound(urn.clone()));
+            }
+        }
+        tx.commit()?;
+        Ok(BindOutcome::Bound)
+    }
+
+    fn fetch(&self, urn: &DevUrn) -> Result<Option<(Key256, Option<String>)>, StoreError> {
+        let c = lock(&self.conn);
+        let row: Option<(Vec<u8>, Option<String>)> = c
+            .query_row(
+                "SELECT ta_secret, conturl FROM ta_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(k, u)| Ok((key_from(k)?, u))).transpose()
+    }
+}
+
+const CONTROLLER_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS c_device (
+    urn        TEXT PRIMARY KEY,
+    dev_secret BLOB NOT NULL,
+    label      TEXT,
+    added_at   INTEGER NOT NULL,
+    last_seq   INTEGER
+);
+CREATE TABLE IF NOT EXISTS c_reading (
+    id     INTEGER PRIMARY KEY,
+    urn    TEXT NOT NULL REFERENCES c_device(urn),
+    seq    INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    unit   TEXT,
+    value  TEXT NOT NULL,
+    time   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS c_reading_urn ON c_reading(urn, id);";
+
+/// The Controller's SQLite store.
+///
+/// Sensor updates use group commit: a caller queues its update, then takes the connection; if a
+/// previous holder already committed its update it just collects the result, otherwise it
+/// commits everything queued so far in one transaction (one fsync for many updates). Replay
+/// checks run inside that transaction, in queue order, so they are exactly as strict as with one
+/// transaction per update; every caller still returns only after its update is durable.
+#[derive(Debug)]
+pub struct SqliteControllerStore {
+    conn: Mutex<Connection>,
+    queue: Mutex<Vec<PendingUpdate>>,
+}
+
+#[derive(Debug)]
+struct PendingUpdate {
+    urn: DevUrn,
+    seq: u64,
+    readings: Vec<Reading>,
+    reply: std::sync::mpsc::SyncSender<Result<Recorded, String>>,
+}
+
+impl SqliteControllerStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: Mutex::new(open(path, CONTROLLER_SCHEMA)?),
+            queue: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Commits `batch` in one transaction; returns each update's outcome in order.
+    fn commit_batch(
+        conn: &mut Connection,
+        batch: &[PendingUpdate],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for u in batch {
+            out.push(Self::record_in(&tx, &u.urn, u.seq, &u.readings)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn record_in(
+        tx: &rusqlite::Transaction<'_>,
+        urn: &DevUrn,
+        seq: u64,
+        readings: &[Reading],
+    ) -> Result<Recorded, StoreError> {
+        let last: Option<Option<i64>> = tx
+            .query_row(
+                "SELECT last_seq FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(last) = last else {
+            return Ok(Recorded::UnknownDevice);
+        };
+        if let Some(last) = last.map(seq_from_sql) {
+            if seq <= last {
+                return Ok(Recorded::Replay { last });
+            }
+        }
+        tx.execute(
+            "UPDATE c_device SET last_seq = ?2 WHERE urn = ?1",
+            params![urn.as_str(), seq_to_sql(seq)],
+        )?;
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO c_reading (urn, seq, name, unit, value, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for r in readings {
+            let value = serde_json::to_string(&r.value).map_err(|e| StoreError(e.to_string()))?;
+            ins.execute(params![
+                urn.as_str(),
+                seq_to_sql(seq),
+                r.name,
+                r.unit,
+                value,
+                r.time
+            ])?;
+        }
+        Ok(Recorded::Stored)
+    }
+}
+
+/// SQLite integers are signed; counters are stored as their two's-complement bit pattern.
+fn seq_to_sql(s: u64) -> i64 {
+    i64::from_ne_bytes(s.to_ne_bytes())
+}
+fn seq_from_sql(s: i64) -> u64 {
+    u64::from_ne_bytes(s.to_ne_bytes())
+}
+
+impl ControllerStore for SqliteControllerStore {
+    fn add_device(
+        &self,
+        urn: &DevUrn,
+        dev_secret: &Key256,
+        label: Option<&str>,
+        now: i64,
+    ) -> Result<Added, StoreError> {
+        let mut c = lock(&self.conn);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT dev_secret FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let out = match existing {
+            Some(k) => {
+                if key_from(k)? == *dev_secret {
+                    Added::Same
+                } else {
+                    Added::Conflict
+                }
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO c_device (urn, dev_secret, label, added_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![urn.as_str(), &dev_secret.as_bytes()[..], label, now],
+                )?;
+                Added::New
+            }
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn device_key(&self, urn: &DevUrn) -> Result<Option<Key256>, StoreError> {
+        let c = lock(&self.conn);
+        let k: Option<Vec<u8>> = c
+            .query_row(
+                "SELECT dev_secret FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        k.map(key_from).transpose()
+    }
+
+    fn record(&self, urn: &DevUrn, seq: u64, readings: &[Reading]) -> Result<Recorded, StoreError> {
+        let (reply, result) = std::sync::mpsc::sync_channel(1);
+        let pending = PendingUpdate {
+            urn: urn.clone(),
+            seq,
+            readings: readings.to_vec(),
+            reply,
+        };
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pending);
+        let mut conn = lock(&self.conn);
+        // While we waited for the connection, its previous holder may have committed ours.
+        if let Ok(r) = result.try_recv() {
+            return r.map_err(StoreError);
+        }
+        let batch = std::mem::take(
+            &mut *self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        match Self::commit_batch(&mut conn, &batch) {
+            Ok(outcomes) => {
+                for (p, o) in batch.iter().zip(outcomes) {
+                    let _ = p.reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                for p in &batch {
+                    let _ = p.reply.send(Err(e.0.clone()));
+                }
+            }
+        }
+        drop(conn);
+        // Our own update was in the batch we just committed (it was queued before we locked).
+        result
+            .recv()
+            .map_err(|_| StoreError("update was lost from the commit queue".into()))?
+            .map_err(StoreError)
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
+        let c = lock(&self.conn);
+        let mut st = c.prepare(
+            "SELECT d.urn, d.label, d.added_at, d.last_seq,
+                    (SELECT COUNT(*) FROM c_reading r WHERE r.urn = d.urn)
+             FROM c_device d ORDER BY d.urn",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DeviceInfo {
+                urn: r.get(0)?,
+                label: r.get(1)?,
+                added: r.get(2)?,
+                last_seq: r.get::<_, Option<i64>>(3)?.map(seq_from_sql),
+                readings: r.get::<_, i64>(4)?.unsigned_abs(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn readings(&self, urn: &DevUrn, limit: u32) -> Result<Option<Vec<StoredReading>>, StoreError> {
+        let c = lock(&self.conn);
+        let known: Option<i64> = c
+            .query_row(
+                "SELECT 1 FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let mut st = c.prepare(
+            "SELECT seq, name, unit, value, time FROM
+               (SELECT id, seq, name, unit, value, time FROM c_reading WHERE urn = ?1
+                ORDER BY id DESC LIMIT ?2)
+             ORDER BY id",
+        )?;
+        let rows = st.query_map(params![urn.as_str(), limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, name, unit, value, time) = row?;
+            let value: Value =
+                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
+            out.push(StoredReading {
+                seq: seq_from_sql(seq),
+                reading: Reading {
+                    name,
+                    unit,
+                    value,
+                    time,
+                },
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tte::senml::Value;
+
+    fn reading() -> Vec<Reading> {
+        vec![Reading {
+            name: "t".into(),
+            unit: None,
+            value: Value::Number(1.0),
+            time: 0.0,
+        }]
+    }
+
+    /// Group commit under contention: two threads per device race the same counters; each
+    /// counter is stored at most once, every `Stored` answer is in the database, and the last
+    /// counter wins.
+    #[test]
+    fn group_commit_keeps_replay_checks_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteControllerStore::open(&dir.path().join("c.sqlite")).unwrap());
+        let urns: Vec<DevUrn> = (0..4)
+            .map(|i| DevUrn::parse(&format!("urn:dev:test:{i}")).unwrap())
+            .collect();
+        for u in &urns {
+            assert_eq!(
+                store
+                    .add_device(u, &Key256::from_bytes([1; 32]), None, 0)
+                    .unwrap(),
+                Added::New
+            );
+        }
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (store, urn) = (store.clone(), urns[t % 4].clone());
+                std::thread::spawn(move || {
+                    let mut stored = Vec::new();
+                    for seq in 1..=40u64 {
+                        if store.record(&urn, seq, &reading()).unwrap() == Recorded::Stored {
+                            stored.push(seq);
+                        }
+                    }
+                    (urn, stored)
+                })
+            })
+            .collect();
+        let mut per_device: std::collections::HashMap<DevUrn, Vec<u64>> = Default::default();
+        for t in threads {
+            let (u, s) = t.join().unwrap();
+            per_device.entry(u).or_default().extend(s);
+        }
+        let devices = store.devices().unwrap();
+        for u in &urns {
+            let mut s = per_device.remove(u).unwrap_or_default();
+            let n = s.len();
+            s.sort_unstable();
+            s.dedup();
+            assert_eq!(s.len(), n, "a counter was accepted twice for {u}");
+            let d = devices.iter().find(|d| d.urn == u.as_str()).unwrap();
+            assert_eq!(d.readings, n as u64);
+            assert_eq!(d.last_seq, Some(40));
+        }
+        let unknown = DevUrn::parse("urn:dev:test:none").unwrap();
+        assert_eq!(
+            store.record(&unknown, 1, &reading()).unwrap(),
+            Recorded::UnknownDevice
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The setup page in a real headless Chromium (Debian's `chromium` + `chromium-driver`), driven
+//! over the W3C WebDriver protocol: the test types the Controller URL and label and submits;
+//! the page's alive check, bind (same origin) and add (cross-origin, CORS preflight) must all
+//! really happen. Fails, not skips, when chromedriver or chromium is missing.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tte::api::DeviceInfo;
+use tte_server::device::{DeviceClient, Enrollment};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // End the browser session even when the test failed (otherwise Chromium outlives
+        // chromedriver): a plain blocking DELETE, since Drop cannot await.
+        if !self.session.is_empty() {
+            use std::io::{Read as _, Write as _};
+            let host = self.base.trim_start_matches("http://").to_owned();
+            if let Ok(mut s) = std::net::TcpStream::connect(&host) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    s,
+                    "DELETE /session/{} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn chromium_binary() -> String {
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("chromium is not installed (Debian package `chromium`; scripts/test.sh installs it)");
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed (Debian package `chromium-driver`)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium_binary(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--no-first-run", "--window-size=480,900"]
+            }
+        }}});
+        let mut d = Self {
+            child,
+            base,
+            http,
+            session: String::new(),
+        };
+        let v = d.call(reqwest::Method::POST, "/session", caps).await;
+        d.session = v["sessionId"].as_str().expect("no session id").to_owned();
+        d
+    }
+
+    async fn call(&self, m: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let mut req = self.http.request(m.clone(), url);
+        if m == reqwest::Method::POST {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert!(v["value"]["error"].is_null(), "WebDriver error: {v}");
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        v[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    async fn clear(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{e}/text"),
+            Value::Null,
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+    }
+
+    async fn wait_text(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = self.text(css).await;
+            if !t.is_empty() {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {css}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let v = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_page_enrolls_a_device_in_headless_chromium() {
+    let s = common::start().await;
+    let http = reqwest::Client::new();
+    let dev = tte_server::manufacture::manufacture_one(
+        &http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        &s.out(),
+    )
+    .await
+    .unwrap();
+    let d = Driver::start().await;
+
+    // The QR code's URL, exactly as a phone camera would open it.
+    d.goto(&dev.setup_url).await;
+    assert!(d.wait_text("#state").await.contains("Scan accepted"));
+
+    // A Controller that does not answer: the page stops before binding, so the OTP stays usable.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    d.type_into("#conturl", &dead).await;
+    d.click("#submit").await;
+    let result = d.wait_text("#result").await;
+    assert_eq!(
+        result,
+        "The Controller did not answer. Check the URL; nothing was changed."
+    );
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    assert_eq!(client.enroll(None).await.unwrap(), Enrollment::NotBound);
+
+    d.clear("#conturl").await;
+    d.type_into("#conturl", &s.ctl).await;
+    d.type_into("#label", "Greenhouse north").await;
+    d.click("#submit").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut result = d.wait_text("#result").await;
+    while result.starts_with("The Controller did not answer") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = d.wait_text("#result").await;
+    }
+    if let Ok(dir) = std::env::var("TTE_SCREENSHOT_DIR") {
+        d.screenshot(&std::path::Path::new(&dir).join("setup-page-done.png"))
+            .await;
+    }
+    assert_eq!(
+        result,
+        "Device enrolled. It will contact its Controller when it next starts.",
+        "steps: {}",
+        d.text("#steps").await
+    );
+
+    // The bind really reached the TA, and the add (cross-origin) really reached the Controller.
+    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
+        panic!("TA has no Controller")
+    };
+    let list: Vec<DeviceInfo> = http
+        .get(format!("{}/devices", s.ctl))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].urn, dev.urn.as_str());
+    assert_eq!(list[0].label.as_deref(), Some("Greenhouse north"));
+    // The DevSecret the browser delivered is the one the device has: its report is accepted.
+    let pack = tte::senml::Pack(vec![tte::senml::Record {
+        n: Some("t".into()),
+        v: Some(1.0),
+        ..Default::default()
+    }]);
+    client.report(&cont, &pack, 1).await.unwrap();
+
+    // Opening the same code again: the page says the OTP is spent.
+    d.goto(&dev.setup_url).await;
+    assert!(d.wait_text("#state").await.contains("already used"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_page_binds_an_xtt_controller_and_shows_the_secret_for_manual_entry() {
+    let s = common::start().await;
+    let http = reqwest::Client::new();
+    let dev = tte_server::manufacture::manufacture_one(
+        &http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        &s.out(),
+    )
+    .await
+    .unwrap();
+    let d = Driver::start().await;
+    d.goto(&dev.setup_url).await;
+    assert!(d.wait_text("#state").await.contains("Scan accepted"));
+    d.type_into("#conturl", "xtt://127.0.0.1:4444").await;
+    d.click("#submit").await;
+    assert_eq!(
+        d.wait_text("#result").await,
+        "Bound. Give the device secret below to your Controller."
+    );
+    // The secret shown is the one from the QR fragment (the TA never saw it).
+    d.click("#manual summary").await;
+    assert_eq!(d.text("#secret").await, dev.dev_secret);
+    let client = DeviceClient::new(dev).unwrap();
+    let got = client.enroll(None).await.unwrap();
+    assert!(
+        matches!(got, Enrollment::XttPending(ref c) if c.xtt_endpoint() == Some(("127.0.0.1".into(), 4444))),
+        "{got:?}"
+    );
+}

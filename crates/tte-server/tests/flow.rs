@@ -1,0 +1,606 @@
+//! The whole enrollment over real sockets, and every rejection the issue lists.
+
+mod common;
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tte::api::{DeviceInfo, StoredReading};
+use tte::senml::{Pack, Record};
+use tte::{jwe, ContUrl, DevUrn, Key256, SetupUrl};
+use tte_server::device::{DeviceClient, DeviceSecrets, Enrollment};
+use tte_server::manufacture;
+
+async fn make_device(s: &common::Stack) -> DeviceSecrets {
+    manufacture::manufacture_one(
+        &reqwest::Client::new(),
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        &s.out(),
+    )
+    .await
+    .unwrap()
+}
+
+fn bind_url(s: &common::Stack, urn: &DevUrn) -> String {
+    format!("{}/.well-known/tte1/d/{urn}/c", s.ta)
+}
+
+fn one_reading(urn: &DevUrn, v: f64) -> Pack {
+    Pack(vec![Record {
+        bn: Some(format!("{urn}:")),
+        n: Some("temp".into()),
+        u: Some("Cel".into()),
+        v: Some(v),
+        ..Default::default()
+    }])
+}
+
+async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
+    let st = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        st,
+        v["error"].as_str().unwrap_or("<no json error>").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
+    let s = common::start().await;
+    let http = reqwest::Client::new();
+    let dev = make_device(&s).await;
+    let client = DeviceClient::new(dev.clone()).unwrap();
+
+    // Files on disk: secrets 0600, QR PNG + SVG.
+    let stem = dev.urn.file_stem();
+    let meta = std::fs::metadata(s.out().join(format!("{stem}.json"))).unwrap();
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    assert!(s.out().join(format!("{stem}.png")).exists());
+    assert!(std::fs::read_to_string(s.out().join(format!("{stem}.svg")))
+        .unwrap()
+        .contains("<svg"));
+
+    // Before any bind the device is told "not yet".
+    assert_eq!(client.enroll(None).await.unwrap(), Enrollment::NotBound);
+
+    // Scan: the QR URL parses, and its fragment (DevSecret) is not what reaches the server.
+    let scanned = SetupUrl::parse(&dev.setup_url).unwrap();
+    assert_eq!(scanned.urn, dev.urn);
+    let page_url = dev.setup_url.split('#').next().unwrap();
+    let page = http.get(page_url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"data-state="ready""#), "{html}");
+    assert!(html.contains(dev.urn.as_str()));
+    // The /d/ alias serves the same page.
+    let alias = page_url.replace("/.well-known/tte1/", "/.well-known/tte1/d/");
+    assert_eq!(
+        http.get(&alias).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Alive, with CORS for any origin.
+    let alive = http
+        .get(format!("{}/.well-known/tte1/alive", s.ctl))
+        .header("Origin", "http://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), StatusCode::OK);
+    assert_eq!(alive.headers()["access-control-allow-origin"], "*");
+
+    // Bind at the TA, add at the Controller (with the preflight a browser would send).
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let add_url = format!("{}/.well-known/tte1/c/{}/k", s.ctl, dev.urn);
+    let pre = http
+        .request(reqwest::Method::OPTIONS, &add_url)
+        .header("Origin", s.ta.clone())
+        .header("Access-Control-Request-Method", "PUT")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success());
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    let r = http
+        .put(&add_url)
+        .json(&json!({"devSecret": scanned.dev_secret.to_b64(), "label": "Kitchen"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The page now reports the OTP as used.
+    let again = http.get(page_url).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains(r#"data-state="used""#));
+
+    // Device: fetch + decrypt, report twice.
+    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
+        panic!("not bound")
+    };
+    assert_eq!(cont, ContUrl::parse(&s.ctl).unwrap());
+    client
+        .report(&cont, &one_reading(&dev.urn, 21.5), 1)
+        .await
+        .unwrap();
+    client
+        .report(&cont, &one_reading(&dev.urn, 22.0), 2)
+        .await
+        .unwrap();
+
+    // Operator view.
+    let list: Vec<DeviceInfo> = http
+        .get(format!("{}/devices", s.ctl))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].urn, dev.urn.as_str());
+    assert_eq!(list[0].label.as_deref(), Some("Kitchen"));
+    assert_eq!((list[0].last_seq, list[0].readings), (Some(2), 2));
+    let readings: Vec<StoredReading> = http
+        .get(format!("{}/devices/{}/readings", s.ctl, dev.urn))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let values: Vec<_> = readings
+        .iter()
+        .map(|r| (r.seq, r.reading.value.clone()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (1, tte::senml::Value::Number(21.5)),
+            (2, tte::senml::Value::Number(22.0))
+        ]
+    );
+    assert_eq!(readings[0].reading.name, format!("{}:temp", dev.urn));
+    let unauth = http
+        .get(format!("{}/devices", s.ctl))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(unauth).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+}
+
+#[tokio::test]
+async fn otp_is_single_use_under_50_racing_binds() {
+    let s = common::start().await;
+    let dev = make_device(&s).await;
+    let http = reqwest::Client::new();
+    let url = Arc::new(bind_url(&s, &dev.urn));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let (http, url, otp) = (http.clone(), url.clone(), dev.otp.clone());
+        set.spawn(async move {
+            http.put(url.as_str())
+                .json(&json!({"otp": otp, "conturl": format!("https://controller-{i}.example")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(r) = set.join_next().await {
+        statuses.push(r.unwrap());
+    }
+    let wins = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::NO_CONTENT)
+        .count();
+    let used = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((wins, used), (1, 49), "{statuses:?}");
+    // And later, sequentially, too.
+    let r = http
+        .put(url.as_str())
+        .json(&json!({"otp": dev.otp, "conturl": "https://x.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::CONFLICT, "otp_used".into())
+    );
+}
+
+#[tokio::test]
+async fn rejections() {
+    let s = common::start().await;
+    let http = reqwest::Client::new();
+    let dev = make_device(&s).await;
+    let other = make_device(&s).await;
+
+    // Manufacturer API: token required, duplicate is 409.
+    let create = format!("{}/.well-known/tte1/d/{}", s.ta, dev.urn);
+    let body = json!({"otp": dev.otp, "taSecret": dev.ta_secret});
+    let r = http.post(&create).json(&body).send().await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let r = http
+        .post(&create)
+        .bearer_auth(common::MANUFACTURER_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "exists".into()));
+
+    // Fetch before bind: 404; unknown device: 404.
+    let fetch = format!("{}/.well-known/tte1/{}/c", s.ta, dev.urn);
+    assert_eq!(
+        error_code(http.get(&fetch).send().await.unwrap()).await,
+        (StatusCode::NOT_FOUND, "not_bound".into())
+    );
+    let r = http
+        .get(format!(
+            "{}/.well-known/tte1/urn:dev:mac:000000000000/c",
+            s.ta
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Wrong OTP (another device's) and malformed input.
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .json(&json!({"otp": other.otp, "conturl": s.ctl}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "wrong_otp".into())
+    );
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .json(&json!({"otp": dev.otp, "conturl": "ftp://x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "bad_conturl".into())
+    );
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "bad_json".into())
+    );
+    let r = http
+        .get(format!("{}/.well-known/tte1/urn:bad%2Fslash/c", s.ta))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = http
+        .get(format!(
+            "{}/.well-known/tte1/{}/s?otp={}",
+            s.ta, dev.urn, other.otp
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-state="bad-otp""#));
+
+    // Oversized bodies: 413 with the JSON error shape, on both services.
+    let big = "x".repeat(tte_server::http::MAX_BODY + 1);
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
+    );
+    let r = http
+        .put(format!("{}/.well-known/tte1/s/{}/v", s.ctl, dev.urn))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
+    );
+
+    // Bind and add properly, then attack the sensor endpoint.
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let add = |urn: &DevUrn, secret: &str| {
+        http.put(format!("{}/.well-known/tte1/c/{urn}/k", s.ctl))
+            .json(&json!({"devSecret": secret}))
+            .send()
+    };
+    assert_eq!(
+        add(&dev.urn, &dev.dev_secret).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        add(&dev.urn, &dev.dev_secret).await.unwrap().status(),
+        StatusCode::OK,
+        "identical retry"
+    );
+    let r = add(&dev.urn, &other.dev_secret).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::CONFLICT, "device_exists".into())
+    );
+    assert_eq!(
+        add(&other.urn, &other.dev_secret).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    let cont = client.fetch_controller().await.unwrap().unwrap();
+    let put = |urn: &DevUrn, body: String| {
+        http.put(format!("{}/.well-known/tte1/s/{urn}/v", s.ctl))
+            .header("content-type", jwe::MEDIA_TYPE)
+            .body(body)
+            .send()
+    };
+    let good = client.seal_update(&one_reading(&dev.urn, 1.0), 10);
+
+    // Tampered ciphertext: one character of the ciphertext part changed.
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let c = parts[3].remove(0);
+    parts[3].insert(0, if c == 'A' { 'B' } else { 'A' });
+    let r = put(&dev.urn, parts.join(".")).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "jwe_rejected".into())
+    );
+
+    // Wrong AAD: a JWE sealed under this device's key but labelled (kid) for another DevURN,
+    // and the same JWE sent to another device's path.
+    let dkey = Key256::from_b64(&dev.dev_secret).unwrap();
+    let mislabelled = jwe::encrypt(
+        &dkey,
+        &other.urn,
+        Some(11),
+        None,
+        &one_reading(&dev.urn, 1.0).to_json(),
+        &mut rand_core::OsRng,
+    );
+    let r = put(&other.urn, mislabelled).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "jwe_rejected".into())
+    );
+    let r = put(&other.urn, good.clone()).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "jwe_rejected".into())
+    );
+
+    // The good one is accepted once; replaying it, or an older counter, is refused.
+    assert_eq!(
+        put(&dev.urn, good.clone()).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = put(&dev.urn, good).await.unwrap();
+    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "replay".into()));
+    let older = client.seal_update(&one_reading(&dev.urn, 2.0), 9);
+    let r = put(&dev.urn, older).await.unwrap();
+    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "replay".into()));
+    // No counter at all, invalid SenML.
+    let no_seq = jwe::encrypt(
+        &dkey,
+        &dev.urn,
+        None,
+        None,
+        &one_reading(&dev.urn, 1.0).to_json(),
+        &mut rand_core::OsRng,
+    );
+    assert_eq!(
+        error_code(put(&dev.urn, no_seq).await.unwrap()).await,
+        (StatusCode::BAD_REQUEST, "missing_seq".into())
+    );
+    let bad_senml = jwe::encrypt(
+        &dkey,
+        &dev.urn,
+        Some(20),
+        None,
+        b"[{\"v\":1}]",
+        &mut rand_core::OsRng,
+    );
+    assert_eq!(
+        error_code(put(&dev.urn, bad_senml).await.unwrap()).await,
+        (StatusCode::BAD_REQUEST, "bad_senml".into())
+    );
+    client
+        .report(&cont, &one_reading(&dev.urn, 3.0), 21)
+        .await
+        .unwrap();
+
+    // A TA response tampered in transit fails at the device.
+    let body = http.get(&fetch).send().await.unwrap().text().await.unwrap();
+    let tkey = Key256::from_b64(&dev.ta_secret).unwrap();
+    assert!(jwe::decrypt(&tkey, &dev.urn, &body).is_ok());
+    assert!(jwe::decrypt(&tkey, &other.urn, &body).is_err());
+    assert!(jwe::decrypt(
+        &Key256::from_b64(&other.ta_secret).unwrap(),
+        &dev.urn,
+        &body
+    )
+    .is_err());
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let s = common::start().await;
+    let dev = make_device(&s).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // A second process opening the same file sees the committed bind (WAL, committed before reply).
+    use tte_server::store::TaStore as _;
+    let reopened = tte_server::store::sqlite::SqliteTaStore::open(&s.ta_db()).unwrap();
+    // Database and WAL hold secrets: owner-only.
+    #[cfg(unix)]
+    for p in [s.ta_db(), s.ctl_db(), s.dir.path().join("ta.sqlite-wal")] {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+    }
+    let (_, conturl) = reopened.fetch(&dev.urn).unwrap().unwrap();
+    assert_eq!(
+        conturl.as_deref(),
+        Some(ContUrl::parse(&s.ctl).unwrap().as_str())
+    );
+}
+
+#[tokio::test]
+async fn bulk_box_binds_with_one_call() {
+    let s = common::start().await;
+    let http = reqwest::Client::new();
+    let range = tte::bulk::UrnRange {
+        prefix: "urn:dev:mac:90a2da00".into(),
+        first: 0x1a00,
+        count: 4,
+        width: 4,
+    };
+    let out = s.out().join("box");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut n = 0;
+    let label = tte_server::bulk::create_box(
+        &http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        range,
+        &out,
+        || n += 1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 4);
+    let parsed =
+        tte::bulk::BoxLabel::parse(&std::fs::read_to_string(out.join("box-label.txt")).unwrap())
+            .unwrap();
+    assert_eq!(parsed, label);
+    // A label with the wrong master binds nothing.
+    let mut forged = label.clone();
+    forged.otp_master = Key256::generate(&mut rand_core::OsRng);
+    let cont = ContUrl::parse(&s.ctl).unwrap();
+    assert!(tte_server::bulk::bind_box(&http, &forged, &cont, None)
+        .await
+        .is_err());
+    assert_eq!(
+        tte_server::bulk::bind_box(&http, &label, &cont, Some("box 1"))
+            .await
+            .unwrap(),
+        4
+    );
+    assert!(
+        tte_server::bulk::bind_box(&http, &label, &cont, None)
+            .await
+            .is_err(),
+        "second box bind"
+    );
+    // Every device of the box enrolls and reports.
+    for urn in label.range.urns().unwrap() {
+        let f = out.join(format!("{}.json", urn.file_stem()));
+        let secrets: DeviceSecrets = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        let c = DeviceClient::new(secrets).unwrap();
+        let Enrollment::Controller(got) = c.enroll(None).await.unwrap() else {
+            panic!("not bound")
+        };
+        c.report(&got, &one_reading(&urn, 5.0), 1).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn xtt_controller_is_handed_over() {
+    struct Recorder(std::sync::Mutex<Vec<(String, u16)>>);
+    impl tte_server::device::XttHandover for Recorder {
+        fn provision<'a>(
+            &'a self,
+            host: &'a str,
+            port: u16,
+            _device: &'a DeviceSecrets,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>
+        {
+            self.0.lock().unwrap().push((host.to_owned(), port));
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let s = common::start().await;
+    let dev = make_device(&s).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .put(bind_url(&s, &dev.urn))
+        .json(&json!({"otp": dev.otp, "conturl": "xtt://127.0.0.1:4444"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let c = DeviceClient::new(dev).unwrap();
+    assert!(matches!(
+        c.enroll(None).await.unwrap(),
+        Enrollment::XttPending(_)
+    ));
+    let rec = Recorder(Default::default());
+    assert!(matches!(
+        c.enroll(Some(&rec)).await.unwrap(),
+        Enrollment::HandedToXtt(_)
+    ));
+    assert_eq!(
+        rec.0.lock().unwrap().as_slice(),
+        [("127.0.0.1".to_owned(), 4444)]
+    );
+}
