@@ -20,9 +20,8 @@ const SERVER_WHAT: &str = "XTT server certificate";
 /// Reads and validates a root certificate (81 bytes, public key on the curve).
 pub fn read_root(path: &Path) -> Result<RootCertificate> {
     let bytes = fsio::read_exact::<ROOT_CERTIFICATE_LEN>(path, ROOT_WHAT)?;
-    RootCertificate::decode(&bytes).map_err(|_| {
-        Error::malformed(path, ROOT_WHAT, "the public key is not a valid P-256 point")
-    })
+    RootCertificate::decode(&bytes)
+        .map_err(|_| Error::malformed(path, ROOT_WHAT, "the public key is not a valid P-256 point"))
 }
 
 /// Writes a root certificate (0644).

@@ -30,10 +30,7 @@ pub fn encode(id: &ClientId) -> [u8; CLIENT_ID_FILE_LEN] {
 /// Parses the text form; the trailing NUL of the C file and a trailing newline (from a person
 /// writing the file by hand) are accepted.
 pub fn decode(bytes: &[u8]) -> std::result::Result<ClientId, String> {
-    let trimmed = bytes
-        .strip_suffix(b"\0")
-        .unwrap_or(bytes)
-        .trim_ascii_end();
+    let trimmed = bytes.strip_suffix(b"\0").unwrap_or(bytes).trim_ascii_end();
     let text = std::str::from_utf8(trimmed).map_err(|_| "not text".to_string())?;
     text.parse()
         .map_err(|_| format!("{text:?} is not XXXX:XXXX:XXXX:XXXX:XXXX:XXXX:XXXX:XXXX"))

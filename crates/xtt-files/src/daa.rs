@@ -74,7 +74,12 @@ pub fn write_group_id(path: &Path, gid: &GroupId, overwrite: Overwrite) -> Resul
 }
 
 /// Checks that a group id file agrees with SHA-256(gpk ‖ basename).
-pub fn check_group_id(path: &Path, stored: &GroupId, gpk: &GroupPublicKey, basename: &[u8]) -> Result<()> {
+pub fn check_group_id(
+    path: &Path,
+    stored: &GroupId,
+    gpk: &GroupPublicKey,
+    basename: &[u8],
+) -> Result<()> {
     let derived = xtt_ecdaa::group_id(gpk, basename);
     if derived.0 != stored.0 {
         return Err(Error::new(
@@ -197,4 +202,3 @@ pub fn read_member(dir: &Path) -> Result<Member> {
         )
     })
 }
-

@@ -85,7 +85,12 @@ pub fn describe(path: &Path) -> Result<Description> {
 
 type Beside<'a> = dyn Fn(&str) -> Option<std::path::PathBuf> + 'a;
 
-fn by_name(path: &Path, name: &str, bytes: &[u8], beside: &Beside<'_>) -> Result<Option<Description>> {
+fn by_name(
+    path: &Path,
+    name: &str,
+    bytes: &[u8],
+    beside: &Beside<'_>,
+) -> Result<Option<Description>> {
     let d = if name.contains("basename") {
         let b = daa::read_basename(path)?;
         let mut d = Description::new(
@@ -108,10 +113,15 @@ fn by_name(path: &Path, name: &str, bytes: &[u8], beside: &Beside<'_>) -> Result
             "SHA-256(group public key ‖ basename); names the group in the handshake",
         )
         .field("group id", hex(&gid.0));
-        if let (Some(g), Some(b)) = (beside(MemberFileNames::GPK), beside(MemberFileNames::BASENAME)) {
+        if let (Some(g), Some(b)) = (
+            beside(MemberFileNames::GPK),
+            beside(MemberFileNames::BASENAME),
+        ) {
             if let (Ok(gpk), Ok(bsn)) = (daa::read_gpk(&g), daa::read_basename(&b)) {
                 match daa::check_group_id(path, &gid, &gpk, &bsn) {
-                    Ok(()) => d = d.field("check", "matches daa_gpk.bin and basename.bin beside it"),
+                    Ok(()) => {
+                        d = d.field("check", "matches daa_gpk.bin and basename.bin beside it")
+                    }
                     Err(e) => d.warnings.push(e.kind.to_string()),
                 }
             }
@@ -124,7 +134,10 @@ fn by_name(path: &Path, name: &str, bytes: &[u8], beside: &Beside<'_>) -> Result
             "DAA issuer secret key",
             "secret of the group's issuer (x ‖ y); enrolls members; keep offline",
         )
-        .field("length", format!("{ISSUER_SECRET_KEY_LEN} bytes (not shown)"))
+        .field(
+            "length",
+            format!("{ISSUER_SECRET_KEY_LEN} bytes (not shown)"),
+        )
         .secret()
     } else if name.contains("cred_sig") {
         xtt_ecdaa::CredentialSignature::from_bytes(bytes)
@@ -182,10 +195,16 @@ fn by_content(path: &Path, bytes: &[u8], beside: &Beside<'_>) -> Result<Descript
                     "XTT long-term X.509 certificate",
                     "a provisioned device's self-signed certificate for its long-term key",
                 )
-                .field("ClientID (subject and issuer CN)", cert.client_id.to_string())
+                .field(
+                    "ClientID (subject and issuer CN)",
+                    cert.client_id.to_string(),
+                )
                 .field("public key", hex(cert.public_key.as_bytes()))
                 .field("serial", hex(&cert.serial))
-                .field("validity", "0000-01-01 00:00:00 to 9999-12-31 23:59:59 (as the C client)")
+                .field(
+                    "validity",
+                    "0000-01-01 00:00:00 to 9999-12-31 23:59:59 (as the C client)",
+                )
                 .field(
                     "self-signature",
                     if cert.signature_is_minimal_der {
@@ -196,7 +215,11 @@ fn by_content(path: &Path, bytes: &[u8], beside: &Beside<'_>) -> Result<Descript
                 ))
             }
             Err(reason) if bytes.len() > 300 => {
-                return Err(Error::malformed(path, "XTT long-term X.509 certificate", reason))
+                return Err(Error::malformed(
+                    path,
+                    "XTT long-term X.509 certificate",
+                    reason,
+                ))
             }
             Err(_) => {}
         }
@@ -245,7 +268,8 @@ fn by_content(path: &Path, bytes: &[u8], beside: &Beside<'_>) -> Result<Descript
                 "verifies the group's DAA signatures; XTT servers hold one per group",
             )
             .field("points", "X, Y on FP256BN G2, in the subgroup (checked)");
-            if let Some(b) = beside(MemberFileNames::BASENAME).and_then(|p| daa::read_basename(&p).ok())
+            if let Some(b) =
+                beside(MemberFileNames::BASENAME).and_then(|p| daa::read_basename(&p).ok())
             {
                 d = d.field(
                     "group id (with basename.bin beside it)",
@@ -264,7 +288,9 @@ fn by_content(path: &Path, bytes: &[u8], beside: &Beside<'_>) -> Result<Descript
             if let Some(gpk) = beside(MemberFileNames::GPK).and_then(|p| daa::read_gpk(&p).ok()) {
                 match cred.check_pairings(&gpk) {
                     Ok(()) => d = d.field("check", "valid under daa_gpk.bin beside it"),
-                    Err(e) => d.warnings.push(format!("not valid under daa_gpk.bin beside it: {e}")),
+                    Err(e) => d
+                        .warnings
+                        .push(format!("not valid under daa_gpk.bin beside it: {e}")),
                 }
             }
             Ok(d)

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct Error {
     /// The file (or directory) concerned.
     pub path: PathBuf,
-    /// What went wrong.
-    #[source]
+    /// What went wrong. Deliberately not exposed as `source()`: the message above already
+    /// contains it, and error reporters would print it twice.
     pub kind: ErrorKind,
 }
 

@@ -116,7 +116,9 @@ mod tests {
         bytes[48] = 0x08;
         assert!(decode(&bytes).unwrap_err().contains("not prime256v1"));
 
-        assert!(decode(&[0x30, 0x03, 0x02, 0x01, 0x01]).unwrap_err().starts_with("DER"));
+        assert!(decode(&[0x30, 0x03, 0x02, 0x01, 0x01])
+            .unwrap_err()
+            .starts_with("DER"));
         assert!(decode(&[]).is_err());
     }
 }

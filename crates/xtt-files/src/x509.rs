@@ -141,8 +141,7 @@ pub fn build_with(
                 oid: ID_EC_PUBLIC_KEY,
                 parameters: Some(Any::encode_from(&PRIME256V1).map_err(err)?),
             },
-            subject_public_key: BitString::from_bytes(key.public_key().as_bytes())
-                .map_err(err)?,
+            subject_public_key: BitString::from_bytes(key.public_key().as_bytes()).map_err(err)?,
         },
     };
     let tbs_der = tbs.to_der().map_err(err)?;
@@ -180,8 +179,7 @@ fn common_name(id: &ClientId) -> der::Result<Name> {
 pub fn parse(bytes: &[u8]) -> std::result::Result<LongtermCertificate, String> {
     let cert = Certificate::from_der(bytes).map_err(|e| format!("DER: {e}"))?;
     let tbs = &cert.tbs_certificate;
-    if tbs.signature.oid != ECDSA_WITH_SHA256 || cert.signature_algorithm.oid != ECDSA_WITH_SHA256
-    {
+    if tbs.signature.oid != ECDSA_WITH_SHA256 || cert.signature_algorithm.oid != ECDSA_WITH_SHA256 {
         return Err("signature algorithm is not ecdsa-with-SHA256".into());
     }
     if tbs.serial_number.tag() != Tag::Integer {
@@ -277,7 +275,8 @@ fn parse_signature_lenient(der: &[u8]) -> Option<([u8; 64], bool)> {
         if stripped.len() > 32 {
             return None;
         }
-        half.get_mut(32 - stripped.len()..)?.copy_from_slice(stripped);
+        half.get_mut(32 - stripped.len()..)?
+            .copy_from_slice(stripped);
     }
     body.is_empty().then_some((out, minimal))
 }
@@ -303,7 +302,11 @@ mod tests {
         let key = LongtermKeyPair::generate(&mut OsRng);
         let id = ClientId(*b"0123456789abcdef");
         let der = build(&key, &id, &mut OsRng).unwrap();
-        assert!((340..=MAX_CERTIFICATE_LEN).contains(&der.len()), "{}", der.len());
+        assert!(
+            (340..=MAX_CERTIFICATE_LEN).contains(&der.len()),
+            "{}",
+            der.len()
+        );
         let cert = parse(&der).unwrap();
         assert_eq!(cert.client_id, id);
         assert_eq!(&cert.public_key, key.public_key());

@@ -47,7 +47,9 @@ fn key_from(v: &Value, path: &[&str]) -> LongtermKeyPair {
 fn c_key_file(private: &[u8], public: &[u8]) -> Vec<u8> {
     let mut f = vec![0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20];
     f.extend_from_slice(private);
-    f.extend_from_slice(&[0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+    f.extend_from_slice(&[
+        0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ]);
     f.extend_from_slice(&[0xa1, 0x44, 0x03, 0x42, 0x00]);
     f.extend_from_slice(public);
     f
@@ -57,11 +59,15 @@ fn c_key_file(private: &[u8], public: &[u8]) -> Vec<u8> {
 /// transcribed: the C client's certificate for a given serial and signature (r, s).
 fn c_x509(serial: &[u8; 20], cn: &str, public: &[u8], r: &[u8], s: &[u8]) -> Vec<u8> {
     let name = |out: &mut Vec<u8>| {
-        out.extend_from_slice(&[0x30, 0x32, 0x31, 0x30, 0x30, 0x2e, 0x06, 0x03, 0x55, 0x04, 0x03]);
+        out.extend_from_slice(&[
+            0x30, 0x32, 0x31, 0x30, 0x30, 0x2e, 0x06, 0x03, 0x55, 0x04, 0x03,
+        ]);
         out.extend_from_slice(&[0x0c, 0x27]);
         out.extend_from_slice(cn.as_bytes());
     };
-    let ecdsa_sha256 = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let ecdsa_sha256 = [
+        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+    ];
     let mut c = vec![0x30, 0x82, 0x01, 0x62, 0x30, 0x82, 0x01, 0x09, 0x02, 0x14];
     c.extend_from_slice(serial);
     c.extend_from_slice(&ecdsa_sha256);
@@ -71,8 +77,12 @@ fn c_x509(serial: &[u8; 20], cn: &str, public: &[u8], r: &[u8], s: &[u8]) -> Vec
     c.extend_from_slice(&[0x18, 0x0f]);
     c.extend_from_slice(b"99991231235959Z");
     name(&mut c);
-    c.extend_from_slice(&[0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02]);
-    c.extend_from_slice(&[0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+    c.extend_from_slice(&[
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+    ]);
+    c.extend_from_slice(&[
+        0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ]);
     c.extend_from_slice(&[0x03, 0x42, 0x00]);
     c.extend_from_slice(public);
     c.extend_from_slice(&ecdsa_sha256);
@@ -123,9 +133,16 @@ fn sample_daa_files_from_the_xtt_repository_are_read() {
         ("c", MemberFileNames::CREDENTIAL),
         ("k", MemberFileNames::SECRET_KEY),
     ] {
-        assert_eq!(fs::read(o(ours)).unwrap(), fs::read(client.join(theirs)).unwrap(), "{theirs}");
+        assert_eq!(
+            fs::read(o(ours)).unwrap(),
+            fs::read(client.join(theirs)).unwrap(),
+            "{theirs}"
+        );
     }
-    assert_eq!(fs::metadata(o("k")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(o("k")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // `info` recognises each sample file.
     for (file, kind) in [
@@ -138,11 +155,24 @@ fn sample_daa_files_from_the_xtt_repository_are_read() {
         let d = describe::describe(&client.join(file)).unwrap();
         assert_eq!(d.kind, kind, "{file}");
         // The vectors are installed read-only for everyone (0444), so the secret key is flagged.
-        let world_readable = fs::metadata(client.join(file)).unwrap().permissions().mode() & 0o044 != 0;
-        assert_eq!(!d.warnings.is_empty(), d.secret && world_readable, "{file}: {:?}", d.warnings);
+        let world_readable = fs::metadata(client.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o044
+            != 0;
+        assert_eq!(
+            !d.warnings.is_empty(),
+            d.secret && world_readable,
+            "{file}: {:?}",
+            d.warnings
+        );
     }
     let d = describe::describe(&client.join(MemberFileNames::CREDENTIAL)).unwrap();
-    assert!(d.fields.iter().any(|(_, v)| v.contains("valid under daa_gpk.bin")));
+    assert!(d
+        .fields
+        .iter()
+        .any(|(_, v)| v.contains("valid under daa_gpk.bin")));
 }
 
 #[test]
@@ -151,13 +181,22 @@ fn key_files_have_the_c_frame_for_every_recorded_key() {
     let out = tempfile::tempdir().unwrap();
     for who in ["root", "server_longterm", "client_longterm"] {
         let key = key_from(&v, &[who, "private_key"]);
-        assert_eq!(key.public_key().as_bytes().to_vec(), hexfield(&v, &[who, "public_key"]));
-        let expected = c_key_file(&hexfield(&v, &[who, "private_key"]), &hexfield(&v, &[who, "public_key"]));
+        assert_eq!(
+            key.public_key().as_bytes().to_vec(),
+            hexfield(&v, &[who, "public_key"])
+        );
+        let expected = c_key_file(
+            &hexfield(&v, &[who, "private_key"]),
+            &hexfield(&v, &[who, "public_key"]),
+        );
         assert_eq!(&keypair::encode(&key)[..], &expected[..], "{who}");
         let p = out.path().join(format!("{who}.asn1.bin"));
         keypair::write(&p, &key, Overwrite::Deny).unwrap();
         assert_eq!(fs::read(&p).unwrap(), expected);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // A C-made file (the frame) reads back to the same key.
         fs::write(&p, &expected).unwrap();
         assert_eq!(keypair::read(&p).unwrap().public_key(), key.public_key());
@@ -180,38 +219,82 @@ fn root_and_server_certificates_are_the_c_bytes() {
         let root = certs::read_root(&out.path().join("root_cert.bin")).unwrap();
         assert_eq!(root.id, root_id);
         let server = certs::read_server(&out.path().join("server_cert.bin")).unwrap();
-        let server_pub = certs::verify_server(Path::new("server_cert.bin"), &server, &root).unwrap();
-        assert_eq!(server_pub.as_bytes().to_vec(), hexfield(&v, &["server_longterm", "public_key"]));
+        let server_pub =
+            certs::verify_server(Path::new("server_cert.bin"), &server, &root).unwrap();
+        assert_eq!(
+            server_pub.as_bytes().to_vec(),
+            hexfield(&v, &["server_longterm", "public_key"])
+        );
         let d = describe::describe(&out.path().join("server_cert.bin")).unwrap();
-        assert!(d.fields.iter().any(|(_, v)| v.contains("verifies under root_cert.bin")), "{d:?}");
+        assert!(
+            d.fields
+                .iter()
+                .any(|(_, v)| v.contains("verifies under root_cert.bin")),
+            "{d:?}"
+        );
 
         // The root certificate we write for the same key and id is the C file.
-        let ours = RootCertificate { id: root_id, public_key: *root_key.public_key() };
+        let ours = RootCertificate {
+            id: root_id,
+            public_key: *root_key.public_key(),
+        };
         certs::write_root(&out.path().join("ours_root.bin"), &ours, Overwrite::Deny).unwrap();
         assert_eq!(fs::read(out.path().join("ours_root.bin")).unwrap(), c_root);
 
         // The server certificate we issue has the C layout and verifies; its signature differs
         // only because C draws a random ECDSA nonce (we use RFC 6979).
         let server_key = key_from(&v, &["server_longterm", "private_key"]);
-        let reserved: [u8; 24] = hexfield(&v, &["server_longterm", "certificate_reserved"]).try_into().unwrap();
-        let issued = certs::issue_server(&root, &root_key, Path::new("root_keys.asn1.bin"), server_key.public_key(), &reserved).unwrap();
-        certs::write_server(&out.path().join("ours_server.bin"), &issued, Overwrite::Deny).unwrap();
+        let reserved: [u8; 24] = hexfield(&v, &["server_longterm", "certificate_reserved"])
+            .try_into()
+            .unwrap();
+        let issued = certs::issue_server(
+            &root,
+            &root_key,
+            Path::new("root_keys.asn1.bin"),
+            server_key.public_key(),
+            &reserved,
+        )
+        .unwrap();
+        certs::write_server(
+            &out.path().join("ours_server.bin"),
+            &issued,
+            Overwrite::Deny,
+        )
+        .unwrap();
         let ours = fs::read(out.path().join("ours_server.bin")).unwrap();
         assert_eq!(ours.len(), 169);
         assert_eq!(ours[..105], c_server[..105]);
         certs::verify_server(Path::new("ours"), &issued, &root).unwrap();
 
         // Issuing with a key that is not the root's is refused, naming the key file.
-        let err = certs::issue_server(&root, &server_key, Path::new("wrong_keys.asn1.bin"), server_key.public_key(), &reserved).unwrap_err();
-        assert!(err.to_string().starts_with("wrong_keys.asn1.bin: this key is not the key of root"), "{err}");
+        let err = certs::issue_server(
+            &root,
+            &server_key,
+            Path::new("wrong_keys.asn1.bin"),
+            server_key.public_key(),
+            &reserved,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("wrong_keys.asn1.bin: this key is not the key of root"),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn client_id_file_is_the_c_text_with_nul() {
-    for name in ["xtt_id_handshake_suite1.json", "xtt_id_handshake_suite1_requested_id.json"] {
+    for name in [
+        "xtt_id_handshake_suite1.json",
+        "xtt_id_handshake_suite1_requested_id.json",
+    ] {
         let v: Value = serde_json::from_slice(&fs::read(vectors().join(name)).unwrap()).unwrap();
-        let id = ClientId(hexfield(&v, &["result", "assigned_client_id"]).try_into().unwrap());
+        let id = ClientId(
+            hexfield(&v, &["result", "assigned_client_id"])
+                .try_into()
+                .unwrap(),
+        );
         let text = v["result"]["assigned_client_id_string"].as_str().unwrap();
         let mut expected = text.as_bytes().to_vec();
         expected.push(0);
@@ -220,7 +303,10 @@ fn client_id_file_is_the_c_text_with_nul() {
         client_id::write(&p, &id, Overwrite::Deny).unwrap();
         assert_eq!(fs::read(&p).unwrap(), expected);
         assert_eq!(client_id::read(&p).unwrap(), id);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
     }
 }
 
@@ -228,7 +314,11 @@ fn client_id_file_is_the_c_text_with_nul() {
 fn longterm_certificate_is_the_c_template_for_the_recorded_client() {
     let v = handshake(1);
     let key = key_from(&v, &["client_longterm", "private_key"]);
-    let id = ClientId(hexfield(&v, &["result", "assigned_client_id"]).try_into().unwrap());
+    let id = ClientId(
+        hexfield(&v, &["result", "assigned_client_id"])
+            .try_into()
+            .unwrap(),
+    );
     let cn = v["result"]["assigned_client_id_string"].as_str().unwrap();
     let mut checked = 0;
     for first in 1u8..=40 {
@@ -254,7 +344,11 @@ fn longterm_certificate_is_the_c_template_for_the_recorded_client() {
 fn c_certificate_with_non_minimal_signature_integers_is_read() {
     let v = handshake(2);
     let key = key_from(&v, &["client_longterm", "private_key"]);
-    let id = ClientId(hexfield(&v, &["result", "assigned_client_id"]).try_into().unwrap());
+    let id = ClientId(
+        hexfield(&v, &["result", "assigned_client_id"])
+            .try_into()
+            .unwrap(),
+    );
     let cn = id.to_string();
     // Find a serial whose deterministic signature has r < 2^248, and lay it out as C does.
     for first in 1u8..=255 {
@@ -279,27 +373,44 @@ fn bad_files_give_errors_naming_file_and_problem() {
     let p = dir.path().join("root_cert.bin");
     fs::write(&p, [0u8; 80]).unwrap();
     let err = certs::read_root(&p).unwrap_err().to_string();
-    assert!(err.contains("root_cert.bin: XTT root certificate must be 81 bytes, this file has 80"), "{err}");
+    assert!(
+        err.contains("root_cert.bin: XTT root certificate must be 81 bytes, this file has 80"),
+        "{err}"
+    );
     fs::write(&p, [0u8; 81]).unwrap();
     let err = certs::read_root(&p).unwrap_err().to_string();
-    assert!(err.contains("not a valid XTT root certificate: the public key is not a valid P-256 point"), "{err}");
+    assert!(
+        err.contains("not a valid XTT root certificate: the public key is not a valid P-256 point"),
+        "{err}"
+    );
 
     let k = dir.path().join("keys.asn1.bin");
     fs::write(&k, b"not der at all").unwrap();
     let err = keypair::read(&k).unwrap_err().to_string();
-    assert!(err.contains("keys.asn1.bin: not a valid ECDSA P-256 key pair file"), "{err}");
+    assert!(
+        err.contains("keys.asn1.bin: not a valid ECDSA P-256 key pair file"),
+        "{err}"
+    );
 
     let g = dir.path().join("daa_gpk.bin");
     let mut gpk = fs::read(vectors().join("xaptum-data/client/daa_gpk.bin")).unwrap();
     gpk[100] ^= 1;
     fs::write(&g, &gpk).unwrap();
     let err = daa::read_gpk(&g).unwrap_err().to_string();
-    assert!(err.contains("daa_gpk.bin: not a valid DAA group public key"), "{err}");
+    assert!(
+        err.contains("daa_gpk.bin: not a valid DAA group public key"),
+        "{err}"
+    );
 
-    let err = describe::describe(&dir.path().join("nothing")).unwrap_err().to_string();
+    let err = describe::describe(&dir.path().join("nothing"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot read"), "{err}");
     let u = dir.path().join("mystery");
     fs::write(&u, [1u8; 7]).unwrap();
     let err = describe::describe(&u).unwrap_err().to_string();
-    assert!(err.contains("7 bytes match none of the known formats"), "{err}");
+    assert!(
+        err.contains("7 bytes match none of the known formats"),
+        "{err}"
+    );
 }

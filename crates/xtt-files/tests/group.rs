@@ -29,7 +29,10 @@ fn create_enroll_sign_verify() {
         })
         .unwrap();
     assert_eq!(calls.load(Ordering::Relaxed), 5);
-    assert_eq!(members.iter().map(|m| m.index).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        members.iter().map(|m| m.index).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
 
     // A second batch continues the numbering.
     let more = group.enroll(2, 1, &|_| {}).unwrap();
@@ -39,8 +42,7 @@ fn create_enroll_sign_verify() {
     assert_eq!(reopened.group_id().0, group.group_id().0);
     assert_eq!(reopened.members().unwrap().len(), 7);
 
-    let verifier =
-        GroupVerifier::new(group.group_public_key().clone(), group.basename()).unwrap();
+    let verifier = GroupVerifier::new(group.group_public_key().clone(), group.basename()).unwrap();
     let mut pseudonyms = Vec::new();
     for m in reopened.members().unwrap() {
         assert_eq!(mode(&m.dir), 0o700);
@@ -56,7 +58,10 @@ fn create_enroll_sign_verify() {
     pseudonyms.dedup();
     assert_eq!(pseudonyms.len(), 7, "every member has its own pseudonym");
     // No staging directories left behind.
-    let names: Vec<_> = fs::read_dir(path.join("members")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(path.join("members"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 7, "{names:?}");
 }
 
@@ -71,17 +76,25 @@ fn inconsistent_group_files_are_named() {
     // A group id that does not match gpk ‖ basename.
     fs::write(a.join("basename.bin"), b"other").unwrap();
     let err = GroupDir::open(&a).unwrap_err().to_string();
-    assert!(err.contains("gid.bin: group id") && err.contains("is not SHA-256(gpk ‖ basename)"), "{err}");
+    assert!(
+        err.contains("gid.bin: group id") && err.contains("is not SHA-256(gpk ‖ basename)"),
+        "{err}"
+    );
     fs::write(a.join("basename.bin"), b"A").unwrap();
     GroupDir::open(&a).unwrap();
 
     // Another issuer's secret key.
     fs::copy(b.join(ISK), a.join(ISK)).unwrap();
     let err = GroupDir::open(&a).unwrap_err().to_string();
-    assert!(err.contains("isk.bin: this issuer secret key does not belong to"), "{err}");
+    assert!(
+        err.contains("isk.bin: this issuer secret key does not belong to"),
+        "{err}"
+    );
 
     // Creating over a non-empty directory is refused.
-    let err = GroupDir::create(&b, b"B", &mut OsRng).unwrap_err().to_string();
+    let err = GroupDir::create(&b, b"B", &mut OsRng)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("directory is not empty"), "{err}");
 
     // A credential from another group does not load.
@@ -89,5 +102,8 @@ fn inconsistent_group_files_are_named() {
     let m = ga.enroll(1, 1, &|_| {}).unwrap().remove(0);
     fs::copy(a.join("daa_gpk.bin"), m.dir.join("daa_gpk.bin")).unwrap();
     let err = daa::read_member(&m.dir).unwrap_err().to_string();
-    assert!(err.contains("daa_cred.bin: this credential does not belong"), "{err}");
+    assert!(
+        err.contains("daa_cred.bin: this credential does not belong"),
+        "{err}"
+    );
 }

@@ -1,0 +1,60 @@
+//! `xtt`: one command for an IoT operator running XTT.
+//!
+//! Layout: `cli` declares the top-level [`cli::Command`] enum; every subcommand family lives in
+//! its own module (or crate) that exposes a `clap` `Subcommand`/`Args` type and a
+//! `run(...) -> anyhow::Result<()>`. Adding a family from another crate is one enum variant in
+//! `cli.rs` and one match arm in [`run`]; a family whose `run` is async is driven with
+//! [`block_on`].
+
+mod cert;
+mod cli;
+mod completions;
+mod group;
+mod info;
+mod keys;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches one subcommand family.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Keys(c) => keys::run(c),
+        Command::Cert(c) => cert::run(c),
+        Command::Info(a) => info::run(a),
+        Command::Group(c) => group::run(c),
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides `-v`.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
