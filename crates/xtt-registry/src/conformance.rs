@@ -64,7 +64,10 @@ fn must<T>(r: Result<T, RegistryError>) -> T {
 pub fn groups_round_trip_and_conflicts_are_refused(reg: &dyn Registry) {
     let g = sample_group();
     assert!(must(reg.add_group(&g)));
-    assert!(!must(reg.add_group(&g)), "identical group is not added twice");
+    assert!(
+        !must(reg.add_group(&g)),
+        "identical group is not added twice"
+    );
     assert_eq!(must(reg.group(&g.group_id)), Some(g.clone()));
     assert_eq!(must(reg.groups()), vec![g.clone()]);
     let mut other = g.clone();
