@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{cert, completions, group, info, keys};
+use crate::{bench, cert, client, completions, demo, group, info, keys, server};
 
 const ABOUT: &str = "XTT for IoT operators: keys, certificates, DAA groups and provisioning";
 
@@ -18,16 +18,26 @@ The pieces, in the order you make them:
   1. a root key pair and root certificate      (xtt keys generate, xtt cert root)
   2. a server key pair and server certificate  (xtt cert server --generate-key)
   3. a DAA group and its members               (xtt group create, xtt group enroll)
-Look at any of these files with `xtt info FILE`.";
+  4. the server, with its registry              (xtt server)
+  5. devices provisioning                       (xtt client provision; xtt bench for load)
+Look at any of these files with `xtt info FILE`. `xtt demo` does all of it at once.";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
+  # Everything at once, in a throwaway directory:
+  xtt demo
+
   # A root, a server certificate signed by it, a group with 10 devices:
   xtt cert root --generate-key
   xtt cert server --generate-key
   xtt group create acme-sensors
   xtt group enroll acme-sensors --count 10
   xtt info root_cert.bin server_cert.bin acme-sensors
+
+  # Serve them, provision one device, load-test:
+  xtt server --group acme-sensors &
+  xtt client provision --dir acme-sensors/members/000001 -e root_cert.bin
+  xtt bench --group acme-sensors --rcert root_cert.bin --devices 100
 
   # Shell completions:
   xtt completions bash > ~/.local/share/bash-completion/completions/xtt";
@@ -43,8 +53,9 @@ Examples:
     propagate_version = true
 )]
 pub(crate) struct Cli {
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More log output on stderr (--verbose info, twice debug, three times trace); RUST_LOG
+    /// overrides. (No `-v`: `xtt client provision -v` is the C client's key file flag.)
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
 
     #[command(subcommand)]
@@ -66,6 +77,15 @@ pub(crate) enum Command {
     /// DAA groups, issuer side: create a group, enroll members.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Run the XTT server (embedded registry, metrics, graceful shutdown).
+    Server(server::ServerArgs),
+    /// The device side: provision an identity with a server.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Load generator: N concurrent simulated devices against a server.
+    Bench(bench::BenchArgs),
+    /// Quickstart: throwaway root, server, group and devices, provisioned end to end.
+    Demo(demo::DemoArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }

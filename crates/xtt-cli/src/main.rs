@@ -6,13 +6,17 @@
 //! `cli.rs` and one match arm in [`run`]; a family whose `run` is async is driven with
 //! [`block_on`].
 
+mod bench;
 mod cert;
 mod cli;
+mod client;
 mod completions;
+mod demo;
 mod group;
 mod info;
 mod keys;
 mod output;
+mod server;
 
 use std::process::ExitCode;
 
@@ -40,6 +44,22 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Info(a) => info::run(a),
         Command::Group(c) => group::run(c),
         Command::Completions(a) => completions::run(a),
+        Command::Server(a) => server::run(a),
+        Command::Client(c) => client::run(c),
+        Command::Bench(a) => bench::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+/// Runs an async subcommand on a multi-threaded tokio runtime.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(future),
+        // Without a runtime nothing async can run; say why and stop.
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
