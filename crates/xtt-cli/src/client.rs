@@ -126,7 +126,11 @@ impl ClientPaths {
     }
 
     /// A provisioner from these files (DAA member checked against its group).
-    pub(crate) fn provisioner(&self, suite: SuiteSpec, timeout: Duration) -> anyhow::Result<Provisioner> {
+    pub(crate) fn provisioner(
+        &self,
+        suite: SuiteSpec,
+        timeout: Duration,
+    ) -> anyhow::Result<Provisioner> {
         let root = certs::read_root(&self.root)?;
         let gpk = daa::read_gpk(&self.gpk)?;
         let basename = daa::read_basename(&self.basename)?;

@@ -66,7 +66,10 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
     let dir = match &a.dir {
         Some(d) => {
             if std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()) {
-                bail!("{}: not empty; the demo needs a directory of its own", d.display());
+                bail!(
+                    "{}: not empty; the demo needs a directory of its own",
+                    d.display()
+                );
             }
             xtt_files::fsio::create_private_dir(d)?;
             d.canonicalize()?
@@ -121,11 +124,17 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
     ) + &FILES_SECTION_TOML
         .replace(
             "server_certificate = \"server_cert.bin\"",
-            &format!("server_certificate = {:?}", l.p("server_cert.bin").display().to_string()),
+            &format!(
+                "server_certificate = {:?}",
+                l.p("server_cert.bin").display().to_string()
+            ),
         )
         .replace(
             "server_keypair = \"server_keys.asn1.bin\"",
-            &format!("server_keypair = {:?}", l.p("server_keys.asn1.bin").display().to_string()),
+            &format!(
+                "server_keypair = {:?}",
+                l.p("server_keys.asn1.bin").display().to_string()
+            ),
         )
         .replace(
             "groups = []",
@@ -151,7 +160,10 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
     let registry_path = config.registry_path();
     let outcome = crate::block_on(async move {
         let registry: Arc<dyn Registry> = Arc::new(xtt_server::open_registry(&config)?);
-        add_groups(&*registry, &[(l.p("group/daa_gpk.bin"), l.p("group/basename.bin"))])?;
+        add_groups(
+            &*registry,
+            &[(l.p("group/daa_gpk.bin"), l.p("group/basename.bin"))],
+        )?;
         let server = XttServer::bind(config, keys, registry.clone()).await?;
         let addr = server.local_addr()?;
         let metrics = server.metrics_addr();
@@ -159,7 +171,10 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
         let serving = tokio::spawn(server.run(async move {
             let _ = stop_rx.await;
         }));
-        println!("  server on {addr} (registry {})", registry_path_display(&registry_path));
+        println!(
+            "  server on {addr} (registry {})",
+            registry_path_display(&registry_path)
+        );
 
         let bar = progress_bar(provisioners.len() as u64, "provisioning")?;
         let t0 = Instant::now();
@@ -293,13 +308,21 @@ fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow
     for e in o.errors.iter().take(5) {
         println!("  error: {e}");
     }
-    println!("server was on {}{}", o.addr, o.metrics.as_ref().map_or(String::new(), |m| format!(", metrics on http://{m}/metrics")));
+    println!(
+        "server was on {}{}",
+        o.addr,
+        o.metrics.as_ref().map_or(String::new(), |m| format!(
+            ", metrics on http://{m}/metrics"
+        ))
+    );
     println!("total {:.1} s", total.as_secs_f64());
     println!();
     println!("where everything lives ({d}, kept; remove it when done):");
     println!("  root_cert.bin, root_keys.asn1.bin (0600)        the root of trust");
     println!("  server_cert.bin, server_keys.asn1.bin (0600)    the server's certificate and key");
-    println!("  server.toml                                     the server's configuration (commented)");
+    println!(
+        "  server.toml                                     the server's configuration (commented)"
+    );
     println!("  group/                                          DAA group: ipk.bin, isk.bin (0600), daa_gpk.bin, basename.bin, gid.bin");
     println!("  group/members/NNNNNN/                           one device each: DAA files, root_cert.bin,");
     println!("                                                  client_id.txt, longterm_priv.bin (0600), longterm_cert.bin");
@@ -310,6 +333,8 @@ fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow
     println!("  xtt server --config {d}/server.toml                    # the same server on 127.0.0.1:4444");
     println!("  xtt client provision --dir {d}/group/members/000001    # with it running: same ClientID again");
     println!("  xtt bench --group {d}/group --rcert {d}/root_cert.bin --devices 100");
-    println!("  sqlite3 {d}/xtt-data/registry.sqlite 'SELECT hex(client_id) FROM identities LIMIT 3'");
+    println!(
+        "  sqlite3 {d}/xtt-data/registry.sqlite 'SELECT hex(client_id) FROM identities LIMIT 3'"
+    );
     Ok(())
 }

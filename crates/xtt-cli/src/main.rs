@@ -53,7 +53,10 @@ fn run(command: Command) -> anyhow::Result<()> {
 
 /// Runs an async subcommand on a multi-threaded tokio runtime.
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(future),
         // Without a runtime nothing async can run; say why and stop.
         Err(e) => {

@@ -75,10 +75,20 @@ pub(crate) struct ServerArgs {
     #[arg(short = 'g', long = "group", value_name = "DIR")]
     groups: Vec<PathBuf>,
     /// A group public key file to add (with --basename), as the C server takes it.
-    #[arg(short = 'd', long = "daagpk", value_name = "FILE", requires = "basename")]
+    #[arg(
+        short = 'd',
+        long = "daagpk",
+        value_name = "FILE",
+        requires = "basename"
+    )]
     daagpk: Option<PathBuf>,
     /// The basename file for --daagpk.
-    #[arg(short = 'b', long = "basename", value_name = "FILE", requires = "daagpk")]
+    #[arg(
+        short = 'b',
+        long = "basename",
+        value_name = "FILE",
+        requires = "daagpk"
+    )]
     basename: Option<PathBuf>,
     /// Prometheus endpoint address.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_metrics")]
