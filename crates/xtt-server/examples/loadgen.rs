@@ -56,71 +56,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
 
-    let (target, roots, signers, _server_rt, _dir): (_, _, Vec<Arc<dyn DaaSigner + Send + Sync>>, _, _) =
-        if let Some(target) = target {
-            let dir = client_dir.ok_or("--target needs --client-dir")?;
-            let read = |f: &str| std::fs::read(dir.join(f));
-            let member = Arc::new(Member::from_bytes(
-                &read("daa_secretkey.bin")?,
-                &read("daa_cred.bin")?,
-                &read("daa_gpk.bin")?,
-                &read("basename.bin")?,
-            )?);
-            let root = RootCertificate::decode(&read("root_cert.bin")?)?;
-            let signers = (0..devices)
-                .map(|_| member.clone() as Arc<dyn DaaSigner + Send + Sync>)
-                .collect();
-            (target, root, signers, None, None)
-        } else {
-            let root_key = LongtermKeyPair::generate(&mut OsRng);
-            let mut id = RootId([0; 16]);
-            OsRng.fill_bytes(&mut id.0);
-            let root = RootCertificate {
-                id,
-                public_key: *root_key.public_key(),
-            };
-            let server_key = LongtermKeyPair::generate(&mut OsRng);
-            let certificate = ServerCertificate::issue(
-                &DEFAULT_RESERVED,
-                &id,
-                server_key.public_key(),
-                &root_key,
-            )?;
-            let issuer = Issuer::generate(&mut OsRng);
-            let dir = tempfile::tempdir()?;
-            let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite"), durability)?;
-            add_group(
-                &registry,
-                &issuer.group_public_key().to_bytes(),
-                BASENAME,
-            )?;
-            let mut config = ServerConfig::default();
-            config.listen = "127.0.0.1:0".parse()?;
-            config.metrics.listen = None;
-            config.data_dir = dir.path().to_path_buf();
-            config.daa.batch = batch;
-            config.daa.workers = workers;
-            let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-            OsRng.fill_bytes(&mut *secret);
-            let keys = ServerKeys {
-                certificate,
-                signing_key: server_key,
-                cookie_secret: secret,
-            };
-            let server_rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("server")
-                .enable_all()
-                .build()?;
-            let server = server_rt.block_on(XttServer::bind(config, keys, Arc::new(registry)))?;
-            let addr = server.local_addr()?;
-            server_rt.spawn(server.run(std::future::pending()));
-            let signers = enroll_devices(&issuer, BASENAME, devices)?
-                .into_iter()
-                .map(|m| m as Arc<dyn DaaSigner + Send + Sync>)
-                .collect();
-            (addr, root, signers, Some(server_rt), Some(dir))
+    let (target, roots, signers, _server_rt, _dir): (
+        _,
+        _,
+        Vec<Arc<dyn DaaSigner + Send + Sync>>,
+        _,
+        _,
+    ) = if let Some(target) = target {
+        let dir = client_dir.ok_or("--target needs --client-dir")?;
+        let read = |f: &str| std::fs::read(dir.join(f));
+        let member = Arc::new(Member::from_bytes(
+            &read("daa_secretkey.bin")?,
+            &read("daa_cred.bin")?,
+            &read("daa_gpk.bin")?,
+            &read("basename.bin")?,
+        )?);
+        let root = RootCertificate::decode(&read("root_cert.bin")?)?;
+        let signers = (0..devices)
+            .map(|_| member.clone() as Arc<dyn DaaSigner + Send + Sync>)
+            .collect();
+        (target, root, signers, None, None)
+    } else {
+        let root_key = LongtermKeyPair::generate(&mut OsRng);
+        let mut id = RootId([0; 16]);
+        OsRng.fill_bytes(&mut id.0);
+        let root = RootCertificate {
+            id,
+            public_key: *root_key.public_key(),
         };
+        let server_key = LongtermKeyPair::generate(&mut OsRng);
+        let certificate =
+            ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)?;
+        let issuer = Issuer::generate(&mut OsRng);
+        let dir = tempfile::tempdir()?;
+        let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite"), durability)?;
+        add_group(&registry, &issuer.group_public_key().to_bytes(), BASENAME)?;
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ..ServerConfig::default()
+        };
+        config.metrics.listen = None;
+        config.data_dir = dir.path().to_path_buf();
+        config.daa.batch = batch;
+        config.daa.workers = workers;
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut *secret);
+        let keys = ServerKeys {
+            certificate,
+            signing_key: server_key,
+            cookie_secret: secret,
+        };
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("server")
+            .enable_all()
+            .build()?;
+        let server = server_rt.block_on(XttServer::bind(config, keys, Arc::new(registry)))?;
+        let addr = server.local_addr()?;
+        server_rt.spawn(server.run(std::future::pending()));
+        let signers = enroll_devices(&issuer, BASENAME, devices)?
+            .into_iter()
+            .map(|m| m as Arc<dyn DaaSigner + Send + Sync>)
+            .collect();
+        (addr, root, signers, Some(server_rt), Some(dir))
+    };
 
     let config = BenchConfig {
         target,
@@ -174,8 +173,15 @@ fn thread_cpu_secs() -> std::collections::HashMap<&'static str, f64> {
             .get(11)
             .and_then(|u| u.parse::<f64>().ok())
             .unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        let role = if comm.starts_with("bench") { "bench" } else { "server" };
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        let role = if comm.starts_with("bench") {
+            "bench"
+        } else {
+            "server"
+        };
         *out.entry(role).or_insert(0.0) += ticks / 100.0;
     }
     out

@@ -64,10 +64,18 @@ fn crash_child_server() {
     });
 }
 
+// The child is returned to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn spawn_child(dir: &Path) -> (Child, SocketAddr) {
     let _ = std::fs::remove_file(dir.join("port"));
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_server", "--exact", "--ignored", "--test-threads", "1"])
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child_server",
+            "--exact",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -75,11 +83,17 @@ fn spawn_child(dir: &Path) -> (Child, SocketAddr) {
         .unwrap();
     let t0 = Instant::now();
     loop {
-        if let Ok(p) = std::fs::read_to_string(dir.join("port")) {
-            let port: u16 = p.trim().parse().unwrap();
+        let port = std::fs::read_to_string(dir.join("port"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        if let Some(port) = port {
             return (child, SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "child server did not start");
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child server did not start");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -93,8 +107,16 @@ fn kill_9_during_load_loses_no_identity_a_client_was_told() {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     drop(fx.registry(dir.path()));
-    std::fs::write(dir.path().join("server_cert.bin"), fx.certificate.as_bytes()).unwrap();
-    std::fs::write(dir.path().join("server_key.bin"), &*fx.server_key.private_bytes()).unwrap();
+    std::fs::write(
+        dir.path().join("server_cert.bin"),
+        fx.certificate.as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("server_key.bin"),
+        *fx.server_key.private_bytes(),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("cookie_secret.bin"), fx.cookie_secret).unwrap();
     let members = fx.members(DEVICES);
 
@@ -111,8 +133,12 @@ fn kill_9_during_load_loses_no_identity_a_client_was_told() {
         .unwrap();
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let (queue, received, errors, addr) =
-                (queue.clone(), received.clone(), errors.clone(), addr.clone());
+            let (queue, received, errors, addr) = (
+                queue.clone(),
+                received.clone(),
+                errors.clone(),
+                addr.clone(),
+            );
             let provisioners: Vec<_> = members
                 .iter()
                 .map(|m| {
@@ -147,7 +173,10 @@ fn kill_9_during_load_loses_no_identity_a_client_was_told() {
     // Kill the server in the middle of the load.
     let t0 = Instant::now();
     while received.lock().unwrap().len() < KILL_AFTER {
-        assert!(t0.elapsed() < Duration::from_secs(60), "load did not progress");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "load did not progress"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap(); // SIGKILL
@@ -168,7 +197,11 @@ fn kill_9_during_load_loses_no_identity_a_client_was_told() {
     );
     assert!(told_before_crash < DEVICES);
     let received = received.lock().unwrap();
-    assert_eq!(received.len(), DEVICES, "every device eventually provisioned");
+    assert_eq!(
+        received.len(),
+        DEVICES,
+        "every device eventually provisioned"
+    );
     let registry =
         SqliteRegistry::open(&dir.path().join("registry.sqlite"), Durability::Full).unwrap();
     let stored = registry.identities().unwrap();
@@ -177,7 +210,11 @@ fn kill_9_during_load_loses_no_identity_a_client_was_told() {
         *by_id.entry(rec.client_id).or_default() += 1;
     }
     for (device, id, key) in received.iter() {
-        assert_eq!(by_id.get(id), Some(&1), "device {device}'s ClientID stored exactly once");
+        assert_eq!(
+            by_id.get(id),
+            Some(&1),
+            "device {device}'s ClientID stored exactly once"
+        );
         let rec = registry.identity(id).unwrap().unwrap();
         assert_eq!(&rec.longterm_key, key, "bound to the key the device holds");
     }

@@ -81,8 +81,10 @@ impl Fixture {
 }
 
 pub fn test_config(dir: &std::path::Path) -> ServerConfig {
-    let mut config = ServerConfig::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
     config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
     config.data_dir = dir.to_path_buf();
     config
