@@ -124,3 +124,16 @@ pub async fn start(config: ServerConfig, keys: ServerKeys, registry: Arc<dyn Reg
         task,
     }
 }
+
+/// Waits (up to 10 s) until no handshake is in progress: a client can finish before the server
+/// task has recorded its outcome.
+pub async fn wait_idle(handle: &ServerHandle) {
+    let t0 = std::time::Instant::now();
+    while handle.in_flight() != 0 || handle.metrics().in_flight_now() != 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "server never idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
