@@ -56,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
 
+    let handle: Option<xtt_server::ServerHandle>;
     let (target, roots, signers, _server_rt, _dir): (
         _,
         _,
@@ -75,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let signers = (0..devices)
             .map(|_| member.clone() as Arc<dyn DaaSigner + Send + Sync>)
             .collect();
+        handle = None;
         (target, root, signers, None, None)
     } else {
         let root_key = LongtermKeyPair::generate(&mut OsRng);
@@ -113,6 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         let server = server_rt.block_on(XttServer::bind(config, keys, Arc::new(registry)))?;
         let addr = server.local_addr()?;
+        handle = Some(server.handle());
         server_rt.spawn(server.run(std::future::pending()));
         let signers = enroll_devices(&issuer, BASENAME, devices)?
             .into_iter()
@@ -144,6 +147,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         used("server") / ok * 1e3,
         used("bench") / ok * 1e3
     );
+    if let Some(h) = &handle {
+        let text = h.metrics().render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        for m in ["xtt_daa_batch_size", "xtt_registry_commit_batch_size"] {
+            let n = value(&format!("{m}_count "));
+            println!(
+                "{m}: mean {:.2} over {n} calls",
+                value(&format!("{m}_sum ")) / n.max(1.0)
+            );
+        }
+    }
     println!("{}", report.to_text());
     println!("{}", report.to_json());
     std::fs::write(&svg, report.to_svg_histogram())?;
