@@ -228,12 +228,12 @@ pub async fn run(
     Ok(BenchReport::new(&config, elapsed, tally))
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+/// Nearest-rank percentile in ms; `per_mille` is the rank in thousandths (500 = median).
+fn percentile(sorted: &[u64], per_mille: usize) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let rank = (per_mille * sorted.len()).div_ceil(1000);
     let i = rank.clamp(1, sorted.len()) - 1;
     sorted.get(i).copied().unwrap_or(0) as f64 / 1e3
 }
@@ -254,12 +254,12 @@ impl BenchReport {
             LatencySummary::default()
         } else {
             LatencySummary {
-                min: percentile(l, 0.0),
+                min: percentile(l, 0),
                 mean: l.iter().sum::<u64>() as f64 / l.len() as f64 / 1e3,
-                p50: percentile(l, 50.0),
-                p90: percentile(l, 90.0),
-                p99: percentile(l, 99.0),
-                max: percentile(l, 100.0),
+                p50: percentile(l, 500),
+                p90: percentile(l, 900),
+                p99: percentile(l, 990),
+                max: percentile(l, 1000),
             }
         };
         Self {
@@ -330,11 +330,18 @@ impl BenchReport {
         let plot_w = W - LEFT - RIGHT;
         let plot_h = H - TOP - BOTTOM;
         let l = &self.latencies_us;
-        let hi_ms = (percentile(l, 99.9) * 1.05).max(0.001);
+        // The axis ends just above the 99.9th percentile; slower handshakes go in the last bin.
+        let p999_us = l
+            .get((999 * l.len()).div_ceil(1000).saturating_sub(1))
+            .copied()
+            .unwrap_or(1);
+        let hi_us = (p999_us + p999_us / 20).max(1);
+        let hi_ms = hi_us as f64 / 1e3;
         let mut counts = [0u64; BINS];
         for &us in l {
-            let x = us as f64 / 1e3 / hi_ms * BINS as f64;
-            let bin = (x as usize).min(BINS - 1);
+            let bin = usize::try_from(u128::from(us) * BINS as u128 / u128::from(hi_us))
+                .unwrap_or(BINS)
+                .min(BINS - 1);
             if let Some(c) = counts.get_mut(bin) {
                 *c += 1;
             }
@@ -419,5 +426,60 @@ impl BenchReport {
         }
         s.push_str("</svg>\n");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(latencies_ms: &[u64]) -> BenchReport {
+        let config = BenchConfig {
+            target: "127.0.0.1:1".parse().unwrap(),
+            suite: SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
+            roots: Arc::new(Vec::<xtt_proto::cert::RootCertificate>::new()),
+            devices: Vec::new(),
+            handshakes: 0,
+            timeout: Duration::from_secs(1),
+        };
+        let mut tally = Tally {
+            latencies_us: latencies_ms.iter().map(|ms| ms * 1000).collect(),
+            ..Tally::default()
+        };
+        tally.errors.insert("timeout".into(), 2);
+        BenchReport::new(&config, 2.0, tally)
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let r = report(&(1..=100).rev().collect::<Vec<_>>());
+        assert_eq!(r.handshakes_ok, 100);
+        assert_eq!(r.handshakes_failed, 2);
+        assert_eq!(r.handshakes_per_sec, 50.0);
+        assert_eq!(r.latency_ms.p50, 50.0);
+        assert_eq!(r.latency_ms.p90, 90.0);
+        assert_eq!(r.latency_ms.p99, 99.0);
+        assert_eq!((r.latency_ms.min, r.latency_ms.max), (1.0, 100.0));
+        assert_eq!(r.latency_ms.mean, 50.5);
+    }
+
+    #[test]
+    fn renders_text_json_and_svg() {
+        let r = report(&[5, 5, 6, 7, 30]);
+        assert!(r.to_text().contains("p50 6.00"));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["handshakes_ok"], 5);
+        assert_eq!(json["errors"]["timeout"], 2);
+        assert!(json.get("latencies_us").is_none());
+        let svg = r.to_svg_histogram();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Five handshakes in the bars' tooltips, p50 marked.
+        let total: u64 = svg
+            .split("<title>")
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 5);
+        assert!(svg.contains("p50 6.00 ms"));
     }
 }

@@ -39,13 +39,13 @@ max_message_len = 750
 # Threads for CPU work (DAA verification, ECDSA, cookies). 0 means one per core. This pool
 # is bounded; the async reactor never verifies signatures.
 workers = 0
-# Batch DAA verification: signatures of one group that arrive close together are verified
-# together (much cheaper per signature under load). A failing batch is split until the bad
-# signatures are found; only their handshakes fail.
+# Batch DAA verification: while every worker is busy, signatures of one group are held back and
+# then verified together (much cheaper per signature under load); an idle server verifies at
+# once. A failing batch is split until the bad signatures are found; only their handshakes fail.
 batch = false
 # Most signatures per batch.
 batch_max = 32
-# Longest a signature waits for companions, in microseconds (adds at most this much latency).
+# Longest a signature is held back for companions, in microseconds (bounds the added latency).
 batch_window_us = 5000
 
 [cookies]

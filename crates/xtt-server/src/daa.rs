@@ -1,6 +1,7 @@
 //! DAA verification for the server: the per-group verifier cache and the verification service,
-//! plain (one signature per job) or batched (signatures of one group collected for at most a
-//! window, verified together with `GroupVerifier::verify_batch`).
+//! plain (one signature per job) or batched (signatures of one group collected while the CPU
+//! workers are busy, for at most a window, verified together with
+//! `GroupVerifier::verify_batch`).
 
 use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -187,8 +188,13 @@ impl DaaService {
     }
 }
 
-/// The collector: the first signature opens a window; signatures arriving within it are grouped
-/// by DAA group; a group is sent to the CPU pool when it reaches `max_batch` or the window ends.
+/// How often the collector checks for an idle worker while it holds signatures back.
+const IDLE_POLL: Duration = Duration::from_micros(250);
+
+/// The collector. A signature is held back only while every CPU worker is busy: then signatures
+/// of one group accumulate until `max_batch` of them are there, a worker becomes free, or the
+/// window (counted from the first one held) ends. An idle server therefore adds no latency, and
+/// a loaded one verifies in batches as large as the load allows.
 fn collect(
     rx: Receiver<Job>,
     cpu: CpuPool,
@@ -201,19 +207,23 @@ fn collect(
         let deadline = Instant::now() + window;
         add(&mut pending, first, max_batch, &cpu, &metrics);
         let mut disconnected = false;
-        while !pending.is_empty() {
+        while !pending.is_empty() && !cpu.has_idle_worker() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            match rx.recv_timeout(deadline - now) {
+            match rx.recv_timeout((deadline - now).min(IDLE_POLL)) {
                 Ok(job) => add(&mut pending, job, max_batch, &cpu, &metrics),
-                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     disconnected = true;
                     break;
                 }
             }
+        }
+        // Everything that arrived meanwhile goes too, without waiting.
+        while let Ok(job) = rx.try_recv() {
+            add(&mut pending, job, max_batch, &cpu, &metrics);
         }
         for (_, jobs) in pending.drain() {
             dispatch(jobs, &cpu, &metrics);
@@ -288,4 +298,55 @@ fn verify_jobs(jobs: Vec<Job>, metrics: &Metrics) {
 fn to_pseudonym(k: Option<[u8; 65]>) -> Result<Pseudonym, VerifyFailure> {
     k.map(Pseudonym)
         .ok_or(VerifyFailure::Invalid(DaaError::InvalidSignature))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xtt_ecdaa::{generate_member_key, Issuer, Member};
+    use xtt_proto::daa::DaaSigner;
+
+    #[test]
+    fn a_batch_with_bad_signatures_fails_only_those() {
+        let issuer = Issuer::generate(&mut OsRng);
+        let verifier =
+            Arc::new(GroupVerifier::new(issuer.group_public_key().clone(), b"bsn").unwrap());
+        let members: Vec<Member> = (0..3)
+            .map(|_| {
+                let (sk, req) = generate_member_key(b"n", &mut OsRng);
+                let (cred, _) = issuer.issue_credential(&req, b"n", &mut OsRng).unwrap();
+                Member::new(sk, cred, issuer.group_public_key(), b"bsn").unwrap()
+            })
+            .collect();
+        let mut receivers = Vec::new();
+        let mut jobs = Vec::new();
+        for i in 0..8usize {
+            let member = &members[i % 3];
+            let message = [u8::try_from(i).unwrap(); 64];
+            let mut signature = DaaSigner::sign(member, &message, &mut OsRng).unwrap();
+            if i == 2 || i == 5 {
+                signature.0[40] ^= 1;
+            }
+            let (reply, rx) = oneshot::channel();
+            receivers.push((i, member.pseudonym(), rx));
+            jobs.push(Job {
+                group_id: verifier.group_id(),
+                verifier: verifier.clone(),
+                message,
+                signature,
+                reply,
+            });
+        }
+        let metrics = Metrics::new();
+        verify_jobs(jobs, &metrics);
+        for (i, nym, mut rx) in receivers {
+            let r = rx.try_recv().unwrap();
+            if i == 2 || i == 5 {
+                assert!(matches!(r, Err(VerifyFailure::Invalid(_))), "item {i}");
+            } else {
+                assert_eq!(r.map(|p| p.0), Ok(nym.unwrap()), "item {i}");
+            }
+        }
+        assert!(metrics.render().contains("xtt_daa_batch_size_sum 8.0"));
+    }
 }

@@ -64,9 +64,11 @@ fn crash_child_server() {
     });
 }
 
+// The child is returned to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn spawn_child(dir: &Path) -> (Child, SocketAddr) {
     let _ = std::fs::remove_file(dir.join("port"));
-    let child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "crash_child_server",
             "--exact",
@@ -81,14 +83,17 @@ fn spawn_child(dir: &Path) -> (Child, SocketAddr) {
         .unwrap();
     let t0 = Instant::now();
     loop {
-        if let Ok(p) = std::fs::read_to_string(dir.join("port")) {
-            let port: u16 = p.trim().parse().unwrap();
+        let port = std::fs::read_to_string(dir.join("port"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        if let Some(port) = port {
             return (child, SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "child server did not start"
-        );
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child server did not start");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -109,7 +114,7 @@ fn kill_9_during_load_loses_no_identity_a_client_was_told() {
     .unwrap();
     std::fs::write(
         dir.path().join("server_key.bin"),
-        &*fx.server_key.private_bytes(),
+        *fx.server_key.private_bytes(),
     )
     .unwrap();
     std::fs::write(dir.path().join("cookie_secret.bin"), fx.cookie_secret).unwrap();

@@ -81,8 +81,10 @@ impl Fixture {
 }
 
 pub fn test_config(dir: &std::path::Path) -> ServerConfig {
-    let mut config = ServerConfig::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
     config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
     config.data_dir = dir.to_path_buf();
     config
@@ -120,5 +122,18 @@ pub async fn start(config: ServerConfig, keys: ServerKeys, registry: Arc<dyn Reg
         handle,
         stop: Some(tx),
         task,
+    }
+}
+
+/// Waits (up to 10 s) until no handshake is in progress: a client can finish before the server
+/// task has recorded its outcome.
+pub async fn wait_idle(handle: &ServerHandle) {
+    let t0 = std::time::Instant::now();
+    while handle.in_flight() != 0 || handle.metrics().in_flight_now() != 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "server never idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
