@@ -236,11 +236,14 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
         })
     })?;
     summary(&dir, &outcome, a.suite, started.elapsed())?;
-    if !outcome.errors.is_empty() || outcome.missing > 0 {
+    let distinct: HashSet<_> = outcome.ids.iter().map(|i| i.0).collect();
+    if !outcome.errors.is_empty() || outcome.missing > 0 || distinct.len() != n {
         bail!(
-            "{} device(s) failed, {} ClientID(s) missing from the registry",
+            "{} device(s) failed, {} ClientID(s) missing from the registry, {} distinct \
+             ClientIDs for {n} devices",
             outcome.errors.len(),
-            outcome.missing
+            outcome.missing,
+            distinct.len()
         );
     }
     Ok(())
@@ -272,13 +275,12 @@ fn progress_bar(len: u64, what: &str) -> anyhow::Result<ProgressBar> {
     Ok(bar)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    let i = rank.clamp(1, sorted.len()) - 1;
-    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+/// Nearest-rank percentile in milliseconds (`p` in percent).
+fn percentile(sorted: &[Duration], p: usize) -> f64 {
+    let rank = (p * sorted.len())
+        .div_ceil(100)
+        .clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow::Result<()> {
@@ -293,9 +295,9 @@ fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow
         o.ids.len(),
         o.wall.as_secs_f64(),
         o.ids.len() as f64 / o.wall.as_secs_f64().max(1e-9),
-        percentile(&lat, 50.0),
-        percentile(&lat, 90.0),
-        percentile(&lat, 99.0),
+        percentile(&lat, 50),
+        percentile(&lat, 90),
+        percentile(&lat, 99),
         suite.name()
     );
     println!(
@@ -328,7 +330,8 @@ fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow
     println!("                                                  client_id.txt, longterm_priv.bin (0600), longterm_cert.bin");
     println!("  xtt-data/registry.sqlite                        the server's registry (groups, identities)");
     println!();
-    println!("try next:");
+    let exe = std::env::current_exe().map_or_else(|_| "xtt".into(), |p| p.display().to_string());
+    println!("try next (xtt is {exe}; `cargo install --path crates/xtt-cli` puts it on PATH):");
     println!("  xtt info {d}/group/members/000001");
     println!("  xtt server --config {d}/server.toml                    # the same server on 127.0.0.1:4444");
     println!("  xtt client provision --dir {d}/group/members/000001    # with it running: same ClientID again");

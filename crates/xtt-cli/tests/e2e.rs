@@ -252,6 +252,9 @@ fn provision_with_the_binary_writes_the_c_client_files() {
     }
 }
 
+/// Per device: every ClientID it was told, and whether its last attempt succeeded.
+type Told = HashMap<usize, (Vec<ClientId>, bool)>;
+
 /// kill -9 of the server process while devices provision; restart on the same data directory.
 /// Every ClientID a device was told is in the registry exactly once, and no device is ever told
 /// two different ClientIDs (a registration lost in the crash would make the restarted server
@@ -271,7 +274,7 @@ fn kill_9_during_load_then_restart_loses_no_identity() {
     let failures = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // Per device: every ClientID it was told, and whether its last attempt succeeded.
-    let told: Arc<Mutex<HashMap<usize, (Vec<ClientId>, bool)>>> = Arc::default();
+    let told: Arc<Mutex<Told>> = Arc::default();
     let last_error: Arc<Mutex<String>> = Arc::default();
 
     let workers: Vec<_> = (1..=DEVICES)
@@ -423,4 +426,78 @@ fn config_file_and_print_config() {
         err.contains("other.asn1.bin: this key pair is not the one server_cert.bin certifies"),
         "{err}"
     );
+}
+
+#[test]
+fn bench_reports_text_json_and_svg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    setup(d, 1);
+    let server = ServerProcess::start(d);
+    let target = server.addr.to_string();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "-t",
+            &target,
+            "--group",
+            "acme",
+            "--devices",
+            "4",
+            "--handshakes",
+            "12",
+            "--json",
+            "r.json",
+            "--svg",
+            "l.svg",
+        ],
+    );
+    assert!(out.contains("handshakes") && out.contains("p99"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("r.json")).unwrap()).unwrap();
+    assert_eq!(json["handshakes_ok"], 12, "{json}");
+    assert_eq!(json["devices"], 4);
+    assert!(fs::read_to_string(d.join("l.svg"))
+        .unwrap()
+        .contains("<svg"));
+    server.stop();
+    // The simulated devices are real group members: the registry holds one identity each.
+    assert_eq!(registry(d).identity_count().unwrap(), 4);
+}
+
+#[test]
+fn demo_provisions_every_device_and_says_where_things_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = ok(
+        tmp.path(),
+        &["demo", "--devices", "6", "--dir", dir.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("provisioned 6 device(s) concurrently"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6 distinct ClientIDs; registry holds 6 identities; 0 missing; 0 failed"),
+        "{out}"
+    );
+    assert!(out.contains("where everything lives"), "{out}");
+    for i in 1..=6 {
+        let m = dir.join(format!("group/members/{i:06}"));
+        let id = client_id::read(&m.join("client_id.txt")).unwrap();
+        assert_eq!(
+            x509::read(&m.join("longterm_cert.bin")).unwrap().client_id,
+            id
+        );
+    }
+    // The configuration it leaves behind starts the same server.
+    let cfg = fs::read_to_string(dir.join("server.toml")).unwrap();
+    assert!(
+        cfg.contains("[files]") && cfg.contains("server_cert.bin") && cfg.contains("xtt-data"),
+        "{cfg}"
+    );
+    let reg =
+        SqliteRegistry::open(&dir.join("xtt-data/registry.sqlite"), Durability::Full).unwrap();
+    assert_eq!(reg.identity_count().unwrap(), 6);
 }

@@ -296,9 +296,9 @@ fn by_content(path: &Path, bytes: &[u8], beside: &Beside<'_>) -> Result<Descript
             Ok(d)
         }
         ISSUER_PUBLIC_KEY_LEN => {
-            let ipk = xtt_ecdaa::IssuerPublicKey::from_bytes(bytes)
+            // Decoding checks the points and the issuer's proof.
+            xtt_ecdaa::IssuerPublicKey::from_bytes(bytes)
                 .map_err(|e| Error::malformed(path, "DAA issuer public key", e))?;
-            let _ = ipk;
             Ok(Description::new(
                 "DAA issuer public key",
                 "the issuer's public key with its proof (X ‖ Y ‖ c ‖ sx ‖ sy); the first 258 bytes \
