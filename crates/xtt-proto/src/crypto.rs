@@ -2,9 +2,10 @@
 //!
 //! The interface is deliberately narrow (fixed-size byte arrays in, byte arrays out, one opaque
 //! failure type) so that a faster backend (ring, aws-lc-rs) can replace the RustCrypto one for the
-//! server without touching the protocol code. ECDSA verification already uses ring; signing stays
-//! on RustCrypto's `p256`, whose RFC 6979 nonces the stateless cookie relies on (the server
-//! recomputes its own signature from the cookie).
+//! server without touching the protocol code. ECDSA verification already uses ring. Signing stays
+//! on RustCrypto's `p256` arithmetic with RFC 6979 nonces, which the stateless cookie relies on
+//! (the server recomputes its own signature from the cookie), with k·G from a precomputed
+//! fixed-base table.
 
 use aes_gcm::Aes256Gcm;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
