@@ -214,6 +214,8 @@ async fn failures_fail_cleanly(batch: bool) {
     body[0] = 0xff; // suite 0xffxx: unknown
     fake_init.extend_from_slice(&body);
     let fake_init_task = tokio::spawn(send_raw(addr, fake_init));
+    // A header announcing a message larger than any identity message: refused before reading it.
+    let oversized_task = tokio::spawn(send_raw(addr, vec![0x11, 0xff, 0xff, 0x01, 0, 0, 0, 0]));
     // A client that stops mid-message.
     let stall_task = tokio::spawn(async move {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -257,6 +259,7 @@ async fn failures_fail_cleanly(batch: bool) {
     }
     assert_eq!(junk_task.await.unwrap(), ERROR_MESSAGE);
     assert_eq!(fake_init_task.await.unwrap(), ERROR_MESSAGE);
+    assert_eq!(oversized_task.await.unwrap(), ERROR_MESSAGE);
     let (out, waited) = stall_task.await.unwrap();
     assert_eq!(out, ERROR_MESSAGE, "a stalled client is told and dropped");
     assert!(
@@ -270,7 +273,7 @@ async fn failures_fail_cleanly(batch: bool) {
     assert_eq!(m.handshakes_count("failed", "unknown_group"), 1);
     assert_eq!(m.handshakes_count("failed", "bad_daa_signature"), 3);
     assert_eq!(m.handshakes_count("failed", "replayed_cookie"), 1);
-    assert_eq!(m.handshakes_count("failed", "invalid_message"), 2);
+    assert_eq!(m.handshakes_count("failed", "invalid_message"), 3);
     assert_eq!(m.handshakes_count("failed", "timeout"), 1);
     // The bad-root client hangs up with an Error message of its own.
     assert_eq!(m.handshakes_count("failed", "peer_error"), 1);
