@@ -29,17 +29,15 @@ const WHAT: &str = "ECDSA P-256 key pair file (DER ECPrivateKey)";
 const MAX_FILE: usize = 512;
 
 /// Encodes a key pair as the C tool does (121 bytes, zeroized when dropped).
-pub fn encode(key: &LongtermKeyPair) -> Zeroizing<Vec<u8>> {
+pub fn encode(key: &LongtermKeyPair) -> std::result::Result<Zeroizing<Vec<u8>>, der::Error> {
     let private = key.private_bytes();
     let der = EcPrivateKey {
         private_key: private.as_slice(),
         parameters: Some(EcParameters::NamedCurve(PRIME256V1)),
         public_key: Some(key.public_key().as_bytes()),
     }
-    .to_der();
-    // Encoding a 32-byte key with fixed OID and 65-byte point cannot fail; the fallback keeps
-    // library code free of panics and is caught by the length check in tests.
-    Zeroizing::new(der.unwrap_or_default())
+    .to_der()?;
+    Ok(Zeroizing::new(der))
 }
 
 /// Decodes a DER `ECPrivateKey` on P-256. The curve must be named prime256v1 (or omitted), the
@@ -81,7 +79,8 @@ pub fn read(path: &Path) -> Result<LongtermKeyPair> {
 
 /// Writes a key pair file, 0600, crash-safely.
 pub fn write(path: &Path, key: &LongtermKeyPair, overwrite: Overwrite) -> Result<()> {
-    fsio::write_atomic(path, &encode(key), Access::Secret, overwrite)
+    let der = encode(key).map_err(|e| Error::malformed(path, WHAT, format!("encoding: {e}")))?;
+    fsio::write_atomic(path, &der, Access::Secret, overwrite)
 }
 
 #[cfg(test)]
@@ -92,7 +91,7 @@ mod tests {
     #[test]
     fn encoding_has_the_c_offsets() {
         let key = LongtermKeyPair::generate(&mut OsRng);
-        let bytes = encode(&key);
+        let bytes = encode(&key).unwrap();
         assert_eq!(bytes.len(), KEYPAIR_FILE_LEN);
         assert_eq!(
             &bytes[PRIVATE_KEY_OFFSET..PRIVATE_KEY_OFFSET + 32],
@@ -107,11 +106,11 @@ mod tests {
     fn rejects_mismatched_public_key_and_other_curves() {
         let a = LongtermKeyPair::generate(&mut OsRng);
         let b = LongtermKeyPair::generate(&mut OsRng);
-        let mut bytes = encode(&a).to_vec();
+        let mut bytes = encode(&a).unwrap().to_vec();
         bytes[PUBLIC_KEY_OFFSET..].copy_from_slice(b.public_key().as_bytes());
         assert!(decode(&bytes).unwrap_err().contains("does not belong"));
 
-        let mut bytes = encode(&a).to_vec();
+        let mut bytes = encode(&a).unwrap().to_vec();
         // secp256k1 is 1.3.132.0.10; change the OID's last arc to make a different curve.
         bytes[48] = 0x08;
         assert!(decode(&bytes).unwrap_err().contains("not prime256v1"));

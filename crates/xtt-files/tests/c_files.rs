@@ -189,7 +189,7 @@ fn key_files_have_the_c_frame_for_every_recorded_key() {
             &hexfield(&v, &[who, "private_key"]),
             &hexfield(&v, &[who, "public_key"]),
         );
-        assert_eq!(&keypair::encode(&key)[..], &expected[..], "{who}");
+        assert_eq!(&keypair::encode(&key).unwrap()[..], &expected[..], "{who}");
         let p = out.path().join(format!("{who}.asn1.bin"));
         keypair::write(&p, &key, Overwrite::Deny).unwrap();
         assert_eq!(fs::read(&p).unwrap(), expected);
