@@ -1,0 +1,201 @@
+//! `xtt client provision`: identity provisioning against an XTT server, with the C client's
+//! flags, inputs and outputs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rand_core::OsRng;
+use xtt_ecdaa::Member;
+use xtt_files::client_dir;
+use xtt_files::daa::{self, MemberFileNames};
+use xtt_files::{certs, client_id, keypair, x509, Overwrite};
+use xtt_proto::{ClientId, SuiteSpec};
+use xtt_server::{ProvisionedIdentity, Provisioner};
+
+/// Client commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Provision this device's identity with a server (the C tool's `runclient`).
+    #[command(
+        long_about = "Run one XTT identity-provisioning handshake: prove membership of a DAA \
+                      group, check the server's certificate against the root, and receive a \
+                      ClientID bound to a fresh long-term ECDSA key. Writes what the C client \
+                      writes: client_id.txt (the ClientID as text), longterm_priv.bin (the key \
+                      pair, 0600) and longterm_cert.bin (a self-signed X.509 certificate for \
+                      the key with the ClientID as its name). Inputs are the C client's files \
+                      (daa_gpk.bin, daa_cred.bin, daa_secretkey.bin, basename.bin, \
+                      root_cert.bin), by default in --dir; every flag of the C client works.",
+        after_long_help = "Examples:\n  \
+            xtt client provision --dir acme-sensors/members/000001\n  \
+            xtt client provision -a 10.0.0.5 -p 4444 -s X25519_LRSW_ECDSAP256_AES256GCM_SHA512\n  \
+            xtt client provision --dir dev1 -q dev1/req_id.bin     # ask for a ClientID\n  \
+            xtt info dev1                                          # what it got"
+    )]
+    Provision(ProvisionArgs),
+}
+
+/// Flags of the C client (`xtt runclient`), plus --dir.
+#[derive(Debug, Args)]
+pub(crate) struct ProvisionArgs {
+    /// Directory of the client's files; the file flags default to the C names in it.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Server host.
+    #[arg(short = 'a', long = "serverhost", default_value = "127.0.0.1")]
+    serverhost: String,
+    /// Server port.
+    #[arg(short = 'p', long = "port", default_value_t = 4444)]
+    port: u16,
+    /// Suite: a C name (e.g. X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512) or 1-4.
+    #[arg(short = 's', long = "suitespec", default_value = "X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512", value_parser = parse_suite)]
+    suitespec: SuiteSpec,
+    /// Requested ClientID, 16 raw bytes [default: none, the server chooses].
+    #[arg(short = 'q', long = "requestid", value_name = "FILE")]
+    requestid: Option<PathBuf>,
+    /// DAA group public key [default: DIR/daa_gpk.bin].
+    #[arg(short = 'd', long = "daagpk", value_name = "FILE")]
+    daagpk: Option<PathBuf>,
+    /// DAA credential [default: DIR/daa_cred.bin].
+    #[arg(short = 'c', long = "daacred", value_name = "FILE")]
+    daacred: Option<PathBuf>,
+    /// DAA member secret key [default: DIR/daa_secretkey.bin].
+    #[arg(short = 'k', long = "daasecret", value_name = "FILE")]
+    daasecret: Option<PathBuf>,
+    /// Root certificate [default: DIR/root_cert.bin].
+    #[arg(short = 'e', long = "rcert", value_name = "FILE")]
+    rcert: Option<PathBuf>,
+    /// Basename [default: DIR/basename.bin].
+    #[arg(short = 'n', long = "basename", value_name = "FILE")]
+    basename: Option<PathBuf>,
+    /// Where to write the assigned ClientID [default: DIR/client_id.txt].
+    #[arg(short = 'i', long = "assignedid", value_name = "FILE")]
+    assignedid: Option<PathBuf>,
+    /// Where to write the long-term key's X.509 certificate [default: DIR/longterm_cert.bin].
+    #[arg(short = 'b', long = "longtermpub", value_name = "FILE")]
+    longtermpub: Option<PathBuf>,
+    /// Where to write the long-term key pair [default: DIR/longterm_priv.bin].
+    #[arg(short = 'v', long = "longtermpriv", value_name = "FILE")]
+    longtermpriv: Option<PathBuf>,
+    /// Seconds to wait for each step.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+/// Parses a suite as the C client names it, or its number.
+pub(crate) fn parse_suite(s: &str) -> Result<SuiteSpec, String> {
+    SuiteSpec::ALL
+        .into_iter()
+        .find(|suite| suite.name().eq_ignore_ascii_case(s) || suite.to_u16().to_string() == s)
+        .ok_or_else(|| {
+            let names: Vec<_> = SuiteSpec::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown suite {s:?}; one of: {}", names.join(", "))
+        })
+}
+
+/// Input and output paths, resolved against --dir.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientPaths {
+    pub(crate) gpk: PathBuf,
+    pub(crate) cred: PathBuf,
+    pub(crate) secret: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) basename: PathBuf,
+    pub(crate) requested: Option<PathBuf>,
+    pub(crate) client_id: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+impl ClientPaths {
+    /// The C client's default names in `dir`.
+    pub(crate) fn in_dir(dir: &Path) -> Self {
+        Self {
+            gpk: dir.join(MemberFileNames::GPK),
+            cred: dir.join(MemberFileNames::CREDENTIAL),
+            secret: dir.join(MemberFileNames::SECRET_KEY),
+            root: dir.join(client_dir::ROOT_CERT),
+            basename: dir.join(MemberFileNames::BASENAME),
+            requested: None,
+            client_id: dir.join(client_dir::CLIENT_ID),
+            cert: dir.join(client_dir::LONGTERM_CERT),
+            key: dir.join(client_dir::LONGTERM_PRIV),
+        }
+    }
+
+    /// A provisioner from these files (DAA member checked against its group).
+    pub(crate) fn provisioner(
+        &self,
+        suite: SuiteSpec,
+        timeout: Duration,
+    ) -> anyhow::Result<Provisioner> {
+        let root = certs::read_root(&self.root)?;
+        let gpk = daa::read_gpk(&self.gpk)?;
+        let basename = daa::read_basename(&self.basename)?;
+        let cred = daa::read_credential(&self.cred)?;
+        let sk = daa::read_member_secret_key(&self.secret)?;
+        let member = Member::new(sk, cred, &gpk, &basename).with_context(|| {
+            format!(
+                "{}: this credential does not belong to {} and {}",
+                self.cred.display(),
+                self.secret.display(),
+                self.gpk.display()
+            )
+        })?;
+        let mut p = Provisioner::new(root, Arc::new(member));
+        p.suite = suite;
+        p.timeout = timeout;
+        p.requested_id = match &self.requested {
+            Some(f) => client_id::read_raw(f)?,
+            None => ClientId::NULL,
+        };
+        Ok(p)
+    }
+
+    /// Writes the results as the C client does (key last, so a key always has its id and
+    /// certificate beside it).
+    pub(crate) fn write_results(&self, id: &ProvisionedIdentity) -> anyhow::Result<()> {
+        let der = x509::build(&id.longterm_key, &id.client_id, &mut OsRng)
+            .map_err(anyhow::Error::msg)
+            .context("building the long-term certificate")?;
+        client_id::write(&self.client_id, &id.client_id, Overwrite::Allow)?;
+        x509::write(&self.cert, &der, Overwrite::Allow)?;
+        keypair::write(&self.key, &id.longterm_key, Overwrite::Allow)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Provision(a) => provision(a),
+    }
+}
+
+fn provision(a: ProvisionArgs) -> anyhow::Result<()> {
+    let defaults = ClientPaths::in_dir(&a.dir);
+    let paths = ClientPaths {
+        gpk: a.daagpk.unwrap_or(defaults.gpk),
+        cred: a.daacred.unwrap_or(defaults.cred),
+        secret: a.daasecret.unwrap_or(defaults.secret),
+        root: a.rcert.unwrap_or(defaults.root),
+        basename: a.basename.unwrap_or(defaults.basename),
+        requested: a.requestid,
+        client_id: a.assignedid.unwrap_or(defaults.client_id),
+        cert: a.longtermpub.unwrap_or(defaults.cert),
+        key: a.longtermpriv.unwrap_or(defaults.key),
+    };
+    let provisioner = paths.provisioner(a.suitespec, Duration::from_secs(a.timeout))?;
+    let target = format!("{}:{}", a.serverhost, a.port);
+    let identity = crate::block_on(provisioner.provision(target.as_str()))
+        .with_context(|| format!("provisioning with {target}"))?;
+    paths.write_results(&identity)?;
+    println!("provisioned ClientID {}", identity.client_id);
+    println!("  server        {target} ({})", a.suitespec.name());
+    println!("  group id      {}", hex::encode(identity.group_id.0));
+    println!("  wrote         {}", paths.client_id.display());
+    println!("                {} (0600)", paths.key.display());
+    println!("                {}", paths.cert.display());
+    Ok(())
+}

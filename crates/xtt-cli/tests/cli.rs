@@ -1,0 +1,270 @@
+//! The built `xtt` binary: key, certificate, info and group commands, file modes, and error
+//! messages on bad input.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn xtt(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtt"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run xtt")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = xtt(dir, args);
+    assert!(
+        out.status.success(),
+        "xtt {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = xtt(dir, args);
+    assert!(!out.status.success(), "xtt {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn mode(p: PathBuf) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn vectors() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
+    assert!(dir.is_dir(), "{} is missing", dir.display());
+    dir
+}
+
+#[test]
+fn help_teaches_on_every_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = ok(tmp.path(), &["--help"]);
+    for family in ["keys", "cert", "info", "group", "completions"] {
+        assert!(top.contains(family), "{family} missing from --help");
+    }
+    for sub in [
+        &["keys", "generate"][..],
+        &["cert", "root"],
+        &["cert", "server"],
+        &["cert", "x509"],
+        &["info"],
+        &["group", "create"],
+        &["group", "enroll"],
+        &["completions"],
+    ] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let help = ok(tmp.path(), &args);
+        assert!(help.contains("Examples:"), "{sub:?} --help has no examples");
+    }
+}
+
+#[test]
+fn root_server_and_x509_in_c_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = ok(d, &["keys", "generate", "-k", "root_keys.asn1.bin"]);
+    assert!(out.contains("wrote root_keys.asn1.bin"));
+    assert_eq!(fs::read(d.join("root_keys.asn1.bin")).unwrap().len(), 121);
+    assert_eq!(mode(d.join("root_keys.asn1.bin")), 0o600);
+
+    // Never overwrites a key without --force.
+    let before = fs::read(d.join("root_keys.asn1.bin")).unwrap();
+    let err = fails(d, &["keys", "generate", "-k", "root_keys.asn1.bin"]);
+    assert!(
+        err.contains("root_keys.asn1.bin: already exists; refusing to overwrite it (pass --force"),
+        "{err}"
+    );
+    assert_eq!(fs::read(d.join("root_keys.asn1.bin")).unwrap(), before);
+
+    ok(
+        d,
+        &[
+            "cert",
+            "root",
+            "--root-id",
+            "00112233445566778899aabbccddeeff",
+        ],
+    );
+    let root = fs::read(d.join("root_cert.bin")).unwrap();
+    assert_eq!(root.len(), 81);
+    assert_eq!(hex::encode(&root[..16]), "00112233445566778899aabbccddeeff");
+    assert_eq!(
+        root[16..],
+        before[56..],
+        "root certificate carries the key file's public key"
+    );
+    assert_eq!(mode(d.join("root_cert.bin")), 0o644);
+
+    ok(d, &["cert", "server", "--generate-key"]);
+    assert_eq!(fs::read(d.join("server_cert.bin")).unwrap().len(), 169);
+    assert_eq!(mode(d.join("server_keys.asn1.bin")), 0o600);
+    let info = ok(d, &["info", "server_cert.bin"]);
+    assert!(
+        info.contains("XTT server certificate") && info.contains("verifies under root_cert.bin"),
+        "{info}"
+    );
+
+    // A root key that is not the root certificate's is refused.
+    ok(d, &["keys", "generate", "-k", "other.asn1.bin"]);
+    let err = fails(
+        d,
+        &["cert", "server", "-k", "other.asn1.bin", "-c", "x.bin"],
+    );
+    assert!(
+        err.contains("other.asn1.bin: this key is not the key of root 00112233"),
+        "{err}"
+    );
+    assert!(!d.join("x.bin").exists());
+
+    ok(
+        d,
+        &[
+            "cert",
+            "x509",
+            "-k",
+            "server_keys.asn1.bin",
+            "--client-id",
+            "0001:0203:0405:0607:0809:0A0B:0C0D:0E0F",
+        ],
+    );
+    let info = ok(d, &["info", "cert.bin"]);
+    assert!(info.contains("XTT long-term X.509 certificate"), "{info}");
+    assert!(
+        info.contains("0001:0203:0405:0607:0809:0A0B:0C0D:0E0F"),
+        "{info}"
+    );
+    assert!(
+        info.lines()
+            .any(|l| l.trim_start().starts_with("self-signature")
+                && l.trim_end().ends_with("verifies")),
+        "{info}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(d, &["info", "--json", "root_cert.bin"])).unwrap();
+    assert_eq!(json[0]["kind"], "XTT root certificate");
+    assert_eq!(
+        json[0]["fields"]["root id"],
+        "00112233445566778899aabbccddeeff"
+    );
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let err = fails(d, &["cert", "root"]);
+    assert!(
+        err.contains("root_keys.asn1.bin: no key pair there; create one with `xtt keys generate"),
+        "{err}"
+    );
+
+    fs::write(d.join("root_keys.asn1.bin"), b"garbage").unwrap();
+    let err = fails(d, &["cert", "root"]);
+    assert!(
+        err.contains("root_keys.asn1.bin: not a valid ECDSA P-256 key pair file"),
+        "{err}"
+    );
+
+    ok(d, &["keys", "generate", "-k", "k.bin"]);
+    let err = fails(d, &["cert", "root", "-k", "k.bin", "--root-id", "abc"]);
+    assert!(err.contains("--root-id must be 32 hex digits"), "{err}");
+
+    fs::write(d.join("root_cert.bin"), [4u8; 80]).unwrap();
+    let err = fails(d, &["cert", "server", "--generate-key"]);
+    assert!(
+        err.contains("root_cert.bin: XTT root certificate must be 81 bytes, this file has 80"),
+        "{err}"
+    );
+
+    fs::write(d.join("blob"), [9u8; 5]).unwrap();
+    let err = fails(d, &["info", "blob"]);
+    assert!(
+        err.contains("blob: not a valid XTT or DAA file: 5 bytes match none"),
+        "{err}"
+    );
+
+    let err = fails(d, &["group", "enroll", "nowhere"]);
+    assert!(err.contains("nowhere/ipk.bin: cannot read"), "{err}");
+
+    let err = fails(d, &["keys", "frobnicate"]);
+    assert!(err.contains("unrecognized subcommand"), "{err}");
+}
+
+#[test]
+fn group_create_and_enroll_with_progress_and_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(d, &["cert", "root", "--generate-key"]);
+    let out = ok(d, &["group", "create", "acme", "--basename", "BASENAME"]);
+    assert!(out.contains("group id"), "{out}");
+    assert_eq!(mode(d.join("acme/isk.bin")), 0o600);
+    let out = ok(
+        d,
+        &[
+            "group",
+            "enroll",
+            "acme",
+            "--count",
+            "4",
+            "--root",
+            "root_cert.bin",
+        ],
+    );
+    assert!(out.contains("enrolled 4 member(s)"), "{out}");
+    for i in 1..=4 {
+        let m = d.join(format!("acme/members/{i:06}"));
+        assert_eq!(mode(m.join("daa_secretkey.bin")), 0o600);
+        assert_eq!(
+            fs::read(m.join("root_cert.bin")).unwrap(),
+            fs::read(d.join("root_cert.bin")).unwrap()
+        );
+        assert_eq!(fs::read(m.join("basename.bin")).unwrap(), b"BASENAME");
+    }
+    let info = ok(d, &["info", "acme"]);
+    assert!(
+        info.contains("DAA group directory") && info.contains("members   4"),
+        "{info}"
+    );
+    let err = fails(d, &["group", "create", "acme"]);
+    assert!(err.contains("acme: directory is not empty"), "{err}");
+}
+
+#[test]
+fn reads_the_c_sample_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = vectors().join("xaptum-data/client");
+    let out = ok(tmp.path(), &["info", client.to_str().unwrap()]);
+    assert!(out.contains("XTT client directory"), "{out}");
+    // SHA-256(gpk ‖ "BASENAME") of the sample group, as in gid.bin.
+    let gid = hex::encode(fs::read(client.join("gid.bin")).unwrap());
+    assert!(out.contains(&gid), "{out}");
+    for f in [
+        "daa_gpk.bin",
+        "daa_cred.bin",
+        "basename.bin",
+        "gid.bin",
+        "daa_secretkey.bin",
+    ] {
+        ok(tmp.path(), &["info", client.join(f).to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(tmp.path(), &["completions", shell]);
+        assert!(
+            script.contains("xtt") && script.contains("enroll"),
+            "{shell}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Reading small files with a size cap, and writing files crash-safely: a temporary file in the
+//! same directory, written, fsynced, renamed over the target, then the directory fsynced. A
+//! reader therefore sees the old file or the new one, never a torn one, even after a power cut.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Who may read a file once written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Private keys and secrets: owner read/write only (0600).
+    Secret,
+    /// Certificates, public keys, ids: world-readable (0644), as the C tool writes them.
+    Public,
+}
+
+impl Access {
+    /// The Unix mode bits this access level writes.
+    pub fn mode(self) -> u32 {
+        match self {
+            Access::Secret => 0o600,
+            Access::Public => 0o644,
+        }
+    }
+}
+
+/// Whether an existing file may be replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace an existing file (atomically).
+    Allow,
+    /// Fail with [`ErrorKind::AlreadyExists`] if the target exists.
+    Deny,
+}
+
+/// Reads a whole file of at most `max` bytes (larger files are refused before being read into
+/// memory, so a wrong path to a huge file costs nothing).
+pub fn read_limited(path: &Path, what: &'static str, max: usize) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
+    let mut buf = Vec::new();
+    // Read one byte past the limit to tell "exactly max" from "more than max".
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
+    if buf.len() > max {
+        let actual = fs::metadata(path)
+            .ok()
+            .and_then(|m| usize::try_from(m.len()).ok())
+            .unwrap_or(buf.len());
+        return Err(Error::new(path, ErrorKind::TooLarge { what, max, actual }));
+    }
+    Ok(buf)
+}
+
+/// Reads a file that must be exactly `N` bytes.
+pub fn read_exact<const N: usize>(path: &Path, what: &'static str) -> Result<[u8; N]> {
+    let bytes = zeroize::Zeroizing::new(read_limited(path, what, N.max(4096))?);
+    <[u8; N]>::try_from(bytes.as_slice())
+        .map_err(|_| Error::wrong_length(path, what, N, bytes.len()))
+}
+
+/// Writes `bytes` to `path` crash-safely with the mode of `access`.
+pub fn write_atomic(path: &Path, bytes: &[u8], access: Access, overwrite: Overwrite) -> Result<()> {
+    let werr = |e: io::Error| Error::new(path, ErrorKind::Write(e));
+    if overwrite == Overwrite::Deny && path.symlink_metadata().is_ok() {
+        return Err(Error::new(path, ErrorKind::AlreadyExists));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // tempfile creates the file 0600, so a secret is never readable by others, not even
+    // between create and chmod.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".xtt-tmp-")
+        .tempfile_in(dir)
+        .map_err(werr)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(access.mode()))
+        .map_err(werr)?;
+    tmp.write_all(bytes).map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    match overwrite {
+        Overwrite::Allow => {
+            tmp.persist(path).map_err(|e| werr(e.error))?;
+        }
+        Overwrite::Deny => {
+            // Linking refuses an existing target, so two writers cannot both win.
+            tmp.persist_noclobber(path).map_err(|e| {
+                if e.error.kind() == io::ErrorKind::AlreadyExists {
+                    Error::new(path, ErrorKind::AlreadyExists)
+                } else {
+                    werr(e.error)
+                }
+            })?;
+        }
+    }
+    sync_dir(dir).map_err(werr)
+}
+
+/// Creates a new file (never replacing one) with the mode of `access`, writes it and fsyncs it,
+/// without a rename: for files inside a staging directory that is itself renamed into place
+/// (the caller then syncs the directory once), which saves a directory sync per file.
+pub fn write_new_synced(path: &Path, bytes: &[u8], access: Access) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let werr = |e: io::Error| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Error::new(path, ErrorKind::AlreadyExists)
+        } else {
+            Error::new(path, ErrorKind::Write(e))
+        }
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(access.mode())
+        .open(path)
+        .map_err(werr)?;
+    // The umask may have narrowed the mode; a public file must still be readable.
+    f.set_permissions(fs::Permissions::from_mode(access.mode()))
+        .map_err(werr)?;
+    f.write_all(bytes).map_err(werr)?;
+    f.sync_all().map_err(werr)
+}
+
+/// Makes a rename or a new directory entry durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    OpenOptions::new().read(true).open(dir)?.sync_all()
+}
+
+/// Creates a directory (and parents) that only the owner can enter (0700), for directories
+/// that hold secrets.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let werr = |e: io::Error| Error::new(path, ErrorKind::Write(e));
+    fs::create_dir_all(path).map_err(werr)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(werr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_0600_and_public_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        for (access, mode) in [(Access::Secret, 0o600), (Access::Public, 0o644)] {
+            let p = dir.path().join(format!("{mode:o}"));
+            write_atomic(&p, b"abc", access, Overwrite::Deny).unwrap();
+            let m = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(m, mode);
+            assert_eq!(fs::read(&p).unwrap(), b"abc");
+        }
+        // No temporary files left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn deny_refuses_existing_and_allow_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one", Access::Public, Overwrite::Deny).unwrap();
+        let err = write_atomic(&p, b"two", Access::Public, Overwrite::Deny).unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::AlreadyExists), "{err}");
+        assert!(err.to_string().contains("refusing to overwrite"));
+        write_atomic(&p, b"two", Access::Secret, Overwrite::Allow).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn read_limited_refuses_large_files_and_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        fs::write(&p, vec![0u8; 100]).unwrap();
+        let err = read_limited(&p, "thing", 99).unwrap_err();
+        assert!(err.to_string().contains("big"), "{err}");
+        assert!(err.to_string().contains("too large for thing"), "{err}");
+        assert_eq!(read_limited(&p, "thing", 100).unwrap().len(), 100);
+        let err = read_exact::<32>(&p, "a 32-byte thing").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must be 32 bytes, this file has 100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_error_names_path() {
+        let err = read_limited(Path::new("/nonexistent/x.bin"), "thing", 10).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/x.bin: cannot read"),
+            "{err}"
+        );
+    }
+}
