@@ -1,0 +1,200 @@
+//! The storage conformance suite and PostgreSQL-specific checks, against a real server.
+//!
+//! `scripts/test.sh` starts a throwaway PostgreSQL cluster and exports its URL as
+//! `XTT_TEST_POSTGRES_URL`; these tests fail (never skip) without it. Each registry gets a
+//! database of its own, so the tests run in parallel on one cluster.
+
+use std::sync::Arc;
+
+use rand_core::{OsRng, RngCore};
+use xtt_proto::ClientId;
+use xtt_registry::conformance::{run_all, sample_group, sample_registration};
+use xtt_registry::{
+    open_storage, PostgresRegistry, Registry, RegistryError, POSTGRES_SCHEMA_VERSION,
+};
+
+fn admin_config() -> postgres::Config {
+    let Ok(url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+        panic!(
+            "XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts a throwaway \
+             PostgreSQL server for these tests"
+        )
+    };
+    url.parse()
+        .expect("XTT_TEST_POSTGRES_URL is a PostgreSQL URL")
+}
+
+/// A new, empty database on the test server; returns its connection configuration.
+fn fresh_database() -> postgres::Config {
+    let mut config = admin_config();
+    let mut admin = config
+        .connect(postgres::NoTls)
+        .expect("connect to the test PostgreSQL server");
+    let name = format!("xtt_test_{:016x}", OsRng.next_u64());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create a test database");
+    config.dbname(&name);
+    config
+}
+
+fn open_fresh() -> (postgres::Config, Arc<PostgresRegistry>) {
+    let config = fresh_database();
+    let reg = PostgresRegistry::from_config(config.clone(), 8).expect("open the registry");
+    (config, Arc::new(reg))
+}
+
+#[test]
+fn postgres_backend_passes_the_conformance_suite() {
+    run_all(&|| open_fresh().1 as Arc<dyn Registry>);
+}
+
+#[test]
+fn two_pools_on_one_database_never_assign_the_same_id() {
+    // Two registries (as two server nodes would have) racing on one database, for one
+    // requested id and for fresh ids.
+    let (config, a) = open_fresh();
+    let b = Arc::new(PostgresRegistry::from_config(config, 4).unwrap());
+    let g = sample_group();
+    a.add_group(&g).unwrap();
+    let wanted = ClientId([7; 16]);
+    let handles: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|reg| {
+            let gid = g.group_id;
+            std::thread::spawn(move || {
+                let mut granted = 0;
+                for _ in 0..10 {
+                    reg.register(&sample_registration(&gid, ClientId::NULL))
+                        .unwrap();
+                    if reg.register(&sample_registration(&gid, wanted)).is_ok() {
+                        granted += 1;
+                    }
+                }
+                granted
+            })
+        })
+        .collect();
+    let granted: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(granted, 1, "the requested id is granted exactly once");
+    assert_eq!(a.identity_count().unwrap(), 41);
+    assert_eq!(b.identities().unwrap().len(), 41);
+}
+
+#[test]
+fn the_same_new_device_racing_on_two_nodes_gets_one_id() {
+    // Both nodes register the same pseudonym at once: one id, one new device, the other sees
+    // a returning device; the id the loser drew is not left taken-but-unassigned for it.
+    let (config, a) = open_fresh();
+    let b = Arc::new(PostgresRegistry::from_config(config, 2).unwrap());
+    let g = sample_group();
+    a.add_group(&g).unwrap();
+    for _ in 0..20 {
+        let r = sample_registration(&g.group_id, ClientId::NULL);
+        let (ra, rb) = (r.clone(), r);
+        let (a2, b2) = (a.clone(), b.clone());
+        let ta = std::thread::spawn(move || a2.register(&ra).unwrap());
+        let tb = std::thread::spawn(move || b2.register(&rb).unwrap());
+        let (x, y) = (ta.join().unwrap(), tb.join().unwrap());
+        assert_eq!(x.client_id, y.client_id);
+        assert!(x.new_device ^ y.new_device, "exactly one saw a new device");
+    }
+    assert_eq!(a.identity_count().unwrap(), 20);
+}
+
+#[test]
+fn schema_is_versioned_and_newer_schemas_are_refused() {
+    let (config, reg) = open_fresh();
+    assert_eq!(reg.schema_version().unwrap(), POSTGRES_SCHEMA_VERSION);
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let id = reg
+        .register(&sample_registration(&g.group_id, ClientId::NULL))
+        .unwrap()
+        .client_id;
+    drop(reg);
+
+    // Reopening migrates nothing and keeps the data.
+    let reg = PostgresRegistry::from_config(config.clone(), 1).unwrap();
+    assert!(reg.identity(&id).unwrap().is_some());
+    assert_eq!(reg.groups().unwrap(), vec![g]);
+    drop(reg);
+
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    let versions: Vec<i64> = c
+        .query(
+            "SELECT version FROM xtt_schema_version ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=POSTGRES_SCHEMA_VERSION).collect::<Vec<_>>());
+    c.execute(
+        "INSERT INTO xtt_schema_version (version) VALUES ($1)",
+        &[&(POSTGRES_SCHEMA_VERSION + 1)],
+    )
+    .unwrap();
+    assert!(matches!(
+        PostgresRegistry::from_config(config, 1),
+        Err(RegistryError::SchemaTooNew { found, .. }) if found == POSTGRES_SCHEMA_VERSION + 1
+    ));
+}
+
+#[test]
+fn retired_ids_stay_taken_by_a_database_constraint() {
+    // Not only the code path: the table itself refuses an id that was ever assigned.
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let id = ClientId([0x31; 16]);
+    reg.register(&sample_registration(&g.group_id, id)).unwrap();
+    assert!(reg.delete_identity(&id).unwrap());
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    let retired: Option<i64> = c
+        .query_one(
+            "SELECT retired_at FROM client_ids WHERE client_id = $1",
+            &[&&id.0[..]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(retired.is_some());
+    let err = c
+        .execute(
+            "INSERT INTO client_ids (client_id, assigned_at) VALUES ($1, 0)",
+            &[&&id.0[..]],
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+}
+
+#[test]
+fn storage_url_selects_postgres() {
+    let config = fresh_database();
+    let Some(db) = config.get_dbname() else {
+        panic!("no database name")
+    };
+    // Rebuild a URL for the fresh database from the admin URL (socket dir or host, user).
+    let admin = std::env::var("XTT_TEST_POSTGRES_URL").unwrap();
+    let url = match admin.split_once('?') {
+        Some((base, query)) => {
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("{prefix}/{db}?{query}")
+        }
+        None => {
+            let (prefix, _) = admin.rsplit_once('/').unwrap();
+            format!("{prefix}/{db}")
+        }
+    };
+    let reg = open_storage(&url).unwrap();
+    let g = sample_group();
+    assert!(reg.add_group(&g).unwrap());
+    assert_eq!(reg.groups().unwrap(), vec![g]);
+
+    let unreachable = open_storage("postgres://nobody@127.0.0.1:1/none?connect_timeout=2");
+    assert!(matches!(unreachable, Err(RegistryError::Database(_))));
+}
