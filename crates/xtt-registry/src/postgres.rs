@@ -21,8 +21,13 @@
 //!   autocommit, so it *is* the transaction: all of the batch or none of it, committed (with
 //!   the server's `synchronous_commit`, on by default) before the reply arrives. So a handshake
 //!   costs one database round trip (the bound asked for is two).
-//! * [`Registry::delete_identity`] and the reads are one round trip each;
-//!   [`Registry::add_group`] is one, or two when the group already exists.
+//! * Every statement is sent the same way, so [`Registry::delete_identity`] (one statement) and
+//!   each read are one round trip too; [`Registry::add_group`] is one, or two when the group
+//!   already exists. (Named prepared statements would cost a prepare round trip, plus a Close
+//!   message when dropped.) A pool checkout costs none.
+//!
+//! The test `a_handshake_costs_one_round_trip_whatever_the_batch` counts them, by relaying the
+//! connection through a socket that counts the server's `ReadyForQuery` messages.
 //!
 //! # Uniqueness and never reusing ClientIDs
 //!
@@ -246,7 +251,7 @@ impl PostgresRegistry {
     pub fn schema_version(&self) -> Result<i64, RegistryError> {
         let mut c = self.conn()?;
         let row = c
-            .query_one(
+            .query_typed_one(
                 "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
                 &[],
             )
@@ -333,19 +338,23 @@ impl Registry for PostgresRegistry {
     fn add_group(&self, group: &GroupRecord) -> Result<bool, RegistryError> {
         let mut c = self.conn()?;
         let inserted = c
-            .query(
+            .query_typed(
                 "INSERT INTO daa_groups (group_id, gpk, basename) VALUES ($1, $2, $3)
                  ON CONFLICT (group_id) DO NOTHING RETURNING 1",
-                &[&&group.group_id.0[..], &group.gpk, &group.basename],
+                &[
+                    (&&group.group_id.0[..], Type::BYTEA),
+                    (&group.gpk, Type::BYTEA),
+                    (&group.basename, Type::BYTEA),
+                ],
             )
             .map_err(db)?;
         if !inserted.is_empty() {
             return Ok(true);
         }
         let row = c
-            .query_one(
+            .query_typed_one(
                 "SELECT gpk, basename FROM daa_groups WHERE group_id = $1",
-                &[&&group.group_id.0[..]],
+                &[(&&group.group_id.0[..], Type::BYTEA)],
             )
             .map_err(db)?;
         let (gpk, basename): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
@@ -359,7 +368,7 @@ impl Registry for PostgresRegistry {
     fn groups(&self) -> Result<Vec<GroupRecord>, RegistryError> {
         let mut c = self.conn()?;
         let rows = c
-            .query(
+            .query_typed(
                 "SELECT group_id, gpk, basename FROM daa_groups ORDER BY group_id",
                 &[],
             )
@@ -378,9 +387,9 @@ impl Registry for PostgresRegistry {
     fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>, RegistryError> {
         let mut c = self.conn()?;
         let row = c
-            .query_opt(
+            .query_typed_opt(
                 "SELECT gpk, basename FROM daa_groups WHERE group_id = $1",
-                &[&&group_id.0[..]],
+                &[(&&group_id.0[..], Type::BYTEA)],
             )
             .map_err(db)?;
         row.map(|r| {
@@ -473,9 +482,9 @@ impl Registry for PostgresRegistry {
     fn identity(&self, client_id: &ClientId) -> Result<Option<IdentityRecord>, RegistryError> {
         let mut c = self.conn()?;
         let row = c
-            .query_opt(
+            .query_typed_opt(
                 &format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE client_id = $1"),
-                &[&&client_id.0[..]],
+                &[(&&client_id.0[..], Type::BYTEA)],
             )
             .map_err(db)?;
         row.as_ref().map(identity_from_pg).transpose()
@@ -484,7 +493,7 @@ impl Registry for PostgresRegistry {
     fn identities(&self) -> Result<Vec<IdentityRecord>, RegistryError> {
         let mut c = self.conn()?;
         let rows = c
-            .query(&format!("SELECT {IDENTITY_COLUMNS} FROM identities"), &[])
+            .query_typed(&format!("SELECT {IDENTITY_COLUMNS} FROM identities"), &[])
             .map_err(db)?;
         rows.iter().map(identity_from_pg).collect()
     }
@@ -492,7 +501,7 @@ impl Registry for PostgresRegistry {
     fn identity_count(&self) -> Result<u64, RegistryError> {
         let mut c = self.conn()?;
         let n: i64 = c
-            .query_one("SELECT count(*) FROM identities", &[])
+            .query_typed_one("SELECT count(*) FROM identities", &[])
             .map_err(db)?
             .try_get(0)
             .map_err(db)?;
@@ -503,11 +512,14 @@ impl Registry for PostgresRegistry {
         let mut c = self.conn()?;
         // One statement, hence one transaction: the identity goes, its id stays taken.
         let rows = c
-            .query(
+            .query_typed(
                 "WITH gone AS (DELETE FROM identities WHERE client_id = $1 RETURNING client_id)
                  UPDATE client_ids SET retired_at = $2
                   WHERE client_id IN (SELECT client_id FROM gone) RETURNING 1",
-                &[&&client_id.0[..], &time_to_sql(now_unix())],
+                &[
+                    (&&client_id.0[..], Type::BYTEA),
+                    (&time_to_sql(now_unix()), Type::INT8),
+                ],
             )
             .map_err(db)?;
         Ok(!rows.is_empty())

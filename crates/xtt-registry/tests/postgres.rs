@@ -198,3 +198,154 @@ fn storage_url_selects_postgres() {
     let unreachable = open_storage("postgres://nobody@127.0.0.1:1/none?connect_timeout=2");
     assert!(matches!(unreachable, Err(RegistryError::Database(_))));
 }
+
+/// A relay between the registry and the server that counts the server's `ReadyForQuery`
+/// messages: the server sends exactly one per round trip (one per Sync or simple query).
+mod round_trips {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    trait Stream: Read + Write + Send {
+        fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>>;
+        fn close(&self);
+    }
+    impl Stream for TcpStream {
+        fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+            Ok(Box::new(self.try_clone()?))
+        }
+        fn close(&self) {
+            let _ = self.shutdown(Shutdown::Both);
+        }
+    }
+    impl Stream for UnixStream {
+        fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+            Ok(Box::new(self.try_clone()?))
+        }
+        fn close(&self) {
+            let _ = self.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn upstream(config: &postgres::Config) -> Box<dyn Stream> {
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        match config.get_hosts().first() {
+            Some(postgres::config::Host::Unix(dir)) => {
+                Box::new(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).unwrap())
+            }
+            Some(postgres::config::Host::Tcp(host)) => {
+                Box::new(TcpStream::connect((host.as_str(), port)).unwrap())
+            }
+            None => Box::new(
+                UnixStream::connect(format!("/var/run/postgresql/.s.PGSQL.{port}")).unwrap(),
+            ),
+        }
+    }
+
+    /// Starts the relay to the server `config` names; returns the relay's port and the counter.
+    pub(crate) fn start(config: &postgres::Config) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let (config, counter) = (config.clone(), count.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = upstream(&config);
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone_box().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    s_out.close();
+                });
+                let counter = counter.clone();
+                std::thread::spawn(move || relay_counting(server, client, &counter));
+            }
+        });
+        (port, count)
+    }
+
+    /// Copies server messages (type byte, big-endian length including itself, body) to the
+    /// client, counting `Z` (ReadyForQuery). With `sslmode=disable` there is no SSL byte first.
+    fn relay_counting(mut server: Box<dyn Stream>, mut client: TcpStream, count: &AtomicUsize) {
+        let mut header = [0u8; 5];
+        while server.read_exact(&mut header).is_ok() {
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4)];
+            if server.read_exact(&mut body).is_err() {
+                break;
+            }
+            if header[0] == b'Z' {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            if client.write_all(&header).is_err() || client.write_all(&body).is_err() {
+                break;
+            }
+        }
+        let _ = client.shutdown(Shutdown::Both);
+    }
+}
+
+#[test]
+fn a_handshake_costs_one_round_trip_whatever_the_batch() {
+    use std::sync::atomic::Ordering;
+    let db = fresh_database();
+    let (port, trips) = round_trips::start(&db);
+    let mut via_relay = db.clone();
+    via_relay
+        .host("127.0.0.1")
+        .port(port)
+        .ssl_mode(postgres::config::SslMode::Disable);
+    let reg = PostgresRegistry::from_config(via_relay, 1).unwrap();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    for size in [1, 16] {
+        let batch: Vec<_> = (0..size)
+            .map(|_| sample_registration(&g.group_id, ClientId::NULL))
+            .collect();
+        let before = trips.load(Ordering::SeqCst);
+        let out = reg.register_all(&batch).unwrap();
+        assert_eq!(trips.load(Ordering::SeqCst) - before, 1, "batch of {size}");
+        assert!(out.iter().all(|o| o.is_ok()));
+    }
+    // A returning device and a refused request: still one.
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    reg.register(&r).unwrap();
+    let before = trips.load(Ordering::SeqCst);
+    let out = reg
+        .register_all(&[
+            r,
+            sample_registration(&sample_group().group_id, ClientId::NULL),
+        ])
+        .unwrap();
+    assert_eq!(trips.load(Ordering::SeqCst) - before, 1);
+    assert!(out[0].is_ok() && out[1].is_err());
+    // Every other call is one round trip too (a known group costs a second look-up).
+    let id = out[0].unwrap().client_id;
+    let one = |what: &str, f: &dyn Fn()| {
+        let before = trips.load(Ordering::SeqCst);
+        f();
+        assert_eq!(trips.load(Ordering::SeqCst) - before, 1, "{what}");
+    };
+    one("identity_count", &|| {
+        assert_eq!(reg.identity_count().unwrap(), 18)
+    });
+    one("identity", &|| {
+        assert!(reg.identity(&id).unwrap().is_some())
+    });
+    one("identities", &|| {
+        assert_eq!(reg.identities().unwrap().len(), 18)
+    });
+    one("groups", &|| assert_eq!(reg.groups().unwrap().len(), 1));
+    one("group", &|| {
+        assert!(reg.group(&g.group_id).unwrap().is_some())
+    });
+    one("add_group (new)", &|| {
+        assert!(reg.add_group(&sample_group()).unwrap())
+    });
+    one("delete_identity", &|| {
+        assert!(reg.delete_identity(&id).unwrap())
+    });
+}
