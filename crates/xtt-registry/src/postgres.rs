@@ -206,7 +206,19 @@ fn db(e: postgres::Error) -> RegistryError {
     if e.code().map(|c| c.code()) == Some(SQLSTATE_IDS_EXHAUSTED) {
         return RegistryError::IdSpaceExhausted;
     }
-    RegistryError::Database(e.to_string())
+    RegistryError::Database(describe(&e))
+}
+
+/// The client's own `Display` says only "db error" for server errors: add the server's
+/// message, or the underlying I/O error.
+fn describe(e: &postgres::Error) -> String {
+    if let Some(d) = e.as_db_error() {
+        return format!("{} {}: {}", d.severity(), d.code().code(), d.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 fn pool_err(e: r2d2::Error) -> RegistryError {
@@ -228,6 +240,13 @@ impl PostgresRegistry {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        // One direct connection first: its error says why (refused, authentication, unknown
+        // database), where the pool would only report a timeout. It runs the migrations.
+        let mut first = config.connect(NoTls).map_err(|e| {
+            RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+        })?;
+        migrate(&mut first)?;
+        drop(first);
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
@@ -236,9 +255,7 @@ impl PostgresRegistry {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(pool_err)?;
-        let reg = Self { pool };
-        reg.migrate()?;
-        Ok(reg)
+        Ok(Self { pool })
     }
 
     fn conn(
@@ -258,51 +275,26 @@ impl PostgresRegistry {
             .map_err(db)?;
         Ok(row.get(0))
     }
+}
 
-    fn migrate(&self) -> Result<(), RegistryError> {
-        let mut c = self.conn()?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let target =
-                i64::try_from(i + 1).map_err(|_| RegistryError::Corrupt("version overflow"))?;
-            let mut tx = c.transaction().map_err(db)?;
-            // The lock comes first, so nodes starting together do not race on creating the
-            // version table either.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .map_err(db)?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS xtt_schema_version (
-                     version    bigint PRIMARY KEY,
-                     applied_at timestamptz NOT NULL DEFAULT now()
-                 )",
-            )
+/// Brings the schema to [`POSTGRES_SCHEMA_VERSION`]; see the module documentation.
+fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target =
+            i64::try_from(i + 1).map_err(|_| RegistryError::Corrupt("version overflow"))?;
+        let mut tx = c.transaction().map_err(db)?;
+        // The lock comes first, so nodes starting together do not race on creating the
+        // version table either.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(db)?;
-            let found: i64 = tx
-                .query_one(
-                    "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
-                    &[],
-                )
-                .map_err(db)?
-                .get(0);
-            if found > POSTGRES_SCHEMA_VERSION {
-                return Err(RegistryError::SchemaTooNew {
-                    found,
-                    supported: POSTGRES_SCHEMA_VERSION,
-                });
-            }
-            if found >= target {
-                continue; // dropping `tx` rolls back the (empty) transaction
-            }
-            tx.batch_execute(sql).map_err(db)?;
-            tx.execute(
-                "INSERT INTO xtt_schema_version (version) VALUES ($1)",
-                &[&target],
-            )
-            .map_err(db)?;
-            tx.commit().map_err(db)?;
-        }
-        // A database migrated by newer code and no migration left for us to run. (On the
-        // connection already held: a pool of one has no second connection to give.)
-        let found: i64 = c
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS xtt_schema_version (
+                 version    bigint PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .map_err(db)?;
+        let found: i64 = tx
             .query_one(
                 "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
                 &[],
@@ -315,8 +307,33 @@ impl PostgresRegistry {
                 supported: POSTGRES_SCHEMA_VERSION,
             });
         }
-        Ok(())
+        if found >= target {
+            continue; // dropping `tx` rolls back the (empty) transaction
+        }
+        tx.batch_execute(sql).map_err(db)?;
+        tx.execute(
+            "INSERT INTO xtt_schema_version (version) VALUES ($1)",
+            &[&target],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
     }
+    // A database migrated by newer code and no migration left for us to run. (On the
+    // connection already held: a pool of one has no second connection to give.)
+    let found: i64 = c
+        .query_one(
+            "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
+            &[],
+        )
+        .map_err(db)?
+        .get(0);
+    if found > POSTGRES_SCHEMA_VERSION {
+        return Err(RegistryError::SchemaTooNew {
+            found,
+            supported: POSTGRES_SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 fn now_unix() -> UnixTime {

@@ -195,8 +195,20 @@ fn storage_url_selects_postgres() {
     assert!(reg.add_group(&g).unwrap());
     assert_eq!(reg.groups().unwrap(), vec![g]);
 
-    let unreachable = open_storage("postgres://nobody@127.0.0.1:1/none?connect_timeout=2");
-    assert!(matches!(unreachable, Err(RegistryError::Database(_))));
+    // A server that is not there: a clear error at once, not a pool timeout.
+    let started = std::time::Instant::now();
+    match open_storage("postgres://nobody@127.0.0.1:1/none?connect_timeout=2") {
+        Err(RegistryError::Database(m)) => {
+            assert!(m.starts_with("cannot connect to PostgreSQL"), "{m}")
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // A database that does not exist: the server's own message.
+    match open_storage(&url.replacen(db, "xtt_no_such_database", 1)) {
+        Err(RegistryError::Database(m)) => assert!(m.contains("does not exist"), "{m}"),
+        other => panic!("expected a missing-database error, got {other:?}"),
+    }
 }
 
 /// A relay between the registry and the server that counts the server's `ReadyForQuery`
