@@ -29,6 +29,10 @@ impl Default for StorageOptions {
 }
 
 /// Opens the registry named by `url` with default options; see the module documentation.
+///
+/// Call it from a blocking context (before the async runtime starts, or in `spawn_blocking`),
+/// like every [`Registry`] method: the PostgreSQL client blocks, and panics if called on an
+/// async worker thread.
 pub fn open_storage(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     open_storage_with(url, StorageOptions::default())
 }

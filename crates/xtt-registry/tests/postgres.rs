@@ -143,6 +143,27 @@ fn schema_is_versioned_and_newer_schemas_are_refused() {
 }
 
 #[test]
+fn nodes_starting_together_migrate_once() {
+    let config = fresh_database();
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || PostgresRegistry::from_config(config, 1))
+        })
+        .collect();
+    for n in nodes {
+        let reg = n.join().unwrap().expect("every node opens the registry");
+        assert_eq!(reg.schema_version().unwrap(), POSTGRES_SCHEMA_VERSION);
+    }
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    let applied: i64 = c
+        .query_one("SELECT count(*) FROM xtt_schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, POSTGRES_SCHEMA_VERSION);
+}
+
+#[test]
 fn retired_ids_stay_taken_by_a_database_constraint() {
     // Not only the code path: the table itself refuses an id that was ever assigned.
     let (config, reg) = open_fresh();
