@@ -103,6 +103,72 @@ fn the_same_new_device_racing_on_two_nodes_gets_one_id() {
 }
 
 #[test]
+fn a_node_losing_the_race_for_a_new_device_returns_the_winners_id() {
+    // Deterministic version of the race: another node's registration of the device is held
+    // uncommitted while ours runs; ours must wait on the device constraint, give back the id it
+    // claimed, and answer with the winner's id as a returning device.
+    use postgres::types::Type;
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    let winner_id = ClientId([0x61; 16]);
+
+    let mut other = config.connect(postgres::NoTls).unwrap();
+    let mut tx = other.transaction().unwrap();
+    let none: Option<&[u8]> = None;
+    tx.query_typed(
+        "SELECT * FROM xtt_register_batch($1, $2, $3, $4, $5, $6)",
+        &[
+            (&vec![&g.group_id.0[..]], Type::BYTEA_ARRAY),
+            (&vec![&r.pseudonym.0[..]], Type::BYTEA_ARRAY),
+            (&vec![none], Type::BYTEA_ARRAY),
+            (&vec![&r.longterm_key.as_bytes()[..]], Type::BYTEA_ARRAY),
+            (&vec![1_i64], Type::INT8_ARRAY),
+            (&vec![&winner_id.0[..]], Type::BYTEA_ARRAY),
+        ],
+    )
+    .unwrap();
+
+    let ours = {
+        let (reg, r) = (reg.clone(), r.clone());
+        std::thread::spawn(move || reg.register(&r))
+    };
+    // Wait until our registration is blocked on the other transaction's lock.
+    let mut watcher = config.connect(postgres::NoTls).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registration never blocked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tx.commit().unwrap();
+
+    let assigned = ours.join().unwrap().unwrap();
+    assert_eq!(assigned.client_id, winner_id);
+    assert!(!assigned.new_device);
+    let ids: i64 = watcher
+        .query_one("SELECT count(*) FROM client_ids", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ids, 1, "the loser's claimed id was given back");
+    assert_eq!(reg.identity_count().unwrap(), 1);
+}
+
+#[test]
 fn schema_is_versioned_and_newer_schemas_are_refused() {
     let (config, reg) = open_fresh();
     assert_eq!(reg.schema_version().unwrap(), POSTGRES_SCHEMA_VERSION);
