@@ -18,8 +18,9 @@
 //!   server) — is **one round trip** whatever the batch size: one statement,
 //!   `SELECT … FROM xtt_register_batch($1, …)`, sent with [`postgres::Client::query_typed`]
 //!   (Parse, Bind, Execute and Sync in one flight, no separate prepare). The statement runs in
-//!   autocommit, so it *is* the transaction: all of the batch or none of it, committed (with
-//!   the server's `synchronous_commit`, on by default) before the reply arrives. So a handshake
+//!   autocommit, so it *is* the transaction: all of the batch or none of it, committed and
+//!   flushed before the reply arrives (pooled connections never run with
+//!   `synchronous_commit = off`: a server configured so is overridden per connection). So a handshake
 //!   costs one database round trip (the bound asked for is two).
 //! * Every statement is sent the same way, so [`Registry::delete_identity`] (one statement) and
 //!   each read are one round trip too; [`Registry::add_group`] is one, or two when the group
@@ -253,6 +254,7 @@ impl PostgresRegistry {
             .min_idle(Some(1))
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(DurableCommits))
             .build(manager)
             .map_err(pool_err)?;
         Ok(Self { pool })
@@ -274,6 +276,20 @@ impl PostgresRegistry {
             )
             .map_err(db)?;
         Ok(row.get(0))
+    }
+}
+
+/// Refuses to run with `synchronous_commit = off` (a commit could be lost after the device got
+/// its ClientID): such connections are switched to `on`. One round trip per new connection.
+#[derive(Debug)]
+struct DurableCommits;
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for DurableCommits {
+    fn on_acquire(&self, conn: &mut postgres::Client) -> Result<(), postgres::Error> {
+        conn.batch_execute(
+            "SELECT set_config('synchronous_commit', 'on', false)
+              WHERE current_setting('synchronous_commit') = 'off'",
+        )
     }
 }
 
@@ -555,4 +571,33 @@ fn fresh_candidates() -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use r2d2::CustomizeConnection;
+
+    use super::*;
+
+    #[test]
+    fn pooled_connections_never_commit_asynchronously() {
+        let Ok(url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+            panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
+        };
+        let mut config: Config = url.parse().unwrap();
+        // As if the role or database were configured with synchronous_commit = off.
+        config.options("-c synchronous_commit=off");
+        let mut c = config.connect(NoTls).unwrap();
+        let show = |c: &mut postgres::Client| -> String {
+            c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0)
+        };
+        assert_eq!(show(&mut c), "off");
+        DurableCommits.on_acquire(&mut c).unwrap();
+        assert_eq!(show(&mut c), "on");
+        // A stronger setting is left alone.
+        c.batch_execute("SET synchronous_commit = remote_apply")
+            .unwrap();
+        DurableCommits.on_acquire(&mut c).unwrap();
+        assert_eq!(show(&mut c), "remote_apply");
+    }
 }
