@@ -145,7 +145,7 @@ pub enum RegistryError {
     /// The database schema is newer than this program.
     #[error("registry schema version {found} is newer than the supported version {supported}")]
     SchemaTooNew {
-        /// `user_version` in the file.
+        /// The version found (SQLite `user_version`, PostgreSQL `xtt_schema_version`).
         found: i64,
         /// The newest version this program knows.
         supported: i64,
