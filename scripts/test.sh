@@ -13,6 +13,7 @@ APT_NEEDS=(
     "chromium:chromium"
     "chromedriver:chromium-driver"
     "zbarimg:zbar-tools"
+    "pg_ctlcluster:postgresql"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
@@ -46,6 +47,36 @@ if [ ! -d ../shared/vectors ]; then
     echo "error: ../shared/vectors (the C reference's known-answer data) is missing" >&2
     exit 1
 fi
+
+# --- PostgreSQL for the storage tests ----------------------------------------------------------
+# The registry's PostgreSQL backend is tested against a real server: a throwaway cluster owned by
+# this run (initdb into a temporary directory, unix socket only, no TCP), stopped and deleted on
+# exit. Tests read its URL from XTT_TEST_POSTGRES_URL and fail without it. The server binaries
+# are not on PATH (Debian keeps them in /usr/lib/postgresql/VERSION/bin); as root, the cluster
+# runs as the `postgres` user the package creates, since PostgreSQL refuses to run as root.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ ! -x "$pg_bin/initdb" ]; then
+    echo "error: PostgreSQL server binaries not found (apt-get install postgresql)" >&2
+    exit 1
+fi
+pg_dir=$(mktemp -d /tmp/xtt-test-pg.XXXXXX)
+pg_as=()
+pg_user=$(id -un)
+if [ "$(id -u)" = 0 ]; then
+    pg_as=(runuser -u postgres --)
+    pg_user=postgres
+    chown postgres "$pg_dir"
+fi
+pg_stop() {
+    ${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+}
+trap pg_stop EXIT
+log "starting a throwaway PostgreSQL ($pg_bin) in $pg_dir"
+${pg_as[@]+"${pg_as[@]}"} "$pg_bin/initdb" -D "$pg_dir/data" -U "$pg_user" -A trust -E UTF8 --no-sync >/dev/null
+${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+    -o "-k $pg_dir -c listen_addresses='' -c max_connections=200" start >/dev/null
+export XTT_TEST_POSTGRES_URL="postgresql:///postgres?host=$pg_dir&user=$pg_user"
 
 # --- the tests ---------------------------------------------------------------------------------
 log "cargo test (workspace, release-optimised dependencies)"

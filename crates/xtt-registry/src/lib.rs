@@ -4,16 +4,17 @@
 //!
 //! # The contract
 //!
-//! Storage sits behind the [`Registry`] trait so that a PostgreSQL backend can follow the SQLite
-//! one ([`SqliteRegistry`]). The trait is **synchronous**: every call may block on I/O (an fsync,
+//! Storage sits behind the [`Registry`] trait, with two backends: SQLite ([`SqliteRegistry`], one
+//! server) and PostgreSQL ([`PostgresRegistry`], several server nodes sharing one database).
+//! [`open_storage`] picks one from a URL (`sqlite:PATH` or `postgres://…`). The trait is **synchronous**: every call may block on I/O (an fsync,
 //! a network round trip), so async drivers call it from a blocking thread (`spawn_blocking` or a
 //! dedicated writer thread), never from the reactor. A synchronous trait keeps the contract
 //! object-safe and simple, and both `rusqlite` and the blocking `postgres` client fit it.
 //!
 //! * **One round trip per handshake.** Groups are read once at startup (the server caches its
 //!   verifiers); a handshake costs exactly one [`Registry::register_all`] call, which backends
-//!   implement as one transaction (PostgreSQL: one `INSERT … ON CONFLICT … RETURNING` statement
-//!   per item in a single pipelined transaction).
+//!   implement as one transaction (PostgreSQL: one call of a stored function, i.e. one statement
+//!   and one round trip for the whole batch).
 //! * **Group commit.** [`Registry::register_all`] registers many devices in one durable
 //!   transaction, so a server under load pays one fsync for many handshakes.
 //! * **Durable before reply.** When `register_all` returns `Ok`, the registrations are committed
@@ -38,9 +39,13 @@ use xtt_proto::longterm::LongtermPublicKey;
 use xtt_proto::{ClientId, UnixTime};
 
 pub mod conformance;
+mod postgres;
 mod sqlite;
+mod storage;
 
+pub use postgres::{PostgresRegistry, DEFAULT_POOL_SIZE, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{Durability, SqliteRegistry, SCHEMA_VERSION};
+pub use storage::{open_storage, open_storage_with, StorageOptions};
 
 /// A DAA group the server accepts devices from.
 #[derive(Clone, PartialEq, Eq)]
@@ -140,7 +145,7 @@ pub enum RegistryError {
     /// The database schema is newer than this program.
     #[error("registry schema version {found} is newer than the supported version {supported}")]
     SchemaTooNew {
-        /// `user_version` in the file.
+        /// The version found (SQLite `user_version`, PostgreSQL `xtt_schema_version`).
         found: i64,
         /// The newest version this program knows.
         supported: i64,
@@ -151,6 +156,9 @@ pub enum RegistryError {
     /// No fresh ClientID could be drawn (the random source keeps hitting used ids).
     #[error("could not draw an unused ClientID")]
     IdSpaceExhausted,
+    /// The storage URL is not `sqlite:PATH` or `postgres://…`; the message says what is wrong.
+    #[error("invalid storage URL: {0}")]
+    StorageUrl(String),
 }
 
 /// Storage of groups and identities. Implementations are shared between threads; every method

@@ -73,14 +73,14 @@ fn db(e: rusqlite::Error) -> RegistryError {
 
 /// Attempts at drawing an unused random ClientID before giving up (a collision of 128-bit
 /// random ids means a broken random source, not bad luck).
-const FRESH_ID_ATTEMPTS: usize = 8;
+pub(crate) const FRESH_ID_ATTEMPTS: usize = 8;
 
 /// SQLite stores integers as i64; times beyond that are clamped (year 292 billion).
-fn time_to_sql(t: UnixTime) -> i64 {
+pub(crate) fn time_to_sql(t: UnixTime) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)
 }
 
-fn time_from_sql(v: i64) -> UnixTime {
+pub(crate) fn time_from_sql(v: i64) -> UnixTime {
     UnixTime(u64::try_from(v).unwrap_or(0))
 }
 
@@ -147,13 +147,16 @@ fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
     tx.commit().map_err(db)
 }
 
-fn fixed<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], RegistryError> {
+pub(crate) fn fixed<const N: usize>(
+    v: Vec<u8>,
+    what: &'static str,
+) -> Result<[u8; N], RegistryError> {
     v.try_into().map_err(|_| RegistryError::Corrupt(what))
 }
 
-type IdentityRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, i64, i64);
+pub(crate) type IdentityRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, i64, i64);
 
-fn identity_from_row(row: IdentityRow) -> Result<IdentityRecord, RegistryError> {
+pub(crate) fn identity_from_row(row: IdentityRow) -> Result<IdentityRecord, RegistryError> {
     let (id, gid, pseudonym, key, first, last) = row;
     let key: [u8; PUBLIC_KEY_LEN] = fixed(key, "long-term key length")?;
     Ok(IdentityRecord {
@@ -167,7 +170,7 @@ fn identity_from_row(row: IdentityRow) -> Result<IdentityRecord, RegistryError> 
     })
 }
 
-const IDENTITY_COLUMNS: &str =
+pub(crate) const IDENTITY_COLUMNS: &str =
     "client_id, group_id, pseudonym, longterm_key, first_seen, last_seen";
 
 fn read_identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {

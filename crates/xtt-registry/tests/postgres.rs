@@ -1,0 +1,450 @@
+//! The storage conformance suite and PostgreSQL-specific checks, against a real server.
+//!
+//! `scripts/test.sh` starts a throwaway PostgreSQL cluster and exports its URL as
+//! `XTT_TEST_POSTGRES_URL`; these tests fail (never skip) without it. Each registry gets a
+//! database of its own, so the tests run in parallel on one cluster.
+
+use std::sync::Arc;
+
+use rand_core::{OsRng, RngCore};
+use xtt_proto::ClientId;
+use xtt_registry::conformance::{run_all, sample_group, sample_registration};
+use xtt_registry::{
+    open_storage, PostgresRegistry, Registry, RegistryError, POSTGRES_SCHEMA_VERSION,
+};
+
+fn admin_config() -> postgres::Config {
+    let Ok(url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+        panic!(
+            "XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts a throwaway \
+             PostgreSQL server for these tests"
+        )
+    };
+    url.parse()
+        .expect("XTT_TEST_POSTGRES_URL is a PostgreSQL URL")
+}
+
+/// A new, empty database on the test server; returns its connection configuration.
+fn fresh_database() -> postgres::Config {
+    let mut config = admin_config();
+    let mut admin = config
+        .connect(postgres::NoTls)
+        .expect("connect to the test PostgreSQL server");
+    let name = format!("xtt_test_{:016x}", OsRng.next_u64());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create a test database");
+    config.dbname(&name);
+    config
+}
+
+fn open_fresh() -> (postgres::Config, Arc<PostgresRegistry>) {
+    let config = fresh_database();
+    let reg = PostgresRegistry::from_config(config.clone(), 8).expect("open the registry");
+    (config, Arc::new(reg))
+}
+
+#[test]
+fn postgres_backend_passes_the_conformance_suite() {
+    run_all(&|| open_fresh().1 as Arc<dyn Registry>);
+}
+
+#[test]
+fn two_pools_on_one_database_never_assign_the_same_id() {
+    // Two registries (as two server nodes would have) racing on one database, for one
+    // requested id and for fresh ids.
+    let (config, a) = open_fresh();
+    let b = Arc::new(PostgresRegistry::from_config(config, 4).unwrap());
+    let g = sample_group();
+    a.add_group(&g).unwrap();
+    let wanted = ClientId([7; 16]);
+    let handles: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|reg| {
+            let gid = g.group_id;
+            std::thread::spawn(move || {
+                let mut granted = 0;
+                for _ in 0..10 {
+                    reg.register(&sample_registration(&gid, ClientId::NULL))
+                        .unwrap();
+                    if reg.register(&sample_registration(&gid, wanted)).is_ok() {
+                        granted += 1;
+                    }
+                }
+                granted
+            })
+        })
+        .collect();
+    let granted: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(granted, 1, "the requested id is granted exactly once");
+    assert_eq!(a.identity_count().unwrap(), 41);
+    assert_eq!(b.identities().unwrap().len(), 41);
+}
+
+#[test]
+fn the_same_new_device_racing_on_two_nodes_gets_one_id() {
+    // Both nodes register the same pseudonym at once: one id, one new device, the other sees
+    // a returning device; the id the loser drew is not left taken-but-unassigned for it.
+    let (config, a) = open_fresh();
+    let b = Arc::new(PostgresRegistry::from_config(config, 2).unwrap());
+    let g = sample_group();
+    a.add_group(&g).unwrap();
+    for _ in 0..20 {
+        let r = sample_registration(&g.group_id, ClientId::NULL);
+        let (ra, rb) = (r.clone(), r);
+        let (a2, b2) = (a.clone(), b.clone());
+        let ta = std::thread::spawn(move || a2.register(&ra).unwrap());
+        let tb = std::thread::spawn(move || b2.register(&rb).unwrap());
+        let (x, y) = (ta.join().unwrap(), tb.join().unwrap());
+        assert_eq!(x.client_id, y.client_id);
+        assert!(x.new_device ^ y.new_device, "exactly one saw a new device");
+    }
+    assert_eq!(a.identity_count().unwrap(), 20);
+}
+
+#[test]
+fn a_node_losing_the_race_for_a_new_device_returns_the_winners_id() {
+    // Deterministic version of the race: another node's registration of the device is held
+    // uncommitted while ours runs; ours must wait on the device constraint, give back the id it
+    // claimed, and answer with the winner's id as a returning device.
+    use postgres::types::Type;
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    let winner_id = ClientId([0x61; 16]);
+
+    let mut other = config.connect(postgres::NoTls).unwrap();
+    let mut tx = other.transaction().unwrap();
+    let none: Option<&[u8]> = None;
+    tx.query_typed(
+        "SELECT * FROM xtt_register_batch($1, $2, $3, $4, $5, $6)",
+        &[
+            (&vec![&g.group_id.0[..]], Type::BYTEA_ARRAY),
+            (&vec![&r.pseudonym.0[..]], Type::BYTEA_ARRAY),
+            (&vec![none], Type::BYTEA_ARRAY),
+            (&vec![&r.longterm_key.as_bytes()[..]], Type::BYTEA_ARRAY),
+            (&vec![1_i64], Type::INT8_ARRAY),
+            (&vec![&winner_id.0[..]], Type::BYTEA_ARRAY),
+        ],
+    )
+    .unwrap();
+
+    let ours = {
+        let (reg, r) = (reg.clone(), r.clone());
+        std::thread::spawn(move || reg.register(&r))
+    };
+    // Wait until our registration is blocked on the other transaction's lock.
+    let mut watcher = config.connect(postgres::NoTls).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registration never blocked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tx.commit().unwrap();
+
+    let assigned = ours.join().unwrap().unwrap();
+    assert_eq!(assigned.client_id, winner_id);
+    assert!(!assigned.new_device);
+    let ids: i64 = watcher
+        .query_one("SELECT count(*) FROM client_ids", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ids, 1, "the loser's claimed id was given back");
+    assert_eq!(reg.identity_count().unwrap(), 1);
+}
+
+#[test]
+fn schema_is_versioned_and_newer_schemas_are_refused() {
+    let (config, reg) = open_fresh();
+    assert_eq!(reg.schema_version().unwrap(), POSTGRES_SCHEMA_VERSION);
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let id = reg
+        .register(&sample_registration(&g.group_id, ClientId::NULL))
+        .unwrap()
+        .client_id;
+    drop(reg);
+
+    // Reopening migrates nothing and keeps the data.
+    let reg = PostgresRegistry::from_config(config.clone(), 1).unwrap();
+    assert!(reg.identity(&id).unwrap().is_some());
+    assert_eq!(reg.groups().unwrap(), vec![g]);
+    drop(reg);
+
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    let versions: Vec<i64> = c
+        .query(
+            "SELECT version FROM xtt_schema_version ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=POSTGRES_SCHEMA_VERSION).collect::<Vec<_>>());
+    c.execute(
+        "INSERT INTO xtt_schema_version (version) VALUES ($1)",
+        &[&(POSTGRES_SCHEMA_VERSION + 1)],
+    )
+    .unwrap();
+    assert!(matches!(
+        PostgresRegistry::from_config(config, 1),
+        Err(RegistryError::SchemaTooNew { found, .. }) if found == POSTGRES_SCHEMA_VERSION + 1
+    ));
+}
+
+#[test]
+fn nodes_starting_together_migrate_once() {
+    let config = fresh_database();
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || PostgresRegistry::from_config(config, 1))
+        })
+        .collect();
+    for n in nodes {
+        let reg = n.join().unwrap().expect("every node opens the registry");
+        assert_eq!(reg.schema_version().unwrap(), POSTGRES_SCHEMA_VERSION);
+    }
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    let applied: i64 = c
+        .query_one("SELECT count(*) FROM xtt_schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, POSTGRES_SCHEMA_VERSION);
+}
+
+#[test]
+fn retired_ids_stay_taken_by_a_database_constraint() {
+    // Not only the code path: the table itself refuses an id that was ever assigned.
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let id = ClientId([0x31; 16]);
+    reg.register(&sample_registration(&g.group_id, id)).unwrap();
+    assert!(reg.delete_identity(&id).unwrap());
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    let retired: Option<i64> = c
+        .query_one(
+            "SELECT retired_at FROM client_ids WHERE client_id = $1",
+            &[&&id.0[..]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(retired.is_some());
+    let err = c
+        .execute(
+            "INSERT INTO client_ids (client_id, assigned_at) VALUES ($1, 0)",
+            &[&&id.0[..]],
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+}
+
+#[test]
+fn storage_url_selects_postgres() {
+    let config = fresh_database();
+    let Some(db) = config.get_dbname() else {
+        panic!("no database name")
+    };
+    // Rebuild a URL for the fresh database from the admin URL (socket dir or host, user).
+    let admin = std::env::var("XTT_TEST_POSTGRES_URL").unwrap();
+    let url = match admin.split_once('?') {
+        Some((base, query)) => {
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("{prefix}/{db}?{query}")
+        }
+        None => {
+            let (prefix, _) = admin.rsplit_once('/').unwrap();
+            format!("{prefix}/{db}")
+        }
+    };
+    let reg = open_storage(&url).unwrap();
+    let g = sample_group();
+    assert!(reg.add_group(&g).unwrap());
+    assert_eq!(reg.groups().unwrap(), vec![g]);
+
+    // A server that is not there: a clear error at once, not a pool timeout.
+    let started = std::time::Instant::now();
+    match open_storage("postgres://nobody@127.0.0.1:1/none?connect_timeout=2") {
+        Err(RegistryError::Database(m)) => {
+            assert!(m.starts_with("cannot connect to PostgreSQL"), "{m}")
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // A database that does not exist: the server's own message.
+    match open_storage(&url.replacen(db, "xtt_no_such_database", 1)) {
+        Err(RegistryError::Database(m)) => assert!(m.contains("does not exist"), "{m}"),
+        other => panic!("expected a missing-database error, got {other:?}"),
+    }
+}
+
+/// A relay between the registry and the server that counts the server's `ReadyForQuery`
+/// messages: the server sends exactly one per round trip (one per Sync or simple query).
+mod round_trips {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    trait Stream: Read + Write + Send {
+        fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>>;
+        fn close(&self);
+    }
+    impl Stream for TcpStream {
+        fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+            Ok(Box::new(self.try_clone()?))
+        }
+        fn close(&self) {
+            let _ = self.shutdown(Shutdown::Both);
+        }
+    }
+    impl Stream for UnixStream {
+        fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+            Ok(Box::new(self.try_clone()?))
+        }
+        fn close(&self) {
+            let _ = self.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn upstream(config: &postgres::Config) -> Box<dyn Stream> {
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        match config.get_hosts().first() {
+            Some(postgres::config::Host::Unix(dir)) => {
+                Box::new(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).unwrap())
+            }
+            Some(postgres::config::Host::Tcp(host)) => {
+                Box::new(TcpStream::connect((host.as_str(), port)).unwrap())
+            }
+            None => Box::new(
+                UnixStream::connect(format!("/var/run/postgresql/.s.PGSQL.{port}")).unwrap(),
+            ),
+        }
+    }
+
+    /// Starts the relay to the server `config` names; returns the relay's port and the counter.
+    pub(crate) fn start(config: &postgres::Config) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let (config, counter) = (config.clone(), count.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = upstream(&config);
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone_box().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    s_out.close();
+                });
+                let counter = counter.clone();
+                std::thread::spawn(move || relay_counting(server, client, &counter));
+            }
+        });
+        (port, count)
+    }
+
+    /// Copies server messages (type byte, big-endian length including itself, body) to the
+    /// client, counting `Z` (ReadyForQuery). With `sslmode=disable` there is no SSL byte first.
+    fn relay_counting(mut server: Box<dyn Stream>, mut client: TcpStream, count: &AtomicUsize) {
+        let mut header = [0u8; 5];
+        while server.read_exact(&mut header).is_ok() {
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4)];
+            if server.read_exact(&mut body).is_err() {
+                break;
+            }
+            if header[0] == b'Z' {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            if client.write_all(&header).is_err() || client.write_all(&body).is_err() {
+                break;
+            }
+        }
+        let _ = client.shutdown(Shutdown::Both);
+    }
+}
+
+#[test]
+fn a_handshake_costs_one_round_trip_whatever_the_batch() {
+    use std::sync::atomic::Ordering;
+    let db = fresh_database();
+    let (port, trips) = round_trips::start(&db);
+    let mut via_relay = db.clone();
+    via_relay
+        .host("127.0.0.1")
+        .port(port)
+        .ssl_mode(postgres::config::SslMode::Disable);
+    let reg = PostgresRegistry::from_config(via_relay, 1).unwrap();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    for size in [1, 16] {
+        let batch: Vec<_> = (0..size)
+            .map(|_| sample_registration(&g.group_id, ClientId::NULL))
+            .collect();
+        let before = trips.load(Ordering::SeqCst);
+        let out = reg.register_all(&batch).unwrap();
+        assert_eq!(trips.load(Ordering::SeqCst) - before, 1, "batch of {size}");
+        assert!(out.iter().all(|o| o.is_ok()));
+    }
+    // A returning device and a refused request: still one.
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    reg.register(&r).unwrap();
+    let before = trips.load(Ordering::SeqCst);
+    let out = reg
+        .register_all(&[
+            r,
+            sample_registration(&sample_group().group_id, ClientId::NULL),
+        ])
+        .unwrap();
+    assert_eq!(trips.load(Ordering::SeqCst) - before, 1);
+    assert!(out[0].is_ok() && out[1].is_err());
+    // Every other call is one round trip too (a known group costs a second look-up).
+    let id = out[0].unwrap().client_id;
+    let one = |what: &str, f: &dyn Fn()| {
+        let before = trips.load(Ordering::SeqCst);
+        f();
+        assert_eq!(trips.load(Ordering::SeqCst) - before, 1, "{what}");
+    };
+    one("identity_count", &|| {
+        assert_eq!(reg.identity_count().unwrap(), 18)
+    });
+    one("identity", &|| {
+        assert!(reg.identity(&id).unwrap().is_some())
+    });
+    one("identities", &|| {
+        assert_eq!(reg.identities().unwrap().len(), 18)
+    });
+    one("groups", &|| assert_eq!(reg.groups().unwrap().len(), 1));
+    one("group", &|| {
+        assert!(reg.group(&g.group_id).unwrap().is_some())
+    });
+    one("add_group (new)", &|| {
+        assert!(reg.add_group(&sample_group()).unwrap())
+    });
+    one("delete_identity", &|| {
+        assert!(reg.delete_identity(&id).unwrap())
+    });
+}
