@@ -2,18 +2,25 @@
 //!
 //! The interface is deliberately narrow (fixed-size byte arrays in, byte arrays out, one opaque
 //! failure type) so that a faster backend (ring, aws-lc-rs) can replace the RustCrypto one for the
-//! server without touching the protocol code.
+//! server without touching the protocol code. ECDSA verification already uses ring. Signing stays
+//! on RustCrypto's `p256` arithmetic with RFC 6979 nonces, which the stateless cookie relies on
+//! (the server recomputes its own signature from the cookie), with k·G from a precomputed
+//! fixed-base table.
 
 use aes_gcm::Aes256Gcm;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
-use ecdsa::hazmat::{sign_prehashed, verify_prehashed, SignPrimitive};
+use ecdsa::hazmat::sign_prehashed;
 use hmac::{Hmac, Mac};
 use p256::elliptic_curve::ops::Reduce;
+use p256::elliptic_curve::point::AffineCoordinates;
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+use p256::elliptic_curve::{Curve, FieldBytesEncoding};
 use p256::elliptic_curve::{Field, PrimeField};
 use p256::{AffinePoint, EncodedPoint, FieldBytes, NistP256, ProjectivePoint, Scalar, U256};
 use sha2::{Digest, Sha256, Sha512};
+use std::sync::OnceLock;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 /// A primitive refused its input (bad tag, bad point, zero scalar, ...). Deliberately opaque.
@@ -229,16 +236,83 @@ fn signature_bytes(sig: &p256::ecdsa::Signature) -> [u8; 64] {
 }
 
 /// ECDSA-P256-SHA256 with k from RFC 6979, hedged with `entropy` (empty: fully deterministic).
+///
+/// The same computation as `ecdsa`'s `try_sign_prehashed_rfc6979` (same k, same r and s, no
+/// low-S normalisation), except that R = k·G comes from a precomputed fixed-base table
+/// ([`mul_base`]) instead of `p256` 0.13's generic double-and-add: about 3× faster, and the
+/// server signs twice per handshake (the stateless cookie recomputes its signature).
 pub(crate) fn ecdsa_sign_rfc6979(
     d: &Scalar,
     message: &[u8],
     entropy: &[u8],
 ) -> Result<[u8; 64], CryptoFailure> {
     let z = ecdsa_digest(message);
-    let (sig, _) = d
-        .try_sign_prehashed_rfc6979::<Sha256>(&z, entropy)
-        .map_err(|_| CryptoFailure)?;
-    Ok(signature_bytes(&sig))
+    let k = rfc6979::generate_k::<Sha256, _>(
+        &d.to_repr(),
+        &NistP256::ORDER.encode_field_bytes(),
+        &z,
+        entropy,
+    );
+    let k: Option<Scalar> = Scalar::from_repr(k).into();
+    let k = k.ok_or(CryptoFailure)?;
+    if bool::from(k.is_zero()) {
+        return Err(CryptoFailure);
+    }
+    let k_inv: Option<Scalar> = k.invert().into();
+    let k_inv = k_inv.ok_or(CryptoFailure)?;
+    let big_r = mul_base(&k).to_affine();
+    let r = <Scalar as Reduce<U256>>::reduce_bytes(&big_r.x());
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(&z);
+    let s = k_inv * (z + r * d);
+    if bool::from(r.is_zero()) || bool::from(s.is_zero()) {
+        return Err(CryptoFailure);
+    }
+    let mut out = [0u8; 64];
+    let (r_out, s_out) = out.split_at_mut(32);
+    r_out.copy_from_slice(&r.to_repr());
+    s_out.copy_from_slice(&s.to_repr());
+    Ok(out)
+}
+
+/// `ROWS[i][j] = j · 16^i · G` in affine form (`j = 0`: the identity), 64 rows of 16 points.
+struct BaseTable(Vec<[AffinePoint; 16]>);
+
+fn base_table() -> &'static BaseTable {
+    static TABLE: OnceLock<BaseTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rows = Vec::with_capacity(64);
+        let mut base = ProjectivePoint::GENERATOR;
+        for _ in 0..64 {
+            let mut row = [AffinePoint::IDENTITY; 16];
+            let mut acc = ProjectivePoint::IDENTITY;
+            for entry in row.iter_mut().skip(1) {
+                acc += base;
+                *entry = acc.to_affine();
+            }
+            rows.push(row);
+            // acc = 15·base, so acc + base = 16·base: the next row's unit.
+            base = acc + base;
+        }
+        BaseTable(rows)
+    })
+}
+
+/// k·G in constant time: one mixed addition per 4-bit window of k, each table entry chosen by a
+/// masked select over the whole row, so neither the memory access pattern nor the additions
+/// depend on k (the complete addition formulas handle the identity without branching).
+fn mul_base(k: &Scalar) -> ProjectivePoint {
+    let repr = k.to_repr();
+    // Nibbles of the big-endian encoding, least significant first.
+    let nibbles = repr.iter().rev().flat_map(|b| [b & 0x0f, b >> 4]);
+    let mut acc = ProjectivePoint::IDENTITY;
+    for (row, nibble) in base_table().0.iter().zip(nibbles) {
+        let mut selected = AffinePoint::IDENTITY;
+        for (j, point) in (0u8..).zip(row.iter()) {
+            selected.conditional_assign(point, j.ct_eq(&nibble));
+        }
+        acc += selected;
+    }
+    acc
 }
 
 /// ECDSA-P256-SHA256 with a caller-chosen nonce (reduced modulo n), no low-S normalisation.
@@ -254,7 +328,27 @@ pub(crate) fn ecdsa_sign_with_k(
 }
 
 /// Verifies ECDSA-P256-SHA256 `r ‖ s` over `message`; high S is accepted (as C does).
+///
+/// ring does the work: about 5× faster than the RustCrypto arithmetic (≈ 70 µs against
+/// ≈ 320 µs here), and a server verifies one signature per handshake, a client two. ring checks
+/// the point (on the curve, coordinates below p) and 0 < r, s < n; the explicit prefix check
+/// keeps compressed or hybrid encodings out, as [`p256_validate_public`] does.
 pub(crate) fn ecdsa_verify(
+    public: &[u8; 65],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), CryptoFailure> {
+    if public[0] != 0x04 {
+        return Err(CryptoFailure);
+    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public)
+        .verify(message, signature)
+        .map_err(|_| CryptoFailure)
+}
+
+/// The RustCrypto verification, kept as the reference the ring path is tested against.
+#[cfg(test)]
+fn ecdsa_verify_rustcrypto(
     public: &[u8; 65],
     message: &[u8],
     signature: &[u8; 64],
@@ -262,7 +356,8 @@ pub(crate) fn ecdsa_verify(
     let q = p256_validate_public(public)?;
     let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|_| CryptoFailure)?;
     let z = ecdsa_digest(message);
-    verify_prehashed::<NistP256>(&ProjectivePoint::from(q), &z, &sig).map_err(|_| CryptoFailure)
+    ecdsa::hazmat::verify_prehashed::<NistP256>(&ProjectivePoint::from(q), &z, &sig)
+        .map_err(|_| CryptoFailure)
 }
 
 #[cfg(test)]
@@ -313,6 +408,81 @@ mod tests {
         let mut flipped = sig;
         flipped[32..].copy_from_slice(&(-s).to_repr());
         assert!(ecdsa_verify(&public, b"m", &flipped).is_ok());
+    }
+
+    /// The `ecdsa` crate's RFC 6979 signing, the reference for the table-based one.
+    fn ecdsa_sign_rfc6979_reference(d: &Scalar, message: &[u8], entropy: &[u8]) -> [u8; 64] {
+        use ecdsa::hazmat::SignPrimitive;
+        let z = ecdsa_digest(message);
+        let (sig, _) = d.try_sign_prehashed_rfc6979::<Sha256>(&z, entropy).unwrap();
+        signature_bytes(&sig)
+    }
+
+    #[test]
+    fn table_based_signing_matches_the_ecdsa_crate() {
+        for i in 1u8..=40 {
+            let d = p256_scalar_reduced(&[i.wrapping_mul(37); 32]).unwrap();
+            let msg = [i; 50];
+            let entropy: &[u8] = if i % 2 == 0 { &[] } else { &[i; 32] };
+            assert_eq!(
+                ecdsa_sign_rfc6979(&d, &msg, entropy).unwrap(),
+                ecdsa_sign_rfc6979_reference(&d, &msg, entropy)
+            );
+        }
+        // Scalars with all-zero and all-ones windows exercise the identity entries.
+        for k in [
+            Scalar::ONE,
+            -Scalar::ONE,
+            Scalar::from(16u64),
+            Scalar::from(0x1000_0000u64),
+        ] {
+            assert_eq!(
+                mul_base(&k).to_affine(),
+                (ProjectivePoint::GENERATOR * k).to_affine()
+            );
+        }
+    }
+
+    #[test]
+    fn ring_and_rustcrypto_verification_agree() {
+        let d = p256_scalar_reduced(&[5; 32]).unwrap();
+        let public = p256_public(&d);
+        for i in 0u8..16 {
+            let msg = [i; 40];
+            let mut sig = ecdsa_sign_rfc6979(&d, &msg, &[i]).unwrap();
+            assert!(ecdsa_verify(&public, &msg, &sig).is_ok());
+            assert!(ecdsa_verify_rustcrypto(&public, &msg, &sig).is_ok());
+            sig[usize::from(i) * 4] ^= 0x10;
+            assert_eq!(
+                ecdsa_verify(&public, &msg, &sig),
+                ecdsa_verify_rustcrypto(&public, &msg, &sig)
+            );
+            assert!(ecdsa_verify(&public, &msg, &sig).is_err());
+        }
+        // r = 0, s = n (out of range) and an off-curve key are refused by both.
+        let zero = [0u8; 64];
+        assert!(ecdsa_verify(&public, b"m", &zero).is_err());
+        let mut s_is_n = ecdsa_sign_rfc6979(&d, b"m", &[]).unwrap();
+        s_is_n[32..].copy_from_slice(&hex_n());
+        assert!(ecdsa_verify(&public, b"m", &s_is_n).is_err());
+        assert!(ecdsa_verify_rustcrypto(&public, b"m", &s_is_n).is_err());
+        let mut off = public;
+        off[64] ^= 1;
+        let sig = ecdsa_sign_rfc6979(&d, b"m", &[]).unwrap();
+        assert!(ecdsa_verify(&off, b"m", &sig).is_err());
+        let mut compressed = public;
+        compressed[0] = 0x02;
+        assert!(ecdsa_verify(&compressed, b"m", &sig).is_err());
+    }
+
+    /// The P-256 group order n, big-endian.
+    fn hex_n() -> [u8; 32] {
+        let mut n = [0u8; 32];
+        let text = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+        for (i, b) in n.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+        }
+        n
     }
 
     #[test]

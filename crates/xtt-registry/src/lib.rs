@@ -1,0 +1,198 @@
+//! The registry of an XTT identity server: DAA groups (group id → group public key, basename)
+//! and provisioned identities (ClientID, long-term public key, group, DAA pseudonym, first and
+//! last seen).
+//!
+//! # The contract
+//!
+//! Storage sits behind the [`Registry`] trait so that a PostgreSQL backend can follow the SQLite
+//! one ([`SqliteRegistry`]). The trait is **synchronous**: every call may block on I/O (an fsync,
+//! a network round trip), so async drivers call it from a blocking thread (`spawn_blocking` or a
+//! dedicated writer thread), never from the reactor. A synchronous trait keeps the contract
+//! object-safe and simple, and both `rusqlite` and the blocking `postgres` client fit it.
+//!
+//! * **One round trip per handshake.** Groups are read once at startup (the server caches its
+//!   verifiers); a handshake costs exactly one [`Registry::register_all`] call, which backends
+//!   implement as one transaction (PostgreSQL: one `INSERT … ON CONFLICT … RETURNING` statement
+//!   per item in a single pipelined transaction).
+//! * **Group commit.** [`Registry::register_all`] registers many devices in one durable
+//!   transaction, so a server under load pays one fsync for many handshakes.
+//! * **Durable before reply.** When `register_all` returns `Ok`, the registrations are committed
+//!   and survive the server process being killed (`kill -9`); the SQLite backend additionally
+//!   survives power loss with [`Durability::Full`], the default.
+//! * **ClientIDs are unique and never reused.** Fresh ids are 128 random bits, checked against
+//!   every id ever assigned, including deleted ones ([`Registry::delete_identity`] retires an id
+//!   forever). A requested id is granted only if it was never assigned, or if it already belongs
+//!   to the same device.
+//! * **A device keeps its ClientID.** A device is recognised by its DAA pseudonym, which is
+//!   stable per member and basename. A device that provisions again gets its existing ClientID
+//!   back, with its new long-term key and an updated `last_seen`; this is what makes first/last
+//!   seen meaningful without the server ever learning which member signed.
+//!
+//! The [`conformance`] module holds the storage test suite, written against the trait so that
+//! every backend runs the same checks.
+
+use core::fmt;
+
+use xtt_proto::daa::{GroupId, Pseudonym};
+use xtt_proto::longterm::LongtermPublicKey;
+use xtt_proto::{ClientId, UnixTime};
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::{Durability, SqliteRegistry, SCHEMA_VERSION};
+
+/// A DAA group the server accepts devices from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The group id devices announce (the `xtt` tool derives it as SHA-256(gpk ‖ basename)).
+    pub group_id: GroupId,
+    /// The group public key in the ECDAA wire form (258 bytes for FP256BN).
+    pub gpk: Vec<u8>,
+    /// The basename the group's members sign with.
+    pub basename: Vec<u8>,
+}
+
+impl fmt::Debug for GroupRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupRecord")
+            .field("group_id", &self.group_id)
+            .field("gpk_len", &self.gpk.len())
+            .field("basename", &String::from_utf8_lossy(&self.basename))
+            .finish()
+    }
+}
+
+/// One device's request to be registered, after its DAA signature verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The verified group.
+    pub group_id: GroupId,
+    /// The verified pseudonym (identifies the device within the group and basename).
+    pub pseudonym: Pseudonym,
+    /// The ClientID the device asked for; [`ClientId::NULL`] lets the registry choose.
+    pub requested_id: ClientId,
+    /// The long-term key to bind to the ClientID.
+    pub longterm_key: LongtermPublicKey,
+    /// When the handshake happened.
+    pub now: UnixTime,
+}
+
+/// A granted registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assigned {
+    /// The device's ClientID.
+    pub client_id: ClientId,
+    /// `true` for a device seen for the first time, `false` for a returning one.
+    pub new_device: bool,
+}
+
+/// Why a registration was refused (the device gets an XTT Error; nothing is stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The group is not in the registry.
+    #[error("unknown DAA group")]
+    UnknownGroup,
+    /// The requested ClientID is, or was, assigned to another device.
+    #[error("requested ClientID {0} is taken")]
+    RequestedIdTaken(ClientId),
+    /// The device already holds another ClientID and asked for a different one.
+    #[error("device already holds ClientID {held}, requested {requested}")]
+    DeviceHoldsOtherId {
+        /// The id the device has.
+        held: ClientId,
+        /// The id it asked for.
+        requested: ClientId,
+    },
+}
+
+/// A provisioned identity as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRecord {
+    /// The ClientID.
+    pub client_id: ClientId,
+    /// The group the device proved membership of.
+    pub group_id: GroupId,
+    /// The device's pseudonym.
+    pub pseudonym: Pseudonym,
+    /// The long-term key bound to the ClientID (the latest one the device registered).
+    pub longterm_key: LongtermPublicKey,
+    /// First provisioning.
+    pub first_seen: UnixTime,
+    /// Latest provisioning.
+    pub last_seen: UnixTime,
+}
+
+/// A storage failure (not a refusal): the handshake fails and the caller may retry later.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The request was refused; see [`Refusal`].
+    #[error("registration refused: {0}")]
+    Refused(#[from] Refusal),
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The database holds data this code cannot interpret (corruption or a foreign schema).
+    #[error("corrupt registry data: {0}")]
+    Corrupt(&'static str),
+    /// The database schema is newer than this program.
+    #[error("registry schema version {found} is newer than the supported version {supported}")]
+    SchemaTooNew {
+        /// `user_version` in the file.
+        found: i64,
+        /// The newest version this program knows.
+        supported: i64,
+    },
+    /// A group with this id exists with a different key or basename.
+    #[error("group {0:?} already exists with other parameters")]
+    GroupConflict(GroupId),
+    /// No fresh ClientID could be drawn (the random source keeps hitting used ids).
+    #[error("could not draw an unused ClientID")]
+    IdSpaceExhausted,
+}
+
+/// Storage of groups and identities. Implementations are shared between threads; every method
+/// may block (see the crate documentation for the contract).
+pub trait Registry: Send + Sync + fmt::Debug {
+    /// Adds a group. Returns `false` if the identical group is already present; a different
+    /// group under the same id is [`RegistryError::GroupConflict`].
+    fn add_group(&self, group: &GroupRecord) -> Result<bool, RegistryError>;
+
+    /// Every group.
+    fn groups(&self) -> Result<Vec<GroupRecord>, RegistryError>;
+
+    /// One group.
+    fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>, RegistryError>;
+
+    /// Registers every request in **one durable transaction** and returns one outcome per
+    /// request, in order. Requests are applied in order, so two requests for the same id in one
+    /// batch grant it at most once. `Err` means nothing was stored.
+    fn register_all(
+        &self,
+        batch: &[Registration],
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError>;
+
+    /// Registers one request (a batch of one).
+    fn register(&self, registration: &Registration) -> Result<Assigned, RegistryError> {
+        let mut out = self.register_all(core::slice::from_ref(registration))?;
+        match out.pop() {
+            Some(r) => Ok(r?),
+            None => Err(RegistryError::Corrupt("register_all returned no outcome")),
+        }
+    }
+
+    /// The live identity with this ClientID.
+    fn identity(&self, client_id: &ClientId) -> Result<Option<IdentityRecord>, RegistryError>;
+
+    /// Every live identity, in no particular order.
+    fn identities(&self) -> Result<Vec<IdentityRecord>, RegistryError>;
+
+    /// How many live identities there are.
+    fn identity_count(&self) -> Result<u64, RegistryError>;
+
+    /// Deletes an identity; its ClientID is retired and never assigned again. Returns whether it
+    /// existed.
+    fn delete_identity(&self, client_id: &ClientId) -> Result<bool, RegistryError>;
+}

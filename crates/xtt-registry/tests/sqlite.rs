@@ -1,0 +1,90 @@
+//! The storage conformance suite and SQLite-specific checks on real files.
+
+use std::sync::Arc;
+
+use xtt_proto::ClientId;
+use xtt_registry::conformance::{run_all, sample_group, sample_registration};
+use xtt_registry::{Durability, Registry, RegistryError, SqliteRegistry, SCHEMA_VERSION};
+
+#[test]
+fn sqlite_file_backend_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    run_all(&|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.path().join(format!("registry-{n}.sqlite"));
+        Arc::new(SqliteRegistry::open(&path, Durability::Full).unwrap()) as Arc<dyn Registry>
+    });
+}
+
+#[test]
+fn in_memory_backend_passes_the_conformance_suite() {
+    run_all(&|| Arc::new(SqliteRegistry::open_in_memory().unwrap()) as Arc<dyn Registry>);
+}
+
+#[test]
+fn registrations_survive_reopening_and_schema_is_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let g = sample_group();
+    let id = {
+        let reg = SqliteRegistry::open(&path, Durability::Full).unwrap();
+        reg.add_group(&g).unwrap();
+        reg.register(&sample_registration(&g.group_id, ClientId::NULL))
+            .unwrap()
+            .client_id
+    };
+    let reg = SqliteRegistry::open(&path, Durability::Normal).unwrap();
+    assert!(reg.identity(&id).unwrap().is_some());
+    assert_eq!(reg.groups().unwrap(), vec![g]);
+    drop(reg);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    assert!(matches!(
+        SqliteRegistry::open(&path, Durability::Full),
+        Err(RegistryError::SchemaTooNew { .. })
+    ));
+}
+
+#[test]
+fn two_handles_on_one_file_never_assign_the_same_id() {
+    // Two connections (as two server processes would have) racing on one file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let a = Arc::new(SqliteRegistry::open(&path, Durability::Normal).unwrap());
+    let b = Arc::new(SqliteRegistry::open(&path, Durability::Normal).unwrap());
+    let g = sample_group();
+    a.add_group(&g).unwrap();
+    let wanted = ClientId([7; 16]);
+    let handles: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|reg| {
+            let gid = g.group_id;
+            std::thread::spawn(move || {
+                let mut granted = 0;
+                for _ in 0..20 {
+                    reg.register(&sample_registration(&gid, ClientId::NULL))
+                        .unwrap();
+                    if reg.register(&sample_registration(&gid, wanted)).is_ok() {
+                        granted += 1;
+                    }
+                }
+                granted
+            })
+        })
+        .collect();
+    let granted: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(granted, 1, "the requested id is granted exactly once");
+    assert_eq!(a.identity_count().unwrap(), 41);
+}

@@ -1,0 +1,485 @@
+//! The load generator: N simulated devices (pre-enrolled DAA members) provision concurrently and
+//! repeatedly against an XTT server (ours or any other at an address); the report gives
+//! handshakes per second, latency percentiles, errors by kind, and renders as text, JSON and an
+//! SVG latency histogram.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand_core::OsRng;
+use rayon::prelude::*;
+use serde::Serialize;
+use xtt_ecdaa::{generate_member_key, Issuer, Member};
+use xtt_proto::cert::RootStore;
+use xtt_proto::daa::DaaSigner;
+use xtt_proto::{ClientId, SuiteSpec};
+
+use crate::client::{ClientError, Provisioner};
+
+/// What to run.
+#[derive(Clone)]
+pub struct BenchConfig {
+    /// The server.
+    pub target: SocketAddr,
+    /// The suite every device offers.
+    pub suite: SuiteSpec,
+    /// Roots the devices trust.
+    pub roots: Arc<dyn RootStore + Send + Sync>,
+    /// The simulated devices; all run at once, so this is also the concurrency.
+    pub devices: Vec<Arc<dyn DaaSigner + Send + Sync>>,
+    /// Handshakes to run in total (shared among the devices).
+    pub handshakes: u64,
+    /// Per-message timeout of each device.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for BenchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BenchConfig")
+            .field("target", &self.target)
+            .field("suite", &self.suite)
+            .field("devices", &self.devices.len())
+            .field("handshakes", &self.handshakes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Progress, reported after each handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchProgress {
+    /// Handshakes finished (successful or not).
+    pub done: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Handshakes planned.
+    pub total: u64,
+}
+
+/// Latency summary in milliseconds (successful handshakes only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Fastest.
+    pub min: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The server measured.
+    pub target: String,
+    /// Suite name.
+    pub suite: String,
+    /// Concurrent devices.
+    pub devices: usize,
+    /// Successful handshakes.
+    pub handshakes_ok: u64,
+    /// Failed handshakes.
+    pub handshakes_failed: u64,
+    /// Wall-clock time of the run (s).
+    pub elapsed_secs: f64,
+    /// Successful handshakes per second of wall-clock time.
+    pub handshakes_per_sec: f64,
+    /// Latency of successful handshakes (connect to Identity_ServerFinished), ms.
+    pub latency_ms: LatencySummary,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// `/proc/loadavg` at the end of the run (1, 5, 15 min), where available.
+    pub load_average: Option<[f64; 3]>,
+    /// Every successful latency, µs, sorted (for the histogram; not in the JSON).
+    #[serde(skip)]
+    pub latencies_us: Vec<u64>,
+}
+
+/// Enrolls `n` devices in `issuer`'s group (join protocol in-process), for load generation and
+/// tests. Runs on all cores.
+pub fn enroll_devices(
+    issuer: &Issuer,
+    basename: &[u8],
+    n: usize,
+) -> Result<Vec<Arc<Member>>, xtt_ecdaa::Error> {
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let nonce = format!("xtt bench device {i}");
+            let (sk, request) = generate_member_key(nonce.as_bytes(), &mut OsRng);
+            let (credential, _proof) =
+                issuer.issue_credential(&request, nonce.as_bytes(), &mut OsRng)?;
+            Ok(Arc::new(Member::new(
+                sk,
+                credential,
+                issuer.group_public_key(),
+                basename,
+            )?))
+        })
+        .collect()
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// No devices were given.
+    #[error("at least one device is needed")]
+    NoDevices,
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+fn error_kind(e: &ClientError) -> String {
+    match e {
+        ClientError::Protocol(p) => format!("protocol: {p}"),
+        other => other.kind().to_string(),
+    }
+}
+
+/// Runs the load: every device provisions in a loop until `handshakes` have been run.
+pub async fn run(
+    config: BenchConfig,
+    progress: impl Fn(BenchProgress) + Send + Sync + 'static,
+) -> Result<BenchReport, BenchError> {
+    if config.devices.is_empty() {
+        return Err(BenchError::NoDevices);
+    }
+    let total = config.handshakes;
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let progress = Arc::new(progress);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for device in &config.devices {
+        let provisioner = Provisioner {
+            roots: config.roots.clone(),
+            daa: device.clone(),
+            suite: config.suite,
+            requested_id: ClientId::NULL,
+            longterm_key: None,
+            timeout: config.timeout,
+        };
+        let (next, done, failed, tally, progress) = (
+            next.clone(),
+            done.clone(),
+            failed.clone(),
+            tally.clone(),
+            progress.clone(),
+        );
+        let target = config.target;
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let t0 = Instant::now();
+                let r = provisioner.provision(target).await;
+                let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                {
+                    let mut t = match tally.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    match &r {
+                        Ok(_) => t.latencies_us.push(us),
+                        Err(e) => *t.errors.entry(error_kind(e)).or_default() += 1,
+                    }
+                }
+                if r.is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                progress(BenchProgress {
+                    done: d,
+                    failed: failed.load(Ordering::Relaxed),
+                    total,
+                });
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let tally = match Arc::try_unwrap(tally) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(shared) => {
+            let g = match shared.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            Tally {
+                latencies_us: g.latencies_us.clone(),
+                errors: g.errors.clone(),
+            }
+        }
+    };
+    Ok(BenchReport::new(&config, elapsed, tally))
+}
+
+/// Nearest-rank percentile in ms; `per_mille` is the rank in thousandths (500 = median).
+fn percentile(sorted: &[u64], per_mille: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (per_mille * sorted.len()).div_ceil(1000);
+    let i = rank.clamp(1, sorted.len()) - 1;
+    sorted.get(i).copied().unwrap_or(0) as f64 / 1e3
+}
+
+fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+impl BenchReport {
+    fn new(config: &BenchConfig, elapsed: f64, mut tally: Tally) -> Self {
+        tally.latencies_us.sort_unstable();
+        let l = &tally.latencies_us;
+        let ok = l.len() as u64;
+        let failed: u64 = tally.errors.values().sum();
+        let latency_ms = if l.is_empty() {
+            LatencySummary::default()
+        } else {
+            LatencySummary {
+                min: percentile(l, 0),
+                mean: l.iter().sum::<u64>() as f64 / l.len() as f64 / 1e3,
+                p50: percentile(l, 500),
+                p90: percentile(l, 900),
+                p99: percentile(l, 990),
+                max: percentile(l, 1000),
+            }
+        };
+        Self {
+            target: config.target.to_string(),
+            suite: config.suite.name().to_string(),
+            devices: config.devices.len(),
+            handshakes_ok: ok,
+            handshakes_failed: failed,
+            elapsed_secs: elapsed,
+            handshakes_per_sec: if elapsed > 0.0 {
+                ok as f64 / elapsed
+            } else {
+                0.0
+            },
+            latency_ms,
+            errors: tally.errors,
+            load_average: load_average(),
+            latencies_us: tally.latencies_us,
+        }
+    }
+
+    /// Pretty JSON (without the raw latencies).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A human-readable summary.
+    pub fn to_text(&self) -> String {
+        let l = &self.latency_ms;
+        let mut s = String::new();
+        let _ = writeln!(s, "target          {}", self.target);
+        let _ = writeln!(s, "suite           {}", self.suite);
+        let _ = writeln!(s, "devices         {} concurrent", self.devices);
+        let _ = writeln!(
+            s,
+            "handshakes      {} ok, {} failed in {:.2} s",
+            self.handshakes_ok, self.handshakes_failed, self.elapsed_secs
+        );
+        let _ = writeln!(
+            s,
+            "throughput      {:.1} handshakes/s",
+            self.handshakes_per_sec
+        );
+        let _ = writeln!(
+            s,
+            "latency (ms)    p50 {:.2}  p90 {:.2}  p99 {:.2}  (min {:.2}, mean {:.2}, max {:.2})",
+            l.p50, l.p90, l.p99, l.min, l.mean, l.max
+        );
+        if let Some([a, b, c]) = self.load_average {
+            let _ = writeln!(s, "load average    {a:.2} {b:.2} {c:.2}");
+        }
+        for (kind, n) in &self.errors {
+            let _ = writeln!(s, "error           {n} × {kind}");
+        }
+        s
+    }
+
+    /// An SVG histogram of the successful latencies (40 bins up to the 99.9th percentile; slower
+    /// ones land in the last bin), with p50/p90/p99 marked.
+    pub fn to_svg_histogram(&self) -> String {
+        const W: f64 = 720.0;
+        const H: f64 = 400.0;
+        const LEFT: f64 = 60.0;
+        const RIGHT: f64 = 20.0;
+        const TOP: f64 = 40.0;
+        const BOTTOM: f64 = 50.0;
+        const BINS: usize = 40;
+        let plot_w = W - LEFT - RIGHT;
+        let plot_h = H - TOP - BOTTOM;
+        let l = &self.latencies_us;
+        // The axis ends just above the 99.9th percentile; slower handshakes go in the last bin.
+        let p999_us = l
+            .get((999 * l.len()).div_ceil(1000).saturating_sub(1))
+            .copied()
+            .unwrap_or(1);
+        let hi_us = (p999_us + p999_us / 20).max(1);
+        let hi_ms = hi_us as f64 / 1e3;
+        let mut counts = [0u64; BINS];
+        for &us in l {
+            let bin = usize::try_from(u128::from(us) * BINS as u128 / u128::from(hi_us))
+                .unwrap_or(BINS)
+                .min(BINS - 1);
+            if let Some(c) = counts.get_mut(bin) {
+                *c += 1;
+            }
+        }
+        let max_count = counts.iter().copied().max().unwrap_or(0).max(1);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="22" text-anchor="middle" font-size="14">XTT handshake latency: {} ok, {:.1}/s, {} devices</text>"#,
+            W / 2.0,
+            self.handshakes_ok,
+            self.handshakes_per_sec,
+            self.devices
+        );
+        let bar_w = plot_w / BINS as f64;
+        for (i, &c) in counts.iter().enumerate() {
+            let h = c as f64 / max_count as f64 * plot_h;
+            let x = LEFT + i as f64 * bar_w;
+            let y = TOP + plot_h - h;
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a7ab7"><title>{c}</title></rect>"##,
+                (bar_w - 1.0).max(0.5)
+            );
+        }
+        // Axes and ticks.
+        let base = TOP + plot_h;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{LEFT}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
+            LEFT + plot_w
+        );
+        let _ = writeln!(
+            s,
+            r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="black"/>"#
+        );
+        for t in 0..=5 {
+            let v = hi_ms * t as f64 / 5.0;
+            let x = LEFT + plot_w * t as f64 / 5.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{v:.1}</text>"#,
+                base + 16.0
+            );
+            let n = max_count as f64 * t as f64 / 5.0;
+            let y = base - plot_h * t as f64 / 5.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{n:.0}</text>"#,
+                LEFT - 6.0,
+                y + 4.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency (ms)</text>"#,
+            LEFT + plot_w / 2.0,
+            H - 12.0
+        );
+        let marks = [
+            ("p50", self.latency_ms.p50, "#2a9d3a"),
+            ("p90", self.latency_ms.p90, "#e09b1a"),
+            ("p99", self.latency_ms.p99, "#c0392b"),
+        ];
+        for (name, v, color) in marks {
+            let x = LEFT + (v / hi_ms).min(1.0) * plot_w;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="{color}" stroke-dasharray="4 3"/>"#
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" fill="{color}">{name} {v:.2} ms</text>"#,
+                x + 3.0,
+                TOP + 12.0
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(latencies_ms: &[u64]) -> BenchReport {
+        let config = BenchConfig {
+            target: "127.0.0.1:1".parse().unwrap(),
+            suite: SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
+            roots: Arc::new(Vec::<xtt_proto::cert::RootCertificate>::new()),
+            devices: Vec::new(),
+            handshakes: 0,
+            timeout: Duration::from_secs(1),
+        };
+        let mut tally = Tally {
+            latencies_us: latencies_ms.iter().map(|ms| ms * 1000).collect(),
+            ..Tally::default()
+        };
+        tally.errors.insert("timeout".into(), 2);
+        BenchReport::new(&config, 2.0, tally)
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let r = report(&(1..=100).rev().collect::<Vec<_>>());
+        assert_eq!(r.handshakes_ok, 100);
+        assert_eq!(r.handshakes_failed, 2);
+        assert_eq!(r.handshakes_per_sec, 50.0);
+        assert_eq!(r.latency_ms.p50, 50.0);
+        assert_eq!(r.latency_ms.p90, 90.0);
+        assert_eq!(r.latency_ms.p99, 99.0);
+        assert_eq!((r.latency_ms.min, r.latency_ms.max), (1.0, 100.0));
+        assert_eq!(r.latency_ms.mean, 50.5);
+    }
+
+    #[test]
+    fn renders_text_json_and_svg() {
+        let r = report(&[5, 5, 6, 7, 30]);
+        assert!(r.to_text().contains("p50 6.00"));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["handshakes_ok"], 5);
+        assert_eq!(json["errors"]["timeout"], 2);
+        assert!(json.get("latencies_us").is_none());
+        let svg = r.to_svg_histogram();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Five handshakes in the bars' tooltips, p50 marked.
+        let total: u64 = svg
+            .split("<title>")
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 5);
+        assert!(svg.contains("p50 6.00 ms"));
+    }
+}

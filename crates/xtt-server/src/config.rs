@@ -1,0 +1,345 @@
+//! Server configuration: a commented TOML file ([`DEFAULT_CONFIG_TOML`]) that deserialises into
+//! [`ServerConfig`], and the in-memory key material ([`ServerKeys`]) loaded by the caller.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use xtt_proto::cert::ServerCertificate;
+use xtt_proto::longterm::LongtermKeyPair;
+use zeroize::Zeroizing;
+
+/// The default configuration file, with a comment on every setting. Parsing it gives
+/// [`ServerConfig::default`].
+pub const DEFAULT_CONFIG_TOML: &str = r#"# xtt server configuration. Every setting is optional; the values shown are the defaults.
+# Command-line flags override this file.
+
+# TCP address for XTT identity provisioning. Use 0.0.0.0:4444 to accept devices from the network.
+listen = "127.0.0.1:4444"
+
+# Directory holding the registry (registry.sqlite: DAA groups and provisioned identities).
+data_dir = "xtt-data"
+
+[limits]
+# Handshakes in progress at once. Connections beyond this are refused at once with an XTT Error
+# message instead of queueing, so an overload is visible to clients and never grows memory.
+max_concurrent_handshakes = 1024
+# Milliseconds to wait for each complete message from a client (a client that stops
+# mid-message is dropped after this long).
+read_timeout_ms = 5000
+# Milliseconds to wait for a reply to be written.
+write_timeout_ms = 5000
+# Milliseconds a whole handshake may take, from accept to Identity_ServerFinished.
+handshake_timeout_ms = 15000
+# Largest message accepted, header included (Identity_ClientAttest, the largest, is 750 bytes).
+max_message_len = 750
+
+[daa]
+# Threads for CPU work (DAA verification, ECDSA, cookies). 0 means one per core. This pool
+# is bounded; the async reactor never verifies signatures.
+workers = 0
+# Batch DAA verification: while every worker is busy, signatures of one group are held back and
+# then verified together (much cheaper per signature under load); an idle server verifies at
+# once. A failing batch is split until the bad signatures are found; only their handshakes fail.
+batch = false
+# Most signatures per batch.
+batch_max = 32
+# Longest a signature is held back for companions, in microseconds (bounds the added latency).
+batch_window_us = 5000
+
+[cookies]
+# Seconds a stateless cookie stays valid between ServerInitAndAttest and Identity_ClientAttest.
+lifetime_secs = 20
+# Used cookies remembered (until they expire) to refuse replays. When full, new handshakes are
+# refused until entries expire; size it above handshakes/s × lifetime_secs.
+replay_cache_capacity = 200000
+
+[registry]
+# "full": every registration is fsynced before the device is told its ClientID (survives power
+# loss). "normal": survives a killed server process but not a power loss; faster on slow disks.
+durability = "full"
+# Most registrations committed in one transaction (group commit: one fsync for all of them).
+max_commit_batch = 256
+
+[metrics]
+# Address of the Prometheus endpoint (GET /metrics). Remove or comment out to disable.
+listen = "127.0.0.1:9464"
+"#;
+
+/// Everything configurable; see [`DEFAULT_CONFIG_TOML`] for what each field means.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// XTT listen address.
+    pub listen: SocketAddr,
+    /// Data directory (holds `registry.sqlite`).
+    pub data_dir: PathBuf,
+    /// Connection and message limits.
+    pub limits: Limits,
+    /// DAA verification pool and batching.
+    pub daa: DaaSettings,
+    /// Stateless cookies and replay protection.
+    pub cookies: CookieSettings,
+    /// Registry durability.
+    pub registry: RegistrySettings,
+    /// Prometheus endpoint.
+    pub metrics: MetricsSettings,
+}
+
+/// Per-connection limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Handshakes in progress at once; excess connections are refused immediately.
+    pub max_concurrent_handshakes: usize,
+    /// Per-message read timeout (ms).
+    pub read_timeout_ms: u64,
+    /// Per-message write timeout (ms).
+    pub write_timeout_ms: u64,
+    /// Whole-handshake timeout (ms).
+    pub handshake_timeout_ms: u64,
+    /// Largest message accepted (bytes, header included; at most 750 is meaningful).
+    pub max_message_len: usize,
+}
+
+/// DAA verification settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaaSettings {
+    /// CPU worker threads (0: one per core).
+    pub workers: usize,
+    /// Batch verification on/off.
+    pub batch: bool,
+    /// Most signatures per batch.
+    pub batch_max: usize,
+    /// Longest wait for a batch to fill (µs).
+    pub batch_window_us: u64,
+}
+
+/// Cookie settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieSettings {
+    /// Cookie lifetime (s).
+    pub lifetime_secs: u64,
+    /// Replay cache capacity (live cookies).
+    pub replay_cache_capacity: usize,
+}
+
+/// Registry settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// `full` or `normal`; see [`xtt_registry::Durability`].
+    pub durability: DurabilitySetting,
+    /// Most registrations per transaction.
+    pub max_commit_batch: usize,
+}
+
+/// `durability` in the TOML file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilitySetting {
+    /// fsync at every commit.
+    #[default]
+    Full,
+    /// fsync at checkpoints only.
+    Normal,
+}
+
+impl From<DurabilitySetting> for xtt_registry::Durability {
+    fn from(d: DurabilitySetting) -> Self {
+        match d {
+            DurabilitySetting::Full => xtt_registry::Durability::Full,
+            DurabilitySetting::Normal => xtt_registry::Durability::Normal,
+        }
+    }
+}
+
+/// Metrics endpoint settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served; `None` disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4444)),
+            data_dir: PathBuf::from("xtt-data"),
+            limits: Limits::default(),
+            daa: DaaSettings::default(),
+            cookies: CookieSettings::default(),
+            registry: RegistrySettings::default(),
+            metrics: MetricsSettings::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_handshakes: 1024,
+            read_timeout_ms: 5000,
+            write_timeout_ms: 5000,
+            handshake_timeout_ms: 15000,
+            max_message_len: xtt_proto::codec::MAX_HANDSHAKE_LEN,
+        }
+    }
+}
+
+impl Default for DaaSettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            batch: false,
+            batch_max: 32,
+            batch_window_us: 5000,
+        }
+    }
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        Self {
+            lifetime_secs: xtt_proto::cookie::DEFAULT_COOKIE_LIFETIME_SECS,
+            replay_cache_capacity: 200_000,
+        }
+    }
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            durability: DurabilitySetting::Full,
+            max_commit_batch: 256,
+        }
+    }
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML did not parse or has unknown keys.
+    #[error("invalid configuration file: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Parses a TOML configuration (missing keys take their defaults) and checks it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The registry file inside the data directory.
+    pub fn registry_path(&self) -> PathBuf {
+        self.data_dir.join("registry.sqlite")
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        let l = &self.limits;
+        if l.max_concurrent_handshakes == 0 {
+            return bad("limits.max_concurrent_handshakes must be at least 1");
+        }
+        if l.read_timeout_ms == 0 || l.write_timeout_ms == 0 || l.handshake_timeout_ms == 0 {
+            return bad("limits: timeouts must be positive");
+        }
+        if l.max_message_len < xtt_proto::codec::MAX_HANDSHAKE_LEN {
+            return bad("limits.max_message_len must be at least 750 (Identity_ClientAttest)");
+        }
+        if l.max_message_len > usize::from(u16::MAX) {
+            return bad("limits.max_message_len must be at most 65535");
+        }
+        if self.daa.batch_max == 0 || self.daa.batch_max > 1024 {
+            return bad("daa.batch_max must be in 1..=1024");
+        }
+        if self.daa.batch_window_us > 1_000_000 {
+            return bad("daa.batch_window_us must be at most 1000000");
+        }
+        if self.cookies.lifetime_secs == 0 || self.cookies.replay_cache_capacity == 0 {
+            return bad("cookies: lifetime_secs and replay_cache_capacity must be positive");
+        }
+        if self.registry.max_commit_batch == 0 {
+            return bad("registry.max_commit_batch must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.read_timeout_ms)
+    }
+    pub(crate) fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.write_timeout_ms)
+    }
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.handshake_timeout_ms)
+    }
+    pub(crate) fn worker_threads(&self) -> usize {
+        if self.daa.workers > 0 {
+            self.daa.workers
+        } else {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        }
+    }
+}
+
+/// The server's secrets, loaded by the caller (files, an HSM, a test fixture).
+pub struct ServerKeys {
+    /// The 169-byte server certificate sent to devices.
+    pub certificate: ServerCertificate,
+    /// The private key of the certificate.
+    pub signing_key: LongtermKeyPair,
+    /// Secret for the stateless cookies. Servers sharing it accept each other's cookies.
+    pub cookie_secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ServerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerKeys")
+            .field("certificate", &self.certificate)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_default_file_parses_to_the_defaults() {
+        assert_eq!(
+            ServerConfig::from_toml(DEFAULT_CONFIG_TOML).unwrap(),
+            ServerConfig::default()
+        );
+    }
+
+    #[test]
+    fn missing_keys_take_defaults_and_unknown_keys_are_refused() {
+        let c =
+            ServerConfig::from_toml("listen = \"0.0.0.0:5000\"\n[daa]\nbatch = true\n").unwrap();
+        assert_eq!(c.listen.port(), 5000);
+        assert!(c.daa.batch);
+        assert_eq!(c.limits, Limits::default());
+        assert!(ServerConfig::from_toml("lisen = \"0.0.0.0:5000\"").is_err());
+        assert!(ServerConfig::from_toml("[limits]\nmax_message_len = 100\n").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The async side of XTT identity provisioning: the concurrent server, the provisioning client
+//! and the load generator, on tokio.
+//!
+//! # Server
+//!
+//! ```text
+//! let config = ServerConfig::from_toml(text)?;            // or ServerConfig::default()
+//! let registry = Arc::new(open_registry(&config)?);        // <data_dir>/registry.sqlite
+//! add_group(&*registry, &gpk_bytes, basename)?;            // DAA groups live in the registry
+//! let server = XttServer::bind(config, ServerKeys { .. }, registry).await?;
+//! server.run(shutdown_signal()).await?;                    // SIGINT/SIGTERM: graceful stop
+//! ```
+//!
+//! [`XttServer`] drives xtt-proto's stateless sans-IO server. Connection tasks only move bytes;
+//! the cryptography (cookies, ECDSA, DAA verification, plain or batched) runs on a bounded pool
+//! of CPU threads ([`cpu::CpuPool`]); registrations are committed by one writer thread in
+//! group-commit transactions before Identity_ServerFinished is sent. Limits (concurrent
+//! handshakes with immediate refusal beyond, per-message and per-handshake timeouts, message
+//! size) come from [`ServerConfig`], whose commented TOML form is [`DEFAULT_CONFIG_TOML`].
+//! Metrics are served in the Prometheus format on their own address; logs go through `tracing`.
+//!
+//! # Client
+//!
+//! [`Provisioner::provision`] runs one identity handshake and returns xtt-proto's
+//! [`ProvisionedIdentity`] (ClientID, long-term key pair, ...). Storing it (key file 0600,
+//! certificate) is the caller's business.
+//!
+//! # Load generator
+//!
+//! [`bench::run`] runs N simulated devices ([`bench::enroll_devices`]) concurrently and returns
+//! a [`bench::BenchReport`] (`to_text`, `to_json`, `to_svg_histogram`).
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod cpu;
+mod daa;
+pub mod framing;
+pub mod metrics;
+pub mod outcome;
+mod registrar;
+mod server;
+
+pub use client::{ClientError, Provisioner};
+pub use config::{ServerConfig, ServerKeys, DEFAULT_CONFIG_TOML};
+pub use server::{shutdown_signal, ServerError, ServerHandle, XttServer};
+pub use xtt_proto::client::ProvisionedIdentity;
+
+use xtt_ecdaa::{GroupPublicKey, GroupVerifier};
+use xtt_proto::daa::GroupId;
+use xtt_registry::{GroupRecord, Registry, RegistryError, SqliteRegistry};
+
+/// Opens (creating the data directory if needed) the SQLite registry named by `config`.
+pub fn open_registry(config: &ServerConfig) -> Result<SqliteRegistry, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+        context: format!("creating data directory {}", config.data_dir.display()),
+        source,
+    })?;
+    Ok(SqliteRegistry::open(
+        &config.registry_path(),
+        config.registry.durability.into(),
+    )?)
+}
+
+/// Why a group could not be added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddGroupError {
+    /// The group public key does not decode or fails its checks, or the basename is unusable.
+    #[error("invalid DAA group: {0}")]
+    InvalidGroup(#[from] xtt_ecdaa::Error),
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Validates a group public key (258-byte ECDAA form) with its basename and adds it to the
+/// registry under its group id, SHA-256(gpk ‖ basename). Returns the id and whether it was new.
+pub fn add_group(
+    registry: &dyn Registry,
+    gpk: &[u8],
+    basename: &[u8],
+) -> Result<(GroupId, bool), AddGroupError> {
+    let key = GroupPublicKey::from_bytes(gpk)?;
+    let verifier = GroupVerifier::new(key.clone(), basename)?;
+    let group_id = verifier.group_id();
+    let added = registry.add_group(&GroupRecord {
+        group_id,
+        gpk: key.to_bytes().to_vec(),
+        basename: basename.to_vec(),
+    })?;
+    Ok((group_id, added))
+}

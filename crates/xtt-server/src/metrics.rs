@@ -1,0 +1,171 @@
+//! Prometheus metrics (`prometheus-client`) and the tiny axum endpoint that serves them on their
+//! own address, away from the XTT port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::outcome::Outcome;
+
+/// Labels of `xtt_handshakes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    handshakes: Family<OutcomeLabels, Counter>,
+    latency: Histogram,
+    in_flight: Gauge,
+    daa_batch_size: Histogram,
+    commit_batch_size: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics, registered under the `xtt_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("xtt");
+        let handshakes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "handshakes",
+            "Identity handshakes by outcome (ok, failed, refused) and failure reason",
+            handshakes.clone(),
+        );
+        // 0.5 ms .. ~16 s.
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "handshake_duration_seconds",
+            "Time from accepted connection to Identity_ServerFinished sent, successful handshakes",
+            latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "handshakes_in_flight",
+            "Handshakes in progress",
+            in_flight.clone(),
+        );
+        let daa_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "daa_batch_size",
+            "DAA signatures verified per verification call (1 without batching)",
+            daa_batch_size.clone(),
+        );
+        let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "registry_commit_batch_size",
+            "Registrations committed per registry transaction",
+            commit_batch_size.clone(),
+        );
+        Self {
+            registry,
+            handshakes,
+            latency,
+            in_flight,
+            daa_batch_size,
+            commit_batch_size,
+        }
+    }
+
+    pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
+        self.handshakes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.kind(),
+                reason: outcome.reason(),
+            })
+            .inc();
+        if matches!(outcome, Outcome::Ok) {
+            self.latency.observe(seconds);
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    pub(crate) fn observe_daa_batch(&self, n: usize) {
+        self.daa_batch_size.observe(n as f64);
+    }
+
+    pub(crate) fn observe_commit_batch(&self, n: usize) {
+        self.commit_batch_size.observe(n as f64);
+    }
+
+    /// How many handshakes ended with this outcome label pair so far (tests, status output).
+    pub fn handshakes_count(&self, outcome: &str, reason: &str) -> u64 {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            return 0;
+        }
+        let needle = format!("xtt_handshakes_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Handshakes in progress right now.
+    pub fn in_flight_now(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds the metrics address.
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,490 @@
+//! The TCP server: accepts connections, caps concurrent handshakes, and drives xtt-proto's
+//! stateless [`xtt_proto::server::Server`] through the bounded CPU pool, the DAA verification
+//! service and the group-commit registrar.
+//!
+//! One handshake, as the connection task sees it:
+//!
+//! ```text
+//! read ClientInit ─▶ cpu: handle_client_init ─▶ write ServerInitAndAttest
+//! read Identity_ClientAttest ─▶ cpu: handle_client_attest (cookie, AEAD, ECDSA, replay guard)
+//!   ─▶ group verifier (cache) ─▶ DAA service (plain or batched, on the cpu pool)
+//!   ─▶ registrar: durable commit ─▶ finish ─▶ write Identity_ServerFinished
+//! ```
+//!
+//! Every read and write has a timeout, the whole handshake has one too, messages are bounded by
+//! their header's length field and `max_message_len`, and failures answer with the 4-byte XTT
+//! Error message (opaque: no reason on the wire; the reason goes to logs and metrics).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::OsRng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use xtt_proto::codec::ERROR_MESSAGE;
+use xtt_proto::cookie::{CookieKey, CookieKeyring, InMemoryReplayGuard};
+use xtt_proto::daa::GroupId;
+use xtt_proto::error::{PeerMisbehaved, Refused};
+use xtt_proto::server::{Server as ProtoServer, ServerConfig as ProtoConfig};
+use xtt_proto::{ClientId, UnixTime};
+use xtt_registry::{Refusal, Registration, Registry, RegistryError};
+
+use crate::config::{ServerConfig, ServerKeys};
+use crate::cpu::CpuPool;
+use crate::daa::{DaaService, Groups, VerifyFailure};
+use crate::framing::{read_message, write_message, FrameError};
+use crate::metrics::Metrics;
+use crate::outcome::{FailureReason, Outcome, RefusedReason};
+use crate::registrar::{RegisterFailure, Registrar};
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Binding a socket or starting a thread failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The registry failed.
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let context = context.into();
+    move |source| ServerError::Io { context, source }
+}
+
+/// The parts every connection task shares.
+#[derive(Debug)]
+struct Shared {
+    proto: ProtoServer,
+    replay_guard: Arc<InMemoryReplayGuard>,
+    groups: Groups,
+    daa: DaaService,
+    registrar: Registrar,
+    cpu: CpuPool,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    config: ServerConfig,
+    registry: Arc<dyn Registry>,
+}
+
+/// A bound, not yet running server. [`XttServer::run`] serves until a shutdown future completes.
+#[derive(Debug)]
+pub struct XttServer {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+/// A view of a running server for status output and tests.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// The metrics (also served on the metrics address).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+    /// Cookies remembered by the replay guard: grows only with *completed* ClientAttests, never
+    /// with ClientInits (the server keeps no state for those).
+    pub fn replay_cache_len(&self) -> usize {
+        self.shared.replay_guard.len()
+    }
+    /// Handshakes in progress.
+    pub fn in_flight(&self) -> usize {
+        self.shared.config.limits.max_concurrent_handshakes
+            - self.shared.permits.available_permits()
+    }
+    /// DAA groups the server accepts (from the registry).
+    pub fn group_count(&self) -> usize {
+        self.shared.groups.len()
+    }
+    /// The registry the server writes to.
+    pub fn registry(&self) -> Arc<dyn Registry> {
+        self.shared.registry.clone()
+    }
+}
+
+fn unix_now() -> UnixTime {
+    UnixTime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+impl XttServer {
+    /// Validates the configuration, loads the groups from `registry`, starts the CPU pool, the
+    /// DAA service and the registry writer, and binds the XTT and metrics addresses.
+    pub async fn bind(
+        config: ServerConfig,
+        keys: ServerKeys,
+        registry: Arc<dyn Registry>,
+    ) -> Result<Self, ServerError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let replay_guard = Arc::new(InMemoryReplayGuard::new(
+            config.cookies.replay_cache_capacity,
+        ));
+        let proto = ProtoServer::new(ProtoConfig {
+            certificate: keys.certificate,
+            signing_key: keys.signing_key,
+            cookie_keys: CookieKeyring::new(CookieKey::from_secret(1, &keys.cookie_secret)),
+            cookie_lifetime_secs: config.cookies.lifetime_secs,
+            replay_guard: replay_guard.clone(),
+        });
+        let reg = registry.clone();
+        let groups = tokio::task::spawn_blocking(move || Groups::load(reg))
+            .await
+            .map_err(|e| io_err("loading groups")(std::io::Error::other(e)))??;
+        if groups.len() == 0 {
+            tracing::warn!("the registry has no DAA groups: every device will be refused");
+        }
+        let cap = config.limits.max_concurrent_handshakes;
+        // Each handshake has at most one CPU job at a time, plus batches: 2× the cap bounds it.
+        let cpu = CpuPool::new(config.worker_threads(), 2 * cap + 64)
+            .map_err(io_err("starting the CPU pool"))?;
+        let daa = if config.daa.batch {
+            DaaService::batched(
+                cpu.clone(),
+                metrics.clone(),
+                config.daa.batch_max,
+                Duration::from_micros(config.daa.batch_window_us),
+                cap,
+            )
+            .map_err(io_err("starting the DAA batcher"))?
+        } else {
+            DaaService::plain(cpu.clone(), metrics.clone())
+        };
+        let registrar = Registrar::start(
+            registry.clone(),
+            metrics.clone(),
+            config.registry.max_commit_batch,
+            cap,
+        )
+        .map_err(io_err("starting the registry writer"))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(io_err(format!("binding {}", config.listen)))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(io_err(format!("binding metrics address {addr}")))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            metrics_listener,
+            shared: Arc::new(Shared {
+                proto,
+                replay_guard,
+                groups,
+                daa,
+                registrar,
+                cpu,
+                metrics,
+                permits: Arc::new(Semaphore::new(cap)),
+                config,
+                registry,
+            }),
+        })
+    }
+
+    /// The XTT address actually bound (port 0 in the configuration picks a free port).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The metrics address actually bound, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// A handle for status and tests.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes (tie it to [`crate::shutdown_signal`]); then stops
+    /// accepting, lets handshakes in progress finish (up to the handshake timeout) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics_task = self.metrics_listener.map(|l| {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(crate::metrics::serve(
+                l,
+                self.shared.metrics.clone(),
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
+        let sh = self.shared;
+        tracing::info!(
+            addr = %self.listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            groups = sh.groups.len(),
+            workers = sh.cpu.threads(),
+            batch = sh.config.daa.batch,
+            "xtt server listening"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => on_accept(&sh, stream, peer),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: waiting for handshakes in progress");
+        let all = u32::try_from(sh.config.limits.max_concurrent_handshakes).unwrap_or(u32::MAX);
+        let drained =
+            tokio::time::timeout(sh.config.handshake_timeout(), sh.permits.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!("handshakes still running at the end of the grace period");
+        }
+        let _ = stop_tx.send(true);
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
+        tracing::info!("xtt server stopped");
+        Ok(())
+    }
+}
+
+fn on_accept(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    match sh.permits.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let sh = sh.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                serve_connection(&sh, stream, peer).await;
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            // Over the cap: refuse now, without queueing. The socket's send buffer is empty, so
+            // the 4-byte Error fits without waiting.
+            let _ = stream.try_write(&ERROR_MESSAGE);
+            sh.metrics
+                .record(&Outcome::Refused(RefusedReason::Busy), 0.0);
+            tracing::debug!(%peer, "refused: too many handshakes in progress");
+        }
+    }
+}
+
+async fn serve_connection(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    sh.metrics.in_flight().inc();
+    let started = Instant::now();
+    let result = tokio::time::timeout(sh.config.handshake_timeout(), handshake(sh, &mut stream))
+        .await
+        .unwrap_or(Err(FailureReason::Timeout));
+    let elapsed = started.elapsed().as_secs_f64();
+    match result {
+        Ok(id) => {
+            sh.metrics.record(&Outcome::Ok, elapsed);
+            tracing::info!(%peer, client_id = %id, ms = elapsed * 1e3, "provisioned");
+        }
+        Err(reason) => {
+            sh.metrics.record(&Outcome::Failed(reason), elapsed);
+            tracing::debug!(%peer, reason = reason.as_str(), "handshake failed");
+        }
+    }
+    sh.metrics.in_flight().dec();
+}
+
+/// Sends the Error message (best effort, briefly) and classifies `e`.
+async fn fail(stream: &mut TcpStream, e: &xtt_proto::Error) -> FailureReason {
+    if let Some(alert) = e.alert_bytes() {
+        let _ = write_message(stream, &alert, Duration::from_millis(200)).await;
+    }
+    FailureReason::of(e)
+}
+
+async fn read(sh: &Shared, stream: &mut TcpStream) -> Result<Vec<u8>, FailureReason> {
+    match read_message(
+        stream,
+        sh.config.limits.max_message_len,
+        sh.config.read_timeout(),
+    )
+    .await
+    {
+        Ok(m) => Ok(m),
+        Err(FrameError::Timeout) => {
+            let _ = write_message(stream, &ERROR_MESSAGE, Duration::from_millis(200)).await;
+            Err(FailureReason::Timeout)
+        }
+        Err(FrameError::Closed) => Err(FailureReason::Closed),
+        Err(FrameError::Io(_)) => Err(FailureReason::Io),
+        Err(FrameError::Protocol(e)) => Err(fail(stream, &e).await),
+    }
+}
+
+async fn write(sh: &Shared, stream: &mut TcpStream, bytes: &[u8]) -> Result<(), FailureReason> {
+    match write_message(stream, bytes, sh.config.write_timeout()).await {
+        Ok(()) => Ok(()),
+        Err(FrameError::Timeout) => Err(FailureReason::Timeout),
+        Err(FrameError::Closed) => Err(FailureReason::Closed),
+        Err(_) => Err(FailureReason::Io),
+    }
+}
+
+async fn overloaded(stream: &mut TcpStream) -> FailureReason {
+    let _ = write_message(stream, &ERROR_MESSAGE, Duration::from_millis(200)).await;
+    FailureReason::Overloaded
+}
+
+async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<ClientId, FailureReason> {
+    let client_init = read(sh, stream).await?;
+    let s = sh.clone();
+    let sia = match sh
+        .cpu
+        .run(move || {
+            s.proto
+                .handle_client_init(&client_init, unix_now(), &mut OsRng)
+        })
+        .await
+    {
+        Ok(Ok(sia)) => sia,
+        Ok(Err(e)) => return Err(fail(stream, &e).await),
+        Err(_) => return Err(overloaded(stream).await),
+    };
+    write(sh, stream, &sia).await?;
+
+    let client_attest = read(sh, stream).await?;
+    let s = sh.clone();
+    let attested = match sh
+        .cpu
+        .run(move || s.proto.handle_client_attest(&client_attest, unix_now()))
+        .await
+    {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(fail(stream, &e).await),
+        Err(_) => return Err(overloaded(stream).await),
+    };
+
+    let group_id = *attested.group_id();
+    let Some(verifier) = group_verifier(sh, &group_id).await else {
+        return Err(fail(stream, &Refused::UnknownGroup.into()).await);
+    };
+    let pseudonym = match sh
+        .daa
+        .verify(
+            group_id,
+            verifier,
+            *attested.daa_message(),
+            attested.daa_signature().clone(),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(VerifyFailure::Invalid(e)) => {
+            return Err(fail(stream, &PeerMisbehaved::BadDaaSignature(e).into()).await)
+        }
+        Err(VerifyFailure::Overloaded) => return Err(overloaded(stream).await),
+    };
+    let verified = match attested.with_verified_pseudonym(pseudonym) {
+        Ok(v) => v,
+        Err(e) => return Err(fail(stream, &e).await),
+    };
+
+    let registration = Registration {
+        group_id,
+        pseudonym,
+        requested_id: *verified.requested_id(),
+        longterm_key: *verified.longterm_public_key(),
+        now: unix_now(),
+    };
+    // Committed durably before the ClientID is sent: a crash after this point loses nothing the
+    // device was told.
+    let assigned = match sh.registrar.register(registration).await {
+        Ok(a) => a,
+        Err(RegisterFailure::Refused(Refusal::UnknownGroup)) => {
+            return Err(fail(stream, &Refused::UnknownGroup.into()).await)
+        }
+        Err(RegisterFailure::Refused(r)) => {
+            tracing::debug!(reason = %r, "registration refused");
+            return Err(fail(stream, &Refused::IdentityRefused.into()).await);
+        }
+        Err(RegisterFailure::Storage(e)) => {
+            tracing::error!(error = %e, "registration failed");
+            let _ = write_message(stream, &ERROR_MESSAGE, Duration::from_millis(200)).await;
+            return Err(FailureReason::Registry);
+        }
+    };
+    let (server_finished, _) = match verified.finish(assigned.client_id) {
+        Ok(f) => f,
+        Err(e) => return Err(fail(stream, &e).await),
+    };
+    write(sh, stream, &server_finished).await?;
+    Ok(assigned.client_id)
+}
+
+/// The group's verifier; an unknown id reloads the registry's groups (rate-limited) once.
+async fn group_verifier(
+    sh: &Arc<Shared>,
+    group_id: &GroupId,
+) -> Option<Arc<xtt_ecdaa::GroupVerifier>> {
+    if let Some(v) = sh.groups.get(group_id) {
+        return Some(v);
+    }
+    let s = sh.clone();
+    let reloaded = tokio::task::spawn_blocking(move || s.groups.reload_if_stale()).await;
+    match reloaded {
+        Ok(Ok(true)) => sh.groups.get(group_id),
+        Ok(Ok(false)) => None,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reloading groups failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

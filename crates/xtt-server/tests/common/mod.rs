@@ -1,0 +1,139 @@
+//! Shared test fixture: a throwaway PKI and DAA group, and a server on 127.0.0.1:0.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand_core::{OsRng, RngCore};
+use tokio::sync::oneshot;
+use xtt_ecdaa::{Issuer, Member};
+use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
+use xtt_proto::longterm::LongtermKeyPair;
+use xtt_registry::{Registry, SqliteRegistry};
+use xtt_server::bench::enroll_devices;
+use xtt_server::{add_group, Provisioner, ServerConfig, ServerHandle, ServerKeys, XttServer};
+use zeroize::Zeroizing;
+
+pub const BASENAME: &[u8] = b"test-manufacturer";
+
+pub struct Fixture {
+    pub root_key: LongtermKeyPair,
+    pub root: RootCertificate,
+    pub certificate: ServerCertificate,
+    pub server_key: LongtermKeyPair,
+    pub cookie_secret: [u8; 32],
+    pub issuer: Issuer,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let root_key = LongtermKeyPair::generate(&mut OsRng);
+        let mut id = RootId([0; 16]);
+        OsRng.fill_bytes(&mut id.0);
+        let root = RootCertificate {
+            id,
+            public_key: *root_key.public_key(),
+        };
+        let server_key = LongtermKeyPair::generate(&mut OsRng);
+        let certificate =
+            ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)
+                .unwrap();
+        let mut cookie_secret = [0u8; 32];
+        OsRng.fill_bytes(&mut cookie_secret);
+        Self {
+            root_key,
+            root,
+            certificate,
+            server_key,
+            cookie_secret,
+            issuer: Issuer::generate(&mut OsRng),
+        }
+    }
+
+    pub fn keys(&self) -> ServerKeys {
+        ServerKeys {
+            certificate: self.certificate.clone(),
+            signing_key: self.server_key.clone(),
+            cookie_secret: Zeroizing::new(self.cookie_secret),
+        }
+    }
+
+    pub fn gpk(&self) -> Vec<u8> {
+        self.issuer.group_public_key().to_bytes().to_vec()
+    }
+
+    pub fn members(&self, n: usize) -> Vec<Arc<Member>> {
+        enroll_devices(&self.issuer, BASENAME, n).unwrap()
+    }
+
+    pub fn provisioner(&self, member: Arc<Member>) -> Provisioner {
+        Provisioner::new(self.root.clone(), member)
+    }
+
+    /// A registry file in `dir` holding this fixture's group.
+    pub fn registry(&self, dir: &std::path::Path) -> Arc<dyn Registry> {
+        let reg =
+            SqliteRegistry::open(&dir.join("registry.sqlite"), xtt_registry::Durability::Full)
+                .unwrap();
+        add_group(&reg, &self.gpk(), BASENAME).unwrap();
+        Arc::new(reg)
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> ServerConfig {
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.data_dir = dir.to_path_buf();
+    config
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub handle: ServerHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), xtt_server::ServerError>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+pub async fn start(config: ServerConfig, keys: ServerKeys, registry: Arc<dyn Registry>) -> Running {
+    let server = XttServer::bind(config, keys, registry).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let metrics_addr = server.metrics_addr();
+    let handle = server.handle();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        metrics_addr,
+        handle,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Waits (up to 10 s) until no handshake is in progress: a client can finish before the server
+/// task has recorded its outcome.
+pub async fn wait_idle(handle: &ServerHandle) {
+    let t0 = std::time::Instant::now();
+    while handle.in_flight() != 0 || handle.metrics().in_flight_now() != 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "server never idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
