@@ -40,10 +40,14 @@ pub mod metrics;
 pub mod outcome;
 mod registrar;
 mod server;
+pub mod session_client;
+pub mod sessions;
 
 pub use client::{ClientError, Provisioner};
 pub use config::{ServerConfig, ServerKeys, DEFAULT_CONFIG_TOML};
 pub use server::{shutdown_signal, ServerError, ServerHandle, XttServer};
+pub use session_client::{SessionClient, SessionClientError, SessionClientOptions, Transport};
+pub use sessions::{Echo, Outbox, SessionApp, SessionOptions};
 pub use xtt_proto::client::ProvisionedIdentity;
 
 use xtt_ecdaa::{GroupPublicKey, GroupVerifier};
