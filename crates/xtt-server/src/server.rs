@@ -117,6 +117,13 @@ impl ServerHandle {
     pub fn group_count(&self) -> usize {
         self.shared.groups.len()
     }
+    /// Sends records to clients by ClientID (None unless sessions are enabled).
+    pub fn outbox(&self) -> Option<sessions::Outbox> {
+        self.shared
+            .sessions
+            .get()
+            .map(|core| sessions::Outbox::new(core.clone()))
+    }
     /// The registry the server writes to.
     pub fn registry(&self) -> Arc<dyn Registry> {
         self.shared.registry.clone()
@@ -228,12 +235,19 @@ impl XttServer {
             let addr = self
                 .local_addr()
                 .map_err(io_err("reading the TCP address"))?;
-            let sock = UdpSocket::bind(addr)
-                .await
-                .map_err(io_err(format!("binding UDP {addr}")))?;
-            let sock = Arc::new(sock);
-            let _ = core.udp.set(sock.clone());
-            self.udp = Some(sock);
+            let std_sock =
+                std::net::UdpSocket::bind(addr).map_err(io_err(format!("binding UDP {addr}")))?;
+            std_sock
+                .set_nonblocking(true)
+                .map_err(io_err("configuring the UDP socket"))?;
+            // Sends from synchronous code (the application's Outbox) go through a duplicate
+            // descriptor: a plain non-blocking syscall, independent of tokio's readiness state.
+            let sender = std_sock
+                .try_clone()
+                .map_err(io_err("duplicating the UDP socket"))?;
+            let sock = UdpSocket::from_std(std_sock).map_err(io_err("registering UDP"))?;
+            let _ = core.udp.set(sender);
+            self.udp = Some(Arc::new(sock));
         }
         self.shared.sessions.set(core).map_err(|_| ServerError::Io {
             context: "enabling sessions".into(),

@@ -95,6 +95,14 @@ pub enum SessionClientError {
     SessionUnknown,
 }
 
+/// During the handshake an Error message is the server refusing it, not an unknown session.
+fn handshake_frame(e: FrameError) -> SessionClientError {
+    match e {
+        FrameError::Protocol(e) => SessionClientError::Handshake(e),
+        e => e.into(),
+    }
+}
+
 impl From<FrameError> for SessionClientError {
     fn from(e: FrameError) -> Self {
         match e {
@@ -211,13 +219,21 @@ impl SessionClient {
         let t = options.timeout;
         let session = match &mut link {
             Link::Tcp(stream) => {
-                write_message(stream, &client_init, t).await?;
-                let sia = read_message(stream, MAX_HANDSHAKE_LEN, t).await?;
+                write_message(stream, &client_init, t)
+                    .await
+                    .map_err(handshake_frame)?;
+                let sia = read_message(stream, MAX_HANDSHAKE_LEN, t)
+                    .await
+                    .map_err(handshake_frame)?;
                 let (state, flight) = state
                     .handle_server_attest(&sia, early_data, &mut OsRng)
                     .map_err(SessionClientError::Handshake)?;
-                write_message(stream, &flight, t).await?;
-                let fin = read_message(stream, MAX_HANDSHAKE_LEN, t).await?;
+                write_message(stream, &flight, t)
+                    .await
+                    .map_err(handshake_frame)?;
+                let fin = read_message(stream, MAX_HANDSHAKE_LEN, t)
+                    .await
+                    .map_err(handshake_frame)?;
                 state
                     .handle_server_finished(&fin)
                     .map_err(SessionClientError::Handshake)?
@@ -252,6 +268,11 @@ impl SessionClient {
     /// The session (id, ClientID, suite, counters).
     pub fn session(&self) -> &ClientSession {
         &self.session
+    }
+
+    /// The session, for sealing records to send by other means ([`Self::send_raw`], tests).
+    pub fn session_mut(&mut self) -> &mut ClientSession {
+        &mut self.session
     }
 
     /// Whether the handshake carried early data.

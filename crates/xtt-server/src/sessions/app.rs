@@ -48,7 +48,9 @@ impl SessionApp for Echo {
 #[derive(Debug)]
 pub struct ForwardUdp {
     target: SocketAddr,
-    sockets: Mutex<HashMap<ClientId, Arc<tokio::net::UdpSocket>>>,
+    /// Per client: the sending half (a plain non-blocking socket; the receiving task owns a
+    /// duplicate registered with tokio).
+    sockets: Mutex<HashMap<ClientId, Arc<std::net::UdpSocket>>>,
     max_clients: usize,
 }
 
@@ -62,7 +64,7 @@ impl ForwardUdp {
         }
     }
 
-    fn socket_for(&self, client_id: ClientId, out: &Outbox) -> Option<Arc<tokio::net::UdpSocket>> {
+    fn socket_for(&self, client_id: ClientId, out: &Outbox) -> Option<Arc<std::net::UdpSocket>> {
         let mut sockets = self.sockets.lock().ok()?;
         if let Some(s) = sockets.get(&client_id) {
             return Some(s.clone());
@@ -78,9 +80,9 @@ impl ForwardUdp {
         let std_sock = std::net::UdpSocket::bind(bind).ok()?;
         std_sock.connect(self.target).ok()?;
         std_sock.set_nonblocking(true).ok()?;
-        let sock = Arc::new(tokio::net::UdpSocket::from_std(std_sock).ok()?);
+        let sock = Arc::new(std_sock.try_clone().ok()?);
+        let reader = tokio::net::UdpSocket::from_std(std_sock).ok()?;
         sockets.insert(client_id, sock.clone());
-        let reader = sock.clone();
         let out = out.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; xtt_proto::record::MAX_PAYLOAD_LEN];
@@ -102,7 +104,7 @@ impl SessionApp for ForwardUdp {
     fn on_record(&self, record: IncomingRecord, out: &Outbox) {
         match self.socket_for(record.client_id, out) {
             Some(sock) => {
-                let _ = sock.try_send(&record.payload);
+                let _ = sock.send(&record.payload);
             }
             None => tracing::warn!(client_id = %record.client_id, "forwarding socket unavailable"),
         }

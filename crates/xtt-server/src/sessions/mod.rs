@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use xtt_proto::record::{PayloadType, RecordError};
 use xtt_proto::session_table::{SessionTable, SessionTableConfig};
@@ -105,7 +104,7 @@ pub(crate) struct SessionCore {
     pub(crate) table: SessionTable<Peer>,
     pub(crate) keys: RegistryKeys,
     pub(crate) app: Arc<dyn SessionApp>,
-    pub(crate) udp: OnceLock<Arc<UdpSocket>>,
+    pub(crate) udp: OnceLock<std::net::UdpSocket>,
     pub(crate) tcp_queue: usize,
     /// A connection silent this long is closed (the session itself may live on).
     pub(crate) idle_secs: u64,
@@ -143,7 +142,7 @@ impl SessionCore {
             Peer::Tcp { tx, .. } => tx.try_send(bytes).map_err(|_| SendError::NoPath),
             Peer::Udp(addr) => {
                 let sock = self.udp.get().ok_or(SendError::NoPath)?;
-                sock.try_send_to(&bytes, *addr)
+                sock.send_to(&bytes, *addr)
                     .map(|_| ())
                     .map_err(|_| SendError::NoPath)
             }

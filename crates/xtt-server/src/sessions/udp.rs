@@ -48,14 +48,14 @@ pub(crate) async fn serve(
                     .proto
                     .retransmitted_session_finished(datagram, unix_now())
                 {
-                    let _ = sock.try_send_to(&fin, src);
+                    let _ = sock.send_to(&fin, src).await;
                 } else {
                     handshake_job(&sh, &sock, src, datagram.to_vec(), Some(core.clone()));
                 }
             }
             Some(MsgType::ERROR) | None => {}
             Some(_) => {
-                let _ = sock.try_send_to(&ERROR_MESSAGE, src);
+                let _ = sock.send_to(&ERROR_MESSAGE, src).await;
             }
         }
     }
