@@ -415,3 +415,41 @@ async fn forward_udp_relays_payloads_and_replies() {
     assert_eq!(&c.recv().await.unwrap().payload[..], b"reply");
     e.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_measures_session_handshakes_and_records() {
+    use xtt_server::bench::{run_sessions, SessionBenchConfig, SessionMode};
+    let e = env().await;
+    let identities = vec![e.register(), e.register()];
+    for (mode, opts, count) in [
+        (SessionMode::Handshakes, SessionClientOptions::tcp(), 6),
+        (SessionMode::Handshakes, fast_udp(), 6),
+        (SessionMode::Records, SessionClientOptions::tcp(), 40),
+        (SessionMode::Records, fast_udp(), 40),
+    ] {
+        let report = run_sessions(SessionBenchConfig {
+            target: e.server.addr,
+            mode,
+            options: opts,
+            identities: identities.clone(),
+            count,
+            payload_len: 256,
+            window: 8,
+        })
+        .await
+        .unwrap();
+        match mode {
+            SessionMode::Handshakes => {
+                assert_eq!(report.handshakes_ok, 6, "{}", report.to_text());
+                assert!(report.handshakes_per_sec > 0.0);
+            }
+            SessionMode::Records => {
+                assert_eq!(report.records_sent, 80);
+                // Loopback UDP does not drop at this rate; an echo short would be a bug.
+                assert_eq!(report.records_echoed, 80, "{}", report.to_text());
+                assert!(report.mb_per_sec > 0.0);
+            }
+        }
+    }
+    e.server.stop().await;
+}
