@@ -252,13 +252,20 @@ async fn bad_records_on_tcp_are_dropped_and_the_session_survives() {
     let mut forged = c.session_mut().seal(Q, b"never sent").unwrap();
     let n = forged.len();
     forged[n - 1] ^= 0x80;
-    // A second connection injects a forged record and a replay of an accepted one.
+    // Other connections inject a forged record and a replay of an accepted one; a connection
+    // whose first record is not authentic and fresh is closed.
     let mut raw = tokio::net::TcpStream::connect(e.server.addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut raw, &forged)
         .await
         .unwrap();
+    let closed = xtt_server::framing::read_message(&mut raw, 64, Duration::from_secs(5)).await;
+    assert!(
+        matches!(closed, Err(xtt_server::framing::FrameError::Closed)),
+        "{closed:?}"
+    );
     c.send_raw(&r).await.unwrap();
     assert_eq!(&c.recv().await.unwrap().payload[..], b"b");
+    let mut raw = tokio::net::TcpStream::connect(e.server.addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut raw, &r)
         .await
         .unwrap();
@@ -270,6 +277,7 @@ async fn bad_records_on_tcp_are_dropped_and_the_session_survives() {
     // A record for a session the server does not know is answered with Error.
     let mut unknown = r.clone();
     unknown[5] ^= 0xff; // inside the session id
+    let mut raw = tokio::net::TcpStream::connect(e.server.addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut raw, &unknown)
         .await
         .unwrap();

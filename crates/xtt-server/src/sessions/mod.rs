@@ -62,6 +62,9 @@ pub struct SessionOptions {
     pub app: Arc<dyn SessionApp>,
     /// Records queued per TCP connection before new ones are dropped (records are datagrams).
     pub tcp_queue: usize,
+    /// TCP connections carrying records at once; more are closed at once (each holds a task
+    /// and two buffers until it is idle for the table's idle timeout).
+    pub max_tcp_connections: usize,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -70,18 +73,21 @@ impl std::fmt::Debug for SessionOptions {
             .field("table", &self.table)
             .field("udp", &self.udp)
             .field("tcp_queue", &self.tcp_queue)
+            .field("max_tcp_connections", &self.max_tcp_connections)
             .finish_non_exhaustive()
     }
 }
 
 impl SessionOptions {
-    /// Defaults (table defaults, UDP on, 256 queued records per connection) with `app`.
+    /// Defaults (table defaults, UDP on, 256 queued records per connection, 10,000 record
+    /// connections) with `app`.
     pub fn new(app: Arc<dyn SessionApp>) -> Self {
         Self {
             table: SessionTableConfig::default(),
             udp: true,
             app,
             tcp_queue: 256,
+            max_tcp_connections: 10_000,
         }
     }
 }
@@ -106,6 +112,8 @@ pub(crate) struct SessionCore {
     pub(crate) app: Arc<dyn SessionApp>,
     pub(crate) udp: OnceLock<std::net::UdpSocket>,
     pub(crate) tcp_queue: usize,
+    /// Caps the TCP connections in the record phase.
+    pub(crate) tcp_connections: Arc<tokio::sync::Semaphore>,
     /// A connection silent this long is closed (the session itself may live on).
     pub(crate) idle_secs: u64,
     next_conn: AtomicU64,
@@ -128,6 +136,7 @@ impl SessionCore {
             udp: OnceLock::new(),
             tcp_queue: options.tcp_queue.max(1),
             idle_secs: options.table.idle_timeout_secs,
+            tcp_connections: Arc::new(tokio::sync::Semaphore::new(options.max_tcp_connections)),
             next_conn: AtomicU64::new(1),
         }
     }
@@ -151,21 +160,26 @@ impl SessionCore {
 
     /// Opens a record that arrived from `peer` and hands it to the application; answers an
     /// unknown session with the Error message; drops (counted by the table) everything else.
-    pub(crate) fn on_record(self: &Arc<Self>, bytes: &[u8], peer: Peer) {
+    /// Returns whether the record was authentic and fresh.
+    pub(crate) fn on_record(self: &Arc<Self>, bytes: &[u8], peer: Peer) -> bool {
         match self.table.open(bytes, peer.clone(), unix_now()) {
-            Ok(d) => self.app.on_record(
-                IncomingRecord {
-                    client_id: d.client_id,
-                    payload_type: d.record.payload_type,
-                    payload: d.record.payload,
-                },
-                &Outbox { core: self.clone() },
-            ),
+            Ok(d) => {
+                self.app.on_record(
+                    IncomingRecord {
+                        client_id: d.client_id,
+                        payload_type: d.record.payload_type,
+                        payload: d.record.payload,
+                    },
+                    &Outbox { core: self.clone() },
+                );
+                true
+            }
             Err(e) => {
                 if let Some(alert) = e.alert_bytes() {
                     let _ = self.deliver(&peer, alert.to_vec());
                 }
                 tracing::trace!(error = %e, "record dropped");
+                false
             }
         }
     }

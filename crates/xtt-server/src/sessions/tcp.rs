@@ -94,6 +94,10 @@ pub(crate) async fn serve_records(
     mut rs: RecordStream,
     idle: Duration,
 ) {
+    let Ok(_slot) = core.tcp_connections.clone().try_acquire_owned() else {
+        tracing::debug!(conn = rs.conn, "too many session connections: closed");
+        return;
+    };
     let (mut reader, mut writer) = stream.into_split();
     let mut rx = std::mem::replace(&mut rs.rx, mpsc::channel(1).1);
     let write_task = tokio::spawn(async move {
@@ -108,12 +112,23 @@ pub(crate) async fn serve_records(
     if let Some(early) = rs.early.take() {
         core.app.on_record(early, &outbox);
     }
+    // A connection that opens with a record must prove itself with it: otherwise anyone could
+    // park idle connections here without a session.
     if let Some(first) = rs.first.take() {
-        core.on_record(&first, peer.clone());
+        if !core.on_record(&first, peer.clone()) {
+            // No session holds this connection's sender (the record did not move one): once
+            // ours are dropped the writer flushes what is queued (an Error) and ends.
+            drop(peer);
+            drop(rs);
+            let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
+            return;
+        }
     }
     loop {
         match read_message(&mut reader, MAX_RECORD_MESSAGE, idle).await {
-            Ok(msg) if is_record(&msg) => core.on_record(&msg, peer.clone()),
+            Ok(msg) if is_record(&msg) => {
+                core.on_record(&msg, peer.clone());
+            }
             Ok(_) => {
                 tracing::debug!(conn = rs.conn, "non-record message on a session connection");
                 break;

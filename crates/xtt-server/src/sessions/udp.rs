@@ -39,7 +39,9 @@ pub(crate) async fn serve(
             continue;
         };
         match datagram.first().copied().map(MsgType) {
-            Some(MsgType::RECORD_REGULAR) => core.on_record(datagram, Peer::Udp(src)),
+            Some(MsgType::RECORD_REGULAR) => {
+                core.on_record(datagram, Peer::Udp(src));
+            }
             Some(MsgType::CLIENT_INIT) => handshake_job(&sh, &sock, src, datagram.to_vec(), None),
             Some(
                 MsgType::SESSION_CLIENT_ATTEST_NO_PAYLOAD | MsgType::SESSION_CLIENT_ATTEST_PAYLOAD,
