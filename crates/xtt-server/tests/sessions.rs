@@ -461,3 +461,62 @@ async fn load_generator_measures_session_handshakes_and_records() {
     }
     e.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_unix_prefixes_payloads_with_the_client_id() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let path = sock_dir.path().join("app.sock");
+    let target = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let app = xtt_server::sessions::ForwardUnix::new(path).unwrap();
+    let e = env_with(Arc::new(app)).await;
+    let config = e.register();
+    let client_id = config.client_id;
+    let mut c = SessionClient::connect(e.udp, config, fast_udp(), Some((Q, b"first")))
+        .await
+        .unwrap();
+    c.send(Q, b"second").await.unwrap();
+    let mut buf = [0u8; 256];
+    for want in [&b"first"[..], b"second"] {
+        let n = tokio::time::timeout(Duration::from_secs(5), target.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..16], &client_id.0);
+        assert_eq!(&buf[16..n], want);
+    }
+    e.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_expires_and_the_client_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+        .await
+        .unwrap();
+    let mut options = SessionOptions::new(Arc::new(Echo));
+    options.table.idle_timeout_secs = 1;
+    server.enable_sessions(options).await.unwrap();
+    let udp = server.udp_addr().unwrap();
+    let e = Env {
+        _dir: dir,
+        fx,
+        registry,
+        server: common::run(server),
+        udp,
+    };
+    let mut c = SessionClient::connect(e.udp, e.register(), fast_udp(), None)
+        .await
+        .unwrap();
+    echo(&mut c, b"alive").await;
+    // Whole seconds: more than 1 s after the last record, at most 3 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.send(Q, b"late").await.unwrap();
+    assert!(matches!(
+        c.recv().await,
+        Err(SessionClientError::SessionUnknown)
+    ));
+    assert_eq!(e.server.handle.outbox().unwrap().session_count(), 0);
+    e.server.stop().await;
+}
