@@ -127,6 +127,8 @@ pub struct SessionClient {
     session: ClientSession,
     link: Link,
     early_sent: bool,
+    /// Records that arrived before the session was established (UDP).
+    pending: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SessionClient {
@@ -171,12 +173,14 @@ async fn open_link(
 }
 
 /// UDP: sends `msg` and waits for a datagram of type `want`, resending `msg` on each timeout.
-/// Other datagrams (late duplicates of an earlier step) are ignored; an Error ends the step.
+/// Records are kept in `early` (a server reply to early data can overtake the finished message);
+/// other datagrams (late duplicates of an earlier step) are ignored; an Error ends the step.
 async fn udp_exchange(
     sock: &UdpSocket,
     msg: &[u8],
     want: MsgType,
     options: &SessionClientOptions,
+    early: &mut Vec<Vec<u8>>,
 ) -> Result<Vec<u8>, SessionClientError> {
     let mut wait = options.retransmit_after;
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -196,6 +200,9 @@ async fn udp_exchange(
                     }
                     if got.first() == Some(&want.0) {
                         return Ok(got.to_vec());
+                    }
+                    if got.first() == Some(&MsgType::RECORD_REGULAR.0) && early.len() < 64 {
+                        early.push(got.to_vec());
                     }
                 }
             }
@@ -217,6 +224,7 @@ impl SessionClient {
         let mut link = open_link(server, &options).await?;
         let (state, client_init) = SessionClientHandshake::start(config, options.suite, &mut OsRng);
         let t = options.timeout;
+        let mut pending = Vec::new();
         let session = match &mut link {
             Link::Tcp(stream) => {
                 write_message(stream, &client_init, t)
@@ -244,13 +252,20 @@ impl SessionClient {
                     &client_init,
                     MsgType::SERVER_INIT_AND_ATTEST,
                     &options,
+                    &mut Vec::new(),
                 )
                 .await?;
                 let (state, flight) = state
                     .handle_server_attest(&sia, early_data, &mut OsRng)
                     .map_err(SessionClientError::Handshake)?;
-                let fin =
-                    udp_exchange(sock, &flight, MsgType::SESSION_SERVER_FINISHED, &options).await?;
+                let fin = udp_exchange(
+                    sock,
+                    &flight,
+                    MsgType::SESSION_SERVER_FINISHED,
+                    &options,
+                    &mut pending,
+                )
+                .await?;
                 state
                     .handle_server_finished(&fin)
                     .map_err(SessionClientError::Handshake)?
@@ -262,6 +277,7 @@ impl SessionClient {
             session,
             link,
             early_sent: early_data.is_some(),
+            pending: pending.into(),
         })
     }
 
@@ -318,6 +334,13 @@ impl SessionClient {
     /// mid-message: [`Self::reconnect`] before receiving again.
     pub async fn recv(&mut self) -> Result<OpenedRecord, SessionClientError> {
         loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                match self.session.open(&bytes) {
+                    Ok(record) => return Ok(record),
+                    Err(e) => tracing::debug!(error = %e, "early record from server dropped"),
+                }
+                continue;
+            }
             let bytes = match &mut self.link {
                 Link::Tcp(s) => read_message(s, MAX_DATAGRAM - 1, self.options.timeout).await?,
                 Link::Udp(s) => {

@@ -101,11 +101,15 @@ fn handshake_job(
         };
         match job {
             Ok(Ok((reply, early, core))) => {
-                let _ = sock.send_to(&reply, src).await;
+                // Early data reaches the application before the client can send anything else
+                // (it needs the finished message first), so records stay in order; a reply the
+                // application sends at once may overtake the finished message, and the client
+                // keeps such records until its session is established.
                 if let (Some(early), Some(core)) = (early, core) {
                     let out = Outbox::new(core.clone());
                     core.app.on_record(early, &out);
                 }
+                let _ = sock.send_to(&reply, src).await;
             }
             Ok(Err(e)) => {
                 tracing::debug!(%src, error = %e, "udp handshake step failed");
