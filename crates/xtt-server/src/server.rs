@@ -34,7 +34,7 @@ use xtt_registry::{Refusal, Registration, Registry, RegistryError};
 use crate::config::{ServerConfig, ServerKeys};
 use crate::cpu::CpuPool;
 use crate::daa::{DaaService, Groups, VerifyFailure};
-use crate::framing::{read_message, write_message, FrameError};
+use crate::framing::{read_message_limited_by_type, write_message, FrameError};
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, RefusedReason};
 use crate::registrar::{RegisterFailure, Registrar};
@@ -427,12 +427,22 @@ async fn read(sh: &Shared, stream: &mut TcpStream) -> Result<Vec<u8>, FailureRea
     read_limited(sh, stream, sh.config.limits.max_message_len).await
 }
 
+/// Reads one message; records may be up to `max_record` bytes, everything else is held to the
+/// configured handshake message limit.
 async fn read_limited(
     sh: &Shared,
     stream: &mut TcpStream,
-    max_len: usize,
+    max_record: usize,
 ) -> Result<Vec<u8>, FailureReason> {
-    match read_message(stream, max_len, sh.config.read_timeout()).await {
+    let max_handshake = sh.config.limits.max_message_len;
+    let limit = |t: MsgType| {
+        if t == MsgType::RECORD_REGULAR {
+            max_record
+        } else {
+            max_handshake
+        }
+    };
+    match read_message_limited_by_type(stream, limit, sh.config.read_timeout()).await {
         Ok(m) => Ok(m),
         Err(FrameError::Timeout) => {
             let _ = write_message(stream, &ERROR_MESSAGE, Duration::from_millis(200)).await;
