@@ -81,6 +81,8 @@ pub(crate) struct Shared {
     registry: Arc<dyn Registry>,
     /// Set once by [`XttServer::enable_sessions`].
     sessions: OnceLock<Arc<SessionCore>>,
+    /// Turns true when the server stops; session connections and the UDP loop watch it.
+    stop: watch::Sender<bool>,
 }
 
 /// A bound, not yet running server. [`XttServer::run`] serves until a shutdown future completes.
@@ -220,6 +222,7 @@ impl XttServer {
                 config,
                 registry,
                 sessions: OnceLock::new(),
+                stop: watch::Sender::new(false),
             }),
         })
     }
@@ -282,7 +285,7 @@ impl XttServer {
     /// Serves until `shutdown` completes (tie it to [`crate::shutdown_signal`]); then stops
     /// accepting, lets handshakes in progress finish (up to the handshake timeout) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_rx = self.shared.stop.subscribe();
         let metrics_task = self.metrics_listener.map(|l| {
             let mut rx = stop_rx.clone();
             tokio::spawn(crate::metrics::serve(
@@ -335,7 +338,7 @@ impl XttServer {
         if drained.is_err() {
             tracing::warn!("handshakes still running at the end of the grace period");
         }
-        let _ = stop_tx.send(true);
+        sh.stop.send_replace(true);
         if let Some(t) = metrics_task {
             let _ = t.await;
         }
@@ -362,7 +365,8 @@ fn on_accept(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
                 drop(permit);
                 if let (Some(rs), Some(core)) = (records, sh.sessions.get()) {
                     let idle = Duration::from_secs(core.idle_secs.max(1));
-                    sessions::tcp::serve_records(core.clone(), stream, rs, idle).await;
+                    let stop = sh.stop.subscribe();
+                    sessions::tcp::serve_records(core.clone(), stream, rs, idle, stop).await;
                 }
             });
         }

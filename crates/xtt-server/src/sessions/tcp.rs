@@ -86,13 +86,14 @@ pub(crate) fn accept(
     Ok((accepted.finished, early))
 }
 
-/// Serves records on `stream` until the peer closes it, it breaks, or it stays silent for
-/// `idle`.
+/// Serves records on `stream` until the peer closes it, it breaks, it stays silent for `idle`,
+/// or the server stops.
 pub(crate) async fn serve_records(
     core: Arc<SessionCore>,
     stream: TcpStream,
     mut rs: RecordStream,
     idle: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let Ok(_slot) = core.tcp_connections.clone().try_acquire_owned() else {
         tracing::debug!(conn = rs.conn, "too many session connections: closed");
@@ -125,7 +126,11 @@ pub(crate) async fn serve_records(
         }
     }
     loop {
-        match read_message(&mut reader, MAX_RECORD_MESSAGE, idle).await {
+        let msg = tokio::select! {
+            m = read_message(&mut reader, MAX_RECORD_MESSAGE, idle) => m,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match msg {
             Ok(msg) if is_record(&msg) => {
                 core.on_record(&msg, peer.clone());
             }
