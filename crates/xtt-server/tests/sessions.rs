@@ -520,3 +520,21 @@ async fn an_idle_session_expires_and_the_client_is_told() {
     assert_eq!(e.server.handle.outbox().unwrap().session_count(), 0);
     e.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_server_closes_session_connections() {
+    let e = env().await;
+    let mut c = SessionClient::connect(
+        e.server.addr,
+        e.register(),
+        SessionClientOptions::tcp(),
+        None,
+    )
+    .await
+    .unwrap();
+    echo(&mut c, b"x").await;
+    tokio::time::timeout(Duration::from_secs(10), e.server.stop())
+        .await
+        .expect("stop does not wait for idle sessions");
+    assert!(matches!(c.recv().await, Err(SessionClientError::Closed)));
+}
