@@ -75,7 +75,7 @@ pub(crate) struct Shared {
     daa: DaaService,
     registrar: Registrar,
     pub(crate) cpu: CpuPool,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<Semaphore>,
     config: ServerConfig,
     registry: Arc<dyn Registry>,
@@ -589,11 +589,13 @@ async fn session_handshake(
     let mut rs = RecordStream::new(core);
     let peer = rs.peer();
     let (s, c) = (sh.clone(), core.clone());
-    let (finished, early) = match sh
+    let accepted = sh
         .cpu
         .run(move || sessions::tcp::accept(&s.proto, &c, &flight, peer))
-        .await
-    {
+        .await;
+    sh.metrics
+        .record_session("tcp", matches!(accepted, Ok(Ok(_))));
+    let (finished, early) = match accepted {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return Err(fail(stream, &e).await),
         Err(_) => return Err(overloaded(stream).await),

@@ -316,6 +316,11 @@ async fn unknown_client_id_and_wrong_longterm_key_are_refused() {
         }
     }
     assert_eq!(e.server.handle.outbox().unwrap().session_count(), 0);
+    let m = e.server.handle.metrics();
+    assert_eq!(m.session_handshakes_count("tcp", "failed"), 2);
+    // At least: a slow answer makes the client retransmit its flight, processed again.
+    assert!(m.session_handshakes_count("udp", "failed") >= 2);
+    assert_eq!(m.session_handshakes_count("tcp", "ok"), 0);
     e.server.stop().await;
 }
 

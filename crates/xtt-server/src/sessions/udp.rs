@@ -80,6 +80,7 @@ fn handshake_job(
     let sock = sock.clone();
     tokio::spawn(async move {
         let s = sh.clone();
+        let is_session = session.is_some();
         let job = match session {
             None => {
                 sh.cpu
@@ -99,6 +100,9 @@ fn handshake_job(
                     .await
             }
         };
+        if is_session {
+            sh.metrics.record_session("udp", matches!(job, Ok(Ok(_))));
+        }
         match job {
             Ok(Ok((reply, early, core))) => {
                 // Early data reaches the application before the client can send anything else
