@@ -184,6 +184,7 @@ async fn udp_exchange(
 ) -> Result<Vec<u8>, SessionClientError> {
     let mut wait = options.retransmit_after;
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut errors = 0u32;
     for _ in 0..options.max_sends.max(1) {
         sock.send(msg).await.map_err(SessionClientError::Io)?;
         let deadline = tokio::time::Instant::now() + wait;
@@ -193,10 +194,18 @@ async fn udp_exchange(
                 Ok(Err(e)) => return Err(SessionClientError::Io(e)),
                 Ok(Ok(n)) => {
                     let got = buf.get(..n).unwrap_or_default();
+                    // Error messages are unauthenticated, and one may answer a duplicate of our
+                    // own flight that the server processed concurrently with the original: resend
+                    // once at once (a finished flight is then answered from the server's cache)
+                    // and give up on the second Error.
                     if is_error_message(got) {
-                        return Err(SessionClientError::Handshake(
-                            xtt_proto::Error::ReceivedErrorMessage,
-                        ));
+                        if errors > 0 {
+                            return Err(SessionClientError::Handshake(
+                                xtt_proto::Error::ReceivedErrorMessage,
+                            ));
+                        }
+                        errors += 1;
+                        break;
                     }
                     if got.first() == Some(&want.0) {
                         return Ok(got.to_vec());
