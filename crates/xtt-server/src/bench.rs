@@ -483,3 +483,231 @@ mod tests {
         assert!(svg.contains("p50 6.00 ms"));
     }
 }
+
+/// What a session load run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SessionMode {
+    /// Session handshakes per second (each client handshakes in a loop, no records).
+    Handshakes,
+    /// Records per second and MB/s: each client holds one session and sends records to an
+    /// echo server, `window` in flight, counting the echoes.
+    Records,
+}
+
+/// A session load run against a server with the [`crate::Echo`] application.
+#[derive(Clone, Debug)]
+pub struct SessionBenchConfig {
+    /// The server (TCP and UDP share the address).
+    pub target: SocketAddr,
+    /// Which measurement.
+    pub mode: SessionMode,
+    /// The transport and client timeouts.
+    pub options: crate::SessionClientOptions,
+    /// Provisioned identities; one concurrent client each.
+    pub identities: Vec<xtt_proto::session::SessionClientConfig>,
+    /// Handshakes in total ([`SessionMode::Handshakes`]) or records per client
+    /// ([`SessionMode::Records`]).
+    pub count: u64,
+    /// Payload bytes per record.
+    pub payload_len: usize,
+    /// Records a client sends before reading their echoes.
+    pub window: usize,
+}
+
+/// The outcome of a session load run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionBenchReport {
+    /// What was measured.
+    pub mode: SessionMode,
+    /// "tcp" or "udp".
+    pub transport: &'static str,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Completed handshakes (handshake mode; clients' setup handshakes otherwise).
+    pub handshakes_ok: u64,
+    /// Failed handshakes.
+    pub handshakes_failed: u64,
+    /// Records sent and echoes received (records mode).
+    pub records_sent: u64,
+    /// Echoes received.
+    pub records_echoed: u64,
+    /// Payload bytes per record.
+    pub payload_len: usize,
+    /// Wall time of the measured phase.
+    pub elapsed_secs: f64,
+    /// Handshakes per second.
+    pub handshakes_per_sec: f64,
+    /// Echoed records per second (each is one record each way).
+    pub records_per_sec: f64,
+    /// Echoed payload MB/s (10^6 bytes, one direction).
+    pub mb_per_sec: f64,
+    /// /proc/loadavg at the end.
+    pub load_average: Option<[f64; 3]>,
+}
+
+impl SessionBenchReport {
+    /// A human-readable summary.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "mode            {:?} over {}", self.mode, self.transport);
+        let _ = writeln!(s, "clients         {}", self.clients);
+        match self.mode {
+            SessionMode::Handshakes => {
+                let _ = writeln!(
+                    s,
+                    "handshakes      {} ok, {} failed in {:.2} s = {:.0}/s",
+                    self.handshakes_ok,
+                    self.handshakes_failed,
+                    self.elapsed_secs,
+                    self.handshakes_per_sec
+                );
+            }
+            SessionMode::Records => {
+                let _ = writeln!(
+                    s,
+                    "records         {} sent, {} echoed, {} B payload, {:.2} s",
+                    self.records_sent, self.records_echoed, self.payload_len, self.elapsed_secs
+                );
+                let _ = writeln!(
+                    s,
+                    "throughput      {:.0} records/s, {:.1} MB/s payload (each way)",
+                    self.records_per_sec, self.mb_per_sec
+                );
+            }
+        }
+        if let Some([a, b, c]) = self.load_average {
+            let _ = writeln!(s, "load average    {a:.2} {b:.2} {c:.2}");
+        }
+        s
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// Runs a session load (see [`SessionMode`]).
+pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchReport, BenchError> {
+    use crate::{SessionClient, Transport};
+    use xtt_proto::record::PayloadType;
+    if config.identities.is_empty() {
+        return Err(BenchError::NoDevices);
+    }
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let echoed = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    // Records mode: every client first establishes its session, then all start together.
+    let mut clients = Vec::new();
+    if config.mode == SessionMode::Records {
+        for identity in &config.identities {
+            match SessionClient::connect(
+                config.target,
+                identity.clone(),
+                config.options.clone(),
+                None,
+            )
+            .await
+            {
+                Ok(c) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    clients.push(c);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "session setup failed");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    match config.mode {
+        SessionMode::Handshakes => {
+            for identity in &config.identities {
+                let (identity, options) = (identity.clone(), config.options.clone());
+                let (ok, failed, next) = (ok.clone(), failed.clone(), next.clone());
+                let (target, total) = (config.target, config.count);
+                tasks.spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < total {
+                        match SessionClient::connect(
+                            target,
+                            identity.clone(),
+                            options.clone(),
+                            None,
+                        )
+                        .await
+                        {
+                            Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                });
+            }
+        }
+        SessionMode::Records => {
+            let payload = vec![0x5au8; config.payload_len];
+            for mut c in clients {
+                let (sent, echoed, payload) = (sent.clone(), echoed.clone(), payload.clone());
+                let (count, window) = (config.count, config.window.max(1) as u64);
+                tasks.spawn(async move {
+                    let mut done = 0u64;
+                    while done < count {
+                        let burst = window.min(count - done);
+                        for _ in 0..burst {
+                            if c.send(PayloadType::QueueProtocol, &payload).await.is_err() {
+                                return;
+                            }
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        for _ in 0..burst {
+                            match c.recv().await {
+                                Ok(_) => {
+                                    echoed.fetch_add(1, Ordering::Relaxed);
+                                }
+                                // UDP: lost datagram (timeout); TCP: the stream is unusable.
+                                Err(_) => break,
+                            }
+                        }
+                        done += burst;
+                    }
+                });
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let per_sec = |n: u64| {
+        if elapsed > 0.0 {
+            n as f64 / elapsed
+        } else {
+            0.0
+        }
+    };
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (sent, echoed) = (sent.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed));
+    Ok(SessionBenchReport {
+        mode: config.mode,
+        transport: match config.options.transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        },
+        clients: config.identities.len(),
+        handshakes_ok: ok,
+        handshakes_failed: failed,
+        records_sent: sent,
+        records_echoed: echoed,
+        payload_len: config.payload_len,
+        elapsed_secs: elapsed,
+        handshakes_per_sec: if config.mode == SessionMode::Handshakes {
+            per_sec(ok)
+        } else {
+            0.0
+        },
+        records_per_sec: per_sec(echoed),
+        mb_per_sec: per_sec(echoed) * config.payload_len as f64 / 1e6,
+        load_average: load_average(),
+    })
+}

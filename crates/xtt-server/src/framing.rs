@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use xtt_proto::codec::{decode_header, HEADER_LEN};
+use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
 
 /// Why a message could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,20 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     max_len: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, FrameError> {
+    read_message_limited_by_type(stream, |_| max_len, timeout).await
+}
+
+/// As [`read_message`], with the size limit chosen by the message type (a session connection
+/// accepts large records but only handshake-sized handshake messages).
+pub async fn read_message_limited_by_type<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max_len: impl Fn(MsgType) -> usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, FrameError> {
     tokio::time::timeout(timeout, async {
         let mut header = [0u8; HEADER_LEN];
         stream.read_exact(&mut header).await.map_err(io)?;
-        let h = decode_header(&header, max_len)?;
+        let h = decode_header(&header, max_len(MsgType(header[0])))?;
         let mut msg = vec![0u8; usize::from(h.length)];
         msg[..HEADER_LEN].copy_from_slice(&header);
         stream

@@ -19,6 +19,20 @@
 //! size) come from [`ServerConfig`], whose commented TOML form is [`DEFAULT_CONFIG_TOML`].
 //! Metrics are served in the Prometheus format on their own address; logs go through `tracing`.
 //!
+//! # Sessions (XTT-SESSION.md)
+//!
+//! ```text
+//! let mut server = XttServer::bind(config, keys, registry).await?;
+//! server.enable_sessions(SessionOptions::new(Arc::new(Echo))).await?;   // TCP + UDP, same address
+//! let outbox = server.handle().outbox();                                 // send to a ClientID
+//! server.run(shutdown_signal()).await?;
+//! ```
+//!
+//! The same TCP port serves both handshakes (the third message's type decides) and records;
+//! UDP on the same address serves session handshakes and records. Client keys come from the
+//! registry ([`sessions::RegistryKeys`]). See [`sessions`] for the design and
+//! [`SessionClient`] for the device side.
+//!
 //! # Client
 //!
 //! [`Provisioner::provision`] runs one identity handshake and returns xtt-proto's
@@ -29,6 +43,8 @@
 //!
 //! [`bench::run`] runs N simulated devices ([`bench::enroll_devices`]) concurrently and returns
 //! a [`bench::BenchReport`] (`to_text`, `to_json`, `to_svg_histogram`).
+//! [`bench::run_sessions`] measures session handshakes per second or record throughput
+//! (records/s, MB/s) over TCP or UDP against a server running [`Echo`].
 
 pub mod bench;
 pub mod client;
@@ -40,10 +56,14 @@ pub mod metrics;
 pub mod outcome;
 mod registrar;
 mod server;
+pub mod session_client;
+pub mod sessions;
 
 pub use client::{ClientError, Provisioner};
 pub use config::{ServerConfig, ServerKeys, DEFAULT_CONFIG_TOML};
 pub use server::{shutdown_signal, ServerError, ServerHandle, XttServer};
+pub use session_client::{SessionClient, SessionClientError, SessionClientOptions, Transport};
+pub use sessions::{Echo, Outbox, SessionApp, SessionOptions};
 pub use xtt_proto::client::ProvisionedIdentity;
 
 use xtt_ecdaa::{GroupPublicKey, GroupVerifier};

@@ -28,6 +28,13 @@ struct OutcomeLabels {
     reason: &'static str,
 }
 
+/// Labels of `xtt_session_handshakes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    transport: &'static str,
+    outcome: &'static str,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +44,7 @@ pub struct Metrics {
     in_flight: Gauge,
     daa_batch_size: Histogram,
     commit_batch_size: Histogram,
+    session_handshakes: Family<SessionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,7 +88,14 @@ impl Metrics {
             "Registrations committed per registry transaction",
             commit_batch_size.clone(),
         );
+        let session_handshakes = Family::<SessionLabels, Counter>::default();
+        registry.register(
+            "session_handshakes",
+            "Session handshakes (third message 0x21/0x22 processed) by transport and outcome",
+            session_handshakes.clone(),
+        );
         Self {
+            session_handshakes,
             registry,
             handshakes,
             latency,
@@ -100,6 +115,30 @@ impl Metrics {
         if matches!(outcome, Outcome::Ok) {
             self.latency.observe(seconds);
         }
+    }
+
+    pub(crate) fn record_session(&self, transport: &'static str, ok: bool) {
+        self.session_handshakes
+            .get_or_create(&SessionLabels {
+                transport,
+                outcome: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// Session handshakes so far on `transport` ("tcp", "udp") with `outcome` ("ok", "failed").
+    pub fn session_handshakes_count(&self, transport: &str, outcome: &str) -> u64 {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            return 0;
+        }
+        let needle = format!(
+            "xtt_session_handshakes_total{{transport=\"{transport}\",outcome=\"{outcome}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub(crate) fn in_flight(&self) -> &Gauge {

@@ -17,13 +17,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand_core::OsRng;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
-use xtt_proto::codec::ERROR_MESSAGE;
+use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
 use xtt_proto::cookie::{CookieKey, CookieKeyring, InMemoryReplayGuard};
 use xtt_proto::daa::GroupId;
 use xtt_proto::error::{PeerMisbehaved, Refused};
@@ -34,10 +34,12 @@ use xtt_registry::{Refusal, Registration, Registry, RegistryError};
 use crate::config::{ServerConfig, ServerKeys};
 use crate::cpu::CpuPool;
 use crate::daa::{DaaService, Groups, VerifyFailure};
-use crate::framing::{read_message, write_message, FrameError};
+use crate::framing::{read_message_limited_by_type, write_message, FrameError};
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, RefusedReason};
 use crate::registrar::{RegisterFailure, Registrar};
+use crate::sessions::tcp::{is_record, is_session_attest, RecordStream, MAX_RECORD_MESSAGE};
+use crate::sessions::{self, RegistryKeys, SessionCore, SessionOptions};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +68,21 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerEr
 
 /// The parts every connection task shares.
 #[derive(Debug)]
-struct Shared {
-    proto: ProtoServer,
+pub(crate) struct Shared {
+    pub(crate) proto: ProtoServer,
     replay_guard: Arc<InMemoryReplayGuard>,
     groups: Groups,
     daa: DaaService,
     registrar: Registrar,
-    cpu: CpuPool,
-    metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
+    pub(crate) cpu: CpuPool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) permits: Arc<Semaphore>,
     config: ServerConfig,
     registry: Arc<dyn Registry>,
+    /// Set once by [`XttServer::enable_sessions`].
+    sessions: OnceLock<Arc<SessionCore>>,
+    /// Turns true when the server stops; session connections and the UDP loop watch it.
+    stop: watch::Sender<bool>,
 }
 
 /// A bound, not yet running server. [`XttServer::run`] serves until a shutdown future completes.
@@ -84,6 +90,7 @@ struct Shared {
 pub struct XttServer {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    udp: Option<Arc<UdpSocket>>,
     shared: Arc<Shared>,
 }
 
@@ -112,13 +119,20 @@ impl ServerHandle {
     pub fn group_count(&self) -> usize {
         self.shared.groups.len()
     }
+    /// Sends records to clients by ClientID (None unless sessions are enabled).
+    pub fn outbox(&self) -> Option<sessions::Outbox> {
+        self.shared
+            .sessions
+            .get()
+            .map(|core| sessions::Outbox::new(core.clone()))
+    }
     /// The registry the server writes to.
     pub fn registry(&self) -> Arc<dyn Registry> {
         self.shared.registry.clone()
     }
 }
 
-fn unix_now() -> UnixTime {
+pub(crate) fn unix_now() -> UnixTime {
     UnixTime(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -145,7 +159,12 @@ impl XttServer {
             cookie_keys: CookieKeyring::new(CookieKey::from_secret(1, &keys.cookie_secret)),
             cookie_lifetime_secs: config.cookies.lifetime_secs,
             replay_guard: replay_guard.clone(),
-        });
+        })
+        // Both bounded: the first keeps the ClientInit work for the ClientAttest while the
+        // cookie lives (falling back to the stateless path when full); the second answers
+        // retransmitted session flights (UDP) with the same ServerFinished.
+        .with_handshake_cache(4 * config.limits.max_concurrent_handshakes)
+        .with_finished_cache(4 * config.limits.max_concurrent_handshakes);
         let reg = registry.clone();
         let groups = tokio::task::spawn_blocking(move || Groups::load(reg))
             .await
@@ -190,6 +209,7 @@ impl XttServer {
         Ok(Self {
             listener,
             metrics_listener,
+            udp: None,
             shared: Arc::new(Shared {
                 proto,
                 replay_guard,
@@ -201,8 +221,46 @@ impl XttServer {
                 permits: Arc::new(Semaphore::new(cap)),
                 config,
                 registry,
+                sessions: OnceLock::new(),
+                stop: watch::Sender::new(false),
             }),
         })
+    }
+
+    /// Serves sessions (XTT-SESSION.md) next to identity provisioning: session handshakes and
+    /// records on the TCP port, and, with `options.udp`, on a UDP socket bound to the same
+    /// address. Client keys are looked up in the server's registry. Call once, before
+    /// [`Self::run`].
+    pub async fn enable_sessions(&mut self, options: SessionOptions) -> Result<(), ServerError> {
+        let keys = RegistryKeys::new(self.shared.registry.clone(), 16_384, Duration::from_secs(5));
+        let core = Arc::new(SessionCore::new(&options, keys));
+        if options.udp {
+            let addr = self
+                .local_addr()
+                .map_err(io_err("reading the TCP address"))?;
+            let std_sock =
+                std::net::UdpSocket::bind(addr).map_err(io_err(format!("binding UDP {addr}")))?;
+            std_sock
+                .set_nonblocking(true)
+                .map_err(io_err("configuring the UDP socket"))?;
+            // Sends from synchronous code (the application's Outbox) go through a duplicate
+            // descriptor: a plain non-blocking syscall, independent of tokio's readiness state.
+            let sender = std_sock
+                .try_clone()
+                .map_err(io_err("duplicating the UDP socket"))?;
+            let sock = UdpSocket::from_std(std_sock).map_err(io_err("registering UDP"))?;
+            let _ = core.udp.set(sender);
+            self.udp = Some(Arc::new(sock));
+        }
+        self.shared.sessions.set(core).map_err(|_| ServerError::Io {
+            context: "enabling sessions".into(),
+            source: std::io::Error::other("sessions are already enabled"),
+        })
+    }
+
+    /// The UDP address, if sessions over UDP are enabled.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// The XTT address actually bound (port 0 in the configuration picks a free port).
@@ -227,7 +285,7 @@ impl XttServer {
     /// Serves until `shutdown` completes (tie it to [`crate::shutdown_signal`]); then stops
     /// accepting, lets handshakes in progress finish (up to the handshake timeout) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_rx = self.shared.stop.subscribe();
         let metrics_task = self.metrics_listener.map(|l| {
             let mut rx = stop_rx.clone();
             tokio::spawn(crate::metrics::serve(
@@ -239,6 +297,18 @@ impl XttServer {
             ))
         });
         let sh = self.shared;
+        let session_tasks = sh.sessions.get().map(|core| {
+            let sweeper = core.spawn_sweeper(Duration::from_secs(5));
+            let udp = self.udp.clone().map(|sock| {
+                tokio::spawn(crate::sessions::udp::serve(
+                    sh.clone(),
+                    core.clone(),
+                    sock,
+                    stop_rx.clone(),
+                ))
+            });
+            (sweeper, udp)
+        });
         tracing::info!(
             addr = %self.listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
             groups = sh.groups.len(),
@@ -268,23 +338,36 @@ impl XttServer {
         if drained.is_err() {
             tracing::warn!("handshakes still running at the end of the grace period");
         }
-        let _ = stop_tx.send(true);
+        sh.stop.send_replace(true);
         if let Some(t) = metrics_task {
             let _ = t.await;
+        }
+        if let Some((sweeper, udp)) = session_tasks {
+            sweeper.abort();
+            if let Some(t) = udp {
+                let _ = t.await;
+            }
         }
         tracing::info!("xtt server stopped");
         Ok(())
     }
 }
 
-fn on_accept(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+fn on_accept(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     match sh.permits.clone().try_acquire_owned() {
         Ok(permit) => {
             let sh = sh.clone();
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
-                serve_connection(&sh, stream, peer).await;
+                let records = serve_connection(&sh, &mut stream, peer).await;
+                // A session connection outlives its handshake: it stops counting against the
+                // handshake cap and lives by the session idle timeout instead.
                 drop(permit);
+                if let (Some(rs), Some(core)) = (records, sh.sessions.get()) {
+                    let idle = Duration::from_secs(core.idle_secs.max(1));
+                    let stop = sh.stop.subscribe();
+                    sessions::tcp::serve_records(core.clone(), stream, rs, idle, stop).await;
+                }
             });
         }
         Err(_) => {
@@ -298,24 +381,42 @@ fn on_accept(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn serve_connection(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+/// How a connection's handshake phase ended successfully.
+enum Ended {
+    Provisioned(ClientId),
+    /// A session handshake completed, or the connection opened with a record: serve records.
+    Records(RecordStream),
+}
+
+async fn serve_connection(
+    sh: &Arc<Shared>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<RecordStream> {
     sh.metrics.in_flight().inc();
     let started = Instant::now();
-    let result = tokio::time::timeout(sh.config.handshake_timeout(), handshake(sh, &mut stream))
+    let result = tokio::time::timeout(sh.config.handshake_timeout(), handshake(sh, stream))
         .await
         .unwrap_or(Err(FailureReason::Timeout));
     let elapsed = started.elapsed().as_secs_f64();
-    match result {
-        Ok(id) => {
+    let records = match result {
+        Ok(Ended::Provisioned(id)) => {
             sh.metrics.record(&Outcome::Ok, elapsed);
             tracing::info!(%peer, client_id = %id, ms = elapsed * 1e3, "provisioned");
+            None
+        }
+        Ok(Ended::Records(rs)) => {
+            tracing::debug!(%peer, conn = rs.conn, "session connection");
+            Some(rs)
         }
         Err(reason) => {
             sh.metrics.record(&Outcome::Failed(reason), elapsed);
             tracing::debug!(%peer, reason = reason.as_str(), "handshake failed");
+            None
         }
-    }
+    };
     sh.metrics.in_flight().dec();
+    records
 }
 
 /// Sends the Error message (best effort, briefly) and classifies `e`.
@@ -327,13 +428,25 @@ async fn fail(stream: &mut TcpStream, e: &xtt_proto::Error) -> FailureReason {
 }
 
 async fn read(sh: &Shared, stream: &mut TcpStream) -> Result<Vec<u8>, FailureReason> {
-    match read_message(
-        stream,
-        sh.config.limits.max_message_len,
-        sh.config.read_timeout(),
-    )
-    .await
-    {
+    read_limited(sh, stream, sh.config.limits.max_message_len).await
+}
+
+/// Reads one message; records may be up to `max_record` bytes, everything else is held to the
+/// configured handshake message limit.
+async fn read_limited(
+    sh: &Shared,
+    stream: &mut TcpStream,
+    max_record: usize,
+) -> Result<Vec<u8>, FailureReason> {
+    let max_handshake = sh.config.limits.max_message_len;
+    let limit = |t: MsgType| {
+        if t == MsgType::RECORD_REGULAR {
+            max_record
+        } else {
+            max_handshake
+        }
+    };
+    match read_message_limited_by_type(stream, limit, sh.config.read_timeout()).await {
         Ok(m) => Ok(m),
         Err(FrameError::Timeout) => {
             let _ = write_message(stream, &ERROR_MESSAGE, Duration::from_millis(200)).await;
@@ -359,8 +472,22 @@ async fn overloaded(stream: &mut TcpStream) -> FailureReason {
     FailureReason::Overloaded
 }
 
-async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<ClientId, FailureReason> {
-    let client_init = read(sh, stream).await?;
+async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<Ended, FailureReason> {
+    let sessions = sh.sessions.get();
+    let client_init = match sessions {
+        // A session connection may open with a record (a reconnect), which can be larger than
+        // any handshake message.
+        Some(core) => {
+            let msg = read_limited(sh, stream, MAX_RECORD_MESSAGE).await?;
+            if is_record(&msg) {
+                let mut rs = RecordStream::new(core);
+                rs.first = Some(msg);
+                return Ok(Ended::Records(rs));
+            }
+            msg
+        }
+        None => read(sh, stream).await?,
+    };
     let s = sh.clone();
     let sia = match sh
         .cpu
@@ -377,6 +504,9 @@ async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<ClientId,
     write(sh, stream, &sia).await?;
 
     let client_attest = read(sh, stream).await?;
+    if let (Some(core), true) = (sessions, is_session_attest(&client_attest)) {
+        return session_handshake(sh, core, stream, client_attest).await;
+    }
     let s = sh.clone();
     let attested = match sh
         .cpu
@@ -442,7 +572,37 @@ async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<ClientId,
         Err(e) => return Err(fail(stream, &e).await),
     };
     write(sh, stream, &server_finished).await?;
-    Ok(assigned.client_id)
+    Ok(Ended::Provisioned(assigned.client_id))
+}
+
+/// The third flight of a session handshake on TCP (0x22: the attest, then its record).
+async fn session_handshake(
+    sh: &Arc<Shared>,
+    core: &Arc<SessionCore>,
+    stream: &mut TcpStream,
+    mut flight: Vec<u8>,
+) -> Result<Ended, FailureReason> {
+    if flight.first() == Some(&MsgType::SESSION_CLIENT_ATTEST_PAYLOAD.0) {
+        let record = read_limited(sh, stream, MAX_RECORD_MESSAGE).await?;
+        flight.extend_from_slice(&record);
+    }
+    let mut rs = RecordStream::new(core);
+    let peer = rs.peer();
+    let (s, c) = (sh.clone(), core.clone());
+    let accepted = sh
+        .cpu
+        .run(move || sessions::tcp::accept(&s.proto, &c, &flight, peer))
+        .await;
+    sh.metrics
+        .record_session("tcp", matches!(accepted, Ok(Ok(_))));
+    let (finished, early) = match accepted {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(fail(stream, &e).await),
+        Err(_) => return Err(overloaded(stream).await),
+    };
+    write(sh, stream, &finished).await?;
+    rs.early = early;
+    Ok(Ended::Records(rs))
 }
 
 /// The group's verifier; an unknown id reloads the registry's groups (rate-limited) once.

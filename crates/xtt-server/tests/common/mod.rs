@@ -109,6 +109,11 @@ impl Running {
 
 pub async fn start(config: ServerConfig, keys: ServerKeys, registry: Arc<dyn Registry>) -> Running {
     let server = XttServer::bind(config, keys, registry).await.unwrap();
+    run(server)
+}
+
+/// Runs a bound server until [`Running::stop`].
+pub fn run(server: XttServer) -> Running {
     let addr = server.local_addr().unwrap();
     let metrics_addr = server.metrics_addr();
     let handle = server.handle();

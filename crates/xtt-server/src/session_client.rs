@@ -1,0 +1,381 @@
+//! [`SessionClient`]: a provisioned device's session with the server, over TCP or UDP, that
+//! survives reconnects and address changes without a new handshake.
+//!
+//! ```text
+//! let mut c = SessionClient::connect(addr, config, SessionClientOptions::tcp(), None).await?;
+//! c.send(PayloadType::QueueProtocol, b"hello").await?;
+//! let reply = c.recv().await?;              // OpenedRecord
+//! c.reconnect().await?;                     // new TCP connection / new UDP source port
+//! c.send(PayloadType::QueueProtocol, b"still the same session").await?;
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand_core::OsRng;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
+use xtt_proto::codec::{MsgType, MAX_HANDSHAKE_LEN};
+use xtt_proto::msgs::is_error_message;
+use xtt_proto::record::{OpenedRecord, PayloadType, RecordError};
+use xtt_proto::session::{ClientSession, SessionClientConfig, SessionClientHandshake};
+use xtt_proto::SuiteSpec;
+
+use crate::framing::{read_message, write_message, FrameError};
+
+/// Which transport a [`SessionClient`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// One TCP connection at a time, messages framed by their headers.
+    Tcp,
+    /// One message per datagram; handshake messages retransmitted on timeout.
+    Udp,
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct SessionClientOptions {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The suite to ask for.
+    pub suite: SuiteSpec,
+    /// Bound on each network operation (connect, one handshake step over TCP, one receive).
+    pub timeout: Duration,
+    /// UDP: first retransmission timeout of a handshake message (doubling each time).
+    pub retransmit_after: Duration,
+    /// UDP: how many times a handshake message is sent at most.
+    pub max_sends: u32,
+}
+
+impl SessionClientOptions {
+    /// TCP, suite 1, 10 s timeout.
+    pub fn tcp() -> Self {
+        Self {
+            transport: Transport::Tcp,
+            suite: SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
+            timeout: Duration::from_secs(10),
+            retransmit_after: Duration::from_secs(1),
+            max_sends: 6,
+        }
+    }
+    /// UDP, suite 1, 10 s receive timeout, retransmission after 1 s (doubling), 6 sends.
+    pub fn udp() -> Self {
+        Self {
+            transport: Transport::Udp,
+            ..Self::tcp()
+        }
+    }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionClientError {
+    /// Connecting or binding failed.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// A socket error.
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+    /// No answer in time (UDP: after every retransmission).
+    #[error("timed out")]
+    Timeout,
+    /// The TCP connection closed.
+    #[error("connection closed")]
+    Closed,
+    /// The handshake failed (including the server's opaque Error: unknown ClientID, wrong key).
+    #[error("handshake: {0}")]
+    Handshake(xtt_proto::Error),
+    /// Sealing failed (payload too long, sequence numbers used up).
+    #[error("record: {0}")]
+    Record(#[from] RecordError),
+    /// The server answered a record with Error: it no longer knows the session (expired,
+    /// restarted). Run a new handshake.
+    #[error("the server does not know this session any more")]
+    SessionUnknown,
+}
+
+/// During the handshake an Error message is the server refusing it, not an unknown session.
+fn handshake_frame(e: FrameError) -> SessionClientError {
+    match e {
+        FrameError::Protocol(e) => SessionClientError::Handshake(e),
+        e => e.into(),
+    }
+}
+
+impl From<FrameError> for SessionClientError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Timeout => Self::Timeout,
+            FrameError::Closed => Self::Closed,
+            FrameError::Io(e) => Self::Io(e),
+            FrameError::Protocol(xtt_proto::Error::ReceivedErrorMessage) => Self::SessionUnknown,
+            FrameError::Protocol(e) => Self::Handshake(e),
+        }
+    }
+}
+
+enum Link {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// An established session and the socket it currently uses.
+pub struct SessionClient {
+    server: SocketAddr,
+    options: SessionClientOptions,
+    session: ClientSession,
+    link: Link,
+    early_sent: bool,
+    /// Records that arrived before the session was established (UDP).
+    pending: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SessionClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionClient")
+            .field("server", &self.server)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAX_DATAGRAM: usize = u16::MAX as usize + 1;
+
+async fn open_link(
+    server: SocketAddr,
+    options: &SessionClientOptions,
+) -> Result<Link, SessionClientError> {
+    match options.transport {
+        Transport::Tcp => {
+            let stream = tokio::time::timeout(options.timeout, TcpStream::connect(server))
+                .await
+                .map_err(|_| SessionClientError::Timeout)?
+                .map_err(SessionClientError::Connect)?;
+            let _ = stream.set_nodelay(true);
+            Ok(Link::Tcp(stream))
+        }
+        Transport::Udp => {
+            let local: SocketAddr = if server.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+            };
+            let sock = UdpSocket::bind(local)
+                .await
+                .map_err(SessionClientError::Connect)?;
+            sock.connect(server)
+                .await
+                .map_err(SessionClientError::Connect)?;
+            Ok(Link::Udp(sock))
+        }
+    }
+}
+
+/// UDP: sends `msg` and waits for a datagram of type `want`, resending `msg` on each timeout.
+/// Records are kept in `early` (a server reply to early data can overtake the finished message);
+/// other datagrams (late duplicates of an earlier step) are ignored; an Error ends the step.
+async fn udp_exchange(
+    sock: &UdpSocket,
+    msg: &[u8],
+    want: MsgType,
+    options: &SessionClientOptions,
+    early: &mut Vec<Vec<u8>>,
+) -> Result<Vec<u8>, SessionClientError> {
+    let mut wait = options.retransmit_after;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut errors = 0u32;
+    for _ in 0..options.max_sends.max(1) {
+        sock.send(msg).await.map_err(SessionClientError::Io)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(SessionClientError::Io(e)),
+                Ok(Ok(n)) => {
+                    let got = buf.get(..n).unwrap_or_default();
+                    // Error messages are unauthenticated, and one may answer a duplicate of our
+                    // own flight that the server processed concurrently with the original: resend
+                    // once at once (a finished flight is then answered from the server's cache)
+                    // and give up on the second Error.
+                    if is_error_message(got) {
+                        if errors > 0 {
+                            return Err(SessionClientError::Handshake(
+                                xtt_proto::Error::ReceivedErrorMessage,
+                            ));
+                        }
+                        errors += 1;
+                        break;
+                    }
+                    if got.first() == Some(&want.0) {
+                        return Ok(got.to_vec());
+                    }
+                    if got.first() == Some(&MsgType::RECORD_REGULAR.0) && early.len() < 64 {
+                        early.push(got.to_vec());
+                    }
+                }
+            }
+        }
+        wait = wait.saturating_mul(2);
+    }
+    Err(SessionClientError::Timeout)
+}
+
+impl SessionClient {
+    /// Runs a session handshake with `server` as the identity in `config`. With `early_data`
+    /// the first record travels with the third handshake message (0x22).
+    pub async fn connect(
+        server: SocketAddr,
+        config: SessionClientConfig,
+        options: SessionClientOptions,
+        early_data: Option<(PayloadType, &[u8])>,
+    ) -> Result<Self, SessionClientError> {
+        let mut link = open_link(server, &options).await?;
+        let (state, client_init) = SessionClientHandshake::start(config, options.suite, &mut OsRng);
+        let t = options.timeout;
+        let mut pending = Vec::new();
+        let session = match &mut link {
+            Link::Tcp(stream) => {
+                write_message(stream, &client_init, t)
+                    .await
+                    .map_err(handshake_frame)?;
+                let sia = read_message(stream, MAX_HANDSHAKE_LEN, t)
+                    .await
+                    .map_err(handshake_frame)?;
+                let (state, flight) = state
+                    .handle_server_attest(&sia, early_data, &mut OsRng)
+                    .map_err(SessionClientError::Handshake)?;
+                write_message(stream, &flight, t)
+                    .await
+                    .map_err(handshake_frame)?;
+                let fin = read_message(stream, MAX_HANDSHAKE_LEN, t)
+                    .await
+                    .map_err(handshake_frame)?;
+                state
+                    .handle_server_finished(&fin)
+                    .map_err(SessionClientError::Handshake)?
+            }
+            Link::Udp(sock) => {
+                let sia = udp_exchange(
+                    sock,
+                    &client_init,
+                    MsgType::SERVER_INIT_AND_ATTEST,
+                    &options,
+                    &mut Vec::new(),
+                )
+                .await?;
+                let (state, flight) = state
+                    .handle_server_attest(&sia, early_data, &mut OsRng)
+                    .map_err(SessionClientError::Handshake)?;
+                let fin = udp_exchange(
+                    sock,
+                    &flight,
+                    MsgType::SESSION_SERVER_FINISHED,
+                    &options,
+                    &mut pending,
+                )
+                .await?;
+                state
+                    .handle_server_finished(&fin)
+                    .map_err(SessionClientError::Handshake)?
+            }
+        };
+        Ok(Self {
+            server,
+            options,
+            session,
+            link,
+            early_sent: early_data.is_some(),
+            pending: pending.into(),
+        })
+    }
+
+    /// The session (id, ClientID, suite, counters).
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    /// The session, for sealing records to send by other means ([`Self::send_raw`], tests).
+    pub fn session_mut(&mut self) -> &mut ClientSession {
+        &mut self.session
+    }
+
+    /// Whether the handshake carried early data.
+    pub fn sent_early_data(&self) -> bool {
+        self.early_sent
+    }
+
+    /// The local address now in use (changes with [`Self::reconnect`]).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match &self.link {
+            Link::Tcp(s) => s.local_addr(),
+            Link::Udp(s) => s.local_addr(),
+        }
+    }
+
+    /// Seals one record and sends it.
+    pub async fn send(
+        &mut self,
+        payload_type: PayloadType,
+        payload: &[u8],
+    ) -> Result<(), SessionClientError> {
+        let bytes = self.session.seal(payload_type, payload)?;
+        self.send_raw(&bytes).await
+    }
+
+    /// Sends bytes as they are on the current path (tests inject crafted records with it).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), SessionClientError> {
+        match &mut self.link {
+            Link::Tcp(s) => tokio::time::timeout(self.options.timeout, s.write_all(bytes))
+                .await
+                .map_err(|_| SessionClientError::Timeout)?
+                .map_err(SessionClientError::Io),
+            Link::Udp(s) => s
+                .send(bytes)
+                .await
+                .map(|_| ())
+                .map_err(SessionClientError::Io),
+        }
+    }
+
+    /// The next authentic, fresh record from the server (forged, duplicated and stale ones are
+    /// dropped and counted in [`ClientSession::drops`]). Over TCP a timeout leaves the stream
+    /// mid-message: [`Self::reconnect`] before receiving again.
+    pub async fn recv(&mut self) -> Result<OpenedRecord, SessionClientError> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                match self.session.open(&bytes) {
+                    Ok(record) => return Ok(record),
+                    Err(e) => tracing::debug!(error = %e, "early record from server dropped"),
+                }
+                continue;
+            }
+            let bytes = match &mut self.link {
+                Link::Tcp(s) => read_message(s, MAX_DATAGRAM - 1, self.options.timeout).await?,
+                Link::Udp(s) => {
+                    let mut buf = vec![0u8; MAX_DATAGRAM];
+                    let n = tokio::time::timeout(self.options.timeout, s.recv(&mut buf))
+                        .await
+                        .map_err(|_| SessionClientError::Timeout)?
+                        .map_err(SessionClientError::Io)?;
+                    buf.truncate(n);
+                    buf
+                }
+            };
+            if is_error_message(&bytes) {
+                return Err(SessionClientError::SessionUnknown);
+            }
+            match self.session.open(&bytes) {
+                Ok(record) => return Ok(record),
+                Err(e) => tracing::debug!(error = %e, "record from server dropped"),
+            }
+        }
+    }
+
+    /// A new path to the server, same session: a new TCP connection, or a new UDP socket (new
+    /// source port). The server moves the session to it on the next record sent.
+    pub async fn reconnect(&mut self) -> Result<(), SessionClientError> {
+        self.link = open_link(self.server, &self.options).await?;
+        Ok(())
+    }
+}

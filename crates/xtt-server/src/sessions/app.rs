@@ -1,0 +1,140 @@
+//! The application side of sessions and the built-in handlers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use xtt_proto::record::PayloadType;
+use xtt_proto::ClientId;
+use zeroize::Zeroizing;
+
+use super::Outbox;
+
+/// One authentic, fresh record from a client.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IncomingRecord {
+    /// The sender, authenticated by its session handshake.
+    pub client_id: ClientId,
+    /// What the payload is.
+    pub payload_type: PayloadType,
+    /// The payload (zeroized when dropped).
+    pub payload: Zeroizing<Vec<u8>>,
+}
+
+/// Receives records; answers (now or later) through the [`Outbox`]. Called on the receiving
+/// task: do not block (hand long work to a task of your own).
+pub trait SessionApp: Send + Sync + 'static {
+    /// One record arrived.
+    fn on_record(&self, record: IncomingRecord, out: &Outbox);
+}
+
+/// Sends every payload back to its sender, same payload type.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Echo;
+
+impl SessionApp for Echo {
+    fn on_record(&self, record: IncomingRecord, out: &Outbox) {
+        if let Err(e) = out.send(&record.client_id, record.payload_type, &record.payload) {
+            tracing::debug!(client_id = %record.client_id, error = %e, "echo dropped");
+        }
+    }
+}
+
+/// Forwards each session's payloads, one datagram each, to a local UDP address, from a socket
+/// of its own per ClientID; datagrams the target sends back to that socket go to the client as
+/// records (payload type queue_protocol). The target thus tells clients apart by source port.
+#[derive(Debug)]
+pub struct ForwardUdp {
+    target: SocketAddr,
+    /// Per client: the sending half (a plain non-blocking socket; the receiving task owns a
+    /// duplicate registered with tokio).
+    sockets: Mutex<HashMap<ClientId, Arc<std::net::UdpSocket>>>,
+    max_clients: usize,
+}
+
+impl ForwardUdp {
+    /// Forwards to `target`, with at most `max_clients` forwarding sockets open at once.
+    pub fn new(target: SocketAddr, max_clients: usize) -> Self {
+        Self {
+            target,
+            sockets: Mutex::new(HashMap::new()),
+            max_clients,
+        }
+    }
+
+    fn socket_for(&self, client_id: ClientId, out: &Outbox) -> Option<Arc<std::net::UdpSocket>> {
+        let mut sockets = self.sockets.lock().ok()?;
+        if let Some(s) = sockets.get(&client_id) {
+            return Some(s.clone());
+        }
+        if sockets.len() >= self.max_clients {
+            return None;
+        }
+        let bind: SocketAddr = if self.target.is_ipv4() {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+        };
+        let std_sock = std::net::UdpSocket::bind(bind).ok()?;
+        std_sock.connect(self.target).ok()?;
+        std_sock.set_nonblocking(true).ok()?;
+        let sock = Arc::new(std_sock.try_clone().ok()?);
+        let reader = tokio::net::UdpSocket::from_std(std_sock).ok()?;
+        sockets.insert(client_id, sock.clone());
+        let out = out.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; xtt_proto::record::MAX_PAYLOAD_LEN];
+            while let Ok(n) = reader.recv(&mut buf).await {
+                let Some(payload) = buf.get(..n) else { break };
+                if let Err(e) = out.send(&client_id, PayloadType::QueueProtocol, payload) {
+                    tracing::debug!(%client_id, error = %e, "forward reply dropped");
+                    if matches!(e, super::SendError::Record(_)) {
+                        break; // the session is gone
+                    }
+                }
+            }
+        });
+        Some(sock)
+    }
+}
+
+impl SessionApp for ForwardUdp {
+    fn on_record(&self, record: IncomingRecord, out: &Outbox) {
+        match self.socket_for(record.client_id, out) {
+            Some(sock) => {
+                let _ = sock.send(&record.payload);
+            }
+            None => tracing::warn!(client_id = %record.client_id, "forwarding socket unavailable"),
+        }
+    }
+}
+
+/// Forwards every payload as one datagram to a local Unix datagram socket, prefixed with the
+/// sender's 16-byte ClientID (one-way: the Unix target cannot answer an unbound sender).
+#[derive(Debug)]
+pub struct ForwardUnix {
+    target: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl ForwardUnix {
+    /// Forwards to the socket at `target`.
+    pub fn new(target: PathBuf) -> std::io::Result<Self> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        Ok(Self { target, socket })
+    }
+}
+
+impl SessionApp for ForwardUnix {
+    fn on_record(&self, record: IncomingRecord, _out: &Outbox) {
+        let mut datagram = Vec::with_capacity(16 + record.payload.len());
+        datagram.extend_from_slice(&record.client_id.0);
+        datagram.extend_from_slice(&record.payload);
+        if let Err(e) = self.socket.send_to(&datagram, &self.target) {
+            tracing::debug!(error = %e, "unix forward dropped");
+        }
+    }
+}

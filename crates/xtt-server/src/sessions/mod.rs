@@ -1,0 +1,239 @@
+//! Sessions over the network (XTT-SESSION.md): the session handshake and the record layer on
+//! the same TCP port as identity provisioning and on a UDP socket bound to the same address.
+//!
+//! ```text
+//! TCP  ClientInit ─▶ ServerInitAndAttest ─▶ 3rd message type: 0x11 identity | 0x21/0x22 session
+//!      then records (0x31) on that connection, or on any later one (a connection may also
+//!      start with a record: reconnect after the session was established)
+//! UDP  one message per datagram; ClientInit answered statelessly, a retransmitted identical
+//!      ClientAttest answered from the finished cache, records opened by session id
+//! ```
+//!
+//! Records are found by session id alone ([`xtt_proto::session_table::SessionTable`], sharded,
+//! idle timeout and maximum lifetime, swept periodically). Each session remembers the
+//! [`Peer`] that last delivered an authentic, fresh record; the server's records go there, so a
+//! device that reconnects or changes address keeps its session without a new handshake.
+//!
+//! The application sees `(ClientID, payload type, payload)` through [`SessionApp`] and sends with
+//! [`Outbox::send`]; [`Echo`] and [`ForwardUdp`] / [`ForwardUnix`] are built in.
+
+mod app;
+mod lookup;
+pub(crate) mod tcp;
+pub(crate) mod udp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use xtt_proto::record::{PayloadType, RecordError};
+use xtt_proto::session_table::{SessionTable, SessionTableConfig};
+use xtt_proto::ClientId;
+
+pub use app::{Echo, ForwardUdp, ForwardUnix, IncomingRecord, SessionApp};
+pub use lookup::RegistryKeys;
+
+use crate::server::unix_now;
+
+/// Where a session's records go: the TCP connection or UDP address that last delivered an
+/// authentic, fresh record.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    /// A TCP connection (its id and its writer queue).
+    Tcp {
+        /// Connection number (for logs).
+        conn: u64,
+        /// The connection's bounded writer queue.
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    /// A UDP source address.
+    Udp(std::net::SocketAddr),
+}
+
+/// Session settings of an [`crate::XttServer`].
+#[derive(Clone)]
+pub struct SessionOptions {
+    /// Table size, shards, idle timeout and maximum lifetime.
+    pub table: SessionTableConfig,
+    /// Also serve UDP on the TCP listen address (same IP and port).
+    pub udp: bool,
+    /// The application receiving records.
+    pub app: Arc<dyn SessionApp>,
+    /// Records queued per TCP connection before new ones are dropped (records are datagrams).
+    pub tcp_queue: usize,
+    /// TCP connections carrying records at once; more are closed at once (each holds a task
+    /// and two buffers until it is idle for the table's idle timeout).
+    pub max_tcp_connections: usize,
+}
+
+impl std::fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("table", &self.table)
+            .field("udp", &self.udp)
+            .field("tcp_queue", &self.tcp_queue)
+            .field("max_tcp_connections", &self.max_tcp_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionOptions {
+    /// Defaults (table defaults, UDP on, 256 queued records per connection, 10,000 record
+    /// connections) with `app`.
+    pub fn new(app: Arc<dyn SessionApp>) -> Self {
+        Self {
+            table: SessionTableConfig::default(),
+            udp: true,
+            app,
+            tcp_queue: 256,
+            max_tcp_connections: 10_000,
+        }
+    }
+}
+
+/// Why a record could not be sent to a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No live session for the client, or sealing failed (sequence numbers used up).
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    /// The path the session last used is gone or full; the record was dropped (the client's
+    /// next record, on whatever path, restores it).
+    #[error("no usable path to the client: record dropped")]
+    NoPath,
+}
+
+/// The state every session driver shares.
+pub(crate) struct SessionCore {
+    pub(crate) table: SessionTable<Peer>,
+    pub(crate) keys: RegistryKeys,
+    pub(crate) app: Arc<dyn SessionApp>,
+    pub(crate) udp: OnceLock<std::net::UdpSocket>,
+    pub(crate) tcp_queue: usize,
+    /// Caps the TCP connections in the record phase.
+    pub(crate) tcp_connections: Arc<tokio::sync::Semaphore>,
+    /// A connection silent this long is closed (the session itself may live on).
+    pub(crate) idle_secs: u64,
+    next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for SessionCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCore {
+    pub(crate) fn new(options: &SessionOptions, keys: RegistryKeys) -> Self {
+        Self {
+            table: SessionTable::new(options.table.clone()),
+            keys,
+            app: options.app.clone(),
+            udp: OnceLock::new(),
+            tcp_queue: options.tcp_queue.max(1),
+            idle_secs: options.table.idle_timeout_secs,
+            tcp_connections: Arc::new(tokio::sync::Semaphore::new(options.max_tcp_connections)),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands bytes to a peer without waiting: a full queue or a closed connection drops them.
+    pub(crate) fn deliver(&self, peer: &Peer, bytes: Vec<u8>) -> Result<(), SendError> {
+        match peer {
+            Peer::Tcp { tx, .. } => tx.try_send(bytes).map_err(|_| SendError::NoPath),
+            Peer::Udp(addr) => {
+                let sock = self.udp.get().ok_or(SendError::NoPath)?;
+                sock.send_to(&bytes, *addr)
+                    .map(|_| ())
+                    .map_err(|_| SendError::NoPath)
+            }
+        }
+    }
+
+    /// Opens a record that arrived from `peer` and hands it to the application; answers an
+    /// unknown session with the Error message; drops (counted by the table) everything else.
+    /// Returns whether the record was authentic and fresh.
+    pub(crate) fn on_record(self: &Arc<Self>, bytes: &[u8], peer: Peer) -> bool {
+        match self.table.open(bytes, peer.clone(), unix_now()) {
+            Ok(d) => {
+                self.app.on_record(
+                    IncomingRecord {
+                        client_id: d.client_id,
+                        payload_type: d.record.payload_type,
+                        payload: d.record.payload,
+                    },
+                    &Outbox { core: self.clone() },
+                );
+                true
+            }
+            Err(e) => {
+                if let Some(alert) = e.alert_bytes() {
+                    let _ = self.deliver(&peer, alert.to_vec());
+                }
+                tracing::trace!(error = %e, "record dropped");
+                false
+            }
+        }
+    }
+
+    /// Removes expired sessions every `period` until the process ends.
+    pub(crate) fn spawn_sweeper(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(core) = weak.upgrade() else { break };
+                let n = core.table.sweep(unix_now());
+                if n > 0 {
+                    tracing::debug!(expired = n, "sessions swept");
+                }
+            }
+        })
+    }
+}
+
+/// Sends records to clients by ClientID (to the path their session last used).
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    core: Arc<SessionCore>,
+}
+
+impl Outbox {
+    pub(crate) fn new(core: Arc<SessionCore>) -> Self {
+        Self { core }
+    }
+
+    /// Seals `payload` in the client's session and sends it on the session's latest path.
+    pub fn send(
+        &self,
+        client_id: &ClientId,
+        payload_type: PayloadType,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let (peer, bytes) =
+            self.core
+                .table
+                .seal_to_client(client_id, payload_type, payload, unix_now())?;
+        self.core.deliver(&peer, bytes)
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.core.table.len()
+    }
+
+    /// The table's counters (delivered, unknown session, dropped by reason, expired).
+    pub fn counters(&self) -> xtt_proto::session_table::TableCounters {
+        self.core.table.counters()
+    }
+}

@@ -1,0 +1,150 @@
+//! Sessions on a TCP connection: the session branch of the handshake and the record loop.
+//!
+//! A connection carries records of any session (usually one); the session's records go back on
+//! the connection that last delivered one. The writer is a task draining a bounded queue, so the
+//! application never waits on a slow socket (a full queue drops records, as UDP would).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::OsRng;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use xtt_proto::codec::MsgType;
+use xtt_proto::server::Server as ProtoServer;
+
+use super::{IncomingRecord, Peer, SessionCore};
+use crate::framing::read_message;
+use crate::server::unix_now;
+
+/// Largest message on a session connection (a record with a full payload).
+pub(crate) const MAX_RECORD_MESSAGE: usize = u16::MAX as usize;
+
+/// A connection that finished its session handshake (or started with a record) and now carries
+/// records.
+pub(crate) struct RecordStream {
+    pub(crate) conn: u64,
+    pub(crate) tx: mpsc::Sender<Vec<u8>>,
+    pub(crate) rx: mpsc::Receiver<Vec<u8>>,
+    /// A record read before the loop started (a connection that opens with a record).
+    pub(crate) first: Option<Vec<u8>>,
+    /// Early data of a 0x22 flight, for the application.
+    pub(crate) early: Option<IncomingRecord>,
+}
+
+impl RecordStream {
+    pub(crate) fn new(core: &SessionCore) -> Self {
+        let (tx, rx) = mpsc::channel(core.tcp_queue);
+        Self {
+            conn: core.conn_id(),
+            tx,
+            rx,
+            first: None,
+            early: None,
+        }
+    }
+
+    pub(crate) fn peer(&self) -> Peer {
+        Peer::Tcp {
+            conn: self.conn,
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Whether `msg` is the third message of a session handshake.
+pub(crate) fn is_session_attest(msg: &[u8]) -> bool {
+    matches!(
+        msg.first().copied().map(MsgType),
+        Some(MsgType::SESSION_CLIENT_ATTEST_NO_PAYLOAD | MsgType::SESSION_CLIENT_ATTEST_PAYLOAD)
+    )
+}
+
+/// Whether `msg` is a record.
+pub(crate) fn is_record(msg: &[u8]) -> bool {
+    msg.first() == Some(&MsgType::RECORD_REGULAR.0)
+}
+
+/// Runs the session handshake's third flight (CPU work: call on the pool), stores the session
+/// with `peer`, and returns Session_ServerFinished and the early data.
+pub(crate) fn accept(
+    proto: &ProtoServer,
+    core: &SessionCore,
+    flight: &[u8],
+    peer: Peer,
+) -> Result<(Vec<u8>, Option<IncomingRecord>), xtt_proto::Error> {
+    let now = unix_now();
+    let accepted = proto.handle_session_client_attest(flight, now, &core.keys, &mut OsRng)?;
+    let client_id = accepted.session.client_id();
+    core.table.insert(accepted.session, peer, now)?;
+    let early = accepted.early_data.map(|r| IncomingRecord {
+        client_id,
+        payload_type: r.payload_type,
+        payload: r.payload,
+    });
+    Ok((accepted.finished, early))
+}
+
+/// Serves records on `stream` until the peer closes it, it breaks, it stays silent for `idle`,
+/// or the server stops.
+pub(crate) async fn serve_records(
+    core: Arc<SessionCore>,
+    stream: TcpStream,
+    mut rs: RecordStream,
+    idle: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(_slot) = core.tcp_connections.clone().try_acquire_owned() else {
+        tracing::debug!(conn = rs.conn, "too many session connections: closed");
+        return;
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    let mut rx = std::mem::replace(&mut rs.rx, mpsc::channel(1).1);
+    let write_task = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = rs.peer();
+    let outbox = super::Outbox::new(core.clone());
+    if let Some(early) = rs.early.take() {
+        core.app.on_record(early, &outbox);
+    }
+    // A connection that opens with a record must prove itself with it: otherwise anyone could
+    // park idle connections here without a session.
+    if let Some(first) = rs.first.take() {
+        if !core.on_record(&first, peer.clone()) {
+            // No session holds this connection's sender (the record did not move one): once
+            // ours are dropped the writer flushes what is queued (an Error) and ends.
+            drop(peer);
+            drop(rs);
+            let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
+            return;
+        }
+    }
+    loop {
+        let msg = tokio::select! {
+            m = read_message(&mut reader, MAX_RECORD_MESSAGE, idle) => m,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match msg {
+            Ok(msg) if is_record(&msg) => {
+                core.on_record(&msg, peer.clone());
+            }
+            Ok(_) => {
+                tracing::debug!(conn = rs.conn, "non-record message on a session connection");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(conn = rs.conn, error = %e, "session connection ends");
+                break;
+            }
+        }
+    }
+    // The table may still hold this connection's sender; stopping the writer makes later sends
+    // to it fail fast (NoPath) until the client's next record moves the session.
+    write_task.abort();
+}

@@ -1,0 +1,128 @@
+//! Sessions over UDP: one message per datagram (a 0x22 flight is one datagram holding the attest
+//! and its record). The server keeps nothing per ClientInit (the cookie carries it), so a client
+//! retransmitting ClientInit costs one stateless answer; an identical retransmitted ClientAttest
+//! is answered from the finished cache without being processed again. Identity provisioning is
+//! TCP only (its DAA flight does not fit the point of a lossy datagram path): its messages get
+//! the Error message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand_core::OsRng;
+use tokio::net::UdpSocket;
+use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
+
+use super::{Outbox, Peer, SessionCore};
+use crate::server::{unix_now, Shared};
+
+/// Receives datagrams until the socket fails or `stop` fires.
+pub(crate) async fn serve(
+    sh: Arc<Shared>,
+    core: Arc<SessionCore>,
+    sock: Arc<UdpSocket>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; u16::MAX as usize + 1];
+    loop {
+        let (n, src) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP port unreachable from an earlier send surfaces here on some systems.
+                    tracing::trace!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Some(datagram) = buf.get(..n) else {
+            continue;
+        };
+        match datagram.first().copied().map(MsgType) {
+            Some(MsgType::RECORD_REGULAR) => {
+                core.on_record(datagram, Peer::Udp(src));
+            }
+            Some(MsgType::CLIENT_INIT) => handshake_job(&sh, &sock, src, datagram.to_vec(), None),
+            Some(
+                MsgType::SESSION_CLIENT_ATTEST_NO_PAYLOAD | MsgType::SESSION_CLIENT_ATTEST_PAYLOAD,
+            ) => {
+                if let Some(fin) = sh
+                    .proto
+                    .retransmitted_session_finished(datagram, unix_now())
+                {
+                    let _ = sock.send_to(&fin, src).await;
+                } else {
+                    handshake_job(&sh, &sock, src, datagram.to_vec(), Some(core.clone()));
+                }
+            }
+            Some(MsgType::ERROR) | None => {}
+            Some(_) => {
+                let _ = sock.send_to(&ERROR_MESSAGE, src).await;
+            }
+        }
+    }
+}
+
+/// Runs a handshake step on the CPU pool under the server's concurrency cap; over the cap the
+/// datagram is dropped (the client retransmits).
+fn handshake_job(
+    sh: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    src: SocketAddr,
+    msg: Vec<u8>,
+    session: Option<Arc<SessionCore>>,
+) {
+    let Ok(permit) = sh.permits.clone().try_acquire_owned() else {
+        tracing::debug!(%src, "udp handshake dropped: too many in progress");
+        return;
+    };
+    let sh = sh.clone();
+    let sock = sock.clone();
+    tokio::spawn(async move {
+        let s = sh.clone();
+        let is_session = session.is_some();
+        let job = match session {
+            None => {
+                sh.cpu
+                    .run(move || {
+                        s.proto
+                            .handle_client_init(&msg, unix_now(), &mut OsRng)
+                            .map(|sia| (sia, None, None))
+                    })
+                    .await
+            }
+            Some(core) => {
+                sh.cpu
+                    .run(move || {
+                        super::tcp::accept(&s.proto, &core, &msg, Peer::Udp(src))
+                            .map(|(fin, early)| (fin, early, Some(core)))
+                    })
+                    .await
+            }
+        };
+        if is_session {
+            sh.metrics.record_session("udp", matches!(job, Ok(Ok(_))));
+        }
+        match job {
+            Ok(Ok((reply, early, core))) => {
+                // Early data reaches the application before the client can send anything else
+                // (it needs the finished message first), so records stay in order; a reply the
+                // application sends at once may overtake the finished message, and the client
+                // keeps such records until its session is established.
+                if let (Some(early), Some(core)) = (early, core) {
+                    let out = Outbox::new(core.clone());
+                    core.app.on_record(early, &out);
+                }
+                let _ = sock.send_to(&reply, src).await;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%src, error = %e, "udp handshake step failed");
+                if let Some(alert) = e.alert_bytes() {
+                    let _ = sock.send_to(&alert, src).await;
+                }
+            }
+            Err(_) => tracing::debug!(%src, "cpu pool full: udp handshake dropped"),
+        }
+        drop(permit);
+    });
+}
