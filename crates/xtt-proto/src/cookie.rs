@@ -29,12 +29,11 @@
 //! # Cost
 //!
 //! Compared with C's stateful server, statelessness adds, per handshake: sealing (ClientInit) and
-//! opening (ClientAttest) 130 bytes of ChaCha20-Poly1305 plus two HMAC-SHA256 (≈ 5 µs together),
-//! one X25519 base-point multiplication to re-derive the server key share (≈ 20 µs) and one
-//! P-256 ECDSA signature to recompute `signature_s` (≈ 170 µs with the RustCrypto backend):
-//! ≈ 195 µs of the ≈ 0.5 ms `handle_client_attest` and ≈ 7 % of the server's whole handshake
-//! (≈ 2.7 ms, dominated by the 1.9 ms DAA verification). Figures from `benches/handshake.rs` on
-//! a shared 2-core machine.
+//! opening (ClientAttest) 130 bytes of ChaCha20-Poly1305 plus two HMAC-SHA256 (≈ 4 µs together),
+//! one X25519 base-point multiplication to re-derive the server key share (≈ 16 µs) and one
+//! P-256 ECDSA signature to recompute `signature_s` (≈ 60 µs with the fixed-base table in
+//! `crypto`): ≈ 80 µs, ≈ 3.5 % of the server's ≈ 2.3 ms handshake (dominated by the 1.9 ms DAA
+//! verification). Figures from `benches/handshake.rs` on a quiet 2-core machine (BENCHMARKS.md).
 
 use core::fmt;
 use std::collections::HashMap;
