@@ -2,9 +2,8 @@
 //! same directory, written, fsynced, renamed over the target, then the directory fsynced. A
 //! reader therefore sees the old file or the new one, never a torn one, even after a power cut.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -29,13 +28,7 @@ impl Access {
 }
 
 /// Whether an existing file may be replaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Overwrite {
-    /// Replace an existing file (atomically).
-    Allow,
-    /// Fail with [`ErrorKind::AlreadyExists`] if the target exists.
-    Deny,
-}
+pub use xtt_fsio::Overwrite;
 
 /// Reads a whole file of at most `max` bytes (larger files are refused before being read into
 /// memory, so a wrong path to a huge file costs nothing).
@@ -64,86 +57,41 @@ pub fn read_exact<const N: usize>(path: &Path, what: &'static str) -> Result<[u8
         .map_err(|_| Error::wrong_length(path, what, N, bytes.len()))
 }
 
-/// Writes `bytes` to `path` crash-safely with the mode of `access`.
+/// Writes `bytes` to `path` crash-safely with the mode of `access` (see [`xtt_fsio`]).
 pub fn write_atomic(path: &Path, bytes: &[u8], access: Access, overwrite: Overwrite) -> Result<()> {
-    let werr = |e: io::Error| Error::new(path, ErrorKind::Write(e));
-    if overwrite == Overwrite::Deny && path.symlink_metadata().is_ok() {
-        return Err(Error::new(path, ErrorKind::AlreadyExists));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // tempfile creates the file 0600, so a secret is never readable by others, not even
-    // between create and chmod.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".xtt-tmp-")
-        .tempfile_in(dir)
-        .map_err(werr)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(access.mode()))
-        .map_err(werr)?;
-    tmp.write_all(bytes).map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    match overwrite {
-        Overwrite::Allow => {
-            tmp.persist(path).map_err(|e| werr(e.error))?;
-        }
-        Overwrite::Deny => {
-            // Linking refuses an existing target, so two writers cannot both win.
-            tmp.persist_noclobber(path).map_err(|e| {
-                if e.error.kind() == io::ErrorKind::AlreadyExists {
-                    Error::new(path, ErrorKind::AlreadyExists)
-                } else {
-                    werr(e.error)
-                }
-            })?;
-        }
-    }
-    sync_dir(dir).map_err(werr)
+    xtt_fsio::write_atomic(path, bytes, access.mode(), overwrite).map_err(|e| write_error(path, e))
 }
 
 /// Creates a new file (never replacing one) with the mode of `access`, writes it and fsyncs it,
 /// without a rename: for files inside a staging directory that is itself renamed into place
 /// (the caller then syncs the directory once), which saves a directory sync per file.
 pub fn write_new_synced(path: &Path, bytes: &[u8], access: Access) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let werr = |e: io::Error| {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            Error::new(path, ErrorKind::AlreadyExists)
-        } else {
-            Error::new(path, ErrorKind::Write(e))
-        }
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(access.mode())
-        .open(path)
-        .map_err(werr)?;
-    // The umask may have narrowed the mode; a public file must still be readable.
-    f.set_permissions(fs::Permissions::from_mode(access.mode()))
-        .map_err(werr)?;
-    f.write_all(bytes).map_err(werr)?;
-    f.sync_all().map_err(werr)
+    xtt_fsio::write_new_synced(path, bytes, access.mode()).map_err(|e| write_error(path, e))
 }
 
 /// Makes a rename or a new directory entry durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    OpenOptions::new().read(true).open(dir)?.sync_all()
+    xtt_fsio::sync_dir(dir)
 }
 
 /// Creates a directory (and parents) that only the owner can enter (0700), for directories
 /// that hold secrets.
 pub fn create_private_dir(path: &Path) -> Result<()> {
-    let werr = |e: io::Error| Error::new(path, ErrorKind::Write(e));
-    fs::create_dir_all(path).map_err(werr)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(werr)
+    xtt_fsio::create_private_dir(path).map_err(|e| Error::new(path, ErrorKind::Write(e)))
+}
+
+fn write_error(path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::AlreadyExists {
+        Error::new(path, ErrorKind::AlreadyExists)
+    } else {
+        Error::new(path, ErrorKind::Write(e))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn secret_files_are_0600_and_public_0644() {

@@ -1,0 +1,199 @@
+//! Crash-safe file output, in one place for every crate that writes keys, secrets, certificates
+//! or state files.
+//!
+//! [`write_atomic`] writes a temporary file in the target's directory, fsyncs it, renames it over
+//! the target (or links it, refusing an existing target) and fsyncs the directory. A reader —
+//! or the same program after a crash or power cut — sees the old file or the new one, never a
+//! torn one. The temporary file is created 0600 by `tempfile` and only then given its final
+//! mode, so a secret is never readable by others, not even for an instant, and a failed write
+//! leaves no temporary file behind (`tempfile` removes it on drop).
+//!
+//! Errors are plain [`std::io::Error`]s; callers add the path and what they were writing.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Owner read/write only: private keys, secrets, state with secrets in it.
+pub const SECRET: u32 = 0o600;
+/// World-readable: certificates, public keys, QR images.
+pub const PUBLIC: u32 = 0o644;
+
+/// Whether an existing file may be replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace an existing file, atomically.
+    Allow,
+    /// Fail with [`io::ErrorKind::AlreadyExists`] if the target exists, even when two writers
+    /// race for it (exactly one wins).
+    Deny,
+}
+
+/// Writes `bytes` to `path` crash-safely with permission bits `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: Overwrite) -> io::Result<()> {
+    if path.file_name().is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path has no file name",
+        ));
+    }
+    if overwrite == Overwrite::Deny && path.symlink_metadata().is_ok() {
+        return Err(already_exists());
+    }
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".xtt-tmp-")
+        .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    match overwrite {
+        Overwrite::Allow => {
+            tmp.persist(path).map_err(|e| e.error)?;
+        }
+        Overwrite::Deny => {
+            // A hard link refuses an existing target, so of two racing writers only one wins.
+            tmp.persist_noclobber(path).map_err(|e| e.error)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// [`write_atomic`] of a secret (0600), replacing any previous file.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic(path, bytes, SECRET, Overwrite::Allow)
+}
+
+/// [`write_atomic`] of a public file (0644), replacing any previous file.
+pub fn write_public(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic(path, bytes, PUBLIC, Overwrite::Allow)
+}
+
+/// Creates a new file (never replacing one) with `mode`, writes it and fsyncs it, without a
+/// rename: for files inside a staging directory that is itself renamed into place (the caller
+/// then syncs the directory once), which saves a directory sync per file.
+pub fn write_new_synced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // The umask may have narrowed the mode; a public file must still be readable.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Makes a rename or a new directory entry in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    OpenOptions::new().read(true).open(dir)?.sync_all()
+}
+
+/// Creates a directory (and its parents) that only the owner can enter (0700), for directories
+/// that hold secrets.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+fn already_exists() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "refusing to overwrite an existing file",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn modes_are_exact_and_no_temporary_file_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = dir.path().join("secret");
+        let p = dir.path().join("public");
+        write_secret(&s, b"k").unwrap();
+        write_public(&p, b"c").unwrap();
+        assert_eq!((mode_of(&s), mode_of(&p)), (0o600, 0o644));
+        assert_eq!(fs::read(&s).unwrap(), b"k");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn deny_refuses_an_existing_target_and_allow_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one", PUBLIC, Overwrite::Deny).unwrap();
+        let err = write_atomic(&p, b"two", PUBLIC, Overwrite::Deny).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        write_atomic(&p, b"two", SECRET, Overwrite::Allow).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(mode_of(&p), 0o600);
+    }
+
+    #[test]
+    fn racing_deny_writers_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("race");
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let p = &p;
+                    s.spawn(move || write_atomic(p, &[i], SECRET, Overwrite::Deny).is_ok())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_debris() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_secret(&p, b"old").unwrap();
+        // A directory where the file should be makes the rename fail after the temp file exists.
+        let blocked = dir.path().join("sub");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("x"), b"").unwrap();
+        assert!(write_secret(&blocked, b"new").is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn write_new_synced_never_replaces_and_private_dirs_are_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/b");
+        create_private_dir(&d).unwrap();
+        assert_eq!(mode_of(&d), 0o700);
+        let f = d.join("n");
+        write_new_synced(&f, b"1", PUBLIC).unwrap();
+        assert_eq!(mode_of(&f), 0o644);
+        let err = write_new_synced(&f, b"2", PUBLIC).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(write_atomic(Path::new("/"), b"", SECRET, Overwrite::Allow).is_err());
+    }
+}
