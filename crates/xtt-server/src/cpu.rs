@@ -43,12 +43,6 @@ impl CpuPool {
         self.pool.current_num_threads()
     }
 
-    /// Whether a worker would pick up a job submitted now (fewer jobs queued or running than
-    /// threads). The DAA batcher only holds signatures back while this is false.
-    pub fn has_idle_worker(&self) -> bool {
-        self.queued.load(Ordering::Acquire) < self.pool.current_num_threads()
-    }
-
     /// Runs `f` on the pool and awaits its result.
     pub async fn run<T, F>(&self, f: F) -> Result<T, Overloaded>
     where
