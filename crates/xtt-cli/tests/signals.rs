@@ -269,14 +269,15 @@ fn graceful_shutdown_on(signal: Signal) {
             .state
             .handle_server_finished(&finished)
             .expect("Identity_ServerFinished after the signal");
-        told.push((
-            id.client_id,
-            *id.longterm_key.public_key().as_bytes(),
-        ));
+        told.push((id.client_id, *id.longterm_key.public_key().as_bytes()));
     }
 
     let status = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "exit status after {signal}: {status}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after {signal}: {status}"
+    );
     let lines = server.rest();
     assert!(
         lines.iter().any(|l| l.contains("xtt server stopped")),

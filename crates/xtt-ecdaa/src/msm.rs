@@ -232,7 +232,10 @@ mod tests {
                 .fold(0i128, |acc, &x| 2 * acc + i128::from(x));
             assert_eq!(back, i128::from(k), "{k}");
             for pair in d.windows(2) {
-                assert!(pair[0] == 0 || pair[1] == 0, "adjacent non-zero digits for {k}");
+                assert!(
+                    pair[0] == 0 || pair[1] == 0,
+                    "adjacent non-zero digits for {k}"
+                );
             }
             assert!(d
                 .iter()

@@ -269,7 +269,9 @@ mod timing {
             .collect();
         let g = crate::curve::p1();
         let pts: Vec<ECP> = (0..16).map(|i| g.mul(&BIG::new_int(i + 7))).collect();
-        let ks: Vec<u64> = (0..16).map(|_| rand_core::RngCore::next_u64(&mut rng)).collect();
+        let ks: Vec<u64> = (0..16)
+            .map(|_| rand_core::RngCore::next_u64(&mut rng))
+            .collect();
         let bigs: Vec<BIG> = ks
             .iter()
             .map(|k| {

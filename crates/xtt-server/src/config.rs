@@ -40,13 +40,14 @@ max_message_len = 750
 # is bounded; the async reactor never verifies signatures.
 workers = 0
 # Batch DAA verification: the signatures of one group that queue up while every worker is busy
-# are verified together (much cheaper per signature under load); nothing is held back for
-# companions, so an idle server verifies each at once. A failing batch is split until the bad
-# signatures are found; only their handshakes fail.
+# are verified together (much cheaper per signature under load); an idle server verifies each
+# at once. A failing batch is split until the bad signatures are found; only their handshakes
+# fail.
 batch = false
 # Most signatures per batch.
 batch_max = 32
-# Accepted for older configuration files; no effect: batching never waits (see above).
+# While other work is queued, a batch that is not full lets it go first for at most this long
+# after its oldest signature arrived, in microseconds (bounds the latency batching adds).
 batch_window_us = 5000
 
 [cookies]
@@ -114,8 +115,7 @@ pub struct DaaSettings {
     pub batch: bool,
     /// Most signatures per batch.
     pub batch_max: usize,
-    /// No effect, accepted so older configuration files still load: batches are formed from
-    /// the signatures that queue while the workers are busy, without waiting (µs).
+    /// Longest a batch that is not full lets other queued work go first (µs).
     pub batch_window_us: u64,
 }
 

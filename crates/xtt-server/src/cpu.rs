@@ -43,6 +43,12 @@ impl CpuPool {
         self.pool.current_num_threads()
     }
 
+    /// Whether jobs are waiting for a worker (more queued or running than threads). The DAA
+    /// batcher lets such jobs go first while its batch is still filling.
+    pub fn has_waiting_jobs(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > self.pool.current_num_threads()
+    }
+
     /// Runs `f` on the pool and awaits its result.
     pub async fn run<T, F>(&self, f: F) -> Result<T, Overloaded>
     where

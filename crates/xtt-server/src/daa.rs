@@ -1,6 +1,6 @@
 //! DAA verification for the server: the per-group verifier cache and the verification service,
 //! plain (one signature per job) or batched (the signatures that queue up while the CPU workers
-//! are busy, verified together with `GroupVerifier::verify_batch`).
+//! are busy, for at most a window, verified together with `GroupVerifier::verify_batch`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -110,6 +110,7 @@ pub(crate) struct Job {
     message: [u8; 64],
     signature: DaaSignature,
     reply: Reply,
+    arrived: Instant,
 }
 
 impl std::fmt::Debug for Job {
@@ -132,19 +133,24 @@ impl DaaService {
         Self::Plain { cpu, metrics }
     }
 
-    /// Batched verification: at most `max_batch` signatures per batch, at most `max_pending`
-    /// waiting for a worker (beyond that, handshakes fail as overloaded).
+    /// Batched verification: at most `max_batch` signatures per batch, a batch held back for
+    /// at most `window` after its oldest signature arrived, at most `max_pending` signatures
+    /// waiting (beyond that, handshakes fail as overloaded). `runtime` runs the re-queueing.
     pub(crate) fn batched(
         cpu: CpuPool,
         metrics: Arc<Metrics>,
         max_batch: usize,
+        window: Duration,
         max_pending: usize,
+        runtime: tokio::runtime::Handle,
     ) -> Self {
         Self::Batched(Arc::new(Batcher {
             cpu,
             metrics,
             max_batch: max_batch.max(1),
+            window,
             max_pending: max_pending.max(1),
+            runtime,
             state: Mutex::new(BatchState::default()),
         }))
     }
@@ -177,6 +183,7 @@ impl DaaService {
                         message,
                         signature,
                         reply,
+                        arrived: Instant::now(),
                     },
                 )?;
                 rx.await.map_err(|_| VerifyFailure::Overloaded)?
@@ -188,17 +195,25 @@ impl DaaService {
 /// Queue-driven batching. Signatures wait in one queue; at most one "verify what is waiting"
 /// job sits in the CPU pool's queue at a time. When a worker reaches that job it takes every
 /// waiting signature of the oldest signature's group (up to `max_batch`) and verifies them
-/// together. So a signature is never held back for companions: it waits only as long as the
-/// pool's queue makes it wait anyway, and the batch is whatever arrived meanwhile. An idle
-/// server verifies each signature at once; a loaded one, whose queue is long, verifies in
-/// batches as large as the load (a batch of n costs one pairing product instead of n). While
-/// one worker verifies a batch, the next job is already queued, so every worker can verify.
+/// together, so the batch is whatever arrived while the job waited its turn. If other work is
+/// queued behind it, the batch is not full and its oldest signature is younger than the window,
+/// the job goes to the back of the queue instead (the cheap steps of other handshakes run
+/// first, and more signatures join): holding back thus adds at most the window to a
+/// signature's wait. A server with an idle worker verifies each signature at once; a loaded
+/// one verifies in batches as large as the load allows (a batch of n costs one pairing product
+/// instead of n). While one worker verifies a batch, the next job is already queued, so every
+/// worker can verify.
 #[derive(Debug)]
 pub(crate) struct Batcher {
     cpu: CpuPool,
     metrics: Arc<Metrics>,
     max_batch: usize,
+    window: Duration,
     max_pending: usize,
+    /// Re-queued jobs are submitted from the async runtime, not from the worker that defers
+    /// them: rayon runs a job spawned on a worker before the pool's queue, which would defeat
+    /// the deferral.
+    runtime: tokio::runtime::Handle,
     state: Mutex<BatchState>,
 }
 
@@ -247,10 +262,23 @@ impl Batcher {
         }
     }
 
-    /// On a worker: takes the batch, queues the next job if signatures remain, verifies.
+    /// On a worker: defers (see the type's docs), or takes the batch, queues the next job if
+    /// signatures remain, and verifies.
     fn run_once(self: Arc<Self>) {
         let (batch, again) = {
             let mut st = self.lock();
+            let hold = st.waiting.front().is_some_and(|oldest| {
+                st.waiting.len() < self.max_batch
+                    && oldest.arrived.elapsed() < self.window
+                    && self.cpu.has_waiting_jobs()
+            });
+            if hold {
+                // `scheduled` stays set: this job is still the one in the queue.
+                drop(st);
+                let me = self.clone();
+                self.runtime.spawn(async move { Batcher::schedule(&me) });
+                return;
+            }
             st.scheduled = false;
             let batch = take_batch(&mut st.waiting, self.max_batch);
             let again = !st.waiting.is_empty();
@@ -360,6 +388,7 @@ mod tests {
                 message,
                 signature,
                 reply,
+                arrived: Instant::now(),
             });
         }
         let metrics = Metrics::new();

@@ -177,7 +177,14 @@ impl XttServer {
         let cpu = CpuPool::new(config.worker_threads(), 2 * cap + 64)
             .map_err(io_err("starting the CPU pool"))?;
         let daa = if config.daa.batch {
-            DaaService::batched(cpu.clone(), metrics.clone(), config.daa.batch_max, cap)
+            DaaService::batched(
+                cpu.clone(),
+                metrics.clone(),
+                config.daa.batch_max,
+                Duration::from_micros(config.daa.batch_window_us),
+                cap,
+                tokio::runtime::Handle::current(),
+            )
         } else {
             DaaService::plain(cpu.clone(), metrics.clone())
         };
