@@ -8,6 +8,12 @@
 //! Shamir's trick over a 16-entry table of all subset sums: about 128 doublings and 120
 //! additions, against 256 doublings and 128 additions for miracl's `ECP::mul2`.
 //!
+//! [`vt_msm_u64`] sums many products with short (64-bit) public scalars, the random exponents
+//! of batch verification: Straus's interleaving with one shared doubling chain and a width-4
+//! NAF per scalar (odd multiples ±P, ±3P, ±5P, ±7P per point), about 64 doublings plus 17
+//! additions per point, where miracl's `ECP::muln` (Pippenger with 16 buckets per 4-bit
+//! window) spends 16 × (n + 31) additions, four times as much for the batch sizes a server sees.
+//!
 //! Not constant-time (branches on scalar bits): never use with secrets.
 
 use miracl_core::fp256bn::big::BIG;
@@ -110,6 +116,73 @@ pub(crate) fn vt_mul2(p: &ECP, e: &BIG, q: &ECP, f: &BIG) -> ECP {
     acc
 }
 
+/// Width-4 NAF of `k`, least significant digit first: digits in {0, ±1, ±3, ±5, ±7}, no two
+/// non-zero digits adjacent. 65 digits cover any `u64`.
+fn wnaf4(k: u64) -> [i8; 65] {
+    let mut out = [0i8; 65];
+    let mut k = u128::from(k);
+    for d in out.iter_mut() {
+        if k == 0 {
+            break;
+        }
+        if k & 1 == 1 {
+            // k mod 16 in [−8, 8), odd. The low 4 bits fit an i8 exactly.
+            let low = i8::try_from(k & 15).unwrap_or(0);
+            let digit = if low >= 8 { low - 16 } else { low };
+            *d = digit;
+            let magnitude = u128::from(digit.unsigned_abs());
+            if digit >= 0 {
+                k -= magnitude;
+            } else {
+                k += magnitude;
+            }
+        }
+        k >>= 1;
+    }
+    out
+}
+
+/// `Σ [kᵢ]Pᵢ` for public 64-bit scalars (see the module docs).
+pub(crate) fn vt_msm_u64(terms: &[(ECP, u64)]) -> ECP {
+    // Odd multiples P, 3P, 5P, 7P of every point, and every scalar's digits.
+    let mut tables: Vec<[ECP; 4]> = Vec::with_capacity(terms.len());
+    let mut digits: Vec<[i8; 65]> = Vec::with_capacity(terms.len());
+    let mut len = 0usize;
+    for (p, k) in terms {
+        let mut twice = p.clone();
+        twice.dbl();
+        let mut row: [ECP; 4] = core::array::from_fn(|_| p.clone());
+        for i in 1..4 {
+            let (done, rest) = row.split_at_mut(i);
+            if let (Some(prev), Some(slot)) = (done.last(), rest.first_mut()) {
+                let mut next = prev.clone();
+                next.add(&twice);
+                *slot = next;
+            }
+        }
+        tables.push(row);
+        let d = wnaf4(*k);
+        len = len.max(d.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1));
+        digits.push(d);
+    }
+    let mut acc = ECP::new();
+    for i in (0..len).rev() {
+        acc.dbl();
+        for (row, d) in tables.iter().zip(digits.iter()) {
+            let digit = d.get(i).copied().unwrap_or(0);
+            let Some(point) = row.get(usize::from(digit.unsigned_abs() / 2)) else {
+                continue;
+            };
+            if digit > 0 {
+                acc.add(point);
+            } else if digit < 0 {
+                acc.sub(point);
+            }
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +217,63 @@ mod tests {
             )));
         }
         assert!(vt_mul2(&p, &BIG::new(), &g, &BIG::new()).is_infinity());
+    }
+
+    #[test]
+    fn wnaf_digits_reconstruct_the_scalar() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let mut ks = vec![0u64, 1, 7, 8, 15, 16, u64::MAX, u64::MAX - 1, 1 << 63];
+        ks.extend((0..200).map(|_| rand_core::RngCore::next_u64(&mut rng)));
+        for k in ks {
+            let d = wnaf4(k);
+            let back: i128 = d
+                .iter()
+                .rev()
+                .fold(0i128, |acc, &x| 2 * acc + i128::from(x));
+            assert_eq!(back, i128::from(k), "{k}");
+            for pair in d.windows(2) {
+                assert!(
+                    pair[0] == 0 || pair[1] == 0,
+                    "adjacent non-zero digits for {k}"
+                );
+            }
+            assert!(d
+                .iter()
+                .all(|&x| x == 0 || (x % 2 != 0 && (-7..=7).contains(&x))));
+        }
+    }
+
+    #[test]
+    fn short_msm_matches_muln() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let g = ECP::generator();
+        for n in [0usize, 1, 2, 5, 17] {
+            let terms: Vec<(ECP, u64)> = (0..n)
+                .map(|i| {
+                    let p = g.mul(&Scalar::random(&mut rng).0);
+                    let k = match i {
+                        0 => u64::MAX,
+                        1 => 0,
+                        _ => rand_core::RngCore::next_u64(&mut rng),
+                    };
+                    (p, k)
+                })
+                .collect();
+            let points: Vec<ECP> = terms.iter().map(|(p, _)| p.clone()).collect();
+            let scalars: Vec<BIG> = terms
+                .iter()
+                .map(|(_, k)| {
+                    let mut b = [0u8; 32];
+                    b[24..].copy_from_slice(&k.to_be_bytes());
+                    BIG::frombytes(&b)
+                })
+                .collect();
+            let expect = if n == 0 {
+                ECP::new()
+            } else {
+                ECP::muln(n, &points, &scalars)
+            };
+            assert!(vt_msm_u64(&terms).equals(&expect), "n = {n}");
+        }
     }
 }

@@ -262,5 +262,49 @@ mod timing {
             std::hint::black_box(v.lines.product_is_one(&c.r, &c.s, &c.t));
         }
         println!("3 lined Miller loops + final exp: {:?}", t.elapsed() / n);
+        let msgs: Vec<[u8; 8]> = (0..32u64).map(u64::to_be_bytes).collect();
+        let sigs: Vec<_> = msgs
+            .iter()
+            .map(|m| member.sign(m, &mut rng).unwrap())
+            .collect();
+        let g = crate::curve::p1();
+        let pts: Vec<ECP> = (0..16).map(|i| g.mul(&BIG::new_int(i + 7))).collect();
+        let ks: Vec<u64> = (0..16)
+            .map(|_| rand_core::RngCore::next_u64(&mut rng))
+            .collect();
+        let bigs: Vec<BIG> = ks
+            .iter()
+            .map(|k| {
+                let mut b = [0u8; SCALAR_LEN];
+                b[24..].copy_from_slice(&k.to_be_bytes());
+                BIG::frombytes(&b)
+            })
+            .collect();
+        let terms: Vec<(ECP, u64)> = pts.iter().cloned().zip(ks.iter().copied()).collect();
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(ECP::muln(16, &pts, &bigs));
+        }
+        println!("muln, 16 points, 64-bit scalars: {:?}", t.elapsed() / n);
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(crate::msm::vt_msm_u64(&terms));
+        }
+        println!("vt_msm_u64, 16 points: {:?}", t.elapsed() / n);
+        for size in [1usize, 4, 8, 16, 32] {
+            let items: Vec<(&[u8], &[u8])> = msgs
+                .iter()
+                .zip(sigs.iter())
+                .take(size)
+                .map(|(m, s)| (&m[..], &s[..]))
+                .collect();
+            let rounds = 10u32;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                assert!(v.verify_batch(&items, &mut rng).is_ok());
+            }
+            let per = t.elapsed() / rounds / u32::try_from(size).unwrap();
+            println!("verify_batch of {size}: {per:?} per signature");
+        }
     }
 }

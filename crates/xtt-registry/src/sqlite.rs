@@ -186,12 +186,11 @@ fn read_identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
 
 /// Whether `id` was ever assigned (live or retired).
 fn id_used(tx: &rusqlite::Transaction<'_>, id: &ClientId) -> Result<bool, RegistryError> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM identities WHERE client_id = ?1)
              OR EXISTS (SELECT 1 FROM retired_client_ids WHERE client_id = ?1)",
-        params![&id.0[..]],
-        |r| r.get(0),
     )
+    .and_then(|mut st| st.query_row(params![&id.0[..]], |r| r.get(0)))
     .map_err(db)
 }
 
@@ -199,24 +198,24 @@ fn register_one(
     tx: &rusqlite::Transaction<'_>,
     r: &Registration,
 ) -> Result<Result<Assigned, Refusal>, RegistryError> {
+    // Statements come from the connection's cache: the registry writer runs these for every
+    // registration, and parsing them each time cost as much as executing them.
     let known_group: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM daa_groups WHERE group_id = ?1)",
-            params![&r.group_id.0[..]],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM daa_groups WHERE group_id = ?1)")
+        .and_then(|mut st| st.query_row(params![&r.group_id.0[..]], |row| row.get(0)))
         .map_err(db)?;
     if !known_group {
         return Ok(Err(Refusal::UnknownGroup));
     }
     let now = time_to_sql(r.now);
     let held: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT client_id FROM identities WHERE group_id = ?1 AND pseudonym = ?2",
-            params![&r.group_id.0[..], &r.pseudonym.0[..]],
-            |row| row.get(0),
-        )
-        .optional()
+        .prepare_cached("SELECT client_id FROM identities WHERE group_id = ?1 AND pseudonym = ?2")
+        .and_then(|mut st| {
+            st.query_row(params![&r.group_id.0[..], &r.pseudonym.0[..]], |row| {
+                row.get(0)
+            })
+            .optional()
+        })
         .map_err(db)?;
     if let Some(held) = held {
         let held = ClientId(fixed(held, "ClientID length")?);
@@ -226,11 +225,11 @@ fn register_one(
                 requested: r.requested_id,
             }));
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE identities SET longterm_key = ?2, last_seen = max(last_seen, ?3)
              WHERE client_id = ?1",
-            params![&held.0[..], &r.longterm_key.as_bytes()[..], now],
         )
+        .and_then(|mut st| st.execute(params![&held.0[..], &r.longterm_key.as_bytes()[..], now]))
         .map_err(db)?;
         return Ok(Ok(Assigned {
             client_id: held,
@@ -244,17 +243,19 @@ fn register_one(
     } else {
         r.requested_id
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO identities (client_id, group_id, pseudonym, longterm_key, first_seen, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![
+    )
+    .and_then(|mut st| {
+        st.execute(params![
             &client_id.0[..],
             &r.group_id.0[..],
             &r.pseudonym.0[..],
             &r.longterm_key.as_bytes()[..],
             now
-        ],
-    )
+        ])
+    })
     .map_err(db)?;
     Ok(Ok(Assigned {
         client_id,

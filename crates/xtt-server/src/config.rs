@@ -39,13 +39,15 @@ max_message_len = 750
 # Threads for CPU work (DAA verification, ECDSA, cookies). 0 means one per core. This pool
 # is bounded; the async reactor never verifies signatures.
 workers = 0
-# Batch DAA verification: while every worker is busy, signatures of one group are held back and
-# then verified together (much cheaper per signature under load); an idle server verifies at
-# once. A failing batch is split until the bad signatures are found; only their handshakes fail.
+# Batch DAA verification: the signatures of one group that queue up while every worker is busy
+# are verified together (much cheaper per signature under load); an idle server verifies each
+# at once. A failing batch is split until the bad signatures are found; only their handshakes
+# fail.
 batch = false
 # Most signatures per batch.
 batch_max = 32
-# Longest a signature is held back for companions, in microseconds (bounds the added latency).
+# While other work is queued, a batch that is not full lets it go first for at most this long
+# after its oldest signature arrived, in microseconds (bounds the latency batching adds).
 batch_window_us = 5000
 
 [cookies]
@@ -113,7 +115,7 @@ pub struct DaaSettings {
     pub batch: bool,
     /// Most signatures per batch.
     pub batch_max: usize,
-    /// Longest wait for a batch to fill (µs).
+    /// Longest a batch that is not full lets other queued work go first (µs).
     pub batch_window_us: u64,
 }
 

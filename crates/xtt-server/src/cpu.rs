@@ -43,10 +43,10 @@ impl CpuPool {
         self.pool.current_num_threads()
     }
 
-    /// Whether a worker would pick up a job submitted now (fewer jobs queued or running than
-    /// threads). The DAA batcher only holds signatures back while this is false.
-    pub fn has_idle_worker(&self) -> bool {
-        self.queued.load(Ordering::Acquire) < self.pool.current_num_threads()
+    /// Whether jobs are waiting for a worker (more queued or running than threads). The DAA
+    /// batcher lets such jobs go first while its batch is still filling.
+    pub fn has_waiting_jobs(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > self.pool.current_num_threads()
     }
 
     /// Runs `f` on the pool and awaits its result.

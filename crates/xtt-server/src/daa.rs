@@ -1,10 +1,8 @@
 //! DAA verification for the server: the per-group verifier cache and the verification service,
-//! plain (one signature per job) or batched (signatures of one group collected while the CPU
-//! workers are busy, for at most a window, verified together with
-//! `GroupVerifier::verify_batch`).
+//! plain (one signature per job) or batched (the signatures that queue up while the CPU workers
+//! are busy, for at most a window, verified together with `GroupVerifier::verify_batch`).
 
-use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -112,13 +110,7 @@ pub(crate) struct Job {
     message: [u8; 64],
     signature: DaaSignature,
     reply: Reply,
-}
-
-/// Verifies DAA signatures off the reactor.
-#[derive(Debug)]
-pub(crate) enum DaaService {
-    Plain { cpu: CpuPool, metrics: Arc<Metrics> },
-    Batched { jobs: SyncSender<Job> },
+    arrived: Instant,
 }
 
 impl std::fmt::Debug for Job {
@@ -129,24 +121,38 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// Verifies DAA signatures off the reactor.
+#[derive(Debug)]
+pub(crate) enum DaaService {
+    Plain { cpu: CpuPool, metrics: Arc<Metrics> },
+    Batched(Arc<Batcher>),
+}
+
 impl DaaService {
     pub(crate) fn plain(cpu: CpuPool, metrics: Arc<Metrics>) -> Self {
         Self::Plain { cpu, metrics }
     }
 
-    /// Starts the batch collector thread; it ends when the service is dropped.
+    /// Batched verification: at most `max_batch` signatures per batch, a batch held back for
+    /// at most `window` after its oldest signature arrived, at most `max_pending` signatures
+    /// waiting (beyond that, handshakes fail as overloaded). `runtime` runs the re-queueing.
     pub(crate) fn batched(
         cpu: CpuPool,
         metrics: Arc<Metrics>,
         max_batch: usize,
         window: Duration,
-        queue: usize,
-    ) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(queue.max(1));
-        std::thread::Builder::new()
-            .name("xtt-daa-batcher".into())
-            .spawn(move || collect(rx, cpu, metrics, max_batch.max(1), window))?;
-        Ok(Self::Batched { jobs: tx })
+        max_pending: usize,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self::Batched(Arc::new(Batcher {
+            cpu,
+            metrics,
+            max_batch: max_batch.max(1),
+            window,
+            max_pending: max_pending.max(1),
+            runtime,
+            state: Mutex::new(BatchState::default()),
+        }))
     }
 
     pub(crate) async fn verify(
@@ -167,95 +173,142 @@ impl DaaService {
                 .map_err(|Overloaded| VerifyFailure::Overloaded)?
                 .map_err(VerifyFailure::Invalid)
             }
-            DaaService::Batched { jobs } => {
+            DaaService::Batched(batcher) => {
                 let (reply, rx) = oneshot::channel();
-                let job = Job {
-                    group_id,
-                    verifier,
-                    message,
-                    signature,
-                    reply,
-                };
-                match jobs.try_send(job) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                        return Err(VerifyFailure::Overloaded)
-                    }
-                }
+                Batcher::enqueue(
+                    batcher,
+                    Job {
+                        group_id,
+                        verifier,
+                        message,
+                        signature,
+                        reply,
+                        arrived: Instant::now(),
+                    },
+                )?;
                 rx.await.map_err(|_| VerifyFailure::Overloaded)?
             }
         }
     }
 }
 
-/// How often the collector checks for an idle worker while it holds signatures back.
-const IDLE_POLL: Duration = Duration::from_micros(250);
-
-/// The collector. A signature is held back only while every CPU worker is busy: then signatures
-/// of one group accumulate until `max_batch` of them are there, a worker becomes free, or the
-/// window (counted from the first one held) ends. An idle server therefore adds no latency, and
-/// a loaded one verifies in batches as large as the load allows.
-fn collect(
-    rx: Receiver<Job>,
+/// Queue-driven batching. Signatures wait in one queue; at most one "verify what is waiting"
+/// job sits in the CPU pool's queue at a time. When a worker reaches that job it takes every
+/// waiting signature of the oldest signature's group (up to `max_batch`) and verifies them
+/// together, so the batch is whatever arrived while the job waited its turn. If other work is
+/// queued behind it, the batch is not full and its oldest signature is younger than the window,
+/// the job goes to the back of the queue instead (the cheap steps of other handshakes run
+/// first, and more signatures join): holding back thus adds at most the window to a
+/// signature's wait. A server with an idle worker verifies each signature at once; a loaded
+/// one verifies in batches as large as the load allows (a batch of n costs one pairing product
+/// instead of n). While one worker verifies a batch, the next job is already queued, so every
+/// worker can verify.
+#[derive(Debug)]
+pub(crate) struct Batcher {
     cpu: CpuPool,
     metrics: Arc<Metrics>,
     max_batch: usize,
     window: Duration,
-) {
-    let mut pending: HashMap<GroupId, Vec<Job>> = HashMap::new();
-    while let Ok(first) = rx.recv() {
-        let deadline = Instant::now() + window;
-        add(&mut pending, first, max_batch, &cpu, &metrics);
-        let mut disconnected = false;
-        while !pending.is_empty() && !cpu.has_idle_worker() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+    max_pending: usize,
+    /// Re-queued jobs are submitted from the async runtime, not from the worker that defers
+    /// them: rayon runs a job spawned on a worker before the pool's queue, which would defeat
+    /// the deferral.
+    runtime: tokio::runtime::Handle,
+    state: Mutex<BatchState>,
+}
+
+#[derive(Debug, Default)]
+struct BatchState {
+    /// Waiting signatures, oldest first.
+    waiting: VecDeque<Job>,
+    /// Whether a verify job is in the pool's queue and has not started yet.
+    scheduled: bool,
+}
+
+impl Batcher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn enqueue(this: &Arc<Self>, job: Job) -> Result<(), VerifyFailure> {
+        let schedule = {
+            let mut st = this.lock();
+            if st.waiting.len() >= this.max_pending {
+                return Err(VerifyFailure::Overloaded);
             }
-            match rx.recv_timeout((deadline - now).min(IDLE_POLL)) {
-                Ok(job) => add(&mut pending, job, max_batch, &cpu, &metrics),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    disconnected = true;
-                    break;
-                }
+            st.waiting.push_back(job);
+            !std::mem::replace(&mut st.scheduled, true)
+        };
+        if schedule {
+            Self::schedule(this);
+        }
+        Ok(())
+    }
+
+    /// Queues a verify job. The pool refuses only when saturated: then every waiting
+    /// signature's handshake fails as overloaded (their reply senders are dropped).
+    fn schedule(this: &Arc<Self>) {
+        let me = this.clone();
+        if this.cpu.submit(move || me.run_once()).is_err() {
+            let dropped = {
+                let mut st = this.lock();
+                st.scheduled = false;
+                std::mem::take(&mut st.waiting)
+            };
+            drop(dropped);
+        }
+    }
+
+    /// On a worker: defers (see the type's docs), or takes the batch, queues the next job if
+    /// signatures remain, and verifies.
+    fn run_once(self: Arc<Self>) {
+        let (batch, again) = {
+            let mut st = self.lock();
+            let hold = st.waiting.front().is_some_and(|oldest| {
+                st.waiting.len() < self.max_batch
+                    && oldest.arrived.elapsed() < self.window
+                    && self.cpu.has_waiting_jobs()
+            });
+            if hold {
+                // `scheduled` stays set: this job is still the one in the queue.
+                drop(st);
+                let me = self.clone();
+                self.runtime.spawn(async move { Batcher::schedule(&me) });
+                return;
             }
+            st.scheduled = false;
+            let batch = take_batch(&mut st.waiting, self.max_batch);
+            let again = !st.waiting.is_empty();
+            st.scheduled = again;
+            (batch, again)
+        };
+        if again {
+            Self::schedule(&self);
         }
-        // Everything that arrived meanwhile goes too, without waiting.
-        while let Ok(job) = rx.try_recv() {
-            add(&mut pending, job, max_batch, &cpu, &metrics);
-        }
-        for (_, jobs) in pending.drain() {
-            dispatch(jobs, &cpu, &metrics);
-        }
-        if disconnected {
-            return;
-        }
+        verify_jobs(batch, &self.metrics);
     }
 }
 
-fn add(
-    pending: &mut HashMap<GroupId, Vec<Job>>,
-    job: Job,
-    max_batch: usize,
-    cpu: &CpuPool,
-    metrics: &Arc<Metrics>,
-) {
-    let group = job.group_id;
-    let jobs = pending.entry(group).or_default();
-    jobs.push(job);
-    if jobs.len() >= max_batch {
-        if let Some(full) = pending.remove(&group) {
-            dispatch(full, cpu, metrics);
+/// Removes up to `max` jobs of the oldest job's group from `waiting`, keeping the order of the
+/// rest.
+fn take_batch(waiting: &mut VecDeque<Job>, max: usize) -> Vec<Job> {
+    let Some(group) = waiting.front().map(|j| j.group_id) else {
+        return Vec::new();
+    };
+    let mut batch = Vec::with_capacity(waiting.len().min(max));
+    let mut rest = VecDeque::with_capacity(waiting.len());
+    for job in waiting.drain(..) {
+        if batch.len() < max && job.group_id == group {
+            batch.push(job);
+        } else {
+            rest.push_back(job);
         }
     }
-}
-
-fn dispatch(jobs: Vec<Job>, cpu: &CpuPool, metrics: &Arc<Metrics>) {
-    let metrics = metrics.clone();
-    // The pool refuses only when saturated; the jobs' handshakes then fail as overloaded (their
-    // reply senders are dropped with the closure).
-    let _ = cpu.submit(move || verify_jobs(jobs, &metrics));
+    *waiting = rest;
+    batch
 }
 
 /// Verifies one group's jobs together and answers each.
@@ -335,6 +388,7 @@ mod tests {
                 message,
                 signature,
                 reply,
+                arrived: Instant::now(),
             });
         }
         let metrics = Metrics::new();

@@ -183,8 +183,8 @@ impl XttServer {
                 config.daa.batch_max,
                 Duration::from_micros(config.daa.batch_window_us),
                 cap,
+                tokio::runtime::Handle::current(),
             )
-            .map_err(io_err("starting the DAA batcher"))?
         } else {
             DaaService::plain(cpu.clone(), metrics.clone())
         };
