@@ -254,15 +254,10 @@ impl<B: Backend> AnchorStore<B> {
         source: impl Into<String>,
         now: UnixSeconds,
     ) -> Result<Fingerprint, AnchorError> {
-        let mut bytes = client_id.0.to_vec();
-        bytes.extend_from_slice(longterm_key.as_bytes());
-        let mut new = NewAnchor::public(AnchorKind::DeviceIdentity, bytes, "")
-            .named(format!("device {client_id}"))
-            .with_provenance(Provenance::ProvisionedByXtt {
-                source: source.into(),
-            });
-        new.vouched_by = vouched_by.to_vec();
-        self.import(new, now)
+        self.import(
+            xtt_identity_anchor(client_id, longterm_key, vouched_by, source),
+            now,
+        )
     }
 
     /// TTE secrets of `kind` usable for onboarding at `now`, with their fingerprints and names.
@@ -320,6 +315,26 @@ impl<B: Backend> AnchorStore<B> {
         new.vouched_by = vouched_by.to_vec();
         self.import(new, now)
     }
+}
+
+/// The anchor [`AnchorStore::record_xtt_identity`] adds, for callers that record many at once
+/// ([`AnchorStore::restore`] commits a batch in one transaction and skips identities already
+/// stored).
+pub fn xtt_identity_anchor(
+    client_id: &ClientId,
+    longterm_key: &LongtermPublicKey,
+    vouched_by: &[Fingerprint],
+    source: impl Into<String>,
+) -> NewAnchor {
+    let mut bytes = client_id.0.to_vec();
+    bytes.extend_from_slice(longterm_key.as_bytes());
+    let mut new = NewAnchor::public(AnchorKind::DeviceIdentity, bytes, "")
+        .named(format!("device {client_id}"))
+        .with_provenance(Provenance::ProvisionedByXtt {
+            source: source.into(),
+        });
+    new.vouched_by = vouched_by.to_vec();
+    new
 }
 
 /// What [`import_xtt_tool_dir`] did with each file it looked for.

@@ -18,6 +18,7 @@
 //! [`Outbox::send`]; [`Echo`] and [`ForwardUdp`] / [`ForwardUnix`] are built in.
 
 mod app;
+mod updates;
 mod lookup;
 pub(crate) mod tcp;
 pub(crate) mod udp;
@@ -33,6 +34,7 @@ use xtt_proto::ClientId;
 
 pub use app::{Echo, ForwardUdp, ForwardUnix, IncomingRecord, SessionApp};
 pub use lookup::RegistryKeys;
+pub use updates::{UpdateServer, UpdateSummary};
 
 use crate::server::unix_now;
 
