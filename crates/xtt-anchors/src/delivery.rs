@@ -21,7 +21,8 @@
 //!
 //! `id` is SHA-256 of the signed envelope, so the device checks the envelope it assembled
 //! against the id before parsing it, and chunk requests name the exact update (a server that
-//! switched to a newer one answers Refused/unknown id and the device starts over). `part` 0 is
+//! switched to a newer one answers Refused/unknown id, which ends that download; the next fetch
+//! starts over with the new offer). `part` 0 is
 //! the envelope, 1 the image. The device pulls one chunk at a time and asks again on timeout:
 //! the server keeps no per-device state and sends nothing unasked, so record loss (UDP) or a
 //! full per-connection queue (TCP) costs a retry, never a corrupt image. Chunks are at most

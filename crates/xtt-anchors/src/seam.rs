@@ -25,6 +25,15 @@
 //!   the update path depends on the transport.
 //! * Deployments still configured with the `xtt` tool's loose files: [`import_xtt_tool_dir`]
 //!   (`xtt anchors import-dir`) once, then the programs read the store.
+//!
+//! Where these seams are used: `xtt server --anchors` / `anchors = "PATH"` (xtt-server's
+//! `anchors` module: groups via [`AnchorStore::daa_group_records`] into its own verifier cache,
+//! identities recorded by a writer thread with [`xtt_identity_anchor`] in batches);
+//! `xtt client provision --anchors` (roots via [`AnchorStore::xtt_roots`], identity via
+//! [`AnchorStore::record_xtt_identity`]); `xtt tte transfer-agent|controller serve --anchors`
+//! (tte-server's `anchored` module: [`AnchorStore::import_tte_secret`] and
+//! [`AnchorStore::tte_secret_named`]); `xtt update fetch` ([`crate::delivery`] over a session,
+//! then [`crate::update::verify_update`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
