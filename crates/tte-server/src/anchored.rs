@@ -41,7 +41,9 @@ struct Anchors(Mutex<AnchorStore>);
 
 impl Anchors {
     fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self(Mutex::new(AnchorStore::open(path).map_err(store_err)?)))
+        Ok(Self(Mutex::new(
+            AnchorStore::open(path).map_err(store_err)?,
+        )))
     }
 
     fn with<T>(

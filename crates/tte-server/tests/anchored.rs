@@ -35,7 +35,11 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
     let d = dir.path();
     let ta_anchors = d.join("ta-anchors.db");
     let ctl_anchors = d.join("controller-anchors.db");
-    let ta_store = AnchoredTaStore::open(SqliteTaStore::open(&d.join("ta.sqlite")).unwrap(), &ta_anchors).unwrap();
+    let ta_store = AnchoredTaStore::open(
+        SqliteTaStore::open(&d.join("ta.sqlite")).unwrap(),
+        &ta_anchors,
+    )
+    .unwrap();
     let ctl_store = AnchoredControllerStore::open(
         SqliteControllerStore::open(&d.join("controller.sqlite")).unwrap(),
         &ctl_anchors,
@@ -49,9 +53,12 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
     )
     .await
     .unwrap();
-    let (ctl_addr, t2) = serve(any, Controller::new(Arc::new(ctl_store), OPERATOR_TOKEN).router())
-        .await
-        .unwrap();
+    let (ctl_addr, t2) = serve(
+        any,
+        Controller::new(Arc::new(ctl_store), OPERATOR_TOKEN).router(),
+    )
+    .await
+    .unwrap();
     let (ta, ctl) = (format!("http://{ta_addr}"), format!("http://{ctl_addr}"));
     let http = reqwest::Client::new();
 

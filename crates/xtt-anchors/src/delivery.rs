@@ -516,7 +516,9 @@ mod tests {
 
     #[test]
     fn download_reassembles_envelope_and_image() {
-        let image: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let image: Vec<u8> = (0..10_000u32)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
         let o = Offering::new(vec![7; 300], image.clone());
         for chunk in [1, 999, MAX_CHUNK, u32::MAX] {
             let (e, i) = run(&o, chunk);

@@ -80,7 +80,8 @@ impl DeviceAnchors {
             Ok(fp) => fp,
             Err(xtt_anchors::AnchorError::Duplicate(fp)) => fp,
             Err(e) => {
-                return Err(e).with_context(|| format!("recording the identity in {}", self.path.display()))
+                return Err(e)
+                    .with_context(|| format!("recording the identity in {}", self.path.display()))
             }
         };
         Ok((self.path.clone(), fp))

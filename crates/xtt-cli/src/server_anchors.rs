@@ -39,9 +39,7 @@ pub(crate) fn import_groups(store: &Path, groups: &[(PathBuf, PathBuf)]) -> anyh
                 added += 1;
             }
             Err(AnchorError::Duplicate(_)) => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("importing {}", gpk_path.display()))
-            }
+            Err(e) => return Err(e).with_context(|| format!("importing {}", gpk_path.display())),
         }
     }
     Ok(added)

@@ -206,7 +206,13 @@ fn provisioning_with_anchors_only_from_stores() {
     ok(
         d,
         &[
-            "cert", "root", "--generate-key", "-k", "other_keys.bin", "-c", "other_root.bin",
+            "cert",
+            "root",
+            "--generate-key",
+            "-k",
+            "other_keys.bin",
+            "-c",
+            "other_root.bin",
         ],
     );
     store_import(d, "stranger.db", "xtt-root", "other_root.bin", &[]);
@@ -232,7 +238,10 @@ fn provisioning_with_anchors_only_from_stores() {
     // The device recorded its identity, vouched for by the root it trusted.
     let dev = device_identities(&d.join("device.db"));
     assert_eq!(dev.len(), 1);
-    assert!(matches!(dev[0].provenance, Provenance::ProvisionedByXtt { .. }));
+    assert!(matches!(
+        dev[0].provenance,
+        Provenance::ProvisionedByXtt { .. }
+    ));
     assert_eq!(dev[0].name, format!("device {client_id}"));
 
     // The server recorded it too (from its writer thread: wait briefly), vouched for by its
@@ -336,7 +345,11 @@ fn a_group_rotation_is_seen_by_the_running_server() {
     let out = provision_eventually(d, "beta", server.addr, "device.db");
     assert!(out.status.success(), "new group: {}", text(&out));
     let out = provision(d, "acme", server.addr, "device.db");
-    assert!(out.status.success(), "old group in the window: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "old group in the window: {}",
+        text(&out)
+    );
     assert!(
         rotated_at.elapsed() < Duration::from_secs(window),
         "the machine is too slow for this window"
@@ -406,7 +419,13 @@ fn publish(dir: &Path, name: &str, image: &[u8], key: &str, sequence: u64, signe
         fs::remove_file(e.unwrap().path()).unwrap();
     }
     fs::write(dir.join("signed.img"), signed_image).unwrap();
-    sign(dir, key, "signed.img", sequence, &format!("updates/{name}.suit"));
+    sign(
+        dir,
+        key,
+        "signed.img",
+        sequence,
+        &format!("updates/{name}.suit"),
+    );
     fs::write(updates.join(format!("{name}.bin")), image).unwrap();
 }
 
@@ -421,7 +440,9 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
     store_import(d, "device.db", "update-key", "vendor.pub", &[]);
 
     fs::create_dir(d.join("updates")).unwrap();
-    let v2: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let v2: Vec<u8> = (0..50_000u32)
+        .map(|i| u8::try_from(i * 7 % 256).unwrap())
+        .collect();
     publish(d, "fw2", &v2, "vendor.key", 2, &v2);
     let server = ServerProcess::start(d, &["--group", "acme", "--updates", "updates"]);
     assert!(
@@ -435,7 +456,11 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
     // A good update: installed, sequence recorded.
     let out = fetch(d, server.addr, &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("sequence 2 (previous none)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("sequence 2 (previous none)"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v2);
 
     // The same update again, and an older one: rollbacks.
@@ -450,14 +475,22 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
         "{}",
         text(&out)
     );
-    assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v2, "nothing installed");
+    assert_eq!(
+        fs::read(d.join("installed.bin")).unwrap(),
+        v2,
+        "nothing installed"
+    );
 
     // Signed by a key the device does not trust.
     let v3 = b"firmware three".to_vec();
     publish(d, "fw3", &v3, "rogue.key", 3, &v3);
     let out = fetch(d, server.addr, &[]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("unknown or untrusted signer"), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown or untrusted signer"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v2);
 
     // The right signer, but the image served is not the one signed (same size).
@@ -467,13 +500,21 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
     publish(d, "fw4", &other, "vendor.key", 4, &v4);
     let out = fetch(d, server.addr, &[]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("image digest does not match"), "{}", text(&out));
+    assert!(
+        text(&out).contains("image digest does not match"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v2);
 
     // Nothing was recorded by the refusals: the right image for sequence 4 installs, over UDP.
     publish(d, "fw4", &v4, "vendor.key", 4, &v4);
     let out = fetch(d, server.addr, &["--udp"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("sequence 4 (previous 2)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("sequence 4 (previous 2)"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v4);
 }

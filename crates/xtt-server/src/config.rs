@@ -344,6 +344,13 @@ mod tests {
     }
 
     #[test]
+    fn an_anchor_store_is_a_top_level_path() {
+        let c = ServerConfig::from_toml("anchors = \"/var/lib/xtt/anchors.db\"\n").unwrap();
+        assert_eq!(c.anchors, Some(PathBuf::from("/var/lib/xtt/anchors.db")));
+        assert_eq!(ServerConfig::default().anchors, None);
+    }
+
+    #[test]
     fn missing_keys_take_defaults_and_unknown_keys_are_refused() {
         let c =
             ServerConfig::from_toml("listen = \"0.0.0.0:5000\"\n[daa]\nbatch = true\n").unwrap();

@@ -53,11 +53,11 @@
 //! [`bench::run_sessions`] measures session handshakes per second or record throughput
 //! (records/s, MB/s) over TCP or UDP against a server running [`Echo`].
 
+pub(crate) mod anchors;
 pub mod bench;
 pub mod client;
 pub mod config;
 pub mod cpu;
-pub(crate) mod anchors;
 mod daa;
 pub mod framing;
 pub mod metrics;

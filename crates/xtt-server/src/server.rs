@@ -196,7 +196,9 @@ impl XttServer {
         .await
         .map_err(|e| io_err("loading groups")(std::io::Error::other(e)))??;
         if groups.len() == 0 {
-            tracing::warn!("no DAA groups (registry or anchor store): every device will be refused");
+            tracing::warn!(
+                "no DAA groups (registry or anchor store): every device will be refused"
+            );
         }
         let cap = config.limits.max_concurrent_handshakes;
         // Each handshake has at most one CPU job at a time, plus batches: 2× the cap bounds it.

@@ -18,10 +18,10 @@
 //! [`Outbox::send`]; [`Echo`] and [`ForwardUdp`] / [`ForwardUnix`] are built in.
 
 mod app;
-mod updates;
 mod lookup;
 pub(crate) mod tcp;
 pub(crate) mod udp;
+mod updates;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -111,7 +111,8 @@ fn newest(dir: &Path) -> std::io::Result<Option<Current>> {
         .unverified_manifest()
         .clone();
     let digest: [u8; 32] = Sha256::digest(&image).into();
-    let image_matches = manifest.image_size == image.len() as u64 && digest == manifest.image_digest;
+    let image_matches =
+        manifest.image_size == image.len() as u64 && digest == manifest.image_digest;
     if !image_matches {
         tracing::warn!(
             image = %image_path.display(),
