@@ -72,7 +72,7 @@ impl DeviceAnchors {
         let public = identity.longterm_key.public_key();
         let fp = match self.store.record_xtt_identity(
             &identity.client_id,
-            &public,
+            public,
             &vouchers,
             format!("xtt server {server}"),
             unix_now(),

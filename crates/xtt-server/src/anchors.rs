@@ -45,6 +45,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
+/// Groups with their validity windows (`None`: a registry group, no window).
+pub(crate) type LoadedGroups = Vec<(GroupRecord, Option<Validity>)>;
+
 /// The DAA groups of an anchor store, as the server's group cache loads them.
 pub(crate) struct StoreGroups {
     path: PathBuf,
@@ -84,10 +87,7 @@ impl StoreGroups {
 
     /// Every group whose window has not closed, with its window; each is added to the
     /// registry if missing (blocking).
-    pub(crate) fn load(
-        &self,
-        registry: &dyn Registry,
-    ) -> Result<Vec<(GroupRecord, Option<Validity>)>, GroupsError> {
+    pub(crate) fn load(&self, registry: &dyn Registry) -> Result<LoadedGroups, GroupsError> {
         let (revision, records) = {
             let store = lock(&self.store);
             // Revision first: a change racing with the read below shows up as a new revision at
@@ -114,7 +114,7 @@ impl StoreGroups {
     pub(crate) fn load_if_changed(
         &self,
         registry: &dyn Registry,
-    ) -> Result<Option<Vec<(GroupRecord, Option<Validity>)>>, GroupsError> {
+    ) -> Result<Option<LoadedGroups>, GroupsError> {
         let current = lock(&self.store).revision()?;
         if *lock(&self.revision) == Some(current) {
             return Ok(None);

@@ -12,11 +12,11 @@ use rand_core::OsRng;
 use tokio::sync::oneshot;
 use xtt_ecdaa::{GroupPublicKey, GroupVerifier};
 use xtt_proto::daa::{DaaError, DaaSignature, DaaVerifier, GroupId, Pseudonym};
-use xtt_registry::{GroupRecord, Registry, RegistryError};
+use xtt_registry::{Registry, RegistryError};
 
 use xtt_anchors::Validity;
 
-use crate::anchors::{GroupsError, StoreGroups};
+use crate::anchors::{GroupsError, LoadedGroups, StoreGroups};
 use crate::cpu::{CpuPool, Overloaded};
 use crate::metrics::Metrics;
 
@@ -46,7 +46,7 @@ const MIN_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// a rotation or a new group is seen within this delay, without a restart.
 const STORE_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-fn build(records: Vec<(GroupRecord, Option<Validity>)>) -> HashMap<GroupId, Cached> {
+fn build(records: LoadedGroups) -> HashMap<GroupId, Cached> {
     let mut map = HashMap::new();
     for (g, validity) in records {
         let verifier =
@@ -72,9 +72,7 @@ fn build(records: Vec<(GroupRecord, Option<Validity>)>) -> HashMap<GroupId, Cach
     map
 }
 
-fn registry_groups(
-    registry: &dyn Registry,
-) -> Result<Vec<(GroupRecord, Option<Validity>)>, RegistryError> {
+fn registry_groups(registry: &dyn Registry) -> Result<LoadedGroups, RegistryError> {
     Ok(registry.groups()?.into_iter().map(|g| (g, None)).collect())
 }
 
