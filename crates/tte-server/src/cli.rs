@@ -77,6 +77,10 @@ pub struct TaServeArgs {
     /// Bearer token the manufacturer presents to register devices.
     #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
     pub manufacturer_token: String,
+    /// Trust-anchor store: record each registered TaSecret in it (a tte-ta-secret anchor named
+    /// by the DevURN) and encrypt devices' answers under the TaSecret read from it.
+    #[arg(long, value_name = "STORE")]
+    pub anchors: Option<PathBuf>,
 }
 
 /// `controller` subcommands.
@@ -104,6 +108,11 @@ pub struct ControllerServeArgs {
     /// Page origins (Transfer Agents) allowed to add devices; repeatable. Default: any.
     #[arg(long = "allow-origin")]
     pub allow_origin: Vec<String>,
+    /// Trust-anchor store: record each DevSecret received from an introducer in it (a
+    /// tte-dev-secret anchor named by the DevURN, "delivered by TTE") and decrypt sensor
+    /// updates with the DevSecret read from it.
+    #[arg(long, value_name = "STORE")]
+    pub anchors: Option<PathBuf>,
 }
 
 /// Options of `manufacture`.
@@ -323,7 +332,14 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
     let key = load_or_create_key(&a.otp_key)?;
     let store =
         SqliteTaStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
-    let app = TransferAgent::new(Arc::new(store), key, &a.manufacturer_token).router();
+    let store: Arc<dyn crate::store::TaStore> = match &a.anchors {
+        Some(path) => Arc::new(
+            crate::anchored::AnchoredTaStore::open(store, path)
+                .with_context(|| format!("opening anchor store {}", path.display()))?,
+        ),
+        None => Arc::new(store),
+    };
+    let app = TransferAgent::new(store, key, &a.manufacturer_token).router();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
@@ -343,7 +359,14 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
     }
     let store = SqliteControllerStore::open(&a.db)
         .with_context(|| format!("opening {}", a.db.display()))?;
-    let mut c = Controller::new(Arc::new(store), &a.operator_token);
+    let store: Arc<dyn crate::store::ControllerStore> = match &a.anchors {
+        Some(path) => Arc::new(
+            crate::anchored::AnchoredControllerStore::open(store, path)
+                .with_context(|| format!("opening anchor store {}", path.display()))?,
+        ),
+        None => Arc::new(store),
+    };
+    let mut c = Controller::new(store, &a.operator_token);
     if !a.allow_origin.is_empty() {
         let origins = a
             .allow_origin

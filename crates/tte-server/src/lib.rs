@@ -2,7 +2,8 @@
 //!
 //! - [`ta`]: the Transfer Agent (axum), with the introducer's [`setup_page`].
 //! - [`controller`]: the Controller (axum), CORS for the setup page, replay-checked sensor updates.
-//! - [`store`]: storage traits and their SQLite implementation.
+//! - [`store`]: storage traits and their SQLite implementation; [`anchored`]: TaSecrets and
+//!   DevSecrets kept in the trust-anchor store (`--anchors`).
 //! - [`device`]: the device client, and the [`device::XttHandover`] seam to XTT provisioning.
 //! - [`manufacture`], [`bulk`]: manufacturer and introducer tooling; [`qr`]: QR rendering.
 //! - [`cli`]: the `tte` subcommands for the project CLI (`xtt tte …`).
@@ -10,6 +11,7 @@
 //! Protocol decisions and sources are in the [`tte`] crate docs. Production deployment: both
 //! services speak plain HTTP and belong behind a TLS terminator; QR codes must carry `https://`.
 
+pub mod anchored;
 pub mod bulk;
 pub mod cli;
 pub mod controller;

@@ -59,6 +59,7 @@
 //!   transaction per change; or memory).
 //! * [`seam`]: what the XTT client/server, TTE services and relay call (see there for the
 //!   exact lines).
+//! * [`delivery`]: the sans-IO pull protocol that carries an update over an XTT session.
 //! * [`suit`]: the SUIT subset (CBOR envelope, COSE_Sign1 ES256). [`update`]: signing and
 //!   device-side verification with rollback protection kept in the store.
 //! * [`graph`]: the trust graph as text, DOT and SVG; impact of a compromised key.
@@ -78,6 +79,7 @@
 pub mod anchor;
 pub mod bundle;
 pub mod cli;
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod fsio;

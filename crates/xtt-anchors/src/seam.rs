@@ -25,6 +25,15 @@
 //!   the update path depends on the transport.
 //! * Deployments still configured with the `xtt` tool's loose files: [`import_xtt_tool_dir`]
 //!   (`xtt anchors import-dir`) once, then the programs read the store.
+//!
+//! Where these seams are used: `xtt server --anchors` / `anchors = "PATH"` (xtt-server's
+//! `anchors` module: groups via [`AnchorStore::daa_group_records`] into its own verifier cache,
+//! identities recorded by a writer thread with [`xtt_identity_anchor`] in batches);
+//! `xtt client provision --anchors` (roots via [`AnchorStore::xtt_roots`], identity via
+//! [`AnchorStore::record_xtt_identity`]); `xtt tte transfer-agent|controller serve --anchors`
+//! (tte-server's `anchored` module: [`AnchorStore::import_tte_secret`] and
+//! [`AnchorStore::tte_secret_named`]); `xtt update fetch` ([`crate::delivery`] over a session,
+//! then [`crate::update::verify_update`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -254,15 +263,10 @@ impl<B: Backend> AnchorStore<B> {
         source: impl Into<String>,
         now: UnixSeconds,
     ) -> Result<Fingerprint, AnchorError> {
-        let mut bytes = client_id.0.to_vec();
-        bytes.extend_from_slice(longterm_key.as_bytes());
-        let mut new = NewAnchor::public(AnchorKind::DeviceIdentity, bytes, "")
-            .named(format!("device {client_id}"))
-            .with_provenance(Provenance::ProvisionedByXtt {
-                source: source.into(),
-            });
-        new.vouched_by = vouched_by.to_vec();
-        self.import(new, now)
+        self.import(
+            xtt_identity_anchor(client_id, longterm_key, vouched_by, source),
+            now,
+        )
     }
 
     /// TTE secrets of `kind` usable for onboarding at `now`, with their fingerprints and names.
@@ -320,6 +324,26 @@ impl<B: Backend> AnchorStore<B> {
         new.vouched_by = vouched_by.to_vec();
         self.import(new, now)
     }
+}
+
+/// The anchor [`AnchorStore::record_xtt_identity`] adds, for callers that record many at once
+/// ([`AnchorStore::restore`] commits a batch in one transaction and skips identities already
+/// stored).
+pub fn xtt_identity_anchor(
+    client_id: &ClientId,
+    longterm_key: &LongtermPublicKey,
+    vouched_by: &[Fingerprint],
+    source: impl Into<String>,
+) -> NewAnchor {
+    let mut bytes = client_id.0.to_vec();
+    bytes.extend_from_slice(longterm_key.as_bytes());
+    let mut new = NewAnchor::public(AnchorKind::DeviceIdentity, bytes, "")
+        .named(format!("device {client_id}"))
+        .with_provenance(Provenance::ProvisionedByXtt {
+            source: source.into(),
+        });
+    new.vouched_by = vouched_by.to_vec();
+    new
 }
 
 /// What [`import_xtt_tool_dir`] did with each file it looked for.

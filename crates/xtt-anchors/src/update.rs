@@ -61,15 +61,14 @@ pub fn update_key_fingerprint(key: &VerifyingKey) -> Fingerprint {
     )
 }
 
-/// Device side: verifies `envelope` for `image` and, unless `dry_run`, records its sequence
-/// number so that this and every older manifest is refused from now on.
-pub fn verify_update<B: Backend>(
-    store: &mut AnchorStore<B>,
+/// Device side, before the image is at hand (e.g. before downloading it): checks the
+/// envelope's signature against the update anchors valid at `now`, its target and its sequence
+/// number. Records nothing; [`verify_update`] must still be called with the image.
+pub fn precheck_envelope<B: Backend>(
+    store: &AnchorStore<B>,
     envelope: &[u8],
-    image: &[u8],
     device: &UpdateTarget,
     now: UnixSeconds,
-    dry_run: bool,
 ) -> Result<Accepted, UpdateError> {
     let env = Envelope::decode(envelope)?;
     let mut anchors = store.usable(AnchorKind::UpdateKey, Roles::UPDATE, now)?;
@@ -105,8 +104,7 @@ pub fn verify_update<B: Backend>(
             });
         }
     }
-    let component = component_key(&m);
-    let previous = store.sequence(&component)?;
+    let previous = store.sequence(&component_key(&m))?;
     if let Some(current) = previous {
         if m.sequence_number <= current {
             return Err(UpdateError::Rollback {
@@ -115,6 +113,31 @@ pub fn verify_update<B: Backend>(
             });
         }
     }
+    Ok(Accepted {
+        manifest: m,
+        signer,
+        previous_sequence: previous,
+        recorded: false,
+    })
+}
+
+/// Device side: verifies `envelope` for `image` and, unless `dry_run`, records its sequence
+/// number so that this and every older manifest is refused from now on.
+pub fn verify_update<B: Backend>(
+    store: &mut AnchorStore<B>,
+    envelope: &[u8],
+    image: &[u8],
+    device: &UpdateTarget,
+    now: UnixSeconds,
+    dry_run: bool,
+) -> Result<Accepted, UpdateError> {
+    let Accepted {
+        manifest: m,
+        signer,
+        previous_sequence: previous,
+        ..
+    } = precheck_envelope(store, envelope, device, now)?;
+    let component = component_key(&m);
     if image.len() as u64 != m.image_size {
         return Err(UpdateError::ImageSizeMismatch {
             expected: m.image_size,

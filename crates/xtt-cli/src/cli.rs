@@ -95,8 +95,8 @@ pub(crate) enum Command {
     /// The trust-anchor store: every root, group key, enrollment secret and update key, and the
     /// trust graph between them.
     Anchors(xtt_anchors::cli::AnchorsArgs),
-    /// Signed software updates (SUIT envelopes with COSE_Sign1): keygen, sign, verify.
-    Update(xtt_anchors::cli::UpdateArgs),
+    /// Signed software updates (SUIT envelopes with COSE_Sign1): keygen, sign, verify, fetch.
+    Update(crate::update::UpdateArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }

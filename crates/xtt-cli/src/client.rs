@@ -12,6 +12,7 @@ use xtt_ecdaa::Member;
 use xtt_files::client_dir;
 use xtt_files::daa::{self, MemberFileNames};
 use xtt_files::{certs, client_id, keypair, x509, Overwrite};
+use xtt_proto::cert::RootStore;
 use xtt_proto::{ClientId, SuiteSpec};
 use xtt_server::{ProvisionedIdentity, Provisioner};
 
@@ -82,6 +83,10 @@ pub(crate) struct ProvisionArgs {
     /// Seconds to wait for each step.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Trust-anchor store: take the roots from its xtt-root anchors with the transport role
+    /// valid now (instead of --rcert), and record the provisioned identity in it.
+    #[arg(long, value_name = "STORE", conflicts_with = "rcert")]
+    anchors: Option<PathBuf>,
 }
 
 /// Parses a suite as the C client names it, or its number.
@@ -131,7 +136,20 @@ impl ClientPaths {
         suite: SuiteSpec,
         timeout: Duration,
     ) -> anyhow::Result<Provisioner> {
-        let root = certs::read_root(&self.root)?;
+        self.provisioner_with_roots(suite, timeout, None)
+    }
+
+    /// The same, with the roots given (e.g. from an anchor store) instead of the root file.
+    pub(crate) fn provisioner_with_roots(
+        &self,
+        suite: SuiteSpec,
+        timeout: Duration,
+        roots: Option<Arc<dyn RootStore + Send + Sync>>,
+    ) -> anyhow::Result<Provisioner> {
+        let roots: Arc<dyn RootStore + Send + Sync> = match roots {
+            Some(r) => r,
+            None => Arc::new(certs::read_root(&self.root)?),
+        };
         let gpk = daa::read_gpk(&self.gpk)?;
         let basename = daa::read_basename(&self.basename)?;
         let cred = daa::read_credential(&self.cred)?;
@@ -144,14 +162,18 @@ impl ClientPaths {
                 self.gpk.display()
             )
         })?;
-        let mut p = Provisioner::new(root, Arc::new(member));
-        p.suite = suite;
-        p.timeout = timeout;
-        p.requested_id = match &self.requested {
-            Some(f) => client_id::read_raw(f)?,
-            None => ClientId::NULL,
-        };
-        Ok(p)
+        Ok(Provisioner {
+            roots,
+            daa: Arc::new(member),
+            suite,
+            requested_id: match &self.requested {
+                Some(f) => client_id::read_raw(f)?,
+                None => ClientId::NULL,
+            },
+            // A fresh long-term key, as the C client draws one.
+            longterm_key: None,
+            timeout,
+        })
     }
 
     /// Writes the results as the C client does (key last, so a key always has its id and
@@ -186,16 +208,34 @@ fn provision(a: ProvisionArgs) -> anyhow::Result<()> {
         cert: a.longtermpub.unwrap_or(defaults.cert),
         key: a.longtermpriv.unwrap_or(defaults.key),
     };
-    let provisioner = paths.provisioner(a.suitespec, Duration::from_secs(a.timeout))?;
+    let store = a
+        .anchors
+        .as_deref()
+        .map(crate::client_anchors::DeviceAnchors::open)
+        .transpose()?;
+    let roots = store.as_ref().map(|s| s.roots()).transpose()?;
+    let provisioner =
+        paths.provisioner_with_roots(a.suitespec, Duration::from_secs(a.timeout), roots)?;
     let target = format!("{}:{}", a.serverhost, a.port);
     let identity = crate::block_on(provisioner.provision(target.as_str()))
         .with_context(|| format!("provisioning with {target}"))?;
     paths.write_results(&identity)?;
+    let recorded = match store {
+        Some(mut s) => Some(s.record(&identity, &target)?),
+        None => None,
+    };
     println!("provisioned ClientID {}", identity.client_id);
     println!("  server        {target} ({})", a.suitespec.name());
     println!("  group id      {}", hex::encode(identity.group_id.0));
     println!("  wrote         {}", paths.client_id.display());
     println!("                {} (0600)", paths.key.display());
     println!("                {}", paths.cert.display());
+    if let Some((store, fp)) = recorded {
+        println!(
+            "  recorded      device-identity {} in {}",
+            fp.short(),
+            store.display()
+        );
+    }
     Ok(())
 }

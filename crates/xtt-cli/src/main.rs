@@ -10,6 +10,7 @@ mod bench;
 mod cert;
 mod cli;
 mod client;
+mod client_anchors;
 mod completions;
 mod demo;
 mod group;
@@ -17,6 +18,8 @@ mod info;
 mod keys;
 mod output;
 mod server;
+mod server_anchors;
+mod update;
 
 use std::process::ExitCode;
 
@@ -51,7 +54,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Tte(c) => block_on(tte_server::cli::run(c)),
         Command::Relay(c) => block_on(xtt_relay::cli::run(c)),
         Command::Anchors(a) => xtt_anchors::cli::run_anchors(a, &mut std::io::stdout().lock()),
-        Command::Update(a) => xtt_anchors::cli::run_update(a, &mut std::io::stdout().lock()),
+        Command::Update(a) => update::run(a),
     }
 }
 

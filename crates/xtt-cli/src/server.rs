@@ -105,6 +105,15 @@ pub(crate) struct ServerArgs {
     /// Verify DAA signatures in batches (cheaper per signature under load).
     #[arg(long)]
     batch: bool,
+    /// Trust-anchor store: accept the DAA groups it holds (valid now; rotations and new groups
+    /// are seen while running) and record provisioned devices in it. --group files are
+    /// imported into it.
+    #[arg(long, value_name = "STORE")]
+    anchors: Option<PathBuf>,
+    /// Serve signed updates to devices over XTT sessions (TCP and UDP): the newest NAME.suit
+    /// (with its image NAME.bin) in DIR.
+    #[arg(long, value_name = "DIR")]
+    updates: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +132,8 @@ pub(crate) struct Settings {
     pub(crate) server_keypair: PathBuf,
     /// (group public key file, basename file) pairs.
     pub(crate) groups: Vec<(PathBuf, PathBuf)>,
+    /// Directory of signed updates to serve over sessions.
+    pub(crate) updates: Option<PathBuf>,
 }
 
 /// Splits our `[files]` table off and parses the rest as xtt-server's configuration.
@@ -173,6 +184,9 @@ impl ServerArgs {
         if self.batch {
             config.daa.batch = true;
         }
+        if let Some(a) = &self.anchors {
+            config.anchors = Some(a.clone());
+        }
         config.validate().context("invalid server settings")?;
         let mut groups: Vec<(PathBuf, PathBuf)> = files
             .groups
@@ -196,6 +210,7 @@ impl ServerArgs {
                 .or(files.server_keypair)
                 .unwrap_or_else(|| "server_keys.asn1.bin".into()),
             groups,
+            updates: self.updates.clone(),
         })
     }
 }
@@ -256,9 +271,19 @@ async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
     );
     let groups = settings.groups;
     let reg = registry.clone();
-    let added = tokio::task::spawn_blocking(move || add_groups(&*reg, &groups)).await??;
+    let store = config.anchors.clone();
+    let added = tokio::task::spawn_blocking(move || match &store {
+        Some(store) => crate::server_anchors::import_groups(store, &groups),
+        None => add_groups(&*reg, &groups),
+    })
+    .await??;
     let registry_path = config.registry_path();
-    let server = XttServer::bind(config, keys, registry.clone()).await?;
+    let anchors = config.anchors.clone();
+    let mut server = XttServer::bind(config, keys, registry.clone()).await?;
+    let updates = match settings.updates {
+        Some(dir) => Some(crate::server_anchors::enable_updates(&mut server, dir).await?),
+        None => None,
+    };
     let handle = server.handle();
     // One line tools and tests can parse; flushed before serving.
     println!("xtt server listening on {}", server.local_addr()?);
@@ -272,6 +297,16 @@ async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
         added,
         registry.identity_count().unwrap_or(0)
     );
+    if let Some(a) = anchors {
+        println!(
+            "anchors {} ({} DAA group(s) accepted)",
+            a.display(),
+            handle.group_count()
+        );
+    }
+    if let Some(u) = updates {
+        println!("{u}");
+    }
     use std::io::Write;
     std::io::stdout().flush()?;
     server.run(xtt_server::shutdown_signal()).await?;

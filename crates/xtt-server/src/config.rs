@@ -21,6 +21,13 @@ listen = "127.0.0.1:4444"
 # Directory holding the registry (registry.sqlite: DAA groups and provisioned identities).
 data_dir = "xtt-data"
 
+# Trust-anchor store (`xtt anchors`). When set, the DAA groups the server accepts are the
+# store's daa-group anchors with the attestation role, valid at each handshake's time (rotation
+# windows close on their own; changes to the store are picked up while running), and every
+# provisioned identity is recorded in it ("provisioned by XTT"). Unset: groups come from the
+# registry alone.
+# anchors = "anchors.db"
+
 [limits]
 # Handshakes in progress at once. Connections beyond this are refused at once with an XTT Error
 # message instead of queueing, so an overload is visible to clients and never grows memory.
@@ -77,6 +84,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Data directory (holds `registry.sqlite`).
     pub data_dir: PathBuf,
+    /// Trust-anchor store the DAA groups come from (and provisioned identities go to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<PathBuf>,
     /// Connection and message limits.
     pub limits: Limits,
     /// DAA verification pool and batching.
@@ -172,6 +182,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4444)),
             data_dir: PathBuf::from("xtt-data"),
+            anchors: None,
             limits: Limits::default(),
             daa: DaaSettings::default(),
             cookies: CookieSettings::default(),
@@ -332,6 +343,13 @@ mod tests {
             ServerConfig::from_toml(DEFAULT_CONFIG_TOML).unwrap(),
             ServerConfig::default()
         );
+    }
+
+    #[test]
+    fn an_anchor_store_is_a_top_level_path() {
+        let c = ServerConfig::from_toml("anchors = \"/var/lib/xtt/anchors.db\"\n").unwrap();
+        assert_eq!(c.anchors, Some(PathBuf::from("/var/lib/xtt/anchors.db")));
+        assert_eq!(ServerConfig::default().anchors, None);
     }
 
     #[test]

@@ -10,50 +10,84 @@ use rand_core::OsRng;
 use tokio::sync::oneshot;
 use xtt_ecdaa::{GroupPublicKey, GroupVerifier};
 use xtt_proto::daa::{DaaError, DaaSignature, DaaVerifier, GroupId, Pseudonym};
-use xtt_registry::{GroupRecord, Registry, RegistryError};
+use xtt_registry::{Registry, RegistryError};
 
+use xtt_anchors::Validity;
+
+use crate::anchors::{GroupsError, LoadedGroups, StoreGroups};
 use crate::cpu::{CpuPool, Overloaded};
 use crate::metrics::Metrics;
 
-/// Verifiers of the registry's groups, built once (each precomputes pairing lines).
+/// Verifiers of the accepted groups, built once (each precomputes pairing lines). The groups
+/// come from the registry, or from a trust-anchor store ([`crate::anchors::StoreGroups`]) whose
+/// groups carry validity windows checked at each lookup.
 #[derive(Debug)]
 pub(crate) struct Groups {
     registry: Arc<dyn Registry>,
-    verifiers: RwLock<HashMap<GroupId, Arc<GroupVerifier>>>,
+    store: Option<StoreGroups>,
+    verifiers: RwLock<HashMap<GroupId, Cached>>,
     last_reload: Mutex<Instant>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    verifier: Arc<GroupVerifier>,
+    /// `None` for registry groups (no window).
+    validity: Option<Validity>,
 }
 
 /// Unknown group ids trigger a reload of the registry's groups at most this often, so a group
 /// added while the server runs is picked up without letting clients hammer the database.
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
-fn build(records: Vec<GroupRecord>) -> HashMap<GroupId, Arc<GroupVerifier>> {
+/// With an anchor store, its revision is checked at most this often (on the handshake path):
+/// a rotation or a new group is seen within this delay, without a restart.
+const STORE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+fn build(records: LoadedGroups) -> HashMap<GroupId, Cached> {
     let mut map = HashMap::new();
-    for g in records {
+    for (g, validity) in records {
         let verifier =
             GroupPublicKey::from_bytes(&g.gpk).and_then(|gpk| GroupVerifier::new(gpk, &g.basename));
         match verifier {
             Ok(v) if v.group_id() == g.group_id => {
-                map.insert(g.group_id, Arc::new(v));
+                map.insert(
+                    g.group_id,
+                    Cached {
+                        verifier: Arc::new(v),
+                        validity,
+                    },
+                );
             }
             Ok(_) => {
-                tracing::warn!(group = ?g.group_id, "registry group id does not match SHA-256(gpk ‖ basename); ignored")
+                tracing::warn!(group = ?g.group_id, "group id does not match SHA-256(gpk ‖ basename); ignored")
             }
             Err(e) => {
-                tracing::warn!(group = ?g.group_id, error = %e, "invalid group in registry; ignored")
+                tracing::warn!(group = ?g.group_id, error = %e, "invalid group; ignored")
             }
         }
     }
     map
 }
 
+fn registry_groups(registry: &dyn Registry) -> Result<LoadedGroups, RegistryError> {
+    Ok(registry.groups()?.into_iter().map(|g| (g, None)).collect())
+}
+
 impl Groups {
     /// Loads every group (blocking).
-    pub(crate) fn load(registry: Arc<dyn Registry>) -> Result<Self, RegistryError> {
-        let map = build(registry.groups()?);
+    pub(crate) fn load(
+        registry: Arc<dyn Registry>,
+        store: Option<StoreGroups>,
+    ) -> Result<Self, GroupsError> {
+        let records = match &store {
+            Some(s) => s.load(&*registry)?,
+            None => registry_groups(&*registry)?,
+        };
         Ok(Self {
             registry,
-            verifiers: RwLock::new(map),
+            store,
+            verifiers: RwLock::new(build(records)),
             last_reload: Mutex::new(Instant::now()),
         })
     }
@@ -65,28 +99,53 @@ impl Groups {
         }
     }
 
-    pub(crate) fn get(&self, id: &GroupId) -> Option<Arc<GroupVerifier>> {
+    /// The verifier of `id` if that group is accepted at `now`.
+    pub(crate) fn get(&self, id: &GroupId, now: u64) -> Option<Arc<GroupVerifier>> {
         let map = match self.verifiers.read() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        map.get(id).cloned()
+        map.get(id)
+            .filter(|c| c.validity.is_none_or(|v| v.contains(now)))
+            .map(|c| c.verifier.clone())
     }
 
-    /// Reloads the groups from the registry (blocking) unless that happened recently. Returns
-    /// whether it reloaded.
-    pub(crate) fn reload_if_stale(&self) -> Result<bool, RegistryError> {
+    /// Whether the anchor store's revision should be checked before a lookup.
+    pub(crate) fn poll_due(&self) -> bool {
+        self.store.is_some()
+            && match self.last_reload.lock() {
+                Ok(g) => g.elapsed() >= STORE_POLL_INTERVAL,
+                Err(p) => p.into_inner().elapsed() >= STORE_POLL_INTERVAL,
+            }
+    }
+
+    /// Reloads the groups (blocking) unless that happened recently: from the registry, or
+    /// from the anchor store if its revision changed. Returns whether it reloaded.
+    pub(crate) fn reload_if_stale(&self) -> Result<bool, GroupsError> {
         {
             let mut last = match self.last_reload.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if last.elapsed() < MIN_RELOAD_INTERVAL {
+            let interval = if self.store.is_some() {
+                STORE_POLL_INTERVAL
+            } else {
+                MIN_RELOAD_INTERVAL
+            };
+            if last.elapsed() < interval {
                 return Ok(false);
             }
             *last = Instant::now();
         }
-        let map = build(self.registry.groups()?);
+        let records = match &self.store {
+            Some(s) => match s.load_if_changed(&*self.registry)? {
+                Some(r) => r,
+                None => return Ok(false),
+            },
+            None => registry_groups(&*self.registry)?,
+        };
+        let map = build(records);
+        tracing::info!(groups = map.len(), "DAA groups reloaded");
         match self.verifiers.write() {
             Ok(mut m) => *m = map,
             Err(p) => *p.into_inner() = map,

@@ -33,6 +33,13 @@
 //! registry ([`sessions::RegistryKeys`]). See [`sessions`] for the design and
 //! [`SessionClient`] for the device side.
 //!
+//! # Trust anchors and updates
+//!
+//! With `anchors = "PATH"` in the configuration the DAA groups come from that trust-anchor store
+//! (validity checked per handshake, changes picked up while running) and provisioned identities
+//! are recorded in it (module `anchors`). [`UpdateServer`] is a session application that offers
+//! the newest signed update in a directory; [`update_fetch`] is the device side.
+//!
 //! # Client
 //!
 //! [`Provisioner::provision`] runs one identity handshake and returns xtt-proto's
@@ -46,6 +53,7 @@
 //! [`bench::run_sessions`] measures session handshakes per second or record throughput
 //! (records/s, MB/s) over TCP or UDP against a server running [`Echo`].
 
+pub(crate) mod anchors;
 pub mod bench;
 pub mod client;
 pub mod config;
@@ -58,12 +66,13 @@ mod registrar;
 mod server;
 pub mod session_client;
 pub mod sessions;
+pub mod update_fetch;
 
 pub use client::{ClientError, Provisioner};
 pub use config::{ServerConfig, ServerKeys, DEFAULT_CONFIG_TOML};
 pub use server::{shutdown_signal, ServerError, ServerHandle, XttServer};
 pub use session_client::{SessionClient, SessionClientError, SessionClientOptions, Transport};
-pub use sessions::{Echo, Outbox, SessionApp, SessionOptions};
+pub use sessions::{Echo, Outbox, SessionApp, SessionOptions, UpdateServer};
 pub use xtt_proto::client::ProvisionedIdentity;
 
 use xtt_ecdaa::{GroupPublicKey, GroupVerifier};

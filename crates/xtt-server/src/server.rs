@@ -31,6 +31,7 @@ use xtt_proto::server::{Server as ProtoServer, ServerConfig as ProtoConfig};
 use xtt_proto::{ClientId, UnixTime};
 use xtt_registry::{Refusal, Registration, Registry, RegistryError};
 
+use crate::anchors::{GroupsError, IdentityRecorder, Provisioned, StoreGroups};
 use crate::config::{ServerConfig, ServerKeys};
 use crate::cpu::CpuPool;
 use crate::daa::{DaaService, Groups, VerifyFailure};
@@ -59,6 +60,18 @@ pub enum ServerError {
     /// The registry failed.
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
+    /// The trust-anchor store (`anchors` in the configuration) failed.
+    #[error("anchor store: {0}")]
+    Anchors(#[from] xtt_anchors::AnchorError),
+}
+
+impl From<GroupsError> for ServerError {
+    fn from(e: GroupsError) -> Self {
+        match e {
+            GroupsError::Registry(e) => Self::Registry(e),
+            GroupsError::Anchors(e) => Self::Anchors(e),
+        }
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -74,6 +87,8 @@ pub(crate) struct Shared {
     groups: Groups,
     daa: DaaService,
     registrar: Registrar,
+    /// With an anchor store: records provisioned identities in it.
+    identities: Option<IdentityRecorder>,
     pub(crate) cpu: CpuPool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<Semaphore>,
@@ -153,6 +168,7 @@ impl XttServer {
         let replay_guard = Arc::new(InMemoryReplayGuard::new(
             config.cookies.replay_cache_capacity,
         ));
+        let cert = keys.certificate.as_bytes().to_vec();
         let proto = ProtoServer::new(ProtoConfig {
             certificate: keys.certificate,
             signing_key: keys.signing_key,
@@ -166,11 +182,23 @@ impl XttServer {
         .with_handshake_cache(4 * config.limits.max_concurrent_handshakes)
         .with_finished_cache(4 * config.limits.max_concurrent_handshakes);
         let reg = registry.clone();
-        let groups = tokio::task::spawn_blocking(move || Groups::load(reg))
-            .await
-            .map_err(|e| io_err("loading groups")(std::io::Error::other(e)))??;
+        let anchors = config.anchors.clone();
+        let source = format!("xtt server {}", config.listen);
+        let queue = config.limits.max_concurrent_handshakes;
+        let (groups, identities) = tokio::task::spawn_blocking(move || {
+            let store = anchors.as_deref().map(StoreGroups::open).transpose()?;
+            let recorder = anchors
+                .as_deref()
+                .map(|p| IdentityRecorder::start(p, cert, source, queue))
+                .transpose()?;
+            Ok::<_, GroupsError>((Groups::load(reg, store)?, recorder))
+        })
+        .await
+        .map_err(|e| io_err("loading groups")(std::io::Error::other(e)))??;
         if groups.len() == 0 {
-            tracing::warn!("the registry has no DAA groups: every device will be refused");
+            tracing::warn!(
+                "no DAA groups (registry or anchor store): every device will be refused"
+            );
         }
         let cap = config.limits.max_concurrent_handshakes;
         // Each handshake has at most one CPU job at a time, plus batches: 2× the cap bounds it.
@@ -216,6 +244,7 @@ impl XttServer {
                 groups,
                 daa,
                 registrar,
+                identities,
                 cpu,
                 metrics,
                 permits: Arc::new(Semaphore::new(cap)),
@@ -543,6 +572,7 @@ async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<Ended, Fa
         Err(e) => return Err(fail(stream, &e).await),
     };
 
+    let longterm_key = *verified.longterm_public_key();
     let registration = Registration {
         group_id,
         pseudonym,
@@ -572,6 +602,13 @@ async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<Ended, Fa
         Err(e) => return Err(fail(stream, &e).await),
     };
     write(sh, stream, &server_finished).await?;
+    if let Some(recorder) = &sh.identities {
+        recorder.record(Provisioned {
+            client_id: assigned.client_id,
+            longterm_key,
+            group_id,
+        });
+    }
     Ok(Ended::Provisioned(assigned.client_id))
 }
 
@@ -605,19 +642,22 @@ async fn session_handshake(
     Ok(Ended::Records(rs))
 }
 
-/// The group's verifier; an unknown id reloads the registry's groups (rate-limited) once.
+/// The group's verifier if the group is accepted now; an unknown id reloads the groups
+/// (rate-limited) once, and with an anchor store its revision is checked every so often.
 async fn group_verifier(
     sh: &Arc<Shared>,
     group_id: &GroupId,
 ) -> Option<Arc<xtt_ecdaa::GroupVerifier>> {
-    if let Some(v) = sh.groups.get(group_id) {
-        return Some(v);
+    let now = unix_now().0;
+    if !sh.groups.poll_due() {
+        if let Some(v) = sh.groups.get(group_id, now) {
+            return Some(v);
+        }
     }
     let s = sh.clone();
     let reloaded = tokio::task::spawn_blocking(move || s.groups.reload_if_stale()).await;
     match reloaded {
-        Ok(Ok(true)) => sh.groups.get(group_id),
-        Ok(Ok(false)) => None,
+        Ok(Ok(_)) => sh.groups.get(group_id, now),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "reloading groups failed");
             None

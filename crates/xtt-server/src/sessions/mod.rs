@@ -21,6 +21,7 @@ mod app;
 mod lookup;
 pub(crate) mod tcp;
 pub(crate) mod udp;
+mod updates;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,6 +34,7 @@ use xtt_proto::ClientId;
 
 pub use app::{Echo, ForwardUdp, ForwardUnix, IncomingRecord, SessionApp};
 pub use lookup::RegistryKeys;
+pub use updates::{UpdateServer, UpdateSummary};
 
 use crate::server::unix_now;
 

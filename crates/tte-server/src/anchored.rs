@@ -1,0 +1,221 @@
+//! TTE secrets in the installation's trust-anchor store (xtt-anchors), when one is configured
+//! (`--anchors STORE`): decorators over the services' stores, following `xtt_anchors::seam`.
+//!
+//! * [`AnchoredTaStore`]: a TaSecret registered by the manufacturer is recorded as a
+//!   `tte-ta-secret` anchor named by its DevURN; the Transfer Agent encrypts a device's answer
+//!   under the TaSecret read from the anchor store, so an operator who removes (or lets expire,
+//!   or takes the onboarding role from) that anchor stops the device's enrolment.
+//! * [`AnchoredControllerStore`]: the DevSecret a Controller receives from the introducer is
+//!   recorded as a `tte-dev-secret` anchor (provenance "delivered by TTE"), and sensor updates
+//!   are decrypted with the DevSecret read from the anchor store.
+//!
+//! The service database and the anchor store are two files, so no transaction spans both. The
+//! service's row is written first; the anchor after. A crash in between leaves a device whose
+//! secret is not in the anchor store yet: it is refused (never accepted with an unrecorded
+//! secret) until the manufacturer's or introducer's retry, which the services answer as
+//! "exists"/"same" and which records the anchor then.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use tte::api::{DeviceInfo, StoredReading};
+use tte::senml::Reading;
+use tte::{DevUrn, Key256};
+use xtt_anchors::{AnchorError, AnchorKind, AnchorStore, SecretBytes};
+
+use crate::store::{
+    Added, BindOutcome, ControllerStore, Created, Recorded, StoreError, TaDeviceState, TaStore,
+};
+
+fn store_err(e: AnchorError) -> StoreError {
+    StoreError(format!("anchor store: {e}"))
+}
+
+fn now_secs() -> u64 {
+    u64::try_from(crate::http::now_secs()).unwrap_or(0)
+}
+
+/// The anchor store, shared by a service's handlers (one connection behind a mutex; the
+/// services call their stores from blocking tasks).
+struct Anchors(Mutex<AnchorStore>);
+
+impl Anchors {
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self(Mutex::new(
+            AnchorStore::open(path).map_err(store_err)?,
+        )))
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut AnchorStore) -> Result<T, AnchorError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut guard).map_err(store_err)
+    }
+
+    /// Records `secret` for `urn` unless this very secret is already stored.
+    fn record(
+        &self,
+        kind: AnchorKind,
+        urn: &DevUrn,
+        secret: &Key256,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        let secret = SecretBytes::new(secret.as_bytes().to_vec());
+        self.with(|s| {
+            match s.import_tte_secret(kind, secret, urn.to_string(), source, &[], now_secs()) {
+                Ok(_) | Err(AnchorError::Duplicate(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// The secret of `kind` named `urn`, usable for onboarding now.
+    fn secret(&self, kind: AnchorKind, urn: &DevUrn) -> Result<Option<Key256>, StoreError> {
+        let found = self.with(|s| s.tte_secret_named(kind, &urn.to_string(), now_secs()))?;
+        Ok(found.and_then(|(_, s)| {
+            <[u8; 32]>::try_from(s.expose())
+                .ok()
+                .map(Key256::from_bytes)
+        }))
+    }
+}
+
+impl std::fmt::Debug for Anchors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Anchors { .. }")
+    }
+}
+
+/// A Transfer Agent store whose TaSecrets live in the anchor store.
+#[derive(Debug)]
+pub struct AnchoredTaStore<S> {
+    inner: S,
+    anchors: Anchors,
+}
+
+impl<S: TaStore> AnchoredTaStore<S> {
+    /// Wraps `inner`, recording and reading TaSecrets in the anchor store at `path` (created,
+    /// mode 0600, if missing).
+    pub fn open(inner: S, path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            inner,
+            anchors: Anchors::open(path)?,
+        })
+    }
+}
+
+impl<S: TaStore> TaStore for AnchoredTaStore<S> {
+    fn create_device(
+        &self,
+        urn: &DevUrn,
+        otp_hash: &[u8; 32],
+        ta_secret: &Key256,
+        now: i64,
+    ) -> Result<Created, StoreError> {
+        let created = self.inner.create_device(urn, otp_hash, ta_secret, now)?;
+        // Also on Exists: a retry after a crash between the two writes completes the record.
+        // The secret recorded is the one the TA holds for the device, not the retry's.
+        let held = match created {
+            Created::New => Some(ta_secret.clone()),
+            Created::Exists => self.inner.fetch(urn)?.map(|(k, _)| k),
+        };
+        if let Some(k) = held {
+            self.anchors.record(
+                AnchorKind::TteTaSecret,
+                urn,
+                &k,
+                "registered by the manufacturer at the Transfer Agent",
+            )?;
+        }
+        Ok(created)
+    }
+
+    fn device_state(&self, urn: &DevUrn) -> Result<Option<TaDeviceState>, StoreError> {
+        self.inner.device_state(urn)
+    }
+
+    fn bind(
+        &self,
+        urns: &[DevUrn],
+        otp_ok: &(dyn Fn(&DevUrn, &[u8]) -> bool + Sync),
+        conturl: &str,
+        now: i64,
+    ) -> Result<BindOutcome, StoreError> {
+        self.inner.bind(urns, otp_ok, conturl, now)
+    }
+
+    /// The TaSecret comes from the anchor store: no usable anchor, no answer for the device.
+    fn fetch(&self, urn: &DevUrn) -> Result<Option<(Key256, Option<String>)>, StoreError> {
+        let Some((_, conturl)) = self.inner.fetch(urn)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .anchors
+            .secret(AnchorKind::TteTaSecret, urn)?
+            .map(|k| (k, conturl)))
+    }
+}
+
+/// A Controller store whose DevSecrets live in the anchor store.
+#[derive(Debug)]
+pub struct AnchoredControllerStore<S> {
+    inner: S,
+    anchors: Anchors,
+}
+
+impl<S: ControllerStore> AnchoredControllerStore<S> {
+    /// Wraps `inner`, recording and reading DevSecrets in the anchor store at `path` (created,
+    /// mode 0600, if missing).
+    pub fn open(inner: S, path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            inner,
+            anchors: Anchors::open(path)?,
+        })
+    }
+}
+
+impl<S: ControllerStore> ControllerStore for AnchoredControllerStore<S> {
+    fn add_device(
+        &self,
+        urn: &DevUrn,
+        dev_secret: &Key256,
+        label: Option<&str>,
+        now: i64,
+    ) -> Result<Added, StoreError> {
+        let added = self.inner.add_device(urn, dev_secret, label, now)?;
+        if matches!(added, Added::New | Added::Same) {
+            self.anchors.record(
+                AnchorKind::TteDevSecret,
+                urn,
+                dev_secret,
+                "added by the introducer at this Controller",
+            )?;
+        }
+        Ok(added)
+    }
+
+    /// The DevSecret comes from the anchor store: no usable anchor, the device is refused.
+    fn device_key(&self, urn: &DevUrn) -> Result<Option<Key256>, StoreError> {
+        if self.inner.device_key(urn)?.is_none() {
+            return Ok(None);
+        }
+        self.anchors.secret(AnchorKind::TteDevSecret, urn)
+    }
+
+    fn record(&self, urn: &DevUrn, seq: u64, readings: &[Reading]) -> Result<Recorded, StoreError> {
+        self.inner.record(urn, seq, readings)
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
+        self.inner.devices()
+    }
+
+    fn readings(&self, urn: &DevUrn, limit: u32) -> Result<Option<Vec<StoredReading>>, StoreError> {
+        self.inner.readings(urn, limit)
+    }
+}

@@ -1,0 +1,232 @@
+//! The server's use of a trust-anchor store (xtt-anchors; `anchors = "PATH"` in the
+//! configuration), following the seams documented in `xtt_anchors::seam`:
+//!
+//! * [`StoreGroups`]: the DAA groups the server accepts are the store's daa-group anchors with
+//!   the attestation role. The server keeps its own verifier cache (batched verification needs
+//!   shared verifiers), so it reads [`AnchorStore::daa_group_records`] and checks each record's
+//!   validity at handshake time; the cache is rebuilt when [`AnchorStore::revision`] changes,
+//!   which another process (`xtt anchors rotate`) may cause at any time. Each group is also added
+//!   to the registry, whose identity rows refer to their group.
+//! * [`IdentityRecorder`]: after a device is told its ClientID, its identity is recorded in the
+//!   store ("provisioned by XTT", vouched for by its group and by the server certificate if that
+//!   is stored) so that the trust graph shows devices. One writer thread commits whatever has
+//!   queued up in one transaction, off the handshake path; the registry remains the record of
+//!   truth for identities, the store's copy is for the graph.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
+
+use xtt_anchors::seam::xtt_identity_anchor;
+use xtt_anchors::{AnchorError, AnchorKind, AnchorStore, Fingerprint, Validity};
+use xtt_proto::daa::GroupId;
+use xtt_proto::longterm::LongtermPublicKey;
+use xtt_proto::ClientId;
+use xtt_registry::{GroupRecord, Registry, RegistryError};
+
+/// Loading groups failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GroupsError {
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("anchor store: {0}")]
+    Anchors(#[from] AnchorError),
+}
+
+fn unix_now() -> u64 {
+    crate::server::unix_now().0
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Groups with their validity windows (`None`: a registry group, no window).
+pub(crate) type LoadedGroups = Vec<(GroupRecord, Option<Validity>)>;
+
+/// The DAA groups of an anchor store, as the server's group cache loads them.
+pub(crate) struct StoreGroups {
+    path: PathBuf,
+    /// One connection (the store is `Send`, not `Sync`); only reloads take it.
+    store: Mutex<AnchorStore>,
+    /// The revision the current cache was built from.
+    revision: Mutex<Option<u64>>,
+}
+
+impl std::fmt::Debug for StoreGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreGroups")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreGroups {
+    /// Opens the store at `path` (blocking). A missing file is an error: a server pointed at a
+    /// store that does not exist would otherwise start with an empty one and refuse everyone.
+    pub(crate) fn open(path: &Path) -> Result<Self, AnchorError> {
+        if !path.exists() {
+            return Err(AnchorError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no anchor store here (create it with `xtt anchors import ...`)",
+                ),
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            store: Mutex::new(AnchorStore::open(path)?),
+            revision: Mutex::new(None),
+        })
+    }
+
+    /// Every group whose window has not closed, with its window; each is added to the
+    /// registry if missing (blocking).
+    pub(crate) fn load(&self, registry: &dyn Registry) -> Result<LoadedGroups, GroupsError> {
+        let (revision, records) = {
+            let store = lock(&self.store);
+            // Revision first: a change racing with the read below shows up as a new revision at
+            // the next poll, so it is never missed.
+            (store.revision()?, store.daa_group_records(unix_now())?)
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let record = GroupRecord {
+                group_id: r.group_id,
+                gpk: r.gpk,
+                basename: r.basename,
+            };
+            if registry.group(&record.group_id)?.is_none() {
+                registry.add_group(&record)?;
+            }
+            out.push((record, Some(r.validity)));
+        }
+        *lock(&self.revision) = Some(revision);
+        Ok(out)
+    }
+
+    /// [`Self::load`] if the store changed since the last load, else `None`.
+    pub(crate) fn load_if_changed(
+        &self,
+        registry: &dyn Registry,
+    ) -> Result<Option<LoadedGroups>, GroupsError> {
+        let current = lock(&self.store).revision()?;
+        if *lock(&self.revision) == Some(current) {
+            return Ok(None);
+        }
+        self.load(registry).map(Some)
+    }
+}
+
+/// One provisioned identity to record.
+#[derive(Debug)]
+pub(crate) struct Provisioned {
+    pub(crate) client_id: ClientId,
+    pub(crate) longterm_key: LongtermPublicKey,
+    pub(crate) group_id: GroupId,
+}
+
+/// Records provisioned identities in the anchor store from a writer thread of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct IdentityRecorder {
+    tx: SyncSender<Provisioned>,
+}
+
+/// Most identities committed in one transaction.
+const MAX_RECORD_BATCH: usize = 256;
+
+impl IdentityRecorder {
+    /// Opens its own connection to the store at `path` and starts the writer; `server_cert` is
+    /// the certificate this server presents (its anchor, if stored, vouches for the devices).
+    pub(crate) fn start(
+        path: &Path,
+        server_cert: Vec<u8>,
+        source: String,
+        queue: usize,
+    ) -> Result<Self, GroupsError> {
+        let store = AnchorStore::open(path)?;
+        let (tx, rx) = sync_channel(queue.max(1));
+        std::thread::Builder::new()
+            .name("xtt-anchor-recorder".into())
+            .spawn(move || record_loop(rx, store, server_cert, source))
+            .map_err(|e| AnchorError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Queues one identity; a full queue drops it with a warning (the registry has it; only
+    /// the graph misses it until the device provisions again).
+    pub(crate) fn record(&self, p: Provisioned) {
+        match self.tx.try_send(p) {
+            Ok(()) => {}
+            Err(TrySendError::Full(p)) => {
+                tracing::warn!(client_id = %p.client_id, "anchor store writer busy: identity not recorded in the store")
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::warn!("anchor store writer stopped: identity not recorded")
+            }
+        }
+    }
+}
+
+fn record_loop(
+    rx: Receiver<Provisioned>,
+    mut store: AnchorStore,
+    server_cert: Vec<u8>,
+    source: String,
+) {
+    let server_fp = Fingerprint::of(AnchorKind::XttServer, &server_cert);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = record_batch(&mut store, &batch, &server_fp, &source) {
+            tracing::error!(error = %e, identities = batch.len(), "recording identities in the anchor store failed");
+        }
+    }
+}
+
+fn record_batch(
+    store: &mut AnchorStore,
+    batch: &[Provisioned],
+    server_fp: &Fingerprint,
+    source: &str,
+) -> Result<(), AnchorError> {
+    let server = store.get(server_fp).ok().map(|a| a.fingerprint);
+    let mut groups: HashMap<GroupId, Option<Fingerprint>> = HashMap::new();
+    let mut anchors = Vec::with_capacity(batch.len());
+    for p in batch {
+        let group = match groups.get(&p.group_id) {
+            Some(g) => *g,
+            None => {
+                let g = store.daa_group_fingerprint(&p.group_id)?;
+                groups.insert(p.group_id, g);
+                g
+            }
+        };
+        let vouchers: Vec<Fingerprint> = server.into_iter().chain(group).collect();
+        anchors.push(xtt_identity_anchor(
+            &p.client_id,
+            &p.longterm_key,
+            &vouchers,
+            source,
+        ));
+    }
+    let added = store.restore(anchors, Vec::new(), unix_now())?;
+    tracing::debug!(
+        added = added.len(),
+        "provisioned identities recorded in the anchor store"
+    );
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! [`UpdateServer`]: a [`SessionApp`] that offers devices the newest signed update in a
+//! directory, over the pull protocol of `xtt_anchors::delivery` (queue_protocol payloads).
+//!
+//! The directory holds pairs `NAME.suit` (a signed SUIT envelope, `xtt update sign`) and
+//! `NAME.bin` (the image it describes). The newest is the envelope with the highest sequence
+//! number (ties: the later name). The server does not judge updates (devices verify against their
+//! own anchors); it only warns when an image does not match its manifest, because every device
+//! will refuse it.
+//!
+//! An offer request rescans the directory (on a blocking thread) when its listing changed, so
+//! an operator publishes an update by copying two files in; chunk requests are answered from
+//! memory. Nothing is sent unasked and no per-device state is kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use xtt_anchors::delivery::{DeviceMessage, Offering};
+use xtt_anchors::suit::Envelope;
+use xtt_proto::record::PayloadType;
+
+use super::{IncomingRecord, Outbox, SessionApp};
+
+/// What the server currently offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateSummary {
+    /// The envelope file.
+    pub envelope: PathBuf,
+    /// Its manifest's sequence number.
+    pub sequence: u64,
+    /// Image size in bytes.
+    pub image_len: u64,
+    /// Whether the image matches the manifest's size and digest.
+    pub image_matches: bool,
+}
+
+#[derive(Debug)]
+struct Current {
+    offering: Offering,
+    summary: UpdateSummary,
+}
+
+/// A directory listing's identity: names, sizes and modification times of the `.suit` and
+/// `.bin` files.
+type Listing = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// Serves the newest update in a directory to devices over their sessions. Clones share
+/// state.
+#[derive(Clone, Debug)]
+pub struct UpdateServer(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    current: RwLock<Option<Arc<Current>>>,
+    listing: Mutex<Option<Listing>>,
+}
+
+fn listing(dir: &Path) -> std::io::Result<Listing> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("suit" | "bin")) {
+            let meta = entry.metadata()?;
+            out.push((path, meta.len(), meta.modified().ok()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Largest image the server loads into memory.
+const MAX_IMAGE: u64 = 512 * 1024 * 1024;
+
+fn newest(dir: &Path) -> std::io::Result<Option<Current>> {
+    let mut best: Option<(u64, PathBuf, Vec<u8>)> = None;
+    for (path, _, _) in listing(dir)? {
+        if path.extension().and_then(|e| e.to_str()) != Some("suit") {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        let env = match Envelope::decode(&bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "not a SUIT envelope; skipped");
+                continue;
+            }
+        };
+        let seq = env.unverified_manifest().sequence_number;
+        if best.as_ref().is_none_or(|(s, p, _)| (seq, &path) > (*s, p)) {
+            best = Some((seq, path, bytes));
+        }
+    }
+    let Some((sequence, envelope_path, envelope)) = best else {
+        return Ok(None);
+    };
+    let image_path = envelope_path.with_extension("bin");
+    let image_len = std::fs::metadata(&image_path)?.len();
+    if image_len > MAX_IMAGE {
+        return Err(std::io::Error::other(format!(
+            "{}: {image_len} bytes, more than the {MAX_IMAGE} served",
+            image_path.display()
+        )));
+    }
+    let image = std::fs::read(&image_path)?;
+    let manifest = Envelope::decode(&envelope)
+        .map_err(std::io::Error::other)?
+        .unverified_manifest()
+        .clone();
+    let digest: [u8; 32] = Sha256::digest(&image).into();
+    let image_matches =
+        manifest.image_size == image.len() as u64 && digest == manifest.image_digest;
+    if !image_matches {
+        tracing::warn!(
+            image = %image_path.display(),
+            "the image does not match its manifest's size and digest: devices will refuse it"
+        );
+    }
+    Ok(Some(Current {
+        summary: UpdateSummary {
+            envelope: envelope_path,
+            sequence,
+            image_len: image.len() as u64,
+            image_matches,
+        },
+        offering: Offering::new(envelope, image),
+    }))
+}
+
+impl UpdateServer {
+    /// Serves the updates in `dir` (read when first asked, and again whenever the directory's
+    /// `.suit`/`.bin` files change).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self(Arc::new(Inner {
+            dir: dir.into(),
+            current: RwLock::new(None),
+            listing: Mutex::new(None),
+        }))
+    }
+
+    /// Rereads the directory if its listing changed (blocking) and returns what is offered.
+    pub fn rescan(&self) -> std::io::Result<Option<UpdateSummary>> {
+        let inner = &self.0;
+        let now = listing(&inner.dir)?;
+        let mut last = match inner.listing.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if last.as_ref() != Some(&now) {
+            let current = newest(&inner.dir)?.map(Arc::new);
+            if let Some(c) = &current {
+                tracing::info!(envelope = %c.summary.envelope.display(), sequence = c.summary.sequence, "offering update");
+            }
+            match inner.current.write() {
+                Ok(mut g) => *g = current,
+                Err(p) => *p.into_inner() = current,
+            }
+            *last = Some(now);
+        }
+        Ok(self.current().map(|c| c.summary.clone()))
+    }
+
+    fn current(&self) -> Option<Arc<Current>> {
+        match self.0.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+fn reply(out: &Outbox, record: &IncomingRecord, current: Option<&Current>) {
+    let answer = Offering::answer(current.map(|c| &c.offering), &record.payload);
+    if let Err(e) = out.send(
+        &record.client_id,
+        PayloadType::QueueProtocol,
+        &answer.encode(),
+    ) {
+        tracing::debug!(client_id = %record.client_id, error = %e, "update answer dropped");
+    }
+}
+
+impl SessionApp for UpdateServer {
+    fn on_record(&self, record: IncomingRecord, out: &Outbox) {
+        if record.payload_type != PayloadType::QueueProtocol {
+            return;
+        }
+        if DeviceMessage::decode(&record.payload) == Ok(DeviceMessage::OfferRequest) {
+            // Directory I/O off the receiving task.
+            let (me, out) = (self.clone(), out.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = me.rescan() {
+                    tracing::warn!(dir = %me.0.dir.display(), error = %e, "reading the update directory failed");
+                }
+                reply(&out, &record, me.current().as_deref());
+            });
+        } else {
+            reply(out, &record, self.current().as_deref());
+        }
+    }
+}
