@@ -7,16 +7,19 @@
 //! [`block_on`].
 
 mod bench;
+mod bench_sessions;
 mod cert;
 mod cli;
 mod client;
 mod completions;
+mod connect;
 mod demo;
 mod group;
 mod info;
 mod keys;
 mod output;
 mod server;
+mod server_sessions;
 
 use std::process::ExitCode;
 
