@@ -416,3 +416,80 @@ fn server_session_settings_come_from_file_and_flags() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("forward-udp HOST:PORT"), "{err}");
 }
+
+#[test]
+fn bench_session_modes_report_text_json_and_svg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    setup(d);
+    let server = ServerProcess::start(d, &[]);
+    let target = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let bench = |extra: &[&str]| -> (String, serde_json::Value) {
+        let mut args = vec![
+            "bench",
+            "-t",
+            &target,
+            "--group",
+            "acme",
+            "--devices",
+            "3",
+            "--server-pid",
+            &pid,
+            "--json",
+            "r.json",
+            "--svg",
+            "r.svg",
+        ];
+        args.extend_from_slice(extra);
+        let text = ok(d, &args);
+        let json = serde_json::from_slice(&std::fs::read(d.join("r.json")).unwrap()).unwrap();
+        let svg = std::fs::read_to_string(d.join("r.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("p50"), "{svg}");
+        (text, json)
+    };
+
+    let (text, j) = bench(&["--mode", "session-handshakes", "--handshakes", "30"]);
+    assert!(text.contains("handshakes      30 ok, 0 failed"), "{text}");
+    assert_eq!(j["mode"], "Handshakes", "{j}");
+    assert_eq!(j["transport"], "tcp");
+    assert_eq!(j["handshakes_ok"], 30);
+    assert!(j["handshakes_per_sec"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{j}");
+    // The server did the work of 30 handshakes: its CPU time per handshake is positive and
+    // below a second.
+    let per = j["server_cpu_us_per_op"].as_f64().unwrap();
+    assert!(per > 0.0 && per < 1e6, "{j}");
+
+    for transport in ["tcp", "udp"] {
+        let (text, j) = bench(&[
+            "--mode",
+            "records",
+            "--transport",
+            transport,
+            "--records",
+            "50",
+            "--window",
+            "4",
+            "--record-size",
+            "300",
+        ]);
+        assert!(text.contains("records/s"), "{text}");
+        assert_eq!(j["mode"], "Records", "{j}");
+        assert_eq!(j["transport"], transport);
+        assert_eq!(j["handshakes_ok"], 3, "{j}");
+        assert_eq!(j["records_sent"], 150, "{j}");
+        let echoed = j["records_echoed"].as_u64().unwrap();
+        // Loopback UDP may in principle drop a datagram; TCP may not.
+        assert!(
+            echoed == 150 || (transport == "udp" && echoed >= 140),
+            "{j}"
+        );
+        let rps = j["records_per_sec"].as_f64().unwrap();
+        let mbs = j["mb_per_sec"].as_f64().unwrap();
+        assert!(
+            rps > 0.0 && (mbs - rps * 300.0 / 1e6).abs() < 1e-6 * rps.max(1.0),
+            "{j}"
+        );
+    }
+}
