@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use tokio::sync::mpsc;
 use xtt_files::{certs, client_dir, client_id, keypair};
-use xtt_proto::record::{PayloadType, MAX_PAYLOAD_LEN};
+use xtt_proto::record::{PayloadType, RecordError, MAX_PAYLOAD_LEN};
 use xtt_proto::session::SessionClientConfig;
 use xtt_proto::SuiteSpec;
 use xtt_server::{SessionClient, SessionClientError, SessionClientOptions, Transport};
@@ -395,7 +395,7 @@ impl Link {
 
     /// The server has forgotten the session: a new handshake, same identity.
     async fn rehandshake(&mut self) -> anyhow::Result<()> {
-        eprintln!("the server no longer knows the session; new session handshake");
+        eprintln!("the session is over (unknown to the server, or used up); new session handshake");
         self.client = Self::handshake(self.server, &self.identity, &self.options).await?;
         Ok(())
     }
@@ -416,6 +416,11 @@ impl Link {
     async fn send(&mut self, payload_type: PayloadType, payload: &[u8]) -> anyhow::Result<()> {
         match self.client.send(payload_type, payload).await {
             Ok(()) => Ok(()),
+            // 2^32 records sent: the spec's answer is a new session handshake.
+            Err(SessionClientError::Record(RecordError::RekeyRequired)) => {
+                self.rehandshake().await?;
+                Ok(self.client.send(payload_type, payload).await?)
+            }
             Err(SessionClientError::Record(e)) => Err(e.into()),
             Err(e) => {
                 self.recover(e).await?;
