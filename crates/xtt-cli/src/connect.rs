@@ -26,8 +26,8 @@ ends.
 
 The device's identity is what `xtt client provision` wrote in --dir: client_id.txt (the \
 ClientID), longterm_priv.bin (the long-term key the server registered for it) and \
-root_cert.bin (to check the server's certificate). The session handshake takes one round trip \
-and no DAA signature; the server then knows the device by its ClientID.
+root_cert.bin (to check the server's certificate). The session handshake is four messages (two \
+round trips) and needs no DAA signature; the server then knows the device by its ClientID.
 
 By default every line of stdin becomes one record (without its newline) and every record \
 from the server is printed as one line; --raw sends stdin in chunks as they arrive and \
