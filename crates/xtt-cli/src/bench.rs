@@ -1,6 +1,7 @@
 //! `xtt bench`: the load generator of crate xtt-server behind a command line: N concurrent
 //! simulated devices of a DAA group provision against a server; the report gives handshakes/s
-//! and latency percentiles as text and JSON, and an SVG latency histogram.
+//! and latency percentiles as text and JSON, and an SVG latency histogram. The session modes
+//! (`--mode session-handshakes|records`) live in [`crate::bench_sessions`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,44 +28,58 @@ use crate::client::parse_suite;
                   HANDSHAKES handshakes are done. Reports handshakes per second, latency \
                   percentiles (p50, p90, p99) and errors by kind, as text, and optionally as \
                   JSON and as an SVG latency histogram. The server must know the group and \
-                  have a certificate under ROOT.",
+                  have a certificate under ROOT.\n\n\
+                  --mode session-handshakes: the devices are provisioned once, then run \
+                  session handshakes (no DAA; ClientID + long-term key) in a loop: session \
+                  handshakes per second and their latency. --mode records: each device holds \
+                  one session and sends RECORDS records of --record-size bytes, --window at a \
+                  time, to a server whose session application echoes (the default of `xtt \
+                  server`): records per second, payload MB/s each way, round-trip latency. \
+                  Both over --transport tcp or udp.",
     after_long_help = "Examples:\n  \
         xtt bench --group acme-sensors --rcert root_cert.bin --devices 200 --handshakes 2000\n  \
         xtt bench --target 10.0.0.5:4444 --group acme-sensors --rcert root_cert.bin \
         --json report.json --svg latency.svg\n  \
-        xtt bench --group g --rcert root_cert.bin -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B"
+        xtt bench --group g --rcert root_cert.bin -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B\n  \
+        xtt bench --group g --mode session-handshakes --devices 16 --handshakes 3000\n  \
+        xtt bench --group g --mode records --transport udp --devices 4 --record-size 1024 --json -"
 )]
 pub(crate) struct BenchArgs {
     /// The server.
     #[arg(short = 't', long, default_value = "127.0.0.1:4444")]
-    target: SocketAddr,
+    pub(crate) target: SocketAddr,
     /// The DAA group directory (its issuer key enrolls the simulated devices).
     #[arg(short = 'g', long, value_name = "DIR")]
-    group: PathBuf,
+    pub(crate) group: PathBuf,
     /// The root certificate the server's certificate is signed by.
     #[arg(short = 'e', long = "rcert", default_value = "root_cert.bin")]
-    rcert: PathBuf,
+    pub(crate) rcert: PathBuf,
     /// Concurrent simulated devices.
     #[arg(short = 'n', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    devices: u32,
+    pub(crate) devices: u32,
     /// Total handshakes [default: 4 per device].
     #[arg(long)]
-    handshakes: Option<u64>,
+    pub(crate) handshakes: Option<u64>,
     /// Suite (C name or 1-4).
     #[arg(short = 's', long = "suitespec", default_value = "1", value_parser = parse_suite)]
-    suite: SuiteSpec,
+    pub(crate) suite: SuiteSpec,
     /// Seconds each step may take.
     #[arg(long, default_value_t = 10)]
-    timeout: u64,
+    pub(crate) timeout: u64,
     /// Also write the report as JSON to this file ("-" for stdout instead of text).
     #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Write an SVG latency histogram to this file.
     #[arg(long, value_name = "FILE")]
-    svg: Option<PathBuf>,
+    pub(crate) svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) sessions: crate::bench_sessions::SessionBenchArgs,
 }
 
 pub(crate) fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if a.sessions.mode != crate::bench_sessions::Mode::Identity {
+        return crate::bench_sessions::run(&a);
+    }
     let group = GroupDir::open(&a.group)?;
     let root = certs::read_root(&a.rcert)?;
     let n = usize::try_from(a.devices)?;

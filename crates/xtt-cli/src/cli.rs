@@ -79,7 +79,7 @@ pub(crate) enum Command {
     Group(group::GroupCommand),
     /// Run the XTT server (embedded registry, metrics, graceful shutdown).
     Server(server::ServerArgs),
-    /// The device side: provision an identity with a server.
+    /// The device side: provision an identity with a server, then open sessions with it.
     #[command(subcommand)]
     Client(client::ClientCommand),
     /// Load generator: N concurrent simulated devices against a server.

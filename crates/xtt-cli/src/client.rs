@@ -36,6 +36,12 @@ pub(crate) enum ClientCommand {
             xtt info dev1                                          # what it got"
     )]
     Provision(ProvisionArgs),
+    /// Open a session as a provisioned device and exchange records (stdin/stdout or a socket).
+    #[command(
+        long_about = crate::connect::LONG_ABOUT,
+        after_long_help = crate::connect::AFTER_LONG_HELP
+    )]
+    Connect(crate::connect::ConnectArgs),
 }
 
 /// Flags of the C client (`xtt runclient`), plus --dir.
@@ -192,6 +198,7 @@ impl ClientPaths {
 pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Provision(a) => provision(a),
+        ClientCommand::Connect(a) => crate::connect::run(a),
     }
 }
 

@@ -7,11 +7,13 @@
 //! [`block_on`].
 
 mod bench;
+mod bench_sessions;
 mod cert;
 mod cli;
 mod client;
 mod client_anchors;
 mod completions;
+mod connect;
 mod demo;
 mod group;
 mod info;
@@ -19,6 +21,7 @@ mod keys;
 mod output;
 mod server;
 mod server_anchors;
+mod server_sessions;
 mod update;
 
 use std::process::ExitCode;

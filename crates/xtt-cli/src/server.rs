@@ -41,13 +41,19 @@ groups = []
                   Settings come from the defaults, then the TOML file (--config; \
                   `xtt server --print-config` prints a commented one), then flags. The C \
                   tool's flags work: -p PORT, -k server key pair, -c server certificate, \
-                  -d group public key, -b basename.",
+                  -d group public key, -b basename.\n\n\
+                  Sessions (on by default): provisioned devices run a session handshake on the \
+                  same port (TCP, and UDP on the same port) and then exchange records; the \
+                  server echoes them, or forwards them to a local UDP or Unix socket \
+                  (--forward-udp, --forward-unix; [sessions] in the file).",
     after_long_help = "Examples:\n  \
         xtt server --group acme-sensors                     # 127.0.0.1:4444, ./xtt-data\n  \
         xtt server --print-config > server.toml && xtt server --config server.toml\n  \
         xtt server -p 4444 -k server_keys.asn1.bin -c server_cert.bin -d daa_gpk.bin -b basename.bin\n  \
         xtt server --listen 0.0.0.0:4444 --data-dir /var/lib/xtt --metrics 127.0.0.1:9464\n  \
-        curl -s http://127.0.0.1:9464/metrics | grep xtt_"
+        curl -s http://127.0.0.1:9464/metrics | grep xtt_\n  \
+        xtt server --group acme-sensors --forward-udp 127.0.0.1:5000   # records to a local app\n  \
+        xtt server --group acme-sensors --no-sessions                   # identity only"
 )]
 pub(crate) struct ServerArgs {
     /// TOML configuration file.
@@ -114,6 +120,8 @@ pub(crate) struct ServerArgs {
     /// (with its image NAME.bin) in DIR.
     #[arg(long, value_name = "DIR")]
     updates: Option<PathBuf>,
+    #[command(flatten)]
+    sessions: crate::server_sessions::SessionFlags,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +195,7 @@ impl ServerArgs {
         if let Some(a) = &self.anchors {
             config.anchors = Some(a.clone());
         }
+        self.sessions.apply(&mut config.sessions);
         config.validate().context("invalid server settings")?;
         let mut groups: Vec<(PathBuf, PathBuf)> = files
             .groups
@@ -279,11 +288,18 @@ async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
     .await??;
     let registry_path = config.registry_path();
     let anchors = config.anchors.clone();
+    let sessions = config.sessions.clone();
     let mut server = XttServer::bind(config, keys, registry.clone()).await?;
-    let updates = match settings.updates {
-        Some(dir) => Some(crate::server_anchors::enable_updates(&mut server, dir).await?),
-        None => None,
+    // --updates makes the update server the session application; the other session settings
+    // (table, UDP, limits) still apply.
+    let (update_app, updates) = match settings.updates {
+        Some(dir) => {
+            let (app, line) = crate::server_anchors::prepare_updates(dir).await?;
+            (Some(app), Some(line))
+        }
+        None => (None, None),
     };
+    let sessions_line = crate::server_sessions::enable(&mut server, &sessions, update_app).await?;
     let handle = server.handle();
     // One line tools and tests can parse; flushed before serving.
     println!("xtt server listening on {}", server.local_addr()?);
@@ -307,6 +323,7 @@ async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
     if let Some(u) = updates {
         println!("{u}");
     }
+    println!("{sessions_line}");
     use std::io::Write;
     std::io::stdout().flush()?;
     server.run(xtt_server::shutdown_signal()).await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use xtt_anchors::{AnchorError, AnchorKind, AnchorStore, NewAnchor};
 use xtt_files::daa;
-use xtt_server::{SessionOptions, UpdateServer, XttServer};
+use xtt_server::{SessionApp, UpdateServer};
 
 /// Imports each (group public key, basename) pair into the store as a daa-group anchor (loose
 /// files stay supported as import); those already stored are left alone. Returns how many were
@@ -45,8 +45,8 @@ pub(crate) fn import_groups(store: &Path, groups: &[(PathBuf, PathBuf)]) -> anyh
     Ok(added)
 }
 
-/// Enables sessions with the update server application; returns a status line.
-pub(crate) async fn enable_updates(server: &mut XttServer, dir: PathBuf) -> anyhow::Result<String> {
+/// The update server session application for the updates in `dir`, and a status line.
+pub(crate) async fn prepare_updates(dir: PathBuf) -> anyhow::Result<(Arc<dyn SessionApp>, String)> {
     if !dir.is_dir() {
         anyhow::bail!("{}: not a directory of updates", dir.display());
     }
@@ -55,10 +55,7 @@ pub(crate) async fn enable_updates(server: &mut XttServer, dir: PathBuf) -> anyh
     let offered = tokio::task::spawn_blocking(move || probe.rescan())
         .await?
         .with_context(|| format!("reading updates in {}", dir.display()))?;
-    server
-        .enable_sessions(SessionOptions::new(Arc::new(app)))
-        .await?;
-    Ok(match offered {
+    let line = match offered {
         Some(u) => format!(
             "updates {}: offering {} (sequence {}, image {} bytes{})",
             dir.display(),
@@ -75,7 +72,8 @@ pub(crate) async fn enable_updates(server: &mut XttServer, dir: PathBuf) -> anyh
             "updates {}: none yet (NAME.suit + NAME.bin are picked up when added)",
             dir.display()
         ),
-    })
+    };
+    Ok((Arc::new(app), line))
 }
 
 /// Seconds since the epoch (the binary's edge reads the clock).

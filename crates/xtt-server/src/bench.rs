@@ -238,6 +238,23 @@ fn percentile(sorted: &[u64], per_mille: usize) -> f64 {
     sorted.get(i).copied().unwrap_or(0) as f64 / 1e3
 }
 
+impl LatencySummary {
+    /// The summary of latencies in µs, sorted ascending.
+    pub fn of_sorted(l: &[u64]) -> Self {
+        if l.is_empty() {
+            return Self::default();
+        }
+        Self {
+            min: percentile(l, 0),
+            mean: l.iter().sum::<u64>() as f64 / l.len() as f64 / 1e3,
+            p50: percentile(l, 500),
+            p90: percentile(l, 900),
+            p99: percentile(l, 990),
+            max: percentile(l, 1000),
+        }
+    }
+}
+
 fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
@@ -250,18 +267,7 @@ impl BenchReport {
         let l = &tally.latencies_us;
         let ok = l.len() as u64;
         let failed: u64 = tally.errors.values().sum();
-        let latency_ms = if l.is_empty() {
-            LatencySummary::default()
-        } else {
-            LatencySummary {
-                min: percentile(l, 0),
-                mean: l.iter().sum::<u64>() as f64 / l.len() as f64 / 1e3,
-                p50: percentile(l, 500),
-                p90: percentile(l, 900),
-                p99: percentile(l, 990),
-                max: percentile(l, 1000),
-            }
-        };
+        let latency_ms = LatencySummary::of_sorted(l);
         Self {
             target: config.target.to_string(),
             suite: config.suite.name().to_string(),
@@ -320,113 +326,120 @@ impl BenchReport {
     /// An SVG histogram of the successful latencies (40 bins up to the 99.9th percentile; slower
     /// ones land in the last bin), with p50/p90/p99 marked.
     pub fn to_svg_histogram(&self) -> String {
-        const W: f64 = 720.0;
-        const H: f64 = 400.0;
-        const LEFT: f64 = 60.0;
-        const RIGHT: f64 = 20.0;
-        const TOP: f64 = 40.0;
-        const BOTTOM: f64 = 50.0;
-        const BINS: usize = 40;
-        let plot_w = W - LEFT - RIGHT;
-        let plot_h = H - TOP - BOTTOM;
-        let l = &self.latencies_us;
-        // The axis ends just above the 99.9th percentile; slower handshakes go in the last bin.
-        let p999_us = l
-            .get((999 * l.len()).div_ceil(1000).saturating_sub(1))
-            .copied()
-            .unwrap_or(1);
-        let hi_us = (p999_us + p999_us / 20).max(1);
-        let hi_ms = hi_us as f64 / 1e3;
-        let mut counts = [0u64; BINS];
-        for &us in l {
-            let bin = usize::try_from(u128::from(us) * BINS as u128 / u128::from(hi_us))
-                .unwrap_or(BINS)
-                .min(BINS - 1);
-            if let Some(c) = counts.get_mut(bin) {
-                *c += 1;
-            }
-        }
-        let max_count = counts.iter().copied().max().unwrap_or(0).max(1);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+        let title = format!(
+            "XTT handshake latency: {} ok, {:.1}/s, {} devices",
+            self.handshakes_ok, self.handshakes_per_sec, self.devices
         );
-        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="22" text-anchor="middle" font-size="14">XTT handshake latency: {} ok, {:.1}/s, {} devices</text>"#,
-            W / 2.0,
-            self.handshakes_ok,
-            self.handshakes_per_sec,
-            self.devices
-        );
-        let bar_w = plot_w / BINS as f64;
-        for (i, &c) in counts.iter().enumerate() {
-            let h = c as f64 / max_count as f64 * plot_h;
-            let x = LEFT + i as f64 * bar_w;
-            let y = TOP + plot_h - h;
-            let _ = writeln!(
-                s,
-                r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a7ab7"><title>{c}</title></rect>"##,
-                (bar_w - 1.0).max(0.5)
-            );
-        }
-        // Axes and ticks.
-        let base = TOP + plot_h;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{LEFT}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
-            LEFT + plot_w
-        );
-        let _ = writeln!(
-            s,
-            r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="black"/>"#
-        );
-        for t in 0..=5 {
-            let v = hi_ms * t as f64 / 5.0;
-            let x = LEFT + plot_w * t as f64 / 5.0;
-            let _ = writeln!(
-                s,
-                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{v:.1}</text>"#,
-                base + 16.0
-            );
-            let n = max_count as f64 * t as f64 / 5.0;
-            let y = base - plot_h * t as f64 / 5.0;
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{n:.0}</text>"#,
-                LEFT - 6.0,
-                y + 4.0
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency (ms)</text>"#,
-            LEFT + plot_w / 2.0,
-            H - 12.0
-        );
-        let marks = [
-            ("p50", self.latency_ms.p50, "#2a9d3a"),
-            ("p90", self.latency_ms.p90, "#e09b1a"),
-            ("p99", self.latency_ms.p99, "#c0392b"),
-        ];
-        for (name, v, color) in marks {
-            let x = LEFT + (v / hi_ms).min(1.0) * plot_w;
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="{color}" stroke-dasharray="4 3"/>"#
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" fill="{color}">{name} {v:.2} ms</text>"#,
-                x + 3.0,
-                TOP + 12.0
-            );
-        }
-        s.push_str("</svg>\n");
-        s
+        svg_histogram(&title, &self.latencies_us, &self.latency_ms)
     }
+}
+
+/// An SVG latency histogram of `sorted_us` (40 bins up to the 99.9th percentile, slower ones in
+/// the last bin) titled `title`, with `summary`'s p50/p90/p99 marked.
+fn svg_histogram(title: &str, sorted_us: &[u64], summary: &LatencySummary) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 400.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 20.0;
+    const TOP: f64 = 40.0;
+    const BOTTOM: f64 = 50.0;
+    const BINS: usize = 40;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let l = sorted_us;
+    // The axis ends just above the 99.9th percentile; slower handshakes go in the last bin.
+    let p999_us = l
+        .get((999 * l.len()).div_ceil(1000).saturating_sub(1))
+        .copied()
+        .unwrap_or(1);
+    let hi_us = (p999_us + p999_us / 20).max(1);
+    let hi_ms = hi_us as f64 / 1e3;
+    let mut counts = [0u64; BINS];
+    for &us in l {
+        let bin = usize::try_from(u128::from(us) * BINS as u128 / u128::from(hi_us))
+            .unwrap_or(BINS)
+            .min(BINS - 1);
+        if let Some(c) = counts.get_mut(bin) {
+            *c += 1;
+        }
+    }
+    let max_count = counts.iter().copied().max().unwrap_or(0).max(1);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{title}</text>"#,
+        W / 2.0,
+    );
+    let bar_w = plot_w / BINS as f64;
+    for (i, &c) in counts.iter().enumerate() {
+        let h = c as f64 / max_count as f64 * plot_h;
+        let x = LEFT + i as f64 * bar_w;
+        let y = TOP + plot_h - h;
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a7ab7"><title>{c}</title></rect>"##,
+            (bar_w - 1.0).max(0.5)
+        );
+    }
+    // Axes and ticks.
+    let base = TOP + plot_h;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{LEFT}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
+        LEFT + plot_w
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="black"/>"#
+    );
+    for t in 0..=5 {
+        let v = hi_ms * t as f64 / 5.0;
+        let x = LEFT + plot_w * t as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{v:.1}</text>"#,
+            base + 16.0
+        );
+        let n = max_count as f64 * t as f64 / 5.0;
+        let y = base - plot_h * t as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{n:.0}</text>"#,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency (ms)</text>"#,
+        LEFT + plot_w / 2.0,
+        H - 12.0
+    );
+    let marks = [
+        ("p50", summary.p50, "#2a9d3a"),
+        ("p90", summary.p90, "#e09b1a"),
+        ("p99", summary.p99, "#c0392b"),
+    ];
+    for (name, v, color) in marks {
+        let x = LEFT + (v / hi_ms).min(1.0) * plot_w;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="{color}" stroke-dasharray="4 3"/>"#
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" fill="{color}">{name} {v:.2} ms</text>"#,
+            x + 3.0,
+            TOP + 12.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
 }
 
 #[cfg(test)]
@@ -543,12 +556,52 @@ pub struct SessionBenchReport {
     pub mb_per_sec: f64,
     /// /proc/loadavg at the end.
     pub load_average: Option<[f64; 3]>,
+    /// The server measured.
+    pub target: String,
+    /// Suite name.
+    pub suite: String,
+    /// Handshake latency (handshake mode) or record round trip, send to echo (records mode).
+    pub latency_ms: LatencySummary,
+    /// Every latency, µs, sorted (for the histogram; not in the JSON).
+    #[serde(skip)]
+    pub latencies_us: Vec<u64>,
+    /// CPU time (user + system) the server process spent during the measured phase, when the
+    /// caller could read it (same machine); `run_sessions` leaves it `None`.
+    pub server_cpu_secs: Option<f64>,
 }
 
 impl SessionBenchReport {
+    /// Server CPU µs per completed handshake (handshake mode) or per echoed record.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        let ops = match self.mode {
+            SessionMode::Handshakes => self.handshakes_ok,
+            SessionMode::Records => self.records_echoed,
+        };
+        self.server_cpu_secs
+            .filter(|_| ops > 0)
+            .map(|c| c * 1e6 / ops as f64)
+    }
+
+    /// An SVG histogram of the handshake latencies or record round trips.
+    pub fn to_svg_histogram(&self) -> String {
+        let title = match self.mode {
+            SessionMode::Handshakes => format!(
+                "XTT session handshake latency over {}: {:.0}/s, {} clients",
+                self.transport, self.handshakes_per_sec, self.clients
+            ),
+            SessionMode::Records => format!(
+                "XTT record round trip over {}: {} B, {:.0} records/s, {:.1} MB/s",
+                self.transport, self.payload_len, self.records_per_sec, self.mb_per_sec
+            ),
+        };
+        svg_histogram(&title, &self.latencies_us, &self.latency_ms)
+    }
+
     /// A human-readable summary.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
+        let _ = writeln!(s, "target          {}", self.target);
+        let _ = writeln!(s, "suite           {}", self.suite);
         let _ = writeln!(s, "mode            {:?} over {}", self.mode, self.transport);
         let _ = writeln!(s, "clients         {}", self.clients);
         match self.mode {
@@ -575,15 +628,39 @@ impl SessionBenchReport {
                 );
             }
         }
+        let l = &self.latency_ms;
+        let what = match self.mode {
+            SessionMode::Handshakes => "latency (ms)",
+            SessionMode::Records => "round trip (ms)",
+        };
+        let _ = writeln!(
+            s,
+            "{what:<16}p50 {:.2}  p90 {:.2}  p99 {:.2}  (min {:.2}, mean {:.2}, max {:.2})",
+            l.p50, l.p90, l.p99, l.min, l.mean, l.max
+        );
+        if let (Some(cpu), Some(per)) = (self.server_cpu_secs, self.server_cpu_us_per_op()) {
+            let op = match self.mode {
+                SessionMode::Handshakes => "handshake",
+                SessionMode::Records => "echoed record",
+            };
+            let _ = writeln!(s, "server CPU      {cpu:.2} s = {per:.1} µs per {op}");
+        }
         if let Some([a, b, c]) = self.load_average {
             let _ = writeln!(s, "load average    {a:.2} {b:.2} {c:.2}");
         }
         s
     }
 
-    /// Pretty JSON.
+    /// Pretty JSON (with `server_cpu_us_per_op` when the server's CPU time is known).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        let mut v = match serde_json::to_value(self) {
+            Ok(v) => v,
+            Err(e) => return format!("{{\"error\":\"{e}\"}}"),
+        };
+        if let (Some(per), Some(map)) = (self.server_cpu_us_per_op(), v.as_object_mut()) {
+            map.insert("server_cpu_us_per_op".into(), per.into());
+        }
+        serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 
@@ -631,7 +708,9 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
                 let (ok, failed, next) = (ok.clone(), failed.clone(), next.clone());
                 let (target, total) = (config.target, config.count);
                 tasks.spawn(async move {
+                    let mut latencies = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < total {
+                        let t0 = Instant::now();
                         match SessionClient::connect(
                             target,
                             identity.clone(),
@@ -640,10 +719,17 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
                         )
                         .await
                         {
-                            Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                            Ok(_) => {
+                                latencies.push(micros(t0.elapsed()));
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "session handshake failed");
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
                         };
                     }
+                    latencies
                 });
             }
         }
@@ -653,18 +739,25 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
                 let (sent, echoed, payload) = (sent.clone(), echoed.clone(), payload.clone());
                 let (count, window) = (config.count, config.window.max(1) as u64);
                 tasks.spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut sent_at = Vec::new();
                     let mut done = 0u64;
                     while done < count {
                         let burst = window.min(count - done);
+                        sent_at.clear();
                         for _ in 0..burst {
                             if c.send(PayloadType::QueueProtocol, &payload).await.is_err() {
-                                return;
+                                return latencies;
                             }
+                            sent_at.push(Instant::now());
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
-                        for _ in 0..burst {
+                        // Echoes come back in order (a lost UDP one shifts the pairing by one:
+                        // the round trips are then slight overestimates).
+                        for t0 in &sent_at {
                             match c.recv().await {
                                 Ok(_) => {
+                                    latencies.push(micros(t0.elapsed()));
                                     echoed.fetch_add(1, Ordering::Relaxed);
                                 }
                                 // UDP: lost datagram (timeout); TCP: the stream is unusable.
@@ -673,12 +766,17 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
                         }
                         done += burst;
                     }
+                    latencies
                 });
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    let mut latencies_us = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies_us.extend(done.unwrap_or_default());
+    }
     let elapsed = started.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
     let per_sec = |n: u64| {
         if elapsed > 0.0 {
             n as f64 / elapsed
@@ -709,5 +807,14 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
         records_per_sec: per_sec(echoed),
         mb_per_sec: per_sec(echoed) * config.payload_len as f64 / 1e6,
         load_average: load_average(),
+        target: config.target.to_string(),
+        suite: config.options.suite.name().to_string(),
+        latency_ms: LatencySummary::of_sorted(&latencies_us),
+        latencies_us,
+        server_cpu_secs: None,
     })
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

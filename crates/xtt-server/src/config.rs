@@ -74,6 +74,31 @@ max_commit_batch = 256
 [metrics]
 # Address of the Prometheus endpoint (GET /metrics). Remove or comment out to disable.
 listen = "127.0.0.1:9464"
+[sessions]
+# Serve XTT sessions (session handshake 0x21/0x22 and records 0x31) next to identity
+# provisioning, on the same TCP port. A device needs a ClientID from provisioning first.
+enabled = true
+# Also serve sessions over UDP on the same IP address and port as TCP.
+udp = true
+# What the server does with each record a device sends:
+#   "echo"                       send every payload back to its sender (testing, demos)
+#   "forward-udp 127.0.0.1:5000" one datagram per payload to a local UDP service, from one
+#                                socket per device; what the service sends back to that socket
+#                                goes to the device
+#   "forward-unix /run/app.sock" one datagram per payload, prefixed with the 16-byte ClientID,
+#                                to a local Unix datagram socket (one-way)
+app = "echo"
+# A session with no authentic record from its device for this long is removed (seconds). The
+# device then runs a new session handshake.
+idle_timeout_secs = 600
+# A session is removed this long after its handshake, however busy (seconds).
+max_lifetime_secs = 86400
+# Most sessions at once (each idle session costs about 320 bytes); handshakes beyond are refused.
+max_sessions = 1000000
+# Shards of the session table (lock striping); a few per core is plenty.
+shards = 32
+# Most TCP connections carrying records at once; further ones are closed at once.
+max_tcp_connections = 10000
 "#;
 
 /// Everything configurable; see [`DEFAULT_CONFIG_TOML`] for what each field means.
@@ -97,6 +122,8 @@ pub struct ServerConfig {
     pub registry: RegistrySettings,
     /// Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// Sessions: on/off, UDP, application, table limits.
+    pub sessions: crate::sessions::SessionSettings,
 }
 
 /// Per-connection limits.
@@ -188,6 +215,7 @@ impl Default for ServerConfig {
             cookies: CookieSettings::default(),
             registry: RegistrySettings::default(),
             metrics: MetricsSettings::default(),
+            sessions: crate::sessions::SessionSettings::default(),
         }
     }
 }
@@ -294,6 +322,7 @@ impl ServerConfig {
         if self.registry.max_commit_batch == 0 {
             return bad("registry.max_commit_batch must be at least 1");
         }
+        self.sessions.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

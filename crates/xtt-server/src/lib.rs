@@ -28,6 +28,10 @@
 //! server.run(shutdown_signal()).await?;
 //! ```
 //!
+//! A configuration file's `[sessions]` section ([`sessions::SessionSettings`], in
+//! [`ServerConfig::sessions`]) gives the options: `config.sessions.options()?` (on/off, UDP,
+//! idle timeout, lifetime, table size, and the application: echo, forward-udp or forward-unix).
+//!
 //! The same TCP port serves both handshakes (the third message's type decides) and records;
 //! UDP on the same address serves session handshakes and records. Client keys come from the
 //! registry ([`sessions::RegistryKeys`]). See [`sessions`] for the design and

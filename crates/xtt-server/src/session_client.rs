@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use xtt_proto::codec::{MsgType, MAX_HANDSHAKE_LEN};
+use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN, MAX_HANDSHAKE_LEN};
 use xtt_proto::msgs::is_error_message;
 use xtt_proto::record::{OpenedRecord, PayloadType, RecordError};
 use xtt_proto::session::{ClientSession, SessionClientConfig, SessionClientHandshake};
@@ -129,6 +129,8 @@ pub struct SessionClient {
     early_sent: bool,
     /// Records that arrived before the session was established (UDP).
     pending: std::collections::VecDeque<Vec<u8>>,
+    /// TCP bytes received but not yet a whole message.
+    received: Vec<u8>,
 }
 
 impl std::fmt::Debug for SessionClient {
@@ -168,6 +170,40 @@ async fn open_link(
                 .await
                 .map_err(SessionClientError::Connect)?;
             Ok(Link::Udp(sock))
+        }
+    }
+}
+
+/// TCP: the next whole message, from `buf` (bytes already received) and the stream. Reads
+/// append to `buf`, so dropping this future loses no bytes.
+async fn next_message(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, SessionClientError> {
+    loop {
+        if let Some(header) = buf.get(..HEADER_LEN) {
+            let len = usize::from(
+                decode_header(header, MAX_DATAGRAM - 1)
+                    .map_err(|e| match e {
+                        xtt_proto::Error::ReceivedErrorMessage => {
+                            SessionClientError::SessionUnknown
+                        }
+                        e => SessionClientError::Handshake(e),
+                    })?
+                    .length,
+            );
+            if buf.len() >= len {
+                return Ok(buf.drain(..len).collect());
+            }
+        }
+        buf.reserve(16 * 1024);
+        let n = tokio::time::timeout(timeout, stream.read_buf(buf))
+            .await
+            .map_err(|_| SessionClientError::Timeout)?
+            .map_err(SessionClientError::Io)?;
+        if n == 0 {
+            return Err(SessionClientError::Closed);
         }
     }
 }
@@ -287,6 +323,7 @@ impl SessionClient {
             link,
             early_sent: early_data.is_some(),
             pending: pending.into(),
+            received: Vec::new(),
         })
     }
 
@@ -339,8 +376,9 @@ impl SessionClient {
     }
 
     /// The next authentic, fresh record from the server (forged, duplicated and stale ones are
-    /// dropped and counted in [`ClientSession::drops`]). Over TCP a timeout leaves the stream
-    /// mid-message: [`Self::reconnect`] before receiving again.
+    /// dropped and counted in [`ClientSession::drops`]). Cancel-safe: TCP bytes are kept in the
+    /// client until a whole message is there, so a timeout or a `select!` that drops this
+    /// future loses nothing, and receiving can simply be retried.
     pub async fn recv(&mut self) -> Result<OpenedRecord, SessionClientError> {
         loop {
             if let Some(bytes) = self.pending.pop_front() {
@@ -351,7 +389,7 @@ impl SessionClient {
                 continue;
             }
             let bytes = match &mut self.link {
-                Link::Tcp(s) => read_message(s, MAX_DATAGRAM - 1, self.options.timeout).await?,
+                Link::Tcp(s) => next_message(s, &mut self.received, self.options.timeout).await?,
                 Link::Udp(s) => {
                     let mut buf = vec![0u8; MAX_DATAGRAM];
                     let n = tokio::time::timeout(self.options.timeout, s.recv(&mut buf))
@@ -376,6 +414,8 @@ impl SessionClient {
     /// source port). The server moves the session to it on the next record sent.
     pub async fn reconnect(&mut self) -> Result<(), SessionClientError> {
         self.link = open_link(self.server, &self.options).await?;
+        // A partial message of the old connection never completes.
+        self.received.clear();
         Ok(())
     }
 }

@@ -19,6 +19,7 @@
 
 mod app;
 mod lookup;
+mod settings;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 mod updates;
@@ -34,6 +35,7 @@ use xtt_proto::ClientId;
 
 pub use app::{Echo, ForwardUdp, ForwardUnix, IncomingRecord, SessionApp};
 pub use lookup::RegistryKeys;
+pub use settings::{AppSetting, AppSettingError, SessionSettings};
 pub use updates::{UpdateServer, UpdateSummary};
 
 use crate::server::unix_now;
