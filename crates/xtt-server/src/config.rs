@@ -62,6 +62,12 @@ lifetime_secs = 20
 # Used cookies remembered (until they expire) to refuse replays. When full, new handshakes are
 # refused until entries expire; size it above handshakes/s × lifetime_secs.
 replay_cache_capacity = 200000
+# Several servers, one deployment: a file with the cookie keys every node reads ("ID HEX" lines,
+# current key first, then the previous one; mode 0600), so a device may send its ClientAttest to
+# another node than its ClientInit. Replacing the file rotates the keys on every node within a
+# second, without a restart. Without it each server draws a random key at start. Make one with:
+#   (umask 077; printf '1 %s\n' "$(openssl rand -hex 32)" > /etc/xtt/cookie.keys)
+# key_file = "/etc/xtt/cookie.keys"
 
 [registry]
 # "full": every registration is fsynced before the device is told its ClientID (survives power
@@ -138,6 +144,9 @@ pub struct CookieSettings {
     pub lifetime_secs: u64,
     /// Replay cache capacity (live cookies).
     pub replay_cache_capacity: usize,
+    /// Shared cookie key file ([`crate::cookie_keys`]); `None`: a random key per start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Registry settings.
@@ -252,6 +261,7 @@ impl Default for CookieSettings {
         Self {
             lifetime_secs: xtt_proto::cookie::DEFAULT_COOKIE_LIFETIME_SECS,
             replay_cache_capacity: 200_000,
+            key_file: None,
         }
     }
 }

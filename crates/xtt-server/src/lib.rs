@@ -49,9 +49,11 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod cookie_keys;
 pub mod cpu;
 mod daa;
 pub mod framing;
+pub mod health;
 pub mod metrics;
 pub mod outcome;
 mod registrar;
