@@ -237,6 +237,10 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// returns how many. Servers call it now and then, off the handshake path.
     fn sweep_used_cookies(&self, now: UnixTime) -> Result<u64, RegistryError>;
 
+    /// The schema version the storage is at (SQLite `user_version`, PostgreSQL
+    /// `xtt_schema_version`); opening a registry migrates it to the newest this code knows.
+    fn schema_version(&self) -> Result<i64, RegistryError>;
+
     /// Checks that the storage answers (one cheap query); for health endpoints. Callers bound
     /// the wait themselves: a database that stops answering may block this call.
     fn ping(&self) -> Result<(), RegistryError> {

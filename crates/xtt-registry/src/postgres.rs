@@ -630,6 +630,10 @@ impl Registry for PostgresRegistry {
         self.register_batch(batch, Some(cookies))
     }
 
+    fn schema_version(&self) -> Result<i64, RegistryError> {
+        PostgresRegistry::schema_version(self)
+    }
+
     fn ping(&self) -> Result<(), RegistryError> {
         // A short checkout: a dead server fails fast instead of after the pool's 10 s.
         let mut c = self

@@ -402,6 +402,12 @@ impl Registry for SqliteRegistry {
         Ok(out)
     }
 
+    fn schema_version(&self) -> Result<i64, RegistryError> {
+        self.conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)
+    }
+
     fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError> {
         let mut conn = self.conn();
         let tx = conn
