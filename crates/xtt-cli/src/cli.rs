@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{bench, cert, client, completions, demo, group, info, keys, server};
+use crate::{bench, cert, client, completions, demo, group, info, keys, registry, server};
 
 const ABOUT: &str = "XTT for IoT operators: keys, certificates, DAA groups and provisioning";
 
@@ -79,6 +79,9 @@ pub(crate) enum Command {
     Group(group::GroupCommand),
     /// Run the XTT server (embedded registry, metrics, graceful shutdown).
     Server(server::ServerArgs),
+    /// The server's registry without a server: migrate, stats, export (SQLite or PostgreSQL).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// The device side: provision an identity with a server, then open sessions with it.
     #[command(subcommand)]
     Client(client::ClientCommand),

@@ -19,6 +19,7 @@ mod group;
 mod info;
 mod keys;
 mod output;
+mod registry;
 mod server;
 mod server_anchors;
 mod server_sessions;
@@ -51,6 +52,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Group(c) => group::run(c),
         Command::Completions(a) => completions::run(a),
         Command::Server(a) => server::run(a),
+        Command::Registry(c) => registry::run(c),
         Command::Client(c) => client::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),

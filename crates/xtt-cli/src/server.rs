@@ -51,6 +51,7 @@ groups = []
         xtt server --print-config > server.toml && xtt server --config server.toml\n  \
         xtt server -p 4444 -k server_keys.asn1.bin -c server_cert.bin -d daa_gpk.bin -b basename.bin\n  \
         xtt server --listen 0.0.0.0:4444 --data-dir /var/lib/xtt --metrics 127.0.0.1:9464\n  \
+        xtt server --storage 'postgres://xtt@db.example/xtt?sslmode=verify-full&sslrootcert=ca.pem'\n  \
         curl -s http://127.0.0.1:9464/metrics | grep xtt_\n  \
         xtt server --group acme-sensors --forward-udp 127.0.0.1:5000   # records to a local app\n  \
         xtt server --group acme-sensors --no-sessions                   # identity only"
@@ -71,6 +72,11 @@ pub(crate) struct ServerArgs {
     /// Directory for the registry [default: xtt-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Registry URL: sqlite:PATH or postgres://USER@HOST/DB[?sslmode=verify-full&sslrootcert=CA.pem]
+    /// [default: sqlite:DATA_DIR/registry.sqlite]. Several servers on one PostgreSQL database
+    /// form one deployment. Also read from XTT_STORAGE (keeps a password off the command line).
+    #[arg(long, value_name = "URL", env = "XTT_STORAGE", hide_env_values = true)]
+    storage: Option<String>,
     /// Server certificate [default: server_cert.bin].
     #[arg(short = 'c', long = "servercert", value_name = "FILE")]
     servercert: Option<PathBuf>,
@@ -177,6 +183,9 @@ impl ServerArgs {
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();
         }
+        if let Some(url) = &self.storage {
+            config.storage = Some(xtt_server::StorageUrl::new(url.clone()));
+        }
         if let Some(m) = self.metrics {
             config.metrics.listen = Some(m);
         }
@@ -269,27 +278,34 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let settings = args.settings()?;
     let keys = load_keys(&settings.server_certificate, &settings.server_keypair)?;
-    crate::block_on(serve(settings, keys))
+    // Opened (connected, migrated) before the runtime starts, and dropped after it stops: the
+    // PostgreSQL client blocks, and must not be used or dropped on an async worker thread.
+    let storage = settings.config.storage_url();
+    let registry = xtt_server::open_storage(&settings.config)
+        .with_context(|| format!("opening the registry {storage}"))?;
+    // With an anchor store the groups are anchors (loose files are imported into it).
+    let added = match &settings.config.anchors {
+        Some(store) => crate::server_anchors::import_groups(store, &settings.groups)?,
+        None => add_groups(&*registry, &settings.groups)?,
+    };
+    let identities = registry.identity_count().unwrap_or(0);
+    let result = crate::block_on(serve(settings, keys, registry.clone(), added, identities));
+    drop(registry);
+    result
 }
 
-async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    keys: ServerKeys,
+    registry: Arc<dyn Registry>,
+    added: usize,
+    identities: u64,
+) -> anyhow::Result<()> {
     let config = settings.config;
-    let registry: Arc<dyn Registry> = Arc::new(
-        xtt_server::open_registry(&config)
-            .with_context(|| format!("opening {}", config.registry_path().display()))?,
-    );
-    let groups = settings.groups;
-    let reg = registry.clone();
-    let store = config.anchors.clone();
-    let added = tokio::task::spawn_blocking(move || match &store {
-        Some(store) => crate::server_anchors::import_groups(store, &groups),
-        None => add_groups(&*reg, &groups),
-    })
-    .await??;
-    let registry_path = config.registry_path();
+    let registry_path = config.storage_url();
     let anchors = config.anchors.clone();
     let sessions = config.sessions.clone();
-    let mut server = XttServer::bind(config, keys, registry.clone()).await?;
+    let mut server = XttServer::bind(config, keys, registry).await?;
     // --updates makes the update server the session application; the other session settings
     // (table, UDP, limits) still apply.
     let (update_app, updates) = match settings.updates {
@@ -308,10 +324,10 @@ async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
     }
     println!(
         "registry {} ({} group(s), {} new; {} identities)",
-        registry_path.display(),
+        registry_path,
         handle.group_count(),
         added,
-        registry.identity_count().unwrap_or(0)
+        identities
     );
     if let Some(a) = anchors {
         println!(

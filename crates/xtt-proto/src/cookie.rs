@@ -122,6 +122,16 @@ impl CookieKeyring {
         }
     }
 
+    /// A keyring with a current key (seals and opens) and a previous one (opens only).
+    pub fn with_previous(current: CookieKey, previous: Option<CookieKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// The id of the key new cookies are sealed with.
+    pub fn current_id(&self) -> u8 {
+        self.current.id
+    }
+
     /// Makes `next` current; the old current key stays acceptable, the one before is dropped.
     /// `next` should have a different id than the current key.
     pub fn rotate(&mut self, next: CookieKey) {

@@ -128,6 +128,14 @@ impl Server {
         self.handshake_cache.as_ref().map_or(0, HandshakeCache::len)
     }
 
+    /// Replaces both cookie keys at once (e.g. from a key file several servers share).
+    pub fn set_cookie_keys(&self, keys: CookieKeyring) {
+        match self.cookie_keys.write() {
+            Ok(mut g) => *g = keys,
+            Err(p) => *p.into_inner() = keys,
+        }
+    }
+
     /// Makes `next` the current cookie key; the current one stays acceptable until the next
     /// rotation.
     pub fn rotate_cookie_key(&self, next: CookieKey) {
@@ -326,6 +334,13 @@ impl Server {
             return Err(PeerMisbehaved::BadLongtermSignature.into());
         }
         self.record_cookie(&opened, now)?;
+        let cookie_expires_at = UnixTime(
+            opened
+                .contents
+                .issued_at
+                .0
+                .saturating_add(self.cookie_lifetime_secs),
+        );
         let daa_message = transcript::client_daa_sig_hash(
             r.suite,
             &r.inner,
@@ -341,6 +356,8 @@ impl Server {
             longterm_key,
             daa_message,
             daa_signature: attest.daa_signature,
+            cookie_id: opened.id,
+            cookie_expires_at,
         })
     }
 }
@@ -355,6 +372,8 @@ pub struct AttestedClient {
     longterm_key: LongtermPublicKey,
     daa_message: [u8; 64],
     daa_signature: DaaSignature,
+    cookie_id: cookie::CookieId,
+    cookie_expires_at: UnixTime,
 }
 
 impl fmt::Debug for AttestedClient {
@@ -391,6 +410,16 @@ impl AttestedClient {
     /// The DAA signature (unverified).
     pub fn daa_signature(&self) -> &DaaSignature {
         &self.daa_signature
+    }
+    /// The handshake's cookie (`key_id ‖ nonce`). This server's replay guard has recorded it;
+    /// servers sharing cookie keys record it in shared storage too, so that it is accepted once
+    /// deployment-wide.
+    pub fn cookie_id(&self) -> &cookie::CookieId {
+        &self.cookie_id
+    }
+    /// When the cookie expires (issue time + lifetime).
+    pub fn cookie_expires_at(&self) -> UnixTime {
+        self.cookie_expires_at
     }
 
     /// Verifies the DAA signature with the group's verifier.

@@ -11,7 +11,10 @@ use xtt_proto::daa::{GroupId, Pseudonym};
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::{ClientId, UnixTime};
 
-use crate::{GroupRecord, Refusal, Registration, Registry, RegistryError};
+use crate::{
+    CookieUse, GroupRecord, Refusal, Registration, Registry, RegistryError,
+    COOKIE_SWEEP_MARGIN_SECS,
+};
 
 /// Makes a fresh, empty registry.
 pub type Factory<'a> = &'a dyn Fn() -> Arc<dyn Registry>;
@@ -25,6 +28,18 @@ pub fn run_all(factory: Factory<'_>) {
     deleted_ids_are_never_reused(&*factory());
     unknown_group_is_refused(&*factory());
     batch_applies_requests_in_order(&*factory());
+    cookies_are_accepted_once(&*factory());
+    a_cookie_raced_by_many_threads_is_accepted_once(factory());
+}
+
+/// A random cookie that expires at `expires_at`.
+pub fn sample_cookie(expires_at: u64) -> CookieUse {
+    let mut id = [0u8; 13];
+    OsRng.fill_bytes(&mut id);
+    CookieUse {
+        id,
+        expires_at: UnixTime(expires_at),
+    }
 }
 
 /// A group with random id and parameters.
@@ -212,4 +227,88 @@ pub fn batch_applies_requests_in_order(reg: &dyn Registry) {
     assert_eq!(out[1], Err(Refusal::RequestedIdTaken(wanted)));
     assert!(out[2].is_ok());
     assert_eq!(must(reg.identity_count()), 2);
+}
+
+/// A cookie claims once, alone or with a registration; a replayed one registers nothing; a
+/// batch holding one cookie twice grants it to the first request only; expired cookies are
+/// swept (past the clock-skew margin) and live ones are not.
+pub fn cookies_are_accepted_once(reg: &dyn Registry) {
+    let g = sample_group();
+    must(reg.add_group(&g));
+    let now = 1_700_000_000;
+    let alone = sample_cookie(now + 20);
+    assert!(must(reg.claim_cookie(&alone)));
+    assert!(!must(reg.claim_cookie(&alone)));
+
+    let cookie = sample_cookie(now + 20);
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    let out = must(reg.register_all_once(core::slice::from_ref(&r), &[cookie]));
+    assert!(out[0].is_ok());
+    // The same Identity_ClientAttest again (same cookie, same device), and another device
+    // presenting that cookie: both refused, nothing changes.
+    let other = sample_registration(&g.group_id, ClientId::NULL);
+    let out = must(reg.register_all_once(&[r.clone(), other], &[cookie, cookie]));
+    assert_eq!(
+        out,
+        vec![Err(Refusal::CookieReplayed), Err(Refusal::CookieReplayed)]
+    );
+    assert!(
+        !must(reg.claim_cookie(&cookie)),
+        "claimed by the registration"
+    );
+    assert_eq!(must(reg.identity_count()), 1);
+
+    let twice = sample_cookie(now + 20);
+    let batch = vec![
+        sample_registration(&g.group_id, ClientId::NULL),
+        sample_registration(&g.group_id, ClientId::NULL),
+        sample_registration(&g.group_id, ClientId::NULL),
+    ];
+    let out = must(reg.register_all_once(&batch, &[twice, twice, sample_cookie(now + 20)]));
+    assert!(out[0].is_ok());
+    assert_eq!(out[1], Err(Refusal::CookieReplayed));
+    assert!(out[2].is_ok());
+    assert_eq!(must(reg.identity_count()), 3);
+    assert!(matches!(
+        reg.register_all_once(&batch, &[twice]),
+        Err(RegistryError::Corrupt(_))
+    ));
+
+    // Sweeping: a cookie is deleted only once it expired more than the margin ago.
+    let old = sample_cookie(now - COOKIE_SWEEP_MARGIN_SECS - 10);
+    let recent = sample_cookie(now - 10);
+    assert!(must(reg.claim_cookie(&old)));
+    assert!(must(reg.claim_cookie(&recent)));
+    assert_eq!(must(reg.sweep_used_cookies(UnixTime(now))), 1);
+    assert!(!must(reg.claim_cookie(&recent)), "inside the margin: kept");
+    assert!(!must(reg.claim_cookie(&twice)), "live: kept");
+    assert!(must(reg.claim_cookie(&old)), "swept");
+}
+
+/// 8 threads present the same cookie at once (as 8 nodes receiving one replayed
+/// Identity_ClientAttest would): exactly one registers.
+pub fn a_cookie_raced_by_many_threads_is_accepted_once(reg: Arc<dyn Registry>) {
+    let g = sample_group();
+    must(reg.add_group(&g));
+    let cookie = sample_cookie(1_700_000_020);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let reg = reg.clone();
+            let r = sample_registration(&g.group_id, ClientId::NULL);
+            std::thread::spawn(move || must(reg.register_all_once(&[r], &[cookie])))
+        })
+        .collect();
+    let mut granted = 0;
+    for t in threads {
+        match t.join() {
+            Ok(out) => match out[0] {
+                Ok(_) => granted += 1,
+                Err(Refusal::CookieReplayed) => {}
+                Err(other) => panic!("unexpected refusal {other}"),
+            },
+            Err(_) => panic!("thread panicked"),
+        }
+    }
+    assert_eq!(granted, 1);
+    assert_eq!(must(reg.identity_count()), 1);
 }

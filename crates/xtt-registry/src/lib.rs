@@ -39,13 +39,30 @@ use xtt_proto::longterm::LongtermPublicKey;
 use xtt_proto::{ClientId, UnixTime};
 
 pub mod conformance;
+pub mod pg_tls;
 mod postgres;
 mod sqlite;
 mod storage;
 
+pub use pg_tls::TlsMode;
 pub use postgres::{PostgresRegistry, DEFAULT_POOL_SIZE, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{Durability, SqliteRegistry, SCHEMA_VERSION};
-pub use storage::{open_storage, open_storage_with, StorageOptions};
+/// `expires_at` below which used cookies may be deleted at `now`.
+pub(crate) fn sweep_before(now: UnixTime) -> i64 {
+    sqlite::time_to_sql(UnixTime(now.0.saturating_sub(COOKIE_SWEEP_MARGIN_SECS)))
+}
+
+fn check_cookie_count(batch: &[Registration], cookies: &[CookieUse]) -> Result<(), RegistryError> {
+    if batch.len() == cookies.len() {
+        Ok(())
+    } else {
+        Err(RegistryError::Corrupt(
+            "register_all_once: one cookie per registration is required",
+        ))
+    }
+}
+
+pub use storage::{open_storage, open_storage_with, redact_url, StorageOptions};
 
 /// A DAA group the server accepts devices from.
 #[derive(Clone, PartialEq, Eq)]
@@ -102,6 +119,10 @@ pub enum Refusal {
     /// The requested ClientID is, or was, assigned to another device.
     #[error("requested ClientID {0} is taken")]
     RequestedIdTaken(ClientId),
+    /// The handshake's cookie was already used (on this node or another): a replayed
+    /// Identity_ClientAttest. Nothing is registered.
+    #[error("cookie already used")]
+    CookieReplayed,
     /// The device already holds another ClientID and asked for a different one.
     #[error("device already holds ClientID {held}, requested {requested}")]
     DeviceHoldsOtherId {
@@ -111,6 +132,21 @@ pub enum Refusal {
         requested: ClientId,
     },
 }
+
+/// A handshake cookie to be accepted at most once deployment-wide (see
+/// [`Registry::register_all_once`]): its identifier (`key_id ‖ nonce`, 13 bytes) and the time
+/// after which no node accepts it anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CookieUse {
+    /// `key_id ‖ nonce` of the cookie (xtt-proto's `CookieId`).
+    pub id: [u8; 13],
+    /// When the cookie expires (issue time + lifetime, by the issuing node's clock).
+    pub expires_at: UnixTime,
+}
+
+/// Used cookies are kept this long past their expiry before [`Registry::sweep_used_cookies`]
+/// deletes them, so a node whose clock is up to this far behind still finds them.
+pub const COOKIE_SWEEP_MARGIN_SECS: u64 = 300;
 
 /// A provisioned identity as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,6 +217,35 @@ pub trait Registry: Send + Sync + fmt::Debug {
         &self,
         batch: &[Registration],
     ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError>;
+
+    /// Like [`Self::register_all`], but each request first claims its handshake cookie
+    /// (`cookies[i]` for `batch[i]`) in the **same transaction**: a cookie already claimed, by
+    /// any node sharing this storage, refuses its request with [`Refusal::CookieReplayed`] and
+    /// registers nothing. A claimed cookie stays claimed whatever the registration's outcome.
+    /// `cookies` must be as long as `batch`.
+    fn register_all_once(
+        &self,
+        batch: &[Registration],
+        cookies: &[CookieUse],
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError>;
+
+    /// Claims one cookie on its own (for handshakes that register nothing, e.g. sessions):
+    /// `true` the first time deployment-wide, `false` after.
+    fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError>;
+
+    /// Deletes used cookies that expired more than [`COOKIE_SWEEP_MARGIN_SECS`] before `now`;
+    /// returns how many. Servers call it now and then, off the handshake path.
+    fn sweep_used_cookies(&self, now: UnixTime) -> Result<u64, RegistryError>;
+
+    /// The schema version the storage is at (SQLite `user_version`, PostgreSQL
+    /// `xtt_schema_version`); opening a registry migrates it to the newest this code knows.
+    fn schema_version(&self) -> Result<i64, RegistryError>;
+
+    /// Checks that the storage answers (one cheap query); for health endpoints. Callers bound
+    /// the wait themselves: a database that stops answering may block this call.
+    fn ping(&self) -> Result<(), RegistryError> {
+        self.identity_count().map(|_| ())
+    }
 
     /// Registers one request (a batch of one).
     fn register(&self, registration: &Registration) -> Result<Assigned, RegistryError> {

@@ -51,25 +51,31 @@
 //! in its own transaction holding a transaction-level advisory lock, so nodes starting together
 //! migrate once. A database newer than this code is refused ([`RegistryError::SchemaTooNew`]).
 //!
-//! TLS: connections are made without TLS (`NoTls`); use a unix socket or a trusted network.
+//! # TLS
+//!
+//! `sslmode=require|verify-ca|verify-full` and `sslrootcert=PATH` in the URL select TLS with
+//! rustls (ring); see [`crate::pg_tls`] for what each mode checks. Without `sslmode` the
+//! connection is plain: use a unix socket or a trusted network.
 
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
-use postgres::{Config, NoTls};
+use postgres::Config;
 use r2d2_postgres::PostgresConnectionManager;
 use rand_core::{OsRng, RngCore};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use xtt_proto::daa::GroupId;
 use xtt_proto::identity::CLIENT_ID_LEN;
 use xtt_proto::{ClientId, UnixTime};
 
 use crate::sqlite::{fixed, identity_from_row, time_to_sql, FRESH_ID_ATTEMPTS, IDENTITY_COLUMNS};
 use crate::{
-    Assigned, GroupRecord, IdentityRecord, Refusal, Registration, Registry, RegistryError,
+    Assigned, CookieUse, GroupRecord, IdentityRecord, Refusal, Registration, Registry,
+    RegistryError,
 };
 
 /// The schema version this code writes (the highest row of `xtt_schema_version`).
-pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
 /// Connections in the pool unless the caller asks otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
@@ -184,9 +190,70 @@ BEGIN
 END
 $fn$;
 ",
+    // v2: handshake cookies accepted once deployment-wide, claimed in the registration's own
+    // statement (so still one round trip per handshake).
+    r"
+CREATE TABLE xtt_used_cookies (
+    cookie_id  bytea PRIMARY KEY CHECK (length(cookie_id) = 13),
+    expires_at bigint NOT NULL
+);
+CREATE INDEX xtt_used_cookies_by_expiry ON xtt_used_cookies (expires_at);
+
+-- Claims each request's cookie, then registers the requests whose cookie was fresh (in order,
+-- through xtt_register_batch); a request whose cookie was already used gets outcome 5.
+-- Two nodes claiming one cookie serialise on the primary key: the second waits for the first
+-- to commit and then sees the conflict.
+CREATE FUNCTION xtt_register_batch_once(
+    p_group_ids bytea[], p_pseudonyms bytea[], p_requested bytea[], p_keys bytea[],
+    p_nows bigint[], p_candidates bytea[], p_cookies bytea[], p_cookie_expiry bigint[])
+RETURNS TABLE (outcome smallint, assigned_id bytea)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    n int := coalesce(array_length(p_group_ids, 1), 0);
+    v_fresh boolean[] := '{}';
+    v_got bytea;
+    g bytea[] := '{}'; ps bytea[] := '{}'; rq bytea[] := '{}'; ks bytea[] := '{}';
+    ns bigint[] := '{}'; cs bytea[] := '{}';
+    o_out smallint[]; o_ids bytea[];
+    j int := 0;
+BEGIN
+    IF coalesce(array_length(p_cookies, 1), 0) <> n THEN
+        RAISE EXCEPTION 'one cookie per registration';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        v_got := NULL;
+        INSERT INTO xtt_used_cookies AS u (cookie_id, expires_at)
+             VALUES (p_cookies[i], p_cookie_expiry[i])
+        ON CONFLICT DO NOTHING RETURNING u.cookie_id INTO v_got;
+        v_fresh := array_append(v_fresh, v_got IS NOT NULL);
+        IF v_got IS NOT NULL THEN
+            g := array_append(g, p_group_ids[i]);
+            ps := array_append(ps, p_pseudonyms[i]);
+            rq := array_append(rq, p_requested[i]);
+            ks := array_append(ks, p_keys[i]);
+            ns := array_append(ns, p_nows[i]);
+            cs := array_append(cs, p_candidates[i]);
+        END IF;
+    END LOOP;
+    SELECT array_agg(r.outcome ORDER BY r.k), array_agg(r.assigned_id ORDER BY r.k)
+      INTO o_out, o_ids
+      FROM xtt_register_batch(g, ps, rq, ks, ns, cs) WITH ORDINALITY AS r(outcome, assigned_id, k);
+    FOR i IN 1 .. n LOOP
+        IF v_fresh[i] THEN
+            j := j + 1;
+            outcome := o_out[j]; assigned_id := o_ids[j];
+        ELSE
+            outcome := 5; assigned_id := NULL;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+",
 ];
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Pool = r2d2::Pool<Manager>;
 
 /// The PostgreSQL registry: a pool of connections to one database.
 #[derive(Clone)]
@@ -229,26 +296,41 @@ fn pool_err(e: r2d2::Error) -> RegistryError {
 impl PostgresRegistry {
     /// Connects to `url` (`postgres://user@host/db`, `postgresql:///db?host=/run/postgresql`,
     /// or the `key=value` form), with [`DEFAULT_POOL_SIZE`] connections, and migrates the schema.
+    /// `sslmode` and `sslrootcert` select TLS ([`crate::pg_tls`]).
     pub fn open(url: &str) -> Result<Self, RegistryError> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| RegistryError::Database(format!("invalid PostgreSQL URL: {e}")))?;
-        Self::from_config(config, DEFAULT_POOL_SIZE)
+        Self::open_with_pool(url, DEFAULT_POOL_SIZE)
     }
 
-    /// Connects with an explicit configuration and pool size, and migrates the schema.
+    /// [`Self::open`] with `pool_size` connections.
+    pub fn open_with_pool(url: &str, pool_size: u32) -> Result<Self, RegistryError> {
+        let target = crate::pg_tls::parse_url(url)?;
+        Self::connect(target.config, target.tls, pool_size)
+    }
+
+    /// Connects with an explicit configuration and pool size, and migrates the schema. TLS is
+    /// used only if `config` says `SslMode::Require`, and then without checking the server's
+    /// certificate (libpq's `require`); use [`Self::open`] with `sslmode=verify-full` for that.
     pub fn from_config(mut config: Config, pool_size: u32) -> Result<Self, RegistryError> {
+        let tls = crate::pg_tls::connector_for(&mut config)?;
+        Self::connect(config, tls, pool_size)
+    }
+
+    fn connect(
+        mut config: Config,
+        tls: MakeRustlsConnect,
+        pool_size: u32,
+    ) -> Result<Self, RegistryError> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         // One direct connection first: its error says why (refused, authentication, unknown
         // database), where the pool would only report a timeout. It runs the migrations.
-        let mut first = config.connect(NoTls).map_err(|e| {
+        let mut first = config.connect(tls.clone()).map_err(|e| {
             RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
         })?;
         migrate(&mut first)?;
         drop(first);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config, tls);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
@@ -260,10 +342,107 @@ impl PostgresRegistry {
         Ok(Self { pool })
     }
 
-    fn conn(
-        &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, RegistryError> {
         self.pool.get().map_err(pool_err)
+    }
+
+    /// One statement for the whole batch (one round trip); with `cookies`, each request first
+    /// claims its cookie in the same statement.
+    fn register_batch(
+        &self,
+        batch: &[Registration],
+        cookies: Option<&[CookieUse]>,
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut group_ids = Vec::with_capacity(batch.len());
+        let mut pseudonyms = Vec::with_capacity(batch.len());
+        let mut requested = Vec::with_capacity(batch.len());
+        let mut keys = Vec::with_capacity(batch.len());
+        let mut nows = Vec::with_capacity(batch.len());
+        let mut candidates = Vec::with_capacity(batch.len());
+        for r in batch {
+            group_ids.push(&r.group_id.0[..]);
+            pseudonyms.push(&r.pseudonym.0[..]);
+            keys.push(&r.longterm_key.as_bytes()[..]);
+            nows.push(time_to_sql(r.now));
+            if r.requested_id.is_null() {
+                requested.push(None);
+                candidates.push(fresh_candidates());
+            } else {
+                requested.push(Some(&r.requested_id.0[..]));
+                candidates.push(Vec::new());
+            }
+        }
+        let cookie_ids: Vec<&[u8]> = cookies
+            .unwrap_or_default()
+            .iter()
+            .map(|c| &c.id[..])
+            .collect();
+        let cookie_expiry: Vec<i64> = cookies
+            .unwrap_or_default()
+            .iter()
+            .map(|c| time_to_sql(c.expires_at))
+            .collect();
+        let params: [(&(dyn ToSql + Sync), Type); 8] = [
+            (&group_ids, Type::BYTEA_ARRAY),
+            (&pseudonyms, Type::BYTEA_ARRAY),
+            (&requested, Type::BYTEA_ARRAY),
+            (&keys, Type::BYTEA_ARRAY),
+            (&nows, Type::INT8_ARRAY),
+            (&candidates, Type::BYTEA_ARRAY),
+            (&cookie_ids, Type::BYTEA_ARRAY),
+            (&cookie_expiry, Type::INT8_ARRAY),
+        ];
+        let mut c = self.conn()?;
+        // One statement in autocommit: one round trip, one transaction, committed on return.
+        let rows = match cookies {
+            Some(_) => c.query_typed(
+                "SELECT outcome, assigned_id
+                   FROM xtt_register_batch_once($1, $2, $3, $4, $5, $6, $7, $8)",
+                &params,
+            ),
+            None => c.query_typed(
+                "SELECT outcome, assigned_id FROM xtt_register_batch($1, $2, $3, $4, $5, $6)",
+                &params[..6],
+            ),
+        }
+        .map_err(db)?;
+        if rows.len() != batch.len() {
+            return Err(RegistryError::Corrupt(
+                "registration function returned the wrong number of rows",
+            ));
+        }
+        rows.iter()
+            .zip(batch)
+            .map(|(row, r)| {
+                let outcome: i16 = row.try_get(0).map_err(db)?;
+                let id = |row: &postgres::Row| -> Result<ClientId, RegistryError> {
+                    let v: Option<Vec<u8>> = row.try_get(1).map_err(db)?;
+                    let v = v.ok_or(RegistryError::Corrupt("registration returned no ClientID"))?;
+                    Ok(ClientId(fixed::<CLIENT_ID_LEN>(v, "ClientID length")?))
+                };
+                Ok(match outcome {
+                    0 => Ok(Assigned {
+                        client_id: id(row)?,
+                        new_device: true,
+                    }),
+                    1 => Ok(Assigned {
+                        client_id: id(row)?,
+                        new_device: false,
+                    }),
+                    2 => Err(Refusal::UnknownGroup),
+                    3 => Err(Refusal::RequestedIdTaken(r.requested_id)),
+                    4 => Err(Refusal::DeviceHoldsOtherId {
+                        held: id(row)?,
+                        requested: r.requested_id,
+                    }),
+                    5 => Err(Refusal::CookieReplayed),
+                    _ => return Err(RegistryError::Corrupt("unknown registration outcome")),
+                })
+            })
+            .collect()
     }
 
     /// The schema version the database is at.
@@ -439,77 +618,56 @@ impl Registry for PostgresRegistry {
         &self,
         batch: &[Registration],
     ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut group_ids = Vec::with_capacity(batch.len());
-        let mut pseudonyms = Vec::with_capacity(batch.len());
-        let mut requested = Vec::with_capacity(batch.len());
-        let mut keys = Vec::with_capacity(batch.len());
-        let mut nows = Vec::with_capacity(batch.len());
-        let mut candidates = Vec::with_capacity(batch.len());
-        for r in batch {
-            group_ids.push(&r.group_id.0[..]);
-            pseudonyms.push(&r.pseudonym.0[..]);
-            keys.push(&r.longterm_key.as_bytes()[..]);
-            nows.push(time_to_sql(r.now));
-            if r.requested_id.is_null() {
-                requested.push(None);
-                candidates.push(fresh_candidates());
-            } else {
-                requested.push(Some(&r.requested_id.0[..]));
-                candidates.push(Vec::new());
-            }
-        }
-        let params: [(&(dyn ToSql + Sync), Type); 6] = [
-            (&group_ids, Type::BYTEA_ARRAY),
-            (&pseudonyms, Type::BYTEA_ARRAY),
-            (&requested, Type::BYTEA_ARRAY),
-            (&keys, Type::BYTEA_ARRAY),
-            (&nows, Type::INT8_ARRAY),
-            (&candidates, Type::BYTEA_ARRAY),
-        ];
+        self.register_batch(batch, None)
+    }
+
+    fn register_all_once(
+        &self,
+        batch: &[Registration],
+        cookies: &[CookieUse],
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError> {
+        crate::check_cookie_count(batch, cookies)?;
+        self.register_batch(batch, Some(cookies))
+    }
+
+    fn schema_version(&self) -> Result<i64, RegistryError> {
+        PostgresRegistry::schema_version(self)
+    }
+
+    fn ping(&self) -> Result<(), RegistryError> {
+        // A short checkout: a dead server fails fast instead of after the pool's 10 s.
+        let mut c = self
+            .pool
+            .get_timeout(Duration::from_secs(2))
+            .map_err(pool_err)?;
+        c.query_typed("SELECT 1", &[]).map_err(db)?;
+        Ok(())
+    }
+
+    fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError> {
         let mut c = self.conn()?;
-        // One statement in autocommit: one round trip, one transaction, committed on return.
         let rows = c
             .query_typed(
-                "SELECT outcome, assigned_id FROM xtt_register_batch($1, $2, $3, $4, $5, $6)",
-                &params,
+                "INSERT INTO xtt_used_cookies (cookie_id, expires_at) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING 1",
+                &[
+                    (&&cookie.id[..], Type::BYTEA),
+                    (&time_to_sql(cookie.expires_at), Type::INT8),
+                ],
             )
             .map_err(db)?;
-        if rows.len() != batch.len() {
-            return Err(RegistryError::Corrupt(
-                "registration function returned the wrong number of rows",
-            ));
-        }
-        rows.iter()
-            .zip(batch)
-            .map(|(row, r)| {
-                let outcome: i16 = row.try_get(0).map_err(db)?;
-                let id = |row: &postgres::Row| -> Result<ClientId, RegistryError> {
-                    let v: Option<Vec<u8>> = row.try_get(1).map_err(db)?;
-                    let v = v.ok_or(RegistryError::Corrupt("registration returned no ClientID"))?;
-                    Ok(ClientId(fixed::<CLIENT_ID_LEN>(v, "ClientID length")?))
-                };
-                Ok(match outcome {
-                    0 => Ok(Assigned {
-                        client_id: id(row)?,
-                        new_device: true,
-                    }),
-                    1 => Ok(Assigned {
-                        client_id: id(row)?,
-                        new_device: false,
-                    }),
-                    2 => Err(Refusal::UnknownGroup),
-                    3 => Err(Refusal::RequestedIdTaken(r.requested_id)),
-                    4 => Err(Refusal::DeviceHoldsOtherId {
-                        held: id(row)?,
-                        requested: r.requested_id,
-                    }),
-                    _ => return Err(RegistryError::Corrupt("unknown registration outcome")),
-                })
-            })
-            .collect()
+        Ok(!rows.is_empty())
+    }
+
+    fn sweep_used_cookies(&self, now: UnixTime) -> Result<u64, RegistryError> {
+        let mut c = self.conn()?;
+        let n = c
+            .execute_typed(
+                "DELETE FROM xtt_used_cookies WHERE expires_at < $1",
+                &[(&crate::sweep_before(now), Type::INT8)],
+            )
+            .map_err(db)?;
+        Ok(n)
     }
 
     fn identity(&self, client_id: &ClientId) -> Result<Option<IdentityRecord>, RegistryError> {
@@ -587,7 +745,7 @@ mod tests {
         let mut config: Config = url.parse().unwrap();
         // As if the role or database were configured with synchronous_commit = off.
         config.options("-c synchronous_commit=off");
-        let mut c = config.connect(NoTls).unwrap();
+        let mut c = config.connect(postgres::NoTls).unwrap();
         let show = |c: &mut postgres::Client| -> String {
             c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0)
         };

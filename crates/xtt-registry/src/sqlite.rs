@@ -22,11 +22,23 @@ use xtt_proto::longterm::{LongtermPublicKey, PUBLIC_KEY_LEN};
 use xtt_proto::{ClientId, UnixTime};
 
 use crate::{
-    Assigned, GroupRecord, IdentityRecord, Refusal, Registration, Registry, RegistryError,
+    Assigned, CookieUse, GroupRecord, IdentityRecord, Refusal, Registration, Registry,
+    RegistryError,
 };
 
+/// Inserts the cookie unless present; whether it was new.
+fn claim(tx: &rusqlite::Transaction<'_>, cookie: &CookieUse) -> Result<bool, RegistryError> {
+    let n = tx
+        .execute(
+            "INSERT OR IGNORE INTO used_cookies (cookie_id, expires_at) VALUES (?1, ?2)",
+            params![&cookie.id[..], time_to_sql(cookie.expires_at)],
+        )
+        .map_err(db)?;
+    Ok(n == 1)
+}
+
 /// The schema version this code writes (SQLite `user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations in order; entry `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -49,6 +61,12 @@ const MIGRATIONS: &[&str] = &[
          client_id  BLOB PRIMARY KEY CHECK (length(client_id) = 16),
          retired_at INTEGER NOT NULL
      );",
+    // v2: handshake cookies already accepted (each is accepted once; swept after expiry).
+    "CREATE TABLE used_cookies (
+         cookie_id  BLOB PRIMARY KEY CHECK (length(cookie_id) = 13),
+         expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX used_cookies_by_expiry ON used_cookies (expires_at);",
 ];
 
 /// How hard a commit is pushed to disk; see the module documentation.
@@ -361,6 +379,55 @@ impl Registry for SqliteRegistry {
         // The commit is the durability point: only after it returns may a ClientID be sent.
         tx.commit().map_err(db)?;
         Ok(out)
+    }
+
+    fn register_all_once(
+        &self,
+        batch: &[Registration],
+        cookies: &[CookieUse],
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError> {
+        crate::check_cookie_count(batch, cookies)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (r, cookie) in batch.iter().zip(cookies) {
+            if claim(&tx, cookie)? {
+                out.push(register_one(&tx, r)?);
+            } else {
+                out.push(Err(Refusal::CookieReplayed));
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn schema_version(&self) -> Result<i64, RegistryError> {
+        self.conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)
+    }
+
+    fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let fresh = claim(&tx, cookie)?;
+        tx.commit().map_err(db)?;
+        Ok(fresh)
+    }
+
+    fn sweep_used_cookies(&self, now: UnixTime) -> Result<u64, RegistryError> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "DELETE FROM used_cookies WHERE expires_at < ?1",
+                params![crate::sweep_before(now)],
+            )
+            .map_err(db)?;
+        Ok(n as u64)
     }
 
     fn identity(&self, client_id: &ClientId) -> Result<Option<IdentityRecord>, RegistryError> {

@@ -27,6 +27,13 @@ data_dir = "xtt-data"
 # provisioned identity is recorded in it ("provisioned by XTT"). Unset: groups come from the
 # registry alone.
 # anchors = "anchors.db"
+# Where the registry lives, as a URL; the default is the SQLite file above
+# ("sqlite:DATA_DIR/registry.sqlite"). Several servers share one PostgreSQL database:
+#   storage = "postgres://xtt@db.example/xtt?sslmode=verify-full&sslrootcert=/etc/xtt/db-ca.pem"
+# The password is best kept out of this file (PGPASSWORD is not read; use a unix socket with peer
+# authentication, or a URL in the --storage flag from a secret store). Logs show URLs redacted.
+# Schema migrations run at start.
+# storage = "sqlite:xtt-data/registry.sqlite"
 
 [limits]
 # Handshakes in progress at once. Connections beyond this are refused at once with an XTT Error
@@ -63,6 +70,12 @@ lifetime_secs = 20
 # Used cookies remembered (until they expire) to refuse replays. When full, new handshakes are
 # refused until entries expire; size it above handshakes/s × lifetime_secs.
 replay_cache_capacity = 200000
+# Several servers, one deployment: a file with the cookie keys every node reads ("ID HEX" lines,
+# current key first, then the previous one; mode 0600), so a device may send its ClientAttest to
+# another node than its ClientInit. Replacing the file rotates the keys on every node within a
+# second, without a restart. Without it each server draws a random key at start. Make one with:
+#   (umask 077; printf '1 %s\n' "$(openssl rand -hex 32)" > /etc/xtt/cookie.keys)
+# key_file = "/etc/xtt/cookie.keys"
 
 [registry]
 # "full": every registration is fsynced before the device is told its ClientID (survives power
@@ -70,6 +83,8 @@ replay_cache_capacity = 200000
 durability = "full"
 # Most registrations committed in one transaction (group commit: one fsync for all of them).
 max_commit_batch = 256
+# PostgreSQL only: connections in the pool.
+pool_size = 8
 
 [metrics]
 # Address of the Prometheus endpoint (GET /metrics). Remove or comment out to disable.
@@ -112,6 +127,9 @@ pub struct ServerConfig {
     /// Trust-anchor store the DAA groups come from (and provisioned identities go to).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anchors: Option<PathBuf>,
+    /// Registry URL (`sqlite:PATH` or `postgres://…`); `None`: `sqlite:DATA_DIR/registry.sqlite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageUrl>,
     /// Connection and message limits.
     pub limits: Limits,
     /// DAA verification pool and batching.
@@ -164,6 +182,9 @@ pub struct CookieSettings {
     pub lifetime_secs: u64,
     /// Replay cache capacity (live cookies).
     pub replay_cache_capacity: usize,
+    /// Shared cookie key file ([`crate::cookie_keys`]); `None`: a random key per start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Registry settings.
@@ -174,6 +195,37 @@ pub struct RegistrySettings {
     pub durability: DurabilitySetting,
     /// Most registrations per transaction.
     pub max_commit_batch: usize,
+    /// PostgreSQL connection pool size.
+    pub pool_size: u32,
+}
+
+/// A storage URL as configured. It may carry a password, so `Debug` and `Display` show it
+/// redacted ([`xtt_registry::redact_url`]); [`Self::expose`] gives the real one to the opener.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StorageUrl(String);
+
+impl StorageUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+    /// The URL with its password, for opening the storage only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StorageUrl({:?})", xtt_registry::redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&xtt_registry::redact_url(&self.0))
+    }
 }
 
 /// `durability` in the TOML file.
@@ -210,6 +262,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4444)),
             data_dir: PathBuf::from("xtt-data"),
             anchors: None,
+            storage: None,
             limits: Limits::default(),
             daa: DaaSettings::default(),
             cookies: CookieSettings::default(),
@@ -248,6 +301,7 @@ impl Default for CookieSettings {
         Self {
             lifetime_secs: xtt_proto::cookie::DEFAULT_COOKIE_LIFETIME_SECS,
             replay_cache_capacity: 200_000,
+            key_file: None,
         }
     }
 }
@@ -257,6 +311,7 @@ impl Default for RegistrySettings {
         Self {
             durability: DurabilitySetting::Full,
             max_commit_batch: 256,
+            pool_size: xtt_registry::DEFAULT_POOL_SIZE,
         }
     }
 }
@@ -294,6 +349,13 @@ impl ServerConfig {
         self.data_dir.join("registry.sqlite")
     }
 
+    /// The registry URL: `storage`, or the SQLite file in the data directory.
+    pub fn storage_url(&self) -> StorageUrl {
+        self.storage
+            .clone()
+            .unwrap_or_else(|| StorageUrl(format!("sqlite:{}", self.registry_path().display())))
+    }
+
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -323,6 +385,20 @@ impl ServerConfig {
             return bad("registry.max_commit_batch must be at least 1");
         }
         self.sessions.validate().map_err(ConfigError::Invalid)?;
+        if self.registry.pool_size == 0 {
+            return bad("registry.pool_size must be at least 1");
+        }
+        if let Some(url) = &self.storage {
+            let u = url.expose().trim();
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "storage {url} is not sqlite:PATH or postgres://USER@HOST/DATABASE"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -390,5 +466,27 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert!(ServerConfig::from_toml("lisen = \"0.0.0.0:5000\"").is_err());
         assert!(ServerConfig::from_toml("[limits]\nmax_message_len = 100\n").is_err());
+    }
+
+    #[test]
+    fn storage_defaults_to_the_sqlite_file_and_urls_are_redacted() {
+        let c = ServerConfig::from_toml("data_dir = \"/srv/xtt\"\n").unwrap();
+        assert_eq!(c.storage_url().expose(), "sqlite:/srv/xtt/registry.sqlite");
+        let c = ServerConfig::from_toml(
+            "storage = \"postgres://xtt:hunter2@db.example/xtt?sslmode=require\"\n",
+        )
+        .unwrap();
+        let url = c.storage_url();
+        assert_eq!(
+            url.expose(),
+            "postgres://xtt:hunter2@db.example/xtt?sslmode=require"
+        );
+        for shown in [format!("{url}"), format!("{url:?}"), format!("{c:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("xtt:***@db.example"), "{shown}");
+        }
+        let e = ServerConfig::from_toml("storage = \"mysql://root:pw@h/x\"\n").unwrap_err();
+        assert!(e.to_string().contains("not sqlite:PATH"), "{e}");
+        assert!(!e.to_string().contains(":pw@"), "{e}");
     }
 }

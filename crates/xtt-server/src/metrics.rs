@@ -190,15 +190,18 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+/// Serves `GET /metrics` (and `GET /healthz`, [`crate::health`]) on `listener` until
+/// `shutdown` completes.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    registry: Arc<dyn xtt_registry::Registry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .with_state(metrics);
+        .with_state(metrics)
+        .merge(crate::health::router(registry));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,11 +1,20 @@
 //! Group commit: one thread owns the registry's write path, takes every registration waiting
 //! when it becomes free and commits them in one transaction (one fsync), then answers each
 //! handshake. Idle, a registration commits at once; under load, many share a commit.
+//!
+//! Each registration carries its handshake cookie, claimed in the same transaction
+//! ([`Registry::register_all_once`]), so a cookie is accepted once across every server sharing
+//! the registry at no extra round trip. Expired used cookies are swept from this thread every
+//! [`SWEEP_EVERY`] (one statement, off the handshake path).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use xtt_registry::{Assigned, Refusal, Registration, Registry};
+use xtt_registry::{Assigned, CookieUse, Refusal, Registration, Registry};
+
+/// How often the writer deletes expired used cookies.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 use crate::metrics::Metrics;
 
@@ -18,6 +27,7 @@ pub(crate) enum RegisterFailure {
 
 type Request = (
     Registration,
+    CookieUse,
     oneshot::Sender<Result<Assigned, RegisterFailure>>,
 );
 
@@ -41,14 +51,15 @@ impl Registrar {
         Ok(Self { tx })
     }
 
-    /// Registers durably; returns once committed.
+    /// Claims the cookie and registers, durably; returns once committed.
     pub(crate) async fn register(
         &self,
         registration: Registration,
+        cookie: CookieUse,
     ) -> Result<Assigned, RegisterFailure> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((registration, reply))
+            .send((registration, cookie, reply))
             .await
             .map_err(|_| RegisterFailure::Storage("registry writer stopped".into()))?;
         rx.await
@@ -62,6 +73,7 @@ fn run(
     metrics: Arc<Metrics>,
     max_batch: usize,
 ) {
+    let mut last_sweep = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -71,8 +83,15 @@ fn run(
             }
         }
         metrics.observe_commit_batch(batch.len());
-        let (regs, replies): (Vec<Registration>, Vec<_>) = batch.into_iter().unzip();
-        match registry.register_all(&regs) {
+        let mut regs = Vec::with_capacity(batch.len());
+        let mut cookies = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (r, c, reply) in batch {
+            regs.push(r);
+            cookies.push(c);
+            replies.push(reply);
+        }
+        match registry.register_all_once(&regs, &cookies) {
             Ok(results) => {
                 for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(r.map_err(RegisterFailure::Refused));
@@ -84,6 +103,13 @@ fn run(
                 for reply in replies {
                     let _ = reply.send(Err(RegisterFailure::Storage(msg.clone())));
                 }
+            }
+        }
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            match registry.sweep_used_cookies(crate::server::unix_now()) {
+                Ok(n) => tracing::debug!(swept = n, "expired used cookies deleted"),
+                Err(e) => tracing::warn!(error = %e, "sweeping used cookies failed"),
             }
         }
     }

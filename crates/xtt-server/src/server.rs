@@ -29,7 +29,7 @@ use xtt_proto::daa::GroupId;
 use xtt_proto::error::{PeerMisbehaved, Refused};
 use xtt_proto::server::{Server as ProtoServer, ServerConfig as ProtoConfig};
 use xtt_proto::{ClientId, UnixTime};
-use xtt_registry::{Refusal, Registration, Registry, RegistryError};
+use xtt_registry::{CookieUse, Refusal, Registration, Registry, RegistryError};
 
 use crate::anchors::{GroupsError, IdentityRecorder, Provisioned, StoreGroups};
 use crate::config::{ServerConfig, ServerKeys};
@@ -63,6 +63,9 @@ pub enum ServerError {
     /// The trust-anchor store (`anchors` in the configuration) failed.
     #[error("anchor store: {0}")]
     Anchors(#[from] xtt_anchors::AnchorError),
+    /// The shared cookie key file could not be used.
+    #[error("cookie keys: {0}")]
+    CookieKeys(#[from] crate::cookie_keys::CookieKeyFileError),
 }
 
 impl From<GroupsError> for ServerError {
@@ -169,10 +172,15 @@ impl XttServer {
             config.cookies.replay_cache_capacity,
         ));
         let cert = keys.certificate.as_bytes().to_vec();
+        // A shared key file (several nodes, one deployment) or this process's own key.
+        let cookie_keys = match &config.cookies.key_file {
+            Some(path) => crate::cookie_keys::load(path)?,
+            None => CookieKeyring::new(CookieKey::from_secret(1, &keys.cookie_secret)),
+        };
         let proto = ProtoServer::new(ProtoConfig {
             certificate: keys.certificate,
             signing_key: keys.signing_key,
-            cookie_keys: CookieKeyring::new(CookieKey::from_secret(1, &keys.cookie_secret)),
+            cookie_keys,
             cookie_lifetime_secs: config.cookies.lifetime_secs,
             replay_guard: replay_guard.clone(),
         })
@@ -320,12 +328,17 @@ impl XttServer {
             tokio::spawn(crate::metrics::serve(
                 l,
                 self.shared.metrics.clone(),
+                self.shared.registry.clone(),
                 async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 },
             ))
         });
         let sh = self.shared;
+        let key_watch =
+            sh.config.cookies.key_file.clone().map(|path| {
+                tokio::spawn(crate::cookie_keys::watch(path, sh.clone(), stop_rx.clone()))
+            });
         let session_tasks = sh.sessions.get().map(|core| {
             let sweeper = core.spawn_sweeper(Duration::from_secs(5));
             let udp = self.udp.clone().map(|sock| {
@@ -369,6 +382,9 @@ impl XttServer {
         }
         sh.stop.send_replace(true);
         if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
+        if let Some(t) = key_watch {
             let _ = t.await;
         }
         if let Some((sweeper, udp)) = session_tasks {
@@ -548,6 +564,10 @@ async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<Ended, Fa
     };
 
     let group_id = *attested.group_id();
+    let cookie = CookieUse {
+        id: attested.cookie_id().0,
+        expires_at: attested.cookie_expires_at(),
+    };
     let Some(verifier) = group_verifier(sh, &group_id).await else {
         return Err(fail(stream, &Refused::UnknownGroup.into()).await);
     };
@@ -582,8 +602,12 @@ async fn handshake(sh: &Arc<Shared>, stream: &mut TcpStream) -> Result<Ended, Fa
     };
     // Committed durably before the ClientID is sent: a crash after this point loses nothing the
     // device was told.
-    let assigned = match sh.registrar.register(registration).await {
+    let assigned = match sh.registrar.register(registration, cookie).await {
         Ok(a) => a,
+        // Accepted by another node already (this node's replay guard only knows its own).
+        Err(RegisterFailure::Refused(Refusal::CookieReplayed)) => {
+            return Err(fail(stream, &PeerMisbehaved::ReplayedCookie.into()).await)
+        }
         Err(RegisterFailure::Refused(Refusal::UnknownGroup)) => {
             return Err(fail(stream, &Refused::UnknownGroup.into()).await)
         }

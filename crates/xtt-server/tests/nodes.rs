@@ -1,0 +1,253 @@
+//! Several servers, one deployment: two `XttServer`s in one process on one PostgreSQL database
+//! (the throwaway server `scripts/test.sh` starts; these tests fail without it), sharing a
+//! cookie key file. A ClientAttest may land on another node than its ClientInit, and is
+//! accepted once deployment-wide.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{run, test_config, wait_idle, Fixture, BASENAME};
+use rand_core::{OsRng, RngCore};
+use tokio::net::TcpStream;
+use xtt_proto::client::{ClientConfig, ClientHandshake};
+use xtt_proto::codec::MAX_HANDSHAKE_LEN;
+use xtt_proto::{ClientId, SuiteSpec};
+use xtt_registry::Registry;
+use xtt_server::framing::{read_message, write_message, FrameError};
+use xtt_server::{add_group, XttServer};
+
+const T: Duration = Duration::from_secs(10);
+
+fn fresh_database_url() -> String {
+    let Ok(admin_url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+        panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
+    };
+    let config: postgres::Config = admin_url.parse().unwrap();
+    let mut admin = config.connect(postgres::NoTls).unwrap();
+    let name = format!("xtt_nodes_{:016x}", OsRng.next_u64());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{name}?{query}")
+}
+
+/// Connects, sends a fresh ClientInit, ignores the answer, then sends `client_attest` (made for
+/// a cookie another connection got) and returns the server's answer.
+async fn attest_on(
+    addr: std::net::SocketAddr,
+    config: ClientConfig,
+    client_attest: &[u8],
+) -> Result<Vec<u8>, FrameError> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (_st, ci) = ClientHandshake::start(config, SuiteSpec::ALL[0], ClientId::NULL, &mut OsRng);
+    write_message(&mut s, &ci, T).await.unwrap();
+    let _sia = read_message(&mut s, MAX_HANDSHAKE_LEN, T).await.unwrap();
+    write_message(&mut s, client_attest, T).await.unwrap();
+    read_message(&mut s, MAX_HANDSHAKE_LEN, T).await
+}
+
+#[test]
+fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("cookie.keys");
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    std::fs::write(&key_file, format!("7 {}\n", hex::encode(secret))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Two pools on one database, as two server processes would have. Opened (and dropped)
+    // outside the async runtime: the PostgreSQL client blocks.
+    let reg_a = xtt_registry::open_storage(&url).unwrap();
+    add_group(&*reg_a, &fx.gpk(), BASENAME).unwrap();
+    let reg_b = xtt_registry::open_storage(&url).unwrap();
+    let members = fx.members(1);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let node = |reg: Arc<dyn Registry>| {
+            let mut config = test_config(dir.path());
+            config.metrics.listen = None;
+            config.cookies.key_file = Some(key_file.clone());
+            // Each node's own secret differs: only the shared file makes them agree.
+            let mut keys = fx.keys();
+            OsRng.fill_bytes(keys.cookie_secret.as_mut_slice());
+            async move { run(XttServer::bind(config, keys, reg).await.unwrap()) }
+        };
+        let a = node(reg_a.clone()).await;
+        let b = node(reg_b.clone()).await;
+        let client = ClientConfig {
+            roots: Arc::new(fx.root.clone()),
+            daa: members[0].clone(),
+            longterm_key: None,
+        };
+
+        // ClientInit to A ...
+        let mut s = TcpStream::connect(a.addr).await.unwrap();
+        let (st, ci) = ClientHandshake::start(
+            client.clone(),
+            SuiteSpec::ALL[0],
+            ClientId::NULL,
+            &mut OsRng,
+        );
+        write_message(&mut s, &ci, T).await.unwrap();
+        let sia = read_message(&mut s, MAX_HANDSHAKE_LEN, T).await.unwrap();
+        drop(s);
+        let (st, client_attest) = st.handle_server_attest(&sia, &mut OsRng).unwrap();
+        // ... ClientAttest to B: B opens A's cookie and finishes A's handshake.
+        let finished = attest_on(b.addr, client.clone(), &client_attest)
+            .await
+            .expect("B accepts a cookie A issued");
+        let provisioned = st.handle_server_finished(&finished).unwrap();
+        assert!(!provisioned.client_id.is_null());
+
+        // The same ClientAttest replayed to A: A never saw it accepted, the registry did.
+        let replayed = attest_on(a.addr, client.clone(), &client_attest).await;
+        assert!(
+            matches!(
+                replayed,
+                Err(FrameError::Protocol(xtt_proto::Error::ReceivedErrorMessage))
+            ),
+            "replay to the other node refused, got {replayed:?}"
+        );
+        // And to B (its own replay guard refuses it before any DAA work).
+        let replayed = attest_on(b.addr, client, &client_attest).await;
+        assert!(replayed.is_err());
+
+        wait_idle(&a.handle).await;
+        wait_idle(&b.handle).await;
+        assert_eq!(
+            a.handle
+                .metrics()
+                .handshakes_count("failed", "replayed_cookie"),
+            1
+        );
+        assert_eq!(b.handle.metrics().handshakes_count("ok", "none"), 1);
+        a.stop().await;
+        b.stop().await;
+    });
+    drop(rt);
+    assert_eq!(reg_a.identity_count().unwrap(), 1);
+}
+
+/// A TCP relay to the test PostgreSQL server that can be cut: every connection through it, and
+/// the listener, close at once.
+struct Relay {
+    port: u16,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    accept: tokio::task::JoinHandle<()>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(socket: std::path::PathBuf) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let socket = socket.clone();
+                c.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::UnixStream::connect(&socket).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self {
+            port,
+            tasks: Vec::new(),
+            accept,
+            conns,
+        }
+    }
+
+    fn cut(&mut self) {
+        self.accept.abort();
+        for t in self
+            .conns
+            .lock()
+            .unwrap()
+            .drain(..)
+            .chain(self.tasks.drain(..))
+        {
+            t.abort();
+        }
+    }
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(T, s.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn healthz_reports_an_unreachable_database_with_503() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let config: postgres::Config = url.parse().unwrap();
+    let Some(postgres::config::Host::Unix(dir)) = config.get_hosts().first() else {
+        panic!("the test server is reached over its unix socket")
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let socket = dir.join(format!(".s.PGSQL.{port}"));
+    let (user, db) = (config.get_user().unwrap(), config.get_dbname().unwrap());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut relay = rt.block_on(Relay::start(socket));
+    let via_relay = format!(
+        "postgres://{user}@127.0.0.1:{}/{db}?connect_timeout=2",
+        relay.port
+    );
+    let registry = xtt_registry::open_storage(&via_relay).unwrap();
+    add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let server = run(
+            XttServer::bind(test_config(tmp.path()), fx.keys(), registry.clone())
+                .await
+                .unwrap(),
+        );
+        let metrics = server.metrics_addr.unwrap();
+        let (status, body) = get(metrics, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["storage"], "ok");
+
+        relay.cut();
+        let (status, body) = get(metrics, "/healthz").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["status"], "unavailable");
+        assert_eq!(body["storage"], "unreachable");
+        assert!(!body["reason"].as_str().unwrap().is_empty(), "{body}");
+        server.stop().await;
+    });
+    drop(rt);
+    drop(registry);
+}
