@@ -380,6 +380,11 @@ impl<P: Clone> SessionTable<P> {
         })
     }
 
+    /// Where a session's record layer stands, without removing it.
+    pub fn record_state(&self, id: &SessionId) -> Option<RecordState> {
+        self.session_shard(id).get(id).map(|e| e.layer.state())
+    }
+
     /// Raises a session's reservation (after the new limits are durable). Returns whether the
     /// table holds the session.
     pub fn raise_reservation(&self, id: &SessionId, to: Reservation) -> bool {
@@ -395,7 +400,12 @@ impl<P: Clone> SessionTable<P> {
     /// Removes every expired session; returns how many. Call it periodically (e.g. every few
     /// seconds); it locks one shard at a time.
     pub fn sweep(&self, now: UnixTime) -> usize {
-        let mut total = 0;
+        self.sweep_ids(now).len()
+    }
+
+    /// [`Self::sweep`], returning the ids removed (a shared session store forgets them too).
+    pub fn sweep_ids(&self, now: UnixTime) -> Vec<SessionId> {
+        let mut all = Vec::new();
         for shard in self.sessions.iter() {
             let mut gone = Vec::new();
             {
@@ -411,9 +421,9 @@ impl<P: Clone> SessionTable<P> {
             for (client_id, id) in &gone {
                 self.removed(client_id, id, true);
             }
-            total += gone.len();
+            all.extend(gone.into_iter().map(|(_, id)| id));
         }
-        total
+        all
     }
 
     /// Moves a session's send counter (tests of sequence exhaustion).

@@ -378,4 +378,11 @@ impl SessionClient {
         self.link = open_link(self.server, &self.options).await?;
         Ok(())
     }
+
+    /// A new path to another server of the same deployment (sessions shared between nodes),
+    /// same session; later reconnects go there too.
+    pub async fn reconnect_to(&mut self, server: SocketAddr) -> Result<(), SessionClientError> {
+        self.server = server;
+        self.reconnect().await
+    }
 }
