@@ -183,7 +183,14 @@ pub(crate) async fn serve_records(
             // ours are dropped the writer flushes what is queued (an Error) and ends.
             drop(peer);
             drop(rs);
-            let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
+            // (A shared session taken over for this record holds the sender: stop the writer.)
+            let mut write_task = write_task;
+            if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
+                .await
+                .is_err()
+            {
+                write_task.abort();
+            }
             return;
         }
     }

@@ -13,7 +13,6 @@
 //! timestamp (a replay inside that window only repeats a release, which costs a hand-over).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,16 +94,22 @@ pub(crate) async fn ask(
 /// Serves hand-over requests until the core is gone.
 pub(crate) async fn serve(
     listener: TcpListener,
-    shared: Arc<SharedSessions>,
+    shared: std::sync::Weak<SharedSessions>,
     core: std::sync::Weak<SessionCore>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = closing.wait_for(|c| *c) => break,
+        };
+        let Ok((mut stream, peer)) = accepted else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Some(core) = core.upgrade() else { break };
-        let shared = shared.clone();
+        let (Some(core), Some(shared)) = (core.upgrade(), shared.upgrade()) else {
+            break;
+        };
         tokio::spawn(async move {
             let answer = match read_request(&mut stream, &shared.key, peer).await {
                 Some(id) => shared.release_local(&core, id).await,

@@ -200,9 +200,29 @@ const MAX_QUEUED: usize = 256;
 /// for unknown or foreign sessions can cause).
 const MAX_BUSY: usize = 4096;
 
+/// Holds a store whose drop may block (the blocking PostgreSQL client ends its connections
+/// with a runtime of its own, which panics on a tokio worker): dropped on a plain thread when
+/// the last reference goes away inside the async runtime.
+struct OffRuntimeDrop(Option<Arc<dyn SessionStore>>);
+
+impl Drop for OffRuntimeDrop {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("xtt-store-drop".into())
+                    .spawn(move || drop(store));
+            }
+        }
+    }
+}
+
 /// One node's share of the deployment's sessions.
 pub struct SharedSessions {
     store: Arc<dyn SessionStore>,
+    _store_drop: OffRuntimeDrop,
+    /// Tells the hand-over listener to stop when this node's sessions go away.
+    closing: tokio::sync::watch::Sender<bool>,
     key: Arc<StorageKey>,
     node: NodeId,
     reserve: u32,
@@ -265,6 +285,8 @@ impl SharedSessions {
         // 63 random bits: positive in the database's signed 64-bit column.
         let node = NodeId(i64::try_from(OsRng.next_u64() >> 1).unwrap_or(1));
         let shared = Arc::new(Self {
+            _store_drop: OffRuntimeDrop(Some(options.store.clone())),
+            closing: tokio::sync::watch::Sender::new(false),
             store: options.store,
             key: options.key,
             node,
@@ -285,8 +307,9 @@ impl SharedSessions {
         .map_err(std::io::Error::other)?;
         tokio::spawn(handover::serve(
             listener,
-            shared.clone(),
+            Arc::downgrade(&shared),
             Arc::downgrade(core),
+            shared.closing.subscribe(),
         ));
         tokio::spawn(Self::keep_alive(Arc::downgrade(&shared), Arc::downgrade(core)));
         tracing::info!(node = node.0, handover = %shared.handover_addr, "shared sessions on");
@@ -725,6 +748,12 @@ impl SharedSessions {
                 tracing::warn!(error = %e, "removing expired sessions from the store failed");
             }
         });
+    }
+}
+
+impl Drop for SharedSessions {
+    fn drop(&mut self) {
+        self.closing.send_replace(true);
     }
 }
 
