@@ -17,6 +17,7 @@ mod info;
 mod keys;
 mod output;
 mod server;
+mod server_sessions;
 
 use std::process::ExitCode;
 

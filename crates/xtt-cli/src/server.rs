@@ -47,6 +47,9 @@ groups = []
         xtt server --print-config > server.toml && xtt server --config server.toml\n  \
         xtt server -p 4444 -k server_keys.asn1.bin -c server_cert.bin -d daa_gpk.bin -b basename.bin\n  \
         xtt server --listen 0.0.0.0:4444 --data-dir /var/lib/xtt --metrics 127.0.0.1:9464\n  \
+        xtt server --sessions echo                          # also XTT sessions, TCP+UDP\n  \
+        xtt server --new-session-key sessions.key           # once per deployment, then on each node:\n  \
+        xtt server --sessions echo --session-key sessions.key --handover-listen 10.0.0.5:4445\n  \
         curl -s http://127.0.0.1:9464/metrics | grep xtt_"
 )]
 pub(crate) struct ServerArgs {
@@ -105,6 +108,8 @@ pub(crate) struct ServerArgs {
     /// Verify DAA signatures in batches (cheaper per signature under load).
     #[arg(long)]
     batch: bool,
+    #[command(flatten)]
+    sessions: crate::server_sessions::SessionFlags,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,12 +248,19 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         print!("{DEFAULT_CONFIG_TOML}{FILES_SECTION_TOML}");
         return Ok(());
     }
+    if args.sessions.create_key_if_asked()? {
+        return Ok(());
+    }
     let settings = args.settings()?;
     let keys = load_keys(&settings.server_certificate, &settings.server_keypair)?;
-    crate::block_on(serve(settings, keys))
+    crate::block_on(serve(settings, keys, args.sessions))
 }
 
-async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    keys: ServerKeys,
+    sessions: crate::server_sessions::SessionFlags,
+) -> anyhow::Result<()> {
     let config = settings.config;
     let registry: Arc<dyn Registry> = Arc::new(
         xtt_server::open_registry(&config)
@@ -258,12 +270,18 @@ async fn serve(settings: Settings, keys: ServerKeys) -> anyhow::Result<()> {
     let reg = registry.clone();
     let added = tokio::task::spawn_blocking(move || add_groups(&*reg, &groups)).await??;
     let registry_path = config.registry_path();
-    let server = XttServer::bind(config, keys, registry.clone()).await?;
+    let mut server = XttServer::bind(config, keys, registry.clone()).await?;
+    let sessions_on = sessions
+        .enable(&mut server, &format!("sqlite:{}", registry_path.display()))
+        .await?;
     let handle = server.handle();
     // One line tools and tests can parse; flushed before serving.
     println!("xtt server listening on {}", server.local_addr()?);
     if let Some(m) = server.metrics_addr() {
         println!("metrics on http://{m}/metrics");
+    }
+    if let Some(s) = sessions_on {
+        println!("{s}");
     }
     println!(
         "registry {} ({} group(s), {} new; {} identities)",
