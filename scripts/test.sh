@@ -14,6 +14,7 @@ APT_NEEDS=(
     "chromedriver:chromium-driver"
     "zbarimg:zbar-tools"
     "pg_ctlcluster:postgresql"
+    "openssl:openssl"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
@@ -50,8 +51,9 @@ fi
 
 # --- PostgreSQL for the storage tests ----------------------------------------------------------
 # The registry's PostgreSQL backend is tested against a real server: a throwaway cluster owned by
-# this run (initdb into a temporary directory, unix socket only, no TCP), stopped and deleted on
-# exit. Tests read its URL from XTT_TEST_POSTGRES_URL and fail without it. The server binaries
+# this run (initdb into a temporary directory, unix socket, plus TLS on a loopback port), stopped
+# and deleted on exit. Tests read its URL from XTT_TEST_POSTGRES_URL (TLS tests:
+# XTT_TEST_POSTGRES_TLS_URL without sslmode, and the CA in XTT_TEST_POSTGRES_CA) and fail without. The server binaries
 # are not on PATH (Debian keeps them in /usr/lib/postgresql/VERSION/bin); as root, the cluster
 # runs as the `postgres` user the package creates, since PostgreSQL refuses to run as root.
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -74,9 +76,25 @@ pg_stop() {
 trap pg_stop EXIT
 log "starting a throwaway PostgreSQL ($pg_bin) in $pg_dir"
 ${pg_as[@]+"${pg_as[@]}"} "$pg_bin/initdb" -D "$pg_dir/data" -U "$pg_user" -A trust -E UTF8 --no-sync >/dev/null
+# TLS for the TLS tests: a throwaway CA and a server certificate for 127.0.0.1, served on a free
+# loopback port next to the socket (PostgreSQL never uses TLS on unix sockets).
+pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=xtt test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$pg_dir/ca.key" -out "$pg_dir/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$pg_dir/server.key" -out "$pg_dir/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$pg_dir/server.ext"
+openssl x509 -req -in "$pg_dir/server.csr" -CA "$pg_dir/ca.pem" -CAkey "$pg_dir/ca.key" -days 2 \
+    -CAcreateserial -extfile "$pg_dir/server.ext" -out "$pg_dir/server.crt" 2>/dev/null
+chmod 600 "$pg_dir/server.key"
+if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir/server.key" "$pg_dir/server.crt"; fi
 ${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
-    -o "-k $pg_dir -c listen_addresses='' -c max_connections=200" start >/dev/null
-export XTT_TEST_POSTGRES_URL="postgresql:///postgres?host=$pg_dir&user=$pg_user"
+    -o "-k $pg_dir -p $pg_port -c listen_addresses=127.0.0.1 -c max_connections=200 -c ssl=on \
+        -c ssl_cert_file=$pg_dir/server.crt -c ssl_key_file=$pg_dir/server.key" start >/dev/null
+export XTT_TEST_POSTGRES_URL="postgresql:///postgres?host=$pg_dir&port=$pg_port&user=$pg_user"
+export XTT_TEST_POSTGRES_TLS_URL="postgres://$pg_user@127.0.0.1:$pg_port/postgres"
+export XTT_TEST_POSTGRES_CA="$pg_dir/ca.pem"
 
 # --- the tests ---------------------------------------------------------------------------------
 log "cargo test (workspace, release-optimised dependencies)"

@@ -47,9 +47,10 @@ groups = []
         xtt server --print-config > server.toml && xtt server --config server.toml\n  \
         xtt server -p 4444 -k server_keys.asn1.bin -c server_cert.bin -d daa_gpk.bin -b basename.bin\n  \
         xtt server --listen 0.0.0.0:4444 --data-dir /var/lib/xtt --metrics 127.0.0.1:9464\n  \
+        xtt server --storage 'postgres://xtt@db.example/xtt?sslmode=verify-full&sslrootcert=ca.pem'\n  \
         xtt server --sessions echo                          # also XTT sessions, TCP+UDP\n  \
         xtt server --new-session-key sessions.key           # once per deployment, then on each node:\n  \
-        xtt server --sessions echo --session-key sessions.key --handover-listen 10.0.0.5:4445\n  \
+        xtt server --storage postgres://… --sessions echo --session-key sessions.key --handover-listen 10.0.0.5:4445\n  \
         curl -s http://127.0.0.1:9464/metrics | grep xtt_"
 )]
 pub(crate) struct ServerArgs {
@@ -68,6 +69,11 @@ pub(crate) struct ServerArgs {
     /// Directory for the registry [default: xtt-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Registry URL: sqlite:PATH or postgres://USER@HOST/DB[?sslmode=verify-full&sslrootcert=CA.pem]
+    /// [default: sqlite:DATA_DIR/registry.sqlite]. Several servers on one PostgreSQL database
+    /// form one deployment. Also read from XTT_STORAGE (keeps a password off the command line).
+    #[arg(long, value_name = "URL", env = "XTT_STORAGE", hide_env_values = true)]
+    storage: Option<String>,
     /// Server certificate [default: server_cert.bin].
     #[arg(short = 'c', long = "servercert", value_name = "FILE")]
     servercert: Option<PathBuf>,
@@ -163,6 +169,9 @@ impl ServerArgs {
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();
         }
+        if let Some(url) = &self.storage {
+            config.storage = Some(xtt_server::StorageUrl::new(url.clone()));
+        }
         if let Some(m) = self.metrics {
             config.metrics.listen = Some(m);
         }
@@ -253,26 +262,39 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let settings = args.settings()?;
     let keys = load_keys(&settings.server_certificate, &settings.server_keypair)?;
-    crate::block_on(serve(settings, keys, args.sessions))
+    // Opened (connected, migrated) before the runtime starts, and dropped after it stops: the
+    // PostgreSQL client blocks, and must not be used or dropped on an async worker thread.
+    let storage = settings.config.storage_url();
+    let registry = xtt_server::open_storage(&settings.config)
+        .with_context(|| format!("opening the registry {storage}"))?;
+    let added = add_groups(&*registry, &settings.groups)?;
+    let identities = registry.identity_count().unwrap_or(0);
+    let result = crate::block_on(serve(
+        settings,
+        keys,
+        registry.clone(),
+        added,
+        identities,
+        args.sessions,
+    ));
+    drop(registry);
+    result
 }
 
 async fn serve(
     settings: Settings,
     keys: ServerKeys,
+    registry: Arc<dyn Registry>,
+    added: usize,
+    identities: u64,
     sessions: crate::server_sessions::SessionFlags,
 ) -> anyhow::Result<()> {
     let config = settings.config;
-    let registry: Arc<dyn Registry> = Arc::new(
-        xtt_server::open_registry(&config)
-            .with_context(|| format!("opening {}", config.registry_path().display()))?,
-    );
-    let groups = settings.groups;
-    let reg = registry.clone();
-    let added = tokio::task::spawn_blocking(move || add_groups(&*reg, &groups)).await??;
-    let registry_path = config.registry_path();
-    let mut server = XttServer::bind(config, keys, registry.clone()).await?;
+    let registry_path = config.storage_url();
+    let mut server = XttServer::bind(config, keys, registry).await?;
+    // Shared sessions live in the same database as the registry.
     let sessions_on = sessions
-        .enable(&mut server, &format!("sqlite:{}", registry_path.display()))
+        .enable(&mut server, registry_path.expose())
         .await?;
     let handle = server.handle();
     // One line tools and tests can parse; flushed before serving.
@@ -285,10 +307,10 @@ async fn serve(
     }
     println!(
         "registry {} ({} group(s), {} new; {} identities)",
-        registry_path.display(),
+        registry_path,
         handle.group_count(),
         added,
-        registry.identity_count().unwrap_or(0)
+        identities
     );
     use std::io::Write;
     std::io::stdout().flush()?;

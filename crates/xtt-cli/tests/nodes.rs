@@ -63,7 +63,7 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, name: &str, storage: &[&str]) -> Self {
-        let data = if storage.is_empty() { "data".to_string() } else { format!("data-{name}") };
+        let data = format!("data-{name}");
         let reserve = K.to_string();
         let mut args = vec![
             "server",
@@ -161,7 +161,8 @@ async fn three_nodes_one_database_share_identities_and_sessions() {
     xtt_ok(&d, &["cert", "server", "--generate-key"]);
     xtt_ok(&d, &["group", "create", "acme"]);
     xtt_ok(&d, &["server", "--new-session-key", "sessions.key"]);
-    let storage: [&str; 0] = [];
+    let url = tokio::task::block_in_place(fresh_database_url);
+    let storage = ["--storage", url.as_str()];
     let a = Node::start(&d, "a", &storage);
     let b = Node::start(&d, "b", &storage);
     let c = Node::start(&d, "c", &storage);

@@ -43,14 +43,16 @@ use xtt_proto::longterm::LongtermPublicKey;
 use xtt_proto::{ClientId, UnixTime};
 
 pub mod conformance;
+pub mod pg_tls;
 mod postgres;
 pub mod sessions;
 mod sqlite;
 mod storage;
 
+pub use pg_tls::TlsMode;
 pub use postgres::{PostgresRegistry, DEFAULT_POOL_SIZE, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{Durability, SqliteRegistry, SCHEMA_VERSION};
-pub use storage::{open_storage, open_storage_with, StorageOptions};
+pub use storage::{open_storage, open_storage_with, redact_url, StorageOptions};
 
 /// A DAA group the server accepts devices from.
 #[derive(Clone, PartialEq, Eq)]

@@ -51,14 +51,19 @@
 //! in its own transaction holding a transaction-level advisory lock, so nodes starting together
 //! migrate once. A database newer than this code is refused ([`RegistryError::SchemaTooNew`]).
 //!
-//! TLS: connections are made without TLS (`NoTls`); use a unix socket or a trusted network.
+//! # TLS
+//!
+//! `sslmode=require|verify-ca|verify-full` and `sslrootcert=PATH` in the URL select TLS with
+//! rustls (ring); see [`crate::pg_tls`] for what each mode checks. Without `sslmode` the
+//! connection is plain: use a unix socket or a trusted network.
 
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
-use postgres::{Config, NoTls};
+use postgres::Config;
 use r2d2_postgres::PostgresConnectionManager;
 use rand_core::{OsRng, RngCore};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use xtt_proto::daa::GroupId;
 use xtt_proto::identity::CLIENT_ID_LEN;
 use xtt_proto::{ClientId, UnixTime};
@@ -186,7 +191,8 @@ $fn$;
 ",
 ];
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Pool = r2d2::Pool<Manager>;
 
 /// The PostgreSQL registry: a pool of connections to one database.
 #[derive(Clone)]
@@ -229,26 +235,41 @@ fn pool_err(e: r2d2::Error) -> RegistryError {
 impl PostgresRegistry {
     /// Connects to `url` (`postgres://user@host/db`, `postgresql:///db?host=/run/postgresql`,
     /// or the `key=value` form), with [`DEFAULT_POOL_SIZE`] connections, and migrates the schema.
+    /// `sslmode` and `sslrootcert` select TLS ([`crate::pg_tls`]).
     pub fn open(url: &str) -> Result<Self, RegistryError> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| RegistryError::Database(format!("invalid PostgreSQL URL: {e}")))?;
-        Self::from_config(config, DEFAULT_POOL_SIZE)
+        Self::open_with_pool(url, DEFAULT_POOL_SIZE)
     }
 
-    /// Connects with an explicit configuration and pool size, and migrates the schema.
+    /// [`Self::open`] with `pool_size` connections.
+    pub fn open_with_pool(url: &str, pool_size: u32) -> Result<Self, RegistryError> {
+        let target = crate::pg_tls::parse_url(url)?;
+        Self::connect(target.config, target.tls, pool_size)
+    }
+
+    /// Connects with an explicit configuration and pool size, and migrates the schema. TLS is
+    /// used only if `config` says `SslMode::Require`, and then without checking the server's
+    /// certificate (libpq's `require`); use [`Self::open`] with `sslmode=verify-full` for that.
     pub fn from_config(mut config: Config, pool_size: u32) -> Result<Self, RegistryError> {
+        let tls = crate::pg_tls::connector_for(&mut config)?;
+        Self::connect(config, tls, pool_size)
+    }
+
+    fn connect(
+        mut config: Config,
+        tls: MakeRustlsConnect,
+        pool_size: u32,
+    ) -> Result<Self, RegistryError> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         // One direct connection first: its error says why (refused, authentication, unknown
         // database), where the pool would only report a timeout. It runs the migrations.
-        let mut first = config.connect(NoTls).map_err(|e| {
+        let mut first = config.connect(tls.clone()).map_err(|e| {
             RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
         })?;
         migrate(&mut first)?;
         drop(first);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config, tls);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
@@ -260,9 +281,7 @@ impl PostgresRegistry {
         Ok(Self { pool })
     }
 
-    fn conn(
-        &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, RegistryError> {
         self.pool.get().map_err(pool_err)
     }
 
@@ -587,7 +606,7 @@ mod tests {
         let mut config: Config = url.parse().unwrap();
         // As if the role or database were configured with synchronous_commit = off.
         config.options("-c synchronous_commit=off");
-        let mut c = config.connect(NoTls).unwrap();
+        let mut c = config.connect(postgres::NoTls).unwrap();
         let show = |c: &mut postgres::Client| -> String {
             c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0)
         };

@@ -3,11 +3,15 @@
 //! * `sqlite:PATH` — a SQLite file (created if missing); `sqlite:///abs/path` and
 //!   `sqlite://rel/path` are accepted too. `sqlite::memory:` is an in-memory registry.
 //! * `postgres://…` or `postgresql://…` — a PostgreSQL database, in libpq URL syntax, e.g.
-//!   `postgres://xtt@db.example/xtt` or `postgresql:///xtt?host=/run/postgresql`.
+//!   `postgres://xtt@db.example/xtt` or `postgresql:///xtt?host=/run/postgresql`; add
+//!   `sslmode=verify-full&sslrootcert=/etc/xtt/db-ca.pem` for TLS ([`crate::pg_tls`]).
+//!
+//! URLs may carry a password: print them with [`redact_url`] only.
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::pg_tls::redact_url;
 use crate::{Durability, PostgresRegistry, Registry, RegistryError, SqliteRegistry};
 
 /// Backend settings that do not belong in the URL.
@@ -59,12 +63,9 @@ pub fn open_storage_with(
         )?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let config: postgres::Config = url.parse().map_err(|e| {
-            // The URL may carry a password: it is not repeated in the message.
-            RegistryError::StorageUrl(format!("not a valid PostgreSQL URL: {e}"))
-        })?;
-        return Ok(Arc::new(PostgresRegistry::from_config(
-            config,
+        // Error messages never repeat the URL: it may carry a password.
+        return Ok(Arc::new(PostgresRegistry::open_with_pool(
+            url,
             options.postgres_pool_size,
         )?));
     }

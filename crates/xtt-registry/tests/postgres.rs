@@ -392,8 +392,12 @@ fn a_handshake_costs_one_round_trip_whatever_the_batch() {
     use std::sync::atomic::Ordering;
     let db = fresh_database();
     let (port, trips) = round_trips::start(&db);
-    let mut via_relay = db.clone();
+    // A new configuration, not a clone: `host`/`port` append, and the test server's own
+    // socket and port would come first.
+    let mut via_relay = postgres::Config::new();
     via_relay
+        .user(db.get_user().unwrap())
+        .dbname(db.get_dbname().unwrap())
         .host("127.0.0.1")
         .port(port)
         .ssl_mode(postgres::config::SslMode::Disable);
@@ -517,4 +521,92 @@ fn a_session_take_over_costs_one_round_trip() {
             Acquired::Taken { exact: true, .. }
         ))
     });
+
+/// The TLS URL of the test server (no `sslmode`) for database `db`, and the CA file.
+fn tls_url(db: &str) -> (String, String) {
+    let (Ok(url), Ok(ca)) = (
+        std::env::var("XTT_TEST_POSTGRES_TLS_URL"),
+        std::env::var("XTT_TEST_POSTGRES_CA"),
+    ) else {
+        panic!(
+            "XTT_TEST_POSTGRES_TLS_URL / XTT_TEST_POSTGRES_CA are not set: run scripts/test.sh \
+             (it serves TLS on a loopback port with a throwaway CA)"
+        )
+    };
+    let (prefix, _) = url.rsplit_once('/').unwrap();
+    (format!("{prefix}/{db}"), ca)
+}
+
+/// Connections of database `db` that use TLS, as the server sees them.
+fn tls_connections(db: &str) -> i64 {
+    let mut admin = admin_config().connect(postgres::NoTls).unwrap();
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.datname = $1 AND s.ssl",
+            &[&db],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn tls_verify_full_connects_and_checks_the_server() {
+    let config = fresh_database();
+    let db = config.get_dbname().unwrap().to_string();
+    let (url, ca) = tls_url(&db);
+
+    let reg = open_storage(&format!("{url}?sslmode=verify-full&sslrootcert={ca}")).unwrap();
+    let g = sample_group();
+    assert!(reg.add_group(&g).unwrap());
+    assert!(tls_connections(&db) >= 1, "the pool's connections use TLS");
+    drop(reg);
+
+    // The certificate names 127.0.0.1 and localhost; reached under another name, verify-full
+    // refuses while verify-ca (chain only) accepts.
+    let (prefix, rest) = url.split_once("@127.0.0.1").unwrap();
+    let renamed = format!("{prefix}@xtt-wrong-name.invalid{rest}?hostaddr=127.0.0.1");
+    match open_storage(&format!("{renamed}&sslmode=verify-full&sslrootcert={ca}")) {
+        Err(RegistryError::Database(m)) => {
+            assert!(m.contains("cannot connect"), "{m}");
+            assert!(m.to_lowercase().contains("certificate"), "{m}");
+        }
+        other => panic!("a certificate for another name was accepted: {other:?}"),
+    }
+    let reg = open_storage(&format!("{renamed}&sslmode=verify-ca&sslrootcert={ca}")).unwrap();
+    assert_eq!(reg.groups().unwrap(), vec![g]);
+    drop(reg);
+
+    // A root that did not sign the server's certificate (the server certificate itself, next to
+    // the CA in the test cluster's directory) is refused.
+    let other_root = std::path::Path::new(&ca).with_file_name("server.crt");
+    match open_storage(&format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        other_root.display()
+    )) {
+        Err(RegistryError::Database(m)) => assert!(m.contains("cannot connect"), "{m}"),
+        other => panic!("an unknown issuer was accepted: {other:?}"),
+    }
+}
+
+#[test]
+fn tls_require_encrypts_without_a_root_and_plain_urls_stay_plain() {
+    let config = fresh_database();
+    let db = config.get_dbname().unwrap().to_string();
+    let (url, _) = tls_url(&db);
+    let reg = open_storage(&format!("{url}?sslmode=require")).unwrap();
+    assert_eq!(reg.identity_count().unwrap(), 0);
+    assert!(tls_connections(&db) >= 1);
+    drop(reg);
+    assert_eq!(
+        xtt_registry::pg_tls::tls_mode(&format!("{url}?sslmode=require")).unwrap(),
+        xtt_registry::TlsMode::EncryptOnly
+    );
+
+    let plain = fresh_database();
+    let plain_db = plain.get_dbname().unwrap().to_string();
+    let (url, _) = tls_url(&plain_db);
+    let reg = open_storage(&url).unwrap();
+    assert_eq!(reg.identity_count().unwrap(), 0);
+    assert_eq!(tls_connections(&plain_db), 0, "no sslmode: no TLS");
 }

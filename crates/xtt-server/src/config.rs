@@ -21,6 +21,14 @@ listen = "127.0.0.1:4444"
 # Directory holding the registry (registry.sqlite: DAA groups and provisioned identities).
 data_dir = "xtt-data"
 
+# Where the registry lives, as a URL; the default is the SQLite file above
+# ("sqlite:DATA_DIR/registry.sqlite"). Several servers share one PostgreSQL database:
+#   storage = "postgres://xtt@db.example/xtt?sslmode=verify-full&sslrootcert=/etc/xtt/db-ca.pem"
+# The password is best kept out of this file (PGPASSWORD is not read; use a unix socket with peer
+# authentication, or a URL in the --storage flag from a secret store). Logs show URLs redacted.
+# Schema migrations run at start.
+# storage = "sqlite:xtt-data/registry.sqlite"
+
 [limits]
 # Handshakes in progress at once. Connections beyond this are refused at once with an XTT Error
 # message instead of queueing, so an overload is visible to clients and never grows memory.
@@ -61,6 +69,8 @@ replay_cache_capacity = 200000
 durability = "full"
 # Most registrations committed in one transaction (group commit: one fsync for all of them).
 max_commit_batch = 256
+# PostgreSQL only: connections in the pool.
+pool_size = 8
 
 [metrics]
 # Address of the Prometheus endpoint (GET /metrics). Remove or comment out to disable.
@@ -75,6 +85,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Data directory (holds `registry.sqlite`).
     pub data_dir: PathBuf,
+    /// Registry URL (`sqlite:PATH` or `postgres://…`); `None`: `sqlite:DATA_DIR/registry.sqlite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageUrl>,
     /// Connection and message limits.
     pub limits: Limits,
     /// DAA verification pool and batching.
@@ -135,6 +148,37 @@ pub struct RegistrySettings {
     pub durability: DurabilitySetting,
     /// Most registrations per transaction.
     pub max_commit_batch: usize,
+    /// PostgreSQL connection pool size.
+    pub pool_size: u32,
+}
+
+/// A storage URL as configured. It may carry a password, so `Debug` and `Display` show it
+/// redacted ([`xtt_registry::redact_url`]); [`Self::expose`] gives the real one to the opener.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StorageUrl(String);
+
+impl StorageUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+    /// The URL with its password, for opening the storage only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StorageUrl({:?})", xtt_registry::redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&xtt_registry::redact_url(&self.0))
+    }
 }
 
 /// `durability` in the TOML file.
@@ -170,6 +214,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4444)),
             data_dir: PathBuf::from("xtt-data"),
+            storage: None,
             limits: Limits::default(),
             daa: DaaSettings::default(),
             cookies: CookieSettings::default(),
@@ -216,6 +261,7 @@ impl Default for RegistrySettings {
         Self {
             durability: DurabilitySetting::Full,
             max_commit_batch: 256,
+            pool_size: xtt_registry::DEFAULT_POOL_SIZE,
         }
     }
 }
@@ -253,6 +299,13 @@ impl ServerConfig {
         self.data_dir.join("registry.sqlite")
     }
 
+    /// The registry URL: `storage`, or the SQLite file in the data directory.
+    pub fn storage_url(&self) -> StorageUrl {
+        self.storage
+            .clone()
+            .unwrap_or_else(|| StorageUrl(format!("sqlite:{}", self.registry_path().display())))
+    }
+
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -280,6 +333,20 @@ impl ServerConfig {
         }
         if self.registry.max_commit_batch == 0 {
             return bad("registry.max_commit_batch must be at least 1");
+        }
+        if self.registry.pool_size == 0 {
+            return bad("registry.pool_size must be at least 1");
+        }
+        if let Some(url) = &self.storage {
+            let u = url.expose().trim();
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "storage {url} is not sqlite:PATH or postgres://USER@HOST/DATABASE"
+                )));
+            }
         }
         Ok(())
     }
@@ -341,5 +408,27 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert!(ServerConfig::from_toml("lisen = \"0.0.0.0:5000\"").is_err());
         assert!(ServerConfig::from_toml("[limits]\nmax_message_len = 100\n").is_err());
+    }
+
+    #[test]
+    fn storage_defaults_to_the_sqlite_file_and_urls_are_redacted() {
+        let c = ServerConfig::from_toml("data_dir = \"/srv/xtt\"\n").unwrap();
+        assert_eq!(c.storage_url().expose(), "sqlite:/srv/xtt/registry.sqlite");
+        let c = ServerConfig::from_toml(
+            "storage = \"postgres://xtt:hunter2@db.example/xtt?sslmode=require\"\n",
+        )
+        .unwrap();
+        let url = c.storage_url();
+        assert_eq!(
+            url.expose(),
+            "postgres://xtt:hunter2@db.example/xtt?sslmode=require"
+        );
+        for shown in [format!("{url}"), format!("{url:?}"), format!("{c:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("xtt:***@db.example"), "{shown}");
+        }
+        let e = ServerConfig::from_toml("storage = \"mysql://root:pw@h/x\"\n").unwrap_err();
+        assert!(e.to_string().contains("not sqlite:PATH"), "{e}");
+        assert!(!e.to_string().contains(":pw@"), "{e}");
     }
 }

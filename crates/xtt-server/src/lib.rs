@@ -60,7 +60,7 @@ pub mod session_client;
 pub mod sessions;
 
 pub use client::{ClientError, Provisioner};
-pub use config::{ServerConfig, ServerKeys, DEFAULT_CONFIG_TOML};
+pub use config::{ServerConfig, ServerKeys, StorageUrl, DEFAULT_CONFIG_TOML};
 pub use server::{shutdown_signal, ServerError, ServerHandle, XttServer};
 pub use session_client::{SessionClient, SessionClientError, SessionClientOptions, Transport};
 pub use sessions::{Echo, Outbox, SessionApp, SessionOptions};
@@ -80,6 +80,39 @@ pub fn open_registry(config: &ServerConfig) -> Result<SqliteRegistry, ServerErro
         &config.registry_path(),
         config.registry.durability.into(),
     )?)
+}
+
+/// Opens the registry `config` names ([`ServerConfig::storage_url`]): the SQLite file in the
+/// data directory (created, with the directory, if missing) unless `storage` says otherwise.
+/// Schema migrations run here. Blocks (PostgreSQL connects and migrates): call it before the
+/// async runtime starts or from `spawn_blocking`. Errors never show the URL's password.
+pub fn open_storage(config: &ServerConfig) -> Result<std::sync::Arc<dyn Registry>, ServerError> {
+    let url = config.storage_url();
+    if config.storage.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+            context: format!("creating data directory {}", config.data_dir.display()),
+            source,
+        })?;
+    }
+    let exposed = url.expose();
+    if exposed.starts_with("postgres") {
+        if let Ok(mode) = xtt_registry::pg_tls::tls_mode(exposed) {
+            if mode.is_unauthenticated() {
+                tracing::warn!(
+                    storage = %url,
+                    "sslmode=require without sslrootcert: the connection is encrypted but the \
+                     database server is not authenticated; use sslmode=verify-full"
+                );
+            }
+        }
+    }
+    let options = xtt_registry::StorageOptions {
+        sqlite_durability: config.registry.durability.into(),
+        postgres_pool_size: config.registry.pool_size,
+    };
+    let registry = xtt_registry::open_storage_with(exposed, options)?;
+    tracing::info!(storage = %url, "registry opened");
+    Ok(registry)
 }
 
 /// Why a group could not be added.

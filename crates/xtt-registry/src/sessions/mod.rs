@@ -226,12 +226,7 @@ pub fn open_session_store(
         ))?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let config: ::postgres::Config = url
-            .parse()
-            .map_err(|e| RegistryError::StorageUrl(format!("not a valid PostgreSQL URL: {e}")))?;
-        return Ok(Arc::new(PostgresSessionStore::from_config(
-            config, pool_size,
-        )?));
+        return Ok(Arc::new(PostgresSessionStore::open(url, pool_size)?));
     }
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
     Err(RegistryError::StorageUrl(format!(

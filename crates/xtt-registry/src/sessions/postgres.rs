@@ -9,8 +9,9 @@
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
-use postgres::{Config, NoTls};
+use postgres::Config;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use xtt_proto::identity::CLIENT_ID_LEN;
 use xtt_proto::record::{RecordState, Reservation, SessionId};
 use xtt_proto::ClientId;
@@ -107,7 +108,8 @@ END
 $fn$;
 "];
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Pool = r2d2::Pool<Manager>;
 
 /// The PostgreSQL session store: a pool of connections to the deployment's database.
 #[derive(Clone)]
@@ -128,12 +130,30 @@ fn db(e: postgres::Error) -> RegistryError {
 }
 
 impl PostgresSessionStore {
-    /// Connects with `pool_size` connections and migrates the session tables.
+    /// Connects to `url` (the registry's URL; `sslmode` and `sslrootcert` select TLS as for
+    /// the registry, [`crate::pg_tls`]) with `pool_size` connections, and migrates the session
+    /// tables.
+    pub fn open(url: &str, pool_size: u32) -> Result<Self, RegistryError> {
+        let target = crate::pg_tls::parse_url(url)?;
+        Self::connect(target.config, target.tls, pool_size)
+    }
+
+    /// Connects with an explicit configuration (TLS only if it says `SslMode::Require`, then
+    /// unverified; use [`Self::open`] to verify the server).
     pub fn from_config(mut config: Config, pool_size: u32) -> Result<Self, RegistryError> {
+        let tls = crate::pg_tls::connector_for(&mut config)?;
+        Self::connect(config, tls, pool_size)
+    }
+
+    fn connect(
+        mut config: Config,
+        tls: MakeRustlsConnect,
+        pool_size: u32,
+    ) -> Result<Self, RegistryError> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let mut first = config.connect(NoTls).map_err(|e| {
+        let mut first = config.connect(tls.clone()).map_err(|e| {
             RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
         })?;
         migrate(&mut first)?;
@@ -144,14 +164,12 @@ impl PostgresSessionStore {
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(DurableCommits))
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(PostgresConnectionManager::new(config, tls))
             .map_err(|e| RegistryError::Database(format!("PostgreSQL connection pool: {e}")))?;
         Ok(Self { pool })
     }
 
-    fn conn(
-        &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, RegistryError> {
         self.pool
             .get()
             .map_err(|e| RegistryError::Database(format!("PostgreSQL connection pool: {e}")))

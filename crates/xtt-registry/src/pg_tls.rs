@@ -1,0 +1,402 @@
+//! TLS to PostgreSQL and the URL settings that choose it, with rustls on ring (no OpenSSL).
+//!
+//! The `postgres` crate parses `sslmode` only as `disable|prefer|require` and knows neither
+//! `verify-ca`/`verify-full` nor `sslrootcert`, so [`parse_url`] takes those two parameters out of
+//! the URL's query string before handing the rest to [`postgres::Config`], and builds the TLS
+//! connector they ask for. The modes mean what they mean to libpq:
+//!
+//! | `sslmode`            | TLS | server certificate checked against `sslrootcert` | host name checked |
+//! |----------------------|-----|--------------------------------------------------|-------------------|
+//! | absent, `disable`, `allow`, `prefer` | no | –                                 | –                 |
+//! | `require`            | yes | only if `sslrootcert` is given (then as `verify-ca`) | no            |
+//! | `verify-ca`          | yes | yes (`sslrootcert` required)                     | no                |
+//! | `verify-full`        | yes | yes (`sslrootcert` required)                     | yes               |
+//!
+//! `allow` and `prefer` do not attempt TLS here: opportunistic, unauthenticated TLS protects
+//! against nothing an active attacker cannot strip, so the choice is made explicit. `require`
+//! without a root certificate encrypts but cannot tell the real server from an impostor; it is
+//! accepted because libpq accepts it, and [`parse_url`] reports it ([`TlsMode::is_unauthenticated`])
+//! so the caller can warn. `sslrootcert` names a PEM file with one or more CA certificates
+//! (`sslrootcert=system` is not supported: name the file). Client certificates (`sslcert`,
+//! `sslkey`) are not supported and refused rather than ignored.
+//!
+//! TLS needs a TCP host: PostgreSQL never speaks TLS on a unix socket, and neither does the client.
+
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+use postgres::config::SslMode;
+use postgres::Config;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::RegistryError;
+
+/// What TLS a storage URL asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS (no `sslmode`, or `disable`, `allow`, `prefer`).
+    Off,
+    /// `require` without `sslrootcert`: encrypted, server not authenticated.
+    EncryptOnly,
+    /// `verify-ca`, or `require` with `sslrootcert`: the chain is checked, the name is not.
+    VerifyCa,
+    /// `verify-full`: chain and host name checked.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// Whether the connection is encrypted to a server whose identity is not checked.
+    pub fn is_unauthenticated(self) -> bool {
+        self == Self::EncryptOnly
+    }
+}
+
+/// A parsed PostgreSQL URL: the client configuration, the TLS connector and the mode.
+pub(crate) struct PgTarget {
+    pub(crate) config: Config,
+    pub(crate) tls: MakeRustlsConnect,
+    pub(crate) mode: TlsMode,
+}
+
+fn url_err(m: impl Into<String>) -> RegistryError {
+    RegistryError::StorageUrl(m.into())
+}
+
+/// Splits `sslmode` and `sslrootcert` off a `postgres://` URL and builds the matching connector.
+/// Error messages never repeat the URL (it may hold a password).
+pub(crate) fn parse_url(url: &str) -> Result<PgTarget, RegistryError> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut sslmode: Option<String> = None;
+    let mut rootcert: Option<String> = None;
+    let mut kept = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || {
+            percent_decode_str(v)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| url_err(format!("the value of {k} is not UTF-8")))
+        };
+        match k {
+            "sslmode" => sslmode = Some(decoded()?),
+            "sslrootcert" => rootcert = Some(decoded()?),
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(url_err(format!(
+                    "{k}: client certificates are not supported; authenticate with a password \
+                     or a trusted socket"
+                )))
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let rebuilt = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: Config = rebuilt
+        .parse()
+        .map_err(|e| url_err(format!("not a valid PostgreSQL URL: {e}")))?;
+    let mode = match (sslmode.as_deref(), rootcert.is_some()) {
+        (None | Some("disable" | "allow" | "prefer"), _) => TlsMode::Off,
+        (Some("require"), false) => TlsMode::EncryptOnly,
+        (Some("require" | "verify-ca"), true) => TlsMode::VerifyCa,
+        (Some("verify-full"), true) => TlsMode::VerifyFull,
+        (Some(m @ ("verify-ca" | "verify-full")), false) => {
+            return Err(url_err(format!(
+                "sslmode={m} needs sslrootcert=PATH (a PEM file with the CA certificate that \
+                 signed the database server's certificate)"
+            )))
+        }
+        (Some(other), _) => {
+            return Err(url_err(format!(
+                "unknown sslmode {other:?}; use disable, require, verify-ca or verify-full"
+            )))
+        }
+    };
+    let hosts = config.get_hosts();
+    let tcp_only = !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|h| matches!(h, postgres::config::Host::Tcp(_)));
+    if mode != TlsMode::Off && !tcp_only {
+        return Err(url_err(
+            "TLS needs a TCP host (PostgreSQL does not use TLS on unix sockets)",
+        ));
+    }
+    config.ssl_mode(if mode == TlsMode::Off {
+        SslMode::Disable
+    } else {
+        SslMode::Require
+    });
+    let tls = connector(mode, rootcert.as_deref())?;
+    Ok(PgTarget { config, tls, mode })
+}
+
+/// The TLS mode a `postgres://` URL asks for (to warn about [`TlsMode::EncryptOnly`] at start).
+pub fn tls_mode(url: &str) -> Result<TlsMode, RegistryError> {
+    parse_url(url).map(|t| t.mode)
+}
+
+/// The connector for a configuration built in code ([`crate::PostgresRegistry::from_config`]):
+/// no TLS unless the configuration requires it, then libpq's `require` (encrypted, unverified).
+pub(crate) fn connector_for(config: &mut Config) -> Result<MakeRustlsConnect, RegistryError> {
+    match config.get_ssl_mode() {
+        SslMode::Require => connector(TlsMode::EncryptOnly, None),
+        _ => {
+            config.ssl_mode(SslMode::Disable);
+            connector(TlsMode::Off, None)
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn connector(mode: TlsMode, rootcert: Option<&str>) -> Result<MakeRustlsConnect, RegistryError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RegistryError::Database(format!("TLS configuration: {e}")))?;
+    let roots = match rootcert {
+        Some(path) => Some(Arc::new(load_roots(path)?)),
+        None => None,
+    };
+    let config = match (mode, roots) {
+        (TlsMode::VerifyFull, Some(roots)) => {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        (TlsMode::VerifyCa, Some(roots)) => {
+            let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| RegistryError::Database(format!("TLS configuration: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+                .with_no_client_auth()
+        }
+        // Off: never used (sslmode=disable), but the pool has one connector type.
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth(),
+    };
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn load_roots(path: &str) -> Result<RootCertStore, RegistryError> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| url_err(format!("sslrootcert {path}: {e}")))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| url_err(format!("sslrootcert {path}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| url_err(format!("sslrootcert {path}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(url_err(format!(
+            "sslrootcert {path}: no PEM certificate in the file"
+        )));
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the full WebPKI chain check, except that a certificate issued for another name
+/// is accepted (libpq's `verify-ca` does not compare names).
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// libpq's `require` without a root certificate: any certificate is accepted (the handshake
+/// signatures are still checked, so the session key is bound to the certificate presented).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The URL with its password (userinfo or `password=` parameter) replaced by `***`, for logs
+/// and messages. Other schemes are returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    // The userinfo ends at the last '@' before the path.
+    let (authority, path) = match authority_path.find('/') {
+        Some(i) => authority_path.split_at(i),
+        None => (authority_path, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(url: &str) -> String {
+        match parse_url(url) {
+            Err(RegistryError::StorageUrl(m)) => m,
+            Err(other) => panic!("{url}: expected a URL error, got {other}"),
+            Ok(_) => panic!("{url}: expected a URL error"),
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://xtt:s3cr%40t@db.example:5432/xtt?sslmode=require"),
+            "postgres://xtt:***@db.example:5432/xtt?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://xtt@db/xtt?password=hunter2&host=/run"),
+            "postgresql://xtt@db/xtt?password=***&host=/run"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            redact_url("sqlite:/var/lib/x.sqlite"),
+            "sqlite:/var/lib/x.sqlite"
+        );
+        assert!(!redact_url("postgres://a:b@c").contains(":b@"));
+    }
+
+    #[test]
+    fn tls_modes_follow_libpq() {
+        let mode = |u: &str| parse_url(u).map(|t| t.mode).map_err(|e| e.to_string());
+        assert_eq!(mode("postgres://u@h/db"), Ok(TlsMode::Off));
+        assert_eq!(mode("postgres://u@h/db?sslmode=prefer"), Ok(TlsMode::Off));
+        assert_eq!(
+            mode("postgres://u@h/db?sslmode=require&connect_timeout=3"),
+            Ok(TlsMode::EncryptOnly)
+        );
+        let t = parse_url("postgres://u:pw@h:6543/db?sslmode=require&connect_timeout=3").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(t.config.get_ports(), [6543]);
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(3))
+        );
+        assert!(err("postgres://u@h/db?sslmode=verify-full").contains("needs sslrootcert"));
+        assert!(err("postgres://u@h/db?sslmode=bogus").contains("unknown sslmode"));
+        assert!(err("postgres://u@h/db?sslcert=/x").contains("not supported"));
+        let m = err("postgres://u:secret@h/db?sslmode=verify-full&sslrootcert=/nonexistent.pem");
+        assert!(
+            m.contains("/nonexistent.pem") && !m.contains("secret"),
+            "{m}"
+        );
+        assert!(err("postgresql:///db?host=/run/pg&sslmode=require").contains("TCP host"));
+    }
+}
