@@ -293,9 +293,7 @@ async fn serve(
     let registry_path = config.storage_url();
     let mut server = XttServer::bind(config, keys, registry).await?;
     // Shared sessions live in the same database as the registry.
-    let sessions_on = sessions
-        .enable(&mut server, registry_path.expose())
-        .await?;
+    let sessions_on = sessions.enable(&mut server, registry_path.expose()).await?;
     let handle = server.handle();
     // One line tools and tests can parse; flushed before serving.
     println!("xtt server listening on {}", server.local_addr()?);

@@ -46,7 +46,9 @@ fn fresh_database_url() -> String {
         panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
     };
     let config: postgres::Config = admin.parse().expect("a PostgreSQL URL");
-    let mut c = config.connect(postgres::NoTls).expect("connect to PostgreSQL");
+    let mut c = config
+        .connect(postgres::NoTls)
+        .expect("connect to PostgreSQL");
     let name = format!("xtt_e2e_{:016x}", OsRng.next_u64());
     c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     match admin.split_once('?') {
@@ -112,7 +114,8 @@ impl Node {
             }
         }
         assert!(
-            rest.last().is_some_and(|l| l.contains("shared with the other nodes")),
+            rest.last()
+                .is_some_and(|l| l.contains("shared with the other nodes")),
             "node {name}: {rest:?}"
         );
         std::thread::spawn(move || for _ in stdout.lines() {});
@@ -169,8 +172,7 @@ async fn three_nodes_one_database_share_identities_and_sessions() {
 
     let group = GroupDir::open(&d.join("acme")).unwrap();
     let root = xtt_files::certs::read_root(&d.join("root_cert.bin")).unwrap();
-    let mut members =
-        enroll_devices(group.issuer(), group.basename(), DEVICES + 1).unwrap();
+    let mut members = enroll_devices(group.issuer(), group.basename(), DEVICES + 1).unwrap();
 
     // Provisioned on A.
     let device = members.pop().unwrap();

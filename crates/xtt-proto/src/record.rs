@@ -360,7 +360,8 @@ impl RecordState {
     /// The state a node starts from when the previous owner could not hand over (it crashed):
     /// every client number below `recv_floor` is refused, sending resumes at `send_next`.
     pub fn after_crash(recv_floor: u32, send_next: u32) -> Self {
-        let (recv_next, recv_bits) = ReplayWindow::<2>::refusing_below(u64::from(recv_floor)).to_parts();
+        let (recv_next, recv_bits) =
+            ReplayWindow::<2>::refusing_below(u64::from(recv_floor)).to_parts();
         Self {
             recv_next,
             recv_bits,

@@ -198,7 +198,11 @@ mod tests {
             let jump = u32::try_from(floor + 5).unwrap();
             g.record(jump).unwrap();
             for s in floor..floor + 5 {
-                assert_eq!(g.check(u32::try_from(s).unwrap()), Ok(()), "floor {floor}, {s}");
+                assert_eq!(
+                    g.check(u32::try_from(s).unwrap()),
+                    Ok(()),
+                    "floor {floor}, {s}"
+                );
             }
         }
     }

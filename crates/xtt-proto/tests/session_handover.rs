@@ -35,7 +35,14 @@ fn table() -> SessionTable<u8> {
 
 /// A node's copy of the session: rebuilt from exported keys, as a shared store would.
 fn moved(s: &ServerSession, state: &RecordState, limits: Reservation) -> ServerSession {
-    ServerSession::restore(s.id(), s.client_id(), s.suite(), &s.export_keys(), state, limits)
+    ServerSession::restore(
+        s.id(),
+        s.client_id(),
+        s.suite(),
+        &s.export_keys(),
+        state,
+        limits,
+    )
 }
 
 #[test]
@@ -67,7 +74,11 @@ fn exact_hand_over_accepts_each_record_once_and_never_reuses_a_send_number() {
     let (same_keys, _) = pair();
     c.insert(moved(&same_keys, &state, limits), 2, NOW).unwrap();
     for i in [0, 1, 3] {
-        assert_eq!(c.open(&records[i], 2, NOW), Err(RecordError::Duplicate), "{i}");
+        assert_eq!(
+            c.open(&records[i], 2, NOW),
+            Err(RecordError::Duplicate),
+            "{i}"
+        );
     }
     assert_eq!(c.open(&records[2], 2, NOW).unwrap().record.payload[..], [2]);
     assert_eq!(c.open(&records[4], 2, NOW).unwrap().record.seq, 4);
@@ -86,8 +97,12 @@ fn after_a_crash_the_next_node_starts_at_the_reservation() {
         send_limit: k,
     };
     let b = table();
-    b.insert(moved(&server, &RecordState::after_crash(0, 0), limits), 1, NOW)
-        .unwrap();
+    b.insert(
+        moved(&server, &RecordState::after_crash(0, 0), limits),
+        1,
+        NOW,
+    )
+    .unwrap();
     let records: Vec<_> = (0..20u8).map(|i| client.seal(Q, &[i]).unwrap()).collect();
     for r in &records[..5] {
         b.open(r, 1, NOW).unwrap();
@@ -126,6 +141,10 @@ fn after_a_crash_the_next_node_starts_at_the_reservation() {
     // B may still accept within its own (disjoint) reservation, never C's numbers.
     assert!(b.open(&records[9], 1, NOW).is_err());
     let (_, bytes) = c.seal_to_session(&id, Q, b"from c", NOW).unwrap();
-    assert_eq!(client.open(&bytes).unwrap().seq, k, "C sends above B's range");
+    assert_eq!(
+        client.open(&bytes).unwrap().seq,
+        k,
+        "C sends above B's range"
+    );
     assert!(c.raise_reservation(&id, next));
 }

@@ -521,6 +521,7 @@ fn a_session_take_over_costs_one_round_trip() {
             Acquired::Taken { exact: true, .. }
         ))
     });
+}
 
 /// The TLS URL of the test server (no `sslmode`) for database `db`, and the CA file.
 fn tls_url(db: &str) -> (String, String) {

@@ -100,7 +100,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut started: Vec<(std::net::SocketAddr, ServerHandle)> = Vec::new();
     for _ in 0..nodes.max(1) {
         let reg = open_storage(&url)?;
-        let store = open_session_store(&url, 8)?;
+        let store = if local {
+            None
+        } else {
+            Some(open_session_store(&url, 8)?)
+        };
         let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
             ..ServerConfig::default()
@@ -116,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let node = server_rt.block_on(async move {
             let mut server = XttServer::bind(config, keys, reg).await?;
             let mut options = SessionOptions::new(Arc::new(Echo));
-            if !local {
+            if let Some(store) = store {
                 options.shared = Some(SharedOptions::new(store, key));
             }
             server.enable_sessions(options).await?;
@@ -127,7 +131,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
         started.push(node);
     }
-    let stats = |h: &ServerHandle| h.outbox().and_then(|o| o.shared_stats()).unwrap_or_default();
+    let stats = |h: &ServerHandle| {
+        h.outbox()
+            .and_then(|o| o.shared_stats())
+            .unwrap_or_default()
+    };
     let calls = |s: &[(std::net::SocketAddr, ServerHandle)]| -> u64 {
         s.iter().map(|(_, h)| stats(h).store_calls).sum()
     };
@@ -214,7 +222,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut lat, mut steady) = lat;
         let ho_calls = calls(&started) - before;
         let exact: u64 = started.iter().map(|(_, h)| stats(h).taken_exact).sum();
-        let crash: u64 = started.iter().map(|(_, h)| stats(h).taken_after_crash).sum();
+        let crash: u64 = started
+            .iter()
+            .map(|(_, h)| stats(h).taken_after_crash)
+            .sum();
         lat.sort();
         steady.sort();
         let pct = |v: &[Duration], p: f64| {
@@ -231,7 +242,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average: {}", l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+        println!(
+            "load average: {}",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
     }
     // The blocking PostgreSQL clients are dropped with the process, not on a runtime worker.
     std::process::exit(0);

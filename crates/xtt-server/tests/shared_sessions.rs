@@ -32,7 +32,9 @@ pub fn fresh_database_url() -> String {
         panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
     };
     let config: postgres::Config = admin.parse().expect("a PostgreSQL URL");
-    let mut c = config.connect(postgres::NoTls).expect("connect to PostgreSQL");
+    let mut c = config
+        .connect(postgres::NoTls)
+        .expect("connect to PostgreSQL");
     let name = format!("xtt_nodes_{:016x}", OsRng.next_u64());
     c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     match admin.split_once('?') {
@@ -80,7 +82,10 @@ async fn cluster(n: usize, reserve: u32) -> Cluster {
         // Each node with its own pools, as separate processes would have.
         let u = url.clone();
         let (reg, store) = tokio::task::spawn_blocking(move || {
-            (open_storage(&u).unwrap(), open_session_store(&u, 4).unwrap())
+            (
+                open_storage(&u).unwrap(),
+                open_session_store(&u, 4).unwrap(),
+            )
         })
         .await
         .unwrap();
@@ -139,7 +144,12 @@ impl Cluster {
     }
 
     fn stats(&self, i: usize) -> SharedStats {
-        self.nodes[i].handle.outbox().unwrap().shared_stats().unwrap()
+        self.nodes[i]
+            .handle
+            .outbox()
+            .unwrap()
+            .shared_stats()
+            .unwrap()
     }
 
     fn counters(&self, i: usize) -> xtt_proto::session_table::TableCounters {
@@ -225,9 +235,10 @@ async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_e
     assert_eq!(cl.stats(c).taken_after_crash, 0);
 
     // A record for a session nobody has: the Error message, as on one node.
-    let mut other = SessionClient::connect(cl.addr(0), cl.register(), SessionClientOptions::tcp(), None)
-        .await
-        .unwrap();
+    let mut other =
+        SessionClient::connect(cl.addr(0), cl.register(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
     echo(&mut other, b"x").await;
     let mut forged = other.session_mut().seal(Q, b"y").unwrap();
     forged[4..20].copy_from_slice(&[0xab; 16]);

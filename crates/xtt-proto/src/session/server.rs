@@ -16,11 +16,11 @@ use core::fmt;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
+use crate::crypto::{AEAD_KEY_LEN, AEAD_NONCE_LEN};
 use crate::error::{CryptoError, Error, PeerMisbehaved, Refused};
 use crate::identity::ClientId;
 use crate::longterm::LongtermPublicKey;
 use crate::msgs::{is_error_message, SessionServerFinished};
-use crate::crypto::{AEAD_KEY_LEN, AEAD_NONCE_LEN};
 use crate::record::{
     DuplexKeys, OpenedRecord, RecordError, RecordKeys, RecordLayer, RecordState, Reservation,
     SessionId,

@@ -198,7 +198,11 @@ fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
         store.acquire(&old.session_id, b, true, 8, now).unwrap(),
         Acquired::Unknown
     );
-    assert_eq!(store.session_count().unwrap(), 0, "deleted when found expired");
+    assert_eq!(
+        store.session_count().unwrap(),
+        0,
+        "deleted when found expired"
+    );
 
     let mut expired = sample_session(now);
     expired.expires_at = UnixTime(now.secs().0 - 1);
@@ -208,7 +212,12 @@ fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
     let released = sample_session(now);
     store.create(&released, a, res(8, 8), now).unwrap();
     store
-        .release(&released.session_id, a, &RecordState::after_crash(0, 0), now)
+        .release(
+            &released.session_id,
+            a,
+            &RecordState::after_crash(0, 0),
+            now,
+        )
         .unwrap();
     // Later than the idle timeout: the released one and the expired one go, the one a live
     // node owns stays (its owner enforces idleness itself).
@@ -216,7 +225,9 @@ fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
     assert_eq!(store.sweep(later, 5_000).unwrap(), 2);
     assert_eq!(store.session_count().unwrap(), 1);
     assert!(matches!(
-        store.acquire(&owned_live.session_id, b, false, 8, later).unwrap(),
+        store
+            .acquire(&owned_live.session_id, b, false, 8, later)
+            .unwrap(),
         Acquired::HeldBy { .. }
     ));
 }
@@ -263,5 +274,8 @@ fn concurrent_take_overs_hand_out_disjoint_ranges(store: Arc<dyn SessionStore>) 
         assert!(a.1 <= b.0, "receive ranges overlap: {a:?} {b:?}");
         assert!(a.3 <= b.2, "send ranges overlap: {a:?} {b:?}");
     }
-    assert!(all[0].0 >= 10 && all[0].2 >= 10, "above the creator's range");
+    assert!(
+        all[0].0 >= 10 && all[0].2 >= 10,
+        "above the creator's range"
+    );
 }

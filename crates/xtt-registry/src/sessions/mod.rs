@@ -281,7 +281,9 @@ pub(crate) struct LockedRow {
 /// What [`SessionStore::acquire`] decided for a row (SQLite applies it; PostgreSQL's function
 /// implements the same table).
 pub(crate) enum Decision {
-    Unknown { delete: bool },
+    Unknown {
+        delete: bool,
+    },
     HeldBy(NodeId, String),
     OwnedByCaller,
     Take {

@@ -17,8 +17,7 @@ use xtt_proto::record::{RecordState, Reservation, SessionId};
 use xtt_proto::ClientId;
 
 use super::{
-    bits_from_sql, bits_to_sql, seq_u32, Acquired, NodeId, SessionStore, StoredSession,
-    UnixMillis,
+    bits_from_sql, bits_to_sql, seq_u32, Acquired, NodeId, SessionStore, StoredSession, UnixMillis,
 };
 use crate::postgres::{describe, DurableCommits};
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
@@ -418,7 +417,9 @@ impl SessionStore for PostgresSessionStore {
     }
 
     fn sweep(&self, now: UnixMillis, idle_ms: u64) -> Result<u64, RegistryError> {
-        let idle_before = now.0.saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
+        let idle_before = now
+            .0
+            .saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
         let rows = self.rows(
             "WITH gone AS (
                  DELETE FROM xtt_sessions s

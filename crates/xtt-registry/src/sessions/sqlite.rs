@@ -392,7 +392,9 @@ impl SessionStore for SqliteSessionStore {
     }
 
     fn sweep(&self, now: UnixMillis, idle_ms: u64) -> Result<u64, RegistryError> {
-        let idle_before = now.0.saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
+        let idle_before = now
+            .0
+            .saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
         self.write(|tx| {
             let n = tx
                 .execute(

@@ -267,7 +267,14 @@ impl Outbox {
                 // Sent once the reservation is raised (one store round trip).
                 if let Some(id) = self.core.table.session_of(client_id) {
                     let payload = zeroize::Zeroizing::new(payload.to_vec());
-                    sh.defer(&self.core, id, shared::Op::Send { payload_type, payload });
+                    sh.defer(
+                        &self.core,
+                        id,
+                        shared::Op::Send {
+                            payload_type,
+                            payload,
+                        },
+                    );
                 }
                 return Ok(());
             }

@@ -97,7 +97,10 @@ pub(crate) async fn accept_async(
 ) -> Result<Result<(Vec<u8>, Option<IncomingRecord>), xtt_proto::Error>, crate::cpu::Overloaded> {
     let (s, c) = (sh.clone(), core.clone());
     let Some(shared) = core.shared.get().cloned() else {
-        return sh.cpu.run(move || accept(&s.proto, &c, &flight, peer)).await;
+        return sh
+            .cpu
+            .run(move || accept(&s.proto, &c, &flight, peer))
+            .await;
     };
     let handshake = sh
         .cpu

@@ -60,7 +60,12 @@ impl Answer {
 
 fn body(id: &SessionId, from: NodeId, at: UnixMillis) -> [u8; BODY_LEN] {
     let mut b = [0u8; BODY_LEN];
-    let parts: [&[u8]; 4] = [&[VERSION], &id.0, &from.0.to_be_bytes(), &at.0.to_be_bytes()];
+    let parts: [&[u8]; 4] = [
+        &[VERSION],
+        &id.0,
+        &from.0.to_be_bytes(),
+        &at.0.to_be_bytes(),
+    ];
     for (d, s) in b.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
         *d = *s;
     }
@@ -115,11 +120,9 @@ pub(crate) async fn serve(
                 Some(id) => shared.release_local(&core, id).await,
                 None => return,
             };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                stream.write_all(&[answer.to_u8()]),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), stream.write_all(&[answer.to_u8()]))
+                    .await;
         });
     }
 }

@@ -311,7 +311,10 @@ impl SharedSessions {
             Arc::downgrade(core),
             shared.closing.subscribe(),
         ));
-        tokio::spawn(Self::keep_alive(Arc::downgrade(&shared), Arc::downgrade(core)));
+        tokio::spawn(Self::keep_alive(
+            Arc::downgrade(&shared),
+            Arc::downgrade(core),
+        ));
         tracing::info!(node = node.0, handover = %shared.handover_addr, "shared sessions on");
         Ok(shared)
     }
@@ -386,7 +389,10 @@ impl SharedSessions {
             // About every 30 lease periods: drop rows nobody can use any more.
             if n % 90 == 0 {
                 let idle = core.idle_secs.saturating_mul(1000);
-                if let Err(e) = s.blocking(move |st| st.sweep(UnixMillis::now(), idle)).await {
+                if let Err(e) = s
+                    .blocking(move |st| st.sweep(UnixMillis::now(), idle))
+                    .await
+                {
                     tracing::warn!(error = %e, "session store sweep failed");
                 }
             }
@@ -610,7 +616,12 @@ impl SharedSessions {
     }
 
     /// Takes a session over from the store (asking its owner first if it is alive).
-    async fn take_over(self: &Arc<Self>, core: &Arc<SessionCore>, id: SessionId, peer: Peer) -> Outcome {
+    async fn take_over(
+        self: &Arc<Self>,
+        core: &Arc<SessionCore>,
+        id: SessionId,
+        peer: Peer,
+    ) -> Outcome {
         let mut force = false;
         for attempt in 0..4 {
             let (node, grant) = (self.node, self.reserve);
@@ -696,7 +707,11 @@ impl SharedSessions {
     }
 
     /// Another node asks for `id`: hand it over with its exact state.
-    pub(crate) async fn release_local(self: &Arc<Self>, core: &Arc<SessionCore>, id: SessionId) -> Answer {
+    pub(crate) async fn release_local(
+        self: &Arc<Self>,
+        core: &Arc<SessionCore>,
+        id: SessionId,
+    ) -> Answer {
         {
             let mut busy = lock(&self.busy);
             if busy.contains_key(&id) {
