@@ -228,16 +228,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .sum();
         lat.sort();
         steady.sort();
-        let pct = |v: &[Duration], p: f64| {
-            v.get(((v.len() as f64 - 1.0) * p) as usize)
+        let pct = |v: &[Duration], percent: usize| {
+            v.get(v.len().saturating_sub(1) * percent / 100)
                 .map_or(0.0, |d| d.as_secs_f64() * 1e3)
         };
         println!(
             "hand-overs: {handovers} ({exact} exact, {crash} after crash); record round trip with hand-over p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms; without p50 {:.2} ms; store round trips per hand-over {:.2} (includes the extension every K records)",
-            pct(&lat, 0.5),
-            pct(&lat, 0.9),
-            pct(&lat, 0.99),
-            pct(&steady, 0.5),
+            pct(&lat, 50),
+            pct(&lat, 90),
+            pct(&lat, 99),
+            pct(&steady, 50),
             ho_calls as f64 / handovers as f64
         );
     }

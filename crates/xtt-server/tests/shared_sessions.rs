@@ -50,7 +50,7 @@ struct Cluster {
     nodes: Vec<Running>,
     /// A reference to every node's registry, dropped last outside the runtime's workers (the
     /// blocking PostgreSQL client must not be dropped on one).
-    keep: Vec<Arc<dyn Registry>>,
+    _keep: Vec<Arc<dyn Registry>>,
 }
 
 impl Cluster {
@@ -108,7 +108,7 @@ async fn cluster(n: usize, reserve: u32) -> Cluster {
         fx,
         registry,
         nodes,
-        keep,
+        _keep: keep,
     }
 }
 
