@@ -52,9 +52,11 @@ groups = []
         xtt server -p 4444 -k server_keys.asn1.bin -c server_cert.bin -d daa_gpk.bin -b basename.bin\n  \
         xtt server --listen 0.0.0.0:4444 --data-dir /var/lib/xtt --metrics 127.0.0.1:9464\n  \
         xtt server --storage 'postgres://xtt@db.example/xtt?sslmode=verify-full&sslrootcert=ca.pem'\n  \
-        curl -s http://127.0.0.1:9464/metrics | grep xtt_\n  \
         xtt server --group acme-sensors --forward-udp 127.0.0.1:5000   # records to a local app\n  \
-        xtt server --group acme-sensors --no-sessions                   # identity only"
+        xtt server --group acme-sensors --no-sessions                   # identity only\n  \
+        xtt server --new-session-key sessions.key           # once per deployment, then on each node:\n  \
+        xtt server --storage postgres://… --session-key sessions.key --handover-listen 10.0.0.5:4445\n  \
+        curl -s http://127.0.0.1:9464/metrics | grep xtt_"
 )]
 pub(crate) struct ServerArgs {
     /// TOML configuration file.
@@ -204,7 +206,7 @@ impl ServerArgs {
         if let Some(a) = &self.anchors {
             config.anchors = Some(a.clone());
         }
-        self.sessions.apply(&mut config.sessions);
+        self.sessions.apply(&mut config.sessions)?;
         config.validate().context("invalid server settings")?;
         let mut groups: Vec<(PathBuf, PathBuf)> = files
             .groups
@@ -276,6 +278,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         print!("{DEFAULT_CONFIG_TOML}{FILES_SECTION_TOML}");
         return Ok(());
     }
+    if args.sessions.create_key_if_asked()? {
+        return Ok(());
+    }
     let settings = args.settings()?;
     let keys = load_keys(&settings.server_certificate, &settings.server_keypair)?;
     // Opened (connected, migrated) before the runtime starts, and dropped after it stops: the
@@ -289,7 +294,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => add_groups(&*registry, &settings.groups)?,
     };
     let identities = registry.identity_count().unwrap_or(0);
-    let result = crate::block_on(serve(settings, keys, registry.clone(), added, identities));
+    let result = crate::block_on(serve(
+        settings,
+        keys,
+        registry.clone(),
+        added,
+        identities,
+        args.sessions,
+    ));
     drop(registry);
     result
 }
@@ -300,11 +312,12 @@ async fn serve(
     registry: Arc<dyn Registry>,
     added: usize,
     identities: u64,
+    sessions: crate::server_sessions::SessionFlags,
 ) -> anyhow::Result<()> {
     let config = settings.config;
     let registry_path = config.storage_url();
     let anchors = config.anchors.clone();
-    let sessions = config.sessions.clone();
+    let session_settings = config.sessions.clone();
     let mut server = XttServer::bind(config, keys, registry).await?;
     // --updates makes the update server the session application; the other session settings
     // (table, UDP, limits) still apply.
@@ -315,7 +328,10 @@ async fn serve(
         }
         None => (None, None),
     };
-    let sessions_line = crate::server_sessions::enable(&mut server, &sessions, update_app).await?;
+    // Shared sessions live in the same database as the registry.
+    let shared = sessions.shared(registry_path.expose()).await?;
+    let sessions_line =
+        crate::server_sessions::enable(&mut server, &session_settings, update_app, shared).await?;
     let handle = server.handle();
     // One line tools and tests can parse; flushed before serving.
     println!("xtt server listening on {}", server.local_addr()?);

@@ -1,52 +1,82 @@
-//! The session flags of `xtt server` (they override `[sessions]` of the configuration file)
-//! and turning sessions on for a bound server.
+//! The session flags of `xtt server` (they override `[sessions]` of the configuration file),
+//! sharing sessions with the other nodes of a deployment through the storage database, and
+//! turning sessions on for a bound server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-use anyhow::Context;
-use clap::Args;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{bail, Context};
+use clap::Args;
+use xtt_server::sessions::shared::{SharedOptions, StorageKey};
 use xtt_server::sessions::{AppSetting, SessionSettings};
 use xtt_server::{SessionApp, XttServer};
 
 /// Session flags; each overrides the file's `[sessions]` value.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Sessions")]
 pub(crate) struct SessionFlags {
     /// Serve identity provisioning only (no session handshakes, no records).
-    #[arg(long, help_heading = "Sessions")]
+    #[arg(long)]
     no_sessions: bool,
     /// Serve sessions over TCP only (no UDP socket).
-    #[arg(long, help_heading = "Sessions")]
+    #[arg(long)]
     no_udp: bool,
+    /// Where records go: `echo` (every payload sent back), `udp:HOST:PORT` (one local UDP
+    /// socket per device; replies go back to the device) or `unix:PATH` (datagrams prefixed
+    /// with the 16-byte ClientID). Same as --forward-udp / --forward-unix.
+    #[arg(long, value_name = "APP", conflicts_with_all = ["forward_udp", "forward_unix", "no_sessions"])]
+    sessions: Option<String>,
     /// Forward each device's records to this local UDP service (one socket per device; its
     /// replies go back to the device) instead of echoing them.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        help_heading = "Sessions",
-        conflicts_with = "forward_unix"
-    )]
+    #[arg(long, value_name = "ADDR", conflicts_with = "forward_unix")]
     forward_udp: Option<SocketAddr>,
     /// Forward each record, prefixed with the 16-byte ClientID, to this Unix datagram socket.
-    #[arg(long, value_name = "PATH", help_heading = "Sessions")]
+    #[arg(long, value_name = "PATH")]
     forward_unix: Option<PathBuf>,
     /// Remove a session after this many seconds without a record from its device.
-    #[arg(long, value_name = "SECS", help_heading = "Sessions")]
+    #[arg(long, value_name = "SECS")]
     session_idle_timeout: Option<u64>,
     /// Most sessions at once.
-    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    #[arg(long, value_name = "N")]
     max_sessions: Option<usize>,
+    /// Share sessions with the other nodes using the same storage database: a device may move
+    /// to any node and keep its session. FILE is the deployment's session storage key (32
+    /// bytes, mode 0600, the same file on every node; make one with --new-session-key).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_sessions")]
+    session_key: Option<PathBuf>,
+    /// Write a new random session storage key to FILE (0600) and exit.
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    new_session_key: Option<PathBuf>,
+    /// Address for hand-over requests from other nodes (shared sessions).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    handover_listen: SocketAddr,
+    /// Address other nodes use to reach --handover-listen (default: the bound address).
+    #[arg(long, value_name = "HOST:PORT")]
+    handover_advertise: Option<String>,
+    /// Sequence numbers reserved per database write (shared sessions); also the most records a
+    /// device can lose when the node holding its session crashes.
+    #[arg(long, value_name = "K", default_value_t = 256)]
+    session_reserve: u32,
+    /// Node lease in milliseconds (shared sessions): a node silent this long is considered
+    /// dead and its sessions are taken over without asking it.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    node_lease_ms: u64,
 }
 
 impl SessionFlags {
-    pub(crate) fn apply(&self, s: &mut SessionSettings) {
+    /// Applies the flags to the file's settings.
+    pub(crate) fn apply(&self, s: &mut SessionSettings) -> anyhow::Result<()> {
         if self.no_sessions {
             s.enabled = false;
         }
         if self.no_udp {
             s.udp = false;
+        }
+        if let Some(spec) = &self.sessions {
+            s.enabled = true;
+            s.app = parse_app(spec)?;
         }
         if let Some(a) = self.forward_udp {
             s.app = AppSetting::ForwardUdp(a);
@@ -60,21 +90,74 @@ impl SessionFlags {
         if let Some(n) = self.max_sessions {
             s.max_sessions = n;
         }
+        Ok(())
+    }
+
+    /// `--new-session-key`: handled before anything else; returns whether it ran.
+    pub(crate) fn create_key_if_asked(&self) -> anyhow::Result<bool> {
+        let Some(path) = &self.new_session_key else {
+            return Ok(false);
+        };
+        StorageKey::create(path)?;
+        println!(
+            "wrote a new session storage key to {} (copy it to every node, keep it 0600)",
+            path.display()
+        );
+        Ok(true)
+    }
+
+    /// With --session-key: the settings that share sessions through the database named by
+    /// `storage_url` (the registry's).
+    pub(crate) async fn shared(&self, storage_url: &str) -> anyhow::Result<Option<SharedOptions>> {
+        let Some(key_path) = &self.session_key else {
+            return Ok(None);
+        };
+        let key = Arc::new(StorageKey::read(key_path)?);
+        let url = storage_url.to_string();
+        let store = tokio::task::spawn_blocking(move || {
+            xtt_registry::sessions::open_session_store(&url, 8)
+        })
+        .await?
+        .context("opening the session store")?;
+        Ok(Some(SharedOptions {
+            handover_listen: self.handover_listen,
+            handover_advertise: self.handover_advertise.clone(),
+            reserve: self.session_reserve,
+            lease: Duration::from_millis(self.node_lease_ms),
+            ..SharedOptions::new(store, key)
+        }))
     }
 }
 
-/// Enables sessions on `server` as `settings` say (nothing when disabled); returns the line
-/// `xtt server` prints about them.
+/// `echo`, `udp:HOST:PORT` or `unix:PATH`, as --sessions takes them.
+fn parse_app(spec: &str) -> anyhow::Result<AppSetting> {
+    if spec == "echo" {
+        return Ok(AppSetting::Echo);
+    }
+    if let Some(addr) = spec.strip_prefix("udp:") {
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--sessions {spec}: not a HOST:PORT address"))?;
+        return Ok(AppSetting::ForwardUdp(addr));
+    }
+    if let Some(path) = spec.strip_prefix("unix:") {
+        return Ok(AppSetting::ForwardUnix(PathBuf::from(path)));
+    }
+    bail!("--sessions {spec:?}: use echo, udp:HOST:PORT or unix:PATH")
+}
+
+/// Enables sessions on `server` as `settings` say (nothing when disabled), with `app_override`
+/// instead of the configured application if given and shared across nodes if `shared` is;
+/// returns the line `xtt server` prints about them.
 pub(crate) async fn enable(
     server: &mut XttServer,
     settings: &SessionSettings,
     app_override: Option<Arc<dyn SessionApp>>,
+    shared: Option<SharedOptions>,
 ) -> anyhow::Result<String> {
     if !settings.enabled {
         if app_override.is_some() {
-            anyhow::bail!(
-                "--updates needs sessions: remove --no-sessions or [sessions] enabled = false"
-            );
+            bail!("--updates needs sessions: remove --no-sessions or [sessions] enabled = false");
         }
         return Ok("sessions off".into());
     }
@@ -88,6 +171,8 @@ pub(crate) async fn enable(
         }
         None => settings.app.to_string(),
     };
+    let is_shared = shared.is_some();
+    options.shared = shared;
     server
         .enable_sessions(options)
         .await
@@ -98,7 +183,13 @@ pub(crate) async fn enable(
         "TCP"
     };
     Ok(format!(
-        "sessions over {transports}, records to {app_name} (idle timeout {} s, at most {})",
-        settings.idle_timeout_secs, settings.max_sessions
+        "sessions over {transports}, records to {app_name} (idle timeout {} s, at most {}){}",
+        settings.idle_timeout_secs,
+        settings.max_sessions,
+        if is_shared {
+            ", shared with the other nodes"
+        } else {
+            ""
+        }
     ))
 }

@@ -175,6 +175,10 @@ pub enum Refused {
     /// The session table holds its maximum number of sessions.
     #[error("session table full")]
     SessionTableFull,
+    /// The session could not be stored where other server nodes find it (sessions shared
+    /// between nodes); the client may retry.
+    #[error("session store unavailable")]
+    SessionStoreUnavailable,
 }
 
 /// Local cryptographic failures (not caused by the peer).

@@ -116,6 +116,15 @@ pub enum RecordError {
     /// The local primitive failed (bad key material).
     #[error("local crypto failure")]
     Crypto,
+    /// Authentic and fresh, but at or beyond this server node's receive reservation (a session
+    /// shared between nodes, see [`Reservation`]): nothing was recorded; the driver raises the
+    /// reservation durably and opens the record again.
+    #[error("record {0} is beyond this node's receive reservation")]
+    BeyondReservation(u32),
+    /// This server node used every send sequence number it reserved (a session shared between
+    /// nodes, see [`Reservation`]): the driver raises the reservation durably and seals again.
+    #[error("this node's send reservation is used up")]
+    SendReservationExhausted,
 }
 
 impl RecordError {
@@ -314,6 +323,58 @@ pub struct Delivered {
     pub record: OpenedRecord,
 }
 
+/// Sequence-number limits of a session shared between server nodes: the node accepts client
+/// numbers below `recv_limit` and sends numbers below `send_limit`, and raises either only after
+/// the new limit is durable in the shared store. Ranges handed to different owners never
+/// overlap, so no number is accepted twice and no nonce is used twice across nodes, even when
+/// an owner crashes. A session on one node has no limits ([`Reservation::NONE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Client sequence numbers below this may be accepted.
+    pub recv_limit: u32,
+    /// Server sequence numbers below this may be used.
+    pub send_limit: u32,
+}
+
+impl Reservation {
+    /// No limit (a session that lives on one node only).
+    pub const NONE: Reservation = Reservation {
+        recv_limit: u32::MAX,
+        send_limit: u32::MAX,
+    };
+}
+
+/// Where a session's record layer stands, for handing it exactly from one server node to
+/// another: the receive window (as [`ReplayWindow::to_parts`]) and the next number to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordState {
+    /// Highest accepted client number + 1 (0: none accepted yet).
+    pub recv_next: u64,
+    /// The window's bitmap (ring layout, see [`crate::replay_window`]).
+    pub recv_bits: [u64; 2],
+    /// The next server sequence number.
+    pub send_next: u32,
+}
+
+impl RecordState {
+    /// The state a node starts from when the previous owner could not hand over (it crashed):
+    /// every client number below `recv_floor` is refused, sending resumes at `send_next`.
+    pub fn after_crash(recv_floor: u32, send_next: u32) -> Self {
+        let (recv_next, recv_bits) =
+            ReplayWindow::<2>::refusing_below(u64::from(recv_floor)).to_parts();
+        Self {
+            recv_next,
+            recv_bits,
+            send_next,
+        }
+    }
+
+    /// Highest accepted client number + 1, as u32 (saturating).
+    pub fn recv_next_u32(&self) -> u32 {
+        u32::try_from(self.recv_next).unwrap_or(u32::MAX)
+    }
+}
+
 /// Both directions' keys of one session, kept behind one allocation: a hash table that grows
 /// moves its entries, and keys that live in the table would leave unzeroized copies behind.
 #[derive(Debug, Zeroize, ZeroizeOnDrop)]
@@ -331,6 +392,7 @@ pub(crate) struct RecordLayer {
     next_send: u32,
     window: ReplayWindow,
     drops: DropCounters,
+    limits: Reservation,
 }
 
 impl RecordLayer {
@@ -341,7 +403,50 @@ impl RecordLayer {
             next_send: 0,
             window: ReplayWindow::new(),
             drops: DropCounters::default(),
+            limits: Reservation::NONE,
         }
+    }
+
+    /// A layer continuing from `state` within `limits` (a session taken over from another node).
+    pub(crate) fn restore(
+        suite: SuiteSpec,
+        keys: DuplexKeys,
+        state: &RecordState,
+        limits: Reservation,
+    ) -> Self {
+        Self {
+            suite,
+            keys: Box::new(keys),
+            next_send: state.send_next,
+            window: ReplayWindow::from_parts(state.recv_next, state.recv_bits),
+            drops: DropCounters::default(),
+            limits,
+        }
+    }
+
+    /// Where this layer stands.
+    pub(crate) fn state(&self) -> RecordState {
+        let (recv_next, recv_bits) = self.window.to_parts();
+        RecordState {
+            recv_next,
+            recv_bits,
+            send_next: self.next_send,
+        }
+    }
+
+    /// Sets the limits (a fresh session, before anything was sent or received).
+    pub(crate) fn set_limits(&mut self, to: Reservation) {
+        self.limits = to;
+    }
+
+    /// Raises the limits (never lowers them).
+    pub(crate) fn raise_limits(&mut self, to: Reservation) {
+        self.limits.recv_limit = self.limits.recv_limit.max(to.recv_limit);
+        self.limits.send_limit = self.limits.send_limit.max(to.send_limit);
+    }
+
+    pub(crate) fn keys(&self) -> &DuplexKeys {
+        &self.keys
     }
 
     /// Seals the next record. The last number, 2³² − 1, is never used: once the sender reaches it
@@ -354,6 +459,9 @@ impl RecordLayer {
     ) -> Result<Vec<u8>, RecordError> {
         if self.next_send == u32::MAX {
             return Err(RecordError::RekeyRequired);
+        }
+        if self.next_send >= self.limits.send_limit {
+            return Err(RecordError::SendReservationExhausted);
         }
         let out = self.keys.send.seal(
             self.suite,
@@ -378,6 +486,10 @@ impl RecordLayer {
     fn open_uncounted(&mut self, record: &RecordRegular<'_>) -> Result<OpenedRecord, RecordError> {
         self.window.check(record.seq_num)?;
         let plain = self.keys.recv.open(self.suite, record)?;
+        // Checked after authentication, so a forged number can never make a node reserve.
+        if record.seq_num >= self.limits.recv_limit {
+            return Err(RecordError::BeyondReservation(record.seq_num));
+        }
         // Authentic: the number is used up even if the payload type turns out unknown.
         self.window.record(record.seq_num)?;
         let (&pt, payload) = plain.split_first().ok_or(RecordError::Forged)?;

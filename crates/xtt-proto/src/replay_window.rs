@@ -47,6 +47,33 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
         }
     }
 
+    /// The window as `(highest accepted + 1, ring bitmap)`, for handing it to another process
+    /// ([`Self::from_parts`] restores it exactly).
+    pub fn to_parts(&self) -> (u64, [u64; WORDS]) {
+        (self.next, self.bits)
+    }
+
+    /// The window [`Self::to_parts`] returned. Any value is safe to restore in the sense that a
+    /// bit set wrongly only refuses more; the caller must pass back what it was given.
+    pub fn from_parts(next: u64, bits: [u64; WORDS]) -> Self {
+        Self { next, bits }
+    }
+
+    /// A window that refuses every number below `floor` and accepts every number from it on
+    /// (a receiver taking over from one that crashed, knowing only a bound on what it accepted).
+    pub fn refusing_below(floor: u64) -> Self {
+        let Some(last) = floor.checked_sub(1) else {
+            return Self::new();
+        };
+        let mut bits = [u64::MAX; WORDS];
+        // The word holding `last` also holds numbers above it, which must read as unseen.
+        let (word, bit) = Self::slot(last);
+        if let Some(w) = bits.get_mut(word) {
+            *w = bit | (bit - 1);
+        }
+        Self { next: floor, bits }
+    }
+
     /// The highest number accepted so far.
     pub fn highest(&self) -> Option<u32> {
         self.next.checked_sub(1).and_then(|h| u32::try_from(h).ok())
@@ -149,6 +176,35 @@ mod tests {
         w.record(1000).unwrap();
         assert_eq!(w.check(1000 - 191), Ok(()));
         assert_eq!(w.check(1000 - 192), Err(ReplayReject::TooOld));
+    }
+
+    #[test]
+    fn parts_round_trip_and_a_floor_refuses_exactly_below_it() {
+        let mut w = ReplayWindow::<2>::new();
+        for s in [3u32, 9, 70, 66] {
+            w.record(s).unwrap();
+        }
+        let (next, bits) = w.to_parts();
+        assert_eq!(ReplayWindow::<2>::from_parts(next, bits), w);
+
+        for floor in [0u64, 1, 5, 63, 64, 65, 127, 128, 1000] {
+            let f = ReplayWindow::<2>::refusing_below(floor);
+            for s in floor.saturating_sub(70)..floor + 70 {
+                let s32 = u32::try_from(s).unwrap();
+                assert_eq!(f.check(s32).is_ok(), s >= floor, "floor {floor}, seq {s}");
+            }
+            // Accepting above the floor keeps the numbers between floor and it acceptable.
+            let mut g = f.clone();
+            let jump = u32::try_from(floor + 5).unwrap();
+            g.record(jump).unwrap();
+            for s in floor..floor + 5 {
+                assert_eq!(
+                    g.check(u32::try_from(s).unwrap()),
+                    Ok(()),
+                    "floor {floor}, {s}"
+                );
+            }
+        }
     }
 
     #[test]

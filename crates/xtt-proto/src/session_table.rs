@@ -29,7 +29,10 @@ use std::sync::{Mutex, MutexGuard};
 use crate::error::Refused;
 use crate::identity::ClientId;
 use crate::msgs::RecordRegular;
-use crate::record::{Delivered, DropCounters, PayloadType, RecordError, RecordLayer, SessionId};
+use crate::record::{
+    Delivered, DropCounters, PayloadType, RecordError, RecordLayer, RecordState, Reservation,
+    SessionId,
+};
 use crate::session::ServerSession;
 use crate::UnixTime;
 
@@ -186,6 +189,18 @@ impl<P: Clone> SessionTable<P> {
     /// replace it) and a full table. The session becomes the client's newest: records sealed
     /// with [`Self::seal_to_client`] go to it.
     pub fn insert(&self, session: ServerSession, peer: P, now: UnixTime) -> Result<(), Refused> {
+        self.insert_created(session, peer, now, now)
+    }
+
+    /// [`Self::insert`] for a session whose handshake happened at `created` (a session taken
+    /// over from another server node keeps its maximum lifetime).
+    pub fn insert_created(
+        &self,
+        session: ServerSession,
+        peer: P,
+        now: UnixTime,
+        created: UnixTime,
+    ) -> Result<(), Refused> {
         let ServerSession {
             id,
             client_id,
@@ -206,7 +221,7 @@ impl<P: Clone> SessionTable<P> {
                 id,
                 Entry {
                     client_id,
-                    created: now.0,
+                    created: created.0,
                     last_seen: now.0,
                     layer,
                     peer,
@@ -355,10 +370,42 @@ impl<P: Clone> SessionTable<P> {
         }
     }
 
+    /// Removes a session and returns where its record layer stood, for handing it exactly to
+    /// another server node. `None` if the table does not hold it.
+    pub fn take_state(&self, id: &SessionId) -> Option<RecordState> {
+        let removed = self.session_shard(id).remove(id);
+        removed.map(|e| {
+            self.removed(&e.client_id, id, false);
+            e.layer.state()
+        })
+    }
+
+    /// Where a session's record layer stands, without removing it.
+    pub fn record_state(&self, id: &SessionId) -> Option<RecordState> {
+        self.session_shard(id).get(id).map(|e| e.layer.state())
+    }
+
+    /// Raises a session's reservation (after the new limits are durable). Returns whether the
+    /// table holds the session.
+    pub fn raise_reservation(&self, id: &SessionId, to: Reservation) -> bool {
+        match self.session_shard(id).get_mut(id) {
+            Some(e) => {
+                e.layer.raise_limits(to);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes every expired session; returns how many. Call it periodically (e.g. every few
     /// seconds); it locks one shard at a time.
     pub fn sweep(&self, now: UnixTime) -> usize {
-        let mut total = 0;
+        self.sweep_ids(now).len()
+    }
+
+    /// [`Self::sweep`], returning the ids removed (a shared session store forgets them too).
+    pub fn sweep_ids(&self, now: UnixTime) -> Vec<SessionId> {
+        let mut all = Vec::new();
         for shard in self.sessions.iter() {
             let mut gone = Vec::new();
             {
@@ -374,9 +421,9 @@ impl<P: Clone> SessionTable<P> {
             for (client_id, id) in &gone {
                 self.removed(client_id, id, true);
             }
-            total += gone.len();
+            all.extend(gone.into_iter().map(|(_, id)| id));
         }
-        total
+        all
     }
 
     /// Moves a session's send counter (tests of sequence exhaustion).

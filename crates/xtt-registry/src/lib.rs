@@ -29,6 +29,10 @@
 //!   back, with its new long-term key and an updated `last_seen`; this is what makes first/last
 //!   seen meaningful without the server ever learning which member signed.
 //!
+//! Sessions shared between server nodes have a store of their own, [`sessions::SessionStore`],
+//! in the same database (SQLite file or PostgreSQL), opened with
+//! [`sessions::open_session_store`].
+//!
 //! The [`conformance`] module holds the storage test suite, written against the trait so that
 //! every backend runs the same checks.
 
@@ -41,6 +45,7 @@ use xtt_proto::{ClientId, UnixTime};
 pub mod conformance;
 pub mod pg_tls;
 mod postgres;
+pub mod sessions;
 mod sqlite;
 mod storage;
 

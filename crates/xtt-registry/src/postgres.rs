@@ -279,7 +279,7 @@ fn db(e: postgres::Error) -> RegistryError {
 
 /// The client's own `Display` says only "db error" for server errors: add the server's
 /// message, or the underlying I/O error.
-fn describe(e: &postgres::Error) -> String {
+pub(crate) fn describe(e: &postgres::Error) -> String {
     if let Some(d) = e.as_db_error() {
         return format!("{} {}: {}", d.severity(), d.code().code(), d.message());
     }
@@ -461,7 +461,7 @@ impl PostgresRegistry {
 /// Refuses to run with `synchronous_commit = off` (a commit could be lost after the device got
 /// its ClientID): such connections are switched to `on`. One round trip per new connection.
 #[derive(Debug)]
-struct DurableCommits;
+pub(crate) struct DurableCommits;
 
 impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for DurableCommits {
     fn on_acquire(&self, conn: &mut postgres::Client) -> Result<(), postgres::Error> {

@@ -453,6 +453,76 @@ fn a_handshake_costs_one_round_trip_whatever_the_batch() {
     });
 }
 
+#[test]
+fn postgres_session_store_passes_the_session_conformance_suite() {
+    xtt_registry::sessions::conformance::run_all(&|| {
+        Arc::new(
+            xtt_registry::sessions::PostgresSessionStore::from_config(fresh_database(), 4)
+                .expect("open the session store"),
+        ) as Arc<dyn xtt_registry::sessions::SessionStore>
+    });
+}
+
+#[test]
+fn a_session_take_over_costs_one_round_trip() {
+    use std::sync::atomic::Ordering;
+    use xtt_registry::sessions::{
+        conformance::sample_session, Acquired, NodeId, PostgresSessionStore, SessionStore,
+        UnixMillis,
+    };
+    let db = fresh_database();
+    // Migrate directly, then count only the calls made through the relay.
+    drop(PostgresSessionStore::from_config(db.clone(), 1).unwrap());
+    let (port, trips) = round_trips::start(&db);
+    let mut via_relay = db.clone();
+    via_relay
+        .host("127.0.0.1")
+        .port(port)
+        .ssl_mode(postgres::config::SslMode::Disable);
+    let store = PostgresSessionStore::from_config(via_relay, 1).unwrap();
+    let now = UnixMillis::now();
+    let (a, b) = (NodeId(1), NodeId(2));
+    store
+        .register_node(a, "127.0.0.1:1", now.plus(60_000))
+        .unwrap();
+    let s = sample_session(now);
+    let one = |what: &str, f: &dyn Fn()| {
+        let before = trips.load(Ordering::SeqCst);
+        f();
+        assert_eq!(trips.load(Ordering::SeqCst) - before, 1, "{what}");
+    };
+    let r = xtt_proto::record::Reservation {
+        recv_limit: 8,
+        send_limit: 8,
+    };
+    one("create", &|| assert!(store.create(&s, a, r, now).unwrap()));
+    one("extend", &|| {
+        assert!(store.extend(&s.session_id, a, r, now).unwrap())
+    });
+    one("acquire (held)", &|| {
+        assert!(matches!(
+            store.acquire(&s.session_id, b, false, 8, now).unwrap(),
+            Acquired::HeldBy { .. }
+        ))
+    });
+    one("release", &|| {
+        assert!(store
+            .release(
+                &s.session_id,
+                a,
+                &xtt_proto::record::RecordState::after_crash(0, 0),
+                now
+            )
+            .unwrap())
+    });
+    one("acquire (taken)", &|| {
+        assert!(matches!(
+            store.acquire(&s.session_id, b, false, 8, now).unwrap(),
+            Acquired::Taken { exact: true, .. }
+        ))
+    });
+}
+
 /// The TLS URL of the test server (no `sslmode`) for database `db`, and the CA file.
 fn tls_url(db: &str) -> (String, String) {
     let (Ok(url), Ok(ca)) = (

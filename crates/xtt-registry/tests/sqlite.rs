@@ -88,3 +88,17 @@ fn two_handles_on_one_file_never_assign_the_same_id() {
     assert_eq!(granted, 1, "the requested id is granted exactly once");
     assert_eq!(a.identity_count().unwrap(), 41);
 }
+
+#[test]
+fn sqlite_session_store_passes_the_session_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    xtt_registry::sessions::conformance::run_all(&|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.path().join(format!("sessions-{n}.sqlite"));
+        // Next to a registry in the same file, as a server opens it.
+        SqliteRegistry::open(&path, Durability::Full).unwrap();
+        Arc::new(xtt_registry::sessions::SqliteSessionStore::open(&path).unwrap())
+            as Arc<dyn xtt_registry::sessions::SessionStore>
+    });
+}

@@ -289,6 +289,12 @@ impl XttServer {
             let _ = core.udp.set(sender);
             self.udp = Some(Arc::new(sock));
         }
+        if let Some(opts) = options.shared.clone() {
+            let shared = sessions::shared::SharedSessions::start(opts, &core)
+                .await
+                .map_err(io_err("starting shared sessions"))?;
+            let _ = core.shared.set(shared);
+        }
         self.shared.sessions.set(core).map_err(|_| ServerError::Io {
             context: "enabling sessions".into(),
             source: std::io::Error::other("sessions are already enabled"),
@@ -649,11 +655,7 @@ async fn session_handshake(
     }
     let mut rs = RecordStream::new(core);
     let peer = rs.peer();
-    let (s, c) = (sh.clone(), core.clone());
-    let accepted = sh
-        .cpu
-        .run(move || sessions::tcp::accept(&s.proto, &c, &flight, peer))
-        .await;
+    let accepted = sessions::tcp::accept_async(sh, core, flight, peer).await;
     sh.metrics
         .record_session("tcp", matches!(accepted, Ok(Ok(_))));
     let (finished, early) = match accepted {

@@ -418,4 +418,11 @@ impl SessionClient {
         self.received.clear();
         Ok(())
     }
+
+    /// A new path to another server of the same deployment (sessions shared between nodes),
+    /// same session; later reconnects go there too.
+    pub async fn reconnect_to(&mut self, server: SocketAddr) -> Result<(), SessionClientError> {
+        self.server = server;
+        self.reconnect().await
+    }
 }

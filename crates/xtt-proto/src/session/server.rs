@@ -14,12 +14,17 @@
 use core::fmt;
 
 use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
 
+use crate::crypto::{AEAD_KEY_LEN, AEAD_NONCE_LEN};
 use crate::error::{CryptoError, Error, PeerMisbehaved, Refused};
 use crate::identity::ClientId;
 use crate::longterm::LongtermPublicKey;
 use crate::msgs::{is_error_message, SessionServerFinished};
-use crate::record::{OpenedRecord, RecordError, RecordLayer, SessionId};
+use crate::record::{
+    DuplexKeys, OpenedRecord, RecordError, RecordKeys, RecordLayer, RecordState, Reservation,
+    SessionId,
+};
 use crate::server::Server;
 use crate::suite::SuiteSpec;
 use crate::UnixTime;
@@ -197,7 +202,72 @@ impl Server {
     }
 }
 
+/// Length of [`ServerSession::export_keys`]: the server's send key and IV, then its receive key
+/// and IV (32 + 12 + 32 + 12).
+pub const SESSION_KEYS_LEN: usize = 2 * (AEAD_KEY_LEN + AEAD_NONCE_LEN);
+
 impl ServerSession {
+    /// Both directions' raw record keys, for a session store shared between server nodes. These
+    /// are the session's secrets: seal them before they leave the process (xtt-server seals them
+    /// under the deployment's storage key) and let the buffer zeroize itself.
+    pub fn export_keys(&self) -> Zeroizing<[u8; SESSION_KEYS_LEN]> {
+        let k = self.layer.keys();
+        let mut out = Zeroizing::new([0u8; SESSION_KEYS_LEN]);
+        let parts: [&[u8]; 4] = [&k.send.key, &k.send.iv, &k.recv.key, &k.recv.iv];
+        for (d, s) in out.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
+            *d = *s;
+        }
+        out
+    }
+
+    /// The session [`Self::export_keys`] came from, continuing at `state` within `limits` (a
+    /// session another server node established or held before).
+    pub fn restore(
+        id: SessionId,
+        client_id: ClientId,
+        suite: SuiteSpec,
+        keys: &[u8; SESSION_KEYS_LEN],
+        state: &RecordState,
+        limits: Reservation,
+    ) -> Self {
+        let mut d = DuplexKeys {
+            send: RecordKeys {
+                key: [0; AEAD_KEY_LEN],
+                iv: [0; AEAD_NONCE_LEN],
+            },
+            recv: RecordKeys {
+                key: [0; AEAD_KEY_LEN],
+                iv: [0; AEAD_NONCE_LEN],
+            },
+        };
+        {
+            let dst: [&mut [u8]; 4] = [
+                &mut d.send.key,
+                &mut d.send.iv,
+                &mut d.recv.key,
+                &mut d.recv.iv,
+            ];
+            let mut src = keys.iter();
+            for part in dst {
+                for (b, s) in part.iter_mut().zip(&mut src) {
+                    *b = *s;
+                }
+            }
+        }
+        Self {
+            id,
+            client_id,
+            layer: RecordLayer::restore(suite, d, state, limits),
+        }
+    }
+
+    /// Sets the limits of a freshly accepted session before it is stored (a session shared
+    /// between server nodes starts with a durable reservation).
+    pub fn with_reservation(mut self, limits: Reservation) -> Self {
+        self.layer.set_limits(limits);
+        self
+    }
+
     /// A session with keys derived from `seed` instead of a handshake, for memory and fuzz
     /// fixtures. Never use it in production: anyone knowing the seed has the keys.
     #[doc(hidden)]

@@ -14,12 +14,16 @@
 //! [`Peer`] that last delivered an authentic, fresh record; the server's records go there, so a
 //! device that reconnects or changes address keeps its session without a new handshake.
 //!
+//! With [`SessionOptions::shared`], sessions are stored in the deployment's database and move
+//! between server nodes with their devices; [`shared`] documents that design.
+//!
 //! The application sees `(ClientID, payload type, payload)` through [`SessionApp`] and sends with
 //! [`Outbox::send`]; [`Echo`] and [`ForwardUdp`] / [`ForwardUnix`] are built in.
 
 mod app;
 mod lookup;
 mod settings;
+pub mod shared;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 mod updates;
@@ -69,6 +73,8 @@ pub struct SessionOptions {
     /// TCP connections carrying records at once; more are closed at once (each holds a task
     /// and two buffers until it is idle for the table's idle timeout).
     pub max_tcp_connections: usize,
+    /// Share sessions with other server nodes through a database (None: this node only).
+    pub shared: Option<shared::SharedOptions>,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -78,6 +84,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("udp", &self.udp)
             .field("tcp_queue", &self.tcp_queue)
             .field("max_tcp_connections", &self.max_tcp_connections)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +99,7 @@ impl SessionOptions {
             app,
             tcp_queue: 256,
             max_tcp_connections: 10_000,
+            shared: None,
         }
     }
 }
@@ -120,6 +128,10 @@ pub(crate) struct SessionCore {
     pub(crate) tcp_connections: Arc<tokio::sync::Semaphore>,
     /// A connection silent this long is closed (the session itself may live on).
     pub(crate) idle_secs: u64,
+    /// A session's maximum lifetime (stored with shared sessions).
+    pub(crate) max_lifetime_secs: u64,
+    /// Set when sessions are shared between nodes.
+    pub(crate) shared: OnceLock<Arc<shared::SharedSessions>>,
     next_conn: AtomicU64,
 }
 
@@ -140,6 +152,8 @@ impl SessionCore {
             udp: OnceLock::new(),
             tcp_queue: options.tcp_queue.max(1),
             idle_secs: options.table.idle_timeout_secs,
+            max_lifetime_secs: options.table.max_lifetime_secs,
+            shared: OnceLock::new(),
             tcp_connections: Arc::new(tokio::sync::Semaphore::new(options.max_tcp_connections)),
             next_conn: AtomicU64::new(1),
         }
@@ -166,8 +180,22 @@ impl SessionCore {
     /// unknown session with the Error message; drops (counted by the table) everything else.
     /// Returns whether the record was authentic and fresh.
     pub(crate) fn on_record(self: &Arc<Self>, bytes: &[u8], peer: Peer) -> bool {
+        self.on_record_then(bytes, peer, None)
+    }
+
+    /// [`Self::on_record`]; `done` learns whether the record was finally accepted (with shared
+    /// sessions a record may wait for the store, and then `true` is returned at once).
+    pub(crate) fn on_record_then(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        peer: Peer,
+        done: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) -> bool {
         match self.table.open(bytes, peer.clone(), unix_now()) {
             Ok(d) => {
+                if let Some(done) = done {
+                    let _ = done.send(true);
+                }
                 self.app.on_record(
                     IncomingRecord {
                         client_id: d.client_id,
@@ -179,8 +207,15 @@ impl SessionCore {
                 true
             }
             Err(e) => {
+                if let Some(sh) = self.shared.get().filter(|_| shared::defers(&e)) {
+                    sh.defer_record(self, bytes, peer, done);
+                    return true;
+                }
                 if let Some(alert) = e.alert_bytes() {
                     let _ = self.deliver(&peer, alert.to_vec());
+                }
+                if let Some(done) = done {
+                    let _ = done.send(false);
                 }
                 tracing::trace!(error = %e, "record dropped");
                 false
@@ -197,9 +232,12 @@ impl SessionCore {
             loop {
                 tick.tick().await;
                 let Some(core) = weak.upgrade() else { break };
-                let n = core.table.sweep(unix_now());
-                if n > 0 {
-                    tracing::debug!(expired = n, "sessions swept");
+                let gone = core.table.sweep_ids(unix_now());
+                if !gone.is_empty() {
+                    tracing::debug!(expired = gone.len(), "sessions swept");
+                }
+                if let Some(sh) = core.shared.get() {
+                    sh.forget(gone);
                 }
             }
         })
@@ -224,11 +262,34 @@ impl Outbox {
         payload_type: PayloadType,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let (peer, bytes) =
-            self.core
-                .table
-                .seal_to_client(client_id, payload_type, payload, unix_now())?;
+        let sealed = self
+            .core
+            .table
+            .seal_to_client(client_id, payload_type, payload, unix_now());
+        let (peer, bytes) = match (sealed, self.core.shared.get()) {
+            (Err(RecordError::SendReservationExhausted), Some(sh)) => {
+                // Sent once the reservation is raised (one store round trip).
+                if let Some(id) = self.core.table.session_of(client_id) {
+                    let payload = zeroize::Zeroizing::new(payload.to_vec());
+                    sh.defer(
+                        &self.core,
+                        id,
+                        shared::Op::Send {
+                            payload_type,
+                            payload,
+                        },
+                    );
+                }
+                return Ok(());
+            }
+            (sealed, _) => sealed?,
+        };
         self.core.deliver(&peer, bytes)
+    }
+
+    /// Counters of sessions shared between nodes (None if sessions are not shared).
+    pub fn shared_stats(&self) -> Option<shared::SharedStats> {
+        self.core.shared.get().map(|s| s.stats())
     }
 
     /// Live sessions.

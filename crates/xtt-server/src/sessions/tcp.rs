@@ -86,6 +86,67 @@ pub(crate) fn accept(
     Ok((accepted.finished, early))
 }
 
+/// Runs the third flight on the CPU pool and stores the session. With shared sessions the
+/// session is first written to the shared store, on a blocking thread (the CPU pool never waits
+/// on the database), and goes into the table only once that write is durable.
+pub(crate) async fn accept_async(
+    sh: &Arc<crate::server::Shared>,
+    core: &Arc<SessionCore>,
+    flight: Vec<u8>,
+    peer: Peer,
+) -> Result<Result<(Vec<u8>, Option<IncomingRecord>), xtt_proto::Error>, crate::cpu::Overloaded> {
+    let (s, c) = (sh.clone(), core.clone());
+    let Some(shared) = core.shared.get().cloned() else {
+        return sh
+            .cpu
+            .run(move || accept(&s.proto, &c, &flight, peer))
+            .await;
+    };
+    let handshake = sh
+        .cpu
+        .run(move || {
+            s.proto
+                .handle_session_client_attest(&flight, unix_now(), &c.keys, &mut OsRng)
+        })
+        .await?;
+    let accepted = match handshake {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let finished = accepted.finished;
+    let session = accepted.session;
+    let client_id = session.client_id();
+    let early = accepted.early_data.map(|r| IncomingRecord {
+        client_id,
+        payload_type: r.payload_type,
+        payload: r.payload,
+    });
+    let now = unix_now();
+    let lifetime = core.max_lifetime_secs;
+    let stored =
+        tokio::task::spawn_blocking(move || shared.persist_new(session, now, lifetime)).await;
+    let session = match stored {
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => return Ok(Err(xtt_proto::error::Refused::SessionIdInUse.into())),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storing a session failed");
+            return Ok(Err(
+                xtt_proto::error::Refused::SessionStoreUnavailable.into()
+            ));
+        }
+        Err(_) => {
+            return Ok(Err(
+                xtt_proto::error::Refused::SessionStoreUnavailable.into()
+            ))
+        }
+    };
+    Ok(core
+        .table
+        .insert(session, peer, now)
+        .map(|()| (finished, early))
+        .map_err(Into::into))
+}
+
 /// Serves records on `stream` until the peer closes it, it breaks, it stays silent for `idle`,
 /// or the server stops.
 pub(crate) async fn serve_records(
@@ -116,12 +177,23 @@ pub(crate) async fn serve_records(
     // A connection that opens with a record must prove itself with it: otherwise anyone could
     // park idle connections here without a session.
     if let Some(first) = rs.first.take() {
-        if !core.on_record(&first, peer.clone()) {
+        // With shared sessions the record may wait for a hand-over: wait for its verdict.
+        let (done, verdict) = tokio::sync::oneshot::channel();
+        let accepted =
+            core.on_record_then(&first, peer.clone(), Some(done)) && verdict.await == Ok(true);
+        if !accepted {
             // No session holds this connection's sender (the record did not move one): once
             // ours are dropped the writer flushes what is queued (an Error) and ends.
             drop(peer);
             drop(rs);
-            let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
+            // (A shared session taken over for this record holds the sender: stop the writer.)
+            let mut write_task = write_task;
+            if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
+                .await
+                .is_err()
+            {
+                write_task.abort();
+            }
             return;
         }
     }

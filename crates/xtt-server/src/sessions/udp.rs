@@ -91,14 +91,9 @@ fn handshake_job(
                     })
                     .await
             }
-            Some(core) => {
-                sh.cpu
-                    .run(move || {
-                        super::tcp::accept(&s.proto, &core, &msg, Peer::Udp(src))
-                            .map(|(fin, early)| (fin, early, Some(core)))
-                    })
-                    .await
-            }
+            Some(core) => super::tcp::accept_async(&s, &core, msg, Peer::Udp(src))
+                .await
+                .map(|r| r.map(|(fin, early)| (fin, early, Some(core)))),
         };
         if is_session {
             sh.metrics.record_session("udp", matches!(job, Ok(Ok(_))));

@@ -1,0 +1,281 @@
+//! The session-store test suite, written against [`SessionStore`] so that SQLite and
+//! PostgreSQL run the same checks (`tests/sqlite.rs`, `tests/postgres.rs`).
+
+use std::sync::Arc;
+
+use rand_core::{OsRng, RngCore};
+use xtt_proto::record::{RecordState, Reservation, SessionId};
+use xtt_proto::{ClientId, UnixTime};
+
+use super::{Acquired, NodeId, SessionStore, StoredSession, UnixMillis};
+
+/// Makes a fresh, empty store.
+pub type Factory<'a> = &'a dyn Fn() -> Arc<dyn SessionStore>;
+
+/// Every check, each on a fresh store.
+pub fn run_all(factory: Factory<'_>) {
+    create_refuses_a_used_id(&*factory());
+    a_live_owner_is_asked_and_a_forced_take_over_starts_above_its_reservation(&*factory());
+    release_hands_over_the_exact_state(&*factory());
+    a_dead_owner_is_taken_over_without_asking(&*factory());
+    the_owner_asking_for_its_own_session_is_told_so(&*factory());
+    expired_sessions_are_unknown_and_swept(&*factory());
+    concurrent_take_overs_hand_out_disjoint_ranges(factory());
+}
+
+fn random_node() -> NodeId {
+    NodeId(i64::from(OsRng.next_u32()) << 16 | 1)
+}
+
+/// A session stored at `now` for an hour.
+pub fn sample_session(now: UnixMillis) -> StoredSession {
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    let mut cid = [0u8; 16];
+    OsRng.fill_bytes(&mut cid);
+    let mut sealed = vec![0u8; 128];
+    OsRng.fill_bytes(&mut sealed);
+    StoredSession {
+        session_id: SessionId(id),
+        client_id: ClientId(cid),
+        suite: 1,
+        sealed_keys: sealed,
+        created: now.secs(),
+        expires_at: UnixTime(now.secs().0 + 3600),
+    }
+}
+
+fn res(recv: u32, send: u32) -> Reservation {
+    Reservation {
+        recv_limit: recv,
+        send_limit: send,
+    }
+}
+
+fn live(store: &dyn SessionStore, node: NodeId, addr: &str, now: UnixMillis) {
+    store.register_node(node, addr, now.plus(60_000)).unwrap();
+}
+
+fn create_refuses_a_used_id(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let a = random_node();
+    live(store, a, "127.0.0.1:1", now);
+    let s = sample_session(now);
+    assert!(store.create(&s, a, res(8, 8), now).unwrap());
+    let mut other = sample_session(now);
+    other.session_id = s.session_id;
+    assert!(!store.create(&other, a, res(8, 8), now).unwrap());
+    assert_eq!(store.session_count().unwrap(), 1);
+}
+
+fn a_live_owner_is_asked_and_a_forced_take_over_starts_above_its_reservation(
+    store: &dyn SessionStore,
+) {
+    let now = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    live(store, a, "127.0.0.1:1001", now);
+    live(store, b, "127.0.0.1:1002", now);
+    let s = sample_session(now);
+    store.create(&s, a, res(8, 8), now).unwrap();
+    // The owner raised its reservation once; lowering is impossible.
+    assert!(store.extend(&s.session_id, a, res(20, 12), now).unwrap());
+    assert!(store.extend(&s.session_id, a, res(5, 5), now).unwrap());
+    assert!(!store.extend(&s.session_id, b, res(99, 99), now).unwrap());
+
+    match store.acquire(&s.session_id, b, false, 16, now).unwrap() {
+        Acquired::HeldBy {
+            node,
+            handover_addr,
+        } => {
+            assert_eq!(node, a);
+            assert_eq!(handover_addr, "127.0.0.1:1001");
+        }
+        other => panic!("expected HeldBy, got {other:?}"),
+    }
+    match store.acquire(&s.session_id, b, true, 16, now).unwrap() {
+        Acquired::Taken {
+            session,
+            start,
+            reservation,
+            exact,
+        } => {
+            assert_eq!(session, s);
+            assert!(!exact);
+            assert_eq!(start, RecordState::after_crash(20, 12));
+            assert_eq!(reservation, res(36, 28));
+        }
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    // The former owner has lost it: it cannot extend or release any more.
+    assert!(!store.extend(&s.session_id, a, res(40, 40), now).unwrap());
+    assert!(!store
+        .release(&s.session_id, a, &RecordState::after_crash(0, 0), now)
+        .unwrap());
+}
+
+fn release_hands_over_the_exact_state(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    live(store, a, "127.0.0.1:1", now);
+    live(store, b, "127.0.0.1:2", now);
+    let s = sample_session(now);
+    store.create(&s, a, res(64, 64), now).unwrap();
+    let state = RecordState {
+        recv_next: 40,
+        recv_bits: [0xdead_beef_0000_00ff, 0x0123_4567_89ab_cdef],
+        send_next: 17,
+    };
+    assert!(store.release(&s.session_id, a, &state, now).unwrap());
+    match store.acquire(&s.session_id, b, false, 10, now).unwrap() {
+        Acquired::Taken {
+            start,
+            reservation,
+            exact,
+            ..
+        } => {
+            assert!(exact);
+            assert_eq!(start, state);
+            assert_eq!(reservation, res(50, 27));
+        }
+        other => panic!("expected Taken, got {other:?}"),
+    }
+}
+
+fn a_dead_owner_is_taken_over_without_asking(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    store
+        .register_node(a, "127.0.0.1:1", UnixMillis(now.0 - 1))
+        .unwrap();
+    live(store, b, "127.0.0.1:2", now);
+    let s = sample_session(now);
+    store.create(&s, a, res(8, 4), now).unwrap();
+    match store.acquire(&s.session_id, b, false, 8, now).unwrap() {
+        Acquired::Taken {
+            start,
+            exact,
+            reservation,
+            ..
+        } => {
+            assert!(!exact);
+            assert_eq!(start, RecordState::after_crash(8, 4));
+            assert_eq!(reservation, res(16, 12));
+        }
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    // A heartbeat renews a lease; an unknown node has none to renew.
+    assert!(store.heartbeat(a, now.plus(60_000)).unwrap());
+    assert!(!store.heartbeat(random_node(), now).unwrap());
+}
+
+fn the_owner_asking_for_its_own_session_is_told_so(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let a = random_node();
+    live(store, a, "127.0.0.1:1", now);
+    let s = sample_session(now);
+    store.create(&s, a, res(8, 8), now).unwrap();
+    assert_eq!(
+        store.acquire(&s.session_id, a, true, 8, now).unwrap(),
+        Acquired::OwnedByCaller
+    );
+    assert_eq!(store.remove(&[s.session_id], random_node()).unwrap(), 0);
+    assert_eq!(store.remove(&[s.session_id], a).unwrap(), 1);
+    assert_eq!(
+        store.acquire(&s.session_id, a, false, 8, now).unwrap(),
+        Acquired::Unknown
+    );
+}
+
+fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    live(store, a, "127.0.0.1:1", now);
+    live(store, b, "127.0.0.1:2", now);
+    let mut old = sample_session(now);
+    old.expires_at = UnixTime(now.secs().0 - 1);
+    store.create(&old, a, res(8, 8), now).unwrap();
+    assert_eq!(
+        store.acquire(&old.session_id, b, true, 8, now).unwrap(),
+        Acquired::Unknown
+    );
+    assert_eq!(
+        store.session_count().unwrap(),
+        0,
+        "deleted when found expired"
+    );
+
+    let mut expired = sample_session(now);
+    expired.expires_at = UnixTime(now.secs().0 - 1);
+    store.create(&expired, a, res(8, 8), now).unwrap();
+    let owned_live = sample_session(now);
+    store.create(&owned_live, a, res(8, 8), now).unwrap();
+    let released = sample_session(now);
+    store.create(&released, a, res(8, 8), now).unwrap();
+    store
+        .release(
+            &released.session_id,
+            a,
+            &RecordState::after_crash(0, 0),
+            now,
+        )
+        .unwrap();
+    // Later than the idle timeout: the released one and the expired one go, the one a live
+    // node owns stays (its owner enforces idleness itself).
+    let later = now.plus(10_000);
+    assert_eq!(store.sweep(later, 5_000).unwrap(), 2);
+    assert_eq!(store.session_count().unwrap(), 1);
+    assert!(matches!(
+        store
+            .acquire(&owned_live.session_id, b, false, 8, later)
+            .unwrap(),
+        Acquired::HeldBy { .. }
+    ));
+}
+
+fn concurrent_take_overs_hand_out_disjoint_ranges(store: Arc<dyn SessionStore>) {
+    let now = UnixMillis::now();
+    let first = random_node();
+    live(&*store, first, "127.0.0.1:1", now);
+    let s = sample_session(now);
+    store.create(&s, first, res(10, 10), now).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            let id = s.session_id;
+            std::thread::spawn(move || {
+                let mut ranges = Vec::new();
+                for _ in 0..10 {
+                    // A new node each time (the owner asking again is told it owns it).
+                    let me = random_node();
+                    if let Acquired::Taken {
+                        start, reservation, ..
+                    } = store.acquire(&id, me, true, 10, UnixMillis::now()).unwrap()
+                    {
+                        ranges.push((
+                            start.recv_next,
+                            u64::from(reservation.recv_limit),
+                            u64::from(start.send_next),
+                            u64::from(reservation.send_limit),
+                        ));
+                    }
+                }
+                ranges
+            })
+        })
+        .collect();
+    let mut all: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(all.len(), 40, "every forced take-over succeeds");
+    all.sort_unstable();
+    for pair in all.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(a.1 <= b.0, "receive ranges overlap: {a:?} {b:?}");
+        assert!(a.3 <= b.2, "send ranges overlap: {a:?} {b:?}");
+    }
+    assert!(
+        all[0].0 >= 10 && all[0].2 >= 10,
+        "above the creator's range"
+    );
+}

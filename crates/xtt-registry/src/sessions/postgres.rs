@@ -1,0 +1,455 @@
+//! The session store in PostgreSQL: any number of server nodes share sessions through it.
+//!
+//! Round trips: every call is one statement sent with `query_typed` (Parse, Bind, Execute and
+//! Sync in one flight), in autocommit, so each is one round trip and one transaction.
+//! [`SessionStore::acquire`] needs a decision under the row lock, so it is a PL/pgSQL function
+//! (`xtt_session_acquire`) implementing the same table as the SQLite backend's Rust code
+//! ([`super::decide`]); the conformance suite runs on both.
+
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::Config;
+use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
+use xtt_proto::identity::CLIENT_ID_LEN;
+use xtt_proto::record::{RecordState, Reservation, SessionId};
+use xtt_proto::ClientId;
+
+use super::{
+    bits_from_sql, bits_to_sql, seq_u32, Acquired, NodeId, SessionStore, StoredSession, UnixMillis,
+};
+use crate::postgres::{describe, DurableCommits};
+use crate::sqlite::{fixed, time_from_sql, time_to_sql};
+use crate::RegistryError;
+
+/// Serialises session-table migrations between nodes ("xttsessn").
+const MIGRATION_LOCK: i64 = 0x7874_7473_6573_736e;
+
+/// Migrations of the session tables, tracked in `xtt_session_schema_version`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE xtt_nodes (
+    node_id       bigint PRIMARY KEY,
+    handover_addr text NOT NULL,
+    alive_until   bigint NOT NULL
+);
+CREATE TABLE xtt_sessions (
+    session_id    bytea PRIMARY KEY CHECK (length(session_id) = 16),
+    client_id     bytea NOT NULL CHECK (length(client_id) = 16),
+    suite         integer NOT NULL,
+    sealed_keys   bytea NOT NULL,
+    created       bigint NOT NULL,
+    expires_at    bigint NOT NULL,
+    owner         bigint,
+    recv_reserved bigint NOT NULL,
+    send_reserved bigint NOT NULL,
+    recv_next     bigint NOT NULL DEFAULT 0,
+    recv_bits     bytea NOT NULL DEFAULT '\x00000000000000000000000000000000',
+    send_next     bigint NOT NULL DEFAULT 0,
+    last_active   bigint NOT NULL
+);
+CREATE INDEX xtt_sessions_by_owner ON xtt_sessions (owner);
+
+-- Takes a session over (see the Rust docs of SessionStore::acquire and decide()).
+-- outcome: 0 unknown/expired, 1 taken exactly (released state), 2 held by a live node,
+--          3 owned by the caller, 4 taken above the reservation (owner dead or forced).
+CREATE FUNCTION xtt_session_acquire(
+    p_id bytea, p_me bigint, p_force boolean, p_grant bigint, p_now bigint)
+RETURNS TABLE (outcome smallint, client_id bytea, suite integer, sealed_keys bytea,
+               created bigint, expires_at bigint, holder bigint, holder_addr text,
+               recv_next bigint, recv_bits bytea, send_next bigint,
+               recv_limit bigint, send_limit bigint)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    r xtt_sessions%ROWTYPE;
+    v_alive boolean;
+    v_addr text;
+    v_base bigint;
+    c_max constant bigint := 4294967295;
+BEGIN
+    SELECT * INTO r FROM xtt_sessions s WHERE s.session_id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        outcome := 0; RETURN NEXT; RETURN;
+    END IF;
+    IF r.expires_at <= p_now / 1000 THEN
+        DELETE FROM xtt_sessions s WHERE s.session_id = p_id;
+        outcome := 0; RETURN NEXT; RETURN;
+    END IF;
+    IF r.owner = p_me THEN
+        outcome := 3; RETURN NEXT; RETURN;
+    END IF;
+    IF r.owner IS NOT NULL AND NOT p_force THEN
+        SELECT n.handover_addr, n.alive_until > p_now INTO v_addr, v_alive
+          FROM xtt_nodes n WHERE n.node_id = r.owner;
+        IF coalesce(v_alive, false) THEN
+            outcome := 2; holder := r.owner; holder_addr := v_addr; RETURN NEXT; RETURN;
+        END IF;
+    END IF;
+    client_id := r.client_id; suite := r.suite; sealed_keys := r.sealed_keys;
+    created := r.created; expires_at := r.expires_at;
+    IF r.owner IS NULL THEN
+        outcome := 1;
+        recv_next := least(greatest(r.recv_next, 0), c_max + 1);
+        recv_bits := r.recv_bits; send_next := r.send_next; v_base := recv_next;
+    ELSE
+        outcome := 4;
+        recv_next := r.recv_reserved; recv_bits := NULL; send_next := r.send_reserved;
+        v_base := r.recv_reserved;
+    END IF;
+    recv_limit := least(greatest(v_base + p_grant, 0), c_max);
+    send_limit := least(greatest(send_next + p_grant, 0), c_max);
+    UPDATE xtt_sessions s
+       SET owner = p_me, recv_reserved = recv_limit, send_reserved = send_limit,
+           last_active = p_now
+     WHERE s.session_id = p_id;
+    RETURN NEXT;
+END
+$fn$;
+"];
+
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Pool = r2d2::Pool<Manager>;
+
+/// The PostgreSQL session store: a pool of connections to the deployment's database.
+#[derive(Clone)]
+pub struct PostgresSessionStore {
+    pool: Pool,
+}
+
+impl core::fmt::Debug for PostgresSessionStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PostgresSessionStore")
+            .field("pool", &self.pool.state())
+            .finish()
+    }
+}
+
+fn db(e: postgres::Error) -> RegistryError {
+    RegistryError::Database(describe(&e))
+}
+
+impl PostgresSessionStore {
+    /// Connects to `url` (the registry's URL; `sslmode` and `sslrootcert` select TLS as for
+    /// the registry, [`crate::pg_tls`]) with `pool_size` connections, and migrates the session
+    /// tables.
+    pub fn open(url: &str, pool_size: u32) -> Result<Self, RegistryError> {
+        let target = crate::pg_tls::parse_url(url)?;
+        Self::connect(target.config, target.tls, pool_size)
+    }
+
+    /// Connects with an explicit configuration (TLS only if it says `SslMode::Require`, then
+    /// unverified; use [`Self::open`] to verify the server).
+    pub fn from_config(mut config: Config, pool_size: u32) -> Result<Self, RegistryError> {
+        let tls = crate::pg_tls::connector_for(&mut config)?;
+        Self::connect(config, tls, pool_size)
+    }
+
+    fn connect(
+        mut config: Config,
+        tls: MakeRustlsConnect,
+        pool_size: u32,
+    ) -> Result<Self, RegistryError> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let mut first = config.connect(tls.clone()).map_err(|e| {
+            RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+        })?;
+        migrate(&mut first)?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(DurableCommits))
+            .build(PostgresConnectionManager::new(config, tls))
+            .map_err(|e| RegistryError::Database(format!("PostgreSQL connection pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, RegistryError> {
+        self.pool
+            .get()
+            .map_err(|e| RegistryError::Database(format!("PostgreSQL connection pool: {e}")))
+    }
+
+    fn rows(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<postgres::Row>, RegistryError> {
+        self.conn()?.query_typed(sql, params).map_err(db)
+    }
+}
+
+fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target =
+            i64::try_from(i + 1).map_err(|_| RegistryError::Corrupt("version overflow"))?;
+        let mut tx = c.transaction().map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(db)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS xtt_session_schema_version (
+                 version    bigint PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .map_err(db)?;
+        let found: i64 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0)::bigint FROM xtt_session_schema_version",
+                &[],
+            )
+            .map_err(db)?
+            .get(0);
+        if found > supported {
+            return Err(RegistryError::SchemaTooNew { found, supported });
+        }
+        if found >= target {
+            continue;
+        }
+        tx.batch_execute(sql).map_err(db)?;
+        tx.execute(
+            "INSERT INTO xtt_session_schema_version (version) VALUES ($1)",
+            &[&target],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    Ok(())
+}
+
+impl SessionStore for PostgresSessionStore {
+    fn register_node(
+        &self,
+        node: NodeId,
+        handover_addr: &str,
+        alive_until: UnixMillis,
+    ) -> Result<(), RegistryError> {
+        self.rows(
+            "INSERT INTO xtt_nodes (node_id, handover_addr, alive_until) VALUES ($1, $2, $3)
+             ON CONFLICT (node_id) DO UPDATE SET handover_addr = $2, alive_until = $3",
+            &[
+                (&node.0, Type::INT8),
+                (&handover_addr, Type::TEXT),
+                (&alive_until.0, Type::INT8),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn heartbeat(&self, node: NodeId, alive_until: UnixMillis) -> Result<bool, RegistryError> {
+        let rows = self.rows(
+            "UPDATE xtt_nodes SET alive_until = greatest(alive_until, $2) WHERE node_id = $1
+             RETURNING 1",
+            &[(&node.0, Type::INT8), (&alive_until.0, Type::INT8)],
+        )?;
+        Ok(rows.len() == 1)
+    }
+
+    fn create(
+        &self,
+        s: &StoredSession,
+        owner: NodeId,
+        reservation: Reservation,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        let rows = self.rows(
+            "INSERT INTO xtt_sessions (session_id, client_id, suite, sealed_keys, created,
+                 expires_at, owner, recv_reserved, send_reserved, last_active)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (session_id) DO NOTHING RETURNING 1",
+            &[
+                (&&s.session_id.0[..], Type::BYTEA),
+                (&&s.client_id.0[..], Type::BYTEA),
+                (&i32::from(s.suite), Type::INT4),
+                (&s.sealed_keys, Type::BYTEA),
+                (&time_to_sql(s.created), Type::INT8),
+                (&time_to_sql(s.expires_at), Type::INT8),
+                (&owner.0, Type::INT8),
+                (&i64::from(reservation.recv_limit), Type::INT8),
+                (&i64::from(reservation.send_limit), Type::INT8),
+                (&now.0, Type::INT8),
+            ],
+        )?;
+        Ok(rows.len() == 1)
+    }
+
+    fn acquire(
+        &self,
+        id: &SessionId,
+        me: NodeId,
+        force: bool,
+        grant: u32,
+        now: UnixMillis,
+    ) -> Result<Acquired, RegistryError> {
+        let rows = self.rows(
+            "SELECT outcome, client_id, suite, sealed_keys, created, expires_at, holder,
+                    holder_addr, recv_next, recv_bits, send_next, recv_limit, send_limit
+               FROM xtt_session_acquire($1, $2, $3, $4, $5)",
+            &[
+                (&&id.0[..], Type::BYTEA),
+                (&me.0, Type::INT8),
+                (&force, Type::BOOL),
+                (&i64::from(grant), Type::INT8),
+                (&now.0, Type::INT8),
+            ],
+        )?;
+        let row = rows
+            .first()
+            .ok_or(RegistryError::Corrupt("acquire returned no row"))?;
+        let outcome: i16 = row.try_get(0).map_err(db)?;
+        let int = |i: usize| -> Result<i64, RegistryError> {
+            row.try_get::<_, Option<i64>>(i)
+                .map_err(db)?
+                .ok_or(RegistryError::Corrupt("acquire returned a null"))
+        };
+        match outcome {
+            0 => return Ok(Acquired::Unknown),
+            2 => {
+                return Ok(Acquired::HeldBy {
+                    node: NodeId(int(6)?),
+                    handover_addr: row
+                        .try_get::<_, Option<String>>(7)
+                        .map_err(db)?
+                        .unwrap_or_default(),
+                })
+            }
+            3 => return Ok(Acquired::OwnedByCaller),
+            1 | 4 => {}
+            _ => return Err(RegistryError::Corrupt("unknown acquire outcome")),
+        }
+        let session = StoredSession {
+            session_id: *id,
+            client_id: ClientId(fixed::<CLIENT_ID_LEN>(
+                row.try_get(1).map_err(db)?,
+                "ClientID length",
+            )?),
+            suite: u16::try_from(row.try_get::<_, i32>(2).map_err(db)?)
+                .map_err(|_| RegistryError::Corrupt("suite"))?,
+            sealed_keys: row.try_get(3).map_err(db)?,
+            created: time_from_sql(int(4)?),
+            expires_at: time_from_sql(int(5)?),
+        };
+        let exact = outcome == 1;
+        let start = if exact {
+            let bits: Vec<u8> = row.try_get(9).map_err(db)?;
+            RecordState {
+                recv_next: u64::try_from(int(8)?).unwrap_or(0),
+                recv_bits: bits_from_sql(&bits)?,
+                send_next: seq_u32(int(10)?)?,
+            }
+        } else {
+            RecordState::after_crash(seq_u32(int(8)?)?, seq_u32(int(10)?)?)
+        };
+        Ok(Acquired::Taken {
+            session,
+            start,
+            reservation: Reservation {
+                recv_limit: seq_u32(int(11)?)?,
+                send_limit: seq_u32(int(12)?)?,
+            },
+            exact,
+        })
+    }
+
+    fn extend(
+        &self,
+        id: &SessionId,
+        me: NodeId,
+        to: Reservation,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        let rows = self.rows(
+            "UPDATE xtt_sessions SET recv_reserved = greatest(recv_reserved, $3),
+                    send_reserved = greatest(send_reserved, $4), last_active = $5
+              WHERE session_id = $1 AND owner = $2 RETURNING 1",
+            &[
+                (&&id.0[..], Type::BYTEA),
+                (&me.0, Type::INT8),
+                (&i64::from(to.recv_limit), Type::INT8),
+                (&i64::from(to.send_limit), Type::INT8),
+                (&now.0, Type::INT8),
+            ],
+        )?;
+        Ok(rows.len() == 1)
+    }
+
+    fn release(
+        &self,
+        id: &SessionId,
+        me: NodeId,
+        state: &RecordState,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        let rows = self.rows(
+            "UPDATE xtt_sessions SET owner = NULL, recv_next = $3, recv_bits = $4,
+                    send_next = $5, last_active = $6
+              WHERE session_id = $1 AND owner = $2 RETURNING 1",
+            &[
+                (&&id.0[..], Type::BYTEA),
+                (&me.0, Type::INT8),
+                (
+                    &i64::try_from(state.recv_next).unwrap_or(i64::MAX),
+                    Type::INT8,
+                ),
+                (&bits_to_sql(&state.recv_bits), Type::BYTEA),
+                (&i64::from(state.send_next), Type::INT8),
+                (&now.0, Type::INT8),
+            ],
+        )?;
+        Ok(rows.len() == 1)
+    }
+
+    fn remove(&self, ids: &[SessionId], me: NodeId) -> Result<u64, RegistryError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list: Vec<&[u8]> = ids.iter().map(|i| &i.0[..]).collect();
+        let rows = self.rows(
+            "DELETE FROM xtt_sessions WHERE session_id = ANY($1) AND owner = $2 RETURNING 1",
+            &[(&list, Type::BYTEA_ARRAY), (&me.0, Type::INT8)],
+        )?;
+        Ok(rows.len() as u64)
+    }
+
+    fn sweep(&self, now: UnixMillis, idle_ms: u64) -> Result<u64, RegistryError> {
+        let idle_before = now
+            .0
+            .saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
+        let rows = self.rows(
+            "WITH gone AS (
+                 DELETE FROM xtt_sessions s
+                  WHERE s.expires_at <= $1
+                     OR (s.last_active < $2 AND (s.owner IS NULL OR NOT EXISTS (
+                           SELECT 1 FROM xtt_nodes n
+                            WHERE n.node_id = s.owner AND n.alive_until > $3)))
+                 RETURNING 1)
+             SELECT count(*) FROM gone",
+            &[
+                (&time_to_sql(now.secs()), Type::INT8),
+                (&idle_before, Type::INT8),
+                (&now.0, Type::INT8),
+            ],
+        )?;
+        let n: i64 = rows
+            .first()
+            .ok_or(RegistryError::Corrupt("no count"))?
+            .try_get(0)
+            .map_err(db)?;
+        u64::try_from(n).map_err(|_| RegistryError::Corrupt("negative count"))
+    }
+
+    fn session_count(&self) -> Result<u64, RegistryError> {
+        let rows = self.rows("SELECT count(*) FROM xtt_sessions", &[])?;
+        let n: i64 = rows
+            .first()
+            .ok_or(RegistryError::Corrupt("no count"))?
+            .try_get(0)
+            .map_err(db)?;
+        u64::try_from(n).map_err(|_| RegistryError::Corrupt("negative count"))
+    }
+}

@@ -1,0 +1,155 @@
+//! The node-to-node hand-over request: "release session S". A small TCP listener per node,
+//! whose address each node writes into the store with its lease.
+//!
+//! ```text
+//! request (65 bytes)  version(1) ‖ session id(16) ‖ requester node(8) ‖ unix ms(8) ‖ HMAC(32)
+//! answer  (1 byte)    0 released (exact state is in the store) | 1 not held here
+//!                     | 2 busy (try again) | 3 failed
+//! ```
+//!
+//! No secret crosses this link: the owner writes the exact state into the store itself and
+//! only says "done". The HMAC (key derived from the deployment's storage key) keeps anyone
+//! else from making nodes drop sessions; a request is honoured within [`MAX_SKEW_MS`] of its
+//! timestamp (a replay inside that window only repeats a release, which costs a hand-over).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use xtt_proto::record::SessionId;
+use xtt_registry::sessions::{NodeId, UnixMillis};
+
+use super::seal::StorageKey;
+use super::SharedSessions;
+use crate::sessions::SessionCore;
+
+const VERSION: u8 = 1;
+const BODY_LEN: usize = 1 + 16 + 8 + 8;
+const REQUEST_LEN: usize = BODY_LEN + 32;
+/// How far a request's timestamp may be from the receiver's clock.
+pub(crate) const MAX_SKEW_MS: i64 = 30_000;
+
+/// The owner's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Released,
+    NotHeld,
+    Busy,
+    Failed,
+}
+
+impl Answer {
+    fn to_u8(self) -> u8 {
+        match self {
+            Answer::Released => 0,
+            Answer::NotHeld => 1,
+            Answer::Busy => 2,
+            Answer::Failed => 3,
+        }
+    }
+    fn from_u8(b: u8) -> Self {
+        match b {
+            0 => Answer::Released,
+            1 => Answer::NotHeld,
+            2 => Answer::Busy,
+            _ => Answer::Failed,
+        }
+    }
+}
+
+fn body(id: &SessionId, from: NodeId, at: UnixMillis) -> [u8; BODY_LEN] {
+    let mut b = [0u8; BODY_LEN];
+    let parts: [&[u8]; 4] = [
+        &[VERSION],
+        &id.0,
+        &from.0.to_be_bytes(),
+        &at.0.to_be_bytes(),
+    ];
+    for (d, s) in b.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
+        *d = *s;
+    }
+    b
+}
+
+/// Asks the node at `addr` to release `id`. `None`: unreachable or no answer within `timeout`.
+pub(crate) async fn ask(
+    addr: &str,
+    id: &SessionId,
+    me: NodeId,
+    key: &StorageKey,
+    timeout: Duration,
+) -> Option<Answer> {
+    let b = body(id, me, UnixMillis::now());
+    let mac = key.handover_mac(&b)?;
+    let mut req = Vec::with_capacity(REQUEST_LEN);
+    req.extend_from_slice(&b);
+    req.extend_from_slice(&mac);
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let _ = s.set_nodelay(true);
+        s.write_all(&req).await.ok()?;
+        let mut a = [0u8; 1];
+        s.read_exact(&mut a).await.ok()?;
+        Some(Answer::from_u8(a[0]))
+    };
+    tokio::time::timeout(timeout, exchange).await.ok().flatten()
+}
+
+/// Serves hand-over requests until the core is gone.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: std::sync::Weak<SharedSessions>,
+    core: std::sync::Weak<SessionCore>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = closing.wait_for(|c| *c) => break,
+        };
+        let Ok((mut stream, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (Some(core), Some(shared)) = (core.upgrade(), shared.upgrade()) else {
+            break;
+        };
+        tokio::spawn(async move {
+            let answer = match read_request(&mut stream, &shared.key, peer).await {
+                Some(id) => shared.release_local(&core, id).await,
+                None => return,
+            };
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), stream.write_all(&[answer.to_u8()]))
+                    .await;
+        });
+    }
+}
+
+async fn read_request(
+    stream: &mut TcpStream,
+    key: &StorageKey,
+    peer: SocketAddr,
+) -> Option<SessionId> {
+    let mut req = [0u8; REQUEST_LEN];
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut req))
+        .await
+        .ok()?
+        .ok()?;
+    let (b, mac) = req.split_at(BODY_LEN);
+    if !key.handover_mac_ok(b, mac) || b.first() != Some(&VERSION) {
+        tracing::warn!(%peer, "hand-over request with a bad MAC refused");
+        return None;
+    }
+    let mut id = SessionId::NULL;
+    id.0.copy_from_slice(b.get(1..17)?);
+    let mut at = [0u8; 8];
+    at.copy_from_slice(b.get(25..33)?);
+    let at = i64::from_be_bytes(at);
+    if (UnixMillis::now().0 - at).abs() > MAX_SKEW_MS {
+        tracing::warn!(%peer, "stale hand-over request refused");
+        return None;
+    }
+    Some(id)
+}

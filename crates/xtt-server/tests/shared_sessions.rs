@@ -1,0 +1,307 @@
+//! Sessions shared between several XttServer nodes in one process on one PostgreSQL database
+//! (the throwaway cluster `scripts/test.sh` starts; these tests fail without it): exact
+//! hand-over between live nodes, replays refused on every node, reservations raised as records
+//! flow, and a take-over from a node that stopped answering, losing at most K records.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{test_config, Fixture, Running, BASENAME};
+use rand_core::{OsRng, RngCore};
+use xtt_proto::daa::{Pseudonym, PSEUDONYM_LEN};
+use xtt_proto::longterm::LongtermKeyPair;
+use xtt_proto::record::PayloadType;
+use xtt_proto::session::SessionClientConfig;
+use xtt_proto::{ClientId, UnixTime};
+use xtt_registry::sessions::open_session_store;
+use xtt_registry::{open_storage, Registration, Registry};
+use xtt_server::sessions::shared::{SharedOptions, SharedStats, StorageKey};
+use xtt_server::{
+    add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
+    XttServer,
+};
+
+const Q: PayloadType = PayloadType::QueueProtocol;
+
+/// A new, empty database on the test server; returns its URL.
+pub fn fresh_database_url() -> String {
+    let Ok(admin) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+        panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
+    };
+    let config: postgres::Config = admin.parse().expect("a PostgreSQL URL");
+    let mut c = config
+        .connect(postgres::NoTls)
+        .expect("connect to PostgreSQL");
+    let name = format!("xtt_nodes_{:016x}", OsRng.next_u64());
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    match admin.split_once('?') {
+        Some((base, query)) => format!("{}/{name}?{query}", base.rsplit_once('/').unwrap().0),
+        None => format!("{}/{name}", admin.rsplit_once('/').unwrap().0),
+    }
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    fx: Fixture,
+    registry: Arc<dyn Registry>,
+    nodes: Vec<Running>,
+    /// A reference to every node's registry, dropped last outside the runtime's workers (the
+    /// blocking PostgreSQL client must not be dropped on one).
+    _keep: Vec<Arc<dyn Registry>>,
+}
+
+impl Cluster {
+    /// Stops the nodes still running and drops the registries where that may block.
+    async fn stop(mut self) {
+        for n in std::mem::take(&mut self.nodes) {
+            n.stop().await;
+        }
+        tokio::task::block_in_place(move || drop(self));
+    }
+}
+
+async fn cluster(n: usize, reserve: u32) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    // The PostgreSQL client blocks: never on a runtime worker's own stack.
+    let url = tokio::task::block_in_place(fresh_database_url);
+    let registry = tokio::task::block_in_place(|| {
+        let r = open_storage(&url).unwrap();
+        add_group(&*r, &fx.gpk(), BASENAME).unwrap();
+        r
+    });
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let key = Arc::new(StorageKey::from_secret(&secret));
+    let mut nodes = Vec::new();
+    let mut keep = vec![registry.clone()];
+    for _ in 0..n {
+        // Each node with its own pools, as separate processes would have.
+        let u = url.clone();
+        let (reg, store) = tokio::task::spawn_blocking(move || {
+            (
+                open_storage(&u).unwrap(),
+                open_session_store(&u, 4).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        keep.push(reg.clone());
+        let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), reg)
+            .await
+            .unwrap();
+        let mut options = SessionOptions::new(Arc::new(Echo));
+        options.shared = Some(SharedOptions {
+            reserve,
+            lease: Duration::from_secs(3),
+            handover_timeout: Duration::from_millis(500),
+            ..SharedOptions::new(store, key.clone())
+        });
+        server.enable_sessions(options).await.unwrap();
+        nodes.push(common::run(server));
+    }
+    Cluster {
+        _dir: dir,
+        fx,
+        registry,
+        nodes,
+        _keep: keep,
+    }
+}
+
+impl Cluster {
+    fn register(&self) -> SessionClientConfig {
+        tokio::task::block_in_place(|| self.register_now())
+    }
+
+    fn register_now(&self) -> SessionClientConfig {
+        let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
+        let key = LongtermKeyPair::generate(&mut OsRng);
+        let mut p = [0u8; PSEUDONYM_LEN];
+        OsRng.fill_bytes(&mut p);
+        let assigned = self
+            .registry
+            .register(&Registration {
+                group_id,
+                pseudonym: Pseudonym(p),
+                requested_id: ClientId::NULL,
+                longterm_key: *key.public_key(),
+                now: UnixTime(1),
+            })
+            .unwrap();
+        SessionClientConfig {
+            roots: Arc::new(self.fx.root.clone()),
+            client_id: assigned.client_id,
+            longterm_key: key,
+        }
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr
+    }
+
+    fn stats(&self, i: usize) -> SharedStats {
+        self.nodes[i]
+            .handle
+            .outbox()
+            .unwrap()
+            .shared_stats()
+            .unwrap()
+    }
+
+    fn counters(&self, i: usize) -> xtt_proto::session_table::TableCounters {
+        self.nodes[i].handle.outbox().unwrap().counters()
+    }
+}
+
+async fn echo(c: &mut SessionClient, payload: &[u8]) {
+    c.send(Q, payload).await.unwrap();
+    let r = c.recv().await.unwrap();
+    assert_eq!(&r.payload[..], payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_every_node() {
+    let k = 8;
+    let cl = cluster(3, k).await;
+    let (b, c) = (1, 2);
+    let mut dev = SessionClient::connect(
+        cl.addr(b),
+        cl.register(),
+        SessionClientOptions::tcp(),
+        Some((Q, b"early")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&dev.recv().await.unwrap().payload[..], b"early");
+    let replay = dev.session_mut().seal(Q, b"once").unwrap();
+    dev.send_raw(&replay).await.unwrap();
+    assert_eq!(&dev.recv().await.unwrap().payload[..], b"once");
+    for i in 0..3u8 {
+        echo(&mut dev, &[i; 64]).await;
+    }
+
+    // The device reconnects to C: C asks B, B hands over its exact state.
+    dev.reconnect_to(cl.addr(c)).await.unwrap();
+    for i in 0..3 * k {
+        echo(&mut dev, &i.to_be_bytes()).await;
+    }
+    assert_eq!(cl.stats(b).released, 1);
+    assert_eq!(cl.stats(c).taken_exact, 1);
+    assert_eq!(cl.stats(c).taken_after_crash, 0);
+    assert!(cl.stats(c).extended >= 2, "{:?}", cl.stats(c));
+    assert_eq!(cl.stats(b).created, 1);
+
+    // The replayed record on C (on the device's own connection): dropped, not echoed.
+    let dup_before = cl.counters(c).dropped.duplicate + cl.counters(c).dropped.too_old;
+    dev.send_raw(&replay).await.unwrap();
+    echo(&mut dev, b"after the replay").await;
+    assert_eq!(
+        cl.counters(c).dropped.duplicate + cl.counters(c).dropped.too_old,
+        dup_before + 1
+    );
+
+    // The replayed record sent to B (which released the session) and to A (which never held
+    // it): each takes the session over exactly and refuses the record.
+    for node in [b, 0] {
+        let before = cl.counters(node).dropped;
+        let mut raw = tokio::net::TcpStream::connect(cl.addr(node)).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut raw, &replay)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // The connection is closed without an answer (no Error: the session exists).
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut raw, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap_or(0);
+        assert_eq!(n, 0, "node {node} answered a replay");
+        let after = cl.counters(node).dropped;
+        assert_eq!(
+            after.duplicate + after.too_old,
+            before.duplicate + before.too_old + 1,
+            "node {node}"
+        );
+    }
+    // The device keeps going on C (C takes the session back from A).
+    echo(&mut dev, b"still here").await;
+    assert_eq!(cl.stats(c).taken_exact, 2);
+    assert_eq!(cl.stats(c).taken_after_crash, 0);
+
+    // A record for a session nobody has: the Error message, as on one node.
+    let mut other =
+        SessionClient::connect(cl.addr(0), cl.register(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
+    echo(&mut other, b"x").await;
+    let mut forged = other.session_mut().seal(Q, b"y").unwrap();
+    forged[4..20].copy_from_slice(&[0xab; 16]);
+    let mut raw = tokio::net::TcpStream::connect(cl.addr(c)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &forged)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4];
+    tokio::io::AsyncReadExt::read_exact(&mut raw, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(buf, xtt_proto::codec::ERROR_MESSAGE);
+
+    cl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_owner_loses_the_session_above_its_reservation_with_at_most_k_records_lost() {
+    let k = 8u32;
+    let cl = cluster(2, k).await;
+    let opts = SessionClientOptions {
+        retransmit_after: Duration::from_millis(100),
+        timeout: Duration::from_millis(400),
+        ..SessionClientOptions::udp()
+    };
+    let mut dev = SessionClient::connect(cl.addr(0), cl.register(), opts, None)
+        .await
+        .unwrap();
+    // Three records on node 0 (numbers 0..3 of its reservation 0..8).
+    for i in 0..3u8 {
+        echo(&mut dev, &[i]).await;
+    }
+    let mut cl = cl;
+    let first = cl.nodes.remove(0);
+    let to = cl.addr(0);
+    // Node 0 stops: it no longer answers hand-over requests.
+    first.stop().await;
+    dev.reconnect_to(to).await.unwrap();
+    let mut lost = 0u32;
+    let mut seq_after = None;
+    for i in 0..2 * k {
+        let payload = (1000 + i).to_be_bytes();
+        let seq = dev.session().next_send_seq();
+        dev.send(Q, &payload).await.unwrap();
+        match dev.recv().await {
+            Ok(r) => {
+                assert_eq!(&r.payload[..], &payload);
+                seq_after = Some(seq);
+                break;
+            }
+            Err(SessionClientError::Timeout) => lost += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let seq_after = seq_after.expect("records flow again through the second node");
+    assert_eq!(seq_after, k, "the new owner starts at the old reservation");
+    assert!(lost >= 1 && lost <= k, "lost {lost} records (K = {k})");
+    let s = cl.stats(0);
+    assert_eq!(s.taken_after_crash, 1, "{s:?}");
+    assert_eq!(s.taken_exact, 0);
+    // And it keeps flowing, reservations raised as needed.
+    for i in 0..2 * k {
+        echo(&mut dev, &i.to_be_bytes()).await;
+    }
+    cl.stop().await;
+}
