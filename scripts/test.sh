@@ -14,6 +14,7 @@ APT_NEEDS=(
     "chromedriver:chromium-driver"
     "zbarimg:zbar-tools"
     "pg_ctlcluster:postgresql"
+    "update-ca-certificates:ca-certificates"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
