@@ -103,7 +103,9 @@ impl AnchorKind {
             AnchorKind::TteTaSecret => "derive or forge TTE enrolment secrets",
             AnchorKind::TteDevSecret => "impersonate this device during TTE enrolment",
             AnchorKind::DeviceIdentity => "impersonate this device",
-            AnchorKind::TlsRoot => "certify rogue HTTPS servers (relay, Transfer Agent) that clients would accept",
+            AnchorKind::TlsRoot => {
+                "certify rogue HTTPS servers (relay, Transfer Agent) that clients would accept"
+            }
         }
     }
 }

@@ -171,8 +171,10 @@ fn demo_tls_ca(rng: &mut dyn CryptoRngCore, now: UnixSeconds) -> Result<Vec<u8>,
     let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes())
         .map_err(|e| bad(e.to_string()))?;
     let at = |secs: u64| {
-        x509_cert::time::Time::try_from(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-            .map_err(|e| bad(e.to_string()))
+        x509_cert::time::Time::try_from(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        )
+        .map_err(|e| bad(e.to_string()))
     };
     let validity = x509_cert::time::Validity {
         not_before: at(now)?,

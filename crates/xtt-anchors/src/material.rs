@@ -108,8 +108,12 @@ pub fn tls_certificate(der: &[u8]) -> Result<x509_cert::Certificate, AnchorError
     if der.len() > MAX_TLS_ROOT_LEN {
         return Err(invalid(AnchorKind::TlsRoot, "certificate too long"));
     }
-    x509_cert::Certificate::from_der(der)
-        .map_err(|e| invalid(AnchorKind::TlsRoot, format!("not a DER X.509 certificate: {e}")))
+    x509_cert::Certificate::from_der(der).map_err(|e| {
+        invalid(
+            AnchorKind::TlsRoot,
+            format!("not a DER X.509 certificate: {e}"),
+        )
+    })
 }
 
 /// A `tls-root` from a loose file: one PEM `CERTIFICATE` block, or DER. A PEM file with several

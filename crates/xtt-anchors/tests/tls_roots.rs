@@ -57,7 +57,10 @@ fn expired_or_role_less_roots_are_not_trusted() {
     wrong_role.roles = Some(Roles::UPDATE);
     store.import(wrong_role, T0).unwrap();
     let fp = store
-        .import(NewAnchor::public(AnchorKind::TlsRoot, current.clone(), "c"), T0)
+        .import(
+            NewAnchor::public(AnchorKind::TlsRoot, current.clone(), "c"),
+            T0,
+        )
         .unwrap();
     assert_eq!(store.tls_roots(T0).unwrap(), vec![(fp, current)]);
 }

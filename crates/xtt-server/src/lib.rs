@@ -48,6 +48,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod client_files;
 pub mod config;
 pub mod cpu;
 mod daa;

@@ -235,7 +235,9 @@ pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<St
         // io::Error's `source()` skips the error it wraps (and hyper nests io::Errors), so step
         // into the wrapped error itself.
         next = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
         };
     }
@@ -302,7 +304,10 @@ mod tests {
     #[test]
     fn files_without_certificates_are_refused_with_their_name() {
         let e = TrustRoots::platform()
-            .add_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "k.pem")
+            .add_pem(
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "k.pem",
+            )
             .unwrap_err();
         assert!(e.to_string().starts_with("k.pem: no "), "{e}");
         let e = TrustRoots::platform()
