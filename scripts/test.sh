@@ -15,6 +15,7 @@ APT_NEEDS=(
     "zbarimg:zbar-tools"
     "pg_ctlcluster:postgresql"
     "openssl:openssl"
+    "update-ca-certificates:ca-certificates"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let (ta_addr, _t1) = tte_server::http::serve(any, ta.router()).await?;
     let (ctl_addr, _t2) = tte_server::http::serve(any, ctl.router()).await?;
     let (ta_url, ctl_url) = (format!("http://{ta_addr}"), format!("http://{ctl_addr}"));
+    xtt_tls::install_ring_provider();
     let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..a.devices {

@@ -136,6 +136,41 @@ pub struct ManufactureArgs {
     /// Also draw each QR code in the terminal.
     #[arg(long)]
     pub print_qr: bool,
+    #[command(flatten)]
+    /// Extra certificate authorities for an https:// Transfer Agent.
+    pub trust: CaFiles,
+    /// Enroll each device into this DAA group (a directory made by `xtt group create`) and put
+    /// its membership into its secrets file, so it can provision with an xtt:// Controller.
+    #[arg(long, value_name = "DIR")]
+    pub daa_group: Option<PathBuf>,
+    /// Put this XTT root certificate (root_cert.bin) into each secrets file (with --daa-group).
+    #[arg(long, value_name = "FILE", requires = "daa_group")]
+    pub xtt_root: Option<PathBuf>,
+}
+
+/// Certificate authorities trusted for `https://` Transfer Agents and Controllers, besides the
+/// platform's.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CaFiles {
+    /// Also trust the CA certificate(s) in this PEM file (repeatable).
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
+}
+
+impl CaFiles {
+    /// The platform's roots plus the files'.
+    pub fn roots(&self) -> anyhow::Result<xtt_tls::TrustRoots> {
+        let mut roots = xtt_tls::TrustRoots::platform();
+        for f in &self.ca_files {
+            roots.add_pem_file(f)?;
+        }
+        Ok(roots)
+    }
+
+    /// An HTTP client with these roots.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(self.roots()?.client(std::time::Duration::from_secs(30))?)
+    }
 }
 
 /// `device` subcommands.
@@ -145,10 +180,15 @@ pub enum DeviceCommand {
     #[command(
         long_about = "Ask the Transfer Agent which Controller this device belongs to. The \
         answer is a JWE under TaSecret; it is authenticated and decrypted here. An xtt://host:port \
-        Controller means XTT identity provisioning takes over.\n\nExample:\n  \
-        xtt tte device fetch --secrets devices/urn_dev_mac_02a1b2c3d4e5.json"
+        Controller means XTT identity provisioning takes over at once: the device proves its DAA \
+        group membership (from its secrets file, or --daa-member), checks the server against its \
+        XTT root (secrets file, or --xtt-root), and writes the identity it receives to --xtt-dir \
+        in the C client's layout (client_id.txt, longterm_priv.bin 0600, longterm_cert.bin).\n\n\
+        Examples:\n  \
+        xtt tte device fetch --secrets devices/urn_dev_mac_02a1b2c3d4e5.json\n  \
+        xtt tte device fetch --secrets dev.json --xtt-dir dev.xtt --xtt-root root_cert.bin"
     )]
-    Fetch(DeviceArgs),
+    Fetch(FetchArgs),
     /// Fetch the Controller, then send one SenML reading encrypted under DevSecret.
     #[command(
         long_about = "Send a sensor reading. Either --senml with a whole SenML JSON pack, or \
@@ -164,6 +204,29 @@ pub struct DeviceArgs {
     /// The device's secrets file (written by `manufacture`).
     #[arg(long)]
     pub secrets: PathBuf,
+    #[command(flatten)]
+    /// Extra certificate authorities for https:// services.
+    pub trust: CaFiles,
+}
+
+/// Options of `device fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    /// Which device.
+    pub device: DeviceArgs,
+    /// For an xtt:// Controller: where the XTT identity goes (default: the secrets file's path
+    /// with the extension `.xtt`).
+    #[arg(long, value_name = "DIR")]
+    pub xtt_dir: Option<PathBuf>,
+    /// For an xtt:// Controller: a DAA member directory (as `xtt group enroll` writes it) to
+    /// use instead of the membership in the secrets file.
+    #[arg(long, value_name = "DIR")]
+    pub daa_member: Option<PathBuf>,
+    /// For an xtt:// Controller: the XTT root certificate (root_cert.bin) to check the server
+    /// against, instead of the one in the secrets file.
+    #[arg(long, value_name = "FILE")]
+    pub xtt_root: Option<PathBuf>,
 }
 
 /// Options of `device report`.
@@ -270,6 +333,9 @@ pub struct BulkCreateArgs {
     /// Output directory.
     #[arg(long, default_value = "box")]
     pub out: PathBuf,
+    #[command(flatten)]
+    /// Extra certificate authorities for an https:// Transfer Agent.
+    pub trust: CaFiles,
 }
 
 fn parse_hex(s: &str) -> Result<u64, String> {
@@ -288,6 +354,9 @@ pub struct BulkBindArgs {
     /// Label prefix for the devices at the Controller.
     #[arg(long)]
     pub device_label: Option<String>,
+    #[command(flatten)]
+    /// Extra certificate authorities for https:// services.
+    pub trust: CaFiles,
 }
 
 /// Runs one `tte` subcommand.
@@ -398,11 +467,22 @@ fn bar(n: u64, what: &str) -> ProgressBar {
 
 async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let http = reqwest::Client::new();
+    let http = a.trust.client()?;
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
+    let members = match &a.daa_group {
+        Some(dir) => enroll_members(dir, a.count)?,
+        None => Vec::new(),
+    };
+    let mut members = members.into_iter();
     let pb = bar(u64::from(a.count), "manufacturing");
     for _ in 0..a.count {
-        let dev = manufacture::manufacture_one(&http, &a.ta, qr_base, &a.token, &a.out).await?;
+        let xtt = members
+            .next()
+            .map(|m| crate::xtt_enroll::XttSecrets::from_member_dir(&m, a.xtt_root.as_deref()))
+            .transpose()?;
+        let dev =
+            manufacture::manufacture_one_with_xtt(&http, &a.ta, qr_base, &a.token, &a.out, xtt)
+                .await?;
         if a.print_qr {
             pb.suspend(|| -> anyhow::Result<()> {
                 println!("{}\n{}", dev.urn, qr::terminal(&dev.setup_url)?);
@@ -416,22 +496,53 @@ async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_secrets(p: &Path) -> anyhow::Result<DeviceClient> {
-    let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    let s: DeviceSecrets =
-        serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))?;
-    Ok(DeviceClient::new(s)?)
+/// Enrolls `count` new members into the DAA group at `dir` (the join protocol, as
+/// `xtt group enroll`), returning their directories.
+fn enroll_members(dir: &Path, count: u32) -> anyhow::Result<Vec<PathBuf>> {
+    let group = xtt_files::group::GroupDir::open(dir)
+        .with_context(|| format!("opening the DAA group {}", dir.display()))?;
+    let pb = bar(u64::from(count), "enrolling into the DAA group");
+    let members = group.enroll(usize::try_from(count)?, 0, &|_| pb.inc(1))?;
+    pb.finish_and_clear();
+    Ok(members.into_iter().map(|m| m.dir).collect())
 }
 
-async fn device_fetch(a: DeviceArgs) -> anyhow::Result<()> {
-    let dev = read_secrets(&a.secrets)?;
-    match dev.enroll(None).await? {
+fn read_secrets(p: &Path) -> anyhow::Result<DeviceClient> {
+    read_secrets_trusting(p, &CaFiles::default())
+}
+
+fn read_secrets_trusting(p: &Path, trust: &CaFiles) -> anyhow::Result<DeviceClient> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+    );
+    let s: DeviceSecrets =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))?;
+    Ok(DeviceClient::with_roots(s, &trust.roots()?)?)
+}
+
+async fn device_fetch(a: FetchArgs) -> anyhow::Result<()> {
+    let dev = read_secrets_trusting(&a.device.secrets, &a.device.trust)?;
+    let mut xtt = crate::xtt_enroll::XttEnrollment::new(
+        a.xtt_dir
+            .clone()
+            .unwrap_or_else(|| a.device.secrets.with_extension("xtt")),
+    );
+    xtt.daa_member = a.daa_member.clone();
+    xtt.xtt_root = a.xtt_root.clone();
+    match dev.enroll(Some(&xtt)).await? {
         Enrollment::NotBound => bail!(
             "no Controller is bound to {} yet; try again after setup",
             dev.secrets().urn
         ),
         Enrollment::Controller(c) => println!("{c}"),
-        Enrollment::HandedToXtt(c) => println!("{c} (XTT provisioning done)"),
+        Enrollment::HandedToXtt(c) => {
+            let (id, _) = xtt_files::client_dir::ClientDir::new(&xtt.out_dir).read_provisioned()?;
+            println!("{c}");
+            eprintln!(
+                "XTT provisioning done: ClientID {id}, identity in {} (longterm_priv.bin 0600)",
+                xtt.out_dir.display()
+            );
+        }
         Enrollment::XttPending(c) => {
             println!("{c}");
             eprintln!("this Controller is an XTT server: run XTT identity provisioning against it");
@@ -441,7 +552,7 @@ async fn device_fetch(a: DeviceArgs) -> anyhow::Result<()> {
 }
 
 async fn device_report(a: ReportArgs) -> anyhow::Result<()> {
-    let dev = read_secrets(&a.device.secrets)?;
+    let dev = read_secrets_trusting(&a.device.secrets, &a.device.trust)?;
     let pack = match (&a.senml, a.value) {
         (Some(j), _) => Pack::from_json(j.as_bytes())?,
         (None, Some(v)) => Pack(vec![Record {
@@ -539,7 +650,7 @@ async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
         width: a.width,
     };
     range.urns()?;
-    let http = reqwest::Client::new();
+    let http = a.trust.client()?;
     let pb = bar(u64::from(a.count), "registering box");
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
     let label =
@@ -556,13 +667,7 @@ async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
 async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
     let label = BoxLabel::parse(&a.label)?;
     let cont = ContUrl::parse(&a.conturl)?;
-    let n = bulk::bind_box(
-        &reqwest::Client::new(),
-        &label,
-        &cont,
-        a.device_label.as_deref(),
-    )
-    .await?;
+    let n = bulk::bind_box(&a.trust.client()?, &label, &cont, a.device_label.as_deref()).await?;
     eprintln!(
         "bound {} devices to {cont}; {n} added to the Controller",
         label.range.count

@@ -5,11 +5,11 @@
 //! # The XTT seam
 //!
 //! When the decrypted ContURL is `xtt://host:port`, the device's Controller is this project's XTT
-//! server: enrollment hands over to XTT identity provisioning instead of SenML-over-HTTP. That
-//! client lives in another crate, so this one only detects the case and calls an
-//! [`XttHandover`] the caller supplies ([`Enrollment::HandedToXtt`] tells which happened). The
-//! lead's CLI wiring passes its XTT client here; without one, `device fetch` reports the
-//! endpoint and stops.
+//! server: enrollment hands over to XTT identity provisioning instead of SenML-over-HTTP. This
+//! module detects the case and calls the [`XttHandover`] it is given
+//! ([`Enrollment::HandedToXtt`] tells which happened); [`crate::xtt_enroll::XttEnrollment`] is
+//! the real one (this project's XTT client, the C client's files), which `xtt tte device fetch`
+//! passes. Without one, [`DeviceClient::enroll`] reports [`Enrollment::XttPending`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +35,10 @@ pub struct DeviceSecrets {
     pub otp: String,
     /// The QR code's URL.
     pub setup_url: String,
+    /// The device's XTT material (DAA membership, XTT root) for an `xtt://` Controller; written
+    /// by `manufacture --daa-group`. See [`crate::xtt_enroll`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xtt: Option<crate::xtt_enroll::XttSecrets>,
 }
 
 impl std::fmt::Debug for DeviceSecrets {
@@ -59,8 +63,19 @@ impl Drop for DeviceSecrets {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// Network or HTTP failure.
-    #[error("HTTP: {0}")]
+    #[error("HTTP: {}", xtt_tls::error_chain(.0))]
     Http(#[from] reqwest::Error),
+    /// The server's TLS certificate was refused.
+    #[error("{url} cannot be trusted: {reason}")]
+    Certificate {
+        /// Requested URL.
+        url: String,
+        /// Why (e.g. not signed by a trusted certificate authority).
+        reason: String,
+    },
+    /// The trust roots could not be set up.
+    #[error(transparent)]
+    Tls(#[from] xtt_tls::TlsError),
     /// The server answered with an error.
     #[error("{url} answered {status}: {body}")]
     Status {
@@ -84,8 +99,8 @@ pub enum DeviceError {
     #[error("Controller {0} does not take SenML over HTTP(S)")]
     NotHttp(String),
     /// The XTT hand-over failed.
-    #[error("XTT provisioning: {0}")]
-    Xtt(String),
+    #[error(transparent)]
+    Xtt(#[from] crate::xtt_enroll::XttError),
 }
 
 /// Hook into XTT identity provisioning for `xtt://host:port` Controllers.
@@ -96,7 +111,7 @@ pub trait XttHandover: Send + Sync {
         host: &'a str,
         port: u16,
         device: &'a DeviceSecrets,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), crate::xtt_enroll::XttError>> + Send + 'a>>;
 }
 
 /// Outcome of [`DeviceClient::enroll`].
@@ -133,12 +148,22 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, DeviceError
 }
 
 impl DeviceClient {
-    /// A client for the device described by `secrets`.
+    /// A client for the device described by `secrets`, trusting the platform's certificate
+    /// authorities for `https://` Transfer Agents and Controllers.
     pub fn new(secrets: DeviceSecrets) -> Result<Self, DeviceError> {
+        Self::with_roots(secrets, &xtt_tls::TrustRoots::platform())
+    }
+
+    /// The same, trusting `roots` (the platform's plus extra, e.g. `--ca-file`).
+    pub fn with_roots(
+        secrets: DeviceSecrets,
+        roots: &xtt_tls::TrustRoots,
+    ) -> Result<Self, DeviceError> {
         let ta_secret = Key256::from_b64(&secrets.ta_secret)?;
         let dev_secret = Key256::from_b64(&secrets.dev_secret)?;
         Otp::from_b64(&secrets.otp)?;
-        let http = reqwest::Client::builder()
+        let http = roots
+            .client_builder()?
             .timeout(std::time::Duration::from_secs(15))
             .build()?;
         Ok(Self {
@@ -162,7 +187,12 @@ impl DeviceClient {
             self.secrets.ta.trim_end_matches('/'),
             self.urn
         );
-        let resp = self.http.get(&url).send().await?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| transport(&url, e))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -183,9 +213,7 @@ impl DeviceClient {
         };
         match xtt {
             Some(h) => {
-                h.provision(&host, port, &self.secrets)
-                    .await
-                    .map_err(DeviceError::Xtt)?;
+                h.provision(&host, port, &self.secrets).await?;
                 Ok(Enrollment::HandedToXtt(cont))
             }
             None => Ok(Enrollment::XttPending(cont)),
@@ -220,9 +248,21 @@ impl DeviceClient {
             .header(reqwest::header::CONTENT_TYPE, jwe::MEDIA_TYPE)
             .body(body)
             .send()
-            .await?;
+            .await
+            .map_err(|e| transport(&url, e))?;
         check(resp).await?;
         Ok(())
+    }
+}
+
+/// A transport failure, with a refused certificate told apart from the rest.
+fn transport(url: &str, e: reqwest::Error) -> DeviceError {
+    match xtt_tls::certificate_problem(&e) {
+        Some(reason) => DeviceError::Certificate {
+            url: url.to_owned(),
+            reason,
+        },
+        None => DeviceError::Http(e),
     }
 }
 

@@ -4,7 +4,9 @@
 //! - [`controller`]: the Controller (axum), CORS for the setup page, replay-checked sensor updates.
 //! - [`store`]: storage traits and their SQLite implementation; [`anchored`]: TaSecrets and
 //!   DevSecrets kept in the trust-anchor store (`--anchors`).
-//! - [`device`]: the device client, and the [`device::XttHandover`] seam to XTT provisioning.
+//! - [`device`]: the device client, and the [`device::XttHandover`] seam to XTT provisioning;
+//!   [`xtt_enroll`]: the hand-over itself (where a device's DAA membership and XTT root come
+//!   from, where its identity goes).
 //! - [`manufacture`], [`bulk`]: manufacturer and introducer tooling; [`qr`]: QR rendering.
 //! - [`cli`]: the `tte` subcommands for the project CLI (`xtt tte …`).
 //!
@@ -23,3 +25,4 @@ pub mod qr;
 pub mod setup_page;
 pub mod store;
 pub mod ta;
+pub mod xtt_enroll;

@@ -91,6 +91,7 @@ pub fn new_device(
         dev_secret: dev_secret.to_b64(),
         otp: otp.to_b64(),
         setup_url: setup.to_url(),
+        xtt: None,
     })
 }
 
@@ -148,6 +149,19 @@ pub async fn manufacture_one(
     token: &str,
     out: &Path,
 ) -> Result<DeviceSecrets, ManufactureError> {
+    manufacture_one_with_xtt(http, ta_api, qr_base, token, out, None).await
+}
+
+/// The same, flashing the device's XTT material (DAA membership, XTT root) into its secrets
+/// file, for Controllers that are XTT servers.
+pub async fn manufacture_one_with_xtt(
+    http: &reqwest::Client,
+    ta_api: &str,
+    qr_base: &str,
+    token: &str,
+    out: &Path,
+    xtt: Option<crate::xtt_enroll::XttSecrets>,
+) -> Result<DeviceSecrets, ManufactureError> {
     let (urn, otp, dev_secret) = {
         let mut rng = OsRng;
         (
@@ -156,7 +170,8 @@ pub async fn manufacture_one(
             Key256::generate(&mut rng),
         )
     };
-    let dev = new_device(urn, ta_api, qr_base, otp, dev_secret, &mut OsRng)?;
+    let mut dev = new_device(urn, ta_api, qr_base, otp, dev_secret, &mut OsRng)?;
+    dev.xtt = xtt;
     register(http, token, &dev).await?;
     write_device_files(out, &dev)?;
     Ok(dev)

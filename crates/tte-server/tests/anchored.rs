@@ -60,6 +60,7 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
     .await
     .unwrap();
     let (ta, ctl) = (format!("http://{ta_addr}"), format!("http://{ctl_addr}"));
+    xtt_tls::install_ring_provider();
     let http = reqwest::Client::new();
 
     // Manufacture: the TA records the TaSecret as an anchor named by the DevURN.

@@ -70,7 +70,7 @@ impl Driver {
             .spawn()
             .expect("chromedriver is not installed (Debian package `chromium-driver`)");
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let http = common::http();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(r) = http.get(format!("{base}/status")).send().await {
@@ -202,7 +202,7 @@ impl Driver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_page_enrolls_a_device_in_headless_chromium() {
     let s = common::start().await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let dev = tte_server::manufacture::manufacture_one(
         &http,
         &s.ta,
@@ -283,7 +283,7 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_page_binds_an_xtt_controller_and_shows_the_secret_for_manual_entry() {
     let s = common::start().await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let dev = tte_server::manufacture::manufacture_one(
         &http,
         &s.ta,

@@ -72,7 +72,7 @@ async fn manufacture_fetch_report_led_through_the_cli() {
         .unwrap_err();
     assert!(e.to_string().contains("no Controller is bound"), "{e}");
 
-    let http = reqwest::Client::new();
+    let http = common::http();
     let r = http
         .put(format!("{}/.well-known/tte1/d/{}/c", s.ta, dev.urn))
         .json(&json!({"otp": dev.otp, "conturl": s.ctl}))

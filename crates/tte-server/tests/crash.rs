@@ -96,6 +96,7 @@ async fn crash_mid_stream_loses_no_acknowledged_update() {
         .recv_timeout(Duration::from_secs(30))
         .expect("child Controller did not start");
 
+    xtt_tls::install_ring_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

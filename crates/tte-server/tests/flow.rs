@@ -14,7 +14,7 @@ use tte_server::manufacture;
 
 async fn make_device(s: &common::Stack) -> DeviceSecrets {
     manufacture::manufacture_one(
-        &reqwest::Client::new(),
+        &common::http(),
         &s.ta,
         &s.ta,
         common::MANUFACTURER_TOKEN,
@@ -50,7 +50,7 @@ async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
 #[tokio::test]
 async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
     let s = common::start().await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let dev = make_device(&s).await;
     let client = DeviceClient::new(dev.clone()).unwrap();
 
@@ -193,7 +193,7 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
 async fn otp_is_single_use_under_50_racing_binds() {
     let s = common::start().await;
     let dev = make_device(&s).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let url = Arc::new(bind_url(&s, &dev.urn));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..50 {
@@ -236,7 +236,7 @@ async fn otp_is_single_use_under_50_racing_binds() {
 #[tokio::test]
 async fn rejections() {
     let s = common::start().await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let dev = make_device(&s).await;
     let other = make_device(&s).await;
 
@@ -479,7 +479,7 @@ async fn rejections() {
 async fn state_survives_a_restart() {
     let s = common::start().await;
     let dev = make_device(&s).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let r = http
         .put(bind_url(&s, &dev.urn))
         .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
@@ -507,7 +507,7 @@ async fn state_survives_a_restart() {
 #[tokio::test]
 async fn bulk_box_binds_with_one_call() {
     let s = common::start().await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let range = tte::bulk::UrnRange {
         prefix: "urn:dev:mac:90a2da00".into(),
         first: 0x1a00,
@@ -573,15 +573,20 @@ async fn xtt_controller_is_handed_over() {
             host: &'a str,
             port: u16,
             _device: &'a DeviceSecrets,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>
-        {
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<(), tte_server::xtt_enroll::XttError>>
+                    + Send
+                    + 'a,
+            >,
+        > {
             self.0.lock().unwrap().push((host.to_owned(), port));
             Box::pin(async { Ok(()) })
         }
     }
     let s = common::start().await;
     let dev = make_device(&s).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let r = http
         .put(bind_url(&s, &dev.urn))
         .json(&json!({"otp": dev.otp, "conturl": "xtt://127.0.0.1:4444"}))

@@ -35,11 +35,14 @@ pub enum AnchorKind {
     TteDevSecret,
     /// A device identity provisioned by XTT: `ClientID(16) ‖ long-term P-256 key(65)`.
     DeviceIdentity,
+    /// A TLS (X.509) certificate authority, DER: HTTPS clients (relay, TTE devices) accept
+    /// servers it certifies, in addition to the platform's roots.
+    TlsRoot,
 }
 
 impl AnchorKind {
     /// Every kind, in display order.
-    pub const ALL: [AnchorKind; 9] = [
+    pub const ALL: [AnchorKind; 10] = [
         AnchorKind::Manufacturer,
         AnchorKind::XttRoot,
         AnchorKind::XttServer,
@@ -49,6 +52,7 @@ impl AnchorKind {
         AnchorKind::TteDevSecret,
         AnchorKind::UpdateKey,
         AnchorKind::DeviceIdentity,
+        AnchorKind::TlsRoot,
     ];
 
     /// The stable name used in the database, on the command line and in exports.
@@ -63,6 +67,7 @@ impl AnchorKind {
             AnchorKind::TteTaSecret => "tte-ta-secret",
             AnchorKind::TteDevSecret => "tte-dev-secret",
             AnchorKind::DeviceIdentity => "device-identity",
+            AnchorKind::TlsRoot => "tls-root",
         }
     }
 
@@ -82,6 +87,7 @@ impl AnchorKind {
                 Roles::ONBOARDING
             }
             AnchorKind::DeviceIdentity => Roles::TRANSPORT | Roles::ATTESTATION,
+            AnchorKind::TlsRoot => Roles::TRANSPORT,
         }
     }
 
@@ -97,6 +103,9 @@ impl AnchorKind {
             AnchorKind::TteTaSecret => "derive or forge TTE enrolment secrets",
             AnchorKind::TteDevSecret => "impersonate this device during TTE enrolment",
             AnchorKind::DeviceIdentity => "impersonate this device",
+            AnchorKind::TlsRoot => {
+                "certify rogue HTTPS servers (relay, Transfer Agent) that clients would accept"
+            }
         }
     }
 }

@@ -226,17 +226,20 @@ Import an anchor from a loose file. Formats by kind:
   tte-ta-secret, tte-dev-secret
                    the raw secret, 16 to 1024 bytes (stored, never printed)
   device-identity  ClientID(16) || long-term P-256 key(65)
+  tls-root         an X.509 CA certificate, PEM or DER (role transport: HTTPS clients such as
+                   `xtt relay receive --anchors STORE` trust it besides the platform's roots)
 
 Examples:
   xtt anchors import xtt-root root_cert.bin --name 'Xaptum root'
   xtt anchors import daa-group daa_gpk.bin --basename basename.bin --vouched-by 3f2a9c01
-  xtt anchors import tte-ta-secret ta.secret --provenance tte --source 'enrolment 42'";
+  xtt anchors import tte-ta-secret ta.secret --provenance tte --source 'enrolment 42'
+  xtt anchors import tls-root relay-ca.pem --name 'Relay CA'";
 
 /// What to import (also the successor in a rotation).
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// What the file holds: xtt-root, xtt-server, daa-group, update-key, manufacturer,
-    /// controller, tte-ta-secret, tte-dev-secret, device-identity.
+    /// controller, tte-ta-secret, tte-dev-secret, device-identity, tls-root.
     #[arg(value_parser = parse_kind)]
     pub kind: AnchorKind,
     /// The file.
@@ -684,6 +687,7 @@ fn new_anchor<B: crate::store::Backend>(
         AnchorKind::UpdateKey | AnchorKind::Manufacturer | AnchorKind::Controller => {
             Material::Public(material::parse_p256_public_file(kind, &bytes)?)
         }
+        AnchorKind::TlsRoot => Material::Public(material::parse_tls_root_file(&bytes)?),
         _ => Material::Public(bytes),
     };
     let source = args
@@ -816,6 +820,17 @@ fn describe_public(kind: AnchorKind, m: &[u8], out: &mut dyn Write) -> anyhow::R
                 hex::encode(m.get(16..).unwrap_or_default())
             )?;
         }
+        AnchorKind::TlsRoot => {
+            let c = material::tls_certificate(m)?;
+            let tbs = &c.tbs_certificate;
+            writeln!(out, "subject      {}", tbs.subject)?;
+            writeln!(out, "issuer       {}", tbs.issuer)?;
+            writeln!(
+                out,
+                "certificate  valid {} to {}",
+                tbs.validity.not_before, tbs.validity.not_after
+            )?;
+        }
         _ => writeln!(out, "public key   {}", hex::encode(m))?,
     }
     Ok(())
@@ -845,6 +860,13 @@ fn export(a: &Anchor, path: &Path, include_secret: bool) -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("stored key is not on P-256"))?;
                 let pem = key
                     .to_public_key_pem(LineEnding::LF)
+                    .map_err(|e| anyhow::anyhow!("PEM encoding: {e}"))?;
+                write_atomic(path, pem.as_bytes(), 0o644)?;
+            }
+            AnchorKind::TlsRoot => {
+                use x509_cert::der::EncodePem as _;
+                let pem = material::tls_certificate(m)?
+                    .to_pem(LineEnding::LF)
                     .map_err(|e| anyhow::anyhow!("PEM encoding: {e}"))?;
                 write_atomic(path, pem.as_bytes(), 0o644)?;
             }

@@ -5,6 +5,7 @@
 //! * XTT root → XTT server (by its signature), TTE controller
 //! * TTE controller → TaSecret → DevSecret
 //! * XTT server and DAA group → a device identity provisioned by XTT
+//! * a TLS certificate authority for the relay's and Transfer Agent's HTTPS (self-signed)
 //!
 //! Every key is generated here and thrown away: the store ends up with public halves (and two
 //! random TTE secrets) only.
@@ -142,5 +143,55 @@ pub fn build<B: Backend>(
         now,
     )?;
     fps.push(u2);
+
+    let tls = store.import(
+        generated(AnchorKind::TlsRoot, demo_tls_ca(rng, now)?, "Relay CA"),
+        now,
+    )?;
+    fps.push(tls);
     Ok(fps)
+}
+
+/// A self-signed P-256 CA certificate (ten years from `now`), DER.
+fn demo_tls_ca(rng: &mut dyn CryptoRngCore, now: UnixSeconds) -> Result<Vec<u8>, AnchorError> {
+    use core::str::FromStr as _;
+    use p256::pkcs8::EncodePublicKey as _;
+    use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
+    use x509_cert::der::{Decode as _, Encode as _};
+
+    let bad = |e: String| AnchorError::InvalidMaterial {
+        kind: AnchorKind::TlsRoot,
+        reason: format!("demo CA: {e}"),
+    };
+    let key = p256::ecdsa::SigningKey::random(&mut &mut *rng);
+    let spki_der = key
+        .verifying_key()
+        .to_public_key_der()
+        .map_err(|e| bad(e.to_string()))?;
+    let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let at = |secs: u64| {
+        x509_cert::time::Time::try_from(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        )
+        .map_err(|e| bad(e.to_string()))
+    };
+    let validity = x509_cert::time::Validity {
+        not_before: at(now)?,
+        not_after: at(now + 10 * 365 * 86_400)?,
+    };
+    let mut serial = [0u8; 16];
+    rng.fill_bytes(&mut serial);
+    serial[0] &= 0x7f;
+    let serial =
+        x509_cert::serial_number::SerialNumber::new(&serial).map_err(|e| bad(e.to_string()))?;
+    let subject =
+        x509_cert::name::Name::from_str("CN=Demo relay CA").map_err(|e| bad(e.to_string()))?;
+    let builder = CertificateBuilder::new(Profile::Root, serial, validity, subject, spki, &key)
+        .map_err(|e| bad(e.to_string()))?;
+    builder
+        .build::<p256::ecdsa::DerSignature>()
+        .map_err(|e| bad(e.to_string()))?
+        .to_der()
+        .map_err(|e| bad(e.to_string()))
 }

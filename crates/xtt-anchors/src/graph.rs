@@ -66,6 +66,7 @@ fn colour(kind: AnchorKind) -> &'static str {
         AnchorKind::TteTaSecret | AnchorKind::TteDevSecret => "#cfe2f3",
         AnchorKind::UpdateKey => "#d9d2e9",
         AnchorKind::DeviceIdentity => "#ead1dc",
+        AnchorKind::TlsRoot => "#d9d9d9",
     }
 }
 

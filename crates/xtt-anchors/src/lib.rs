@@ -15,6 +15,7 @@
 //! | `update-key` | who may sign software updates | update |
 //! | `manufacturer` | the key that vouches for groups, update keys, identities | attestation, update |
 //! | `device-identity` | an identity XTT provisioned (ClientID + long-term key) | transport, attestation |
+//! | `tls-root` | an X.509 CA that HTTPS clients (relay, TTE device) trust besides the platform's | transport |
 //!
 //! Every anchor has a fingerprint ([`Fingerprint`], SHA-256 over kind and material), a
 //! validity window, a provenance (imported by hand, delivered by TTE, provisioned by XTT,

@@ -92,10 +92,52 @@ fn validate_public(kind: AnchorKind, b: &[u8]) -> Result<(), AnchorError> {
             }
             p256_key(kind, b.get(16..).unwrap_or_default()).map(|_| ())
         }
+        AnchorKind::TlsRoot => tls_certificate(b).map(|_| ()),
         AnchorKind::TteTaSecret | AnchorKind::TteDevSecret => {
             Err(invalid(kind, "secret kinds must hold secret material"))
         }
     }
+}
+
+/// Longest X.509 certificate accepted as a `tls-root`.
+pub const MAX_TLS_ROOT_LEN: usize = 16 * 1024;
+
+/// The X.509 certificate of a `tls-root` anchor (DER), parsed.
+pub fn tls_certificate(der: &[u8]) -> Result<x509_cert::Certificate, AnchorError> {
+    use x509_cert::der::Decode as _;
+    if der.len() > MAX_TLS_ROOT_LEN {
+        return Err(invalid(AnchorKind::TlsRoot, "certificate too long"));
+    }
+    x509_cert::Certificate::from_der(der).map_err(|e| {
+        invalid(
+            AnchorKind::TlsRoot,
+            format!("not a DER X.509 certificate: {e}"),
+        )
+    })
+}
+
+/// A `tls-root` from a loose file: one PEM `CERTIFICATE` block, or DER. A PEM file with several
+/// certificates is refused: each CA is its own anchor, with its own validity and roles.
+pub fn parse_tls_root_file(bytes: &[u8]) -> Result<Vec<u8>, AnchorError> {
+    use x509_cert::der::Encode as _;
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if !bytes.windows(BEGIN.len()).any(|w| w == BEGIN) {
+        tls_certificate(bytes)?;
+        return Ok(bytes.to_vec());
+    }
+    let certs = x509_cert::Certificate::load_pem_chain(bytes)
+        .map_err(|e| invalid(AnchorKind::TlsRoot, format!("PEM: {e}")))?;
+    let [cert] = certs.as_slice() else {
+        return Err(invalid(
+            AnchorKind::TlsRoot,
+            format!(
+                "the file holds {} certificates; import each CA as its own anchor",
+                certs.len()
+            ),
+        ));
+    };
+    cert.to_der()
+        .map_err(|e| invalid(AnchorKind::TlsRoot, format!("re-encoding: {e}")))
 }
 
 fn p256_key(kind: AnchorKind, b: &[u8]) -> Result<LongtermPublicKey, AnchorError> {
@@ -178,6 +220,7 @@ pub fn expected_file(kind: AnchorKind) -> &'static str {
         }
         AnchorKind::TteTaSecret | AnchorKind::TteDevSecret => "the raw secret (16 to 1024 bytes)",
         AnchorKind::DeviceIdentity => "ClientID(16) ‖ long-term P-256 key(65)",
+        AnchorKind::TlsRoot => "an X.509 CA certificate (PEM or DER)",
     }
 }
 

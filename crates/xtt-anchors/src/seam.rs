@@ -19,6 +19,8 @@
 //!   [`AnchorStore::import_tte_secret`] for a secret a TTE service delivers.
 //! * [`AnchorStore`] holds one SQLite connection (`Send`, not `Sync`): an async service keeps
 //!   it behind a mutex or in a blocking task; the lookup results above are `Send + Sync`.
+//! * HTTPS clients (relay, TTE device): [`AnchorStore::tls_roots`], the DER CA certificates
+//!   (kind `tls-root`, role transport) to trust besides the platform's roots.
 //! * Relay and anything else: [`AnchorStore::usable`] with the kind and role it needs.
 //! * Updates over an XTT session (once sessions exist): the device passes the received
 //!   envelope and image to [`crate::update::verify_update`] with its store; nothing else in
@@ -183,6 +185,16 @@ impl<B: Backend> AnchorStore<B> {
             }
         }
         Ok(RootSnapshot { roots })
+    }
+
+    /// The TLS certificate authorities HTTPS clients accept at `now` besides the platform's
+    /// (kind tls-root, role transport, valid): their fingerprints and DER certificates.
+    pub fn tls_roots(&self, now: UnixSeconds) -> Result<Vec<(Fingerprint, Vec<u8>)>, AnchorError> {
+        Ok(self
+            .usable(AnchorKind::TlsRoot, Roles::TRANSPORT, now)?
+            .into_iter()
+            .filter_map(|a| a.public_material().map(|m| (a.fingerprint, m.to_vec())))
+            .collect())
     }
 
     /// The groups a server accepts: every daa-group with the attestation role whose window has

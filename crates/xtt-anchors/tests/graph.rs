@@ -464,10 +464,10 @@ fn xtt_anchors_demo_builds_a_complete_installation_only_in_an_empty_store() {
     let db = dir.path().join("demo.db");
     let db = db.to_str().unwrap();
     let out = xtt(&["anchors", "--store", db, "demo"]).unwrap();
-    assert!(out.contains("demo installation with 10 anchors"), "{out}");
+    assert!(out.contains("demo installation with 11 anchors"), "{out}");
     let text = xtt(&["anchors", "--store", db, "graph"]).unwrap();
     assert!(
-        text.starts_with("Trust graph: 10 anchors, 10 edges"),
+        text.starts_with("Trust graph: 11 anchors, 10 edges"),
         "{text}"
     );
     for kind in AnchorKind::ALL {

@@ -1,20 +1,12 @@
 //! `xtt client provision`: identity provisioning against an XTT server, with the C client's
 //! flags, inputs and outputs.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rand_core::OsRng;
-use xtt_ecdaa::Member;
-use xtt_files::client_dir;
-use xtt_files::daa::{self, MemberFileNames};
-use xtt_files::{certs, client_id, keypair, x509, Overwrite};
-use xtt_proto::cert::RootStore;
-use xtt_proto::{ClientId, SuiteSpec};
-use xtt_server::{ProvisionedIdentity, Provisioner};
+use xtt_proto::SuiteSpec;
 
 /// Client commands.
 #[derive(Debug, Subcommand)]
@@ -106,94 +98,9 @@ pub(crate) fn parse_suite(s: &str) -> Result<SuiteSpec, String> {
         })
 }
 
-/// Input and output paths, resolved against --dir.
-#[derive(Debug, Clone)]
-pub(crate) struct ClientPaths {
-    pub(crate) gpk: PathBuf,
-    pub(crate) cred: PathBuf,
-    pub(crate) secret: PathBuf,
-    pub(crate) root: PathBuf,
-    pub(crate) basename: PathBuf,
-    pub(crate) requested: Option<PathBuf>,
-    pub(crate) client_id: PathBuf,
-    pub(crate) cert: PathBuf,
-    pub(crate) key: PathBuf,
-}
-
-impl ClientPaths {
-    /// The C client's default names in `dir`.
-    pub(crate) fn in_dir(dir: &Path) -> Self {
-        Self {
-            gpk: dir.join(MemberFileNames::GPK),
-            cred: dir.join(MemberFileNames::CREDENTIAL),
-            secret: dir.join(MemberFileNames::SECRET_KEY),
-            root: dir.join(client_dir::ROOT_CERT),
-            basename: dir.join(MemberFileNames::BASENAME),
-            requested: None,
-            client_id: dir.join(client_dir::CLIENT_ID),
-            cert: dir.join(client_dir::LONGTERM_CERT),
-            key: dir.join(client_dir::LONGTERM_PRIV),
-        }
-    }
-
-    /// A provisioner from these files (DAA member checked against its group).
-    pub(crate) fn provisioner(
-        &self,
-        suite: SuiteSpec,
-        timeout: Duration,
-    ) -> anyhow::Result<Provisioner> {
-        self.provisioner_with_roots(suite, timeout, None)
-    }
-
-    /// The same, with the roots given (e.g. from an anchor store) instead of the root file.
-    pub(crate) fn provisioner_with_roots(
-        &self,
-        suite: SuiteSpec,
-        timeout: Duration,
-        roots: Option<Arc<dyn RootStore + Send + Sync>>,
-    ) -> anyhow::Result<Provisioner> {
-        let roots: Arc<dyn RootStore + Send + Sync> = match roots {
-            Some(r) => r,
-            None => Arc::new(certs::read_root(&self.root)?),
-        };
-        let gpk = daa::read_gpk(&self.gpk)?;
-        let basename = daa::read_basename(&self.basename)?;
-        let cred = daa::read_credential(&self.cred)?;
-        let sk = daa::read_member_secret_key(&self.secret)?;
-        let member = Member::new(sk, cred, &gpk, &basename).with_context(|| {
-            format!(
-                "{}: this credential does not belong to {} and {}",
-                self.cred.display(),
-                self.secret.display(),
-                self.gpk.display()
-            )
-        })?;
-        Ok(Provisioner {
-            roots,
-            daa: Arc::new(member),
-            suite,
-            requested_id: match &self.requested {
-                Some(f) => client_id::read_raw(f)?,
-                None => ClientId::NULL,
-            },
-            // A fresh long-term key, as the C client draws one.
-            longterm_key: None,
-            timeout,
-        })
-    }
-
-    /// Writes the results as the C client does (key last, so a key always has its id and
-    /// certificate beside it).
-    pub(crate) fn write_results(&self, id: &ProvisionedIdentity) -> anyhow::Result<()> {
-        let der = x509::build(&id.longterm_key, &id.client_id, &mut OsRng)
-            .map_err(anyhow::Error::msg)
-            .context("building the long-term certificate")?;
-        client_id::write(&self.client_id, &id.client_id, Overwrite::Allow)?;
-        x509::write(&self.cert, &der, Overwrite::Allow)?;
-        keypair::write(&self.key, &id.longterm_key, Overwrite::Allow)?;
-        Ok(())
-    }
-}
+/// Input and output paths, resolved against --dir (shared with the demo and the TTE device's
+/// XTT hand-over).
+pub(crate) use xtt_server::client_files::ClientFiles as ClientPaths;
 
 pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {

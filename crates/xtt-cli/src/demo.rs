@@ -154,7 +154,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
         .collect();
     let provisioners = devices
         .iter()
-        .map(|(_, p)| p.provisioner(a.suite, Duration::from_secs(30)))
+        .map(|(_, p)| Ok(p.provisioner(a.suite, Duration::from_secs(30))?))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let registry_path = config.registry_path();
@@ -188,7 +188,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
                 let r = match identity {
                     Ok(id) => {
                         let client_id = id.client_id;
-                        tokio::task::spawn_blocking(move || paths.write_results(&id))
+                        tokio::task::spawn_blocking(move || Ok(paths.write_results(&id)?))
                             .await
                             .map_err(anyhow::Error::from)
                             .and_then(|r| r)

@@ -34,6 +34,9 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    // Every HTTPS client in the process (relay, TTE) uses rustls with ring; reqwest refuses to
+    // build a client before a provider is chosen.
+    xtt_tls::install_ring_provider();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

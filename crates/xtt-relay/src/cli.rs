@@ -47,14 +47,14 @@ impl From<VerticalArg> for Vertical {
 /// Secure credential transfer through an expiring relay mailbox.
 #[derive(clap::Subcommand, Debug)]
 pub enum RelayCommand {
-    /// Run a relay server (HTTP; put a TLS-terminating proxy in front of it).
+    /// Run a relay server (HTTPS with --tls-cert/--tls-key, or HTTP behind a TLS proxy).
     #[command(
-        long_about = "Run a relay server: the TIGRESS mailbox API under /v1/m on plain HTTP, \
-storing mailboxes in one SQLite file. Every change is committed before the reply, expired \
+        long_about = "Run a relay server: the TIGRESS mailbox API under /v1/m, storing \
+mailboxes in one SQLite file. Every change is committed before the reply, expired \
 mailboxes are swept periodically, and the secret needed to decrypt a mailbox never reaches \
-the relay. Serve it behind a TLS-terminating reverse proxy and pass --public-url with the \
-https address clients see.",
-        after_help = "Examples:\n  xtt relay serve --db /var/lib/xtt/relay.db --public-url https://relay.example.com\n  xtt relay serve --listen 127.0.0.1:8080 --push-webhook http://127.0.0.1:9000/push"
+the relay. Serve HTTPS yourself with --tls-cert and --tls-key (rustls), or plain HTTP behind \
+a TLS-terminating reverse proxy with --public-url set to the https address clients see.",
+        after_help = "Examples:\n  xtt relay serve --listen 0.0.0.0:8443 --tls-cert relay.crt --tls-key relay.key --public-url https://relay.example.com\n  xtt relay serve --db /var/lib/xtt/relay.db --public-url https://relay.example.com\n  xtt relay serve --listen 127.0.0.1:8080 --push-webhook http://127.0.0.1:9000/push"
     )]
     Serve(ServeArgs),
     /// Encrypt provisioning information into a new mailbox and print the share link.
@@ -75,13 +75,53 @@ decrypt its provisioning information, and print it (or save it with --out). The 
 taken from the link's fragment and never sent. If the sender asked for confirmation, run the \
 three-message flow and delete the mailbox when the sender's signature verifies. The device \
 claim used is printed on stderr; reuse it with --claim, relinquish or delete.",
-        after_help = "Examples:\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' --out key.json\n  xtt relay receive LINK --relinquish"
+        after_help = "Examples:\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' --out key.json\n  xtt relay receive LINK --relinquish\n  xtt relay receive LINK --ca-file private-ca.pem      # a relay certified by a private CA\n  xtt relay receive LINK --anchors /etc/xtt/anchors.db  # or by a tls-root anchor"
     )]
     Receive(ReceiveArgs),
     /// Give up a mailbox you claimed as recipient, so another device may claim it.
     Relinquish(ClaimArgs),
     /// Delete a mailbox as its initiator or bound recipient.
     Delete(ClaimArgs),
+}
+
+/// Which certificate authorities an `https://` relay may be certified by, besides the
+/// platform's.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrustArgs {
+    /// Also trust the CA certificate(s) in this PEM file (repeatable).
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
+    /// Also trust the tls-root anchors (role transport, valid now) of this trust-anchor store.
+    #[arg(long = "anchors", value_name = "STORE")]
+    pub anchors: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The roots: the platform's, the PEM files', the store's.
+    pub fn roots(&self) -> anyhow::Result<xtt_tls::TrustRoots> {
+        let mut roots = xtt_tls::TrustRoots::platform();
+        for file in &self.ca_files {
+            roots.add_pem_file(file)?;
+        }
+        if let Some(path) = &self.anchors {
+            if !path.exists() {
+                bail!("no trust-anchor store at {}", path.display());
+            }
+            let store = xtt_anchors::AnchorStore::open(path)
+                .with_context(|| format!("cannot open the anchor store {}", path.display()))?;
+            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp())
+                .context("the clock is before 1970")?;
+            for (fp, der) in store.tls_roots(now)? {
+                roots.add_der(&der, &format!("tls-root anchor {}", fp.short()))?;
+            }
+        }
+        Ok(roots)
+    }
+
+    /// A relay client with these roots.
+    pub fn client(&self) -> anyhow::Result<RelayClient> {
+        Ok(RelayClient::with_roots(&self.roots()?)?)
+    }
 }
 
 /// `relay serve`.
@@ -129,6 +169,12 @@ pub struct ServeArgs {
     /// POST a JSON notification here when one side updates a mailbox.
     #[arg(long)]
     pub push_webhook: Option<Url>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `relay share`.
@@ -186,6 +232,8 @@ pub struct ShareArgs {
     /// How long --confirm waits for the recipient.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `relay receive`.
@@ -208,6 +256,8 @@ pub struct ReceiveArgs {
     /// How long to wait for the sender's signature in a confirmed share.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `relay relinquish` / `relay delete`.
@@ -218,6 +268,8 @@ pub struct ClaimArgs {
     /// The device claim printed by `share` or `receive`.
     #[arg(long)]
     pub claim: Uuid,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Parses `90`, `90s`, `15m`, `2h`, `7d`.
@@ -250,7 +302,8 @@ pub async fn run(cmd: RelayCommand) -> anyhow::Result<()> {
         RelayCommand::Receive(args) => receive(args).await,
         RelayCommand::Relinquish(args) => {
             let link = ShareUrl::parse(&args.link)?;
-            RelayClient::new()?
+            args.trust
+                .client()?
                 .relinquish(link.api_url(), args.claim, &client::request_id())
                 .await?;
             eprintln!("relinquished: another device may now claim the mailbox");
@@ -258,7 +311,8 @@ pub async fn run(cmd: RelayCommand) -> anyhow::Result<()> {
         }
         RelayCommand::Delete(args) => {
             let link = ShareUrl::parse(&args.link)?;
-            RelayClient::new()?
+            args.trust
+                .client()?
                 .delete(link.api_url(), args.claim, &client::request_id())
                 .await?;
             eprintln!("deleted");
@@ -299,12 +353,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = SqliteStore::open(&args.db)
         .with_context(|| format!("cannot open the database {}", args.db.display()))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(xtt_tls::server::config_from_files(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let server =
-        RelayServer::start(listener, Arc::new(store), Arc::new(SystemClock), config).await?;
-    eprintln!("relay listening on http://{}", server.local_addr());
+    let (store, clock) = (Arc::new(store), Arc::new(SystemClock));
+    let (server, scheme) = match tls {
+        Some(tls) => (
+            RelayServer::start_tls(listener, tls, store, clock, config).await?,
+            "https",
+        ),
+        None => (
+            RelayServer::start(listener, store, clock, config).await?,
+            "http",
+        ),
+    };
+    eprintln!("relay listening on {scheme}://{}", server.local_addr());
     tokio::select! {
         result = server.wait() => result.context("relay stopped")?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
@@ -379,7 +446,7 @@ async fn share(args: ShareArgs) -> anyhow::Result<()> {
         notification_token: None,
         attestation: None,
     };
-    let client = RelayClient::new()?;
+    let client = args.trust.client()?;
     let shared = client::share(&client, &args.relay, &request).await?;
     let link = shared.link.to_link();
     println!("{}", link.as_str());
@@ -419,7 +486,7 @@ async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     link.require_secret()?;
     let claim = args.claim.unwrap_or_else(Uuid::new_v4);
     eprintln!("recipient claim: {claim}");
-    let client = RelayClient::new()?;
+    let client = args.trust.client()?;
     let patience = Patience {
         poll: Duration::from_millis(500),
         timeout: args.timeout,

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 /// Client-side failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the relay: {0}")]
+    #[error("cannot reach the relay: {}", xtt_tls::error_chain(.0))]
     Transport(#[source] reqwest::Error),
     #[error("the relay answered {status}: {message}")]
     Status { status: u16, message: String },
@@ -41,8 +41,10 @@ pub enum ClientError {
     Confirm(#[from] ConfirmError),
     #[error("the relay URL {0} cannot be used as a base")]
     RelayUrl(String),
-    #[error("this build has no TLS client, so https://{0} cannot be reached; use the relay's http address or enable reqwest's `rustls` feature in the workspace")]
-    NoTls(String),
+    #[error("the relay at {host} cannot be trusted: {reason}")]
+    Certificate { host: String, reason: String },
+    #[error(transparent)]
+    Tls(#[from] xtt_tls::TlsError),
     #[error("timed out after {0:?} waiting for the other device")]
     Timeout(Duration),
 }
@@ -72,9 +74,16 @@ pub struct RelayClient {
 
 impl RelayClient {
     /// A client with a 30 s timeout that follows no redirects (a redirect could send the
-    /// device claim to another host).
+    /// device claim to another host), trusting the platform's certificate authorities.
     pub fn new() -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
+        Self::with_roots(&xtt_tls::TrustRoots::platform())
+    }
+
+    /// The same, trusting `roots` (the platform's plus any extra, e.g. from `--ca-file` or the
+    /// anchor store) for `https://` relays.
+    pub fn with_roots(roots: &xtt_tls::TrustRoots) -> Result<Self, ClientError> {
+        let http = roots
+            .client_builder()?
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -117,10 +126,12 @@ impl RelayClient {
                     }
                     return Ok(resp);
                 }
-                // Built without a TLS stack (the workspace's reqwest has no TLS feature): say so
-                // instead of hyper's "invalid URL, scheme is not http".
-                Err(e) if url.scheme() == "https" && chain_mentions(&e, "scheme is not http") => {
-                    return Err(ClientError::NoTls(url.host_str().unwrap_or("").to_owned()))
+                // A refused certificate is not worth a retry, and deserves its own words.
+                Err(e) if xtt_tls::certificate_problem(&e).is_some() => {
+                    return Err(ClientError::Certificate {
+                        host: url.host_str().unwrap_or("").to_owned(),
+                        reason: xtt_tls::certificate_problem(&e).unwrap_or_default(),
+                    })
                 }
                 Err(e)
                     if attempt < 2
@@ -215,17 +226,6 @@ impl RelayClient {
             .await?;
         empty_reply(resp).await
     }
-}
-
-fn chain_mentions(error: &(dyn std::error::Error + 'static), text: &str) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.to_string().contains(text) {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 fn create_url(relay: &Url) -> Result<Url, ClientError> {

@@ -55,10 +55,12 @@
 //!   `{"event":"mailboxUpdated","notificationToken":{...}}` for the other side's token after the
 //!   commit; `isPushNotificationSupported` says whether a webhook is configured.
 //! - **Confirm flow** message formats: see [`proto::confirm`].
-//! - **Transport.** The server speaks plain HTTP and is meant to sit behind a TLS proxy
-//!   (`--public-url`). The workspace's `reqwest` has no TLS feature, so this client reaches
-//!   relays over `http://` only and says so ([`client::ClientError::NoTls`]) for `https://`
-//!   links; enabling reqwest's `rustls` feature in the workspace lifts that.
+//! - **Transport.** The server speaks plain HTTP behind a TLS proxy (`--public-url`), or HTTPS
+//!   itself (`relay serve --tls-cert --tls-key`, rustls). The client speaks both; for
+//!   `https://` it trusts the platform's certificate authorities plus the extra roots it is
+//!   given ([`client::RelayClient::with_roots`]; on the command line `--ca-file PEM` and
+//!   `--anchors STORE`, whose `tls-root` anchors with the transport role are added). A refused
+//!   certificate is [`client::ClientError::Certificate`], saying why, never retried.
 #![forbid(unsafe_code)]
 
 pub mod cli;

@@ -104,8 +104,13 @@ impl Provisioner {
     /// A provisioner for one root and one DAA member, with suite 1, a null request, a fresh
     /// long-term key and a 10 s timeout.
     pub fn new(root: RootCertificate, member: Arc<Member>) -> Self {
+        Self::new_with_roots(Arc::new(root), member)
+    }
+
+    /// The same defaults, trusting every root of `roots`.
+    pub fn new_with_roots(roots: Arc<dyn RootStore + Send + Sync>, member: Arc<Member>) -> Self {
         Self {
-            roots: Arc::new(root),
+            roots,
             daa: member,
             suite: SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
             requested_id: ClientId::NULL,

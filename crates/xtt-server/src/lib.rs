@@ -60,6 +60,7 @@
 pub(crate) mod anchors;
 pub mod bench;
 pub mod client;
+pub mod client_files;
 pub mod config;
 pub mod cookie_keys;
 pub mod cpu;

@@ -43,6 +43,12 @@ impl Stack {
     }
 }
 
+/// A plain HTTP client (rustls needs its crypto provider before any reqwest client is built).
+pub fn http() -> reqwest::Client {
+    xtt_tls::install_ring_provider();
+    reqwest::Client::new()
+}
+
 pub async fn start() -> Stack {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("devices")).unwrap();

@@ -90,17 +90,43 @@ pub struct RelayServer {
 }
 
 impl RelayServer {
-    /// Serves on `listener` until [`RelayServer::shutdown`].
+    /// Serves HTTP on `listener` until [`RelayServer::shutdown`].
     pub async fn start(
         listener: TcpListener,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: RelayConfig,
     ) -> Result<Self, StartError> {
-        let addr = listener.local_addr()?;
+        Self::start_on(listener, "http", store, clock, config).await
+    }
+
+    /// Serves HTTPS on `listener` with `tls` (see [`xtt_tls::server`]) until
+    /// [`RelayServer::shutdown`]; without a configured public base, links say `https://`.
+    pub async fn start_tls(
+        listener: TcpListener,
+        tls: rustls::ServerConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Result<Self, StartError> {
+        let listener = xtt_tls::server::TlsListener::new(listener, tls)?;
+        Self::start_on(listener, "https", store, clock, config).await
+    }
+
+    async fn start_on<L>(
+        listener: L,
+        scheme: &str,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Result<Self, StartError>
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        let addr = axum::serve::Listener::local_addr(&listener)?;
         let mut public_base = match &config.public_base {
             Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{addr}"))
+            None => Url::parse(&format!("{scheme}://{addr}"))
                 .map_err(|e| StartError::PublicBase(e.to_string()))?,
         };
         if public_base.cannot_be_a_base() {
@@ -124,8 +150,10 @@ impl RelayServer {
         let sweeper = tokio::spawn(sweep_loop(state.clone(), shutdown.subscribe()));
         let app = http::router(state);
         let server = tokio::spawn(async move {
+            // `tap_io` (a no-op here) is what gives any listener whose address is a SocketAddr
+            // the ConnectInfo the rate limiter reads, TLS or not.
             axum::serve(
-                listener,
+                axum::serve::ListenerExt::tap_io(listener, |_| ()),
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async move {

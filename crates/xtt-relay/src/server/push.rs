@@ -25,6 +25,8 @@ pub struct Pusher {
 impl Pusher {
     /// A pusher for `webhook`.
     pub fn new(webhook: Url) -> Result<Self, reqwest::Error> {
+        // Platform roots, with ring as rustls's provider (installed before any client is built).
+        xtt_tls::install_ring_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;

@@ -1,0 +1,120 @@
+//! A provisioning from and to the C client's files: the DAA member and root it reads, the
+//! ClientID, long-term key and X.509 certificate it writes. `xtt client provision`, `xtt demo`
+//! and the TTE device's XTT hand-over all go through here, so they read and write the same
+//! files the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::OsRng;
+use xtt_ecdaa::Member;
+use xtt_files::client_dir;
+use xtt_files::daa::{self, MemberFileNames};
+use xtt_files::{certs, client_id, keypair, x509, ErrorKind, Overwrite};
+use xtt_proto::cert::RootStore;
+use xtt_proto::{ClientId, SuiteSpec};
+
+use crate::client::Provisioner;
+use crate::ProvisionedIdentity;
+
+/// Where the C client's inputs and outputs are (each can be moved by a flag of the C client).
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    /// `daa_gpk.bin`.
+    pub gpk: PathBuf,
+    /// `daa_cred.bin`.
+    pub cred: PathBuf,
+    /// `daa_secretkey.bin` (0600).
+    pub secret: PathBuf,
+    /// `root_cert.bin`.
+    pub root: PathBuf,
+    /// `basename.bin`.
+    pub basename: PathBuf,
+    /// A requested ClientID (16 raw bytes); `None`: the server chooses.
+    pub requested: Option<PathBuf>,
+    /// `client_id.txt`, written.
+    pub client_id: PathBuf,
+    /// `longterm_cert.bin`, written.
+    pub cert: PathBuf,
+    /// `longterm_priv.bin`, written 0600.
+    pub key: PathBuf,
+}
+
+impl ClientFiles {
+    /// The C client's default names in `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            gpk: dir.join(MemberFileNames::GPK),
+            cred: dir.join(MemberFileNames::CREDENTIAL),
+            secret: dir.join(MemberFileNames::SECRET_KEY),
+            root: dir.join(client_dir::ROOT_CERT),
+            basename: dir.join(MemberFileNames::BASENAME),
+            requested: None,
+            client_id: dir.join(client_dir::CLIENT_ID),
+            cert: dir.join(client_dir::LONGTERM_CERT),
+            key: dir.join(client_dir::LONGTERM_PRIV),
+        }
+    }
+
+    /// The DAA member, its credential checked against its secret key and group.
+    pub fn member(&self) -> xtt_files::Result<Member> {
+        let gpk = daa::read_gpk(&self.gpk)?;
+        let basename = daa::read_basename(&self.basename)?;
+        let cred = daa::read_credential(&self.cred)?;
+        let sk = daa::read_member_secret_key(&self.secret)?;
+        Member::new(sk, cred, &gpk, &basename).map_err(|e| xtt_files::Error {
+            path: self.cred.clone(),
+            kind: ErrorKind::Inconsistent(format!(
+                "this credential does not belong to {} and {} ({e})",
+                self.secret.display(),
+                self.gpk.display()
+            )),
+        })
+    }
+
+    /// A provisioner from these files.
+    pub fn provisioner(
+        &self,
+        suite: SuiteSpec,
+        timeout: Duration,
+    ) -> xtt_files::Result<Provisioner> {
+        self.provisioner_with_roots(suite, timeout, None)
+    }
+
+    /// The same, trusting `roots` (e.g. from a trust-anchor store) instead of the root file.
+    pub fn provisioner_with_roots(
+        &self,
+        suite: SuiteSpec,
+        timeout: Duration,
+        roots: Option<Arc<dyn RootStore + Send + Sync>>,
+    ) -> xtt_files::Result<Provisioner> {
+        let roots: Arc<dyn RootStore + Send + Sync> = match roots {
+            Some(r) => r,
+            None => Arc::new(certs::read_root(&self.root)?),
+        };
+        let mut p = Provisioner::new_with_roots(roots, Arc::new(self.member()?));
+        p.suite = suite;
+        p.timeout = timeout;
+        p.requested_id = match &self.requested {
+            Some(f) => client_id::read_raw(f)?,
+            None => ClientId::NULL,
+        };
+        Ok(p)
+    }
+
+    /// Writes a provisioning's results as the C client does, each file crash-safely; the key
+    /// goes last, so a key always has its id and certificate beside it.
+    pub fn write_results(&self, id: &ProvisionedIdentity) -> xtt_files::Result<()> {
+        let der = x509::build(&id.longterm_key, &id.client_id, &mut OsRng).map_err(|reason| {
+            xtt_files::Error {
+                path: self.cert.clone(),
+                kind: ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
+            }
+        })?;
+        client_id::write(&self.client_id, &id.client_id, Overwrite::Allow)?;
+        x509::write(&self.cert, &der, Overwrite::Allow)?;
+        keypair::write(&self.key, &id.longterm_key, Overwrite::Allow)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! TLS for the project's HTTP programs, in one place so that every client trusts the same way
+//! and says the same thing when a certificate is refused.
+//!
+//! * [`TrustRoots`]: which certificate authorities a client trusts. Always the platform's store
+//!   (on Linux the system's CA bundle, read by `rustls-platform-verifier`), plus the extra roots
+//!   a command is given: a PEM file (`--ca-file`), or DER certificates from the trust-anchor
+//!   store (`--anchors`, kind `tls-root`). [`TrustRoots::client_builder`] turns them into a
+//!   `reqwest` builder.
+//! * [`certificate_problem`]: finds the rustls certificate error inside a `reqwest` error, so
+//!   that "the relay's certificate is not signed by a trusted CA" reaches the user instead of
+//!   "error sending request".
+//! * `test_pki` (feature `test-pki`, for tests): a throwaway CA and server certificates.
+//! * [`server`]: a TLS listener for `axum::serve` (handshakes run concurrently, each with a
+//!   deadline) and a server configuration from PEM files.
+//!
+//! # Crypto provider
+//!
+//! The workspace enables reqwest's `rustls-no-provider` and rustls's `ring` feature only:
+//! reqwest's default `rustls` feature brings aws-lc-rs, a long C build, while ring is already
+//! in the tree for the XTT server. [`install_ring_provider`] makes ring the process's rustls
+//! provider; everything here calls it before building a client or server configuration, so
+//! callers never have to.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod server;
+#[cfg(feature = "test-pki")]
+pub mod test_pki;
+
+use std::path::Path;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+
+/// Largest PEM file of CA certificates read (a system bundle is about 200 KiB).
+pub const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
+
+/// Why trust roots or a TLS configuration could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file held no usable certificate, or a malformed one.
+    #[error("{source_name}: {reason}")]
+    Pem {
+        /// Where the PEM came from (a path, or a description).
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A DER certificate (e.g. from the anchor store) is not one.
+    #[error("{source_name}: not a DER X.509 certificate ({reason})")]
+    Der {
+        /// Where it came from.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The private key file of a server is unusable.
+    #[error("{path}: {reason}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration (e.g. key and certificate do not match).
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    /// reqwest could not build the client (e.g. no root certificates at all).
+    #[error("cannot build the HTTPS client: {0}")]
+    Client(String),
+}
+
+/// Makes ring the process's rustls crypto provider, once. Later calls (and a provider some
+/// other part of the process installed first) are left alone.
+pub fn install_ring_provider() {
+    // `install_default` fails only when a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The certificate authorities an HTTPS client trusts: the platform's, plus extra roots.
+#[derive(Clone, Default)]
+pub struct TrustRoots {
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for TrustRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustRoots")
+            .field("platform", &true)
+            .field("extra", &self.extra.len())
+            .finish()
+    }
+}
+
+impl TrustRoots {
+    /// The platform's roots only.
+    pub fn platform() -> Self {
+        Self::default()
+    }
+
+    /// How many extra roots were added.
+    pub fn extra_len(&self) -> usize {
+        self.extra.len()
+    }
+
+    /// Adds every certificate of a PEM file (one CA or a bundle). Returns how many.
+    pub fn add_pem_file(&mut self, path: &Path) -> Result<usize, TlsError> {
+        let bytes = read_limited(path)?;
+        self.add_pem(&bytes, &path.display().to_string())
+    }
+
+    /// Adds every `CERTIFICATE` block of `pem`; `source_name` names it in errors.
+    pub fn add_pem(&mut self, pem: &[u8], source_name: &str) -> Result<usize, TlsError> {
+        let certs = parse_pem_certificates(pem, source_name)?;
+        let n = certs.len();
+        self.extra.extend(certs);
+        Ok(n)
+    }
+
+    /// Adds one DER certificate (as the anchor store keeps `tls-root` anchors).
+    pub fn add_der(&mut self, der: &[u8], source_name: &str) -> Result<(), TlsError> {
+        check_der_certificate(der, source_name)?;
+        self.extra.push(CertificateDer::from(der.to_vec()));
+        Ok(())
+    }
+
+    /// The extra roots, DER.
+    pub fn extra(&self) -> &[CertificateDer<'static>] {
+        &self.extra
+    }
+
+    /// A reqwest client builder using ring and these roots. HTTPS servers are verified against
+    /// the platform's store plus the extra roots (hostname included); plain HTTP still works.
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder, TlsError> {
+        install_ring_provider();
+        let mut certs = Vec::with_capacity(self.extra.len());
+        for der in &self.extra {
+            // Checked when added; a failure here would be a reqwest limitation, say which.
+            let c = reqwest::Certificate::from_der(der)
+                .map_err(|e| TlsError::Client(format!("extra root rejected: {e}")))?;
+            certs.push(c);
+        }
+        Ok(reqwest::Client::builder()
+            .tls_backend_rustls()
+            .tls_certs_merge(certs))
+    }
+
+    /// A client with these roots and a request timeout.
+    pub fn client(&self, timeout: std::time::Duration) -> Result<reqwest::Client, TlsError> {
+        self.client_builder()?
+            .timeout(timeout)
+            .build()
+            .map_err(|e| TlsError::Client(error_chain(&e)))
+    }
+}
+
+/// Every `CERTIFICATE` block of a PEM text; an error if there is none or one is malformed.
+pub fn parse_pem_certificates(
+    pem: &[u8],
+    source_name: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |reason: String| TlsError::Pem {
+        source_name: source_name.to_owned(),
+        reason,
+    };
+    let mut out = Vec::new();
+    for item in CertificateDer::pem_slice_iter(pem) {
+        let der = item.map_err(|e| bad(format!("malformed PEM: {e}")))?;
+        check_der_certificate(&der, source_name)?;
+        out.push(der);
+    }
+    if out.is_empty() {
+        return Err(bad(
+            "no \"-----BEGIN CERTIFICATE-----\" block (expected a PEM CA certificate)".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A cheap structural check that `der` is an X.509 certificate rustls can use as a root.
+fn check_der_certificate(der: &[u8], source_name: &str) -> Result<(), TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    store
+        .add(CertificateDer::from(der))
+        .map_err(|e| TlsError::Der {
+            source_name: source_name.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read as _;
+    let io = |source| TlsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(TlsError::Pem {
+            source_name: path.display().to_string(),
+            reason: format!("larger than {MAX_PEM_FILE} bytes"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// If `err` failed because the server's certificate was refused, says why in words
+/// ("not signed by a trusted certificate authority", "not valid for 127.0.0.1", ...).
+pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return describe_rustls(r);
+        }
+        // io::Error's `source()` skips the error it wraps (and hyper nests io::Errors), so step
+        // into the wrapped error itself.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+fn describe_rustls(e: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return None;
+    };
+    Some(match c {
+        C::UnknownIssuer => "its certificate is not signed by a trusted certificate authority \
+                             (give the CA with --ca-file, or import it into the anchor store)"
+            .to_owned(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("its certificate is not valid for this host name ({c:?})")
+        }
+        C::Expired | C::ExpiredContext { .. } => "its certificate has expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "its certificate is not valid yet".to_owned()
+        }
+        C::Revoked => "its certificate has been revoked".to_owned(),
+        C::BadSignature => "its certificate's signature does not verify".to_owned(),
+        other => format!("its certificate was refused ({other:?})"),
+    })
+}
+
+/// The error and its causes on one line ("a: b: c"), for messages.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        next = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn pem_bundles_add_every_certificate() {
+        let mut roots = TrustRoots::platform();
+        let bundle = format!("{}\n{}", ca_pem(), ca_pem());
+        assert_eq!(roots.add_pem(bundle.as_bytes(), "bundle").unwrap(), 2);
+        assert_eq!(roots.extra_len(), 2);
+        roots.client_builder().unwrap().build().unwrap();
+    }
+
+    #[test]
+    fn files_without_certificates_are_refused_with_their_name() {
+        let e = TrustRoots::platform()
+            .add_pem(
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "k.pem",
+            )
+            .unwrap_err();
+        assert!(e.to_string().starts_with("k.pem: no "), "{e}");
+        let e = TrustRoots::platform()
+            .add_der(b"\x30\x03\x02\x01\x01", "anchor 1234")
+            .unwrap_err();
+        assert!(e.to_string().contains("anchor 1234"), "{e}");
+        let e = TrustRoots::platform()
+            .add_pem_file(Path::new("/nonexistent/ca.pem"))
+            .unwrap_err();
+        assert!(matches!(e, TlsError::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn certificate_errors_are_found_behind_io_errors() {
+        let io = std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        let text = certificate_problem(&io).unwrap();
+        assert!(text.contains("not signed by a trusted"), "{text}");
+        let other = std::io::Error::other("connection reset");
+        assert!(certificate_problem(&other).is_none());
+    }
+}
