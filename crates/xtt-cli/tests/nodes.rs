@@ -4,7 +4,8 @@
 //!
 //! A device provisions on node A, establishes a session on node B, reconnects to node C and its
 //! records keep flowing; a replayed record sent to another node is refused; node B is killed
-//! with -9 mid-session and the device continues through node C, losing at most K records;
+//! with -9 mid-session and the device continues through node C, losing at most K records; a
+//! cookie issued by node A is accepted by node C once and refused when re-used on A or C;
 //! 500 concurrent provisionings spread over the three nodes get 500 distinct ClientIDs.
 
 use std::collections::HashSet;
@@ -17,9 +18,13 @@ use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
 use xtt_files::group::GroupDir;
+use xtt_proto::client::{ClientConfig, ClientHandshake};
+use xtt_proto::codec::MAX_HANDSHAKE_LEN;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::SessionClientConfig;
+use xtt_proto::{ClientId, SuiteSpec};
 use xtt_server::bench::enroll_devices;
+use xtt_server::framing::{read_message, write_message, FrameError};
 use xtt_server::{Provisioner, SessionClient, SessionClientError, SessionClientOptions};
 
 const Q: PayloadType = PayloadType::QueueProtocol;
@@ -57,6 +62,39 @@ fn fresh_database_url() -> String {
     }
 }
 
+const T: Duration = Duration::from_secs(10);
+const SUITE: SuiteSpec = SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512;
+
+/// The deployment's cookie key file (one key, 0600) and the node configuration naming it.
+fn write_cookie_key(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let keys = dir.join("cookie.keys");
+    std::fs::write(&keys, format!("1 {}\n", hex::encode(secret))).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        dir.join("node.toml"),
+        format!("[cookies]\nkey_file = {:?}\n", keys.display().to_string()),
+    )
+    .unwrap();
+}
+
+/// On a fresh connection to `addr`: a ClientInit (whose answer is ignored), then
+/// `client_attest`, made for a cookie another node issued; the node's answer.
+async fn attest_on(
+    addr: SocketAddr,
+    config: ClientConfig,
+    client_attest: &[u8],
+) -> Result<Vec<u8>, FrameError> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_st, ci) = ClientHandshake::start(config, SUITE, ClientId::NULL, &mut OsRng);
+    write_message(&mut s, &ci, T).await.unwrap();
+    let _sia = read_message(&mut s, MAX_HANDSHAKE_LEN, T).await.unwrap();
+    write_message(&mut s, client_attest, T).await.unwrap();
+    read_message(&mut s, MAX_HANDSHAKE_LEN, T).await
+}
+
 /// An `xtt server` node, killed (-9) when dropped.
 struct Node {
     child: Child,
@@ -84,6 +122,9 @@ impl Node {
             &reserve,
             "--node-lease-ms",
             "3000",
+            // The shared cookie key ([cookies] key_file): a ClientAttest may land on any node.
+            "--config",
+            "node.toml",
         ];
         args.extend_from_slice(storage);
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
@@ -164,6 +205,7 @@ async fn three_nodes_one_database_share_identities_and_sessions() {
     xtt_ok(&d, &["cert", "server", "--generate-key"]);
     xtt_ok(&d, &["group", "create", "acme"]);
     xtt_ok(&d, &["server", "--new-session-key", "sessions.key"]);
+    write_cookie_key(&d);
     let url = tokio::task::block_in_place(fresh_database_url);
     let storage = ["--storage", url.as_str()];
     let a = Node::start(&d, "a", &storage);
@@ -172,7 +214,7 @@ async fn three_nodes_one_database_share_identities_and_sessions() {
 
     let group = GroupDir::open(&d.join("acme")).unwrap();
     let root = xtt_files::certs::read_root(&d.join("root_cert.bin")).unwrap();
-    let mut members = enroll_devices(group.issuer(), group.basename(), DEVICES + 1).unwrap();
+    let mut members = enroll_devices(group.issuer(), group.basename(), DEVICES + 2).unwrap();
 
     // Provisioned on A.
     let device = members.pop().unwrap();
@@ -249,6 +291,36 @@ async fn three_nodes_one_database_share_identities_and_sessions() {
         echo(&mut dev, &i.to_be_bytes()).await;
     }
     eprintln!("records lost at the crash hand-over: {lost} (bound K = {K})");
+
+    // A cookie is good on every node, once: ClientInit to A, ClientAttest to C; the same
+    // ClientAttest replayed to A and to C is refused.
+    let member = members.pop().unwrap();
+    let client = ClientConfig {
+        roots: Arc::new(root.clone()),
+        daa: member,
+        longterm_key: None,
+    };
+    let mut s = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let (st, ci) = ClientHandshake::start(client.clone(), SUITE, ClientId::NULL, &mut OsRng);
+    write_message(&mut s, &ci, T).await.unwrap();
+    let sia = read_message(&mut s, MAX_HANDSHAKE_LEN, T).await.unwrap();
+    drop(s);
+    let (st, client_attest) = st.handle_server_attest(&sia, &mut OsRng).unwrap();
+    let finished = attest_on(c.addr, client.clone(), &client_attest)
+        .await
+        .expect("C accepts a cookie A issued");
+    let moved = st.handle_server_finished(&finished).unwrap();
+    assert!(!moved.client_id.is_null());
+    for node in [a.addr, c.addr] {
+        let replayed = attest_on(node, client.clone(), &client_attest).await;
+        assert!(
+            matches!(
+                replayed,
+                Err(FrameError::Protocol(xtt_proto::Error::ReceivedErrorMessage))
+            ),
+            "a re-used cookie sent to {node} was not refused: {replayed:?}"
+        );
+    }
 
     // 500 concurrent provisionings spread over the three nodes (B is dead: A and C, plus a
     // fresh B' on the same database).

@@ -474,8 +474,11 @@ fn a_session_take_over_costs_one_round_trip() {
     // Migrate directly, then count only the calls made through the relay.
     drop(PostgresSessionStore::from_config(db.clone(), 1).unwrap());
     let (port, trips) = round_trips::start(&db);
-    let mut via_relay = db.clone();
+    // A new configuration, not a clone: `host`/`port` append (see above).
+    let mut via_relay = postgres::Config::new();
     via_relay
+        .user(db.get_user().unwrap())
+        .dbname(db.get_dbname().unwrap())
         .host("127.0.0.1")
         .port(port)
         .ssl_mode(postgres::config::SslMode::Disable);
