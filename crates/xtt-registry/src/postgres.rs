@@ -252,7 +252,34 @@ $fn$;
 ",
 ];
 
-type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+pub(crate) type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+
+/// A pool of `pool_size` connections (durable commits on each) after one direct connection has
+/// run `migrate`: its error says why (refused, authentication, unknown database), where the pool
+/// would only report a timeout. Shared by the registry and the session store.
+pub(crate) fn connect_pool(
+    mut config: Config,
+    tls: MakeRustlsConnect,
+    pool_size: u32,
+    migrate: fn(&mut postgres::Client) -> Result<(), RegistryError>,
+) -> Result<r2d2::Pool<Manager>, RegistryError> {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    let mut first = config.connect(tls.clone()).map_err(|e| {
+        RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+    })?;
+    migrate(&mut first)?;
+    drop(first);
+    r2d2::Pool::builder()
+        .max_size(pool_size.max(1))
+        .min_idle(Some(1))
+        .test_on_check_out(false)
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(DurableCommits))
+        .build(PostgresConnectionManager::new(config, tls))
+        .map_err(pool_err)
+}
 type Pool = r2d2::Pool<Manager>;
 
 /// The PostgreSQL registry: a pool of connections to one database.
@@ -316,29 +343,11 @@ impl PostgresRegistry {
     }
 
     fn connect(
-        mut config: Config,
+        config: Config,
         tls: MakeRustlsConnect,
         pool_size: u32,
     ) -> Result<Self, RegistryError> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        // One direct connection first: its error says why (refused, authentication, unknown
-        // database), where the pool would only report a timeout. It runs the migrations.
-        let mut first = config.connect(tls.clone()).map_err(|e| {
-            RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
-        })?;
-        migrate(&mut first)?;
-        drop(first);
-        let manager = PostgresConnectionManager::new(config, tls);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            .min_idle(Some(1))
-            .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(DurableCommits))
-            .build(manager)
-            .map_err(pool_err)?;
+        let pool = connect_pool(config, tls, pool_size, migrate)?;
         Ok(Self { pool })
     }
 

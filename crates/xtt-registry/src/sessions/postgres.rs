@@ -6,11 +6,8 @@
 //! (`xtt_session_acquire`) implementing the same table as the SQLite backend's Rust code
 //! ([`super::decide`]); the conformance suite runs on both.
 
-use std::time::Duration;
-
 use postgres::types::{ToSql, Type};
 use postgres::Config;
-use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use xtt_proto::identity::CLIENT_ID_LEN;
 use xtt_proto::record::{RecordState, Reservation, SessionId};
@@ -19,7 +16,7 @@ use xtt_proto::ClientId;
 use super::{
     bits_from_sql, bits_to_sql, seq_u32, Acquired, NodeId, SessionStore, StoredSession, UnixMillis,
 };
-use crate::postgres::{describe, DurableCommits};
+use crate::postgres::{connect_pool, describe, Manager};
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
 use crate::RegistryError;
 
@@ -107,7 +104,6 @@ END
 $fn$;
 "];
 
-type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Pool = r2d2::Pool<Manager>;
 
 /// The PostgreSQL session store: a pool of connections to the deployment's database.
@@ -145,26 +141,11 @@ impl PostgresSessionStore {
     }
 
     fn connect(
-        mut config: Config,
+        config: Config,
         tls: MakeRustlsConnect,
         pool_size: u32,
     ) -> Result<Self, RegistryError> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        let mut first = config.connect(tls.clone()).map_err(|e| {
-            RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
-        })?;
-        migrate(&mut first)?;
-        drop(first);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            .min_idle(Some(1))
-            .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(DurableCommits))
-            .build(PostgresConnectionManager::new(config, tls))
-            .map_err(|e| RegistryError::Database(format!("PostgreSQL connection pool: {e}")))?;
+        let pool = connect_pool(config, tls, pool_size, migrate)?;
         Ok(Self { pool })
     }
 
