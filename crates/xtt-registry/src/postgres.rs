@@ -316,7 +316,7 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
     }
 }
 
-fn pool_err(e: r2d2::Error) -> RegistryError {
+pub(crate) fn pool_err(e: r2d2::Error) -> RegistryError {
     RegistryError::Database(format!("PostgreSQL connection pool: {e}"))
 }
 

@@ -16,7 +16,7 @@ use xtt_proto::ClientId;
 use super::{
     bits_from_sql, bits_to_sql, seq_u32, Acquired, NodeId, SessionStore, StoredSession, UnixMillis,
 };
-use crate::postgres::{connect_pool, describe, Manager};
+use crate::postgres::{connect_pool, describe, pool_err, Manager};
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
 use crate::RegistryError;
 
@@ -150,9 +150,7 @@ impl PostgresSessionStore {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, RegistryError> {
-        self.pool
-            .get()
-            .map_err(|e| RegistryError::Database(format!("PostgreSQL connection pool: {e}")))
+        self.pool.get().map_err(pool_err)
     }
 
     fn rows(
