@@ -98,15 +98,7 @@ pub async fn bind_box(
         master: label.otp_master.to_b64(),
         conturl: conturl.to_string(),
     };
-    let resp = http.put(&url).json(&body).send().await?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        return Err(BulkBindError::Status {
-            url,
-            status,
-            body: resp.text().await.unwrap_or_default(),
-        });
-    }
+    put_json(http, url, &body).await?;
     let mut added = 0;
     for urn in label.range.urns()? {
         let Some(url) = conturl.well_known(&format!("c/{urn}/k")) else {
@@ -116,16 +108,26 @@ pub async fn bind_box(
             dev_secret: derive_dev_secret(&label.dev_master, &urn).to_b64(),
             label: dev_label_prefix.map(|p| format!("{p} {urn}")),
         };
-        let resp = http.put(&url).json(&body).send().await?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            return Err(BulkBindError::Status {
-                url,
-                status,
-                body: resp.text().await.unwrap_or_default(),
-            });
-        }
+        put_json(http, url, &body).await?;
         added += 1;
     }
     Ok(added)
+}
+
+/// PUTs `body` as JSON to `url`; anything but a success is [`BulkBindError::Status`].
+async fn put_json(
+    http: &reqwest::Client,
+    url: String,
+    body: &impl serde::Serialize,
+) -> Result<(), BulkBindError> {
+    let resp = http.put(&url).json(body).send().await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        return Err(BulkBindError::Status {
+            url,
+            status,
+            body: resp.text().await.unwrap_or_default(),
+        });
+    }
+    Ok(())
 }

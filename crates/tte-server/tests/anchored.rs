@@ -2,22 +2,16 @@
 //! SQLite files, the Transfer Agent records each TaSecret and the Controller the DevSecret it is
 //! delivered, both then use the secrets from the store, and removing an anchor stops the device.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::json;
 use tte::{ContUrl, Key256, SetupUrl};
 use tte_server::anchored::{AnchoredControllerStore, AnchoredTaStore};
-use tte_server::controller::Controller;
 use tte_server::device::{DeviceClient, Enrollment};
-use tte_server::http::serve;
-use tte_server::manufacture;
 use tte_server::store::sqlite::{SqliteControllerStore, SqliteTaStore};
-use tte_server::ta::TransferAgent;
 use xtt_anchors::{AnchorKind, AnchorStore, Provenance};
-
-const MANUFACTURER_TOKEN: &str = "manufacturer-token-for-tests";
-const OPERATOR_TOKEN: &str = "operator-token-for-tests";
 
 fn secrets_named(store: &Path, kind: AnchorKind, name: &str) -> Vec<xtt_anchors::Anchor> {
     AnchorStore::open(store)
@@ -45,29 +39,10 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
         &ctl_anchors,
     )
     .unwrap();
-    let otp_key = Key256::generate(&mut rand_core::OsRng);
-    let any = "127.0.0.1:0".parse().unwrap();
-    let (ta_addr, t1) = serve(
-        any,
-        TransferAgent::new(Arc::new(ta_store), otp_key, MANUFACTURER_TOKEN).router(),
-    )
-    .await
-    .unwrap();
-    let (ctl_addr, t2) = serve(
-        any,
-        Controller::new(Arc::new(ctl_store), OPERATOR_TOKEN).router(),
-    )
-    .await
-    .unwrap();
-    let (ta, ctl) = (format!("http://{ta_addr}"), format!("http://{ctl_addr}"));
-    xtt_tls::install_ring_provider();
-    let http = reqwest::Client::new();
+    let s = common::start_with(dir, Arc::new(ta_store), Arc::new(ctl_store)).await;
 
     // Manufacture: the TA records the TaSecret as an anchor named by the DevURN.
-    std::fs::create_dir(d.join("devices")).unwrap();
-    let dev = manufacture::manufacture_one(&http, &ta, &ta, MANUFACTURER_TOKEN, &d.join("devices"))
-        .await
-        .unwrap();
+    let dev = s.manufacture().await;
     let urn = dev.urn.to_string();
     let ta_secret = secrets_named(&ta_anchors, AnchorKind::TteTaSecret, &urn);
     assert_eq!(ta_secret.len(), 1, "TaSecret recorded");
@@ -77,20 +52,14 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
     );
 
     // Bind at the TA, then the introducer delivers the DevSecret to the Controller.
-    let r = http
-        .put(format!("{ta}/.well-known/tte1/d/{urn}/c"))
-        .json(&json!({"otp": dev.otp, "conturl": ctl}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
     assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
     let scanned = SetupUrl::parse(&dev.setup_url).unwrap();
-    let add = format!("{ctl}/.well-known/tte1/c/{urn}/k");
-    let body = json!({"devSecret": scanned.dev_secret.to_b64(), "label": "Kitchen"});
-    let r = http.put(&add).json(&body).send().await.unwrap();
+    let dev_secret_b64 = scanned.dev_secret.to_b64();
+    let r = s.add(&dev.urn, &dev_secret_b64, Some("Kitchen")).await;
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     // A retried add is fine and records nothing twice.
-    let r = http.put(&add).json(&body).send().await.unwrap();
+    let r = s.add(&dev.urn, &dev_secret_b64, Some("Kitchen")).await;
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     let dev_secret = secrets_named(&ctl_anchors, AnchorKind::TteDevSecret, &urn);
     assert_eq!(dev_secret.len(), 1, "DevSecret recorded once");
@@ -106,16 +75,9 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
     // The device enrols (TA encrypts under the stored TaSecret) and reports (Controller
     // decrypts with the stored DevSecret).
     let client = DeviceClient::new(dev.clone()).unwrap();
-    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
-        panic!("not bound")
-    };
-    assert_eq!(cont, ContUrl::parse(&ctl).unwrap());
-    let pack = tte::senml::Pack(vec![tte::senml::Record {
-        bn: Some(format!("{urn}:")),
-        n: Some("temp".into()),
-        v: Some(20.0),
-        ..Default::default()
-    }]);
+    let cont = common::enrolled(&client).await;
+    assert_eq!(cont, ContUrl::parse(&s.ctl).unwrap());
+    let pack = common::one_reading(&dev.urn, 20.0);
     client.report(&cont, &pack, 1).await.unwrap();
 
     // The operator removes the DevSecret anchor: the Controller refuses the device.
@@ -130,6 +92,4 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
         .remove(&ta_secret[0].fingerprint)
         .unwrap();
     assert_eq!(client.enroll(None).await.unwrap(), Enrollment::NotBound);
-    t1.abort();
-    t2.abort();
 }

@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tte::api::DeviceInfo;
-use tte_server::device::{DeviceClient, Enrollment};
+use tte_server::device::{DeviceClient, DeviceSecrets, Enrollment};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -132,47 +131,33 @@ impl Driver {
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    /// WebDriver command `command` on the element `css` selects.
+    async fn on_element(&self, css: &str, m: reqwest::Method, command: &str, body: Value) -> Value {
         let e = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/value"),
-            json!({"text": text}),
-        )
-        .await;
+        self.call(m, &format!("/element/{e}/{command}"), body).await
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.on_element(css, reqwest::Method::POST, "value", json!({"text": text}))
+            .await;
     }
 
     async fn clear(&self, css: &str) {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/clear"),
-            json!({}),
-        )
-        .await;
+        self.on_element(css, reqwest::Method::POST, "clear", json!({}))
+            .await;
     }
 
     async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/click"),
-            json!({}),
-        )
-        .await;
+        self.on_element(css, reqwest::Method::POST, "click", json!({}))
+            .await;
     }
 
     async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/element/{e}/text"),
-            Value::Null,
-        )
-        .await
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
+        self.on_element(css, reqwest::Method::GET, "text", Value::Null)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     async fn wait_text(&self, css: &str) -> String {
@@ -199,24 +184,20 @@ impl Driver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setup_page_enrolls_a_device_in_headless_chromium() {
+/// Both services, a new device, and its setup page open in Chromium at the QR code's URL,
+/// exactly as a phone camera would open it.
+async fn scanned_in_chromium() -> (common::Stack, DeviceSecrets, Driver) {
     let s = common::start().await;
-    let http = common::http();
-    let dev = tte_server::manufacture::manufacture_one(
-        &http,
-        &s.ta,
-        &s.ta,
-        common::MANUFACTURER_TOKEN,
-        &s.out(),
-    )
-    .await
-    .unwrap();
+    let dev = s.manufacture().await;
     let d = Driver::start().await;
-
-    // The QR code's URL, exactly as a phone camera would open it.
     d.goto(&dev.setup_url).await;
     assert!(d.wait_text("#state").await.contains("Scan accepted"));
+    (s, dev, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_page_enrolls_a_device_in_headless_chromium() {
+    let (s, dev, d) = scanned_in_chromium().await;
 
     // A Controller that does not answer: the page stops before binding, so the OTP stays usable.
     let dead = format!("http://127.0.0.1:{}", free_port());
@@ -252,28 +233,16 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
     );
 
     // The bind really reached the TA, and the add (cross-origin) really reached the Controller.
-    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
-        panic!("TA has no Controller")
-    };
-    let list: Vec<DeviceInfo> = http
-        .get(format!("{}/devices", s.ctl))
-        .bearer_auth(common::OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cont = common::enrolled(&client).await;
+    let list = s.devices().await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].urn, dev.urn.as_str());
     assert_eq!(list[0].label.as_deref(), Some("Greenhouse north"));
     // The DevSecret the browser delivered is the one the device has: its report is accepted.
-    let pack = tte::senml::Pack(vec![tte::senml::Record {
-        n: Some("t".into()),
-        v: Some(1.0),
-        ..Default::default()
-    }]);
-    client.report(&cont, &pack, 1).await.unwrap();
+    client
+        .report(&cont, &common::one_reading(&dev.urn, 1.0), 1)
+        .await
+        .unwrap();
 
     // Opening the same code again: the page says the OTP is spent.
     d.goto(&dev.setup_url).await;
@@ -282,20 +251,7 @@ async fn setup_page_enrolls_a_device_in_headless_chromium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_page_binds_an_xtt_controller_and_shows_the_secret_for_manual_entry() {
-    let s = common::start().await;
-    let http = common::http();
-    let dev = tte_server::manufacture::manufacture_one(
-        &http,
-        &s.ta,
-        &s.ta,
-        common::MANUFACTURER_TOKEN,
-        &s.out(),
-    )
-    .await
-    .unwrap();
-    let d = Driver::start().await;
-    d.goto(&dev.setup_url).await;
-    assert!(d.wait_text("#state").await.contains("Scan accepted"));
+    let (_s, dev, d) = scanned_in_chromium().await;
     d.type_into("#conturl", "xtt://127.0.0.1:4444").await;
     d.click("#submit").await;
     assert_eq!(

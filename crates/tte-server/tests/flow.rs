@@ -4,54 +4,18 @@ mod common;
 
 use std::sync::Arc;
 
+use common::{assert_refused, enrolled, one_reading};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
-use tte::api::{DeviceInfo, StoredReading};
-use tte::senml::{Pack, Record};
+use serde_json::json;
+use tte::api::StoredReading;
 use tte::{jwe, ContUrl, DevUrn, Key256, SetupUrl};
 use tte_server::device::{DeviceClient, DeviceSecrets, Enrollment};
-use tte_server::manufacture;
-
-async fn make_device(s: &common::Stack) -> DeviceSecrets {
-    manufacture::manufacture_one(
-        &common::http(),
-        &s.ta,
-        &s.ta,
-        common::MANUFACTURER_TOKEN,
-        &s.out(),
-    )
-    .await
-    .unwrap()
-}
-
-fn bind_url(s: &common::Stack, urn: &DevUrn) -> String {
-    format!("{}/.well-known/tte1/d/{urn}/c", s.ta)
-}
-
-fn one_reading(urn: &DevUrn, v: f64) -> Pack {
-    Pack(vec![Record {
-        bn: Some(format!("{urn}:")),
-        n: Some("temp".into()),
-        u: Some("Cel".into()),
-        v: Some(v),
-        ..Default::default()
-    }])
-}
-
-async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
-    let st = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    (
-        st,
-        v["error"].as_str().unwrap_or("<no json error>").to_owned(),
-    )
-}
 
 #[tokio::test]
 async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
     let s = common::start().await;
-    let http = common::http();
-    let dev = make_device(&s).await;
+    let http = &s.http;
+    let dev = s.manufacture().await;
     let client = DeviceClient::new(dev.clone()).unwrap();
 
     // Files on disk: secrets 0600, QR PNG + SVG.
@@ -98,16 +62,10 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
     assert_eq!(alive.headers()["access-control-allow-origin"], "*");
 
     // Bind at the TA, add at the Controller (with the preflight a browser would send).
-    let r = http
-        .put(bind_url(&s, &dev.urn))
-        .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let add_url = format!("{}/.well-known/tte1/c/{}/k", s.ctl, dev.urn);
     let pre = http
-        .request(reqwest::Method::OPTIONS, &add_url)
+        .request(reqwest::Method::OPTIONS, s.add_url(&dev.urn))
         .header("Origin", s.ta.clone())
         .header("Access-Control-Request-Method", "PUT")
         .header("Access-Control-Request-Headers", "content-type")
@@ -116,12 +74,9 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
         .unwrap();
     assert!(pre.status().is_success());
     assert_eq!(pre.headers()["access-control-allow-origin"], "*");
-    let r = http
-        .put(&add_url)
-        .json(&json!({"devSecret": scanned.dev_secret.to_b64(), "label": "Kitchen"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s
+        .add(&dev.urn, &scanned.dev_secret.to_b64(), Some("Kitchen"))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     // The page now reports the OTP as used.
     let again = http.get(page_url).send().await.unwrap();
@@ -129,9 +84,7 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
     assert!(again.text().await.unwrap().contains(r#"data-state="used""#));
 
     // Device: fetch + decrypt, report twice.
-    let Enrollment::Controller(cont) = client.enroll(None).await.unwrap() else {
-        panic!("not bound")
-    };
+    let cont = enrolled(&client).await;
     assert_eq!(cont, ContUrl::parse(&s.ctl).unwrap());
     client
         .report(&cont, &one_reading(&dev.urn, 21.5), 1)
@@ -143,28 +96,12 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
         .unwrap();
 
     // Operator view.
-    let list: Vec<DeviceInfo> = http
-        .get(format!("{}/devices", s.ctl))
-        .bearer_auth(common::OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = s.devices().await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].urn, dev.urn.as_str());
     assert_eq!(list[0].label.as_deref(), Some("Kitchen"));
     assert_eq!((list[0].last_seq, list[0].readings), (Some(2), 2));
-    let readings: Vec<StoredReading> = http
-        .get(format!("{}/devices/{}/readings", s.ctl, dev.urn))
-        .bearer_auth(common::OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let readings: Vec<StoredReading> = s.readings(&dev.urn).await;
     let values: Vec<_> = readings
         .iter()
         .map(|r| (r.seq, r.reading.value.clone()))
@@ -183,18 +120,15 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_code(unauth).await,
-        (StatusCode::UNAUTHORIZED, "unauthorized".into())
-    );
+    assert_refused!(unauth, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 #[tokio::test]
 async fn otp_is_single_use_under_50_racing_binds() {
     let s = common::start().await;
-    let dev = make_device(&s).await;
-    let http = common::http();
-    let url = Arc::new(bind_url(&s, &dev.urn));
+    let dev = s.manufacture().await;
+    let http = &s.http;
+    let url = Arc::new(s.bind_url(&dev.urn));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..50 {
         let (http, url, otp) = (http.clone(), url.clone(), dev.otp.clone());
@@ -221,33 +155,22 @@ async fn otp_is_single_use_under_50_racing_binds() {
         .count();
     assert_eq!((wins, used), (1, 49), "{statuses:?}");
     // And later, sequentially, too.
-    let r = http
-        .put(url.as_str())
-        .json(&json!({"otp": dev.otp, "conturl": "https://x.example"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::CONFLICT, "otp_used".into())
-    );
+    let r = s.bind(&dev.urn, &dev.otp, "https://x.example").await;
+    assert_refused!(r, StatusCode::CONFLICT, "otp_used");
 }
 
 #[tokio::test]
 async fn rejections() {
     let s = common::start().await;
-    let http = common::http();
-    let dev = make_device(&s).await;
-    let other = make_device(&s).await;
+    let http = &s.http;
+    let dev = s.manufacture().await;
+    let other = s.manufacture().await;
 
     // Manufacturer API: token required, duplicate is 409.
     let create = format!("{}/.well-known/tte1/d/{}", s.ta, dev.urn);
     let body = json!({"otp": dev.otp, "taSecret": dev.ta_secret});
     let r = http.post(&create).json(&body).send().await.unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::UNAUTHORIZED, "unauthorized".into())
-    );
+    assert_refused!(r, StatusCode::UNAUTHORIZED, "unauthorized");
     let r = http
         .post(&create)
         .bearer_auth(common::MANUFACTURER_TOKEN)
@@ -255,13 +178,14 @@ async fn rejections() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "exists".into()));
+    assert_refused!(r, StatusCode::CONFLICT, "exists");
 
     // Fetch before bind: 404; unknown device: 404.
     let fetch = format!("{}/.well-known/tte1/{}/c", s.ta, dev.urn);
-    assert_eq!(
-        error_code(http.get(&fetch).send().await.unwrap()).await,
-        (StatusCode::NOT_FOUND, "not_bound".into())
+    assert_refused!(
+        http.get(&fetch).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_bound"
     );
     let r = http
         .get(format!(
@@ -274,36 +198,17 @@ async fn rejections() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Wrong OTP (another device's) and malformed input.
+    let r = s.bind(&dev.urn, &other.otp, &s.ctl).await;
+    assert_refused!(r, StatusCode::FORBIDDEN, "wrong_otp");
+    let r = s.bind(&dev.urn, &dev.otp, "ftp://x").await;
+    assert_refused!(r, StatusCode::BAD_REQUEST, "bad_conturl");
     let r = http
-        .put(bind_url(&s, &dev.urn))
-        .json(&json!({"otp": other.otp, "conturl": s.ctl}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::FORBIDDEN, "wrong_otp".into())
-    );
-    let r = http
-        .put(bind_url(&s, &dev.urn))
-        .json(&json!({"otp": dev.otp, "conturl": "ftp://x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::BAD_REQUEST, "bad_conturl".into())
-    );
-    let r = http
-        .put(bind_url(&s, &dev.urn))
+        .put(s.bind_url(&dev.urn))
         .body("{not json")
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::BAD_REQUEST, "bad_json".into())
-    );
+    assert_refused!(r, StatusCode::BAD_REQUEST, "bad_json");
     let r = http
         .get(format!("{}/.well-known/tte1/urn:bad%2Fslash/c", s.ta))
         .send()
@@ -328,55 +233,36 @@ async fn rejections() {
     // Oversized bodies: 413 with the JSON error shape, on both services.
     let big = "x".repeat(tte_server::http::MAX_BODY + 1);
     let r = http
-        .put(bind_url(&s, &dev.urn))
+        .put(s.bind_url(&dev.urn))
         .body(big.clone())
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
-    );
+    assert_refused!(r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     let r = http
         .put(format!("{}/.well-known/tte1/s/{}/v", s.ctl, dev.urn))
         .body(big)
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
-    );
+    assert_refused!(r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
 
     // Bind and add properly, then attack the sensor endpoint.
-    let r = http
-        .put(bind_url(&s, &dev.urn))
-        .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let add = |urn: &DevUrn, secret: &str| {
-        http.put(format!("{}/.well-known/tte1/c/{urn}/k", s.ctl))
-            .json(&json!({"devSecret": secret}))
-            .send()
-    };
     assert_eq!(
-        add(&dev.urn, &dev.dev_secret).await.unwrap().status(),
+        s.add(&dev.urn, &dev.dev_secret, None).await.status(),
         StatusCode::CREATED
     );
     assert_eq!(
-        add(&dev.urn, &dev.dev_secret).await.unwrap().status(),
+        s.add(&dev.urn, &dev.dev_secret, None).await.status(),
         StatusCode::OK,
         "identical retry"
     );
-    let r = add(&dev.urn, &other.dev_secret).await.unwrap();
+    let r = s.add(&dev.urn, &other.dev_secret, None).await;
+    assert_refused!(r, StatusCode::CONFLICT, "device_exists");
     assert_eq!(
-        error_code(r).await,
-        (StatusCode::CONFLICT, "device_exists".into())
-    );
-    assert_eq!(
-        add(&other.urn, &other.dev_secret).await.unwrap().status(),
+        s.add(&other.urn, &other.dev_secret, None).await.status(),
         StatusCode::CREATED
     );
 
@@ -395,10 +281,7 @@ async fn rejections() {
     let c = parts[3].remove(0);
     parts[3].insert(0, if c == 'A' { 'B' } else { 'A' });
     let r = put(&dev.urn, parts.join(".")).await.unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::FORBIDDEN, "jwe_rejected".into())
-    );
+    assert_refused!(r, StatusCode::FORBIDDEN, "jwe_rejected");
 
     // Wrong AAD: a JWE sealed under this device's key but labelled (kid) for another DevURN,
     // and the same JWE sent to another device's path.
@@ -412,15 +295,9 @@ async fn rejections() {
         &mut rand_core::OsRng,
     );
     let r = put(&other.urn, mislabelled).await.unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::FORBIDDEN, "jwe_rejected".into())
-    );
+    assert_refused!(r, StatusCode::FORBIDDEN, "jwe_rejected");
     let r = put(&other.urn, good.clone()).await.unwrap();
-    assert_eq!(
-        error_code(r).await,
-        (StatusCode::FORBIDDEN, "jwe_rejected".into())
-    );
+    assert_refused!(r, StatusCode::FORBIDDEN, "jwe_rejected");
 
     // The good one is accepted once; replaying it, or an older counter, is refused.
     assert_eq!(
@@ -428,10 +305,10 @@ async fn rejections() {
         StatusCode::NO_CONTENT
     );
     let r = put(&dev.urn, good).await.unwrap();
-    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "replay".into()));
+    assert_refused!(r, StatusCode::CONFLICT, "replay");
     let older = client.seal_update(&one_reading(&dev.urn, 2.0), 9);
     let r = put(&dev.urn, older).await.unwrap();
-    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "replay".into()));
+    assert_refused!(r, StatusCode::CONFLICT, "replay");
     // No counter at all, invalid SenML.
     let no_seq = jwe::encrypt(
         &dkey,
@@ -441,9 +318,10 @@ async fn rejections() {
         &one_reading(&dev.urn, 1.0).to_json(),
         &mut rand_core::OsRng,
     );
-    assert_eq!(
-        error_code(put(&dev.urn, no_seq).await.unwrap()).await,
-        (StatusCode::BAD_REQUEST, "missing_seq".into())
+    assert_refused!(
+        put(&dev.urn, no_seq).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "missing_seq"
     );
     let bad_senml = jwe::encrypt(
         &dkey,
@@ -453,9 +331,10 @@ async fn rejections() {
         b"[{\"v\":1}]",
         &mut rand_core::OsRng,
     );
-    assert_eq!(
-        error_code(put(&dev.urn, bad_senml).await.unwrap()).await,
-        (StatusCode::BAD_REQUEST, "bad_senml".into())
+    assert_refused!(
+        put(&dev.urn, bad_senml).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_senml"
     );
     client
         .report(&cont, &one_reading(&dev.urn, 3.0), 21)
@@ -478,14 +357,8 @@ async fn rejections() {
 #[tokio::test]
 async fn state_survives_a_restart() {
     let s = common::start().await;
-    let dev = make_device(&s).await;
-    let http = common::http();
-    let r = http
-        .put(bind_url(&s, &dev.urn))
-        .json(&json!({"otp": dev.otp, "conturl": s.ctl}))
-        .send()
-        .await
-        .unwrap();
+    let dev = s.manufacture().await;
+    let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     // A second process opening the same file sees the committed bind (WAL, committed before reply).
     use tte_server::store::TaStore as _;
@@ -507,7 +380,7 @@ async fn state_survives_a_restart() {
 #[tokio::test]
 async fn bulk_box_binds_with_one_call() {
     let s = common::start().await;
-    let http = common::http();
+    let http = &s.http;
     let range = tte::bulk::UrnRange {
         prefix: "urn:dev:mac:90a2da00".into(),
         first: 0x1a00,
@@ -518,7 +391,7 @@ async fn bulk_box_binds_with_one_call() {
     std::fs::create_dir_all(&out).unwrap();
     let mut n = 0;
     let label = tte_server::bulk::create_box(
-        &http,
+        http,
         &s.ta,
         &s.ta,
         common::MANUFACTURER_TOKEN,
@@ -537,29 +410,26 @@ async fn bulk_box_binds_with_one_call() {
     let mut forged = label.clone();
     forged.otp_master = Key256::generate(&mut rand_core::OsRng);
     let cont = ContUrl::parse(&s.ctl).unwrap();
-    assert!(tte_server::bulk::bind_box(&http, &forged, &cont, None)
+    assert!(tte_server::bulk::bind_box(http, &forged, &cont, None)
         .await
         .is_err());
     assert_eq!(
-        tte_server::bulk::bind_box(&http, &label, &cont, Some("box 1"))
+        tte_server::bulk::bind_box(http, &label, &cont, Some("box 1"))
             .await
             .unwrap(),
         4
     );
     assert!(
-        tte_server::bulk::bind_box(&http, &label, &cont, None)
+        tte_server::bulk::bind_box(http, &label, &cont, None)
             .await
             .is_err(),
         "second box bind"
     );
     // Every device of the box enrolls and reports.
     for urn in label.range.urns().unwrap() {
-        let f = out.join(format!("{}.json", urn.file_stem()));
-        let secrets: DeviceSecrets = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        let secrets = common::read_secrets(&out.join(format!("{}.json", urn.file_stem())));
         let c = DeviceClient::new(secrets).unwrap();
-        let Enrollment::Controller(got) = c.enroll(None).await.unwrap() else {
-            panic!("not bound")
-        };
+        let got = enrolled(&c).await;
         c.report(&got, &one_reading(&urn, 5.0), 1).await.unwrap();
     }
 }
@@ -585,14 +455,8 @@ async fn xtt_controller_is_handed_over() {
         }
     }
     let s = common::start().await;
-    let dev = make_device(&s).await;
-    let http = common::http();
-    let r = http
-        .put(bind_url(&s, &dev.urn))
-        .json(&json!({"otp": dev.otp, "conturl": "xtt://127.0.0.1:4444"}))
-        .send()
-        .await
-        .unwrap();
+    let dev = s.manufacture().await;
+    let r = s.bind(&dev.urn, &dev.otp, "xtt://127.0.0.1:4444").await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let c = DeviceClient::new(dev).unwrap();
     assert!(matches!(

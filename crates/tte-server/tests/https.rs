@@ -6,27 +6,15 @@ mod common;
 
 use std::sync::Arc;
 
-use clap::Parser;
+use common::parse;
 use serde_json::json;
 use tte::{ContUrl, Key256};
-use tte_server::cli::{run, TteCommand};
-use tte_server::device::{DeviceClient, DeviceError, DeviceSecrets};
+use tte_server::cli::run;
+use tte_server::device::{DeviceClient, DeviceError};
 use tte_server::store::sqlite::SqliteTaStore;
 use tte_server::ta::TransferAgent;
 use xtt_tls::server::TlsListener;
 use xtt_tls::test_pki::TestCa;
-
-#[derive(Parser)]
-struct Xtt {
-    #[command(subcommand)]
-    tte: TteCommand,
-}
-
-fn parse(args: &[&str]) -> TteCommand {
-    let mut v = vec!["xtt"];
-    v.extend_from_slice(args);
-    Xtt::try_parse_from(v).unwrap().tte
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_fetches_its_controller_from_an_https_transfer_agent_with_ca_file() {
@@ -46,26 +34,9 @@ async fn device_fetches_its_controller_from_an_https_transfer_agent_with_ca_file
 
     // The manufacturer registers over HTTPS too.
     let out = dir.path().join("devices");
-    run(parse(&[
-        "manufacture",
-        "--ta",
-        &ta,
-        "--token",
-        common::MANUFACTURER_TOKEN,
-        "--out",
-        out.to_str().unwrap(),
-        "--ca-file",
-        ca_s,
-    ]))
-    .await
-    .unwrap();
-    let secrets_path = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .unwrap();
-    let dev: DeviceSecrets =
-        serde_json::from_slice(&std::fs::read(&secrets_path).unwrap()).unwrap();
+    common::manufacture_cli(&ta, &out, &["--ca-file", ca_s]).await;
+    let secrets_path = common::secrets_files(&out).remove(0);
+    let dev = common::read_secrets(&secrets_path);
     assert!(
         dev.setup_url.starts_with("https://127.0.0.1:"),
         "{}",

@@ -7,10 +7,9 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use clap::Parser;
+use common::parse;
 use rand_core::{OsRng, RngCore};
-use serde_json::json;
-use tte_server::cli::{run, TteCommand};
+use tte_server::cli::run;
 use tte_server::device::{DeviceClient, DeviceError, DeviceSecrets, Enrollment};
 use tte_server::xtt_enroll::{XttEnrollment, XttError};
 use xtt_files::client_dir::{self, ClientDir};
@@ -20,18 +19,6 @@ use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERV
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_registry::{Registry, SqliteRegistry};
 use xtt_server::{add_group, ServerConfig, ServerKeys, XttServer};
-
-#[derive(Parser)]
-struct Xtt {
-    #[command(subcommand)]
-    tte: TteCommand,
-}
-
-fn parse(args: &[&str]) -> TteCommand {
-    let mut v = vec!["xtt"];
-    v.extend_from_slice(args);
-    Xtt::try_parse_from(v).unwrap().tte
-}
 
 struct XttSide {
     addr: std::net::SocketAddr,
@@ -97,23 +84,17 @@ async fn start_xtt(dir: &Path) -> XttSide {
 }
 
 async fn bind_to_xtt(s: &common::Stack, dev: &DeviceSecrets, addr: std::net::SocketAddr) {
-    let r = common::http()
-        .put(format!("{}/.well-known/tte1/d/{}/c", s.ta, dev.urn))
-        .json(&json!({"otp": dev.otp, "conturl": format!("xtt://{addr}")}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.bind(&dev.urn, &dev.otp, &format!("xtt://{addr}")).await;
     assert_eq!(r.status(), 204);
 }
 
-fn only_secrets_file(dir: &Path) -> std::path::PathBuf {
-    let mut jsons: Vec<_> = std::fs::read_dir(dir)
+/// The device's first boot with `handover` as its XTT hook, which must fail.
+async fn enroll_error(dev: DeviceSecrets, handover: &XttEnrollment) -> DeviceError {
+    DeviceClient::new(dev)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(jsons.len(), 1);
-    jsons.pop().unwrap()
+        .enroll(Some(handover))
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,24 +104,18 @@ async fn device_fetch_of_an_xtt_controller_provisions_an_identity() {
 
     // The factory enrolls the device into the DAA group and flashes the XTT root.
     let out = s.out().join("batch");
-    run(parse(&[
-        "manufacture",
-        "--ta",
+    let daa_group = xtt.group_dir.to_str().unwrap();
+    let xtt_root = xtt.root_file.to_str().unwrap();
+    common::manufacture_cli(
         &s.ta,
-        "--token",
-        common::MANUFACTURER_TOKEN,
-        "--out",
-        out.to_str().unwrap(),
-        "--daa-group",
-        xtt.group_dir.to_str().unwrap(),
-        "--xtt-root",
-        xtt.root_file.to_str().unwrap(),
-    ]))
-    .await
-    .unwrap();
-    let secrets_path = only_secrets_file(&out);
-    let dev: DeviceSecrets =
-        serde_json::from_slice(&std::fs::read(&secrets_path).unwrap()).unwrap();
+        &out,
+        &["--daa-group", daa_group, "--xtt-root", xtt_root],
+    )
+    .await;
+    let mut jsons = common::secrets_files(&out);
+    assert_eq!(jsons.len(), 1);
+    let secrets_path = jsons.pop().unwrap();
+    let dev = common::read_secrets(&secrets_path);
     assert!(dev.xtt.as_ref().is_some_and(|x| x.xtt_root.is_some()));
 
     bind_to_xtt(&s, &dev, xtt.addr).await;
@@ -191,26 +166,13 @@ async fn device_fetch_of_an_xtt_controller_provisions_an_identity() {
 async fn absent_or_bad_daa_material_is_a_typed_error_and_writes_nothing() {
     let s = common::start().await;
     let xtt = start_xtt(s.dir.path()).await;
-    let http = common::http();
 
     // A device made without --daa-group.
-    let plain = tte_server::manufacture::manufacture_one(
-        &http,
-        &s.ta,
-        &s.ta,
-        common::MANUFACTURER_TOKEN,
-        &s.out(),
-    )
-    .await
-    .unwrap();
+    let plain = s.manufacture().await;
     bind_to_xtt(&s, &plain, xtt.addr).await;
     let out_dir = s.dir.path().join("never-written");
     let handover = XttEnrollment::new(&out_dir);
-    let err = DeviceClient::new(plain.clone())
-        .unwrap()
-        .enroll(Some(&handover))
-        .await
-        .unwrap_err();
+    let err = enroll_error(plain.clone(), &handover).await;
     assert!(
         matches!(err, DeviceError::Xtt(XttError::NoDaaCredential { .. })),
         "{err}"
@@ -240,11 +202,7 @@ async fn absent_or_bad_daa_material_is_a_typed_error_and_writes_nothing() {
     x.daa_credential = other.daa_credential.clone();
     let mut forged = plain.clone();
     forged.xtt = Some(x.clone());
-    let err = DeviceClient::new(forged)
-        .unwrap()
-        .enroll(Some(&handover))
-        .await
-        .unwrap_err();
+    let err = enroll_error(forged, &handover).await;
     assert!(
         matches!(err, DeviceError::Xtt(XttError::BadDaaMaterial(_))),
         "{err}"
@@ -256,11 +214,7 @@ async fn absent_or_bad_daa_material_is_a_typed_error_and_writes_nothing() {
         tte_server::xtt_enroll::XttSecrets::from_member_dir(&members[0].dir, None).unwrap();
     no_root.xtt_root = None;
     rootless.xtt = Some(no_root);
-    let err = DeviceClient::new(rootless)
-        .unwrap()
-        .enroll(Some(&handover))
-        .await
-        .unwrap_err();
+    let err = enroll_error(rootless, &handover).await;
     assert!(
         matches!(err, DeviceError::Xtt(XttError::NoXttRoot { .. })),
         "{err}"

@@ -15,7 +15,7 @@ use xtt_files::certs;
 use xtt_files::group::GroupDir;
 use xtt_proto::daa::DaaSigner;
 use xtt_proto::SuiteSpec;
-use xtt_server::bench::{self, BenchConfig, BenchReport};
+use xtt_server::bench::{self, BenchConfig, BenchReport, SessionBenchReport};
 
 use crate::client::parse_suite;
 
@@ -124,24 +124,50 @@ pub(crate) fn run_with_bar(config: BenchConfig) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
-/// Prints the text report (or JSON to stdout) and writes the optional files.
+/// The three forms of a bench report, whatever the mode (identity handshakes or sessions).
+pub(crate) trait Report {
+    fn text(&self) -> String;
+    fn json(&self) -> String;
+    fn svg_histogram(&self) -> String;
+}
+
+/// Both report types have the three forms under the same names.
+macro_rules! report_forms {
+    ($($report:ty),*) => {$(
+        impl Report for $report {
+            fn text(&self) -> String {
+                self.to_text()
+            }
+            fn json(&self) -> String {
+                self.to_json()
+            }
+            fn svg_histogram(&self) -> String {
+                self.to_svg_histogram()
+            }
+        }
+    )*};
+}
+report_forms!(BenchReport, SessionBenchReport);
+
+/// Prints the text report (or JSON to stdout with `--json -`) and writes the optional JSON
+/// file and SVG histogram.
 pub(crate) fn emit(
-    report: &BenchReport,
+    report: &impl Report,
     json: Option<&std::path::Path>,
     svg: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     match json {
-        Some(p) if p.as_os_str() == "-" => println!("{}", report.to_json()),
+        Some(p) if p.as_os_str() == "-" => println!("{}", report.json()),
         Some(p) => {
-            print!("{}", report.to_text());
-            std::fs::write(p, report.to_json())
+            print!("{}", report.text());
+            std::fs::write(p, report.json())
                 .with_context(|| format!("{}: cannot write", p.display()))?;
             println!("wrote {}", p.display());
         }
-        None => print!("{}", report.to_text()),
+        None => print!("{}", report.text()),
     }
     if let Some(p) = svg {
-        std::fs::write(p, report.to_svg_histogram())
+        std::fs::write(p, report.svg_histogram())
             .with_context(|| format!("{}: cannot write", p.display()))?;
         println!("wrote {}", p.display());
     }

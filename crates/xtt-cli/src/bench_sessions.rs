@@ -13,10 +13,10 @@ use xtt_files::certs;
 use xtt_files::group::GroupDir;
 use xtt_proto::session::SessionClientConfig;
 use xtt_proto::ClientId;
-use xtt_server::bench::{self, SessionBenchConfig, SessionBenchReport, SessionMode};
+use xtt_server::bench::{self, SessionBenchConfig, SessionMode};
 use xtt_server::{Provisioner, SessionClientOptions};
 
-use crate::bench::BenchArgs;
+use crate::bench::{emit, BenchArgs};
 use crate::connect::TransportArg;
 
 /// What `xtt bench` measures.
@@ -177,29 +177,4 @@ fn bar(len: u64, what: &str) -> anyhow::Result<ProgressBar> {
         .progress_chars("=> "),
     );
     Ok(bar)
-}
-
-/// Text (or JSON to stdout with `--json -`), the JSON file and the SVG histogram, as the
-/// identity mode writes them.
-fn emit(
-    report: &SessionBenchReport,
-    json: Option<&std::path::Path>,
-    svg: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    match json {
-        Some(p) if p.as_os_str() == "-" => println!("{}", report.to_json()),
-        Some(p) => {
-            print!("{}", report.to_text());
-            std::fs::write(p, report.to_json())
-                .with_context(|| format!("{}: cannot write", p.display()))?;
-            println!("wrote {}", p.display());
-        }
-        None => print!("{}", report.to_text()),
-    }
-    if let Some(p) = svg {
-        std::fs::write(p, report.to_svg_histogram())
-            .with_context(|| format!("{}: cannot write", p.display()))?;
-        println!("wrote {}", p.display());
-    }
-    Ok(())
 }

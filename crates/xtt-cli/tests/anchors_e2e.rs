@@ -3,54 +3,21 @@
 //! DAA group rotated by `xtt anchors rotate` while the server runs, and signed updates fetched
 //! over an XTT session with `xtt update fetch` from `xtt server --updates`.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::{fails, group_member, ok, text, xtt, ServerProcess};
 use xtt_anchors::{AnchorKind, AnchorStore, Provenance};
-
-fn xtt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("XTT_ANCHOR_STORE")
-        .output()
-        .expect("run xtt")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = xtt(dir, args);
-    assert!(out.status.success(), "xtt {args:?} failed:\n{}", text(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The error text of a command that must fail.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = xtt(dir, args);
-    assert!(
-        !out.status.success(),
-        "xtt {args:?} succeeded:\n{}",
-        text(&out)
-    );
-    text(&out)
-}
 
 /// A root, a server certificate and group `name` with `members` devices (client directories
 /// WITHOUT root_cert.bin: devices here trust only their anchor store).
 fn setup(dir: &Path, groups: &[&str]) {
-    ok(dir, &["cert", "root", "--generate-key"]);
-    ok(dir, &["cert", "server", "--generate-key"]);
+    common::root_and_server_cert(dir);
     for g in groups {
         ok(dir, &["group", "create", g]);
         ok(dir, &["group", "enroll", g, "--count", "1"]);
@@ -59,7 +26,7 @@ fn setup(dir: &Path, groups: &[&str]) {
 }
 
 fn member(dir: &Path, group: &str) -> PathBuf {
-    dir.join(format!("{group}/members/000001"))
+    group_member(dir, group, 1)
 }
 
 fn store_import(dir: &Path, store: &str, kind: &str, file: &str, extra: &[&str]) {
@@ -74,96 +41,16 @@ fn import_group(dir: &Path, store: &str, group: &str) {
     store_import(dir, store, "daa-group", &gpk, &["--basename", &bsn]);
 }
 
-/// An `xtt server` child process, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    banner: String,
-}
-
-impl ServerProcess {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "server",
-            "-l",
-            "127.0.0.1:0",
-            "--no-metrics",
-            "--data-dir",
-            "data",
-        ];
-        args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
-            .args(&args)
-            .current_dir(dir)
-            .env_remove("XTT_ANCHOR_STORE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start xtt server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("xtt server listening on ") else {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "server did not start: {line}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let addr = addr.parse().unwrap();
-        // The status lines: registry, then one each for --anchors and --updates.
-        let extra_lines = ["--anchors", "--updates"]
-            .iter()
-            .filter(|f| extra.contains(f))
-            .count();
-        let mut banner = String::new();
-        let mut after_registry = None;
-        while after_registry != Some(extra_lines) {
-            let mut l = String::new();
-            if stdout.read_line(&mut l).unwrap_or(0) == 0 {
-                break;
-            }
-            if l.starts_with("registry ") {
-                after_registry = Some(0);
-            } else if let Some(n) = after_registry.as_mut() {
-                *n += 1;
-            }
-            banner.push_str(&l);
-        }
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Self {
-            child,
-            addr,
-            banner,
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `xtt server` with no `--group` (the tests name their groups, or an anchor store does).
+fn start_server(dir: &Path, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--no-metrics", "--data-dir", "data"];
+    args.extend_from_slice(extra);
+    ServerProcess::start_with(dir, &[], &args)
 }
 
 fn provision(dir: &Path, group: &str, addr: SocketAddr, store: &str) -> Output {
     let m = member(dir, group);
-    xtt(
-        dir,
-        &[
-            "client",
-            "provision",
-            "--dir",
-            m.to_str().unwrap(),
-            "-p",
-            &addr.port().to_string(),
-            "--anchors",
-            store,
-            "--timeout",
-            "5",
-        ],
-    )
+    common::provision(dir, &m, addr, &["--anchors", store, "--timeout", "5"])
 }
 
 /// Provisions, allowing up to `tries` attempts half a second apart (for changes the server
@@ -217,7 +104,7 @@ fn provisioning_with_anchors_only_from_stores() {
     );
     store_import(d, "stranger.db", "xtt-root", "other_root.bin", &[]);
 
-    let server = ServerProcess::start(d, &["--anchors", "server.db"]);
+    let server = start_server(d, &["--anchors", "server.db"]);
     assert!(
         server.banner.contains("1 DAA group(s) accepted"),
         "{}",
@@ -278,9 +165,9 @@ fn a_store_without_the_group_refuses_and_a_missing_store_is_an_error() {
     store_import(d, "server.db", "xtt-root", "root_cert.bin", &[]);
     store_import(d, "device.db", "xtt-root", "root_cert.bin", &[]);
     // The registry learns the group from a loose-file run without a store...
-    drop(ServerProcess::start(d, &["--group", "acme"]));
+    drop(start_server(d, &["--group", "acme"]));
     // ...but with a store, only the store's groups count.
-    let server = ServerProcess::start(d, &["--anchors", "server.db"]);
+    let server = start_server(d, &["--anchors", "server.db"]);
     let out = provision(d, "acme", server.addr, "device.db");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("refused"), "{}", text(&out));
@@ -316,7 +203,7 @@ fn a_group_rotation_is_seen_by_the_running_server() {
         .unwrap()
         .fingerprint;
 
-    let server = ServerProcess::start(d, &["--anchors", "server.db"]);
+    let server = start_server(d, &["--anchors", "server.db"]);
     let out = provision(d, "acme", server.addr, "device.db");
     assert!(out.status.success(), "{}", text(&out));
     let out = provision(d, "beta", server.addr, "device.db");
@@ -444,7 +331,7 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
         .map(|i| u8::try_from(i * 7 % 256).unwrap())
         .collect();
     publish(d, "fw2", &v2, "vendor.key", 2, &v2);
-    let server = ServerProcess::start(d, &["--group", "acme", "--updates", "updates"]);
+    let server = start_server(d, &["--group", "acme", "--updates", "updates"]);
     assert!(
         server.banner.contains("offering") && server.banner.contains("sequence 2"),
         "{}",

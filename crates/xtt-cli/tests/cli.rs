@@ -1,35 +1,13 @@
 //! The built `xtt` binary: key, certificate, info and group commands, file modes, and error
 //! messages on bad input.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn xtt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run xtt")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = xtt(dir, args);
-    assert!(
-        out.status.success(),
-        "xtt {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = xtt(dir, args);
-    assert!(!out.status.success(), "xtt {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
-}
+use common::{fails, ok};
 
 fn mode(p: PathBuf) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777

@@ -1,159 +1,24 @@
 //! End to end over 127.0.0.1 with real processes: `xtt server` as a child process, devices
 //! provisioned with `xtt client provision`, the registry read back from its SQLite file.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use common::{deployment, member, ok, provision, registry, serving, xtt, ServerProcess};
 use xtt_files::{client_id, keypair, x509};
 use xtt_proto::ClientId;
 use xtt_registry::{Durability, Registry, SqliteRegistry};
 
-fn xtt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run xtt")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = xtt(dir, args);
-    assert!(
-        out.status.success(),
-        "xtt {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A root, a server certificate and a group of `members` devices (each a client directory).
-fn setup(dir: &Path, members: usize) {
-    ok(dir, &["cert", "root", "--generate-key"]);
-    ok(dir, &["cert", "server", "--generate-key"]);
-    ok(dir, &["group", "create", "acme"]);
-    ok(
-        dir,
-        &[
-            "group",
-            "enroll",
-            "acme",
-            "--count",
-            &members.to_string(),
-            "--root",
-            "root_cert.bin",
-        ],
-    );
-}
-
-fn member(dir: &Path, i: usize) -> PathBuf {
-    dir.join(format!("acme/members/{i:06}"))
-}
-
-/// An `xtt server` child process, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
-            .args([
-                "server",
-                "-l",
-                "127.0.0.1:0",
-                "--no-metrics",
-                "--data-dir",
-                "data",
-                "--group",
-                "acme",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start xtt server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("xtt server listening on ") else {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "server did not start: {line}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let addr = addr.parse().unwrap();
-        // Keep draining so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Self { child, addr }
-    }
-
-    /// SIGTERM and wait: the graceful path.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
-        assert!(status.success(), "server exit {status}: {err}");
-        err
-    }
-
-    /// kill -9.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn provision(dir: &Path, device: &Path, addr: SocketAddr, extra: &[&str]) -> Output {
-    let port = addr.port().to_string();
-    let mut args = vec![
-        "client",
-        "provision",
-        "--dir",
-        device.to_str().unwrap(),
-        "-p",
-        &port,
-    ];
-    args.extend_from_slice(extra);
-    xtt(dir, &args)
-}
-
-fn registry(dir: &Path) -> SqliteRegistry {
-    SqliteRegistry::open(&dir.join("data/registry.sqlite"), Durability::Full).unwrap()
-}
-
 #[test]
 fn provision_with_the_binary_writes_the_c_client_files() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = deployment(4);
     let d = tmp.path();
-    setup(d, 4);
     // A second group the server does not know, and a root the server's certificate is not from.
     ok(d, &["group", "create", "other"]);
     ok(d, &["group", "enroll", "other", "--root", "root_cert.bin"]);
@@ -170,7 +35,7 @@ fn provision_with_the_binary_writes_the_c_client_files() {
         ],
     );
 
-    let server = ServerProcess::start(d);
+    let server = ServerProcess::start(d, &[]);
     let suites = [
         "X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512",
         "X25519_LRSW_ECDSAP256_CHACHA20POLY1305_BLAKE2B",
@@ -264,11 +129,8 @@ fn kill_9_during_load_then_restart_loses_no_identity() {
     const DEVICES: usize = 12;
     const BEFORE_KILL: usize = 20;
     const AFTER_RESTART: usize = 20;
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, server) = serving(DEVICES);
     let d = tmp.path().to_path_buf();
-    setup(&d, DEVICES);
-
-    let server = ServerProcess::start(&d);
     let addr = Arc::new(RwLock::new(server.addr));
     let successes = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -330,7 +192,7 @@ fn kill_9_during_load_then_restart_loses_no_identity() {
     server.kill9();
     let at_kill = successes.load(Ordering::SeqCst);
 
-    let restarted = ServerProcess::start(&d);
+    let restarted = ServerProcess::start(&d, &[]);
     *addr.write().unwrap() = restarted.addr;
     wait_for(at_kill + AFTER_RESTART);
     stop.store(true, Ordering::SeqCst);
@@ -416,7 +278,7 @@ fn config_file_and_print_config() {
         String::from_utf8_lossy(&xtt(d, &["server", "--config", "typo.toml"]).stderr).into_owned();
     assert!(err.contains("typo.toml: in [files]"), "{err}");
     // A server whose key is not its certificate's is refused before binding.
-    setup(d, 1);
+    common::setup(d, 1);
     ok(d, &["keys", "generate", "-k", "other.asn1.bin"]);
     let err = String::from_utf8_lossy(
         &xtt(d, &["server", "-k", "other.asn1.bin", "-l", "127.0.0.1:0"]).stderr,
@@ -430,10 +292,8 @@ fn config_file_and_print_config() {
 
 #[test]
 fn bench_reports_text_json_and_svg() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, server) = serving(1);
     let d = tmp.path();
-    setup(d, 1);
-    let server = ServerProcess::start(d);
     let target = server.addr.to_string();
     let out = ok(
         d,

@@ -4,112 +4,19 @@
 //! connection (a counting TCP relay in between shows the new connection opens with a record,
 //! not a handshake), over UDP, and from a local UDP socket.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{deployment, member, ok, provisioned, serving, xtt, xtt_command, ServerProcess};
+
 const WAIT: Duration = Duration::from_secs(20);
-
-fn xtt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run xtt")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = xtt(dir, args);
-    assert!(
-        out.status.success(),
-        "xtt {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A root, a server certificate and a group with one device.
-fn setup(dir: &Path) -> PathBuf {
-    ok(dir, &["cert", "root", "--generate-key"]);
-    ok(dir, &["cert", "server", "--generate-key"]);
-    ok(dir, &["group", "create", "acme"]);
-    ok(dir, &["group", "enroll", "acme", "--root", "root_cert.bin"]);
-    dir.join("acme/members/000001")
-}
-
-/// An `xtt server` child process, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    banner: String,
-}
-
-impl ServerProcess {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
-            .args([
-                "server",
-                "-l",
-                "127.0.0.1:0",
-                "--no-metrics",
-                "--data-dir",
-                "data",
-                "--group",
-                "acme",
-            ])
-            .args(extra)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start xtt server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut banner = String::new();
-        // Listening line, registry line, sessions line.
-        for _ in 0..3 {
-            stdout.read_line(&mut banner).unwrap();
-        }
-        let addr = banner
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("xtt server listening on "))
-            .unwrap_or_else(|| panic!("server did not start: {banner}"))
-            .parse()
-            .unwrap();
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Self {
-            child,
-            addr,
-            banner,
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn provision(dir: &Path, device: &Path, addr: SocketAddr) {
-    ok(
-        dir,
-        &[
-            "client",
-            "provision",
-            "--dir",
-            device.to_str().unwrap(),
-            "-p",
-            &addr.port().to_string(),
-        ],
-    );
-}
 
 /// `xtt client connect` with piped stdio; stdout and stderr lines arrive on channels.
 struct ConnectProcess {
@@ -122,7 +29,7 @@ struct ConnectProcess {
 
 impl ConnectProcess {
     fn start(device: &Path, port: u16, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
+        let mut child = xtt_command(device)
             .args(["client", "connect", "--dir", device.to_str().unwrap()])
             .args(["-p", &port.to_string(), "--timeout", "5"])
             .args(extra)
@@ -263,10 +170,9 @@ impl Relay {
 
 #[test]
 fn tcp_lines_echo_and_the_session_survives_a_dropped_connection() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, server) = serving(1);
     let d = tmp.path();
-    let device = setup(d);
-    let server = ServerProcess::start(d, &[]);
+    let device = member(d, 1);
     assert!(
         server
             .banner
@@ -274,7 +180,7 @@ fn tcp_lines_echo_and_the_session_survives_a_dropped_connection() {
         "{}",
         server.banner
     );
-    provision(d, &device, server.addr);
+    provisioned(d, &device, server.addr);
     let relay = Relay::start(server.addr);
 
     let mut c = ConnectProcess::start(&device, relay.addr.port(), &[]);
@@ -300,11 +206,10 @@ fn tcp_lines_echo_and_the_session_survives_a_dropped_connection() {
 
 #[test]
 fn udp_and_a_local_udp_socket_carry_records_and_ipv6_payload_type() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, server) = serving(1);
     let d = tmp.path();
-    let device = setup(d);
-    let server = ServerProcess::start(d, &[]);
-    provision(d, &device, server.addr);
+    let device = member(d, 1);
+    provisioned(d, &device, server.addr);
 
     // stdin → UDP records → echo → stdout, all lines at once, then end of input.
     let mut c = ConnectProcess::start(&device, server.addr.port(), &["--transport", "udp"]);
@@ -356,9 +261,9 @@ fn udp_and_a_local_udp_socket_carry_records_and_ipv6_payload_type() {
 
 #[test]
 fn server_session_settings_come_from_file_and_flags() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = deployment(1);
     let d = tmp.path();
-    let device = setup(d);
+    let device = member(d, 1);
     // The file turns UDP off and forwards to a local UDP service; the flag then turns
     // sessions off altogether.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -379,7 +284,7 @@ fn server_session_settings_come_from_file_and_flags() {
         "{}",
         server.banner
     );
-    provision(d, &device, server.addr);
+    provisioned(d, &device, server.addr);
     // A line reaches the forwarding target as one datagram.
     let mut c = ConnectProcess::start(&device, server.addr.port(), &[]);
     c.send_line("to the service");
@@ -419,10 +324,8 @@ fn server_session_settings_come_from_file_and_flags() {
 
 #[test]
 fn bench_session_modes_report_text_json_and_svg() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, server) = serving(1);
     let d = tmp.path();
-    setup(d);
-    let server = ServerProcess::start(d, &[]);
     let target = server.addr.to_string();
     let pid = server.child.id().to_string();
     let bench = |extra: &[&str]| -> (String, serde_json::Value) {

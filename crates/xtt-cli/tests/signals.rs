@@ -7,154 +7,27 @@
 //! stopped and exit with status 0. Reopened afterwards, the registry holds every ClientID a
 //! client was told, with the key that client holds.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use common::{member, provision_command, registry, ServerProcess, PATIENCE, SERVER_FLAGS};
+use nix::sys::signal::Signal;
 use rand_core::OsRng;
 use xtt_files::{certs, client_id, daa, keypair};
 use xtt_proto::client::{ClientConfig, ClientHandshake, ExpectServerFinished};
 use xtt_proto::codec::{decode_header, HEADER_LEN};
 use xtt_proto::{ClientId, SuiteSpec};
-use xtt_registry::{Durability, Registry, SqliteRegistry};
+use xtt_registry::Registry;
 
 /// Devices provisioned before the signal, and handshakes in progress when it arrives.
 const BEFORE: usize = 3;
 const IN_FLIGHT: usize = 2;
-/// Bound on every wait in this test.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run xtt");
-    assert!(
-        out.status.success(),
-        "xtt {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn member(dir: &Path, i: usize) -> PathBuf {
-    dir.join(format!("acme/members/{i:06}"))
-}
-
-/// `xtt server` with info logs; its stdout and stderr lines arrive on one channel.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
-            .args([
-                "--verbose",
-                "server",
-                "-l",
-                "127.0.0.1:0",
-                "--no-metrics",
-                "--data-dir",
-                "data",
-                "--group",
-                "acme",
-            ])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start xtt server");
-        let (tx, lines) = channel();
-        let out = child.stdout.take().expect("stdout piped");
-        let err = child.stderr.take().expect("stderr piped");
-        for stream in [Box::new(out) as Box<dyn Read + Send>, Box::new(err)] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            lines,
-            seen: Vec::new(),
-        };
-        let line = server.wait_for("xtt server listening on ");
-        server.addr = line
-            .trim()
-            .trim_start_matches("xtt server listening on ")
-            .parse()
-            .expect("listening address");
-        server
-    }
-
-    /// The first line (from now on) containing `needle`; panics after [`PATIENCE`].
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {needle:?} from the server; it printed:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = i32::try_from(self.child.id()).expect("pid fits");
-        kill(Pid::from_raw(pid), signal).expect("kill(2)");
-    }
-
-    /// Waits (bounded) for the process to exit.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Every remaining output line (the pipes close when the process has exited).
-    fn rest(&mut self) -> Vec<String> {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        self.seen.clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn read_message(stream: &mut TcpStream) -> Vec<u8> {
     let mut header = [0u8; HEADER_LEN];
@@ -203,34 +76,17 @@ fn start_handshake(dir: &Path, device: usize, addr: SocketAddr) -> HalfWay {
 
 /// `server_flags`: extra `xtt server` flags (the batched DAA verifier for one of the signals).
 fn graceful_shutdown_on(signal: Signal, server_flags: &[&str]) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::deployment(BEFORE + IN_FLIGHT);
     let d = tmp.path();
-    let count = (BEFORE + IN_FLIGHT).to_string();
-    ok(d, &["cert", "root", "--generate-key"]);
-    ok(d, &["cert", "server", "--generate-key"]);
-    ok(d, &["group", "create", "acme"]);
-    ok(
-        d,
-        &[
-            "group",
-            "enroll",
-            "acme",
-            "--count",
-            &count,
-            "--root",
-            "root_cert.bin",
-        ],
-    );
-    let mut server = Server::start(d, server_flags);
+    let mut args = SERVER_FLAGS.to_vec();
+    args.extend_from_slice(server_flags);
+    // Info logs: the shutdown is checked in them.
+    let mut server = ServerProcess::start_with(d, &["--verbose"], &args);
 
     // Devices provisioned by the client binary, concurrently.
-    let port = server.addr.port().to_string();
     let clients: Vec<_> = (1..=BEFORE)
         .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_xtt"))
-                .args(["client", "provision", "-p", &port, "--dir"])
-                .arg(member(d, i))
-                .current_dir(d)
+            provision_command(d, &member(d, i), server.addr)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -288,7 +144,7 @@ fn graceful_shutdown_on(signal: Signal, server_flags: &[&str]) {
     );
     assert!(lines.iter().any(|l| l == "stopped"), "{}", lines.join("\n"));
 
-    let reg = SqliteRegistry::open(&d.join("data/registry.sqlite"), Durability::Full).unwrap();
+    let reg = registry(d);
     let stored = usize::try_from(reg.identity_count().unwrap()).unwrap();
     assert_eq!(stored, BEFORE + IN_FLIGHT);
     for (id, key) in &told {

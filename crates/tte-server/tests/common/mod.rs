@@ -1,15 +1,25 @@
 //! Runs a Transfer Agent and a Controller in-process on 127.0.0.1 (port 0), over real sockets
-//! and real SQLite files in a temporary directory.
+//! and real SQLite files in a temporary directory, and the enrollment steps the tests take
+//! against them (manufacture, bind, add, enroll, the operator's views), each over real HTTP.
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tte::Key256;
+use clap::Parser;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tte::api::DeviceInfo;
+use tte::senml::{Pack, Record};
+use tte::{ContUrl, DevUrn, Key256};
+use tte_server::cli::TteCommand;
 use tte_server::controller::Controller;
+use tte_server::device::{DeviceClient, DeviceSecrets, Enrollment};
 use tte_server::http::serve;
+use tte_server::manufacture;
 use tte_server::store::sqlite::{SqliteControllerStore, SqliteTaStore};
+use tte_server::store::{ControllerStore, TaStore};
 use tte_server::ta::TransferAgent;
 
 pub const MANUFACTURER_TOKEN: &str = "manufacturer-token-for-tests";
@@ -20,6 +30,8 @@ pub struct Stack {
     pub ctl: String,
     pub dir: tempfile::TempDir,
     pub otp_key: Key256,
+    /// A plain HTTP client for the steps a person or a browser would take.
+    pub http: reqwest::Client,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -28,6 +40,43 @@ impl Drop for Stack {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// A plain HTTP client (rustls needs its crypto provider before any reqwest client is built).
+pub fn http() -> reqwest::Client {
+    xtt_tls::install_ring_provider();
+    reqwest::Client::new()
+}
+
+/// Both services on plain SQLite stores in a new temporary directory.
+pub async fn start() -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let ta_store = SqliteTaStore::open(&dir.path().join("ta.sqlite")).unwrap();
+    let ctl_store = SqliteControllerStore::open(&dir.path().join("controller.sqlite")).unwrap();
+    start_with(dir, Arc::new(ta_store), Arc::new(ctl_store)).await
+}
+
+/// Both services on the given stores; `dir` is the directory they (and `out()`) live in.
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    ta_store: Arc<dyn TaStore>,
+    ctl_store: Arc<dyn ControllerStore>,
+) -> Stack {
+    std::fs::create_dir_all(dir.path().join("devices")).unwrap();
+    let otp_key = Key256::generate(&mut rand_core::OsRng);
+    let ta_app = TransferAgent::new(ta_store, otp_key.clone(), MANUFACTURER_TOKEN).router();
+    let ctl_app = Controller::new(ctl_store, OPERATOR_TOKEN).router();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let (ta_addr, t1) = serve(any, ta_app).await.unwrap();
+    let (ctl_addr, t2) = serve(any, ctl_app).await.unwrap();
+    Stack {
+        ta: format!("http://{ta_addr}"),
+        ctl: format!("http://{ctl_addr}"),
+        dir,
+        otp_key,
+        http: http(),
+        tasks: vec![t1, t2],
     }
 }
 
@@ -41,31 +90,160 @@ impl Stack {
     pub fn out(&self) -> PathBuf {
         self.dir.path().join("devices")
     }
-}
 
-/// A plain HTTP client (rustls needs its crypto provider before any reqwest client is built).
-pub fn http() -> reqwest::Client {
-    xtt_tls::install_ring_provider();
-    reqwest::Client::new()
-}
-
-pub async fn start() -> Stack {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("devices")).unwrap();
-    let otp_key = Key256::generate(&mut rand_core::OsRng);
-    let ta_store = SqliteTaStore::open(&dir.path().join("ta.sqlite")).unwrap();
-    let ctl_store = SqliteControllerStore::open(&dir.path().join("controller.sqlite")).unwrap();
-    let ta_app =
-        TransferAgent::new(Arc::new(ta_store), otp_key.clone(), MANUFACTURER_TOKEN).router();
-    let ctl_app = Controller::new(Arc::new(ctl_store), OPERATOR_TOKEN).router();
-    let any = "127.0.0.1:0".parse().unwrap();
-    let (ta_addr, t1) = serve(any, ta_app).await.unwrap();
-    let (ctl_addr, t2) = serve(any, ctl_app).await.unwrap();
-    Stack {
-        ta: format!("http://{ta_addr}"),
-        ctl: format!("http://{ctl_addr}"),
-        dir,
-        otp_key,
-        tasks: vec![t1, t2],
+    /// One device registered at the TA by the manufacturer; its files are written to `out()`.
+    pub async fn manufacture(&self) -> DeviceSecrets {
+        manufacture::manufacture_one(
+            &self.http,
+            &self.ta,
+            &self.ta,
+            MANUFACTURER_TOKEN,
+            &self.out(),
+        )
+        .await
+        .unwrap()
     }
+
+    /// Where the introducer binds a device to its Controller.
+    pub fn bind_url(&self, urn: &DevUrn) -> String {
+        format!("{}/.well-known/tte1/d/{urn}/c", self.ta)
+    }
+
+    /// The introducer's bind at the TA: `otp` and the Controller URL `conturl`.
+    pub async fn bind(&self, urn: &DevUrn, otp: &str, conturl: &str) -> reqwest::Response {
+        self.http
+            .put(self.bind_url(urn))
+            .json(&json!({"otp": otp, "conturl": conturl}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Where the introducer adds a device (its DevSecret) at the Controller.
+    pub fn add_url(&self, urn: &DevUrn) -> String {
+        format!("{}/.well-known/tte1/c/{urn}/k", self.ctl)
+    }
+
+    /// The introducer's add at the Controller: the DevSecret (base64url) and an optional label.
+    pub async fn add(
+        &self,
+        urn: &DevUrn,
+        dev_secret: &str,
+        label: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = json!({"devSecret": dev_secret});
+        if let Some(label) = label {
+            body["label"] = label.into();
+        }
+        self.http
+            .put(self.add_url(urn))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The operator's list of devices.
+    pub async fn devices(&self) -> Vec<DeviceInfo> {
+        self.operator_get("devices").await
+    }
+
+    /// The operator's view of one device's readings.
+    pub async fn readings<T: serde::de::DeserializeOwned>(&self, urn: &DevUrn) -> T {
+        self.operator_get(&format!("devices/{urn}/readings")).await
+    }
+
+    async fn operator_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http
+            .get(format!("{}/{path}", self.ctl))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The device's first boot when an HTTP Controller is bound: the Controller it was given.
+pub async fn enrolled(client: &DeviceClient) -> ContUrl {
+    match client.enroll(None).await.unwrap() {
+        Enrollment::Controller(cont) => cont,
+        other => panic!("not bound to an HTTP Controller: {other:?}"),
+    }
+}
+
+/// One SenML temperature reading named under `urn`.
+pub fn one_reading(urn: &DevUrn, v: f64) -> Pack {
+    Pack(vec![Record {
+        bn: Some(format!("{urn}:")),
+        n: Some("temp".into()),
+        u: Some("Cel".into()),
+        v: Some(v),
+        ..Default::default()
+    }])
+}
+
+/// The status and the JSON error code of a refused request.
+pub async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
+    let st = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        st,
+        v["error"].as_str().unwrap_or("<no json error>").to_owned(),
+    )
+}
+
+/// Asserts that the response `$r` is a refusal with status `$status` and JSON error `$code`
+/// (a macro, so that a failure names the line of the test).
+#[allow(unused_macros)]
+macro_rules! assert_refused {
+    ($r:expr, $status:expr, $code:expr) => {
+        assert_eq!(
+            $crate::common::error_code($r).await,
+            ($status, String::from($code))
+        )
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use assert_refused;
+
+/// The `tte` subcommands as the project CLI mounts them.
+#[derive(Parser)]
+pub struct Xtt {
+    #[command(subcommand)]
+    pub tte: TteCommand,
+}
+
+/// `xtt ARGS…` parsed into its `tte` subcommand.
+pub fn parse(args: &[&str]) -> TteCommand {
+    let mut v = vec!["xtt"];
+    v.extend_from_slice(args);
+    Xtt::try_parse_from(v).unwrap().tte
+}
+
+/// `xtt tte manufacture --ta TA --token … --out OUT EXTRA…`, as the factory runs it.
+pub async fn manufacture_cli(ta: &str, out: &Path, extra: &[&str]) {
+    let out = out.to_str().unwrap();
+    let mut args = vec!["manufacture", "--ta", ta, "--token", MANUFACTURER_TOKEN];
+    args.extend_from_slice(&["--out", out]);
+    args.extend_from_slice(extra);
+    tte_server::cli::run(parse(&args)).await.unwrap();
+}
+
+/// The device secrets files (`*.json`) `manufacture` wrote into `dir`, sorted.
+pub fn secrets_files(dir: &Path) -> Vec<PathBuf> {
+    let mut jsons: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    jsons.sort();
+    jsons
+}
+
+/// A device secrets file, as the device reads it.
+pub fn read_secrets(path: &Path) -> DeviceSecrets {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }

@@ -305,17 +305,10 @@ async fn relinquish(
     Path(raw_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = mailbox_id(&raw_id)?;
-    let claim = device_claim(&headers)?;
-    let key = idempotency_key(&headers, claim)?;
-    let store = state.store.clone();
-    let now = state.clock.now();
-    let outcome = blocking(move || {
-        let mut op = |m: &mut Mailbox| m.relinquish(&claim).map(|()| Change::Updated);
-        Ok(store.apply(&id, now, Some(&key), &mut op)?)
+    claimant_change(&state, &raw_id, &headers, |m, claim| {
+        m.relinquish(claim).map(|()| Change::Updated)
     })
-    .await?;
-    Ok(status_only(outcome))
+    .await
 }
 
 async fn delete(
@@ -323,13 +316,27 @@ async fn delete(
     Path(raw_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = mailbox_id(&raw_id)?;
-    let claim = device_claim(&headers)?;
-    let key = idempotency_key(&headers, claim)?;
+    claimant_change(&state, &raw_id, &headers, |m, claim| {
+        m.authorize_delete(claim).map(|_| Change::Deleted)
+    })
+    .await
+}
+
+/// A change without a body that the holder of the `Mailbox-Device-Claim` asks for: applied at
+/// most once per request id, answered with a status only.
+async fn claimant_change(
+    state: &Shared,
+    raw_id: &str,
+    headers: &HeaderMap,
+    change: fn(&mut Mailbox, &ClaimDigest) -> Result<Change, AccessError>,
+) -> Result<Response, ApiError> {
+    let id = mailbox_id(raw_id)?;
+    let claim = device_claim(headers)?;
+    let key = idempotency_key(headers, claim)?;
     let store = state.store.clone();
     let now = state.clock.now();
     let outcome = blocking(move || {
-        let mut op = |m: &mut Mailbox| m.authorize_delete(&claim).map(|_| Change::Deleted);
+        let mut op = |m: &mut Mailbox| change(m, &claim);
         Ok(store.apply(&id, now, Some(&key), &mut op)?)
     })
     .await?;
