@@ -13,7 +13,8 @@
 # PostgreSQL: a throwaway cluster as scripts/test.sh starts one (unix socket only), stopped and
 # deleted at the end.
 # Knobs: DEVICES=16 concurrent devices, IDS=400 identity handshakes, SESS=2000 session
-# handshakes per run; COUNT_IDS=100, COUNT_SESS=400 for the counting runs (4 devices).
+# handshakes per run; COUNT_IDS=100, COUNT_SESS=400 for the counting runs (4 devices);
+# XTT=path of an already built release `xtt` (skips the build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-16}; IDS=${IDS:-400}; SESS=${SESS:-2000}
@@ -21,8 +22,10 @@ COUNT_IDS=${COUNT_IDS:-100}; COUNT_SESS=${COUNT_SESS:-400}
 OUT=${OUT:-target/bench-nodes}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-cargo build --release -j2 -p xtt-cli
-XTT=$PWD/target/release/xtt
+if [ -z "${XTT:-}" ]; then
+    cargo build --release -j2 -p xtt-cli
+    XTT=$PWD/target/release/xtt
+fi
 RELAY=$PWD/scripts/pg-round-trips.py
 W=$(mktemp -d /tmp/xtt-bench-nodes.XXXXXX)
 NODE_PIDS=()
@@ -61,11 +64,11 @@ ${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.
     -o "-k $pg_dir -p $pg_port -c listen_addresses='' -c max_connections=200" start >/dev/null
 PG_VERSION=$("$pg_bin/postgres" --version)
 psql_admin() { "$pg_bin/psql" -X -q -h "$pg_dir" -p "$pg_port" -U "$pg_user" -d postgres "$@"; }
-db_n=0
-fresh_db() { # prints a new database's name
-    db_n=$((db_n + 1))
-    psql_admin -c "CREATE DATABASE xtt_bench_$db_n" >/dev/null
-    echo "xtt_bench_$db_n"
+fresh_db() { # prints a new database's name (called in $(...): no counter survives it)
+    local name
+    name="xtt_bench_$(date +%s%N)"
+    psql_admin -c "CREATE DATABASE $name" >/dev/null
+    echo "$name"
 }
 pg_url() { echo "postgresql:///$1?host=$pg_dir&port=$pg_port&user=$pg_user"; }
 

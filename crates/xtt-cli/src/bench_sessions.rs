@@ -111,7 +111,10 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
             };
             tasks.spawn(async move {
                 let r = p.provision(target).await;
-                (i, r.with_context(|| format!("provisioning a simulated device with {target}")))
+                (
+                    i,
+                    r.with_context(|| format!("provisioning a simulated device with {target}")),
+                )
             });
         }
         let mut identities = Vec::new();
@@ -119,11 +122,14 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
             let (i, id) = r.context("provisioning task")?;
             let id = id?;
             b.inc(1);
-            identities.push((i, SessionClientConfig {
-                roots: root.clone(),
-                client_id: id.client_id,
-                longterm_key: id.longterm_key,
-            }));
+            identities.push((
+                i,
+                SessionClientConfig {
+                    roots: root.clone(),
+                    client_id: id.client_id,
+                    longterm_key: id.longterm_key,
+                },
+            ));
         }
         // Back in device order, so identity i runs against the address it was provisioned at.
         identities.sort_by_key(|(i, _)| *i);

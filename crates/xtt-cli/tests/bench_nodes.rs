@@ -72,8 +72,8 @@ impl Server {
         s.read_to_string(&mut text).unwrap();
         text.lines()
             .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 }
 

@@ -184,7 +184,10 @@ impl Node {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the node did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the node did not stop on SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -432,7 +435,11 @@ async fn a_node_stopped_with_sigterm_hands_its_sessions_over_exactly() {
         .expect("C did not answer the record held back: records were lost")
         .unwrap();
     assert_eq!(&r.payload[..], b"held back");
-    assert_eq!(r.seq, echoed.seq + 1, "C continues B's send sequence exactly");
+    assert_eq!(
+        r.seq,
+        echoed.seq + 1,
+        "C continues B's send sequence exactly"
+    );
     dev.send(Q, b"next").await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(5), dev.recv())
         .await
@@ -441,7 +448,10 @@ async fn a_node_stopped_with_sigterm_hands_its_sessions_over_exactly() {
     assert_eq!(&r.payload[..], b"next");
 
     // Records B accepted, replayed to C: refused, nothing comes back.
-    assert!(!answered(c.addr, &last).await, "C accepted a replay of B's last record");
+    assert!(
+        !answered(c.addr, &last).await,
+        "C accepted a replay of B's last record"
+    );
     assert!(!answered(c.addr, &held_back).await, "C accepted a replay");
     // And the session keeps flowing across C's reservation raises.
     for i in 0..2 * K {

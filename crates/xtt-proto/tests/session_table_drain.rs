@@ -32,21 +32,20 @@ fn take_all_states_empties_the_table_with_each_sessions_exact_state() {
             xtt_proto::cert::ServerCertificate::issue(
                 &xtt_proto::cert::DEFAULT_RESERVED,
                 &xtt_proto::cert::RootId([1; 16]),
-                xtt_proto::longterm::LongtermKeyPair::generate(&mut rand_core::OsRng)
-                    .public_key(),
+                xtt_proto::longterm::LongtermKeyPair::generate(&mut rand_core::OsRng).public_key(),
                 &xtt_proto::longterm::LongtermKeyPair::generate(&mut rand_core::OsRng),
             )
             .unwrap(),
         ));
     }
     // Session n receives n records and sends one.
-    for (n, client) in (1..=3u32).zip(clients.iter_mut()) {
+    for (n, client) in (1..=3u8).zip(clients.iter_mut()) {
         for _ in 0..n {
             let record = client.seal(Q, b"up").unwrap();
             table.open(&record, 0, NOW).unwrap();
         }
         table
-            .seal_to_session(&SessionId([n as u8; 16]), Q, b"down", NOW)
+            .seal_to_session(&SessionId([n; 16]), Q, b"down", NOW)
             .unwrap();
     }
     let mut states = table.take_all_states();

@@ -180,7 +180,10 @@ fn retiring_releases_every_listed_session_exactly_and_ends_the_lease(store: &dyn
         }
     }
     // Not listed: A's lease has ended, so B takes it at once, above the reservation.
-    match store.acquire(&unlisted.session_id, b, false, 10, later).unwrap() {
+    match store
+        .acquire(&unlisted.session_id, b, false, 10, later)
+        .unwrap()
+    {
         Acquired::Taken { start, exact, .. } => {
             assert!(!exact);
             assert_eq!(start, RecordState::after_crash(64, 64));
@@ -188,7 +191,9 @@ fn retiring_releases_every_listed_session_exactly_and_ends_the_lease(store: &dyn
         other => panic!("expected Taken, got {other:?}"),
     }
     assert_eq!(
-        store.acquire(&foreign.session_id, b, false, 10, later).unwrap(),
+        store
+            .acquire(&foreign.session_id, b, false, 10, later)
+            .unwrap(),
         Acquired::OwnedByCaller
     );
     // Nothing to release: only the lease ends.

@@ -115,11 +115,20 @@ mod tests {
         s.count(0, true);
         s.count(1, false);
         let c = s.counts();
-        assert_eq!((c[0].devices, c[0].handshakes_ok, c[0].handshakes_failed), (3, 2, 0));
-        assert_eq!((c[1].devices, c[1].handshakes_ok, c[1].handshakes_failed), (2, 0, 1));
+        assert_eq!(
+            (c[0].devices, c[0].handshakes_ok, c[0].handshakes_failed),
+            (3, 2, 0)
+        );
+        assert_eq!(
+            (c[1].devices, c[1].handshakes_ok, c[1].handshakes_failed),
+            (2, 0, 1)
+        );
         assert_eq!(s.joined(), "127.0.0.1:1, 127.0.0.1:2");
         let mut text = String::new();
         text_lines(&mut text, &c);
-        assert!(text.contains("127.0.0.1:2: 2 devices, 0 ok, 1 failed"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:2: 2 devices, 0 ok, 1 failed"),
+            "{text}"
+        );
     }
 }

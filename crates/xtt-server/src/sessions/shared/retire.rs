@@ -82,7 +82,7 @@ impl SharedSessions {
                 tracing::info!(
                     held = r.held,
                     released = r.released,
-                    ms = started.elapsed().as_millis() as u64,
+                    ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "sessions handed over exactly"
                 );
             }
