@@ -35,19 +35,27 @@ use crate::client::parse_suite;
                   one session and sends RECORDS records of --record-size bytes, --window at a \
                   time, to a server whose session application echoes (the default of `xtt \
                   server`): records per second, payload MB/s each way, round-trip latency. \
-                  Both over --transport tcp or udp.",
+                  Both over --transport tcp or udp.\n\n\
+                  Several nodes of one deployment: repeat --server ADDR; the devices are \
+                  spread over the addresses round-robin (device i always uses the same one) \
+                  and the report counts what each address served.",
     after_long_help = "Examples:\n  \
         xtt bench --group acme-sensors --rcert root_cert.bin --devices 200 --handshakes 2000\n  \
         xtt bench --target 10.0.0.5:4444 --group acme-sensors --rcert root_cert.bin \
         --json report.json --svg latency.svg\n  \
         xtt bench --group g --rcert root_cert.bin -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B\n  \
         xtt bench --group g --mode session-handshakes --devices 16 --handshakes 3000\n  \
-        xtt bench --group g --mode records --transport udp --devices 4 --record-size 1024 --json -"
+        xtt bench --group g --mode records --transport udp --devices 4 --record-size 1024 --json -\n  \
+        xtt bench --group g --server 10.0.0.5:4444 --server 10.0.0.6:4444 --server 10.0.0.7:4444"
 )]
 pub(crate) struct BenchArgs {
     /// The server.
     #[arg(short = 't', long, default_value = "127.0.0.1:4444")]
     pub(crate) target: SocketAddr,
+    /// A server of the deployment; repeat it for several nodes (devices are spread over them
+    /// round-robin). Replaces --target.
+    #[arg(long = "server", value_name = "ADDR", conflicts_with = "target")]
+    pub(crate) servers: Vec<SocketAddr>,
     /// The DAA group directory (its issuer key enrolls the simulated devices).
     #[arg(short = 'g', long, value_name = "DIR")]
     pub(crate) group: PathBuf,
@@ -76,6 +84,17 @@ pub(crate) struct BenchArgs {
     pub(crate) sessions: crate::bench_sessions::SessionBenchArgs,
 }
 
+impl BenchArgs {
+    /// The addresses to load: every --server, or --target.
+    pub(crate) fn targets(&self) -> Vec<SocketAddr> {
+        if self.servers.is_empty() {
+            vec![self.target]
+        } else {
+            self.servers.clone()
+        }
+    }
+}
+
 pub(crate) fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.sessions.mode != crate::bench_sessions::Mode::Identity {
         return crate::bench_sessions::run(&a);
@@ -90,7 +109,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<()> {
         .context("enrolling simulated devices")?;
     spinner.finish_and_clear();
     let config = BenchConfig {
-        target: a.target,
+        targets: a.targets(),
         suite: a.suite,
         roots: Arc::new(root),
         devices: devices

@@ -91,11 +91,16 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(a.timeout);
     let bar = bar(n as u64, "provisioning")?;
     let b = bar.clone();
-    let target = a.target;
+    let targets = a.targets();
     let suite = a.suite;
     let identities = crate::block_on(async move {
         let mut tasks = tokio::task::JoinSet::new();
-        for m in members {
+        // Device i is provisioned where its sessions will run (bench::run_sessions spreads the
+        // same way), so nodes need not share a registry.
+        for (i, m) in members.into_iter().enumerate() {
+            let target = *targets
+                .get(i % targets.len().max(1))
+                .context("no server address")?;
             let p = Provisioner {
                 roots: root.clone(),
                 daa: m,
@@ -104,21 +109,31 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 longterm_key: None,
                 timeout,
             };
-            tasks.spawn(async move { p.provision(target).await });
+            tasks.spawn(async move {
+                let r = p.provision(target).await;
+                (
+                    i,
+                    r.with_context(|| format!("provisioning a simulated device with {target}")),
+                )
+            });
         }
         let mut identities = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            let id = r
-                .context("provisioning task")?
-                .with_context(|| format!("provisioning a simulated device with {target}"))?;
+            let (i, id) = r.context("provisioning task")?;
+            let id = id?;
             b.inc(1);
-            identities.push(SessionClientConfig {
-                roots: root.clone(),
-                client_id: id.client_id,
-                longterm_key: id.longterm_key,
-            });
+            identities.push((
+                i,
+                SessionClientConfig {
+                    roots: root.clone(),
+                    client_id: id.client_id,
+                    longterm_key: id.longterm_key,
+                },
+            ));
         }
-        anyhow::Ok(identities)
+        // Back in device order, so identity i runs against the address it was provisioned at.
+        identities.sort_by_key(|(i, _)| *i);
+        anyhow::Ok(identities.into_iter().map(|(_, c)| c).collect::<Vec<_>>())
     })?;
     bar.finish_and_clear();
     let base = match s.transport {
@@ -145,7 +160,7 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         _ => (SessionMode::Records, s.records),
     };
     let config = SessionBenchConfig {
-        target: a.target,
+        targets: a.targets(),
         mode,
         options,
         identities,

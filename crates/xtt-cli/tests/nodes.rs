@@ -7,6 +7,11 @@
 //! with -9 mid-session and the device continues through node C, losing at most K records; a
 //! cookie issued by node A is accepted by node C once and refused when re-used on A or C;
 //! 500 concurrent provisionings spread over the three nodes get 500 distinct ClientIDs.
+//!
+//! A node stopped gracefully (SIGTERM) mid-session hands its sessions over exactly: the device
+//! continues on another node with the very next sequence numbers both ways, a record it left
+//! out before the stop is still accepted once, and replays of records accepted before it are
+//! refused.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -167,6 +172,25 @@ impl Node {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// Sends SIGTERM and waits (bounded) for the node to exit; its exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = i32::try_from(self.child.id()).unwrap();
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("kill(2)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not stop on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Node {
@@ -196,17 +220,24 @@ async fn answered(addr: SocketAddr, record: &[u8]) -> bool {
     n > 0
 }
 
+/// A deployment directory (root, server certificate, group `acme`, session key, cookie key)
+/// and a fresh database's URL.
+fn deployment() -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    xtt_ok(d, &["cert", "root", "--generate-key"]);
+    xtt_ok(d, &["cert", "server", "--generate-key"]);
+    xtt_ok(d, &["group", "create", "acme"]);
+    xtt_ok(d, &["server", "--new-session-key", "sessions.key"]);
+    write_cookie_key(d);
+    (tmp, fresh_database_url())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_one_database_share_identities_and_sessions() {
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, url) = tokio::task::block_in_place(deployment);
     let d = tmp.path().to_path_buf();
-    xtt_ok(&d, &["cert", "root", "--generate-key"]);
-    xtt_ok(&d, &["cert", "server", "--generate-key"]);
-    xtt_ok(&d, &["group", "create", "acme"]);
-    xtt_ok(&d, &["server", "--new-session-key", "sessions.key"]);
-    write_cookie_key(&d);
-    let url = tokio::task::block_in_place(fresh_database_url);
     let storage = ["--storage", url.as_str()];
     let a = Node::start(&d, "a", &storage);
     let b = Node::start(&d, "b", &storage);
@@ -350,4 +381,81 @@ async fn three_nodes_one_database_share_identities_and_sessions() {
     assert!(!ids.contains(&identity.client_id));
     eprintln!("three-node test took {:?}", started.elapsed());
     drop((a, b2, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_hands_its_sessions_over_exactly() {
+    let (tmp, url) = tokio::task::block_in_place(deployment);
+    let d = tmp.path().to_path_buf();
+    let storage = ["--storage", url.as_str()];
+    let b = Node::start(&d, "b", &storage);
+    let c = Node::start(&d, "c", &storage);
+    let group = GroupDir::open(&d.join("acme")).unwrap();
+    let root = xtt_files::certs::read_root(&d.join("root_cert.bin")).unwrap();
+    let device = enroll_devices(group.issuer(), group.basename(), 1)
+        .unwrap()
+        .pop()
+        .unwrap();
+    let identity = Provisioner::new(root.clone(), device)
+        .provision(b.addr)
+        .await
+        .unwrap();
+    let config = SessionClientConfig {
+        roots: Arc::new(root),
+        client_id: identity.client_id,
+        longterm_key: identity.longterm_key,
+    };
+    let mut dev = SessionClient::connect(b.addr, config, SessionClientOptions::tcp(), None)
+        .await
+        .unwrap();
+    for i in 0..5u8 {
+        echo(&mut dev, &[i; 8]).await;
+    }
+    // A gap in B's receive window: `held_back` is sealed (sequence n) but sent only after the
+    // stop; `last` (n + 1) is the last record B accepts.
+    let held_back = dev.session_mut().seal(Q, b"held back").unwrap();
+    let last = dev.session_mut().seal(Q, b"last on B").unwrap();
+    dev.send_raw(&last).await.unwrap();
+    let echoed = dev.recv().await.unwrap();
+    assert_eq!(&echoed.payload[..], b"last on B");
+    let next_send = dev.session().next_send_seq();
+    assert!(next_send < K, "still inside B's first reservation");
+
+    // B is stopped mid-session (the device's connection to it still open).
+    let status = b.terminate().await;
+    assert!(status.success(), "B exited with {status}");
+
+    // On C: the record left out before the stop is accepted (B's exact window, not a floor
+    // above its reservation), then the very next sequence number, and C's echoes continue
+    // B's send numbers.
+    dev.reconnect_to(c.addr).await.unwrap();
+    dev.send_raw(&held_back).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), dev.recv())
+        .await
+        .expect("C did not answer the record held back: records were lost")
+        .unwrap();
+    assert_eq!(&r.payload[..], b"held back");
+    assert_eq!(
+        r.seq,
+        echoed.seq + 1,
+        "C continues B's send sequence exactly"
+    );
+    dev.send(Q, b"next").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), dev.recv())
+        .await
+        .expect("C did not accept the next sequence number")
+        .unwrap();
+    assert_eq!(&r.payload[..], b"next");
+
+    // Records B accepted, replayed to C: refused, nothing comes back.
+    assert!(
+        !answered(c.addr, &last).await,
+        "C accepted a replay of B's last record"
+    );
+    assert!(!answered(c.addr, &held_back).await, "C accepted a replay");
+    // And the session keeps flowing across C's reservation raises.
+    for i in 0..2 * K {
+        echo(&mut dev, &i.to_be_bytes()).await;
+    }
+    drop(c);
 }

@@ -380,6 +380,21 @@ impl<P: Clone> SessionTable<P> {
         })
     }
 
+    /// Removes every session and returns where each record layer stood (a server node
+    /// stopping gracefully hands them all over). Locks one shard at a time: a session inserted
+    /// meanwhile into an already emptied shard stays.
+    pub fn take_all_states(&self) -> Vec<(SessionId, RecordState)> {
+        let mut all = Vec::new();
+        for shard in self.sessions.iter() {
+            let taken: Vec<(SessionId, Entry<P>)> = lock(shard).drain().collect();
+            for (id, e) in taken {
+                self.removed(&e.client_id, &id, false);
+                all.push((id, e.layer.state()));
+            }
+        }
+        all
+    }
+
     /// Where a session's record layer stands, without removing it.
     pub fn record_state(&self, id: &SessionId) -> Option<RecordState> {
         self.session_shard(id).get(id).map(|e| e.layer.state())

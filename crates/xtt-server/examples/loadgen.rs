@@ -125,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let config = BenchConfig {
-        target,
+        targets: vec![target],
         suite: SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
         roots: Arc::new(roots),
         devices: signers,

@@ -155,7 +155,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let target = started[i % started.len()].0;
             let share = count * chunk.len() as u64 / identities.len() as u64;
             runs.spawn(run_sessions(SessionBenchConfig {
-                target,
+                targets: vec![target],
                 mode: SessionMode::Handshakes,
                 options: SessionClientOptions::tcp(),
                 identities: chunk.to_vec(),

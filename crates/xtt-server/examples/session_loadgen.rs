@@ -126,7 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let report = bench_rt.block_on(run_sessions(SessionBenchConfig {
-        target,
+        targets: vec![target],
         mode,
         options,
         identities,

@@ -401,7 +401,7 @@ fn main() -> Result<(), BoxError> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=a.rounds {
         let r = client_rt.block_on(bench::run_sessions(SessionBenchConfig {
-            target: xtt_addr,
+            targets: vec![xtt_addr],
             mode: SessionMode::Records,
             options: options.clone(),
             identities: identities.clone(),

@@ -20,11 +20,17 @@ use xtt_proto::{ClientId, SuiteSpec};
 
 use crate::client::{ClientError, Provisioner};
 
+mod spread;
+
+use spread::Spread;
+pub use spread::TargetCount;
+
 /// What to run.
 #[derive(Clone)]
 pub struct BenchConfig {
-    /// The server.
-    pub target: SocketAddr,
+    /// The servers (the nodes of one deployment, or just one): device `i` provisions at
+    /// `targets[i % targets.len()]`.
+    pub targets: Vec<SocketAddr>,
     /// The suite every device offers.
     pub suite: SuiteSpec,
     /// Roots the devices trust.
@@ -40,7 +46,7 @@ pub struct BenchConfig {
 impl std::fmt::Debug for BenchConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BenchConfig")
-            .field("target", &self.target)
+            .field("targets", &self.targets)
             .field("suite", &self.suite)
             .field("devices", &self.devices.len())
             .field("handshakes", &self.handshakes)
@@ -79,8 +85,10 @@ pub struct LatencySummary {
 /// The result of a run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchReport {
-    /// The server measured.
+    /// The servers measured (comma-separated).
     pub target: String,
+    /// What each server did (devices are spread round-robin).
+    pub per_target: Vec<TargetCount>,
     /// Suite name.
     pub suite: String,
     /// Concurrent devices.
@@ -135,6 +143,9 @@ pub enum BenchError {
     /// No devices were given.
     #[error("at least one device is needed")]
     NoDevices,
+    /// No server address was given.
+    #[error("at least one server address is needed")]
+    NoTargets,
 }
 
 #[derive(Default)]
@@ -158,6 +169,10 @@ pub async fn run(
     if config.devices.is_empty() {
         return Err(BenchError::NoDevices);
     }
+    if config.targets.is_empty() {
+        return Err(BenchError::NoTargets);
+    }
+    let spread = Arc::new(Spread::new(&config.targets, config.devices.len()));
     let total = config.handshakes;
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -166,7 +181,12 @@ pub async fn run(
     let progress = Arc::new(progress);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for device in &config.devices {
+    for (i, device) in config.devices.iter().enumerate() {
+        let slot = spread.slot(i);
+        let Some(target) = spread.target(slot) else {
+            return Err(BenchError::NoTargets);
+        };
+        let spread = spread.clone();
         let provisioner = Provisioner {
             roots: config.roots.clone(),
             daa: device.clone(),
@@ -182,11 +202,11 @@ pub async fn run(
             tally.clone(),
             progress.clone(),
         );
-        let target = config.target;
         tasks.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 let t0 = Instant::now();
                 let r = provisioner.provision(target).await;
+                spread.count(slot, r.is_ok());
                 let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
                 {
                     let mut t = match tally.lock() {
@@ -225,7 +245,10 @@ pub async fn run(
             }
         }
     };
-    Ok(BenchReport::new(&config, elapsed, tally))
+    let mut report = BenchReport::new(&config, elapsed, tally);
+    report.target = spread.joined();
+    report.per_target = spread.counts();
+    Ok(report)
 }
 
 /// Nearest-rank percentile in ms; `per_mille` is the rank in thousandths (500 = median).
@@ -269,7 +292,8 @@ impl BenchReport {
         let failed: u64 = tally.errors.values().sum();
         let latency_ms = LatencySummary::of_sorted(l);
         Self {
-            target: config.target.to_string(),
+            target: Spread::new(&config.targets, config.devices.len()).joined(),
+            per_target: Vec::new(),
             suite: config.suite.name().to_string(),
             devices: config.devices.len(),
             handshakes_ok: ok,
@@ -314,6 +338,7 @@ impl BenchReport {
             "latency (ms)    p50 {:.2}  p90 {:.2}  p99 {:.2}  (min {:.2}, mean {:.2}, max {:.2})",
             l.p50, l.p90, l.p99, l.min, l.mean, l.max
         );
+        spread::text_lines(&mut s, &self.per_target);
         if let Some([a, b, c]) = self.load_average {
             let _ = writeln!(s, "load average    {a:.2} {b:.2} {c:.2}");
         }
@@ -448,7 +473,7 @@ mod tests {
 
     fn report(latencies_ms: &[u64]) -> BenchReport {
         let config = BenchConfig {
-            target: "127.0.0.1:1".parse().unwrap(),
+            targets: vec!["127.0.0.1:1".parse().unwrap()],
             suite: SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
             roots: Arc::new(Vec::<xtt_proto::cert::RootCertificate>::new()),
             devices: Vec::new(),
@@ -510,8 +535,9 @@ pub enum SessionMode {
 /// A session load run against a server with the [`crate::Echo`] application.
 #[derive(Clone, Debug)]
 pub struct SessionBenchConfig {
-    /// The server (TCP and UDP share the address).
-    pub target: SocketAddr,
+    /// The servers (TCP and UDP share each address): client `i` uses
+    /// `targets[i % targets.len()]`.
+    pub targets: Vec<SocketAddr>,
     /// Which measurement.
     pub mode: SessionMode,
     /// The transport and client timeouts.
@@ -556,8 +582,11 @@ pub struct SessionBenchReport {
     pub mb_per_sec: f64,
     /// /proc/loadavg at the end.
     pub load_average: Option<[f64; 3]>,
-    /// The server measured.
+    /// The servers measured (comma-separated).
     pub target: String,
+    /// What each server did (clients are spread round-robin; in records mode the handshakes
+    /// are the clients' setup handshakes).
+    pub per_target: Vec<TargetCount>,
     /// Suite name.
     pub suite: String,
     /// Handshake latency (handshake mode) or record round trip, send to echo (records mode).
@@ -638,6 +667,7 @@ impl SessionBenchReport {
             "{what:<16}p50 {:.2}  p90 {:.2}  p99 {:.2}  (min {:.2}, mean {:.2}, max {:.2})",
             l.p50, l.p90, l.p99, l.min, l.mean, l.max
         );
+        spread::text_lines(&mut s, &self.per_target);
         if let (Some(cpu), Some(per)) = (self.server_cpu_secs, self.server_cpu_us_per_op()) {
             let op = match self.mode {
                 SessionMode::Handshakes => "handshake",
@@ -671,6 +701,10 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
     if config.identities.is_empty() {
         return Err(BenchError::NoDevices);
     }
+    if config.targets.is_empty() {
+        return Err(BenchError::NoTargets);
+    }
+    let spread = Arc::new(Spread::new(&config.targets, config.identities.len()));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -679,15 +713,16 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
     // Records mode: every client first establishes its session, then all start together.
     let mut clients = Vec::new();
     if config.mode == SessionMode::Records {
-        for identity in &config.identities {
-            match SessionClient::connect(
-                config.target,
-                identity.clone(),
-                config.options.clone(),
-                None,
-            )
-            .await
-            {
+        for (i, identity) in config.identities.iter().enumerate() {
+            let slot = spread.slot(i);
+            let Some(target) = spread.target(slot) else {
+                return Err(BenchError::NoTargets);
+            };
+            let connected =
+                SessionClient::connect(target, identity.clone(), config.options.clone(), None)
+                    .await;
+            spread.count(slot, connected.is_ok());
+            match connected {
                 Ok(c) => {
                     ok.fetch_add(1, Ordering::Relaxed);
                     clients.push(c);
@@ -703,10 +738,14 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
     let mut tasks = tokio::task::JoinSet::new();
     match config.mode {
         SessionMode::Handshakes => {
-            for identity in &config.identities {
+            for (i, identity) in config.identities.iter().enumerate() {
                 let (identity, options) = (identity.clone(), config.options.clone());
                 let (ok, failed, next) = (ok.clone(), failed.clone(), next.clone());
-                let (target, total) = (config.target, config.count);
+                let slot = spread.slot(i);
+                let Some(target) = spread.target(slot) else {
+                    return Err(BenchError::NoTargets);
+                };
+                let (spread, total) = (spread.clone(), config.count);
                 tasks.spawn(async move {
                     let mut latencies = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < total {
@@ -722,10 +761,12 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
                             Ok(_) => {
                                 latencies.push(micros(t0.elapsed()));
                                 ok.fetch_add(1, Ordering::Relaxed);
+                                spread.count(slot, true);
                             }
                             Err(e) => {
                                 tracing::debug!(error = %e, "session handshake failed");
                                 failed.fetch_add(1, Ordering::Relaxed);
+                                spread.count(slot, false);
                             }
                         };
                     }
@@ -807,7 +848,8 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
         records_per_sec: per_sec(echoed),
         mb_per_sec: per_sec(echoed) * config.payload_len as f64 / 1e6,
         load_average: load_average(),
-        target: config.target.to_string(),
+        target: spread.joined(),
+        per_target: spread.counts(),
         suite: config.options.suite.name().to_string(),
         latency_ms: LatencySummary::of_sorted(&latencies_us),
         latencies_us,

@@ -398,6 +398,12 @@ impl XttServer {
             if let Some(t) = udp {
                 let _ = t.await;
             }
+            // Shared sessions: every session goes to the store with its exact state (bounded;
+            // on failure the other nodes take them over as after a crash).
+            if let Some((core, shared)) = sh.sessions.get().and_then(|c| Some((c, c.shared.get()?)))
+            {
+                let _ = shared.retire(core).await;
+            }
         }
         tracing::info!("xtt server stopped");
         Ok(())

@@ -441,7 +441,7 @@ async fn load_generator_measures_session_handshakes_and_records() {
         (SessionMode::Records, fast_udp(), 40),
     ] {
         let report = run_sessions(SessionBenchConfig {
-            target: e.server.addr,
+            targets: vec![e.server.addr],
             mode,
             options: opts,
             identities: identities.clone(),

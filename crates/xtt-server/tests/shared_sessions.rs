@@ -1,7 +1,10 @@
 //! Sessions shared between several XttServer nodes in one process on one PostgreSQL database
 //! (the throwaway cluster `scripts/test.sh` starts; these tests fail without it): exact
 //! hand-over between live nodes, replays refused on every node, reservations raised as records
-//! flow, and a take-over from a node that stopped answering, losing at most K records.
+//! flow, and a node stopped gracefully handing its session over exactly (no record lost). The
+//! crash path (a take-over above the reservation, at most K records lost) is tested with a
+//! process killed by -9 in `crates/xtt-cli/tests/nodes.rs` and on the store in its
+//! conformance suite.
 
 mod common;
 
@@ -256,7 +259,7 @@ async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_owner_loses_the_session_above_its_reservation_with_at_most_k_records_lost() {
+async fn an_owner_stopped_gracefully_hands_the_session_over_exactly() {
     let k = 8u32;
     let cl = cluster(2, k).await;
     let opts = SessionClientOptions {
@@ -274,7 +277,7 @@ async fn a_silent_owner_loses_the_session_above_its_reservation_with_at_most_k_r
     let mut cl = cl;
     let first = cl.nodes.remove(0);
     let to = cl.addr(0);
-    // Node 0 stops: it no longer answers hand-over requests.
+    // Node 0 stops gracefully: its sessions go to the store with their exact state.
     first.stop().await;
     dev.reconnect_to(to).await.unwrap();
     let mut lost = 0u32;
@@ -294,11 +297,11 @@ async fn a_silent_owner_loses_the_session_above_its_reservation_with_at_most_k_r
         }
     }
     let seq_after = seq_after.expect("records flow again through the second node");
-    assert_eq!(seq_after, k, "the new owner starts at the old reservation");
-    assert!(lost >= 1 && lost <= k, "lost {lost} records (K = {k})");
+    assert_eq!(seq_after, 3, "the new owner continues at the next record");
+    assert_eq!(lost, 0, "no record lost");
     let s = cl.stats(0);
-    assert_eq!(s.taken_after_crash, 1, "{s:?}");
-    assert_eq!(s.taken_exact, 0);
+    assert_eq!(s.taken_exact, 1, "{s:?}");
+    assert_eq!(s.taken_after_crash, 0, "{s:?}");
     // And it keeps flowing, reservations raised as needed.
     for i in 0..2 * k {
         echo(&mut dev, &i.to_be_bytes()).await;

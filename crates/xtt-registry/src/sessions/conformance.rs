@@ -17,6 +17,7 @@ pub fn run_all(factory: Factory<'_>) {
     create_refuses_a_used_id(&*factory());
     a_live_owner_is_asked_and_a_forced_take_over_starts_above_its_reservation(&*factory());
     release_hands_over_the_exact_state(&*factory());
+    retiring_releases_every_listed_session_exactly_and_ends_the_lease(&*factory());
     a_dead_owner_is_taken_over_without_asking(&*factory());
     the_owner_asking_for_its_own_session_is_told_so(&*factory());
     expired_sessions_are_unknown_and_swept(&*factory());
@@ -139,6 +140,64 @@ fn release_hands_over_the_exact_state(store: &dyn SessionStore) {
         }
         other => panic!("expected Taken, got {other:?}"),
     }
+}
+
+fn retiring_releases_every_listed_session_exactly_and_ends_the_lease(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    live(store, a, "127.0.0.1:1", now);
+    live(store, b, "127.0.0.1:2", now);
+    let listed: Vec<StoredSession> = (0..3).map(|_| sample_session(now)).collect();
+    let unlisted = sample_session(now);
+    let foreign = sample_session(now);
+    for s in listed.iter().chain([&unlisted]) {
+        assert!(store.create(s, a, res(64, 64), now).unwrap());
+    }
+    assert!(store.create(&foreign, b, res(64, 64), now).unwrap());
+    let states: Vec<(SessionId, RecordState)> = listed
+        .iter()
+        .zip(0u32..)
+        .map(|(s, i)| {
+            let state = RecordState {
+                recv_next: u64::from(5 + i),
+                recv_bits: [0x1f ^ u64::from(i), 0],
+                send_next: 9 + i,
+            };
+            (s.session_id, state)
+        })
+        // B's session listed by mistake: not A's to release.
+        .chain([(foreign.session_id, RecordState::after_crash(1, 1))])
+        .collect();
+    assert_eq!(store.retire(a, &states, now).unwrap(), 3);
+    let later = UnixMillis(now.0 + 1);
+    for (id, state) in states.iter().take(3) {
+        match store.acquire(id, b, false, 10, later).unwrap() {
+            Acquired::Taken { start, exact, .. } => {
+                assert!(exact);
+                assert_eq!(start, *state);
+            }
+            other => panic!("expected Taken, got {other:?}"),
+        }
+    }
+    // Not listed: A's lease has ended, so B takes it at once, above the reservation.
+    match store
+        .acquire(&unlisted.session_id, b, false, 10, later)
+        .unwrap()
+    {
+        Acquired::Taken { start, exact, .. } => {
+            assert!(!exact);
+            assert_eq!(start, RecordState::after_crash(64, 64));
+        }
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .acquire(&foreign.session_id, b, false, 10, later)
+            .unwrap(),
+        Acquired::OwnedByCaller
+    );
+    // Nothing to release: only the lease ends.
+    assert_eq!(store.retire(b, &[], later).unwrap(), 0);
 }
 
 fn a_dead_owner_is_taken_over_without_asking(store: &dyn SessionStore) {

@@ -13,7 +13,8 @@
 //!   first and use server sequence numbers below the second. An owner raises them here
 //!   ([`SessionStore::extend`], which checks it still owns the row) *before* going beyond them;
 //! * `recv_next`, `recv_bits`, `send_next` — the exact record state a releasing owner left
-//!   ([`SessionStore::release`]); meaningful only while `owner` is none.
+//!   ([`SessionStore::release`], or [`SessionStore::retire`] for all of a stopping node's
+//!   sessions at once); meaningful only while `owner` is none.
 //!
 //! Nodes have a row too: their hand-over address and a lease (`alive_until`) they renew with
 //! [`SessionStore::heartbeat`].
@@ -195,6 +196,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         state: &RecordState,
         now: UnixMillis,
     ) -> Result<bool, RegistryError>;
+
+    /// A node stopping gracefully: gives up every listed session it still owns with its exact
+    /// state (as [`Self::release`] does one) and ends its lease, in **one transaction**, so the
+    /// next owner of each continues from that state, and sessions it owns but did not list are
+    /// taken over at once (above their reservation) instead of after the lease. Returns how many
+    /// sessions were released (listed sessions `me` no longer owns are left alone).
+    fn retire(
+        &self,
+        me: NodeId,
+        sessions: &[(SessionId, RecordState)],
+        now: UnixMillis,
+    ) -> Result<u64, RegistryError>;
 
     /// Deletes sessions `me` owns (they expired or finished there); returns how many.
     fn remove(&self, ids: &[SessionId], me: NodeId) -> Result<u64, RegistryError>;

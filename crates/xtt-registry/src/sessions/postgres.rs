@@ -383,6 +383,59 @@ impl SessionStore for PostgresSessionStore {
         Ok(rows.len() == 1)
     }
 
+    fn retire(
+        &self,
+        me: NodeId,
+        sessions: &[(SessionId, RecordState)],
+        now: UnixMillis,
+    ) -> Result<u64, RegistryError> {
+        let ids: Vec<&[u8]> = sessions.iter().map(|(id, _)| &id.0[..]).collect();
+        let recv_next: Vec<i64> = sessions
+            .iter()
+            .map(|(_, s)| i64::try_from(s.recv_next).unwrap_or(i64::MAX))
+            .collect();
+        let recv_bits: Vec<Vec<u8>> = sessions
+            .iter()
+            .map(|(_, s)| bits_to_sql(&s.recv_bits))
+            .collect();
+        let send_next: Vec<i64> = sessions
+            .iter()
+            .map(|(_, s)| i64::from(s.send_next))
+            .collect();
+        // One statement, hence one transaction and one round trip: data-modifying CTEs run to
+        // completion whether or not the outer query reads them. The lease ends after the
+        // releases in the same commit, so no other node sees the lease gone and a listed row
+        // still owned.
+        let rows = self.rows(
+            "WITH released AS (
+                 UPDATE xtt_sessions s
+                    SET owner = NULL, recv_next = u.recv_next, recv_bits = u.recv_bits,
+                        send_next = u.send_next, last_active = $6
+                   FROM unnest($2::bytea[], $3::bigint[], $4::bytea[], $5::bigint[])
+                        AS u(session_id, recv_next, recv_bits, send_next)
+                  WHERE s.session_id = u.session_id AND s.owner = $1
+                 RETURNING 1),
+             ended AS (
+                 UPDATE xtt_nodes SET alive_until = least(alive_until, $6)
+                  WHERE node_id = $1 RETURNING 1)
+             SELECT (SELECT count(*) FROM released)::bigint, (SELECT count(*) FROM ended)::bigint",
+            &[
+                (&me.0, Type::INT8),
+                (&ids, Type::BYTEA_ARRAY),
+                (&recv_next, Type::INT8_ARRAY),
+                (&recv_bits, Type::BYTEA_ARRAY),
+                (&send_next, Type::INT8_ARRAY),
+                (&now.0, Type::INT8),
+            ],
+        )?;
+        let released: i64 = rows
+            .first()
+            .ok_or(RegistryError::Corrupt("retire returned no row"))?
+            .try_get(0)
+            .map_err(db)?;
+        u64::try_from(released).map_err(|_| RegistryError::Corrupt("negative count"))
+    }
+
     fn remove(&self, ids: &[SessionId], me: NodeId) -> Result<u64, RegistryError> {
         if ids.is_empty() {
             return Ok(0);

@@ -375,6 +375,43 @@ impl SessionStore for SqliteSessionStore {
         })
     }
 
+    fn retire(
+        &self,
+        me: NodeId,
+        sessions: &[(SessionId, RecordState)],
+        now: UnixMillis,
+    ) -> Result<u64, RegistryError> {
+        // One immediate transaction: the releases and the end of the lease commit together.
+        self.write(|tx| {
+            let mut n = 0u64;
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE xtt_sessions SET owner = NULL, recv_next = ?3, recv_bits = ?4,
+                            send_next = ?5, last_active = ?6
+                      WHERE session_id = ?1 AND owner = ?2",
+                )
+                .map_err(db)?;
+            for (id, state) in sessions {
+                n += stmt
+                    .execute(params![
+                        &id.0[..],
+                        me.0,
+                        i64::try_from(state.recv_next).unwrap_or(i64::MAX),
+                        bits_to_sql(&state.recv_bits),
+                        i64::from(state.send_next),
+                        now.0
+                    ])
+                    .map_err(db)? as u64;
+            }
+            tx.execute(
+                "UPDATE xtt_nodes SET alive_until = min(alive_until, ?2) WHERE node_id = ?1",
+                params![me.0, now.0],
+            )
+            .map_err(db)?;
+            Ok(n)
+        })
+    }
+
     fn remove(&self, ids: &[SessionId], me: NodeId) -> Result<u64, RegistryError> {
         if ids.is_empty() {
             return Ok(0);

@@ -46,27 +46,43 @@
 //! * no server sequence number, hence no AEAD nonce, is ever used twice;
 //! * at a crash hand-over at most **K** client records are lost: those numbered between the
 //!   crashed owner's last accepted record and its reservation, which the device sends again
-//!   only as new records. An exact hand-over loses none. The device sees a jump in the
-//!   server's sequence numbers, which its window accepts.
+//!   only as new records. An exact hand-over (a live owner asked, or a graceful stop) loses
+//!   none. The device sees a jump in the server's sequence numbers, which its window accepts.
 //!
 //! Leases do not carry safety; they only decide whether asking the owner is worth a round trip.
 //! Clocks matter only for them (and for the hand-over request's freshness window).
 //!
+//! **Graceful stop: exact, for every session at once.** A node stopped with SIGTERM or SIGINT
+//! does not leave its sessions to the crash rule: once its transports have stopped it refuses
+//! new store work, lets operations in flight finish, takes every session out of its table and,
+//! in **one transaction** ([`SessionStore::retire`]), writes each one's exact receive window
+//! and send counter with `owner = none`, then ends its own lease ([`retire`] has the steps).
+//! The next node that gets a device's record acquires the released row and continues exactly:
+//! no record lost, none accepted twice (a replay of any record the stopped node accepted is
+//! below or inside the window handed over). Hand-over requests that arrive during the stop
+//! wait for that commit. The stop is bounded ([`RETIRE_BOUND`]); if the database is
+//! unreachable or slower than that, the node exits anyway and the crash rule applies (which
+//! is also what a session the node did not list gets, e.g. a take-over still running at the
+//! deadline: the lease already ended, so the next node takes it at once).
+//!
 //! **Cost.** The single-node path is untouched: without [`SharedOptions`] no table entry has a
 //! limit ([`xtt_proto::record::Reservation::NONE`]) and nothing here runs. With sharing, a session
-//! handshake costs one extra database round trip (the insert; the key look-up is cached), every
+//! handshake costs one extra database round trip (the insert; the ClientID → key look-up is
+//! cached for a few seconds, a miss costs a second round trip: at most two), every
 //! `K` records per direction cost one round trip (the record waits for it), and a hand-over
 //! costs one round trip (dead owner) or three plus one node-to-node exchange (live owner:
-//! acquire → "held", the owner's release, acquire). Records that arrive for a session while its
-//! store operation is in flight wait in a small bounded queue and are then processed in order.
-//! [`SharedStats`] counts store calls (= round trips).
+//! acquire → "held", the owner's release, acquire). A graceful stop costs one round trip for
+//! all the node's sessions (PostgreSQL: one statement; SQLite: one transaction). Records that
+//! arrive for a session while its store operation is in flight wait in a small bounded queue
+//! and are then processed in order. [`SharedStats`] counts store calls (= round trips).
 
 mod handover;
+mod retire;
 mod seal;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,6 +96,7 @@ use xtt_registry::sessions::{Acquired, NodeId, SessionStore, StoredSession, Unix
 use xtt_registry::RegistryError;
 use zeroize::Zeroizing;
 
+pub use retire::{Retired, RETIRE_BOUND};
 pub use seal::{StorageKey, StorageKeyError, STORAGE_KEY_LEN};
 
 use super::{Peer, SessionCore};
@@ -148,8 +165,11 @@ pub struct SharedStats {
     pub released: u64,
     /// Reservation raises.
     pub extended: u64,
-    /// Records or sends dropped because the store failed or a queue was full.
+    /// Records or sends dropped because the store failed, a queue was full or the node is
+    /// stopping.
     pub dropped: u64,
+    /// Graceful stops that handed every session over exactly (0 or 1).
+    pub retired: u64,
 }
 
 #[derive(Default)]
@@ -161,6 +181,7 @@ struct Counters {
     released: AtomicU64,
     extended: AtomicU64,
     dropped: AtomicU64,
+    retired: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -231,6 +252,11 @@ pub struct SharedSessions {
     handover_addr: String,
     busy: Mutex<HashMap<SessionId, VecDeque<Op>>>,
     counters: Counters,
+    /// Set when the node starts stopping ([`retire`]): no new store operation starts. Read and
+    /// set under the `busy` lock's protocol (checked while holding it).
+    retiring: AtomicBool,
+    /// The graceful stop's outcome once known (`Some(true)`: every session is in the store).
+    retired: tokio::sync::watch::Sender<Option<bool>>,
 }
 
 impl std::fmt::Debug for SharedSessions {
@@ -296,6 +322,8 @@ impl SharedSessions {
             handover_addr,
             busy: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            retiring: AtomicBool::new(false),
+            retired: tokio::sync::watch::Sender::new(None),
         });
         let s = shared.clone();
         let alive_until = UnixMillis::now().plus(ms(shared.lease));
@@ -336,6 +364,7 @@ impl SharedSessions {
             released: get(&c.released),
             extended: get(&c.extended),
             dropped: get(&c.dropped),
+            retired: get(&c.retired),
         }
     }
 
@@ -370,6 +399,9 @@ impl SharedSessions {
             let (Some(s), Some(core)) = (shared.upgrade(), core.upgrade()) else {
                 break;
             };
+            if s.retiring.load(Ordering::SeqCst) {
+                break; // the stop ends the lease; renewing it would undo that
+            }
             let until = UnixMillis::now().plus(ms(s.lease));
             let node = s.node;
             match s.blocking(move |st| st.heartbeat(node, until)).await {
@@ -436,6 +468,13 @@ impl SharedSessions {
     /// Queues `op` for session `id` and starts its store operation if none is running.
     pub(crate) fn defer(self: &Arc<Self>, core: &Arc<SessionCore>, id: SessionId, op: Op) {
         let mut busy = lock(&self.busy);
+        if self.retiring.load(Ordering::SeqCst) {
+            // Stopping: the session belongs to the next node that gets this device's records.
+            drop(busy);
+            bump(&self.counters.dropped);
+            op.fail(core, false);
+            return;
+        }
         if let Some(q) = busy.get_mut(&id) {
             if q.len() < MAX_QUEUED {
                 q.push_back(op);
@@ -714,6 +753,10 @@ impl SharedSessions {
     ) -> Answer {
         {
             let mut busy = lock(&self.busy);
+            if self.retiring.load(Ordering::SeqCst) {
+                drop(busy);
+                return self.answer_when_retired().await;
+            }
             if busy.contains_key(&id) {
                 return Answer::Busy;
             }
