@@ -269,9 +269,9 @@ impl RecordKeys {
     ) -> Result<CipherRef<'a>, RecordError> {
         Ok(match kept {
             Some(c) => CipherRef::Kept(c),
-            None => CipherRef::Once(
-                RecordCipher::new(alg, &self.key).map_err(|_| RecordError::Crypto)?,
-            ),
+            None => {
+                CipherRef::Once(RecordCipher::new(alg, &self.key).map_err(|_| RecordError::Crypto)?)
+            }
         })
     }
 
@@ -339,7 +339,15 @@ impl RecordKeys {
         payload: &[u8],
     ) -> Result<Vec<u8>, RecordError> {
         let mut out = Vec::with_capacity(RECORD_OVERHEAD + payload.len());
-        self.seal_append(suite, None, session_id, seq, payload_type, payload, &mut out)?;
+        self.seal_append(
+            suite,
+            None,
+            session_id,
+            seq,
+            payload_type,
+            payload,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -406,16 +414,26 @@ pub(crate) enum Keep {
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecordPayload {
     /// `payload_type ‖ payload`.
-    buf: Zeroizing<Vec<u8>>,
+    buf: Vec<u8>,
 }
 
 impl RecordPayload {
     /// A payload from its bytes (copied).
     pub fn from_slice(payload: &[u8]) -> Self {
-        let mut buf = Zeroizing::new(Vec::with_capacity(1 + payload.len()));
+        let mut buf = Vec::with_capacity(1 + payload.len());
         buf.push(0);
         buf.extend_from_slice(payload);
         Self { buf }
+    }
+}
+
+impl Drop for RecordPayload {
+    fn drop(&mut self) {
+        // zeroize's slice impls fill in bulk behind an optimization barrier; its `Vec` impl (and
+        // so `Zeroizing<Vec<u8>>`) goes byte by byte with volatile writes, which costs several
+        // microseconds for a 16 KiB payload.
+        self.buf.as_mut_slice().zeroize();
+        self.buf.spare_capacity_mut().zeroize();
     }
 }
 
@@ -696,7 +714,7 @@ impl RecordLayer {
     ) -> Result<OpenedRecord, RecordError> {
         self.window.check(record.seq_num)?;
         let kept = self.hot.as_ref().and_then(|h| h.recv.as_ref());
-        let (plain, fresh) = self.keys.recv.open(self.suite, kept, record)?;
+        let (mut plain, fresh) = self.keys.recv.open(self.suite, kept, record)?;
         self.kept(keep, fresh, |h| &mut h.recv);
         // Checked after authentication, so a forged number can never make a node reserve.
         if record.seq_num >= self.limits.recv_limit {
@@ -710,7 +728,9 @@ impl RecordLayer {
             session_id: SessionId(record.session_id),
             seq: record.seq_num,
             payload_type,
-            payload: RecordPayload { buf: plain },
+            payload: RecordPayload {
+                buf: core::mem::take(&mut *plain),
+            },
         })
     }
 
@@ -812,8 +832,8 @@ mod tests {
                 if let RecordProtection::Aead(alg) = suite.record_protection() {
                     let header = record.header().unwrap();
                     let n = nonce(&k.iv, seq);
-                    let plain = crypto::aead_open(alg, &k.key, &n, &header, &out[6 + 24..])
-                        .unwrap();
+                    let plain =
+                        crypto::aead_open(alg, &k.key, &n, &header, &out[6 + 24..]).unwrap();
                     assert_eq!(&plain[1..], &payload[..]);
                 }
             }
@@ -839,24 +859,41 @@ mod tests {
             bytes[last] ^= 1;
             let record = RecordRegular::decode(&bytes).unwrap();
             assert_eq!(layer.open(&record, Keep::Yes(1)), Err(RecordError::Forged));
-            assert_eq!(layer.hot_since(), None, "{suite:?}: a forged record warmed the keys");
+            assert_eq!(
+                layer.hot_since(),
+                None,
+                "{suite:?}: a forged record warmed the keys"
+            );
             bytes[last] ^= 1;
             let record = RecordRegular::decode(&bytes).unwrap();
-            assert_eq!(&layer.open(&record, Keep::Yes(2)).unwrap().payload[..], b"hello");
-            let expected = if suite.is_integrity_only() { None } else { Some(2) };
+            assert_eq!(
+                &layer.open(&record, Keep::Yes(2)).unwrap().payload[..],
+                b"hello"
+            );
+            let expected = if suite.is_integrity_only() {
+                None
+            } else {
+                Some(2)
+            };
             assert_eq!(layer.hot_since(), expected, "{suite:?}");
             // Sealing with kept keys gives the bytes a cold layer gives.
-            let warm = layer.seal(&id, PayloadType::Ipv6, b"x", Keep::Yes(3)).unwrap();
+            let warm = layer
+                .seal(&id, PayloadType::Ipv6, b"x", Keep::Yes(3))
+                .unwrap();
             assert_eq!(
                 warm,
-                keys(3).seal(suite, &id, 0, PayloadType::Ipv6, b"x").unwrap()
+                keys(3)
+                    .seal(suite, &id, 0, PayloadType::Ipv6, b"x")
+                    .unwrap()
             );
             layer.cool();
             assert_eq!(layer.hot_since(), None);
             let cold = layer.seal(&id, PayloadType::Ipv6, b"x", Keep::No).unwrap();
             assert_eq!(
                 cold,
-                keys(3).seal(suite, &id, 1, PayloadType::Ipv6, b"x").unwrap()
+                keys(3)
+                    .seal(suite, &id, 1, PayloadType::Ipv6, b"x")
+                    .unwrap()
             );
             assert_eq!(layer.hot_since(), None, "Keep::No keeps nothing");
         }

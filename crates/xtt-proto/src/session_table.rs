@@ -37,8 +37,8 @@ use crate::error::Refused;
 use crate::identity::ClientId;
 use crate::msgs::RecordRegular;
 use crate::record::{
-    Delivered, DropCounters, Keep, PayloadType, RecordError, RecordLayer, RecordState,
-    Reservation, SessionId,
+    Delivered, DropCounters, Keep, PayloadType, RecordError, RecordLayer, RecordState, Reservation,
+    SessionId,
 };
 use crate::session::ServerSession;
 use crate::UnixTime;
@@ -577,7 +577,11 @@ impl<P: Clone> SessionTable<P> {
                 let g = lock(s);
                 g.hot
                     .iter()
-                    .filter(|id| g.sessions.get(id).is_some_and(|e| e.layer.hot_since().is_some()))
+                    .filter(|id| {
+                        g.sessions
+                            .get(id)
+                            .is_some_and(|e| e.layer.hot_since().is_some())
+                    })
                     .count()
             })
             .sum()

@@ -817,7 +817,11 @@ fn only_the_most_recently_used_sessions_keep_expanded_keys() {
         let mut clients: Vec<ClientSession> = (0..4)
             .map(|peer| fx.establish(suite, None, &table, peer).0)
             .collect();
-        assert_eq!(table.hot_sessions(), 0, "a fresh session holds no expanded key");
+        assert_eq!(
+            table.hot_sessions(),
+            0,
+            "a fresh session holds no expanded key"
+        );
         // A forged record for a live session costs one expansion and keeps nothing.
         let mut forged = clients[0].seal(PayloadType::QueueProtocol, b"x").unwrap();
         let last = forged.len() - 1;

@@ -28,8 +28,8 @@ use crate::msgs::{
     CLIENT_INIT_LEN,
 };
 use crate::record::{
-    Keep,
-    DropCounters, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId, MAX_PAYLOAD_LEN,
+    DropCounters, Keep, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId,
+    MAX_PAYLOAD_LEN,
 };
 use crate::suite::SuiteSpec;
 

@@ -188,7 +188,12 @@ impl MessageReader {
                     self.start = 0;
                 }
                 self.buf.reserve(READ_CHUNK);
-                if stream.read_buf(&mut self.buf).await.map_err(FrameError::Io)? == 0 {
+                if stream
+                    .read_buf(&mut self.buf)
+                    .await
+                    .map_err(FrameError::Io)?
+                    == 0
+                {
                     return Err(FrameError::Closed);
                 }
             }
@@ -222,7 +227,13 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
             .iter()
             .skip(i)
             .enumerate()
-            .map(|(k, b)| IoSlice::new(if k == 0 { b.get(off..).unwrap_or_default() } else { b }))
+            .map(|(k, b)| {
+                IoSlice::new(if k == 0 {
+                    b.get(off..).unwrap_or_default()
+                } else {
+                    b
+                })
+            })
             .take(64)
             .collect();
         let mut n = writer.write_vectored(&slices).await?;
