@@ -235,6 +235,8 @@ fn integrity_tag(
 }
 
 /// A direction's cipher for one operation: the kept one, or one expanded for this record only.
+// Lives on the stack for one record; boxing the expanded variant would allocate per record.
+#[allow(clippy::large_enum_variant)]
 enum CipherRef<'a> {
     Kept(&'a RecordCipher),
     Once(RecordCipher),
@@ -282,8 +284,7 @@ impl RecordKeys {
         &self,
         suite: SuiteSpec,
         kept: Option<&RecordCipher>,
-        session_id: &SessionId,
-        seq: u32,
+        (session_id, seq): (&SessionId, u32),
         payload_type: PayloadType,
         payload: &[u8],
         out: &mut Vec<u8>,
@@ -342,8 +343,7 @@ impl RecordKeys {
         self.seal_append(
             suite,
             None,
-            session_id,
-            seq,
+            (session_id, seq),
             payload_type,
             payload,
             &mut out,
@@ -682,8 +682,7 @@ impl RecordLayer {
         let fresh = self.keys.send.seal_append(
             self.suite,
             kept,
-            session_id,
-            self.next_send,
+            (session_id, self.next_send),
             payload_type,
             payload,
             out,
@@ -818,7 +817,7 @@ mod tests {
                 // Expanded per record, and with a kept cipher, appended after other bytes.
                 assert_eq!(k.seal(suite, &id, seq, pt, &payload).unwrap(), expected);
                 let mut out = b"prefix".to_vec();
-                k.seal_append(suite, kept.as_ref(), &id, seq, pt, &payload, &mut out)
+                k.seal_append(suite, kept.as_ref(), (&id, seq), pt, &payload, &mut out)
                     .unwrap();
                 assert_eq!(&out[6..], &expected[..], "{suite:?} {len}");
                 // ring opens what RustCrypto sealed, both ways of holding the key.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use std::io::IoSlice;
 
 use rand_core::OsRng;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
@@ -168,9 +169,9 @@ const READ_CHUNK: usize = MAX_RECORD_MESSAGE + 1;
 impl MessageReader {
     /// The next whole message (at most `max_len` bytes), reading as needed; `timeout` bounds
     /// the wait for the whole message. Cancel-safe: bytes read stay in the buffer.
-    pub(crate) async fn next<R: AsyncRead + Unpin>(
+    pub(crate) async fn next(
         &mut self,
-        stream: &mut R,
+        stream: &mut OwnedReadHalf,
         max_len: usize,
         timeout: Duration,
     ) -> Result<&[u8], FrameError> {
@@ -180,21 +181,22 @@ impl MessageReader {
                     return Ok(len);
                 }
                 if self.start == self.buf.len() {
-                    // Everything consumed: read to the front, nothing to move.
-                    self.buf.clear();
+                    // Everything consumed: give the buffer back, so an idle connection (there may
+                    // be thousands) holds no 64 KiB while it waits; it is taken again once bytes
+                    // are there to read.
+                    self.buf = Vec::new();
                     self.start = 0;
                 } else if self.start > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK {
                     self.buf.drain(..self.start);
                     self.start = 0;
                 }
+                stream.readable().await.map_err(FrameError::Io)?;
                 self.buf.reserve(READ_CHUNK);
-                if stream
-                    .read_buf(&mut self.buf)
-                    .await
-                    .map_err(FrameError::Io)?
-                    == 0
-                {
-                    return Err(FrameError::Closed);
+                match stream.try_read_buf(&mut self.buf) {
+                    Ok(0) => return Err(FrameError::Closed),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(FrameError::Io(e)),
                 }
             }
         })
