@@ -8,16 +8,25 @@
 #   4. XTT vs TLS 1.3 (rustls) in the same process and run: records/s, MB/s, handshake bytes
 #      (crates/xtt-server/examples/session_vs_tls.rs), AES-256-GCM and ChaCha20-Poly1305.
 # Knobs: HS=3000 handshakes, CLIENTS=16, RECORDS=20000 per client, ROUNDS=3.
+# BIN=DIR runs prebuilt binaries (DIR/xtt, DIR/crypto_floor, DIR/session_vs_tls) instead of
+# building: e.g. a copy of an earlier build, for before/after runs alternated on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HS=${HS:-3000}; CLIENTS=${CLIENTS:-16}; RECORDS=${RECORDS:-20000}; ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-target/bench-sessions}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-cargo build --release -j2 -p xtt-cli
-cargo build --release -j2 -p xtt-proto --example crypto_floor
-cargo build --release -j2 -p xtt-server --example session_vs_tls
-XTT=$PWD/target/release/xtt
+if [ -n "${BIN:-}" ]; then
+    BIN=$(cd "$BIN" && pwd)
+    XTT=$BIN/xtt; FLOOR=$BIN/crypto_floor; VS_TLS=$BIN/session_vs_tls
+else
+    cargo build --release -j2 -p xtt-cli
+    cargo build --release -j2 -p xtt-proto --example crypto_floor
+    cargo build --release -j2 -p xtt-server --example session_vs_tls
+    XTT=$PWD/target/release/xtt
+    FLOOR=$PWD/target/release/examples/crypto_floor
+    VS_TLS=$PWD/target/release/examples/session_vs_tls
+fi
 W=$(mktemp -d)
 SERVER_PID=
 cleanup() {
@@ -28,7 +37,7 @@ trap cleanup EXIT
 
 echo "== machine: $(nproc) cores; $(uptime)"
 echo "== 1. crypto floor (one side of a session handshake, one thread)"
-target/release/examples/crypto_floor | tee "$OUT/floor.txt"
+"$FLOOR" | tee "$OUT/floor.txt"
 # The CPU-time figure: on a shared machine the wall-clock one includes waiting for a core.
 FLOOR_CHACHA=$(sed -n 's/.*CHACHA20POLY1305_SHA512: .*, \([0-9.]*\) us CPU.*/\1/p' "$OUT/floor.txt")
 
@@ -80,7 +89,7 @@ echo "== 4. XTT vs TLS 1.3 (rustls), same process, same run"
 for aead in aes chacha; do
     for size in 1024 16384; do
         n=$RECORDS; [ "$size" = 16384 ] && n=$((RECORDS / 4))
-        target/release/examples/session_vs_tls --aead "$aead" --record-size "$size" \
+        "$VS_TLS" --aead "$aead" --record-size "$size" \
             --records "$n" --rounds "$ROUNDS" 2>/dev/null | tee "$OUT/vs-tls-$aead-$size.md"
     done
 done

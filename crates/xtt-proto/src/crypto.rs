@@ -1,4 +1,5 @@
-//! Every call into a cryptographic primitive goes through this module.
+//! Every call into a cryptographic primitive goes through this module, except the record
+//! layer's AEAD, which seals and opens in place on ring in [`crate::record_cipher`].
 //!
 //! The interface is deliberately narrow (fixed-size byte arrays in, byte arrays out, one opaque
 //! failure type) so that a faster backend (ring, aws-lc-rs) can replace the RustCrypto one for the

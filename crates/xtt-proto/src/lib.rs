@@ -87,6 +87,7 @@ pub mod key_schedule;
 pub mod longterm;
 pub mod msgs;
 pub mod record;
+mod record_cipher;
 pub mod replay_window;
 pub mod server;
 pub mod session;

@@ -12,16 +12,18 @@
 //! session ([`RecordError::RekeyRequired`]).
 
 use core::fmt;
+use core::ops::Deref;
 
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::codec::{MsgType, ERROR_MESSAGE, VERSION};
-use crate::crypto::{self, AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN};
+use crate::crypto::{AeadAlg, AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN};
 use crate::error::InvalidMessage;
 use crate::identity::ClientId;
 use crate::key_schedule::nonce;
 use crate::msgs::{RecordRegular, RECORD_HEADER_LEN, RECORD_OVERHEAD};
+use crate::record_cipher::RecordCipher;
 use crate::replay_window::{ReplayReject, ReplayWindow};
 use crate::suite::{RecordProtection, SuiteSpec};
 
@@ -183,8 +185,9 @@ impl DropCounters {
     }
 }
 
-/// One direction's session key and IV (raw: 44 bytes; AEAD key schedules are expanded per use,
-/// which keeps an idle session small, see the `session` module docs).
+/// One direction's session key and IV (raw: 44 bytes). An idle session keeps only these; the
+/// AEAD key schedule is expanded per record, or kept in [`HotKeys`] while the session is busy
+/// (see the `session` module docs).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct RecordKeys {
     pub(crate) key: [u8; AEAD_KEY_LEN],
@@ -231,8 +234,103 @@ fn integrity_tag(
     tag
 }
 
+/// A direction's cipher for one operation: the kept one, or one expanded for this record only.
+// Lives on the stack for one record; boxing the expanded variant would allocate per record.
+#[allow(clippy::large_enum_variant)]
+enum CipherRef<'a> {
+    Kept(&'a RecordCipher),
+    Once(RecordCipher),
+}
+
+impl CipherRef<'_> {
+    /// The cipher if it was expanded for this operation (the caller may keep it).
+    fn fresh(self) -> Option<RecordCipher> {
+        match self {
+            CipherRef::Kept(_) => None,
+            CipherRef::Once(c) => Some(c),
+        }
+    }
+}
+
+impl Deref for CipherRef<'_> {
+    type Target = RecordCipher;
+    fn deref(&self) -> &RecordCipher {
+        match self {
+            CipherRef::Kept(c) => c,
+            CipherRef::Once(c) => c,
+        }
+    }
+}
+
 impl RecordKeys {
-    /// Seals one record: `header ‖ protected(payload_type ‖ payload) ‖ tag`.
+    /// `kept` if the session holds this direction's expanded key, else a fresh expansion.
+    fn cipher<'a>(
+        &self,
+        alg: AeadAlg,
+        kept: Option<&'a RecordCipher>,
+    ) -> Result<CipherRef<'a>, RecordError> {
+        Ok(match kept {
+            Some(c) => CipherRef::Kept(c),
+            None => {
+                CipherRef::Once(RecordCipher::new(alg, &self.key).map_err(|_| RecordError::Crypto)?)
+            }
+        })
+    }
+
+    /// Appends one record to `out`: `header ‖ protected(payload_type ‖ payload) ‖ tag`, sealed in
+    /// place (the payload is copied once, into `out`). Returns the cipher if it was expanded
+    /// for this record (so the caller may keep it). On failure `out` is as it was.
+    pub(crate) fn seal_append(
+        &self,
+        suite: SuiteSpec,
+        kept: Option<&RecordCipher>,
+        (session_id, seq): (&SessionId, u32),
+        payload_type: PayloadType,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<RecordCipher>, RecordError> {
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(RecordError::PayloadTooLarge(payload.len()));
+        }
+        let total = RECORD_OVERHEAD + payload.len();
+        let header = record_header(session_id, seq, total)?;
+        let n = nonce(&self.iv, seq);
+        let start = out.len();
+        out.reserve(total);
+        out.extend_from_slice(&header);
+        out.push(payload_type.to_u8());
+        out.extend_from_slice(payload);
+        let body_at = start + RECORD_HEADER_LEN;
+        let sealed = match (suite.record_protection(), out.get_mut(body_at..)) {
+            (_, None) => Err(RecordError::Crypto),
+            (RecordProtection::Aead(alg), Some(body)) => self.cipher(alg, kept).and_then(|c| {
+                let tag = c
+                    .seal_in_place(&n, &header, body)
+                    .map_err(|_| RecordError::Crypto)?;
+                Ok((tag, c.fresh()))
+            }),
+            (RecordProtection::IntegrityOnly, Some(body)) => {
+                Ok((integrity_tag(suite, &self.key, &n, &header, body), None))
+            }
+        };
+        match sealed {
+            Ok((tag, fresh)) => {
+                out.extend_from_slice(&tag);
+                Ok(fresh)
+            }
+            Err(e) => {
+                // The plaintext copied in must not linger in the buffer's spare capacity.
+                if let Some(tail) = out.get_mut(start..) {
+                    tail.zeroize();
+                }
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals one record into a new buffer of exactly its size.
+    #[cfg(test)]
     pub(crate) fn seal(
         &self,
         suite: SuiteSpec,
@@ -241,46 +339,39 @@ impl RecordKeys {
         payload_type: PayloadType,
         payload: &[u8],
     ) -> Result<Vec<u8>, RecordError> {
-        if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(RecordError::PayloadTooLarge(payload.len()));
-        }
-        let total = RECORD_OVERHEAD + payload.len();
-        let header = record_header(session_id, seq, total)?;
-        let n = nonce(&self.iv, seq);
-        let mut plain = Zeroizing::new(Vec::with_capacity(1 + payload.len()));
-        plain.push(payload_type.to_u8());
-        plain.extend_from_slice(payload);
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&header);
-        match suite.record_protection() {
-            RecordProtection::Aead(alg) => {
-                let ct = crypto::aead_seal(alg, &self.key, &n, &header, &plain)
-                    .map_err(|_| RecordError::Crypto)?;
-                out.extend_from_slice(&ct);
-            }
-            RecordProtection::IntegrityOnly => {
-                out.extend_from_slice(&plain);
-                out.extend_from_slice(&integrity_tag(suite, &self.key, &n, &header, &plain));
-            }
-        }
-        if out.len() != total {
-            return Err(RecordError::Crypto);
-        }
+        let mut out = Vec::with_capacity(RECORD_OVERHEAD + payload.len());
+        self.seal_append(
+            suite,
+            None,
+            (session_id, seq),
+            payload_type,
+            payload,
+            &mut out,
+        )?;
         Ok(out)
     }
 
-    /// Authenticates (and decrypts) a decoded record; returns `payload_type ‖ payload`.
+    /// Authenticates (and decrypts) a decoded record into a new buffer: `payload_type ‖ payload`
+    /// (one copy of the protected part, decrypted in place). Returns the cipher if it was
+    /// expanded for this record and the record was authentic.
     pub(crate) fn open(
         &self,
         suite: SuiteSpec,
+        kept: Option<&RecordCipher>,
         record: &RecordRegular<'_>,
-    ) -> Result<Zeroizing<Vec<u8>>, RecordError> {
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<RecordCipher>), RecordError> {
         let header = record.header()?;
         let n = nonce(&self.iv, record.seq_num);
         match suite.record_protection() {
             RecordProtection::Aead(alg) => {
-                crypto::aead_open(alg, &self.key, &n, &header, record.ciphertext)
-                    .map_err(|_| RecordError::Forged)
+                let c = self.cipher(alg, kept)?;
+                let mut buf = Zeroizing::new(record.ciphertext.to_vec());
+                let len = c
+                    .open_in_place(&n, &header, &mut buf)
+                    .map_err(|_| RecordError::Forged)?
+                    .len();
+                buf.truncate(len);
+                Ok((buf, c.fresh()))
             }
             RecordProtection::IntegrityOnly => {
                 let split = record
@@ -291,12 +382,77 @@ impl RecordKeys {
                 let (plain, tag) = record.ciphertext.split_at(split);
                 let expected = integrity_tag(suite, &self.key, &n, &header, plain);
                 if bool::from(expected.ct_eq(tag)) {
-                    Ok(Zeroizing::new(plain.to_vec()))
+                    Ok((Zeroizing::new(plain.to_vec()), None))
                 } else {
                     Err(RecordError::Forged)
                 }
             }
         }
+    }
+}
+
+/// The expanded ciphers of a busy session (either direction filled when first used), and when
+/// it was last used (a tick of whoever keeps them, for least-recently-used eviction).
+#[derive(Debug, Default)]
+pub(crate) struct HotKeys {
+    send: Option<RecordCipher>,
+    recv: Option<RecordCipher>,
+    last_used: u64,
+}
+
+/// Whether an operation on a [`RecordLayer`] keeps the cipher it expands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Expand for this record only (unless the layer already holds expanded keys).
+    No,
+    /// Keep expanded keys from now on, stamped with this tick.
+    Yes(u64),
+}
+
+/// The payload of an accepted record: the buffer it was decrypted in, past its payload-type
+/// byte (no copy). Zeroized when dropped; dereferences to the payload bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecordPayload {
+    /// `payload_type ‖ payload`.
+    buf: Vec<u8>,
+}
+
+impl RecordPayload {
+    /// A payload from its bytes (copied).
+    pub fn from_slice(payload: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(1 + payload.len());
+        buf.push(0);
+        buf.extend_from_slice(payload);
+        Self { buf }
+    }
+}
+
+impl Drop for RecordPayload {
+    fn drop(&mut self) {
+        // zeroize's slice impls fill in bulk behind an optimization barrier; its `Vec` impl (and
+        // so `Zeroizing<Vec<u8>>`) goes byte by byte with volatile writes, which costs several
+        // microseconds for a 16 KiB payload.
+        self.buf.as_mut_slice().zeroize();
+        self.buf.spare_capacity_mut().zeroize();
+    }
+}
+
+impl Deref for RecordPayload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.get(1..).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for RecordPayload {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for RecordPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordPayload({} bytes)", self.len())
     }
 }
 
@@ -310,7 +466,7 @@ pub struct OpenedRecord {
     /// What the payload is.
     pub payload_type: PayloadType,
     /// The payload (zeroized when dropped).
-    pub payload: Zeroizing<Vec<u8>>,
+    pub payload: RecordPayload,
 }
 
 /// An accepted record delivered by the server's [`crate::session_table::SessionTable`], with the
@@ -384,11 +540,14 @@ pub(crate) struct DuplexKeys {
 }
 
 /// The record layer of one established session, either side: keys, the next sequence number to
-/// send, the replay window and drop counters. ~56 bytes inline plus one 88-byte allocation.
+/// send, the replay window and drop counters. ~64 bytes inline plus one 88-byte allocation; a
+/// busy session also holds its expanded ciphers ([`HotKeys`], boxed, ~1 KiB for AES-256-GCM)
+/// until its keeper evicts them ([`Self::cool`]).
 #[derive(Debug)]
 pub(crate) struct RecordLayer {
     pub(crate) suite: SuiteSpec,
     keys: Box<DuplexKeys>,
+    hot: Option<Box<HotKeys>>,
     next_send: u32,
     window: ReplayWindow,
     drops: DropCounters,
@@ -400,6 +559,7 @@ impl RecordLayer {
         Self {
             suite,
             keys: Box::new(keys),
+            hot: None,
             next_send: 0,
             window: ReplayWindow::new(),
             drops: DropCounters::default(),
@@ -417,6 +577,7 @@ impl RecordLayer {
         Self {
             suite,
             keys: Box::new(keys),
+            hot: None,
             next_send: state.send_next,
             window: ReplayWindow::from_parts(state.recv_next, state.recv_bits),
             drops: DropCounters::default(),
@@ -449,56 +610,126 @@ impl RecordLayer {
         &self.keys
     }
 
-    /// Seals the next record. The last number, 2³² − 1, is never used: once the sender reaches it
-    /// every call fails with [`RecordError::RekeyRequired`] (XTT-SESSION §3).
+    /// When the expanded keys were last used (`None`: the layer holds none).
+    pub(crate) fn hot_since(&self) -> Option<u64> {
+        self.hot.as_ref().map(|h| h.last_used)
+    }
+
+    /// Drops the expanded keys (the raw keys stay; see [`crate::record_cipher`] on zeroization).
+    pub(crate) fn cool(&mut self) {
+        self.hot = None;
+    }
+
+    /// Takes note of an operation's cipher under `keep`: stamps the kept keys, or starts keeping
+    /// `fresh` (expanded for this operation) in the direction `slot` picks.
+    fn kept(
+        &mut self,
+        keep: Keep,
+        fresh: Option<RecordCipher>,
+        slot: fn(&mut HotKeys) -> &mut Option<RecordCipher>,
+    ) {
+        let Keep::Yes(tick) = keep else { return };
+        match (&mut self.hot, fresh) {
+            (Some(h), fresh) => {
+                h.last_used = tick;
+                if let Some(c) = fresh {
+                    *slot(h) = Some(c);
+                }
+            }
+            (None, Some(c)) => {
+                let mut h = Box::new(HotKeys {
+                    last_used: tick,
+                    ..HotKeys::default()
+                });
+                *slot(&mut h) = Some(c);
+                self.hot = Some(h);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Seals the next record into a new buffer; see [`Self::seal_append`].
     pub(crate) fn seal(
         &mut self,
         session_id: &SessionId,
         payload_type: PayloadType,
         payload: &[u8],
+        keep: Keep,
     ) -> Result<Vec<u8>, RecordError> {
+        let mut out = Vec::with_capacity(RECORD_OVERHEAD + payload.len());
+        self.seal_append(session_id, payload_type, payload, keep, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals the next record and appends it to `out`. The last number, 2³² − 1, is never used:
+    /// once the sender reaches it every call fails with [`RecordError::RekeyRequired`]
+    /// (XTT-SESSION §3).
+    pub(crate) fn seal_append(
+        &mut self,
+        session_id: &SessionId,
+        payload_type: PayloadType,
+        payload: &[u8],
+        keep: Keep,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
         if self.next_send == u32::MAX {
             return Err(RecordError::RekeyRequired);
         }
         if self.next_send >= self.limits.send_limit {
             return Err(RecordError::SendReservationExhausted);
         }
-        let out = self.keys.send.seal(
+        let kept = self.hot.as_ref().and_then(|h| h.send.as_ref());
+        let fresh = self.keys.send.seal_append(
             self.suite,
-            session_id,
-            self.next_send,
+            kept,
+            (session_id, self.next_send),
             payload_type,
             payload,
+            out,
         )?;
         self.next_send += 1;
-        Ok(out)
+        self.kept(keep, fresh, |h| &mut h.send);
+        Ok(())
     }
 
-    /// Window check, authentication, then window update; counts drops.
-    pub(crate) fn open(&mut self, record: &RecordRegular<'_>) -> Result<OpenedRecord, RecordError> {
-        let r = self.open_uncounted(record);
+    /// Window check, authentication, then window update; counts drops. Only an authentic
+    /// record can make the layer keep expanded keys (a forged one costs one expansion).
+    pub(crate) fn open(
+        &mut self,
+        record: &RecordRegular<'_>,
+        keep: Keep,
+    ) -> Result<OpenedRecord, RecordError> {
+        let r = self.open_uncounted(record, keep);
         if let Err(e) = &r {
             self.drops.count(e);
         }
         r
     }
 
-    fn open_uncounted(&mut self, record: &RecordRegular<'_>) -> Result<OpenedRecord, RecordError> {
+    fn open_uncounted(
+        &mut self,
+        record: &RecordRegular<'_>,
+        keep: Keep,
+    ) -> Result<OpenedRecord, RecordError> {
         self.window.check(record.seq_num)?;
-        let plain = self.keys.recv.open(self.suite, record)?;
+        let kept = self.hot.as_ref().and_then(|h| h.recv.as_ref());
+        let (mut plain, fresh) = self.keys.recv.open(self.suite, kept, record)?;
+        self.kept(keep, fresh, |h| &mut h.recv);
         // Checked after authentication, so a forged number can never make a node reserve.
         if record.seq_num >= self.limits.recv_limit {
             return Err(RecordError::BeyondReservation(record.seq_num));
         }
         // Authentic: the number is used up even if the payload type turns out unknown.
         self.window.record(record.seq_num)?;
-        let (&pt, payload) = plain.split_first().ok_or(RecordError::Forged)?;
+        let pt = *plain.first().ok_or(RecordError::Forged)?;
         let payload_type = PayloadType::from_u8(pt).ok_or(RecordError::UnknownPayloadType(pt))?;
         Ok(OpenedRecord {
             session_id: SessionId(record.session_id),
             seq: record.seq_num,
             payload_type,
-            payload: Zeroizing::new(payload.to_vec()),
+            payload: RecordPayload {
+                buf: core::mem::take(&mut *plain),
+            },
         })
     }
 
@@ -514,6 +745,156 @@ impl RecordLayer {
         self.next_send = seq;
     }
 
-    /// Heap bytes owned (the boxed keys), for memory accounting.
+    /// Heap bytes owned by an idle layer (the boxed keys), for memory accounting.
     pub(crate) const HEAP_BYTES: usize = core::mem::size_of::<DuplexKeys>();
+
+    /// Heap bytes of the expanded keys of a busy layer (both directions).
+    pub(crate) const HOT_HEAP_BYTES: usize = core::mem::size_of::<HotKeys>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto;
+
+    const SIZES: [usize; 6] = [0, 1, 63, 1024, 16 * 1024, MAX_PAYLOAD_LEN];
+
+    fn keys(fill: u8) -> RecordKeys {
+        RecordKeys {
+            key: core::array::from_fn(|i| fill ^ i.to_le_bytes()[0]),
+            iv: core::array::from_fn(|i| fill.wrapping_add(i.to_le_bytes()[0])),
+        }
+    }
+
+    /// The record as the previous implementation built it: RustCrypto's AEAD (the handshake's,
+    /// in `crypto`) over a separately assembled plaintext.
+    fn reference_record(
+        suite: SuiteSpec,
+        k: &RecordKeys,
+        id: &SessionId,
+        seq: u32,
+        pt: PayloadType,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let total = RECORD_OVERHEAD + payload.len();
+        let header = record_header(id, seq, total).unwrap();
+        let n = nonce(&k.iv, seq);
+        let mut plain = vec![pt.to_u8()];
+        plain.extend_from_slice(payload);
+        let mut out = header.to_vec();
+        match suite.record_protection() {
+            RecordProtection::Aead(alg) => {
+                out.extend(crypto::aead_seal(alg, &k.key, &n, &header, &plain).unwrap())
+            }
+            RecordProtection::IntegrityOnly => {
+                let mut tag = [0u8; AEAD_TAG_LEN];
+                suite.prf(&k.key, &[&n, &header, &plain], &mut tag);
+                out.extend_from_slice(&plain);
+                out.extend_from_slice(&tag);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ring_records_equal_the_rustcrypto_records_in_every_suite() {
+        let id = SessionId([0xa5; 16]);
+        for suite in SuiteSpec::ALL {
+            let k = keys(suite.to_u16().to_le_bytes()[0]);
+            let kept = match suite.record_protection() {
+                RecordProtection::Aead(alg) => Some(RecordCipher::new(alg, &k.key).unwrap()),
+                RecordProtection::IntegrityOnly => None,
+            };
+            for (i, &len) in SIZES.iter().enumerate() {
+                let payload: Vec<u8> = (0..len).map(|j| (j * 7 + i).to_le_bytes()[0]).collect();
+                let seq = [0, 1, 0xfffe, 0x0102_0304, u32::MAX - 1, 77][i];
+                let pt = if i % 2 == 0 {
+                    PayloadType::QueueProtocol
+                } else {
+                    PayloadType::Ipv6
+                };
+                let expected = reference_record(suite, &k, &id, seq, pt, &payload);
+                // Expanded per record, and with a kept cipher, appended after other bytes.
+                assert_eq!(k.seal(suite, &id, seq, pt, &payload).unwrap(), expected);
+                let mut out = b"prefix".to_vec();
+                k.seal_append(suite, kept.as_ref(), (&id, seq), pt, &payload, &mut out)
+                    .unwrap();
+                assert_eq!(&out[6..], &expected[..], "{suite:?} {len}");
+                // ring opens what RustCrypto sealed, both ways of holding the key.
+                let record = RecordRegular::decode(&expected).unwrap();
+                for c in [None, kept.as_ref()] {
+                    let (plain, _) = k.open(suite, c, &record).unwrap();
+                    assert_eq!(plain[0], pt.to_u8());
+                    assert_eq!(&plain[1..], &payload[..]);
+                }
+                // RustCrypto opens what ring sealed.
+                if let RecordProtection::Aead(alg) = suite.record_protection() {
+                    let header = record.header().unwrap();
+                    let n = nonce(&k.iv, seq);
+                    let plain =
+                        crypto::aead_open(alg, &k.key, &n, &header, &out[6 + 24..]).unwrap();
+                    assert_eq!(&plain[1..], &payload[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_record_releases_nothing_and_keeps_no_key() {
+        let id = SessionId([1; 16]);
+        for suite in SuiteSpec::ALL {
+            let server = keys(9);
+            let mut layer = RecordLayer::new(
+                suite,
+                DuplexKeys {
+                    send: keys(3),
+                    recv: server.clone(),
+                },
+            );
+            let mut bytes = server
+                .seal(suite, &id, 0, PayloadType::QueueProtocol, b"hello")
+                .unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            let record = RecordRegular::decode(&bytes).unwrap();
+            assert_eq!(layer.open(&record, Keep::Yes(1)), Err(RecordError::Forged));
+            assert_eq!(
+                layer.hot_since(),
+                None,
+                "{suite:?}: a forged record warmed the keys"
+            );
+            bytes[last] ^= 1;
+            let record = RecordRegular::decode(&bytes).unwrap();
+            assert_eq!(
+                &layer.open(&record, Keep::Yes(2)).unwrap().payload[..],
+                b"hello"
+            );
+            let expected = if suite.is_integrity_only() {
+                None
+            } else {
+                Some(2)
+            };
+            assert_eq!(layer.hot_since(), expected, "{suite:?}");
+            // Sealing with kept keys gives the bytes a cold layer gives.
+            let warm = layer
+                .seal(&id, PayloadType::Ipv6, b"x", Keep::Yes(3))
+                .unwrap();
+            assert_eq!(
+                warm,
+                keys(3)
+                    .seal(suite, &id, 0, PayloadType::Ipv6, b"x")
+                    .unwrap()
+            );
+            layer.cool();
+            assert_eq!(layer.hot_since(), None);
+            let cold = layer.seal(&id, PayloadType::Ipv6, b"x", Keep::No).unwrap();
+            assert_eq!(
+                cold,
+                keys(3)
+                    .seal(suite, &id, 1, PayloadType::Ipv6, b"x")
+                    .unwrap()
+            );
+            assert_eq!(layer.hot_since(), None, "Keep::No keeps nothing");
+        }
+    }
 }

@@ -10,10 +10,17 @@
 //!   concurrent records of different sessions rarely contend. A second sharded map finds a
 //!   client's newest session for [`SessionTable::seal_to_client`]. No thread ever holds a session
 //!   shard while locking an index shard, so the two cannot deadlock.
-//! - Small: an idle session is one table entry (`size_of::<Entry<P>>()`, ~120 bytes + `P`) plus
+//! - Small: an idle session is one table entry (`size_of::<Entry<P>>()`, ~130 bytes + `P`) plus
 //!   one 88-byte allocation for both directions' raw keys (boxed so that table growth never copies
-//!   key material) plus one index entry (32 bytes); AEAD key schedules are expanded per record,
-//!   not stored. See [`SessionTable::bytes_per_session_estimate`] and the tests for measurements.
+//!   key material) plus one index entry (32 bytes). See
+//!   [`SessionTable::bytes_per_session_estimate`] and the tests for measurements.
+//! - Fast when busy: expanding an AEAD key (AES round keys, GHASH table) costs about as much as
+//!   sealing a kilobyte, so each shard keeps the expanded keys of its
+//!   [`SessionTableConfig::hot_sessions_per_shard`] most recently used sessions (~1 KiB each,
+//!   boxed in the session's record layer) and evicts the least recently used one when another
+//!   session needs room. A session is warmed only by an authentic record or by sealing, never
+//!   by a forged record, so garbage aimed at a session id cannot evict anyone's keys. Idle
+//!   sessions hold no expanded key: their memory stays as above.
 //! - Bounded in time: a session expires `idle_timeout_secs` after its last authentic record from
 //!   the client, and `max_lifetime_secs` after its handshake, whatever the traffic. Expired
 //!   sessions are removed when touched and by [`SessionTable::sweep`], which the driver calls
@@ -30,11 +37,15 @@ use crate::error::Refused;
 use crate::identity::ClientId;
 use crate::msgs::RecordRegular;
 use crate::record::{
-    Delivered, DropCounters, PayloadType, RecordError, RecordLayer, RecordState, Reservation,
+    Delivered, DropCounters, Keep, PayloadType, RecordError, RecordLayer, RecordState, Reservation,
     SessionId,
 };
 use crate::session::ServerSession;
 use crate::UnixTime;
+
+/// Default of [`SessionTableConfig::hot_sessions_per_shard`]: with the default 32 shards, 512
+/// busy sessions at full speed for ≈ 0.5 MiB of expanded keys.
+pub const DEFAULT_HOT_SESSIONS_PER_SHARD: usize = 16;
 
 /// Limits of a [`SessionTable`].
 #[derive(Clone, Debug)]
@@ -47,6 +58,9 @@ pub struct SessionTableConfig {
     pub max_lifetime_secs: u64,
     /// At most this many sessions; further inserts are refused.
     pub max_sessions: usize,
+    /// Sessions per shard that keep their expanded AEAD keys between records (the most recently
+    /// used ones); 0 expands the keys for every record.
+    pub hot_sessions_per_shard: usize,
 }
 
 impl Default for SessionTableConfig {
@@ -56,6 +70,7 @@ impl Default for SessionTableConfig {
             idle_timeout_secs: 600,
             max_lifetime_secs: 24 * 3600,
             max_sessions: 1_000_000,
+            hot_sessions_per_shard: DEFAULT_HOT_SESSIONS_PER_SHARD,
         }
     }
 }
@@ -108,8 +123,86 @@ fn sat32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-/// One shard of sessions.
-type SessionShard<P> = Mutex<HashMap<SessionId, Entry<P>>>;
+/// One shard of sessions, and which of them keep expanded keys.
+struct Shard<P> {
+    sessions: HashMap<SessionId, Entry<P>>,
+    /// Ids of the sessions that were given expanded keys, at most the configured number (an id
+    /// may linger after its session was removed; eviction skips it).
+    hot: Vec<SessionId>,
+    /// Counts operations, to tell which hot session was used least recently.
+    tick: u64,
+}
+
+impl<P> Shard<P> {
+    fn new() -> Self {
+        Self {
+            sessions: HashMap::new(),
+            hot: Vec::new(),
+            tick: 0,
+        }
+    }
+
+    /// The `Keep` for the next operation: keep keys if this shard keeps any.
+    fn keep(&mut self, capacity: usize) -> Keep {
+        if capacity == 0 {
+            return Keep::No;
+        }
+        self.tick += 1;
+        Keep::Yes(self.tick)
+    }
+
+    /// After an operation on `id` that may have warmed it: registers it among the hot sessions
+    /// and cools the least recently used one beyond `capacity`.
+    fn settle(&mut self, id: &SessionId, was_hot: bool, capacity: usize) {
+        if was_hot {
+            return;
+        }
+        let warmed = self
+            .sessions
+            .get(id)
+            .is_some_and(|e| e.layer.hot_since().is_some());
+        if !warmed {
+            return;
+        }
+        if !self.hot.contains(id) {
+            self.hot.push(*id);
+        }
+        while self.hot.len() > capacity {
+            // Least recently used; an id whose session is gone or cold goes first.
+            let victim = self
+                .hot
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let used = self.sessions.get(h).and_then(|e| e.layer.hot_since());
+                    (i, used.unwrap_or(0))
+                })
+                .min_by_key(|&(_, used)| used)
+                .map(|(i, _)| i);
+            let Some(i) = victim else { break };
+            let gone = self.hot.swap_remove(i);
+            if let Some(e) = self.sessions.get_mut(&gone) {
+                e.layer.cool();
+            }
+        }
+    }
+}
+
+// The table's methods mostly work on the sessions map.
+impl<P> core::ops::Deref for Shard<P> {
+    type Target = HashMap<SessionId, Entry<P>>;
+    fn deref(&self) -> &Self::Target {
+        &self.sessions
+    }
+}
+
+impl<P> core::ops::DerefMut for Shard<P> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.sessions
+    }
+}
+
+type SessionShard<P> = Mutex<Shard<P>>;
 /// One shard of the ClientID → newest SessionId index.
 type ClientShard = Mutex<HashMap<ClientId, SessionId>>;
 
@@ -145,7 +238,7 @@ impl<P: Clone> SessionTable<P> {
     /// An empty table.
     pub fn new(config: SessionTableConfig) -> Self {
         let n = config.shards.max(1);
-        let sessions = (0..n).map(|_| Mutex::new(HashMap::new())).collect();
+        let sessions = (0..n).map(|_| Mutex::new(Shard::new())).collect();
         let by_client = (0..n).map(|_| Mutex::new(HashMap::new())).collect();
         Self {
             config,
@@ -165,7 +258,7 @@ impl<P: Clone> SessionTable<P> {
     // Both shard arrays have the same non-zero length (`new`) and `shard_index` reduces modulo
     // it, so the index is always in range.
     #[allow(clippy::indexing_slicing)]
-    fn session_shard(&self, id: &SessionId) -> MutexGuard<'_, HashMap<SessionId, Entry<P>>> {
+    fn session_shard(&self, id: &SessionId) -> MutexGuard<'_, Shard<P>> {
         lock(&self.sessions[self.shard_index(id)])
     }
 
@@ -253,7 +346,9 @@ impl<P: Clone> SessionTable<P> {
     pub fn open(&self, bytes: &[u8], peer: P, now: UnixTime) -> Result<Delivered, RecordError> {
         let record = RecordRegular::decode(bytes)?;
         let id = SessionId(record.session_id);
+        let capacity = self.config.hot_sessions_per_shard;
         let mut shard = self.session_shard(&id);
+        let keep = shard.keep(capacity);
         let Some(entry) = shard.get_mut(&id) else {
             bump(&self.counters.unknown_session);
             return Err(RecordError::UnknownSession);
@@ -266,7 +361,21 @@ impl<P: Clone> SessionTable<P> {
             bump(&self.counters.unknown_session);
             return Err(RecordError::UnknownSession);
         }
-        match entry.layer.open(&record) {
+        let was_hot = entry.layer.hot_since().is_some();
+        let result = self.open_entry(entry, &record, peer, now, keep);
+        shard.settle(&id, was_hot, capacity);
+        result
+    }
+
+    fn open_entry(
+        &self,
+        entry: &mut Entry<P>,
+        record: &RecordRegular<'_>,
+        peer: P,
+        now: UnixTime,
+        keep: Keep,
+    ) -> Result<Delivered, RecordError> {
+        match entry.layer.open(record, keep) {
             Ok(opened) => {
                 entry.last_seen = now.0;
                 entry.peer = peer;
@@ -305,21 +414,26 @@ impl<P: Clone> SessionTable<P> {
         payload: &[u8],
         now: UnixTime,
     ) -> Result<(P, Vec<u8>), RecordError> {
+        let capacity = self.config.hot_sessions_per_shard;
         let mut shard = self.session_shard(id);
+        let keep = shard.keep(capacity);
         let Some(entry) = shard.get_mut(id) else {
             return Err(RecordError::UnknownSession);
         };
+        let client_id = entry.client_id;
         let expired = entry.expired(now, &self.config);
+        let was_hot = entry.layer.hot_since().is_some();
         let result = if expired {
             Err(RecordError::UnknownSession)
         } else {
+            let mut out = Vec::with_capacity(crate::msgs::RECORD_OVERHEAD + payload.len());
             entry
                 .layer
-                .seal(id, payload_type, payload)
-                .map(|bytes| (entry.peer.clone(), bytes))
+                .seal_append(id, payload_type, payload, keep, &mut out)
+                .map(|()| (entry.peer.clone(), out))
         };
+        shard.settle(id, was_hot, capacity);
         if expired || matches!(result, Err(RecordError::RekeyRequired)) {
-            let client_id = entry.client_id;
             shard.remove(id);
             drop(shard);
             self.removed(&client_id, id, expired);
@@ -468,6 +582,29 @@ impl<P: Clone> SessionTable<P> {
             },
             expired: get(&c.expired),
         }
+    }
+
+    /// Sessions holding expanded keys now (at most `shards × hot_sessions_per_shard`).
+    pub fn hot_sessions(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|s| {
+                let g = lock(s);
+                g.hot
+                    .iter()
+                    .filter(|id| {
+                        g.sessions
+                            .get(id)
+                            .is_some_and(|e| e.layer.hot_since().is_some())
+                    })
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Heap bytes of one session's expanded keys (both directions), while it is busy.
+    pub fn hot_key_bytes() -> usize {
+        RecordLayer::HOT_HEAP_BYTES
     }
 
     /// Bytes one stored entry occupies inside its hash table (key, value, control byte), before

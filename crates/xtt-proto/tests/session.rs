@@ -159,6 +159,7 @@ fn table() -> SessionTable<u32> {
         idle_timeout_secs: 60,
         max_lifetime_secs: 3600,
         max_sessions: 1000,
+        hot_sessions_per_shard: 2,
     })
 }
 
@@ -590,6 +591,7 @@ fn idle_timeout_and_maximum_lifetime() {
         idle_timeout_secs: 10,
         max_lifetime_secs: 25,
         max_sessions: 2,
+        ..SessionTableConfig::default()
     });
     let (mut client, _) = fx.establish(SuiteSpec::ALL[0], None, &table, 1);
     let at = |s: u64| UnixTime(NOW.0 + s);
@@ -796,4 +798,65 @@ fn session_id_proposals_the_spec_forbids_are_refused() {
         );
     }
     assert_eq!(fx.guard.len(), 0);
+}
+
+/// Busy sessions keep their expanded keys, at most `hot_sessions_per_shard` per shard (least
+/// recently used evicted); evicted sessions simply expand again; forged records warm nothing.
+#[test]
+fn only_the_most_recently_used_sessions_keep_expanded_keys() {
+    let mut fx = Fixture::new(21);
+    let table = SessionTable::new(SessionTableConfig {
+        shards: 1,
+        hot_sessions_per_shard: 2,
+        ..SessionTableConfig::default()
+    });
+    for suite in [
+        SuiteSpec::X25519LrswEcdsaP256Aes256GcmSha512,
+        SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Blake2b,
+    ] {
+        let mut clients: Vec<ClientSession> = (0..4)
+            .map(|peer| fx.establish(suite, None, &table, peer).0)
+            .collect();
+        assert_eq!(
+            table.hot_sessions(),
+            0,
+            "a fresh session holds no expanded key"
+        );
+        // A forged record for a live session costs one expansion and keeps nothing.
+        let mut forged = clients[0].seal(PayloadType::QueueProtocol, b"x").unwrap();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x80;
+        assert_eq!(
+            table.open(&forged, 9, NOW).unwrap_err(),
+            RecordError::Forged
+        );
+        assert_eq!(table.hot_sessions(), 0);
+        for round in 0..3u8 {
+            for (i, c) in clients.iter_mut().enumerate() {
+                let payload = [round, u8::try_from(i).unwrap()];
+                let rec = c.seal(PayloadType::QueueProtocol, &payload).unwrap();
+                let got = table.open(&rec, 1, NOW).unwrap();
+                assert_eq!(&got.record.payload[..], &payload[..]);
+                let (_, back) = table
+                    .seal_to_session(&c.session_id(), PayloadType::Ipv6, &payload, NOW)
+                    .unwrap();
+                assert_eq!(&c.open(&back).unwrap().payload[..], &payload[..]);
+                let hot = table.hot_sessions();
+                assert!((1..=2).contains(&hot), "{hot} sessions hold expanded keys");
+            }
+        }
+        for c in &clients {
+            assert!(table.remove(&c.session_id()));
+        }
+        assert_eq!(table.hot_sessions(), 0, "removed sessions drop their keys");
+    }
+    // Capacity 0: nothing is ever kept, records still flow.
+    let cold = SessionTable::new(SessionTableConfig {
+        shards: 1,
+        hot_sessions_per_shard: 0,
+        ..SessionTableConfig::default()
+    });
+    let (mut c, _) = fx.establish(SuiteSpec::ALL[0], None, &cold, 1);
+    exchange(&mut c, &cold, 1);
+    assert_eq!(cold.hot_sessions(), 0);
 }

@@ -66,6 +66,19 @@ fn one_hundred_thousand_idle_sessions() {
         .unwrap();
     assert_eq!(to, peer);
     assert_eq!(bytes.len(), 43);
+    // Busy sessions keep expanded keys, but only the most recently used few per shard.
+    for i in 0..2_000 {
+        table
+            .seal_to_client(&ClientId(id(i, 0xc1)), PayloadType::Ipv6, b"busy", now)
+            .unwrap();
+    }
+    let hot = table.hot_sessions();
+    let bound = 32 * xtt_proto::session_table::DEFAULT_HOT_SESSIONS_PER_SHARD;
+    println!(
+        "after 2,000 sessions sent a record: {hot} hold expanded keys ({} bytes each), bound {bound}",
+        SessionTable::<std::net::SocketAddr>::hot_key_bytes()
+    );
+    assert!(hot > 0 && hot <= bound, "{hot} hot sessions");
     assert_eq!(table.sweep(UnixTime(now.0 + 601)), SESSIONS as usize);
     assert!(table.is_empty());
 }

@@ -130,7 +130,10 @@ pub struct SessionClient {
     /// Records that arrived before the session was established (UDP).
     pending: std::collections::VecDeque<Vec<u8>>,
     /// TCP bytes received but not yet a whole message.
-    received: Vec<u8>,
+    received: RecvBuffer,
+    /// UDP receive buffer (one datagram), and the buffer records are sealed into.
+    datagram: Vec<u8>,
+    sealed: Vec<u8>,
 }
 
 impl std::fmt::Debug for SessionClient {
@@ -174,37 +177,66 @@ async fn open_link(
     }
 }
 
-/// TCP: the next whole message, from `buf` (bytes already received) and the stream. Reads
-/// append to `buf`, so dropping this future loses no bytes.
-async fn next_message(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    timeout: Duration,
-) -> Result<Vec<u8>, SessionClientError> {
-    loop {
-        if let Some(header) = buf.get(..HEADER_LEN) {
-            let len = usize::from(
-                decode_header(header, MAX_DATAGRAM - 1)
-                    .map_err(|e| match e {
-                        xtt_proto::Error::ReceivedErrorMessage => {
-                            SessionClientError::SessionUnknown
-                        }
-                        e => SessionClientError::Handshake(e),
-                    })?
-                    .length,
-            );
-            if buf.len() >= len {
-                return Ok(buf.drain(..len).collect());
-            }
+/// TCP bytes received and not yet consumed: `buf[start..]`. Whole messages are handed out as
+/// slices of the buffer (no copy); the consumed prefix is dropped only when the buffer must
+/// grow, so a burst of records costs one read and no shifting per record.
+#[derive(Debug, Default)]
+struct RecvBuffer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl RecvBuffer {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
+    /// Length of the whole message at the front, if it is all there.
+    fn whole_message(&self) -> Result<Option<usize>, SessionClientError> {
+        let pending = self.buf.get(self.start..).unwrap_or_default();
+        let Some(header) = pending.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let len = usize::from(
+            decode_header(header, MAX_DATAGRAM - 1)
+                .map_err(|e| match e {
+                    xtt_proto::Error::ReceivedErrorMessage => SessionClientError::SessionUnknown,
+                    e => SessionClientError::Handshake(e),
+                })?
+                .length,
+        );
+        Ok((pending.len() >= len).then_some(len))
+    }
+
+    /// Takes the message of `len` bytes at the front.
+    fn take(&mut self, len: usize) -> &[u8] {
+        let at = self.start;
+        self.start = (at + len).min(self.buf.len());
+        self.buf.get(at..self.start).unwrap_or_default()
+    }
+
+    /// Reads more from `stream` (at least one byte, or an error).
+    async fn fill(
+        &mut self,
+        stream: &mut TcpStream,
+        timeout: Duration,
+    ) -> Result<(), SessionClientError> {
+        const CHUNK: usize = 64 * 1024;
+        if self.start > 0 && self.buf.capacity() - self.buf.len() < CHUNK {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
-        buf.reserve(16 * 1024);
-        let n = tokio::time::timeout(timeout, stream.read_buf(buf))
+        self.buf.reserve(CHUNK);
+        // `read_buf` appends, so dropping this future (a timeout, a `select!`) loses no bytes.
+        let n = tokio::time::timeout(timeout, stream.read_buf(&mut self.buf))
             .await
             .map_err(|_| SessionClientError::Timeout)?
             .map_err(SessionClientError::Io)?;
         if n == 0 {
             return Err(SessionClientError::Closed);
         }
+        Ok(())
     }
 }
 
@@ -323,7 +355,9 @@ impl SessionClient {
             link,
             early_sent: early_data.is_some(),
             pending: pending.into(),
-            received: Vec::new(),
+            received: RecvBuffer::default(),
+            datagram: Vec::new(),
+            sealed: Vec::new(),
         })
     }
 
@@ -356,8 +390,14 @@ impl SessionClient {
         payload_type: PayloadType,
         payload: &[u8],
     ) -> Result<(), SessionClientError> {
-        let bytes = self.session.seal(payload_type, payload)?;
-        self.send_raw(&bytes).await
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.clear();
+        let result = match self.session.seal_into(payload_type, payload, &mut sealed) {
+            Ok(()) => self.send_raw(&sealed).await,
+            Err(e) => Err(e.into()),
+        };
+        self.sealed = sealed;
+        result
     }
 
     /// Sends bytes as they are on the current path (tests inject crafted records with it).
@@ -388,22 +428,27 @@ impl SessionClient {
                 }
                 continue;
             }
-            let bytes = match &mut self.link {
-                Link::Tcp(s) => next_message(s, &mut self.received, self.options.timeout).await?,
+            let bytes: &[u8] = match &mut self.link {
+                Link::Tcp(s) => match self.received.whole_message()? {
+                    Some(len) => self.received.take(len),
+                    None => {
+                        self.received.fill(s, self.options.timeout).await?;
+                        continue;
+                    }
+                },
                 Link::Udp(s) => {
-                    let mut buf = vec![0u8; MAX_DATAGRAM];
-                    let n = tokio::time::timeout(self.options.timeout, s.recv(&mut buf))
+                    self.datagram.resize(MAX_DATAGRAM, 0);
+                    let n = tokio::time::timeout(self.options.timeout, s.recv(&mut self.datagram))
                         .await
                         .map_err(|_| SessionClientError::Timeout)?
                         .map_err(SessionClientError::Io)?;
-                    buf.truncate(n);
-                    buf
+                    self.datagram.get(..n).unwrap_or_default()
                 }
             };
-            if is_error_message(&bytes) {
+            if is_error_message(bytes) {
                 return Err(SessionClientError::SessionUnknown);
             }
-            match self.session.open(&bytes) {
+            match self.session.open(bytes) {
                 Ok(record) => return Ok(record),
                 Err(e) => tracing::debug!(error = %e, "record from server dropped"),
             }

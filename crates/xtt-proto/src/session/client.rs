@@ -28,7 +28,8 @@ use crate::msgs::{
     CLIENT_INIT_LEN,
 };
 use crate::record::{
-    DropCounters, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId, MAX_PAYLOAD_LEN,
+    DropCounters, Keep, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId,
+    MAX_PAYLOAD_LEN,
 };
 use crate::suite::SuiteSpec;
 
@@ -210,7 +211,7 @@ impl ExpectSessionServerAttest {
         let mut out = msg.encode();
         if let Some((payload_type, payload)) = early_data {
             let record = layer
-                .seal(&proposed, payload_type, payload)
+                .seal(&proposed, payload_type, payload, Keep::Yes(0))
                 .map_err(|_| CryptoError::Primitive)?;
             out.extend_from_slice(&record);
         }
@@ -343,7 +344,19 @@ impl ClientSession {
         payload_type: PayloadType,
         payload: &[u8],
     ) -> Result<Vec<u8>, RecordError> {
-        self.layer.seal(&self.session_id, payload_type, payload)
+        self.layer
+            .seal(&self.session_id, payload_type, payload, Keep::Yes(0))
+    }
+
+    /// [`Self::seal`], appending the record to `out` (a buffer the caller reuses).
+    pub fn seal_into(
+        &mut self,
+        payload_type: PayloadType,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        self.layer
+            .seal_append(&self.session_id, payload_type, payload, Keep::Yes(0), out)
     }
 
     /// Opens one record from the server. Failures drop the record and leave the session intact.
@@ -352,7 +365,8 @@ impl ClientSession {
         if record.session_id != self.session_id.0 {
             return Err(RecordError::UnknownSession);
         }
-        self.layer.open(&record)
+        // A client holds one session: it keeps its expanded keys for the session's lifetime.
+        self.layer.open(&record, Keep::Yes(0))
     }
 
     /// Moves the send counter (tests of sequence exhaustion).

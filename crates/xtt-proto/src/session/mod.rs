@@ -76,16 +76,16 @@
 //! while the cookie is live and falls back to the stateless path when full. BENCHMARKS.md
 //! (issue 4) compares both with the crypto floor.
 //!
-//! # Memory per idle session (server)
+//! # Memory per idle session (server), speed per busy session
 //!
-//! The table stores raw 32-byte keys and 12-byte IVs (88 bytes for both directions, boxed) and
-//! builds the AEAD from them per record, instead of keeping expanded ciphers (RustCrypto's
-//! `Aes256Gcm` is 992 bytes, so two of them alone would be four times the 512-byte budget). The
-//! cost is one key setup per record: for a 64-byte AES-256-GCM seal ≈ 0.75 µs instead of
-//! ≈ 0.52 µs with a pre-expanded key (`crypto_floor/aes256gcm_seal_64/*` in
-//! `benches/session.rs`), nothing measurable at 16 KiB, and nothing for ChaCha20-Poly1305,
-//! whose key needs no expansion. See [`crate::session_table`] for the layout and the
-//! `session_memory` test for the measured figure.
+//! The table stores raw 32-byte keys and 12-byte IVs (88 bytes for both directions, boxed).
+//! Records are sealed and opened in place with ring ([`crate::record_cipher`]); an expanded key
+//! (AES round keys and GHASH table, ~0.5 KiB per direction) is kept only by the most recently
+//! used sessions of each table shard ([`crate::session_table::SessionTableConfig::hot_sessions_per_shard`])
+//! and evicted least-recently-used, so idle sessions stay within the 512-byte budget and busy
+//! ones pay no key setup per record. A client ([`ClientSession`]) keeps its one session's
+//! expanded keys. See [`crate::session_table`] for the layout and the `session_memory` test for
+//! the measured figure.
 
 mod client;
 mod keys;

@@ -22,7 +22,7 @@ use crate::identity::ClientId;
 use crate::longterm::LongtermPublicKey;
 use crate::msgs::{is_error_message, SessionServerFinished};
 use crate::record::{
-    DuplexKeys, OpenedRecord, RecordError, RecordKeys, RecordLayer, RecordState, Reservation,
+    DuplexKeys, Keep, OpenedRecord, RecordError, RecordKeys, RecordLayer, RecordState, Reservation,
     SessionId,
 };
 use crate::server::Server;
@@ -151,7 +151,7 @@ impl Server {
                 if record.session_id != attest.session_id.0 || record.seq_num != 0 {
                     return Err(PeerMisbehaved::BadEarlyRecord.into());
                 }
-                match layer.open(record) {
+                match layer.open(record, Keep::No) {
                     Ok(opened) => Some(opened),
                     Err(RecordError::UnknownPayloadType(_)) => None,
                     Err(_) => return Err(PeerMisbehaved::BadEarlyRecord.into()),

@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use xtt_proto::record::PayloadType;
+use xtt_proto::record::{PayloadType, RecordPayload};
 use xtt_proto::ClientId;
-use zeroize::Zeroizing;
 
 use super::Outbox;
 
@@ -19,8 +18,8 @@ pub struct IncomingRecord {
     pub client_id: ClientId,
     /// What the payload is.
     pub payload_type: PayloadType,
-    /// The payload (zeroized when dropped).
-    pub payload: Zeroizing<Vec<u8>>,
+    /// The payload (zeroized when dropped; dereferences to `[u8]`).
+    pub payload: RecordPayload,
 }
 
 /// Receives records; answers (now or later) through the [`Outbox`]. Called on the receiving

@@ -151,6 +151,7 @@ impl SessionSettings {
             idle_timeout_secs: self.idle_timeout_secs,
             max_lifetime_secs: self.max_lifetime_secs,
             max_sessions: self.max_sessions,
+            ..SessionTableConfig::default()
         };
         Ok(options)
     }
