@@ -105,7 +105,11 @@ impl GlvTable {
             odd.push(std::mem::replace(&mut cur, next));
         }
         let phi = odd.iter().map(endo).collect();
-        Self { window, p: odd, phi }
+        Self {
+            window,
+            p: odd,
+            phi,
+        }
     }
 }
 
