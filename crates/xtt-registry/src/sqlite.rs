@@ -28,11 +28,12 @@ use crate::{
 
 /// Inserts the cookie unless present; whether it was new.
 fn claim(tx: &rusqlite::Transaction<'_>, cookie: &CookieUse) -> Result<bool, RegistryError> {
+    // From the statement cache, like the registration statements: it runs once per handshake.
     let n = tx
-        .execute(
+        .prepare_cached(
             "INSERT OR IGNORE INTO used_cookies (cookie_id, expires_at) VALUES (?1, ?2)",
-            params![&cookie.id[..], time_to_sql(cookie.expires_at)],
         )
+        .and_then(|mut st| st.execute(params![&cookie.id[..], time_to_sql(cookie.expires_at)]))
         .map_err(db)?;
     Ok(n == 1)
 }
