@@ -194,14 +194,13 @@ impl DaaService {
 
     /// Batched verification: at most `max_batch` signatures per batch, a batch held back for
     /// at most `window` after its oldest signature arrived, at most `max_pending` signatures
-    /// waiting (beyond that, handshakes fail as overloaded). `runtime` runs the re-queueing.
+    /// waiting (beyond that, handshakes fail as overloaded).
     pub(crate) fn batched(
         cpu: CpuPool,
         metrics: Arc<Metrics>,
         max_batch: usize,
         window: Duration,
         max_pending: usize,
-        runtime: tokio::runtime::Handle,
     ) -> Self {
         Self::Batched(Arc::new(Batcher {
             cpu,
@@ -209,7 +208,6 @@ impl DaaService {
             max_batch: max_batch.max(1),
             window,
             max_pending: max_pending.max(1),
-            runtime,
             state: Mutex::new(BatchState::default()),
         }))
     }
@@ -269,10 +267,6 @@ pub(crate) struct Batcher {
     max_batch: usize,
     window: Duration,
     max_pending: usize,
-    /// Re-queued jobs are submitted from the async runtime, not from the worker that defers
-    /// them: rayon runs a job spawned on a worker before the pool's queue, which would defeat
-    /// the deferral.
-    runtime: tokio::runtime::Handle,
     state: Mutex<BatchState>,
 }
 
@@ -332,10 +326,10 @@ impl Batcher {
                     && self.cpu.has_waiting_jobs()
             });
             if hold {
-                // `scheduled` stays set: this job is still the one in the queue.
+                // `scheduled` stays set: this job goes to the back of the pool's FIFO queue and is
+                // still the one in it.
                 drop(st);
-                let me = self.clone();
-                self.runtime.spawn(async move { Batcher::schedule(&me) });
+                Self::schedule(&self);
                 return;
             }
             st.scheduled = false;

@@ -219,7 +219,6 @@ impl XttServer {
                 config.daa.batch_max,
                 Duration::from_micros(config.daa.batch_window_us),
                 cap,
-                tokio::runtime::Handle::current(),
             )
         } else {
             DaaService::plain(cpu.clone(), metrics.clone())
