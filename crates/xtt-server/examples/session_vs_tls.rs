@@ -32,12 +32,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use xtt_ecdaa::Issuer;
 use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
-use xtt_proto::daa::{Pseudonym, PSEUDONYM_LEN};
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::session::SessionClientConfig;
-use xtt_proto::{ClientId, SuiteSpec, UnixTime};
-use xtt_registry::{Durability, Registration, Registry, SqliteRegistry};
-use xtt_server::bench::{self, SessionBenchConfig, SessionMode};
+use xtt_proto::SuiteSpec;
+use xtt_registry::{Durability, SqliteRegistry};
+use xtt_server::bench::{self, register_session_devices, SessionBenchConfig, SessionMode};
 use xtt_server::{
     add_group, Echo, ServerConfig, ServerKeys, SessionClient, SessionClientOptions, SessionOptions,
     XttServer,
@@ -117,24 +116,8 @@ async fn start_xtt(
         &issuer.group_public_key().to_bytes(),
         b"session-vs-tls",
     )?;
-    let mut identities = Vec::new();
-    for _ in 0..clients {
-        let key = LongtermKeyPair::generate(&mut OsRng);
-        let mut p = [0u8; PSEUDONYM_LEN];
-        OsRng.fill_bytes(&mut p);
-        let assigned = registry.register(&Registration {
-            group_id,
-            pseudonym: Pseudonym(p),
-            requested_id: ClientId::NULL,
-            longterm_key: *key.public_key(),
-            now: UnixTime(1),
-        })?;
-        identities.push(SessionClientConfig {
-            roots: Arc::new(root.clone()),
-            client_id: assigned.client_id,
-            longterm_key: key,
-        });
-    }
+    let identities =
+        register_session_devices(&registry, group_id, Arc::new(root.clone()), clients)?;
     let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),

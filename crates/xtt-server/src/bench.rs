@@ -112,6 +112,37 @@ pub struct BenchReport {
     pub latencies_us: Vec<u64>,
 }
 
+/// Registers `n` devices of `group_id` straight in `registry`, as identity provisioning would
+/// leave them (a fresh long-term key each, a random pseudonym, an assigned ClientID), for session
+/// benchmarks and tests that need provisioned devices but do not measure provisioning.
+pub fn register_session_devices(
+    registry: &dyn xtt_registry::Registry,
+    group_id: xtt_proto::daa::GroupId,
+    roots: Arc<dyn RootStore + Send + Sync>,
+    n: usize,
+) -> Result<Vec<xtt_proto::session::SessionClientConfig>, xtt_registry::RegistryError> {
+    use rand_core::RngCore;
+    (0..n)
+        .map(|_| {
+            let key = xtt_proto::longterm::LongtermKeyPair::generate(&mut OsRng);
+            let mut pseudonym = [0u8; xtt_proto::daa::PSEUDONYM_LEN];
+            OsRng.fill_bytes(&mut pseudonym);
+            let assigned = registry.register(&xtt_registry::Registration {
+                group_id,
+                pseudonym: xtt_proto::daa::Pseudonym(pseudonym),
+                requested_id: ClientId::NULL,
+                longterm_key: *key.public_key(),
+                now: xtt_proto::UnixTime(1),
+            })?;
+            Ok(xtt_proto::session::SessionClientConfig {
+                roots: roots.clone(),
+                client_id: assigned.client_id,
+                longterm_key: key,
+            })
+        })
+        .collect()
+}
+
 /// Enrolls `n` devices in `issuer`'s group (join protocol in-process), for load generation and
 /// tests. Runs on all cores.
 pub fn enroll_devices(

@@ -12,13 +12,12 @@ use std::time::Duration;
 use common::{test_config, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
 use tokio::net::UdpSocket;
-use xtt_proto::daa::{Pseudonym, PSEUDONYM_LEN};
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::SessionClientConfig;
 use xtt_proto::session_table::SessionTableConfig;
-use xtt_proto::{ClientId, UnixTime};
-use xtt_registry::{Registration, Registry};
+use xtt_registry::Registry;
+use xtt_server::bench::register_session_devices;
 use xtt_server::sessions::{ForwardUdp, SessionApp};
 use xtt_server::{
     add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
@@ -68,24 +67,9 @@ impl Env {
     /// A device registered as identity provisioning would leave it (ClientID → long-term key).
     fn register(&self) -> SessionClientConfig {
         let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
-        let key = LongtermKeyPair::generate(&mut OsRng);
-        let mut p = [0u8; PSEUDONYM_LEN];
-        OsRng.fill_bytes(&mut p);
-        let assigned = self
-            .registry
-            .register(&Registration {
-                group_id,
-                pseudonym: Pseudonym(p),
-                requested_id: ClientId::NULL,
-                longterm_key: *key.public_key(),
-                now: UnixTime(1),
-            })
-            .unwrap();
-        SessionClientConfig {
-            roots: Arc::new(self.fx.root.clone()),
-            client_id: assigned.client_id,
-            longterm_key: key,
-        }
+        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), 1)
+            .unwrap()
+            .remove(0)
     }
 
     fn completed_handshakes(&self) -> usize {

@@ -14,13 +14,11 @@ use std::time::Duration;
 
 use common::{test_config, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
-use xtt_proto::daa::{Pseudonym, PSEUDONYM_LEN};
-use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::SessionClientConfig;
-use xtt_proto::{ClientId, UnixTime};
 use xtt_registry::sessions::open_session_store;
-use xtt_registry::{open_storage, Registration, Registry};
+use xtt_registry::{open_storage, Registry};
+use xtt_server::bench::register_session_devices;
 use xtt_server::sessions::shared::{SharedOptions, SharedStats, StorageKey};
 use xtt_server::{
     add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
@@ -122,24 +120,9 @@ impl Cluster {
 
     fn register_now(&self) -> SessionClientConfig {
         let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
-        let key = LongtermKeyPair::generate(&mut OsRng);
-        let mut p = [0u8; PSEUDONYM_LEN];
-        OsRng.fill_bytes(&mut p);
-        let assigned = self
-            .registry
-            .register(&Registration {
-                group_id,
-                pseudonym: Pseudonym(p),
-                requested_id: ClientId::NULL,
-                longterm_key: *key.public_key(),
-                now: UnixTime(1),
-            })
-            .unwrap();
-        SessionClientConfig {
-            roots: Arc::new(self.fx.root.clone()),
-            client_id: assigned.client_id,
-            longterm_key: key,
-        }
+        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), 1)
+            .unwrap()
+            .remove(0)
     }
 
     fn addr(&self, i: usize) -> SocketAddr {
