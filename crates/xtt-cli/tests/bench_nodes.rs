@@ -2,64 +2,47 @@
 //! real `xtt server` processes on 127.0.0.1, in the identity and the session-handshake modes,
 //! and the report's per-address counts match what each server's own metrics counted.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run xtt");
-    assert!(
-        out.status.success(),
-        "xtt {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{fails, ok, ServerProcess};
 
 /// An `xtt server` with its own registry and metrics, killed when dropped.
 struct Server {
-    child: Child,
+    _process: ServerProcess,
     addr: SocketAddr,
     metrics: SocketAddr,
 }
 
 impl Server {
     fn start(dir: &Path, data: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
-            .args(["server", "-l", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .args(["--data-dir", data, "--group", "acme"])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start xtt server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut addr, mut metrics) = (None, None);
-        let mut banner = String::new();
-        while addr.is_none() || metrics.is_none() {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                panic!("server did not start: {banner}");
-            }
-            if let Some(a) = line.trim().strip_prefix("xtt server listening on ") {
-                addr = Some(a.parse().unwrap());
-            }
-            if let Some(m) = line.trim().strip_prefix("metrics on http://") {
-                metrics = Some(m.trim_end_matches("/metrics").parse().unwrap());
-            }
-            banner.push_str(&line);
-        }
-        std::thread::spawn(move || for _ in stdout.lines() {});
+        let process = ServerProcess::start_with(
+            dir,
+            &[],
+            &[
+                "--metrics",
+                "127.0.0.1:0",
+                "--data-dir",
+                data,
+                "--group",
+                "acme",
+            ],
+        );
+        let metrics = process
+            .banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("metrics on http://"))
+            .unwrap_or_else(|| panic!("no metrics line in {}", process.banner))
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap();
         Self {
-            child,
-            addr: addr.unwrap(),
-            metrics: metrics.unwrap(),
+            addr: process.addr,
+            _process: process,
+            metrics,
         }
     }
 
@@ -74,13 +57,6 @@ impl Server {
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -150,16 +126,18 @@ fn bench_spreads_devices_over_every_server_and_counts_each() {
     assert_eq!(sum, 12);
 
     // --server and --target exclude each other.
-    let out = Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(["bench", "--group", "acme", "-t", "127.0.0.1:1", "--server"])
-        .arg(servers[0].addr.to_string())
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let first = servers[0].addr.to_string();
+    let stderr = fails(
+        d,
+        &[
+            "bench",
+            "--group",
+            "acme",
+            "-t",
+            "127.0.0.1:1",
+            "--server",
+            &first,
+        ],
     );
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }

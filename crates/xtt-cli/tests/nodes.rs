@@ -13,13 +13,16 @@
 //! out before the stop is still accepted once, and replays of records accepted before it are
 //! refused.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{fresh_database_url, ok, ServerProcess};
+use nix::sys::signal::Signal;
 
 use rand_core::{OsRng, RngCore};
 use xtt_files::group::GroupDir;
@@ -36,36 +39,6 @@ const Q: PayloadType = PayloadType::QueueProtocol;
 /// Sequence numbers reserved per database write: the bound on records lost at a crash.
 const K: u32 = 16;
 const DEVICES: usize = 500;
-
-fn xtt_ok(dir: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtt"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run xtt");
-    assert!(
-        out.status.success(),
-        "xtt {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A new, empty database on the test PostgreSQL server; its URL.
-fn fresh_database_url() -> String {
-    let Ok(admin) = std::env::var("XTT_TEST_POSTGRES_URL") else {
-        panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
-    };
-    let config: postgres::Config = admin.parse().expect("a PostgreSQL URL");
-    let mut c = config
-        .connect(postgres::NoTls)
-        .expect("connect to PostgreSQL");
-    let name = format!("xtt_e2e_{:016x}", OsRng.next_u64());
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    match admin.split_once('?') {
-        Some((base, query)) => format!("{}/{name}?{query}", base.rsplit_once('/').unwrap().0),
-        None => format!("{}/{name}", admin.rsplit_once('/').unwrap().0),
-    }
-}
 
 const T: Duration = Duration::from_secs(10);
 const SUITE: SuiteSpec = SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512;
@@ -100,9 +73,10 @@ async fn attest_on(
     read_message(&mut s, MAX_HANDSHAKE_LEN, T).await
 }
 
-/// An `xtt server` node, killed (-9) when dropped.
+/// An `xtt server` node of the deployment (its own data directory, the shared database, session
+/// key and cookie key), killed (-9) when dropped.
 struct Node {
-    child: Child,
+    server: ServerProcess,
     addr: SocketAddr,
 }
 
@@ -111,9 +85,6 @@ impl Node {
         let data = format!("data-{name}");
         let reserve = K.to_string();
         let mut args = vec![
-            "server",
-            "-l",
-            "127.0.0.1:0",
             "--no-metrics",
             "--data-dir",
             &data,
@@ -132,56 +103,32 @@ impl Node {
             "node.toml",
         ];
         args.extend_from_slice(storage);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtt"))
-            .args(&args)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start xtt server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("xtt server listening on ") else {
-            let _ = child.kill();
-            panic!("node {name} did not start: {line:?}");
-        };
-        let addr = addr.parse().unwrap();
-        let mut rest = Vec::new();
-        loop {
-            let mut l = String::new();
-            if stdout.read_line(&mut l).unwrap() == 0 {
-                break;
-            }
-            let done = l.starts_with("sessions over");
-            rest.push(l);
-            if done {
-                break;
-            }
-        }
+        let server = ServerProcess::start_with(dir, &[], &args);
         assert!(
-            rest.last()
+            server
+                .banner
+                .lines()
+                .last()
                 .is_some_and(|l| l.contains("shared with the other nodes")),
-            "node {name}: {rest:?}"
+            "node {name}: {}",
+            server.banner
         );
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Self { child, addr }
+        Self {
+            addr: server.addr,
+            server,
+        }
     }
 
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn kill9(self) {
+        self.server.kill9();
     }
 
     /// Sends SIGTERM and waits (bounded) for the node to exit; its exit status.
     async fn terminate(mut self) -> std::process::ExitStatus {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let pid = i32::try_from(self.child.id()).unwrap();
-        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("kill(2)");
+        self.server.signal(Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.server.child.try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -190,13 +137,6 @@ impl Node {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -225,12 +165,12 @@ async fn answered(addr: SocketAddr, record: &[u8]) -> bool {
 fn deployment() -> (tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    xtt_ok(d, &["cert", "root", "--generate-key"]);
-    xtt_ok(d, &["cert", "server", "--generate-key"]);
-    xtt_ok(d, &["group", "create", "acme"]);
-    xtt_ok(d, &["server", "--new-session-key", "sessions.key"]);
+    ok(d, &["cert", "root", "--generate-key"]);
+    ok(d, &["cert", "server", "--generate-key"]);
+    ok(d, &["group", "create", "acme"]);
+    ok(d, &["server", "--new-session-key", "sessions.key"]);
     write_cookie_key(d);
-    (tmp, fresh_database_url())
+    (tmp, fresh_database_url("node-password"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
