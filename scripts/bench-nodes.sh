@@ -31,20 +31,10 @@ W=$(mktemp -d /tmp/xtt-bench-nodes.XXXXXX)
 NODE_PIDS=()
 RELAY_PID=
 
-# --- PostgreSQL (the lines of scripts/test.sh, without the TLS listener) ----------------------
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [ ! -x "$pg_bin/initdb" ]; then
-    echo "error: PostgreSQL server binaries not found (apt-get install postgresql)" >&2
-    exit 1
-fi
-pg_dir=$(mktemp -d /tmp/xtt-bench-pg.XXXXXX)
-pg_as=()
-pg_user=$(id -un)
-if [ "$(id -u)" = 0 ]; then
-    pg_as=(runuser -u postgres --)
-    pg_user=postgres
-    chown postgres "$pg_dir"
-fi
+# --- PostgreSQL (scripts/lib/pg-cluster.sh, as the tests get it, socket only) ---------------
+# shellcheck source=scripts/lib/pg-cluster.sh
+. scripts/lib/pg-cluster.sh  # the working directory is the repository root (see the cd above)
+pg_cluster_prepare /tmp/xtt-bench-pg.XXXXXX
 stop_nodes() {
     local p
     for p in ${NODE_PIDS[@]+"${NODE_PIDS[@]}"}; do kill "$p" 2>/dev/null || true; done
@@ -54,14 +44,12 @@ stop_nodes() {
 cleanup() {
     stop_nodes
     if [ -n "$RELAY_PID" ]; then kill "$RELAY_PID" 2>/dev/null || true; fi
-    ${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir" "$W"
+    pg_cluster_stop
+    rm -rf "$W"
 }
 trap cleanup EXIT
-${pg_as[@]+"${pg_as[@]}"} "$pg_bin/initdb" -D "$pg_dir/data" -U "$pg_user" -A trust -E UTF8 --no-sync >/dev/null
-pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
-    -o "-k $pg_dir -p $pg_port -c listen_addresses='' -c max_connections=200" start >/dev/null
+pg_cluster_initdb
+pg_cluster_start "-c listen_addresses=''"
 PG_VERSION=$("$pg_bin/postgres" --version)
 psql_admin() { "$pg_bin/psql" -X -q -h "$pg_dir" -p "$pg_port" -U "$pg_user" -d postgres "$@"; }
 fresh_db() { # prints a new database's name (called in $(...): no counter survives it)

@@ -53,33 +53,17 @@ fi
 # --- PostgreSQL for the storage tests ----------------------------------------------------------
 # The registry's PostgreSQL backend is tested against a real server: a throwaway cluster owned by
 # this run (initdb into a temporary directory, unix socket, plus TLS on a loopback port), stopped
-# and deleted on exit. Tests read its URL from XTT_TEST_POSTGRES_URL (TLS tests:
-# XTT_TEST_POSTGRES_TLS_URL without sslmode, and the CA in XTT_TEST_POSTGRES_CA) and fail without. The server binaries
-# are not on PATH (Debian keeps them in /usr/lib/postgresql/VERSION/bin); as root, the cluster
-# runs as the `postgres` user the package creates, since PostgreSQL refuses to run as root.
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [ ! -x "$pg_bin/initdb" ]; then
-    echo "error: PostgreSQL server binaries not found (apt-get install postgresql)" >&2
-    exit 1
-fi
-pg_dir=$(mktemp -d /tmp/xtt-test-pg.XXXXXX)
-pg_as=()
-pg_user=$(id -un)
-if [ "$(id -u)" = 0 ]; then
-    pg_as=(runuser -u postgres --)
-    pg_user=postgres
-    chown postgres "$pg_dir"
-fi
-pg_stop() {
-    ${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir"
-}
-trap pg_stop EXIT
+# and deleted on exit (scripts/lib/pg-cluster.sh). Tests read its URL from XTT_TEST_POSTGRES_URL
+# (TLS tests: XTT_TEST_POSTGRES_TLS_URL without sslmode, and the CA in XTT_TEST_POSTGRES_CA) and
+# fail without.
+# shellcheck source=scripts/lib/pg-cluster.sh
+. scripts/lib/pg-cluster.sh  # the working directory is the repository root (see the cd above)
+pg_cluster_prepare /tmp/xtt-test-pg.XXXXXX
+trap pg_cluster_stop EXIT
 log "starting a throwaway PostgreSQL ($pg_bin) in $pg_dir"
-${pg_as[@]+"${pg_as[@]}"} "$pg_bin/initdb" -D "$pg_dir/data" -U "$pg_user" -A trust -E UTF8 --no-sync >/dev/null
+pg_cluster_initdb
 # TLS for the TLS tests: a throwaway CA and a server certificate for 127.0.0.1, served on a free
 # loopback port next to the socket (PostgreSQL never uses TLS on unix sockets).
-pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=xtt test CA" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
     -keyout "$pg_dir/ca.key" -out "$pg_dir/ca.pem" 2>/dev/null
@@ -90,9 +74,8 @@ openssl x509 -req -in "$pg_dir/server.csr" -CA "$pg_dir/ca.pem" -CAkey "$pg_dir/
     -CAcreateserial -extfile "$pg_dir/server.ext" -out "$pg_dir/server.crt" 2>/dev/null
 chmod 600 "$pg_dir/server.key"
 if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir/server.key" "$pg_dir/server.crt"; fi
-${pg_as[@]+"${pg_as[@]}"} "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
-    -o "-k $pg_dir -p $pg_port -c listen_addresses=127.0.0.1 -c max_connections=200 -c ssl=on \
-        -c ssl_cert_file=$pg_dir/server.crt -c ssl_key_file=$pg_dir/server.key" start >/dev/null
+pg_cluster_start "-c listen_addresses=127.0.0.1 -c ssl=on \
+    -c ssl_cert_file=$pg_dir/server.crt -c ssl_key_file=$pg_dir/server.key"
 export XTT_TEST_POSTGRES_URL="postgresql:///postgres?host=$pg_dir&port=$pg_port&user=$pg_user"
 export XTT_TEST_POSTGRES_TLS_URL="postgres://$pg_user@127.0.0.1:$pg_port/postgres"
 export XTT_TEST_POSTGRES_CA="$pg_dir/ca.pem"
