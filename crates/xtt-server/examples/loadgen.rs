@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 use xtt_ecdaa::{Issuer, Member};
-use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
+use xtt_proto::cert::RootCertificate;
 use xtt_proto::daa::DaaSigner;
-use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::SuiteSpec;
 use xtt_registry::{Durability, SqliteRegistry};
-use xtt_server::bench::{enroll_devices, run, BenchConfig};
+use xtt_server::bench::{enroll_devices, run, BenchConfig, ThrowawayPki};
 use xtt_server::{add_group, ServerConfig, ServerKeys, XttServer};
 
 const BASENAME: &[u8] = b"loadgen-basename";
@@ -79,16 +78,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         handle = None;
         (target, root, signers, None, None)
     } else {
-        let root_key = LongtermKeyPair::generate(&mut OsRng);
-        let mut id = RootId([0; 16]);
-        OsRng.fill_bytes(&mut id.0);
-        let root = RootCertificate {
-            id,
-            public_key: *root_key.public_key(),
-        };
-        let server_key = LongtermKeyPair::generate(&mut OsRng);
-        let certificate =
-            ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)?;
+        let ThrowawayPki {
+            root,
+            server_key,
+            certificate,
+            ..
+        } = ThrowawayPki::generate()?;
         let issuer = Issuer::generate(&mut OsRng);
         let dir = tempfile::tempdir()?;
         let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite"), durability)?;

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
 use xtt_ecdaa::Issuer;
-use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
-use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::record::PayloadType;
 use xtt_registry::open_storage;
 use xtt_registry::sessions::open_session_store;
-use xtt_server::bench::{register_session_devices, run_sessions, SessionBenchConfig, SessionMode};
+use xtt_server::bench::{
+    register_session_devices, run_sessions, SessionBenchConfig, SessionMode, ThrowawayPki,
+};
 use xtt_server::sessions::shared::{SharedOptions, StorageKey};
 use xtt_server::{
     add_group, Echo, ServerConfig, ServerHandle, ServerKeys, SessionClient, SessionClientOptions,
@@ -48,16 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let url = url.ok_or("--postgres URL is required")?;
-    let root_key = LongtermKeyPair::generate(&mut OsRng);
-    let mut id = RootId([0; 16]);
-    OsRng.fill_bytes(&mut id.0);
-    let root = RootCertificate {
-        id,
-        public_key: *root_key.public_key(),
-    };
-    let server_key = LongtermKeyPair::generate(&mut OsRng);
-    let certificate =
-        ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)?;
+    let ThrowawayPki {
+        root,
+        server_key,
+        certificate,
+        ..
+    } = ThrowawayPki::generate()?;
     let issuer = Issuer::generate(&mut OsRng);
     let registry = open_storage(&url)?;
     let (group_id, _) = add_group(

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 use xtt_ecdaa::Issuer;
-use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
-use xtt_proto::longterm::LongtermKeyPair;
 use xtt_registry::{Durability, SqliteRegistry};
-use xtt_server::bench::{register_session_devices, run_sessions, SessionBenchConfig, SessionMode};
+use xtt_server::bench::{
+    register_session_devices, run_sessions, SessionBenchConfig, SessionMode, ThrowawayPki,
+};
 use xtt_server::{
     add_group, Echo, ServerConfig, ServerKeys, SessionClientOptions, SessionOptions, XttServer,
 };
@@ -45,16 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let root_key = LongtermKeyPair::generate(&mut OsRng);
-    let mut id = RootId([0; 16]);
-    OsRng.fill_bytes(&mut id.0);
-    let root = RootCertificate {
-        id,
-        public_key: *root_key.public_key(),
-    };
-    let server_key = LongtermKeyPair::generate(&mut OsRng);
-    let certificate =
-        ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)?;
+    let ThrowawayPki {
+        root,
+        server_key,
+        certificate,
+        ..
+    } = ThrowawayPki::generate()?;
     let issuer = Issuer::generate(&mut OsRng);
     let dir = tempfile::tempdir()?;
     let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite"), Durability::Normal)?;

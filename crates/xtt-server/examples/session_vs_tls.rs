@@ -31,12 +31,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use xtt_ecdaa::Issuer;
-use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
-use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::session::SessionClientConfig;
 use xtt_proto::SuiteSpec;
 use xtt_registry::{Durability, SqliteRegistry};
-use xtt_server::bench::{self, register_session_devices, SessionBenchConfig, SessionMode};
+use xtt_server::bench::{
+    self, register_session_devices, SessionBenchConfig, SessionMode, ThrowawayPki,
+};
 use xtt_server::{
     add_group, Echo, ServerConfig, ServerKeys, SessionClient, SessionClientOptions, SessionOptions,
     XttServer,
@@ -99,16 +99,12 @@ async fn start_xtt(
     clients: usize,
     dir: &std::path::Path,
 ) -> Result<(SocketAddr, Vec<SessionClientConfig>), BoxError> {
-    let root_key = LongtermKeyPair::generate(&mut OsRng);
-    let mut id = RootId([0; 16]);
-    OsRng.fill_bytes(&mut id.0);
-    let root = RootCertificate {
-        id,
-        public_key: *root_key.public_key(),
-    };
-    let server_key = LongtermKeyPair::generate(&mut OsRng);
-    let certificate =
-        ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)?;
+    let ThrowawayPki {
+        root,
+        server_key,
+        certificate,
+        ..
+    } = ThrowawayPki::generate()?;
     let issuer = Issuer::generate(&mut OsRng);
     let registry = SqliteRegistry::open(&dir.join("registry.sqlite"), Durability::Normal)?;
     let (group_id, _) = add_group(

@@ -112,6 +112,44 @@ pub struct BenchReport {
     pub latencies_us: Vec<u64>,
 }
 
+/// A throwaway PKI for load generators and tests: a fresh root (random id) and a server
+/// certificate it issued, with both private keys.
+#[derive(Debug)]
+pub struct ThrowawayPki {
+    /// The root's private key.
+    pub root_key: xtt_proto::longterm::LongtermKeyPair,
+    /// The root certificate the devices trust.
+    pub root: xtt_proto::cert::RootCertificate,
+    /// The server's long-term key.
+    pub server_key: xtt_proto::longterm::LongtermKeyPair,
+    /// The server certificate, issued by `root`.
+    pub certificate: xtt_proto::cert::ServerCertificate,
+}
+
+impl ThrowawayPki {
+    /// Generates the keys and issues the certificate.
+    pub fn generate() -> Result<Self, xtt_proto::error::CryptoError> {
+        use rand_core::RngCore;
+        use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
+        let root_key = xtt_proto::longterm::LongtermKeyPair::generate(&mut OsRng);
+        let mut id = RootId([0; 16]);
+        OsRng.fill_bytes(&mut id.0);
+        let root = RootCertificate {
+            id,
+            public_key: *root_key.public_key(),
+        };
+        let server_key = xtt_proto::longterm::LongtermKeyPair::generate(&mut OsRng);
+        let certificate =
+            ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)?;
+        Ok(Self {
+            root_key,
+            root,
+            server_key,
+            certificate,
+        })
+    }
+}
+
 /// Registers `n` devices of `group_id` straight in `registry`, as identity provisioning would
 /// leave them (a fresh long-term key each, a random pseudonym, an assigned ClientID), for session
 /// benchmarks and tests that need provisioned devices but do not measure provisioning.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::oneshot;
 use xtt_ecdaa::{Issuer, Member};
-use xtt_proto::cert::{RootCertificate, RootId, ServerCertificate, DEFAULT_RESERVED};
+use xtt_proto::cert::{RootCertificate, ServerCertificate};
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_registry::{Registry, SqliteRegistry};
-use xtt_server::bench::enroll_devices;
+use xtt_server::bench::{enroll_devices, ThrowawayPki};
 use xtt_server::{add_group, Provisioner, ServerConfig, ServerHandle, ServerKeys, XttServer};
 use zeroize::Zeroizing;
 
@@ -27,17 +27,12 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
-        let root_key = LongtermKeyPair::generate(&mut OsRng);
-        let mut id = RootId([0; 16]);
-        OsRng.fill_bytes(&mut id.0);
-        let root = RootCertificate {
-            id,
-            public_key: *root_key.public_key(),
-        };
-        let server_key = LongtermKeyPair::generate(&mut OsRng);
-        let certificate =
-            ServerCertificate::issue(&DEFAULT_RESERVED, &id, server_key.public_key(), &root_key)
-                .unwrap();
+        let ThrowawayPki {
+            root_key,
+            root,
+            server_key,
+            certificate,
+        } = ThrowawayPki::generate().unwrap();
         let mut cookie_secret = [0u8; 32];
         OsRng.fill_bytes(&mut cookie_secret);
         Self {
