@@ -96,6 +96,7 @@ mod curve;
 pub mod encoding;
 pub mod error;
 mod fixed_base;
+mod g1;
 pub mod hash;
 pub mod issuer;
 pub mod join;
