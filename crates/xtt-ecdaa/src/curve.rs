@@ -59,7 +59,7 @@ pub(crate) fn ct_mul_g2(q: &ECP2, k: &Scalar) -> ECP2 {
 
 /// Variable-time `[e]P + [f]Q` in G1 for public scalars (GLV + Shamir, see `msm`).
 pub(crate) fn vt_mul2_g1(p: &ECP, e: &BIG, q: &ECP, f: &BIG) -> ECP {
-    crate::msm::vt_mul2(p, e, q, f)
+    crate::msm::vt_mul2_ecp(p, e, q, f)
 }
 
 /// `r − c` for a public `c < r`, used to turn a subtraction into a `mul2` addition.

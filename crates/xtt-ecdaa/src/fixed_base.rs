@@ -197,7 +197,7 @@ mod timing {
             std::hint::black_box(p.mul2(&a.0, &q, &b.0));
         });
         time("vt_mul2 (GLV 4-dim)", &mut || {
-            std::hint::black_box(crate::msm::vt_mul2(&p, &a.0, &q, &b.0));
+            std::hint::black_box(crate::msm::vt_mul2_ecp(&p, &a.0, &q, &b.0));
         });
         time("fixed_base", &mut || {
             std::hint::black_box(fb.mul(&a.0));

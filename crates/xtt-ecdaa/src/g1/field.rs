@@ -9,8 +9,7 @@
 //! time, while the signer needs constant time. crypto-bigint is constant-time throughout
 //! (masked final subtraction, fixed-iteration inversion) and already in the dependency tree.
 
-use crypto_bigint::modular::constant_mod::{Residue, ResidueParams};
-use crypto_bigint::subtle::{ConstantTimeLess, CtOption};
+use crypto_bigint::modular::constant_mod::Residue;
 use crypto_bigint::{impl_modulus, Encoding, U256};
 use miracl_core::fp256bn::big::BIG;
 use miracl_core::fp256bn::fp::FP;
@@ -38,12 +37,6 @@ pub(crate) fn mul_by_3b(a: &Fp) -> Fp {
     let a4 = a2.add(&a2);
     let a8 = a4.add(&a4);
     a8.add(a)
-}
-
-/// Reads 32 big-endian bytes; none if the value is not below p.
-pub(crate) fn from_be_bytes(bytes: &[u8; SCALAR_LEN]) -> CtOption<Fp> {
-    let v = U256::from_be_bytes(*bytes);
-    CtOption::new(Fp::new(&v), v.ct_lt(&Fp256bnModulus::MODULUS))
 }
 
 /// 32 big-endian bytes of the canonical value (below p).
@@ -138,12 +131,13 @@ mod tests {
         assert!(same(&BETA, &cru));
         assert_eq!(BETA.square().mul(&BETA), Fp::ONE);
         assert_ne!(BETA, Fp::ONE);
-        let p = big_to_bytes(&modulus());
-        assert!(bool::from(from_be_bytes(&p).is_none()));
-        let mut pm1 = p;
-        pm1[31] -= 1;
-        let v = from_be_bytes(&pm1).unwrap();
-        assert_eq!(to_be_bytes(&v), pm1);
+        let mut pm1 = modulus();
+        pm1.dec(1);
+        pm1.norm();
+        let v = from_big(&pm1);
+        assert_eq!(to_be_bytes(&v), big_to_bytes(&pm1));
         assert_eq!(v.add(&Fp::ONE), Fp::ZERO);
+        // p itself reduces to 0.
+        assert_eq!(from_big(&modulus()), Fp::ZERO);
     }
 }

@@ -174,6 +174,7 @@ impl G1 {
     }
 
     /// Projective equality: X₁Z₂ = X₂Z₁ and Y₁Z₂ = Y₂Z₁.
+    #[cfg(test)]
     pub(crate) fn ct_eq(&self, other: &G1) -> Choice {
         self.x.mul(&other.z).ct_eq(&other.x.mul(&self.z))
             & self.y.mul(&other.z).ct_eq(&other.y.mul(&self.z))
@@ -344,6 +345,13 @@ impl G1 {
             *o = G1Affine::conditional_select(&a, &G1Affine::identity(), inf);
         }
         out
+    }
+
+    /// miracl points (affine) for N points with one inversion.
+    pub(crate) fn to_ecp_batch<const N: usize>(points: [&G1; N]) -> [ECP; N] {
+        let owned: Vec<G1> = points.iter().map(|p| **p).collect();
+        let affine = G1::batch_normalize(&owned);
+        core::array::from_fn(|i| affine.get(i).map_or_else(ECP::new, G1Affine::to_ecp))
     }
 
     /// Encodes N points with one inversion (the identity as in [`G1Affine::to_bytes`]).
