@@ -30,15 +30,21 @@ const ENTRIES: usize = 8;
 
 /// Precomputed odd multiples of one G1 point.
 #[derive(Clone)]
-pub(crate) struct FixedBase {
+pub struct FixedBase {
     table: Vec<[G1Affine; ENTRIES]>,
     /// P and [2]P, for the parity correction.
     p: G1Affine,
     p2: G1Affine,
 }
 
+impl core::fmt::Debug for FixedBase {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FixedBase").finish_non_exhaustive()
+    }
+}
+
 impl FixedBase {
-    pub(crate) fn new(p: &ECP) -> Self {
+    pub fn new(p: &ECP) -> Self {
         let p = G1::from_ecp(p);
         let mut points = Vec::with_capacity((WINDOWS + 1) * ENTRIES + 2);
         let mut base = p;
@@ -70,7 +76,7 @@ impl FixedBase {
     }
 
     /// `[k]P` for any `k < 2^256`, in constant time.
-    pub(crate) fn mul(&self, k: &BIG) -> G1 {
+    pub fn mul(&self, k: &BIG) -> G1 {
         // Make the multiplier odd: t = k + 1 (correction P) if k is even, k + 2 (correction
         // 2P) if odd.
         let mut t = *k;

@@ -108,6 +108,15 @@ pub mod sign;
 pub mod verify;
 mod xtt;
 
+/// Internals the benchmarks (`benches/g1.rs`) time; not a stable API.
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::fixed_base::FixedBase;
+    pub use crate::g1::field::Fp;
+    pub use crate::g1::point::{G1Affine, G1};
+    pub use crate::msm::{vt_msm_u64, vt_mul2};
+}
+
 pub use error::Error;
 pub use issuer::{GroupPublicKey, Issuer, IssuerPublicKey, IssuerSecretKey};
 pub use join::{

@@ -249,7 +249,7 @@ pub(crate) fn vt_glv_sum(terms: &[(&GlvTable, &GlvScalar)]) -> G1 {
 }
 
 /// `[e]P + [f]Q` for public `e, f` (any values below 2^256; reduced mod r first).
-pub(crate) fn vt_mul2(p: &G1, e: &BIG, q: &G1, f: &BIG) -> G1 {
+pub fn vt_mul2(p: &G1, e: &BIG, q: &G1, f: &BIG) -> G1 {
     let tp = GlvTable::new(p, VARIABLE_WINDOW);
     let tq = GlvTable::new(q, VARIABLE_WINDOW);
     vt_glv_sum(&[(&tp, &GlvScalar::new(e)), (&tq, &GlvScalar::new(f))])
@@ -292,7 +292,7 @@ fn wnaf4(k: u64) -> [i8; 65] {
 }
 
 /// `Σ [kᵢ]Pᵢ` for public 64-bit scalars (see the module docs).
-pub(crate) fn vt_msm_u64(terms: &[(G1, u64)]) -> G1 {
+pub fn vt_msm_u64(terms: &[(G1, u64)]) -> G1 {
     // Odd multiples P, 3P, 5P, 7P of every point, and every scalar's digits.
     let mut tables: Vec<Vec<G1>> = Vec::with_capacity(terms.len());
     let mut digits: Vec<[i8; 65]> = Vec::with_capacity(terms.len());

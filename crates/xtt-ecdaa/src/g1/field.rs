@@ -23,7 +23,7 @@ impl_modulus!(
 );
 
 /// An element of F_p in Montgomery form.
-pub(crate) type Fp = Residue<Fp256bnModulus, { U256::LIMBS }>;
+pub type Fp = Residue<Fp256bnModulus, { U256::LIMBS }>;
 
 /// β, a primitive cube root of unity in F_p (miracl's `rom::CRU`): φ(x, y) = (β·x, y) is the
 /// GLV endomorphism of G1.
@@ -32,6 +32,7 @@ pub(crate) const BETA: Fp = Fp::new(&U256::from_be_hex(
 ));
 
 /// 3·b = 9 for the curve y² = x³ + 3, as the complete formulas use it.
+#[inline]
 pub(crate) fn mul_by_3b(a: &Fp) -> Fp {
     let a2 = a.add(a);
     let a4 = a2.add(&a2);

@@ -28,7 +28,7 @@ use crate::scalar::SCALAR_LEN;
 
 /// A G1 point in homogeneous projective coordinates.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct G1 {
+pub struct G1 {
     x: Fp,
     y: Fp,
     z: Fp,
@@ -36,7 +36,7 @@ pub(crate) struct G1 {
 
 /// A G1 point in affine coordinates; `infinity` marks the identity (x, y are then 0).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct G1Affine {
+pub struct G1Affine {
     x: Fp,
     y: Fp,
     infinity: Choice,
@@ -79,7 +79,7 @@ impl zeroize::Zeroize for G1Affine {
 }
 
 impl G1Affine {
-    pub(crate) fn identity() -> G1Affine {
+    pub fn identity() -> G1Affine {
         G1Affine {
             x: Fp::ZERO,
             y: Fp::ZERO,
@@ -88,7 +88,7 @@ impl G1Affine {
     }
 
     /// −P.
-    pub(crate) fn neg(&self) -> G1Affine {
+    pub fn neg(&self) -> G1Affine {
         G1Affine {
             x: self.x,
             y: self.y.neg(),
@@ -97,12 +97,12 @@ impl G1Affine {
     }
 
     /// The negation of `self` where `choice` is set, in constant time.
-    pub(crate) fn conditional_negate(&mut self, choice: Choice) {
+    pub fn conditional_negate(&mut self, choice: Choice) {
         self.y = Fp::conditional_select(&self.y, &self.y.neg(), choice);
     }
 
     /// φ(P) = (β·x, y) = [λ]P.
-    pub(crate) fn endo(&self) -> G1Affine {
+    pub fn endo(&self) -> G1Affine {
         G1Affine {
             x: self.x.mul(&BETA),
             y: self.y,
@@ -110,12 +110,12 @@ impl G1Affine {
         }
     }
 
-    pub(crate) fn is_identity(&self) -> bool {
+    pub fn is_identity(&self) -> bool {
         bool::from(self.infinity)
     }
 
     /// `04 ‖ x ‖ y`; the identity as `04` and zeros, like [`crate::encoding::encode_g1`].
-    pub(crate) fn to_bytes(&self) -> [u8; G1_LEN] {
+    pub fn to_bytes(&self) -> [u8; G1_LEN] {
         let mut out = [0u8; G1_LEN];
         out[0] = 0x04;
         if !self.is_identity() {
@@ -126,7 +126,7 @@ impl G1Affine {
     }
 
     /// The same point as a miracl `ECP` (affine, z = 1).
-    pub(crate) fn to_ecp(&self) -> ECP {
+    pub fn to_ecp(&self) -> ECP {
         if self.is_identity() {
             return ECP::new();
         }
@@ -149,14 +149,14 @@ impl From<&G1Affine> for G1 {
 }
 
 impl G1 {
-    pub(crate) const IDENTITY: G1 = G1 {
+    pub const IDENTITY: G1 = G1 {
         x: Fp::ZERO,
         y: Fp::ONE,
         z: Fp::ZERO,
     };
 
     /// From a miracl point (miracl's G1 is homogeneous projective too, identity (0 : 1 : 0)).
-    pub(crate) fn from_ecp(p: &ECP) -> G1 {
+    pub fn from_ecp(p: &ECP) -> G1 {
         G1 {
             x: field::from_miracl(&p.getpx()),
             y: field::from_miracl(&p.getpy()),
@@ -165,22 +165,22 @@ impl G1 {
     }
 
     /// The same point as a miracl `ECP` (one inversion; use [`G1::batch_normalize`] for many).
-    pub(crate) fn to_ecp(&self) -> ECP {
+    pub fn to_ecp(&self) -> ECP {
         self.to_affine().to_ecp()
     }
 
-    pub(crate) fn is_identity(&self) -> Choice {
+    pub fn is_identity(&self) -> Choice {
         self.z.ct_eq(&Fp::ZERO)
     }
 
     /// Projective equality: X₁Z₂ = X₂Z₁ and Y₁Z₂ = Y₂Z₁.
     #[cfg(test)]
-    pub(crate) fn ct_eq(&self, other: &G1) -> Choice {
+    pub fn ct_eq(&self, other: &G1) -> Choice {
         self.x.mul(&other.z).ct_eq(&other.x.mul(&self.z))
             & self.y.mul(&other.z).ct_eq(&other.y.mul(&self.z))
     }
 
-    pub(crate) fn neg(&self) -> G1 {
+    pub fn neg(&self) -> G1 {
         G1 {
             x: self.x,
             y: self.y.neg(),
@@ -189,7 +189,7 @@ impl G1 {
     }
 
     /// φ(P) = (β·X : Y : Z) = [λ]P.
-    pub(crate) fn endo(&self) -> G1 {
+    pub fn endo(&self) -> G1 {
         G1 {
             x: self.x.mul(&BETA),
             y: self.y,
@@ -198,7 +198,7 @@ impl G1 {
     }
 
     /// 2P (RCB16 algorithm 9).
-    pub(crate) fn double(&self) -> G1 {
+    pub fn double(&self) -> G1 {
         let (x, y, z) = (&self.x, &self.y, &self.z);
         let t0 = y.square();
         let z3 = t0.add(&t0);
@@ -226,7 +226,7 @@ impl G1 {
     }
 
     /// P + Q for any P, Q (RCB16 algorithm 7).
-    pub(crate) fn add(&self, rhs: &G1) -> G1 {
+    pub fn add(&self, rhs: &G1) -> G1 {
         let (x1, y1, z1) = (&self.x, &self.y, &self.z);
         let (x2, y2, z2) = (&rhs.x, &rhs.y, &rhs.z);
         let t0 = x1.mul(x2);
@@ -271,7 +271,7 @@ impl G1 {
 
     /// P + Q for an affine Q (RCB16 algorithm 8, which is complete for every Q but the
     /// identity; that one case is a masked select, so this is constant-time in both operands).
-    pub(crate) fn add_affine(&self, rhs: &G1Affine) -> G1 {
+    pub fn add_affine(&self, rhs: &G1Affine) -> G1 {
         let (x1, y1, z1) = (&self.x, &self.y, &self.z);
         let (x2, y2) = (&rhs.x, &rhs.y);
         let t0 = x1.mul(x2);
@@ -309,7 +309,7 @@ impl G1 {
     }
 
     /// Affine coordinates (one constant-time inversion).
-    pub(crate) fn to_affine(&self) -> G1Affine {
+    pub fn to_affine(&self) -> G1Affine {
         let (zinv, _) = self.z.invert();
         let inf = self.is_identity();
         G1Affine {
@@ -322,7 +322,7 @@ impl G1 {
     /// Affine coordinates of many points with one constant-time inversion (Montgomery's
     /// trick: 3 multiplications per point instead of an inversion each). Identities are
     /// carried through with masked selects, so the cost does not depend on the points.
-    pub(crate) fn batch_normalize(points: &[G1]) -> Vec<G1Affine> {
+    pub fn batch_normalize(points: &[G1]) -> Vec<G1Affine> {
         // prefix[i] = z₀ · … · z_{i−1}, identities counted as 1.
         let mut prefix = Vec::with_capacity(points.len());
         let mut acc = Fp::ONE;
@@ -348,14 +348,14 @@ impl G1 {
     }
 
     /// miracl points (affine) for N points with one inversion.
-    pub(crate) fn to_ecp_batch<const N: usize>(points: [&G1; N]) -> [ECP; N] {
+    pub fn to_ecp_batch<const N: usize>(points: [&G1; N]) -> [ECP; N] {
         let owned: Vec<G1> = points.iter().map(|p| **p).collect();
         let affine = G1::batch_normalize(&owned);
         core::array::from_fn(|i| affine.get(i).map_or_else(ECP::new, G1Affine::to_ecp))
     }
 
     /// Encodes N points with one inversion (the identity as in [`G1Affine::to_bytes`]).
-    pub(crate) fn encode_batch<const N: usize>(points: [&G1; N]) -> [[u8; G1_LEN]; N] {
+    pub fn encode_batch<const N: usize>(points: [&G1; N]) -> [[u8; G1_LEN]; N] {
         let owned: Vec<G1> = points.iter().map(|p| **p).collect();
         let affine = G1::batch_normalize(&owned);
         let mut out = [[0u8; G1_LEN]; N];
