@@ -87,7 +87,9 @@ fn points(c: &mut Criterion) {
     g.bench_function("add_affine", |bn| {
         bn.iter(|| gp.add_affine(std::hint::black_box(&gq_affine)))
     });
-    g.bench_function("double", |bn| bn.iter(|| std::hint::black_box(&gp).double()));
+    g.bench_function("double", |bn| {
+        bn.iter(|| std::hint::black_box(&gp).double())
+    });
 
     // The signer's constant-time multiplication: miracl's clmul against the table walk.
     let fb = FixedBase::new(&p);
@@ -100,9 +102,7 @@ fn points(c: &mut Criterion) {
     g.bench_function("vt_mul2_glv", |bn| bn.iter(|| vt_mul2(&gp, &k, &gq, &k2)));
 
     // A batch's short multi-scalar multiplication, 16 points with 64-bit scalars.
-    let pts: Vec<ECP> = (0..16)
-        .map(|_| gen.mul(&random_big(&mut rng)))
-        .collect();
+    let pts: Vec<ECP> = (0..16).map(|_| gen.mul(&random_big(&mut rng))).collect();
     let ks: Vec<u64> = (0..16).map(|_| rng.next_u64()).collect();
     let bigs: Vec<BIG> = ks
         .iter()

@@ -64,7 +64,9 @@ impl FixedBase {
         let mut rows = affine.chunks_exact(ENTRIES);
         let table = rows
             .by_ref()
-            .map(|row| core::array::from_fn(|j| row.get(j).copied().unwrap_or(G1Affine::identity())))
+            .map(|row| {
+                core::array::from_fn(|j| row.get(j).copied().unwrap_or(G1Affine::identity()))
+            })
             .collect();
         let rest = rows.remainder();
         let at = |i: usize| rest.get(i).copied().unwrap_or(G1Affine::identity());

@@ -85,8 +85,14 @@ pub(crate) struct GlvTable {
 /// save), affine for a long-lived one.
 #[derive(Clone)]
 enum Multiples {
-    Projective { p: Vec<G1>, phi: Vec<G1> },
-    Affine { p: Vec<G1Affine>, phi: Vec<G1Affine> },
+    Projective {
+        p: Vec<G1>,
+        phi: Vec<G1>,
+    },
+    Affine {
+        p: Vec<G1Affine>,
+        phi: Vec<G1Affine>,
+    },
 }
 
 /// One row of a table, as [`vt_glv_sum`] reads it.
@@ -353,7 +359,8 @@ mod tests {
         np.neg();
         assert!(vt_mul2_ecp(&p, &rm1, &p, &BIG::new_int(1)).is_infinity());
         assert!(vt_mul2_ecp(&p, &BIG::new_int(1), &np, &BIG::new_int(1)).is_infinity());
-        assert!(vt_mul2_ecp(&p, &BIG::new_int(1), &p, &BIG::new_int(1)).equals(&p.mul(&BIG::new_int(2))));
+        assert!(vt_mul2_ecp(&p, &BIG::new_int(1), &p, &BIG::new_int(1))
+            .equals(&p.mul(&BIG::new_int(2))));
         // The identity as a base.
         let inf = ECP::new();
         assert!(vt_mul2_ecp(&inf, &rm1, &p, &BIG::new_int(5)).equals(&p.mul(&BIG::new_int(5))));
@@ -427,6 +434,18 @@ mod tests {
                 ),
             ]);
             assert!(got.to_ecp().equals(&j.mul2(&s, &k, &c)));
+        }
+        // Edge scalars through the affine (mixed-addition) table, and [s]J − [s]J.
+        let mut rm1 = order();
+        rm1.dec(1);
+        rm1.norm();
+        for s in [BIG::new(), BIG::new_int(1), rm1, order()] {
+            let got = vt_glv_sum(&[(&fixed, &GlvScalar::new(&s))]);
+            assert!(got.to_ecp().equals(&j.mul(&s)));
+            let neg = GlvScalar::new(&BIG::modneg(&s, &order()));
+            let jt = GlvTable::new(&G1::from_ecp(&j), VARIABLE_WINDOW);
+            let zero = vt_glv_sum(&[(&fixed, &GlvScalar::new(&s)), (&jt, &neg)]);
+            assert!(bool::from(zero.is_identity()));
         }
         assert!(bool::from(vt_glv_sum(&[]).is_identity()));
     }

@@ -17,8 +17,8 @@ use xtt_proto::daa::GroupId;
 
 use crate::curve::{neg_mod_r, p1};
 use crate::encoding::{decode_g1, encode_g1, G1_LEN};
-use crate::g1::G1;
 use crate::error::Error;
+use crate::g1::G1;
 use crate::hash::hash_to_scalar;
 use crate::issuer::GroupPublicKey;
 use crate::msm::{vt_glv_sum, vt_mul, GlvScalar, GlvTable, FIXED_WINDOW, VARIABLE_WINDOW};
