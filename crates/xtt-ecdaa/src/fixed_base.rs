@@ -91,7 +91,7 @@ impl FixedBase {
         t2.norm();
         t.cmove(&t2, odd);
         let odd = Choice::from(u8::from(odd == 1));
-        let corr = G1Affine::conditional_select(&self.p, &self.p2, odd).neg();
+        let mut corr = G1Affine::conditional_select(&self.p, &self.p2, odd).neg();
 
         let mut digits = [0isize; WINDOWS + 1];
         for d in digits.iter_mut().take(WINDOWS) {
@@ -119,8 +119,10 @@ impl FixedBase {
             acc = acc.add_affine(&sel);
         }
         acc = acc.add_affine(&corr);
+        // What miracl's version wiped (digits, t, t2), plus the selected entries.
         digits.zeroize();
         sel.zeroize();
+        corr.zeroize();
         t.w.zeroize();
         t2.w.zeroize();
         acc

@@ -16,8 +16,10 @@
 //! verifier pays nothing for completeness: for a = 0 the projective formulas cost about what
 //! Jacobian ones do (12M against 11M + 5S for an addition, 8 against 7 for a doubling).
 //!
-//! Everything here is constant-time in the point values except [`G1::to_ecp`] (miracl's
-//! on-curve check) and the equality helpers, which only see public points.
+//! The arithmetic (addition, doubling, negation, φ, normalization) is constant-time in the
+//! point values. The edges are not, and only ever see points that are about to be public:
+//! encoding and the conversion to miracl branch on whether the point is the identity, and the
+//! conversion runs miracl's on-curve check.
 
 use crypto_bigint::subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use miracl_core::fp256bn::ecp::ECP;
