@@ -14,7 +14,7 @@
 //! additions are the complete formulas of [`crate::g1::point`] (no branches on the operands:
 //! the accumulator may equal ± the entry, or be the identity, without a special case). The
 //! field arithmetic underneath is crypto-bigint's constant-time Montgomery form. Memory:
-//! 66 × 8 affine points, about 33 KiB per table.
+//! 66 × 8 affine points, about 37 KiB per table.
 
 use crypto_bigint::subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use miracl_core::fp256bn::big::{self, BIG};
@@ -44,6 +44,7 @@ impl core::fmt::Debug for FixedBase {
 }
 
 impl FixedBase {
+    /// The table of `p` (≈ 600 additions and one inversion; once per member and point).
     pub fn new(p: &ECP) -> Self {
         let p = G1::from_ecp(p);
         let mut points = Vec::with_capacity((WINDOWS + 1) * ENTRIES + 2);
