@@ -15,6 +15,7 @@ use rand_core::CryptoRngCore;
 
 use crate::encoding::G1_LEN;
 use crate::error::Error;
+use crate::g1::G1;
 use crate::msm::vt_msm_u64;
 use crate::verify::{random_exponent, Checked, GroupVerifier};
 
@@ -104,19 +105,16 @@ impl GroupVerifier {
         for (_, c) in set {
             let a = random_u64(rng);
             let b = random_u64(rng);
-            ys.push((c.r.clone(), a));
-            ps.push((c.t.clone(), b));
-            let mut ns = c.s.clone();
-            ns.neg();
-            ps.push((ns, a));
-            let mut rw = c.r.clone();
-            rw.add(&c.w);
-            xs.push((rw, b));
+            let p = &c.g1;
+            ys.push((p.r, a));
+            ps.push((p.t, b));
+            ps.push((p.s.neg(), a));
+            xs.push((p.r.add(&p.w), b));
         }
         let sum_y = vt_msm_u64(&ys);
         let sum_p2 = vt_msm_u64(&ps);
-        let mut sum_x = vt_msm_u64(&xs);
-        sum_x.neg();
-        self.lines.product_is_one(&sum_y, &sum_p2, &sum_x)
+        let sum_x = vt_msm_u64(&xs).neg();
+        let [y, p2, x] = G1::to_ecp_batch([&sum_y, &sum_p2, &sum_x]);
+        self.lines.product_is_one(&y, &p2, &x)
     }
 }

@@ -5,15 +5,17 @@
 //!
 //! * `ECP::clmul(e, maxe)`: fixed signed 4-bit windows over `nbits(e | maxe)` bits, table lookups
 //!   through `selector` (masked `cmove`), complete addition formulas. With `maxe = r` the loop
-//!   length no longer depends on `e`: **constant-time**. Used for every secret G1 product
-//!   ([`ct_mul_g1`]).
+//!   length no longer depends on `e`: **constant-time**. Used for the one-off secret G1
+//!   products ([`ct_mul_g1`]: member key, pseudonym, credential issue, join commitments); the
+//!   signer's per-signature products are `fixed_base` walks on `g1`, constant-time as well.
 //! * `ECP2::mul(e)`: the same window method but the loop length is `nbits(e)`, so it leaks the
 //!   bit length of `e`. [`ct_mul_g2`] therefore first replaces `e` by `e + r` or `e + 2r`
 //!   (chosen with a masked move), which is always exactly 257 bits long and gives the same
 //!   point on the order-r subgroup: **constant-time**.
 //! * `ECP::mul2`, `ECP::muln`, `pair::g1mul`/`g2mul` (GLV/GS decompositions with data-dependent
 //!   branches) and `ECP::mul`: **variable-time**; used only with public scalars (verification,
-//!   proof checks) or public-to-be small random exponents.
+//!   proof checks) or public-to-be small random exponents. The verifier's G1 products are
+//!   `msm`'s variable-time GLV/wNAF routines on `g1`, public scalars only.
 
 use miracl_core::fp256bn::big::BIG;
 use miracl_core::fp256bn::ecp::ECP;
@@ -59,7 +61,7 @@ pub(crate) fn ct_mul_g2(q: &ECP2, k: &Scalar) -> ECP2 {
 
 /// Variable-time `[e]P + [f]Q` in G1 for public scalars (GLV + Shamir, see `msm`).
 pub(crate) fn vt_mul2_g1(p: &ECP, e: &BIG, q: &ECP, f: &BIG) -> ECP {
-    crate::msm::vt_mul2(p, e, q, f)
+    crate::msm::vt_mul2_ecp(p, e, q, f)
 }
 
 /// `r − c` for a public `c < r`, used to turn a subtraction into a `mul2` addition.

@@ -5,7 +5,6 @@
 use miracl_core::fp256bn::big::BIG;
 use miracl_core::fp256bn::ecp::ECP;
 use miracl_core::fp256bn::ecp2::ECP2;
-use miracl_core::fp256bn::fp::FP;
 use miracl_core::fp256bn::fp2::FP2;
 
 use crate::error::Error;
@@ -109,65 +108,4 @@ pub fn encode_g2(q: &ECP2) -> [u8; G2_LEN] {
         chunk.copy_from_slice(&big_to_bytes(v));
     }
     out
-}
-
-/// Encodes several G1 points with one field inversion (Montgomery's trick) instead of one
-/// per point; signing and verification encode 5–7 points each.
-pub(crate) fn encode_g1_batch<const N: usize>(points: [&ECP; N]) -> [[u8; G1_LEN]; N] {
-    let mut out = [[0u8; G1_LEN]; N];
-    if points.iter().any(|p| p.is_infinity()) {
-        for (o, p) in out.iter_mut().zip(points.iter()) {
-            *o = encode_g1(p);
-        }
-        return out;
-    }
-    // prefix[i] = z_0 · … · z_{i−1}
-    let mut prefix = [FP::new_int(1); N];
-    let mut acc = FP::new_int(1);
-    for (pre, p) in prefix.iter_mut().zip(points.iter()) {
-        *pre = acc;
-        acc.mul(&p.getpz());
-    }
-    acc.inverse(None);
-    // Walk back: acc = (z_0 · … · z_i)^-1 at step i.
-    for i in (0..N).rev() {
-        let (Some(p), Some(pre), Some(o)) = (points.get(i), prefix.get(i), out.get_mut(i)) else {
-            continue;
-        };
-        let mut zinv = acc;
-        zinv.mul(pre);
-        acc.mul(&p.getpz());
-        let mut x = p.getpx();
-        x.mul(&zinv);
-        x.reduce();
-        let mut y = p.getpy();
-        y.mul(&zinv);
-        y.reduce();
-        o[0] = 0x04;
-        o[1..1 + SCALAR_LEN].copy_from_slice(&big_to_bytes(&x.redc()));
-        o[1 + SCALAR_LEN..].copy_from_slice(&big_to_bytes(&y.redc()));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batch_encoding_matches_single() {
-        let g = ECP::generator();
-        let a = g.mul(&BIG::new_int(7));
-        let mut b = a.clone();
-        b.add(&g); // projective, z != 1
-        let mut c = b.clone();
-        c.dbl();
-        let out = encode_g1_batch([&a, &b, &c, &g]);
-        for (o, p) in out.iter().zip([&a, &b, &c, &g]) {
-            assert_eq!(o, &encode_g1(p));
-        }
-        let inf = ECP::new();
-        let out = encode_g1_batch([&a, &inf]);
-        assert_eq!(out[0], encode_g1(&a));
-    }
 }

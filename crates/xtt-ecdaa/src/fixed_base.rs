@@ -2,20 +2,26 @@
 //!
 //! A signer multiplies the same few points over and over (the credential's A, B, C, D and the
 //! basename point J), so each gets a table of its odd multiples at every 4-bit position:
-//! `T[i][j] = [(2j + 1)·16^i]P`. The scalar is recoded exactly like miracl's `clmul` does for
-//! its window method (made odd with a masked correction, then signed odd digits in
-//! [−15, 15] over a fixed number of windows), and `[k]P` is the sum of one table entry per
-//! position: 66 complete additions and no doublings, about three times faster than `clmul`.
+//! `T[i][j] = [(2j + 1)·16^i]P`, normalized to affine once (one inversion for the whole table).
+//! The scalar is recoded exactly like miracl's `clmul` does for its window method (made odd
+//! with a masked correction, then signed odd digits in [−15, 15] over a fixed number of
+//! windows), and `[k]P` is the sum of one table entry per position: 66 mixed additions and no
+//! doublings.
 //!
 //! Constant time: the recoding runs a fixed number of iterations of limb arithmetic; each
-//! table entry is fetched by scanning all eight candidates with masked moves (`ECP::cmove`),
-//! the digit's sign is applied with a masked move of the negated point, and miracl's G1
-//! addition formulas are complete (no branches on the operands). Memory: 66 × 8 points, about
-//! 75 KiB per table.
+//! table entry is fetched by scanning all eight candidates with masked moves
+//! (`ConditionallySelectable`), the digit's sign is applied with a masked negation, and the
+//! additions are the complete formulas of [`crate::g1::point`] (no branches on the operands:
+//! the accumulator may equal ± the entry, or be the identity, without a special case). The
+//! field arithmetic underneath is crypto-bigint's constant-time Montgomery form. Memory:
+//! 66 × 8 affine points, about 37 KiB per table.
 
+use crypto_bigint::subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use miracl_core::fp256bn::big::{self, BIG};
 use miracl_core::fp256bn::ecp::ECP;
 use zeroize::Zeroize;
+
+use crate::g1::{G1Affine, G1};
 
 /// Number of signed 4-bit windows for a scalar below 2^257 (plus the final top digit).
 const WINDOWS: usize = 1 + (big::MODBYTES * 8).div_ceil(4);
@@ -24,58 +30,56 @@ const ENTRIES: usize = 8;
 
 /// Precomputed odd multiples of one G1 point.
 #[derive(Clone)]
-pub(crate) struct FixedBase {
-    table: Vec<[ECP; ENTRIES]>,
+pub struct FixedBase {
+    table: Vec<[G1Affine; ENTRIES]>,
     /// P and [2]P, for the parity correction.
-    p: ECP,
-    p2: ECP,
+    p: G1Affine,
+    p2: G1Affine,
 }
 
-/// 1 if `a == b` else 0, without branches.
-fn ct_eq(a: isize, b: isize) -> isize {
-    let x = a ^ b;
-    // x == 0 ⇔ (x | −x) is non-negative.
-    1 + ((x | x.wrapping_neg()) >> (isize::BITS - 1))
+impl core::fmt::Debug for FixedBase {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FixedBase").finish_non_exhaustive()
+    }
 }
 
 impl FixedBase {
-    pub(crate) fn new(p: &ECP) -> Self {
-        let mut table = Vec::with_capacity(WINDOWS + 1);
-        let mut base = p.clone();
+    /// The table of `p` (≈ 600 additions and one inversion; once per member and point).
+    pub fn new(p: &ECP) -> Self {
+        let p = G1::from_ecp(p);
+        let mut points = Vec::with_capacity((WINDOWS + 1) * ENTRIES + 2);
+        let mut base = p;
         for _ in 0..=WINDOWS {
-            let mut twice = base.clone();
-            twice.dbl();
-            let mut row = [
-                ECP::new(),
-                ECP::new(),
-                ECP::new(),
-                ECP::new(),
-                ECP::new(),
-                ECP::new(),
-                ECP::new(),
-                ECP::new(),
-            ];
-            let mut acc = base.clone();
-            for slot in row.iter_mut() {
-                *slot = acc.clone();
-                acc.add(&twice);
+            let twice = base.double();
+            let mut acc = base;
+            for _ in 0..ENTRIES {
+                points.push(acc);
+                acc = acc.add(&twice);
             }
             // acc is now [17]base; [16]base = acc − base.
-            acc.sub(&base);
-            table.push(row);
-            base = acc;
+            base = acc.add(&base.neg());
         }
-        let mut p2 = p.clone();
-        p2.dbl();
+        points.push(p);
+        points.push(p.double());
+        let affine = G1::batch_normalize(&points);
+        let mut rows = affine.chunks_exact(ENTRIES);
+        let table = rows
+            .by_ref()
+            .map(|row| {
+                core::array::from_fn(|j| row.get(j).copied().unwrap_or(G1Affine::identity()))
+            })
+            .collect();
+        let rest = rows.remainder();
+        let at = |i: usize| rest.get(i).copied().unwrap_or(G1Affine::identity());
         FixedBase {
             table,
-            p: p.clone(),
-            p2,
+            p: at(0),
+            p2: at(1),
         }
     }
 
     /// `[k]P` for any `k < 2^256`, in constant time.
-    pub(crate) fn mul(&self, k: &BIG) -> ECP {
+    pub fn mul(&self, k: &BIG) -> G1 {
         // Make the multiplier odd: t = k + 1 (correction P) if k is even, k + 2 (correction
         // 2P) if odd.
         let mut t = *k;
@@ -87,8 +91,8 @@ impl FixedBase {
         t2.inc(1);
         t2.norm();
         t.cmove(&t2, odd);
-        let mut corr = self.p.clone();
-        corr.cmove(&self.p2, odd);
+        let odd = Choice::from(u8::from(odd == 1));
+        let mut corr = G1Affine::conditional_select(&self.p, &self.p2, odd).neg();
 
         let mut digits = [0isize; WINDOWS + 1];
         for d in digits.iter_mut().take(WINDOWS) {
@@ -102,22 +106,24 @@ impl FixedBase {
             *top = t.lastbits(5);
         }
 
-        let mut acc = ECP::new();
+        let mut acc = G1::IDENTITY;
+        let mut sel = G1Affine::identity();
         for (row, &d) in self.table.iter().zip(digits.iter()) {
             let neg = d >> (isize::BITS - 1); // −1 if negative, else 0
             let abs = (d ^ neg) - neg;
-            let idx = (abs - 1) / 2;
-            let mut sel = ECP::new();
-            for (j, cand) in (0isize..).zip(row.iter()) {
-                sel.cmove(cand, ct_eq(idx, j));
+            // Odd digits in [1, 15]: idx in [0, 7]. The cast only drops the sign of 0.
+            let idx = ((abs - 1) / 2).unsigned_abs() as u64;
+            for (j, cand) in (0u64..).zip(row.iter()) {
+                sel.conditional_assign(cand, idx.ct_eq(&j));
             }
-            let mut negsel = sel.clone();
-            negsel.neg();
-            sel.cmove(&negsel, neg & 1);
-            acc.add(&sel);
+            sel.conditional_negate(Choice::from(u8::from(neg != 0)));
+            acc = acc.add_affine(&sel);
         }
-        acc.sub(&corr);
+        acc = acc.add_affine(&corr);
+        // What miracl's version wiped (digits, t, t2), plus the selected entries.
         digits.zeroize();
+        sel.zeroize();
+        corr.zeroize();
         t.w.zeroize();
         t2.w.zeroize();
         acc
@@ -149,12 +155,15 @@ mod tests {
         edge.push(rm1);
         edge.push(r);
         for e in edge {
-            assert!(fb.mul(&e).equals(&p.mul(&e)));
+            assert!(fb.mul(&e).to_ecp().equals(&p.mul(&e)));
         }
         for _ in 0..50 {
             let k = Scalar::random(&mut rng);
-            assert!(fb.mul(&k.0).equals(&p.clmul(&k.0, &r)));
+            assert!(fb.mul(&k.0).to_ecp().equals(&p.clmul(&k.0, &r)));
         }
+        // The identity as base (never a credential point, but the walk must not break).
+        let id = FixedBase::new(&ECP::new());
+        assert!(bool::from(id.mul(&BIG::new_int(5)).is_identity()));
     }
 }
 
@@ -199,7 +208,7 @@ mod timing {
             std::hint::black_box(p.mul2(&a.0, &q, &b.0));
         });
         time("vt_mul2 (GLV 4-dim)", &mut || {
-            std::hint::black_box(crate::msm::vt_mul2(&p, &a.0, &q, &b.0));
+            std::hint::black_box(crate::msm::vt_mul2_ecp(&p, &a.0, &q, &b.0));
         });
         time("fixed_base", &mut || {
             std::hint::black_box(fb.mul(&a.0));

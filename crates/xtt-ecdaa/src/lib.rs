@@ -3,8 +3,11 @@
 //! Every hash input, encoding and RNG draw follows `ECDAA.md` (the C library's behaviour), so
 //! keys, credentials and signatures interoperate with the C library in both directions, and a
 //! recorded C RNG stream reproduces C keys, proofs, credentials and signatures byte for byte
-//! (the tests do exactly that). Field, curve and pairing arithmetic is miracl_core's `fp256bn`;
-//! this crate adds the scheme, validation, and the algorithms that make it fast. No I/O.
+//! (the tests do exactly that). Pairings, G2 and one-off G1 operations are miracl_core's
+//! `fp256bn`; the hot G1 paths (signing walks, the verifier's multiplications, encoding) run on
+//! the crate's own G1 over crypto-bigint's 4×64-bit Montgomery field (`g1`), about twice as fast
+//! per field multiplication. This crate adds the scheme, validation, and the algorithms that
+//! make it fast. No I/O.
 //!
 //! # Roles
 //!
@@ -51,6 +54,8 @@
 //! * [`revocation`]: secret-key and pseudonym revocation lists.
 //! * `xtt`: the `xtt_proto::daa` trait implementations.
 //! * `curve` (private): generators; which miracl scalar multiplication is constant-time.
+//! * `g1` (private): G1 on a constant-time 4×64-bit Montgomery field (crypto-bigint) with
+//!   complete projective formulas; converts to and from miracl points at the edges.
 //! * `fixed_base` (private): constant-time fixed-base tables used for signing.
 //! * `msm` (private): variable-time GLV double-scalar multiplication for verification.
 //! * `pairing` (private): precomputed Miller-loop lines of the group's G2 points.
@@ -66,11 +71,14 @@
 //!   exponentiation across the batch (random 64-bit exponents per signature) and bisects on
 //!   failure to name the bad signatures.
 //! * Signing uses per-member fixed-base tables for A, B, C, D and J (no doublings at all).
+//! * Those walks, the Schnorr recomputations, the batch sums and point encoding run on `g1`;
+//!   points cross to miracl only where a pairing needs them, normalized several at a time with
+//!   one inversion.
 //!
 //! # Side channels and secrets
 //!
 //! * Every multiplication by a secret scalar is constant-time: fixed-base table walks with
-//!   masked selects (signing: l, k, k·l), `ECP::clmul(k, r)` (member key, pseudonym,
+//!   masked selects and complete formulas over a constant-time field (signing: l, k, k·l), `ECP::clmul(k, r)` (member key, pseudonym,
 //!   issuer-side credential products, join commitments) and `ECP2::mul` on a fixed-length
 //!   multiplier (issuer x, y and proof nonces). Secret arithmetic mod r uses fixed-length
 //!   reductions. Variable-time routines (GLV/`mul2`, `muln`, `ECP::mul`) only ever see public
@@ -96,6 +104,7 @@ mod curve;
 pub mod encoding;
 pub mod error;
 mod fixed_base;
+mod g1;
 pub mod hash;
 pub mod issuer;
 pub mod join;
@@ -106,6 +115,15 @@ pub mod scalar;
 pub mod sign;
 pub mod verify;
 mod xtt;
+
+/// Internals the benchmarks (`benches/g1.rs`) time; not a stable API.
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::fixed_base::FixedBase;
+    pub use crate::g1::field::Fp;
+    pub use crate::g1::point::{G1Affine, G1};
+    pub use crate::msm::{vt_msm_u64, vt_mul2};
+}
 
 pub use error::Error;
 pub use issuer::{GroupPublicKey, Issuer, IssuerPublicKey, IssuerSecretKey};

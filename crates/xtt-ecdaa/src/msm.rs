@@ -17,14 +17,18 @@
 //! additions per point, where miracl's `ECP::muln` (Pippenger with 16 buckets per 4-bit
 //! window) spends 16 × (n + 31) additions, four times as much for the batch sizes a server sees.
 //!
+//! The points are [`crate::g1`]'s (4×64-bit Montgomery field, complete projective formulas);
+//! a table kept for a verifier's lifetime is normalized to affine once, so its additions are
+//! mixed ones. The scalar splitting stays on miracl's `BIG`s (microseconds per signature).
+//!
 //! Not constant-time (branches on scalar bits): never use with secrets.
 
 use miracl_core::fp256bn::big::BIG;
 use miracl_core::fp256bn::dbig::DBIG;
 use miracl_core::fp256bn::ecp::ECP;
-use miracl_core::fp256bn::fp::FP;
 use miracl_core::fp256bn::rom;
 
+use crate::g1::{G1Affine, G1};
 use crate::scalar::order;
 
 /// Splits `e` (reduced mod r) into `(k₀, k₁)` with `e ≡ k₀ + k₁·λ (mod r)`, each returned as
@@ -60,15 +64,6 @@ fn glv_split(e: &BIG) -> [(BIG, bool); 2] {
     out
 }
 
-/// φ(P) = (β·x, y). miracl's points are homogeneous projective (x = X/Z), so scaling X by β
-/// works without normalizing first.
-fn endo(p: &ECP) -> ECP {
-    let mut q = p.clone();
-    let mut beta = FP::new_big(&BIG::new_ints(&rom::CRU));
-    q.mulx(&mut beta);
-    q
-}
-
 /// Window width of the per-signature tables of variable points (odd multiples up to 15P):
 /// 8 precomputed points against ≈ 128/6 additions per 128-bit half, the cheapest total.
 pub(crate) const VARIABLE_WINDOW: u32 = 5;
@@ -83,32 +78,89 @@ const NAF_LEN: usize = 132;
 #[derive(Clone)]
 pub(crate) struct GlvTable {
     window: u32,
-    p: Vec<ECP>,
-    phi: Vec<ECP>,
+    multiples: Multiples,
+}
+
+/// Projective for a per-signature table (an inversion would cost more than mixed additions
+/// save), affine for a long-lived one.
+#[derive(Clone)]
+enum Multiples {
+    Projective {
+        p: Vec<G1>,
+        phi: Vec<G1>,
+    },
+    Affine {
+        p: Vec<G1Affine>,
+        phi: Vec<G1Affine>,
+    },
+}
+
+/// One row of a table, as [`vt_glv_sum`] reads it.
+#[derive(Clone, Copy)]
+enum Row<'a> {
+    Projective(&'a [G1]),
+    Affine(&'a [G1Affine]),
+}
+
+impl Row<'_> {
+    /// `acc + [digit]·(base)` for an odd digit below the table's bound (0 adds nothing).
+    fn add_digit(self, acc: &G1, digit: i8) -> G1 {
+        let i = usize::from(digit.unsigned_abs() / 2);
+        match self {
+            Row::Projective(t) => match t.get(i) {
+                Some(q) if digit > 0 => acc.add(q),
+                Some(q) if digit < 0 => acc.add(&q.neg()),
+                _ => *acc,
+            },
+            Row::Affine(t) => match t.get(i) {
+                Some(q) if digit > 0 => acc.add_affine(q),
+                Some(q) if digit < 0 => acc.add_affine(&q.neg()),
+                _ => *acc,
+            },
+        }
+    }
+}
+
+/// P, 3P, …, (2·count − 1)P.
+fn odd_multiples(p: &G1, count: usize) -> Vec<G1> {
+    let twice = p.double();
+    let mut odd = Vec::with_capacity(count);
+    let mut cur = *p;
+    for _ in 0..count {
+        let next = cur.add(&twice);
+        odd.push(std::mem::replace(&mut cur, next));
+    }
+    odd
 }
 
 impl GlvTable {
-    /// Tables for window width `window` (2 ≤ window ≤ 8: the digits are `i8`).
-    pub(crate) fn new(p: &ECP, window: u32) -> Self {
+    /// A per-signature table for window width `window` (2 ≤ window ≤ 8: the digits are `i8`).
+    pub(crate) fn new(p: &G1, window: u32) -> Self {
         let window = window.clamp(2, 8);
-        let count = 1usize << (window - 2);
-        let mut twice = p.clone();
-        twice.dbl();
-        let mut odd = Vec::with_capacity(count);
-        let mut cur = p.clone();
-        for _ in 0..count {
-            let next = {
-                let mut n = cur.clone();
-                n.add(&twice);
-                n
-            };
-            odd.push(std::mem::replace(&mut cur, next));
-        }
-        let phi = odd.iter().map(endo).collect();
+        let p = odd_multiples(p, 1usize << (window - 2));
+        let phi = p.iter().map(G1::endo).collect();
         Self {
             window,
-            p: odd,
-            phi,
+            multiples: Multiples::Projective { p, phi },
+        }
+    }
+
+    /// A table kept for many signatures: normalized to affine once (one inversion), so every
+    /// addition from it is a mixed one.
+    pub(crate) fn new_fixed(p: &G1, window: u32) -> Self {
+        let window = window.clamp(2, 8);
+        let p = G1::batch_normalize(&odd_multiples(p, 1usize << (window - 2)));
+        let phi = p.iter().map(G1Affine::endo).collect();
+        Self {
+            window,
+            multiples: Multiples::Affine { p, phi },
+        }
+    }
+
+    fn rows(&self) -> [Row<'_>; 2] {
+        match &self.multiples {
+            Multiples::Projective { p, phi } => [Row::Projective(p), Row::Projective(phi)],
+            Multiples::Affine { p, phi } => [Row::Affine(p), Row::Affine(phi)],
         }
     }
 }
@@ -176,30 +228,26 @@ fn wnaf(k: &BIG, w: u32, negate: bool) -> [i8; NAF_LEN] {
 /// `Σ [eᵢ]Pᵢ` for a few full-size public scalars: every scalar split by GLV into two halves
 /// of about 128 bits (for Pᵢ and φ(Pᵢ)), every half recoded as a width-w NAF for its table,
 /// and all of them added into one doubling chain of about 128 doublings (interleaving, Straus).
-pub(crate) fn vt_glv_sum(terms: &[(&GlvTable, &GlvScalar)]) -> ECP {
-    let mut rows: Vec<(&[ECP], [i8; NAF_LEN])> = Vec::with_capacity(2 * terms.len());
+pub(crate) fn vt_glv_sum(terms: &[(&GlvTable, &GlvScalar)]) -> G1 {
+    let mut rows: Vec<(Row<'_>, [i8; NAF_LEN])> = Vec::with_capacity(2 * terms.len());
     for (table, scalar) in terms {
         let [(k0, n0), (k1, n1)] = &scalar.0;
-        rows.push((&table.p, wnaf(k0, table.window, *n0)));
-        rows.push((&table.phi, wnaf(k1, table.window, *n1)));
+        let [p, phi] = table.rows();
+        rows.push((p, wnaf(k0, table.window, *n0)));
+        rows.push((phi, wnaf(k1, table.window, *n1)));
     }
     let len = rows
         .iter()
         .filter_map(|(_, d)| d.iter().rposition(|&x| x != 0))
         .max()
         .map_or(0, |i| i + 1);
-    let mut acc = ECP::new();
+    let mut acc = G1::IDENTITY;
     for i in (0..len).rev() {
-        acc.dbl();
-        for (table, d) in &rows {
+        acc = acc.double();
+        for (row, d) in &rows {
             let digit = d.get(i).copied().unwrap_or(0);
-            let Some(point) = table.get(usize::from(digit.unsigned_abs() / 2)) else {
-                continue;
-            };
-            if digit > 0 {
-                acc.add(point);
-            } else if digit < 0 {
-                acc.sub(point);
+            if digit != 0 {
+                acc = row.add_digit(&acc, digit);
             }
         }
     }
@@ -207,10 +255,20 @@ pub(crate) fn vt_glv_sum(terms: &[(&GlvTable, &GlvScalar)]) -> ECP {
 }
 
 /// `[e]P + [f]Q` for public `e, f` (any values below 2^256; reduced mod r first).
-pub(crate) fn vt_mul2(p: &ECP, e: &BIG, q: &ECP, f: &BIG) -> ECP {
+pub fn vt_mul2(p: &G1, e: &BIG, q: &G1, f: &BIG) -> G1 {
     let tp = GlvTable::new(p, VARIABLE_WINDOW);
     let tq = GlvTable::new(q, VARIABLE_WINDOW);
     vt_glv_sum(&[(&tp, &GlvScalar::new(e)), (&tq, &GlvScalar::new(f))])
+}
+
+/// [`vt_mul2`] on miracl points, for the one-off proof checks of joining.
+pub(crate) fn vt_mul2_ecp(p: &ECP, e: &BIG, q: &ECP, f: &BIG) -> ECP {
+    vt_mul2(&G1::from_ecp(p), e, &G1::from_ecp(q), f).to_ecp()
+}
+
+/// `[e]P` for a public `e` (GLV halves, width-5 NAF).
+pub(crate) fn vt_mul(p: &G1, e: &BIG) -> G1 {
+    vt_glv_sum(&[(&GlvTable::new(p, VARIABLE_WINDOW), &GlvScalar::new(e))])
 }
 
 /// Width-4 NAF of `k`, least significant digit first: digits in {0, ±1, ±3, ±5, ±7}, no two
@@ -240,40 +298,24 @@ fn wnaf4(k: u64) -> [i8; 65] {
 }
 
 /// `Σ [kᵢ]Pᵢ` for public 64-bit scalars (see the module docs).
-pub(crate) fn vt_msm_u64(terms: &[(ECP, u64)]) -> ECP {
+pub fn vt_msm_u64(terms: &[(G1, u64)]) -> G1 {
     // Odd multiples P, 3P, 5P, 7P of every point, and every scalar's digits.
-    let mut tables: Vec<[ECP; 4]> = Vec::with_capacity(terms.len());
+    let mut tables: Vec<Vec<G1>> = Vec::with_capacity(terms.len());
     let mut digits: Vec<[i8; 65]> = Vec::with_capacity(terms.len());
     let mut len = 0usize;
     for (p, k) in terms {
-        let mut twice = p.clone();
-        twice.dbl();
-        let mut row: [ECP; 4] = core::array::from_fn(|_| p.clone());
-        for i in 1..4 {
-            let (done, rest) = row.split_at_mut(i);
-            if let (Some(prev), Some(slot)) = (done.last(), rest.first_mut()) {
-                let mut next = prev.clone();
-                next.add(&twice);
-                *slot = next;
-            }
-        }
-        tables.push(row);
+        tables.push(odd_multiples(p, 4));
         let d = wnaf4(*k);
         len = len.max(d.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1));
         digits.push(d);
     }
-    let mut acc = ECP::new();
+    let mut acc = G1::IDENTITY;
     for i in (0..len).rev() {
-        acc.dbl();
+        acc = acc.double();
         for (row, d) in tables.iter().zip(digits.iter()) {
             let digit = d.get(i).copied().unwrap_or(0);
-            let Some(point) = row.get(usize::from(digit.unsigned_abs() / 2)) else {
-                continue;
-            };
-            if digit > 0 {
-                acc.add(point);
-            } else if digit < 0 {
-                acc.sub(point);
+            if digit != 0 {
+                acc = Row::Projective(row).add_digit(&acc, digit);
             }
         }
     }
@@ -296,7 +338,7 @@ mod tests {
             let q = g.mul(&Scalar::random(&mut rng).0);
             let e = Scalar::random(&mut rng).0;
             let f = Scalar::random(&mut rng).0;
-            assert!(vt_mul2(&p, &e, &q, &f).equals(&p.mul2(&e, &q, &f)));
+            assert!(vt_mul2_ecp(&p, &e, &q, &f).equals(&p.mul2(&e, &q, &f)));
             for [e0, e1] in [glv_split(&e), glv_split(&f)] {
                 assert!(e0.0.nbits() <= 129 && e1.0.nbits() <= 129);
             }
@@ -306,14 +348,22 @@ mod tests {
         let mut rm1 = r;
         rm1.dec(1);
         rm1.norm();
-        for e in [BIG::new(), BIG::new_int(1), rm1] {
-            assert!(vt_mul2(&p, &e, &g, &BIG::new_int(3)).equals(&p.mul2(
-                &e,
-                &g,
-                &BIG::new_int(3)
-            )));
+        for e in [BIG::new(), BIG::new_int(1), rm1, r] {
+            let three = BIG::new_int(3);
+            assert!(vt_mul2_ecp(&p, &e, &g, &three).equals(&p.mul2(&e, &g, &three)));
+            assert!(vt_mul(&G1::from_ecp(&p), &e).to_ecp().equals(&p.mul(&e)));
         }
-        assert!(vt_mul2(&p, &BIG::new(), &g, &BIG::new()).is_infinity());
+        assert!(vt_mul2_ecp(&p, &BIG::new(), &g, &BIG::new()).is_infinity());
+        // [r − 1]P + [1]P and [1]P + [1](−P): the sums hit P + (−P) and the identity.
+        let mut np = p.clone();
+        np.neg();
+        assert!(vt_mul2_ecp(&p, &rm1, &p, &BIG::new_int(1)).is_infinity());
+        assert!(vt_mul2_ecp(&p, &BIG::new_int(1), &np, &BIG::new_int(1)).is_infinity());
+        assert!(vt_mul2_ecp(&p, &BIG::new_int(1), &p, &BIG::new_int(1))
+            .equals(&p.mul(&BIG::new_int(2))));
+        // The identity as a base.
+        let inf = ECP::new();
+        assert!(vt_mul2_ecp(&inf, &rm1, &p, &BIG::new_int(5)).equals(&p.mul(&BIG::new_int(5))));
     }
 
     #[test]
@@ -371,18 +421,33 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(14);
         let g = ECP::generator();
         let j = g.mul(&Scalar::random(&mut rng).0);
-        let fixed = GlvTable::new(&j, FIXED_WINDOW);
+        let fixed = GlvTable::new_fixed(&G1::from_ecp(&j), FIXED_WINDOW);
         for _ in 0..20 {
             let k = g.mul(&Scalar::random(&mut rng).0);
             let s = Scalar::random(&mut rng).0;
             let c = Scalar::random(&mut rng).0;
             let got = vt_glv_sum(&[
                 (&fixed, &GlvScalar::new(&s)),
-                (&GlvTable::new(&k, VARIABLE_WINDOW), &GlvScalar::new(&c)),
+                (
+                    &GlvTable::new(&G1::from_ecp(&k), VARIABLE_WINDOW),
+                    &GlvScalar::new(&c),
+                ),
             ]);
-            assert!(got.equals(&j.mul2(&s, &k, &c)));
+            assert!(got.to_ecp().equals(&j.mul2(&s, &k, &c)));
         }
-        assert!(vt_glv_sum(&[]).is_infinity());
+        // Edge scalars through the affine (mixed-addition) table, and [s]J − [s]J.
+        let mut rm1 = order();
+        rm1.dec(1);
+        rm1.norm();
+        for s in [BIG::new(), BIG::new_int(1), rm1, order()] {
+            let got = vt_glv_sum(&[(&fixed, &GlvScalar::new(&s))]);
+            assert!(got.to_ecp().equals(&j.mul(&s)));
+            let neg = GlvScalar::new(&BIG::modneg(&s, &order()));
+            let jt = GlvTable::new(&G1::from_ecp(&j), VARIABLE_WINDOW);
+            let zero = vt_glv_sum(&[(&fixed, &GlvScalar::new(&s)), (&jt, &neg)]);
+            assert!(bool::from(zero.is_identity()));
+        }
+        assert!(bool::from(vt_glv_sum(&[]).is_identity()));
     }
 
     #[test]
@@ -416,7 +481,11 @@ mod tests {
         for n in [0usize, 1, 2, 5, 17] {
             let terms: Vec<(ECP, u64)> = (0..n)
                 .map(|i| {
-                    let p = g.mul(&Scalar::random(&mut rng).0);
+                    let p = if i == 2 {
+                        ECP::new()
+                    } else {
+                        g.mul(&Scalar::random(&mut rng).0)
+                    };
                     let k = match i {
                         0 => u64::MAX,
                         1 => 0,
@@ -439,7 +508,8 @@ mod tests {
             } else {
                 ECP::muln(n, &points, &scalars)
             };
-            assert!(vt_msm_u64(&terms).equals(&expect), "n = {n}");
+            let ours: Vec<(G1, u64)> = terms.iter().map(|(p, k)| (G1::from_ecp(p), *k)).collect();
+            assert!(vt_msm_u64(&ours).to_ecp().equals(&expect), "n = {n}");
         }
     }
 }

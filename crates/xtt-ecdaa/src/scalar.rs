@@ -7,8 +7,9 @@
 
 use core::fmt;
 
+use crypto_bigint::modular::constant_mod::{Residue, ResidueParams};
+use crypto_bigint::{impl_modulus, Encoding, U256};
 use miracl_core::fp256bn::big::{self, BIG};
-use miracl_core::fp256bn::dbig::DBIG;
 use miracl_core::fp256bn::rom;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroize;
@@ -29,6 +30,35 @@ pub(crate) fn order() -> BIG {
 /// The field prime p.
 pub(crate) fn modulus() -> BIG {
     BIG::new_ints(&rom::MODULUS)
+}
+
+impl_modulus!(
+    GroupOrder,
+    U256,
+    "fffffffffffcf0cd46e5f25eee71a49e0cdc65fb1299921af62d536cd10b500d"
+);
+
+/// r in crypto-bigint's constant-time Montgomery form: secret products and reductions mod r
+/// (a fixed sequence of limb operations, where miracl's `ctdmod` needs 256 masked
+/// subtractions of double-length numbers).
+type Fr = Residue<GroupOrder, { U256::LIMBS }>;
+
+/// `b mod r` for any `b < 2^256`, in constant time.
+fn fr_from_bytes(b: &[u8; SCALAR_LEN]) -> Fr {
+    let mut v = U256::from_be_bytes(*b);
+    let out = Fr::new(&v);
+    v.zeroize();
+    out
+}
+
+/// The value (below r) as a `BIG`, wiping the temporaries.
+fn fr_to_big(f: &Fr) -> BIG {
+    let mut v = f.retrieve();
+    let mut bytes = v.to_be_bytes();
+    let out = BIG::frombytes(&bytes);
+    v.zeroize();
+    bytes.zeroize();
+    out
 }
 
 /// An integer mod r whose limbs are wiped on drop. `Debug` never prints the value.
@@ -80,11 +110,20 @@ impl Scalar {
         for (d, s) in rev.iter_mut().zip(bytes.iter()) {
             *d = s.reverse_bits();
         }
-        let mut d = DBIG::frombytes(&rev);
+        // D = hi·2^256 + lo ≡ hi·(2^256 mod r) + lo (mod r), in constant time.
+        let (hi, lo) = rev.split_at(SCALAR_LEN);
+        let mut halves = [[0u8; SCALAR_LEN]; 2];
+        halves[0].copy_from_slice(hi);
+        halves[1].copy_from_slice(lo);
         rev.zeroize();
-        // Constant-time reduction: 512 − 256 bits of difference, fixed.
-        let s = Scalar(d.ctdmod(&order(), 256));
-        d.w.zeroize();
+        let mut hi = fr_from_bytes(&halves[0]);
+        let mut lo = fr_from_bytes(&halves[1]);
+        halves.zeroize();
+        let mut d = hi.mul(&Fr::new(&GroupOrder::R)).add(&lo);
+        let s = Scalar(fr_to_big(&d));
+        hi.zeroize();
+        lo.zeroize();
+        d.zeroize();
         s
     }
 
@@ -109,13 +148,18 @@ impl Scalar {
     }
 }
 
-/// `a·b mod r` for `a, b < r` with a fixed-length reduction (miracl's `BIG::modmul` first
-/// reduces its inputs with a loop whose length depends on their bit lengths).
+/// `a·b mod r` for `a, b < r` in constant time (miracl's `BIG::modmul` first reduces its
+/// inputs with a loop whose length depends on their bit lengths).
 fn ct_modmul(a: &BIG, b: &BIG) -> Scalar {
-    let mut d = BIG::mul(a, b);
-    // The product has at most 512 bits; r has 256: 256 conditional subtractions, always.
-    let out = Scalar(d.ctdmod(&order(), 256));
-    d.w.zeroize();
+    let mut ab = [big_to_bytes(a), big_to_bytes(b)];
+    let mut fa = fr_from_bytes(&ab[0]);
+    let mut fb = fr_from_bytes(&ab[1]);
+    ab.zeroize();
+    let mut p = fa.mul(&fb);
+    let out = Scalar(fr_to_big(&p));
+    fa.zeroize();
+    fb.zeroize();
+    p.zeroize();
     out
 }
 
@@ -151,6 +195,7 @@ pub(crate) fn big_to_bytes(b: &BIG) -> [u8; SCALAR_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use miracl_core::fp256bn::dbig::DBIG;
     use rand_core::SeedableRng;
 
     #[test]
@@ -171,6 +216,38 @@ mod tests {
                 let want = BIG::modadd(&a.0, &BIG::modmul(&b.0, &a.0, &r), &r);
                 assert_eq!(BIG::comp(&s.0, &want), 0);
             }
+        }
+    }
+
+    #[test]
+    fn rng_derivation_matches_miracl_reduction() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let mut draws = vec![[0u8; RNG_BYTES_PER_SCALAR], [0xff; RNG_BYTES_PER_SCALAR]];
+        // r itself and r − 1 in the low half (bit-reversed bytes), zero high half.
+        for v in [order(), {
+            let mut m = order();
+            m.dec(1);
+            m.norm();
+            m
+        }] {
+            let mut d = [0u8; RNG_BYTES_PER_SCALAR];
+            for (dst, b) in d[32..64].iter_mut().zip(big_to_bytes(&v)) {
+                *dst = b.reverse_bits();
+            }
+            draws.push(d);
+        }
+        for _ in 0..100 {
+            let mut d = [0u8; RNG_BYTES_PER_SCALAR];
+            rand_core::RngCore::fill_bytes(&mut rng, &mut d);
+            draws.push(d);
+        }
+        for d in draws {
+            let mut rev = [0u8; 64];
+            for (r, b) in rev.iter_mut().zip(d.iter()) {
+                *r = b.reverse_bits();
+            }
+            let want = DBIG::frombytes(&rev).dmod(&order());
+            assert_eq!(BIG::comp(&Scalar::from_c_rng_bytes(&d).0, &want), 0);
         }
     }
 

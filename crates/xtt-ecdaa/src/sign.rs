@@ -11,9 +11,10 @@ use xtt_proto::daa::GroupId;
 use std::sync::Arc;
 
 use crate::curve::ct_mul_g1;
-use crate::encoding::{encode_g1, encode_g1_batch, G1_LEN};
+use crate::encoding::{encode_g1, G1_LEN};
 use crate::error::Error;
 use crate::fixed_base::FixedBase;
+use crate::g1::G1;
 use crate::hash::{hash_to_g1, hash_to_scalar};
 use crate::issuer::GroupPublicKey;
 use crate::join::{Credential, MemberSecretKey};
@@ -203,7 +204,7 @@ impl Member {
         let (c1, [r_b, s_b, t_b, w_b]) = match (bsn, &tb.j) {
             (Some((b, nym)), Some(jt)) => {
                 let l_pt = jt.mul(&k.0);
-                let [e_b, s_b, w_b, l_b, r_b, t_b] = encode_g1_batch([&e, &s, &w, &l_pt, &r, &t]);
+                let [e_b, s_b, w_b, l_b, r_b, t_b] = G1::encode_batch([&e, &s, &w, &l_pt, &r, &t]);
                 let c1 = hash_to_scalar(&[
                     &e_b,
                     &s_b,
@@ -217,7 +218,7 @@ impl Member {
                 (c1, [r_b, s_b, t_b, w_b])
             }
             _ => {
-                let [e_b, s_b, w_b, r_b, t_b] = encode_g1_batch([&e, &s, &w, &r, &t]);
+                let [e_b, s_b, w_b, r_b, t_b] = G1::encode_batch([&e, &s, &w, &r, &t]);
                 (
                     hash_to_scalar(&[&e_b, &s_b, &w_b, message]),
                     [r_b, s_b, t_b, w_b],

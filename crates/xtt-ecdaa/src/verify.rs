@@ -16,11 +16,12 @@ use rand_core::CryptoRngCore;
 use xtt_proto::daa::GroupId;
 
 use crate::curve::{neg_mod_r, p1};
-use crate::encoding::{decode_g1, encode_g1, encode_g1_batch, G1_LEN};
+use crate::encoding::{decode_g1, encode_g1, G1_LEN};
 use crate::error::Error;
+use crate::g1::G1;
 use crate::hash::hash_to_scalar;
 use crate::issuer::GroupPublicKey;
-use crate::msm::{vt_glv_sum, GlvScalar, GlvTable, FIXED_WINDOW, VARIABLE_WINDOW};
+use crate::msm::{vt_glv_sum, vt_mul, GlvScalar, GlvTable, FIXED_WINDOW, VARIABLE_WINDOW};
 use crate::pairing::GroupLines;
 use crate::revocation::RevocationLists;
 use crate::scalar::{big_to_bytes, order, read_big, SCALAR_LEN};
@@ -47,14 +48,24 @@ pub(crate) fn random_exponent(rng: &mut dyn CryptoRngCore, bits: usize) -> BIG {
     }
 }
 
-/// A signature that decoded and passed its Schnorr check: the parts the pairing check needs.
+/// A signature that decoded and passed its Schnorr check: the parts the pairing check needs,
+/// as miracl points (pairing, revocation) and as [`G1`] points (the multiplications).
 #[derive(Clone)]
 pub(crate) struct Checked {
     pub(crate) r: ECP,
     pub(crate) s: ECP,
-    pub(crate) t: ECP,
     pub(crate) w: ECP,
+    pub(crate) g1: CheckedG1,
     pub(crate) k: Option<[u8; G1_LEN]>,
+}
+
+/// R, S, T, W of a checked signature on the fast G1.
+#[derive(Clone)]
+pub(crate) struct CheckedG1 {
+    pub(crate) r: G1,
+    pub(crate) s: G1,
+    pub(crate) t: G1,
+    pub(crate) w: G1,
 }
 
 /// One group's verifier: gpk, basename (with its precomputed J), precomputed pairing lines and
@@ -87,7 +98,9 @@ impl GroupVerifier {
         let bsn = BasenamePoint::new(basename)?;
         Ok(GroupVerifier {
             group_id: group_id(&gpk, basename),
-            j_table: bsn.as_ref().map(|b| GlvTable::new(&b.j, FIXED_WINDOW)),
+            j_table: bsn
+                .as_ref()
+                .map(|b| GlvTable::new_fixed(&G1::from_ecp(&b.j), FIXED_WINDOW)),
             bsn,
             lines,
             gpk,
@@ -176,9 +189,15 @@ impl GroupVerifier {
         let nc = neg_mod_r(&c);
         // E = [s]S − [c]W and L = [s]J − [c]K share their scalars: split them once.
         let (s_glv, nc_glv) = (GlvScalar::new(&s), GlvScalar::new(&nc));
+        let g1 = CheckedG1 {
+            r: G1::from_ecp(&r),
+            s: G1::from_ecp(&s_pt),
+            t: G1::from_ecp(&t),
+            w: G1::from_ecp(&w),
+        };
         let e = vt_glv_sum(&[
-            (&GlvTable::new(&s_pt, VARIABLE_WINDOW), &s_glv),
-            (&GlvTable::new(&w, VARIABLE_WINDOW), &nc_glv),
+            (&GlvTable::new(&g1.s, VARIABLE_WINDOW), &s_glv),
+            (&GlvTable::new(&g1.w, VARIABLE_WINDOW), &nc_glv),
         ]);
         let (c1, k) = match (&self.bsn, &self.j_table) {
             (Some(b), Some(j_table)) => {
@@ -193,15 +212,21 @@ impl GroupVerifier {
                 };
                 let l = vt_glv_sum(&[
                     (j_table, &s_glv),
-                    (&GlvTable::new(&k_use, VARIABLE_WINDOW), &nc_glv),
+                    (
+                        &GlvTable::new(&G1::from_ecp(&k_use), VARIABLE_WINDOW),
+                        &nc_glv,
+                    ),
                 ]);
-                let [e_b, l_b] = encode_g1_batch([&e, &l]);
+                let [e_b, l_b] = G1::encode_batch([&e, &l]);
                 let c1 =
                     hash_to_scalar(&[&e_b, s_b, w_b, &l_b, &b.j_bytes, &k_b, &b.basename, message]);
                 (c1, with_k.then_some(k_b))
             }
             // Without a basename K is decoded (as C does) but bound to nothing: not returned.
-            _ => (hash_to_scalar(&[&encode_g1(&e), s_b, w_b, message]), None),
+            _ => {
+                let [e_b] = G1::encode_batch([&e]);
+                (hash_to_scalar(&[&e_b, s_b, w_b, message]), None)
+            }
         };
         let expect = hash_to_scalar(&[n, &big_to_bytes(&c1)]);
         if big_to_bytes(&expect).as_slice() != c_bytes {
@@ -210,22 +235,20 @@ impl GroupVerifier {
         Ok(Checked {
             r,
             s: s_pt,
-            t,
             w,
+            g1,
             k,
         })
     }
 
     /// The folded pairing check for one signature.
     pub(crate) fn pairing_check(&self, c: &Checked, delta: &BIG) -> bool {
+        let p = &c.g1;
         // δT − S
-        let mut b = c.t.mul(delta);
-        b.sub(&c.s);
+        let b = vt_mul(&p.t, delta).add(&p.s.neg());
         // −δ(R + W)
-        let mut rw = c.r.clone();
-        rw.add(&c.w);
-        let mut x = rw.mul(delta);
-        x.neg();
+        let x = vt_mul(&p.r.add(&p.w), delta).neg();
+        let [b, x] = G1::to_ecp_batch([&b, &x]);
         self.lines.product_is_one(&c.r, &b, &x)
     }
 
@@ -290,7 +313,7 @@ mod timing {
         println!("folded pairing check: {:?}", t.elapsed() / n);
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(v.lines.product_is_one(&c.r, &c.s, &c.t));
+            std::hint::black_box(v.lines.product_is_one(&c.r, &c.s, &c.w));
         }
         println!("3 lined Miller loops + final exp: {:?}", t.elapsed() / n);
         let msgs: Vec<[u8; 8]> = (0..32u64).map(u64::to_be_bytes).collect();
@@ -311,7 +334,11 @@ mod timing {
                 BIG::frombytes(&b)
             })
             .collect();
-        let terms: Vec<(ECP, u64)> = pts.iter().cloned().zip(ks.iter().copied()).collect();
+        let terms: Vec<(G1, u64)> = pts
+            .iter()
+            .map(G1::from_ecp)
+            .zip(ks.iter().copied())
+            .collect();
         let t = Instant::now();
         for _ in 0..n {
             std::hint::black_box(ECP::muln(16, &pts, &bigs));
