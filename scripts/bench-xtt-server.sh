@@ -5,14 +5,21 @@
 #   CREF=/work/cref    C reference tree (prefix/bin/xtt, src/xtt/data, files/)
 #   N=3000 DEVICES=64  handshakes and concurrent devices for our server; the C server gets N_C
 #   N_C=300 DEVICES_C=4
+#   N_CC=100 CLIENTS_C=4  the C server driven by its own client (`xtt runclient`, one process per
+#                         handshake, CLIENTS_C at a time): the setup behind the issue's "~20/s"
+# Then ours as an operator runs it: `xtt server` (plain, then --batch) in its own process, loaded
+# by `xtt bench` in another; CPU per handshake of each from /proc and getrusage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CREF=${CREF:-/work/cref}
 N=${N:-3000}; DEVICES=${DEVICES:-64}; N_C=${N_C:-300}; DEVICES_C=${DEVICES_C:-4}
+N_CC=${N_CC:-100}; CLIENTS_C=${CLIENTS_C:-4}
 OUT=${OUT:-target/bench-xtt-server}
 mkdir -p "$OUT"
 cargo build --release -j2 -p xtt-server --example loadgen
+cargo build --release -j2 -p xtt-cli
 LOADGEN=target/release/examples/loadgen
+XTT=$PWD/target/release/xtt
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
@@ -36,6 +43,39 @@ if [ -x "$CREF/prefix/bin/xtt" ]; then
             --handshakes "$N_C" --svg "$OUT/c-server.svg" 2>/dev/null | tee "$OUT/c-server.txt"
         echo "C server CPU: $(awk "{print (\$14+\$15)/100}" /proc/$cpid/stat) s for $N_C handshakes (plus one TCP probe)"
     '
+    echo "== C reference server driven by its own client: $CLIENTS_C client processes at a time, $N_CC handshakes"
+    for i in $(seq 0 "$CLIENTS_C"); do
+        mkdir -p "$W/cc$i"
+        cp "$CREF"/src/xtt/data/client/* "$CREF/files/root_cert.bin" "$W/cc$i/"
+    done
+    export N_CC CLIENTS_C
+    unshare -n bash -c '
+        set -euo pipefail
+        ip link set lo up
+        (cd "$W/server" && exec "$CREF/prefix/bin/xtt" runserver -p 4451 >/dev/null 2>&1) &
+        cpid=$!
+        trap "kill $cpid 2>/dev/null || true" EXIT
+        for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/4451) 2>/dev/null && break; sleep 0.1; done
+        # One warm-up handshake, not counted.
+        (cd "$W/cc0" && timeout 10 "$CREF/prefix/bin/xtt" runclient -p 4451 -a 127.0.0.1 >/dev/null 2>&1) \
+            || echo "warm-up handshake failed" >&2
+        c0=$(awk "{print \$14+\$15}" /proc/$cpid/stat); t0=$(date +%s.%N)
+        pids=""
+        for w in $(seq "$CLIENTS_C"); do
+            ( n=$(( N_CC / CLIENTS_C + (w <= N_CC % CLIENTS_C ? 1 : 0) )); ok=0
+              for _ in $(seq "$n"); do
+                  (cd "$W/cc$w" && timeout 10 "$CREF/prefix/bin/xtt" runclient -p 4451 -a 127.0.0.1 >/dev/null 2>&1) && ok=$((ok + 1))
+              done
+              echo "$ok" >"$W/cc$w/ok" ) &
+            pids="$pids $!"
+        done
+        wait $pids
+        t1=$(date +%s.%N); c1=$(awk "{print \$14+\$15}" /proc/$cpid/stat)
+        ok=$(cat "$W"/cc*/ok | awk "{s += \$1} END {print s + 0}")
+        awk -v ok="$ok" -v n="$N_CC" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" "BEGIN {
+            printf \"handshakes ok: %d of %d\nhandshakes/s: %.1f\nserver CPU per handshake: %.2f ms\n\",
+                ok, n, ok / (t1 - t0), (c1 - c0) * 10 / ok }" | tee "$OUT/c-server-c-clients.txt"
+    '
 else
     echo "== C reference not found at $CREF: skipped"
 fi
@@ -43,3 +83,52 @@ echo "== ours, plain DAA verification, $DEVICES devices, $N handshakes"
 "$LOADGEN" --devices "$DEVICES" --handshakes "$N" --svg "$OUT/plain.svg" 2>/dev/null | tee "$OUT/plain.txt"
 echo "== ours, batched DAA verification, $DEVICES devices, $N handshakes"
 "$LOADGEN" --batch --devices "$DEVICES" --handshakes "$N" --svg "$OUT/batched.svg" 2>/dev/null | tee "$OUT/batched.txt"
+
+# --- ours as an operator runs it: `xtt server` and `xtt bench`, two processes ------------------
+mkdir -p "$W/ours"
+(
+    cd "$W/ours"
+    "$XTT" cert root --generate-key >/dev/null
+    "$XTT" cert server --generate-key >/dev/null
+    "$XTT" group create acme >/dev/null
+)
+# cli_run LABEL [server flags]: one `xtt server` process, one `xtt bench` process.
+cli_run() {
+    local label=$1 out spid addr s0 s1
+    shift
+    out="$W/ours/$label.out"
+    (cd "$W/ours" && exec "$XTT" server -l 127.0.0.1:0 --no-metrics --data-dir "data-$label" \
+        --group acme "$@" >"$out" 2>"$out.err") &
+    spid=$!
+    for _ in $(seq 200); do
+        grep -q "^xtt server listening on " "$out" 2>/dev/null && break
+        sleep 0.05
+    done
+    addr=$(sed -n 's/^xtt server listening on //p' "$out")
+    [ -n "$addr" ] || { cat "$out.err" >&2; exit 1; }
+    s0=$(awk '{ sub(/^.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$spid/stat")
+    (cd "$W/ours" && python3 -c '
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:]).returncode
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"bench CPU: {r.ru_utime + r.ru_stime:.2f} s", file=sys.stderr)
+sys.exit(rc)' "$XTT" bench --server "$addr" --group acme --rcert root_cert.bin \
+        --devices "$DEVICES" --handshakes "$N" --json "$OUT/cli-$label.json" \
+        >"$OUT/cli-$label.txt" 2>"$OUT/cli-$label.err")
+    s1=$(awk '{ sub(/^.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$spid/stat")
+    kill -TERM "$spid"
+    wait "$spid" || true
+    python3 - "$OUT/cli-$label.json" "$s0" "$s1" "$OUT/cli-$label.err" <<'PY'
+import json, re, sys
+r = json.load(open(sys.argv[1]))
+s0, s1 = float(sys.argv[2]), float(sys.argv[3])
+ok = r["handshakes_ok"]
+bench = float(re.search(r"bench CPU: ([0-9.]+)", open(sys.argv[4]).read()).group(1))
+print(f'handshakes/s: {r["handshakes_per_sec"]:.1f} ({ok} ok, {r["handshakes_failed"]} failed)')
+print(f'server CPU per handshake: {(s1 - s0) * 1e3 / ok:.2f} ms; xtt bench CPU per handshake: {bench * 1e3 / ok:.2f} ms')
+PY
+}
+echo "== ours, \`xtt server\` (plain DAA) loaded by \`xtt bench\`, $DEVICES devices, $N handshakes"
+cli_run plain | tee "$OUT/cli-plain.summary"
+echo "== ours, \`xtt server --batch\` loaded by \`xtt bench\`, $DEVICES devices, $N handshakes"
+cli_run batched --batch | tee "$OUT/cli-batched.summary"
