@@ -365,21 +365,32 @@ impl XttServer {
             batch = sh.config.daa.batch,
             "xtt server listening"
         );
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => on_accept(&sh, stream, peer),
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+        // The accept loop runs as a task of the runtime, not on the caller's thread (often the
+        // thread blocked in `block_on`): a connection task spawned from a worker starts on that
+        // worker, without waking another thread for every connection.
+        let (stop_accepting, mut accept_stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = self.listener;
+        let s = sh.clone();
+        let acceptor = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut accept_stopped => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => on_accept(&s, stream, peer),
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                }
             }
-        }
-        drop(self.listener);
+            // Dropped here: no connection is accepted from now on.
+            drop(listener);
+        });
+        shutdown.await;
+        let _ = stop_accepting.send(());
+        let _ = acceptor.await;
         tracing::info!("shutting down: waiting for handshakes in progress");
         let all = u32::try_from(sh.config.limits.max_concurrent_handshakes).unwrap_or(u32::MAX);
         let drained =

@@ -16,7 +16,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
 
-use super::{IncomingRecord, Peer, SessionCore};
+use super::app::HeldRecord;
+use super::{Peer, SessionCore};
 use crate::framing::FrameError;
 use crate::server::unix_now;
 
@@ -32,7 +33,7 @@ pub(crate) struct RecordStream {
     /// A record read before the loop started (a connection that opens with a record).
     pub(crate) first: Option<Vec<u8>>,
     /// Early data of a 0x22 flight, for the application.
-    pub(crate) early: Option<IncomingRecord>,
+    pub(crate) early: Option<HeldRecord>,
 }
 
 impl RecordStream {
@@ -87,7 +88,7 @@ pub(crate) async fn accept<T>(
     core: &Arc<SessionCore>,
     flight: &[u8],
     path: impl FnOnce() -> (Peer, T),
-) -> Result<(Vec<u8>, Option<IncomingRecord>, T), xtt_proto::Error> {
+) -> Result<(Vec<u8>, Option<HeldRecord>, T), xtt_proto::Error> {
     let opened = sh.proto.open_session_client_attest(flight, unix_now())?;
     let client_id = opened.client_id();
     let key = match core.keys.cached(&client_id) {
@@ -108,7 +109,7 @@ pub(crate) async fn accept<T>(
         .proto
         .finish_session_client_attest(opened, key.as_ref(), now, &mut OsRng)?;
     let finished = accepted.finished;
-    let early = accepted.early_data.map(|r| IncomingRecord {
+    let early = accepted.early_data.map(|r| HeldRecord {
         client_id,
         payload_type: r.payload_type,
         payload: r.payload,
@@ -215,7 +216,7 @@ impl MessageReader {
         stream: &S,
         limit: impl Fn(MsgType) -> usize,
         timeout: Duration,
-    ) -> Result<&[u8], FrameError> {
+    ) -> Result<&mut [u8], FrameError> {
         let len = tokio::time::timeout(timeout, async {
             loop {
                 if let Some(len) = self.whole_message(&limit)? {
@@ -254,7 +255,7 @@ impl MessageReader {
         .map_err(|_| FrameError::Timeout)??;
         let at = self.start;
         self.start = (at + len).min(self.buf.len());
-        Ok(self.buf.get(at..self.start).unwrap_or_default())
+        Ok(self.buf.get_mut(at..self.start).unwrap_or_default())
     }
 
     fn whole_message(
@@ -339,7 +340,7 @@ pub(crate) async fn serve_records(
     let peer = rs.peer();
     let outbox = super::Outbox::new(core.clone());
     if let Some(early) = rs.early.take() {
-        core.app.on_record(early, &outbox);
+        core.app.on_record(early.lend(), &outbox);
     }
     // A connection that opens with a record must prove itself with it: otherwise anyone could
     // park idle connections here without a session.
@@ -372,7 +373,7 @@ pub(crate) async fn serve_records(
         };
         match msg {
             Ok(msg) if is_record(msg) => {
-                core.on_record(msg, peer.clone());
+                core.on_record_in_place(msg, &peer);
             }
             Ok(_) => {
                 tracing::debug!(conn = rs.conn, "non-record message on a session connection");

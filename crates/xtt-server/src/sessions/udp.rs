@@ -35,12 +35,12 @@ pub(crate) async fn serve(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
-        let Some(datagram) = buf.get(..n) else {
+        let Some(datagram) = buf.get_mut(..n) else {
             continue;
         };
         match datagram.first().copied().map(MsgType) {
             Some(MsgType::RECORD_REGULAR) => {
-                core.on_record(datagram, Peer::Udp(src));
+                core.on_record_in_place(datagram, &Peer::Udp(src));
             }
             Some(MsgType::CLIENT_INIT) => handshake_job(&sh, &sock, src, datagram.to_vec(), None),
             Some(
@@ -101,7 +101,7 @@ fn handshake_job(
                 // keeps such records until its session is established.
                 if let (Some(early), Some(core)) = (early, session) {
                     let out = Outbox::new(core.clone());
-                    core.app.on_record(early, &out);
+                    core.app.on_record(early.lend(), &out);
                 }
                 let _ = sock.send_to(&reply, src).await;
             }
