@@ -176,18 +176,20 @@ pub(crate) struct MessageReader {
     /// Received bytes; `buf[start..]` is not consumed yet.
     buf: Vec<u8>,
     start: usize,
-    /// Room one read asks for.
+    /// Room one read asks for: starts small and doubles whenever a read fills it, up to
+    /// `max_chunk` (a connection that only did a handshake never takes a 64 KiB buffer).
     chunk: usize,
+    max_chunk: usize,
 }
 
 /// Queued records written with one vectored write at most.
 const WRITE_BATCH: usize = 64;
 
-/// What one read asks room for in the record loop: a whole record of the largest size fits.
+/// The most one read asks room for in the record loop: a whole record of the largest size fits.
 const READ_CHUNK: usize = MAX_RECORD_MESSAGE + 1;
 
-/// What one read asks room for during a handshake (its messages are a few hundred bytes; a
-/// larger early-data record is read in several steps).
+/// What one read asks room for at first (handshake messages are a few hundred bytes; a larger
+/// early-data record is read in several steps).
 const HANDSHAKE_CHUNK: usize = 1024;
 
 /// How long a record connection waits with nothing to read before it gives its read buffer
@@ -201,12 +203,13 @@ impl MessageReader {
             buf: Vec::new(),
             start: 0,
             chunk: HANDSHAKE_CHUNK,
+            max_chunk: HANDSHAKE_CHUNK,
         }
     }
 
-    /// From now on read in chunks large enough for whole records of any size.
+    /// From now on reads may grow to whole records of any size (several per read).
     pub(crate) fn for_records(&mut self) {
-        self.chunk = READ_CHUNK;
+        self.max_chunk = READ_CHUNK;
     }
 
     /// The next whole message (at most `limit(type)` bytes), reading as needed; `timeout`
@@ -232,7 +235,11 @@ impl MessageReader {
                 self.buf.reserve(self.chunk);
                 match stream.try_read_buf(&mut self.buf) {
                     Ok(0) => return Err(FrameError::Closed),
-                    Ok(_) => {}
+                    Ok(n) => {
+                        if n >= self.chunk {
+                            self.chunk = (2 * self.chunk).min(self.max_chunk);
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if !self.buf.is_empty() {
                             stream.readable().await.map_err(FrameError::Io)?;
@@ -244,6 +251,7 @@ impl MessageReader {
                             // idle connection (there may be thousands) holds no 64 KiB while it
                             // waits; it is taken again once bytes are there to read.
                             self.buf = Vec::new();
+                            self.chunk = HANDSHAKE_CHUNK;
                             stream.readable().await.map_err(FrameError::Io)?;
                         }
                     }
