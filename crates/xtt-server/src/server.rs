@@ -589,6 +589,18 @@ async fn handshake(
         return session_handshake(sh, core, stream, reader, attest).await;
     }
     let client_attest = client_attest.to_vec();
+    // Boxed: the identity steps hold far more state across their awaits (DAA signature,
+    // registration) than a session handshake, and every connection's task would otherwise be
+    // that large.
+    Box::pin(identity_handshake(sh, stream, client_attest)).await
+}
+
+/// The identity-provisioning rest of a handshake, from Identity_ClientAttest on.
+async fn identity_handshake(
+    sh: &Arc<Shared>,
+    stream: &mut TcpStream,
+    client_attest: Vec<u8>,
+) -> Result<Ended, FailureReason> {
     let s = sh.clone();
     let attested = match sh
         .cpu

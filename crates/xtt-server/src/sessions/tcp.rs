@@ -11,7 +11,7 @@ use std::io::IoSlice;
 
 use rand_core::OsRng;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
@@ -29,7 +29,8 @@ pub(crate) const MAX_RECORD_MESSAGE: usize = u16::MAX as usize;
 pub(crate) struct RecordStream {
     pub(crate) conn: u64,
     pub(crate) tx: mpsc::Sender<Vec<u8>>,
-    pub(crate) rx: mpsc::Receiver<Vec<u8>>,
+    /// Taken by the record loop.
+    pub(crate) rx: Option<mpsc::Receiver<Vec<u8>>>,
     /// A record read before the loop started (a connection that opens with a record).
     pub(crate) first: Option<Vec<u8>>,
     /// Early data of a 0x22 flight, for the application.
@@ -42,7 +43,7 @@ impl RecordStream {
         Self {
             conn: core.conn_id(),
             tx,
-            rx,
+            rx: Some(rx),
             first: None,
             early: None,
         }
@@ -333,18 +334,13 @@ pub(crate) async fn serve_records(
         tracing::debug!(conn = rs.conn, "too many session connections: closed");
         return;
     };
-    let (reader, mut writer) = stream.into_split();
-    let mut rx = std::mem::replace(&mut rs.rx, mpsc::channel(1).1);
-    let write_task = tokio::spawn(async move {
-        // Whatever is queued goes out in one vectored write (fewer system calls under load).
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
-        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-            if write_all_vectored(&mut writer, &batch).await.is_err() {
-                break;
-            }
-            batch.clear();
-        }
-    });
+    let (reader, writer) = stream.into_split();
+    let Some(rx) = rs.rx.take() else { return };
+    // The writer task starts with the first record queued for this connection (many
+    // connections never get one: a device that did its handshake and left).
+    let mut idle_writer = Some((writer, rx));
+    let mut write_task = None;
+    let mut queued = Vec::new();
     let peer = rs.peer();
     let outbox = super::Outbox::new(core.clone());
     if let Some(early) = rs.early.take() {
@@ -353,6 +349,10 @@ pub(crate) async fn serve_records(
     // A connection that opens with a record must prove itself with it: otherwise anyone could
     // park idle connections here without a session.
     if let Some(first) = rs.first.take() {
+        // Its answer (an Error, or the reply of the application) goes out at once.
+        write_task = idle_writer
+            .take()
+            .map(|(w, rx)| start_writer(w, rx, Vec::new()));
         // With shared sessions the record may wait for a hand-over: wait for its verdict.
         let (done, verdict) = tokio::sync::oneshot::channel();
         let accepted =
@@ -363,12 +363,13 @@ pub(crate) async fn serve_records(
             drop(peer);
             drop(rs);
             // (A shared session taken over for this record holds the sender: stop the writer.)
-            let mut write_task = write_task;
-            if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
-                .await
-                .is_err()
-            {
-                write_task.abort();
+            if let Some(mut write_task) = write_task {
+                if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
+                    .await
+                    .is_err()
+                {
+                    write_task.abort();
+                }
             }
             return;
         }
@@ -377,6 +378,12 @@ pub(crate) async fn serve_records(
     loop {
         let msg = tokio::select! {
             m = messages.next(&reader, |_| MAX_RECORD_MESSAGE, idle) => m,
+            () = first_queued(&mut idle_writer, &mut queued) => {
+                write_task = idle_writer
+                    .take()
+                    .map(|(w, rx)| start_writer(w, rx, std::mem::take(&mut queued)));
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => break,
         };
         match msg {
@@ -395,5 +402,44 @@ pub(crate) async fn serve_records(
     }
     // The table may still hold this connection's sender; stopping the writer makes later sends
     // to it fail fast (NoPath) until the client's next record moves the session.
-    write_task.abort();
+    if let Some(t) = write_task {
+        t.abort();
+    }
+}
+
+/// Completes once something is queued for a connection whose writer has not started (the
+/// records are moved to `batch`); never while the writer runs.
+async fn first_queued(
+    idle_writer: &mut Option<(OwnedWriteHalf, mpsc::Receiver<Vec<u8>>)>,
+    batch: &mut Vec<Vec<u8>>,
+) {
+    if let Some((_, rx)) = idle_writer {
+        if rx.recv_many(batch, WRITE_BATCH).await > 0 {
+            return;
+        }
+        // Zero: every sender is gone, nothing will ever be queued.
+    }
+    std::future::pending().await
+}
+
+/// The writer of a connection: sends `batch`, then whatever is queued, each time in one vectored
+/// write (fewer system calls under load), until the queue closes or a write fails.
+fn start_writer(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut batch: Vec<Vec<u8>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if !batch.is_empty() {
+                if write_all_vectored(&mut writer, &batch).await.is_err() {
+                    break;
+                }
+                batch.clear();
+            }
+            if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
+                break;
+            }
+        }
+    })
 }
