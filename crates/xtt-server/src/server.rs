@@ -5,11 +5,15 @@
 //! One handshake, as the connection task sees it:
 //!
 //! ```text
-//! read ClientInit ─▶ cpu: handle_client_init ─▶ write ServerInitAndAttest
+//! read ClientInit ─▶ handle_client_init (on the task: ≈ 100 µs) ─▶ write ServerInitAndAttest
 //! read Identity_ClientAttest ─▶ cpu: handle_client_attest (cookie, AEAD, ECDSA, replay guard)
 //!   ─▶ group verifier (cache) ─▶ DAA service (plain or batched, on the cpu pool)
 //!   ─▶ registrar: durable commit ─▶ finish ─▶ write Identity_ServerFinished
 //! ```
+//!
+//! A session handshake's third message runs on the task too ([`crate::sessions::tcp::accept`]).
+//! Each message is read with one buffered read (header and body together) through the
+//! connection's [`MessageReader`], which the record loop then keeps using.
 //!
 //! Every read and write has a timeout, the whole handshake has one too, messages are bounded by
 //! their header's length field and `max_message_len`, and failures answer with the 4-byte XTT
