@@ -969,6 +969,66 @@ mod tests {
     }
 
     #[test]
+    fn opening_in_place_accepts_and_refuses_exactly_what_opening_a_copy_does() {
+        let id = SessionId([7; 16]);
+        for suite in SuiteSpec::ALL {
+            let sender = keys(5);
+            let layer = |recv: RecordKeys| {
+                RecordLayer::new(
+                    suite,
+                    DuplexKeys {
+                        send: keys(6),
+                        recv,
+                    },
+                )
+            };
+            let (mut copying, mut in_place) = (layer(sender.clone()), layer(sender.clone()));
+            for (seq, &len) in SIZES.iter().enumerate() {
+                let seq = u32::try_from(seq).unwrap();
+                let payload: Vec<u8> = (0..len).map(|j| (j * 3).to_le_bytes()[0]).collect();
+                let mut bytes = sender
+                    .seal(suite, &id, seq, PayloadType::Ipv6, &payload)
+                    .unwrap();
+                let copied = copying
+                    .open(&RecordRegular::decode(&bytes).unwrap(), Keep::Yes(1))
+                    .unwrap();
+                let mut again = bytes.clone();
+                let opened = in_place
+                    .open_in_place(RecordInPlace::decode(&mut bytes).unwrap(), Keep::Yes(1))
+                    .unwrap();
+                assert_eq!(
+                    (opened.session_id, opened.seq, opened.payload_type),
+                    (copied.session_id, copied.seq, copied.payload_type)
+                );
+                assert_eq!(opened.payload, &copied.payload[..], "{suite:?} {len}");
+                // A replay is refused before anything is decrypted.
+                assert_eq!(
+                    in_place.open_in_place(RecordInPlace::decode(&mut again).unwrap(), Keep::No),
+                    Err(RecordError::Duplicate)
+                );
+            }
+            // Forged: refused, counted, and (AEAD suites) no plaintext left in the buffer.
+            let payload = [0x42u8; 100];
+            let mut bytes = sender
+                .seal(suite, &id, 100, PayloadType::Ipv6, &payload)
+                .unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            assert_eq!(
+                in_place.open_in_place(RecordInPlace::decode(&mut bytes).unwrap(), Keep::No),
+                Err(RecordError::Forged)
+            );
+            assert_eq!(in_place.drops().forged, 1);
+            if !suite.is_integrity_only() {
+                assert!(
+                    !bytes.windows(8).any(|w| w == [0x42; 8]),
+                    "{suite:?}: plaintext left behind by a forged record"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_forged_record_releases_nothing_and_keeps_no_key() {
         let id = SessionId([1; 16]);
         for suite in SuiteSpec::ALL {

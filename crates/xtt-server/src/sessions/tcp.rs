@@ -2,7 +2,9 @@
 //!
 //! A connection carries records of any session (usually one); the session's records go back on
 //! the connection that last delivered one. The writer is a task draining a bounded queue, so the
-//! application never waits on a slow socket (a full queue drops records, as UDP would).
+//! application never waits on a slow socket (a full queue drops records, as UDP would); it is
+//! started by the first record queued for the connection. Records are opened where they lie in
+//! the connection's receive buffer ([`SessionCore::on_record_in_place`]).
 
 use std::sync::Arc;
 use std::time::Duration;
