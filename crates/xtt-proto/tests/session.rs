@@ -920,3 +920,37 @@ fn a_session_attest_opened_but_never_finished_records_nothing() {
         .is_ok());
     assert_eq!(fx.guard.len(), 1);
 }
+
+#[test]
+fn flights_from_a_reliable_stream_take_no_room_in_the_finished_cache() {
+    let d = device();
+    let mut registry = HashMap::new();
+    registry.insert(d.client_id, *d.longterm.public_key());
+    let server = vector()
+        .server(Arc::new(InMemoryReplayGuard::new(8)))
+        .with_finished_cache(1);
+    let mut rng = test_rng(20);
+    // A TCP flight: accepted, not remembered.
+    let config = Fixture::new(20).config();
+    let (st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[0], &mut rng);
+    let sia = server.handle_client_init(&ci, NOW, &mut rng).unwrap();
+    let (_, tcp) = st.handle_server_attest(&sia, None, &mut rng).unwrap();
+    let opened = server.open_session_client_attest(&tcp, NOW).unwrap();
+    let key = registry.get(&d.client_id).copied();
+    server
+        .finish_session_client_attest(opened.from_reliable_stream(), key.as_ref(), NOW, &mut rng)
+        .unwrap();
+    assert_eq!(server.retransmitted_session_finished(&tcp, NOW), None);
+    // A datagram flight still finds the cache's one slot free.
+    let config = Fixture::new(20).config();
+    let (st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[0], &mut rng);
+    let sia = server.handle_client_init(&ci, NOW, &mut rng).unwrap();
+    let (_, udp) = st.handle_server_attest(&sia, None, &mut rng).unwrap();
+    let acc = server
+        .handle_session_client_attest(&udp, NOW, &registry, &mut rng)
+        .unwrap();
+    assert_eq!(
+        server.retransmitted_session_finished(&udp, NOW),
+        Some(acc.finished)
+    );
+}

@@ -702,7 +702,7 @@ async fn session_handshake(
         flight.extend_from_slice(record);
     }
     // The connection's record state (queue, id) is made only once the handshake succeeded.
-    let accepted = sessions::tcp::accept(sh, core, &flight, || {
+    let accepted = sessions::tcp::accept(sh, core, (&flight, true), || {
         let rs = RecordStream::new(core);
         (rs.peer(), rs)
     })

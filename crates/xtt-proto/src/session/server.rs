@@ -150,6 +150,7 @@ impl Server {
             rebuilt,
             ad,
             attest,
+            remember_finished: true,
         })
     }
 
@@ -169,6 +170,7 @@ impl Server {
             rebuilt: r,
             ad,
             attest,
+            remember_finished,
         } = opened;
         let msg = &flight.attest;
         let suite = r.suite;
@@ -232,7 +234,7 @@ impl Server {
         }
         fin.ciphertext.copy_from_slice(&ct);
         let finished = fin.encode();
-        if let Some(cache) = &self.finished_cache {
+        if let Some(cache) = self.finished_cache.as_ref().filter(|_| remember_finished) {
             let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs()));
             cache.insert(bytes, &finished, expires_at, now);
         }
@@ -259,9 +261,18 @@ pub struct OpenedSessionAttest<'a> {
     rebuilt: crate::server::Rebuilt,
     ad: [u8; super::keys::ATTEST_AD_LEN],
     attest: SessionAttestPlaintext,
+    remember_finished: bool,
 }
 
 impl OpenedSessionAttest<'_> {
+    /// The flight came over a reliable stream (TCP), which never retransmits it: its
+    /// Session_ServerFinished is not kept in the finished cache (whose room is for datagram
+    /// transports, see [`Server::with_finished_cache`]).
+    pub fn from_reliable_stream(mut self) -> Self {
+        self.remember_finished = false;
+        self
+    }
+
     /// The ClientID the flight claims (not authenticated until its signature is verified by
     /// [`Server::finish_session_client_attest`]): look its long-term key up with it.
     pub fn client_id(&self) -> ClientId {

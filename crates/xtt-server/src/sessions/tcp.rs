@@ -72,10 +72,10 @@ pub(crate) fn is_record(msg: &[u8]) -> bool {
     msg.first() == Some(&MsgType::RECORD_REGULAR.0)
 }
 
-/// Runs the session handshake's third flight and stores the session with the peer `path` makes
-/// (called only once the handshake succeeded, so a failed one leaves no per-connection state
-/// behind); returns Session_ServerFinished, the early data and what `path` returned besides
-/// the peer (a TCP connection's record state).
+/// Runs the session handshake's third flight (`stream`: it came over TCP) and stores the
+/// session with the peer `path` makes (called only once the handshake succeeded, so a failed one
+/// leaves no per-connection state behind); returns Session_ServerFinished, the early data and
+/// what `path` returned besides the peer (a TCP connection's record state).
 ///
 /// The crypto runs here, on the calling (reactor) task, not on the CPU pool: it is one AEAD
 /// open, one ECDSA verification, a few prf calls and one AEAD seal (≈ 100 µs), where a pool
@@ -89,10 +89,14 @@ pub(crate) fn is_record(msg: &[u8]) -> bool {
 pub(crate) async fn accept<T>(
     sh: &crate::server::Shared,
     core: &Arc<SessionCore>,
-    flight: &[u8],
+    (flight, stream): (&[u8], bool),
     path: impl FnOnce() -> (Peer, T),
 ) -> Result<(Vec<u8>, Option<HeldRecord>, T), xtt_proto::Error> {
-    let opened = sh.proto.open_session_client_attest(flight, unix_now())?;
+    let mut opened = sh.proto.open_session_client_attest(flight, unix_now())?;
+    if stream {
+        // Only datagram clients retransmit a flight: TCP's need no room in the finished cache.
+        opened = opened.from_reliable_stream();
+    }
     let client_id = opened.client_id();
     let key = match core.keys.cached(&client_id) {
         Some(key) => Some(key),

@@ -86,7 +86,7 @@ fn handshake_job(
                 .proto
                 .handle_client_init(&msg, unix_now(), &mut OsRng)
                 .map(|sia| (sia, None)),
-            Some(core) => super::tcp::accept(&sh, core, &msg, || (Peer::Udp(src), ()))
+            Some(core) => super::tcp::accept(&sh, core, (&msg, false), || (Peer::Udp(src), ()))
                 .await
                 .map(|(fin, early, ())| (fin, early)),
         };
