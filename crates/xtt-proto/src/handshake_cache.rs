@@ -36,23 +36,56 @@ pub(crate) fn cookie_id(cookie: &[u8; COOKIE_LEN]) -> CookieId {
     CookieId(id)
 }
 
+/// Entries with an expiry time, at most `capacity` of them.
+struct Expiring<K, V> {
+    map: HashMap<K, (UnixTime, V)>,
+    /// When expired entries were last purged: a full map of live entries is scanned at most once
+    /// per second (expiry has a one-second granularity), not on every insert, so a full cache
+    /// costs an insert O(1) instead of O(capacity).
+    purged_at: Option<UnixTime>,
+}
+
+impl<K: core::hash::Hash + Eq, V> Expiring<K, V> {
+    fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            purged_at: None,
+        }
+    }
+
+    /// Inserts unless the map is full of live entries.
+    fn insert(&mut self, capacity: usize, key: K, value: V, expires_at: UnixTime, now: UnixTime) {
+        if self.map.len() >= capacity {
+            if self.purged_at == Some(now) {
+                return;
+            }
+            self.purged_at = Some(now);
+            self.map.retain(|_, (exp, _)| exp.0 >= now.0);
+            if self.map.len() >= capacity {
+                return;
+            }
+        }
+        self.map.insert(key, (expires_at, value));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 pub(crate) struct HandshakeCache {
     capacity: usize,
-    entries: Mutex<HashMap<CookieId, (UnixTime, Box<Rebuilt>)>>,
+    entries: Mutex<Expiring<CookieId, Box<Rebuilt>>>,
 }
 
 impl HandshakeCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CookieId, (UnixTime, Box<Rebuilt>)>> {
-        match self.entries.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+            entries: Mutex::new(Expiring::new()),
         }
     }
 
@@ -64,24 +97,17 @@ impl HandshakeCache {
         expires_at: UnixTime,
         now: UnixTime,
     ) {
-        let mut g = self.lock();
-        if g.len() >= self.capacity {
-            g.retain(|_, (exp, _)| exp.0 >= now.0);
-            if g.len() >= self.capacity {
-                return;
-            }
-        }
-        g.insert(id, (expires_at, Box::new(rebuilt)));
+        lock(&self.entries).insert(self.capacity, id, Box::new(rebuilt), expires_at, now);
     }
 
     /// Takes the entry for `id` if present and unexpired.
     pub(crate) fn take(&self, id: &CookieId, now: UnixTime) -> Option<Box<Rebuilt>> {
-        let (exp, r) = self.lock().remove(id)?;
+        let (exp, r) = lock(&self.entries).map.remove(id)?;
         (exp.0 >= now.0).then_some(r)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        lock(&self.entries).map.len()
     }
 }
 
@@ -91,24 +117,15 @@ impl HandshakeCache {
 /// replay instead (the client then starts over).
 pub(crate) struct FinishedCache {
     capacity: usize,
-    entries: Mutex<FinishedMap>,
+    /// Flight hash → (expiry, finished bytes).
+    entries: Mutex<Expiring<[u8; 32], Vec<u8>>>,
 }
-
-/// Flight hash → (expiry, finished bytes).
-type FinishedMap = HashMap<[u8; 32], (UnixTime, Vec<u8>)>;
 
 impl FinishedCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, FinishedMap> {
-        match self.entries.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+            entries: Mutex::new(Expiring::new()),
         }
     }
 
@@ -123,19 +140,14 @@ impl FinishedCache {
         expires_at: UnixTime,
         now: UnixTime,
     ) {
-        let mut g = self.lock();
-        if g.len() >= self.capacity {
-            g.retain(|_, (exp, _)| exp.0 >= now.0);
-            if g.len() >= self.capacity {
-                return;
-            }
-        }
-        g.insert(Self::key(flight), (expires_at, finished.to_vec()));
+        let key = Self::key(flight);
+        lock(&self.entries).insert(self.capacity, key, finished.to_vec(), expires_at, now);
     }
 
     pub(crate) fn get(&self, flight: &[u8], now: UnixTime) -> Option<Vec<u8>> {
-        let g = self.lock();
-        let (exp, bytes) = g.get(&Self::key(flight))?;
+        let key = Self::key(flight);
+        let g = lock(&self.entries);
+        let (exp, bytes) = g.map.get(&key)?;
         (exp.0 >= now.0).then(|| bytes.clone())
     }
 }

@@ -391,6 +391,89 @@ impl RecordKeys {
     }
 }
 
+impl RecordKeys {
+    /// Authenticates (and decrypts) `body` (`protected ‖ tag`) where it lies; returns the
+    /// plaintext `payload_type ‖ payload` as the front of `body`, and the cipher if it was
+    /// expanded for this record and the record was authentic. On failure ring has already
+    /// overwritten the would-be plaintext with zeros (AEAD suites); the integrity-only suites
+    /// never encrypt.
+    fn open_in_place<'a>(
+        &self,
+        suite: SuiteSpec,
+        kept: Option<&RecordCipher>,
+        (header, seq): (&[u8; RECORD_HEADER_LEN], u32),
+        body: &'a mut [u8],
+    ) -> Result<(&'a [u8], Option<RecordCipher>), RecordError> {
+        let n = nonce(&self.iv, seq);
+        match suite.record_protection() {
+            RecordProtection::Aead(alg) => {
+                let c = self.cipher(alg, kept)?;
+                let plain = c
+                    .open_in_place(&n, header, body)
+                    .map_err(|_| RecordError::Forged)?;
+                Ok((&*plain, c.fresh()))
+            }
+            RecordProtection::IntegrityOnly => {
+                let split = body
+                    .len()
+                    .checked_sub(AEAD_TAG_LEN)
+                    .ok_or(RecordError::Forged)?;
+                let (plain, tag) = body.split_at(split);
+                let expected = integrity_tag(suite, &self.key, &n, header, plain);
+                if bool::from(expected.ct_eq(tag)) {
+                    Ok((plain, None))
+                } else {
+                    Err(RecordError::Forged)
+                }
+            }
+        }
+    }
+}
+
+/// A Record_Regular in a mutable buffer, to be opened where it lies
+/// ([`crate::session_table::SessionTable::open_in_place`],
+/// [`crate::session::ClientSession::open_in_place`]): its header fields, and the protected part.
+#[derive(Debug)]
+pub(crate) struct RecordInPlace<'a> {
+    pub(crate) session_id: [u8; SESSION_ID_LEN],
+    pub(crate) seq: u32,
+    header: [u8; RECORD_HEADER_LEN],
+    body: &'a mut [u8],
+}
+
+impl<'a> RecordInPlace<'a> {
+    /// Decodes exactly one record (the checks of [`RecordRegular::decode`]).
+    pub(crate) fn decode(bytes: &'a mut [u8]) -> Result<Self, RecordError> {
+        let (session_id, seq, header) = {
+            let r = RecordRegular::decode(bytes)?;
+            (r.session_id, r.seq_num, r.header()?)
+        };
+        let body = bytes
+            .get_mut(RECORD_HEADER_LEN..)
+            .ok_or(InvalidMessage::LengthOutOfRange(0))?;
+        Ok(Self {
+            session_id,
+            seq,
+            header,
+            body,
+        })
+    }
+}
+
+/// An accepted record opened in the caller's buffer: the payload is a slice of it. That buffer
+/// now holds plaintext: the caller zeroizes it once done with the payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenedInPlace<'a> {
+    /// The session it belongs to.
+    pub session_id: SessionId,
+    /// Its sequence number.
+    pub seq: u32,
+    /// What the payload is.
+    pub payload_type: PayloadType,
+    /// The payload, in the buffer the record arrived in.
+    pub payload: &'a [u8],
+}
+
 /// The expanded ciphers of a busy session (either direction filled when first used), and when
 /// it was last used (a tick of whoever keeps them, for least-recently-used eviction).
 #[derive(Debug, Default)]
@@ -733,6 +816,52 @@ impl RecordLayer {
         })
     }
 
+    /// [`Self::open`] of a record in a mutable buffer, decrypted where it lies (no copy, no
+    /// allocation): the same checks in the same order.
+    pub(crate) fn open_in_place<'a>(
+        &mut self,
+        record: RecordInPlace<'a>,
+        keep: Keep,
+    ) -> Result<OpenedInPlace<'a>, RecordError> {
+        let r = self.open_in_place_uncounted(record, keep);
+        if let Err(e) = &r {
+            self.drops.count(e);
+        }
+        r
+    }
+
+    fn open_in_place_uncounted<'a>(
+        &mut self,
+        record: RecordInPlace<'a>,
+        keep: Keep,
+    ) -> Result<OpenedInPlace<'a>, RecordError> {
+        let RecordInPlace {
+            session_id,
+            seq,
+            header,
+            body,
+        } = record;
+        self.window.check(seq)?;
+        let kept = self.hot.as_ref().and_then(|h| h.recv.as_ref());
+        let (plain, fresh) =
+            self.keys
+                .recv
+                .open_in_place(self.suite, kept, (&header, seq), body)?;
+        self.kept(keep, fresh, |h| &mut h.recv);
+        if seq >= self.limits.recv_limit {
+            return Err(RecordError::BeyondReservation(seq));
+        }
+        self.window.record(seq)?;
+        let (&pt, payload) = plain.split_first().ok_or(RecordError::Forged)?;
+        let payload_type = PayloadType::from_u8(pt).ok_or(RecordError::UnknownPayloadType(pt))?;
+        Ok(OpenedInPlace {
+            session_id: SessionId(session_id),
+            seq,
+            payload_type,
+            payload,
+        })
+    }
+
     pub(crate) fn drops(&self) -> DropCounters {
         self.drops
     }
@@ -835,6 +964,66 @@ mod tests {
                         crypto::aead_open(alg, &k.key, &n, &header, &out[6 + 24..]).unwrap();
                     assert_eq!(&plain[1..], &payload[..]);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn opening_in_place_accepts_and_refuses_exactly_what_opening_a_copy_does() {
+        let id = SessionId([7; 16]);
+        for suite in SuiteSpec::ALL {
+            let sender = keys(5);
+            let layer = |recv: RecordKeys| {
+                RecordLayer::new(
+                    suite,
+                    DuplexKeys {
+                        send: keys(6),
+                        recv,
+                    },
+                )
+            };
+            let (mut copying, mut in_place) = (layer(sender.clone()), layer(sender.clone()));
+            for (seq, &len) in SIZES.iter().enumerate() {
+                let seq = u32::try_from(seq).unwrap();
+                let payload: Vec<u8> = (0..len).map(|j| (j * 3).to_le_bytes()[0]).collect();
+                let mut bytes = sender
+                    .seal(suite, &id, seq, PayloadType::Ipv6, &payload)
+                    .unwrap();
+                let copied = copying
+                    .open(&RecordRegular::decode(&bytes).unwrap(), Keep::Yes(1))
+                    .unwrap();
+                let mut again = bytes.clone();
+                let opened = in_place
+                    .open_in_place(RecordInPlace::decode(&mut bytes).unwrap(), Keep::Yes(1))
+                    .unwrap();
+                assert_eq!(
+                    (opened.session_id, opened.seq, opened.payload_type),
+                    (copied.session_id, copied.seq, copied.payload_type)
+                );
+                assert_eq!(opened.payload, &copied.payload[..], "{suite:?} {len}");
+                // A replay is refused before anything is decrypted.
+                assert_eq!(
+                    in_place.open_in_place(RecordInPlace::decode(&mut again).unwrap(), Keep::No),
+                    Err(RecordError::Duplicate)
+                );
+            }
+            // Forged: refused, counted, and (AEAD suites) no plaintext left in the buffer.
+            let payload = [0x42u8; 100];
+            let mut bytes = sender
+                .seal(suite, &id, 100, PayloadType::Ipv6, &payload)
+                .unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            assert_eq!(
+                in_place.open_in_place(RecordInPlace::decode(&mut bytes).unwrap(), Keep::No),
+                Err(RecordError::Forged)
+            );
+            assert_eq!(in_place.drops().forged, 1);
+            if !suite.is_integrity_only() {
+                assert!(
+                    !bytes.windows(8).any(|w| w == [0x42; 8]),
+                    "{suite:?}: plaintext left behind by a forged record"
+                );
             }
         }
     }

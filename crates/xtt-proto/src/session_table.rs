@@ -37,8 +37,8 @@ use crate::error::Refused;
 use crate::identity::ClientId;
 use crate::msgs::RecordRegular;
 use crate::record::{
-    Delivered, DropCounters, Keep, PayloadType, RecordError, RecordLayer, RecordState, Reservation,
-    SessionId,
+    Delivered, DropCounters, Keep, OpenedInPlace, PayloadType, RecordError, RecordInPlace,
+    RecordLayer, RecordState, Reservation, SessionId,
 };
 use crate::session::ServerSession;
 use crate::UnixTime;
@@ -346,44 +346,68 @@ impl<P: Clone> SessionTable<P> {
     pub fn open(&self, bytes: &[u8], peer: P, now: UnixTime) -> Result<Delivered, RecordError> {
         let record = RecordRegular::decode(bytes)?;
         let id = SessionId(record.session_id);
+        self.open_with(&id, peer, now, |layer, keep| layer.open(&record, keep))
+            .map(|(client_id, record)| Delivered { client_id, record })
+    }
+
+    /// [`Self::open`], decrypting the record where it lies in `bytes` (no copy, no allocation):
+    /// the payload is handed out as a slice of `bytes`, which then holds plaintext; zeroize it
+    /// once done. (A record that fails to authenticate leaves no plaintext: ring overwrites it.)
+    pub fn open_in_place<'a>(
+        &self,
+        bytes: &'a mut [u8],
+        peer: P,
+        now: UnixTime,
+    ) -> Result<(ClientId, OpenedInPlace<'a>), RecordError> {
+        let record = RecordInPlace::decode(bytes)?;
+        let id = SessionId(record.session_id);
+        self.open_with(&id, peer, now, |layer, keep| {
+            layer.open_in_place(record, keep)
+        })
+    }
+
+    /// Finds session `id`, opens a record with `open` and updates the session and the counters.
+    fn open_with<T>(
+        &self,
+        id: &SessionId,
+        peer: P,
+        now: UnixTime,
+        open: impl FnOnce(&mut RecordLayer, Keep) -> Result<T, RecordError>,
+    ) -> Result<(ClientId, T), RecordError> {
         let capacity = self.config.hot_sessions_per_shard;
-        let mut shard = self.session_shard(&id);
+        let mut shard = self.session_shard(id);
         let keep = shard.keep(capacity);
-        let Some(entry) = shard.get_mut(&id) else {
+        let Some(entry) = shard.get_mut(id) else {
             bump(&self.counters.unknown_session);
             return Err(RecordError::UnknownSession);
         };
         if entry.expired(now, &self.config) {
             let client_id = entry.client_id;
-            shard.remove(&id);
+            shard.remove(id);
             drop(shard);
-            self.removed(&client_id, &id, true);
+            self.removed(&client_id, id, true);
             bump(&self.counters.unknown_session);
             return Err(RecordError::UnknownSession);
         }
         let was_hot = entry.layer.hot_since().is_some();
-        let result = self.open_entry(entry, &record, peer, now, keep);
-        shard.settle(&id, was_hot, capacity);
+        let result = self.open_entry(entry, peer, now, |layer| open(layer, keep));
+        shard.settle(id, was_hot, capacity);
         result
     }
 
-    fn open_entry(
+    fn open_entry<T>(
         &self,
         entry: &mut Entry<P>,
-        record: &RecordRegular<'_>,
         peer: P,
         now: UnixTime,
-        keep: Keep,
-    ) -> Result<Delivered, RecordError> {
-        match entry.layer.open(record, keep) {
+        open: impl FnOnce(&mut RecordLayer) -> Result<T, RecordError>,
+    ) -> Result<(ClientId, T), RecordError> {
+        match open(&mut entry.layer) {
             Ok(opened) => {
                 entry.last_seen = now.0;
                 entry.peer = peer;
                 bump(&self.counters.delivered);
-                Ok(Delivered {
-                    client_id: entry.client_id,
-                    record: opened,
-                })
+                Ok((entry.client_id, opened))
             }
             Err(e) => {
                 match e {

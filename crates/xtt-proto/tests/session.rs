@@ -860,3 +860,97 @@ fn only_the_most_recently_used_sessions_keep_expanded_keys() {
     exchange(&mut c, &cold, 1);
     assert_eq!(cold.hot_sessions(), 0);
 }
+
+#[test]
+fn records_opened_in_place_match_and_move_the_peer_like_copied_ones() {
+    let mut fx = Fixture::new(8);
+    let table = table();
+    let suite = SuiteSpec::X25519LrswEcdsaP256Aes256GcmSha512;
+    let (mut client, _) = fx.establish(suite, None, &table, 1);
+    let id = client.session_id();
+    let mut rec = client
+        .seal(PayloadType::QueueProtocol, b"in place")
+        .unwrap();
+    let mut replay = rec.clone();
+    let (client_id, opened) = table.open_in_place(&mut rec, 2, NOW).unwrap();
+    assert_eq!(client_id, device().client_id);
+    assert_eq!(opened.payload_type, PayloadType::QueueProtocol);
+    assert_eq!(opened.payload, b"in place");
+    assert_eq!(table.peer_of(&id), Some(2));
+    // A replay from elsewhere is refused, counted, and moves nothing.
+    assert_eq!(
+        table.open_in_place(&mut replay, 3, NOW).unwrap_err(),
+        RecordError::Duplicate
+    );
+    assert_eq!(table.peer_of(&id), Some(2));
+    assert_eq!(table.counters().dropped.duplicate, 1);
+    let (to, mut back) = table
+        .seal_to_client(&device().client_id, PayloadType::Ipv6, b"back", NOW)
+        .unwrap();
+    assert_eq!(to, 2);
+    let opened = client.open_in_place(&mut back).unwrap();
+    assert_eq!(
+        (opened.payload_type, opened.payload),
+        (PayloadType::Ipv6, &b"back"[..])
+    );
+}
+
+#[test]
+fn a_session_attest_opened_but_never_finished_records_nothing() {
+    let mut fx = Fixture::new(9);
+    let (_, flight) = fx.attest(fx.config(), SuiteSpec::ALL[0], None);
+    let now = UnixTime(NOW.0 + 1);
+    let opened = fx.server.open_session_client_attest(&flight, now).unwrap();
+    assert_eq!(opened.client_id(), device().client_id);
+    drop(opened);
+    assert_eq!(fx.guard.len(), 0);
+    // No key: refused, still nothing recorded; with the key the same flight is accepted.
+    let opened = fx.server.open_session_client_attest(&flight, now).unwrap();
+    let refused = fx
+        .server
+        .finish_session_client_attest(opened, None, now, &mut fx.rng)
+        .unwrap_err();
+    assert_eq!(refused, Error::Refused(Refused::UnknownClient));
+    assert_eq!(fx.guard.len(), 0);
+    let opened = fx.server.open_session_client_attest(&flight, now).unwrap();
+    let key = *device().longterm.public_key();
+    assert!(fx
+        .server
+        .finish_session_client_attest(opened, Some(&key), now, &mut fx.rng)
+        .is_ok());
+    assert_eq!(fx.guard.len(), 1);
+}
+
+#[test]
+fn flights_from_a_reliable_stream_take_no_room_in_the_finished_cache() {
+    let d = device();
+    let mut registry = HashMap::new();
+    registry.insert(d.client_id, *d.longterm.public_key());
+    let server = vector()
+        .server(Arc::new(InMemoryReplayGuard::new(8)))
+        .with_finished_cache(1);
+    let mut rng = test_rng(20);
+    // A TCP flight: accepted, not remembered.
+    let config = Fixture::new(20).config();
+    let (st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[0], &mut rng);
+    let sia = server.handle_client_init(&ci, NOW, &mut rng).unwrap();
+    let (_, tcp) = st.handle_server_attest(&sia, None, &mut rng).unwrap();
+    let opened = server.open_session_client_attest(&tcp, NOW).unwrap();
+    let key = registry.get(&d.client_id).copied();
+    server
+        .finish_session_client_attest(opened.from_reliable_stream(), key.as_ref(), NOW, &mut rng)
+        .unwrap();
+    assert_eq!(server.retransmitted_session_finished(&tcp, NOW), None);
+    // A datagram flight still finds the cache's one slot free.
+    let config = Fixture::new(20).config();
+    let (st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[0], &mut rng);
+    let sia = server.handle_client_init(&ci, NOW, &mut rng).unwrap();
+    let (_, udp) = st.handle_server_attest(&sia, None, &mut rng).unwrap();
+    let acc = server
+        .handle_session_client_attest(&udp, NOW, &registry, &mut rng)
+        .unwrap();
+    assert_eq!(
+        server.retransmitted_session_finished(&udp, NOW),
+        Some(acc.finished)
+    );
+}

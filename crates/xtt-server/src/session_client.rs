@@ -20,6 +20,7 @@ use xtt_proto::msgs::is_error_message;
 use xtt_proto::record::{OpenedRecord, PayloadType, RecordError};
 use xtt_proto::session::{ClientSession, SessionClientConfig, SessionClientHandshake};
 use xtt_proto::SuiteSpec;
+use zeroize::Zeroize;
 
 use crate::framing::{read_message, write_message, FrameError};
 
@@ -214,6 +215,13 @@ impl RecvBuffer {
         let at = self.start;
         self.start = (at + len).min(self.buf.len());
         self.buf.get(at..self.start).unwrap_or_default()
+    }
+
+    /// [`Self::take`], mutable (to open the record where it lies).
+    fn take_mut(&mut self, len: usize) -> &mut [u8] {
+        let at = self.start;
+        self.start = (at + len).min(self.buf.len());
+        self.buf.get_mut(at..self.start).unwrap_or_default()
     }
 
     /// Reads more from `stream` (at least one byte, or an error).
@@ -451,6 +459,56 @@ impl SessionClient {
             match self.session.open(bytes) {
                 Ok(record) => return Ok(record),
                 Err(e) => tracing::debug!(error = %e, "record from server dropped"),
+            }
+        }
+    }
+
+    /// [`Self::recv`] without copying the payload: the record is decrypted where it lies in the
+    /// client's receive buffer and `f` sees the payload type and payload; that plaintext is
+    /// zeroized as soon as `f` returns (the buffer is kept and reused, so it would otherwise
+    /// linger). Cancel-safe like [`Self::recv`].
+    pub async fn recv_with<R>(
+        &mut self,
+        mut f: impl FnMut(PayloadType, &[u8]) -> R,
+    ) -> Result<R, SessionClientError> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                match self.session.open(&bytes) {
+                    Ok(record) => return Ok(f(record.payload_type, &record.payload)),
+                    Err(e) => tracing::debug!(error = %e, "early record from server dropped"),
+                }
+                continue;
+            }
+            let bytes: &mut [u8] = match &mut self.link {
+                Link::Tcp(s) => match self.received.whole_message()? {
+                    Some(len) => self.received.take_mut(len),
+                    None => {
+                        self.received.fill(s, self.options.timeout).await?;
+                        continue;
+                    }
+                },
+                Link::Udp(s) => {
+                    self.datagram.resize(MAX_DATAGRAM, 0);
+                    let n = tokio::time::timeout(self.options.timeout, s.recv(&mut self.datagram))
+                        .await
+                        .map_err(|_| SessionClientError::Timeout)?
+                        .map_err(SessionClientError::Io)?;
+                    self.datagram.get_mut(..n).unwrap_or_default()
+                }
+            };
+            if is_error_message(bytes) {
+                return Err(SessionClientError::SessionUnknown);
+            }
+            let out = match self.session.open_in_place(bytes) {
+                Ok(record) => Some(f(record.payload_type, record.payload)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "record from server dropped");
+                    None
+                }
+            };
+            bytes.zeroize();
+            if let Some(out) = out {
+                return Ok(out);
             }
         }
     }

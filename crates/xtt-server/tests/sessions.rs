@@ -90,11 +90,15 @@ fn fast_udp() -> SessionClientOptions {
     }
 }
 
+/// One echo received as an owned record, one opened in the client's buffer (`recv_with`).
 async fn echo(c: &mut SessionClient, payload: &[u8]) {
     c.send(Q, payload).await.unwrap();
     let r = c.recv().await.unwrap();
     assert_eq!(&r.payload[..], payload);
     assert_eq!(r.payload_type, Q);
+    c.send(Q, payload).await.unwrap();
+    let (t, p) = c.recv_with(|t, p| (t, p.to_vec())).await.unwrap();
+    assert_eq!((t, &p[..]), (Q, payload));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

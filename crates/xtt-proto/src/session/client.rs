@@ -28,8 +28,8 @@ use crate::msgs::{
     CLIENT_INIT_LEN,
 };
 use crate::record::{
-    DropCounters, Keep, OpenedRecord, PayloadType, RecordError, RecordLayer, SessionId,
-    MAX_PAYLOAD_LEN,
+    DropCounters, Keep, OpenedInPlace, OpenedRecord, PayloadType, RecordError, RecordInPlace,
+    RecordLayer, SessionId, MAX_PAYLOAD_LEN,
 };
 use crate::suite::SuiteSpec;
 
@@ -367,6 +367,19 @@ impl ClientSession {
         }
         // A client holds one session: it keeps its expanded keys for the session's lifetime.
         self.layer.open(&record, Keep::Yes(0))
+    }
+
+    /// [`Self::open`], decrypting the record where it lies in `bytes` (no copy, no allocation):
+    /// the payload is a slice of `bytes`, which then holds plaintext; zeroize it once done.
+    pub fn open_in_place<'a>(
+        &mut self,
+        bytes: &'a mut [u8],
+    ) -> Result<OpenedInPlace<'a>, RecordError> {
+        let record = RecordInPlace::decode(bytes)?;
+        if record.session_id != self.session_id.0 {
+            return Err(RecordError::UnknownSession);
+        }
+        self.layer.open_in_place(record, Keep::Yes(0))
     }
 
     /// Moves the send counter (tests of sequence exhaustion).

@@ -101,4 +101,6 @@ pub use messages::{
     AttestFlight, SessionAttestPlaintext, SessionFinishedPlaintext, SESSION_ATTEST_PLAINTEXT_LEN,
     SESSION_FINISHED_PLAINTEXT_LEN,
 };
-pub use server::{AcceptedSession, ClientRegistry, ServerSession, SESSION_KEYS_LEN};
+pub use server::{
+    AcceptedSession, ClientRegistry, OpenedSessionAttest, ServerSession, SESSION_KEYS_LEN,
+};

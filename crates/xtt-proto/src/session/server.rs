@@ -104,6 +104,10 @@ impl Server {
     /// session id, sequence 0, authentic). Only then is the cookie recorded in the replay guard
     /// (a failed attempt leaves nothing behind) and a session id assigned: the proposal for
     /// 0x22, 16 bytes from `rng` for 0x21.
+    ///
+    /// The same as [`Self::open_session_client_attest`], a lookup of
+    /// [`OpenedSessionAttest::client_id`], then [`Self::finish_session_client_attest`]: drivers
+    /// whose key lookup may block (a database) split the step there.
     pub fn handle_session_client_attest(
         &self,
         bytes: &[u8],
@@ -111,22 +115,66 @@ impl Server {
         registry: &dyn ClientRegistry,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<AcceptedSession, Error> {
+        let opened = self.open_session_client_attest(bytes, now)?;
+        let key = registry.longterm_key(&opened.client_id());
+        self.finish_session_client_attest(opened, key.as_ref(), now, rng)
+    }
+
+    /// The first half of [`Self::handle_session_client_attest`]: layout, cookie, AEAD and the
+    /// session-id proposal. Records nothing; what it returns names the client whose long-term
+    /// key [`Self::finish_session_client_attest`] needs.
+    pub fn open_session_client_attest<'a>(
+        &self,
+        bytes: &'a [u8],
+        now: UnixTime,
+    ) -> Result<OpenedSessionAttest<'a>, Error> {
         if is_error_message(bytes) {
             return Err(Error::ReceivedErrorMessage);
         }
         let flight = AttestFlight::decode(bytes)?;
         let msg = &flight.attest;
-        let (opened, r) = self.reopen(msg.suite, &msg.cookie, now)?;
-        let suite = r.suite;
+        let (cookie, rebuilt) = self.reopen(msg.suite, &msg.cookie, now)?;
         let ad = attest_ad(msg);
-        let pt = r.keys.client_send().open(suite, 0, &ad, &msg.ciphertext)?;
+        let pt = rebuilt
+            .keys
+            .client_send()
+            .open(rebuilt.suite, 0, &ad, &msg.ciphertext)?;
         let attest = SessionAttestPlaintext::decode(&pt)?;
         if attest.session_id.is_null() == msg.with_payload {
             return Err(PeerMisbehaved::BadSessionIdProposal.into());
         }
-        let longterm_key = registry
-            .longterm_key(&attest.client_id)
-            .ok_or(Refused::UnknownClient)?;
+        Ok(OpenedSessionAttest {
+            bytes,
+            flight,
+            cookie,
+            rebuilt,
+            ad,
+            attest,
+            remember_finished: true,
+        })
+    }
+
+    /// The second half of [`Self::handle_session_client_attest`], with the long-term key
+    /// registered for [`OpenedSessionAttest::client_id`] (`None`: unknown client, refused).
+    pub fn finish_session_client_attest(
+        &self,
+        opened: OpenedSessionAttest<'_>,
+        longterm_key: Option<&LongtermPublicKey>,
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<AcceptedSession, Error> {
+        let OpenedSessionAttest {
+            bytes,
+            flight,
+            cookie,
+            rebuilt: r,
+            ad,
+            attest,
+            remember_finished,
+        } = opened;
+        let msg = &flight.attest;
+        let suite = r.suite;
+        let longterm_key = longterm_key.ok_or(Refused::UnknownClient)?;
         let transcript = SessionTranscript {
             suite,
             inner: &r.inner,
@@ -158,7 +206,7 @@ impl Server {
                 }
             }
         };
-        self.record_cookie(&opened, now)?;
+        self.record_cookie(&cookie, now)?;
         let session_id = if attest.session_id.is_null() {
             let mut id = SessionId::NULL;
             while id.is_null() {
@@ -186,7 +234,7 @@ impl Server {
         }
         fin.ciphertext.copy_from_slice(&ct);
         let finished = fin.encode();
-        if let Some(cache) = &self.finished_cache {
+        if let Some(cache) = self.finished_cache.as_ref().filter(|_| remember_finished) {
             let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs()));
             cache.insert(bytes, &finished, expires_at, now);
         }
@@ -199,6 +247,44 @@ impl Server {
             },
             early_data,
         })
+    }
+}
+
+/// A session flight half processed by [`Server::open_session_client_attest`]: its cookie and
+/// AEAD checked out and its plaintext names a client, but nothing is recorded and the client's
+/// signature is not checked yet. Holds handshake keys (zeroized on drop, like the cache entry
+/// they came from); dropping it abandons the handshake.
+pub struct OpenedSessionAttest<'a> {
+    bytes: &'a [u8],
+    flight: AttestFlight<'a>,
+    cookie: crate::cookie::OpenedCookie,
+    rebuilt: crate::server::Rebuilt,
+    ad: [u8; super::keys::ATTEST_AD_LEN],
+    attest: SessionAttestPlaintext,
+    remember_finished: bool,
+}
+
+impl OpenedSessionAttest<'_> {
+    /// The flight came over a reliable stream (TCP), which never retransmits it: its
+    /// Session_ServerFinished is not kept in the finished cache (whose room is for datagram
+    /// transports, see [`Server::with_finished_cache`]).
+    pub fn from_reliable_stream(mut self) -> Self {
+        self.remember_finished = false;
+        self
+    }
+
+    /// The ClientID the flight claims (not authenticated until its signature is verified by
+    /// [`Server::finish_session_client_attest`]): look its long-term key up with it.
+    pub fn client_id(&self) -> ClientId {
+        self.attest.client_id
+    }
+}
+
+impl fmt::Debug for OpenedSessionAttest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedSessionAttest")
+            .field("client_id", &self.attest.client_id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -10,23 +10,45 @@ use xtt_proto::ClientId;
 
 use super::Outbox;
 
-/// One authentic, fresh record from a client.
+/// One authentic, fresh record from a client, lent to the application for the duration of
+/// [`SessionApp::on_record`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct IncomingRecord {
+pub struct IncomingRecord<'a> {
     /// The sender, authenticated by its session handshake.
     pub client_id: ClientId,
     /// What the payload is.
     pub payload_type: PayloadType,
-    /// The payload (zeroized when dropped; dereferences to `[u8]`).
-    pub payload: RecordPayload,
+    /// The payload: usually a slice of the connection's receive buffer, where the record was
+    /// decrypted. The server zeroizes it when `on_record` returns; copy what must outlive the
+    /// call.
+    pub payload: &'a [u8],
+}
+
+/// A record the server holds before handing it out (a 0x22 flight's early data): zeroized when
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct HeldRecord {
+    pub(crate) client_id: ClientId,
+    pub(crate) payload_type: PayloadType,
+    pub(crate) payload: RecordPayload,
+}
+
+impl HeldRecord {
+    pub(crate) fn lend(&self) -> IncomingRecord<'_> {
+        IncomingRecord {
+            client_id: self.client_id,
+            payload_type: self.payload_type,
+            payload: &self.payload,
+        }
+    }
 }
 
 /// Receives records; answers (now or later) through the [`Outbox`]. Called on the receiving
 /// task: do not block (hand long work to a task of your own).
 pub trait SessionApp: Send + Sync + 'static {
     /// One record arrived.
-    fn on_record(&self, record: IncomingRecord, out: &Outbox);
+    fn on_record(&self, record: IncomingRecord<'_>, out: &Outbox);
 }
 
 /// Sends every payload back to its sender, same payload type.
@@ -34,8 +56,8 @@ pub trait SessionApp: Send + Sync + 'static {
 pub struct Echo;
 
 impl SessionApp for Echo {
-    fn on_record(&self, record: IncomingRecord, out: &Outbox) {
-        if let Err(e) = out.send(&record.client_id, record.payload_type, &record.payload) {
+    fn on_record(&self, record: IncomingRecord<'_>, out: &Outbox) {
+        if let Err(e) = out.send(&record.client_id, record.payload_type, record.payload) {
             tracing::debug!(client_id = %record.client_id, error = %e, "echo dropped");
         }
     }
@@ -100,10 +122,10 @@ impl ForwardUdp {
 }
 
 impl SessionApp for ForwardUdp {
-    fn on_record(&self, record: IncomingRecord, out: &Outbox) {
+    fn on_record(&self, record: IncomingRecord<'_>, out: &Outbox) {
         match self.socket_for(record.client_id, out) {
             Some(sock) => {
-                let _ = sock.send(&record.payload);
+                let _ = sock.send(record.payload);
             }
             None => tracing::warn!(client_id = %record.client_id, "forwarding socket unavailable"),
         }
@@ -128,10 +150,10 @@ impl ForwardUnix {
 }
 
 impl SessionApp for ForwardUnix {
-    fn on_record(&self, record: IncomingRecord, _out: &Outbox) {
+    fn on_record(&self, record: IncomingRecord<'_>, _out: &Outbox) {
         let mut datagram = Vec::with_capacity(16 + record.payload.len());
         datagram.extend_from_slice(&record.client_id.0);
-        datagram.extend_from_slice(&record.payload);
+        datagram.extend_from_slice(record.payload);
         if let Err(e) = self.socket.send_to(&datagram, &self.target) {
             tracing::debug!(error = %e, "unix forward dropped");
         }

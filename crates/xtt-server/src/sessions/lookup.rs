@@ -11,8 +11,8 @@ use xtt_registry::Registry;
 
 /// [`ClientRegistry`] over [`Registry::identity`], with a small bounded cache. Entries live a
 /// few seconds only, so a device that re-provisions with a new key (or is deleted) is seen
-/// quickly; unknown ids are never cached (a miss always asks the database). Called from the CPU
-/// pool (it may block on SQLite).
+/// quickly; unknown ids are never cached (a miss always asks the database). A miss may block on
+/// the database: call [`ClientRegistry::longterm_key`] off the reactor, [`Self::cached`] on it.
 pub struct RegistryKeys {
     registry: Arc<dyn Registry>,
     cache: Mutex<HashMap<ClientId, (LongtermPublicKey, Instant)>>,
@@ -39,18 +39,23 @@ impl RegistryKeys {
             ttl,
         }
     }
+
+    /// The cached key of `client_id`, if fresh; never blocks on the registry (the session
+    /// handshake asks this on the reactor, and [`ClientRegistry::longterm_key`] on a blocking
+    /// thread only when it misses).
+    pub fn cached(&self, client_id: &ClientId) -> Option<LongtermPublicKey> {
+        let cache = self.cache.lock().ok()?;
+        let (key, at) = cache.get(client_id)?;
+        (at.elapsed() < self.ttl).then_some(*key)
+    }
 }
 
 impl ClientRegistry for RegistryKeys {
     fn longterm_key(&self, client_id: &ClientId) -> Option<LongtermPublicKey> {
-        let now = Instant::now();
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((key, at)) = cache.get(client_id) {
-                if now.duration_since(*at) < self.ttl {
-                    return Some(*key);
-                }
-            }
+        if let Some(key) = self.cached(client_id) {
+            return Some(key);
         }
+        let now = Instant::now();
         let key = match self.registry.identity(client_id) {
             Ok(Some(record)) => record.longterm_key,
             Ok(None) => return None,

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use xtt_proto::record::{PayloadType, RecordError};
 use xtt_proto::session_table::{SessionTable, SessionTableConfig};
 use xtt_proto::ClientId;
+use zeroize::Zeroize;
 
 pub use app::{Echo, ForwardUdp, ForwardUnix, IncomingRecord, SessionApp};
 pub use lookup::RegistryKeys;
@@ -183,6 +184,40 @@ impl SessionCore {
         self.on_record_then(bytes, peer, None)
     }
 
+    /// [`Self::on_record`] for a record in a buffer of the caller's (a TCP connection's receive
+    /// buffer): decrypted where it lies and lent to the application, no copy and no allocation.
+    /// The message is zeroized afterwards (it may hold plaintext, in memory the connection keeps
+    /// and reuses): the one wipe of this record's plaintext, where the owned-payload path wipes
+    /// its own copy when dropped. With shared sessions a record may have to wait for the store
+    /// with its bytes intact, so it takes the copying [`Self::on_record`].
+    pub(crate) fn on_record_in_place(self: &Arc<Self>, msg: &mut [u8], peer: &Peer) -> bool {
+        if self.shared.get().is_some() {
+            return self.on_record(msg, peer.clone());
+        }
+        let accepted = match self.table.open_in_place(msg, peer.clone(), unix_now()) {
+            Ok((client_id, opened)) => {
+                self.app.on_record(
+                    IncomingRecord {
+                        client_id,
+                        payload_type: opened.payload_type,
+                        payload: opened.payload,
+                    },
+                    &Outbox { core: self.clone() },
+                );
+                true
+            }
+            Err(e) => {
+                if let Some(alert) = e.alert_bytes() {
+                    let _ = self.deliver(peer, alert.to_vec());
+                }
+                tracing::trace!(error = %e, "record dropped");
+                false
+            }
+        };
+        msg.zeroize();
+        accepted
+    }
+
     /// [`Self::on_record`]; `done` learns whether the record was finally accepted (with shared
     /// sessions a record may wait for the store, and then `true` is returned at once).
     pub(crate) fn on_record_then(
@@ -200,7 +235,7 @@ impl SessionCore {
                     IncomingRecord {
                         client_id: d.client_id,
                         payload_type: d.record.payload_type,
-                        payload: d.record.payload,
+                        payload: &d.record.payload,
                     },
                     &Outbox { core: self.clone() },
                 );

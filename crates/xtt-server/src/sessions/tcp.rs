@@ -2,7 +2,9 @@
 //!
 //! A connection carries records of any session (usually one); the session's records go back on
 //! the connection that last delivered one. The writer is a task draining a bounded queue, so the
-//! application never waits on a slow socket (a full queue drops records, as UDP would).
+//! application never waits on a slow socket (a full queue drops records, as UDP would); it is
+//! started by the first record queued for the connection. Records are opened where they lie in
+//! the connection's receive buffer ([`SessionCore::on_record_in_place`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +13,13 @@ use std::io::IoSlice;
 
 use rand_core::OsRng;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
-use xtt_proto::server::Server as ProtoServer;
 
-use super::{IncomingRecord, Peer, SessionCore};
+use super::app::HeldRecord;
+use super::{Peer, SessionCore};
 use crate::framing::FrameError;
 use crate::server::unix_now;
 
@@ -29,11 +31,12 @@ pub(crate) const MAX_RECORD_MESSAGE: usize = u16::MAX as usize;
 pub(crate) struct RecordStream {
     pub(crate) conn: u64,
     pub(crate) tx: mpsc::Sender<Vec<u8>>,
-    pub(crate) rx: mpsc::Receiver<Vec<u8>>,
+    /// Taken by the record loop.
+    pub(crate) rx: Option<mpsc::Receiver<Vec<u8>>>,
     /// A record read before the loop started (a connection that opens with a record).
     pub(crate) first: Option<Vec<u8>>,
     /// Early data of a 0x22 flight, for the application.
-    pub(crate) early: Option<IncomingRecord>,
+    pub(crate) early: Option<HeldRecord>,
 }
 
 impl RecordStream {
@@ -42,7 +45,7 @@ impl RecordStream {
         Self {
             conn: core.conn_id(),
             tx,
-            rx,
+            rx: Some(rx),
             first: None,
             early: None,
         }
@@ -69,133 +72,196 @@ pub(crate) fn is_record(msg: &[u8]) -> bool {
     msg.first() == Some(&MsgType::RECORD_REGULAR.0)
 }
 
-/// Runs the session handshake's third flight (CPU work: call on the pool), stores the session
-/// with `peer`, and returns Session_ServerFinished and the early data.
-pub(crate) fn accept(
-    proto: &ProtoServer,
-    core: &SessionCore,
-    flight: &[u8],
-    peer: Peer,
-) -> Result<(Vec<u8>, Option<IncomingRecord>), xtt_proto::Error> {
+/// Runs the session handshake's third flight (`stream`: it came over TCP) and stores the
+/// session with the peer `path` makes (called only once the handshake succeeded, so a failed one
+/// leaves no per-connection state behind); returns Session_ServerFinished, the early data and
+/// what `path` returned besides the peer (a TCP connection's record state).
+///
+/// The crypto runs here, on the calling (reactor) task, not on the CPU pool: it is one AEAD
+/// open, one ECDSA verification, a few prf calls and one AEAD seal (≈ 100 µs), where a pool
+/// round trip costs a futex wake of a pool thread, an eventfd wake of a tokio worker and two
+/// context switches. The pool is for the DAA verification of identity provisioning (≈ 2 ms).
+/// Concurrency stays bounded by the callers: the handshake permits (TCP connections, UDP
+/// handshake tasks) and the reactor's threads. A long-term key missing from
+/// [`super::RegistryKeys`]' cache is looked up on a blocking thread (it may query a database);
+/// with shared sessions the new session is written to the shared store there too, and goes
+/// into the table only once that write is durable.
+pub(crate) async fn accept<T>(
+    sh: &crate::server::Shared,
+    core: &Arc<SessionCore>,
+    (flight, stream): (&[u8], bool),
+    path: impl FnOnce() -> (Peer, T),
+) -> Result<(Vec<u8>, Option<HeldRecord>, T), xtt_proto::Error> {
+    let mut opened = sh.proto.open_session_client_attest(flight, unix_now())?;
+    if stream {
+        // Only datagram clients retransmit a flight: TCP's need no room in the finished cache.
+        opened = opened.from_reliable_stream();
+    }
+    let client_id = opened.client_id();
+    let key = match core.keys.cached(&client_id) {
+        Some(key) => Some(key),
+        None => {
+            let c = core.clone();
+            tokio::task::spawn_blocking(move || {
+                use xtt_proto::session::ClientRegistry;
+                c.keys.longterm_key(&client_id)
+            })
+            .await
+            .ok()
+            .flatten()
+        }
+    };
     let now = unix_now();
-    let accepted = proto.handle_session_client_attest(flight, now, &core.keys, &mut OsRng)?;
-    let client_id = accepted.session.client_id();
-    core.table.insert(accepted.session, peer, now)?;
-    let early = accepted.early_data.map(|r| IncomingRecord {
+    let accepted = sh
+        .proto
+        .finish_session_client_attest(opened, key.as_ref(), now, &mut OsRng)?;
+    let finished = accepted.finished;
+    let early = accepted.early_data.map(|r| HeldRecord {
         client_id,
         payload_type: r.payload_type,
         payload: r.payload,
     });
-    Ok((accepted.finished, early))
+    let session = match core.shared.get().cloned() {
+        None => accepted.session,
+        Some(shared) => {
+            let session = accepted.session;
+            let lifetime = core.max_lifetime_secs;
+            let stored =
+                tokio::task::spawn_blocking(move || shared.persist_new(session, now, lifetime))
+                    .await;
+            match stored {
+                Ok(Ok(Some(s))) => s,
+                Ok(Ok(None)) => return Err(xtt_proto::error::Refused::SessionIdInUse.into()),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "storing a session failed");
+                    return Err(xtt_proto::error::Refused::SessionStoreUnavailable.into());
+                }
+                Err(_) => return Err(xtt_proto::error::Refused::SessionStoreUnavailable.into()),
+            }
+        }
+    };
+    let (peer, with_peer) = path();
+    core.table.insert(session, peer, now)?;
+    Ok((finished, early, with_peer))
 }
 
-/// Runs the third flight on the CPU pool and stores the session. With shared sessions the
-/// session is first written to the shared store, on a blocking thread (the CPU pool never waits
-/// on the database), and goes into the table only once that write is durable.
-pub(crate) async fn accept_async(
-    sh: &Arc<crate::server::Shared>,
-    core: &Arc<SessionCore>,
-    flight: Vec<u8>,
-    peer: Peer,
-) -> Result<Result<(Vec<u8>, Option<IncomingRecord>), xtt_proto::Error>, crate::cpu::Overloaded> {
-    let (s, c) = (sh.clone(), core.clone());
-    let Some(shared) = core.shared.get().cloned() else {
-        return sh
-            .cpu
-            .run(move || accept(&s.proto, &c, &flight, peer))
-            .await;
-    };
-    let handshake = sh
-        .cpu
-        .run(move || {
-            s.proto
-                .handle_session_client_attest(&flight, unix_now(), &c.keys, &mut OsRng)
-        })
-        .await?;
-    let accepted = match handshake {
-        Ok(a) => a,
-        Err(e) => return Ok(Err(e)),
-    };
-    let finished = accepted.finished;
-    let session = accepted.session;
-    let client_id = session.client_id();
-    let early = accepted.early_data.map(|r| IncomingRecord {
-        client_id,
-        payload_type: r.payload_type,
-        payload: r.payload,
-    });
-    let now = unix_now();
-    let lifetime = core.max_lifetime_secs;
-    let stored =
-        tokio::task::spawn_blocking(move || shared.persist_new(session, now, lifetime)).await;
-    let session = match stored {
-        Ok(Ok(Some(s))) => s,
-        Ok(Ok(None)) => return Ok(Err(xtt_proto::error::Refused::SessionIdInUse.into())),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "storing a session failed");
-            return Ok(Err(
-                xtt_proto::error::Refused::SessionStoreUnavailable.into()
-            ));
-        }
-        Err(_) => {
-            return Ok(Err(
-                xtt_proto::error::Refused::SessionStoreUnavailable.into()
-            ))
-        }
-    };
-    Ok(core
-        .table
-        .insert(session, peer, now)
-        .map(|()| (finished, early))
-        .map_err(Into::into))
+/// A socket [`MessageReader`] reads from: a whole connection (its handshake) or the read half
+/// of one (its record loop).
+pub(crate) trait ReadSocket {
+    /// Waits until the socket may be readable.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// One non-blocking read appended to `buf`.
+    fn try_read_buf(&self, buf: &mut Vec<u8>) -> std::io::Result<usize>;
+}
+
+impl ReadSocket for TcpStream {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+    fn try_read_buf(&self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+}
+
+impl ReadSocket for OwnedReadHalf {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        OwnedReadHalf::readable(self)
+    }
+    fn try_read_buf(&self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        OwnedReadHalf::try_read_buf(self, buf)
+    }
 }
 
 /// Whole messages from a byte stream through one reusable buffer: a read takes whatever has
-/// arrived (often several records), and each message is handed out as a slice of the buffer,
-/// so the record loop makes no allocation and, under load, far fewer than two reads per record.
-#[derive(Debug, Default)]
+/// arrived (often several records; a whole handshake message with its header in one system
+/// call), and each message is handed out as a slice of the buffer, so the record loop makes no
+/// allocation and, under load, far fewer than two reads per record. One reader serves a
+/// connection from its first message on, so bytes read past the handshake are kept for the
+/// record loop.
+#[derive(Debug)]
 pub(crate) struct MessageReader {
     /// Received bytes; `buf[start..]` is not consumed yet.
     buf: Vec<u8>,
     start: usize,
+    /// Room one read asks for: starts small and doubles whenever a read fills it, up to
+    /// `max_chunk` (a connection that only did a handshake never takes a 64 KiB buffer).
+    chunk: usize,
+    max_chunk: usize,
 }
 
 /// Queued records written with one vectored write at most.
 const WRITE_BATCH: usize = 64;
 
-/// What one read asks room for: a whole record of the largest size fits.
+/// The most one read asks room for in the record loop: a whole record of the largest size fits.
 const READ_CHUNK: usize = MAX_RECORD_MESSAGE + 1;
 
+/// What one read asks room for at first (handshake messages are a few hundred bytes; a larger
+/// early-data record is read in several steps).
+const HANDSHAKE_CHUNK: usize = 1024;
+
+/// How long a record connection waits with nothing to read before it gives its read buffer
+/// back (an idle connection holds none; a busy one keeps it between bursts).
+const KEEP_BUFFER: Duration = Duration::from_millis(200);
+
 impl MessageReader {
-    /// The next whole message (at most `max_len` bytes), reading as needed; `timeout` bounds
-    /// the wait for the whole message. Cancel-safe: bytes read stay in the buffer.
-    pub(crate) async fn next(
+    /// A reader for a connection's handshake (small reads).
+    pub(crate) fn for_handshake() -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            chunk: HANDSHAKE_CHUNK,
+            max_chunk: HANDSHAKE_CHUNK,
+        }
+    }
+
+    /// From now on reads may grow to whole records of any size (several per read).
+    pub(crate) fn for_records(&mut self) {
+        self.max_chunk = READ_CHUNK;
+    }
+
+    /// The next whole message (at most `limit(type)` bytes), reading as needed; `timeout`
+    /// bounds the wait for the whole message. Cancel-safe: bytes read stay in the buffer.
+    pub(crate) async fn next<S: ReadSocket>(
         &mut self,
-        stream: &mut OwnedReadHalf,
-        max_len: usize,
+        stream: &S,
+        limit: impl Fn(MsgType) -> usize,
         timeout: Duration,
-    ) -> Result<&[u8], FrameError> {
+    ) -> Result<&mut [u8], FrameError> {
         let len = tokio::time::timeout(timeout, async {
             loop {
-                if let Some(len) = self.whole_message(max_len)? {
+                if let Some(len) = self.whole_message(&limit)? {
                     return Ok(len);
                 }
                 if self.start == self.buf.len() {
-                    // Everything consumed: give the buffer back, so an idle connection (there may
-                    // be thousands) holds no 64 KiB while it waits; it is taken again once bytes
-                    // are there to read.
-                    self.buf = Vec::new();
+                    self.buf.clear();
                     self.start = 0;
-                } else if self.start > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK {
+                } else if self.start > 0 && self.buf.capacity() - self.buf.len() < self.chunk {
                     self.buf.drain(..self.start);
                     self.start = 0;
                 }
-                stream.readable().await.map_err(FrameError::Io)?;
-                self.buf.reserve(READ_CHUNK);
+                self.buf.reserve(self.chunk);
                 match stream.try_read_buf(&mut self.buf) {
                     Ok(0) => return Err(FrameError::Closed),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Ok(n) => {
+                        if n >= self.chunk {
+                            self.chunk = (2 * self.chunk).min(self.max_chunk);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if !self.buf.is_empty() {
+                            stream.readable().await.map_err(FrameError::Io)?;
+                        } else if tokio::time::timeout(KEEP_BUFFER, stream.readable())
+                            .await
+                            .is_err()
+                        {
+                            // Nothing pending and nothing arriving: give the buffer back, so an
+                            // idle connection (there may be thousands) holds no 64 KiB while it
+                            // waits; it is taken again once bytes are there to read.
+                            self.buf = Vec::new();
+                            self.chunk = HANDSHAKE_CHUNK;
+                            stream.readable().await.map_err(FrameError::Io)?;
+                        }
+                    }
                     Err(e) => return Err(FrameError::Io(e)),
                 }
             }
@@ -204,15 +270,18 @@ impl MessageReader {
         .map_err(|_| FrameError::Timeout)??;
         let at = self.start;
         self.start = (at + len).min(self.buf.len());
-        Ok(self.buf.get(at..self.start).unwrap_or_default())
+        Ok(self.buf.get_mut(at..self.start).unwrap_or_default())
     }
 
-    fn whole_message(&self, max_len: usize) -> Result<Option<usize>, FrameError> {
+    fn whole_message(
+        &self,
+        limit: &impl Fn(MsgType) -> usize,
+    ) -> Result<Option<usize>, FrameError> {
         let pending = self.buf.get(self.start..).unwrap_or_default();
         let Some(header) = pending.get(..HEADER_LEN) else {
             return Ok(None);
         };
-        let h = decode_header(header, max_len)?;
+        let h = decode_header(header, limit(MsgType(header.first().copied().unwrap_or(0))))?;
         let len = usize::from(h.length);
         Ok((pending.len() >= len).then_some(len))
     }
@@ -263,6 +332,7 @@ pub(crate) async fn serve_records(
     core: Arc<SessionCore>,
     stream: TcpStream,
     mut rs: RecordStream,
+    mut messages: MessageReader,
     idle: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -270,26 +340,25 @@ pub(crate) async fn serve_records(
         tracing::debug!(conn = rs.conn, "too many session connections: closed");
         return;
     };
-    let (mut reader, mut writer) = stream.into_split();
-    let mut rx = std::mem::replace(&mut rs.rx, mpsc::channel(1).1);
-    let write_task = tokio::spawn(async move {
-        // Whatever is queued goes out in one vectored write (fewer system calls under load).
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
-        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-            if write_all_vectored(&mut writer, &batch).await.is_err() {
-                break;
-            }
-            batch.clear();
-        }
-    });
+    let (reader, writer) = stream.into_split();
+    let Some(rx) = rs.rx.take() else { return };
+    // The writer task starts with the first record queued for this connection (many
+    // connections never get one: a device that did its handshake and left).
+    let mut idle_writer = Some((writer, rx));
+    let mut write_task = None;
+    let mut queued = Vec::new();
     let peer = rs.peer();
     let outbox = super::Outbox::new(core.clone());
     if let Some(early) = rs.early.take() {
-        core.app.on_record(early, &outbox);
+        core.app.on_record(early.lend(), &outbox);
     }
     // A connection that opens with a record must prove itself with it: otherwise anyone could
     // park idle connections here without a session.
     if let Some(first) = rs.first.take() {
+        // Its answer (an Error, or the reply of the application) goes out at once.
+        write_task = idle_writer
+            .take()
+            .map(|(w, rx)| start_writer(w, rx, Vec::new()));
         // With shared sessions the record may wait for a hand-over: wait for its verdict.
         let (done, verdict) = tokio::sync::oneshot::channel();
         let accepted =
@@ -300,25 +369,32 @@ pub(crate) async fn serve_records(
             drop(peer);
             drop(rs);
             // (A shared session taken over for this record holds the sender: stop the writer.)
-            let mut write_task = write_task;
-            if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
-                .await
-                .is_err()
-            {
-                write_task.abort();
+            if let Some(mut write_task) = write_task {
+                if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
+                    .await
+                    .is_err()
+                {
+                    write_task.abort();
+                }
             }
             return;
         }
     }
-    let mut messages = MessageReader::default();
+    messages.for_records();
     loop {
         let msg = tokio::select! {
-            m = messages.next(&mut reader, MAX_RECORD_MESSAGE, idle) => m,
+            m = messages.next(&reader, |_| MAX_RECORD_MESSAGE, idle) => m,
+            () = first_queued(&mut idle_writer, &mut queued) => {
+                write_task = idle_writer
+                    .take()
+                    .map(|(w, rx)| start_writer(w, rx, std::mem::take(&mut queued)));
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => break,
         };
         match msg {
             Ok(msg) if is_record(msg) => {
-                core.on_record(msg, peer.clone());
+                core.on_record_in_place(msg, &peer);
             }
             Ok(_) => {
                 tracing::debug!(conn = rs.conn, "non-record message on a session connection");
@@ -332,5 +408,44 @@ pub(crate) async fn serve_records(
     }
     // The table may still hold this connection's sender; stopping the writer makes later sends
     // to it fail fast (NoPath) until the client's next record moves the session.
-    write_task.abort();
+    if let Some(t) = write_task {
+        t.abort();
+    }
+}
+
+/// Completes once something is queued for a connection whose writer has not started (the
+/// records are moved to `batch`); never while the writer runs.
+async fn first_queued(
+    idle_writer: &mut Option<(OwnedWriteHalf, mpsc::Receiver<Vec<u8>>)>,
+    batch: &mut Vec<Vec<u8>>,
+) {
+    if let Some((_, rx)) = idle_writer {
+        if rx.recv_many(batch, WRITE_BATCH).await > 0 {
+            return;
+        }
+        // Zero: every sender is gone, nothing will ever be queued.
+    }
+    std::future::pending().await
+}
+
+/// The writer of a connection: sends `batch`, then whatever is queued, each time in one vectored
+/// write (fewer system calls under load), until the queue closes or a write fails.
+fn start_writer(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut batch: Vec<Vec<u8>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if !batch.is_empty() {
+                if write_all_vectored(&mut writer, &batch).await.is_err() {
+                    break;
+                }
+                batch.clear();
+            }
+            if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
+                break;
+            }
+        }
+    })
 }

@@ -35,12 +35,12 @@ pub(crate) async fn serve(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
-        let Some(datagram) = buf.get(..n) else {
+        let Some(datagram) = buf.get_mut(..n) else {
             continue;
         };
         match datagram.first().copied().map(MsgType) {
             Some(MsgType::RECORD_REGULAR) => {
-                core.on_record(datagram, Peer::Udp(src));
+                core.on_record_in_place(datagram, &Peer::Udp(src));
             }
             Some(MsgType::CLIENT_INIT) => handshake_job(&sh, &sock, src, datagram.to_vec(), None),
             Some(
@@ -63,8 +63,10 @@ pub(crate) async fn serve(
     }
 }
 
-/// Runs a handshake step on the CPU pool under the server's concurrency cap; over the cap the
-/// datagram is dropped (the client retransmits).
+/// Runs a handshake step on a task of its own under the server's concurrency cap (over the cap
+/// the datagram is dropped: the client retransmits). The step's crypto runs on that task, not
+/// on the CPU pool (see [`super::tcp::accept`]); a task per step lets both reactor threads work
+/// on handshakes while this loop goes on receiving.
 fn handshake_job(
     sh: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
@@ -79,44 +81,36 @@ fn handshake_job(
     let sh = sh.clone();
     let sock = sock.clone();
     tokio::spawn(async move {
-        let s = sh.clone();
-        let is_session = session.is_some();
-        let job = match session {
-            None => {
-                sh.cpu
-                    .run(move || {
-                        s.proto
-                            .handle_client_init(&msg, unix_now(), &mut OsRng)
-                            .map(|sia| (sia, None, None))
-                    })
-                    .await
-            }
-            Some(core) => super::tcp::accept_async(&s, &core, msg, Peer::Udp(src))
+        let step = match &session {
+            None => sh
+                .proto
+                .handle_client_init(&msg, unix_now(), &mut OsRng)
+                .map(|sia| (sia, None)),
+            Some(core) => super::tcp::accept(&sh, core, (&msg, false), || (Peer::Udp(src), ()))
                 .await
-                .map(|r| r.map(|(fin, early)| (fin, early, Some(core)))),
+                .map(|(fin, early, ())| (fin, early)),
         };
-        if is_session {
-            sh.metrics.record_session("udp", matches!(job, Ok(Ok(_))));
+        if session.is_some() {
+            sh.metrics.record_session("udp", step.is_ok());
         }
-        match job {
-            Ok(Ok((reply, early, core))) => {
+        match step {
+            Ok((reply, early)) => {
                 // Early data reaches the application before the client can send anything else
                 // (it needs the finished message first), so records stay in order; a reply the
                 // application sends at once may overtake the finished message, and the client
                 // keeps such records until its session is established.
-                if let (Some(early), Some(core)) = (early, core) {
+                if let (Some(early), Some(core)) = (early, session) {
                     let out = Outbox::new(core.clone());
-                    core.app.on_record(early, &out);
+                    core.app.on_record(early.lend(), &out);
                 }
                 let _ = sock.send_to(&reply, src).await;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(%src, error = %e, "udp handshake step failed");
                 if let Some(alert) = e.alert_bytes() {
                     let _ = sock.send_to(&alert, src).await;
                 }
             }
-            Err(_) => tracing::debug!(%src, "cpu pool full: udp handshake dropped"),
         }
         drop(permit);
     });

@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use xtt_anchors::delivery::{DeviceMessage, Offering};
 use xtt_anchors::suit::Envelope;
 use xtt_proto::record::PayloadType;
+use xtt_proto::ClientId;
+use zeroize::Zeroizing;
 
 use super::{IncomingRecord, Outbox, SessionApp};
 
@@ -171,33 +173,36 @@ impl UpdateServer {
     }
 }
 
-fn reply(out: &Outbox, record: &IncomingRecord, current: Option<&Current>) {
-    let answer = Offering::answer(current.map(|c| &c.offering), &record.payload);
-    if let Err(e) = out.send(
-        &record.client_id,
-        PayloadType::QueueProtocol,
-        &answer.encode(),
-    ) {
-        tracing::debug!(client_id = %record.client_id, error = %e, "update answer dropped");
+fn reply(out: &Outbox, client_id: &ClientId, payload: &[u8], current: Option<&Current>) {
+    let answer = Offering::answer(current.map(|c| &c.offering), payload);
+    if let Err(e) = out.send(client_id, PayloadType::QueueProtocol, &answer.encode()) {
+        tracing::debug!(%client_id, error = %e, "update answer dropped");
     }
 }
 
 impl SessionApp for UpdateServer {
-    fn on_record(&self, record: IncomingRecord, out: &Outbox) {
+    fn on_record(&self, record: IncomingRecord<'_>, out: &Outbox) {
         if record.payload_type != PayloadType::QueueProtocol {
             return;
         }
-        if DeviceMessage::decode(&record.payload) == Ok(DeviceMessage::OfferRequest) {
+        if DeviceMessage::decode(record.payload) == Ok(DeviceMessage::OfferRequest) {
             // Directory I/O off the receiving task.
+            // The record is lent for this call only: keep a copy (wiped when dropped).
             let (me, out) = (self.clone(), out.clone());
+            let (client_id, payload) = (record.client_id, Zeroizing::new(record.payload.to_vec()));
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = me.rescan() {
                     tracing::warn!(dir = %me.0.dir.display(), error = %e, "reading the update directory failed");
                 }
-                reply(&out, &record, me.current().as_deref());
+                reply(&out, &client_id, &payload, me.current().as_deref());
             });
         } else {
-            reply(out, &record, self.current().as_deref());
+            reply(
+                out,
+                &record.client_id,
+                record.payload,
+                self.current().as_deref(),
+            );
         }
     }
 }
