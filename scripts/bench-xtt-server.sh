@@ -16,6 +16,7 @@ N=${N:-3000}; DEVICES=${DEVICES:-64}; N_C=${N_C:-300}; DEVICES_C=${DEVICES_C:-4}
 N_CC=${N_CC:-100}; CLIENTS_C=${CLIENTS_C:-4}
 OUT=${OUT:-target/bench-xtt-server}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd) # the runs below change directory
 cargo build --release -j2 -p xtt-server --example loadgen
 cargo build --release -j2 -p xtt-cli
 LOADGEN=target/release/examples/loadgen
