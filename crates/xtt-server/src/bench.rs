@@ -866,7 +866,7 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
                         // the round trips are then slight overestimates).
                         for t0 in &sent_at {
                             // Counted, not kept: opened in the client's buffer, no copy.
-                            match c.recv_with(|_, _| ()).await {
+                            match c.recv_with(|_| ()).await {
                                 Ok(_) => {
                                     latencies.push(micros(t0.elapsed()));
                                     echoed.fetch_add(1, Ordering::Relaxed);

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN, MAX_HANDSHAKE_LEN};
 use xtt_proto::msgs::is_error_message;
-use xtt_proto::record::{OpenedRecord, PayloadType, RecordError};
+use xtt_proto::record::{OpenedInPlace, OpenedRecord, PayloadType, RecordError, RecordPayload};
 use xtt_proto::session::{ClientSession, SessionClientConfig, SessionClientHandshake};
 use xtt_proto::SuiteSpec;
 use zeroize::Zeroize;
@@ -210,14 +210,8 @@ impl RecvBuffer {
         Ok((pending.len() >= len).then_some(len))
     }
 
-    /// Takes the message of `len` bytes at the front.
-    fn take(&mut self, len: usize) -> &[u8] {
-        let at = self.start;
-        self.start = (at + len).min(self.buf.len());
-        self.buf.get(at..self.start).unwrap_or_default()
-    }
-
-    /// [`Self::take`], mutable (to open the record where it lies).
+    /// Takes the message of `len` bytes at the front, mutable (to open the record where it
+    /// lies).
     fn take_mut(&mut self, len: usize) -> &mut [u8] {
         let at = self.start;
         self.start = (at + len).min(self.buf.len());
@@ -428,53 +422,34 @@ impl SessionClient {
     /// client until a whole message is there, so a timeout or a `select!` that drops this
     /// future loses nothing, and receiving can simply be retried.
     pub async fn recv(&mut self) -> Result<OpenedRecord, SessionClientError> {
-        loop {
-            if let Some(bytes) = self.pending.pop_front() {
-                match self.session.open(&bytes) {
-                    Ok(record) => return Ok(record),
-                    Err(e) => tracing::debug!(error = %e, "early record from server dropped"),
-                }
-                continue;
-            }
-            let bytes: &[u8] = match &mut self.link {
-                Link::Tcp(s) => match self.received.whole_message()? {
-                    Some(len) => self.received.take(len),
-                    None => {
-                        self.received.fill(s, self.options.timeout).await?;
-                        continue;
-                    }
-                },
-                Link::Udp(s) => {
-                    self.datagram.resize(MAX_DATAGRAM, 0);
-                    let n = tokio::time::timeout(self.options.timeout, s.recv(&mut self.datagram))
-                        .await
-                        .map_err(|_| SessionClientError::Timeout)?
-                        .map_err(SessionClientError::Io)?;
-                    self.datagram.get(..n).unwrap_or_default()
-                }
-            };
-            if is_error_message(bytes) {
-                return Err(SessionClientError::SessionUnknown);
-            }
-            match self.session.open(bytes) {
-                Ok(record) => return Ok(record),
-                Err(e) => tracing::debug!(error = %e, "record from server dropped"),
-            }
-        }
+        self.recv_with(|r| OpenedRecord {
+            session_id: r.session_id,
+            seq: r.seq,
+            payload_type: r.payload_type,
+            payload: RecordPayload::from_slice(r.payload),
+        })
+        .await
     }
 
     /// [`Self::recv`] without copying the payload: the record is decrypted where it lies in the
-    /// client's receive buffer and `f` sees the payload type and payload; that plaintext is
-    /// zeroized as soon as `f` returns (the buffer is kept and reused, so it would otherwise
-    /// linger). Cancel-safe like [`Self::recv`].
+    /// client's receive buffer and `f` sees it there; that plaintext is zeroized as soon as `f`
+    /// returns (the buffer is kept and reused, so it would otherwise linger). Cancel-safe like
+    /// [`Self::recv`].
     pub async fn recv_with<R>(
         &mut self,
-        mut f: impl FnMut(PayloadType, &[u8]) -> R,
+        mut f: impl FnMut(&OpenedInPlace<'_>) -> R,
     ) -> Result<R, SessionClientError> {
         loop {
             if let Some(bytes) = self.pending.pop_front() {
                 match self.session.open(&bytes) {
-                    Ok(record) => return Ok(f(record.payload_type, &record.payload)),
+                    Ok(record) => {
+                        return Ok(f(&OpenedInPlace {
+                            session_id: record.session_id,
+                            seq: record.seq,
+                            payload_type: record.payload_type,
+                            payload: &record.payload,
+                        }))
+                    }
                     Err(e) => tracing::debug!(error = %e, "early record from server dropped"),
                 }
                 continue;
@@ -500,7 +475,7 @@ impl SessionClient {
                 return Err(SessionClientError::SessionUnknown);
             }
             let out = match self.session.open_in_place(bytes) {
-                Ok(record) => Some(f(record.payload_type, record.payload)),
+                Ok(record) => Some(f(&record)),
                 Err(e) => {
                     tracing::debug!(error = %e, "record from server dropped");
                     None

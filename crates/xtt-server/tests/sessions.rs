@@ -97,7 +97,10 @@ async fn echo(c: &mut SessionClient, payload: &[u8]) {
     assert_eq!(&r.payload[..], payload);
     assert_eq!(r.payload_type, Q);
     c.send(Q, payload).await.unwrap();
-    let (t, p) = c.recv_with(|t, p| (t, p.to_vec())).await.unwrap();
+    let (t, p) = c
+        .recv_with(|r| (r.payload_type, r.payload.to_vec()))
+        .await
+        .unwrap();
     assert_eq!((t, &p[..]), (Q, payload));
 }
 
