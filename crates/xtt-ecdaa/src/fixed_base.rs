@@ -133,7 +133,7 @@ impl FixedBase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scalar::{order, Scalar};
+    use crate::scalar::{order, order_minus_one, Scalar};
     use rand_core::SeedableRng;
 
     #[test]
@@ -149,9 +149,7 @@ mod tests {
             BIG::new_int(2),
             BIG::new_int(15),
         ];
-        let mut rm1 = r;
-        rm1.dec(1);
-        rm1.norm();
+        let rm1 = order_minus_one();
         edge.push(rm1);
         edge.push(r);
         for e in edge {

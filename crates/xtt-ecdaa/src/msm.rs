@@ -325,7 +325,7 @@ pub fn vt_msm_u64(terms: &[(G1, u64)]) -> G1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scalar::Scalar;
+    use crate::scalar::{order_minus_one, Scalar};
     use rand_core::SeedableRng;
 
     #[test]
@@ -345,9 +345,7 @@ mod tests {
         }
         // Edge scalars: 0, 1, r − 1, and s ≥ r (reduced first).
         let p = g.mul(&BIG::new_int(77));
-        let mut rm1 = r;
-        rm1.dec(1);
-        rm1.norm();
+        let rm1 = order_minus_one();
         for e in [BIG::new(), BIG::new_int(1), rm1, r] {
             let three = BIG::new_int(3);
             assert!(vt_mul2_ecp(&p, &e, &g, &three).equals(&p.mul2(&e, &g, &three)));
@@ -369,10 +367,7 @@ mod tests {
     #[test]
     fn wide_naf_digits_reconstruct_glv_halves() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
-        let r = order();
-        let mut rm1 = r;
-        rm1.dec(1);
-        rm1.norm();
+        let rm1 = order_minus_one();
         let mut scalars = vec![BIG::new(), BIG::new_int(1), BIG::new_int(255), rm1];
         scalars.extend((0..60).map(|_| Scalar::random(&mut rng).0));
         for e in scalars {
@@ -436,9 +431,7 @@ mod tests {
             assert!(got.to_ecp().equals(&j.mul2(&s, &k, &c)));
         }
         // Edge scalars through the affine (mixed-addition) table, and [s]J − [s]J.
-        let mut rm1 = order();
-        rm1.dec(1);
-        rm1.norm();
+        let rm1 = order_minus_one();
         for s in [BIG::new(), BIG::new_int(1), rm1, order()] {
             let got = vt_glv_sum(&[(&fixed, &GlvScalar::new(&s))]);
             assert!(got.to_ecp().equals(&j.mul(&s)));
