@@ -34,6 +34,8 @@ RELAY_PID=
 # --- PostgreSQL (scripts/lib/pg-cluster.sh, as the tests get it, socket only) ---------------
 # shellcheck source=scripts/lib/pg-cluster.sh
 . scripts/lib/pg-cluster.sh  # the working directory is the repository root (see the cd above)
+# shellcheck source=scripts/lib/xtt-server.sh
+. scripts/lib/xtt-server.sh
 pg_cluster_prepare /tmp/xtt-bench-pg.XXXXXX
 stop_nodes() {
     local p
@@ -75,23 +77,17 @@ pg_url() { echo "postgresql:///$1?host=$pg_dir&port=$pg_port&user=$pg_user"; }
 # start_nodes N STORAGE_URL|sqlite: N nodes, their addresses in NODES (space-separated).
 NODES=
 start_nodes() {
-    local n=$1 storage=$2 i out addr run
+    local n=$1 storage=$2 i out run
     NODES=
     run=$((${run_n:-0} + 1)); run_n=$run
     for i in $(seq "$n"); do
         out="$W/node-$run-$i.out"
-        local args=(server --config node.toml -l 127.0.0.1:0 --no-metrics --data-dir "data-$run-$i"
+        local args=(--config node.toml -l 127.0.0.1:0 --no-metrics --data-dir "data-$run-$i"
             --group acme --sessions echo --session-key sessions.key --node-lease-ms 60000)
         [ "$storage" = sqlite ] || args+=(--storage "$storage")
-        (cd "$W" && exec "$XTT" "${args[@]}" >"$out" 2>"$out.err") &
-        NODE_PIDS+=($!)
-        for _ in $(seq 200); do
-            grep -q "^sessions" "$out" 2>/dev/null && break
-            sleep 0.05
-        done
-        addr=$(sed -n 's/^xtt server listening on //p' "$out")
-        [ -n "$addr" ] || { cat "$out.err" >&2; exit 1; }
-        NODES="$NODES $addr"
+        xtt_server_start "$W" "$out" sessions "${args[@]}"
+        NODE_PIDS+=("$xtt_pid")
+        NODES="$NODES $xtt_addr"
     done
 }
 

@@ -27,6 +27,8 @@ else
     FLOOR=$PWD/target/release/examples/crypto_floor
     VS_TLS=$PWD/target/release/examples/session_vs_tls
 fi
+# shellcheck source=scripts/lib/xtt-server.sh
+. scripts/lib/xtt-server.sh
 W=$(mktemp -d)
 SERVER_PID=
 cleanup() {
@@ -50,15 +52,9 @@ echo "== 2./3. xtt server (its own process) and xtt bench"
 )
 # Registry durability "normal": the bench provisions its devices first; not measured.
 printf '[registry]\ndurability = "normal"\n' >"$W/server.toml"
-(cd "$W" && exec "$XTT" server --config server.toml -l 127.0.0.1:0 --no-metrics \
-    --data-dir data --group acme >"$W/server.out" 2>"$W/server.err") &
-SERVER_PID=$!
-for _ in $(seq 100); do
-    grep -q "^sessions" "$W/server.out" 2>/dev/null && break
-    sleep 0.1
-done
-ADDR=$(sed -n 's/^xtt server listening on //p' "$W/server.out")
-[ -n "$ADDR" ] || { cat "$W/server.err"; exit 1; }
+xtt_server_start "$W" "$W/server.out" sessions --config server.toml -l 127.0.0.1:0 --no-metrics \
+    --data-dir data --group acme
+SERVER_PID=$xtt_pid ADDR=$xtt_addr
 bench() {
     (cd "$W" && "$XTT" bench -t "$ADDR" --group acme --server-pid "$SERVER_PID" "$@" 2>/dev/null)
 }

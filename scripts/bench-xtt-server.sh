@@ -21,6 +21,8 @@ cargo build --release -j2 -p xtt-server --example loadgen
 cargo build --release -j2 -p xtt-cli
 LOADGEN=target/release/examples/loadgen
 XTT=$PWD/target/release/xtt
+# shellcheck source=scripts/lib/xtt-server.sh
+. scripts/lib/xtt-server.sh
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
@@ -98,15 +100,9 @@ cli_run() {
     local label=$1 out spid addr s0 s1
     shift
     out="$W/ours/$label.out"
-    (cd "$W/ours" && exec "$XTT" server -l 127.0.0.1:0 --no-metrics --data-dir "data-$label" \
-        --group acme "$@" >"$out" 2>"$out.err") &
-    spid=$!
-    for _ in $(seq 200); do
-        grep -q "^xtt server listening on " "$out" 2>/dev/null && break
-        sleep 0.05
-    done
-    addr=$(sed -n 's/^xtt server listening on //p' "$out")
-    [ -n "$addr" ] || { cat "$out.err" >&2; exit 1; }
+    xtt_server_start "$W/ours" "$out" "xtt server listening on " -l 127.0.0.1:0 --no-metrics \
+        --data-dir "data-$label" --group acme "$@"
+    spid=$xtt_pid addr=$xtt_addr
     s0=$(awk '{ sub(/^.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$spid/stat")
     (cd "$W/ours" && python3 -c '
 import resource, subprocess, sys
