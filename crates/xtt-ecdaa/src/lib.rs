@@ -123,6 +123,7 @@ pub mod bench_internals {
     pub use crate::g1::field::Fp;
     pub use crate::g1::point::{G1Affine, G1};
     pub use crate::msm::{vt_msm_u64, vt_mul2};
+    pub use crate::pairing::PairingBench;
 }
 
 pub use error::Error;
