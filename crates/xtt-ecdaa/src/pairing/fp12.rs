@@ -148,7 +148,7 @@ impl Fp12 {
     }
 
     /// miracl's `FP12::tobytes` layout: c, b, a.
-    pub(crate) fn to_bytes(&self) -> [u8; FP12_LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; FP12_LEN] {
         let mut out = [0u8; FP12_LEN];
         for (chunk, part) in out
             .chunks_exact_mut(FP4_LEN)

@@ -104,7 +104,7 @@ impl Fp2 {
     }
 
     /// miracl's `FP2::tobytes` layout: b then a, each 32 bytes big-endian.
-    pub(crate) fn to_bytes(&self) -> [u8; FP2_LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; FP2_LEN] {
         let mut out = [0u8; FP2_LEN];
         out[..SCALAR_LEN].copy_from_slice(&field::to_be_bytes(&self.b));
         out[SCALAR_LEN..].copy_from_slice(&field::to_be_bytes(&self.a));

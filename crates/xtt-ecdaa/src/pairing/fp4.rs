@@ -113,7 +113,7 @@ impl Fp4 {
     }
 
     /// miracl's `FP4::tobytes` layout: b then a.
-    pub(crate) fn to_bytes(&self) -> [u8; FP4_LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; FP4_LEN] {
         let mut out = [0u8; FP4_LEN];
         out[..FP2_LEN].copy_from_slice(&self.b.to_bytes());
         out[FP2_LEN..].copy_from_slice(&self.a.to_bytes());
@@ -136,6 +136,8 @@ pub(crate) mod tests {
     use super::*;
     use miracl_core::fp256bn::fp4::FP4;
     use rand_core::{RngCore, SeedableRng};
+
+    type MiraclOp = fn(&mut FP4);
 
     pub(crate) fn random_fp4(rng: &mut impl RngCore) -> Fp4 {
         Fp4::new(random_fp2(rng), random_fp2(rng))
@@ -162,7 +164,7 @@ pub(crate) mod tests {
         for x in &vals {
             let mx = to_miracl(x);
             assert_eq!(miracl_bytes(&mx), x.to_bytes());
-            let cases: [(fn(&mut FP4), Fp4); 6] = [
+            let cases: [(MiraclOp, Fp4); 6] = [
                 (|m| m.sqr(), x.sqr()),
                 (|m| m.neg(), x.neg()),
                 (|m| m.conj(), x.conj()),

@@ -18,7 +18,9 @@ use miracl_core::fp256bn::fp4::FP4;
 pub(crate) const BN_U: u64 = 0x6882_F5C0_30B0_A801;
 
 /// Signed digits of `e` as miracl walks them (`3e` against `e`, bits `nbits(3e) − 2 .. 1`),
-/// most significant first, and how many there are.
+/// most significant first, and how many there are. Only evaluated in constants, so an index out
+/// of range would be a compile error, not a panic.
+#[allow(clippy::indexing_slicing)]
 const fn signed_digits(e: u128) -> ([i8; 128], usize) {
     let e3 = 3 * e;
     let nb = 128 - e3.leading_zeros() as usize;
