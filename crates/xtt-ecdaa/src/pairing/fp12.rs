@@ -38,8 +38,21 @@ pub(crate) struct LineValue {
     pub(crate) x: Fp,
 }
 
-#[cfg(test)]
 impl LineValue {
+    /// The product of two line values, `a + (β·j)·w + c·w²` (18 base multiplications): two
+    /// lines multiplied together and then into the accumulator cost 18 + 51 multiplications,
+    /// against 2 · 39 for two line products.
+    #[inline]
+    pub(crate) fn mul(&self, o: &LineValue) -> LinePair {
+        let xx = self.x.mul(&o.x);
+        LinePair {
+            a: self.l.mul(&o.l),
+            beta: Fp2::new(xx, xx),
+            c: self.l.mul_fp(&o.x).add(&o.l.mul_fp(&self.x)).mul_j(),
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn to_fp12(self) -> Fp12 {
         Fp12 {
             a: self.l,
@@ -47,6 +60,14 @@ impl LineValue {
             c: Fp4::new(Fp2::ZERO, Fp2::new(self.x, Fp::ZERO)),
         }
     }
+}
+
+/// Two line values multiplied: nonzero at 1, j, j·w, w², j·w² (five of six F_p² slots).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LinePair {
+    a: Fp4,
+    beta: Fp2,
+    c: Fp4,
 }
 
 impl Fp12 {
@@ -110,6 +131,23 @@ impl Fp12 {
             a: self.a.mul(&line.l).add(&self.b.mul_xi().mul_fp(x)),
             b: self.b.mul(&line.l).add(&self.c.mul_xi().mul_fp(x)),
             c: self.c.mul(&line.l).add(&self.a.mul_j().mul_fp(x)),
+        }
+    }
+
+    /// Product with two lines multiplied together: Karatsuba with the middle product
+    /// b·(β·j) at two F_p² multiplications, 17 in all instead of 18.
+    pub(crate) fn mul_by_line_pair(&self, o: &LinePair) -> Fp12 {
+        let ob = Fp4::new(Fp2::ZERO, o.beta);
+        let z0 = self.a.mul(&o.a);
+        let z2 = self.b.mul_fp2(&o.beta).mul_j();
+        let z4 = self.c.mul(&o.c);
+        let ab = self.a.add(&self.b).mul(&o.a.add(&ob));
+        let bc = self.b.add(&self.c).mul(&ob.add(&o.c));
+        let ac = self.a.add(&self.c).mul(&o.a.add(&o.c));
+        Fp12 {
+            a: z0.add(&bc.sub(&z2).sub(&z4).mul_j()),
+            b: ab.sub(&z0).sub(&z2).add(&z4.mul_j()),
+            c: ac.sub(&z0).sub(&z4).add(&z2),
         }
     }
 
@@ -254,6 +292,14 @@ pub(crate) mod tests {
             m.ssmul(&ml);
             assert_eq!(miracl_bytes(&m), x.mul_by_line(&line).to_bytes());
             assert_eq!(x.mul(&line.to_fp12()), x.mul_by_line(&line));
+            let other = LineValue {
+                l: random_fp4(&mut rng),
+                x: random_fp2(&mut rng).b,
+            };
+            assert_eq!(
+                x.mul_by_line_pair(&line.mul(&other)),
+                x.mul_by_line(&line).mul_by_line(&other)
+            );
         }
     }
 

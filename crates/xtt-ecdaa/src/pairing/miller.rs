@@ -94,23 +94,42 @@ pub(crate) fn miller_product(terms: &[(&PreparedLines, Fp, Fp)]) -> Fp12 {
     let mut f = Fp12::ONE;
     let mut k = 0;
     let mut started = false;
+    // At most two lines per point per step.
+    let mut step: Vec<LineValue> = Vec::with_capacity(2 * terms.len());
     for d in loop_digits() {
         if started {
             f = f.sqr();
         }
+        step.clear();
         for (lines, x, y) in terms {
-            f = f.mul_by_line(&lines.at(k, x, y));
+            step.push(lines.at(k, x, y));
             if *d != 0 {
-                f = f.mul_by_line(&lines.at(k + 1, x, y));
+                step.push(lines.at(k + 1, x, y));
             }
             started = true;
         }
+        f = mul_by_lines(f, &step);
         k += if *d != 0 { 2 } else { 1 };
     }
     f = f.conj();
+    step.clear();
     for (lines, x, y) in terms {
-        f = f.mul_by_line(&lines.at(k, x, y));
-        f = f.mul_by_line(&lines.at(k + 1, x, y));
+        step.push(lines.at(k, x, y));
+        step.push(lines.at(k + 1, x, y));
+    }
+    mul_by_lines(f, &step)
+}
+
+/// f times all `lines`, two at a time (line × line, then the pair into f), the odd one alone.
+fn mul_by_lines(mut f: Fp12, lines: &[LineValue]) -> Fp12 {
+    let mut pairs = lines.chunks_exact(2);
+    for pair in &mut pairs {
+        if let [l1, l2] = pair {
+            f = f.mul_by_line_pair(&l1.mul(l2));
+        }
+    }
+    for l in pairs.remainder() {
+        f = f.mul_by_line(l);
     }
     f
 }
