@@ -114,7 +114,7 @@ impl GroupVerifier {
         let sum_y = vt_msm_u64(&ys);
         let sum_p2 = vt_msm_u64(&ps);
         let sum_x = vt_msm_u64(&xs).neg();
-        let [y, p2, x] = G1::to_ecp_batch([&sum_y, &sum_p2, &sum_x]);
+        let [y, p2, x] = G1::to_affine_batch([&sum_y, &sum_p2, &sum_x]);
         self.lines.product_is_one(&y, &p2, &x)
     }
 }

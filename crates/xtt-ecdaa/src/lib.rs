@@ -3,10 +3,11 @@
 //! Every hash input, encoding and RNG draw follows `ECDAA.md` (the C library's behaviour), so
 //! keys, credentials and signatures interoperate with the C library in both directions, and a
 //! recorded C RNG stream reproduces C keys, proofs, credentials and signatures byte for byte
-//! (the tests do exactly that). Pairings, G2 and one-off G1 operations are miracl_core's
-//! `fp256bn`; the hot G1 paths (signing walks, the verifier's multiplications, encoding) run on
-//! the crate's own G1 over crypto-bigint's 4×64-bit Montgomery field (`g1`), about twice as fast
-//! per field multiplication. This crate adds the scheme, validation, and the algorithms that
+//! (the tests do exactly that). G2, the pairing lines' precomputation, the join/issuer pairings
+//! and one-off G1 operations are miracl_core's `fp256bn`; the hot G1 paths (signing walks, the
+//! verifier's multiplications, encoding) run on the crate's own G1 over crypto-bigint's 4×64-bit
+//! Montgomery field (`g1`), about twice as fast per field multiplication, and the verifier's
+//! pairing products on an F_p¹² tower over that field (`pairing`). This crate adds the scheme, validation, and the algorithms that
 //! make it fast. No I/O.
 //!
 //! # Roles
@@ -58,7 +59,9 @@
 //!   complete projective formulas; converts to and from miracl points at the edges.
 //! * `fixed_base` (private): constant-time fixed-base tables used for signing.
 //! * `msm` (private): variable-time GLV double-scalar multiplication for verification.
-//! * `pairing` (private): precomputed Miller-loop lines of the group's G2 points.
+//! * `pairing` (private): precomputed Miller-loop lines of the group's G2 points (miracl), and
+//!   the verifier's pairing products from them on our own F_p¹² tower, byte-compatible with
+//!   miracl's.
 //!
 //! # Performance design
 //!
@@ -72,8 +75,8 @@
 //!   failure to name the bad signatures.
 //! * Signing uses per-member fixed-base tables for A, B, C, D and J (no doublings at all).
 //! * Those walks, the Schnorr recomputations, the batch sums and point encoding run on `g1`;
-//!   points cross to miracl only where a pairing needs them, normalized several at a time with
-//!   one inversion.
+//!   the verifier's pairing inputs are normalized several at a time with one inversion and go
+//!   straight into the tower (`pairing`); only revocation checks still use miracl points.
 //!
 //! # Side channels and secrets
 //!
@@ -116,13 +119,14 @@ pub mod sign;
 pub mod verify;
 mod xtt;
 
-/// Internals the benchmarks (`benches/g1.rs`) time; not a stable API.
+/// Internals the benchmarks (`benches/g1.rs`, `benches/pairing.rs`) time; not a stable API.
 #[doc(hidden)]
 pub mod bench_internals {
     pub use crate::fixed_base::FixedBase;
     pub use crate::g1::field::Fp;
     pub use crate::g1::point::{G1Affine, G1};
     pub use crate::msm::{vt_msm_u64, vt_mul2};
+    pub use crate::pairing::PairingBench;
 }
 
 pub use error::Error;

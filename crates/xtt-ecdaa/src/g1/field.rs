@@ -45,6 +45,17 @@ pub(crate) fn to_be_bytes(a: &Fp) -> [u8; SCALAR_LEN] {
     a.retrieve().to_be_bytes()
 }
 
+/// From 32 big-endian bytes (reduced mod p if not below p).
+pub(crate) fn from_be_slice(bytes: &[u8]) -> Fp {
+    Fp::new(&U256::from_be_slice(bytes))
+}
+
+/// The same element as a miracl field element (for differential tests and the edges).
+#[cfg(test)]
+pub(crate) fn to_miracl(a: &Fp) -> FP {
+    FP::new_big(&to_big(a))
+}
+
 /// From a miracl field element (any internal excess; `redc` reduces fully).
 pub(crate) fn from_miracl(f: &FP) -> Fp {
     from_big(&f.redc())

@@ -116,6 +116,11 @@ impl G1Affine {
         bool::from(self.infinity)
     }
 
+    /// (x, y), or `None` for the identity (branches: public points only, for the pairing).
+    pub(crate) fn coordinates(&self) -> Option<(Fp, Fp)> {
+        (!self.is_identity()).then_some((self.x, self.y))
+    }
+
     /// `04 ‖ x ‖ y`; the identity as `04` and zeros, like [`crate::encoding::encode_g1`].
     pub fn to_bytes(&self) -> [u8; G1_LEN] {
         let mut out = [0u8; G1_LEN];
@@ -347,6 +352,13 @@ impl G1 {
             *o = G1Affine::conditional_select(&a, &G1Affine::identity(), inf);
         }
         out
+    }
+
+    /// Affine forms of N points with one inversion.
+    pub fn to_affine_batch<const N: usize>(points: [&G1; N]) -> [G1Affine; N] {
+        let owned: Vec<G1> = points.iter().map(|p| **p).collect();
+        let affine = G1::batch_normalize(&owned);
+        core::array::from_fn(|i| affine.get(i).copied().unwrap_or_else(G1Affine::identity))
     }
 
     /// miracl points (affine) for N points with one inversion.
