@@ -438,6 +438,22 @@ impl<P: Clone> SessionTable<P> {
         payload: &[u8],
         now: UnixTime,
     ) -> Result<(P, Vec<u8>), RecordError> {
+        let mut out = Vec::with_capacity(crate::msgs::RECORD_OVERHEAD + payload.len());
+        self.seal_to_session_into(id, payload_type, payload, now, &mut out)
+            .map(|peer| (peer, out))
+    }
+
+    /// [`Self::seal_to_session`] appending the record to `out` (a buffer the caller recycles:
+    /// no allocation per record once it is large enough); returns where to send it. On failure
+    /// `out` is as it was (no plaintext left in its spare capacity).
+    pub fn seal_to_session_into(
+        &self,
+        id: &SessionId,
+        payload_type: PayloadType,
+        payload: &[u8],
+        now: UnixTime,
+        out: &mut Vec<u8>,
+    ) -> Result<P, RecordError> {
         let capacity = self.config.hot_sessions_per_shard;
         let mut shard = self.session_shard(id);
         let keep = shard.keep(capacity);
@@ -450,11 +466,10 @@ impl<P: Clone> SessionTable<P> {
         let result = if expired {
             Err(RecordError::UnknownSession)
         } else {
-            let mut out = Vec::with_capacity(crate::msgs::RECORD_OVERHEAD + payload.len());
             entry
                 .layer
-                .seal_append(id, payload_type, payload, keep, &mut out)
-                .map(|()| (entry.peer.clone(), out))
+                .seal_append(id, payload_type, payload, keep, out)
+                .map(|()| entry.peer.clone())
         };
         shard.settle(id, was_hot, capacity);
         if expired || matches!(result, Err(RecordError::RekeyRequired)) {
@@ -474,11 +489,26 @@ impl<P: Clone> SessionTable<P> {
         payload: &[u8],
         now: UnixTime,
     ) -> Result<(P, Vec<u8>), RecordError> {
+        let mut out = Vec::with_capacity(crate::msgs::RECORD_OVERHEAD + payload.len());
+        self.seal_to_client_into(client_id, payload_type, payload, now, &mut out)
+            .map(|peer| (peer, out))
+    }
+
+    /// [`Self::seal_to_client`] appending the record to `out` (see
+    /// [`Self::seal_to_session_into`]).
+    pub fn seal_to_client_into(
+        &self,
+        client_id: &ClientId,
+        payload_type: PayloadType,
+        payload: &[u8],
+        now: UnixTime,
+        out: &mut Vec<u8>,
+    ) -> Result<P, RecordError> {
         let id = {
             let index = self.client_shard(client_id);
             *index.get(client_id).ok_or(RecordError::UnknownSession)?
         };
-        self.seal_to_session(&id, payload_type, payload, now)
+        self.seal_to_session_into(&id, payload_type, payload, now, out)
     }
 
     /// The newest live session of `client_id`, if any.

@@ -22,6 +22,7 @@
 
 mod app;
 mod lookup;
+mod seal_buffers;
 mod settings;
 pub mod shared;
 pub(crate) mod tcp;
@@ -133,6 +134,8 @@ pub(crate) struct SessionCore {
     pub(crate) max_lifetime_secs: u64,
     /// Set when sessions are shared between nodes.
     pub(crate) shared: OnceLock<Arc<shared::SharedSessions>>,
+    /// Buffers outgoing records are sealed into, recycled once they are sent.
+    pub(crate) seal_buffers: seal_buffers::SealBuffers,
     next_conn: AtomicU64,
 }
 
@@ -156,6 +159,7 @@ impl SessionCore {
             max_lifetime_secs: options.table.max_lifetime_secs,
             shared: OnceLock::new(),
             tcp_connections: Arc::new(tokio::sync::Semaphore::new(options.max_tcp_connections)),
+            seal_buffers: seal_buffers::SealBuffers::default(),
             next_conn: AtomicU64::new(1),
         }
     }
@@ -165,14 +169,21 @@ impl SessionCore {
     }
 
     /// Hands bytes to a peer without waiting: a full queue or a closed connection drops them.
+    /// The buffer goes back to [`Self::seal_buffers`] once it is sent (by the connection's
+    /// writer for TCP) or dropped.
     pub(crate) fn deliver(&self, peer: &Peer, bytes: Vec<u8>) -> Result<(), SendError> {
         match peer {
-            Peer::Tcp { tx, .. } => tx.try_send(bytes).map_err(|_| SendError::NoPath),
+            Peer::Tcp { tx, .. } => tx.try_send(bytes).map_err(|e| {
+                self.seal_buffers.give_back(e.into_inner());
+                SendError::NoPath
+            }),
             Peer::Udp(addr) => {
-                let sock = self.udp.get().ok_or(SendError::NoPath)?;
-                sock.send_to(&bytes, *addr)
-                    .map(|_| ())
-                    .map_err(|_| SendError::NoPath)
+                let sent = match self.udp.get() {
+                    Some(sock) => sock.send_to(&bytes, *addr).map(|_| ()),
+                    None => Err(std::io::ErrorKind::NotConnected.into()),
+                };
+                self.seal_buffers.give_back(bytes);
+                sent.map_err(|_| SendError::NoPath)
             }
         }
     }
@@ -297,12 +308,18 @@ impl Outbox {
         payload_type: PayloadType,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let sealed = self
-            .core
-            .table
-            .seal_to_client(client_id, payload_type, payload, unix_now());
-        let (peer, bytes) = match (sealed, self.core.shared.get()) {
+        let bufs = &self.core.seal_buffers;
+        let mut bytes = bufs.take(xtt_proto::msgs::RECORD_OVERHEAD + payload.len());
+        let sealed = self.core.table.seal_to_client_into(
+            client_id,
+            payload_type,
+            payload,
+            unix_now(),
+            &mut bytes,
+        );
+        let peer = match (sealed, self.core.shared.get()) {
             (Err(RecordError::SendReservationExhausted), Some(sh)) => {
+                bufs.give_back(bytes);
                 // Sent once the reservation is raised (one store round trip).
                 if let Some(id) = self.core.table.session_of(client_id) {
                     let payload = zeroize::Zeroizing::new(payload.to_vec());
@@ -317,7 +334,11 @@ impl Outbox {
                 }
                 return Ok(());
             }
-            (sealed, _) => sealed?,
+            (Ok(peer), _) => peer,
+            (Err(e), _) => {
+                bufs.give_back(bytes);
+                return Err(e.into());
+            }
         };
         self.core.deliver(&peer, bytes)
     }

@@ -287,27 +287,28 @@ impl MessageReader {
     }
 }
 
-/// Writes every buffer in `queue` (in order) with as few system calls as the socket allows.
+/// Writes every buffer in `queue` (in order) with as few system calls as the socket allows: the
+/// queued records coalesced into one vectored write (up to [`WRITE_BATCH`] at a time, the
+/// slices on the stack).
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     writer: &mut W,
     queue: &[Vec<u8>],
 ) -> std::io::Result<()> {
     let (mut i, mut off) = (0usize, 0usize);
+    let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
     while i < queue.len() {
-        let slices: Vec<IoSlice<'_>> = queue
-            .iter()
-            .skip(i)
-            .enumerate()
-            .map(|(k, b)| {
-                IoSlice::new(if k == 0 {
-                    b.get(off..).unwrap_or_default()
-                } else {
-                    b
-                })
-            })
-            .take(64)
-            .collect();
-        let mut n = writer.write_vectored(&slices).await?;
+        let mut used = 0;
+        for (slot, (k, b)) in slices.iter_mut().zip(queue.iter().skip(i).enumerate()) {
+            *slot = IoSlice::new(if k == 0 {
+                b.get(off..).unwrap_or_default()
+            } else {
+                b
+            });
+            used += 1;
+        }
+        let mut n = writer
+            .write_vectored(slices.get(..used).unwrap_or_default())
+            .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -358,7 +359,7 @@ pub(crate) async fn serve_records(
         // Its answer (an Error, or the reply of the application) goes out at once.
         write_task = idle_writer
             .take()
-            .map(|(w, rx)| start_writer(w, rx, Vec::new()));
+            .map(|(w, rx)| start_writer(&core, w, rx, Vec::new()));
         // With shared sessions the record may wait for a hand-over: wait for its verdict.
         let (done, verdict) = tokio::sync::oneshot::channel();
         let accepted =
@@ -387,7 +388,7 @@ pub(crate) async fn serve_records(
             () = first_queued(&mut idle_writer, &mut queued) => {
                 write_task = idle_writer
                     .take()
-                    .map(|(w, rx)| start_writer(w, rx, std::mem::take(&mut queued)));
+                    .map(|(w, rx)| start_writer(&core, w, rx, std::mem::take(&mut queued)));
                 continue;
             }
             _ = stop.wait_for(|s| *s) => break,
@@ -429,19 +430,22 @@ async fn first_queued(
 }
 
 /// The writer of a connection: sends `batch`, then whatever is queued, each time in one vectored
-/// write (fewer system calls under load), until the queue closes or a write fails.
+/// write (fewer system calls under load), until the queue closes or a write fails. Written
+/// buffers go back to the server's [`super::seal_buffers::SealBuffers`] for the next records.
 fn start_writer(
+    core: &Arc<SessionCore>,
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Vec<u8>>,
     mut batch: Vec<Vec<u8>>,
 ) -> tokio::task::JoinHandle<()> {
+    let core = core.clone();
     tokio::spawn(async move {
         loop {
             if !batch.is_empty() {
                 if write_all_vectored(&mut writer, &batch).await.is_err() {
                     break;
                 }
-                batch.clear();
+                core.seal_buffers.give_back_all(&mut batch);
             }
             if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
                 break;
