@@ -278,6 +278,16 @@ mod timing {
         }
     }
 
+    /// A fresh group with one member (basename "B") and the group's verifier.
+    fn member_and_verifier(rng: &mut rand_chacha::ChaCha20Rng) -> (Member, GroupVerifier) {
+        let issuer = Issuer::generate(rng);
+        let (sk, mpk) = generate_member_key(b"n", rng);
+        let (cred, _) = issuer.issue_credential(&mpk, b"n", rng).unwrap();
+        let gpk = issuer.group_public_key().clone();
+        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
+        (member, GroupVerifier::new(gpk, b"B").unwrap())
+    }
+
     /// The folded check on miracl's pairing code (the path before the tower), same points.
     fn pairing_check_miracl(v: &GroupVerifier, c: &Checked, delta: &BIG) -> bool {
         let p = &c.g1;
@@ -290,12 +300,7 @@ mod timing {
     #[test]
     fn tower_and_miracl_pairing_checks_agree_on_valid_and_tampered_signatures() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5a);
-        let issuer = Issuer::generate(&mut rng);
-        let (sk, mpk) = generate_member_key(b"n", &mut rng);
-        let (cred, _) = issuer.issue_credential(&mpk, b"n", &mut rng).unwrap();
-        let gpk = issuer.group_public_key().clone();
-        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
-        let v = GroupVerifier::new(gpk, b"B").unwrap();
+        let (member, v) = member_and_verifier(&mut rng);
         let g = G1::from_ecp(&p1());
         let (mut valid, mut invalid) = (0, 0);
         for i in 0..40u32 {
@@ -335,12 +340,7 @@ mod timing {
     #[ignore]
     fn timing_verify_breakdown() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        let issuer = Issuer::generate(&mut rng);
-        let (sk, mpk) = generate_member_key(b"n", &mut rng);
-        let (cred, _) = issuer.issue_credential(&mpk, b"n", &mut rng).unwrap();
-        let gpk = issuer.group_public_key().clone();
-        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
-        let v = GroupVerifier::new(gpk, b"B").unwrap();
+        let (member, v) = member_and_verifier(&mut rng);
         let sig = member.sign(b"m", &mut rng).unwrap();
         let n = 100u32;
         let t = Instant::now();
