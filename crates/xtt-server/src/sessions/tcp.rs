@@ -412,6 +412,12 @@ pub(crate) async fn serve_records(
     if let Some(t) = write_task {
         t.abort();
     }
+    // A write half that never wrote: the read half is dropped on return, which closes the
+    // socket and sends the FIN; dropping the write half as is would first shut it down with a
+    // separate system call (one per connection, most of which never carry a record).
+    if let Some((writer, _)) = idle_writer.take() {
+        writer.forget();
+    }
 }
 
 /// Completes once something is queued for a connection whose writer has not started (the
