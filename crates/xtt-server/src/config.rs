@@ -53,15 +53,17 @@ max_message_len = 750
 # Threads for CPU work (DAA verification, ECDSA, cookies). 0 means one per core. This pool
 # is bounded; the async reactor never verifies signatures.
 workers = 0
-# Batch DAA verification: the signatures of one group that queue up while every worker is busy
-# are verified together (much cheaper per signature under load); an idle server verifies each
-# at once. A failing batch is split until the bad signatures are found; only their handshakes
+# Batch DAA verification: the signatures of one group that queue up while every worker is busy,
+# or that arrive within the window while signatures are frequent, are verified together (much
+# cheaper per signature under load); a server that sees signatures rarely verifies each at
+# once. A failing batch is split until the bad signatures are found; only their handshakes
 # fail.
 batch = false
 # Most signatures per batch.
 batch_max = 32
-# While other work is queued, a batch that is not full lets it go first for at most this long
-# after its oldest signature arrived, in microseconds (bounds the latency batching adds).
+# Longest a batch that is not full waits for more signatures (while signatures are frequent,
+# or while other work is queued and goes first), counted from its oldest signature's arrival,
+# in microseconds: the most latency batching adds.
 batch_window_us = 5000
 
 [cookies]
@@ -170,7 +172,7 @@ pub struct DaaSettings {
     pub batch: bool,
     /// Most signatures per batch.
     pub batch_max: usize,
-    /// Longest a batch that is not full lets other queued work go first (µs).
+    /// Longest a batch that is not full waits for more signatures (µs).
     pub batch_window_us: u64,
 }
 

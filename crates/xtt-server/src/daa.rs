@@ -232,7 +232,7 @@ impl DaaService {
             }
             DaaService::Batched(batcher) => {
                 let (reply, rx) = oneshot::channel();
-                Batcher::enqueue(
+                let timer = Batcher::enqueue(
                     batcher,
                     Job {
                         group_id,
@@ -243,6 +243,13 @@ impl DaaService {
                         arrived: Instant::now(),
                     },
                 )?;
+                if let Some(t) = timer {
+                    let batcher = batcher.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(t.at.into()).await;
+                        Batcher::timer_fired(&batcher, t.generation);
+                    });
+                }
                 rx.await.map_err(|_| VerifyFailure::Overloaded)?
             }
         }
@@ -256,10 +263,15 @@ impl DaaService {
 /// queued behind it, the batch is not full and its oldest signature is younger than the window,
 /// the job goes to the back of the queue instead (the cheap steps of other handshakes run
 /// first, and more signatures join): holding back thus adds at most the window to a
-/// signature's wait. A server with an idle worker verifies each signature at once; a loaded
-/// one verifies in batches as large as the load allows (a batch of n costs one pairing product
-/// instead of n). While one worker verifies a batch, the next job is already queued, so every
+/// signature's wait. While one worker verifies a batch, the next job is already queued, so every
 /// worker can verify.
+///
+/// Gathering: a batch of n costs one pairing product (≈ 4 single verifications' worth) plus n
+/// Schnorr checks, so batches of one or two save little. When signatures arrive often enough
+/// that several more are expected within the window (a running mean of the gaps between
+/// arrivals), the first signature of a new batch does not start a job at once: a timer starts
+/// it when the window has passed since that signature arrived, or earlier when `max_batch`
+/// have gathered. A server that sees signatures rarely verifies each at once.
 #[derive(Debug)]
 pub(crate) struct Batcher {
     cpu: CpuPool,
@@ -276,6 +288,44 @@ struct BatchState {
     waiting: VecDeque<Job>,
     /// Whether a verify job is in the pool's queue and has not started yet.
     scheduled: bool,
+    /// The gathering timer armed for the waiting signatures, by generation (a timer that fires
+    /// after its batch was started early finds another generation, or none, and does nothing).
+    timer: Option<u64>,
+    generation: u64,
+    /// When the last signature arrived, and the running mean of the gaps between arrivals.
+    last_arrival: Option<Instant>,
+    mean_gap: Option<Duration>,
+}
+
+/// Gather while at least this many more signatures are expected within the window.
+const GATHER_MIN_EXPECTED: u32 = 4;
+
+impl BatchState {
+    /// Updates the running mean of the arrival gaps (weight 1/8 for the newest gap).
+    fn note_arrival(&mut self, now: Instant) {
+        if let Some(last) = self.last_arrival {
+            let gap = now.saturating_duration_since(last);
+            self.mean_gap = Some(match self.mean_gap {
+                None => gap,
+                Some(m) => (m * 7 + gap) / 8,
+            });
+        }
+        self.last_arrival = Some(now);
+    }
+
+    /// Whether signatures arrive often enough that waiting for the window gathers a batch.
+    fn busy(&self, window: Duration) -> bool {
+        self.mean_gap
+            .is_some_and(|g| g.saturating_mul(GATHER_MIN_EXPECTED) <= window)
+    }
+}
+
+/// A gathering timer [`Batcher::enqueue`] asks its caller to arm: at `at`, call
+/// [`Batcher::timer_fired`] with `generation`.
+#[derive(Debug)]
+pub(crate) struct GatherTimer {
+    pub(crate) at: Instant,
+    pub(crate) generation: u64,
 }
 
 impl Batcher {
@@ -286,19 +336,53 @@ impl Batcher {
         }
     }
 
-    fn enqueue(this: &Arc<Self>, job: Job) -> Result<(), VerifyFailure> {
-        let schedule = {
-            let mut st = this.lock();
-            if st.waiting.len() >= this.max_pending {
-                return Err(VerifyFailure::Overloaded);
-            }
-            st.waiting.push_back(job);
-            !std::mem::replace(&mut st.scheduled, true)
-        };
-        if schedule {
-            Self::schedule(this);
+    /// Queues `job`. Returns a timer for the caller to arm when this signature starts a
+    /// gathering batch (see the type's docs).
+    fn enqueue(this: &Arc<Self>, job: Job) -> Result<Option<GatherTimer>, VerifyFailure> {
+        let mut st = this.lock();
+        if st.waiting.len() >= this.max_pending {
+            return Err(VerifyFailure::Overloaded);
         }
-        Ok(())
+        st.note_arrival(job.arrived);
+        let arrived = job.arrived;
+        st.waiting.push_back(job);
+        if st.scheduled {
+            return Ok(None);
+        }
+        if st.timer.is_some() {
+            if st.waiting.len() < this.max_batch {
+                return Ok(None);
+            }
+            st.timer = None; // full: start now
+        } else if st.busy(this.window) && this.max_batch > 1 {
+            st.generation = st.generation.wrapping_add(1);
+            st.timer = Some(st.generation);
+            return Ok(Some(GatherTimer {
+                at: arrived + this.window,
+                generation: st.generation,
+            }));
+        }
+        st.scheduled = true;
+        drop(st);
+        Self::schedule(this);
+        Ok(None)
+    }
+
+    /// A gathering timer ran out: starts the batch it was armed for, unless that batch was
+    /// already started because it filled up.
+    pub(crate) fn timer_fired(this: &Arc<Self>, generation: u64) {
+        {
+            let mut st = this.lock();
+            if st.timer != Some(generation) {
+                return;
+            }
+            st.timer = None;
+            if st.scheduled || st.waiting.is_empty() {
+                return;
+            }
+            st.scheduled = true;
+        }
+        Self::schedule(this);
     }
 
     /// Queues a verify job. The pool refuses only when saturated: then every waiting
@@ -455,5 +539,72 @@ mod tests {
             }
         }
         assert!(metrics.render().contains("xtt_daa_batch_size_sum 8.0"));
+    }
+
+    fn batch_count(metrics: &Metrics) -> usize {
+        let text = metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("xtt_daa_batch_size_count "))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_signature_goes_at_once_and_a_stream_of_them_is_gathered() {
+        let issuer = Issuer::generate(&mut OsRng);
+        let verifier =
+            Arc::new(GroupVerifier::new(issuer.group_public_key().clone(), b"bsn").unwrap());
+        let (sk, req) = generate_member_key(b"n", &mut OsRng);
+        let (cred, _) = issuer.issue_credential(&req, b"n", &mut OsRng).unwrap();
+        let member = Member::new(sk, cred, issuer.group_public_key(), b"bsn").unwrap();
+        let signed: Vec<([u8; 64], DaaSignature)> = (0..13u8)
+            .map(|i| {
+                let m = [i; 64];
+                (m, DaaSigner::sign(&member, &m, &mut OsRng).unwrap())
+            })
+            .collect();
+        let metrics = Arc::new(Metrics::new());
+        let window = Duration::from_millis(400);
+        let service = Arc::new(DaaService::batched(
+            CpuPool::new(2, 64).unwrap(),
+            metrics.clone(),
+            32,
+            window,
+            64,
+        ));
+        let gid = verifier.group_id();
+
+        // Nothing arrived before: verified at once, alone, well inside the window.
+        let (m, sig) = signed[0].clone();
+        let t0 = Instant::now();
+        assert!(service.verify(gid, verifier.clone(), m, sig).await.is_ok());
+        assert!(t0.elapsed() < window / 2, "a lone signature was held back");
+        assert_eq!(batch_count(&metrics), 1);
+
+        // Twelve arriving 20 ms apart: each alone would be verified before the next arrives;
+        // at this rate several arrive within the window, so they are gathered instead.
+        let t1 = Instant::now();
+        let mut tasks = Vec::new();
+        for (m, sig) in signed[1..].iter().cloned() {
+            let (service, verifier) = (service.clone(), verifier.clone());
+            tasks.push(tokio::spawn(async move {
+                service.verify(gid, verifier, m, sig).await
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        let batches = batch_count(&metrics) - 1;
+        assert!(
+            batches <= 3,
+            "12 signatures took {batches} verification calls"
+        );
+        assert!(
+            t1.elapsed() < window * 3,
+            "a gathered batch waited past its window"
+        );
+        assert!(metrics.render().contains("xtt_daa_batch_size_sum 13.0"));
     }
 }
