@@ -4,7 +4,7 @@ use core::fmt;
 
 use subtle::ConstantTimeEq;
 
-use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved};
+use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved, Refused};
 use crate::longterm::{LongtermKeyPair, LongtermPublicKey, PUBLIC_KEY_LEN};
 
 /// Size of a root id.
@@ -87,6 +87,71 @@ impl RootCertificate {
 pub trait RootStore {
     /// The root with this id, if trusted.
     fn root(&self, id: &RootId) -> Option<RootCertificate>;
+
+    /// Checks `certificate` against the trusted root it names and returns the server key it
+    /// vouches for. Stores may remember results ([`RememberVerified`]).
+    fn verify_certificate(
+        &self,
+        certificate: &ServerCertificate,
+    ) -> Result<LongtermPublicKey, Error> {
+        let root = self
+            .root(&certificate.root_id())
+            .ok_or(Refused::UnknownRoot)?;
+        certificate.verify(&root)
+    }
+}
+
+/// A root store that remembers the last server certificate it verified, for a device that
+/// handshakes with the same server again and again: the root's ECDSA signature on those exact
+/// 169 bytes is checked once, not at every handshake. Anything else (another certificate, a
+/// changed byte) is verified in full and replaces the remembered one. Meant for a store whose
+/// roots do not change while it lives.
+pub struct RememberVerified {
+    inner: std::sync::Arc<dyn RootStore + Send + Sync>,
+    last: std::sync::Mutex<Option<(ServerCertificate, LongtermPublicKey)>>,
+}
+
+impl RememberVerified {
+    /// Remembers on top of `inner`.
+    pub fn new(inner: std::sync::Arc<dyn RootStore + Send + Sync>) -> Self {
+        Self {
+            inner,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<(ServerCertificate, LongtermPublicKey)>> {
+        match self.last.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+impl fmt::Debug for RememberVerified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RememberVerified").finish_non_exhaustive()
+    }
+}
+
+impl RootStore for RememberVerified {
+    fn root(&self, id: &RootId) -> Option<RootCertificate> {
+        self.inner.root(id)
+    }
+
+    fn verify_certificate(
+        &self,
+        certificate: &ServerCertificate,
+    ) -> Result<LongtermPublicKey, Error> {
+        if let Some((cert, key)) = self.last().as_ref() {
+            if cert == certificate {
+                return Ok(*key);
+            }
+        }
+        let key = self.inner.verify_certificate(certificate)?;
+        *self.last() = Some((certificate.clone(), key));
+        Ok(key)
+    }
 }
 
 impl RootStore for RootCertificate {
@@ -195,5 +260,61 @@ impl ServerCertificate {
         }
         LongtermPublicKey::from_bytes(&self.public_key_bytes())
             .map_err(|_| InvalidMessage::InvalidPublicKey.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use rand_core::OsRng;
+
+    use super::*;
+
+    /// A one-root store that counts its lookups (one per full verification).
+    struct Counting(RootCertificate, AtomicUsize);
+
+    impl RootStore for Counting {
+        fn root(&self, id: &RootId) -> Option<RootCertificate> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.root(id)
+        }
+    }
+
+    #[test]
+    fn remember_verified_checks_a_certificate_once_and_anything_else_in_full() {
+        let root_key = LongtermKeyPair::generate(&mut OsRng);
+        let root = RootCertificate {
+            id: RootId([7; ROOT_ID_LEN]),
+            public_key: *root_key.public_key(),
+        };
+        let server_key = *LongtermKeyPair::generate(&mut OsRng).public_key();
+        let cert =
+            ServerCertificate::issue(&[0; RESERVED_LEN], &root.id, &server_key, &root_key).unwrap();
+        let counting = Arc::new(Counting(root, AtomicUsize::new(0)));
+        let store = RememberVerified::new(counting.clone());
+        let lookups = || counting.1.load(Ordering::Relaxed);
+
+        for _ in 0..3 {
+            let key = store.verify_certificate(&cert).unwrap();
+            assert_eq!(key.as_bytes(), server_key.as_bytes());
+        }
+        assert_eq!(lookups(), 1);
+
+        // One changed byte of the signature, then of the key: verified in full, refused, and
+        // the good certificate is still the remembered one.
+        for at in [SERVER_CERTIFICATE_LEN - 1, RESERVED_LEN + ROOT_ID_LEN + 5] {
+            let mut bad = *cert.as_bytes();
+            bad[at] ^= 1;
+            let before = lookups();
+            assert!(store
+                .verify_certificate(&ServerCertificate::from_bytes(bad))
+                .is_err());
+            assert_eq!(lookups(), before + 1);
+        }
+        let before = lookups();
+        assert!(store.verify_certificate(&cert).is_ok());
+        assert_eq!(lookups(), before);
     }
 }

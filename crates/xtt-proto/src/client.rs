@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::cert::{RootStore, ServerCertificate};
 use crate::crypto;
 use crate::daa::{DaaSigner, GroupId, Pseudonym};
-use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved, Refused};
+use crate::error::{CryptoError, Error, InvalidMessage, PeerMisbehaved};
 use crate::identity::ClientId;
 use crate::key_schedule::{DirectionKeys, HandshakeKeys};
 use crate::longterm::LongtermKeyPair;
@@ -234,10 +234,7 @@ pub(crate) fn verify_server_attest(
         .open(suite, 0, &sia_ad, &sia.ciphertext)?;
     let attest = ServerAttestPlaintext::decode(&pt)?;
     let certificate = ServerCertificate::from_bytes(attest.certificate);
-    let root = roots
-        .root(&certificate.root_id())
-        .ok_or(Refused::UnknownRoot)?;
-    let server_key = certificate.verify(&root)?;
+    let server_key = roots.verify_certificate(&certificate)?;
     let server_sig_hash =
         transcript::server_sig_hash(suite, client_init, &sia_ad, &attest.certificate);
     if !server_key.verify(&server_sig_hash, &attest.signature) {

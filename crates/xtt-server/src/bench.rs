@@ -14,7 +14,7 @@ use rand_core::OsRng;
 use rayon::prelude::*;
 use serde::Serialize;
 use xtt_ecdaa::{generate_member_key, Issuer, Member};
-use xtt_proto::cert::RootStore;
+use xtt_proto::cert::{RememberVerified, RootStore};
 use xtt_proto::daa::DaaSigner;
 use xtt_proto::{ClientId, SuiteSpec};
 
@@ -256,8 +256,10 @@ pub async fn run(
             return Err(BenchError::NoTargets);
         };
         let spread = spread.clone();
+        // Each device remembers the server certificate it verified, as a device that stays in
+        // the field would: the root's signature is checked at its first handshake.
         let provisioner = Provisioner {
-            roots: config.roots.clone(),
+            roots: Arc::new(RememberVerified::new(config.roots.clone())),
             daa: device.clone(),
             suite: config.suite,
             requested_id: ClientId::NULL,
