@@ -19,21 +19,133 @@
 //!
 //! The points are [`crate::g1`]'s (4×64-bit Montgomery field, complete projective formulas);
 //! a table kept for a verifier's lifetime is normalized to affine once, so its additions are
-//! mixed ones. The scalar splitting stays on miracl's `BIG`s (microseconds per signature).
+//! mixed ones. The scalar splitting runs on crypto-bigint integers without divisions.
 //!
 //! Not constant-time (branches on scalar bits): never use with secrets.
 
+use std::sync::OnceLock;
+
+use crypto_bigint::{Encoding, U256, U512};
 use miracl_core::fp256bn::big::BIG;
+#[cfg(test)]
 use miracl_core::fp256bn::dbig::DBIG;
 use miracl_core::fp256bn::ecp::ECP;
 use miracl_core::fp256bn::rom;
 
 use crate::g1::{G1Affine, G1};
-use crate::scalar::order;
+use crate::scalar::{order, SCALAR_LEN};
 
-/// Splits `e` (reduced mod r) into `(k₀, k₁)` with `e ≡ k₀ + k₁·λ (mod r)`, each returned as
-/// a magnitude below about 2^128 and a flag saying the component is negative.
+/// Splits `e` into `(k₀, k₁)` with `e ≡ k₀ + k₁·λ (mod r)`, each returned as a magnitude below
+/// 2^130 and a flag saying the component is negative.
+///
+/// Babai rounding without divisions: `v_j = ⌊W_j·e / r⌋` from `⌊e·g_j / 2^256⌋` with
+/// `g_j = ⌊2^256·W_j / r⌋` precomputed (that is v_j or one less; one product decides), and
+/// `k = (e, 0) − Σ v_j·b_j` computed exactly in two's complement over 512 bits with the basis
+/// entries `b_j` taken as their small signed representatives: the same halves as miracl's. miracl's
+/// `BIG` version of the same ([`glv_split_miracl`]: a constant-time division and modular
+/// products) cost ≈ 7 µs per scalar, two scalars per signature.
 fn glv_split(e: &BIG) -> [(BIG, bool); 2] {
+    let c = glv_constants();
+    let mut e_bytes = [0u8; SCALAR_LEN];
+    let mut reduced = *e;
+    reduced.norm();
+    if BIG::comp(&reduced, &order()) >= 0 {
+        reduced.rmod(&order()); // callers pass reduced scalars; this keeps the contract total
+    }
+    reduced.tobytes(&mut e_bytes);
+    let e = U256::from_be_slice(&e_bytes);
+    let e_wide = U512::from((e, U256::ZERO));
+    let mut k = [e_wide, U512::ZERO];
+    for ((g, w), row) in c.g.iter().zip(c.w.iter()).zip(c.basis.iter()) {
+        // ⌊e·g/2^256⌋ is ⌊W·e/r⌋ or one less: one product tells which.
+        let (_, mut v) = e.mul_wide(g);
+        let next = v.wrapping_add(&U256::ONE);
+        let (lo, hi) = next.mul_wide(&c.r);
+        let (elo, ehi) = e.mul_wide(w);
+        if U512::from((lo, hi)) <= U512::from((elo, ehi)) {
+            v = next;
+        }
+        for (ki, (magnitude, negative)) in k.iter_mut().zip(row.iter()) {
+            let (lo, hi) = v.mul_wide(magnitude);
+            let term = U512::from((lo, hi));
+            // k −= v·b: b negative adds |b|·v.
+            *ki = if *negative {
+                ki.wrapping_add(&term)
+            } else {
+                ki.wrapping_sub(&term)
+            };
+        }
+    }
+    k.map(|ki| {
+        let negative = ki.bit_vartime(511);
+        let magnitude = if negative { ki.wrapping_neg() } else { ki };
+        let (hi, lo) = magnitude.split();
+        // Short by construction (|k_i| < 2^130); a failure here would be a wrong constant.
+        debug_assert!(hi == U256::ZERO && lo.bits_vartime() <= 130);
+        let _ = hi;
+        let mut out = [0u8; SCALAR_LEN];
+        out.copy_from_slice(&lo.to_be_bytes());
+        (BIG::frombytes(&out), negative)
+    })
+}
+
+/// The precomputed constants of [`glv_split`].
+struct GlvConstants {
+    r: U256,
+    w: [U256; 2],
+    /// `⌊2^256·W_j / r⌋`.
+    g: [U256; 2],
+    /// `basis[j][i]`: miracl's `SB[j][i]` as a signed magnitude (an entry above r/2 is the
+    /// negative number entry − r).
+    basis: [[(U256, bool); 2]; 2],
+}
+
+fn glv_constants() -> &'static GlvConstants {
+    static C: OnceLock<GlvConstants> = OnceLock::new();
+    C.get_or_init(|| {
+        let r = order();
+        let to_u256 = |b: &BIG| {
+            let mut bytes = [0u8; SCALAR_LEN];
+            let mut b = *b;
+            b.norm();
+            b.tobytes(&mut bytes);
+            U256::from_be_slice(&bytes)
+        };
+        let r_u = to_u256(&r);
+        let mut g = [U256::ZERO; 2];
+        let mut w_u = [U256::ZERO; 2];
+        for ((gj, wj), w) in g.iter_mut().zip(w_u.iter_mut()).zip(rom::CURVE_W.iter()) {
+            *wj = to_u256(&BIG::new_ints(w));
+            // W_j·2^256 / r, as a 512-bit division (once per process).
+            let w = U512::from((U256::ZERO, *wj));
+            let r_wide = U512::from((r_u, U256::ZERO));
+            let q = w.wrapping_div(&r_wide);
+            *gj = q.split().1; // (hi, lo): the quotient is below 2^256
+        }
+        let half_r = r_u.shr_vartime(1);
+        let mut basis = [[(U256::ZERO, false); 2]; 2];
+        for (row, sbj) in basis.iter_mut().zip(rom::CURVE_SB.iter()) {
+            for (slot, sb) in row.iter_mut().zip(sbj.iter()) {
+                let x = to_u256(&BIG::new_ints(sb));
+                *slot = if x > half_r {
+                    (r_u.wrapping_sub(&x), true)
+                } else {
+                    (x, false)
+                };
+            }
+        }
+        GlvConstants {
+            r: r_u,
+            w: w_u,
+            g,
+            basis,
+        }
+    })
+}
+
+/// The split as miracl's `BIG`s compute it: the reference [`glv_split`] is tested against.
+#[cfg(test)]
+fn glv_split_miracl(e: &BIG) -> [(BIG, bool); 2] {
     let q = order();
     let mut e = *e;
     e.rmod(&q);
@@ -362,6 +474,46 @@ mod tests {
         // The identity as a base.
         let inf = ECP::new();
         assert!(vt_mul2_ecp(&inf, &rm1, &p, &BIG::new_int(5)).equals(&p.mul(&BIG::new_int(5))));
+    }
+
+    #[test]
+    fn division_free_glv_split_gives_miracls_halves() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let r = order();
+        let rm1 = order_minus_one();
+        let mut scalars = vec![BIG::new(), BIG::new_int(1), BIG::new_int(2), rm1, r];
+        scalars.extend((0..400).map(|_| Scalar::random(&mut rng).0));
+        let g = ECP::generator();
+        let phi_g = G1::from_ecp(&g).endo().to_ecp();
+        for e in &scalars {
+            let fast = glv_split(e);
+            let slow = glv_split_miracl(e);
+            for (k, _) in &fast {
+                assert!(k.nbits() <= 130, "a half of {} bits", k.nbits());
+            }
+            // [k₀]G + [k₁]φ(G) = [e]G for both splits.
+            let point = |h: &[(BIG, bool); 2]| {
+                let mut a = g.mul(&h[0].0);
+                if h[0].1 {
+                    a.neg();
+                }
+                let mut b = phi_g.mul(&h[1].0);
+                if h[1].1 {
+                    b.neg();
+                }
+                a.add(&b);
+                a
+            };
+            let mut reduced = *e;
+            reduced.rmod(&r);
+            let expect = g.mul(&reduced);
+            assert!(point(&fast).equals(&expect));
+            assert!(point(&slow).equals(&expect));
+            for (a, b) in fast.iter().zip(slow.iter()) {
+                assert_eq!(BIG::comp(&a.0, &b.0), 0);
+                assert!(a.1 == b.1 || a.0.iszilch());
+            }
+        }
     }
 
     #[test]
