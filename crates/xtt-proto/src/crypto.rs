@@ -102,6 +102,47 @@ pub(crate) fn prf(alg: HashAlg, key: &[u8], parts: &[&[u8]], out: &mut [u8]) {
     }
 }
 
+/// A prf key set up once for several outputs: for HMAC-SHA-512 the padded key's two blocks are
+/// hashed once (two of the four SHA-512 compressions a short prf output costs) and the state is
+/// copied per output. Keyed BLAKE2b takes the output length as a parameter of its first block,
+/// so it gains nothing and runs as [`prf`] does.
+// Lives on the stack for one key schedule; boxing the HMAC state would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum PrfKey<'k> {
+    HmacSha512(Hmac<Sha512>),
+    Blake2b(&'k [u8]),
+}
+
+impl<'k> PrfKey<'k> {
+    pub(crate) fn new(alg: HashAlg, key: &'k [u8]) -> Self {
+        match alg {
+            HashAlg::Sha512 => match <Hmac<Sha512> as Mac>::new_from_slice(key) {
+                Ok(mac) => Self::HmacSha512(mac),
+                // HMAC accepts keys of any length; this cannot happen.
+                Err(_) => Self::Blake2b(key),
+            },
+            HashAlg::Blake2b => Self::Blake2b(key),
+        }
+    }
+
+    /// The same bytes as `prf(alg, key, parts, out)`.
+    pub(crate) fn prf(&self, parts: &[&[u8]], out: &mut [u8]) {
+        match self {
+            Self::HmacSha512(keyed) => {
+                let mut mac = keyed.clone();
+                for p in parts {
+                    mac.update(p);
+                }
+                let full = Zeroizing::new(mac.finalize().into_bytes());
+                for (o, i) in out.iter_mut().zip(full.iter()) {
+                    *o = *i;
+                }
+            }
+            Self::Blake2b(key) => prf(HashAlg::Blake2b, key, parts, out),
+        }
+    }
+}
+
 pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
@@ -366,6 +407,25 @@ fn ecdsa_verify_rustcrypto(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prf_key_set_up_once_gives_prf_bytes() {
+        for alg in [HashAlg::Sha512, HashAlg::Blake2b] {
+            for key_len in [0usize, 32, 64] {
+                let key: Vec<u8> = (0u8..64).take(key_len).map(|i| i ^ 0x5c).collect();
+                let keyed = PrfKey::new(alg, &key);
+                for out_len in [12usize, 16, 32, 64] {
+                    for label in [&b"a"[..], b"XTT session server iv"] {
+                        let mut want = vec![0u8; out_len];
+                        let mut got = vec![0u8; out_len];
+                        prf(alg, &key, &[&[7u8; 64], label], &mut want);
+                        keyed.prf(&[&[7u8; 64], label], &mut got);
+                        assert_eq!(got, want, "{alg:?} key {key_len} out {out_len}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn blake2b_prf_takes_output_length_as_a_parameter() {

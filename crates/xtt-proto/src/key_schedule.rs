@@ -5,7 +5,7 @@ use core::fmt;
 
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::crypto::{self, AEAD_KEY_LEN, AEAD_NONCE_LEN, HASH_LEN};
+use crate::crypto::{self, PrfKey, AEAD_KEY_LEN, AEAD_NONCE_LEN, HASH_LEN};
 use crate::error::PeerMisbehaved;
 use crate::suite::SuiteSpec;
 
@@ -116,26 +116,11 @@ impl HandshakeKeys {
             iv: [0; AEAD_NONCE_LEN],
         };
         let mut server = client.clone();
-        suite.prf(
-            &secret,
-            &[handshake_key_hash, CLIENT_KEY_LABEL],
-            &mut client.key,
-        );
-        suite.prf(
-            &secret,
-            &[handshake_key_hash, CLIENT_IV_LABEL],
-            &mut client.iv,
-        );
-        suite.prf(
-            &secret,
-            &[handshake_key_hash, SERVER_KEY_LABEL],
-            &mut server.key,
-        );
-        suite.prf(
-            &secret,
-            &[handshake_key_hash, SERVER_IV_LABEL],
-            &mut server.iv,
-        );
+        let prf = PrfKey::new(suite.hash_alg(), &secret);
+        prf.prf(&[handshake_key_hash, CLIENT_KEY_LABEL], &mut client.key);
+        prf.prf(&[handshake_key_hash, CLIENT_IV_LABEL], &mut client.iv);
+        prf.prf(&[handshake_key_hash, SERVER_KEY_LABEL], &mut server.key);
+        prf.prf(&[handshake_key_hash, SERVER_IV_LABEL], &mut server.iv);
         Self {
             secret,
             client,

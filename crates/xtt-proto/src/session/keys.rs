@@ -3,7 +3,7 @@
 use zeroize::Zeroizing;
 
 use crate::cert::SERVER_CERTIFICATE_LEN;
-use crate::crypto::{AEAD_KEY_LEN, AEAD_NONCE_LEN, HASH_LEN};
+use crate::crypto::{PrfKey, AEAD_KEY_LEN, AEAD_NONCE_LEN, HASH_LEN};
 use crate::identity::ClientId;
 use crate::msgs::{COOKIE_LEN, IDENTITY_CLIENT_ATTEST_AD_LEN};
 use crate::record::{DuplexKeys, RecordKeys, SessionId};
@@ -108,47 +108,31 @@ impl SessionSchedule {
         }
     }
 
-    fn direction(&self, key_label: &[u8], iv_label: &[u8]) -> RecordKeys {
+    fn direction_with(&self, prf: &PrfKey<'_>, key_label: &[u8], iv_label: &[u8]) -> RecordKeys {
         let mut k = RecordKeys {
             key: [0; AEAD_KEY_LEN],
             iv: [0; AEAD_NONCE_LEN],
         };
-        self.suite.prf(
-            &*self.handshake_secret,
-            &[&self.session_hash, key_label],
-            &mut k.key,
-        );
-        self.suite.prf(
-            &*self.handshake_secret,
-            &[&self.session_hash, iv_label],
-            &mut k.iv,
-        );
+        prf.prf(&[&self.session_hash, key_label], &mut k.key);
+        prf.prf(&[&self.session_hash, iv_label], &mut k.iv);
         k
-    }
-
-    /// Client → server record keys.
-    pub(crate) fn client_send(&self) -> RecordKeys {
-        self.direction(CLIENT_KEY_LABEL, CLIENT_IV_LABEL)
-    }
-
-    /// Server → client record keys.
-    pub(crate) fn server_send(&self) -> RecordKeys {
-        self.direction(SERVER_KEY_LABEL, SERVER_IV_LABEL)
     }
 
     /// The client's view: send with the client keys, receive with the server's.
     pub(crate) fn client_keys(&self) -> DuplexKeys {
+        let prf = PrfKey::new(self.suite.hash_alg(), &*self.handshake_secret);
         DuplexKeys {
-            send: self.client_send(),
-            recv: self.server_send(),
+            send: self.direction_with(&prf, CLIENT_KEY_LABEL, CLIENT_IV_LABEL),
+            recv: self.direction_with(&prf, SERVER_KEY_LABEL, SERVER_IV_LABEL),
         }
     }
 
     /// The server's view.
     pub(crate) fn server_keys(&self) -> DuplexKeys {
+        let prf = PrfKey::new(self.suite.hash_alg(), &*self.handshake_secret);
         DuplexKeys {
-            send: self.server_send(),
-            recv: self.client_send(),
+            send: self.direction_with(&prf, SERVER_KEY_LABEL, SERVER_IV_LABEL),
+            recv: self.direction_with(&prf, CLIENT_KEY_LABEL, CLIENT_IV_LABEL),
         }
     }
 
