@@ -302,8 +302,7 @@ pub(crate) fn ecdsa_sign_rfc6979(
     if bool::from(k.is_zero()) {
         return Err(CryptoFailure);
     }
-    let k_inv: Option<Scalar> = k.invert().into();
-    let k_inv = k_inv.ok_or(CryptoFailure)?;
+    let k_inv = scalar_invert(&k).ok_or(CryptoFailure)?;
     let big_r = mul_base(&k).to_affine();
     let r = <Scalar as Reduce<U256>>::reduce_bytes(&big_r.x());
     let z = <Scalar as Reduce<U256>>::reduce_bytes(&z);
@@ -316,6 +315,28 @@ pub(crate) fn ecdsa_sign_rfc6979(
     r_out.copy_from_slice(&r.to_repr());
     s_out.copy_from_slice(&s.to_repr());
     Ok(out)
+}
+
+crypto_bigint::impl_modulus!(
+    P256Order,
+    crypto_bigint::U256,
+    "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"
+);
+
+/// `k⁻¹ mod n` in constant time (k is the secret nonce): crypto-bigint's fixed-iteration
+/// inversion on the Montgomery form, ≈ 2× faster than p256 0.13's `Scalar::invert` (a Fermat
+/// chain of ≈ 450 Barrett products). `None` for zero.
+fn scalar_invert(k: &Scalar) -> Option<Scalar> {
+    use crypto_bigint::modular::constant_mod::Residue;
+    use crypto_bigint::{Encoding, U256 as Wide};
+    let value = Wide::from_be_slice(&k.to_repr());
+    let (inverse, ok) = Residue::<P256Order, { Wide::LIMBS }>::new(&value).invert();
+    if !bool::from(subtle::Choice::from(ok)) {
+        return None;
+    }
+    Option::from(Scalar::from_repr(FieldBytes::from(
+        inverse.retrieve().to_be_bytes(),
+    )))
 }
 
 /// `ROWS[i][j] = j · 16^i · G` in affine form (`j = 0`: the identity), 64 rows of 16 points.
@@ -407,6 +428,20 @@ fn ecdsa_verify_rustcrypto(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalar_inversion_matches_p256() {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let mut scalars: Vec<Scalar> = (0..200).map(|_| Scalar::random(&mut rng)).collect();
+        scalars.extend([Scalar::ONE, -Scalar::ONE, Scalar::from(2u64)]);
+        for k in scalars {
+            let want: Option<Scalar> = k.invert().into();
+            assert_eq!(scalar_invert(&k), want);
+            assert_eq!(scalar_invert(&k).map(|i| i * k), Some(Scalar::ONE));
+        }
+        assert_eq!(scalar_invert(&Scalar::ZERO), None);
+    }
 
     #[test]
     fn a_prf_key_set_up_once_gives_prf_bytes() {
