@@ -5,7 +5,7 @@
 #   CREF=/work/cref    C reference tree (prefix/bin/xtt, src/xtt/data, files/)
 #   N=3000 DEVICES=64  handshakes and concurrent devices for our server; the C server gets N_C
 #   N_C=300 DEVICES_C=4
-#   N_CC=100 CLIENTS_C=4  the C server driven by its own client (`xtt runclient`, one process per
+#   N_CC=300 CLIENTS_C=4  the C server driven by its own client (`xtt runclient`, one process per
 #                         handshake, CLIENTS_C at a time): the setup behind the issue's "~20/s"
 # Then ours as an operator runs it: `xtt server` (plain, then --batch) in its own process, loaded
 # by `xtt bench` in another; CPU per handshake of each from /proc and getrusage.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CREF=${CREF:-/work/cref}
 N=${N:-3000}; DEVICES=${DEVICES:-64}; N_C=${N_C:-300}; DEVICES_C=${DEVICES_C:-4}
-N_CC=${N_CC:-100}; CLIENTS_C=${CLIENTS_C:-4}
+N_CC=${N_CC:-300}; CLIENTS_C=${CLIENTS_C:-4}
 OUT=${OUT:-target/bench-xtt-server}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd) # the runs below change directory
