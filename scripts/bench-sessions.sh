@@ -6,7 +6,8 @@
 #      from /proc, and the ratio floor / server CPU per handshake (issue target >= 70 %);
 #   3. record throughput through `xtt bench --mode records` (TCP and UDP);
 #   4. XTT vs TLS 1.3 (rustls) in the same process and run: records/s, MB/s, handshake bytes
-#      (crates/xtt-server/examples/session_vs_tls.rs), AES-256-GCM and ChaCha20-Poly1305.
+#      (crates/xtt-server/examples/session_vs_tls.rs), AES-256-GCM and ChaCha20-Poly1305, with
+#      1 client (latency-bound) and VS_CLIENTS=4 clients (CPU-bound).
 # Knobs: HS=3000 handshakes, CLIENTS=16, RECORDS=20000 per client, ROUNDS=3.
 # BIN=DIR runs prebuilt binaries (DIR/xtt, DIR/crypto_floor, DIR/session_vs_tls) instead of
 # building: e.g. a copy of an earlier build, for before/after runs alternated on one machine.
@@ -82,11 +83,17 @@ done
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 
 echo "== 4. XTT vs TLS 1.3 (rustls), same process, same run"
-for aead in aes chacha; do
-    for size in 1024 16384; do
-        n=$RECORDS; [ "$size" = 16384 ] && n=$((RECORDS / 4))
-        "$VS_TLS" --aead "$aead" --record-size "$size" \
-            --records "$n" --rounds "$ROUNDS" 2>/dev/null | tee "$OUT/vs-tls-$aead-$size.md"
+# One client keeps a window of records in flight and waits for their echoes: the round trip of
+# each burst bounds it (about one core busy of two). VS_CLIENTS clients (default 4) keep both
+# cores busy: throughput bound by CPU.
+for clients in 1 "${VS_CLIENTS:-4}"; do
+    for aead in aes chacha; do
+        for size in 1024 16384; do
+            n=$RECORDS; [ "$size" = 16384 ] && n=$((RECORDS / 4))
+            "$VS_TLS" --aead "$aead" --record-size "$size" --clients "$clients" \
+                --records "$n" --rounds "$ROUNDS" 2>/dev/null \
+                | tee "$OUT/vs-tls-$aead-$size-c$clients.md"
+        done
     done
 done
 echo "== end: $(uptime)"
