@@ -1,6 +1,7 @@
 //! DAA verification for the server: the per-group verifier cache and the verification service,
 //! plain (one signature per job) or batched (the signatures that queue up while the CPU workers
-//! are busy, for at most a window, verified together with `GroupVerifier::verify_batch`).
+//! are busy, or that arrive within a window while signatures are frequent, verified together
+//! with `GroupVerifier::verify_batch`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
