@@ -72,45 +72,21 @@ pub(crate) fn hash(alg: HashAlg, parts: &[&[u8]]) -> [u8; HASH_LEN] {
 /// XTT's prf: HMAC-SHA-512 cut to `out.len()` bytes, or keyed BLAKE2b with digest length
 /// `out.len()` (a parameter, not a truncation). `key` is at most 64 bytes; `out` 1..=64 bytes.
 pub(crate) fn prf(alg: HashAlg, key: &[u8], parts: &[&[u8]], out: &mut [u8]) {
-    match alg {
-        HashAlg::Sha512 => {
-            // HMAC accepts keys of any length; this cannot fail.
-            let Ok(mut mac) = <Hmac<Sha512> as Mac>::new_from_slice(key) else {
-                return;
-            };
-            for p in parts {
-                mac.update(p);
-            }
-            let full = Zeroizing::new(mac.finalize().into_bytes());
-            for (o, i) in out.iter_mut().zip(full.iter()) {
-                *o = *i;
-            }
-        }
-        HashAlg::Blake2b => {
-            let mut st = blake2b_simd::Params::new()
-                .hash_length(out.len())
-                .key(key)
-                .to_state();
-            for p in parts {
-                st.update(p);
-            }
-            let h = st.finalize();
-            for (o, i) in out.iter_mut().zip(h.as_bytes().iter()) {
-                *o = *i;
-            }
-        }
-    }
+    PrfKey::new(alg, key).prf(parts, out);
 }
 
 /// A prf key set up once for several outputs: for HMAC-SHA-512 the padded key's two blocks are
 /// hashed once (two of the four SHA-512 compressions a short prf output costs) and the state is
 /// copied per output. Keyed BLAKE2b takes the output length as a parameter of its first block,
-/// so it gains nothing and runs as [`prf`] does.
+/// so it keeps the key and starts from it for each output.
 // Lives on the stack for one key schedule; boxing the HMAC state would cost an allocation.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum PrfKey<'k> {
     HmacSha512(Hmac<Sha512>),
     Blake2b(&'k [u8]),
+    /// HMAC refused the key: it accepts keys of any length, so this cannot happen; outputs are
+    /// then left as they are.
+    Refused,
 }
 
 impl<'k> PrfKey<'k> {
@@ -118,14 +94,13 @@ impl<'k> PrfKey<'k> {
         match alg {
             HashAlg::Sha512 => match <Hmac<Sha512> as Mac>::new_from_slice(key) {
                 Ok(mac) => Self::HmacSha512(mac),
-                // HMAC accepts keys of any length; this cannot happen.
-                Err(_) => Self::Blake2b(key),
+                Err(_) => Self::Refused,
             },
             HashAlg::Blake2b => Self::Blake2b(key),
         }
     }
 
-    /// The same bytes as `prf(alg, key, parts, out)`.
+    /// `out.len()` bytes of the prf of `parts` (concatenated) under this key.
     pub(crate) fn prf(&self, parts: &[&[u8]], out: &mut [u8]) {
         match self {
             Self::HmacSha512(keyed) => {
@@ -138,7 +113,20 @@ impl<'k> PrfKey<'k> {
                     *o = *i;
                 }
             }
-            Self::Blake2b(key) => prf(HashAlg::Blake2b, key, parts, out),
+            Self::Blake2b(key) => {
+                let mut st = blake2b_simd::Params::new()
+                    .hash_length(out.len())
+                    .key(key)
+                    .to_state();
+                for p in parts {
+                    st.update(p);
+                }
+                let h = st.finalize();
+                for (o, i) in out.iter_mut().zip(h.as_bytes().iter()) {
+                    *o = *i;
+                }
+            }
+            Self::Refused => {}
         }
     }
 }
@@ -451,11 +439,27 @@ mod tests {
                 let keyed = PrfKey::new(alg, &key);
                 for out_len in [12usize, 16, 32, 64] {
                     for label in [&b"a"[..], b"XTT session server iv"] {
-                        let mut want = vec![0u8; out_len];
+                        // The definition, straight from the hash crates.
+                        let msg = [&[7u8; 64][..], label].concat();
+                        let want: Vec<u8> = match alg {
+                            HashAlg::Sha512 => {
+                                let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(&key).unwrap();
+                                mac.update(&msg);
+                                mac.finalize().into_bytes()[..out_len].to_vec()
+                            }
+                            HashAlg::Blake2b => blake2b_simd::Params::new()
+                                .hash_length(out_len)
+                                .key(&key)
+                                .hash(&msg)
+                                .as_bytes()
+                                .to_vec(),
+                        };
                         let mut got = vec![0u8; out_len];
-                        prf(alg, &key, &[&[7u8; 64], label], &mut want);
                         keyed.prf(&[&[7u8; 64], label], &mut got);
                         assert_eq!(got, want, "{alg:?} key {key_len} out {out_len}");
+                        let mut again = vec![0u8; out_len];
+                        prf(alg, &key, &[&[7u8; 64], label], &mut again);
+                        assert_eq!(again, want);
                     }
                 }
             }
