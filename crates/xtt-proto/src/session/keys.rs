@@ -108,31 +108,39 @@ impl SessionSchedule {
         }
     }
 
-    fn direction_with(&self, prf: &PrfKey<'_>, key_label: &[u8], iv_label: &[u8]) -> RecordKeys {
-        let mut k = RecordKeys {
-            key: [0; AEAD_KEY_LEN],
-            iv: [0; AEAD_NONCE_LEN],
+    /// (client → server, server → client) record keys: four prf outputs under one key set-up.
+    fn directions(&self) -> (RecordKeys, RecordKeys) {
+        let prf = PrfKey::new(self.suite.hash_alg(), &*self.handshake_secret);
+        let direction = |key_label: &[u8], iv_label: &[u8]| {
+            let mut k = RecordKeys {
+                key: [0; AEAD_KEY_LEN],
+                iv: [0; AEAD_NONCE_LEN],
+            };
+            prf.prf(&[&self.session_hash, key_label], &mut k.key);
+            prf.prf(&[&self.session_hash, iv_label], &mut k.iv);
+            k
         };
-        prf.prf(&[&self.session_hash, key_label], &mut k.key);
-        prf.prf(&[&self.session_hash, iv_label], &mut k.iv);
-        k
+        (
+            direction(CLIENT_KEY_LABEL, CLIENT_IV_LABEL),
+            direction(SERVER_KEY_LABEL, SERVER_IV_LABEL),
+        )
     }
 
     /// The client's view: send with the client keys, receive with the server's.
     pub(crate) fn client_keys(&self) -> DuplexKeys {
-        let prf = PrfKey::new(self.suite.hash_alg(), &*self.handshake_secret);
+        let (client, server) = self.directions();
         DuplexKeys {
-            send: self.direction_with(&prf, CLIENT_KEY_LABEL, CLIENT_IV_LABEL),
-            recv: self.direction_with(&prf, SERVER_KEY_LABEL, SERVER_IV_LABEL),
+            send: client,
+            recv: server,
         }
     }
 
     /// The server's view.
     pub(crate) fn server_keys(&self) -> DuplexKeys {
-        let prf = PrfKey::new(self.suite.hash_alg(), &*self.handshake_secret);
+        let (client, server) = self.directions();
         DuplexKeys {
-            send: self.direction_with(&prf, SERVER_KEY_LABEL, SERVER_IV_LABEL),
-            recv: self.direction_with(&prf, CLIENT_KEY_LABEL, CLIENT_IV_LABEL),
+            send: server,
+            recv: client,
         }
     }
 
@@ -145,5 +153,56 @@ impl SessionSchedule {
             &mut out,
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// XTT-SESSION §2, written out per output: `prf(HS, session_hash ‖ label, n)`.
+    fn by_definition(
+        suite: SuiteSpec,
+        hs: &[u8; 64],
+        sh: &[u8; 64],
+        label: &[u8],
+        n: usize,
+    ) -> Vec<u8> {
+        let mut out = vec![0u8; n];
+        crate::crypto::prf(suite.hash_alg(), hs, &[sh, label], &mut out);
+        out
+    }
+
+    #[test]
+    fn each_direction_gets_its_own_labels_keys() {
+        let (hs, sh) = ([0x11u8; 64], [0x22u8; 64]);
+        for suite in [
+            SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
+            SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Blake2b,
+        ] {
+            let schedule = SessionSchedule::new(suite, &hs, sh);
+            let want = |l: &[u8], n| by_definition(suite, &hs, &sh, l, n);
+            let (server, client) = (schedule.server_keys(), schedule.client_keys());
+            assert_eq!(
+                server.send.key.to_vec(),
+                want(SERVER_KEY_LABEL, AEAD_KEY_LEN)
+            );
+            assert_eq!(
+                server.send.iv.to_vec(),
+                want(SERVER_IV_LABEL, AEAD_NONCE_LEN)
+            );
+            assert_eq!(
+                server.recv.key.to_vec(),
+                want(CLIENT_KEY_LABEL, AEAD_KEY_LEN)
+            );
+            assert_eq!(
+                server.recv.iv.to_vec(),
+                want(CLIENT_IV_LABEL, AEAD_NONCE_LEN)
+            );
+            assert_eq!(client.send.key, server.recv.key);
+            assert_eq!(client.send.iv, server.recv.iv);
+            assert_eq!(client.recv.key, server.send.key);
+            assert_eq!(client.recv.iv, server.send.iv);
+        }
     }
 }
