@@ -82,7 +82,6 @@ fn glv_split(e: &BIG) -> [(BIG, bool); 2] {
         let (hi, lo) = magnitude.split();
         // Short by construction (|k_i| < 2^130); a failure here would be a wrong constant.
         debug_assert!(hi == U256::ZERO && lo.bits_vartime() <= 130);
-        let _ = hi;
         let mut out = [0u8; SCALAR_LEN];
         out.copy_from_slice(&lo.to_be_bytes());
         (BIG::frombytes(&out), negative)
