@@ -183,22 +183,15 @@ mod tests {
             let schedule = SessionSchedule::new(suite, &hs, sh);
             let want = |l: &[u8], n| by_definition(suite, &hs, &sh, l, n);
             let (server, client) = (schedule.server_keys(), schedule.client_keys());
-            assert_eq!(
-                server.send.key.to_vec(),
-                want(SERVER_KEY_LABEL, AEAD_KEY_LEN)
-            );
-            assert_eq!(
-                server.send.iv.to_vec(),
-                want(SERVER_IV_LABEL, AEAD_NONCE_LEN)
-            );
-            assert_eq!(
-                server.recv.key.to_vec(),
-                want(CLIENT_KEY_LABEL, AEAD_KEY_LEN)
-            );
-            assert_eq!(
-                server.recv.iv.to_vec(),
-                want(CLIENT_IV_LABEL, AEAD_NONCE_LEN)
-            );
+            // The server sends with the server labels' outputs and receives with the client's.
+            for (got, label) in [
+                (&server.send.key[..], SERVER_KEY_LABEL),
+                (&server.send.iv[..], SERVER_IV_LABEL),
+                (&server.recv.key[..], CLIENT_KEY_LABEL),
+                (&server.recv.iv[..], CLIENT_IV_LABEL),
+            ] {
+                assert_eq!(got.to_vec(), want(label, got.len()));
+            }
             assert_eq!(client.send.key, server.recv.key);
             assert_eq!(client.send.iv, server.recv.iv);
             assert_eq!(client.recv.key, server.send.key);
