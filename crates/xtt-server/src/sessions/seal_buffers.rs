@@ -51,9 +51,9 @@ impl SealBuffers {
         }
     }
 
-    /// Gives back every buffer in `batch`, leaving it empty.
-    pub(crate) fn give_back_all(&self, batch: &mut Vec<Vec<u8>>) {
-        for buf in batch.drain(..) {
+    /// Gives back every buffer of `bufs`.
+    pub(crate) fn give_back_all(&self, bufs: impl IntoIterator<Item = Vec<u8>>) {
+        for buf in bufs {
             self.give_back(buf);
         }
     }
@@ -87,9 +87,8 @@ mod tests {
             "oversized buffers are freed"
         );
 
-        let mut many: Vec<Vec<u8>> = (0..KEEP * 2).map(|_| Vec::with_capacity(8)).collect();
-        bufs.give_back_all(&mut many);
-        assert!(many.is_empty());
+        let many: Vec<Vec<u8>> = (0..KEEP * 2).map(|_| Vec::with_capacity(8)).collect();
+        bufs.give_back_all(many);
         assert_eq!(
             bufs.free.lock().map(|f| f.len()).unwrap_or(0),
             KEEP,

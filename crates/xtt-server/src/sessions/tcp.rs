@@ -1,10 +1,10 @@
 //! Sessions on a TCP connection: the session branch of the handshake and the record loop.
 //!
 //! A connection carries records of any session (usually one); the session's records go back on
-//! the connection that last delivered one. The writer is a task draining a bounded queue, so the
-//! application never waits on a slow socket (a full queue drops records, as UDP would); it is
-//! started by the first record queued for the connection. Records are opened where they lie in
-//! the connection's receive buffer ([`SessionCore::on_record_in_place`]).
+//! the connection that last delivered one, through a bounded queue, so the application never
+//! waits on a slow socket (a full queue drops records, as UDP would). One task per connection
+//! reads and writes ([`serve_records`]). Records are opened where they lie in the connection's
+//! receive buffer ([`SessionCore::on_record_in_place`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +12,12 @@ use std::time::Duration;
 use std::io::IoSlice;
 
 use rand_core::OsRng;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
 
 use super::app::HeldRecord;
+use super::seal_buffers::SealBuffers;
 use super::{Peer, SessionCore};
 use crate::framing::FrameError;
 use crate::server::unix_now;
@@ -145,33 +144,6 @@ pub(crate) async fn accept<T>(
     Ok((finished, early, with_peer))
 }
 
-/// A socket [`MessageReader`] reads from: a whole connection (its handshake) or the read half
-/// of one (its record loop).
-pub(crate) trait ReadSocket {
-    /// Waits until the socket may be readable.
-    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
-    /// One non-blocking read appended to `buf`.
-    fn try_read_buf(&self, buf: &mut Vec<u8>) -> std::io::Result<usize>;
-}
-
-impl ReadSocket for TcpStream {
-    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
-        TcpStream::readable(self)
-    }
-    fn try_read_buf(&self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
-    }
-}
-
-impl ReadSocket for OwnedReadHalf {
-    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
-        OwnedReadHalf::readable(self)
-    }
-    fn try_read_buf(&self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        OwnedReadHalf::try_read_buf(self, buf)
-    }
-}
-
 /// Whole messages from a byte stream through one reusable buffer: a read takes whatever has
 /// arrived (often several records; a whole handshake message with its header in one system
 /// call), and each message is handed out as a slice of the buffer, so the record loop makes no
@@ -221,9 +193,9 @@ impl MessageReader {
 
     /// The next whole message (at most `limit(type)` bytes), reading as needed; `timeout`
     /// bounds the wait for the whole message. Cancel-safe: bytes read stay in the buffer.
-    pub(crate) async fn next<S: ReadSocket>(
+    pub(crate) async fn next(
         &mut self,
-        stream: &S,
+        stream: &TcpStream,
         limit: impl Fn(MsgType) -> usize,
         timeout: Duration,
     ) -> Result<&mut [u8], FrameError> {
@@ -273,6 +245,12 @@ impl MessageReader {
         Ok(self.buf.get_mut(at..self.start).unwrap_or_default())
     }
 
+    /// Whether a whole message (or a bad header, which [`Self::next`] reports) is buffered, so
+    /// that [`Self::next`] returns without reading the socket.
+    fn holds_message(&self) -> bool {
+        !matches!(self.whole_message(&|_| MAX_RECORD_MESSAGE), Ok(None))
+    }
+
     fn whole_message(
         &self,
         limit: &impl Fn(MsgType) -> usize,
@@ -287,48 +265,83 @@ impl MessageReader {
     }
 }
 
-/// Writes every buffer in `queue` (in order) with as few system calls as the socket allows: the
-/// queued records coalesced into one vectored write (up to [`WRITE_BATCH`] at a time, the
-/// slices on the stack).
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    queue: &[Vec<u8>],
-) -> std::io::Result<()> {
-    let (mut i, mut off) = (0usize, 0usize);
-    let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-    while i < queue.len() {
-        let mut used = 0;
-        for (slot, (k, b)) in slices.iter_mut().zip(queue.iter().skip(i).enumerate()) {
-            *slot = IoSlice::new(if k == 0 {
-                b.get(off..).unwrap_or_default()
-            } else {
-                b
-            });
-            used += 1;
-        }
-        let mut n = writer
-            .write_vectored(slices.get(..used).unwrap_or_default())
-            .await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && i < queue.len() {
-            let left = queue.get(i).map_or(0, |b| b.len() - off);
-            if n >= left {
-                n -= left;
-                i += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
+/// Records queued for a connection and not written yet, in order; the first may be written in
+/// part.
+#[derive(Debug, Default)]
+struct Outgoing {
+    bufs: Vec<Vec<u8>>,
+    /// Bytes of `bufs[0]` already written.
+    off: usize,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// Writes as much as the socket takes now without waiting, [`WRITE_BATCH`] records per
+    /// vectored write at most. Written buffers go back to `recycle` for the next records.
+    fn write_now(&mut self, stream: &TcpStream, recycle: &SealBuffers) -> std::io::Result<()> {
+        while !self.bufs.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let mut used = 0;
+            for (slot, (k, b)) in slices.iter_mut().zip(self.bufs.iter().enumerate()) {
+                *slot = IoSlice::new(if k == 0 {
+                    b.get(self.off..).unwrap_or_default()
+                } else {
+                    b
+                });
+                used += 1;
+            }
+            match stream.try_write_vectored(slices.get(..used).unwrap_or_default()) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n, recycle),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Drops the first `n` bytes (whole buffers go back to `recycle`).
+    fn advance(&mut self, mut n: usize, recycle: &SealBuffers) {
+        let mut whole = 0;
+        for b in &self.bufs {
+            let left = b.len().saturating_sub(self.off);
+            if n < left {
+                self.off += n;
+                break;
+            }
+            n -= left;
+            self.off = 0;
+            whole += 1;
+        }
+        recycle.give_back_all(self.bufs.drain(..whole));
+    }
+
+    /// Writes everything, waiting for the socket as needed.
+    async fn write_all(
+        &mut self,
+        stream: &TcpStream,
+        recycle: &SealBuffers,
+    ) -> std::io::Result<()> {
+        while !self.is_empty() {
+            stream.writable().await?;
+            self.write_now(stream, recycle)?;
+        }
+        Ok(())
+    }
 }
 
 /// Serves records on `stream` until the peer closes it, it breaks, it stays silent for `idle`,
 /// or the server stops.
+///
+/// One task reads and writes, like a TLS echo: once the records already read are handled (and
+/// before the socket is read again), whatever they produced is written. A burst's echoes thus
+/// leave while the rest of it arrives, instead of after its last record; a separate writer task
+/// would wait for the reader to run dry, since tokio runs a task woken by its worker's current
+/// task only when that one yields. A full socket does not stop reading: the records wait, and
+/// once the connection's queue is full the application's next ones are dropped, as UDP would.
 pub(crate) async fn serve_records(
     core: Arc<SessionCore>,
     stream: TcpStream,
@@ -341,13 +354,9 @@ pub(crate) async fn serve_records(
         tracing::debug!(conn = rs.conn, "too many session connections: closed");
         return;
     };
-    let (reader, writer) = stream.into_split();
-    let Some(rx) = rs.rx.take() else { return };
-    // The writer task starts with the first record queued for this connection (many
-    // connections never get one: a device that did its handshake and left).
-    let mut idle_writer = Some((writer, rx));
-    let mut write_task = None;
-    let mut queued = Vec::new();
+    let Some(mut rx) = rs.rx.take() else { return };
+    let mut out = Outgoing::default();
+    let recycle = &core.seal_buffers;
     let peer = rs.peer();
     let outbox = super::Outbox::new(core.clone());
     if let Some(early) = rs.early.take() {
@@ -356,42 +365,41 @@ pub(crate) async fn serve_records(
     // A connection that opens with a record must prove itself with it: otherwise anyone could
     // park idle connections here without a session.
     if let Some(first) = rs.first.take() {
-        // Its answer (an Error, or the reply of the application) goes out at once.
-        write_task = idle_writer
-            .take()
-            .map(|(w, rx)| start_writer(&core, w, rx, Vec::new()));
         // With shared sessions the record may wait for a hand-over: wait for its verdict.
         let (done, verdict) = tokio::sync::oneshot::channel();
         let accepted =
             core.on_record_then(&first, peer.clone(), Some(done)) && verdict.await == Ok(true);
         if !accepted {
-            // No session holds this connection's sender (the record did not move one): once
-            // ours are dropped the writer flushes what is queued (an Error) and ends.
-            drop(peer);
-            drop(rs);
-            // (A shared session taken over for this record holds the sender: stop the writer.)
-            if let Some(mut write_task) = write_task {
-                if tokio::time::timeout(Duration::from_secs(1), &mut write_task)
-                    .await
-                    .is_err()
-                {
-                    write_task.abort();
-                }
+            // Its answer (an Error) goes out, then the connection closes.
+            while let Ok(b) = rx.try_recv() {
+                out.bufs.push(b);
             }
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), out.write_all(&stream, recycle)).await;
             return;
         }
     }
     messages.for_records();
     loop {
         let msg = tokio::select! {
-            m = messages.next(&reader, |_| MAX_RECORD_MESSAGE, idle) => m,
-            () = first_queued(&mut idle_writer, &mut queued) => {
-                write_task = idle_writer
-                    .take()
-                    .map(|(w, rx)| start_writer(&core, w, rx, std::mem::take(&mut queued)));
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            w = stream.writable(), if !out.is_empty() => {
+                if w.and_then(|()| out.write_now(&stream, recycle)).is_err() {
+                    break;
+                }
                 continue;
             }
-            _ = stop.wait_for(|s| *s) => break,
+            // Every record read so far is handled: what it produced goes out before the next read.
+            n = rx.recv_many(&mut out.bufs, WRITE_BATCH),
+                if out.is_empty() && !messages.holds_message() =>
+            {
+                if n == 0 || out.write_now(&stream, recycle).is_err() {
+                    break;
+                }
+                continue;
+            }
+            m = messages.next(&stream, |_| MAX_RECORD_MESSAGE, idle) => m,
         };
         match msg {
             Ok(msg) if is_record(msg) => {
@@ -407,55 +415,8 @@ pub(crate) async fn serve_records(
             }
         }
     }
-    // The table may still hold this connection's sender; stopping the writer makes later sends
-    // to it fail fast (NoPath) until the client's next record moves the session.
-    if let Some(t) = write_task {
-        t.abort();
-    }
-    // A write half that never wrote: the read half is dropped on return, which closes the
-    // socket and sends the FIN; dropping the write half as is would first shut it down with a
-    // separate system call (one per connection, most of which never carry a record).
-    if let Some((writer, _)) = idle_writer.take() {
-        writer.forget();
-    }
-}
-
-/// Completes once something is queued for a connection whose writer has not started (the
-/// records are moved to `batch`); never while the writer runs.
-async fn first_queued(
-    idle_writer: &mut Option<(OwnedWriteHalf, mpsc::Receiver<Vec<u8>>)>,
-    batch: &mut Vec<Vec<u8>>,
-) {
-    if let Some((_, rx)) = idle_writer {
-        if rx.recv_many(batch, WRITE_BATCH).await > 0 {
-            return;
-        }
-        // Zero: every sender is gone, nothing will ever be queued.
-    }
-    std::future::pending().await
-}
-
-/// The writer of a connection: sends `batch`, then whatever is queued, each time in one vectored
-/// write (fewer system calls under load), until the queue closes or a write fails. Written
-/// buffers go back to the server's [`super::seal_buffers::SealBuffers`] for the next records.
-fn start_writer(
-    core: &Arc<SessionCore>,
-    mut writer: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    mut batch: Vec<Vec<u8>>,
-) -> tokio::task::JoinHandle<()> {
-    let core = core.clone();
-    tokio::spawn(async move {
-        loop {
-            if !batch.is_empty() {
-                if write_all_vectored(&mut writer, &batch).await.is_err() {
-                    break;
-                }
-                core.seal_buffers.give_back_all(&mut batch);
-            }
-            if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
-                break;
-            }
-        }
-    })
+    // The table may still hold this connection's sender: dropping the queue's receiver on
+    // return makes later sends to it fail fast (NoPath) until the client's next record moves
+    // the session. Dropping the stream closes the socket and sends the FIN (no separate
+    // shutdown call: most of these connections only did a handshake).
 }
