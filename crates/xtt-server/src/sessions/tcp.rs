@@ -380,6 +380,9 @@ pub(crate) async fn serve_records(
         }
     }
     messages.for_records();
+    // Silence is counted from the peer's last message: records written to it do not keep the
+    // connection open.
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let msg = tokio::select! {
             biased;
@@ -399,10 +402,12 @@ pub(crate) async fn serve_records(
                 }
                 continue;
             }
-            m = messages.next(&stream, |_| MAX_RECORD_MESSAGE, idle) => m,
+            m = messages.next(&stream, |_| MAX_RECORD_MESSAGE,
+                idle.saturating_sub(last_heard.elapsed())) => m,
         };
         match msg {
             Ok(msg) if is_record(msg) => {
+                last_heard = tokio::time::Instant::now();
                 core.on_record_in_place(msg, &peer);
             }
             Ok(_) => {
