@@ -1,6 +1,6 @@
 //! Buffers the server seals its records into, recycled between the senders
 //! ([`super::Outbox::send`]) and the paths that put the records on the wire (a TCP connection's
-//! writer task once its batch is written, a UDP send once it returns), so a busy session sends
+//! task once a write took them, a UDP send once it returns), so a busy session sends
 //! without an allocation (and, for large records, without the page faults of a fresh one) per
 //! record.
 //!
@@ -16,8 +16,8 @@
 
 use std::sync::Mutex;
 
-/// Buffers kept for reuse at most (enough for a writer's whole batch plus the records being
-/// sealed meanwhile on the other reactor thread).
+/// Buffers kept for reuse at most (enough for a connection's whole write batch plus the records
+/// being sealed meanwhile on the other reactor thread).
 const KEEP: usize = 64;
 
 /// Larger buffers are freed, not kept: a whole record of the largest size fits.
