@@ -282,6 +282,57 @@ async fn bad_records_on_tcp_are_dropped_and_the_session_survives() {
     e.server.stop().await;
 }
 
+/// A device that sends without reading fills the server's socket with echoes; the server keeps
+/// reading and opening its records all the same (the echoes that find the connection's queue
+/// full are dropped), and once the device reads again the session carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_does_not_read_does_not_stop_its_records_being_read() {
+    let e = env().await;
+    let options = SessionClientOptions {
+        timeout: Duration::from_secs(1),
+        ..SessionClientOptions::tcp()
+    };
+    let mut c = SessionClient::connect(e.server.addr, e.register(), options, None)
+        .await
+        .unwrap();
+    echo(&mut c, b"a").await;
+    let base = e.counters().delivered;
+    // 64 MB of echoes: more than both sockets' buffers hold, so the server's writes stop.
+    let (count, payload) = (4000u64, vec![0x5au8; 16 * 1024]);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for _ in 0..count {
+            c.send(Q, &payload).await.unwrap();
+        }
+    })
+    .await
+    .expect("the server keeps reading while its writes wait");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while e.counters().delivered < base + count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "records left unread"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut echoes = 0u64;
+    loop {
+        match c.recv_with(|r| r.payload.len()).await {
+            Ok(len) => {
+                assert_eq!(len, payload.len());
+                echoes += 1;
+            }
+            Err(SessionClientError::Timeout) => break,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        echoes > 0 && echoes < count,
+        "some echoes waited for the device, the rest were dropped: {echoes}"
+    );
+    echo(&mut c, b"still here").await;
+    e.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_client_id_and_wrong_longterm_key_are_refused() {
     let e = env().await;
