@@ -58,23 +58,7 @@ pub(crate) struct SessionBenchArgs {
 
 /// User + system CPU seconds of process `pid` so far (Linux).
 fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // Fields after the command name (which may hold spaces) start at state, field 3.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("{path}: unexpected format"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .with_context(|| format!("{path}: too few fields"))?
-            .parse::<u64>()? as f64)
-    };
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the state field.
-    // The kernel reports them in USER_HZ, 100 on every Linux architecture in use.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    bench::process_cpu_secs(Some(pid)).with_context(|| format!("CPU time of process {pid}"))
 }
 
 pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {

@@ -318,6 +318,15 @@ fn bench_reports_text_json_and_svg() {
         serde_json::from_slice(&fs::read(d.join("r.json")).unwrap()).unwrap();
     assert_eq!(json["handshakes_ok"], 12, "{json}");
     assert_eq!(json["devices"], 4);
+    // Its own CPU in the run (10 ms ticks: 12 handshakes may read 0).
+    assert!(
+        out.contains("load generator  ") && out.contains("µs per handshake"),
+        "{out}"
+    );
+    assert!(
+        json["load_generator_cpu_secs"].as_f64().unwrap() >= 0.0,
+        "{json}"
+    );
     assert!(fs::read_to_string(d.join("l.svg"))
         .unwrap()
         .contains("<svg"));

@@ -20,8 +20,10 @@ use xtt_proto::{ClientId, SuiteSpec};
 
 use crate::client::{ClientError, Provisioner};
 
+mod cpu_time;
 mod spread;
 
+pub use cpu_time::process_cpu_secs;
 use spread::Spread;
 pub use spread::TargetCount;
 
@@ -107,6 +109,9 @@ pub struct BenchReport {
     pub errors: BTreeMap<String, u64>,
     /// `/proc/loadavg` at the end of the run (1, 5, 15 min), where available.
     pub load_average: Option<[f64; 3]>,
+    /// CPU time (user + system) this process, the load generator, spent in the run, where
+    /// /proc shows it (setting the devices up before the run is not counted).
+    pub load_generator_cpu_secs: Option<f64>,
     /// Every successful latency, µs, sorted (for the histogram; not in the JSON).
     #[serde(skip)]
     pub latencies_us: Vec<u64>,
@@ -249,6 +254,7 @@ pub async fn run(
     let tally = Arc::new(Mutex::new(Tally::default()));
     let progress = Arc::new(progress);
     let started = Instant::now();
+    let cpu_at_start = process_cpu_secs(None).ok();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, device) in config.devices.iter().enumerate() {
         let slot = spread.slot(i);
@@ -319,7 +325,27 @@ pub async fn run(
     let mut report = BenchReport::new(&config, elapsed, tally);
     report.target = spread.joined();
     report.per_target = spread.counts();
+    report.load_generator_cpu_secs = cpu_since(cpu_at_start);
     Ok(report)
+}
+
+/// CPU seconds this process used since `start` (both from [`process_cpu_secs`]).
+fn cpu_since(start: Option<f64>) -> Option<f64> {
+    Some(process_cpu_secs(None).ok()? - start?)
+}
+
+/// The report line for the load generator's CPU: in all, per operation (`op`), and as cores
+/// kept busy over the run's `elapsed` seconds (near the machine's core count, the generator
+/// itself may have been the limit).
+fn load_generator_line(s: &mut String, cpu_secs: Option<f64>, elapsed: f64, ops: u64, op: &str) {
+    if let Some(cpu) = cpu_secs.filter(|_| ops > 0 && elapsed > 0.0) {
+        let _ = writeln!(
+            s,
+            "load generator  {cpu:.2} s CPU = {:.1} µs per {op}, {:.2} cores busy",
+            cpu * 1e6 / ops as f64,
+            cpu / elapsed
+        );
+    }
 }
 
 /// Nearest-rank percentile in ms; `per_mille` is the rank in thousandths (500 = median).
@@ -378,6 +404,7 @@ impl BenchReport {
             latency_ms,
             errors: tally.errors,
             load_average: load_average(),
+            load_generator_cpu_secs: None,
             latencies_us: tally.latencies_us,
         }
     }
@@ -410,6 +437,13 @@ impl BenchReport {
             l.p50, l.p90, l.p99, l.min, l.mean, l.max
         );
         spread::text_lines(&mut s, &self.per_target);
+        load_generator_line(
+            &mut s,
+            self.load_generator_cpu_secs,
+            self.elapsed_secs,
+            self.handshakes_ok,
+            "handshake",
+        );
         if let Some([a, b, c]) = self.load_average {
             let _ = writeln!(s, "load average    {a:.2} {b:.2} {c:.2}");
         }
@@ -591,6 +625,19 @@ mod tests {
         assert_eq!(total, 5);
         assert!(svg.contains("p50 6.00 ms"));
     }
+
+    #[test]
+    fn reports_the_load_generators_cpu_when_known() {
+        let mut r = report(&[5, 5, 6, 7, 30]);
+        assert!(!r.to_text().contains("load generator"));
+        r.load_generator_cpu_secs = Some(0.5);
+        // 0.5 s over 5 handshakes in a 2 s run.
+        assert!(r
+            .to_text()
+            .contains("load generator  0.50 s CPU = 100000.0 µs per handshake, 0.25 cores busy"));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["load_generator_cpu_secs"], 0.5);
+    }
 }
 
 /// What a session load run measures.
@@ -668,6 +715,9 @@ pub struct SessionBenchReport {
     /// CPU time (user + system) the server process spent during the measured phase, when the
     /// caller could read it (same machine); `run_sessions` leaves it `None`.
     pub server_cpu_secs: Option<f64>,
+    /// CPU time this process, the load generator, spent in the measured phase, where /proc
+    /// shows it.
+    pub load_generator_cpu_secs: Option<f64>,
 }
 
 impl SessionBenchReport {
@@ -746,6 +796,17 @@ impl SessionBenchReport {
             };
             let _ = writeln!(s, "server CPU      {cpu:.2} s = {per:.1} µs per {op}");
         }
+        let (ops, op) = match self.mode {
+            SessionMode::Handshakes => (self.handshakes_ok, "handshake"),
+            SessionMode::Records => (self.records_echoed, "echoed record"),
+        };
+        load_generator_line(
+            &mut s,
+            self.load_generator_cpu_secs,
+            self.elapsed_secs,
+            ops,
+            op,
+        );
         if let Some([a, b, c]) = self.load_average {
             let _ = writeln!(s, "load average    {a:.2} {b:.2} {c:.2}");
         }
@@ -806,6 +867,7 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
         }
     }
     let started = Instant::now();
+    let cpu_at_start = process_cpu_secs(None).ok();
     let mut tasks = tokio::task::JoinSet::new();
     match config.mode {
         SessionMode::Handshakes => {
@@ -926,6 +988,7 @@ pub async fn run_sessions(config: SessionBenchConfig) -> Result<SessionBenchRepo
         latency_ms: LatencySummary::of_sorted(&latencies_us),
         latencies_us,
         server_cpu_secs: None,
+        load_generator_cpu_secs: cpu_since(cpu_at_start),
     })
 }
 
