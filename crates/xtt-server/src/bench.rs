@@ -721,12 +721,17 @@ pub struct SessionBenchReport {
 }
 
 impl SessionBenchReport {
+    /// What the mode counts (completed handshakes or echoed records), and its name.
+    fn ops(&self) -> (u64, &'static str) {
+        match self.mode {
+            SessionMode::Handshakes => (self.handshakes_ok, "handshake"),
+            SessionMode::Records => (self.records_echoed, "echoed record"),
+        }
+    }
+
     /// Server CPU µs per completed handshake (handshake mode) or per echoed record.
     pub fn server_cpu_us_per_op(&self) -> Option<f64> {
-        let ops = match self.mode {
-            SessionMode::Handshakes => self.handshakes_ok,
-            SessionMode::Records => self.records_echoed,
-        };
+        let (ops, _) = self.ops();
         self.server_cpu_secs
             .filter(|_| ops > 0)
             .map(|c| c * 1e6 / ops as f64)
@@ -789,17 +794,10 @@ impl SessionBenchReport {
             l.p50, l.p90, l.p99, l.min, l.mean, l.max
         );
         spread::text_lines(&mut s, &self.per_target);
+        let (ops, op) = self.ops();
         if let (Some(cpu), Some(per)) = (self.server_cpu_secs, self.server_cpu_us_per_op()) {
-            let op = match self.mode {
-                SessionMode::Handshakes => "handshake",
-                SessionMode::Records => "echoed record",
-            };
             let _ = writeln!(s, "server CPU      {cpu:.2} s = {per:.1} µs per {op}");
         }
-        let (ops, op) = match self.mode {
-            SessionMode::Handshakes => (self.handshakes_ok, "handshake"),
-            SessionMode::Records => (self.records_echoed, "echoed record"),
-        };
         load_generator_line(
             &mut s,
             self.load_generator_cpu_secs,
