@@ -29,7 +29,8 @@ use crate::store::{AnchorStore, NewAnchor};
 use crate::suit::{Envelope, Manifest};
 use crate::update::{verify_update, UpdateSigningKey, UpdateTarget};
 
-const ANCHORS_LONG_ABOUT: &str = "\
+/// The long help of `xtt anchors`.
+pub const ANCHORS_LONG_ABOUT: &str = "\
 One store for every trust anchor of an installation: XTT root certificates (a device trusts its \
 server), XTT server certificates, DAA group public keys (a server trusts a manufacturer's \
 devices), TTE TaSecret/DevSecret (onboarding), TTE controller keys, update-signing keys, \

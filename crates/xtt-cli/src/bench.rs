@@ -19,10 +19,10 @@ use xtt_server::bench::{self, BenchConfig, BenchReport, SessionBenchReport};
 
 use crate::client::parse_suite;
 
-/// Run the load generator.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Load-test an XTT server. Enrolls DEVICES simulated devices in a DAA group \
+/// The long help of `xtt bench` (set on the subcommand in `cli.rs`: there a one-line doc
+/// comment would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "\
+                  Load-test an XTT server. Enrolls DEVICES simulated devices in a DAA group \
                   (in memory, from the group's issuer key; nothing is written to the group), \
                   then runs them concurrently, each provisioning again and again until \
                   HANDSHAKES handshakes are done. Reports handshakes per second, latency \
@@ -38,16 +38,18 @@ use crate::client::parse_suite;
                   Both over --transport tcp or udp.\n\n\
                   Several nodes of one deployment: repeat --server ADDR; the devices are \
                   spread over the addresses round-robin (device i always uses the same one) \
-                  and the report counts what each address served.",
-    after_long_help = "Examples:\n  \
+                  and the report counts what each address served.";
+
+/// Run the load generator.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:\n  \
         xtt bench --group acme-sensors --rcert root_cert.bin --devices 200 --handshakes 2000\n  \
         xtt bench --target 10.0.0.5:4444 --group acme-sensors --rcert root_cert.bin \
         --json report.json --svg latency.svg\n  \
         xtt bench --group g --rcert root_cert.bin -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B\n  \
         xtt bench --group g --mode session-handshakes --devices 16 --handshakes 3000\n  \
         xtt bench --group g --mode records --transport udp --devices 4 --record-size 1024 --json -\n  \
-        xtt bench --group g --server 10.0.0.5:4444 --server 10.0.0.6:4444 --server 10.0.0.7:4444"
-)]
+        xtt bench --group g --server 10.0.0.5:4444 --server 10.0.0.6:4444 --server 10.0.0.7:4444")]
 pub(crate) struct BenchArgs {
     /// The server.
     #[arg(short = 't', long, default_value = "127.0.0.1:4444")]

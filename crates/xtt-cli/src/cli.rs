@@ -73,11 +73,13 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Cert(cert::CertCommand),
     /// Explain any key, certificate, ClientID or DAA file, or a group or client directory.
+    #[command(long_about = info::LONG_ABOUT)]
     Info(info::InfoArgs),
     /// DAA groups, issuer side: create a group, enroll members.
     #[command(subcommand)]
     Group(group::GroupCommand),
     /// Run the XTT server (embedded registry, metrics, graceful shutdown).
+    #[command(long_about = server::LONG_ABOUT)]
     Server(server::ServerArgs),
     /// The server's registry without a server: migrate, stats, export (SQLite or PostgreSQL).
     #[command(subcommand)]
@@ -86,8 +88,10 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Client(client::ClientCommand),
     /// Load generator: N concurrent simulated devices against a server.
+    #[command(long_about = bench::LONG_ABOUT)]
     Bench(bench::BenchArgs),
     /// Quickstart: throwaway root, server, group and devices, provisioned end to end.
+    #[command(long_about = demo::LONG_ABOUT)]
     Demo(demo::DemoArgs),
     /// Transitive Trust Enrollment: Transfer Agent, Controller, manufacturer and device tools.
     #[command(subcommand)]
@@ -97,9 +101,12 @@ pub(crate) enum Command {
     Relay(xtt_relay::cli::RelayCommand),
     /// The trust-anchor store: every root, group key, enrollment secret and update key, and the
     /// trust graph between them.
+    #[command(long_about = xtt_anchors::cli::ANCHORS_LONG_ABOUT)]
     Anchors(xtt_anchors::cli::AnchorsArgs),
     /// Signed software updates (SUIT envelopes with COSE_Sign1): keygen, sign, verify, fetch.
+    #[command(long_about = crate::update::LONG_ABOUT)]
     Update(crate::update::UpdateArgs),
     /// Print a shell completion script.
+    #[command(long_about = completions::LONG_ABOUT)]
     Completions(completions::CompletionsArgs),
 }

@@ -5,16 +5,18 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
+/// The long help of `xtt completions` (set on the subcommand in `cli.rs`: there a one-line doc
+/// comment would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "\
+                  Print a completion script for SHELL to stdout. Install it where your shell \
+                  looks for completions.";
+
 /// Print a completion script for a shell to stdout.
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Print a completion script for SHELL to stdout. Install it where your shell \
-                  looks for completions.",
-    after_long_help = "Examples:\n  \
+#[command(after_long_help = "Examples:\n  \
         xtt completions bash > ~/.local/share/bash-completion/completions/xtt\n  \
         xtt completions zsh > ~/.zfunc/_xtt        # with fpath+=~/.zfunc in ~/.zshrc\n  \
-        xtt completions fish > ~/.config/fish/completions/xtt.fish"
-)]
+        xtt completions fish > ~/.config/fish/completions/xtt.fish")]
 pub(crate) struct CompletionsArgs {
     /// The shell to generate completions for.
     #[arg(value_enum)]

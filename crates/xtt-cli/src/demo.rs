@@ -23,22 +23,24 @@ use xtt_server::{XttServer, DEFAULT_CONFIG_TOML};
 use crate::client::{parse_suite, ClientPaths};
 use crate::server::{add_groups, load_keys, FILES_SECTION_TOML};
 
-/// Run the quickstart.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Show the whole of XTT in one command. In a new directory (kept, so you can \
+/// The long help of `xtt demo` (set on the subcommand in `cli.rs`: there a one-line doc
+/// comment would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "\
+                  Show the whole of XTT in one command. In a new directory (kept, so you can \
                   look at everything afterwards) it makes a root key and certificate, a server \
                   key and certificate, a DAA group and DEVICES enrolled members; starts the \
                   server on 127.0.0.1 with its embedded SQLite registry; provisions every \
                   device concurrently over TCP (each gets a ClientID, a long-term key and an \
                   X.509 certificate, written as the C client writes them); checks every \
                   ClientID is in the registry; stops the server and prints a summary and \
-                  where everything lives.",
-    after_long_help = "Examples:\n  \
+                  where everything lives.";
+
+/// Run the quickstart.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:\n  \
         cargo run --release -- demo\n  \
         xtt demo --devices 500\n  \
-        xtt demo --dir ./xtt-demo -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B"
-)]
+        xtt demo --dir ./xtt-demo -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B")]
 pub(crate) struct DemoArgs {
     /// Simulated devices to enroll and provision.
     #[arg(short = 'n', long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=20_000))]

@@ -6,23 +6,25 @@ use anyhow::bail;
 use clap::Args;
 use xtt_files::describe::{describe, Description};
 
-/// Explain files.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Recognise each FILE (key pair, root/server/X.509 certificate, ClientID, DAA \
+/// The long help of `xtt info` (set on the subcommand in `cli.rs`: there a one-line doc
+/// comment would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "\
+                  Recognise each FILE (key pair, root/server/X.509 certificate, ClientID, DAA \
                   group public key, basename, group id, credential, secret keys, issuer keys, \
                   DAA signature) or directory (DAA group, client directory) and explain what \
                   it is, who uses it and what it holds. Secrets are never printed; a secret \
                   readable by others is reported. Files beside it are used for cross-checks: \
                   a server certificate is verified under root_cert.bin in the same directory, \
                   a credential under daa_gpk.bin, a group id against daa_gpk.bin and \
-                  basename.bin.",
-    after_long_help = "Examples:\n  \
+                  basename.bin.";
+
+/// Explain files.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:\n  \
         xtt info root_cert.bin server_cert.bin server_keys.asn1.bin\n  \
         xtt info client/                    # a client directory: group, ClientID, key\n  \
         xtt info acme-sensors/              # a DAA group directory\n  \
-        xtt info --json longterm_cert.bin"
-)]
+        xtt info --json longterm_cert.bin")]
 pub(crate) struct InfoArgs {
     /// Files or directories to explain.
     #[arg(required = true)]

@@ -27,10 +27,10 @@ server_keypair = "server_keys.asn1.bin"
 groups = []
 "#;
 
-/// Run the XTT server.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Run the XTT identity-provisioning server. Devices connect over TCP, prove \
+/// The long help of `xtt server` (set on the subcommand in `cli.rs`: there a one-line doc
+/// comment would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "\
+                  Run the XTT identity-provisioning server. Devices connect over TCP, prove \
                   membership of a DAA group, and are assigned a ClientID that is stored, with \
                   their long-term key, in the registry (DATA_DIR/registry.sqlite) before they \
                   are told. Handshakes run concurrently; DAA verification runs on a bounded \
@@ -45,8 +45,11 @@ groups = []
                   Sessions (on by default): provisioned devices run a session handshake on the \
                   same port (TCP, and UDP on the same port) and then exchange records; the \
                   server echoes them, or forwards them to a local UDP or Unix socket \
-                  (--forward-udp, --forward-unix; [sessions] in the file).",
-    after_long_help = "Examples:\n  \
+                  (--forward-udp, --forward-unix; [sessions] in the file).";
+
+/// Run the XTT server.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:\n  \
         xtt server --group acme-sensors                     # 127.0.0.1:4444, ./xtt-data\n  \
         xtt server --print-config > server.toml && xtt server --config server.toml\n  \
         xtt server -p 4444 -k server_keys.asn1.bin -c server_cert.bin -d daa_gpk.bin -b basename.bin\n  \
@@ -56,8 +59,7 @@ groups = []
         xtt server --group acme-sensors --no-sessions                   # identity only\n  \
         xtt server --new-session-key sessions.key           # once per deployment, then on each node:\n  \
         xtt server --storage postgres://… --session-key sessions.key --handover-listen 10.0.0.5:4445\n  \
-        curl -s http://127.0.0.1:9464/metrics | grep xtt_"
-)]
+        curl -s http://127.0.0.1:9464/metrics | grep xtt_")]
 pub(crate) struct ServerArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]

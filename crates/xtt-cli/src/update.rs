@@ -19,7 +19,7 @@ use xtt_server::{SessionClient, SessionClientOptions};
 
 use crate::server_anchors::unix_now;
 
-const LONG_ABOUT: &str = "\
+pub(crate) const LONG_ABOUT: &str = "\
 Signed software updates in a subset of SUIT (RFC 9124 information model, CBOR envelope whose \
 authentication wrapper is a COSE_Sign1 ES256 over the manifest digest). Vendor side: keygen, \
 sign. Device side: verify (files at hand) or fetch (from an XTT server over a session).

@@ -43,6 +43,35 @@ fn help_teaches_on_every_subcommand() {
     }
 }
 
+/// `--help` gives each top-level command's long description, `-h` its one-line summary (a
+/// doc comment on the subcommand must not replace the long text).
+#[test]
+fn every_top_level_command_has_its_long_help() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = |s: &str| s.lines().next().unwrap_or_default().to_string();
+    for cmd in [
+        "server",
+        "bench",
+        "demo",
+        "info",
+        "completions",
+        "update",
+        "anchors",
+    ] {
+        let short = ok(tmp.path(), &[cmd, "-h"]);
+        let long = ok(tmp.path(), &[cmd, "--help"]);
+        assert_ne!(
+            first(&short),
+            first(&long),
+            "`xtt {cmd} --help` starts with the one-line summary only"
+        );
+        assert!(
+            long.len() > short.len() + 200,
+            "`xtt {cmd} --help` is hardly longer than -h"
+        );
+    }
+}
+
 #[test]
 fn root_server_and_x509_in_c_formats() {
     let tmp = tempfile::tempdir().unwrap();
