@@ -26,8 +26,10 @@ pub(crate) const LONG_ABOUT: &str = "\
                   (in memory, from the group's issuer key; nothing is written to the group), \
                   then runs them concurrently, each provisioning again and again until \
                   HANDSHAKES handshakes are done. Reports handshakes per second, latency \
-                  percentiles (p50, p90, p99) and errors by kind, as text, and optionally as \
-                  JSON and as an SVG latency histogram. The server must know the group and \
+                  percentiles (p50, p90, p99), errors by kind and the CPU time the load \
+                  generator itself spent (near the machine's core count, it and not the server \
+                  may be the limit), as text, and optionally as JSON and as an SVG latency \
+                  histogram. The server must know the group and \
                   have a certificate under ROOT.\n\n\
                   --mode session-handshakes: the devices are provisioned once, then run \
                   session handshakes (no DAA; ClientID + long-term key) in a loop: session \
