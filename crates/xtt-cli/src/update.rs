@@ -48,11 +48,8 @@ Examples:
 
 /// `xtt update`.
 #[derive(Debug, Args)]
-#[command(
-    about = "Sign, verify and fetch software updates (SUIT subset, COSE_Sign1 ES256)",
-    long_about = LONG_ABOUT,
-    after_long_help = AFTER_LONG_HELP
-)]
+// Its summary and long help are set on the subcommand in `cli.rs`.
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub(crate) struct UpdateArgs {
     #[command(subcommand)]
     command: UpdateCommand,
