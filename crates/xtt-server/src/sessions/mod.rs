@@ -50,11 +50,11 @@ use crate::server::unix_now;
 /// authentic, fresh record.
 #[derive(Clone, Debug)]
 pub enum Peer {
-    /// A TCP connection (its id and its writer queue).
+    /// A TCP connection (its id and its outgoing queue).
     Tcp {
         /// Connection number (for logs).
         conn: u64,
-        /// The connection's bounded writer queue.
+        /// The connection's bounded outgoing queue.
         tx: mpsc::Sender<Vec<u8>>,
     },
     /// A UDP source address.
@@ -170,7 +170,7 @@ impl SessionCore {
 
     /// Hands bytes to a peer without waiting: a full queue or a closed connection drops them.
     /// The buffer goes back to [`Self::seal_buffers`] once it is sent (by the connection's
-    /// writer for TCP) or dropped.
+    /// task for TCP) or dropped.
     pub(crate) fn deliver(&self, peer: &Peer, bytes: Vec<u8>) -> Result<(), SendError> {
         match peer {
             Peer::Tcp { tx, .. } => tx.try_send(bytes).map_err(|e| {
