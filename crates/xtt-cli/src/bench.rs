@@ -19,8 +19,7 @@ use xtt_server::bench::{self, BenchConfig, BenchReport, SessionBenchReport};
 
 use crate::client::parse_suite;
 
-/// The long help of `xtt bench` (set on the subcommand in `cli.rs`: there a one-line doc
-/// comment would otherwise replace it).
+/// The long help of `xtt bench` (set on its subcommand in `cli.rs`).
 pub(crate) const LONG_ABOUT: &str = "\
                   Load-test an XTT server. Enrolls DEVICES simulated devices in a DAA group \
                   (in memory, from the group's issuer key; nothing is written to the group), \

@@ -63,7 +63,8 @@ pub(crate) struct Cli {
 }
 
 /// Every subcommand family. Another crate's family is one more variant here (its `Subcommand`
-/// type) and one match arm in `main::run`.
+/// type) and one match arm in `main::run`. A family whose `Args` struct has a long help names it
+/// here with `long_about`: clap lets a variant's one-line doc comment replace the struct's.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Generate ECDSA P-256 key pairs (roots, servers, devices).

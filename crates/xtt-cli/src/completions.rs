@@ -5,8 +5,7 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
-/// The long help of `xtt completions` (set on the subcommand in `cli.rs`: there a one-line doc
-/// comment would otherwise replace it).
+/// The long help of `xtt completions` (set on its subcommand in `cli.rs`).
 pub(crate) const LONG_ABOUT: &str = "\
                   Print a completion script for SHELL to stdout. Install it where your shell \
                   looks for completions.";

@@ -23,8 +23,7 @@ use xtt_server::{XttServer, DEFAULT_CONFIG_TOML};
 use crate::client::{parse_suite, ClientPaths};
 use crate::server::{add_groups, load_keys, FILES_SECTION_TOML};
 
-/// The long help of `xtt demo` (set on the subcommand in `cli.rs`: there a one-line doc
-/// comment would otherwise replace it).
+/// The long help of `xtt demo` (set on its subcommand in `cli.rs`).
 pub(crate) const LONG_ABOUT: &str = "\
                   Show the whole of XTT in one command. In a new directory (kept, so you can \
                   look at everything afterwards) it makes a root key and certificate, a server \

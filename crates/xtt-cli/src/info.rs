@@ -6,8 +6,7 @@ use anyhow::bail;
 use clap::Args;
 use xtt_files::describe::{describe, Description};
 
-/// The long help of `xtt info` (set on the subcommand in `cli.rs`: there a one-line doc
-/// comment would otherwise replace it).
+/// The long help of `xtt info` (set on its subcommand in `cli.rs`).
 pub(crate) const LONG_ABOUT: &str = "\
                   Recognise each FILE (key pair, root/server/X.509 certificate, ClientID, DAA \
                   group public key, basename, group id, credential, secret keys, issuer keys, \

@@ -27,8 +27,7 @@ server_keypair = "server_keys.asn1.bin"
 groups = []
 "#;
 
-/// The long help of `xtt server` (set on the subcommand in `cli.rs`: there a one-line doc
-/// comment would otherwise replace it).
+/// The long help of `xtt server` (set on its subcommand in `cli.rs`).
 pub(crate) const LONG_ABOUT: &str = "\
                   Run the XTT identity-provisioning server. Devices connect over TCP, prove \
                   membership of a DAA group, and are assigned a ClientID that is stored, with \
