@@ -17,7 +17,7 @@ use crate::encoding::G1_LEN;
 use crate::error::Error;
 use crate::g1::G1;
 use crate::msm::vt_msm_u64;
-use crate::verify::{random_exponent, Checked, GroupVerifier};
+use crate::verify::{random_fold_exponent, Checked, GroupVerifier};
 
 /// Bits of each per-signature random exponent in a batch.
 pub const BATCH_EXPONENT_BITS: usize = 64;
@@ -95,7 +95,7 @@ impl GroupVerifier {
     /// One combined product over `set` with fresh random exponents.
     fn combined_check(&self, set: &[(usize, Checked)], rng: &mut dyn CryptoRngCore) -> bool {
         if let [(_, c)] = set {
-            let delta = random_exponent(rng, crate::verify::FOLD_EXPONENT_BITS);
+            let delta = random_fold_exponent(rng);
             return self.pairing_check(c, &delta);
         }
         let n = set.len();

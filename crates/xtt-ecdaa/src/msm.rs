@@ -283,6 +283,22 @@ impl GlvScalar {
     pub(crate) fn new(e: &BIG) -> Self {
         Self(glv_split(e))
     }
+
+    /// `a + b·λ (mod r)`, given by its halves: no split to compute, and the doubling chain of
+    /// a 64-bit half is half as long as that of a 128-bit scalar (whose split leaves a
+    /// 128-bit half). Distinct pairs give distinct scalars (test
+    /// `short_halves_name_distinct_scalars`), so a random pair is a random scalar out of
+    /// 2^128: the folding exponent of verification.
+    pub(crate) fn from_halves(a: u64, b: u64) -> Self {
+        let big = |x: u64| {
+            let mut bytes = [0u8; SCALAR_LEN];
+            if let Some(tail) = bytes.get_mut(SCALAR_LEN - 8..) {
+                tail.copy_from_slice(&x.to_be_bytes());
+            }
+            BIG::frombytes(&bytes)
+        };
+        Self([(big(a), false), (big(b), false)])
+    }
 }
 
 /// Width-`w` NAF of a non-negative `k < 2^(64·3 − 1)`, least significant digit first, every
@@ -377,9 +393,9 @@ pub(crate) fn vt_mul2_ecp(p: &ECP, e: &BIG, q: &ECP, f: &BIG) -> ECP {
     vt_mul2(&G1::from_ecp(p), e, &G1::from_ecp(q), f).to_ecp()
 }
 
-/// `[e]P` for a public `e` (GLV halves, width-5 NAF).
-pub(crate) fn vt_mul(p: &G1, e: &BIG) -> G1 {
-    vt_glv_sum(&[(&GlvTable::new(p, VARIABLE_WINDOW), &GlvScalar::new(e))])
+/// `[k]P` for a public `k` already in GLV form (width-5 NAF).
+pub(crate) fn vt_mul(p: &G1, k: &GlvScalar) -> G1 {
+    vt_glv_sum(&[(&GlvTable::new(p, VARIABLE_WINDOW), k)])
 }
 
 /// Width-4 NAF of `k`, least significant digit first: digits in {0, ±1, ±3, ±5, ±7}, no two
@@ -439,6 +455,68 @@ mod tests {
     use crate::scalar::{order_minus_one, Scalar};
     use rand_core::SeedableRng;
 
+    /// Signed 512-bit products and sums for the lattice checks below.
+    type Signed = (U512, bool);
+    fn product(a: &(U256, bool), b: &(U256, bool)) -> Signed {
+        (U512::from(a.0.mul_wide(&b.0)), a.1 ^ b.1)
+    }
+    fn sum(a: Signed, b: Signed) -> Signed {
+        match (a.1 == b.1, a.0 >= b.0) {
+            (true, _) => (a.0.wrapping_add(&b.0), a.1),
+            (false, true) => (a.0.wrapping_sub(&b.0), a.1),
+            (false, false) => (b.0.wrapping_sub(&a.0), b.1),
+        }
+    }
+
+    /// The folding exponent's soundness rests on `(a, b) ↦ a + b·λ mod r` being one-to-one on
+    /// pairs of u64: two pairs with one image differ by a non-zero vector of the GLV lattice
+    /// L = {(x, y) : x + y·λ ≡ 0 (mod r)} with |x|, |y| < 2^64, so of squared length below
+    /// 2^129. miracl's basis spans L (each row maps a point to the identity, so it lies in L,
+    /// and its determinant is ±r, the index of L in Z²) and is Gauss-reduced, so its shorter
+    /// row is a shortest non-zero vector of L: its squared length must exceed 2^129.
+    #[test]
+    fn short_halves_name_distinct_scalars() {
+        let c = glv_constants();
+        let big = |x: &U256| BIG::frombytes(&x.to_be_bytes());
+        let p = G1::from_ecp(&ECP::generator().mul(&BIG::new_int(12_345)));
+        for row in &c.basis {
+            let k = GlvScalar([(big(&row[0].0), row[0].1), (big(&row[1].0), row[1].1)]);
+            assert!(bool::from(vt_mul(&p, &k).is_identity()));
+            assert!(!bool::from(
+                vt_mul(&p, &GlvScalar::new(&big(&row[0].0))).is_identity()
+            ));
+        }
+        let [b1, b2] = &c.basis;
+        let (cross, cross_negative) = product(&b2[0], &b1[1]);
+        let det = sum(product(&b1[0], &b2[1]), (cross, !cross_negative));
+        assert_eq!(det.0, U512::from((c.r, U256::ZERO)));
+        let norm = |b: &[(U256, bool); 2]| sum(product(&b[0], &b[0]), product(&b[1], &b[1])).0;
+        let (short, long) = if norm(b1) <= norm(b2) {
+            (norm(b1), norm(b2))
+        } else {
+            (norm(b2), norm(b1))
+        };
+        let dot = sum(product(&b1[0], &b2[0]), product(&b1[1], &b2[1])).0;
+        assert!(
+            dot.shl_vartime(1) <= short && short <= long,
+            "basis not Gauss-reduced"
+        );
+        assert!(
+            short > U512::ONE.shl_vartime(129),
+            "a short vector: {} bits",
+            short.bits()
+        );
+        // And a pair in that form multiplies as its halves say: [a]Q + [b]φ(Q).
+        let q = G1::from_ecp(&ECP::generator().mul(&BIG::new_int(99)));
+        let (a, b) = (0xdead_beef_0123_4567u64, u64::MAX);
+        let [(a_big, _), _] = GlvScalar::from_halves(a, 0).0;
+        let [_, (b_big, _)] = GlvScalar::from_halves(0, b).0;
+        let mut by_parts = q.endo().to_ecp().mul(&b_big);
+        by_parts.add(&q.to_ecp().mul(&a_big));
+        let halves = vt_mul(&q, &GlvScalar::from_halves(a, b)).to_ecp();
+        assert!(halves.equals(&by_parts));
+    }
+
     #[test]
     fn glv_mul2_matches_plain() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
@@ -460,7 +538,9 @@ mod tests {
         for e in [BIG::new(), BIG::new_int(1), rm1, r] {
             let three = BIG::new_int(3);
             assert!(vt_mul2_ecp(&p, &e, &g, &three).equals(&p.mul2(&e, &g, &three)));
-            assert!(vt_mul(&G1::from_ecp(&p), &e).to_ecp().equals(&p.mul(&e)));
+            assert!(vt_mul(&G1::from_ecp(&p), &GlvScalar::new(&e))
+                .to_ecp()
+                .equals(&p.mul(&e)));
         }
         assert!(vt_mul2_ecp(&p, &BIG::new(), &g, &BIG::new()).is_infinity());
         // [r − 1]P + [1]P and [1]P + [1](−P): the sums hit P + (−P) and the identity.

@@ -29,21 +29,16 @@ use crate::sign::{
     group_id, BasenamePoint, SIGNATURE_LEN_WITHOUT_PSEUDONYM, SIGNATURE_LEN_WITH_PSEUDONYM,
 };
 
-/// Bits of the random exponent that folds the two pairing equations of one signature.
+/// Bits of randomness in the exponent δ that folds the two pairing equations of one signature.
 pub const FOLD_EXPONENT_BITS: usize = 128;
 
-/// A random non-zero exponent of `bits` bits (≤ 256) drawn from `rng`.
-pub(crate) fn random_exponent(rng: &mut dyn CryptoRngCore, bits: usize) -> BIG {
-    let mut buf = [0u8; SCALAR_LEN];
-    let nbytes = bits.div_ceil(8).min(SCALAR_LEN);
-    let start = SCALAR_LEN - nbytes;
+/// A random fold exponent δ = a + b·λ, (a, b) uniform among the non-zero pairs of u64 (see the
+/// module docs).
+pub(crate) fn random_fold_exponent(rng: &mut dyn CryptoRngCore) -> GlvScalar {
     loop {
-        if let Some(tail) = buf.get_mut(start..) {
-            rng.fill_bytes(tail);
-        }
-        let b = BIG::frombytes(&buf);
-        if !b.iszilch() {
-            return b;
+        let (a, b) = (rng.next_u64(), rng.next_u64());
+        if (a, b) != (0, 0) {
+            return GlvScalar::from_halves(a, b);
         }
     }
 }
@@ -138,7 +133,7 @@ impl GroupVerifier {
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Option<[u8; G1_LEN]>, Error> {
         let c = self.check_schnorr(message, signature)?;
-        let delta = random_exponent(rng, FOLD_EXPONENT_BITS);
+        let delta = random_fold_exponent(rng);
         if !self.pairing_check(&c, &delta) {
             return Err(Error::InvalidSignature);
         }
@@ -235,7 +230,7 @@ impl GroupVerifier {
     }
 
     /// The folded pairing check for one signature.
-    pub(crate) fn pairing_check(&self, c: &Checked, delta: &BIG) -> bool {
+    pub(crate) fn pairing_check(&self, c: &Checked, delta: &GlvScalar) -> bool {
         let p = &c.g1;
         // δT − S
         let b = vt_mul(&p.t, delta).add(&p.s.neg());
@@ -289,7 +284,7 @@ mod timing {
     }
 
     /// The folded check on miracl's pairing code (the path before the tower), same points.
-    fn pairing_check_miracl(v: &GroupVerifier, c: &Checked, delta: &BIG) -> bool {
+    fn pairing_check_miracl(v: &GroupVerifier, c: &Checked, delta: &GlvScalar) -> bool {
         let p = &c.g1;
         let b = vt_mul(&p.t, delta).add(&p.s.neg());
         let x = vt_mul(&p.r.add(&p.w), delta).neg();
@@ -318,7 +313,7 @@ mod timing {
                     5 => core::mem::swap(&mut c.g1.r, &mut c.g1.w),
                     _ => {}
                 }
-                let delta = random_exponent(&mut rng, FOLD_EXPONENT_BITS);
+                let delta = random_fold_exponent(&mut rng);
                 let new = v.pairing_check(&c, &delta);
                 assert_eq!(new, pairing_check_miracl(&v, &c, &delta), "case {i}/{k}");
                 assert_eq!(new, k == 0, "case {i}/{k}");
@@ -349,7 +344,7 @@ mod timing {
         }
         println!("decode + schnorr: {:?}", t.elapsed() / n);
         let c = v.check_schnorr(b"m", &sig).unwrap();
-        let d = random_exponent(&mut rng, FOLD_EXPONENT_BITS);
+        let d = random_fold_exponent(&mut rng);
         let t = Instant::now();
         for _ in 0..n {
             assert!(v.pairing_check(&c, &d));
