@@ -66,8 +66,9 @@
 //! # Performance design
 //!
 //! * Verification folds `e(R,Y) = e(S,P2)` and `e(T,P2) = e(R+W,X)` into one product
-//!   `e(R,Y)·e(δT−S,P2)·e(−δ(R+W),X) = 1` with a random 128-bit δ: three Miller loops over
-//!   lines precomputed once per group, one final exponentiation.
+//!   `e(R,Y)·e(δT−S,P2)·e(−δ(R+W),X) = 1` with a random δ out of 2^128, drawn as a + b·λ with
+//!   64-bit halves (so multiplying by it is a 64-step GLV chain): three Miller loops over lines
+//!   precomputed once per group, one final exponentiation.
 //! * The Schnorr recomputations `[s]S − [c]W` and `[s]J − [c]K` use the BN endomorphism (GLV)
 //!   and a 4-scalar Shamir loop; J = HashToG1(basename) is computed once per verifier.
 //! * [`GroupVerifier::verify_batch`] shares the three Miller loops and the final

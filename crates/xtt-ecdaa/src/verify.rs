@@ -5,8 +5,11 @@
 //! `e(R, Y) · e(δT − S, P2) · e(−δ(R + W), X) = 1`
 //!
 //! which is `[e(R,Y)/e(S,P2)] · [e(T,P2)/e(R+W,X)]^δ`. If either bracket is not 1 (both lie in
-//! the order-r group GT) the product is 1 for at most one δ, so a random δ of
-//! [`FOLD_EXPONENT_BITS`] bits makes a false accept happen with probability ≤ 2^-128.
+//! the order-r group GT) the product is 1 for at most one δ mod r. δ is drawn in GLV form,
+//! `a + b·λ` with random 64-bit a and b (not both zero): distinct pairs are distinct residues
+//! (see `msm::GlvScalar::from_halves`), so a false accept happens with probability ≤ 2^-128
+//! ([`FOLD_EXPONENT_BITS`]), and each multiplication by δ runs a 64-step doubling chain, where
+//! a 128-bit integer δ (its GLV split leaves one 128-bit half) needs 128 steps.
 
 use core::fmt;
 
