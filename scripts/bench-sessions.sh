@@ -8,12 +8,13 @@
 #   4. XTT vs TLS 1.3 (rustls) in the same process and run: records/s, MB/s, handshake bytes
 #      (crates/xtt-server/examples/session_vs_tls.rs), AES-256-GCM and ChaCha20-Poly1305, with
 #      1 client (latency-bound) and VS_CLIENTS=4 clients (CPU-bound).
-# Knobs: HS=3000 handshakes, CLIENTS=16, RECORDS=20000 per client, ROUNDS=3.
+# Knobs: HS=3000 handshakes, CLIENTS=16, RECORDS=20000 per client, ROUNDS=15 (the
+# XTT-vs-TLS rounds: one client's 16 KiB rounds vary ± 20 %, so a median of a few is noise).
 # BIN=DIR runs prebuilt binaries (DIR/xtt, DIR/crypto_floor, DIR/session_vs_tls) instead of
 # building: e.g. a copy of an earlier build, for before/after runs alternated on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-HS=${HS:-3000}; CLIENTS=${CLIENTS:-16}; RECORDS=${RECORDS:-20000}; ROUNDS=${ROUNDS:-3}
+HS=${HS:-3000}; CLIENTS=${CLIENTS:-16}; RECORDS=${RECORDS:-20000}; ROUNDS=${ROUNDS:-15}
 OUT=${OUT:-target/bench-sessions}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
