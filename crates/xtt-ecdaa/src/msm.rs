@@ -33,7 +33,7 @@ use miracl_core::fp256bn::ecp::ECP;
 use miracl_core::fp256bn::rom;
 
 use crate::g1::{G1Affine, G1};
-use crate::scalar::{order, SCALAR_LEN};
+use crate::scalar::{big_from_u64, order, SCALAR_LEN};
 
 /// Splits `e` into `(k₀, k₁)` with `e ≡ k₀ + k₁·λ (mod r)`, each returned as a magnitude below
 /// 2^130 and a flag saying the component is negative.
@@ -290,14 +290,7 @@ impl GlvScalar {
     /// `short_halves_name_distinct_scalars`), so a random pair is a random scalar out of
     /// 2^128: the folding exponent of verification.
     pub(crate) fn from_halves(a: u64, b: u64) -> Self {
-        let big = |x: u64| {
-            let mut bytes = [0u8; SCALAR_LEN];
-            if let Some(tail) = bytes.get_mut(SCALAR_LEN - 8..) {
-                tail.copy_from_slice(&x.to_be_bytes());
-            }
-            BIG::frombytes(&bytes)
-        };
-        Self([(big(a), false), (big(b), false)])
+        Self([(big_from_u64(a), false), (big_from_u64(b), false)])
     }
 }
 
@@ -719,14 +712,7 @@ mod tests {
                 })
                 .collect();
             let points: Vec<ECP> = terms.iter().map(|(p, _)| p.clone()).collect();
-            let scalars: Vec<BIG> = terms
-                .iter()
-                .map(|(_, k)| {
-                    let mut b = [0u8; 32];
-                    b[24..].copy_from_slice(&k.to_be_bytes());
-                    BIG::frombytes(&b)
-                })
-                .collect();
+            let scalars: Vec<BIG> = terms.iter().map(|(_, k)| big_from_u64(*k)).collect();
             let expect = if n == 0 {
                 ECP::new()
             } else {

@@ -192,6 +192,11 @@ pub(crate) fn read_big(bytes: &[u8]) -> Result<BIG, Error> {
     Ok(BIG::frombytes(bytes))
 }
 
+/// `x` as a `BIG`.
+pub(crate) fn big_from_u64(x: u64) -> BIG {
+    BIG::frombytes(&U256::from_u64(x).to_be_bytes())
+}
+
 /// 32 big-endian bytes of a `BIG` assumed below 2^256.
 pub(crate) fn big_to_bytes(b: &BIG) -> [u8; SCALAR_LEN] {
     let mut out = [0u8; SCALAR_LEN];

@@ -374,14 +374,7 @@ mod timing {
         let ks: Vec<u64> = (0..16)
             .map(|_| rand_core::RngCore::next_u64(&mut rng))
             .collect();
-        let bigs: Vec<BIG> = ks
-            .iter()
-            .map(|k| {
-                let mut b = [0u8; SCALAR_LEN];
-                b[24..].copy_from_slice(&k.to_be_bytes());
-                BIG::frombytes(&b)
-            })
-            .collect();
+        let bigs: Vec<BIG> = ks.iter().map(|k| crate::scalar::big_from_u64(*k)).collect();
         let terms: Vec<(G1, u64)> = pts
             .iter()
             .map(G1::from_ecp)
