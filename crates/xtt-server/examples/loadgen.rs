@@ -21,7 +21,7 @@ use xtt_proto::cert::RootCertificate;
 use xtt_proto::daa::DaaSigner;
 use xtt_proto::SuiteSpec;
 use xtt_registry::{Durability, SqliteRegistry};
-use xtt_server::bench::{enroll_devices, run, BenchConfig, ThrowawayPki};
+use xtt_server::bench::{cpu_secs_in_stat, enroll_devices, run, BenchConfig, ThrowawayPki};
 use xtt_server::{add_group, ServerConfig, ServerKeys, XttServer};
 
 const BASENAME: &[u8] = b"loadgen-basename";
@@ -179,26 +179,18 @@ fn thread_cpu_secs() -> std::collections::HashMap<&'static str, f64> {
         let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
             continue;
         };
-        // "pid (comm) state ..." ; comm may contain spaces, so split at the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = head.split_once('(').map_or("", |(_, c)| c);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields
-            .get(11)
-            .and_then(|u| u.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|s| s.parse::<f64>().ok())
-                .unwrap_or(0.0);
+        // "pid (comm) state ..."; comm may contain spaces, so it ends at the last ')'.
+        let comm = stat
+            .rsplit_once(')')
+            .and_then(|(head, _)| head.split_once('('))
+            .map_or("", |(_, c)| c);
+        let secs = cpu_secs_in_stat(&stat).unwrap_or(0.0);
         let role = if comm.starts_with("bench") {
             "bench"
         } else {
             "server"
         };
-        *out.entry(role).or_insert(0.0) += ticks / 100.0;
+        *out.entry(role).or_insert(0.0) += secs;
     }
     out
 }

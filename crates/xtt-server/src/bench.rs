@@ -23,7 +23,7 @@ use crate::client::{ClientError, Provisioner};
 mod cpu_time;
 mod spread;
 
-pub use cpu_time::process_cpu_secs;
+pub use cpu_time::{cpu_secs_in_stat, process_cpu_secs};
 use spread::Spread;
 pub use spread::TargetCount;
 

@@ -10,18 +10,20 @@ pub fn process_cpu_secs(pid: Option<u32>) -> std::io::Result<f64> {
         None => "/proc/self/stat".to_string(),
     };
     let stat = std::fs::read_to_string(&path)?;
-    let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("{path}: {what}"));
+    cpu_secs_in_stat(&stat)
+        .map_err(|what| Error::new(ErrorKind::InvalidData, format!("{path}: {what}")))
+}
+
+/// User + system CPU seconds in the text of a /proc `stat` file (a process's or a thread's), or
+/// what is wrong with it.
+pub fn cpu_secs_in_stat(stat: &str) -> Result<f64, &'static str> {
     // The fields after the command name (which may hold spaces and parentheses) start at the
     // state, field 3.
-    let (_, rest) = stat
-        .rsplit_once(')')
-        .ok_or_else(|| bad("no command name"))?;
+    let (_, rest) = stat.rsplit_once(')').ok_or("no command name")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> std::io::Result<f64> {
-        let field = fields.get(i).ok_or_else(|| bad("too few fields"))?;
-        let n: u64 = field
-            .parse()
-            .map_err(|_| bad("a CPU time is not a number"))?;
+    let ticks = |i: usize| -> Result<f64, &'static str> {
+        let field = fields.get(i).ok_or("too few fields")?;
+        let n: u64 = field.parse().map_err(|_| "a CPU time is not a number")?;
         Ok(n as f64)
     };
     // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the state. The
@@ -49,5 +51,14 @@ mod tests {
         // Above the kernel's pid_max (at most 2^22): never a live process.
         let missing = process_cpu_secs(Some(u32::MAX)).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_command_name_with_parentheses_and_spaces_does_not_shift_the_fields() {
+        // utime 250 and stime 70 ticks, after a thread name that looks like the end of one.
+        let stat = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 70 0 0 20 0 1 0 5";
+        assert_eq!(cpu_secs_in_stat(stat), Ok(3.2));
+        assert_eq!(cpu_secs_in_stat("42 S 1 2"), Err("no command name"));
+        assert_eq!(cpu_secs_in_stat("42 (x) S 1 2"), Err("too few fields"));
     }
 }
