@@ -14,9 +14,11 @@ fn benches(c: &mut Criterion) {
     let issuer = Issuer::generate(&mut rng);
     let bench = PairingBench::new(issuer.group_public_key()).unwrap();
     assert_eq!(bench.miracl(), bench.tower());
+    assert_eq!(bench.tower(), bench.tower_unit_lines());
     let mut g = c.benchmark_group("pairing_product_3");
     g.bench_function("miracl", |b| b.iter(|| bench.miracl()));
     g.bench_function("tower", |b| b.iter(|| bench.tower()));
+    g.bench_function("tower_unit_lines", |b| b.iter(|| bench.tower_unit_lines()));
     g.finish();
 }
 

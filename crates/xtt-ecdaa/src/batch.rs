@@ -15,7 +15,6 @@ use rand_core::CryptoRngCore;
 
 use crate::encoding::G1_LEN;
 use crate::error::Error;
-use crate::g1::G1;
 use crate::msm::vt_msm_u64;
 use crate::verify::{random_fold_exponent, Checked, GroupVerifier};
 
@@ -114,7 +113,6 @@ impl GroupVerifier {
         let sum_y = vt_msm_u64(&ys);
         let sum_p2 = vt_msm_u64(&ps);
         let sum_x = vt_msm_u64(&xs).neg();
-        let [y, p2, x] = G1::to_affine_batch([&sum_y, &sum_p2, &sum_x]);
-        self.lines.product_is_one(&y, &p2, &x)
+        self.lines.product_is_one_g1(&sum_y, &sum_p2, &sum_x)
     }
 }

@@ -69,6 +69,10 @@
 //!   `e(R,Y)·e(δT−S,P2)·e(−δ(R+W),X) = 1` with a random δ out of 2^128, drawn as a + b·λ with
 //!   64-bit halves (so multiplying by it is a 64-step GLV chain): three Miller loops over lines
 //!   precomputed once per group, one final exponentiation.
+//! * The Miller loops evaluate each line divided by its point's x (a factor in F_p, which the
+//!   final exponentiation removes): the inversion that would make the points affine inverts
+//!   their X coordinates instead, and every line product then skips its scalings by x. The
+//!   final exponentiation's three powers by |u| walk a width-3 NAF (13 products, not 18).
 //! * The Schnorr recomputations `[s]S − [c]W` and `[s]J − [c]K` use the BN endomorphism (GLV)
 //!   and a 4-scalar Shamir loop; J = HashToG1(basename) is computed once per verifier.
 //! * [`GroupVerifier::verify_batch`] shares the three Miller loops and the final

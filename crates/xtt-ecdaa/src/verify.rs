@@ -239,8 +239,7 @@ impl GroupVerifier {
         let b = vt_mul(&p.t, delta).add(&p.s.neg());
         // −δ(R + W)
         let x = vt_mul(&p.r.add(&p.w), delta).neg();
-        let [r, b, x] = G1::to_affine_batch([&p.r, &b, &x]);
-        self.lines.product_is_one(&r, &b, &x)
+        self.lines.product_is_one_g1(&p.r, &b, &x)
     }
 
     pub(crate) fn check_revocation(&self, c: &Checked) -> Result<(), Error> {

@@ -330,28 +330,44 @@ impl G1 {
     /// trick: 3 multiplications per point instead of an inversion each). Identities are
     /// carried through with masked selects, so the cost does not depend on the points.
     pub fn batch_normalize(points: &[G1]) -> Vec<G1Affine> {
-        // prefix[i] = z₀ · … · z_{i−1}, identities counted as 1.
-        let mut prefix = Vec::with_capacity(points.len());
-        let mut acc = Fp::ONE;
-        for p in points {
-            prefix.push(acc);
-            acc = acc.mul(&Fp::conditional_select(&p.z, &Fp::ONE, p.is_identity()));
+        let zs: Vec<(Fp, Choice)> = points.iter().map(|p| (p.z, p.is_identity())).collect();
+        let zinvs = batch_invert(&zs);
+        points
+            .iter()
+            .zip(zinvs)
+            .map(|(p, zinv)| {
+                let a = G1Affine {
+                    x: p.x.mul(&zinv),
+                    y: p.y.mul(&zinv),
+                    infinity: Choice::from(0u8),
+                };
+                G1Affine::conditional_select(&a, &G1Affine::identity(), p.is_identity())
+            })
+            .collect()
+    }
+
+    /// (1/x, y/x) of each point for the pairing's x-normalized lines (`None` for the
+    /// identity), with one inversion of the X coordinates: Z/X and Y/X. `None` overall if a
+    /// point other than the identity has x = 0, which the normalization cannot divide by.
+    /// Variable time (it branches on that): for the verifier's public points only.
+    pub(crate) fn x_normalize_batch<const N: usize>(
+        points: [&G1; N],
+    ) -> Option<[Option<(Fp, Fp)>; N]> {
+        let xs: Vec<(Fp, Choice)> = points.iter().map(|p| (p.x, p.is_identity())).collect();
+        if xs
+            .iter()
+            .any(|(x, inf)| !bool::from(*inf) && bool::from(x.ct_eq(&Fp::ZERO)))
+        {
+            return None;
         }
-        let (mut inv, _) = acc.invert();
-        let mut out = vec![G1Affine::identity(); points.len()];
-        for ((p, pre), o) in points.iter().zip(prefix.iter()).zip(out.iter_mut()).rev() {
-            // inv = (z₀ · … · z_i)⁻¹ here.
-            let inf = p.is_identity();
-            let zinv = inv.mul(pre);
-            inv = inv.mul(&Fp::conditional_select(&p.z, &Fp::ONE, inf));
-            let a = G1Affine {
-                x: p.x.mul(&zinv),
-                y: p.y.mul(&zinv),
-                infinity: Choice::from(0u8),
-            };
-            *o = G1Affine::conditional_select(&a, &G1Affine::identity(), inf);
+        let xinvs = batch_invert(&xs);
+        let mut out = [None; N];
+        for ((o, p), xinv) in out.iter_mut().zip(points).zip(xinvs) {
+            if !bool::from(p.is_identity()) {
+                *o = Some((p.z.mul(&xinv), p.y.mul(&xinv)));
+            }
         }
-        out
+        Some(out)
     }
 
     /// Affine forms of N points with one inversion.
@@ -378,6 +394,27 @@ impl G1 {
         }
         out
     }
+}
+
+/// 1/v for every (v, skip) with one constant-time inversion (Montgomery's trick: 3
+/// multiplications per value); a skipped value counts as 1 and its result is meaningless.
+/// Masked, so the cost does not depend on which values are skipped.
+fn batch_invert(values: &[(Fp, Choice)]) -> Vec<Fp> {
+    // prefix[i] = v₀ · … · v_{i−1}, skipped values counted as 1.
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut acc = Fp::ONE;
+    for (v, skip) in values {
+        prefix.push(acc);
+        acc = acc.mul(&Fp::conditional_select(v, &Fp::ONE, *skip));
+    }
+    let (mut inv, _) = acc.invert();
+    let mut out = vec![Fp::ZERO; values.len()];
+    for (((v, skip), pre), o) in values.iter().zip(prefix.iter()).zip(out.iter_mut()).rev() {
+        // inv = (v₀ · … · v_i)⁻¹ here.
+        *o = inv.mul(pre);
+        inv = inv.mul(&Fp::conditional_select(v, &Fp::ONE, *skip));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -439,6 +476,25 @@ mod tests {
                 assert!(eq(&ours.add_affine(&theirs.to_affine()), &s), "mixed add");
             }
         }
+    }
+
+    #[test]
+    fn x_normalization_gives_one_over_x_and_y_over_x() {
+        let g = ECP::generator();
+        let p = G1::from_ecp(&g).double().add(&G1::from_ecp(&g));
+        let a = p.to_affine();
+        let Some([Some((u, v)), None]) = G1::x_normalize_batch([&p, &G1::IDENTITY]) else {
+            panic!("a point and the identity normalize");
+        };
+        assert_eq!(u.mul(&a.x), Fp::ONE);
+        assert_eq!(v, a.y.mul(&u));
+        // Off the curve, but the guard must catch it rather than divide by zero.
+        let x0 = G1 {
+            x: Fp::ZERO,
+            y: Fp::ONE,
+            z: Fp::ONE,
+        };
+        assert!(G1::x_normalize_batch([&p, &x0]).is_none());
     }
 
     #[test]

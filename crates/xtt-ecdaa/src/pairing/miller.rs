@@ -8,7 +8,7 @@
 //! the loop a conjugation (u < 0) and the two R-ate fix-up lines. The loop digits come from u
 //! here and a test checks that they reproduce miracl's table length and values.
 
-use super::fp12::{Fp12, LineValue};
+use super::fp12::{Fp12, Line, LineValue, UnitLine};
 use super::fp2::{Fp2, FP2_LEN};
 use super::fp4::{Fp4, FP4_LEN};
 use crate::g1::field::Fp;
@@ -37,15 +37,9 @@ const fn signed_digits(e: u128) -> ([i8; 128], usize) {
 
 /// The Miller loop runs over 6|u| − 2 (6u + 2 for u < 0, up to sign).
 const LOOP: ([i8; 128], usize) = signed_digits(6 * BN_U as u128 - 2);
-/// The final exponentiation raises to |u|.
-pub(crate) const POW_U: ([i8; 128], usize) = signed_digits(BN_U as u128);
 
 pub(crate) fn loop_digits() -> &'static [i8] {
     LOOP.0.get(..LOOP.1).unwrap_or(&[])
-}
-
-pub(crate) fn pow_u_digits() -> &'static [i8] {
-    POW_U.0.get(..POW_U.1).unwrap_or(&[])
 }
 
 /// miracl's line table of one G2 point, converted once.
@@ -70,12 +64,27 @@ impl PreparedLines {
     }
 
     #[inline]
-    fn at(&self, k: usize, x: &Fp, y: &Fp) -> LineValue {
-        let (aa, bb) = self.0.get(k).copied().unwrap_or((Fp2::ZERO, Fp2::ZERO));
+    pub(crate) fn at(&self, k: usize, x: &Fp, y: &Fp) -> LineValue {
+        let (aa, bb) = self.line(k);
         LineValue {
             l: Fp4::new(aa.mul_fp(y), bb),
             x: *x,
         }
+    }
+
+    /// Line k at the point with 1/x = `u` and y/x = `v`, divided by x:
+    /// `(aa·v + bb·u·j) + j·w²`.
+    #[inline]
+    pub(crate) fn at_unit(&self, k: usize, u: &Fp, v: &Fp) -> UnitLine {
+        let (aa, bb) = self.line(k);
+        UnitLine {
+            l: Fp4::new(aa.mul_fp(v), bb.mul_fp(u)),
+        }
+    }
+
+    #[inline]
+    fn line(&self, k: usize) -> (Fp2, Fp2) {
+        self.0.get(k).copied().unwrap_or((Fp2::ZERO, Fp2::ZERO))
     }
 
     /// Whether the table has exactly as many lines as the loop consumes.
@@ -88,23 +97,25 @@ impl PreparedLines {
 
 const _: () = assert!(FP4_LEN == 2 * FP2_LEN);
 
-/// ∏ f_{Q_k}(P_k) before the final exponentiation, for affine G1 points (x, y); points at
-/// infinity are left out by the caller (they contribute 1, as in miracl's `another_pc`).
-pub(crate) fn miller_product(terms: &[(&PreparedLines, Fp, Fp)]) -> Fp12 {
+/// ∏ f_{Q_k}(P_k) before the final exponentiation, one term per G1 point other than the
+/// identity (points at infinity contribute 1 and are left out by the caller, as in miracl's
+/// `another_pc`); `at(term, k)` is line k of the term's G2 point at its G1 point, in either
+/// form (the unit form differs by factors the final exponentiation removes).
+pub(crate) fn miller_product<T, L: Line>(terms: &[T], at: impl Fn(&T, usize) -> L) -> Fp12 {
     let mut f = Fp12::ONE;
     let mut k = 0;
     let mut started = false;
     // At most two lines per point per step.
-    let mut step: Vec<LineValue> = Vec::with_capacity(2 * terms.len());
+    let mut step: Vec<L> = Vec::with_capacity(2 * terms.len());
     for d in loop_digits() {
         if started {
             f = f.sqr();
         }
         step.clear();
-        for (lines, x, y) in terms {
-            step.push(lines.at(k, x, y));
+        for t in terms {
+            step.push(at(t, k));
             if *d != 0 {
-                step.push(lines.at(k + 1, x, y));
+                step.push(at(t, k + 1));
             }
             started = true;
         }
@@ -113,23 +124,23 @@ pub(crate) fn miller_product(terms: &[(&PreparedLines, Fp, Fp)]) -> Fp12 {
     }
     f = f.conj();
     step.clear();
-    for (lines, x, y) in terms {
-        step.push(lines.at(k, x, y));
-        step.push(lines.at(k + 1, x, y));
+    for t in terms {
+        step.push(at(t, k));
+        step.push(at(t, k + 1));
     }
     mul_by_lines(f, &step)
 }
 
 /// f times all `lines`, two at a time (line × line, then the pair into f), the odd one alone.
-fn mul_by_lines(mut f: Fp12, lines: &[LineValue]) -> Fp12 {
+fn mul_by_lines<L: Line>(mut f: Fp12, lines: &[L]) -> Fp12 {
     let mut pairs = lines.chunks_exact(2);
     for pair in &mut pairs {
         if let [l1, l2] = pair {
-            f = f.mul_by_line_pair(&l1.mul(l2));
+            f = f.mul_by_line_pair(&l1.pair(l2));
         }
     }
     for l in pairs.remainder() {
-        f = f.mul_by_line(l);
+        f = l.times(&f);
     }
     f
 }
