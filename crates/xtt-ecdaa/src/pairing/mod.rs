@@ -303,30 +303,40 @@ mod tests {
         }
     }
 
+    /// Case `i` of a product test: e([a]P1, Y) · e(−[a·y + b·x]P1, P2) · e([b]P1, X) = 1 for
+    /// random a, b; every third case perturbs the middle point (the product is then not 1),
+    /// every fifth drops the first one. Returns the three points and whether the product is 1.
+    fn product_case(
+        i: usize,
+        rng: &mut rand_chacha::ChaCha20Rng,
+        xs: &Scalar,
+        ys: &Scalar,
+    ) -> ([ECP; 3], bool) {
+        let g1 = p1();
+        let (a, b) = (Scalar::random(rng), Scalar::random(rng));
+        let pa = if i % 5 == 4 { ECP::new() } else { g1.mul(&a.0) };
+        let mut pb = g1.mul(&Scalar::mul(&b, xs).0);
+        if i % 5 != 4 {
+            pb.add(&g1.mul(&Scalar::mul(&a, ys).0));
+        }
+        pb.neg();
+        if i % 3 == 2 {
+            pb.add(&g1);
+        }
+        ([pa, pb, g1.mul(&b.0)], i % 3 != 2)
+    }
+
     #[test]
     fn product_agrees_with_miracl_on_random_true_and_false_products() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x3c);
         let (xs, ys, lines) = random_group(&mut rng);
-        let g1 = p1();
         let mut ones = 0;
         for i in 0..30 {
-            let (a, b) = (Scalar::random(&mut rng), Scalar::random(&mut rng));
-            // e([a]P1, Y) · e(−[a·y + b·x]P1, P2) · e([b]P1, X) = 1; every third case perturbs
-            // the middle point, every fifth drops the first one.
-            let pa = if i % 5 == 4 { ECP::new() } else { g1.mul(&a.0) };
-            let mut pb = g1.mul(&Scalar::mul(&b, &xs).0);
-            if i % 5 != 4 {
-                pb.add(&g1.mul(&Scalar::mul(&a, &ys).0));
-            }
-            pb.neg();
-            if i % 3 == 2 {
-                pb.add(&g1);
-            }
-            let pc = g1.mul(&b.0);
+            let ([pa, pb, pc], expected) = product_case(i, &mut rng, &xs, &ys);
             let old = lines.product_is_one_miracl(&pa, &pb, &pc);
             let new = lines.product_is_one(&aff(&pa), &aff(&pb), &aff(&pc));
             assert_eq!(old, new, "case {i}");
-            assert_eq!(new, i % 3 != 2, "case {i}");
+            assert_eq!(new, expected, "case {i}");
             ones += usize::from(new);
         }
         assert_eq!(ones, 20);
@@ -339,7 +349,6 @@ mod tests {
     fn unit_lines_on_projective_points_agree_with_affine_lines_and_miracl() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x3d);
         let (xs, ys, lines) = random_group(&mut rng);
-        let g1 = p1();
         // Projective inputs with Z ≠ 1, as the verifier's arithmetic leaves them.
         let proj = |p: &ECP| {
             let mut q = G1::from_ecp(p).double();
@@ -347,18 +356,7 @@ mod tests {
             q
         };
         for i in 0..24 {
-            let (a, b) = (Scalar::random(&mut rng), Scalar::random(&mut rng));
-            let pa = if i % 5 == 4 { ECP::new() } else { g1.mul(&a.0) };
-            let mut pb = g1.mul(&Scalar::mul(&b, &xs).0);
-            if i % 5 != 4 {
-                pb.add(&g1.mul(&Scalar::mul(&a, &ys).0));
-            }
-            pb.neg();
-            if i % 3 == 2 {
-                pb.add(&g1);
-            }
-            let pc = g1.mul(&b.0);
-            let expected = i % 3 != 2;
+            let ([pa, pb, pc], expected) = product_case(i, &mut rng, &xs, &ys);
             assert_eq!(lines.product_is_one_miracl(&pa, &pb, &pc), expected);
             assert_eq!(
                 lines.product_is_one_g1(&proj(&pa), &proj(&pb), &proj(&pc)),
