@@ -2,7 +2,9 @@
 //! points on the 4×64-bit field; a product of pairings shares one chain of squarings.
 //!
 //! miracl's `pair::precomp` stores, per loop step, each line as the pair (aa, bb) of F_p²
-//! values (`pack`); at a G1 point (x, y) the line is `(aa·y + bb·j) + (x·j)·w²` (`unpack`).
+//! values (`pack`); at a G1 point (x, y) the line is `(aa·y + bb·j) + (x·j)·w²` (`unpack`),
+//! or, divided by x, `(aa·(y/x) + bb·(1/x)·j) + j·w²` (the verifier's unit form, from 1/x and
+//! y/x).
 //! The step order is miracl's: for every digit of the signed expansion of 6u + 2 from the top
 //! (excluding the leading one), a doubling line and, for a nonzero digit, an addition line; after
 //! the loop a conjugation (u < 0) and the two R-ate fix-up lines. The loop digits come from u
