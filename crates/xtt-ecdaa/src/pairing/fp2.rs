@@ -1,6 +1,6 @@
 //! F_p² = F_p[i]/(i² + 1), miracl's `FP2` (a + b·i) on the 4×64-bit field.
 
-use crate::g1::field::{self, Fp};
+use crate::g1::field::{self, fp_mul, Fp};
 use crate::scalar::SCALAR_LEN;
 
 /// Bytes of one [`Fp2`] in miracl's order (`FP2::tobytes`: b, then a).
@@ -56,23 +56,26 @@ impl Fp2 {
     /// Karatsuba: three base-field multiplications.
     #[inline]
     pub(crate) const fn mul(&self, o: &Fp2) -> Fp2 {
-        let t0 = self.a.mul(&o.a);
-        let t1 = self.b.mul(&o.b);
-        let s = self.a.add(&self.b).mul(&o.a.add(&o.b));
+        let t0 = fp_mul(&self.a, &o.a);
+        let t1 = fp_mul(&self.b, &o.b);
+        let s = fp_mul(&self.a.add(&self.b), &o.a.add(&o.b));
         Fp2::new(t0.sub(&t1), s.sub(&t0).sub(&t1))
     }
 
     /// Complex squaring: (a + b)(a − b) + 2ab·i, two multiplications.
     #[inline]
     pub(crate) fn sqr(&self) -> Fp2 {
-        let ab = self.a.mul(&self.b);
-        Fp2::new(self.a.add(&self.b).mul(&self.a.sub(&self.b)), ab.add(&ab))
+        let ab = fp_mul(&self.a, &self.b);
+        Fp2::new(
+            fp_mul(&self.a.add(&self.b), &self.a.sub(&self.b)),
+            ab.add(&ab),
+        )
     }
 
     /// Multiplication by a base-field element.
     #[inline]
     pub(crate) fn mul_fp(&self, s: &Fp) -> Fp2 {
-        Fp2::new(self.a.mul(s), self.b.mul(s))
+        Fp2::new(fp_mul(&self.a, s), fp_mul(&self.b, s))
     }
 
     /// Multiplication by ξ = 1 + i, the non-residue of the next level (miracl's `mul_ip`).
