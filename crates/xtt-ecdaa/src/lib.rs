@@ -73,6 +73,10 @@
 //!   final exponentiation removes): the inversion that would make the points affine inverts
 //!   their X coordinates instead, and every line product then skips its scalings by x. The
 //!   final exponentiation's three powers by |u| walk a width-3 NAF (13 products, not 18).
+//! * The hot F_p products (every F_p² product of the tower, the G1 doubling and mixed
+//!   addition) are a fused, inlined Montgomery product (`g1::field::fp_mul`) rather than
+//!   crypto-bigint's product and out-of-line reduction; it only pays off with one codegen unit,
+//!   which the workspace's release and bench profiles set.
 //! * The Schnorr recomputations `[s]S − [c]W` and `[s]J − [c]K` use the BN endomorphism (GLV)
 //!   and a 4-scalar Shamir loop; J = HashToG1(basename) is computed once per verifier.
 //! * [`GroupVerifier::verify_batch`] shares the three Miller loops and the final
