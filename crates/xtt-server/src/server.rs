@@ -593,7 +593,6 @@ async fn handshake(
         let attest = client_attest.to_vec();
         return session_handshake(sh, core, stream, reader, attest).await;
     }
-    let client_attest = client_attest.to_vec();
     // Boxed: the identity steps hold far more state across their awaits (DAA signature,
     // registration) than a session handshake, and every connection's task would otherwise be
     // that large.
@@ -604,13 +603,13 @@ async fn handshake(
 async fn identity_handshake(
     sh: &Arc<Shared>,
     stream: &mut TcpStream,
-    client_attest: Vec<u8>,
+    client_attest: &[u8],
 ) -> Result<Ended, FailureReason> {
     // On this task too, like ClientInit: with the handshake cache this step is an AEAD open
     // and one ECDSA verification (≈ 45 µs; ≈ 120 µs when the cache has lost the handshake and
     // it is rebuilt), less than a round trip through the pool costs. The DAA signature, the
     // long work, goes to the pool next.
-    let attested = match sh.proto.handle_client_attest(&client_attest, unix_now()) {
+    let attested = match sh.proto.handle_client_attest(client_attest, unix_now()) {
         Ok(a) => a,
         Err(e) => return Err(fail(stream, &e).await),
     };
