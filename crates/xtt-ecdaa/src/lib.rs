@@ -76,7 +76,9 @@
 //! * The hot F_p products (every F_p² product of the tower, the G1 doubling and mixed
 //!   addition) are a fused, inlined Montgomery product (`g1::field::fp_mul`) rather than
 //!   crypto-bigint's product and out-of-line reduction; it only pays off with one codegen unit,
-//!   which the workspace's release and bench profiles set.
+//!   which the workspace's release and bench profiles set. The full G1 addition calls the same
+//!   product out of line (inlined twelve times it spills), and ×3b is one multiply row with one
+//!   reduction instead of four modular additions.
 //! * The Schnorr recomputations `[s]S − [c]W` and `[s]J − [c]K` use the BN endomorphism (GLV)
 //!   and a 4-scalar Shamir loop; J = HashToG1(basename) is computed once per verifier.
 //! * [`GroupVerifier::verify_batch`] shares the three Miller loops and the final

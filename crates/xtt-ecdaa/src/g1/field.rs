@@ -9,7 +9,8 @@
 //! time, while the signer needs constant time. crypto-bigint is constant-time throughout
 //! (masked final subtraction, fixed-iteration inversion) and already in the dependency tree.
 //! The hot products (the pairing tower's F_p², the G1 doubling and mixed addition) go through
-//! [`fp_mul`], a fused, inlined form of the same Montgomery product.
+//! [`fp_mul`], a fused, inlined form of the same Montgomery product; the full G1 addition
+//! through [`fp_mul_outlined`], the same product behind a call.
 
 use crypto_bigint::modular::constant_mod::{Residue, ResidueParams};
 use crypto_bigint::{impl_modulus, Encoding, U256};

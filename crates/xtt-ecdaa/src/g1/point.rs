@@ -4,7 +4,7 @@
 //! formulas of Renes, Costello and Batina, "Complete addition formulas for prime order elliptic
 //! curves" (EUROCRYPT 2016), for a = 0: algorithm 7 (addition, 12M + 2·3b), algorithm 8 (mixed
 //! addition with an affine second operand, 11M + 2·3b) and algorithm 9 (doubling, 6M + 2S +
-//! 1·3b); 3b = 9 is four field additions ([`super::field::mul_by_3b`]).
+//! 1·3b); ×3b (= 9) is one multiply row and a reduction ([`super::field::mul_by_3b`]).
 //!
 //! Why complete formulas, not Jacobian ones with exceptional cases: the same formulas serve the
 //! constant-time signer and the verifier. In the signer's table walk the accumulator can equal
