@@ -233,7 +233,7 @@ impl G1 {
     }
 
     /// P + Q for any P, Q (RCB16 algorithm 7). Its twelve products are calls to the fused
-    /// product ([`field::fp_mul_outlined`]), not inlined as in the doubling and the mixed
+    /// product (`field::fp_mul_outlined`), not inlined as in the doubling and the mixed
     /// addition: this formula keeps more temporaries alive, and inlined it spills.
     pub fn add(&self, rhs: &G1) -> G1 {
         let (x1, y1, z1) = (&self.x, &self.y, &self.z);
