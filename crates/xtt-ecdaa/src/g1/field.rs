@@ -41,7 +41,7 @@ pub(crate) const BETA: Fp = Fp::new(&U256::from_be_hex(
 /// Why not four modular additions (2a, 4a, 8a, 8a + a): each is a carry chain, a borrow chain
 /// and a masked select, and the four together were 4 % of the batched server's samples. Here
 /// `t = 9a < 2^260` is one multiply row; `t = h·2^256 + l ≡ l + h·c (mod p)` with
-/// `c = 2^256 − p < 2^207` and `h ≤ 8`, which is below `2^256 + 2^210 < 2p`, so one masked
+/// `c = 2^256 − p < 2^210` and `h ≤ 8`, which is below `2^256 + 2^213 < 2p`, so one masked
 /// subtraction of p finishes. Constant-time: no branch or index depends on `a`.
 #[inline]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
@@ -237,7 +237,7 @@ mod tests {
             }
         }
         // Words whose 9a lies just below (h + 1)·2^256: then l + h·c carries into a fifth
-        // word, which random words almost never reach (a chance of about 2^-46).
+        // word, which random words almost never reach (a chance of about 2^-44).
         // ⌊((h + 1)·2^256 − 1) / 9⌋ = (h + 1)·Q + ⌊((h + 1)·R + h) / 9⌋ for 2^256 − 1 = 9Q + R.
         let (big_q, big_r) = U256::MAX.div_rem(&nine);
         let big_r = big_r.as_words()[0];
