@@ -1,6 +1,6 @@
 //! F_p² = F_p[i]/(i² + 1), miracl's `FP2` (a + b·i) on the 4×64-bit field.
 
-use crate::g1::field::{self, fp_mul, Fp};
+use crate::g1::field::{self, fp_add, fp_mul, fp_sub, Fp};
 use crate::scalar::SCALAR_LEN;
 
 /// Bytes of one [`Fp2`] in miracl's order (`FP2::tobytes`: b, then a).
@@ -29,12 +29,12 @@ impl Fp2 {
 
     #[inline]
     pub(crate) const fn add(&self, o: &Fp2) -> Fp2 {
-        Fp2::new(self.a.add(&o.a), self.b.add(&o.b))
+        Fp2::new(fp_add(&self.a, &o.a), fp_add(&self.b, &o.b))
     }
 
     #[inline]
     pub(crate) const fn sub(&self, o: &Fp2) -> Fp2 {
-        Fp2::new(self.a.sub(&o.a), self.b.sub(&o.b))
+        Fp2::new(fp_sub(&self.a, &o.a), fp_sub(&self.b, &o.b))
     }
 
     #[inline]
@@ -58,8 +58,8 @@ impl Fp2 {
     pub(crate) const fn mul(&self, o: &Fp2) -> Fp2 {
         let t0 = fp_mul(&self.a, &o.a);
         let t1 = fp_mul(&self.b, &o.b);
-        let s = fp_mul(&self.a.add(&self.b), &o.a.add(&o.b));
-        Fp2::new(t0.sub(&t1), s.sub(&t0).sub(&t1))
+        let s = fp_mul(&fp_add(&self.a, &self.b), &fp_add(&o.a, &o.b));
+        Fp2::new(fp_sub(&t0, &t1), fp_sub(&fp_sub(&s, &t0), &t1))
     }
 
     /// Complex squaring: (a + b)(a − b) + 2ab·i, two multiplications.
@@ -67,8 +67,8 @@ impl Fp2 {
     pub(crate) fn sqr(&self) -> Fp2 {
         let ab = fp_mul(&self.a, &self.b);
         Fp2::new(
-            fp_mul(&self.a.add(&self.b), &self.a.sub(&self.b)),
-            ab.add(&ab),
+            fp_mul(&fp_add(&self.a, &self.b), &fp_sub(&self.a, &self.b)),
+            fp_add(&ab, &ab),
         )
     }
 
@@ -81,7 +81,7 @@ impl Fp2 {
     /// Multiplication by ξ = 1 + i, the non-residue of the next level (miracl's `mul_ip`).
     #[inline]
     pub(crate) fn mul_xi(&self) -> Fp2 {
-        Fp2::new(self.a.sub(&self.b), self.a.add(&self.b))
+        Fp2::new(fp_sub(&self.a, &self.b), fp_add(&self.a, &self.b))
     }
 
     /// 1/(a + b·i) = (a − b·i)/(a² + b²); zero maps to zero.
