@@ -36,6 +36,41 @@ pub(crate) const BETA: Fp = Fp::new(&U256::from_be_hex(
     "00000000000000013988e140921018659bcdd79df1932d1edb1c0a24a3a1b807",
 ));
 
+/// `a − b` over four words and the borrow out (0 or 1).
+#[inline(always)]
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
+const fn sub_words(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], u64) {
+    let mut d = [0u64; 4];
+    let mut borrow: u64 = 0;
+    let mut j = 0;
+    while j < 4 {
+        let v = (a[j] as u128).wrapping_sub(b[j] as u128 + borrow as u128);
+        d[j] = v as u64;
+        borrow = ((v >> 64) as u64) & 1;
+        j += 1;
+    }
+    (d, borrow)
+}
+
+/// The field element of `t = high·2^256 + words` for `t < 2p` (`high` is 0 or 1): p is
+/// subtracted once, under a mask, when `t ≥ p`, i.e. when `high` is set or subtracting p from
+/// `words` does not borrow. Constant-time. The last step of [`fp_mul`], [`fp_add`] and
+/// [`mul_by_3b`].
+#[inline(always)]
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
+const fn below_2p_reduced(words: [u64; 4], high: u64) -> Fp {
+    const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
+    let (reduced, borrow) = sub_words(&words, &P);
+    let mask = 0u64.wrapping_sub((high | (borrow ^ 1)) & 1);
+    let mut out = [0u64; 4];
+    let mut j = 0;
+    while j < 4 {
+        out[j] = (reduced[j] & mask) | (words[j] & !mask);
+        j += 1;
+    }
+    Fp::from_montgomery(U256::from_words(out))
+}
+
 /// 9·a, i.e. [3·b]a for the curve y² = x³ + 3, as the complete formulas use it (once per
 /// doubling, twice per addition). Multiplying by a small integer commutes with the Montgomery
 /// form, so this works on the stored words directly.
@@ -48,7 +83,6 @@ pub(crate) const BETA: Fp = Fp::new(&U256::from_be_hex(
 #[inline]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 pub(crate) fn mul_by_3b(a: &Fp) -> Fp {
-    const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
     const C: [u64; 4] = U256::ZERO.wrapping_sub(&Fp256bnModulus::MODULUS).to_words();
     let a = a.as_montgomery().to_words();
     // t = 9a: low four words in `l`, the top word (at most 8) in `h`.
@@ -69,21 +103,7 @@ pub(crate) fn mul_by_3b(a: &Fp) -> Fp {
         carry = (v >> 64) as u64;
     }
     r[4] = carry;
-    // r < 2p: subtract p once if r ≥ p (fifth word set, or no borrow).
-    let mut s = [0u64; 4];
-    let mut borrow: u64 = 0;
-    for j in 0..4 {
-        let v = u128::from(r[j]).wrapping_sub(u128::from(P[j]) + u128::from(borrow));
-        s[j] = v as u64;
-        borrow = ((v >> 64) as u64) & 1;
-    }
-    let keep_s = (r[4] | (borrow ^ 1)) & 1;
-    let mask = 0u64.wrapping_sub(keep_s);
-    let mut out = [0u64; 4];
-    for j in 0..4 {
-        out[j] = (s[j] & mask) | (r[j] & !mask);
-    }
-    Fp::from_montgomery(U256::from_words(out))
+    below_2p_reduced([r[0], r[1], r[2], r[3]], r[4])
 }
 
 /// a·b by a fused 4×64-bit CIOS Montgomery product (one multiply row and one reduction row per
@@ -131,25 +151,7 @@ pub(crate) const fn fp_mul(a: &Fp, b: &Fp) -> Fp {
         t[4] = t[5] + (v >> 64) as u64;
         i += 1;
     }
-    // t < 2p: subtract p once if t ≥ p (t[4] set, or no borrow).
-    let mut r = [0u64; 4];
-    let mut borrow: u64 = 0;
-    let mut j = 0;
-    while j < 4 {
-        let v = (t[j] as u128).wrapping_sub(P[j] as u128 + borrow as u128);
-        r[j] = v as u64;
-        borrow = ((v >> 64) as u64) & 1;
-        j += 1;
-    }
-    let keep_r = (t[4] | (borrow ^ 1)) & 1;
-    let mask = 0u64.wrapping_sub(keep_r);
-    let mut out = [0u64; 4];
-    let mut j = 0;
-    while j < 4 {
-        out[j] = (r[j] & mask) | (t[j] & !mask);
-        j += 1;
-    }
-    Fp::from_montgomery(U256::from_words(out))
+    below_2p_reduced([t[0], t[1], t[2], t[3]], t[4])
 }
 
 /// a + b: one carry chain, one trial subtraction of p and a masked select, inlined;
@@ -158,7 +160,6 @@ pub(crate) const fn fp_mul(a: &Fp, b: &Fp) -> Fp {
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 pub(crate) const fn fp_add(a: &Fp, b: &Fp) -> Fp {
-    const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
     let a = a.as_montgomery().to_words();
     let b = b.as_montgomery().to_words();
     let mut s = [0u64; 4];
@@ -170,24 +171,7 @@ pub(crate) const fn fp_add(a: &Fp, b: &Fp) -> Fp {
         carry = (v >> 64) as u64;
         j += 1;
     }
-    // s < 2p: subtract p once if s ≥ p (carry out, or no borrow).
-    let mut t = [0u64; 4];
-    let mut borrow: u64 = 0;
-    let mut j = 0;
-    while j < 4 {
-        let v = (s[j] as u128).wrapping_sub(P[j] as u128 + borrow as u128);
-        t[j] = v as u64;
-        borrow = ((v >> 64) as u64) & 1;
-        j += 1;
-    }
-    let mask = 0u64.wrapping_sub((carry | (borrow ^ 1)) & 1);
-    let mut out = [0u64; 4];
-    let mut j = 0;
-    while j < 4 {
-        out[j] = (t[j] & mask) | (s[j] & !mask);
-        j += 1;
-    }
-    Fp::from_montgomery(U256::from_words(out))
+    below_2p_reduced(s, carry)
 }
 
 /// a − b: one borrow chain, then p added back under the borrow's mask, inlined; constant-time.
@@ -196,17 +180,7 @@ pub(crate) const fn fp_add(a: &Fp, b: &Fp) -> Fp {
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 pub(crate) const fn fp_sub(a: &Fp, b: &Fp) -> Fp {
     const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
-    let a = a.as_montgomery().to_words();
-    let b = b.as_montgomery().to_words();
-    let mut d = [0u64; 4];
-    let mut borrow: u64 = 0;
-    let mut j = 0;
-    while j < 4 {
-        let v = (a[j] as u128).wrapping_sub(b[j] as u128 + borrow as u128);
-        d[j] = v as u64;
-        borrow = ((v >> 64) as u64) & 1;
-        j += 1;
-    }
+    let (d, borrow) = sub_words(&a.as_montgomery().to_words(), &b.as_montgomery().to_words());
     let mask = 0u64.wrapping_sub(borrow);
     let mut out = [0u64; 4];
     let mut carry: u64 = 0;
@@ -330,28 +304,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fused_sum_and_difference_match_crypto_bigint() {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(24);
+    /// Montgomery words where carries, borrows and final subtractions decide (0, 1, p − 1 …
+    /// p − 4, ⌊p/2⌋ and ⌊p/2⌋ + 1, and the elements 1 and −1), then `n` random elements.
+    fn edge_and_random_values(seed: u64, n: usize) -> Vec<Fp> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let p = Fp256bnModulus::MODULUS;
-        // Montgomery words at the ends of the range, where the carry out of the sum, the
-        // trial subtraction and the borrow of the difference decide.
-        let mut vals: Vec<Fp> = [0u64, 1, 2]
-            .iter()
-            .map(|k| Fp::from_montgomery(p.wrapping_sub(&U256::from_u64(*k + 1))))
-            .collect();
-        vals.extend([
-            Fp::ZERO,
-            Fp::ONE,
-            Fp::from_montgomery(U256::ONE),
-            Fp::from_montgomery(p.shr_vartime(1)),
-            Fp::from_montgomery(p.shr_vartime(1).wrapping_add(&U256::ONE)),
-        ]);
-        for _ in 0..400 {
+        let half = p.shr_vartime(1);
+        let mut words = vec![U256::ZERO, U256::ONE, half, half.wrapping_add(&U256::ONE)];
+        words.extend((1..=4u64).map(|k| p.wrapping_sub(&U256::from_u64(k))));
+        let mut vals: Vec<Fp> = words.into_iter().map(Fp::from_montgomery).collect();
+        vals.extend([Fp::ONE, Fp::ONE.neg()]);
+        for _ in 0..n {
             let mut b = [0u8; 32];
             rng.fill_bytes(&mut b);
             vals.push(Fp::new(&U256::from_be_slice(&b)));
         }
+        vals
+    }
+
+    #[test]
+    fn fused_sum_and_difference_match_crypto_bigint() {
+        let vals = edge_and_random_values(24, 400);
         for a in &vals {
             for b in &vals {
                 assert_eq!(fp_add(a, b), a.add(b));
@@ -362,25 +335,7 @@ mod tests {
 
     #[test]
     fn fused_product_matches_crypto_bigint() {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(22);
-        let p = Fp256bnModulus::MODULUS;
-        // Edge values in Montgomery form: 0, 1, p − 1 and the words just below p, where the
-        // final subtraction and the fifth carry word decide the result.
-        let mut vals: Vec<Fp> = [0u64, 1, 2, 3]
-            .iter()
-            .map(|k| Fp::from_montgomery(p.wrapping_sub(&U256::from_u64(*k + 1))))
-            .collect();
-        vals.extend([
-            Fp::ZERO,
-            Fp::ONE,
-            Fp::ONE.neg(),
-            Fp::from_montgomery(U256::ONE),
-        ]);
-        for _ in 0..2_000 {
-            let mut b = [0u8; 32];
-            rng.fill_bytes(&mut b);
-            vals.push(Fp::new(&U256::from_be_slice(&b)));
-        }
+        let vals = edge_and_random_values(22, 2_000);
         for (i, a) in vals.iter().enumerate() {
             for b in vals.iter().skip(i % 97).step_by(97).take(24) {
                 assert_eq!(fp_mul(a, b), a.mul(b));
