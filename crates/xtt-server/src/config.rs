@@ -39,6 +39,11 @@ data_dir = "xtt-data"
 # Handshakes in progress at once. Connections beyond this are refused at once with an XTT Error
 # message instead of queueing, so an overload is visible to clients and never grows memory.
 max_concurrent_handshakes = 1024
+# Connections the kernel may hold completed but not yet accepted (capped by the system's
+# net.core.somaxconn). Beyond it the kernel drops new connection attempts, and each such device
+# waits for a retransmission (1 s, then 3 s, ...): keep it above the largest burst of devices
+# that connect at once, e.g. after a power cut.
+listen_backlog = 1024
 # Milliseconds to wait for each complete message from a client (a client that stops
 # mid-message is dropped after this long).
 read_timeout_ms = 5000
@@ -152,6 +157,8 @@ pub struct ServerConfig {
 pub struct Limits {
     /// Handshakes in progress at once; excess connections are refused immediately.
     pub max_concurrent_handshakes: usize,
+    /// The TCP listener's backlog: connections completed by the kernel and not yet accepted.
+    pub listen_backlog: u32,
     /// Per-message read timeout (ms).
     pub read_timeout_ms: u64,
     /// Per-message write timeout (ms).
@@ -279,6 +286,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_concurrent_handshakes: 1024,
+            listen_backlog: 1024,
             read_timeout_ms: 5000,
             write_timeout_ms: 5000,
             handshake_timeout_ms: 15000,
@@ -364,6 +372,9 @@ impl ServerConfig {
         let l = &self.limits;
         if l.max_concurrent_handshakes == 0 {
             return bad("limits.max_concurrent_handshakes must be at least 1");
+        }
+        if l.listen_backlog == 0 || l.listen_backlog > 65535 {
+            return bad("limits.listen_backlog must be between 1 and 65535");
         }
         if l.read_timeout_ms == 0 || l.write_timeout_ms == 0 || l.handshake_timeout_ms == 0 {
             return bad("limits: timeouts must be positive");
