@@ -36,6 +36,22 @@ pub(crate) const BETA: Fp = Fp::new(&U256::from_be_hex(
     "00000000000000013988e140921018659bcdd79df1932d1edb1c0a24a3a1b807",
 ));
 
+/// `a + b` over four words and the carry out (0 or 1).
+#[inline(always)]
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
+const fn add_words(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], u64) {
+    let mut s = [0u64; 4];
+    let mut carry: u64 = 0;
+    let mut j = 0;
+    while j < 4 {
+        let v = a[j] as u128 + b[j] as u128 + carry as u128;
+        s[j] = v as u64;
+        carry = (v >> 64) as u64;
+        j += 1;
+    }
+    (s, carry)
+}
+
 /// `a − b` over four words and the borrow out (0 or 1).
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
@@ -75,8 +91,9 @@ const fn below_2p_reduced(words: [u64; 4], high: u64) -> Fp {
 /// doubling, twice per addition). Multiplying by a small integer commutes with the Montgomery
 /// form, so this works on the stored words directly.
 ///
-/// Why not four modular additions (2a, 4a, 8a, 8a + a): each is a carry chain, a borrow chain
-/// and a masked select, and the four together were 4 % of the batched server's samples. Here
+/// Why not four modular additions (2a, 4a, 8a, 8a + a): each of crypto-bigint's is three carry
+/// chains (add, subtract p, add p back under a mask), and the four together were 4 % of the
+/// batched server's samples. Here
 /// `t = 9a < 2^260` is one multiply row; `t = h·2^256 + l ≡ l + h·c (mod p)` with
 /// `c = 2^256 − p < 2^210` and `h ≤ 8`, which is below `2^256 + 2^213 < 2p`, so one masked
 /// subtraction of p finishes. Constant-time: no branch or index depends on `a`.
@@ -160,17 +177,7 @@ pub(crate) const fn fp_mul(a: &Fp, b: &Fp) -> Fp {
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 pub(crate) const fn fp_add(a: &Fp, b: &Fp) -> Fp {
-    let a = a.as_montgomery().to_words();
-    let b = b.as_montgomery().to_words();
-    let mut s = [0u64; 4];
-    let mut carry: u64 = 0;
-    let mut j = 0;
-    while j < 4 {
-        let v = a[j] as u128 + b[j] as u128 + carry as u128;
-        s[j] = v as u64;
-        carry = (v >> 64) as u64;
-        j += 1;
-    }
+    let (s, carry) = add_words(&a.as_montgomery().to_words(), &b.as_montgomery().to_words());
     below_2p_reduced(s, carry)
 }
 
@@ -182,15 +189,9 @@ pub(crate) const fn fp_sub(a: &Fp, b: &Fp) -> Fp {
     const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
     let (d, borrow) = sub_words(&a.as_montgomery().to_words(), &b.as_montgomery().to_words());
     let mask = 0u64.wrapping_sub(borrow);
-    let mut out = [0u64; 4];
-    let mut carry: u64 = 0;
-    let mut j = 0;
-    while j < 4 {
-        let v = d[j] as u128 + (P[j] & mask) as u128 + carry as u128;
-        out[j] = v as u64;
-        carry = (v >> 64) as u64;
-        j += 1;
-    }
+    let masked_p = [P[0] & mask, P[1] & mask, P[2] & mask, P[3] & mask];
+    // a − b + p < p when it borrowed: the carry out of this sum is the 2^256 the borrow lent.
+    let (out, _) = add_words(&d, &masked_p);
     Fp::from_montgomery(U256::from_words(out))
 }
 
