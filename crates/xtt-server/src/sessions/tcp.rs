@@ -212,7 +212,7 @@ impl MessageReader {
                     self.start = 0;
                 }
                 self.buf.reserve(self.chunk);
-                match stream.try_read_buf(&mut self.buf) {
+                match read_draining(stream, &mut self.buf) {
                     Ok(0) => return Err(FrameError::Closed),
                     Ok(n) => {
                         if n >= self.chunk {
@@ -262,6 +262,31 @@ impl MessageReader {
         let h = decode_header(header, limit(MsgType(header.first().copied().unwrap_or(0))))?;
         let len = usize::from(h.length);
         Ok((pending.len() >= len).then_some(len))
+    }
+}
+
+/// One non-blocking read into `buf`'s spare room (as `try_read_buf`). A read that leaves room
+/// unused has emptied the socket's receive queue, so it also clears the stream's read readiness,
+/// as tokio's own `poll_read` does after a short read: the next wait then goes straight to the
+/// reactor instead of first paying for a `recv` that can only answer EAGAIN. A session handshake
+/// waits for the peer three times; a record loop after every burst. Readiness is cleared only if
+/// no event arrived since it was read (tokio checks the event's tick), so bytes that land after
+/// this read still wake the next wait.
+fn read_draining(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::io::ErrorKind::WouldBlock;
+    let mut got = 0;
+    let read = stream.try_io(tokio::io::Interest::READABLE, || {
+        let room = buf.capacity() - buf.len();
+        got = stream.try_read_buf(buf)?;
+        if got > 0 && got < room {
+            Err(WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match read {
+        Err(e) if e.kind() == WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 
@@ -431,6 +456,62 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+
+    /// A read that leaves room unused clears the read readiness (a wait now goes to the
+    /// reactor), bytes that arrive afterwards still wake that wait, and a read that fills its
+    /// room keeps the readiness (more may be queued).
+    #[tokio::test]
+    async fn a_draining_read_clears_readiness_and_later_bytes_still_wake_the_reader() {
+        use tokio::io::AsyncWriteExt;
+        use tokio::time::timeout;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let patience = Duration::from_secs(5);
+
+        client.write_all(b"first").await.unwrap();
+        timeout(patience, server.readable()).await.unwrap().unwrap();
+        let mut buf = Vec::with_capacity(64);
+        assert_eq!(read_draining(&server, &mut buf).unwrap(), 5);
+        assert!(
+            timeout(Duration::from_millis(50), server.readable())
+                .await
+                .is_err(),
+            "a short read cleared the readiness"
+        );
+        client.write_all(b"second").await.unwrap();
+        timeout(patience, server.readable())
+            .await
+            .expect("bytes sent after the short read wake the reader")
+            .unwrap();
+        assert_eq!(read_draining(&server, &mut buf).unwrap(), 6);
+        assert_eq!(buf, b"firstsecond");
+
+        client.write_all(&[7u8; 100]).await.unwrap();
+        timeout(patience, server.readable()).await.unwrap().unwrap();
+        let mut small = Vec::with_capacity(10);
+        assert_eq!(read_draining(&server, &mut small).unwrap(), 10);
+        timeout(Duration::from_millis(50), server.readable())
+            .await
+            .expect("a read that filled its room keeps the readiness")
+            .unwrap();
+
+        drop(client);
+        let mut rest = Vec::with_capacity(1024);
+        let mut total = 0;
+        loop {
+            timeout(patience, server.readable()).await.unwrap().unwrap();
+            match read_draining(&server, &mut rest) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(total, 90, "the rest, then end of stream");
+    }
 
     /// More than the socket takes at once, so writes stop part-way through buffers (several
     /// times in the large ones): what arrives is every buffer, whole and in order, and the
