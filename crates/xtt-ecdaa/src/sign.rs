@@ -72,7 +72,7 @@ struct SignTables {
 /// [`xtt_proto::daa::DaaSigner`].
 ///
 /// Construction precomputes constant-time fixed-base tables for the credential points A, B,
-/// C, D and the basename point J (about 75 KiB each, shared between clones), so every
+/// C, D and the basename point J (about 37 KiB each, shared between clones), so every
 /// multiplication in [`Member::sign`] is a table walk.
 #[derive(Clone)]
 pub struct Member {
