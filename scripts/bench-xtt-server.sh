@@ -8,7 +8,9 @@
 #   N_CC=300 CLIENTS_C=4  the C server driven by its own client (`xtt runclient`, one process per
 #                         handshake, CLIENTS_C at a time): the setup behind the issue's "~20/s"
 # Then ours as an operator runs it: `xtt server` (plain, then --batch) in its own process, loaded
-# by `xtt bench` in another; CPU per handshake of each from /proc and getrusage.
+# by `xtt bench` in another; CPU per handshake of each from /proc and getrusage. Ends with the
+# ratios against the C server of the same run (the issue's targets are against its own clients)
+# and, as a secondary view, the capacity ratio: each server alone, from its CPU per handshake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CREF=${CREF:-/work/cref}
@@ -17,6 +19,9 @@ N_CC=${N_CC:-300}; CLIENTS_C=${CLIENTS_C:-4}
 OUT=${OUT:-target/bench-xtt-server}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd) # the runs below change directory
+# The summary at the end reads these: none may be left from an earlier run.
+rm -f "$OUT"/c-server.txt "$OUT"/c-server-c-clients.txt "$OUT"/plain.txt "$OUT"/batched.txt \
+    "$OUT"/cli-plain.summary "$OUT"/cli-batched.summary
 cargo build --release -j2 -p xtt-server --example loadgen
 cargo build --release -j2 -p xtt-cli
 LOADGEN=target/release/examples/loadgen
@@ -44,7 +49,8 @@ if [ -x "$CREF/prefix/bin/xtt" ]; then
         sleep 0.5
         "$LOADGEN" --target 127.0.0.1:4450 --client-dir "$W/client" --devices "$DEVICES_C" \
             --handshakes "$N_C" --svg "$OUT/c-server.svg" 2>/dev/null | tee "$OUT/c-server.txt"
-        echo "C server CPU: $(awk "{print (\$14+\$15)/100}" /proc/$cpid/stat) s for $N_C handshakes (plus one TCP probe)"
+        echo "C server CPU: $(awk "{print (\$14+\$15)/100}" /proc/$cpid/stat) s for $N_C handshakes (plus one TCP probe)" \
+            | tee -a "$OUT/c-server.txt"
     '
     echo "== C reference server driven by its own client: $CLIENTS_C client processes at a time, $N_CC handshakes"
     for i in $(seq 0 "$CLIENTS_C"); do
@@ -132,3 +138,42 @@ echo "== ours, \`xtt server\` (plain DAA) loaded by \`xtt bench\`, $DEVICES devi
 cli_run plain | tee "$OUT/cli-plain.summary"
 echo "== ours, \`xtt server --batch\` loaded by \`xtt bench\`, $DEVICES devices, $N handshakes"
 cli_run batched --batch | tee "$OUT/cli-batched.summary"
+
+echo "== same-run ratios (issue 3: plain >= 20x, batched >= 50x the C server's handshakes/s)"
+python3 - "$OUT" <<'PY'
+import os, re, sys
+out = sys.argv[1]
+def grab(name, pattern):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return None
+    m = re.search(pattern, open(path).read())
+    return float(m.group(1)) if m else None
+c_own = grab("c-server-c-clients.txt", r"handshakes/s: ([0-9.]+)")
+c_own_ms = grab("c-server-c-clients.txt", r"server CPU per handshake: ([0-9.]+) ms")
+c_gen = grab("c-server.txt", r"throughput\s+([0-9.]+) handshakes/s")
+if c_own is None:
+    print("the C server was not measured in this run: no ratios")
+    sys.exit(0)
+ours = {
+    "plain, in-process": ("plain.txt", r"throughput\s+([0-9.]+)", r"server ([0-9.]+) ms"),
+    "plain, xtt server": ("cli-plain.summary", r"handshakes/s: ([0-9.]+)", r"server CPU per handshake: ([0-9.]+) ms"),
+    "batched, in-process": ("batched.txt", r"throughput\s+([0-9.]+)", r"server ([0-9.]+) ms"),
+    "batched, xtt server": ("cli-batched.summary", r"handshakes/s: ([0-9.]+)", r"server CPU per handshake: ([0-9.]+) ms"),
+}
+print(f"C server: {c_own:.1f}/s with its own clients ({c_own_ms:.2f} ms of server CPU per handshake)"
+      + (f", {c_gen:.1f}/s with our load generator" if c_gen else ""))
+for label, (name, rate_re, ms_re) in ours.items():
+    rate, ms = grab(name, rate_re), grab(name, ms_re)
+    if rate is None or ms is None:
+        print(f"{label}: no figures")
+        continue
+    target = 20 if label.startswith("plain") else 50
+    line = f"{label}: {rate:.0f}/s = {rate / c_own:.1f}x C with its own clients (target {target}x)"
+    if c_gen:
+        line += f", {rate / c_gen:.1f}x C with our load generator"
+    # Capacity: each server alone on the machine, from its CPU per handshake (ours on both
+    # cores, C's single thread on one). A secondary view: the target is the same-run rate.
+    line += f"; capacity view {2 * c_own_ms / ms:.1f}x"
+    print(line)
+PY
