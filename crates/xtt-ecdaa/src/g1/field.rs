@@ -36,6 +36,9 @@ pub(crate) const BETA: Fp = Fp::new(&U256::from_be_hex(
     "00000000000000013988e140921018659bcdd79df1932d1edb1c0a24a3a1b807",
 ));
 
+/// p as four little-endian words, for the fused operations below.
+const P_WORDS: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
+
 /// `a + b` over four words and the carry out (0 or 1).
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
@@ -75,8 +78,7 @@ const fn sub_words(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], u64) {
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 const fn below_2p_reduced(words: [u64; 4], high: u64) -> Fp {
-    const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
-    let (reduced, borrow) = sub_words(&words, &P);
+    let (reduced, borrow) = sub_words(&words, &P_WORDS);
     let mask = 0u64.wrapping_sub((high | (borrow ^ 1)) & 1);
     let mut out = [0u64; 4];
     let mut j = 0;
@@ -135,7 +137,6 @@ pub(crate) fn mul_by_3b(a: &Fp) -> Fp {
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 pub(crate) const fn fp_mul(a: &Fp, b: &Fp) -> Fp {
-    const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
     const INV: u64 = Fp256bnModulus::MOD_NEG_INV.0;
     let a = a.as_montgomery().to_words();
     let b = b.as_montgomery().to_words();
@@ -154,11 +155,11 @@ pub(crate) const fn fp_mul(a: &Fp, b: &Fp) -> Fp {
         t[4] = v as u64;
         t[5] = (v >> 64) as u64;
         let m = t[0].wrapping_mul(INV);
-        let v = t[0] as u128 + (m as u128) * (P[0] as u128);
+        let v = t[0] as u128 + (m as u128) * (P_WORDS[0] as u128);
         let mut c = (v >> 64) as u64;
         let mut j = 1;
         while j < 4 {
-            let v = t[j] as u128 + (m as u128) * (P[j] as u128) + c as u128;
+            let v = t[j] as u128 + (m as u128) * (P_WORDS[j] as u128) + c as u128;
             t[j - 1] = v as u64;
             c = (v >> 64) as u64;
             j += 1;
@@ -186,10 +187,14 @@ pub(crate) const fn fp_add(a: &Fp, b: &Fp) -> Fp {
 #[inline(always)]
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 pub(crate) const fn fp_sub(a: &Fp, b: &Fp) -> Fp {
-    const P: [u64; 4] = Fp256bnModulus::MODULUS.to_words();
     let (d, borrow) = sub_words(&a.as_montgomery().to_words(), &b.as_montgomery().to_words());
     let mask = 0u64.wrapping_sub(borrow);
-    let masked_p = [P[0] & mask, P[1] & mask, P[2] & mask, P[3] & mask];
+    let masked_p = [
+        P_WORDS[0] & mask,
+        P_WORDS[1] & mask,
+        P_WORDS[2] & mask,
+        P_WORDS[3] & mask,
+    ];
     // a − b + p < p when it borrowed: the carry out of this sum is the 2^256 the borrow lent.
     let (out, _) = add_words(&d, &masked_p);
     Fp::from_montgomery(U256::from_words(out))
