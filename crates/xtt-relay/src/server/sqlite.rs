@@ -195,13 +195,28 @@ fn load(conn: &Connection, id: &Uuid, now: i64) -> Result<Option<Mailbox>, Store
     raw.map(RawRow::into_mailbox).transpose()
 }
 
+/// Stores `m`: a new row, or the existing row changed in place. Not `REPLACE`: SQLite carries
+/// it out as a delete and an insert, and the delete cascades to `last_request`, which would
+/// forget every other device's last request on this mailbox, so their retries would run again.
 fn write(conn: &Connection, m: &Mailbox, insert: bool) -> Result<(), StoreError> {
-    let verb = if insert { "INSERT" } else { "REPLACE" };
-    conn.execute(
-        &format!(
-            "{verb} INTO mailbox ({COLUMNS}) VALUES \
+    let sql = if insert {
+        format!(
+            "INSERT INTO mailbox ({COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        ),
+        )
+    } else {
+        // The same parameters: ?1 is the id, ?2.. the other columns in COLUMNS' order.
+        let set: Vec<String> = COLUMNS
+            .split(',')
+            .map(str::trim)
+            .skip(1)
+            .zip(2..)
+            .map(|(column, n)| format!("{column} = ?{n}"))
+            .collect();
+        format!("UPDATE mailbox SET {} WHERE id = ?1", set.join(", "))
+    };
+    let changed = conn.execute(
+        &sql,
         params![
             m.id.to_string(),
             &m.initiator.0[..],
@@ -221,6 +236,11 @@ fn write(conn: &Connection, m: &Mailbox, insert: bool) -> Result<(), StoreError>
             i64::from(m.receivers_bound),
         ],
     )?;
+    if changed != 1 {
+        return Err(StoreError::Corrupt(
+            "mailbox row vanished inside its transaction",
+        ));
+    }
     Ok(())
 }
 
@@ -408,6 +428,42 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// One device's change to a mailbox must not make the store forget another device's last
+    /// request on it: that device's retry would run a second time.
+    #[test]
+    fn an_update_keeps_other_devices_last_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+        let m = mailbox(5, 100);
+        assert_eq!(
+            store.create(&m, &key(1, "c"), 0).unwrap(),
+            CreateOutcome::Created
+        );
+        let mut touch = |mb: &mut Mailbox| {
+            mb.display.title.push('!');
+            Ok::<_, AccessError>(Change::Updated)
+        };
+        assert!(matches!(
+            store.apply(&m.id, 0, Some(&key(1, "u1")), &mut touch),
+            Ok(ApplyOutcome::Done(Change::Updated))
+        ));
+        // Another device changes the mailbox in between...
+        let reader = ClaimDigest::of(&Uuid::from_u128(2));
+        let mut read = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
+        assert!(matches!(
+            store.apply(&m.id, 0, Some(&key(2, "r")), &mut read),
+            Ok(ApplyOutcome::Done(Change::Updated))
+        ));
+        // ...and the first device's retry is still recognised, not applied again.
+        assert!(matches!(
+            store.apply(&m.id, 0, Some(&key(1, "u1")), &mut touch),
+            Ok(ApplyOutcome::Duplicate)
+        ));
+        let stored = store.get(&m.id, 0).unwrap().unwrap();
+        assert_eq!(stored.display.title, "t!");
+        assert_eq!(stored.recipient, Some(reader));
     }
 
     #[cfg(unix)]
