@@ -34,7 +34,8 @@ pub enum TteCommand {
         long_about = "Make N devices. Each gets a fresh DevURN (random locally administered \
         MAC), OTP, TaSecret and DevSecret; it is registered with the Transfer Agent, and its \
         secrets file (<urn>.json, mode 0600, to flash into the device) and QR code (<urn>.png, \
-        <urn>.svg, error-correction level H) are written to --out.\n\nExample:\n  \
+        <urn>.svg, error-correction level H; also 0600, since they carry the OTP and DevSecret \
+        until printed) are written to --out.\n\nExample:\n  \
         xtt tte manufacture --ta https://ta.example --count 100 --out ./batch-7"
     )]
     Manufacture(ManufactureArgs),
@@ -105,7 +106,7 @@ pub struct ControllerServeArgs {
     /// Bearer token for the operator views (`/devices`).
     #[arg(long, env = "TTE_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: String,
-    /// Page origins (Transfer Agents) allowed to add devices; repeatable. Default: any.
+    /// Page origins (Transfer Agents) allowed to add devices; repeatable. Default (or `*`): any.
     #[arg(long = "allow-origin")]
     pub allow_origin: Vec<String>,
     /// Trust-anchor store: record each DevSecret received from an introducer in it (a

@@ -127,7 +127,9 @@ pub async fn register(
     )))
 }
 
-/// Writes `<stem>.json` (0600), `<stem>.png` and `<stem>.svg` into `dir`.
+/// Writes `<stem>.json`, `<stem>.png` and `<stem>.svg` into `dir`, all 0600: the QR codes carry
+/// the setup URL with the OTP and the DevSecret, so until they are printed they are as secret as
+/// the secrets file.
 pub fn write_device_files(dir: &Path, dev: &DeviceSecrets) -> Result<(), ManufactureError> {
     let stem = dev.urn.file_stem();
     let io = |path: PathBuf| move |source| ManufactureError::Io { path, source };
@@ -135,9 +137,9 @@ pub fn write_device_files(dir: &Path, dev: &DeviceSecrets) -> Result<(), Manufac
     let p = dir.join(format!("{stem}.json"));
     files::write_private(&p, &json).map_err(io(p.clone()))?;
     let p = dir.join(format!("{stem}.png"));
-    files::write_public(&p, &qr::png(&dev.setup_url)?).map_err(io(p.clone()))?;
+    files::write_private(&p, &qr::png(&dev.setup_url)?).map_err(io(p.clone()))?;
     let p = dir.join(format!("{stem}.svg"));
-    files::write_public(&p, qr::svg(&dev.setup_url)?.as_bytes()).map_err(io(p.clone()))?;
+    files::write_private(&p, qr::svg(&dev.setup_url)?.as_bytes()).map_err(io(p.clone()))?;
     Ok(())
 }
 

@@ -18,14 +18,17 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
     let dev = s.manufacture().await;
     let client = DeviceClient::new(dev.clone()).unwrap();
 
-    // Files on disk: secrets 0600, QR PNG + SVG.
+    // Files on disk: secrets, QR PNG + SVG, all 0600 (the QR codes carry the OTP and DevSecret).
     let stem = dev.urn.file_stem();
-    let meta = std::fs::metadata(s.out().join(format!("{stem}.json"))).unwrap();
     #[cfg(unix)]
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-        0o600
-    );
+    for ext in ["json", "png", "svg"] {
+        let meta = std::fs::metadata(s.out().join(format!("{stem}.{ext}"))).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600,
+            "{stem}.{ext}"
+        );
+    }
     assert!(s.out().join(format!("{stem}.png")).exists());
     assert!(std::fs::read_to_string(s.out().join(format!("{stem}.svg")))
         .unwrap()
