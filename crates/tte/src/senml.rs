@@ -1,7 +1,13 @@
 //! SenML packs in JSON (RFC 8428): what devices report to their Controller.
 //!
 //! [`Pack::resolve`] applies the base fields (§4.5) and checks what §4.5.1 and §4.6 require: a
-//! non-empty name from the allowed characters, exactly one value (or a sum), finite numbers.
+//! non-empty name from the allowed characters, exactly one value (or a sum), finite numbers,
+//! including the sums of base and record values and times.
+//!
+//! Base fields are copied into every record they apply to, so a short pack can resolve into
+//! much more than it carries (a long `bn` and a thousand records). The resolved names and units
+//! are therefore bounded, each and in total: a reading stored by a Controller costs at most a
+//! small multiple of the request that brought it.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +16,15 @@ pub const MEDIA_TYPE: &str = "application/senml+json";
 
 /// Most records accepted in one pack.
 pub const MAX_RECORDS: usize = 1000;
+
+/// Longest resolved name (base name and name), in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Longest unit, in bytes (registered SenML units are a few characters).
+pub const MAX_UNIT_LEN: usize = 64;
+
+/// Most bytes of resolved names and units in one pack, all records together.
+pub const MAX_RESOLVED_LEN: usize = 64 * 1024;
 
 /// Relative times are those below 2^28 seconds (RFC 8428 §4.5.3).
 const RELATIVE_LIMIT: f64 = 268_435_456.0;
@@ -117,12 +132,29 @@ pub enum SenmlError {
     /// Unsupported version (`bver` > 10).
     #[error("record {0}: unsupported SenML version")]
     Version(usize),
+    /// A resolved name longer than [`MAX_NAME_LEN`] or a unit longer than [`MAX_UNIT_LEN`].
+    #[error(
+        "record {0}: name longer than {MAX_NAME_LEN} or unit longer than {MAX_UNIT_LEN} bytes"
+    )]
+    TooLong(usize),
+    /// Names and units that resolve to more than [`MAX_RESOLVED_LEN`] bytes in all.
+    #[error("the pack's names and units resolve to more than {MAX_RESOLVED_LEN} bytes")]
+    TooLarge,
 }
 
 fn valid_name(n: &str) -> bool {
     let mut c = n.chars();
     c.next().is_some_and(|f| f.is_ascii_alphanumeric())
         && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '-' | ':' | '.' | '/' | '_'))
+}
+
+/// Two finite numbers can add up to infinity (which JSON cannot carry).
+fn finite(x: f64, record: usize) -> Result<f64, SenmlError> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(SenmlError::NotFinite(record))
+    }
 }
 
 impl Pack {
@@ -143,6 +175,7 @@ impl Pack {
         }
         let (mut bn, mut bt, mut bu, mut bv) = (String::new(), 0.0, None::<String>, 0.0);
         let mut out = Vec::with_capacity(self.0.len());
+        let mut resolved_len = 0usize;
         for (i, r) in self.0.iter().enumerate() {
             if r.bver.is_some_and(|v| v > 10) {
                 return Err(SenmlError::Version(i));
@@ -163,23 +196,37 @@ impl Pack {
             if nums.iter().flatten().any(|x| !x.is_finite()) {
                 return Err(SenmlError::NotFinite(i));
             }
+            let name_len = bn.len() + r.n.as_deref().map_or(0, str::len);
+            let unit = r.u.as_ref().or(bu.as_ref());
+            let unit_len = unit.map_or(0, String::len);
+            if name_len > MAX_NAME_LEN || unit_len > MAX_UNIT_LEN {
+                return Err(SenmlError::TooLong(i));
+            }
+            resolved_len += name_len + unit_len;
+            if resolved_len > MAX_RESOLVED_LEN {
+                return Err(SenmlError::TooLarge);
+            }
             let name = format!("{bn}{}", r.n.as_deref().unwrap_or(""));
             if !valid_name(&name) {
                 return Err(SenmlError::Name(i));
             }
             let value = match (r.v, &r.vs, r.vb, &r.vd, r.s) {
-                (Some(v), None, None, None, _) => Value::Number(bv + v),
+                (Some(v), None, None, None, _) => Value::Number(finite(bv + v, i)?),
                 (None, Some(s), None, None, _) => Value::String(s.clone()),
                 (None, None, Some(b), None, _) => Value::Bool(b),
                 (None, None, None, Some(d), _) => Value::Data(d.clone()),
                 (None, None, None, None, Some(s)) => Value::Sum(s),
                 _ => return Err(SenmlError::Value(i)),
             };
-            let t = bt + r.t.unwrap_or(0.0);
-            let time = if t.abs() < RELATIVE_LIMIT { now + t } else { t };
+            let t = finite(bt + r.t.unwrap_or(0.0), i)?;
+            let time = if t.abs() < RELATIVE_LIMIT {
+                finite(now + t, i)?
+            } else {
+                t
+            };
             out.push(Reading {
                 name,
-                unit: r.u.clone().or_else(|| bu.clone()),
+                unit: unit.cloned(),
                 value,
                 time,
             });
@@ -234,5 +281,45 @@ mod tests {
         assert_eq!(bad.resolve(0.0), Err(SenmlError::Name(0)));
         assert_eq!(Pack(vec![]).resolve(0.0), Err(SenmlError::Count));
         assert!(matches!(Pack::from_json(b"{}"), Err(SenmlError::Json(_))));
+    }
+
+    #[test]
+    fn sums_that_overflow_are_refused() {
+        let j = br#"[{"bn":"x","bv":1e308,"v":1e308}]"#;
+        let p = Pack::from_json(j).unwrap();
+        assert_eq!(p.resolve(0.0), Err(SenmlError::NotFinite(0)));
+        let j = br#"[{"bn":"x","bt":1.7e308,"t":1.7e308,"v":1}]"#;
+        let p = Pack::from_json(j).unwrap();
+        assert_eq!(p.resolve(0.0), Err(SenmlError::NotFinite(0)));
+    }
+
+    #[test]
+    fn base_fields_cannot_blow_a_small_pack_up() {
+        let record = |n: Option<&str>, u: Option<&str>| Record {
+            n: n.map(Into::into),
+            u: u.map(Into::into),
+            v: Some(1.0),
+            ..Default::default()
+        };
+        let at_limit = "a".repeat(MAX_NAME_LEN);
+        assert!(Pack(vec![record(Some(&at_limit), None)])
+            .resolve(0.0)
+            .is_ok());
+        let long = "a".repeat(MAX_NAME_LEN - 1);
+        let mut p = Pack(vec![Record {
+            bn: Some(long),
+            ..record(Some("bc"), None)
+        }]);
+        assert_eq!(p.resolve(0.0), Err(SenmlError::TooLong(0)));
+        let unit = "u".repeat(MAX_UNIT_LEN + 1);
+        p = Pack(vec![record(Some("a"), Some(&unit))]);
+        assert_eq!(p.resolve(0.0), Err(SenmlError::TooLong(0)));
+        // Each record within its limits, the pack not: a 200-byte base name over 400 records.
+        let mut records = vec![Record {
+            bn: Some("b".repeat(200)),
+            ..record(None, None)
+        }];
+        records.extend((1..400).map(|_| record(None, None)));
+        assert_eq!(Pack(records).resolve(0.0), Err(SenmlError::TooLarge));
     }
 }
