@@ -64,9 +64,10 @@ impl Controller {
 
     /// The HTTP routes.
     pub fn router(self) -> Router {
+        // A list naming "*" allows any origin, as no list does (tower-http refuses "*" in a list).
         let origin = match &self.allowed_origins {
-            Some(list) => AllowOrigin::list(list.clone()),
-            None => AllowOrigin::any(),
+            Some(list) if !list.iter().any(|o| o == "*") => AllowOrigin::list(list.clone()),
+            _ => AllowOrigin::any(),
         };
         let add_cors = CorsLayer::new()
             .allow_origin(origin)
@@ -219,5 +220,40 @@ async fn readings(
             "unknown_device",
             format!("device {urn} is not enrolled here"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    /// The Access-Control-Allow-Origin a browser's preflight from `from` gets for an add.
+    async fn preflight(origins: &[&str], from: &str) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::sqlite::SqliteControllerStore::open(&dir.path().join("c.db")).unwrap();
+        let list = origins.iter().map(|o| HeaderValue::from_str(o).unwrap());
+        let app = Controller::new(Arc::new(store), "an-operator-token-0123")
+            .with_allowed_origins(list.collect())
+            .router();
+        let req = axum::http::Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/.well-known/tte1/c/urn:dev:mac:0200000000000001/k")
+            .header(header::ORIGIN, from)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "PUT")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let r = app.oneshot(req).await.unwrap();
+        let allowed = r.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+        allowed.map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_star_in_the_origin_list_allows_any_origin() {
+        let (ta, other) = ("https://ta.example", "https://other.example");
+        assert_eq!(preflight(&["*"], other).await.as_deref(), Some("*"));
+        assert_eq!(preflight(&[ta], ta).await.as_deref(), Some(ta));
+        assert_eq!(preflight(&[ta], other).await, None);
     }
 }
