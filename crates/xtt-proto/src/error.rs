@@ -74,7 +74,7 @@ pub enum InvalidMessage {
     /// Version byte other than 1.
     #[error("unsupported version {0}")]
     UnsupportedVersion(u8),
-    /// Suite number other than 1–4.
+    /// Suite number other than 1–6 (5 and 6: the integrity-only suites of the session handshake).
     #[error("unknown suite spec {0:#06x}")]
     UnknownSuite(u16),
     /// Version or suite differ from what this handshake negotiated.
