@@ -133,14 +133,14 @@ impl FinishedCache {
         crate::crypto::sha256(&[b"XTT finished cache", flight])
     }
 
-    pub(crate) fn insert(
+    /// Keeps `finished` for the flight whose [`Self::key`] is `key`.
+    pub(crate) fn insert_keyed(
         &self,
-        flight: &[u8],
+        key: [u8; 32],
         finished: &[u8],
         expires_at: UnixTime,
         now: UnixTime,
     ) {
-        let key = Self::key(flight);
         lock(&self.entries).insert(self.capacity, key, finished.to_vec(), expires_at, now);
     }
 

@@ -200,7 +200,7 @@ impl Server {
         suite: SuiteSpec,
         cookie: &[u8; COOKIE_LEN],
         now: UnixTime,
-    ) -> Result<(cookie::OpenedCookie, Rebuilt), Error> {
+    ) -> Result<(cookie::OpenedCookie, Box<Rebuilt>), Error> {
         let opened = cookie::open(&self.keyring(), cookie, now, self.cookie_lifetime_secs)?;
         if opened.contents.suite != suite {
             return Err(InvalidMessage::ParameterMismatch.into());
@@ -214,9 +214,11 @@ impl Server {
             .handshake_cache
             .as_ref()
             .and_then(|c| c.take(&opened.id, now));
+        // Kept boxed: moving the entry out of its box would free the heap copy of the
+        // handshake keys without zeroizing it.
         let r = match cached {
-            Some(r) => *r,
-            None => self.rebuild(&ci, cookie, &opened.server_x25519_private)?,
+            Some(r) => r,
+            None => Box::new(self.rebuild(&ci, cookie, &opened.server_x25519_private)?),
         };
         Ok((opened, r))
     }

@@ -749,10 +749,14 @@ fn identical_retransmitted_attest_gets_the_same_finished() {
         .handle_server_attest(&sia, Some((PayloadType::QueueProtocol, b"e")), &mut rng)
         .unwrap();
     assert_eq!(server.retransmitted_session_finished(&flight, NOW), None);
-    let acc = server
+    let mut acc = server
         .handle_session_client_attest(&flight, NOW, &registry, &mut rng)
         .unwrap();
-    // The retransmission is answered from the cache with the same bytes ...
+    // Nothing is answered for the flight until the driver says its session is stored ...
+    assert_eq!(server.retransmitted_session_finished(&flight, NOW), None);
+    let receipt = acc.retransmission.take().expect("a datagram flight");
+    server.remember_finished(receipt, &acc.finished, NOW);
+    // ... then the retransmission is answered from the cache with the same bytes ...
     assert_eq!(
         server.retransmitted_session_finished(&flight, UnixTime(NOW.0 + 5)),
         Some(acc.finished.clone())
@@ -937,9 +941,10 @@ fn flights_from_a_reliable_stream_take_no_room_in_the_finished_cache() {
     let (_, tcp) = st.handle_server_attest(&sia, None, &mut rng).unwrap();
     let opened = server.open_session_client_attest(&tcp, NOW).unwrap();
     let key = registry.get(&d.client_id).copied();
-    server
+    let acc = server
         .finish_session_client_attest(opened.from_reliable_stream(), key.as_ref(), NOW, &mut rng)
         .unwrap();
+    assert!(acc.retransmission.is_none());
     assert_eq!(server.retransmitted_session_finished(&tcp, NOW), None);
     // A datagram flight still finds the cache's one slot free.
     let config = Fixture::new(20).config();
@@ -949,6 +954,8 @@ fn flights_from_a_reliable_stream_take_no_room_in_the_finished_cache() {
     let acc = server
         .handle_session_client_attest(&udp, NOW, &registry, &mut rng)
         .unwrap();
+    let receipt = acc.retransmission.expect("a datagram flight");
+    server.remember_finished(receipt, &acc.finished, NOW);
     assert_eq!(
         server.retransmitted_session_finished(&udp, NOW),
         Some(acc.finished)

@@ -35,6 +35,10 @@ struct Env {
 }
 
 async fn env_with(app: Arc<dyn SessionApp>) -> Env {
+    env_with_table(app, 1_000_000).await
+}
+
+async fn env_with_table(app: Arc<dyn SessionApp>, max_sessions: usize) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     let registry = fx.registry(dir.path());
@@ -44,6 +48,7 @@ async fn env_with(app: Arc<dyn SessionApp>) -> Env {
     let mut options = SessionOptions::new(app);
     options.table = SessionTableConfig {
         shards: 4,
+        max_sessions,
         ..SessionTableConfig::default()
     };
     server.enable_sessions(options).await.unwrap();
@@ -584,4 +589,45 @@ async fn stopping_the_server_closes_session_connections() {
         .await
         .expect("stop does not wait for idle sessions");
     assert!(matches!(c.recv().await, Err(SessionClientError::Closed)));
+}
+
+/// A UDP flight the server accepted but could not store (its table is full) is answered with an
+/// Error; the client's retransmission of that flight must not then be answered with a
+/// Session_ServerFinished for a session that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flight_refused_for_a_full_table_is_not_answered_as_established_on_retransmission() {
+    let e = env_with_table(Arc::new(Echo), 1).await;
+    let first = SessionClient::connect(e.udp, e.register(), fast_udp(), None)
+        .await
+        .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(e.udp).await.unwrap();
+    let exchange = |msg: Vec<u8>| {
+        let sock = &sock;
+        async move {
+            sock.send(&msg).await.unwrap();
+            let mut buf = vec![0u8; 2048];
+            let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            buf.truncate(n);
+            buf
+        }
+    };
+    let suite = xtt_proto::SuiteSpec::ALL[0];
+    let (st, ci) =
+        xtt_proto::session::SessionClientHandshake::start(e.register(), suite, &mut OsRng);
+    let sia = exchange(ci).await;
+    let (_, flight) = st.handle_server_attest(&sia, None, &mut OsRng).unwrap();
+    let finished = xtt_proto::codec::MsgType::SESSION_SERVER_FINISHED.0;
+    let answer = exchange(flight.clone()).await;
+    assert_ne!(answer.first(), Some(&finished), "the table is full");
+    let again = exchange(flight).await;
+    assert_ne!(
+        again.first(),
+        Some(&finished),
+        "retransmission answered as established"
+    );
+    drop(first);
 }

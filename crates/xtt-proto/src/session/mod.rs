@@ -54,7 +54,10 @@
 //!    ServerFinished", [`crate::server::Server::with_finished_cache`] keeps the finished bytes per
 //!    accepted flight (keyed by a hash of the exact bytes, bounded, for the cookie lifetime) and
 //!    [`crate::server::Server::retransmitted_session_finished`] returns them; the driver asks it
-//!    first. The cache entry lives at most a cookie lifetime after the flight was accepted (the
+//!    first. The driver files them with [`crate::server::Server::remember_finished`] only once
+//!    the session is stored: a flight whose session could not be stored (table full, shared
+//!    store down) was answered with an Error, and its retransmission must not get a
+//!    ServerFinished for a session that does not exist. The cache entry lives at most a cookie lifetime after the flight was accepted (the
 //!    server no longer knows the cookie's issue time then; the difference only lengthens the
 //!    window, never answers a different flight). The same for identity provisioning's
 //!    ServerFinished is left to the identity driver, which produces it after its own DAA and
@@ -102,5 +105,6 @@ pub use messages::{
     SESSION_FINISHED_PLAINTEXT_LEN,
 };
 pub use server::{
-    AcceptedSession, ClientRegistry, OpenedSessionAttest, ServerSession, SESSION_KEYS_LEN,
+    AcceptedSession, ClientRegistry, FinishedReceipt, OpenedSessionAttest, ServerSession,
+    SESSION_KEYS_LEN,
 };

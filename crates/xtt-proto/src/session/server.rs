@@ -59,6 +59,19 @@ pub struct AcceptedSession {
     /// The payload of the early-data record of a 0x22 flight (None for 0x21, or if the record was
     /// authentic but of an unknown payload type: dropped and counted).
     pub early_data: Option<OpenedRecord>,
+    /// For a server with a finished cache and a flight from a datagram transport: hand it to
+    /// [`Server::remember_finished`] once the session is stored, so a retransmission of the
+    /// flight is answered with `finished`. Not before: a session that failed to be stored must
+    /// not be answered as established.
+    pub retransmission: Option<FinishedReceipt>,
+}
+
+/// Names an accepted flight and how long its Session_ServerFinished may be resent; see
+/// [`AcceptedSession::retransmission`].
+#[derive(Debug)]
+pub struct FinishedReceipt {
+    flight_key: [u8; 32],
+    expires_at: UnixTime,
 }
 
 /// An established session, server side, not yet stored.
@@ -92,6 +105,15 @@ impl Server {
     /// cache does not know is then refused by the replay guard).
     pub fn retransmitted_session_finished(&self, bytes: &[u8], now: UnixTime) -> Option<Vec<u8>> {
         self.finished_cache.as_ref()?.get(bytes, now)
+    }
+
+    /// Keeps `finished` for [`Self::retransmitted_session_finished`]: call it once the session
+    /// of the [`AcceptedSession`] that carried `receipt` is stored (in its session table, and in
+    /// a shared store if there is one).
+    pub fn remember_finished(&self, receipt: FinishedReceipt, finished: &[u8], now: UnixTime) {
+        if let Some(cache) = self.finished_cache.as_ref() {
+            cache.insert_keyed(receipt.flight_key, finished, receipt.expires_at, now);
+        }
     }
 
     /// Processes the client's third flight of a session handshake: Session_ClientAttest_NoPayload
@@ -234,10 +256,11 @@ impl Server {
         }
         fin.ciphertext.copy_from_slice(&ct);
         let finished = fin.encode();
-        if let Some(cache) = self.finished_cache.as_ref().filter(|_| remember_finished) {
-            let expires_at = UnixTime(now.0.saturating_add(self.cookie_lifetime_secs()));
-            cache.insert(bytes, &finished, expires_at, now);
-        }
+        let retransmission =
+            (remember_finished && self.finished_cache.is_some()).then(|| FinishedReceipt {
+                flight_key: crate::handshake_cache::FinishedCache::key(bytes),
+                expires_at: UnixTime(now.0.saturating_add(self.cookie_lifetime_secs())),
+            });
         Ok(AcceptedSession {
             finished,
             session: ServerSession {
@@ -246,6 +269,7 @@ impl Server {
                 layer,
             },
             early_data,
+            retransmission,
         })
     }
 }
@@ -258,7 +282,7 @@ pub struct OpenedSessionAttest<'a> {
     bytes: &'a [u8],
     flight: AttestFlight<'a>,
     cookie: crate::cookie::OpenedCookie,
-    rebuilt: crate::server::Rebuilt,
+    rebuilt: Box<crate::server::Rebuilt>,
     ad: [u8; super::keys::ATTEST_AD_LEN],
     attest: SessionAttestPlaintext,
     remember_finished: bool,

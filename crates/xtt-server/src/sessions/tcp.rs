@@ -115,15 +115,17 @@ pub(crate) async fn accept<T>(
         .proto
         .finish_session_client_attest(opened, key.as_ref(), now, &mut OsRng)?;
     let finished = accepted.finished;
+    let retransmission = accepted.retransmission;
     let early = accepted.early_data.map(|r| HeldRecord {
         client_id,
         payload_type: r.payload_type,
         payload: r.payload,
     });
-    let session = match core.shared.get().cloned() {
+    let shared = core.shared.get().cloned();
+    let session = match &shared {
         None => accepted.session,
         Some(shared) => {
-            let session = accepted.session;
+            let (shared, session) = (shared.clone(), accepted.session);
             let lifetime = core.max_lifetime_secs;
             let stored =
                 tokio::task::spawn_blocking(move || shared.persist_new(session, now, lifetime))
@@ -140,7 +142,18 @@ pub(crate) async fn accept<T>(
         }
     };
     let (peer, with_peer) = path();
-    core.table.insert(session, peer, now)?;
+    let id = session.id();
+    if let Err(refused) = core.table.insert(session, peer, now) {
+        // The client is refused: the shared store must not keep a row for it either.
+        if let Some(shared) = &shared {
+            shared.forget(vec![id]);
+        }
+        return Err(refused.into());
+    }
+    // Only now may a retransmission of the flight be answered as established.
+    if let Some(receipt) = retransmission {
+        sh.proto.remember_finished(receipt, &finished, now);
+    }
     Ok((finished, early, with_peer))
 }
 
