@@ -23,7 +23,7 @@ use crate::anchor::{
     Anchor, AnchorKind, Fingerprint, Material, Provenance, Roles, SecretBytes, UnixSeconds,
     Validity,
 };
-use crate::fsio::write_atomic;
+use crate::fsio::{write_atomic, write_file};
 use crate::material;
 use crate::store::{AnchorStore, NewAnchor};
 use crate::suit::{Envelope, Manifest};
@@ -329,11 +329,16 @@ pub struct UpdateArgs {
 /// The `xtt update` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum UpdateCommand {
-    /// Make an update-signing key pair: OUT.key (PKCS#8 PEM, 0600) and OUT.pub (PEM).
+    /// Make an update-signing key pair: OUT.key (PKCS#8 PEM, 0600) and OUT.pub (PEM). Existing
+    /// files are never replaced unless --force is given: devices trust only the key they have,
+    /// so losing it means rotating their anchors.
     Keygen {
         /// Path prefix of the two files.
         #[arg(long, short)]
         out: PathBuf,
+        /// Replace OUT.key and OUT.pub if they exist (the old key is lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Vendor side: sign a manifest for an image.
     Sign {
@@ -880,14 +885,32 @@ fn export(a: &Anchor, path: &Path, include_secret: bool) -> anyhow::Result<()> {
 /// Runs `xtt update ...`, writing results to `out`.
 pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match args.command {
-        UpdateCommand::Keygen { out: prefix } => {
+        UpdateCommand::Keygen { out: prefix, force } => {
             let key = UpdateSigningKey::generate(&mut rand_core::OsRng);
             let mut k = prefix.as_os_str().to_owned();
             k.push(".key");
             let mut p = prefix.as_os_str().to_owned();
             p.push(".pub");
-            write_atomic(Path::new(&k), key.to_pem()?.as_bytes(), 0o600)?;
-            write_atomic(Path::new(&p), key.public_pem()?.as_bytes(), 0o644)?;
+            let overwrite = if force {
+                xtt_fsio::Overwrite::Allow
+            } else {
+                // Both checked before either is written, so a refusal leaves no half pair.
+                if let Some(existing) = [&k, &p].map(Path::new).into_iter().find(|f| f.exists()) {
+                    bail!(
+                        "{} exists: an update-signing key is not replaced without --force \
+                         (devices that trust the old key would refuse updates signed by a new one)",
+                        existing.display()
+                    );
+                }
+                xtt_fsio::Overwrite::Deny
+            };
+            write_file(Path::new(&k), key.to_pem()?.as_bytes(), 0o600, overwrite)?;
+            write_file(
+                Path::new(&p),
+                key.public_pem()?.as_bytes(),
+                0o644,
+                overwrite,
+            )?;
             writeln!(
                 out,
                 "wrote {} (private, 0600) and {}",

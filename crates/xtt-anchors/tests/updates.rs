@@ -305,6 +305,21 @@ fn xtt_update_keygen_sign_verify_end_to_end() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "private key file mode {mode:o}");
+    // A second keygen to the same prefix would lose the key devices trust: refused, files kept.
+    let key_before = std::fs::read(p("vendor.key")).unwrap();
+    let refused = format!(
+        "{:#}",
+        xtt(&["update", "keygen", "--out", &p("vendor")]).unwrap_err()
+    );
+    assert!(refused.contains("--force"), "{refused}");
+    assert_eq!(std::fs::read(p("vendor.key")).unwrap(), key_before);
+    // Only the public half left over is refused too (no half pair written).
+    let lone = p("lone");
+    std::fs::write(format!("{lone}.pub"), "x").unwrap();
+    assert!(xtt(&["update", "keygen", "--out", &lone]).is_err());
+    assert!(!std::path::Path::new(&format!("{lone}.key")).exists());
+    xtt(&["update", "keygen", "--out", &lone, "--force"]).unwrap();
+    assert!(std::path::Path::new(&format!("{lone}.key")).exists());
 
     xtt(&[
         "anchors",
