@@ -72,6 +72,7 @@ fn bench(c: &mut Criterion) {
     let device = UpdateTarget {
         vendor_id: [1; 16],
         class_id: [2; 16],
+        component: b"fw",
     };
     let envelope = key
         .sign(&Manifest::for_image(

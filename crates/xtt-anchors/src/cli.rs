@@ -377,6 +377,9 @@ pub enum UpdateCommand {
         /// The class UUID this device accepts.
         #[arg(long, value_parser = parse_uuid)]
         class_id: Uuid16,
+        /// The component this device installs (the manifest's must be the same).
+        #[arg(long, default_value = "firmware")]
+        component: String,
         /// The anchor store holding the update keys and the accepted sequence numbers.
         #[arg(long, env = "XTT_ANCHOR_STORE", default_value = "anchors.db")]
         store: PathBuf,
@@ -962,6 +965,7 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             image,
             vendor_id,
             class_id,
+            component,
             store,
             dry_run,
             at,
@@ -976,6 +980,7 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 &UpdateTarget {
                     vendor_id,
                     class_id,
+                    component: component.as_bytes(),
                 },
                 now,
                 dry_run,

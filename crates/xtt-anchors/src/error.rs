@@ -112,10 +112,10 @@ pub enum UpdateError {
         /// How many anchors were tried.
         tried: usize,
     },
-    /// The manifest is for another vendor or device class.
+    /// The manifest is for another vendor, device class or component.
     #[error("manifest is for {what} {found}, this device expects {expected}")]
     WrongTarget {
-        /// "vendor id" or "class id".
+        /// "vendor id", "class id" or "component".
         what: &'static str,
         /// In the manifest.
         found: String,

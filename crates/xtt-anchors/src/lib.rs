@@ -37,7 +37,7 @@
 //! // Vendor: a signing key, and a signed manifest for an image.
 //! let vendor = UpdateSigningKey::generate(&mut OsRng);
 //! let image = b"firmware v7";
-//! let device = UpdateTarget { vendor_id: [1; 16], class_id: [2; 16] };
+//! let device = UpdateTarget { vendor_id: [1; 16], class_id: [2; 16], component: b"fw" };
 //! let manifest = Manifest::for_image(image, 7, [1; 16], [2; 16], vec![b"fw".to_vec()]);
 //! let envelope = vendor.sign(&manifest)?;
 //!

@@ -1,6 +1,6 @@
 //! Signed software updates against the store: the vendor signs with a key whose public half is
 //! an `update-key` anchor; the device accepts an envelope only if an update anchor valid now
-//! signed it, it targets this vendor and class, its sequence number is newer than the last one
+//! signed it, it targets this vendor, class and component, its sequence number is newer than the last one
 //! accepted for the component (kept in the store, compare-and-set in one transaction), and the
 //! image has the manifest's size and digest.
 //!
@@ -19,13 +19,29 @@ use crate::error::{AnchorError, UpdateError};
 use crate::store::{AnchorStore, Backend, ComponentKey};
 use crate::suit::{Envelope, Manifest};
 
-/// What a device accepts updates for: manifests for other vendors or classes are refused.
+/// What a device accepts updates for: manifests for other vendors, classes or components are
+/// refused. The component matters as much as the others: sequence numbers are kept per
+/// component, so an envelope for another component of the same vendor and class (an old one,
+/// or a bootloader offered as firmware) would otherwise pass the rollback check with that
+/// component's counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpdateTarget {
+pub struct UpdateTarget<'a> {
     /// The vendor id the device accepts.
     pub vendor_id: [u8; 16],
     /// The class id the device accepts.
     pub class_id: [u8; 16],
+    /// The component the device installs: the manifest's component identifier must be exactly
+    /// this one part (what `xtt update sign --component` writes).
+    pub component: &'a [u8],
+}
+
+/// A component identifier as text, for messages.
+fn component_text(parts: &[Vec<u8>]) -> String {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    parts.join("/")
 }
 
 /// An accepted update.
@@ -67,7 +83,7 @@ pub fn update_key_fingerprint(key: &VerifyingKey) -> Fingerprint {
 pub fn precheck_envelope<B: Backend>(
     store: &AnchorStore<B>,
     envelope: &[u8],
-    device: &UpdateTarget,
+    device: &UpdateTarget<'_>,
     now: UnixSeconds,
 ) -> Result<Accepted, UpdateError> {
     let env = Envelope::decode(envelope)?;
@@ -104,6 +120,13 @@ pub fn precheck_envelope<B: Backend>(
             });
         }
     }
+    if !matches!(m.component_id.as_slice(), [one] if one.as_slice() == device.component) {
+        return Err(UpdateError::WrongTarget {
+            what: "component",
+            found: component_text(&m.component_id),
+            expected: String::from_utf8_lossy(device.component).into_owned(),
+        });
+    }
     let previous = store.sequence(&component_key(&m))?;
     if let Some(current) = previous {
         if m.sequence_number <= current {
@@ -127,7 +150,7 @@ pub fn verify_update<B: Backend>(
     store: &mut AnchorStore<B>,
     envelope: &[u8],
     image: &[u8],
-    device: &UpdateTarget,
+    device: &UpdateTarget<'_>,
     now: UnixSeconds,
     dry_run: bool,
 ) -> Result<Accepted, UpdateError> {

@@ -173,6 +173,7 @@ fn update_key_rotation_keeps_old_signatures_only_during_the_window() {
     let device = UpdateTarget {
         vendor_id: [1; 16],
         class_id: [2; 16],
+        component: b"fw",
     };
     let image = b"image bytes".to_vec();
     let signed = |key: &UpdateSigningKey, seq| {

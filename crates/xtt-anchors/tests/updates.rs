@@ -9,9 +9,10 @@ use xtt_anchors::suit::{Envelope, Manifest};
 use xtt_anchors::update::{verify_update, UpdateSigningKey, UpdateTarget};
 use xtt_anchors::{AnchorStore, NewAnchor, UpdateError};
 
-const DEVICE: UpdateTarget = UpdateTarget {
+const DEVICE: UpdateTarget<'static> = UpdateTarget {
     vendor_id: [0xfa; 16],
     class_id: [0x14; 16],
+    component: b"firmware",
 };
 const IMAGE: &[u8] = b"firmware image v2, pretend this is a few hundred kilobytes";
 
@@ -195,6 +196,43 @@ fn a_manifest_for_another_vendor_or_class_is_refused() {
         ),
         "{err}"
     );
+}
+
+/// Sequence numbers are kept per component: an old envelope the vendor signed for another
+/// component of the same vendor and class must not pass as this device's update.
+#[test]
+fn a_manifest_for_another_component_is_refused_even_with_its_own_fresh_counter() {
+    let (_dir, mut store, key) = setup();
+    let current = key.sign(&manifest(7, IMAGE)).unwrap();
+    verify_update(&mut store, &current, IMAGE, &DEVICE, T0, false).unwrap();
+    for component in [
+        vec![b"bootloader".to_vec()],
+        vec![],
+        vec![b"firmware".to_vec(); 2],
+    ] {
+        let mut m = manifest(1, IMAGE);
+        m.component_id = component;
+        let env = key.sign(&m).unwrap();
+        let err = verify_update(&mut store, &env, IMAGE, &DEVICE, T0, false).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UpdateError::WrongTarget {
+                    what: "component",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    // A device that installs the bootloader takes it.
+    let mut m = manifest(1, IMAGE);
+    m.component_id = vec![b"bootloader".to_vec()];
+    let boot = UpdateTarget {
+        component: b"bootloader",
+        ..DEVICE
+    };
+    verify_update(&mut store, &key.sign(&m).unwrap(), IMAGE, &boot, T0, false).unwrap();
 }
 
 /// Re-encodes the envelope with `f` applied to the COSE_Sign1 bytes.

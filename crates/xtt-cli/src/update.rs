@@ -84,6 +84,9 @@ struct FetchArgs {
     /// The class UUID this device accepts.
     #[arg(long, value_parser = parse_uuid)]
     class_id: Uuid16,
+    /// The component this device installs (the manifest's must be the same).
+    #[arg(long, default_value = "firmware")]
+    component: String,
     /// Use UDP instead of TCP.
     #[arg(long)]
     udp: bool,
@@ -122,6 +125,7 @@ fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     let target = UpdateTarget {
         vendor_id: a.vendor_id,
         class_id: a.class_id,
+        component: a.component.as_bytes(),
     };
     let config = SessionClientConfig {
         roots: std::sync::Arc::new(roots),

@@ -161,7 +161,7 @@ pub async fn download_update(
 pub fn install_update<B: Backend>(
     store: &mut AnchorStore<B>,
     update: &DownloadedUpdate,
-    target: &UpdateTarget,
+    target: &UpdateTarget<'_>,
     out: &Path,
     now: u64,
 ) -> Result<Accepted, FetchError> {
