@@ -631,3 +631,26 @@ async fn a_udp_flight_refused_for_a_full_table_is_not_answered_as_established_on
     );
     drop(first);
 }
+
+/// Over UDP the source address is unproven: a datagram shorter than the Error message gets no
+/// answer (no amplification toward a spoofed address); a longer one of a type UDP does not
+/// serve still gets the Error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_never_answers_a_short_datagram_with_more_bytes() {
+    let e = env().await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(e.udp).await.unwrap();
+    let mut buf = [0u8; 64];
+    let identity_client_attest = xtt_proto::codec::MsgType::IDENTITY_CLIENT_ATTEST.0;
+    sock.send(&[identity_client_attest]).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), sock.recv(&mut buf)).await;
+    assert!(quiet.is_err(), "a 1-byte datagram was answered");
+    sock.send(&[identity_client_attest, 1, 0, 8, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .expect("an Error for a longer datagram")
+        .unwrap();
+    assert_eq!(&buf[..n], &xtt_proto::codec::ERROR_MESSAGE[..]);
+}

@@ -3,7 +3,8 @@
 //! retransmitting ClientInit costs one stateless answer; an identical retransmitted ClientAttest
 //! is answered from the finished cache without being processed again. Identity provisioning is
 //! TCP only (its DAA flight does not fit the point of a lossy datagram path): its messages get
-//! the Error message.
+//! the Error message, unless shorter than it (an unproven source address never gets more bytes
+//! back than it sent).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,9 +57,12 @@ pub(crate) async fn serve(
                 }
             }
             Some(MsgType::ERROR) | None => {}
-            Some(_) => {
+            // The source address is unproven (spoofable): never answer with more bytes than
+            // arrived, so the server cannot be used to amplify traffic toward a third party.
+            Some(_) if datagram.len() >= ERROR_MESSAGE.len() => {
                 let _ = sock.send_to(&ERROR_MESSAGE, src).await;
             }
+            Some(_) => {}
         }
     }
 }
