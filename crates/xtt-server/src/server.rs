@@ -403,8 +403,14 @@ impl XttServer {
             tracing::warn!("handshakes still running at the end of the grace period");
         }
         sh.stop.send_replace(true);
-        if let Some(t) = metrics_task {
-            let _ = t.await;
+        if let Some(mut t) = metrics_task {
+            // Graceful shutdown of the metrics server waits for its connections; one that never
+            // finishes its request (a stuck scraper, or on purpose) would hold the whole
+            // shutdown, and the shared sessions' hand-over after it, forever.
+            if tokio::time::timeout(METRICS_GRACE, &mut t).await.is_err() {
+                t.abort();
+                tracing::warn!("metrics connections still open at shutdown: closed");
+            }
         }
         if let Some(t) = key_watch {
             let _ = t.await;
@@ -425,6 +431,9 @@ impl XttServer {
         Ok(())
     }
 }
+
+/// How long shutdown waits for metrics connections to finish.
+const METRICS_GRACE: Duration = Duration::from_secs(2);
 
 fn on_accept(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     match sh.permits.clone().try_acquire_owned() {

@@ -340,3 +340,20 @@ async fn excess_connections_are_refused_at_once_and_shutdown_is_graceful() {
         "no longer listening"
     );
 }
+
+/// A metrics connection that never finishes its request does not hold shutdown forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_metrics_request_does_not_block_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let server = start(test_config(dir.path()), fx.keys(), registry).await;
+    let mut stuck = TcpStream::connect(server.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    stuck.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(15), server.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited for the half-sent request");
+    drop(stuck);
+}
