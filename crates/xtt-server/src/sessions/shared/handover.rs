@@ -13,6 +13,7 @@
 //! timestamp (a replay inside that window only repeats a release, which costs a hand-over).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,6 +97,9 @@ pub(crate) async fn ask(
     tokio::time::timeout(timeout, exchange).await.ok().flatten()
 }
 
+/// Hand-over requests served at once.
+const MAX_CONCURRENT_REQUESTS: usize = 64;
+
 /// Serves hand-over requests until the core is gone.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -103,6 +107,11 @@ pub(crate) async fn serve(
     core: std::sync::Weak<SessionCore>,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Other nodes must reach this port, so anyone who can reach it may connect: each connection
+    // holds a task and a descriptor for up to its timeouts, and without a cap a connection
+    // flood would exhaust the descriptors the XTT listener needs. Over the cap a connection is
+    // closed at once (the asking node then falls back as for a crashed owner).
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -115,7 +124,12 @@ pub(crate) async fn serve(
         let (Some(core), Some(shared)) = (core.upgrade(), shared.upgrade()) else {
             break;
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "hand-over request refused: too many in progress");
+            continue;
+        };
         tokio::spawn(async move {
+            let _permit = permit;
             let answer = match read_request(&mut stream, &shared.key, peer).await {
                 Some(id) => shared.release_local(&core, id).await,
                 None => return,
