@@ -9,9 +9,12 @@
 //!
 //! An offer request rescans the directory (on a blocking thread) when its listing changed, so
 //! an operator publishes an update by copying two files in; chunk requests are answered from
-//! memory. Nothing is sent unasked and no per-device state is kept.
+//! memory. One scan runs at a time: offer requests that arrive meanwhile are answered from
+//! memory too, so a device sending them in a loop cannot pile up blocking work. Nothing is sent
+//! unasked and no per-device state is kept.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -57,6 +60,8 @@ struct Inner {
     dir: PathBuf,
     current: RwLock<Option<Arc<Current>>>,
     listing: Mutex<Option<Listing>>,
+    /// An offer request's rescan is queued or running.
+    scanning: AtomicBool,
 }
 
 fn listing(dir: &Path) -> std::io::Result<Listing> {
@@ -140,6 +145,7 @@ impl UpdateServer {
             dir: dir.into(),
             current: RwLock::new(None),
             listing: Mutex::new(None),
+            scanning: AtomicBool::new(false),
         }))
     }
 
@@ -173,6 +179,14 @@ impl UpdateServer {
     }
 }
 
+struct ScanDone<'a>(&'a AtomicBool);
+
+impl Drop for ScanDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 fn reply(out: &Outbox, client_id: &ClientId, payload: &[u8], current: Option<&Current>) {
     let answer = Offering::answer(current.map(|c| &c.offering), payload);
     if let Err(e) = out.send(client_id, PayloadType::QueueProtocol, &answer.encode()) {
@@ -185,15 +199,20 @@ impl SessionApp for UpdateServer {
         if record.payload_type != PayloadType::QueueProtocol {
             return;
         }
-        if DeviceMessage::decode(record.payload) == Ok(DeviceMessage::OfferRequest) {
+        let offer_request =
+            DeviceMessage::decode(record.payload) == Ok(DeviceMessage::OfferRequest);
+        if offer_request && !self.0.scanning.swap(true, Ordering::AcqRel) {
             // Directory I/O off the receiving task.
             // The record is lent for this call only: keep a copy (wiped when dropped).
             let (me, out) = (self.clone(), out.clone());
             let (client_id, payload) = (record.client_id, Zeroizing::new(record.payload.to_vec()));
             tokio::task::spawn_blocking(move || {
+                // Cleared however the scan ends (a panic would otherwise stop all rescans).
+                let done = ScanDone(&me.0.scanning);
                 if let Err(e) = me.rescan() {
                     tracing::warn!(dir = %me.0.dir.display(), error = %e, "reading the update directory failed");
                 }
+                drop(done);
                 reply(&out, &client_id, &payload, me.current().as_deref());
             });
         } else {
