@@ -654,3 +654,50 @@ async fn udp_never_answers_a_short_datagram_with_more_bytes() {
         .unwrap();
     assert_eq!(&buf[..n], &xtt_proto::codec::ERROR_MESSAGE[..]);
 }
+
+/// Forwarding sockets are not kept for good: after the idle timeout a client's socket is
+/// closed, so with room for one client a second client is served once the first went quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_udp_closes_idle_sockets_so_new_clients_get_one() {
+    let target = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let forward = Arc::new(
+        ForwardUdp::new(target.local_addr().unwrap(), 1)
+            .with_idle_timeout(Duration::from_millis(300)),
+    );
+    let e = env_with(forward.clone()).await;
+    async fn recv(target: &UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 256];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), target.recv_from(&mut buf))
+            .await
+            .expect("a forwarded datagram")
+            .unwrap();
+        buf[..n].to_vec()
+    }
+    let tcp = SessionClientOptions::tcp();
+    let mut a = SessionClient::connect(e.server.addr, e.register(), tcp.clone(), None)
+        .await
+        .unwrap();
+    a.send(Q, b"from a").await.unwrap();
+    assert_eq!(recv(&target).await, b"from a");
+    assert_eq!(forward.open_sockets(), 1);
+    // While a's socket is open, b gets none (the one slot is taken) ...
+    let mut b = SessionClient::connect(e.server.addr, e.register(), tcp, None)
+        .await
+        .unwrap();
+    b.send(Q, b"too early").await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(100), target.recv_from(&mut buf));
+    assert!(early.await.is_err(), "forwarded with no socket free");
+    // ... and once a was quiet for the idle timeout, its socket is closed and b gets one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while forward.open_sockets() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle socket was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.send(Q, b"from b").await.unwrap();
+    assert_eq!(recv(&target).await, b"from b");
+    e.server.stop().await;
+}

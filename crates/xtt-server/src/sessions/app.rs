@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use xtt_proto::record::{PayloadType, RecordPayload};
 use xtt_proto::ClientId;
@@ -66,29 +67,68 @@ impl SessionApp for Echo {
 /// Forwards each session's payloads, one datagram each, to a local UDP address, from a socket
 /// of its own per ClientID; datagrams the target sends back to that socket go to the client as
 /// records (payload type queue_protocol). The target thus tells clients apart by source port.
+///
+/// A client's socket is closed when its session is gone (a reply can no longer be delivered)
+/// or when nothing passed either way for the idle timeout, so the `max_clients` sockets are
+/// reused as devices come and go instead of running out for good.
 #[derive(Debug)]
 pub struct ForwardUdp {
     target: SocketAddr,
-    /// Per client: the sending half (a plain non-blocking socket; the receiving task owns a
-    /// duplicate registered with tokio).
-    sockets: Mutex<HashMap<ClientId, Arc<std::net::UdpSocket>>>,
+    sockets: Arc<Mutex<HashMap<ClientId, Arc<Forwarder>>>>,
     max_clients: usize,
+    idle: Duration,
 }
 
-impl ForwardUdp {
-    /// Forwards to `target`, with at most `max_clients` forwarding sockets open at once.
-    pub fn new(target: SocketAddr, max_clients: usize) -> Self {
-        Self {
-            target,
-            sockets: Mutex::new(HashMap::new()),
-            max_clients,
+/// One client's forwarding socket: the sending half (a plain non-blocking socket; the
+/// receiving task owns a duplicate registered with tokio) and when it was last used.
+#[derive(Debug)]
+struct Forwarder {
+    sock: std::net::UdpSocket,
+    last_used: Mutex<Instant>,
+}
+
+impl Forwarder {
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
         }
     }
 
-    fn socket_for(&self, client_id: ClientId, out: &Outbox) -> Option<Arc<std::net::UdpSocket>> {
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+}
+
+impl ForwardUdp {
+    /// Forwards to `target`, with at most `max_clients` forwarding sockets open at once, each
+    /// closed after 600 s without traffic (the sessions' default idle timeout).
+    pub fn new(target: SocketAddr, max_clients: usize) -> Self {
+        Self {
+            target,
+            sockets: Arc::new(Mutex::new(HashMap::new())),
+            max_clients,
+            idle: Duration::from_secs(600),
+        }
+    }
+
+    /// Closes a client's socket after `idle` without traffic either way.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Forwarding sockets open now.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    fn socket_for(&self, client_id: ClientId, out: &Outbox) -> Option<Arc<Forwarder>> {
         let mut sockets = self.sockets.lock().ok()?;
-        if let Some(s) = sockets.get(&client_id) {
-            return Some(s.clone());
+        if let Some(f) = sockets.get(&client_id) {
+            return Some(f.clone());
         }
         if sockets.len() >= self.max_clients {
             return None;
@@ -101,14 +141,33 @@ impl ForwardUdp {
         let std_sock = std::net::UdpSocket::bind(bind).ok()?;
         std_sock.connect(self.target).ok()?;
         std_sock.set_nonblocking(true).ok()?;
-        let sock = Arc::new(std_sock.try_clone().ok()?);
+        let forwarder = Arc::new(Forwarder {
+            sock: std_sock.try_clone().ok()?,
+            last_used: Mutex::new(Instant::now()),
+        });
         let reader = tokio::net::UdpSocket::from_std(std_sock).ok()?;
-        sockets.insert(client_id, sock.clone());
-        let out = out.clone();
+        sockets.insert(client_id, forwarder.clone());
+        let (out, all, mine, idle) = (
+            out.clone(),
+            self.sockets.clone(),
+            forwarder.clone(),
+            self.idle,
+        );
         tokio::spawn(async move {
             let mut buf = vec![0u8; xtt_proto::record::MAX_PAYLOAD_LEN];
-            while let Ok(n) = reader.recv(&mut buf).await {
+            loop {
+                let wait = idle
+                    .saturating_sub(mine.idle_for())
+                    .max(Duration::from_millis(1));
+                let n = match tokio::time::timeout(wait, reader.recv(&mut buf)).await {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(_)) => break,
+                    // Quiet so far: closed if the client sent nothing meanwhile either.
+                    Err(_) if mine.idle_for() >= idle => break,
+                    Err(_) => continue,
+                };
                 let Some(payload) = buf.get(..n) else { break };
+                mine.touch();
                 if let Err(e) = out.send(&client_id, PayloadType::QueueProtocol, payload) {
                     tracing::debug!(%client_id, error = %e, "forward reply dropped");
                     if matches!(e, super::SendError::Record(_)) {
@@ -116,16 +175,26 @@ impl ForwardUdp {
                     }
                 }
             }
+            // Only this socket's entry: the client may have a newer one by now.
+            if let Ok(mut sockets) = all.lock() {
+                if sockets
+                    .get(&client_id)
+                    .is_some_and(|f| Arc::ptr_eq(f, &mine))
+                {
+                    sockets.remove(&client_id);
+                }
+            }
         });
-        Some(sock)
+        Some(forwarder)
     }
 }
 
 impl SessionApp for ForwardUdp {
     fn on_record(&self, record: IncomingRecord<'_>, out: &Outbox) {
         match self.socket_for(record.client_id, out) {
-            Some(sock) => {
-                let _ = sock.send(record.payload);
+            Some(f) => {
+                f.touch();
+                let _ = f.sock.send(record.payload);
             }
             None => tracing::warn!(client_id = %record.client_id, "forwarding socket unavailable"),
         }

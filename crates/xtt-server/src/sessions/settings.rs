@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use xtt_proto::session_table::SessionTableConfig;
@@ -140,7 +141,10 @@ impl SessionSettings {
     pub fn options(&self) -> std::io::Result<SessionOptions> {
         let app: Arc<dyn SessionApp> = match &self.app {
             AppSetting::Echo => Arc::new(Echo),
-            AppSetting::ForwardUdp(a) => Arc::new(ForwardUdp::new(*a, MAX_FORWARD_CLIENTS)),
+            AppSetting::ForwardUdp(a) => Arc::new(
+                ForwardUdp::new(*a, MAX_FORWARD_CLIENTS)
+                    .with_idle_timeout(Duration::from_secs(self.idle_timeout_secs.max(1))),
+            ),
             AppSetting::ForwardUnix(p) => Arc::new(ForwardUnix::new(p.clone())?),
         };
         let mut options = SessionOptions::new(app);
