@@ -166,6 +166,10 @@ pub struct ServeArgs {
     /// How often expired mailboxes are deleted.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+    /// Most mailboxes stored at once (expired ones count until swept); creates beyond get 503.
+    /// Each holds up to about 60 KiB, so the default bounds the database near 6 GB.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_mailboxes: u64,
     /// POST a JSON notification here when one side updates a mailbox.
     #[arg(long)]
     pub push_webhook: Option<Url>,
@@ -349,6 +353,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             global_burst: args.burst_global,
         },
         sweep_interval: args.sweep_interval,
+        max_mailboxes: args.max_mailboxes,
         push_webhook: args.push_webhook,
     };
     let store = SqliteStore::open(&args.db)

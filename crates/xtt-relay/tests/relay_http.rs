@@ -134,6 +134,26 @@ async fn receivers_per_mailbox_are_limited() {
 }
 
 #[tokio::test]
+async fn a_full_relay_refuses_new_mailboxes_with_503() {
+    let relay = start(RelayConfig {
+        max_mailboxes: 1,
+        ..config()
+    })
+    .await;
+    client::share(&relay.client, &relay.base, &share_request(&info("t"), "RD"))
+        .await
+        .unwrap();
+    let err = client::share(&relay.client, &relay.base, &share_request(&info("t"), "RD"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert!(
+        err.to_string().contains("maximum number of mailboxes"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn duplicate_requests_answer_201_without_effect() {
     let relay = start(config()).await;
     let claim = Uuid::new_v4();

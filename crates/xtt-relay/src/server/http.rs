@@ -205,10 +205,24 @@ async fn create(
     };
     let store = state.store.clone();
     let new_id = mailbox.id;
-    let outcome = blocking(move || Ok(store.create(&mailbox, &key, now)?)).await?;
+    let max = state.config.max_mailboxes;
+    let outcome = blocking(move || Ok(store.create(&mailbox, &key, now, max)?)).await?;
     let (status, id) = match outcome {
         CreateOutcome::Created => (StatusCode::OK, new_id),
         CreateOutcome::Duplicate(earlier) => (StatusCode::CREATED, earlier),
+        CreateOutcome::Full => {
+            tracing::warn!(max, "mailbox create refused: the relay is full");
+            let mut response = ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay holds its maximum number of mailboxes; retry later".into(),
+            )
+            .into_response();
+            let secs = state.config.sweep_interval.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(response);
+        }
     };
     let body = CreateMailboxResponse {
         url_link: mailbox_url(&state, &id),

@@ -38,6 +38,9 @@ pub struct RelayConfig {
     pub rate: RateLimits,
     /// How often expired mailboxes are deleted.
     pub sweep_interval: Duration,
+    /// Most mailboxes stored at once; a create beyond gets 503 (nothing else bounds how much
+    /// disk clients can fill: each mailbox lives up to the maximum lifetime).
+    pub max_mailboxes: u64,
     /// Where update notifications are POSTed; `None` disables push.
     pub push_webhook: Option<Url>,
 }
@@ -55,6 +58,7 @@ impl Default for RelayConfig {
             body_limit: 64 * 1024,
             rate: RateLimits::default(),
             sweep_interval: Duration::from_secs(60),
+            max_mailboxes: 100_000,
             push_webhook: None,
         }
     }

@@ -44,6 +44,18 @@ CREATE TABLE IF NOT EXISTS last_request (
     mailbox_id TEXT NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE
 ) STRICT;
 CREATE INDEX IF NOT EXISTS last_request_mailbox ON last_request(mailbox_id);
+-- How many mailbox rows there are, kept by triggers (SQLite's count(*) scans the table), so
+-- a create can refuse past the cap at O(1) cost. Recounted at every open.
+CREATE TABLE IF NOT EXISTS mailbox_count (
+    one INTEGER PRIMARY KEY NOT NULL CHECK (one = 1),
+    n   INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS mailbox_counted_in AFTER INSERT ON mailbox
+    BEGIN UPDATE mailbox_count SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS mailbox_counted_out AFTER DELETE ON mailbox
+    BEGIN UPDATE mailbox_count SET n = n - 1; END;
+INSERT INTO mailbox_count (one, n) VALUES (1, (SELECT count(*) FROM mailbox))
+    ON CONFLICT(one) DO UPDATE SET n = excluded.n;
 ";
 
 const COLUMNS: &str = "id, initiator_claim, recipient_claim, access_rights, expires_at, \
@@ -260,6 +272,7 @@ impl Store for SqliteStore {
         mailbox: &Mailbox,
         key: &IdempotencyKey,
         now: i64,
+        max_mailboxes: u64,
     ) -> Result<CreateOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -278,6 +291,10 @@ impl Store for SqliteStore {
                     Uuid::try_parse(&mailbox_id).map_err(|_| StoreError::Corrupt("mailbox id"))?;
                 return Ok(CreateOutcome::Duplicate(id));
             }
+        }
+        let stored: i64 = tx.query_row("SELECT n FROM mailbox_count", [], |r| r.get(0))?;
+        if u64::try_from(stored).unwrap_or(0) >= max_mailboxes {
+            return Ok(CreateOutcome::Full);
         }
         write(&tx, mailbox, true)?;
         record_request(&tx, key, &mailbox.id)?;
@@ -380,11 +397,11 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let m = mailbox(5, 100);
         assert_eq!(
-            store.create(&m, &key(1, "a"), 0).unwrap(),
+            store.create(&m, &key(1, "a"), 0, 10).unwrap(),
             CreateOutcome::Created
         );
         assert_eq!(
-            store.create(&mailbox(6, 100), &key(1, "a"), 0).unwrap(),
+            store.create(&mailbox(6, 100), &key(1, "a"), 0, 10).unwrap(),
             CreateOutcome::Duplicate(m.id)
         );
         assert_eq!(store.get(&m.id, 0).unwrap(), Some(m.clone()));
@@ -438,7 +455,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
         let m = mailbox(5, 100);
         assert_eq!(
-            store.create(&m, &key(1, "c"), 0).unwrap(),
+            store.create(&m, &key(1, "c"), 0, 10).unwrap(),
             CreateOutcome::Created
         );
         let mut touch = |mb: &mut Mailbox| {
@@ -464,6 +481,49 @@ mod tests {
         let stored = store.get(&m.id, 0).unwrap().unwrap();
         assert_eq!(stored.display.title, "t!");
         assert_eq!(stored.recipient, Some(reader));
+    }
+
+    /// At the cap a create is refused (its retry still finds the earlier mailbox); deletes and
+    /// sweeps make room again, and the count survives a reopen.
+    #[test]
+    fn creates_stop_at_the_cap_and_resume_when_room_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let created =
+            |s: &SqliteStore, id, exp, k: &str| s.create(&mailbox(id, exp), &key(id, k), 0, 2);
+        assert_eq!(
+            created(&store, 10, 50, "a").unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(
+            created(&store, 11, 100, "a").unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(created(&store, 12, 100, "a").unwrap(), CreateOutcome::Full);
+        assert_eq!(
+            created(&store, 10, 50, "a").unwrap(),
+            CreateOutcome::Duplicate(Uuid::from_u128(10))
+        );
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(created(&store, 12, 100, "a").unwrap(), CreateOutcome::Full);
+        assert_eq!(store.sweep(50).unwrap(), 1);
+        assert_eq!(
+            created(&store, 12, 100, "a").unwrap(),
+            CreateOutcome::Created
+        );
+        let id = Uuid::from_u128(11);
+        let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
+        assert!(matches!(
+            store.apply(&id, 0, None, &mut delete),
+            Ok(ApplyOutcome::Done(Change::Deleted))
+        ));
+        assert_eq!(
+            created(&store, 13, 100, "a").unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(created(&store, 14, 100, "a").unwrap(), CreateOutcome::Full);
     }
 
     #[cfg(unix)]

@@ -37,6 +37,8 @@ pub enum CreateOutcome {
     Created,
     /// Same claim and request id as an earlier create: nothing new; the earlier mailbox's id.
     Duplicate(Uuid),
+    /// The store already holds its maximum number of mailboxes: nothing new.
+    Full,
 }
 
 /// Result of [`Store::apply`].
@@ -52,12 +54,14 @@ pub type MailboxOp<'a> = &'a mut (dyn FnMut(&mut Mailbox) -> Result<Change, Acce
 
 /// Durable mailbox storage.
 pub trait Store: Send + Sync + 'static {
-    /// Inserts `mailbox` unless `key` repeats the claim's last request.
+    /// Inserts `mailbox` unless `key` repeats the claim's last request, or the store already
+    /// holds `max_mailboxes` (expired ones count until swept).
     fn create(
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
         now: i64,
+        max_mailboxes: u64,
     ) -> Result<CreateOutcome, StoreError>;
 
     /// Loads the live mailbox `id` (expired ones are [`AccessError::NotFound`]), answers a
