@@ -218,4 +218,24 @@ impl<S: ControllerStore> ControllerStore for AnchoredControllerStore<S> {
     fn readings(&self, urn: &DevUrn, limit: u32) -> Result<Option<Vec<StoredReading>>, StoreError> {
         self.inner.readings(urn, limit)
     }
+
+    /// Also removes the device's DevSecret anchors: a later add records the new secret, and
+    /// lookups (first match by name) must not find the old one.
+    fn remove_device(&self, urn: &DevUrn) -> Result<bool, StoreError> {
+        let removed = self.inner.remove_device(urn)?;
+        let name = urn.to_string();
+        self.anchors.with(|s| {
+            let stale: Vec<_> = s
+                .list()?
+                .into_iter()
+                .filter(|a| a.kind == AnchorKind::TteDevSecret && a.name == name)
+                .map(|a| a.fingerprint)
+                .collect();
+            for fingerprint in stale {
+                s.remove(&fingerprint)?;
+            }
+            Ok(())
+        })?;
+        Ok(removed)
+    }
 }

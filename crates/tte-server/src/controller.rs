@@ -7,12 +7,14 @@
 //! | PUT | `/.well-known/tte1/c/{DevURN}/k` | setup page (CORS) | 201 new, 200 same, 409 other secret |
 //! | PUT | `/.well-known/tte1/s/{DevURN}/v` | device: JWE(DevSecret){SenML} | 204, 403 bad JWE, 409 replay |
 //! | GET | `/devices`, `/devices/{DevURN}/readings` | operator (bearer token) | JSON |
+//! | DELETE | `/devices/{DevURN}` | operator (bearer token) | 204, 404 unknown |
 //!
 //! Who may add a device? The draft leaves the Controller open to the introducer's browser, so the
 //! add endpoint carries no credential; it is first-writer-wins (a second add with a different
 //! DevSecret is refused, an identical retry succeeds). A squatter who guesses a DevURN can block
 //! it but never read or forge its data, since the real device encrypts under the real DevSecret;
-//! the operator sees and can remove such entries. Deployments that want more set
+//! the operator sees such entries and removes them (`DELETE /devices/{DevURN}`), after which the
+//! real introducer's add succeeds. Deployments that want more set
 //! `allowed_origins` to their Transfer Agents' origins (browsers then refuse other pages' adds).
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tte::api::AddDevice;
@@ -82,6 +84,7 @@ impl Controller {
             .route("/.well-known/tte1/c/{urn}/k", put(add).layer(add_cors))
             .route("/.well-known/tte1/s/{urn}/v", put(sensor_update))
             .route("/devices", get(devices))
+            .route("/devices/{urn}", delete(remove_device))
             .route("/devices/{urn}/readings", get(readings))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(http::MAX_BODY))
@@ -195,6 +198,27 @@ async fn devices(State(c): State<Controller>, headers: HeaderMap) -> Result<Resp
     let store = c.store.clone();
     let list = tokio::task::spawn_blocking(move || store.devices()).await??;
     Ok(Json(list).into_response())
+}
+
+async fn remove_device(
+    State(c): State<Controller>,
+    Path(urn): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    http::require_bearer(&headers, &c.operator_token)?;
+    let urn = http::urn(&urn)?;
+    let store = c.store.clone();
+    let u = urn.clone();
+    if tokio::task::spawn_blocking(move || store.remove_device(&u)).await?? {
+        tracing::info!(%urn, "device removed by the operator");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {urn} is not enrolled here"),
+        ))
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -93,3 +93,55 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
         .unwrap();
     assert_eq!(client.enroll(None).await.unwrap(), Enrollment::NotBound);
 }
+
+/// A squatter adds a device's URN first with a secret of its own; the operator removes the
+/// entry (and with it the squatter's DevSecret anchor), then the real introducer's add
+/// succeeds and the device's updates decrypt with the real DevSecret.
+#[tokio::test]
+async fn the_operator_removes_a_squatted_device_and_the_real_add_then_works() {
+    use reqwest::StatusCode;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ctl_anchors = d.join("controller-anchors.db");
+    let ta_store = SqliteTaStore::open(&d.join("ta.sqlite")).unwrap();
+    let ctl_store = AnchoredControllerStore::open(
+        SqliteControllerStore::open(&d.join("controller.sqlite")).unwrap(),
+        &ctl_anchors,
+    )
+    .unwrap();
+    let s = common::start_with(dir, Arc::new(ta_store), Arc::new(ctl_store)).await;
+    let dev = s.manufacture().await;
+    let urn = dev.urn.to_string();
+    let squat = Key256::generate(&mut rand_core::OsRng).to_b64();
+    assert_eq!(
+        s.add(&dev.urn, &squat, None).await.status(),
+        StatusCode::CREATED
+    );
+    let real = SetupUrl::parse(&dev.setup_url).unwrap().dev_secret.to_b64();
+    assert_eq!(
+        s.add(&dev.urn, &real, None).await.status(),
+        StatusCode::CONFLICT
+    );
+
+    let wrong = s.remove(&dev.urn, "not-the-operator-token").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let removed = s.remove(&dev.urn, common::OPERATOR_TOKEN).await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert!(secrets_named(&ctl_anchors, AnchorKind::TteDevSecret, &urn).is_empty());
+    let again = s.remove(&dev.urn, common::OPERATOR_TOKEN).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        s.add(&dev.urn, &real, None).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    let cont = common::enrolled(&client).await;
+    client
+        .report(&cont, &common::one_reading(&dev.urn, 20.5), 1)
+        .await
+        .unwrap();
+    assert_eq!(s.devices().await.len(), 1);
+}

@@ -133,4 +133,8 @@ pub trait ControllerStore: Send + Sync + 'static {
 
     /// The newest `limit` readings of a device, oldest first; `None` if the device is unknown.
     fn readings(&self, urn: &DevUrn, limit: u32) -> Result<Option<Vec<StoredReading>>, StoreError>;
+
+    /// Removes a device and its readings (the operator clearing an entry, e.g. one a squatter
+    /// added first); the device can then be added again. `false`: it was not there.
+    fn remove_device(&self, urn: &DevUrn) -> Result<bool, StoreError>;
 }

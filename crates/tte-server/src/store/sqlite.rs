@@ -411,6 +411,15 @@ impl ControllerStore for SqliteControllerStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn remove_device(&self, urn: &DevUrn) -> Result<bool, StoreError> {
+        let mut c = lock(&self.conn);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM c_reading WHERE urn = ?1", [urn.as_str()])?;
+        let removed = tx.execute("DELETE FROM c_device WHERE urn = ?1", [urn.as_str()])?;
+        tx.commit()?;
+        Ok(removed > 0)
+    }
+
     fn readings(&self, urn: &DevUrn, limit: u32) -> Result<Option<Vec<StoredReading>>, StoreError> {
         let c = lock(&self.conn);
         let known: Option<i64> = c

@@ -143,6 +143,16 @@ impl Stack {
             .unwrap()
     }
 
+    /// The operator removing a device (with the operator token unless `token` says otherwise).
+    pub async fn remove(&self, urn: &DevUrn, token: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}/devices/{urn}", self.ctl))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The operator's list of devices.
     pub async fn devices(&self) -> Vec<DeviceInfo> {
         self.operator_get("devices").await
