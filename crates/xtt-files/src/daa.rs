@@ -28,6 +28,10 @@ use crate::fsio::{self, Access, Overwrite};
 /// The largest basename the C client reads.
 pub const MAX_BASENAME_LEN: usize = 1024;
 
+/// The largest basename the C library accepts when it sets up a DAA context (XTT-WIRE §10): a
+/// group created with a longer one would not work with C clients or servers.
+pub const C_MAX_BASENAME_LEN: usize = 64;
+
 fn ecdaa_err(path: &Path, what: &'static str, e: xtt_ecdaa::Error) -> Error {
     Error::malformed(path, what, e)
 }

@@ -61,13 +61,13 @@ impl GroupDir {
     /// Creates a new group at `path` (which must not exist, or be an empty directory) with a
     /// fresh issuer key pair.
     pub fn create(path: &Path, basename: &[u8], rng: &mut dyn CryptoRngCore) -> Result<Self> {
-        if basename.is_empty() || basename.len() > daa::MAX_BASENAME_LEN {
+        if basename.is_empty() || basename.len() > daa::C_MAX_BASENAME_LEN {
             return Err(Error::malformed(
                 path,
                 "DAA group",
                 format!(
-                    "the basename must be 1 to {} bytes, not {}",
-                    daa::MAX_BASENAME_LEN,
+                    "the basename must be 1 to {} bytes (the C library refuses longer ones), not {}",
+                    daa::C_MAX_BASENAME_LEN,
                     basename.len()
                 ),
             ));

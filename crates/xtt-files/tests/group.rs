@@ -107,3 +107,15 @@ fn inconsistent_group_files_are_named() {
         "{err}"
     );
 }
+
+/// New groups keep to the C library's basename limit (64 bytes), so C clients and servers can
+/// use them; an empty basename is refused as well.
+#[test]
+fn a_new_group_takes_basenames_of_1_to_64_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    GroupDir::create(&tmp.path().join("max"), &[b'b'; 64], &mut OsRng).unwrap();
+    for (name, basename) in [("long", vec![b'b'; 65]), ("empty", vec![])] {
+        let err = GroupDir::create(&tmp.path().join(name), &basename, &mut OsRng).unwrap_err();
+        assert!(err.to_string().contains("1 to 64 bytes"), "{err}");
+    }
+}
