@@ -66,7 +66,7 @@ pub(crate) struct EnrollArgs {
     /// How many members to enroll.
     #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     count: u32,
-    /// Worker threads [default: one per CPU].
+    /// Worker threads; 0 = four per CPU.
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Also copy this root certificate into each member's directory.
