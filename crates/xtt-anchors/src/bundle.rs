@@ -30,7 +30,7 @@ fn corrupt(why: impl Into<String>) -> AnchorError {
 fn io(path: &Path, source: std::io::Error) -> AnchorError {
     AnchorError::Io {
         path: path.display().to_string(),
-        source,
+        cause: source,
     }
 }
 

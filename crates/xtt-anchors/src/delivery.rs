@@ -83,6 +83,17 @@ pub enum RefusalReason {
     Malformed,
 }
 
+impl core::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RefusalReason::UnknownUpdate => {
+                "it no longer serves that update (a newer one was published meanwhile)"
+            }
+            RefusalReason::Malformed => "it could not parse the request or the range is outside",
+        })
+    }
+}
+
 /// A message from the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceMessage {
@@ -151,7 +162,7 @@ pub enum DeliveryError {
     #[error("the received envelope does not match the offered update id (corrupted in transit or a lying server)")]
     EnvelopeIdMismatch,
     /// The server refused a request.
-    #[error("the server refused the request: {0:?}")]
+    #[error("the server refused the request: {0}")]
     Refused(RefusalReason),
     /// The server has nothing to offer.
     #[error("the server has no update to offer")]

@@ -2,12 +2,18 @@
 
 use crate::anchor::{AnchorKind, Fingerprint};
 
+impl From<rusqlite::Error> for AnchorError {
+    fn from(e: rusqlite::Error) -> Self {
+        AnchorError::Database(e)
+    }
+}
+
 /// What went wrong with the store or an anchor's material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnchorError {
     /// The kind name is not one of ours.
-    #[error("unknown anchor kind {0:?} (expected one of: xtt-root, xtt-server, daa-group, update-key, manufacturer, controller, tte-ta-secret, tte-dev-secret, device-identity)")]
+    #[error("unknown anchor kind {0:?} (expected one of: xtt-root, xtt-server, daa-group, update-key, manufacturer, controller, tte-ta-secret, tte-dev-secret, device-identity, tls-root)")]
     UnknownKind(String),
     /// A role name (or stored role bit) is not one of ours.
     #[error("unknown role {0:?} (expected onboarding, attestation, update, transport)")]
@@ -72,16 +78,17 @@ pub enum AnchorError {
         /// The number already accepted.
         current: u64,
     },
-    /// The database reported an error.
+    /// The database reported an error (in the message, not as `source()`, as for `Io`).
     #[error("anchor database: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    Database(rusqlite::Error),
+    /// A file could not be read or written. The cause is part of the message and deliberately
+    /// not the error's `source()`: logs print only the message, and `{:#}` would print it twice.
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The database holds something this version cannot read.
     #[error("anchor database is corrupt or from a newer version: {0}")]

@@ -18,6 +18,6 @@ pub fn write_file(
 ) -> Result<(), AnchorError> {
     xtt_fsio::write_atomic(path, bytes, mode, overwrite).map_err(|source| AnchorError::Io {
         path: path.display().to_string(),
-        source,
+        cause: source,
     })
 }

@@ -383,7 +383,7 @@ pub fn import_xtt_tool_dir<B: Backend>(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(AnchorError::Io {
                 path: path.display().to_string(),
-                source,
+                cause: source,
             }),
         }
     };

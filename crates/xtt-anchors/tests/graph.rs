@@ -576,3 +576,15 @@ fn a_bundle_index_cannot_point_outside_its_directory() {
         "{err}"
     );
 }
+
+/// An I/O error names the file and its cause once (the cause is not also the error's source,
+/// which `{:#}` would print a second time).
+#[test]
+fn an_unopenable_store_is_named_with_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("missing").join("anchors.db");
+    let err = common::xtt(&["anchors", "--store", store.to_str().unwrap(), "list"]).unwrap_err();
+    let shown = format!("{err:#}");
+    assert!(shown.contains(store.to_str().unwrap()), "{shown}");
+    assert_eq!(shown.matches("(os error").count(), 1, "{shown}");
+}

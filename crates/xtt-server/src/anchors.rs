@@ -72,7 +72,7 @@ impl StoreGroups {
         if !path.exists() {
             return Err(AnchorError::Io {
                 path: path.display().to_string(),
-                source: std::io::Error::new(
+                cause: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "no anchor store here (create it with `xtt anchors import ...`)",
                 ),
@@ -156,7 +156,7 @@ impl IdentityRecorder {
             .spawn(move || record_loop(rx, store, server_cert, source))
             .map_err(|e| AnchorError::Io {
                 path: path.display().to_string(),
-                source: e,
+                cause: e,
             })?;
         Ok(Self { tx })
     }

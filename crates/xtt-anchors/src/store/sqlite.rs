@@ -59,7 +59,7 @@ pub struct SqliteBackend {
 fn io(path: &Path, source: std::io::Error) -> AnchorError {
     AnchorError::Io {
         path: path.display().to_string(),
-        source,
+        cause: source,
     }
 }
 
