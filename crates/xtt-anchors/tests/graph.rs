@@ -588,3 +588,81 @@ fn an_unopenable_store_is_named_with_its_cause_once() {
     assert!(shown.contains(store.to_str().unwrap()), "{shown}");
     assert_eq!(shown.matches("(os error").count(), 1, "{shown}");
 }
+
+/// A bundle gets the checks single imports make, among its own anchors too: a server
+/// certificate arriving with its root is verified by it, two roots with one id are refused, and
+/// nothing of a refused bundle is stored.
+#[test]
+fn a_bundle_is_checked_among_its_own_anchors() {
+    use xtt_anchors::anchor::Edge;
+    use xtt_anchors::{AnchorError, NewAnchor};
+    let (root, root_key) = fresh_root(31);
+    let root_anchor = || NewAnchor::public(AnchorKind::XttRoot, root.encode().to_vec(), "r");
+    let server = |cert: &xtt_proto::cert::ServerCertificate| {
+        NewAnchor::public(AnchorKind::XttServer, cert.as_bytes().to_vec(), "s")
+    };
+    // A certificate naming the root's id, signed by another key.
+    let (_, other_key) = fresh_root(32);
+    let (_, forged) = common::server_signed_by(&root, &other_key, 33);
+    let mut s = AnchorStore::in_memory();
+    let err = s
+        .restore(vec![server(&forged), root_anchor()], vec![], T0)
+        .unwrap_err();
+    assert!(
+        matches!(err, AnchorError::BadCertificateSignature { .. }),
+        "{err}"
+    );
+    assert!(
+        s.list().unwrap().is_empty(),
+        "a refused bundle stores nothing"
+    );
+
+    // Two roots with one id and different keys.
+    let twin = xtt_proto::cert::RootCertificate {
+        id: root.id,
+        public_key: *other_key.public_key(),
+    };
+    let err = s
+        .restore(
+            vec![
+                root_anchor(),
+                NewAnchor::public(AnchorKind::XttRoot, twin.encode().to_vec(), "twin"),
+            ],
+            vec![],
+            T0,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("root id already used"), "{err}");
+
+    // The real thing goes in, with the root's vouch for its certificate found by the check.
+    let (_, good) = common::server_signed_by(&root, &root_key, 34);
+    let added = s
+        .restore(vec![server(&good), root_anchor()], vec![], T0)
+        .unwrap();
+    assert_eq!(added.len(), 2);
+    let (r, c) = (added[0], added[1]);
+    assert!(s.edges().unwrap().contains(&Edge {
+        from: r,
+        to: c,
+        kind: EdgeKind::Vouches
+    }));
+    // An edge claiming a root vouches for a certificate it did not sign is refused.
+    let (other_root, other_root_key) = fresh_root(35);
+    let (_, foreign) = common::server_signed_by(&other_root, &other_root_key, 36);
+    let foreign_fp = Fingerprint::of(AnchorKind::XttServer, foreign.as_bytes());
+    let err = s
+        .restore(
+            vec![server(&foreign)],
+            vec![Edge {
+                from: r,
+                to: foreign_fp,
+                kind: EdgeKind::Vouches,
+            }],
+            T0,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, AnchorError::BadCertificateSignature { .. }),
+        "{err}"
+    );
+}

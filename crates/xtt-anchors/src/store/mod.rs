@@ -229,117 +229,53 @@ impl<B: Backend> AnchorStore<B> {
         new: NewAnchor,
         now: UnixSeconds,
     ) -> Result<(Anchor, Vec<Edge>), AnchorError> {
-        material::validate(new.kind, &new.material)?;
-        let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
-        let existing = self.backend.anchors()?;
-        if existing.iter().any(|a| a.fingerprint == fingerprint) {
-            return Err(AnchorError::Duplicate(fingerprint));
-        }
-        for v in &new.vouched_by {
-            if !existing.iter().any(|a| a.fingerprint == *v) {
-                return Err(AnchorError::NotFound(v.to_hex()));
-            }
-            if *v == fingerprint {
-                return Err(AnchorError::SelfVouch);
-            }
-        }
-        let validity = new.validity.unwrap_or(Validity::from(now));
-        if validity
-            .not_after
-            .is_some_and(|end| end <= validity.not_before)
-        {
-            return Err(AnchorError::EmptyValidity);
-        }
-        check_storable(validity.not_before)?;
-        if let Some(end) = validity.not_after {
-            check_storable(end)?;
-        }
-        check_storable(now)?;
-        let mut vouchers: BTreeSet<Fingerprint> = new.vouched_by.iter().copied().collect();
-        match (new.kind, &new.material) {
-            (AnchorKind::XttServer, Material::Public(cert)) => {
-                if let Some(root) = signing_root(&existing, cert)? {
-                    vouchers.insert(root);
-                }
-            }
-            (AnchorKind::XttRoot, Material::Public(bytes)) => {
-                // Devices look roots up by id alone, so an id must name one key.
-                let id = material::root_certificate(bytes)?.id;
-                for other in existing.iter().filter(|a| a.kind == AnchorKind::XttRoot) {
-                    let other_id = other
-                        .public_material()
-                        .map(material::root_certificate)
-                        .transpose()?
-                        .map(|r| r.id);
-                    if other_id == Some(id) {
-                        return Err(AnchorError::InvalidMaterial {
-                            kind: AnchorKind::XttRoot,
-                            reason: format!(
-                                "root id already used by anchor {} with another key (give the new root a new id)",
-                                other.fingerprint.short()
-                            ),
-                        });
-                    }
-                }
-            }
-            _ => {}
-        }
-        let name = if new.name.trim().is_empty() {
-            format!("{} {}", new.kind, &fingerprint.short()[..8])
-        } else {
-            new.name.trim().to_string()
-        };
-        let anchor = Anchor {
-            fingerprint,
-            kind: new.kind,
-            name,
-            roles: new.roles.unwrap_or(new.kind.default_roles()),
-            validity,
-            provenance: new.provenance,
-            added_at: now,
-            material: new.material,
-        };
-        let edges = vouchers
-            .into_iter()
-            .map(|from| Edge {
-                from,
-                to: fingerprint,
-                kind: EdgeKind::Vouches,
-            })
-            .collect();
-        Ok((anchor, edges))
+        prepare_among(&self.backend.anchors()?, new, now)
     }
 
     /// Adds several anchors and the edges among them (and to stored anchors) in one atomic
     /// batch, as when restoring an exported bundle. Anchors already stored are skipped, so a
     /// restore can be repeated. Returns the fingerprints that were new.
+    ///
+    /// Each anchor gets the checks a single import makes, against the stored anchors and the
+    /// batch's earlier ones (roots go first): a server certificate is verified by its root even
+    /// when both arrive together, and two roots with one id are refused. A `Vouches` edge from a
+    /// root into a server certificate is refused unless the certificate verifies under it.
     pub fn restore(
         &mut self,
-        anchors: Vec<NewAnchor>,
+        mut anchors: Vec<NewAnchor>,
         edges: Vec<Edge>,
         now: UnixSeconds,
     ) -> Result<Vec<Fingerprint>, AnchorError> {
-        let existing: BTreeSet<Fingerprint> = self
-            .backend
-            .anchors()?
-            .iter()
-            .map(|a| a.fingerprint)
-            .collect();
+        let mut known = self.backend.anchors()?;
+        let stored: BTreeSet<Fingerprint> = known.iter().map(|a| a.fingerprint).collect();
+        anchors.sort_by_key(|a| a.kind != AnchorKind::XttRoot);
         let mut changes = Vec::new();
         let mut added = Vec::new();
         for new in anchors {
             let fp = Fingerprint::of(new.kind, new.material.fingerprint_input());
-            if existing.contains(&fp) || added.contains(&fp) {
+            if stored.contains(&fp) || added.contains(&fp) {
                 continue;
             }
-            let (anchor, auto_edges) = self.prepare(new, now)?;
-            changes.push(Change::Insert(anchor));
+            let (anchor, auto_edges) = prepare_among(&known, new, now)?;
+            changes.push(Change::Insert(anchor.clone()));
             changes.extend(auto_edges.into_iter().map(Change::AddEdge));
+            known.push(anchor);
             added.push(fp);
         }
         for e in edges {
             if e.from == e.to {
                 return Err(AnchorError::SelfVouch);
+            }
+            let kind_of = |fp: &Fingerprint| known.iter().find(|a| a.fingerprint == *fp);
+            if let (EdgeKind::Vouches, Some(root), Some(server)) =
+                (e.kind, kind_of(&e.from), kind_of(&e.to))
+            {
+                if root.kind == AnchorKind::XttRoot && server.kind == AnchorKind::XttServer {
+                    let cert = server.public_material().unwrap_or_default();
+                    if signing_root(std::slice::from_ref(root), cert)? != Some(root.fingerprint) {
+                        return Err(AnchorError::BadCertificateSignature { root: e.from });
+                    }
+                }
             }
             changes.push(Change::AddEdge(e));
         }
@@ -463,6 +399,93 @@ impl<B: Backend> AnchorStore<B> {
     pub fn revision(&self) -> Result<u64, AnchorError> {
         self.backend.revision()
     }
+}
+
+/// What importing `new` stores, checked against `existing` (the stored anchors, plus a batch's
+/// earlier ones when restoring).
+fn prepare_among(
+    existing: &[Anchor],
+    new: NewAnchor,
+    now: UnixSeconds,
+) -> Result<(Anchor, Vec<Edge>), AnchorError> {
+    material::validate(new.kind, &new.material)?;
+    let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
+    if existing.iter().any(|a| a.fingerprint == fingerprint) {
+        return Err(AnchorError::Duplicate(fingerprint));
+    }
+    for v in &new.vouched_by {
+        if !existing.iter().any(|a| a.fingerprint == *v) {
+            return Err(AnchorError::NotFound(v.to_hex()));
+        }
+        if *v == fingerprint {
+            return Err(AnchorError::SelfVouch);
+        }
+    }
+    let validity = new.validity.unwrap_or(Validity::from(now));
+    if validity
+        .not_after
+        .is_some_and(|end| end <= validity.not_before)
+    {
+        return Err(AnchorError::EmptyValidity);
+    }
+    check_storable(validity.not_before)?;
+    if let Some(end) = validity.not_after {
+        check_storable(end)?;
+    }
+    check_storable(now)?;
+    let mut vouchers: BTreeSet<Fingerprint> = new.vouched_by.iter().copied().collect();
+    match (new.kind, &new.material) {
+        (AnchorKind::XttServer, Material::Public(cert)) => {
+            if let Some(root) = signing_root(existing, cert)? {
+                vouchers.insert(root);
+            }
+        }
+        (AnchorKind::XttRoot, Material::Public(bytes)) => {
+            // Devices look roots up by id alone, so an id must name one key.
+            let id = material::root_certificate(bytes)?.id;
+            for other in existing.iter().filter(|a| a.kind == AnchorKind::XttRoot) {
+                let other_id = other
+                    .public_material()
+                    .map(material::root_certificate)
+                    .transpose()?
+                    .map(|r| r.id);
+                if other_id == Some(id) {
+                    return Err(AnchorError::InvalidMaterial {
+                        kind: AnchorKind::XttRoot,
+                        reason: format!(
+                            "root id already used by anchor {} with another key (give the new root a new id)",
+                            other.fingerprint.short()
+                        ),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    let name = if new.name.trim().is_empty() {
+        format!("{} {}", new.kind, &fingerprint.short()[..8])
+    } else {
+        new.name.trim().to_string()
+    };
+    let anchor = Anchor {
+        fingerprint,
+        kind: new.kind,
+        name,
+        roles: new.roles.unwrap_or(new.kind.default_roles()),
+        validity,
+        provenance: new.provenance,
+        added_at: now,
+        material: new.material,
+    };
+    let edges = vouchers
+        .into_iter()
+        .map(|from| Edge {
+            from,
+            to: fingerprint,
+            kind: EdgeKind::Vouches,
+        })
+        .collect();
+    Ok((anchor, edges))
 }
 
 fn check_storable(v: u64) -> Result<(), AnchorError> {
