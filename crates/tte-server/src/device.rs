@@ -101,6 +101,31 @@ pub enum DeviceError {
     /// The XTT hand-over failed.
     #[error(transparent)]
     Xtt(#[from] crate::xtt_enroll::XttError),
+    /// The answer was longer than any answer of the protocol.
+    #[error("{url} sent more than {limit} bytes; not read further")]
+    TooLarge {
+        /// Requested URL.
+        url: String,
+        /// What was accepted.
+        limit: usize,
+    },
+}
+
+/// Largest error body kept for [`DeviceError::Status`].
+const MAX_ERROR_BODY: usize = 4096;
+
+/// The response body, at most `limit` bytes: the Controller's address comes from the
+/// introducer, so it may be anyone's server, and a device must not hold whatever it streams.
+async fn body_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, DeviceError> {
+    let url = resp.url().to_string();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(DeviceError::TooLarge { url, limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Hook into XTT identity provisioning for `xtt://host:port` Controllers.
@@ -143,7 +168,10 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, DeviceError
     }
     let url = resp.url().to_string();
     let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let body = match body_limited(resp, MAX_ERROR_BODY).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => format!("(more than {MAX_ERROR_BODY} bytes)"),
+    };
     Err(DeviceError::Status { url, status, body })
 }
 
@@ -196,7 +224,8 @@ impl DeviceClient {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let body = check(resp).await?.text().await?;
+        let body = body_limited(check(resp).await?, jwe::MAX_JWE_LEN).await?;
+        let body = String::from_utf8(body).map_err(|_| jwe::JweError::Format)?;
         let d = jwe::decrypt(&self.ta_secret, &self.urn, &body)?;
         let text = String::from_utf8(d.plaintext)
             .map_err(|_| tte::conturl::ContUrlError::Parse("not UTF-8".into()))?;
@@ -271,4 +300,58 @@ pub fn clock_seq() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A "Transfer Agent" on 127.0.0.1 that answers every request with `status` and a body of
+    /// `len` bytes.
+    async fn serving(status: &'static str, len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut req = [0u8; 4096];
+                    let _ = s.read(&mut req).await;
+                    let head = format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\n\r\n");
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&vec![b'a'; len]).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn client(ta: &str) -> DeviceClient {
+        let urn = crate::manufacture::random_mac_urn(&mut OsRng);
+        let otp = tte::Otp::generate(&mut OsRng);
+        let dev = crate::manufacture::new_device(
+            urn,
+            ta,
+            ta,
+            otp,
+            Key256::generate(&mut OsRng),
+            &mut OsRng,
+        )
+        .unwrap();
+        DeviceClient::new(dev).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_server_cannot_make_the_device_hold_an_endless_answer() {
+        let big = client(&serving("200 OK", 4 * jwe::MAX_JWE_LEN).await);
+        let err = big.fetch_controller().await.unwrap_err();
+        assert!(matches!(err, DeviceError::TooLarge { .. }), "{err}");
+        // An error answer's body is kept only up to a few KiB, and then not at all.
+        let failing = client(&serving("500 Internal Server Error", 1 << 20).await);
+        match failing.fetch_controller().await.unwrap_err() {
+            DeviceError::Status { body, .. } => assert!(body.len() < 100, "{body}"),
+            other => panic!("{other}"),
+        }
+    }
 }
