@@ -120,7 +120,10 @@ pub enum RecordError {
     Crypto,
     /// Authentic and fresh, but at or beyond this server node's receive reservation (a session
     /// shared between nodes, see [`Reservation`]): nothing was recorded; the driver raises the
-    /// reservation durably and opens the record again.
+    /// reservation durably and opens the record again. Only the copying open can do that: the
+    /// in-place open has decrypted the buffer by then (the check follows authentication, so a
+    /// forged record never makes the driver write), so sessions with a reservation are opened
+    /// with the copying open.
     #[error("record {0} is beyond this node's receive reservation")]
     BeyondReservation(u32),
     /// This server node used every send sequence number it reserved (a session shared between

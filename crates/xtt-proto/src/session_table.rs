@@ -353,6 +353,9 @@ impl<P: Clone> SessionTable<P> {
     /// [`Self::open`], decrypting the record where it lies in `bytes` (no copy, no allocation):
     /// the payload is handed out as a slice of `bytes`, which then holds plaintext; zeroize it
     /// once done. (A record that fails to authenticate leaves no plaintext: ring overwrites it.)
+    /// Not for sessions with a [`crate::record::Reservation`] (shared between server nodes): an
+    /// authentic record beyond the reservation is refused after decryption, so the buffer holds
+    /// plaintext and cannot be opened again once the reservation is raised; use [`Self::open`].
     pub fn open_in_place<'a>(
         &self,
         bytes: &'a mut [u8],
