@@ -82,7 +82,7 @@
 //! # Memory per idle session (server), speed per busy session
 //!
 //! The table stores raw 32-byte keys and 12-byte IVs (88 bytes for both directions, boxed).
-//! Records are sealed and opened in place with ring ([`crate::record_cipher`]); an expanded key
+//! Records are sealed and opened in place with ring (module `record_cipher`); an expanded key
 //! (AES round keys and GHASH table, ~0.5 KiB per direction) is kept only by the most recently
 //! used sessions of each table shard ([`crate::session_table::SessionTableConfig::hot_sessions_per_shard`])
 //! and evicted least-recently-used, so idle sessions stay within the 512-byte budget and busy
