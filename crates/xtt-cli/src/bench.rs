@@ -182,14 +182,14 @@ pub(crate) fn emit(
         Some(p) if p.as_os_str() == "-" => println!("{}", report.json()),
         Some(p) => {
             print!("{}", report.text());
-            std::fs::write(p, report.json())
+            xtt_fsio::write_public(p, report.json().as_bytes())
                 .with_context(|| format!("{}: cannot write", p.display()))?;
             println!("wrote {}", p.display());
         }
         None => print!("{}", report.text()),
     }
     if let Some(p) = svg {
-        std::fs::write(p, report.svg_histogram())
+        xtt_fsio::write_public(p, report.svg_histogram().as_bytes())
             .with_context(|| format!("{}: cannot write", p.display()))?;
         println!("wrote {}", p.display());
     }

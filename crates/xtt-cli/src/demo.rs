@@ -141,7 +141,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
             "groups = []",
             &format!("groups = [{:?}]", l.p("group").display().to_string()),
         );
-    std::fs::write(&config_path, toml)?;
+    xtt_fsio::write_public(&config_path, toml.as_bytes())?;
     let (mut config, _files) = crate::server::parse_config_file(&config_path)?;
     // This run takes free ports so that it never collides with a server already running.
     config.listen = "127.0.0.1:0".parse()?;

@@ -150,10 +150,11 @@ fn stats(a: &StatsArgs) -> anyhow::Result<()> {
 
 fn export(a: &ExportArgs) -> anyhow::Result<()> {
     let (_, reg) = a.storage.open()?;
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
+    // A file is written whole and crash-safely (temp, fsync, rename) from memory: the
+    // identities are in memory already, and a half-written export must not look complete.
+    let mut text = Vec::new();
+    let mut out: Box<dyn Write + '_> = match &a.output {
+        Some(_) => Box::new(&mut text),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut identities = reg.identities()?;
@@ -203,5 +204,9 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    drop(out);
+    if let Some(p) = &a.output {
+        xtt_fsio::write_public(p, &text).with_context(|| format!("writing {}", p.display()))?;
+    }
     Ok(())
 }
