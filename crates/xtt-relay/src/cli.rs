@@ -166,6 +166,11 @@ pub struct ServeArgs {
     /// How often expired mailboxes are deleted.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+    /// A reverse proxy in front of the relay (repeatable): its requests are rate-limited by the
+    /// client address it puts in X-Forwarded-For, not by its own. Give the proxy's address as
+    /// the relay sees it (e.g. 127.0.0.1).
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most mailboxes stored at once (expired ones count until swept); creates beyond get 503.
     /// Each holds up to about 60 KiB, so the default bounds the database near 6 GB.
     #[arg(long, default_value_t = 100_000)]
@@ -354,6 +359,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         sweep_interval: args.sweep_interval,
         max_mailboxes: args.max_mailboxes,
+        trusted_proxies: args.trusted_proxies,
         push_webhook: args.push_webhook,
     };
     let store = SqliteStore::open(&args.db)

@@ -602,6 +602,52 @@ async fn rate_limit_answers_429() {
     assert_eq!(statuses, [404, 404, 404, 429, 429]);
 }
 
+/// Behind a trusted reverse proxy each client gets its own bucket (by X-Forwarded-For); from
+/// an untrusted peer the header is ignored, so a client cannot pick its own bucket.
+#[tokio::test]
+async fn rate_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
+    async fn statuses(relay: &TestRelay, forwarded_for: &[&str]) -> Vec<u16> {
+        let url = relay
+            .base
+            .join("v1/m/00000000-0000-4000-8000-000000000000")
+            .unwrap();
+        let mut out = Vec::new();
+        for xff in forwarded_for {
+            let resp = reqwest::Client::new()
+                .get(url.clone())
+                .header("x-forwarded-for", *xff)
+                .send()
+                .await
+                .unwrap();
+            out.push(resp.status().as_u16());
+        }
+        out
+    }
+    let limited = |trusted: Vec<std::net::IpAddr>| {
+        let mut cfg = config();
+        cfg.rate.per_client_rate = 0.01;
+        cfg.rate.per_client_burst = 2.0;
+        cfg.trusted_proxies = trusted;
+        cfg
+    };
+    // The test client connects from 127.0.0.1: the "proxy".
+    let proxied = start(limited(vec!["127.0.0.1".parse().unwrap()])).await;
+    let a = "198.51.100.7";
+    let b = "spoofed, 203.0.113.9";
+    assert_eq!(statuses(&proxied, &[a, a, a]).await, [404, 404, 429]);
+    assert_eq!(
+        statuses(&proxied, &[b, b]).await,
+        [404, 404],
+        "b has its own bucket"
+    );
+    // Not trusted: the header changes nothing, one bucket for the peer.
+    let direct = start(limited(vec![])).await;
+    assert_eq!(
+        statuses(&direct, &[a, b, "192.0.2.1"]).await,
+        [404, 404, 429]
+    );
+}
+
 #[tokio::test]
 async fn push_webhook_gets_the_other_sides_token() {
     use axum::{routing::post, Json, Router};

@@ -413,7 +413,12 @@ async fn rate_limit(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.limiter.check(peer.ip()) {
+    let client = crate::server::rate_limit::client_ip(
+        peer.ip(),
+        request.headers(),
+        &state.config.trusted_proxies,
+    );
+    match state.limiter.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             let mut response =

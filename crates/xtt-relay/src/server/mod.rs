@@ -36,6 +36,10 @@ pub struct RelayConfig {
     pub body_limit: usize,
     /// Request rates.
     pub rate: RateLimits,
+    /// Reverse proxies in front of the relay: requests from these addresses are charged to the
+    /// client address in their `X-Forwarded-For` (else every client behind the proxy would
+    /// share one rate-limit bucket).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often expired mailboxes are deleted.
     pub sweep_interval: Duration,
     /// Most mailboxes stored at once; a create beyond gets 503 (nothing else bounds how much
@@ -57,6 +61,7 @@ impl Default for RelayConfig {
             max_receivers: 3,
             body_limit: 64 * 1024,
             rate: RateLimits::default(),
+            trusted_proxies: Vec::new(),
             sweep_interval: Duration::from_secs(60),
             max_mailboxes: 100_000,
             push_webhook: None,
