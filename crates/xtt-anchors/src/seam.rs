@@ -305,11 +305,16 @@ impl<B: Backend> AnchorStore<B> {
         name: &str,
         now: UnixSeconds,
     ) -> Result<Option<(Fingerprint, SecretBytes)>, AnchorError> {
+        // By name, not through tte_secrets: a service asks this per request, and reading every
+        // anchor each time would make each request cost as much as the whole store.
         Ok(self
-            .tte_secrets(kind, now)?
+            .named(kind, name)?
             .into_iter()
-            .find(|(_, n, _)| n == name)
-            .map(|(fp, _, s)| (fp, s)))
+            .filter(|a| a.usable_for(Roles::ONBOARDING, now))
+            .find_map(|a| match a.material {
+                Material::Secret(s) => Some((a.fingerprint, s)),
+                Material::Public(_) => None,
+            }))
     }
 
     /// Stores a secret a TTE service delivered (provenance "delivered by TTE").

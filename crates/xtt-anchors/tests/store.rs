@@ -222,3 +222,50 @@ fn group_records_carry_what_a_registry_row_carries() {
     let gpk = xtt_ecdaa::GroupPublicKey::from_bytes(&r.gpk).unwrap();
     assert_eq!(xtt_ecdaa::group_id(&gpk, &r.basename), r.group_id);
 }
+
+/// The by-name lookup TTE services make per request reads only the anchors of that name: it
+/// skips one that is no longer valid for another of the same name, and single imports still
+/// refuse a duplicate without reading the whole store.
+#[test]
+fn tte_secrets_by_name_skip_expired_ones_and_duplicates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = AnchorStore::open(&dir.path().join("tte.db")).unwrap();
+    let urn = "urn:dev:mac:0200000000aa";
+    let with = |byte: u8, validity: Validity| {
+        let mut a = NewAnchor::secret(
+            AnchorKind::TteDevSecret,
+            SecretBytes::new(vec![byte; 32]),
+            "t",
+        )
+        .named(urn);
+        a.validity = Some(validity);
+        a
+    };
+    let expired = Validity {
+        not_before: T0 - 100,
+        not_after: Some(T0 - 1),
+    };
+    let current = Validity {
+        not_before: T0 - 100,
+        not_after: None,
+    };
+    s.import(with(1, expired), T0).unwrap();
+    let live = s.import(with(2, current), T0).unwrap();
+    s.import(
+        NewAnchor::secret(AnchorKind::TteDevSecret, SecretBytes::new(vec![3; 32]), "t")
+            .named("urn:dev:mac:0200000000bb"),
+        T0,
+    )
+    .unwrap();
+    assert_eq!(s.named(AnchorKind::TteDevSecret, urn).unwrap().len(), 2);
+    let (fp, secret) = s
+        .tte_secret_named(AnchorKind::TteDevSecret, urn, T0)
+        .unwrap()
+        .unwrap();
+    assert_eq!((fp, secret.expose()), (live, &[2u8; 32][..]));
+    let again = s.import(with(2, current), T0).unwrap_err();
+    assert!(
+        matches!(again, AnchorError::Duplicate(f) if f == live),
+        "{again}"
+    );
+}

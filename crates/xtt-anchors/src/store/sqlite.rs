@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS anchors (
     secret_material  BLOB,
     CHECK ((public_material IS NULL) <> (secret_material IS NULL))
 );
+CREATE INDEX IF NOT EXISTS anchors_by_name ON anchors(kind, name);
 CREATE TABLE IF NOT EXISTS edges (
     from_fp BLOB NOT NULL REFERENCES anchors(fingerprint) ON DELETE CASCADE,
     to_fp   BLOB NOT NULL REFERENCES anchors(fingerprint) ON DELETE CASCADE,
@@ -146,6 +147,30 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
+    fn anchor(&self, fingerprint: &Fingerprint) -> Result<Option<Anchor>, AnchorError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
+                    provenance_detail, added_at, public_material, secret_material
+             FROM anchors WHERE fingerprint = ?1",
+        )?;
+        let mut rows = stmt.query([fingerprint.0.as_slice()])?;
+        rows.next()?.map(Self::read_anchor).transpose()
+    }
+
+    fn anchors_named(&self, kind: AnchorKind, name: &str) -> Result<Vec<Anchor>, AnchorError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
+                    provenance_detail, added_at, public_material, secret_material
+             FROM anchors WHERE kind = ?1 AND name = ?2",
+        )?;
+        let mut rows = stmt.query(rusqlite::params![kind.as_str(), name])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::read_anchor(row)?);
+        }
+        Ok(out)
+    }
+
     fn anchors(&self) -> Result<Vec<Anchor>, AnchorError> {
         let mut stmt = self.conn.prepare(
             "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
