@@ -291,3 +291,37 @@ async fn an_owner_stopped_gracefully_hands_the_session_over_exactly() {
     }
     cl.stop().await;
 }
+
+/// Records for unknown sessions make the node ask the store before anything is authenticated
+/// (spoofable over UDP): only a small share of the store work goes to them. A flood of records
+/// with random session ids is mostly dropped, and a held session's reservation raises go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_records_for_unknown_sessions_does_not_starve_held_ones() {
+    let k = 4;
+    let cl = cluster(1, k).await;
+    let mut dev =
+        SessionClient::connect(cl.addr(0), cl.register(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
+    echo(&mut dev, b"before").await;
+    let template = dev.session_mut().seal(Q, b"flood").unwrap();
+    let flood = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    flood.connect(cl.addr(0)).await.unwrap();
+    let sender = tokio::spawn(async move {
+        for _ in 0..3000 {
+            let mut r = template.clone();
+            OsRng.fill_bytes(&mut r[4..20]);
+            let _ = flood.send(&r).await;
+        }
+    });
+    for i in 0..6 * k {
+        tokio::time::timeout(Duration::from_secs(10), echo(&mut dev, &i.to_be_bytes()))
+            .await
+            .expect("a held session's records go on during the flood");
+    }
+    sender.await.unwrap();
+    let stats = cl.stats(0);
+    assert!(stats.extended >= 4, "{stats:?}");
+    assert!(stats.dropped > 0, "the flood was not capped: {stats:?}");
+    cl.stop().await;
+}

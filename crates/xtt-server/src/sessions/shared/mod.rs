@@ -220,6 +220,11 @@ const MAX_QUEUED: usize = 256;
 /// Sessions with a store operation in flight at once (bounds the database load that records
 /// for unknown or foreign sessions can cause).
 const MAX_BUSY: usize = 4096;
+/// Of those, sessions this node does not hold (take-overs). A record for an unknown session is
+/// not authenticated before its take-over reads the store, so a flood of records with random
+/// session ids (spoofable over UDP) gets only this share: the reservation raises of sessions
+/// this node holds, whose records did authenticate, keep the rest.
+const MAX_TAKE_OVERS: usize = 64;
 
 /// Holds a store whose drop may block (the blocking PostgreSQL client ends its connections
 /// with a runtime of its own, which panics on a tokio worker): dropped on a plain thread when
@@ -251,6 +256,8 @@ pub struct SharedSessions {
     handover_timeout: Duration,
     handover_addr: String,
     busy: Mutex<HashMap<SessionId, VecDeque<Op>>>,
+    /// Take-overs in flight (at most [`MAX_TAKE_OVERS`]).
+    take_overs: Arc<tokio::sync::Semaphore>,
     counters: Counters,
     /// Set when the node starts stopping ([`retire`]): no new store operation starts. Read and
     /// set under the `busy` lock's protocol (checked while holding it).
@@ -321,6 +328,7 @@ impl SharedSessions {
             handover_timeout: options.handover_timeout,
             handover_addr,
             busy: Mutex::new(HashMap::new()),
+            take_overs: Arc::new(tokio::sync::Semaphore::new(MAX_TAKE_OVERS)),
             counters: Counters::default(),
             retiring: AtomicBool::new(false),
             retired: tokio::sync::watch::Sender::new(None),
@@ -491,9 +499,26 @@ impl SharedSessions {
             op.fail(core, false);
             return;
         }
+        let take_over = if core.table.record_state(&id).is_none() {
+            match self.take_overs.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    drop(busy);
+                    bump(&self.counters.dropped);
+                    op.fail(core, false);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         busy.insert(id, VecDeque::from([op]));
         drop(busy);
-        tokio::spawn(self.clone().work(core.clone(), id));
+        let (me, core) = (self.clone(), core.clone());
+        tokio::spawn(async move {
+            me.work(core, id).await;
+            drop(take_over);
+        });
     }
 
     /// A record that needs the store: an unknown session or one beyond the reservation.
