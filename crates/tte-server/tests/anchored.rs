@@ -23,6 +23,18 @@ fn secrets_named(store: &Path, kind: AnchorKind, name: &str) -> Vec<xtt_anchors:
         .collect()
 }
 
+/// A Controller store in `dir` that keeps DevSecrets in the anchor store at `anchors`.
+fn controller_with_anchors(
+    dir: &Path,
+    anchors: &Path,
+) -> AnchoredControllerStore<SqliteControllerStore> {
+    AnchoredControllerStore::open(
+        SqliteControllerStore::open(&dir.join("controller.sqlite")).unwrap(),
+        anchors,
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,11 +46,7 @@ async fn the_controller_writes_the_delivered_dev_secret_into_its_store_and_uses_
         &ta_anchors,
     )
     .unwrap();
-    let ctl_store = AnchoredControllerStore::open(
-        SqliteControllerStore::open(&d.join("controller.sqlite")).unwrap(),
-        &ctl_anchors,
-    )
-    .unwrap();
+    let ctl_store = controller_with_anchors(d, &ctl_anchors);
     let s = common::start_with(dir, Arc::new(ta_store), Arc::new(ctl_store)).await;
 
     // Manufacture: the TA records the TaSecret as an anchor named by the DevURN.
@@ -104,11 +112,7 @@ async fn the_operator_removes_a_squatted_device_and_the_real_add_then_works() {
     let d = dir.path();
     let ctl_anchors = d.join("controller-anchors.db");
     let ta_store = SqliteTaStore::open(&d.join("ta.sqlite")).unwrap();
-    let ctl_store = AnchoredControllerStore::open(
-        SqliteControllerStore::open(&d.join("controller.sqlite")).unwrap(),
-        &ctl_anchors,
-    )
-    .unwrap();
+    let ctl_store = controller_with_anchors(d, &ctl_anchors);
     let s = common::start_with(dir, Arc::new(ta_store), Arc::new(ctl_store)).await;
     let dev = s.manufacture().await;
     let urn = dev.urn.to_string();

@@ -102,6 +102,25 @@ impl SqliteBackend {
         Ok(SqliteBackend { conn })
     }
 
+    /// The anchors a `WHERE` clause (or "" for all) selects.
+    fn select(
+        &self,
+        filter: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<Anchor>, AnchorError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
+                    provenance_detail, added_at, public_material, secret_material
+             FROM anchors {filter}"
+        ))?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::read_anchor(row)?);
+        }
+        Ok(out)
+    }
+
     fn read_anchor(row: &rusqlite::Row<'_>) -> Result<Anchor, AnchorError> {
         let fp: Vec<u8> = row.get(0)?;
         let fingerprint = Fingerprint(
@@ -148,41 +167,19 @@ impl SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn anchor(&self, fingerprint: &Fingerprint) -> Result<Option<Anchor>, AnchorError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
-                    provenance_detail, added_at, public_material, secret_material
-             FROM anchors WHERE fingerprint = ?1",
-        )?;
-        let mut rows = stmt.query([fingerprint.0.as_slice()])?;
-        rows.next()?.map(Self::read_anchor).transpose()
+        let mut found = self.select("WHERE fingerprint = ?1", [fingerprint.0.as_slice()])?;
+        Ok(found.pop())
     }
 
     fn anchors_named(&self, kind: AnchorKind, name: &str) -> Result<Vec<Anchor>, AnchorError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
-                    provenance_detail, added_at, public_material, secret_material
-             FROM anchors WHERE kind = ?1 AND name = ?2",
-        )?;
-        let mut rows = stmt.query(rusqlite::params![kind.as_str(), name])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(Self::read_anchor(row)?);
-        }
-        Ok(out)
+        self.select(
+            "WHERE kind = ?1 AND name = ?2",
+            rusqlite::params![kind.as_str(), name],
+        )
     }
 
     fn anchors(&self) -> Result<Vec<Anchor>, AnchorError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT fingerprint, kind, name, roles, not_before, not_after, provenance,
-                    provenance_detail, added_at, public_material, secret_material
-             FROM anchors",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(Self::read_anchor(row)?);
-        }
-        Ok(out)
+        self.select("", [])
     }
 
     fn edges(&self) -> Result<Vec<Edge>, AnchorError> {
