@@ -121,6 +121,11 @@ max_sessions = 1000000
 shards = 32
 # Most TCP connections carrying records at once; further ones are closed at once.
 max_tcp_connections = 10000
+# UDP ClientInits answered per source address (IPv6: per /64) and second, twice as many at once;
+# more are dropped (the device retransmits). A UDP source address can be spoofed, and the answer
+# is six times the ClientInit: this bounds what the server sends to any one address. Raise it for
+# many devices behind one NAT address that handshake at the same moment.
+udp_client_inits_per_ip = 50
 "#;
 
 /// Everything configurable; see [`DEFAULT_CONFIG_TOML`] for what each field means.

@@ -701,3 +701,39 @@ async fn forward_udp_closes_idle_sockets_so_new_clients_get_one() {
     assert_eq!(recv(&target).await, b"from b");
     e.server.stop().await;
 }
+
+/// Over UDP a source address is unproven and the answer to a ClientInit is six times its size:
+/// the server answers at most a burst and then a few per second to any one address; another
+/// address has its own allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_client_inits_are_answered_at_a_bounded_rate_per_address() {
+    let e = env().await;
+    let (_, ci) = xtt_proto::session::SessionClientHandshake::start(
+        e.register(),
+        xtt_proto::SuiteSpec::ALL[0],
+        &mut OsRng,
+    );
+    async fn answers(from: &str, to: SocketAddr, ci: &[u8], n: usize) -> usize {
+        let sock = UdpSocket::bind(from).await.unwrap();
+        sock.connect(to).await.unwrap();
+        for _ in 0..n {
+            sock.send(ci).await.unwrap();
+        }
+        let mut buf = [0u8; 1024];
+        let mut got = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
+        {
+            got += 1;
+        }
+        got
+    }
+    // Default: 50 per second, 100 at once.
+    let flooder = answers("127.0.0.1:0", e.udp, &ci, 400).await;
+    assert!(
+        (90..=160).contains(&flooder),
+        "{flooder} answers to 400 ClientInits"
+    );
+    let other = answers("127.0.0.2:0", e.udp, &ci, 20).await;
+    assert_eq!(other, 20, "another address has its own allowance");
+}

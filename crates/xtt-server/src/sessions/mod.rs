@@ -77,6 +77,10 @@ pub struct SessionOptions {
     pub max_tcp_connections: usize,
     /// Share sessions with other server nodes through a database (None: this node only).
     pub shared: Option<shared::SharedOptions>,
+    /// ClientInit datagrams answered per source address (IPv6: per /64) and second over UDP,
+    /// with twice as many at once. A UDP source address is unproven: without a bound, spoofed
+    /// ClientInits (70 bytes) would make the server send its 417-byte answers to a victim.
+    pub udp_client_inits_per_ip: u32,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -87,6 +91,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("tcp_queue", &self.tcp_queue)
             .field("max_tcp_connections", &self.max_tcp_connections)
             .field("shared", &self.shared)
+            .field("udp_client_inits_per_ip", &self.udp_client_inits_per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +107,7 @@ impl SessionOptions {
             tcp_queue: 256,
             max_tcp_connections: 10_000,
             shared: None,
+            udp_client_inits_per_ip: 50,
         }
     }
 }
@@ -136,6 +142,8 @@ pub(crate) struct SessionCore {
     pub(crate) shared: OnceLock<Arc<shared::SharedSessions>>,
     /// Buffers outgoing records are sealed into, recycled once they are sent.
     pub(crate) seal_buffers: seal_buffers::SealBuffers,
+    /// Bounds the ClientInit answers over UDP per source address.
+    pub(crate) udp_client_inits: xtt_ratelimit::RateLimiter,
     next_conn: AtomicU64,
 }
 
@@ -160,6 +168,12 @@ impl SessionCore {
             shared: OnceLock::new(),
             tcp_connections: Arc::new(tokio::sync::Semaphore::new(options.max_tcp_connections)),
             seal_buffers: seal_buffers::SealBuffers::default(),
+            udp_client_inits: xtt_ratelimit::RateLimiter::new(
+                xtt_ratelimit::RateLimits::per_client(
+                    f64::from(options.udp_client_inits_per_ip),
+                    2.0 * f64::from(options.udp_client_inits_per_ip),
+                ),
+            ),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -95,6 +95,8 @@ pub struct SessionSettings {
     pub shards: usize,
     /// TCP record connections at once.
     pub max_tcp_connections: usize,
+    /// UDP ClientInits answered per source address and second.
+    pub udp_client_inits_per_ip: u32,
 }
 
 impl Default for SessionSettings {
@@ -109,6 +111,7 @@ impl Default for SessionSettings {
             max_sessions: table.max_sessions,
             shards: table.shards,
             max_tcp_connections: 10_000,
+            udp_client_inits_per_ip: 50,
         }
     }
 }
@@ -133,6 +136,9 @@ impl SessionSettings {
         if self.max_tcp_connections == 0 {
             return Err("sessions: max_tcp_connections must be at least 1".into());
         }
+        if self.udp_client_inits_per_ip == 0 {
+            return Err("sessions: udp_client_inits_per_ip must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -150,6 +156,7 @@ impl SessionSettings {
         let mut options = SessionOptions::new(app);
         options.udp = self.udp;
         options.max_tcp_connections = self.max_tcp_connections;
+        options.udp_client_inits_per_ip = self.udp_client_inits_per_ip;
         options.table = SessionTableConfig {
             shards: self.shards,
             idle_timeout_secs: self.idle_timeout_secs,

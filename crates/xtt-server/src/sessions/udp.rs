@@ -43,7 +43,15 @@ pub(crate) async fn serve(
             Some(MsgType::RECORD_REGULAR) => {
                 core.on_record_in_place(datagram, &Peer::Udp(src));
             }
-            Some(MsgType::CLIENT_INIT) => handshake_job(&sh, &sock, src, datagram.to_vec(), None),
+            Some(MsgType::CLIENT_INIT) => {
+                // The answer is six times the datagram and costs a signature: at most a few per
+                // second to any one (possibly spoofed) address; the client retransmits.
+                if core.udp_client_inits.check(src.ip()).is_ok() {
+                    handshake_job(&sh, &sock, src, datagram.to_vec(), None);
+                } else {
+                    tracing::debug!(%src, "udp ClientInit over the per-address rate: dropped");
+                }
+            }
             Some(
                 MsgType::SESSION_CLIENT_ATTEST_NO_PAYLOAD | MsgType::SESSION_CLIENT_ATTEST_PAYLOAD,
             ) => {

@@ -1,0 +1,187 @@
+//! Per-client and global token buckets, keyed by IP address.
+//!
+//! Hand-written rather than a crate (governor) on purpose: it is a few dozen lines, needs no
+//! extra dependency tree, and keys IPv6 clients by their /64 (one host usually owns a whole
+//! /64, so per-address buckets would be trivial to evade). Buckets live in memory only, and
+//! their number is bounded: when the map is full, buckets that have refilled are forgotten
+//! (forgetting them changes nothing).
+//!
+//! Used by the relay's HTTP API (requests per client) and by the XTT server for UDP
+//! ClientInit answers (so a spoofed source cannot make the server send more than a trickle of
+//! handshake replies to one victim).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Rates in requests per second and bursts in requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Per client (IPv4 address or IPv6 /64), per second.
+    pub per_client_rate: f64,
+    /// Per client, at once.
+    pub per_client_burst: f64,
+    /// For everyone together, per second.
+    pub global_rate: f64,
+    /// For everyone together, at once.
+    pub global_burst: f64,
+}
+
+impl RateLimits {
+    /// Only per-client limits (the global bucket never runs dry).
+    pub fn per_client(rate: f64, burst: f64) -> Self {
+        RateLimits {
+            per_client_rate: rate,
+            per_client_burst: burst,
+            global_rate: 1e12,
+            global_burst: 1e12,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_client_rate: 20.0,
+            per_client_burst: 40.0,
+            global_rate: 2000.0,
+            global_burst: 4000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.last = now;
+    }
+
+    /// Takes one token, or says how long until one is there.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
+        self.refill(now, rate, burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = if rate > 0.0 {
+                (1.0 - self.tokens) / rate
+            } else {
+                3600.0
+            };
+            Err(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
+        }
+    }
+}
+
+/// Largest number of client buckets kept before full ones are dropped.
+const MAX_CLIENTS: usize = 100_000;
+
+/// The limiter shared by all requests.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    global: Mutex<Bucket>,
+    clients: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl RateLimiter {
+    /// A limiter with full buckets.
+    pub fn new(limits: RateLimits) -> Self {
+        let now = Instant::now();
+        RateLimiter {
+            limits,
+            global: Mutex::new(Bucket::full(limits.global_burst, now)),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits one request from `ip`, or returns the time to wait (HTTP 429 Retry-After).
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let now = Instant::now();
+        let l = self.limits;
+        {
+            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            if clients.len() >= MAX_CLIENTS {
+                // Drop clients whose bucket has refilled: forgetting them changes nothing.
+                clients.retain(|_, b| {
+                    b.refill(now, l.per_client_rate, l.per_client_burst);
+                    b.tokens < l.per_client_burst
+                });
+            }
+            clients
+                .entry(client_key(ip))
+                .or_insert_with(|| Bucket::full(l.per_client_burst, now))
+                .take(now, l.per_client_rate, l.per_client_burst)?;
+        }
+        self.global.lock().unwrap_or_else(|p| p.into_inner()).take(
+            now,
+            l.global_rate,
+            l.global_burst,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refusal_per_client_and_v6_prefix() {
+        let limiter = RateLimiter::new(RateLimits {
+            per_client_rate: 0.001,
+            per_client_burst: 3.0,
+            global_rate: 0.001,
+            global_burst: 100.0,
+        });
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let a2: IpAddr = "2001:db8::2".parse().unwrap();
+        let b: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..3 {
+            limiter.check(a).unwrap();
+        }
+        assert!(limiter.check(a2).is_err(), "same /64 shares the bucket");
+        limiter.check(b).unwrap();
+    }
+
+    #[test]
+    fn global_bucket_caps_everyone() {
+        let limiter = RateLimiter::new(RateLimits {
+            per_client_rate: 1000.0,
+            per_client_burst: 1000.0,
+            global_rate: 0.001,
+            global_burst: 2.0,
+        });
+        limiter.check("192.0.2.1".parse().unwrap()).unwrap();
+        limiter.check("192.0.2.2".parse().unwrap()).unwrap();
+        let wait = limiter.check("192.0.2.3".parse().unwrap()).unwrap_err();
+        assert!(wait > Duration::from_secs(60));
+    }
+}
