@@ -175,6 +175,9 @@ pub enum Refused {
     /// The session table holds its maximum number of sessions.
     #[error("session table full")]
     SessionTableFull,
+    /// The client already holds the most live sessions one client may have.
+    #[error("too many sessions for this client")]
+    TooManySessions,
     /// The session could not be stored where other server nodes find it (sessions shared
     /// between nodes); the client may retry.
     #[error("session store unavailable")]

@@ -12,7 +12,7 @@
 //!   shard while locking an index shard, so the two cannot deadlock.
 //! - Small: an idle session is one table entry (`size_of::<Entry<P>>()`, ~130 bytes + `P`) plus
 //!   one 88-byte allocation for both directions' raw keys (boxed so that table growth never copies
-//!   key material) plus one index entry (32 bytes). See
+//!   key material) plus, per client, one index entry (40 bytes). See
 //!   [`SessionTable::bytes_per_session_estimate`] and the tests for measurements.
 //! - Fast when busy: expanding an AEAD key (AES round keys, GHASH table) costs about as much as
 //!   sealing a kilobyte, so each shard keeps the expanded keys of its
@@ -24,7 +24,9 @@
 //! - Bounded in time: a session expires `idle_timeout_secs` after its last authentic record from
 //!   the client, and `max_lifetime_secs` after its handshake, whatever the traffic. Expired
 //!   sessions are removed when touched and by [`SessionTable::sweep`], which the driver calls
-//!   periodically. Bounded in number by `max_sessions`.
+//!   periodically. Bounded in number by `max_sessions`, and per client by
+//!   `max_sessions_per_client`, so that one device (however many handshakes it runs, or an
+//!   attacker holding its key) cannot fill the table for everyone else.
 
 use core::fmt;
 use core::hash::BuildHasher;
@@ -58,6 +60,11 @@ pub struct SessionTableConfig {
     pub max_lifetime_secs: u64,
     /// At most this many sessions; further inserts are refused.
     pub max_sessions: usize,
+    /// At most this many live sessions per client; further inserts for it are refused until
+    /// one ends (expires, or the driver removes it). A device that runs a new handshake
+    /// leaves its previous session to expire, so this must allow for a device's handshakes
+    /// within an idle timeout.
+    pub max_sessions_per_client: u32,
     /// Sessions per shard that keep their expanded AEAD keys between records (the most recently
     /// used ones); 0 expands the keys for every record.
     pub hot_sessions_per_shard: usize,
@@ -70,6 +77,7 @@ impl Default for SessionTableConfig {
             idle_timeout_secs: 600,
             max_lifetime_secs: 24 * 3600,
             max_sessions: 1_000_000,
+            max_sessions_per_client: 1024,
             hot_sessions_per_shard: DEFAULT_HOT_SESSIONS_PER_SHARD,
         }
     }
@@ -203,8 +211,18 @@ impl<P> core::ops::DerefMut for Shard<P> {
 }
 
 type SessionShard<P> = Mutex<Shard<P>>;
-/// One shard of the ClientID → newest SessionId index.
-type ClientShard = Mutex<HashMap<ClientId, SessionId>>;
+/// One shard of the ClientID index.
+type ClientShard = Mutex<HashMap<ClientId, ClientSessions>>;
+
+/// What the index knows of one client's sessions.
+#[derive(Clone, Copy, Debug)]
+struct ClientSessions {
+    /// The newest, while it lives (`None` once it ended, even if older ones live on: the table
+    /// does not know which of those is next).
+    newest: Option<SessionId>,
+    /// How many live.
+    live: u32,
+}
 
 /// The sharded session table; share it (`&self` everywhere) between the driver's tasks.
 pub struct SessionTable<P> {
@@ -263,7 +281,7 @@ impl<P: Clone> SessionTable<P> {
     }
 
     #[allow(clippy::indexing_slicing)]
-    fn client_shard(&self, id: &ClientId) -> MutexGuard<'_, HashMap<ClientId, SessionId>> {
+    fn client_shard(&self, id: &ClientId) -> MutexGuard<'_, HashMap<ClientId, ClientSessions>> {
         lock(&self.by_client[self.shard_index(id)])
     }
 
@@ -301,6 +319,12 @@ impl<P: Clone> SessionTable<P> {
         } = session;
         // Index shard first, then session shard: the only place two locks nest.
         let mut index = self.client_shard(&client_id);
+        if index
+            .get(&client_id)
+            .is_some_and(|c| c.live >= self.config.max_sessions_per_client)
+        {
+            return Err(Refused::TooManySessions);
+        }
         {
             let mut shard = self.session_shard(&id);
             if shard.contains_key(&id) {
@@ -321,14 +345,25 @@ impl<P: Clone> SessionTable<P> {
                 },
             );
         }
-        index.insert(client_id, id);
+        let entry = index.entry(client_id).or_insert(ClientSessions {
+            newest: None,
+            live: 0,
+        });
+        entry.newest = Some(id);
+        entry.live = entry.live.saturating_add(1);
         Ok(())
     }
 
     fn forget_index(&self, client_id: &ClientId, id: &SessionId) {
         let mut index = self.client_shard(client_id);
-        if index.get(client_id) == Some(id) {
-            index.remove(client_id);
+        if let Some(c) = index.get_mut(client_id) {
+            c.live = c.live.saturating_sub(1);
+            if c.newest == Some(*id) {
+                c.newest = None;
+            }
+            if c.live == 0 {
+                index.remove(client_id);
+            }
         }
     }
 
@@ -509,14 +544,19 @@ impl<P: Clone> SessionTable<P> {
     ) -> Result<P, RecordError> {
         let id = {
             let index = self.client_shard(client_id);
-            *index.get(client_id).ok_or(RecordError::UnknownSession)?
+            index
+                .get(client_id)
+                .and_then(|c| c.newest)
+                .ok_or(RecordError::UnknownSession)?
         };
         self.seal_to_session_into(&id, payload_type, payload, now, out)
     }
 
     /// The newest live session of `client_id`, if any.
     pub fn session_of(&self, client_id: &ClientId) -> Option<SessionId> {
-        self.client_shard(client_id).get(client_id).copied()
+        self.client_shard(client_id)
+            .get(client_id)
+            .and_then(|c| c.newest)
     }
 
     /// The peer that last delivered an authentic record for `id`.
@@ -691,7 +731,7 @@ impl<P: Clone> SessionTable<P> {
         for s in self.sessions.iter() {
             bytes += buckets(lock(s).capacity()) * Self::entry_bytes();
         }
-        let idx_entry = core::mem::size_of::<(ClientId, SessionId)>() + 1;
+        let idx_entry = core::mem::size_of::<(ClientId, ClientSessions)>() + 1;
         for s in self.by_client.iter() {
             bytes += buckets(lock(s).capacity()) * idx_entry;
         }

@@ -159,6 +159,7 @@ fn table() -> SessionTable<u32> {
         idle_timeout_secs: 60,
         max_lifetime_secs: 3600,
         max_sessions: 1000,
+        max_sessions_per_client: 4,
         hot_sessions_per_shard: 2,
     })
 }
@@ -581,6 +582,47 @@ fn oversized_payload_is_refused_before_sealing() {
         Err(RecordError::PayloadTooLarge(MAX_PAYLOAD_LEN + 1))
     );
     assert_eq!(client.next_send_seq(), 1);
+}
+
+/// One client cannot fill the table: past `max_sessions_per_client` live sessions its new ones
+/// are refused until one ends. The client's newest session stays reachable by ClientID.
+#[test]
+fn sessions_per_client_are_bounded() {
+    let mut fx = Fixture::new(15);
+    let table = SessionTable::new(SessionTableConfig {
+        max_sessions_per_client: 2,
+        ..SessionTableConfig::default()
+    });
+    let first = fx
+        .establish(SuiteSpec::ALL[0], None, &table, 1)
+        .0
+        .session_id();
+    let second = fx
+        .establish(SuiteSpec::ALL[1], None, &table, 2)
+        .0
+        .session_id();
+    let (_, flight) = fx.attest(fx.config(), SuiteSpec::ALL[0], None);
+    let third = fx.accept(&flight).unwrap();
+    let third_id = third.session.id();
+    assert_eq!(
+        table.insert(third.session, 3, NOW),
+        Err(Refused::TooManySessions)
+    );
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.session_of(&device().client_id), Some(second));
+    // One ends: room for another.
+    assert!(table.remove(&first));
+    let (_, flight) = fx.attest(fx.config(), SuiteSpec::ALL[2], None);
+    let fourth = fx.accept(&flight).unwrap();
+    let fourth_id = fourth.session.id();
+    assert_ne!(fourth_id, third_id);
+    table.insert(fourth.session, 4, NOW).unwrap();
+    assert_eq!(table.session_of(&device().client_id), Some(fourth_id));
+    // The newest ends while an older one lives: not found by ClientID (as before the count).
+    assert!(table.remove(&fourth_id));
+    assert_eq!(table.session_of(&device().client_id), None);
+    assert!(table.remove(&second));
+    assert!(table.is_empty());
 }
 
 #[test]

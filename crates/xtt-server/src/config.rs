@@ -117,6 +117,10 @@ idle_timeout_secs = 600
 max_lifetime_secs = 86400
 # Most sessions at once (each idle session costs about 320 bytes); handshakes beyond are refused.
 max_sessions = 1000000
+# Most live sessions of one device; its handshakes beyond are refused until one ends, so one
+# device (or whoever holds its key) cannot fill the table. A new handshake leaves the previous
+# session to expire after idle_timeout_secs: allow for a device's handshakes in that time.
+max_sessions_per_client = 1024
 # Shards of the session table (lock striping); a few per core is plenty.
 shards = 32
 # Most TCP connections carrying records at once; further ones are closed at once.

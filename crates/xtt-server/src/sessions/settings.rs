@@ -91,6 +91,8 @@ pub struct SessionSettings {
     pub max_lifetime_secs: u64,
     /// Table capacity.
     pub max_sessions: usize,
+    /// Live sessions per client.
+    pub max_sessions_per_client: u32,
     /// Table shards.
     pub shards: usize,
     /// TCP record connections at once.
@@ -109,6 +111,7 @@ impl Default for SessionSettings {
             idle_timeout_secs: table.idle_timeout_secs,
             max_lifetime_secs: table.max_lifetime_secs,
             max_sessions: table.max_sessions,
+            max_sessions_per_client: table.max_sessions_per_client,
             shards: table.shards,
             max_tcp_connections: 10_000,
             udp_client_inits_per_ip: 50,
@@ -136,6 +139,9 @@ impl SessionSettings {
         if self.max_tcp_connections == 0 {
             return Err("sessions: max_tcp_connections must be at least 1".into());
         }
+        if self.max_sessions_per_client == 0 {
+            return Err("sessions: max_sessions_per_client must be at least 1".into());
+        }
         if self.udp_client_inits_per_ip == 0 {
             return Err("sessions: udp_client_inits_per_ip must be at least 1".into());
         }
@@ -162,6 +168,7 @@ impl SessionSettings {
             idle_timeout_secs: self.idle_timeout_secs,
             max_lifetime_secs: self.max_lifetime_secs,
             max_sessions: self.max_sessions,
+            max_sessions_per_client: self.max_sessions_per_client,
             ..SessionTableConfig::default()
         };
         Ok(options)
