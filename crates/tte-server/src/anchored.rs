@@ -223,16 +223,9 @@ impl<S: ControllerStore> ControllerStore for AnchoredControllerStore<S> {
     /// lookups (first match by name) must not find the old one.
     fn remove_device(&self, urn: &DevUrn) -> Result<bool, StoreError> {
         let removed = self.inner.remove_device(urn)?;
-        let name = urn.to_string();
         self.anchors.with(|s| {
-            let stale: Vec<_> = s
-                .list()?
-                .into_iter()
-                .filter(|a| a.kind == AnchorKind::TteDevSecret && a.name == name)
-                .map(|a| a.fingerprint)
-                .collect();
-            for fingerprint in stale {
-                s.remove(&fingerprint)?;
+            for stale in s.named(AnchorKind::TteDevSecret, &urn.to_string())? {
+                s.remove(&stale.fingerprint)?;
             }
             Ok(())
         })?;
