@@ -55,6 +55,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The reply with a `Retry-After` of `after` (whole seconds, at least one).
+    fn retry_after(self, after: std::time::Duration) -> Response {
+        let mut response = self.into_response();
+        let secs = HeaderValue::from(after.as_secs().max(1));
+        response.headers_mut().insert(header::RETRY_AFTER, secs);
+        response
+    }
+}
+
 impl From<WireError> for ApiError {
     fn from(e: WireError) -> Self {
         let status = match e {
@@ -212,16 +222,11 @@ async fn create(
         CreateOutcome::Duplicate(earlier) => (StatusCode::CREATED, earlier),
         CreateOutcome::Full => {
             tracing::warn!(max, "mailbox create refused: the relay is full");
-            let mut response = ApiError(
+            return Ok(ApiError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the relay holds its maximum number of mailboxes; retry later".into(),
             )
-            .into_response();
-            let secs = state.config.sweep_interval.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return Ok(response);
+            .retry_after(state.config.sweep_interval));
         }
     };
     let body = CreateMailboxResponse {
@@ -421,13 +426,7 @@ async fn rate_limit(
     match state.limiter.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
-            let mut response =
-                ApiError(StatusCode::TOO_MANY_REQUESTS, "rate limited".into()).into_response();
-            let secs = wait.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            response
+            ApiError(StatusCode::TOO_MANY_REQUESTS, "rate limited".into()).retry_after(wait)
         }
     }
 }
