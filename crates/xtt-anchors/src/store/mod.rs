@@ -299,9 +299,9 @@ impl<B: Backend> AnchorStore<B> {
             if e.from == e.to {
                 return Err(AnchorError::SelfVouch);
             }
-            let kind_of = |fp: &Fingerprint| known.iter().find(|a| a.fingerprint == *fp);
+            let anchor_of = |fp: &Fingerprint| known.iter().find(|a| a.fingerprint == *fp);
             if let (EdgeKind::Vouches, Some(root), Some(server)) =
-                (e.kind, kind_of(&e.from), kind_of(&e.to))
+                (e.kind, anchor_of(&e.from), anchor_of(&e.to))
             {
                 if root.kind == AnchorKind::XttRoot && server.kind == AnchorKind::XttServer {
                     let cert = server.public_material().unwrap_or_default();

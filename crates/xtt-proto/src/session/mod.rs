@@ -57,11 +57,11 @@
 //!    first. The driver files them with [`crate::server::Server::remember_finished`] only once
 //!    the session is stored: a flight whose session could not be stored (table full, shared
 //!    store down) was answered with an Error, and its retransmission must not get a
-//!    ServerFinished for a session that does not exist. The cache entry lives at most a cookie lifetime after the flight was accepted (the
-//!    server no longer knows the cookie's issue time then; the difference only lengthens the
-//!    window, never answers a different flight). The same for identity provisioning's
-//!    ServerFinished is left to the identity driver, which produces it after its own DAA and
-//!    registration steps.
+//!    ServerFinished for a session that does not exist. The cache entry lives at most a cookie
+//!    lifetime after the flight was accepted (the server no longer knows the cookie's issue time
+//!    then; the difference only lengthens the window, never answers a different flight). The
+//!    same for identity provisioning's ServerFinished is left to the identity driver, which
+//!    produces it after its own DAA and registration steps.
 //! 7. **Integrity-only suites (5, 6).** Exactly §4: handshake messages use ChaCha20-Poly1305 as
 //!    suites 1 and 2 (so identity provisioning also works in 5 and 6); records carry
 //!    `payload_type ‖ payload` in clear and `prf(session_send_key, nonce ‖ header ‖ payload_type ‖
