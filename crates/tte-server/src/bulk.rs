@@ -126,7 +126,7 @@ async fn put_json(
         return Err(BulkBindError::Status {
             url,
             status,
-            body: resp.text().await.unwrap_or_default(),
+            body: xtt_tls::body::error_text(resp).await,
         });
     }
     Ok(())

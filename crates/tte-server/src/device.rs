@@ -18,6 +18,7 @@ use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tte::senml::{self, Pack};
 use tte::{jwe, ContUrl, DevUrn, Key256, Otp};
+use xtt_tls::body::BodyError;
 
 /// What is flashed into one device at manufacture (the `manufacture` command writes this file).
 #[derive(Clone, Serialize, Deserialize)]
@@ -111,21 +112,16 @@ pub enum DeviceError {
     },
 }
 
-/// Largest error body kept for [`DeviceError::Status`].
-const MAX_ERROR_BODY: usize = 4096;
-
 /// The response body, at most `limit` bytes: the Controller's address comes from the
 /// introducer, so it may be anyone's server, and a device must not hold whatever it streams.
-async fn body_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, DeviceError> {
+async fn body_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, DeviceError> {
     let url = resp.url().to_string();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Err(DeviceError::TooLarge { url, limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    xtt_tls::body::read_limited(resp, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => DeviceError::TooLarge { url, limit },
+            BodyError::Transport(e) => e.into(),
+        })
 }
 
 /// Hook into XTT identity provisioning for `xtt://host:port` Controllers.
@@ -168,10 +164,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, DeviceError
     }
     let url = resp.url().to_string();
     let status = resp.status();
-    let body = match body_limited(resp, MAX_ERROR_BODY).await {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(_) => format!("(more than {MAX_ERROR_BODY} bytes)"),
-    };
+    let body = xtt_tls::body::error_text(resp).await;
     Err(DeviceError::Status { url, status, body })
 }
 

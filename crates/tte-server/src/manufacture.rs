@@ -123,7 +123,7 @@ pub async fn register(
     let status = resp.status();
     Err(err(format!(
         "{status}: {}",
-        resp.text().await.unwrap_or_default()
+        xtt_tls::body::error_text(resp).await
     )))
 }
 

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use url::Url;
 use uuid::Uuid;
+use xtt_tls::body::BodyError;
 use zeroize::Zeroizing;
 
 /// Client-side failures.
@@ -251,10 +252,15 @@ fn written(resp: &reqwest::Response) -> Written {
     }
 }
 
+/// Largest answer read from a relay: 16 times the relay's default request limit (an answer
+/// carries at most what one request stored, plus its JSON).
+const MAX_REPLY_LEN: usize = 1024 * 1024;
+
 async fn refusal(resp: reqwest::Response) -> ClientError {
     let status = resp.status().as_u16();
-    let message = match resp.json::<ErrorBody>().await {
-        Ok(body) => body.error,
+    let message = match xtt_tls::body::read_limited(resp, xtt_tls::body::MAX_ERROR_TEXT).await {
+        Ok(body) => serde_json::from_slice::<ErrorBody>(&body)
+            .map_or_else(|_| "no details".into(), |b| b.error),
         Err(_) => "no details".into(),
     };
     ClientError::Status { status, message }
@@ -264,9 +270,13 @@ async fn json_reply<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, C
     if !resp.status().is_success() {
         return Err(refusal(resp).await);
     }
-    resp.json::<T>()
+    let body = xtt_tls::body::read_limited(resp, MAX_REPLY_LEN)
         .await
-        .map_err(|e| ClientError::Malformed(e.without_url().to_string()))
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => ClientError::Malformed(e.to_string()),
+            BodyError::Transport(e) => ClientError::Transport(e.without_url()),
+        })?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))
 }
 
 async fn empty_reply(resp: reqwest::Response) -> Result<Written, ClientError> {

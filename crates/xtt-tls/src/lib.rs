@@ -10,6 +10,7 @@
 //!   that "the relay's certificate is not signed by a trusted CA" reaches the user instead of
 //!   "error sending request".
 //! * `test_pki` (feature `test-pki`, for tests): a throwaway CA and server certificates.
+//! * [`body`]: reading an HTTP answer's body with a bound on its length, for every client.
 //! * [`server`]: a TLS listener for `axum::serve` (handshakes run concurrently, each with a
 //!   deadline) and a server configuration from PEM files.
 //!
@@ -30,6 +31,7 @@
     )
 )]
 
+pub mod body;
 pub mod server;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;

@@ -1,0 +1,85 @@
+//! Bounded body reads against a raw HTTP/1.1 server on 127.0.0.1 that announces or streams
+//! bodies of a chosen size.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xtt_tls::body::{error_text, read_limited, BodyError, MAX_ERROR_TEXT};
+
+/// Answers one request per connection with `status` and `len` bytes of 'a', with a
+/// Content-Length or chunked.
+async fn serve(status: &'static str, len: usize, chunked: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req).await;
+                if chunked {
+                    let head = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n");
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(1000);
+                        let chunk = format!("{n:x}\r\n{}\r\n", "a".repeat(n));
+                        if s.write_all(chunk.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                } else {
+                    let head = format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\n\r\n");
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&vec![b'a'; len]).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    let client = xtt_tls::TrustRoots::platform()
+        .client_builder()
+        .unwrap()
+        .build()
+        .unwrap();
+    client.get(url).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_body_up_to_the_limit_is_read_whole() {
+    for chunked in [false, true] {
+        let url = serve("200 OK", 5000, chunked).await;
+        let body = read_limited(get(&url).await, 5000).await.unwrap();
+        assert_eq!(body.len(), 5000, "chunked: {chunked}");
+        assert!(body.iter().all(|&b| b == b'a'));
+    }
+}
+
+#[tokio::test]
+async fn a_longer_body_is_refused_whether_announced_or_streamed() {
+    for chunked in [false, true] {
+        let url = serve("200 OK", 5001, chunked).await;
+        match read_limited(get(&url).await, 5000).await {
+            Err(BodyError::TooLarge { limit: 5000 }) => {}
+            other => panic!("chunked: {chunked}: {other:?}"),
+        }
+    }
+    // A stream far past the limit is given up on, not read to its end.
+    let url = serve("200 OK", 64 << 20, true).await;
+    assert!(matches!(
+        read_limited(get(&url).await, 1 << 16).await,
+        Err(BodyError::TooLarge { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_error_page_becomes_at_most_a_few_kib_of_text() {
+    let url = serve("500 Internal Server Error", 100, false).await;
+    assert_eq!(error_text(get(&url).await).await, "a".repeat(100));
+    let url = serve("500 Internal Server Error", 1 << 20, true).await;
+    let text = error_text(get(&url).await).await;
+    assert!(text.len() < 100, "{text}");
+    assert!(text.contains(&MAX_ERROR_TEXT.to_string()), "{text}");
+}
