@@ -8,11 +8,18 @@ use tte::api::{AddDevice, BulkBind};
 use tte::bulk::{derive_dev_secret, derive_otp, BoxLabel, UrnRange};
 use tte::{ContUrl, Key256};
 
+use crate::device::DeviceSecrets;
 use crate::manufacture::{self, ManufactureError};
 use crate::{files, qr};
 
 /// Makes a box: fresh masters, every device registered with its derived OTP, per-device secrets
 /// files, and the box label (`box-label.png/.svg/.txt`).
+///
+/// Nothing is registered before it is on disk: the label (which carries both masters) is
+/// written first, and each device's secrets file before its registration. A run that stopped
+/// half-way (a crash, a network failure) is resumed by running the same command with the same
+/// output directory: the label and the secrets files found there are reused, and registering a
+/// device again with the same secrets is answered 200 by the Transfer Agent.
 pub async fn create_box(
     http: &reqwest::Client,
     ta_api: &str,
@@ -26,32 +33,72 @@ pub async fn create_box(
     let urns = range
         .urns()
         .map_err(|e| ManufactureError::TaUrl(e.to_string()))?;
-    let label = BoxLabel {
-        scheme,
-        authority,
-        range,
-        otp_master: Key256::generate(&mut OsRng),
-        dev_master: Key256::generate(&mut OsRng),
+    let label = match earlier_label(out)? {
+        Some(label) => {
+            if label.range != range || label.scheme != scheme || label.authority != authority {
+                return Err(ManufactureError::OtherBox {
+                    path: out.join(LABEL_TEXT),
+                    detail: format!("its label is {}", redacted(&label)),
+                });
+            }
+            label
+        }
+        None => {
+            let label = BoxLabel {
+                scheme,
+                authority,
+                range,
+                otp_master: Key256::generate(&mut OsRng),
+                dev_master: Key256::generate(&mut OsRng),
+            };
+            write_label(out, &label)?;
+            label
+        }
     };
     for urn in urns {
         let otp = derive_otp(&label.otp_master, &urn);
         let ds = derive_dev_secret(&label.dev_master, &urn);
-        let dev = manufacture::new_device(urn, ta_api, qr_base, otp, ds, &mut OsRng)?;
+        let p = out.join(format!("{}.json", urn.file_stem()));
+        let dev = match earlier_device(&p)? {
+            Some(dev) => {
+                // Compared as secrets (in constant time), not as the text that carries them.
+                let same = dev.urn == urn
+                    && tte::Otp::from_b64(&dev.otp).is_ok_and(|o| o == otp)
+                    && Key256::from_b64(&dev.dev_secret).is_ok_and(|k| k == ds);
+                if !same {
+                    return Err(ManufactureError::OtherBox {
+                        path: p,
+                        detail: "its secrets are not this label's".into(),
+                    });
+                }
+                dev
+            }
+            None => {
+                let dev = manufacture::new_device(urn, ta_api, qr_base, otp, ds, &mut OsRng)?;
+                let json = serde_json::to_vec_pretty(&dev).unwrap_or_default();
+                files::write_private(&p, &json).map_err(|source| ManufactureError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                dev
+            }
+        };
         manufacture::register(http, token, &dev).await?;
-        let p = out.join(format!("{}.json", dev.urn.file_stem()));
-        files::write_private(&p, &serde_json::to_vec_pretty(&dev).unwrap_or_default()).map_err(
-            |source| ManufactureError::Io {
-                path: p.clone(),
-                source,
-            },
-        )?;
         progress();
     }
+    Ok(label)
+}
+
+/// The label's text file: written last of the three, so a run resumes only from a whole label.
+const LABEL_TEXT: &str = "box-label.txt";
+
+/// Writes the label's images, then its text (all 0600: the label carries both masters).
+fn write_label(out: &Path, label: &BoxLabel) -> Result<(), ManufactureError> {
     let url = label.to_url();
     for (name, data) in [
         ("box-label.png", qr::png(&url)?),
         ("box-label.svg", qr::svg(&url)?.into_bytes()),
-        ("box-label.txt", format!("{url}\n").into_bytes()),
+        (LABEL_TEXT, format!("{url}\n").into_bytes()),
     ] {
         let p = out.join(name);
         files::write_private(&p, &data).map_err(|source| ManufactureError::Io {
@@ -59,7 +106,62 @@ pub async fn create_box(
             source,
         })?;
     }
-    Ok(label)
+    Ok(())
+}
+
+/// The label an earlier run wrote into `out`, if any.
+fn earlier_label(out: &Path) -> Result<Option<BoxLabel>, ManufactureError> {
+    let p = out.join(LABEL_TEXT);
+    let Some(text) = read_if_present(&p)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(text).map_err(|_| ManufactureError::OtherBox {
+        path: p.clone(),
+        detail: "not a box label".into(),
+    })?;
+    BoxLabel::parse(&text)
+        .map(Some)
+        .map_err(|e| ManufactureError::OtherBox {
+            path: p,
+            detail: e.to_string(),
+        })
+}
+
+/// A device's secrets file an earlier run wrote, if any.
+fn earlier_device(p: &Path) -> Result<Option<DeviceSecrets>, ManufactureError> {
+    let Some(json) = read_if_present(p)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|e| ManufactureError::OtherBox {
+            path: p.to_path_buf(),
+            detail: format!("not a device secrets file: {e}"),
+        })
+}
+
+fn read_if_present(p: &Path) -> Result<Option<Vec<u8>>, ManufactureError> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ManufactureError::Io {
+            path: p.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A label for a message: its range and Transfer Agent, not its masters.
+fn redacted(label: &BoxLabel) -> String {
+    format!(
+        "{}://{} {}{:0w$x} × {}",
+        label.scheme,
+        label.authority,
+        label.range.prefix,
+        label.range.first,
+        label.range.count,
+        w = usize::from(label.range.width)
+    )
 }
 
 /// Why a box bind failed.

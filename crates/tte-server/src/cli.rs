@@ -331,7 +331,9 @@ pub struct BulkCreateArgs {
     /// Hex digits of the counter.
     #[arg(long, default_value_t = 4)]
     pub width: u8,
-    /// Output directory.
+    /// Output directory. The label is written there before any device is registered, and
+    /// each device's secrets file before its registration: if a run stops half-way, the same
+    /// command with the same directory finishes the box with the same label.
     #[arg(long, default_value = "box")]
     pub out: PathBuf,
     #[command(flatten)]

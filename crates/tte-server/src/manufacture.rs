@@ -38,6 +38,14 @@ pub enum ManufactureError {
     /// QR rendering failed.
     #[error(transparent)]
     Qr(#[from] qr::QrError),
+    /// The output directory holds another box's files.
+    #[error("{path} belongs to another box ({detail}); use a fresh output directory")]
+    OtherBox {
+        /// The file that does not match.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
 }
 
 /// Splits a base URL into (scheme, authority) for QR codes.
@@ -117,7 +125,11 @@ pub async fn register(
         .send()
         .await
         .map_err(|e| err(e.to_string()))?;
-    if resp.status() == reqwest::StatusCode::CREATED {
+    // 200: this very registration had landed before (a lost reply, a resumed run).
+    if matches!(
+        resp.status(),
+        reqwest::StatusCode::CREATED | reqwest::StatusCode::OK
+    ) {
         return Ok(());
     }
     let status = resp.status();

@@ -19,13 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use rand_core::OsRng;
+use subtle::ConstantTimeEq;
 use tte::api::{Bind, BulkBind, CreateDevice};
 use tte::otp::OtpHasher;
 use tte::{jwe, ContUrl, DevUrn, Key256, Otp};
 
 use crate::http::{self, ApiError};
 use crate::setup_page;
-use crate::store::{BindOutcome, Created, TaStore};
+use crate::store::{BindOutcome, Created, StoreError, TaStore};
 
 /// Everything the Transfer Agent needs.
 #[derive(Clone)]
@@ -84,13 +85,33 @@ async fn create(
     let hash = ta.hasher.hash(&urn, &otp);
     let store = ta.store.clone();
     let urn2 = urn.clone();
-    let created = tokio::task::spawn_blocking(move || {
-        store.create_device(&urn2, &hash, &ta_secret, http::now_secs())
+    // A repeat of a registration that landed (a reply lost, a manufacturing run resumed after a
+    // crash) carries the same OTP and TaSecret: it is answered 200, so the manufacturer can
+    // retry without knowing which attempt landed. Anything else under a known DevURN is a
+    // conflict. The stored values never change once written, so reading them after the insert
+    // races with nothing but a bind, which makes the device conflict as it should.
+    let same = tokio::task::spawn_blocking(move || -> Result<Option<bool>, StoreError> {
+        match store.create_device(&urn2, &hash, &ta_secret, http::now_secs())? {
+            Created::New => Ok(None),
+            Created::Exists => {
+                let state = store.device_state(&urn2)?;
+                let stored = store.fetch(&urn2)?;
+                Ok(Some(match (state, stored) {
+                    (Some(state), Some((stored_secret, None))) => {
+                        !state.bound
+                            && bool::from(state.otp_hash.as_slice().ct_eq(&hash[..]))
+                            && stored_secret == ta_secret
+                    }
+                    _ => false,
+                }))
+            }
+        }
     })
     .await??;
-    match created {
-        Created::New => Ok(StatusCode::CREATED.into_response()),
-        Created::Exists => Err(ApiError::new(
+    match same {
+        None => Ok(StatusCode::CREATED.into_response()),
+        Some(true) => Ok(StatusCode::OK.into_response()),
+        Some(false) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "exists",
             format!("device {urn} is already registered"),

@@ -438,6 +438,71 @@ async fn bulk_box_binds_with_one_call() {
 }
 
 #[tokio::test]
+async fn a_box_run_that_stopped_half_way_is_resumed_from_its_files() {
+    let s = common::start().await;
+    let http = &s.http;
+    let range = tte::bulk::UrnRange {
+        prefix: "urn:dev:mac:90a2da00".into(),
+        first: 0x2b00,
+        count: 3,
+        width: 4,
+    };
+    let out = s.out().join("box-resumed");
+    std::fs::create_dir_all(&out).unwrap();
+    let (ta, out_dir) = (&s.ta, &out);
+    let create = |token: &'static str, range: tte::bulk::UrnRange| async move {
+        tte_server::bulk::create_box(http, ta, ta, token, range, out_dir, || {}).await
+    };
+    // The first run stops at its first registration (refused): the label and that device's
+    // secrets are on disk already, nothing is registered.
+    let err = create("not-the-token", range.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let first_label = std::fs::read_to_string(out.join("box-label.txt")).unwrap();
+    let first_urn = range.urns().unwrap()[0].clone();
+    let first_secrets = common::read_secrets(&out.join(format!("{}.json", first_urn.file_stem())));
+
+    // The same command again finishes the box with the same label and secrets.
+    let label = create(common::MANUFACTURER_TOKEN, range.clone())
+        .await
+        .unwrap();
+    assert_eq!(label.to_url() + "\n", first_label);
+    let again = common::read_secrets(&out.join(format!("{}.json", first_urn.file_stem())));
+    assert_eq!(again.ta_secret, first_secrets.ta_secret);
+
+    // Once more, as after a crash past every registration: each device is registered again
+    // with the same secrets, which the Transfer Agent accepts (200), and nothing changes.
+    let label2 = create(common::MANUFACTURER_TOKEN, range.clone())
+        .await
+        .unwrap();
+    assert_eq!(label2, label);
+
+    // Another range in the same directory is refused before anything is written or sent.
+    let mut other = range.clone();
+    other.first = 0x2c00;
+    let err = create(common::MANUFACTURER_TOKEN, other).await.unwrap_err();
+    assert!(err.to_string().contains("another box"), "{err}");
+
+    // A registration under a known DevURN with other secrets is still a conflict.
+    let mut forged = first_secrets.clone();
+    forged.ta_secret = Key256::generate(&mut rand_core::OsRng).to_b64();
+    let err = tte_server::manufacture::register(http, common::MANUFACTURER_TOKEN, &forged)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("409"), "{err}");
+
+    // And the box binds and its devices enroll.
+    let cont = ContUrl::parse(&s.ctl).unwrap();
+    assert_eq!(
+        tte_server::bulk::bind_box(http, &label, &cont, None)
+            .await
+            .unwrap(),
+        3
+    );
+    let c = DeviceClient::new(again).unwrap();
+    enrolled(&c).await;
+}
+
+#[tokio::test]
 async fn xtt_controller_is_handed_over() {
     struct Recorder(std::sync::Mutex<Vec<(String, u16)>>);
     impl tte_server::device::XttHandover for Recorder {
