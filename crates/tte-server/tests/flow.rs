@@ -169,16 +169,25 @@ async fn rejections() {
     let dev = s.manufacture().await;
     let other = s.manufacture().await;
 
-    // Manufacturer API: token required, duplicate is 409.
+    // Manufacturer API: token required; a repeat of the registration (same secrets) is 200,
+    // another registration under the same DevURN 409.
     let create = format!("{}/.well-known/tte1/d/{}", s.ta, dev.urn);
     let body = json!({"otp": dev.otp, "taSecret": dev.ta_secret});
     let r = http.post(&create).json(&body).send().await.unwrap();
     assert_refused!(r, StatusCode::UNAUTHORIZED, "unauthorized");
-    let r = http
-        .post(&create)
-        .bearer_auth(common::MANUFACTURER_TOKEN)
-        .json(&body)
-        .send()
+    let post = |body: serde_json::Value| {
+        http.post(&create)
+            .bearer_auth(common::MANUFACTURER_TOKEN)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(post(body).await.unwrap().status(), StatusCode::OK);
+    let other_secret = Key256::generate(&mut rand_core::OsRng).to_b64();
+    let r = post(json!({"otp": dev.otp, "taSecret": other_secret}))
+        .await
+        .unwrap();
+    assert_refused!(r, StatusCode::CONFLICT, "exists");
+    let r = post(json!({"otp": other.otp, "taSecret": dev.ta_secret}))
         .await
         .unwrap();
     assert_refused!(r, StatusCode::CONFLICT, "exists");
@@ -253,6 +262,15 @@ async fn rejections() {
     // Bind and add properly, then attack the sensor endpoint.
     let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // A bound device is no longer "the same registration": its OTP is spent.
+    let r = http
+        .post(&create)
+        .bearer_auth(common::MANUFACTURER_TOKEN)
+        .json(&json!({"otp": dev.otp, "taSecret": dev.ta_secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_refused!(r, StatusCode::CONFLICT, "exists");
     assert_eq!(
         s.add(&dev.urn, &dev.dev_secret, None).await.status(),
         StatusCode::CREATED
