@@ -299,24 +299,12 @@ pub fn clock_seq() -> u64 {
 mod tests {
     use super::*;
     use rand_core::OsRng;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use xtt_tls::test_http::{serve_body, Framing};
 
     /// A "Transfer Agent" on 127.0.0.1 that answers every request with `status` and a body of
     /// `len` bytes.
     async fn serving(status: &'static str, len: usize) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut req = [0u8; 4096];
-                    let _ = s.read(&mut req).await;
-                    let head = format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\n\r\n");
-                    let _ = s.write_all(head.as_bytes()).await;
-                    let _ = s.write_all(&vec![b'a'; len]).await;
-                });
-            }
-        });
+        let addr = serve_body(status, len, b'a', Framing::ContentLength).await;
         format!("http://{addr}")
     }
 

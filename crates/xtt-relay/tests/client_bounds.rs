@@ -1,35 +1,14 @@
 //! The relay client reads a bounded amount of any answer: a "relay" on 127.0.0.1 that streams
 //! endless bodies cannot make a device hold them.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 use uuid::Uuid;
 use xtt_relay::client::{ClientError, RelayClient};
+use xtt_tls::test_http::{serve_body, Framing};
 
-/// Answers every request with `status` and a chunked body of `len` bytes of '{'.
+/// A "relay" answering every request with `status` and a streamed body of `len` bytes of '{'.
 async fn serve(status: &'static str, len: usize) -> Url {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut req = [0u8; 8192];
-                let _ = s.read(&mut req).await;
-                let head = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n");
-                let _ = s.write_all(head.as_bytes()).await;
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(16 * 1024);
-                    let chunk = format!("{n:x}\r\n{}\r\n", "{".repeat(n));
-                    if s.write_all(chunk.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    left -= n;
-                }
-                let _ = s.write_all(b"0\r\n\r\n").await;
-            });
-        }
-    });
+    let addr = serve_body(status, len, b'{', Framing::Chunked).await;
     Url::parse(&format!("http://{addr}/v1/m/some-mailbox")).unwrap()
 }
 

@@ -9,7 +9,8 @@
 //! * [`certificate_problem`]: finds the rustls certificate error inside a `reqwest` error, so
 //!   that "the relay's certificate is not signed by a trusted CA" reaches the user instead of
 //!   "error sending request".
-//! * `test_pki` (feature `test-pki`, for tests): a throwaway CA and server certificates.
+//! * `test_pki` and `test_http` (feature `test-pki`, for tests): a throwaway CA and server
+//!   certificates; a raw HTTP server that answers with bodies of a chosen size and framing.
 //! * [`body`]: reading an HTTP answer's body with a bound on its length, for every client.
 //! * [`server`]: a TLS listener for `axum::serve` (handshakes run concurrently, each with a
 //!   deadline) and a server configuration from PEM files.
@@ -33,6 +34,8 @@
 
 pub mod body;
 pub mod server;
+#[cfg(feature = "test-pki")]
+pub mod test_http;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;
 

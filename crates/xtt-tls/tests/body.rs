@@ -1,41 +1,16 @@
 //! Bounded body reads against a raw HTTP/1.1 server on 127.0.0.1 that announces or streams
 //! bodies of a chosen size.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xtt_tls::body::{error_text, read_limited, BodyError, MAX_ERROR_TEXT};
+use xtt_tls::test_http::{serve_body, Framing};
 
-/// Answers one request per connection with `status` and `len` bytes of 'a', with a
-/// Content-Length or chunked.
 async fn serve(status: &'static str, len: usize, chunked: bool) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut req = [0u8; 4096];
-                let _ = s.read(&mut req).await;
-                if chunked {
-                    let head = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n");
-                    let _ = s.write_all(head.as_bytes()).await;
-                    let mut left = len;
-                    while left > 0 {
-                        let n = left.min(1000);
-                        let chunk = format!("{n:x}\r\n{}\r\n", "a".repeat(n));
-                        if s.write_all(chunk.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        left -= n;
-                    }
-                    let _ = s.write_all(b"0\r\n\r\n").await;
-                } else {
-                    let head = format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\n\r\n");
-                    let _ = s.write_all(head.as_bytes()).await;
-                    let _ = s.write_all(&vec![b'a'; len]).await;
-                }
-            });
-        }
-    });
-    format!("http://{addr}/")
+    let framing = if chunked {
+        Framing::Chunked
+    } else {
+        Framing::ContentLength
+    };
+    format!("http://{}/", serve_body(status, len, b'a', framing).await)
 }
 
 async fn get(url: &str) -> reqwest::Response {
