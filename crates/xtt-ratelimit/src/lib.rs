@@ -4,7 +4,9 @@
 //! extra dependency tree, and keys IPv6 clients by their /64 (one host usually owns a whole
 //! /64, so per-address buckets would be trivial to evade). Buckets live in memory only, and
 //! their number is bounded: when the map is full, buckets that have refilled are forgotten
-//! (forgetting them changes nothing).
+//! (forgetting them changes nothing), at most once a second; clients that still find no room
+//! share one overflow bucket. So a flood from more (spoofed) sources than the map holds costs
+//! neither memory nor a scan of the map per request: it only drains the overflow bucket.
 //!
 //! Used by the relay's HTTP API (requests per client) and by the XTT server for UDP
 //! ClientInit answers (so a spoofed source cannot make the server send more than a trickle of
@@ -29,13 +31,13 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Only per-client limits (the global bucket never runs dry).
+    /// Only per-client limits: no global bucket (an infinite global rate means none).
     pub fn per_client(rate: f64, burst: f64) -> Self {
         RateLimits {
             per_client_rate: rate,
             per_client_burst: burst,
-            global_rate: 1e12,
-            global_burst: 1e12,
+            global_rate: f64::INFINITY,
+            global_burst: f64::INFINITY,
         }
     }
 }
@@ -88,15 +90,54 @@ impl Bucket {
     }
 }
 
-/// Largest number of client buckets kept before full ones are dropped.
+/// Largest number of client buckets kept.
 const MAX_CLIENTS: usize = 100_000;
+
+/// How often a full map may be scanned for buckets that have refilled.
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The limiter shared by all requests.
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: RateLimits,
-    global: Mutex<Bucket>,
-    clients: Mutex<HashMap<IpAddr, Bucket>>,
+    /// `None` when the global rate is infinite.
+    global: Option<Mutex<Bucket>>,
+    clients: Mutex<Clients>,
+}
+
+#[derive(Debug)]
+struct Clients {
+    buckets: HashMap<IpAddr, Bucket>,
+    capacity: usize,
+    /// Shared by the clients that found the map full.
+    overflow: Bucket,
+    last_purge: Option<Instant>,
+}
+
+impl Clients {
+    /// The bucket `key` is charged to: its own, a new one if there is room (after at most one
+    /// purge per [`PURGE_INTERVAL`]), else the shared overflow bucket.
+    fn bucket(&mut self, key: IpAddr, now: Instant, l: &RateLimits) -> &mut Bucket {
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.capacity {
+            let due = self
+                .last_purge
+                .is_none_or(|t| now.saturating_duration_since(t) >= PURGE_INTERVAL);
+            if due {
+                self.last_purge = Some(now);
+                // Forgetting a bucket that has refilled changes nothing.
+                self.buckets.retain(|_, b| {
+                    b.refill(now, l.per_client_rate, l.per_client_burst);
+                    b.tokens < l.per_client_burst
+                });
+            }
+            if self.buckets.len() >= self.capacity {
+                return &mut self.overflow;
+            }
+        }
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::full(l.per_client_burst, now))
+    }
 }
 
 fn client_key(ip: IpAddr) -> IpAddr {
@@ -115,11 +156,24 @@ fn client_key(ip: IpAddr) -> IpAddr {
 impl RateLimiter {
     /// A limiter with full buckets.
     pub fn new(limits: RateLimits) -> Self {
+        Self::with_capacity(limits, MAX_CLIENTS)
+    }
+
+    /// The same, keeping at most `capacity` client buckets (tests use a small one).
+    pub fn with_capacity(limits: RateLimits, capacity: usize) -> Self {
         let now = Instant::now();
         RateLimiter {
             limits,
-            global: Mutex::new(Bucket::full(limits.global_burst, now)),
-            clients: Mutex::new(HashMap::new()),
+            global: limits
+                .global_rate
+                .is_finite()
+                .then(|| Mutex::new(Bucket::full(limits.global_burst, now))),
+            clients: Mutex::new(Clients {
+                buckets: HashMap::new(),
+                capacity: capacity.max(1),
+                overflow: Bucket::full(limits.per_client_burst, now),
+                last_purge: None,
+            }),
         }
     }
 
@@ -127,25 +181,19 @@ impl RateLimiter {
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
         let l = self.limits;
-        {
-            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-            if clients.len() >= MAX_CLIENTS {
-                // Drop clients whose bucket has refilled: forgetting them changes nothing.
-                clients.retain(|_, b| {
-                    b.refill(now, l.per_client_rate, l.per_client_burst);
-                    b.tokens < l.per_client_burst
-                });
-            }
-            clients
-                .entry(client_key(ip))
-                .or_insert_with(|| Bucket::full(l.per_client_burst, now))
-                .take(now, l.per_client_rate, l.per_client_burst)?;
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bucket(client_key(ip), now, &l)
+            .take(now, l.per_client_rate, l.per_client_burst)?;
+        match &self.global {
+            None => Ok(()),
+            Some(global) => global.lock().unwrap_or_else(|p| p.into_inner()).take(
+                now,
+                l.global_rate,
+                l.global_burst,
+            ),
         }
-        self.global.lock().unwrap_or_else(|p| p.into_inner()).take(
-            now,
-            l.global_rate,
-            l.global_burst,
-        )
     }
 }
 
@@ -183,5 +231,41 @@ mod tests {
         limiter.check("192.0.2.2".parse().unwrap()).unwrap();
         let wait = limiter.check("192.0.2.3".parse().unwrap()).unwrap_err();
         assert!(wait > Duration::from_secs(60));
+    }
+
+    #[test]
+    fn without_a_global_bucket_only_clients_are_limited() {
+        let limiter = RateLimiter::new(RateLimits::per_client(0.001, 2.0));
+        assert!(limiter.global.is_none());
+        for i in 0..1000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            limiter.check(ip).unwrap();
+        }
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        limiter.check(one).unwrap();
+        limiter.check(one).unwrap();
+        assert!(limiter.check(one).is_err());
+    }
+
+    #[test]
+    fn sources_beyond_the_map_share_one_bucket_and_the_map_stays_bounded() {
+        let limiter = RateLimiter::with_capacity(RateLimits::per_client(0.001, 3.0), 4);
+        // Four clients take a token each: their buckets are not full, so none can be forgotten.
+        for i in 1..=4u8 {
+            limiter.check(IpAddr::from([192, 0, 2, i])).unwrap();
+        }
+        // A flood from many more sources: three get through the shared bucket, then none.
+        let admitted = (0..10_000u32)
+            .filter(|i| {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                limiter.check(ip).is_ok()
+            })
+            .count();
+        assert_eq!(admitted, 3);
+        assert_eq!(limiter.clients.lock().unwrap().buckets.len(), 4);
+        // The clients that have a bucket keep their own allowance.
+        for i in 1..=4u8 {
+            limiter.check(IpAddr::from([192, 0, 2, i])).unwrap();
+        }
     }
 }
