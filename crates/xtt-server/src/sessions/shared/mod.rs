@@ -294,6 +294,16 @@ fn session_id_of(record: &[u8]) -> Option<SessionId> {
     Some(id)
 }
 
+/// What [`SharedSessions::enqueue`] did with an operation.
+enum Enqueued {
+    /// Behind a store operation already running for the session.
+    Queued,
+    /// First in a new queue: start the work, holding the take-over permit if it is one.
+    Start(Option<tokio::sync::OwnedSemaphorePermit>),
+    /// Refused; the caller fails it.
+    Dropped(Op),
+}
+
 /// Whether a record error means "ask the store" rather than "drop".
 pub(crate) fn defers(e: &RecordError) -> bool {
     matches!(
@@ -475,50 +485,52 @@ impl SharedSessions {
 
     /// Queues `op` for session `id` and starts its store operation if none is running.
     pub(crate) fn defer(self: &Arc<Self>, core: &Arc<SessionCore>, id: SessionId, op: Op) {
-        let mut busy = lock(&self.busy);
-        if self.retiring.load(Ordering::SeqCst) {
-            // Stopping: the session belongs to the next node that gets this device's records.
-            drop(busy);
-            bump(&self.counters.dropped);
-            op.fail(core, false);
-            return;
-        }
-        if let Some(q) = busy.get_mut(&id) {
-            if q.len() < MAX_QUEUED {
-                q.push_back(op);
-            } else {
-                drop(busy);
+        match self.enqueue(core, id, op) {
+            Enqueued::Queued => {}
+            Enqueued::Start(take_over) => {
+                let (me, core) = (self.clone(), core.clone());
+                tokio::spawn(async move {
+                    me.work(core, id).await;
+                    drop(take_over);
+                });
+            }
+            // Failed outside the lock: failing may answer the peer.
+            Enqueued::Dropped(op) => {
                 bump(&self.counters.dropped);
                 op.fail(core, false);
             }
-            return;
+        }
+    }
+
+    /// Under the `busy` lock: where `op` goes. Dropped when stopping (the session belongs to
+    /// the next node that gets this device's records), when the session's queue or the map of
+    /// busy sessions is full, or when a take-over (a session this node does not hold) finds
+    /// every take-over permit in use.
+    fn enqueue(&self, core: &SessionCore, id: SessionId, op: Op) -> Enqueued {
+        let mut busy = lock(&self.busy);
+        if self.retiring.load(Ordering::SeqCst) {
+            return Enqueued::Dropped(op);
+        }
+        if let Some(q) = busy.get_mut(&id) {
+            if q.len() >= MAX_QUEUED {
+                return Enqueued::Dropped(op);
+            }
+            q.push_back(op);
+            return Enqueued::Queued;
         }
         if busy.len() >= MAX_BUSY {
-            drop(busy);
-            bump(&self.counters.dropped);
-            op.fail(core, false);
-            return;
+            return Enqueued::Dropped(op);
         }
         let take_over = if core.table.record_state(&id).is_none() {
             match self.take_overs.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) => {
-                    drop(busy);
-                    bump(&self.counters.dropped);
-                    op.fail(core, false);
-                    return;
-                }
+                Err(_) => return Enqueued::Dropped(op),
             }
         } else {
             None
         };
         busy.insert(id, VecDeque::from([op]));
-        drop(busy);
-        let (me, core) = (self.clone(), core.clone());
-        tokio::spawn(async move {
-            me.work(core, id).await;
-            drop(take_over);
-        });
+        Enqueued::Start(take_over)
     }
 
     /// A record that needs the store: an unknown session or one beyond the reservation.
