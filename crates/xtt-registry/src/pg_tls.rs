@@ -309,35 +309,40 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority_path, query) = match rest.split_once('?') {
-        Some((a, q)) => (a, Some(q)),
-        None => (rest, None),
+    // A password may hold '/', '?', ':' or '@' unescaped (tokio-postgres reads credentials up
+    // to the first '@', a person may mean the last): everything from the first ':' to the last
+    // '@' is hidden, which covers both readings.
+    let rest = match (rest.split_once(':'), rest.rfind('@')) {
+        (Some((user, _)), Some(at)) if user.len() < at && !user.contains(['@', '/', '?']) => {
+            format!("{user}:***{}", rest.get(at..).unwrap_or(""))
+        }
+        _ => rest.to_string(),
     };
-    // The userinfo ends at the last '@' before the path.
-    let (authority, path) = match authority_path.find('/') {
-        Some(i) => authority_path.split_at(i),
-        None => (authority_path, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    let mut out = format!("{scheme}://{authority}{path}");
-    if let Some(q) = query {
-        let pairs: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
+    // `password=` parameters, wherever a '?' or '&' starts one (the '?' may be hidden above).
+    let mut out = format!("{scheme}://");
+    let mut params = rest.split('&');
+    if let Some(first) = params.next() {
+        match first.split_once('?') {
+            Some((head, param)) => {
+                out.push_str(head);
+                out.push('?');
+                out.push_str(&redact_param(param));
+            }
+            None => out.push_str(first),
+        }
+    }
+    for param in params {
+        out.push('&');
+        out.push_str(&redact_param(param));
     }
     out
+}
+
+fn redact_param(param: &str) -> String {
+    match param.split_once('=') {
+        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+        _ => param.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +354,18 @@ mod tests {
             Err(RegistryError::StorageUrl(m)) => m,
             Err(other) => panic!("{url}: expected a URL error, got {other}"),
             Ok(_) => panic!("{url}: expected a URL error"),
+        }
+    }
+
+    #[test]
+    fn a_password_with_slash_question_mark_or_colon_is_redacted_whole() {
+        for password in ["Zm9v/YmFy", "a?b", "x:y", "p/q?r=s&password=t"] {
+            let url = format!("postgres://xtt:{password}@db.example:5432/xtt?sslmode=require");
+            let shown = redact_url(&url);
+            assert_eq!(
+                shown, "postgres://xtt:***@db.example:5432/xtt?sslmode=require",
+                "{password}"
+            );
         }
     }
 
@@ -371,6 +388,17 @@ mod tests {
             "sqlite:/var/lib/x.sqlite"
         );
         assert!(!redact_url("postgres://a:b@c").contains(":b@"));
+        // No credentials: a host with a port and an '@' in the query stay readable.
+        assert_eq!(
+            redact_url("postgres://db/x?application_name=me@host&password=pw"),
+            "postgres://db/x?application_name=me@host&password=***"
+        );
+        // Read as tokio-postgres would (credentials up to the first '@'), this one has the
+        // password "5432/x?application_name=me": hidden, and so is the parameter after it.
+        assert_eq!(
+            redact_url("postgres://db:5432/x?application_name=me@host&password=pw"),
+            "postgres://db:***@host&password=***"
+        );
     }
 
     #[test]
