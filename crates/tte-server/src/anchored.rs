@@ -220,15 +220,16 @@ impl<S: ControllerStore> ControllerStore for AnchoredControllerStore<S> {
     }
 
     /// Also removes the device's DevSecret anchors: a later add records the new secret, and
-    /// lookups (first match by name) must not find the old one.
+    /// lookups (first match by name) must not find the old one. The anchors go first: a crash
+    /// between the two steps then leaves a device row without a secret (refused, and removed
+    /// by the next try), never an old secret beside a re-added device's new one.
     fn remove_device(&self, urn: &DevUrn) -> Result<bool, StoreError> {
-        let removed = self.inner.remove_device(urn)?;
         self.anchors.with(|s| {
             for stale in s.named(AnchorKind::TteDevSecret, &urn.to_string())? {
                 s.remove(&stale.fingerprint)?;
             }
             Ok(())
         })?;
-        Ok(removed)
+        self.inner.remove_device(urn)
     }
 }

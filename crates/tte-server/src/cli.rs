@@ -18,7 +18,7 @@ use crate::controller::Controller;
 use crate::device::{self, DeviceClient, DeviceSecrets, Enrollment};
 use crate::store::sqlite::{SqliteControllerStore, SqliteTaStore};
 use crate::ta::TransferAgent;
-use crate::{bulk, files, http, manufacture, qr};
+use crate::{bulk, http, manufacture, qr};
 
 /// Transitive Trust Enrollment: Transfer Agent, Controller, manufacturer and device tools.
 #[derive(Debug, Subcommand)]
@@ -377,19 +377,35 @@ pub async fn run(cmd: TteCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Reads the OTP key, creating it (0600, crash-safe) if the file does not exist.
+/// Reads the OTP key, creating it (0600, crash-safe) if the file does not exist. Of two
+/// processes that start together, one creates the key and the other reads that one: a key
+/// that hashed OTPs is never replaced.
 pub fn load_or_create_key(path: &Path) -> anyhow::Result<Key256> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => {
-            Key256::from_b64(&s).with_context(|| format!("reading key file {}", path.display()))
+    let read = || -> anyhow::Result<Option<Key256>> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Key256::from_b64(&s)
+                .map(Some)
+                .with_context(|| format!("reading key file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let k = Key256::generate(&mut rand_core::OsRng);
-            files::write_private(path, format!("{}\n", k.to_b64()).as_bytes())
-                .with_context(|| format!("writing key file {}", path.display()))?;
-            Ok(k)
-        }
-        Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
+    };
+    if let Some(k) = read()? {
+        return Ok(k);
+    }
+    let k = Key256::generate(&mut rand_core::OsRng);
+    let text = zeroize::Zeroizing::new(format!("{}\n", k.to_b64()));
+    match xtt_fsio::write_atomic(
+        path,
+        text.as_bytes(),
+        xtt_fsio::SECRET,
+        xtt_fsio::Overwrite::Deny,
+    ) {
+        Ok(()) => Ok(k),
+        // Another process created it first: use its key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read()?
+            .with_context(|| format!("key file {} vanished after it was created", path.display())),
+        Err(e) => Err(e).with_context(|| format!("writing key file {}", path.display())),
     }
 }
 
@@ -676,4 +692,32 @@ async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
         label.range.count
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_that_create_the_otp_key_together_end_up_with_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otp.key");
+        let start = std::sync::Barrier::new(8);
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        load_or_create_key(&path).unwrap().to_b64()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        for k in &keys {
+            assert_eq!(format!("{k}\n"), on_disk);
+        }
+        assert_eq!(load_or_create_key(&path).unwrap().to_b64(), keys[0]);
+    }
 }
