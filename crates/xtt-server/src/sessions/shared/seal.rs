@@ -3,7 +3,6 @@
 //! one authenticates hand-over requests between nodes. The database alone reveals no session
 //! key; a node without the file cannot take sessions over.
 
-use std::io::Write;
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -101,38 +100,26 @@ impl StorageKey {
             path: shown.clone(),
             source,
         };
-        if path.exists() {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "refusing to overwrite an existing key",
-            )));
-        }
         let mut secret = Zeroizing::new([0u8; STORAGE_KEY_LEN]);
         OsRng.fill_bytes(secret.as_mut_slice());
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let tmp = dir.join(format!(
-            ".{}.tmp",
-            path.file_name()
-                .map_or_else(|| "key".into(), |n| n.to_string_lossy())
-        ));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(io)?;
-        f.write_all(secret.as_slice()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io)?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        // Refuses an existing file even when two creators race (exactly one wins), and leaves
+        // no temporary file behind after a failure.
+        xtt_fsio::write_atomic(
+            path,
+            secret.as_slice(),
+            xtt_fsio::SECRET,
+            xtt_fsio::Overwrite::Deny,
+        )
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "refusing to overwrite an existing key",
+                ))
+            } else {
+                io(e)
+            }
+        })?;
         Ok(())
     }
 
