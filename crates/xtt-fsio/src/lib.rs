@@ -44,10 +44,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: Overwrite) 
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".xtt-tmp-")
-        .tempfile_in(dir)?;
+        .tempfile_in(dir)
+        .map_err(|e| in_dir_error(dir, &e))?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;
-    tmp.write_all(bytes)?;
+    // Through the `File`: `NamedTempFile`'s own `Write` names the temporary file in its errors.
+    tmp.as_file_mut().write_all(bytes)?;
     tmp.as_file().sync_all()?;
     match overwrite {
         Overwrite::Allow => {
@@ -103,6 +105,20 @@ fn parent_dir(path: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
+}
+
+/// The error of creating the temporary file, naming `dir` instead of the temporary name:
+/// `tempfile` appends ` at path ".xtt-tmp-…"`, a random name that never existed and means
+/// nothing to whoever reads the message. The kind is kept, so callers can still match on it.
+fn in_dir_error(dir: &Path, e: &io::Error) -> io::Error {
+    let text = e.to_string();
+    let reason = text
+        .rsplit_once(" at path ")
+        .map_or(text.as_str(), |(reason, _)| reason);
+    io::Error::new(
+        e.kind(),
+        format!("cannot create a file in {}: {reason}", dir.display()),
+    )
 }
 
 fn already_exists() -> io::Error {
@@ -181,6 +197,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_and_no_temporary_name_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/dir");
+        let err = write_secret(&missing.join("key.bin"), b"k").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let text = err.to_string();
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+        assert!(!text.contains(".xtt-tmp-"), "{text}");
     }
 
     #[test]
