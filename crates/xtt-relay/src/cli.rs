@@ -6,7 +6,9 @@ use crate::client::{self, Patience, RelayClient, ShareRequest};
 use crate::proto::confirm::{fingerprint, SenderConfirm};
 use crate::proto::secret::ProvisioningInfo;
 use crate::proto::share_url::{ShareUrl, Vertical};
-use crate::proto::wire::{AccessRights, CreateLimits, DisplayInformation, PayloadType};
+use crate::proto::wire::{
+    AccessRights, CreateLimits, DisplayInformation, PayloadType, MIN_SEALED_LEN,
+};
 use crate::server::clock::SystemClock;
 use crate::server::rate_limit::RateLimits;
 use crate::server::sqlite::SqliteStore;
@@ -139,7 +141,8 @@ pub struct ServeArgs {
     /// Largest encrypted payload in bytes.
     #[arg(long, default_value_t = 32 * 1024)]
     pub max_payload: usize,
-    /// Largest request body in bytes (413 above).
+    /// Largest request body in bytes (413 above); must hold a --max-payload payload in base64
+    /// plus about 13 KiB for the rest of a create request.
     #[arg(long, default_value_t = 64 * 1024)]
     pub body_limit: usize,
     /// Lifetime of a mailbox created without mailboxConfiguration (e.g. 30m, 24h, 7d).
@@ -163,7 +166,7 @@ pub struct ServeArgs {
     /// Global burst.
     #[arg(long, default_value_t = 4000.0)]
     pub burst_global: f64,
-    /// How often expired mailboxes are deleted.
+    /// How often expired mailboxes are deleted (at least 1s).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
     /// A reverse proxy in front of the relay (repeatable): its requests are rate-limited by the
@@ -330,11 +333,55 @@ pub async fn run(cmd: RelayCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Room a create request needs besides its base64 payload: the preview and push token at the
+/// largest the relay accepts (title 256, description 2048, image URL 2048, token type and data
+/// 4096 each; see `proto::wire`), plus 1 KiB for field names, the payload type and the
+/// mailbox configuration. A body limit below base64(max payload) + this would turn away
+/// requests that every other check accepts.
+const CREATE_ENVELOPE: usize = 256 + 2048 + 2048 + 2 * 4096 + 1024;
+
+impl ServeArgs {
+    /// Rejects settings the relay would accept and then misbehave with: a zero sweep interval
+    /// (the sweeper's timer panics, so expired mailboxes are never deleted), a payload limit
+    /// below the smallest sealed payload (every share gets 413), or a body limit too small to
+    /// carry a payload of the largest size allowed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.sweep_interval.is_zero() {
+            bail!("--sweep-interval must be at least 1s (it is how often expired mailboxes are deleted)");
+        }
+        if self.max_payload < MIN_SEALED_LEN {
+            bail!(
+                "--max-payload {} is too small: a sealed payload holds at least a {MIN_SEALED_LEN}-byte \
+                 AES-GCM IV and tag, so every share would be refused",
+                self.max_payload
+            );
+        }
+        let needed = self
+            .max_payload
+            .div_ceil(3)
+            .checked_mul(4)
+            .and_then(|b64| b64.checked_add(CREATE_ENVELOPE));
+        match needed {
+            Some(needed) if needed <= self.body_limit => Ok(()),
+            Some(needed) => bail!(
+                "--body-limit {} cannot carry a --max-payload of {} bytes: a create request \
+                 may take {needed} bytes (the payload in base64, a preview and a push token); \
+                 raise --body-limit to at least {needed} or lower --max-payload",
+                self.body_limit,
+                self.max_payload
+            ),
+            None => bail!("--max-payload {} is too large", self.max_payload),
+        }
+    }
+}
+
 fn secs(d: Duration) -> anyhow::Result<i64> {
     i64::try_from(d.as_secs()).context("duration too long")
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is opened or bound: a bad setting leaves no database behind.
+    args.check()?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -599,6 +646,77 @@ mod tests {
             })
         ));
         assert!(Top::try_parse_from(["xtt", "share", "--relay", "http://x"]).is_err());
+    }
+
+    fn serve_args(extra: &[&str]) -> (tempfile::TempDir, Top) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relay.db");
+        let mut argv = vec!["xtt", "serve", "--listen", "127.0.0.1:0", "--db"];
+        argv.push(db.to_str().unwrap());
+        argv.extend_from_slice(extra);
+        let top = Top::try_parse_from(argv).unwrap();
+        (dir, top)
+    }
+
+    #[test]
+    fn default_serve_settings_pass_the_check() {
+        let (_dir, top) = serve_args(&[]);
+        let RelayCommand::Serve(args) = top.cmd else {
+            panic!("not serve")
+        };
+        args.check().unwrap();
+        // The smallest body limit that carries a 3000-byte payload is accepted.
+        let (_dir, top) = serve_args(&["--max-payload", "3000", "--body-limit", "17568"]);
+        let RelayCommand::Serve(args) = top.cmd else {
+            panic!("not serve")
+        };
+        args.check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn unusable_serve_settings_are_refused_before_starting() {
+        for (extra, expected) in [
+            (
+                &["--sweep-interval", "0s"][..],
+                "--sweep-interval must be at least 1s",
+            ),
+            (
+                &["--sweep-interval", "0"][..],
+                "--sweep-interval must be at least 1s",
+            ),
+            (&["--max-payload", "0"][..], "--max-payload 0 is too small"),
+            (
+                &["--max-payload", "27"][..],
+                "--max-payload 27 is too small",
+            ),
+            (
+                &["--max-payload", "65536"][..],
+                "--body-limit 65536 cannot carry a --max-payload of 65536 bytes",
+            ),
+            (
+                &["--max-payload", "3000", "--body-limit", "17567"][..],
+                "raise --body-limit to at least 17568",
+            ),
+            (&["--body-limit", "0"][..], "--body-limit 0 cannot carry"),
+            (
+                &["--max-payload", &usize::MAX.to_string()][..],
+                "is too large",
+            ),
+        ] {
+            let (dir, top) = serve_args(extra);
+            // A relay that starts despite the setting would serve until stopped.
+            let e = tokio::time::timeout(Duration::from_secs(10), run(top.cmd))
+                .await
+                .unwrap_or_else(|_| panic!("{extra:?}: the relay started"))
+                .unwrap_err();
+            assert!(format!("{e:#}").contains(expected), "{extra:?}: {e:#}");
+            // Refused before the database is created or the address bound.
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "{extra:?}"
+            );
+        }
     }
 
     #[test]
