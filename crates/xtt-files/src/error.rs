@@ -63,6 +63,9 @@ pub enum ErrorKind {
     /// The file exists and the caller asked not to overwrite it.
     #[error("already exists; refusing to overwrite it")]
     AlreadyExists,
+    /// A FIFO, device, socket or directory where a file was expected.
+    #[error("is not a regular file")]
+    NotRegular,
     /// The file is larger than anything of its kind can be.
     #[error("is {actual} bytes, too large for {what} (at most {max})")]
     TooLarge {

@@ -31,9 +31,21 @@ impl Access {
 pub use xtt_fsio::Overwrite;
 
 /// Reads a whole file of at most `max` bytes (larger files are refused before being read into
-/// memory, so a wrong path to a huge file costs nothing).
+/// memory, so a wrong path to a huge file costs nothing). Only regular files: a FIFO would block
+/// the open or the read forever and a device has no size, so they are refused before opening.
 pub fn read_limited(path: &Path, what: &'static str, max: usize) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path).map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
+    if !meta.is_file() {
+        return Err(Error::new(path, ErrorKind::NotRegular));
+    }
     let file = File::open(path).map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
+    // Checked again on what was opened: the path may have been replaced in between.
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
+    if !meta.is_file() {
+        return Err(Error::new(path, ErrorKind::NotRegular));
+    }
     let mut buf = Vec::new();
     // Read one byte past the limit to tell "exactly max" from "more than max".
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
@@ -41,10 +53,10 @@ pub fn read_limited(path: &Path, what: &'static str, max: usize) -> Result<Vec<u
         .read_to_end(&mut buf)
         .map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
     if buf.len() > max {
-        let actual = fs::metadata(path)
-            .ok()
-            .and_then(|m| usize::try_from(m.len()).ok())
-            .unwrap_or(buf.len());
+        // The size of what was opened; never less than what was read (the file may grow).
+        let actual = usize::try_from(meta.len())
+            .unwrap_or(usize::MAX)
+            .max(buf.len());
         return Err(Error::new(path, ErrorKind::TooLarge { what, max, actual }));
     }
     Ok(buf)
@@ -138,6 +150,33 @@ mod tests {
                 .contains("must be 32 bytes, this file has 100"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Before the fix, opening the FIFO blocked forever; run it where a hang is detected.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || tx.send(read_limited(&p, "thing", 10).map(|_| ())));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO must not block")
+            .unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::NotRegular), "{err}");
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        for special in ["/dev/zero", "/dev/null"] {
+            let err = read_limited(Path::new(special), "thing", 10).unwrap_err();
+            assert_eq!(err.to_string(), format!("{special}: is not a regular file"));
+        }
+        let err = read_limited(dir.path(), "thing", 10).unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::NotRegular), "{err}");
     }
 
     #[test]
