@@ -55,8 +55,8 @@ handshake_timeout_ms = 15000
 max_message_len = 750
 
 [daa]
-# Threads for CPU work (DAA verification, ECDSA, cookies). 0 means one per core. This pool
-# is bounded; the async reactor never verifies signatures.
+# Threads for CPU work (DAA verification, ECDSA, cookies), at most 1024. 0 means one per core.
+# This pool is bounded; the async reactor never verifies signatures.
 workers = 0
 # Batch DAA verification: the signatures of one group that queue up while every worker is busy,
 # or that arrive within the window while signatures are frequent, are verified together (much
@@ -182,7 +182,7 @@ pub struct Limits {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaaSettings {
-    /// CPU worker threads (0: one per core).
+    /// CPU worker threads (0: one per core; at most [`MAX_WORKERS`]).
     pub workers: usize,
     /// Batch verification on/off.
     pub batch: bool,
@@ -343,6 +343,9 @@ impl Default for MetricsSettings {
     }
 }
 
+/// Most CPU worker threads (`daa.workers`): far more than any machine has cores.
+pub const MAX_WORKERS: usize = 1024;
+
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -393,6 +396,15 @@ impl ServerConfig {
         }
         if l.max_message_len > usize::from(u16::MAX) {
             return bad("limits.max_message_len must be at most 65535");
+        }
+        // Every worker is an OS thread started at once: a mistyped count would try to start
+        // thousands and abort the process instead of failing here.
+        if self.daa.workers > MAX_WORKERS {
+            return Err(ConfigError::Invalid(format!(
+                "daa.workers (--workers) is {}; it must be between 1 and {MAX_WORKERS}, \
+                 or 0 for one per core",
+                self.daa.workers
+            )));
         }
         if self.daa.batch_max == 0 || self.daa.batch_max > 1024 {
             return bad("daa.batch_max must be in 1..=1024");
@@ -488,6 +500,24 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert!(ServerConfig::from_toml("lisen = \"0.0.0.0:5000\"").is_err());
         assert!(ServerConfig::from_toml("[limits]\nmax_message_len = 100\n").is_err());
+    }
+
+    #[test]
+    fn worker_count_is_bounded() {
+        for ok in [0, 1, MAX_WORKERS] {
+            let c = ServerConfig::from_toml(&format!("[daa]\nworkers = {ok}\n")).unwrap();
+            assert_eq!(c.daa.workers, ok);
+        }
+        let e = ServerConfig::from_toml("[daa]\nworkers = 1025\n").unwrap_err();
+        assert!(
+            e.to_string().contains("daa.workers (--workers) is 1025"),
+            "{e}"
+        );
+        // The command line sets the field and validates, as the TOML does.
+        let mut c = ServerConfig::default();
+        c.daa.workers = 100_000_000;
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("between 1 and 1024"), "{e}");
     }
 
     #[test]
