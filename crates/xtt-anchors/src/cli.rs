@@ -492,7 +492,19 @@ fn state_text(a: &Anchor, now: UnixSeconds) -> String {
     }
 }
 
+/// The most a key, certificate, secret, basename or envelope file may hold. Real ones are a few
+/// KiB at most (a PEM TLS root under 16 KiB of DER); the cap keeps `/dev/zero` or a wrong path
+/// to a disk image from filling memory.
+const MAX_INPUT_LEN: usize = 1 << 20;
+
+/// A key, certificate, secret, basename or envelope file (at most [`MAX_INPUT_LEN`] bytes).
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    xtt_fsio::read_limited(path, MAX_INPUT_LEN)
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// An update image: no size cap (firmware is as large as it is), read as before.
+fn read_image(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
@@ -940,7 +952,7 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 String::from_utf8(read(&key)?).context("key file is not PEM text")?,
             );
             let key = UpdateSigningKey::from_pem(&pem)?;
-            let image_bytes = read(&image)?;
+            let image_bytes = read_image(&image)?;
             let manifest = Manifest::for_image(
                 &image_bytes,
                 sequence,
@@ -976,7 +988,7 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let accepted = verify_update(
                 &mut s,
                 &read(&envelope)?,
-                &read(&image)?,
+                &read_image(&image)?,
                 &UpdateTarget {
                     vendor_id,
                     class_id,
@@ -1044,6 +1056,47 @@ mod tests {
         assert_eq!(parse_time("1700000000"), Ok(1_700_000_000));
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
         assert!(parse_time("yesterday").is_err());
+    }
+
+    /// `xtt anchors ARGS…` against a store in `dir`; what it printed, or the error.
+    fn anchors(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            anchors: AnchorsArgs,
+        }
+        let store = dir.join("anchors.db");
+        let mut argv = vec!["anchors", "--store", store.to_str().unwrap_or_default()];
+        argv.extend_from_slice(args);
+        let cli = <Cli as clap::Parser>::try_parse_from(argv)?;
+        let mut out = Vec::new();
+        run_anchors(cli.anchors, &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn imports_refuse_special_and_oversized_files_before_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.bin");
+        // Sparse: the size is what matters, not the disk it takes.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(u64::try_from(MAX_INPUT_LEN).unwrap() * 4)
+            .unwrap();
+        let big = big.to_str().unwrap();
+        let cases = [
+            (
+                ["import", "xtt-root", big],
+                "more than the 1048576 accepted",
+            ),
+            (["import", "xtt-root", "/dev/null"], "is not a regular file"),
+            (["import", "xtt-root", "/dev/zero"], "is not a regular file"),
+        ];
+        for (args, expected) in cases {
+            let err = format!("{:#}", anchors(dir.path(), &args).unwrap_err());
+            assert!(err.contains(expected), "{args:?}: {err}");
+            assert!(err.contains(&format!("cannot read {}", args[2])), "{err}");
+        }
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! mode, so a secret is never readable by others, not even for an instant, and a failed write
 //! leaves no temporary file behind (`tempfile` removes it on drop).
 //!
+//! [`read_limited`] is the matching input side: a small file read whole, with a size cap and
+//! only from a regular file, so a wrong path (a FIFO, `/dev/zero`) neither hangs nor fills
+//! memory.
+//!
 //! Errors are plain [`std::io::Error`]s; callers add the path and what they were writing.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -61,6 +65,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: Overwrite) 
         }
     }
     sync_dir(dir)
+}
+
+/// Reads the regular file `path` whole if it has at most `max` bytes. Anything else fails
+/// before much is read: a FIFO, device or directory with [`io::ErrorKind::InvalidInput`]
+/// ("is not a regular file", checked before opening so a FIFO cannot block the open), a larger
+/// file with [`io::ErrorKind::FileTooLarge`] after reading at most `max + 1` bytes.
+pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file");
+    if !fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = File::open(path)?;
+    // Again on what was opened: the path may have been replaced in between.
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let mut buf = Vec::new();
+    // One byte past the limit tells "exactly max" from "more than max".
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        // Never less than what was read, should the file have grown since the stat.
+        let actual = u64::try_from(buf.len()).unwrap_or(u64::MAX).max(meta.len());
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("is {actual} bytes, more than the {max} accepted"),
+        ));
+    }
+    Ok(buf)
 }
 
 /// [`write_atomic`] of a secret (0600), replacing any previous file.
