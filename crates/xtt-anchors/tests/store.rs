@@ -157,6 +157,48 @@ fn a_newer_schema_is_refused_rather_than_misread() {
 }
 
 #[test]
+fn a_wrong_store_path_is_refused_and_left_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    // A certificate passed as --store: not a database; neither its mode nor its bytes change.
+    let cert = dir.path().join("server_cert.bin");
+    std::fs::write(&cert, [0x5a; 169]).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = AnchorStore::open(&cert).unwrap_err();
+    assert!(err.to_string().contains("not a database"), "{err}");
+    assert_eq!(mode(&cert), 0o644);
+    assert_eq!(std::fs::read(&cert).unwrap(), [0x5a; 169]);
+    // Another program's database: refused, not given our tables.
+    let other = dir.path().join("registry.sqlite");
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    conn.execute_batch("CREATE TABLE identities (id BLOB)")
+        .unwrap();
+    drop(conn);
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = AnchorStore::open(&other).unwrap_err();
+    assert!(err.to_string().contains("not an anchor store"), "{err}");
+    assert_eq!(mode(&other), 0o644);
+    // FIFOs (or devices) and directories are refused before anything opens them.
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for special in [fifo.as_path(), dir.path()] {
+        let err = AnchorStore::open(special).unwrap_err();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+    }
+    assert_eq!(mode(&fifo), 0o644);
+    // A new store is 0600; an existing one that was widened is narrowed again.
+    let store = dir.path().join("anchors.db");
+    drop(AnchorStore::open(&store).unwrap());
+    assert_eq!(mode(&store), 0o600);
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(AnchorStore::open(&store).unwrap());
+    assert_eq!(mode(&store), 0o600);
+}
+
+#[test]
 fn tte_services_find_their_secrets_by_urn_and_store_delivered_ones() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = AnchorStore::open(&dir.path().join("tte.db")).unwrap();

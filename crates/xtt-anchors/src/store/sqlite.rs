@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{Backend, Change, ComponentKey};
 use crate::anchor::{
@@ -64,6 +64,56 @@ fn io(path: &Path, source: std::io::Error) -> AnchorError {
     }
 }
 
+/// Creates `path` empty with mode 0600 if nothing is there; whether it did. Anything but a
+/// regular file there is refused (SQLite would block on a FIFO or write to a device).
+fn create_if_missing(path: &Path) -> Result<bool, AnchorError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return Ok(false),
+        Ok(_) => {
+            return Err(io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is not a regular file (an anchor store is an SQLite file)",
+                ),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(path, e)),
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // The umask can only have narrowed 0600; set it exactly all the same.
+        Ok(f) => f
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map(|()| true)
+            .map_err(|e| io(path, e)),
+        // Another process created it first: fine if it is a regular file (a dangling symlink
+        // also lands here, and is refused).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(false),
+            _ => Err(io(path, e)),
+        },
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// Whether a database not yet marked as ours (user_version 0) holds tables that are not ours:
+/// another program's database, which must not be turned into an anchor store.
+fn has_foreign_tables(conn: &Connection) -> Result<bool, AnchorError> {
+    let foreign: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+         AND name NOT IN ('anchors', 'edges', 'update_sequence') AND name NOT LIKE 'sqlite_%'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(foreign > 0)
+}
+
 fn to_i64(v: u64) -> Result<i64, AnchorError> {
     i64::try_from(v).map_err(|_| AnchorError::TooLarge(v))
 }
@@ -74,24 +124,36 @@ fn to_u64(v: i64) -> Result<u64, AnchorError> {
 
 impl SqliteBackend {
     /// Opens or creates the database. A new file is created with mode 0600 before SQLite
-    /// touches it; an existing one is narrowed to 0600.
+    /// touches it. An existing path must be a regular file holding an SQLite database that is
+    /// empty or already an anchor store; only then is it narrowed to 0600. A wrong `--store`
+    /// (a certificate, a device, another program's database) is refused and left as it was.
     pub fn open(path: &Path) -> Result<Self, AnchorError> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| io(path, e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io(path, e))?;
-        let conn = Connection::open(path)?;
+        let created = create_if_missing(path)?;
+        // Without SQLITE_OPEN_CREATE: the file exists now, and SQLite must not create one with
+        // the umask's mode should it vanish in between.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        // The first read fails with "file is not a database" on anything else.
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 && has_foreign_tables(&conn)? {
+            return Err(io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "an SQLite database, but not an anchor store; refusing to use it",
+                ),
+            ));
+        }
+        if !created {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io(path, e))?;
+        }
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(AnchorError::Corrupt(format!(
                 "schema version {version}, this program knows {SCHEMA_VERSION}"
