@@ -498,7 +498,16 @@ fn a_session_take_over_costs_one_round_trip() {
         recv_limit: 8,
         send_limit: 8,
     };
-    one("create", &|| assert!(store.create(&s, a, r, now).unwrap()));
+    let cookie = xtt_registry::CookieUse {
+        id: [7; 13],
+        expires_at: xtt_proto::UnixTime(now.secs().0 + 60),
+    };
+    one("create", &|| {
+        assert_eq!(
+            store.create(&s, &cookie, a, r, now).unwrap(),
+            xtt_registry::sessions::CreateOutcome::Created
+        )
+    });
     one("extend", &|| {
         assert!(store.extend(&s.session_id, a, r, now).unwrap())
     });

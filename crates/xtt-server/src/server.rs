@@ -125,6 +125,20 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
 }
 
+impl Shared {
+    /// Whether this node's cookie keys come from a key file, i.e. other nodes may open its
+    /// cookies: a flight must then be claimed where every node sees it (see
+    /// [`crate::sessions::tcp::accept`]).
+    pub(crate) fn cookie_keys_shared(&self) -> bool {
+        self.config.cookies.key_file.is_some()
+    }
+
+    /// The registry (identities, groups, and the deployment-wide record of used cookies).
+    pub(crate) fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+}
+
 impl ServerHandle {
     /// The metrics (also served on the metrics address).
     pub fn metrics(&self) -> Arc<Metrics> {

@@ -14,10 +14,12 @@ use rand_core::{OsRng, RngCore};
 use tokio::net::TcpStream;
 use xtt_proto::client::{ClientConfig, ClientHandshake};
 use xtt_proto::codec::MAX_HANDSHAKE_LEN;
+use xtt_proto::session::SessionClientHandshake;
 use xtt_proto::{ClientId, SuiteSpec};
 use xtt_registry::Registry;
+use xtt_server::bench::register_session_devices;
 use xtt_server::framing::{read_message, write_message, FrameError};
-use xtt_server::{add_group, XttServer};
+use xtt_server::{add_group, Echo, SessionOptions, XttServer};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -138,6 +140,81 @@ fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
     });
     drop(rt);
     assert_eq!(reg_a.identity_count().unwrap(), 1);
+}
+
+#[test]
+fn a_session_flight_replayed_to_another_node_sharing_cookie_keys_is_refused() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("cookie.keys");
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    std::fs::write(&key_file, format!("7 {}\n", hex::encode(secret))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let reg_a = xtt_registry::open_storage(&url).unwrap();
+    let (group_id, _) = add_group(&*reg_a, &fx.gpk(), BASENAME).unwrap();
+    let reg_b = xtt_registry::open_storage(&url).unwrap();
+    let device = register_session_devices(&*reg_a, group_id, Arc::new(fx.root.clone()), 1)
+        .unwrap()
+        .remove(0);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Sessions on each node alone (no shared session store), cookie keys from one file.
+        let node = |reg: Arc<dyn Registry>| {
+            let mut config = test_config(dir.path());
+            config.metrics.listen = None;
+            config.cookies.key_file = Some(key_file.clone());
+            let mut keys = fx.keys();
+            OsRng.fill_bytes(keys.cookie_secret.as_mut_slice());
+            async move {
+                let mut server = XttServer::bind(config, keys, reg).await.unwrap();
+                server
+                    .enable_sessions(SessionOptions::new(Arc::new(Echo)))
+                    .await
+                    .unwrap();
+                run(server)
+            }
+        };
+        let a = node(reg_a.clone()).await;
+        let b = node(reg_b.clone()).await;
+
+        let mut s = TcpStream::connect(a.addr).await.unwrap();
+        let (st, ci) = SessionClientHandshake::start(device.clone(), SuiteSpec::ALL[0], &mut OsRng);
+        write_message(&mut s, &ci, T).await.unwrap();
+        let sia = read_message(&mut s, MAX_HANDSHAKE_LEN, T).await.unwrap();
+        let (st, flight) = st.handle_server_attest(&sia, None, &mut OsRng).unwrap();
+        write_message(&mut s, &flight, T).await.unwrap();
+        let finished = read_message(&mut s, MAX_HANDSHAKE_LEN, T).await.unwrap();
+        st.handle_server_finished(&finished).unwrap();
+
+        // The flight again, on B: B opens A's cookie, but the registry knows it was used.
+        let mut r = TcpStream::connect(b.addr).await.unwrap();
+        let (_st, ci) =
+            SessionClientHandshake::start(device.clone(), SuiteSpec::ALL[0], &mut OsRng);
+        write_message(&mut r, &ci, T).await.unwrap();
+        read_message(&mut r, MAX_HANDSHAKE_LEN, T).await.unwrap();
+        write_message(&mut r, &flight, T).await.unwrap();
+        let replayed = read_message(&mut r, MAX_HANDSHAKE_LEN, T).await;
+        assert!(
+            matches!(
+                replayed,
+                Err(FrameError::Protocol(xtt_proto::Error::ReceivedErrorMessage))
+            ),
+            "B accepted a session flight A had accepted: {replayed:?}"
+        );
+        assert_eq!(b.handle.outbox().unwrap().session_count(), 0);
+        assert_eq!(a.handle.outbox().unwrap().session_count(), 1);
+        drop((s, r));
+        a.stop().await;
+        b.stop().await;
+    });
+    drop(rt);
 }
 
 /// A TCP relay to the test PostgreSQL server that can be cut: every connection through it, and

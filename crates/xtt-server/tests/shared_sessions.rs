@@ -14,11 +14,14 @@ use std::time::Duration;
 
 use common::{test_config, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
+use xtt_proto::codec::MAX_HANDSHAKE_LEN;
 use xtt_proto::record::PayloadType;
-use xtt_proto::session::SessionClientConfig;
+use xtt_proto::session::{SessionClientConfig, SessionClientHandshake};
+use xtt_proto::SuiteSpec;
 use xtt_registry::sessions::open_session_store;
 use xtt_registry::{open_storage, Registry};
 use xtt_server::bench::register_session_devices;
+use xtt_server::framing::{read_message, write_message, FrameError};
 use xtt_server::sessions::shared::{SharedOptions, SharedStats, StorageKey};
 use xtt_server::{
     add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
@@ -238,6 +241,49 @@ async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_e
         .unwrap();
     assert_eq!(buf, xtt_proto::codec::ERROR_MESSAGE);
 
+    cl.stop().await;
+}
+
+/// Connects to `addr`, sends a ClientInit of its own and then `flight` (made for a cookie
+/// another node issued), and returns the answer.
+async fn flight_on(
+    addr: SocketAddr,
+    config: SessionClientConfig,
+    flight: &[u8],
+) -> Result<Vec<u8>, FrameError> {
+    let t = Duration::from_secs(10);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[0], &mut OsRng);
+    write_message(&mut s, &ci, t).await.unwrap();
+    read_message(&mut s, MAX_HANDSHAKE_LEN, t).await.unwrap();
+    write_message(&mut s, flight, t).await.unwrap();
+    read_message(&mut s, MAX_HANDSHAKE_LEN, t).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_flight_replayed_to_another_node_makes_no_second_session() {
+    let cl = cluster(2, 8).await;
+    let config = cl.register();
+    let t = Duration::from_secs(10);
+    // The whole handshake on node 0.
+    let mut s = tokio::net::TcpStream::connect(cl.addr(0)).await.unwrap();
+    let (st, ci) = SessionClientHandshake::start(config.clone(), SuiteSpec::ALL[0], &mut OsRng);
+    write_message(&mut s, &ci, t).await.unwrap();
+    let sia = read_message(&mut s, MAX_HANDSHAKE_LEN, t).await.unwrap();
+    let (st, flight) = st.handle_server_attest(&sia, None, &mut OsRng).unwrap();
+    write_message(&mut s, &flight, t).await.unwrap();
+    let finished = read_message(&mut s, MAX_HANDSHAKE_LEN, t).await.unwrap();
+    st.handle_server_finished(&finished).unwrap();
+    assert_eq!(cl.stats(0).created, 1);
+
+    // The same flight on node 1 (its cookie opens there too, the nodes share cookie keys):
+    // refused, and no session with the same keys is made.
+    match flight_on(cl.addr(1), config, &flight).await {
+        Err(FrameError::Protocol(xtt_proto::Error::ReceivedErrorMessage)) => {}
+        other => panic!("node 1 accepted a replayed flight: {other:?}"),
+    }
+    assert_eq!(cl.stats(1).created, 0);
+    assert_eq!(cl.nodes[1].handle.outbox().unwrap().session_count(), 0);
     cl.stop().await;
 }
 

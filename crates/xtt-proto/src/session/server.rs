@@ -64,6 +64,13 @@ pub struct AcceptedSession {
     /// flight is answered with `finished`. Not before: a session that failed to be stored must
     /// not be answered as established.
     pub retransmission: Option<FinishedReceipt>,
+    /// The cookie the flight carried. This server's replay guard has recorded it; a server
+    /// whose cookie keys other nodes share must also claim it where they all see it (xtt-server:
+    /// its session store or registry) before sending `finished`, or the same flight replayed to
+    /// another node would make a second session with the same keys.
+    pub cookie_id: crate::cookie::CookieId,
+    /// When that cookie expires (issue time + lifetime): how long a claim must be kept.
+    pub cookie_expires_at: UnixTime,
 }
 
 /// Names an accepted flight and how long its Session_ServerFinished may be resent; see
@@ -270,6 +277,14 @@ impl Server {
             },
             early_data,
             retransmission,
+            cookie_id: cookie.id,
+            cookie_expires_at: UnixTime(
+                cookie
+                    .contents
+                    .issued_at
+                    .0
+                    .saturating_add(self.cookie_lifetime_secs()),
+            ),
         })
     }
 }

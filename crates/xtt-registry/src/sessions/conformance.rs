@@ -7,7 +7,8 @@ use rand_core::{OsRng, RngCore};
 use xtt_proto::record::{RecordState, Reservation, SessionId};
 use xtt_proto::{ClientId, UnixTime};
 
-use super::{Acquired, NodeId, SessionStore, StoredSession, UnixMillis};
+use super::{Acquired, CreateOutcome, NodeId, SessionStore, StoredSession, UnixMillis};
+use crate::CookieUse;
 
 /// Makes a fresh, empty store.
 pub type Factory<'a> = &'a dyn Fn() -> Arc<dyn SessionStore>;
@@ -15,6 +16,7 @@ pub type Factory<'a> = &'a dyn Fn() -> Arc<dyn SessionStore>;
 /// Every check, each on a fresh store.
 pub fn run_all(factory: Factory<'_>) {
     create_refuses_a_used_id(&*factory());
+    create_refuses_a_used_cookie(&*factory());
     a_live_owner_is_asked_and_a_forced_take_over_starts_above_its_reservation(&*factory());
     release_hands_over_the_exact_state(&*factory());
     retiring_releases_every_listed_session_exactly_and_ends_the_lease(&*factory());
@@ -62,11 +64,70 @@ fn create_refuses_a_used_id(store: &dyn SessionStore) {
     let a = random_node();
     live(store, a, "127.0.0.1:1", now);
     let s = sample_session(now);
-    assert!(store.create(&s, a, res(8, 8), now).unwrap());
+    assert_eq!(
+        store
+            .create(&s, &fresh_cookie(now), a, res(8, 8), now)
+            .unwrap(),
+        CreateOutcome::Created
+    );
     let mut other = sample_session(now);
     other.session_id = s.session_id;
-    assert!(!store.create(&other, a, res(8, 8), now).unwrap());
+    assert_eq!(
+        store
+            .create(&other, &fresh_cookie(now), a, res(8, 8), now)
+            .unwrap(),
+        CreateOutcome::SessionIdInUse
+    );
     assert_eq!(store.session_count().unwrap(), 1);
+}
+
+/// A flight replayed to another node carries the cookie of a session already made: that node
+/// must not make a second session (it would have the same keys).
+fn create_refuses_a_used_cookie(store: &dyn SessionStore) {
+    let now = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    live(store, a, "127.0.0.1:1", now);
+    live(store, b, "127.0.0.1:2", now);
+    let cookie = fresh_cookie(now);
+    let first = sample_session(now);
+    assert_eq!(
+        store.create(&first, &cookie, a, res(8, 8), now).unwrap(),
+        CreateOutcome::Created
+    );
+    let replayed = sample_session(now);
+    assert_eq!(
+        store.create(&replayed, &cookie, b, res(8, 8), now).unwrap(),
+        CreateOutcome::CookieUsed
+    );
+    assert_eq!(store.session_count().unwrap(), 1);
+    // Swept only well past its expiry (a node whose clock lags must still find it).
+    store.sweep(now, 3_600_000).unwrap();
+    assert_eq!(
+        store
+            .create(&sample_session(now), &cookie, b, res(8, 8), now)
+            .unwrap(),
+        CreateOutcome::CookieUsed
+    );
+    let later = UnixMillis(now.0 + 1000 * (60 + 2 * crate::COOKIE_SWEEP_MARGIN_SECS as i64));
+    live(store, b, "127.0.0.1:2", later);
+    store.sweep(later, 3_600_000 * 24).unwrap();
+    let mut fresh = sample_session(later);
+    fresh.expires_at = UnixTime(later.secs().0 + 3600);
+    assert_eq!(
+        store.create(&fresh, &cookie, b, res(8, 8), later).unwrap(),
+        CreateOutcome::Created,
+        "a swept cookie no longer blocks (no node accepts it anyway: it expired)"
+    );
+}
+
+/// A cookie claim that expires a minute after `now`.
+fn fresh_cookie(now: UnixMillis) -> CookieUse {
+    let mut id = [0u8; 13];
+    OsRng.fill_bytes(&mut id);
+    CookieUse {
+        id,
+        expires_at: UnixTime(now.secs().0 + 60),
+    }
 }
 
 fn a_live_owner_is_asked_and_a_forced_take_over_starts_above_its_reservation(
@@ -77,7 +138,9 @@ fn a_live_owner_is_asked_and_a_forced_take_over_starts_above_its_reservation(
     live(store, a, "127.0.0.1:1001", now);
     live(store, b, "127.0.0.1:1002", now);
     let s = sample_session(now);
-    store.create(&s, a, res(8, 8), now).unwrap();
+    store
+        .create(&s, &fresh_cookie(now), a, res(8, 8), now)
+        .unwrap();
     // The owner raised its reservation once; lowering is impossible.
     assert!(store.extend(&s.session_id, a, res(20, 12), now).unwrap());
     assert!(store.extend(&s.session_id, a, res(5, 5), now).unwrap());
@@ -120,7 +183,9 @@ fn release_hands_over_the_exact_state(store: &dyn SessionStore) {
     live(store, a, "127.0.0.1:1", now);
     live(store, b, "127.0.0.1:2", now);
     let s = sample_session(now);
-    store.create(&s, a, res(64, 64), now).unwrap();
+    store
+        .create(&s, &fresh_cookie(now), a, res(64, 64), now)
+        .unwrap();
     let state = RecordState {
         recv_next: 40,
         recv_bits: [0xdead_beef_0000_00ff, 0x0123_4567_89ab_cdef],
@@ -151,9 +216,19 @@ fn retiring_releases_every_listed_session_exactly_and_ends_the_lease(store: &dyn
     let unlisted = sample_session(now);
     let foreign = sample_session(now);
     for s in listed.iter().chain([&unlisted]) {
-        assert!(store.create(s, a, res(64, 64), now).unwrap());
+        assert_eq!(
+            CreateOutcome::Created,
+            store
+                .create(s, &fresh_cookie(now), a, res(64, 64), now)
+                .unwrap()
+        );
     }
-    assert!(store.create(&foreign, b, res(64, 64), now).unwrap());
+    assert_eq!(
+        CreateOutcome::Created,
+        store
+            .create(&foreign, &fresh_cookie(now), b, res(64, 64), now)
+            .unwrap()
+    );
     let states: Vec<(SessionId, RecordState)> = listed
         .iter()
         .zip(0u32..)
@@ -208,7 +283,9 @@ fn a_dead_owner_is_taken_over_without_asking(store: &dyn SessionStore) {
         .unwrap();
     live(store, b, "127.0.0.1:2", now);
     let s = sample_session(now);
-    store.create(&s, a, res(8, 4), now).unwrap();
+    store
+        .create(&s, &fresh_cookie(now), a, res(8, 4), now)
+        .unwrap();
     match store.acquire(&s.session_id, b, false, 8, now).unwrap() {
         Acquired::Taken {
             start,
@@ -232,7 +309,9 @@ fn the_owner_asking_for_its_own_session_is_told_so(store: &dyn SessionStore) {
     let a = random_node();
     live(store, a, "127.0.0.1:1", now);
     let s = sample_session(now);
-    store.create(&s, a, res(8, 8), now).unwrap();
+    store
+        .create(&s, &fresh_cookie(now), a, res(8, 8), now)
+        .unwrap();
     assert_eq!(
         store.acquire(&s.session_id, a, true, 8, now).unwrap(),
         Acquired::OwnedByCaller
@@ -252,7 +331,9 @@ fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
     live(store, b, "127.0.0.1:2", now);
     let mut old = sample_session(now);
     old.expires_at = UnixTime(now.secs().0 - 1);
-    store.create(&old, a, res(8, 8), now).unwrap();
+    store
+        .create(&old, &fresh_cookie(now), a, res(8, 8), now)
+        .unwrap();
     assert_eq!(
         store.acquire(&old.session_id, b, true, 8, now).unwrap(),
         Acquired::Unknown
@@ -265,11 +346,17 @@ fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
 
     let mut expired = sample_session(now);
     expired.expires_at = UnixTime(now.secs().0 - 1);
-    store.create(&expired, a, res(8, 8), now).unwrap();
+    store
+        .create(&expired, &fresh_cookie(now), a, res(8, 8), now)
+        .unwrap();
     let owned_live = sample_session(now);
-    store.create(&owned_live, a, res(8, 8), now).unwrap();
+    store
+        .create(&owned_live, &fresh_cookie(now), a, res(8, 8), now)
+        .unwrap();
     let released = sample_session(now);
-    store.create(&released, a, res(8, 8), now).unwrap();
+    store
+        .create(&released, &fresh_cookie(now), a, res(8, 8), now)
+        .unwrap();
     store
         .release(
             &released.session_id,
@@ -296,7 +383,9 @@ fn concurrent_take_overs_hand_out_disjoint_ranges(store: Arc<dyn SessionStore>) 
     let first = random_node();
     live(&*store, first, "127.0.0.1:1", now);
     let s = sample_session(now);
-    store.create(&s, first, res(10, 10), now).unwrap();
+    store
+        .create(&s, &fresh_cookie(now), first, res(10, 10), now)
+        .unwrap();
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let store = store.clone();

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use xtt_proto::record::{RecordState, Reservation, SessionId};
 use xtt_proto::{ClientId, UnixTime};
 
-use crate::RegistryError;
+use crate::{CookieUse, RegistryError};
 
 pub use self::postgres::PostgresSessionStore;
 pub use self::sqlite::SqliteSessionStore;
@@ -100,6 +100,18 @@ pub struct StoredSession {
     pub created: UnixTime,
     /// When the session ends whatever its traffic (its maximum lifetime).
     pub expires_at: UnixTime,
+}
+
+/// The outcome of [`SessionStore::create`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Stored, and its cookie claimed.
+    Created,
+    /// The session id is already stored; nothing stored.
+    SessionIdInUse,
+    /// A session was already established with this cookie (a replayed flight, on this node or
+    /// another); nothing stored.
+    CookieUsed,
 }
 
 impl fmt::Debug for StoredSession {
@@ -157,15 +169,20 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Renews a node's lease; `false` if the node has no row.
     fn heartbeat(&self, node: NodeId, alive_until: UnixMillis) -> Result<bool, RegistryError>;
 
-    /// Stores a freshly established session owned by `owner` with `reservation`. `false` if the
-    /// session id is already stored (nothing is changed).
+    /// Stores a freshly established session owned by `owner` with `reservation`, and claims
+    /// `cookie`, the handshake cookie it was established with, in one transaction: no other
+    /// node may accept the same flight again (that would make a second session with the same
+    /// keys). A cookie claimed before, or a session id already stored, stores nothing (a cookie
+    /// claimed by a session whose id turned out to be in use stays claimed: that flight is
+    /// refused for good).
     fn create(
         &self,
         session: &StoredSession,
+        cookie: &CookieUse,
         owner: NodeId,
         reservation: Reservation,
         now: UnixMillis,
-    ) -> Result<bool, RegistryError>;
+    ) -> Result<CreateOutcome, RegistryError>;
 
     /// Tries to take the session over; see the module documentation. `grant` is how many
     /// sequence numbers per direction the new reservation covers.
@@ -213,7 +230,8 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     fn remove(&self, ids: &[SessionId], me: NodeId) -> Result<u64, RegistryError>;
 
     /// Deletes sessions past their expiry, and sessions inactive for `idle_ms` that no live
-    /// node owns; returns how many.
+    /// node owns; returns how many. Also forgets claimed cookies
+    /// [`crate::COOKIE_SWEEP_MARGIN_SECS`] past their expiry.
     fn sweep(&self, now: UnixMillis, idle_ms: u64) -> Result<u64, RegistryError>;
 
     /// How many sessions are stored.

@@ -11,20 +11,22 @@ use postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use xtt_proto::identity::CLIENT_ID_LEN;
 use xtt_proto::record::{RecordState, Reservation, SessionId};
-use xtt_proto::ClientId;
+use xtt_proto::{ClientId, UnixTime};
 
 use super::{
-    bits_from_sql, bits_to_sql, seq_u32, Acquired, NodeId, SessionStore, StoredSession, UnixMillis,
+    bits_from_sql, bits_to_sql, seq_u32, Acquired, CreateOutcome, NodeId, SessionStore,
+    StoredSession, UnixMillis,
 };
 use crate::postgres::{connect_pool, describe, pool_err, Manager};
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
-use crate::RegistryError;
+use crate::{CookieUse, RegistryError, COOKIE_SWEEP_MARGIN_SECS};
 
 /// Serialises session-table migrations between nodes ("xttsessn").
 const MIGRATION_LOCK: i64 = 0x7874_7473_6573_736e;
 
 /// Migrations of the session tables, tracked in `xtt_session_schema_version`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE xtt_nodes (
     node_id       bigint PRIMARY KEY,
     handover_addr text NOT NULL,
@@ -102,7 +104,16 @@ BEGIN
     RETURN NEXT;
 END
 $fn$;
-"];
+",
+    r"
+-- v2: cookies of accepted session handshakes (each accepted once deployment-wide).
+CREATE TABLE xtt_session_cookies (
+    cookie_id  bytea PRIMARY KEY CHECK (length(cookie_id) = 13),
+    expires_at bigint NOT NULL
+);
+CREATE INDEX xtt_session_cookies_by_expiry ON xtt_session_cookies (expires_at);
+",
+];
 
 type Pool = r2d2::Pool<Manager>;
 
@@ -232,15 +243,24 @@ impl SessionStore for PostgresSessionStore {
     fn create(
         &self,
         s: &StoredSession,
+        cookie: &CookieUse,
         owner: NodeId,
         reservation: Reservation,
         now: UnixMillis,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<CreateOutcome, RegistryError> {
+        // One statement, so one transaction: the session is inserted only if its cookie was
+        // claimed here (a concurrent claim of the same cookie waits for this one, then finds it).
         let rows = self.rows(
-            "INSERT INTO xtt_sessions (session_id, client_id, suite, sealed_keys, created,
-                 expires_at, owner, recv_reserved, send_reserved, last_active)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (session_id) DO NOTHING RETURNING 1",
+            "WITH claimed AS (
+                 INSERT INTO xtt_session_cookies (cookie_id, expires_at) VALUES ($11, $12)
+                 ON CONFLICT (cookie_id) DO NOTHING RETURNING 1
+             ), created AS (
+                 INSERT INTO xtt_sessions (session_id, client_id, suite, sealed_keys, created,
+                     expires_at, owner, recv_reserved, send_reserved, last_active)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM claimed)
+                 ON CONFLICT (session_id) DO NOTHING RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM created)",
             &[
                 (&&s.session_id.0[..], Type::BYTEA),
                 (&&s.client_id.0[..], Type::BYTEA),
@@ -252,9 +272,20 @@ impl SessionStore for PostgresSessionStore {
                 (&i64::from(reservation.recv_limit), Type::INT8),
                 (&i64::from(reservation.send_limit), Type::INT8),
                 (&now.0, Type::INT8),
+                (&&cookie.id[..], Type::BYTEA),
+                (&time_to_sql(cookie.expires_at), Type::INT8),
             ],
         )?;
-        Ok(rows.len() == 1)
+        let row = rows
+            .first()
+            .ok_or(RegistryError::Corrupt("no create outcome"))?;
+        let claimed: i64 = row.try_get(0).map_err(db)?;
+        let created: i64 = row.try_get(1).map_err(db)?;
+        Ok(match (claimed, created) {
+            (0, _) => CreateOutcome::CookieUsed,
+            (_, 0) => CreateOutcome::SessionIdInUse,
+            _ => CreateOutcome::Created,
+        })
     }
 
     fn acquire(
@@ -452,6 +483,8 @@ impl SessionStore for PostgresSessionStore {
         let idle_before = now
             .0
             .saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
+        let cookies_before = UnixTime(now.secs().0.saturating_sub(COOKIE_SWEEP_MARGIN_SECS));
+        // Data-modifying WITH clauses all run, read or not: one statement, one round trip.
         let rows = self.rows(
             "WITH gone AS (
                  DELETE FROM xtt_sessions s
@@ -459,12 +492,15 @@ impl SessionStore for PostgresSessionStore {
                      OR (s.last_active < $2 AND (s.owner IS NULL OR NOT EXISTS (
                            SELECT 1 FROM xtt_nodes n
                             WHERE n.node_id = s.owner AND n.alive_until > $3)))
-                 RETURNING 1)
+                 RETURNING 1),
+             old_cookies AS (
+                 DELETE FROM xtt_session_cookies WHERE expires_at < $4)
              SELECT count(*) FROM gone",
             &[
                 (&time_to_sql(now.secs()), Type::INT8),
                 (&idle_before, Type::INT8),
                 (&now.0, Type::INT8),
+                (&time_to_sql(cookies_before), Type::INT8),
             ],
         )?;
         let n: i64 = rows

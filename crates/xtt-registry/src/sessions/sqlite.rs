@@ -8,14 +8,15 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use xtt_proto::identity::CLIENT_ID_LEN;
 use xtt_proto::record::{RecordState, Reservation, SessionId, SESSION_ID_LEN};
-use xtt_proto::ClientId;
+use xtt_proto::{ClientId, UnixTime};
 
 use super::{
-    bits_to_sql, decide, Acquired, Decision, LockedRow, NodeId, SessionStore, StoredSession,
-    UnixMillis,
+    bits_to_sql, decide, Acquired, CreateOutcome, Decision, LockedRow, NodeId, SessionStore,
+    StoredSession, UnixMillis,
 };
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
 use crate::RegistryError;
+use crate::{CookieUse, COOKIE_SWEEP_MARGIN_SECS};
 
 /// Migrations of the session tables, tracked in their own version table (the session store is
 /// opened on its own and versioned independently of the registry's tables).
@@ -42,6 +43,12 @@ const MIGRATIONS: &[&str] = &[
          last_active   INTEGER NOT NULL
      );
      CREATE INDEX xtt_sessions_by_owner ON xtt_sessions (owner);",
+    // v2: cookies of accepted session handshakes (each accepted once deployment-wide).
+    "CREATE TABLE xtt_session_cookies (
+         cookie_id  BLOB PRIMARY KEY CHECK (length(cookie_id) = 13),
+         expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX xtt_session_cookies_by_expiry ON xtt_session_cookies (expires_at);",
 ];
 
 /// The SQLite session store.
@@ -231,11 +238,22 @@ impl SessionStore for SqliteSessionStore {
     fn create(
         &self,
         s: &StoredSession,
+        cookie: &CookieUse,
         owner: NodeId,
         reservation: Reservation,
         now: UnixMillis,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<CreateOutcome, RegistryError> {
         self.write(|tx| {
+            let claimed = tx
+                .execute(
+                    "INSERT INTO xtt_session_cookies (cookie_id, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (cookie_id) DO NOTHING",
+                    params![&cookie.id[..], time_to_sql(cookie.expires_at)],
+                )
+                .map_err(db)?;
+            if claimed != 1 {
+                return Ok(CreateOutcome::CookieUsed);
+            }
             let n = tx
                 .execute(
                     "INSERT INTO xtt_sessions (session_id, client_id, suite, sealed_keys, created,
@@ -256,7 +274,11 @@ impl SessionStore for SqliteSessionStore {
                     ],
                 )
                 .map_err(db)?;
-            Ok(n == 1)
+            Ok(if n == 1 {
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::SessionIdInUse
+            })
         })
     }
 
@@ -443,6 +465,13 @@ impl SessionStore for SqliteSessionStore {
                     params![time_to_sql(now.secs()), idle_before, now.0],
                 )
                 .map_err(db)?;
+            tx.execute(
+                "DELETE FROM xtt_session_cookies WHERE expires_at < ?1",
+                params![time_to_sql(UnixTime(
+                    now.secs().0.saturating_sub(COOKIE_SWEEP_MARGIN_SECS)
+                ))],
+            )
+            .map_err(db)?;
             Ok(n as u64)
         })
     }

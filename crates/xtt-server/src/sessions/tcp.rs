@@ -15,6 +15,8 @@ use rand_core::OsRng;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
+use xtt_proto::error::{PeerMisbehaved, Refused};
+use xtt_registry::CookieUse;
 
 use super::app::HeldRecord;
 use super::seal_buffers::SealBuffers;
@@ -121,23 +123,43 @@ pub(crate) async fn accept<T>(
         payload_type: r.payload_type,
         payload: r.payload,
     });
+    // Accepted at most once deployment-wide: with cookie keys shared between nodes, the same
+    // flight replayed to another node would otherwise make a second session with the same keys
+    // (and so reuse its nonces). The claim is durable before Session_ServerFinished goes out.
+    let cookie = CookieUse {
+        id: accepted.cookie_id.0,
+        expires_at: accepted.cookie_expires_at,
+    };
     let shared = core.shared.get().cloned();
     let session = match &shared {
+        None if sh.cookie_keys_shared() => {
+            let registry = sh.registry().clone();
+            match tokio::task::spawn_blocking(move || registry.claim_cookie(&cookie)).await {
+                Ok(Ok(true)) => accepted.session,
+                Ok(Ok(false)) => return Err(PeerMisbehaved::ReplayedCookie.into()),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "claiming a session cookie failed");
+                    return Err(Refused::SessionStoreUnavailable.into());
+                }
+                Err(_) => return Err(Refused::SessionStoreUnavailable.into()),
+            }
+        }
         None => accepted.session,
         Some(shared) => {
             let (shared, session) = (shared.clone(), accepted.session);
             let lifetime = core.max_lifetime_secs;
-            let stored =
-                tokio::task::spawn_blocking(move || shared.persist_new(session, now, lifetime))
-                    .await;
+            let stored = tokio::task::spawn_blocking(move || {
+                shared.persist_new(session, &cookie, now, lifetime)
+            })
+            .await;
             match stored {
-                Ok(Ok(Some(s))) => s,
-                Ok(Ok(None)) => return Err(xtt_proto::error::Refused::SessionIdInUse.into()),
+                Ok(Ok(Ok(s))) => s,
+                Ok(Ok(Err(refused))) => return Err(refused),
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "storing a session failed");
-                    return Err(xtt_proto::error::Refused::SessionStoreUnavailable.into());
+                    return Err(Refused::SessionStoreUnavailable.into());
                 }
-                Err(_) => return Err(xtt_proto::error::Refused::SessionStoreUnavailable.into()),
+                Err(_) => return Err(Refused::SessionStoreUnavailable.into()),
             }
         }
     };

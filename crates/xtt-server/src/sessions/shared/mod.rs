@@ -92,8 +92,10 @@ use tokio::sync::oneshot;
 use xtt_proto::record::{PayloadType, RecordError, Reservation, SessionId};
 use xtt_proto::session::ServerSession;
 use xtt_proto::{SuiteSpec, UnixTime};
-use xtt_registry::sessions::{Acquired, NodeId, SessionStore, StoredSession, UnixMillis};
-use xtt_registry::RegistryError;
+use xtt_registry::sessions::{
+    Acquired, CreateOutcome, NodeId, SessionStore, StoredSession, UnixMillis,
+};
+use xtt_registry::{CookieUse, RegistryError};
 use zeroize::Zeroizing;
 
 pub use retire::{Retired, RETIRE_BOUND};
@@ -450,14 +452,17 @@ impl SharedSessions {
     }
 
     /// Stores a freshly accepted session (sealed keys, this node as owner, the first
-    /// reservation) and returns it with that reservation set. Blocking: call it from a blocking
-    /// thread. `Ok(None)`: the session id is already stored (a client-proposed id colliding).
+    /// reservation) and claims the handshake's cookie, in one transaction; returns the session
+    /// with that reservation set. Blocking: call it from a blocking thread. `Ok(Err(_))`: the
+    /// flight is refused, because its cookie was already used (a replay, possibly accepted by
+    /// another node) or the session id is already stored (a client-proposed id colliding).
     pub(crate) fn persist_new(
         &self,
         session: ServerSession,
+        cookie: &CookieUse,
         now: UnixTime,
         max_lifetime_secs: u64,
-    ) -> Result<Option<ServerSession>, RegistryError> {
+    ) -> Result<Result<ServerSession, xtt_proto::Error>, RegistryError> {
         let suite = session.suite().to_u16();
         let keys = session.export_keys();
         let sealed = self
@@ -476,11 +481,17 @@ impl SharedSessions {
             recv_limit: self.reserve,
             send_limit: self.reserve,
         };
-        if !self.call(|st| st.create(&stored, self.node, first, UnixMillis::now()))? {
-            return Ok(None);
+        match self.call(|st| st.create(&stored, cookie, self.node, first, UnixMillis::now()))? {
+            CreateOutcome::Created => {}
+            CreateOutcome::SessionIdInUse => {
+                return Ok(Err(xtt_proto::error::Refused::SessionIdInUse.into()))
+            }
+            CreateOutcome::CookieUsed => {
+                return Ok(Err(xtt_proto::error::PeerMisbehaved::ReplayedCookie.into()))
+            }
         }
         bump(&self.counters.created);
-        Ok(Some(session.with_reservation(first)))
+        Ok(Ok(session.with_reservation(first)))
     }
 
     /// Queues `op` for session `id` and starts its store operation if none is running.
