@@ -28,8 +28,10 @@ use zeroize::Zeroizing;
 /// Client-side failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The whole chain of causes is in the message (logs print only the message), so none is
+    /// the `source()`: `{:#}` would print them again.
     #[error("cannot reach the relay: {}", xtt_tls::error_chain(.0))]
-    Transport(#[source] reqwest::Error),
+    Transport(reqwest::Error),
     #[error("the relay answered {status}: {message}")]
     Status { status: u16, message: String },
     #[error("the relay's answer is malformed: {0}")]

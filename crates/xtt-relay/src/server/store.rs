@@ -11,7 +11,9 @@ pub enum StoreError {
     Database(#[from] rusqlite::Error),
     #[error("stored row is corrupt: {0}")]
     Corrupt(&'static str),
-    #[error("cannot prepare the database file: {0}")]
+    /// The OS error is the `source()` only (only `open` fails this way, and its caller prints
+    /// the chain): with it also in the message, `{:#}` printed it twice.
+    #[error("cannot prepare the database file")]
     Io(#[from] std::io::Error),
 }
 
