@@ -350,12 +350,19 @@ pub const MAX_WORKERS: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The TOML did not parse or has unknown keys.
+    /// The TOML did not parse or has unknown keys. The parser's message is in this one and
+    /// deliberately not the `source()`: `{:#}` would print it twice.
     #[error("invalid configuration file: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     /// A value is out of range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+}
+
+impl From<toml::de::Error> for ConfigError {
+    fn from(e: toml::de::Error) -> Self {
+        ConfigError::Toml(e)
+    }
 }
 
 impl ServerConfig {

@@ -50,6 +50,10 @@ use crate::sessions::tcp::{
 use crate::sessions::{self, RegistryKeys, SessionCore, SessionOptions};
 
 /// Errors starting or running the server.
+///
+/// Each cause is printed once by `{:#}` (the whole chain): `Io` names it as its `source()`
+/// only; the others carry theirs in the message only (their causes already include their own
+/// causes in their messages, so as sources they would print them again).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -57,22 +61,40 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// Binding a socket or starting a thread failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
-        /// The error.
+        /// The error (the `source()`, not in the message).
         source: std::io::Error,
     },
     /// The registry failed.
     #[error("registry: {0}")]
-    Registry(#[from] RegistryError),
+    Registry(RegistryError),
     /// The trust-anchor store (`anchors` in the configuration) failed.
     #[error("anchor store: {0}")]
-    Anchors(#[from] xtt_anchors::AnchorError),
+    Anchors(xtt_anchors::AnchorError),
     /// The shared cookie key file could not be used.
     #[error("cookie keys: {0}")]
-    CookieKeys(#[from] crate::cookie_keys::CookieKeyFileError),
+    CookieKeys(crate::cookie_keys::CookieKeyFileError),
+}
+
+impl From<RegistryError> for ServerError {
+    fn from(e: RegistryError) -> Self {
+        Self::Registry(e)
+    }
+}
+
+impl From<xtt_anchors::AnchorError> for ServerError {
+    fn from(e: xtt_anchors::AnchorError) -> Self {
+        Self::Anchors(e)
+    }
+}
+
+impl From<crate::cookie_keys::CookieKeyFileError> for ServerError {
+    fn from(e: crate::cookie_keys::CookieKeyFileError) -> Self {
+        Self::CookieKeys(e)
+    }
 }
 
 impl From<GroupsError> for ServerError {

@@ -29,8 +29,9 @@ pub(crate) const SEALED_LEN: usize = 1 + NONCE_LEN + SESSION_KEYS_LEN + 16;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageKeyError {
-    /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing the file failed. The cause is the `source()` only: with it also in
+    /// the message, `{:#}` printed it twice.
+    #[error("session storage key file {path}")]
     Io {
         /// The file.
         path: String,
