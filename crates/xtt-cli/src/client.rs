@@ -130,6 +130,9 @@ fn provision(a: ProvisionArgs) -> anyhow::Result<()> {
     let roots = store.as_ref().map(|s| s.roots()).transpose()?;
     let provisioner =
         paths.provisioner_with_roots(a.suitespec, Duration::from_secs(a.timeout), roots)?;
+    // After the inputs, before connecting: the server registers the ClientID during the
+    // handshake, so outputs that cannot be written must stop us first.
+    paths.check_outputs()?;
     let target = format!("{}:{}", a.serverhost, a.port);
     let identity = crate::block_on(provisioner.provision(target.as_str()))
         .with_context(|| format!("provisioning with {target}"))?;

@@ -108,6 +108,31 @@ fn provision_with_the_binary_writes_the_c_client_files() {
     let out = provision(d, &d.join("nowhere"), server.addr, &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere/root_cert.bin: cannot read"));
 
+    // An output that cannot be written is found before connecting: nothing is registered
+    // (the count below stays 4) and no ClientID or certificate is written without its key.
+    let (fresh_id, fresh_cert) = (d.join("fresh_id.txt"), d.join("fresh_cert.bin"));
+    let out = provision(
+        d,
+        &member(d, 1),
+        server.addr,
+        &[
+            "-i",
+            fresh_id.to_str().unwrap(),
+            "-b",
+            fresh_cert.to_str().unwrap(),
+            "-v",
+            d.join("nodir/longterm_priv.bin").to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("nodir/longterm_priv.bin: cannot write"),
+        "{err}"
+    );
+    assert!(!err.contains("provisioning with"), "{err}");
+    assert!(!fresh_id.exists() && !fresh_cert.exists());
+
     server.stop();
     let reg = registry(d);
     assert_eq!(reg.identity_count().unwrap(), 4);

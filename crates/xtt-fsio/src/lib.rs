@@ -97,6 +97,49 @@ pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Checks, without writing anything, that [`write_atomic`] could write `path` now: its directory
+/// exists, is a directory and lets us create a file, and `path` itself is not a directory. For
+/// callers that must not start something irreversible (a handshake that registers an identity,
+/// a key that replaces the old one) only to find the output cannot be written. A temporary file
+/// is created and removed again: permission bits, ACLs, read-only mounts and full inode tables
+/// all answer truthfully that way, where `access(2)` would not.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    if path.file_name().is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path has no file name",
+        ));
+    }
+    let dir = parent_dir(path);
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ))
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("directory {}: {e}", dir.display()),
+            ))
+        }
+    }
+    if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    // Dropped at once, which removes it.
+    tempfile::Builder::new()
+        .prefix(".xtt-tmp-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| in_dir_error(dir, &e))
+}
+
 /// [`write_atomic`] of a secret (0600), replacing any previous file.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic(path, bytes, SECRET, Overwrite::Allow)
@@ -242,6 +285,54 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&missing.display().to_string()), "{text}");
         assert!(!text.contains(".xtt-tmp-"), "{text}");
+    }
+
+    #[test]
+    fn check_writable_refuses_what_write_atomic_would_fail_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("file"), b"x").unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        check_writable(&d.join("new")).unwrap();
+        check_writable(&d.join("file")).unwrap();
+        let cases = [
+            (
+                d.join("missing/key.bin"),
+                io::ErrorKind::NotFound,
+                "missing",
+            ),
+            (d.join("file/key.bin"), io::ErrorKind::NotADirectory, "file"),
+            (d.join("sub"), io::ErrorKind::IsADirectory, "is a directory"),
+        ];
+        for (path, kind, names) in cases {
+            let err = check_writable(&path).unwrap_err();
+            assert_eq!(err.kind(), kind, "{}: {err}", path.display());
+            assert!(err.to_string().contains(names), "{err}");
+            assert!(write_secret(&path, b"k").is_err());
+        }
+        // The probe leaves nothing behind.
+        let mut names: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["file", "sub"]);
+    }
+
+    #[test]
+    fn read_limited_caps_the_size_and_refuses_special_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, [1u8; 10]).unwrap();
+        assert_eq!(read_limited(&p, 10).unwrap(), [1u8; 10]);
+        let err = read_limited(&p, 9).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(err.to_string(), "is 10 bytes, more than the 9 accepted");
+        for special in [Path::new("/dev/zero"), dir.path()] {
+            let err = read_limited(special, 9).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{special:?}");
+            assert_eq!(err.to_string(), "is not a regular file");
+        }
     }
 
     #[test]

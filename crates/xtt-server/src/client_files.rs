@@ -13,6 +13,7 @@ use xtt_files::client_dir;
 use xtt_files::daa::{self, MemberFileNames};
 use xtt_files::{certs, client_id, keypair, x509, ErrorKind, Overwrite};
 use xtt_proto::cert::RootStore;
+use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::{ClientId, SuiteSpec};
 
 use crate::client::Provisioner;
@@ -103,18 +104,68 @@ impl ClientFiles {
         Ok(p)
     }
 
-    /// Writes a provisioning's results as the C client does, each file crash-safely; the key
-    /// goes last, so a key always has its id and certificate beside it.
-    pub fn write_results(&self, id: &ProvisionedIdentity) -> xtt_files::Result<()> {
-        let der = x509::build(&id.longterm_key, &id.client_id, &mut OsRng).map_err(|reason| {
-            xtt_files::Error {
-                path: self.cert.clone(),
-                kind: ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
-            }
-        })?;
-        client_id::write(&self.client_id, &id.client_id, Overwrite::Allow)?;
-        x509::write(&self.cert, &der, Overwrite::Allow)?;
-        keypair::write(&self.key, &id.longterm_key, Overwrite::Allow)?;
+    /// Checks that every output (key, certificate, ClientID) can be written, before a
+    /// handshake: the server registers the ClientID during it, and a device that then cannot
+    /// store its key has burnt that identity for nothing.
+    pub fn check_outputs(&self) -> xtt_files::Result<()> {
+        for path in [&self.key, &self.cert, &self.client_id] {
+            xtt_fsio::check_writable(path).map_err(|e| xtt_files::Error {
+                path: path.clone(),
+                kind: ErrorKind::Write(e),
+            })?;
+        }
         Ok(())
+    }
+
+    /// Writes a provisioning's results as the C client does, each file crash-safely. The key
+    /// goes first and the ClientID last: a crash or a failed write in between leaves a key
+    /// without an id (harmless, provision again), never an id whose key is lost.
+    pub fn write_results(&self, id: &ProvisionedIdentity) -> xtt_files::Result<()> {
+        self.write_identity(&id.longterm_key, &id.client_id)
+    }
+
+    fn write_identity(&self, key: &LongtermKeyPair, id: &ClientId) -> xtt_files::Result<()> {
+        let der = x509::build(key, id, &mut OsRng).map_err(|reason| xtt_files::Error {
+            path: self.cert.clone(),
+            kind: ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
+        })?;
+        keypair::write(&self.key, key, Overwrite::Allow)?;
+        x509::write(&self.cert, &der, Overwrite::Allow)?;
+        client_id::write(&self.client_id, id, Overwrite::Allow)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(files: &ClientFiles) -> xtt_files::Result<()> {
+        files.write_identity(&LongtermKeyPair::generate(&mut OsRng), &ClientId([7; 16]))
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_written_leaves_no_id_or_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = ClientFiles::in_dir(dir.path());
+        files.key = dir.path().join("missing/longterm_priv.bin");
+        let err = files.check_outputs().unwrap_err();
+        assert_eq!(err.path, files.key, "{err}");
+        assert!(write(&files).is_err());
+        assert!(!files.client_id.exists());
+        assert!(!files.cert.exists());
+    }
+
+    #[test]
+    fn writable_outputs_pass_the_check_and_are_all_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ClientFiles::in_dir(dir.path());
+        files.check_outputs().unwrap();
+        write(&files).unwrap();
+        assert_eq!(
+            client_id::read(&files.client_id).unwrap(),
+            ClientId([7; 16])
+        );
+        assert!(files.key.is_file() && files.cert.is_file());
     }
 }
