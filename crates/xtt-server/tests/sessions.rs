@@ -623,13 +623,69 @@ async fn a_udp_flight_refused_for_a_full_table_is_not_answered_as_established_on
     let finished = xtt_proto::codec::MsgType::SESSION_SERVER_FINISHED.0;
     let answer = exchange(flight.clone()).await;
     assert_ne!(answer.first(), Some(&finished), "the table is full");
-    let again = exchange(flight).await;
-    assert_ne!(
-        again.first(),
-        Some(&finished),
-        "retransmission answered as established"
+    // The retransmission carries a used cookie: ignored (XTT-SESSION §5), not answered.
+    sock.send(&flight).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let again = tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await;
+    assert!(
+        again.is_err(),
+        "retransmission answered: {:?}",
+        again.map(|r| r.map(|n| buf[..n].to_vec()))
     );
     drop(first);
+}
+
+/// XTT-SESSION §5: a flight that carries a used cookie, other than an identical retransmission
+/// (answered from the finished cache), is ignored: no Error, which would make a client that
+/// retransmits while its session is being stored give up on a session the server keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flight_with_a_used_cookie_is_ignored_and_an_identical_one_answered_again() {
+    use rand_chacha::rand_core::SeedableRng;
+    let e = env().await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(e.udp).await.unwrap();
+    let recv = |wait: Duration| {
+        let sock = &sock;
+        async move {
+            let mut buf = vec![0u8; 2048];
+            let n = tokio::time::timeout(wait, sock.recv(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            buf.truncate(n);
+            Some(buf)
+        }
+    };
+    let suite = xtt_proto::SuiteSpec::ALL[0];
+    let config = e.register();
+    // Two copies of one client state (same randomness): two different flights, one cookie.
+    let start = || {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        xtt_proto::session::SessionClientHandshake::start(config.clone(), suite, &mut rng)
+    };
+    let ((st1, ci), (st2, _)) = (start(), start());
+    sock.send(&ci).await.unwrap();
+    let sia = recv(Duration::from_secs(5))
+        .await
+        .expect("ServerInitAndAttest");
+    let (st1, plain) = st1.handle_server_attest(&sia, None, &mut OsRng).unwrap();
+    let (_st2, with_early) = st2
+        .handle_server_attest(&sia, Some((Q, b"early")), &mut OsRng)
+        .unwrap();
+    assert_ne!(plain, with_early);
+
+    sock.send(&plain).await.unwrap();
+    let fin = recv(Duration::from_secs(5)).await.expect("ServerFinished");
+    st1.handle_server_finished(&fin).unwrap();
+    sock.send(&with_early).await.unwrap();
+    let ignored = recv(Duration::from_millis(500)).await;
+    assert!(ignored.is_none(), "answered a used cookie: {ignored:?}");
+    sock.send(&plain).await.unwrap();
+    assert_eq!(
+        recv(Duration::from_secs(5)).await.as_deref(),
+        Some(&fin[..]),
+        "an identical retransmission gets the same ServerFinished"
+    );
 }
 
 /// Over UDP the source address is unproven: a datagram shorter than the Error message gets no

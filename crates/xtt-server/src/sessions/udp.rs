@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rand_core::OsRng;
 use tokio::net::UdpSocket;
 use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
+use xtt_proto::error::PeerMisbehaved;
 
 use super::{Outbox, Peer, SessionCore};
 use crate::server::{unix_now, Shared};
@@ -119,7 +120,15 @@ fn handshake_job(
             }
             Err(e) => {
                 tracing::debug!(%src, error = %e, "udp handshake step failed");
-                if let Some(alert) = e.alert_bytes() {
+                // A flight whose cookie is used is ignored (XTT-SESSION §5): it is usually the
+                // client's own retransmission, arriving while its session is being stored; an
+                // Error would make the client give up on a session the server keeps. Once the
+                // session is stored, the finished cache answers such a retransmission.
+                let replayed = matches!(
+                    e,
+                    xtt_proto::Error::PeerMisbehaved(PeerMisbehaved::ReplayedCookie)
+                );
+                if let (Some(alert), false) = (e.alert_bytes(), replayed) {
                     let _ = sock.send_to(&alert, src).await;
                 }
             }
