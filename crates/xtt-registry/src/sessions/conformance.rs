@@ -23,6 +23,7 @@ pub fn run_all(factory: Factory<'_>) {
     a_dead_owner_is_taken_over_without_asking(&*factory());
     the_owner_asking_for_its_own_session_is_told_so(&*factory());
     expired_sessions_are_unknown_and_swept(&*factory());
+    a_crashed_owners_busy_session_is_idle_from_the_crash(&*factory());
     concurrent_take_overs_hand_out_disjoint_ranges(factory());
 }
 
@@ -375,6 +376,58 @@ fn expired_sessions_are_unknown_and_swept(store: &dyn SessionStore) {
             .acquire(&owned_live.session_id, b, false, 8, later)
             .unwrap(),
         Acquired::HeldBy { .. }
+    ));
+}
+
+/// A session its owner used for an hour without writing its row (records between reservation
+/// raises touch nothing), then the owner crashed: it is idle from the crash, not from its last
+/// write, so the next node can still take it over within the idle timeout.
+fn a_crashed_owners_busy_session_is_idle_from_the_crash(store: &dyn SessionStore) {
+    let start = UnixMillis::now();
+    let (a, b) = (random_node(), random_node());
+    live(store, a, "127.0.0.1:1", start);
+    let mut s = sample_session(start);
+    s.expires_at = UnixTime(start.secs().0 + 7200);
+    store
+        .create(&s, &fresh_cookie(start), a, res(8, 8), start)
+        .unwrap();
+    // A keeps renewing its lease for an hour, then stops (kill -9).
+    let crash = start.plus(3_600_000);
+    assert!(store.heartbeat(a, crash).unwrap());
+    live(store, b, "127.0.0.1:2", crash.plus(60_000));
+    let idle_ms = 600_000;
+    // A minute after the crash: kept (idle for a minute, not for an hour).
+    assert_eq!(store.sweep(crash.plus(60_000), idle_ms).unwrap(), 0);
+    assert!(matches!(
+        store
+            .acquire(&s.session_id, b, false, 8, crash.plus(60_000))
+            .unwrap(),
+        Acquired::Taken { exact: false, .. }
+    ));
+    // A session whose dead owner's lease ended longer ago than the idle timeout goes.
+    let c = random_node();
+    live(store, c, "127.0.0.1:3", start);
+    let gone = sample_session(start);
+    store
+        .create(&gone, &fresh_cookie(start), c, res(8, 8), start)
+        .unwrap();
+    assert_eq!(
+        store
+            .sweep(start.plus(60_000 + idle_ms + 1), idle_ms)
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store
+            .acquire(
+                &gone.session_id,
+                b,
+                false,
+                8,
+                start.plus(60_000 + idle_ms + 1)
+            )
+            .unwrap(),
+        Acquired::Unknown
     ));
 }
 

@@ -484,14 +484,20 @@ impl SessionStore for PostgresSessionStore {
             .0
             .saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
         let cookies_before = UnixTime(now.secs().0.saturating_sub(COOKIE_SWEEP_MARGIN_SECS));
-        // Data-modifying WITH clauses all run, read or not: one statement, one round trip.
+        // Data-modifying WITH clauses all run, read or not: one statement, one round trip. A
+        // dead owner's session is idle from the later of its last write and the owner's lease
+        // end (an owner does not write the row for every record; see the SQLite backend).
         let rows = self.rows(
             "WITH gone AS (
                  DELETE FROM xtt_sessions s
                   WHERE s.expires_at <= $1
-                     OR (s.last_active < $2 AND (s.owner IS NULL OR NOT EXISTS (
-                           SELECT 1 FROM xtt_nodes n
-                            WHERE n.node_id = s.owner AND n.alive_until > $3)))
+                     OR (s.owner IS NULL AND s.last_active < $2)
+                     OR (s.owner IS NOT NULL
+                         AND NOT EXISTS (SELECT 1 FROM xtt_nodes n
+                                          WHERE n.node_id = s.owner AND n.alive_until > $3)
+                         AND GREATEST(s.last_active, coalesce(
+                               (SELECT n.alive_until FROM xtt_nodes n
+                                 WHERE n.node_id = s.owner), 0)) < $2)
                  RETURNING 1),
              old_cookies AS (
                  DELETE FROM xtt_session_cookies WHERE expires_at < $4)

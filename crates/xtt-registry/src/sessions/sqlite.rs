@@ -457,11 +457,20 @@ impl SessionStore for SqliteSessionStore {
         self.write(|tx| {
             let n = tx
                 .execute(
+                    // An owner writes last_active only now and then (records between
+                    // reservation raises do not touch the row): while it lived, its session may
+                    // have been busy, so a dead owner's session is idle from the later of the
+                    // two, its last write and the end of the owner's lease.
                     "DELETE FROM xtt_sessions
                       WHERE expires_at <= ?1
-                         OR (last_active < ?2 AND (owner IS NULL OR NOT EXISTS (
-                               SELECT 1 FROM xtt_nodes n
-                                WHERE n.node_id = xtt_sessions.owner AND n.alive_until > ?3)))",
+                         OR (owner IS NULL AND last_active < ?2)
+                         OR (owner IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM xtt_nodes n
+                                              WHERE n.node_id = xtt_sessions.owner
+                                                AND n.alive_until > ?3)
+                             AND max(last_active, coalesce(
+                                   (SELECT n.alive_until FROM xtt_nodes n
+                                     WHERE n.node_id = xtt_sessions.owner), 0)) < ?2)",
                     params![time_to_sql(now.secs()), idle_before, now.0],
                 )
                 .map_err(db)?;
