@@ -132,20 +132,34 @@ pub(crate) fn run(cmd: CertCommand) -> anyhow::Result<()> {
     }
 }
 
-fn load_or_generate(path: &Path, generate: bool, force: bool) -> anyhow::Result<LongtermKeyPair> {
+/// A key pair read from its file, or generated in memory and not yet written: a command writes
+/// it only once every other input has been checked, so a refused command never replaces a key.
+enum KeySource {
+    Existing(LongtermKeyPair),
+    Generated(LongtermKeyPair),
+}
+
+impl KeySource {
+    fn key(&self) -> &LongtermKeyPair {
+        match self {
+            Self::Existing(k) | Self::Generated(k) => k,
+        }
+    }
+}
+
+/// Reads the key pair at `path`, or (with --generate-key) makes a new one in memory after
+/// checking that `path` can take it.
+fn load_or_generate(path: &Path, generate: bool, force: bool) -> anyhow::Result<KeySource> {
     if generate {
-        let key = LongtermKeyPair::generate(&mut OsRng);
-        keypair::write(path, &key, overwrite(force)).map_err(|e| {
-            if matches!(e.kind, xtt_files::ErrorKind::AlreadyExists) {
-                anyhow::anyhow!(
-                    "{e} (drop --generate-key to use this key, or pass --force to replace it)"
-                )
-            } else {
-                e.into()
-            }
-        })?;
-        wrote(path, "ECDSA P-256 key pair, 0600");
-        Ok(key)
+        if !force && path.symlink_metadata().is_ok() {
+            bail!(
+                "{}: already exists; refusing to overwrite it (drop --generate-key to use this \
+                 key, or pass --force to replace it)",
+                path.display()
+            );
+        }
+        writable(path)?;
+        Ok(KeySource::Generated(LongtermKeyPair::generate(&mut OsRng)))
     } else {
         if !path.exists() {
             bail!(
@@ -155,12 +169,43 @@ fn load_or_generate(path: &Path, generate: bool, force: bool) -> anyhow::Result<
                 path.display()
             );
         }
-        Ok(keypair::read(path)?)
+        Ok(KeySource::Existing(keypair::read(path)?))
     }
 }
 
+/// Checks, before anything is written, that the certificate can go to `path`.
+fn check_output(path: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && path.symlink_metadata().is_ok() {
+        bail!(
+            "{}: already exists; refusing to overwrite it (pass --force to replace it)",
+            path.display()
+        );
+    }
+    writable(path)
+}
+
+fn writable(path: &Path) -> anyhow::Result<()> {
+    xtt_fsio::check_writable(path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Writes a generated key (every check has passed by now).
+fn save_key(path: &Path, key: &KeySource, force: bool) -> anyhow::Result<()> {
+    if let KeySource::Generated(key) = key {
+        keypair::write(path, key, overwrite(force)).map_err(|e| {
+            if matches!(e.kind, xtt_files::ErrorKind::AlreadyExists) {
+                anyhow::anyhow!(
+                    "{e} (drop --generate-key to use this key, or pass --force to replace it)"
+                )
+            } else {
+                e.into()
+            }
+        })?;
+        wrote(path, "ECDSA P-256 key pair, 0600");
+    }
+    Ok(())
+}
+
 fn root(a: RootArgs) -> anyhow::Result<()> {
-    let key = load_or_generate(&a.keypair, a.generate_key, a.force)?;
     let id = match (&a.rid, &a.root_id) {
         (Some(file), _) => certs::read_root_id(file)?,
         (None, Some(text)) => {
@@ -178,10 +223,13 @@ fn root(a: RootArgs) -> anyhow::Result<()> {
             RootId(b)
         }
     };
+    let key = load_or_generate(&a.keypair, a.generate_key, a.force)?;
+    check_output(&a.rcert, a.force)?;
     let root = RootCertificate {
         id,
-        public_key: *key.public_key(),
+        public_key: *key.key().public_key(),
     };
+    save_key(&a.keypair, &key, a.force)?;
     certs::write_root(&a.rcert, &root, overwrite(a.force)).map_err(hint_force)?;
     wrote(&a.rcert, "XTT root certificate, 81 bytes");
     println!("root id: {}", hex(&id.0));
@@ -191,18 +239,21 @@ fn root(a: RootArgs) -> anyhow::Result<()> {
 fn server(a: ServerArgs) -> anyhow::Result<()> {
     let root = certs::read_root(&a.rcert)?;
     let root_key = keypair::read(&a.rkeypair)?;
-    let server_key = load_or_generate(&a.skeypair, a.generate_key, a.force)?;
     let reserved = match &a.reserved {
         Some(p) => certs::read_reserved(p)?,
         None => DEFAULT_RESERVED,
     };
+    let server_key = load_or_generate(&a.skeypair, a.generate_key, a.force)?;
+    // Issuing checks that the root key is the root certificate's: before the key is written.
     let cert = certs::issue_server(
         &root,
         &root_key,
         &a.rkeypair,
-        server_key.public_key(),
+        server_key.key().public_key(),
         &reserved,
     )?;
+    check_output(&a.out, a.force)?;
+    save_key(&a.skeypair, &server_key, a.force)?;
     certs::write_server(&a.out, &cert, overwrite(a.force)).map_err(hint_force)?;
     wrote(&a.out, "XTT server certificate, 169 bytes");
     println!("signed by root {}", hex(&root.id.0));

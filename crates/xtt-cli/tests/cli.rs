@@ -205,6 +205,92 @@ fn bad_input_gives_clear_errors() {
     assert!(err.contains("unrecognized subcommand"), "{err}");
 }
 
+/// `--generate-key --force` replaces a key only when the whole command succeeds: a refused
+/// root id, a root key that is not the root's, or an output that cannot be written leaves the
+/// old key, and the certificate that names it, as they were.
+#[test]
+fn a_refused_certificate_command_keeps_the_old_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(d, &["cert", "root", "--generate-key"]);
+    ok(d, &["cert", "server", "--generate-key"]);
+    let read = |name: &str| fs::read(d.join(name)).unwrap();
+    let files = [
+        "root_keys.asn1.bin",
+        "root_cert.bin",
+        "server_keys.asn1.bin",
+        "server_cert.bin",
+    ];
+    let before: Vec<_> = files.iter().map(|f| read(f)).collect();
+    let unchanged = |why: &str| {
+        for (f, old) in files.iter().zip(&before) {
+            assert_eq!(&read(f), old, "{f} changed after {why}");
+        }
+    };
+
+    let err = fails(
+        d,
+        &[
+            "cert",
+            "root",
+            "--generate-key",
+            "--force",
+            "--root-id",
+            "zz",
+        ],
+    );
+    assert!(err.contains("--root-id must be 32 hex digits"), "{err}");
+    unchanged("a bad --root-id");
+
+    let nowhere = d.join("nowhere/root_cert.bin");
+    let err = fails(
+        d,
+        &[
+            "cert",
+            "root",
+            "--generate-key",
+            "--force",
+            "-c",
+            nowhere.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("nowhere/root_cert.bin: cannot write"), "{err}");
+    unchanged("an unwritable root certificate");
+
+    // A valid root that is not the one root_keys.asn1.bin belongs to.
+    ok(
+        d,
+        &[
+            "cert",
+            "root",
+            "--generate-key",
+            "-k",
+            "other_keys.bin",
+            "-c",
+            "other_root.bin",
+        ],
+    );
+    let err = fails(
+        d,
+        &[
+            "cert",
+            "server",
+            "--generate-key",
+            "--force",
+            "-r",
+            "other_root.bin",
+        ],
+    );
+    assert!(err.contains("this key is not the key of root"), "{err}");
+    unchanged("a wrong root");
+
+    // Without --force an existing certificate stops the command before a new key is written.
+    fs::remove_file(d.join("server_keys.asn1.bin")).unwrap();
+    let err = fails(d, &["cert", "server", "--generate-key"]);
+    assert!(err.contains("server_cert.bin: already exists"), "{err}");
+    assert!(!d.join("server_keys.asn1.bin").exists());
+}
+
 #[test]
 fn group_create_and_enroll_with_progress_and_modes() {
     let tmp = tempfile::tempdir().unwrap();
