@@ -126,7 +126,21 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(a.timeout),
     };
     let report = run_with_bar(config)?;
-    emit(&report, a.json.as_deref(), a.svg.as_deref())
+    emit(&report, a.json.as_deref(), a.svg.as_deref())?;
+    all_failed(&report)
+}
+
+/// A run in which every handshake failed measured nothing but the failure: say so and exit
+/// non-zero, as the session modes do (the report, with the errors by kind, is printed first).
+fn all_failed(report: &BenchReport) -> anyhow::Result<()> {
+    if report.handshakes_ok == 0 && report.handshakes_failed > 0 {
+        anyhow::bail!(
+            "no handshake with {} succeeded ({} failed; the errors by kind are in the report)",
+            report.target,
+            report.handshakes_failed
+        );
+    }
+    Ok(())
 }
 
 /// Runs the load generator with a progress bar.

@@ -315,6 +315,48 @@ fn config_file_and_print_config() {
     );
 }
 
+/// Nothing listens on the target: every handshake fails, the report is still printed, and the
+/// exit status says the run failed.
+#[test]
+fn bench_fails_when_no_handshake_succeeds() {
+    let tmp = deployment(1);
+    let d = tmp.path();
+    // A port that was free a moment ago: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let args = [
+        "bench",
+        "-t",
+        &target,
+        "--group",
+        "acme",
+        "--devices",
+        "2",
+        "--handshakes",
+        "4",
+        "--timeout",
+        "5",
+    ];
+    let out = xtt(d, &args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 ok, 4 failed"),
+        "the report is printed: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("no handshake with {target} succeeded (4 failed")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bench_reports_text_json_and_svg() {
     let (tmp, server) = serving(1);
