@@ -485,11 +485,24 @@ fn bar(n: u64, what: &str) -> ProgressBar {
 }
 
 async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // Every input is checked before --out is created, so a mistyped path leaves no empty
+    // output directory behind.
     let http = a.trust.client()?;
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
-    let members = match &a.daa_group {
-        Some(dir) => enroll_members(dir, a.count)?,
+    manufacture::scheme_authority(qr_base)?;
+    let group = match &a.daa_group {
+        Some(dir) => Some(
+            xtt_files::group::GroupDir::open(dir)
+                .with_context(|| format!("opening the DAA group {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(root) = &a.xtt_root {
+        xtt_files::certs::read_root(root).context("the XTT root certificate is unusable")?;
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let members = match &group {
+        Some(group) => enroll_members(group, a.count)?,
         None => Vec::new(),
     };
     let mut members = members.into_iter();
@@ -515,11 +528,9 @@ async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Enrolls `count` new members into the DAA group at `dir` (the join protocol, as
+/// Enrolls `count` new members into `group` (the join protocol, as
 /// `xtt group enroll`), returning their directories.
-fn enroll_members(dir: &Path, count: u32) -> anyhow::Result<Vec<PathBuf>> {
-    let group = xtt_files::group::GroupDir::open(dir)
-        .with_context(|| format!("opening the DAA group {}", dir.display()))?;
+fn enroll_members(group: &xtt_files::group::GroupDir, count: u32) -> anyhow::Result<Vec<PathBuf>> {
     let pb = bar(u64::from(count), "enrolling into the DAA group");
     let members = group.enroll(usize::try_from(count)?, 0, &|_| pb.inc(1))?;
     pb.finish_and_clear();

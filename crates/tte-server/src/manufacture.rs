@@ -27,8 +27,9 @@ pub enum ManufactureError {
         /// Why.
         detail: String,
     },
-    /// Writing files failed.
-    #[error("writing {path}: {source}")]
+    /// Writing files failed. The OS error is the `source()` only: with it also in the message,
+    /// `{:#}` printed it twice.
+    #[error("writing {path}")]
     Io {
         /// File.
         path: PathBuf,
@@ -124,7 +125,9 @@ pub async fn register(
         .json(&body)
         .send()
         .await
-        .map_err(|e| err(e.to_string()))?;
+        // The whole chain: reqwest's own message only says "error sending request", while the
+        // cause (connection refused, timed out, a certificate) is in its sources.
+        .map_err(|e| err(xtt_tls::error_chain(&e)))?;
     // 200: this very registration had landed before (a lost reply, a resumed run).
     if matches!(
         resp.status(),

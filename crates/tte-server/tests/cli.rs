@@ -79,3 +79,119 @@ async fn manufacture_fetch_report_led_through_the_cli() {
     .unwrap();
     assert!(run(parse(&["led", "decode", "0101"])).await.is_err());
 }
+
+/// A local address nothing listens on.
+fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn manufacture_checks_its_inputs_before_creating_the_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = dir.path().join("group");
+    xtt_files::group::GroupDir::create(&group, b"tte-test-sensors", &mut rand_core::OsRng).unwrap();
+    let (group, missing) = (
+        group.to_str().unwrap(),
+        dir.path().join("missing").to_str().unwrap().to_owned(),
+    );
+    let out = dir.path().join("b5");
+    let ta = format!("http://{}", closed_port());
+    for (extra, expected) in [
+        (vec!["--daa-group", &missing], "opening the DAA group"),
+        (
+            vec!["--daa-group", group, "--xtt-root", &missing],
+            "the XTT root certificate is unusable",
+        ),
+        (vec!["--ca-file", &missing], "missing"),
+        (vec!["--qr-base", "ftp://ta.example"], "must be http(s)://"),
+    ] {
+        let mut args = vec![
+            "manufacture",
+            "--ta",
+            &ta,
+            "--token",
+            common::MANUFACTURER_TOKEN,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&extra);
+        let e = run(parse(&args)).await.unwrap_err();
+        assert!(format!("{e:#}").contains(expected), "{extra:?}: {e:#}");
+        assert!(!out.exists(), "{extra:?} left {} behind", out.display());
+    }
+}
+
+#[tokio::test]
+async fn manufacture_says_why_the_transfer_agent_cannot_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("batch");
+    let ta = format!("http://{}", closed_port());
+    let e = run(parse(&[
+        "manufacture",
+        "--ta",
+        &ta,
+        "--token",
+        common::MANUFACTURER_TOKEN,
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(text.contains("with the Transfer Agent"), "{text}");
+    assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn a_silent_transfer_agent_is_reported_as_a_timeout() {
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ta = format!("http://{}", silent.local_addr().unwrap());
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let mut rng = rand_core::OsRng;
+    let dev = tte_server::manufacture::new_device(
+        tte_server::manufacture::random_mac_urn(&mut rng),
+        &ta,
+        &ta,
+        tte::Otp::generate(&mut rng),
+        tte::Key256::generate(&mut rng),
+        &mut rng,
+    )
+    .unwrap();
+    xtt_tls::install_ring_provider();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let e = tte_server::manufacture::register(&http, common::MANUFACTURER_TOKEN, &dev)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("timed out"), "{e}");
+}
+
+#[test]
+fn a_device_file_that_cannot_be_written_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_core::OsRng;
+    let dev = tte_server::manufacture::new_device(
+        tte_server::manufacture::random_mac_urn(&mut rng),
+        "http://ta.example",
+        "http://ta.example",
+        tte::Otp::generate(&mut rng),
+        tte::Key256::generate(&mut rng),
+        &mut rng,
+    )
+    .unwrap();
+    let e =
+        tte_server::manufacture::write_device_files(&dir.path().join("missing"), &dev).unwrap_err();
+    // As the CLI prints it: the message and every cause.
+    let text = format!("{:#}", anyhow::Error::from(e));
+    assert!(text.starts_with("writing "), "{text}");
+    assert_eq!(text.matches("(os error").count(), 1, "{text}");
+}
