@@ -284,6 +284,17 @@ fn percentile(sorted: &[Duration], p: usize) -> f64 {
     sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
+/// `s` as one POSIX shell word: as it is when it has only characters no shell treats
+/// specially, otherwise in single quotes (a `'` inside written as `'\''`).
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=@%:,./".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow::Result<()> {
     let mut lat = o.latencies.clone();
     lat.sort_unstable();
@@ -333,12 +344,23 @@ fn summary(dir: &Path, o: &Outcome, suite: SuiteSpec, total: Duration) -> anyhow
     println!();
     let exe = std::env::current_exe().map_or_else(|_| "xtt".into(), |p| p.display().to_string());
     println!("try next (xtt is {exe}; `cargo install --path crates/xtt-cli` puts it on PATH):");
-    println!("  xtt info {d}/group/members/000001");
-    println!("  xtt server --config {d}/server.toml                    # the same server on 127.0.0.1:4444");
-    println!("  xtt client provision --dir {d}/group/members/000001    # with it running: same ClientID again");
-    println!("  xtt bench --group {d}/group --rcert {d}/root_cert.bin --devices 100");
+    // Paths quoted for the shell: the commands are meant to be pasted, and --dir may have spaces.
+    let q = |rel: &str| shell_quote(&dir.join(rel).to_string_lossy());
+    let member = q("group/members/000001");
+    println!("  xtt info {member}");
     println!(
-        "  sqlite3 {d}/xtt-data/registry.sqlite 'SELECT hex(client_id) FROM identities LIMIT 3'"
+        "  xtt server --config {}    # the same server on 127.0.0.1:4444",
+        q("server.toml")
+    );
+    println!("  xtt client provision --dir {member}    # with it running: same ClientID again");
+    println!(
+        "  xtt bench --group {} --rcert {} --devices 100",
+        q("group"),
+        q("root_cert.bin")
+    );
+    println!(
+        "  sqlite3 {} 'SELECT hex(client_id) FROM identities LIMIT 3'",
+        q("xtt-data/registry.sqlite")
     );
     Ok(())
 }

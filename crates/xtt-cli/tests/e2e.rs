@@ -437,3 +437,56 @@ fn demo_provisions_every_device_and_says_where_things_are() {
         SqliteRegistry::open(&dir.join("xtt-data/registry.sqlite"), Durability::Full).unwrap();
     assert_eq!(reg.identity_count().unwrap(), 6);
 }
+
+/// The "try next" commands survive a directory with a space and a quote in its name: pasted
+/// into a shell, each path arrives as one argument, and `xtt info` runs as printed.
+#[test]
+fn demo_commands_quote_their_paths_for_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("my demo's dir");
+    let out = ok(
+        tmp.path(),
+        &["demo", "--devices", "1", "--dir", dir.to_str().unwrap()],
+    );
+    let commands: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("try next"))
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands.len(), 5, "{out}");
+    // Each command's words as the shell splits them, one per line.
+    let words = |command: &str| {
+        let script =
+            format!("xtt() {{ printf '%s\\n' \"$@\"; }}; sqlite3() {{ xtt \"$@\"; }}; {command}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", common::text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let member = dir.join("group/members/000001");
+    let member = member.to_str().unwrap();
+    assert_eq!(words(commands[0]), format!("info\n{member}\n"));
+    let server = words(commands[1]);
+    assert!(
+        server.contains(&format!("\n{}\n", dir.join("server.toml").display())),
+        "{server}"
+    );
+    assert!(words(commands[2]).contains(&format!("\n{member}\n")));
+    let bench = words(commands[3]);
+    assert!(
+        bench.contains(&format!("\n{}\n", dir.join("group").display())),
+        "{bench}"
+    );
+    assert!(words(commands[4]).contains("registry.sqlite\nSELECT"));
+    // And the first one really runs.
+    let run = std::process::Command::new("sh")
+        .args(["-c", &commands[0].replacen("xtt", "\"$XTT\"", 1)])
+        .env("XTT", env!("CARGO_BIN_EXE_xtt"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", common::text(&run));
+}
