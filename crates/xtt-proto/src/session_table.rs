@@ -581,14 +581,14 @@ impl<P: Clone> SessionTable<P> {
         }
     }
 
-    /// Removes a session and returns where its record layer stood, for handing it exactly to
-    /// another server node. `None` if the table does not hold it.
-    pub fn take_state(&self, id: &SessionId) -> Option<RecordState> {
-        let removed = self.session_shard(id).remove(id);
-        removed.map(|e| {
-            self.removed(&e.client_id, id, false);
-            e.layer.state()
-        })
+    /// Removes a session and returns where its record layer stood (to hand it over to another
+    /// node). `None` if the table does not hold it, or holds it only past its idle timeout or
+    /// lifetime (then it is removed as the sweep would: an ended session is not handed on).
+    pub fn take_state(&self, id: &SessionId, now: UnixTime) -> Option<RecordState> {
+        let removed = self.session_shard(id).remove(id)?;
+        let expired = removed.expired(now, &self.config);
+        self.removed(&removed.client_id, id, expired);
+        (!expired).then(|| removed.layer.state())
     }
 
     /// Removes every session and returns where each record layer stood (a server node

@@ -64,7 +64,7 @@ fn exact_hand_over_accepts_each_record_once_and_never_reuses_a_send_number() {
         let (_, bytes) = b.seal_to_session(&id, Q, b"from b", NOW).unwrap();
         client.open(&bytes).unwrap();
     }
-    let state = b.take_state(&id).unwrap();
+    let state = b.take_state(&id, NOW).unwrap();
     assert!(b.is_empty());
     assert_eq!(state.send_next, 2);
     assert_eq!(state.recv_next, 4);
@@ -147,4 +147,18 @@ fn after_a_crash_the_next_node_starts_at_the_reservation() {
         "C sends above B's range"
     );
     assert!(c.raise_reservation(&id, next));
+}
+
+#[test]
+fn a_session_past_its_idle_timeout_is_not_handed_on() {
+    let (server, _) = pair();
+    let id = server.id();
+    let b = table();
+    b.insert(server, 1, NOW).unwrap();
+    let idle = SessionTableConfig::default().idle_timeout_secs;
+    assert!(
+        b.take_state(&id, UnixTime(NOW.0 + idle + 1)).is_none(),
+        "an idle-expired session must end, not move to another node"
+    );
+    assert!(b.is_empty(), "and it is gone from the table");
 }

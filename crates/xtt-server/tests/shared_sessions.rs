@@ -17,6 +17,7 @@ use rand_core::{OsRng, RngCore};
 use xtt_proto::codec::MAX_HANDSHAKE_LEN;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::{SessionClientConfig, SessionClientHandshake};
+use xtt_proto::session_table::SessionTableConfig;
 use xtt_proto::SuiteSpec;
 use xtt_registry::sessions::open_session_store;
 use xtt_registry::{open_storage, Registry};
@@ -68,6 +69,10 @@ impl Cluster {
 }
 
 async fn cluster(n: usize, reserve: u32) -> Cluster {
+    cluster_with(n, reserve, SessionTableConfig::default()).await
+}
+
+async fn cluster_with(n: usize, reserve: u32, table: SessionTableConfig) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     // The PostgreSQL client blocks: never on a runtime worker's own stack.
@@ -98,6 +103,7 @@ async fn cluster(n: usize, reserve: u32) -> Cluster {
             .await
             .unwrap();
         let mut options = SessionOptions::new(Arc::new(Echo));
+        options.table = table.clone();
         options.shared = Some(SharedOptions {
             reserve,
             lease: Duration::from_secs(3),
@@ -241,6 +247,29 @@ async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_e
         .unwrap();
     assert_eq!(buf, xtt_proto::codec::ERROR_MESSAGE);
 
+    cl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_ended_on_its_node_is_not_brought_back_by_another() {
+    let table = SessionTableConfig {
+        idle_timeout_secs: 1,
+        ..SessionTableConfig::default()
+    };
+    let cl = cluster_with(2, 8, table).await;
+    let mut dev =
+        SessionClient::connect(cl.addr(0), cl.register(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
+    echo(&mut dev, b"before").await;
+    // Silent past node 0's idle timeout: the session has ended there (swept or not yet).
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    dev.reconnect_to(cl.addr(1)).await.unwrap();
+    dev.send(Q, b"after").await.unwrap();
+    if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), dev.recv()).await {
+        panic!("node 1 revived an ended session and echoed {:?}", r.payload);
+    }
+    assert_eq!(cl.stats(1).taken_exact + cl.stats(1).taken_after_crash, 0);
     cl.stop().await;
 }
 

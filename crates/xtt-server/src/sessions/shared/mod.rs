@@ -811,8 +811,18 @@ impl SharedSessions {
             // Records arriving meanwhile wait instead of taking the session back at once.
             busy.insert(id, VecDeque::new());
         }
-        let answer = match core.table.take_state(&id) {
-            None => Answer::NotHeld,
+        let answer = match core.table.take_state(&id, crate::server::unix_now()) {
+            // Not here, or here only past its idle timeout or lifetime. A row that still names
+            // this node as owner belongs to a session that ended here (expired, or out of
+            // sequence numbers): deleted, so the asker finds it unknown instead of taking it
+            // over and bringing it back to life. (A row this node does not own is untouched.)
+            None => {
+                let node = self.node;
+                if let Err(e) = self.blocking(move |st| st.remove(&[id], node)).await {
+                    tracing::warn!(error = %e, "removing an ended session from the store failed");
+                }
+                Answer::NotHeld
+            }
             Some(state) => {
                 let node = self.node;
                 match self
