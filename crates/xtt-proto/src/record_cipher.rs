@@ -8,10 +8,15 @@
 //! table), so the server keeps one only for busy sessions (see [`crate::session_table`]); an
 //! idle session stores its raw 32-byte keys and expands them for each record.
 //!
-//! Zeroization: ring does not zeroize its key schedules when they are dropped, and this crate
-//! forbids `unsafe`, so the memory of an evicted or dropped [`RecordCipher`] is released as it
-//! is. The raw key material it was expanded from stays in [`crate::record::RecordKeys`], which
-//! zeroizes itself; the expansion happens from a borrowed array, never from a copy.
+//! Zeroization, a known gap: ring does not zeroize its key schedules when they are dropped, and
+//! this crate forbids `unsafe`, so the memory of an evicted or dropped [`RecordCipher`] is
+//! released as it is. That memory holds the key itself (ChaCha20 keeps the 32-byte key as is;
+//! AES-256's first two round keys are the key), so a record key can outlive its session in
+//! freed heap memory until the allocator reuses it. The raw copy in
+//! [`crate::record::RecordKeys`] zeroizes itself, and the expansion reads a borrowed array (no
+//! further copy). The alternative, RustCrypto's AEADs with their `zeroize` feature, costs about
+//! 3× in record throughput (see `primitive-costs.md`); rustls, with the same ring keys, makes
+//! the same trade.
 
 use core::fmt;
 
