@@ -12,6 +12,7 @@ use rand_core::{OsRng, RngCore};
 use serde::Deserialize;
 use xtt_files::{certs, daa, keypair};
 use xtt_registry::Registry;
+use xtt_server::config::ConfigError;
 use xtt_server::{ServerConfig, ServerKeys, XttServer, DEFAULT_CONFIG_TOML};
 use zeroize::Zeroizing;
 
@@ -153,20 +154,29 @@ pub(crate) struct Settings {
     pub(crate) updates: Option<PathBuf>,
 }
 
-/// Splits our `[files]` table off and parses the rest as xtt-server's configuration.
+/// Splits our `[files]` table off and parses the rest as xtt-server's configuration. Both are
+/// deserialized from the parsed original document, so an error points at its line and column
+/// in the file as written (re-serialising the rest would number the lines of another text).
 pub(crate) fn parse_config_file(path: &Path) -> anyhow::Result<(ServerConfig, FilesSection)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the configuration file", path.display()))?;
-    let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let files = match table.remove("files") {
-        Some(v) => v
-            .try_into::<FilesSection>()
+    // Errors render their position against the text they carry.
+    let located = |mut e: toml::de::Error| {
+        e.set_input(Some(&text));
+        e
+    };
+    let mut doc = toml::de::DeTable::parse(&text)
+        .map_err(located)
+        .with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let files = match doc.get_mut().remove("files") {
+        Some(v) => FilesSection::deserialize(toml::de::ValueDeserializer::from(v))
+            .map_err(located)
             .with_context(|| format!("{}: in [files]", path.display()))?,
         None => FilesSection::default(),
     };
-    let rest = toml::to_string(&table)?;
-    let config = ServerConfig::from_toml(&rest)
+    let config = ServerConfig::deserialize(toml::de::Deserializer::from(doc))
+        .map_err(|e| ConfigError::from(located(e)))
+        .and_then(|c| c.validate().map(|()| c))
         .with_context(|| format!("{}: invalid server configuration", path.display()))?;
     Ok((config, files))
 }

@@ -302,6 +302,23 @@ fn config_file_and_print_config() {
     let err =
         String::from_utf8_lossy(&xtt(d, &["server", "--config", "typo.toml"]).stderr).into_owned();
     assert!(err.contains("typo.toml: in [files]"), "{err}");
+    // A misspelt key is reported at its line in the file as written (comments, [files] and
+    // all), in the server's tables and in [files].
+    for (key, typo) in [
+        (
+            "max_concurrent_handshakes = 1024",
+            "max_concurent_handshakes = 1024",
+        ),
+        ("server_keypair = ", "server_key = "),
+    ] {
+        let line = 1 + cfg.lines().position(|l| l.starts_with(key)).unwrap();
+        fs::write(d.join("typo.toml"), cfg.replacen(key, typo, 1)).unwrap();
+        let out = xtt(d, &["server", "--config", "typo.toml"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(&format!("at line {line}, column 1")), "{err}");
+        assert!(err.contains(&format!("{line} | {typo}")), "{err}");
+    }
     // A server whose key is not its certificate's is refused before binding.
     common::setup(d, 1);
     ok(d, &["keys", "generate", "-k", "other.asn1.bin"]);
