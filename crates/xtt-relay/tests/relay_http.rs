@@ -783,3 +783,21 @@ async fn restart_keeps_live_mailboxes() {
     .unwrap();
     assert_eq!(got.info, info("t"));
 }
+
+#[tokio::test]
+async fn a_relay_with_a_zero_sweep_interval_is_refused_at_start_not_left_without_a_sweeper() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        xtt_relay::server::sqlite::SqliteStore::open(&dir.path().join("r.db")).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = xtt_relay::server::RelayConfig {
+        sweep_interval: Duration::ZERO,
+        ..config()
+    };
+    let clock = std::sync::Arc::new(xtt_relay::server::clock::ManualClock::new(T0));
+    match xtt_relay::server::RelayServer::start(listener, store, clock, config).await {
+        Err(e) => assert!(e.to_string().contains("sweep interval"), "{e}"),
+        Ok(_) => panic!("started without a working sweeper"),
+    }
+}

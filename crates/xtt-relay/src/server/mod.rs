@@ -72,12 +72,16 @@ impl Default for RelayConfig {
 /// Errors starting a relay.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot read the listening address: {0}")]
+    /// The cause is the `source()`: `{:#}` prints it once.
+    #[error("cannot read the listening address")]
     Io(#[from] std::io::Error),
     #[error("the public base URL {0} cannot carry a path")]
     PublicBase(String),
-    #[error("cannot build the push client: {0}")]
+    #[error("cannot build the push client")]
     Push(#[from] reqwest::Error),
+    /// A setting the relay cannot run with (the CLI checks these too, with its flag names).
+    #[error("{0}")]
+    Config(&'static str),
 }
 
 pub(crate) struct AppState {
@@ -132,6 +136,13 @@ impl RelayServer {
     where
         L: axum::serve::Listener<Addr = SocketAddr>,
     {
+        // tokio's interval panics on a zero period, in a task nobody joins: the sweeper would
+        // be gone while the relay serves on, and expired mailboxes would never be deleted.
+        if config.sweep_interval.is_zero() {
+            return Err(StartError::Config(
+                "the sweep interval must be longer than zero",
+            ));
+        }
         let addr = axum::serve::Listener::local_addr(&listener)?;
         let mut public_base = match &config.public_base {
             Some(url) => url.clone(),
