@@ -1,5 +1,7 @@
 //! `xtt completions SHELL`.
 
+use std::io::Write;
+
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
@@ -24,6 +26,11 @@ pub(crate) struct CompletionsArgs {
 
 pub(crate) fn run(args: CompletionsArgs) -> anyhow::Result<()> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "xtt", &mut std::io::stdout());
+    // Into memory first: clap_complete panics when its writer fails; ours reports the error.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "xtt", &mut script);
+    let mut out = crate::output::Stdout::lock();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(())
 }

@@ -25,6 +25,7 @@ mod server_anchors;
 mod server_sessions;
 mod update;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -32,6 +33,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    stdout_failures_end_the_process();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     // Every HTTPS client in the process (relay, TTE) uses rustls with ring; reqwest refuses to
@@ -39,10 +41,62 @@ fn main() -> ExitCode {
     xtt_tls::install_ring_provider();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Err(e) => match output::StdoutError::find(&e) {
+            Some(io) => stdout_failed(io.kind() == std::io::ErrorKind::BrokenPipe, io),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Exit status for a reader that went away: what a shell reports for a process killed by
+/// SIGPIPE (128 + 13), as for `cat file | head -1` with the C tools.
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// `EPIPE` (the same number on Linux, macOS and the BSDs).
+const EPIPE: i32 = 32;
+
+/// Rust ignores SIGPIPE, so `xtt info f | head -1` gets EPIPE, and `println!` panics on it (or
+/// on a full disk) with exit 101 and a panic message. Restoring the default disposition needs
+/// `unsafe` (forbidden in this workspace) and would also let a peer's reset kill the server, so
+/// instead: a closed stdout ends the process quietly with [`EXIT_BROKEN_PIPE`], any other
+/// stdout failure with an error message and status 1, and a broken stderr with status 1. Every
+/// other panic goes to the default hook as before.
+fn stdout_failures_end_the_process() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if let Some(reason) = message.strip_prefix("failed printing to stdout: ") {
+            let closed = reason == std::io::Error::from_raw_os_error(EPIPE).to_string();
+            let _ = std::io::stderr().flush();
+            std::process::exit(i32::from(stdout_code(closed, reason)));
         }
+        if message.starts_with("failed printing to stderr: ") {
+            std::process::exit(1);
+        }
+        default(info);
+    }));
+}
+
+/// Reports a stdout failure found in a command's error.
+fn stdout_failed(closed: bool, e: &std::io::Error) -> ExitCode {
+    ExitCode::from(stdout_code(closed, &e.to_string()))
+}
+
+/// The exit status for a stdout failure, after saying why unless the reader just went away.
+fn stdout_code(closed: bool, reason: &str) -> u8 {
+    if closed {
+        EXIT_BROKEN_PIPE
+    } else {
+        eprintln!("error: cannot write to stdout: {reason}");
+        1
     }
 }
 
@@ -61,7 +115,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Tte(c) => block_on(tte_server::cli::run(c)),
         Command::Relay(c) => block_on(xtt_relay::cli::run(c)),
-        Command::Anchors(a) => xtt_anchors::cli::run_anchors(a, &mut std::io::stdout().lock()),
+        Command::Anchors(a) => xtt_anchors::cli::run_anchors(a, &mut output::Stdout::lock()),
         Command::Update(a) => update::run(a),
     }
 }

@@ -99,7 +99,7 @@ pub(crate) fn run(args: UpdateArgs) -> anyhow::Result<()> {
     match args.command {
         UpdateCommand::Files(c) => xtt_anchors::cli::run_update(
             xtt_anchors::cli::UpdateArgs { command: c },
-            &mut std::io::stdout().lock(),
+            &mut crate::output::Stdout::lock(),
         ),
         UpdateCommand::Fetch(a) => fetch(a),
     }

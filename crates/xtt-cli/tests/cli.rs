@@ -291,6 +291,54 @@ fn a_refused_certificate_command_keeps_the_old_key() {
     assert!(!d.join("server_keys.asn1.bin").exists());
 }
 
+/// Output into a pipe nobody reads ends the command quietly with the shell's SIGPIPE status,
+/// and output to a full disk is an error with status 1; neither panics (status 101).
+#[test]
+fn a_closed_or_full_stdout_is_not_a_panic() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(d, &["cert", "root", "--generate-key"]);
+    let commands: [&[&str]; 4] = [
+        &["info", "root_cert.bin"],
+        &["completions", "bash"],
+        &["keys", "generate", "-k", "k.bin", "--force"],
+        &["anchors", "--store", "a.db", "list"],
+    ];
+    for args in commands {
+        // A socket whose other end is already closed: every write fails with EPIPE.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(ours);
+        let out = common::xtt_command(d)
+            .args(args)
+            .stdout(Stdio::from(OwnedFd::from(theirs)))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = common::xtt_command(d)
+            .args(args)
+            .stdout(Stdio::from(full))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("error: cannot write to stdout: No space left on device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn group_create_and_enroll_with_progress_and_modes() {
     let tmp = tempfile::tempdir().unwrap();
