@@ -75,7 +75,7 @@ pub enum XttError {
     #[error("the XTT root certificate is unusable: {0}")]
     BadRoot(String),
     /// The handshake failed (server unreachable, refused, or its certificate did not verify).
-    #[error("XTT provisioning with {addr} failed: {source}")]
+    #[error("XTT provisioning with {addr} failed")]
     Provision {
         /// The server.
         addr: String,
@@ -84,7 +84,7 @@ pub enum XttError {
         source: xtt_server::ClientError,
     },
     /// Writing the identity failed.
-    #[error("writing the XTT identity: {0}")]
+    #[error("writing the XTT identity")]
     Write(#[from] xtt_files::Error),
 }
 

@@ -174,9 +174,10 @@ pub struct IdentityRecord {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// The request was refused; see [`Refusal`].
+    /// The request was refused; see [`Refusal`]. (The reason is in the message, not a
+    /// `source()`, so `{:#}` names it once.)
     #[error("registration refused: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Refusal),
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(String),
@@ -200,6 +201,12 @@ pub enum RegistryError {
     /// The storage URL is not `sqlite:PATH` or `postgres://…`; the message says what is wrong.
     #[error("invalid storage URL: {0}")]
     StorageUrl(String),
+}
+
+impl From<Refusal> for RegistryError {
+    fn from(r: Refusal) -> Self {
+        RegistryError::Refused(r)
+    }
 }
 
 /// Storage of groups and identities. Implementations are shared between threads; every method

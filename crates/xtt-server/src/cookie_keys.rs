@@ -42,12 +42,14 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 #[non_exhaustive]
 pub enum CookieKeyFileError {
     /// Reading failed.
-    #[error("{path}: {source}")]
+    /// The cause is in the message, not a `source()`: this error is shown both alone (logs)
+    /// and inside others, and `{:#}` would print it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Group or others may read the file.
     #[error("{path}: mode {mode:o} lets others read the cookie keys; chmod 600 it")]
@@ -71,9 +73,9 @@ pub enum CookieKeyFileError {
 
 /// Reads the keyring from `path`, checking its permissions.
 pub fn load(path: &Path) -> Result<CookieKeyring, CookieKeyFileError> {
-    let io = |source| CookieKeyFileError::Io {
+    let io = |error| CookieKeyFileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     #[cfg(unix)]
     {
@@ -190,6 +192,18 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted {text:?}"),
         }
+    }
+
+    #[test]
+    fn a_missing_key_file_names_its_cause_once_in_a_whole_chain() {
+        let e = load(Path::new("/nonexistent/cookie.keys")).unwrap_err();
+        let mut chain = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            chain.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
     }
 
     #[test]
