@@ -115,7 +115,7 @@ pub(crate) struct ServerArgs {
     /// Cap on concurrent handshakes.
     #[arg(long, value_name = "N")]
     max_handshakes: Option<usize>,
-    /// Threads for DAA verification and other CPU work (0: one per core).
+    /// Threads for DAA verification and other CPU work: 1 to 1024, or 0 for one per core.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// Verify DAA signatures in batches (cheaper per signature under load).
