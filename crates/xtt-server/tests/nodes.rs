@@ -53,16 +53,32 @@ async fn attest_on(
     read_message(&mut s, MAX_HANDSHAKE_LEN, T).await
 }
 
+/// A cookie key file (0600) in `dir`, as every node of one deployment would be given.
+fn cookie_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let key_file = dir.join("cookie.keys");
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    std::fs::write(&key_file, format!("7 {}\n", hex::encode(secret))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    key_file
+}
+
+/// The tests' runtime, built outside it: the PostgreSQL client blocks, so registries are
+/// opened and dropped on the test's own thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
     let fx = Fixture::new();
     let url = fresh_database_url();
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("cookie.keys");
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    std::fs::write(&key_file, format!("7 {}\n", hex::encode(secret))).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key_file = cookie_key_file(dir.path());
 
     // Two pools on one database, as two server processes would have. Opened (and dropped)
     // outside the async runtime: the PostgreSQL client blocks.
@@ -71,11 +87,7 @@ fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
     let reg_b = xtt_registry::open_storage(&url).unwrap();
     let members = fx.members(1);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let node = |reg: Arc<dyn Registry>| {
             let mut config = test_config(dir.path());
@@ -147,11 +159,7 @@ fn a_session_flight_replayed_to_another_node_sharing_cookie_keys_is_refused() {
     let fx = Fixture::new();
     let url = fresh_database_url();
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("cookie.keys");
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    std::fs::write(&key_file, format!("7 {}\n", hex::encode(secret))).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key_file = cookie_key_file(dir.path());
     let reg_a = xtt_registry::open_storage(&url).unwrap();
     let (group_id, _) = add_group(&*reg_a, &fx.gpk(), BASENAME).unwrap();
     let reg_b = xtt_registry::open_storage(&url).unwrap();
@@ -159,11 +167,7 @@ fn a_session_flight_replayed_to_another_node_sharing_cookie_keys_is_refused() {
         .unwrap()
         .remove(0);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         // Sessions on each node alone (no shared session store), cookie keys from one file.
         let node = |reg: Arc<dyn Registry>| {
@@ -292,11 +296,7 @@ fn healthz_reports_an_unreachable_database_with_503() {
     let socket = dir.join(format!(".s.PGSQL.{port}"));
     let (user, db) = (config.get_user().unwrap(), config.get_dbname().unwrap());
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut relay = rt.block_on(Relay::start(socket));
     let via_relay = format!(
         "postgres://{user}@127.0.0.1:{}/{db}?connect_timeout=2",
