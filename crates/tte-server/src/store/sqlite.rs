@@ -203,7 +203,13 @@ CREATE TABLE IF NOT EXISTS c_reading (
     value  TEXT NOT NULL,
     time   REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS c_reading_urn ON c_reading(urn, id);";
+CREATE INDEX IF NOT EXISTS c_reading_urn ON c_reading(urn, id);
+-- The last accepted sequence number of each removed device: a device added again (the same
+-- DevSecret, e.g. a box's derived one) must not accept its old updates replayed.
+CREATE TABLE IF NOT EXISTS c_removed_seq (
+    urn      TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+);";
 
 /// The Controller's SQLite store.
 ///
@@ -327,7 +333,9 @@ impl ControllerStore for SqliteControllerStore {
             }
             None => {
                 tx.execute(
-                    "INSERT INTO c_device (urn, dev_secret, label, added_at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO c_device (urn, dev_secret, label, added_at, last_seq)
+                     VALUES (?1, ?2, ?3, ?4,
+                             (SELECT last_seq FROM c_removed_seq WHERE urn = ?1))",
                     params![urn.as_str(), &dev_secret.as_bytes()[..], label, now],
                 )?;
                 Added::New
@@ -415,6 +423,33 @@ impl ControllerStore for SqliteControllerStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM c_reading WHERE urn = ?1", [urn.as_str()])?;
+        // Its replay floor outlives it (an update is accepted once, also across a re-add).
+        // Compared as u64 here: the column holds the bits of a u64.
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT last_seq FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        if let Some(last) = last {
+            let before: Option<i64> = tx
+                .query_row(
+                    "SELECT last_seq FROM c_removed_seq WHERE urn = ?1",
+                    [urn.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let floor = before
+                .filter(|b| seq_from_sql(*b) > seq_from_sql(last))
+                .unwrap_or(last);
+            tx.execute(
+                "INSERT INTO c_removed_seq (urn, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT (urn) DO UPDATE SET last_seq = excluded.last_seq",
+                params![urn.as_str(), floor],
+            )?;
+        }
         let removed = tx.execute("DELETE FROM c_device WHERE urn = ?1", [urn.as_str()])?;
         tx.commit()?;
         Ok(removed > 0)
@@ -479,6 +514,32 @@ mod tests {
             value: Value::Number(1.0),
             time: 0.0,
         }]
+    }
+
+    /// Removing a device keeps its replay floor: added again with the same DevSecret (a box's
+    /// derived one, or the introducer re-adding it), its old updates replayed are refused.
+    #[test]
+    fn a_removed_and_re_added_device_refuses_its_old_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteControllerStore::open(&dir.path().join("c.sqlite")).unwrap();
+        let urn = DevUrn::parse("urn:dev:test:replay").unwrap();
+        let key = Key256::from_bytes([3; 32]);
+        assert_eq!(store.add_device(&urn, &key, None, 0).unwrap(), Added::New);
+        assert_eq!(store.record(&urn, 5, &reading()).unwrap(), Recorded::Stored);
+        assert!(store.remove_device(&urn).unwrap());
+        assert_eq!(store.add_device(&urn, &key, None, 1).unwrap(), Added::New);
+        assert_eq!(
+            store.record(&urn, 5, &reading()).unwrap(),
+            Recorded::Replay { last: 5 }
+        );
+        // Removed again before any new update, then re-added: the floor stays.
+        assert!(store.remove_device(&urn).unwrap());
+        assert_eq!(store.add_device(&urn, &key, None, 2).unwrap(), Added::New);
+        assert_eq!(
+            store.record(&urn, 4, &reading()).unwrap(),
+            Recorded::Replay { last: 5 }
+        );
+        assert_eq!(store.record(&urn, 6, &reading()).unwrap(), Recorded::Stored);
     }
 
     /// Group commit under contention: two threads per device race the same counters; each
