@@ -75,7 +75,7 @@ use crate::{
 };
 
 /// The schema version this code writes (the highest row of `xtt_schema_version`).
-pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 3;
 
 /// Connections in the pool unless the caller asks otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
@@ -244,6 +244,91 @@ BEGIN
             outcome := o_out[j]; assigned_id := o_ids[j];
         ELSE
             outcome := 5; assigned_id := NULL;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+",
+    // v3: a requested ClientID found taken is looked up once more before it is refused: a
+    // concurrent registration of the same device (two nodes) may have just taken it for it.
+    r"
+CREATE OR REPLACE FUNCTION xtt_register_batch(
+    p_group_ids bytea[], p_pseudonyms bytea[], p_requested bytea[], p_keys bytea[],
+    p_nows bigint[], p_candidates bytea[])
+RETURNS TABLE (outcome smallint, assigned_id bytea)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_held bytea;
+    v_id bytea;
+    v_got bytea;
+    v_done boolean;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_group_ids, 1), 0) LOOP
+        IF NOT EXISTS (SELECT 1 FROM daa_groups g WHERE g.group_id = p_group_ids[i]) THEN
+            outcome := 2; assigned_id := NULL; RETURN NEXT; CONTINUE;
+        END IF;
+        v_done := false;
+        -- Twice at most: another node may register this very device between our look-up and
+        -- our insert; the second pass then finds it.
+        FOR pass IN 1 .. 2 LOOP
+            SELECT d.client_id INTO v_held FROM identities d
+             WHERE d.group_id = p_group_ids[i] AND d.pseudonym = p_pseudonyms[i]
+               FOR UPDATE;
+            IF FOUND THEN
+                IF p_requested[i] IS NOT NULL AND p_requested[i] <> v_held THEN
+                    outcome := 4; assigned_id := v_held;
+                ELSE
+                    UPDATE identities d
+                       SET longterm_key = p_keys[i], last_seen = greatest(d.last_seen, p_nows[i])
+                     WHERE d.client_id = v_held;
+                    outcome := 1; assigned_id := v_held;
+                END IF;
+                v_done := true;
+                EXIT;
+            END IF;
+            v_id := NULL;
+            IF p_requested[i] IS NOT NULL THEN
+                INSERT INTO client_ids AS c (client_id, assigned_at)
+                     VALUES (p_requested[i], p_nows[i])
+                ON CONFLICT DO NOTHING RETURNING c.client_id INTO v_id;
+                IF v_id IS NULL THEN
+                    -- Taken, perhaps by another node registering this very device with this
+                    -- id a moment ago: the second pass looks for the device again and, if it
+                    -- is there now, answers it as a returning device with that id.
+                    IF pass = 1 THEN
+                        CONTINUE;
+                    END IF;
+                    outcome := 3; assigned_id := p_requested[i]; v_done := true;
+                    EXIT;
+                END IF;
+            ELSE
+                FOR k IN 0 .. coalesce(length(p_candidates[i]), 0) / 16 - 1 LOOP
+                    INSERT INTO client_ids AS c (client_id, assigned_at)
+                         VALUES (substring(p_candidates[i] FROM k * 16 + 1 FOR 16), p_nows[i])
+                    ON CONFLICT DO NOTHING RETURNING c.client_id INTO v_id;
+                    EXIT WHEN v_id IS NOT NULL;
+                END LOOP;
+                IF v_id IS NULL THEN
+                    RAISE EXCEPTION 'every candidate ClientID is already used'
+                        USING ERRCODE = 'XT001';
+                END IF;
+            END IF;
+            INSERT INTO identities AS d
+                   (client_id, group_id, pseudonym, longterm_key, first_seen, last_seen)
+            VALUES (v_id, p_group_ids[i], p_pseudonyms[i], p_keys[i], p_nows[i], p_nows[i])
+            ON CONFLICT (group_id, pseudonym) DO NOTHING
+            RETURNING d.client_id INTO v_got;
+            IF v_got IS NOT NULL THEN
+                outcome := 0; assigned_id := v_id; v_done := true;
+                EXIT;
+            END IF;
+            -- Lost the race for this device: the id was claimed by this transaction only and
+            -- never handed out, so giving it back reuses nothing.
+            DELETE FROM client_ids c WHERE c.client_id = v_id;
+        END LOOP;
+        IF NOT v_done THEN
+            RAISE EXCEPTION 'device registration kept racing';
         END IF;
         RETURN NEXT;
     END LOOP;

@@ -623,3 +623,48 @@ fn tls_require_encrypts_without_a_root_and_plain_urls_stay_plain() {
     assert_eq!(reg.identity_count().unwrap(), 0);
     assert_eq!(tls_connections(&plain_db), 0, "no sslmode: no TLS");
 }
+
+/// One device registering on two nodes at once with the ClientID it asks for: the second
+/// waits for the first's insert of that id and must then find the device (a returning device
+/// with its own id), not refuse the id as taken by someone else.
+#[test]
+fn a_device_registering_twice_at_once_with_its_requested_id_is_not_refused() {
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let wanted = ClientId([0x42; 16]);
+    let r = sample_registration(&g.group_id, wanted);
+
+    // "Node A": the same registration, inserted in a transaction held open.
+    let mut a = config.connect(postgres::NoTls).unwrap();
+    let mut tx = a.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO client_ids (client_id, assigned_at) VALUES ($1, 1)",
+        &[&&wanted.0[..]],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO identities (client_id, group_id, pseudonym, longterm_key, first_seen,
+                                 last_seen) VALUES ($1, $2, $3, $4, 1, 1)",
+        &[
+            &&wanted.0[..],
+            &&g.group_id.0[..],
+            &&r.pseudonym.0[..],
+            &&r.longterm_key.as_bytes()[..],
+        ],
+    )
+    .unwrap();
+
+    // "Node B" registers the same device meanwhile; its insert of the id waits for A.
+    let b = std::thread::spawn({
+        let reg = reg.clone();
+        move || reg.register(&r)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tx.commit().unwrap();
+    let got = b.join().unwrap();
+    assert!(
+        matches!(got, Ok(ref a) if a.client_id == wanted && !a.new_device),
+        "{got:?}"
+    );
+}
