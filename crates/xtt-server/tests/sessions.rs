@@ -269,6 +269,16 @@ async fn bad_records_on_tcp_are_dropped_and_the_session_survives() {
     let after = e.counters();
     assert_eq!(after.dropped.forged, base.dropped.forged + 1);
     assert_eq!(after.dropped.duplicate, base.dropped.duplicate + 1);
+    // The device's next record skips the forged one's number: on its connection that is a
+    // record missing from the stream (XTT-SESSION §3, exactly the next number over TCP), so the
+    // server closes the connection without delivering it; after a reconnect the session goes
+    // on (the window takes any fresh number as a connection's first).
+    c.send(Q, b"after a gap").await.unwrap();
+    assert!(
+        matches!(c.recv().await, Err(SessionClientError::Closed)),
+        "a gap in a TCP stream must close the connection"
+    );
+    c.reconnect_to(e.server.addr).await.unwrap();
     echo(&mut c, b"c").await;
     // A record for a session the server does not know is answered with Error.
     let mut unknown = r.clone();

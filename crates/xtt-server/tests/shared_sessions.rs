@@ -190,14 +190,24 @@ async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_e
     assert!(cl.stats(c).extended >= 2, "{:?}", cl.stats(c));
     assert_eq!(cl.stats(b).created, 1);
 
-    // The replayed record on C (on the device's own connection): dropped, not echoed.
-    let dup_before = cl.counters(c).dropped.duplicate + cl.counters(c).dropped.too_old;
+    // The replayed record on C, on the device's own connection: out of order in a TCP stream
+    // (XTT-SESSION §3), so C closes the connection without delivering it; the device
+    // reconnects and goes on. On a fresh connection of its own the replay is a duplicate.
     dev.send_raw(&replay).await.unwrap();
+    assert!(matches!(dev.recv().await, Err(SessionClientError::Closed)));
+    dev.reconnect_to(cl.addr(c)).await.unwrap();
     echo(&mut dev, b"after the replay").await;
+    let dup_before = cl.counters(c).dropped.duplicate + cl.counters(c).dropped.too_old;
+    let mut raw = tokio::net::TcpStream::connect(cl.addr(c)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &replay)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         cl.counters(c).dropped.duplicate + cl.counters(c).dropped.too_old,
         dup_before + 1
     );
+    drop(raw);
 
     // The replayed record sent to B (which released the session) and to A (which never held
     // it): each takes the session over exactly and refuses the record.
@@ -380,6 +390,9 @@ async fn a_flood_of_records_for_unknown_sessions_does_not_starve_held_ones() {
             .unwrap();
     echo(&mut dev, b"before").await;
     let template = dev.session_mut().seal(Q, b"flood").unwrap();
+    // Its number is used on the device's connection too: over TCP a skipped number closes it.
+    dev.send_raw(&template).await.unwrap();
+    assert_eq!(&dev.recv().await.unwrap().payload[..], b"flood");
     let flood = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     flood.connect(cl.addr(0)).await.unwrap();
     let sender = tokio::spawn(async move {

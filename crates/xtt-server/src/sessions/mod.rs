@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use xtt_proto::record::{PayloadType, RecordError};
+use xtt_proto::record::{PayloadType, RecordError, SessionId};
 use xtt_proto::session_table::{SessionTable, SessionTableConfig};
 use xtt_proto::ClientId;
 use zeroize::Zeroize;
@@ -45,6 +45,19 @@ pub use settings::{AppSetting, AppSettingError, SessionSettings};
 pub use updates::{UpdateServer, UpdateSummary};
 
 use crate::server::unix_now;
+
+/// A record's sequence number, from its header (not authenticated until the record opens).
+pub(crate) fn seq_of(record: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = record.get(20..24)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+/// A record's session id, from its header (not authenticated until the record opens).
+pub(crate) fn session_id_of(record: &[u8]) -> Option<SessionId> {
+    let mut id = SessionId::NULL;
+    id.0.copy_from_slice(record.get(4..20)?);
+    Some(id)
+}
 
 /// Where a session's records go: the TCP connection or UDP address that last delivered an
 /// authentic, fresh record.

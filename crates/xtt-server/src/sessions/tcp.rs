@@ -16,11 +16,12 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN};
 use xtt_proto::error::{PeerMisbehaved, Refused};
+use xtt_proto::record::SessionId;
 use xtt_registry::CookieUse;
 
 use super::app::HeldRecord;
 use super::seal_buffers::SealBuffers;
-use super::{Peer, SessionCore};
+use super::{seq_of, session_id_of, Peer, SessionCore};
 use crate::framing::FrameError;
 use crate::server::unix_now;
 
@@ -177,6 +178,35 @@ pub(crate) async fn accept<T>(
         sh.proto.remember_finished(receipt, &finished, now);
     }
     Ok((finished, early, with_peer))
+}
+
+/// XTT-SESSION §3 on a stream: after a session's first record on a connection, each of its
+/// records there must carry exactly the next number. The session's sliding window (which
+/// every transport shares, for records that cross connections when a device moves) already
+/// refuses numbers seen before; this adds that nothing was taken out of a TCP stream. A record
+/// that breaks the order closes the connection: the device reconnects, and its first record on
+/// the new connection starts the count again.
+#[derive(Debug, Default)]
+struct StreamOrder {
+    /// The session and number of the last authentic record on this connection.
+    last: Option<(SessionId, u32)>,
+}
+
+impl StreamOrder {
+    /// Whether a record numbered `seq` of session `id` may come next (checked on the header,
+    /// before the record opens; a forged header can only get the connection closed, which
+    /// anyone able to write into the stream can do anyway).
+    fn expects(&self, id: &SessionId, seq: u32) -> bool {
+        match self.last {
+            Some((last_id, last)) if last_id == *id => last.checked_add(1) == Some(seq),
+            _ => true,
+        }
+    }
+
+    /// The record opened: the count goes on from it.
+    fn accepted(&mut self, id: SessionId, seq: u32) {
+        self.last = Some((id, seq));
+    }
 }
 
 /// Whole messages from a byte stream through one reusable buffer: a read takes whatever has
@@ -422,9 +452,11 @@ pub(crate) async fn serve_records(
     if let Some(early) = rs.early.take() {
         core.app.on_record(early.lend(), &outbox);
     }
+    let mut order = StreamOrder::default();
     // A connection that opens with a record must prove itself with it: otherwise anyone could
     // park idle connections here without a session.
     if let Some(first) = rs.first.take() {
+        let header = session_id_of(&first).zip(seq_of(&first));
         // With shared sessions the record may wait for a hand-over: wait for its verdict.
         let (done, verdict) = tokio::sync::oneshot::channel();
         let accepted =
@@ -437,6 +469,9 @@ pub(crate) async fn serve_records(
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), out.write_all(&stream, recycle)).await;
             return;
+        }
+        if let Some((id, seq)) = header {
+            order.accepted(id, seq);
         }
     }
     messages.for_records();
@@ -468,7 +503,22 @@ pub(crate) async fn serve_records(
         match msg {
             Ok(msg) if is_record(msg) => {
                 last_heard = tokio::time::Instant::now();
-                core.on_record_in_place(msg, &peer);
+                let header = session_id_of(msg).zip(seq_of(msg));
+                if let Some((id, seq)) = header {
+                    if !order.expects(&id, seq) {
+                        tracing::debug!(
+                            conn = rs.conn,
+                            seq,
+                            "record out of order on a TCP connection: closed"
+                        );
+                        break;
+                    }
+                }
+                if core.on_record_in_place(msg, &peer) {
+                    if let Some((id, seq)) = header {
+                        order.accepted(id, seq);
+                    }
+                }
             }
             Ok(_) => {
                 tracing::debug!(conn = rs.conn, "non-record message on a session connection");
@@ -491,6 +541,27 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+
+    #[test]
+    fn a_tcp_connection_takes_exactly_the_next_number_after_a_sessions_first() {
+        let (a, b) = (SessionId([1; 16]), SessionId([2; 16]));
+        let mut order = StreamOrder::default();
+        assert!(
+            order.expects(&a, 17),
+            "a connection's first record may have any number"
+        );
+        order.accepted(a, 17);
+        assert!(order.expects(&a, 18));
+        assert!(!order.expects(&a, 19), "a gap");
+        assert!(!order.expects(&a, 17), "a repeat");
+        assert!(!order.expects(&a, 16), "an older one");
+        assert!(
+            order.expects(&b, 3),
+            "another session's first record on the connection"
+        );
+        order.accepted(a, u32::MAX);
+        assert!(!order.expects(&a, 0), "no number follows the last one");
+    }
 
     /// A read that leaves room unused clears the read readiness (a wait now goes to the
     /// reactor), bytes that arrive afterwards still wake that wait, and a read that fills its

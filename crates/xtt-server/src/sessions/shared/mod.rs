@@ -101,7 +101,7 @@ use zeroize::Zeroizing;
 pub use retire::{Retired, RETIRE_BOUND};
 pub use seal::{StorageKey, StorageKeyError, STORAGE_KEY_LEN};
 
-use super::{Peer, SessionCore};
+use super::{seq_of, session_id_of, Peer, SessionCore};
 use handover::Answer;
 
 /// Settings of sessions shared between nodes.
@@ -283,17 +283,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
-}
-
-fn seq_of(record: &[u8]) -> Option<u32> {
-    let b: [u8; 4] = record.get(20..24)?.try_into().ok()?;
-    Some(u32::from_be_bytes(b))
-}
-
-fn session_id_of(record: &[u8]) -> Option<SessionId> {
-    let mut id = SessionId::NULL;
-    id.0.copy_from_slice(record.get(4..20)?);
-    Some(id)
 }
 
 /// What [`SharedSessions::enqueue`] did with an operation.
