@@ -355,6 +355,9 @@ async fn a_node_stopped_with_sigterm_hands_its_sessions_over_exactly() {
     // stop; `last` (n + 1) is the last record B accepts.
     let held_back = dev.session_mut().seal(Q, b"held back").unwrap();
     let last = dev.session_mut().seal(Q, b"last on B").unwrap();
+    // On a new connection: within one TCP connection a skipped number closes it (§3), while a
+    // connection's first record may carry any fresh number.
+    dev.reconnect_to(b.addr).await.unwrap();
     dev.send_raw(&last).await.unwrap();
     let echoed = dev.recv().await.unwrap();
     assert_eq!(&echoed.payload[..], b"last on B");
@@ -380,6 +383,8 @@ async fn a_node_stopped_with_sigterm_hands_its_sessions_over_exactly() {
         echoed.seq + 1,
         "C continues B's send sequence exactly"
     );
+    // The next record skips `last`'s number (B took it): a new connection, as above.
+    dev.reconnect_to(c.addr).await.unwrap();
     dev.send(Q, b"next").await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(5), dev.recv())
         .await
