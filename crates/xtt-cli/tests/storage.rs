@@ -87,11 +87,14 @@ fn fill(url: &str, n: usize) -> String {
     hex::encode(g.group_id.0)
 }
 
-fn registry_commands_work_on(url: &str) {
+fn registry_commands_work_on(url: &str, schema_version: i64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = ok(d, &["registry", "migrate", "--storage", url]);
-    assert!(out.contains("schema version 2"), "{out}");
+    assert!(
+        out.contains(&format!("schema version {schema_version}")),
+        "{out}"
+    );
     assert!(!out.contains("Sup3rSecretPw"), "{out}");
     let gid = fill(url, 3);
 
@@ -147,10 +150,16 @@ fn registry_commands_work_on(url: &str) {
 #[test]
 fn registry_migrate_stats_export_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    registry_commands_work_on(&format!("sqlite:{}", dir.path().join("r.sqlite").display()));
+    registry_commands_work_on(
+        &format!("sqlite:{}", dir.path().join("r.sqlite").display()),
+        xtt_registry::SCHEMA_VERSION,
+    );
 }
 
 #[test]
 fn registry_migrate_stats_export_on_postgres() {
-    registry_commands_work_on(&fresh_database_url("Sup3rSecretPw"));
+    registry_commands_work_on(
+        &fresh_database_url("Sup3rSecretPw"),
+        xtt_registry::POSTGRES_SCHEMA_VERSION,
+    );
 }
