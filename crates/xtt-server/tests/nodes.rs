@@ -63,6 +63,21 @@ fn cookie_key_file(dir: &std::path::Path) -> std::path::PathBuf {
     key_file
 }
 
+/// One node's configuration and keys: cookie keys from the shared `key_file`, and a cookie
+/// secret of its own (which differs per node: only the shared file makes them agree).
+fn node_settings(
+    fx: &Fixture,
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+) -> (xtt_server::ServerConfig, xtt_server::ServerKeys) {
+    let mut config = test_config(dir);
+    config.metrics.listen = None;
+    config.cookies.key_file = Some(key_file.to_path_buf());
+    let mut keys = fx.keys();
+    OsRng.fill_bytes(keys.cookie_secret.as_mut_slice());
+    (config, keys)
+}
+
 /// The tests' runtime, built outside it: the PostgreSQL client blocks, so registries are
 /// opened and dropped on the test's own thread.
 fn runtime() -> tokio::runtime::Runtime {
@@ -90,12 +105,7 @@ fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
     let rt = runtime();
     rt.block_on(async {
         let node = |reg: Arc<dyn Registry>| {
-            let mut config = test_config(dir.path());
-            config.metrics.listen = None;
-            config.cookies.key_file = Some(key_file.clone());
-            // Each node's own secret differs: only the shared file makes them agree.
-            let mut keys = fx.keys();
-            OsRng.fill_bytes(keys.cookie_secret.as_mut_slice());
+            let (config, keys) = node_settings(&fx, dir.path(), &key_file);
             async move { run(XttServer::bind(config, keys, reg).await.unwrap()) }
         };
         let a = node(reg_a.clone()).await;
@@ -171,11 +181,7 @@ fn a_session_flight_replayed_to_another_node_sharing_cookie_keys_is_refused() {
     rt.block_on(async {
         // Sessions on each node alone (no shared session store), cookie keys from one file.
         let node = |reg: Arc<dyn Registry>| {
-            let mut config = test_config(dir.path());
-            config.metrics.listen = None;
-            config.cookies.key_file = Some(key_file.clone());
-            let mut keys = fx.keys();
-            OsRng.fill_bytes(keys.cookie_secret.as_mut_slice());
+            let (config, keys) = node_settings(&fx, dir.path(), &key_file);
             async move {
                 let mut server = XttServer::bind(config, keys, reg).await.unwrap();
                 server
