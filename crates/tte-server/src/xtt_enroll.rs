@@ -289,16 +289,38 @@ impl XttEnrollment {
         device: &DeviceSecrets,
     ) -> Result<xtt_proto::ClientId, XttError> {
         let (daa, root) = self.material(device)?;
+        // Before the handshake, which registers the identity: a directory that cannot take the
+        // files would leave the device with a ClientID it has no key for.
+        let out = self.out_dir.clone();
+        let created = tokio::task::spawn_blocking(move || -> Result<bool, XttError> {
+            let created = !out.exists();
+            xtt_files::fsio::create_private_dir(&out)?;
+            ClientFiles::in_dir(&out).check_outputs()?;
+            Ok(created)
+        })
+        .await
+        .map_err(|e| {
+            XttError::Write(xtt_files::Error {
+                path: self.out_dir.clone(),
+                kind: xtt_files::ErrorKind::Inconsistent(format!("checker task failed: {e}")),
+            })
+        })??;
         let mut provisioner = Provisioner::new(root.clone(), Arc::new(daa.member.clone()));
         provisioner.suite = self.suite;
         provisioner.timeout = self.timeout;
-        let identity = provisioner
-            .provision((host, port))
-            .await
-            .map_err(|source| XttError::Provision {
-                addr: format!("{host}:{port}"),
-                source,
-            })?;
+        let identity = match provisioner.provision((host, port)).await {
+            Ok(identity) => identity,
+            Err(source) => {
+                // A failed handshake leaves nothing behind: not even the empty directory.
+                if created {
+                    let _ = std::fs::remove_dir(&self.out_dir);
+                }
+                return Err(XttError::Provision {
+                    addr: format!("{host}:{port}"),
+                    source,
+                });
+            }
+        };
         let out = self.out_dir.clone();
         let client_id = identity.client_id;
         // File writes fsync; keep them off the async workers.

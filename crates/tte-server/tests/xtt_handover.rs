@@ -232,3 +232,58 @@ async fn absent_or_bad_daa_material_is_a_typed_error_and_writes_nothing() {
         Enrollment::XttPending(_)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_directory_that_cannot_be_written_is_refused_before_the_handshake() {
+    let s = common::start().await;
+    let xtt = start_xtt(s.dir.path()).await;
+    let out = s.out().join("batch");
+    let daa_group = xtt.group_dir.to_str().unwrap();
+    let xtt_root = xtt.root_file.to_str().unwrap();
+    common::manufacture_cli(
+        &s.ta,
+        &out,
+        &["--daa-group", daa_group, "--xtt-root", xtt_root],
+    )
+    .await;
+    let dev = common::read_secrets(&common::secrets_files(&out).pop().unwrap());
+    bind_to_xtt(&s, &dev, xtt.addr).await;
+
+    // The identity directory would be inside a regular file: it cannot be made.
+    let blocker = s.dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let handover = XttEnrollment::new(blocker.join("identity"));
+    let err = enroll_error(dev.clone(), &handover).await;
+    assert!(matches!(err, DeviceError::Xtt(XttError::Write(_))), "{err}");
+    assert_eq!(
+        xtt.registry.identity_count().unwrap(),
+        0,
+        "no identity may be registered for a device that could not keep it"
+    );
+
+    // Another device, bound to an XTT address where nothing listens: the failed handshake
+    // leaves no empty identity directory behind.
+    let out2 = s.out().join("batch2");
+    common::manufacture_cli(
+        &s.ta,
+        &out2,
+        &["--daa-group", daa_group, "--xtt-root", xtt_root],
+    )
+    .await;
+    let other = common::read_secrets(&common::secrets_files(&out2).pop().unwrap());
+    let unreachable = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    bind_to_xtt(&s, &other, unreachable).await;
+    let fresh = s.dir.path().join("fresh-identity");
+    let err = enroll_error(other, &XttEnrollment::new(&fresh)).await;
+    assert!(
+        matches!(err, DeviceError::Xtt(XttError::Provision { .. })),
+        "{err}"
+    );
+    assert!(
+        !fresh.exists(),
+        "an empty identity directory was left behind"
+    );
+}

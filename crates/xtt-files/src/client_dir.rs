@@ -77,9 +77,11 @@ impl ClientDir {
         }
     }
 
-    /// Writes the results of a provisioning as the C client does: `client_id.txt` (0644),
-    /// `longterm_cert.bin` (0644) and `longterm_priv.bin` (0600), each crash-safely. The key is
-    /// written last so that a present key always has its id and certificate beside it.
+    /// Writes the results of a provisioning as the C client does: `longterm_priv.bin` (0600),
+    /// `longterm_cert.bin` (0644) and `client_id.txt` (0644), each crash-safely and in that
+    /// order (as xtt-server's `ClientFiles` does): the server has registered the new key
+    /// already, so a crash or failed write in between must lose the id (provision again), never
+    /// the key.
     pub fn write_provisioned(
         &self,
         id: &ClientId,
@@ -93,9 +95,9 @@ impl ClientDir {
                 ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
             )
         })?;
-        client_id::write(&self.file(CLIENT_ID), id, Overwrite::Allow)?;
-        x509::write(&cert_path, &certificate, Overwrite::Allow)?;
         keypair::write(&self.file(LONGTERM_PRIV), longterm, Overwrite::Allow)?;
+        x509::write(&cert_path, &certificate, Overwrite::Allow)?;
+        client_id::write(&self.file(CLIENT_ID), id, Overwrite::Allow)?;
         Ok(Provisioned {
             client_id: *id,
             certificate,
