@@ -2,8 +2,7 @@
 //! same directory, written, fsynced, renamed over the target, then the directory fsynced. A
 //! reader therefore sees the old file or the new one, never a torn one, even after a power cut.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -34,32 +33,19 @@ pub use xtt_fsio::Overwrite;
 /// memory, so a wrong path to a huge file costs nothing). Only regular files: a FIFO would block
 /// the open or the read forever and a device has no size, so they are refused before opening.
 pub fn read_limited(path: &Path, what: &'static str, max: usize) -> Result<Vec<u8>> {
-    let meta = fs::metadata(path).map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
-    if !meta.is_file() {
-        return Err(Error::new(path, ErrorKind::NotRegular));
+    match xtt_fsio::read_capped(path, max) {
+        Ok(xtt_fsio::Capped::Whole(buf)) => Ok(buf),
+        Ok(xtt_fsio::Capped::TooLarge { actual }) => Err(Error::new(
+            path,
+            ErrorKind::TooLarge {
+                what,
+                max,
+                actual: usize::try_from(actual).unwrap_or(usize::MAX),
+            },
+        )),
+        Ok(xtt_fsio::Capped::NotRegular) => Err(Error::new(path, ErrorKind::NotRegular)),
+        Err(e) => Err(Error::new(path, ErrorKind::Read(e))),
     }
-    let file = File::open(path).map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
-    // Checked again on what was opened: the path may have been replaced in between.
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
-    if !meta.is_file() {
-        return Err(Error::new(path, ErrorKind::NotRegular));
-    }
-    let mut buf = Vec::new();
-    // Read one byte past the limit to tell "exactly max" from "more than max".
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    file.take(limit)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::new(path, ErrorKind::Read(e)))?;
-    if buf.len() > max {
-        // The size of what was opened; never less than what was read (the file may grow).
-        let actual = usize::try_from(meta.len())
-            .unwrap_or(usize::MAX)
-            .max(buf.len());
-        return Err(Error::new(path, ErrorKind::TooLarge { what, max, actual }));
-    }
-    Ok(buf)
 }
 
 /// Reads a file that must be exactly `N` bytes.
@@ -103,6 +89,7 @@ fn write_error(path: &Path, e: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -8,9 +8,9 @@
 //! mode, so a secret is never readable by others, not even for an instant, and a failed write
 //! leaves no temporary file behind (`tempfile` removes it on drop).
 //!
-//! [`read_limited`] is the matching input side: a small file read whole, with a size cap and
-//! only from a regular file, so a wrong path (a FIFO, `/dev/zero`) neither hangs nor fills
-//! memory.
+//! [`read_capped`] and [`read_limited`] are the matching input side: a small file read whole,
+//! with a size cap and only from a regular file, so a wrong path (a FIFO, `/dev/zero`) neither
+//! hangs nor fills memory.
 //!
 //! Errors are plain [`std::io::Error`]s; callers add the path and what they were writing.
 
@@ -67,20 +67,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: Overwrite) 
     sync_dir(dir)
 }
 
-/// Reads the regular file `path` whole if it has at most `max` bytes. Anything else fails
-/// before much is read: a FIFO, device or directory with [`io::ErrorKind::InvalidInput`]
-/// ("is not a regular file", checked before opening so a FIFO cannot block the open), a larger
-/// file with [`io::ErrorKind::FileTooLarge`] after reading at most `max + 1` bytes.
-pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
-    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file");
+/// What [`read_capped`] found at a path.
+#[derive(Debug)]
+pub enum Capped {
+    /// A regular file of at most the cap: its bytes.
+    Whole(Vec<u8>),
+    /// A regular file larger than the cap (at most cap + 1 bytes were read): its size.
+    TooLarge {
+        /// The size of what was opened, never less than what was read.
+        actual: u64,
+    },
+    /// A FIFO, device, directory or socket, refused before opening (a FIFO would block the open
+    /// or the read forever, and a device has no size).
+    NotRegular,
+}
+
+/// Reads the regular file `path` whole if it has at most `max` bytes, reading at most `max + 1`
+/// bytes of anything larger; the I/O errors are those of `stat`, `open` and `read`.
+pub fn read_capped(path: &Path, max: usize) -> io::Result<Capped> {
     if !fs::metadata(path)?.is_file() {
-        return Err(not_regular());
+        return Ok(Capped::NotRegular);
     }
     let file = File::open(path)?;
     // Again on what was opened: the path may have been replaced in between.
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(not_regular());
+        return Ok(Capped::NotRegular);
     }
     let mut buf = Vec::new();
     // One byte past the limit tells "exactly max" from "more than max".
@@ -89,12 +101,26 @@ pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
     if buf.len() > max {
         // Never less than what was read, should the file have grown since the stat.
         let actual = u64::try_from(buf.len()).unwrap_or(u64::MAX).max(meta.len());
-        return Err(io::Error::new(
+        return Ok(Capped::TooLarge { actual });
+    }
+    Ok(Capped::Whole(buf))
+}
+
+/// [`read_capped`] as a plain result: a FIFO, device or directory fails with
+/// [`io::ErrorKind::InvalidInput`] ("is not a regular file"), a larger file with
+/// [`io::ErrorKind::FileTooLarge`].
+pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    match read_capped(path, max)? {
+        Capped::Whole(buf) => Ok(buf),
+        Capped::TooLarge { actual } => Err(io::Error::new(
             io::ErrorKind::FileTooLarge,
             format!("is {actual} bytes, more than the {max} accepted"),
-        ));
+        )),
+        Capped::NotRegular => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        )),
     }
-    Ok(buf)
 }
 
 /// Checks, without writing anything, that [`write_atomic`] could write `path` now: its directory
