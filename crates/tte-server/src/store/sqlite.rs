@@ -423,33 +423,15 @@ impl ControllerStore for SqliteControllerStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM c_reading WHERE urn = ?1", [urn.as_str()])?;
-        // Its replay floor outlives it (an update is accepted once, also across a re-add).
-        // Compared as u64 here: the column holds the bits of a u64.
-        let last: Option<i64> = tx
-            .query_row(
-                "SELECT last_seq FROM c_device WHERE urn = ?1",
-                [urn.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        if let Some(last) = last {
-            let before: Option<i64> = tx
-                .query_row(
-                    "SELECT last_seq FROM c_removed_seq WHERE urn = ?1",
-                    [urn.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let floor = before
-                .filter(|b| seq_from_sql(*b) > seq_from_sql(last))
-                .unwrap_or(last);
-            tx.execute(
-                "INSERT INTO c_removed_seq (urn, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT (urn) DO UPDATE SET last_seq = excluded.last_seq",
-                params![urn.as_str(), floor],
-            )?;
-        }
+        // Its replay floor outlives it (an update is accepted once, also across a re-add). The
+        // row's last_seq is at or above any earlier floor: a re-added device starts from it,
+        // and only higher numbers are stored since.
+        tx.execute(
+            "INSERT INTO c_removed_seq (urn, last_seq)
+             SELECT urn, last_seq FROM c_device WHERE urn = ?1 AND last_seq IS NOT NULL
+             ON CONFLICT (urn) DO UPDATE SET last_seq = excluded.last_seq",
+            [urn.as_str()],
+        )?;
         let removed = tx.execute("DELETE FROM c_device WHERE urn = ?1", [urn.as_str()])?;
         tx.commit()?;
         Ok(removed > 0)
