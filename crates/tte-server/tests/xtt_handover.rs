@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::parse;
@@ -88,6 +88,23 @@ async fn bind_to_xtt(s: &common::Stack, dev: &DeviceSecrets, addr: std::net::Soc
     assert_eq!(r.status(), 204);
 }
 
+/// Makes one device at the factory with XTT material (DAA membership and root of `xtt`) into
+/// `s.out()/batch`, and returns its secrets file.
+async fn manufacture_xtt_device(s: &common::Stack, xtt: &XttSide, batch: &str) -> PathBuf {
+    let out = s.out().join(batch);
+    let daa_group = xtt.group_dir.to_str().unwrap();
+    let xtt_root = xtt.root_file.to_str().unwrap();
+    common::manufacture_cli(
+        &s.ta,
+        &out,
+        &["--daa-group", daa_group, "--xtt-root", xtt_root],
+    )
+    .await;
+    let mut jsons = common::secrets_files(&out);
+    assert_eq!(jsons.len(), 1);
+    jsons.pop().unwrap()
+}
+
 /// The device's first boot with `handover` as its XTT hook, which must fail.
 async fn enroll_error(dev: DeviceSecrets, handover: &XttEnrollment) -> DeviceError {
     DeviceClient::new(dev)
@@ -103,18 +120,7 @@ async fn device_fetch_of_an_xtt_controller_provisions_an_identity() {
     let xtt = start_xtt(s.dir.path()).await;
 
     // The factory enrolls the device into the DAA group and flashes the XTT root.
-    let out = s.out().join("batch");
-    let daa_group = xtt.group_dir.to_str().unwrap();
-    let xtt_root = xtt.root_file.to_str().unwrap();
-    common::manufacture_cli(
-        &s.ta,
-        &out,
-        &["--daa-group", daa_group, "--xtt-root", xtt_root],
-    )
-    .await;
-    let mut jsons = common::secrets_files(&out);
-    assert_eq!(jsons.len(), 1);
-    let secrets_path = jsons.pop().unwrap();
+    let secrets_path = manufacture_xtt_device(&s, &xtt, "batch").await;
     let dev = common::read_secrets(&secrets_path);
     assert!(dev.xtt.as_ref().is_some_and(|x| x.xtt_root.is_some()));
 
@@ -237,16 +243,7 @@ async fn absent_or_bad_daa_material_is_a_typed_error_and_writes_nothing() {
 async fn an_identity_directory_that_cannot_be_written_is_refused_before_the_handshake() {
     let s = common::start().await;
     let xtt = start_xtt(s.dir.path()).await;
-    let out = s.out().join("batch");
-    let daa_group = xtt.group_dir.to_str().unwrap();
-    let xtt_root = xtt.root_file.to_str().unwrap();
-    common::manufacture_cli(
-        &s.ta,
-        &out,
-        &["--daa-group", daa_group, "--xtt-root", xtt_root],
-    )
-    .await;
-    let dev = common::read_secrets(&common::secrets_files(&out).pop().unwrap());
+    let dev = common::read_secrets(&manufacture_xtt_device(&s, &xtt, "batch").await);
     bind_to_xtt(&s, &dev, xtt.addr).await;
 
     // The identity directory would be inside a regular file: it cannot be made.
@@ -263,14 +260,7 @@ async fn an_identity_directory_that_cannot_be_written_is_refused_before_the_hand
 
     // Another device, bound to an XTT address where nothing listens: the failed handshake
     // leaves no empty identity directory behind.
-    let out2 = s.out().join("batch2");
-    common::manufacture_cli(
-        &s.ta,
-        &out2,
-        &["--daa-group", daa_group, "--xtt-root", xtt_root],
-    )
-    .await;
-    let other = common::read_secrets(&common::secrets_files(&out2).pop().unwrap());
+    let other = common::read_secrets(&manufacture_xtt_device(&s, &xtt, "batch2").await);
     let unreachable = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
