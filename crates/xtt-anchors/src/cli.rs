@@ -503,9 +503,11 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// An update image: no size cap (firmware is as large as it is), read as before.
+/// An update image: a regular file of at most [`crate::delivery::MAX_IMAGE`] bytes, the most an
+/// update server serves.
 fn read_image(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    let max = usize::try_from(crate::delivery::MAX_IMAGE).unwrap_or(usize::MAX);
+    xtt_fsio::read_limited(path, max).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Runs `xtt anchors ...`, writing results to `out`.

@@ -37,6 +37,9 @@ use sha2::{Digest, Sha256};
 pub const MAX_CHUNK: u32 = 16 * 1024;
 /// Largest envelope a device accepts (a SUIT envelope of this subset is a few hundred bytes).
 pub const MAX_ENVELOPE: u32 = 64 * 1024;
+/// Largest image the tools sign, verify or serve: every copy of it is held in memory whole.
+/// Devices choose their own, usually lower, limit when they fetch.
+pub const MAX_IMAGE: u64 = 512 * 1024 * 1024;
 
 const OFFER_REQUEST: u8 = 0x01;
 const CHUNK_REQUEST: u8 = 0x02;

@@ -391,6 +391,32 @@ fn xtt_update_keygen_sign_verify_end_to_end() {
         ])
         .unwrap();
     }
+    // An image path that is a FIFO is refused at once instead of blocking the signer.
+    let fifo = p("fifo.bin");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    let err = xtt(&[
+        "update",
+        "sign",
+        "--key",
+        &p("vendor.key"),
+        "--image",
+        &fifo,
+        "--sequence",
+        "9",
+        "--vendor-id",
+        vendor,
+        "--class-id",
+        class,
+        "--out",
+        &p("fifo.suit"),
+    ])
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("is not a regular file"),
+        "{err:#}"
+    );
+    assert!(!std::path::Path::new(&p("fifo.suit")).exists());
     let verify = |suit: &str| {
         xtt(&[
             "update",

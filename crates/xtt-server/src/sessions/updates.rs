@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use xtt_anchors::delivery::{DeviceMessage, Offering};
+use xtt_anchors::delivery::{DeviceMessage, Offering, MAX_ENVELOPE, MAX_IMAGE};
 use xtt_anchors::suit::Envelope;
 use xtt_proto::record::PayloadType;
 use xtt_proto::ClientId;
@@ -79,8 +79,12 @@ fn listing(dir: &Path) -> std::io::Result<Listing> {
     Ok(out)
 }
 
-/// Largest image the server loads into memory.
-const MAX_IMAGE: u64 = 512 * 1024 * 1024;
+/// Reads `path` whole if it is a regular file of at most `max` bytes. A FIFO or device dropped
+/// into the directory must not hang the scan, nor a huge file fill memory.
+fn read_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    xtt_fsio::read_limited(path, usize::try_from(max).unwrap_or(usize::MAX))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
 
 fn newest(dir: &Path) -> std::io::Result<Option<Current>> {
     let mut best: Option<(u64, PathBuf, Vec<u8>)> = None;
@@ -88,7 +92,13 @@ fn newest(dir: &Path) -> std::io::Result<Option<Current>> {
         if path.extension().and_then(|e| e.to_str()) != Some("suit") {
             continue;
         }
-        let bytes = std::fs::read(&path)?;
+        let bytes = match read_file(&path, MAX_ENVELOPE.into()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "envelope skipped");
+                continue;
+            }
+        };
         let env = match Envelope::decode(&bytes) {
             Ok(e) => e,
             Err(e) => {
@@ -105,14 +115,7 @@ fn newest(dir: &Path) -> std::io::Result<Option<Current>> {
         return Ok(None);
     };
     let image_path = envelope_path.with_extension("bin");
-    let image_len = std::fs::metadata(&image_path)?.len();
-    if image_len > MAX_IMAGE {
-        return Err(std::io::Error::other(format!(
-            "{}: {image_len} bytes, more than the {MAX_IMAGE} served",
-            image_path.display()
-        )));
-    }
-    let image = std::fs::read(&image_path)?;
+    let image = read_file(&image_path, MAX_IMAGE)?;
     let manifest = Envelope::decode(&envelope)
         .map_err(std::io::Error::other)?
         .unverified_manifest()
@@ -223,5 +226,60 @@ impl SessionApp for UpdateServer {
                 self.current().as_deref(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xtt_anchors::suit::Manifest;
+    use xtt_anchors::update::UpdateSigningKey;
+
+    fn publish(dir: &Path, name: &str, sequence: u64, image: &[u8]) {
+        let key = UpdateSigningKey::generate(&mut rand_core::OsRng);
+        let manifest = Manifest::for_image(
+            image,
+            sequence,
+            [1; 16],
+            [2; 16],
+            vec![b"firmware".to_vec()],
+        );
+        std::fs::write(
+            dir.join(format!("{name}.suit")),
+            key.sign(&manifest).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join(format!("{name}.bin")), image).unwrap();
+    }
+
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success(), "mkfifo {}", path.display());
+    }
+
+    #[test]
+    fn a_fifo_in_the_directory_neither_hangs_the_scan_nor_hides_the_real_update() {
+        let dir = tempfile::tempdir().unwrap();
+        publish(dir.path(), "v1", 1, b"image one");
+        // Named like the newest envelope: were it opened for reading, the scan would block.
+        mkfifo(&dir.path().join("zz.suit"));
+        let server = UpdateServer::new(dir.path());
+        let offered = server
+            .rescan()
+            .unwrap()
+            .expect("the real update is offered");
+        assert_eq!(
+            (offered.sequence, offered.envelope.file_name().unwrap()),
+            (1, std::ffi::OsStr::new("v1.suit"))
+        );
+        assert!(offered.image_matches);
+
+        // A newer envelope whose image is a FIFO: the scan fails with the reason, at once.
+        publish(dir.path(), "v2", 2, b"image two");
+        std::fs::remove_file(dir.path().join("v2.bin")).unwrap();
+        mkfifo(&dir.path().join("v2.bin"));
+        let err = server.rescan().unwrap_err();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        assert!(err.to_string().contains("v2.bin"), "{err}");
     }
 }
