@@ -50,6 +50,7 @@ pub fn fresh_database_url() -> String {
 
 struct Cluster {
     _dir: tempfile::TempDir,
+    url: String,
     fx: Fixture,
     registry: Arc<dyn Registry>,
     nodes: Vec<Running>,
@@ -73,6 +74,15 @@ async fn cluster(n: usize, reserve: u32) -> Cluster {
 }
 
 async fn cluster_with(n: usize, reserve: u32, table: SessionTableConfig) -> Cluster {
+    cluster_configured(n, reserve, table, |_| {}).await
+}
+
+async fn cluster_configured(
+    n: usize,
+    reserve: u32,
+    table: SessionTableConfig,
+    configure: impl Fn(&mut xtt_server::ServerConfig),
+) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     // The PostgreSQL client blocks: never on a runtime worker's own stack.
@@ -99,9 +109,9 @@ async fn cluster_with(n: usize, reserve: u32, table: SessionTableConfig) -> Clus
         .await
         .unwrap();
         keep.push(reg.clone());
-        let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), reg)
-            .await
-            .unwrap();
+        let mut config = test_config(dir.path());
+        configure(&mut config);
+        let mut server = XttServer::bind(config, fx.keys(), reg).await.unwrap();
         let mut options = SessionOptions::new(Arc::new(Echo));
         options.table = table.clone();
         options.shared = Some(SharedOptions {
@@ -115,6 +125,7 @@ async fn cluster_with(n: usize, reserve: u32, table: SessionTableConfig) -> Clus
     }
     Cluster {
         _dir: dir,
+        url,
         fx,
         registry,
         nodes,
@@ -323,6 +334,66 @@ async fn a_session_flight_replayed_to_another_node_makes_no_second_session() {
     }
     assert_eq!(cl.stats(1).created, 0);
     assert_eq!(cl.nodes[1].handle.outbox().unwrap().session_count(), 0);
+    cl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_times_out_while_its_session_is_stored_leaves_no_row() {
+    let cl = cluster_configured(1, 8, SessionTableConfig::default(), |c| {
+        c.limits.handshake_timeout_ms = 1500;
+    })
+    .await;
+    let config = cl.register();
+    let url = cl.url.clone();
+    // Another transaction holds the sessions table: the node's insert waits behind it.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE xtt_sessions IN EXCLUSIVE MODE")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        tx.commit().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let t = Duration::from_secs(10);
+    let mut s = tokio::net::TcpStream::connect(cl.addr(0)).await.unwrap();
+    let (st, ci) = SessionClientHandshake::start(config, SuiteSpec::ALL[0], &mut OsRng);
+    write_message(&mut s, &ci, t).await.unwrap();
+    let sia = read_message(&mut s, MAX_HANDSHAKE_LEN, t).await.unwrap();
+    let (_st, flight) = st.handle_server_attest(&sia, None, &mut OsRng).unwrap();
+    write_message(&mut s, &flight, t).await.unwrap();
+    // The handshake times out while the insert waits; the client never hears of a session.
+    let answer = read_message(&mut s, MAX_HANDSHAKE_LEN, t).await;
+    assert!(
+        !matches!(&answer, Ok(m) if m.first() == Some(&0x23)),
+        "the client was told of a session: {answer:?}"
+    );
+    release_tx.send(()).unwrap();
+    tokio::task::block_in_place(|| locker.join().unwrap());
+    // The insert went through once the lock was gone; its row must not outlive the handshake.
+    let url = cl.url.clone();
+    let rows = || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM xtt_sessions", &[])
+            .unwrap()
+            .get(0);
+        n
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut left = tokio::task::block_in_place(rows);
+    while left != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = tokio::task::block_in_place(rows);
+    }
+    assert_eq!(
+        left, 0,
+        "the timed-out handshake's session row stayed in the store"
+    );
+    assert_eq!(cl.nodes[0].handle.outbox().unwrap().session_count(), 0);
     cl.stop().await;
 }
 

@@ -149,11 +149,17 @@ pub(crate) async fn accept<T>(
         Some(shared) => {
             let (shared, session) = (shared.clone(), accepted.session);
             let lifetime = core.max_lifetime_secs;
-            let stored = tokio::task::spawn_blocking(move || {
-                shared.persist_new(session, &cookie, now, lifetime)
-            })
-            .await;
-            match stored {
+            let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+            tokio::task::spawn_blocking(move || {
+                let stored = shared.persist_new(session, &cookie, now, lifetime);
+                // Nobody waits any more (the handshake timed out during the write): no client
+                // was told of this session and nothing will put it in the table, so its row
+                // goes now rather than at the sweep.
+                if let Err(Ok(Ok(orphan))) = stored_tx.send(stored) {
+                    shared.forget(vec![orphan.id()]);
+                }
+            });
+            match stored_rx.await {
                 Ok(Ok(Ok(s))) => s,
                 Ok(Ok(Err(refused))) => return Err(refused),
                 Ok(Err(e)) => {
