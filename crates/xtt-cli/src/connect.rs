@@ -166,6 +166,8 @@ fn load_identity(a: &ConnectArgs) -> anyhow::Result<SessionClientConfig> {
             a.dir.display()
         )
     };
+    // A re-provisioning that a crash interrupted after its commit point completes first.
+    xtt_files::identity::finish_interrupted(&key_path).with_context(|| hint(&key_path))?;
     Ok(SessionClientConfig {
         roots: Arc::new(certs::read_root(&root_path).with_context(|| hint(&root_path))?),
         client_id: client_id::read(&id_path).with_context(|| hint(&id_path))?,

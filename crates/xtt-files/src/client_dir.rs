@@ -78,26 +78,24 @@ impl ClientDir {
     }
 
     /// Writes the results of a provisioning as the C client does: `longterm_priv.bin` (0600),
-    /// `longterm_cert.bin` (0644) and `client_id.txt` (0644), each crash-safely and in that
-    /// order (as xtt-server's `ClientFiles` does): the server has registered the new key
-    /// already, so a crash or failed write in between must lose the id (provision again), never
-    /// the key.
+    /// `longterm_cert.bin` (0644) and `client_id.txt` (0644), replacing an earlier identity as
+    /// one ([`crate::identity`]).
     pub fn write_provisioned(
         &self,
         id: &ClientId,
         longterm: &LongtermKeyPair,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Provisioned> {
-        let cert_path = self.file(LONGTERM_CERT);
-        let certificate = x509::build(longterm, id, rng).map_err(|reason| {
-            Error::new(
-                &cert_path,
-                ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
-            )
-        })?;
-        keypair::write(&self.file(LONGTERM_PRIV), longterm, Overwrite::Allow)?;
-        x509::write(&cert_path, &certificate, Overwrite::Allow)?;
-        client_id::write(&self.file(CLIENT_ID), id, Overwrite::Allow)?;
+        let certificate = crate::identity::write(
+            crate::identity::IdentityPaths {
+                key: &self.file(LONGTERM_PRIV),
+                cert: &self.file(LONGTERM_CERT),
+                client_id: &self.file(CLIENT_ID),
+            },
+            longterm,
+            id,
+            rng,
+        )?;
         Ok(Provisioned {
             client_id: *id,
             certificate,
@@ -107,6 +105,7 @@ impl ClientDir {
     /// Reads back what a provisioning wrote and checks it fits together (certificate names the
     /// id and certifies the key).
     pub fn read_provisioned(&self) -> Result<(ClientId, LongtermKeyPair)> {
+        crate::identity::finish_interrupted(&self.file(LONGTERM_PRIV))?;
         let id = client_id::read(&self.file(CLIENT_ID))?;
         let key = keypair::read(&self.file(LONGTERM_PRIV))?;
         let cert_path = self.file(LONGTERM_CERT);

@@ -10,6 +10,7 @@
 //! | [`daa`] | `daa_gpk.bin`, `basename.bin`, `gid.bin`, `daa_cred.bin`, `daa_secretkey.bin`, issuer keys |
 //! | [`group`] | a DAA group directory and member enrollment through the join protocol |
 //! | [`client_dir`] | the C client's directory of inputs and outputs |
+//! | [`identity`] | a provisioning's key, certificate and ClientID, replaced as one |
 //! | [`describe`] | recognise and explain any of the above |
 //!
 //! Every write goes through [`fsio::write_atomic`]: temporary file, fsync, rename, fsync of the
@@ -24,6 +25,7 @@ pub mod describe;
 pub mod error;
 pub mod fsio;
 pub mod group;
+pub mod identity;
 pub mod keypair;
 pub mod x509;
 

@@ -11,7 +11,8 @@ use rand_core::OsRng;
 use xtt_ecdaa::Member;
 use xtt_files::client_dir;
 use xtt_files::daa::{self, MemberFileNames};
-use xtt_files::{certs, client_id, keypair, x509, ErrorKind, Overwrite};
+use xtt_files::identity::{self, IdentityPaths};
+use xtt_files::{certs, client_id, ErrorKind};
 use xtt_proto::cert::RootStore;
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::{ClientId, SuiteSpec};
@@ -117,22 +118,20 @@ impl ClientFiles {
         Ok(())
     }
 
-    /// Writes a provisioning's results as the C client does, each file crash-safely. The key
-    /// goes first and the ClientID last: a crash or a failed write in between leaves a key
-    /// without an id (harmless, provision again), never an id whose key is lost.
+    /// Writes a provisioning's results as the C client does, replacing an earlier identity as
+    /// one ([`xtt_files::identity`]): a crash at any point leaves either the old identity or the
+    /// new one, whole.
     pub fn write_results(&self, id: &ProvisionedIdentity) -> xtt_files::Result<()> {
         self.write_identity(&id.longterm_key, &id.client_id)
     }
 
     fn write_identity(&self, key: &LongtermKeyPair, id: &ClientId) -> xtt_files::Result<()> {
-        let der = x509::build(key, id, &mut OsRng).map_err(|reason| xtt_files::Error {
-            path: self.cert.clone(),
-            kind: ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
-        })?;
-        keypair::write(&self.key, key, Overwrite::Allow)?;
-        x509::write(&self.cert, &der, Overwrite::Allow)?;
-        client_id::write(&self.client_id, id, Overwrite::Allow)?;
-        Ok(())
+        let paths = IdentityPaths {
+            key: &self.key,
+            cert: &self.cert,
+            client_id: &self.client_id,
+        };
+        identity::write(paths, key, id, &mut OsRng).map(drop)
     }
 }
 
