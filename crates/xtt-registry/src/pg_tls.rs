@@ -304,11 +304,22 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// The URL with its password (userinfo or `password=` parameter) replaced by `***`, for logs
-/// and messages. Other schemes are returned unchanged.
+/// and messages. `sqlite:PATH` is returned unchanged; anything that is neither (a mistyped
+/// `postgres:/…`, a libpq `key=value` string) may hold a password where no rule can find it,
+/// so only its scheme, if it has one, is kept.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if url.starts_with("sqlite:") {
         return url.to_string();
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.split_once(':') {
+            Some((scheme, _)) if is_scheme(scheme) => format!("{scheme}:***"),
+            _ => "***".to_string(),
+        };
     };
+    if !is_scheme(scheme) {
+        return "***".to_string();
+    }
     // A password may hold '/', '?', ':' or '@' unescaped (tokio-postgres reads credentials up
     // to the first '@', a person may mean the last): everything from the first ':' to the last
     // '@' is hidden, which covers both readings.
@@ -338,11 +349,44 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// An RFC 3986 scheme: a letter, then letters, digits, '+', '-' or '.'.
+pub(crate) fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
 fn redact_param(param: &str) -> String {
     match param.split_once('=') {
-        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+        // The driver percent-decodes parameter names: `pass%77ord` is a password too.
+        Some((k, _)) if percent_decoded(k).eq_ignore_ascii_case(b"password") => {
+            format!("{k}=***")
+        }
         _ => param.to_string(),
     }
+}
+
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -398,6 +442,28 @@ mod tests {
         assert_eq!(
             redact_url("postgres://db:5432/x?application_name=me@host&password=pw"),
             "postgres://db:***@host&password=***"
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_url_shows_no_more_than_its_scheme() {
+        assert_eq!(
+            redact_url("postgres:/xtt:hunter2@db.example/xtt"),
+            "postgres:***"
+        );
+        assert_eq!(redact_url("postgresql//xtt:hunter2@db/xtt"), "***");
+        assert_eq!(
+            redact_url("host=db.example user=xtt password=hunter2"),
+            "***"
+        );
+        assert_eq!(redact_url("user pw@x://db"), "***");
+        assert_eq!(
+            redact_url("postgres://xtt@127.0.0.1:1/xtt?pass%77ord=hunter2&PASSWORD%3d=x"),
+            "postgres://xtt@127.0.0.1:1/xtt?pass%77ord=***&PASSWORD%3d=x"
+        );
+        assert_eq!(
+            redact_url("postgres://xtt@db/xtt?%70assword=a&%zz=b"),
+            "postgres://xtt@db/xtt?%70assword=***&%zz=b"
         );
     }
 

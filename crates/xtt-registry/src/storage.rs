@@ -69,10 +69,19 @@ pub fn open_storage_with(
             options.postgres_pool_size,
         )?));
     }
-    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
-    Err(RegistryError::StorageUrl(format!(
-        "unknown storage scheme {scheme:?}; use sqlite:PATH or postgres://USER@HOST/DATABASE"
-    )))
+    Err(unknown_scheme(url))
+}
+
+/// The error for a URL that is neither SQLite nor PostgreSQL. Only a scheme is repeated:
+/// whatever else was given may hold a password.
+pub(crate) fn unknown_scheme(url: &str) -> RegistryError {
+    let what = match url.split_once(':') {
+        Some((scheme, _)) if crate::pg_tls::is_scheme(scheme) => format!("scheme {scheme:?}"),
+        _ => "storage URL (not shown: it may hold a password)".to_string(),
+    };
+    RegistryError::StorageUrl(format!(
+        "unknown {what}; use sqlite:PATH or postgres://USER@HOST/DATABASE"
+    ))
 }
 
 #[cfg(test)]
@@ -88,7 +97,12 @@ mod tests {
 
     #[test]
     fn bad_urls_are_explained() {
-        assert!(err("mysql://x/y").contains("unknown storage scheme \"mysql\""));
+        assert!(err("mysql://x/y").contains("unknown scheme \"mysql\""));
+        let libpq = err("host=db user=xtt password=hunter2");
+        assert!(
+            !libpq.contains("hunter2") && libpq.contains("not shown"),
+            "{libpq}"
+        );
         assert!(err("registry.sqlite").contains("use sqlite:PATH"));
         assert!(err("sqlite:").contains("names no file"));
         assert!(err("sqlite://").contains("names no file"));

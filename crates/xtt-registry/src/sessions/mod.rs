@@ -259,10 +259,7 @@ pub fn open_session_store(
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PostgresSessionStore::open(url, pool_size)?));
     }
-    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
-    Err(RegistryError::StorageUrl(format!(
-        "unknown storage scheme {scheme:?}; use sqlite:PATH or postgres://USER@HOST/DATABASE"
-    )))
+    Err(crate::storage::unknown_scheme(url))
 }
 
 /// `a + b` within the sequence-number space.
