@@ -21,6 +21,9 @@ fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Rows hold TaSecrets and DevSecrets: a removed device's must not stay readable in free
+    // pages of the file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.execute_batch(schema)?;
     Ok(conn)
 }
@@ -496,6 +499,26 @@ mod tests {
             value: Value::Number(1.0),
             time: 0.0,
         }]
+    }
+
+    #[test]
+    fn a_removed_devices_secret_is_not_left_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let store = SqliteControllerStore::open(&path).unwrap();
+        let marker = *b"ZQZQ-DEVSECRET-MARKER-0123456789";
+        let urn = DevUrn::parse("urn:dev:test:gone").unwrap();
+        store
+            .add_device(&urn, &Key256::from_bytes(marker), None, 0)
+            .unwrap();
+        assert!(store.remove_device(&urn).unwrap());
+        // Closed: the write-ahead log is checkpointed into the file and removed.
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker),
+            "the removed DevSecret is still in the database file"
+        );
     }
 
     /// Removing a device keeps its replay floor: added again with the same DevSecret (a box's
