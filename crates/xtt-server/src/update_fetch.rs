@@ -58,7 +58,7 @@ impl Default for FetchOptions {
 #[non_exhaustive]
 pub enum FetchError {
     /// The session failed.
-    #[error("session: {0}")]
+    #[error("session")]
     Session(#[from] SessionClientError),
     /// The server did not answer a request in time after every try.
     #[error("the server did not answer after {0} tries")]
@@ -67,10 +67,10 @@ pub enum FetchError {
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
     /// The update was refused (signer, target, rollback, image); nothing was installed.
-    #[error("update refused: {0}")]
+    #[error("update refused")]
     Refused(#[from] UpdateError),
     /// Writing the image or recording the sequence number failed.
-    #[error("install: {0}")]
+    #[error("install")]
     Install(#[from] AnchorError),
 }
 
