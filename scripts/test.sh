@@ -7,15 +7,17 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------
-# One line per Debian package a test needs: "command-that-proves-it-is-there:package".
+# One line per Debian package a test needs: "proof:package", where the proof is a command on
+# PATH, or an absolute path that exists once the package is installed (some tools live in
+# /usr/sbin, which is not on an ordinary user's PATH).
 APT_NEEDS=(
-    "sqlite3:sqlite3"
+    "python3:python3"
     "chromium:chromium"
     "chromedriver:chromium-driver"
     "zbarimg:zbar-tools"
     "pg_ctlcluster:postgresql"
     "openssl:openssl"
-    "update-ca-certificates:ca-certificates"
+    "/usr/sbin/update-ca-certificates:ca-certificates"
 )
 # One line per Python test peer: "importable-module:pip-requirement".
 PIP_NEEDS=(
@@ -23,25 +25,43 @@ PIP_NEEDS=(
     "jwcrypto:jwcrypto"
 )
 
-need_apt=()
-for pair in "${APT_NEEDS[@]}"; do
-    cmd=${pair%%:*} pkg=${pair##*:}
-    command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if ((${#need_apt[@]})); then
-    log "installing Debian packages: ${need_apt[*]}"
+have() {
+    case $1 in
+        /*) [ -e "$1" ] ;;
+        *) command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+apt_install() {
+    log "installing Debian packages: $*"
     if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
-fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+}
 
+need_apt=()
+for pair in "${APT_NEEDS[@]}"; do
+    proof=${pair%:*} pkg=${pair##*:}
+    have "$proof" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then apt_install "${need_apt[@]}"; fi
+
+# Python peers the system's python3 lacks go into a virtual environment of this checkout
+# (target/test-python; it sees the system's packages too), which then comes first on PATH for
+# the tests: Debian's own python3 refuses `pip install` (PEP 668) and may have no pip at all.
+venv=target/test-python
+if [ -x "$venv/bin/python3" ]; then export PATH="$PWD/$venv/bin:$PATH"; fi
 need_pip=()
 for pair in ${PIP_NEEDS[@]+"${PIP_NEEDS[@]}"}; do
     module=${pair%%:*} req=${pair#*:}
     python3 -c "import $module" >/dev/null 2>&1 || need_pip+=("$req")
 done
 if ((${#need_pip[@]})); then
-    log "installing Python test peers: ${need_pip[*]}"
+    if [ ! -x "$venv/bin/python3" ]; then
+        python3 -c "import ensurepip, venv" >/dev/null 2>&1 || apt_install python3-venv
+        python3 -m venv --system-site-packages "$venv"
+        export PATH="$PWD/$venv/bin:$PATH"
+    fi
+    log "installing Python test peers into $venv: ${need_pip[*]}"
     python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
 fi
 
