@@ -1,4 +1,5 @@
-//! Per-client and global token buckets, keyed by IP address.
+//! Per-client and global token buckets, keyed by IP address; and per-client caps on slots held
+//! at once ([`ClientSlots`]).
 //!
 //! Hand-written rather than a crate (governor) on purpose: it is a few dozen lines, needs no
 //! extra dependency tree, and keys IPv6 clients by their /64 (one host usually owns a whole
@@ -11,6 +12,10 @@
 //! Used by the relay's HTTP API (requests per client) and by the XTT server for UDP
 //! ClientInit answers (so a spoofed source cannot make the server send more than a trickle of
 //! handshake replies to one victim).
+
+mod slots;
+
+pub use slots::{ClientSlot, ClientSlots};
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -39,6 +39,9 @@ data_dir = "xtt-data"
 # Handshakes in progress at once. Connections beyond this are refused at once with an XTT Error
 # message instead of queueing, so an overload is visible to clients and never grows memory.
 max_concurrent_handshakes = 1024
+# Of those, the most one client (IPv4 address, IPv6 /64) may hold, so that one source opening
+# silent connections cannot take every slot. Devices behind one NAT share it. 0: no such cap.
+max_handshakes_per_client = 256
 # Connections the kernel may hold completed but not yet accepted (capped by the system's
 # net.core.somaxconn). Beyond it the kernel drops new connection attempts, and each such device
 # waits for a retransmission (1 s, then 3 s, ...): keep it above the largest burst of devices
@@ -166,6 +169,8 @@ pub struct ServerConfig {
 pub struct Limits {
     /// Handshakes in progress at once; excess connections are refused immediately.
     pub max_concurrent_handshakes: usize,
+    /// Of those, the most one client (IPv4 address, IPv6 /64) may hold at once (0: no cap).
+    pub max_handshakes_per_client: u32,
     /// The TCP listener's backlog: connections completed by the kernel and not yet accepted.
     pub listen_backlog: u32,
     /// Per-message read timeout (ms).
@@ -295,6 +300,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_concurrent_handshakes: 1024,
+            max_handshakes_per_client: 256,
             listen_backlog: 1024,
             read_timeout_ms: 5000,
             write_timeout_ms: 5000,

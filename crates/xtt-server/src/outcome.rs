@@ -19,6 +19,8 @@ pub enum Outcome {
 pub enum RefusedReason {
     /// The concurrent-handshake cap was reached.
     Busy,
+    /// The client (IPv4 address, IPv6 /64) holds its share of that cap already.
+    ClientBusy,
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -77,6 +79,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "none",
             Outcome::Refused(RefusedReason::Busy) => "busy",
+            Outcome::Refused(RefusedReason::ClientBusy) => "client_busy",
             Outcome::Refused(RefusedReason::ShuttingDown) => "shutting_down",
             Outcome::Failed(f) => f.as_str(),
         }

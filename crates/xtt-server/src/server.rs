@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) cpu: CpuPool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<Semaphore>,
+    /// Handshake slots per client, within `permits` (None: no per-client cap).
+    pub(crate) client_slots: Option<Arc<xtt_ratelimit::ClientSlots>>,
     config: ServerConfig,
     registry: Arc<dyn Registry>,
     /// Set once by [`XttServer::enable_sessions`].
@@ -297,6 +299,10 @@ impl XttServer {
                 cpu,
                 metrics,
                 permits: Arc::new(Semaphore::new(cap)),
+                client_slots: match config.limits.max_handshakes_per_client {
+                    0 => None,
+                    n => Some(xtt_ratelimit::ClientSlots::new(n)),
+                },
                 config,
                 registry,
                 sessions: OnceLock::new(),
@@ -472,6 +478,19 @@ impl XttServer {
 const METRICS_GRACE: Duration = Duration::from_secs(2);
 
 fn on_accept(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let client_slot = match &sh.client_slots {
+        Some(slots) => match slots.try_acquire(peer.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                let _ = stream.try_write(&ERROR_MESSAGE);
+                sh.metrics
+                    .record(&Outcome::Refused(RefusedReason::ClientBusy), 0.0);
+                tracing::debug!(%peer, "refused: this client has too many handshakes in progress");
+                return;
+            }
+        },
+        None => None,
+    };
     match sh.permits.clone().try_acquire_owned() {
         Ok(permit) => {
             let sh = sh.clone();
@@ -482,6 +501,7 @@ fn on_accept(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
                 // A session connection outlives its handshake: it stops counting against the
                 // handshake cap and lives by the session idle timeout instead.
                 drop(permit);
+                drop(client_slot);
                 if let (Some(rs), Some(core)) = (records, sh.sessions.get()) {
                     let idle = Duration::from_secs(core.idle_secs.max(1));
                     let stop = sh.stop.subscribe();

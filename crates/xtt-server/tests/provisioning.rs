@@ -341,6 +341,53 @@ async fn excess_connections_are_refused_at_once_and_shutdown_is_graceful() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_with_silent_connections_does_not_take_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let mut config = test_config(dir.path());
+    config.limits.max_concurrent_handshakes = 8;
+    config.limits.max_handshakes_per_client = 2;
+    config.limits.read_timeout_ms = 5000;
+    let server = start(config, fx.keys(), registry).await;
+    let addr = server.addr;
+    // One source, 127.0.0.1: two silent connections take its share.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut out))
+        .await
+        .expect("refused at once, not queued")
+        .unwrap();
+    assert_eq!(out, ERROR_MESSAGE);
+    assert_eq!(
+        server
+            .handle
+            .metrics()
+            .handshakes_count("refused", "client_busy"),
+        1
+    );
+    // Another source (127.0.0.2, also loopback) still provisions meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let p = fx.provisioner(fx.members(1).remove(0));
+    let identity = p.provision_on(&mut s).await.unwrap();
+    assert!(!identity.client_id.is_null());
+    // Slots come back when the connections go.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let p = fx.provisioner(fx.members(1).remove(0));
+    assert!(!p.provision_on(&mut s).await.unwrap().client_id.is_null());
+    server.stop().await;
+}
+
 /// A metrics connection that never finishes its request does not hold shutdown forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_sent_metrics_request_does_not_block_shutdown() {
