@@ -49,20 +49,21 @@ pub(crate) struct SessionFlags {
     /// Write a new random session storage key to FILE (0600) and exit.
     #[arg(long, value_name = "FILE", exclusive = true)]
     new_session_key: Option<PathBuf>,
-    /// Address for hand-over requests from other nodes (shared sessions).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-    handover_listen: SocketAddr,
+    /// Address for hand-over requests from other nodes (shared sessions) [default:
+    /// 127.0.0.1:0].
+    #[arg(long, value_name = "ADDR", requires = "session_key")]
+    handover_listen: Option<SocketAddr>,
     /// Address other nodes use to reach --handover-listen (default: the bound address).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", requires = "session_key")]
     handover_advertise: Option<String>,
     /// Sequence numbers reserved per database write (shared sessions); also the most records a
-    /// device can lose when the node holding its session crashes.
-    #[arg(long, value_name = "K", default_value_t = 256)]
-    session_reserve: u32,
+    /// device can lose when the node holding its session crashes [default: 256].
+    #[arg(long, value_name = "K", requires = "session_key")]
+    session_reserve: Option<u32>,
     /// Node lease in milliseconds (shared sessions): a node silent this long is considered
-    /// dead and its sessions are taken over without asking it.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
-    node_lease_ms: u64,
+    /// dead and its sessions are taken over without asking it [default: 10000].
+    #[arg(long, value_name = "MS", requires = "session_key")]
+    node_lease_ms: Option<u64>,
 }
 
 impl SessionFlags {
@@ -89,6 +90,27 @@ impl SessionFlags {
         }
         if let Some(n) = self.max_sessions {
             s.max_sessions = n;
+        }
+        // Off (by --no-sessions or the file), a session flag would be accepted and then do
+        // nothing: say so instead.
+        if !s.enabled {
+            let given = [
+                ("--no-udp", self.no_udp),
+                ("--forward-udp", self.forward_udp.is_some()),
+                ("--forward-unix", self.forward_unix.is_some()),
+                (
+                    "--session-idle-timeout",
+                    self.session_idle_timeout.is_some(),
+                ),
+                ("--max-sessions", self.max_sessions.is_some()),
+                ("--session-key", self.session_key.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                bail!(
+                    "{flag} needs sessions, which are off (--no-sessions, or [sessions] \
+                     enabled = false in the configuration file)"
+                );
+            }
         }
         Ok(())
     }
@@ -119,13 +141,20 @@ impl SessionFlags {
         })
         .await?
         .context("opening the session store")?;
-        Ok(Some(SharedOptions {
-            handover_listen: self.handover_listen,
-            handover_advertise: self.handover_advertise.clone(),
-            reserve: self.session_reserve,
-            lease: Duration::from_millis(self.node_lease_ms),
-            ..SharedOptions::new(store, key)
-        }))
+        let mut options = SharedOptions::new(store, key);
+        if let Some(addr) = self.handover_listen {
+            options.handover_listen = addr;
+        }
+        if let Some(advertise) = &self.handover_advertise {
+            options.handover_advertise = Some(advertise.clone());
+        }
+        if let Some(k) = self.session_reserve {
+            options.reserve = k;
+        }
+        if let Some(ms) = self.node_lease_ms {
+            options.lease = Duration::from_millis(ms);
+        }
+        Ok(Some(options))
     }
 }
 

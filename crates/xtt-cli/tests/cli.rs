@@ -203,6 +203,31 @@ fn bad_input_gives_clear_errors() {
 
     let err = fails(d, &["keys", "frobnicate"]);
     assert!(err.contains("unrecognized subcommand"), "{err}");
+
+    // Session flags that would do nothing are refused, not ignored.
+    let err = fails(
+        d,
+        &["server", "--no-sessions", "--forward-udp", "127.0.0.1:5000"],
+    );
+    assert!(
+        err.contains("--forward-udp needs sessions, which are off"),
+        "{err}"
+    );
+    fs::write(d.join("off.toml"), "[sessions]\nenabled = false\n").unwrap();
+    let err = fails(
+        d,
+        &["server", "--config", "off.toml", "--max-sessions", "9"],
+    );
+    assert!(err.contains("--max-sessions needs sessions"), "{err}");
+    for flag in [
+        "--handover-listen=127.0.0.1:1",
+        "--handover-advertise=h:1",
+        "--session-reserve=5",
+        "--node-lease-ms=5",
+    ] {
+        let err = fails(d, &["server", flag]);
+        assert!(err.contains("--session-key"), "{flag}: {err}");
+    }
 }
 
 /// `--generate-key --force` replaces a key only when the whole command succeeds: a refused
