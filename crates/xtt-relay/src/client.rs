@@ -293,8 +293,8 @@ pub fn request_id() -> String {
     Uuid::new_v4().hyphenated().to_string()
 }
 
-/// What the Sender puts in a mailbox.
-#[derive(Debug, Clone)]
+/// What the Sender puts in a mailbox. Its `Debug` form shows the plaintext's length only.
+#[derive(Clone)]
 pub struct ShareRequest {
     /// Plaintext to seal (serialised Provisioning Information).
     pub plaintext: Zeroizing<Vec<u8>>,
@@ -308,14 +308,49 @@ pub struct ShareRequest {
     pub attestation: Option<String>,
 }
 
-/// A created mailbox, from the Sender's side.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for ShareRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareRequest")
+            .field("plaintext", &Length(self.plaintext.len()))
+            .field("display", &self.display)
+            .field("vertical", &self.vertical)
+            .field("cipher", &self.cipher)
+            .field("rights", &self.rights)
+            .field("expires_at", &self.expires_at)
+            .field("notification_token", &self.notification_token.is_some())
+            .field("attestation", &self.attestation.is_some())
+            .finish()
+    }
+}
+
+/// A secret shown as its length only.
+struct Length(usize);
+
+impl std::fmt::Debug for Length {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes, redacted>", self.0)
+    }
+}
+
+/// A created mailbox, from the Sender's side. Its `Debug` form hides the claim (a bearer
+/// credential for the mailbox); the link's secret is hidden by [`ShareUrl`]'s.
+#[derive(Clone)]
 pub struct Shared {
     /// The link for the Recipient (secret in its fragment).
     pub link: ShareUrl,
     /// The Sender's device claim: needed to read, update or delete later.
     pub claim: Uuid,
     pub push_supported: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("link", &self.link)
+            .field("claim", &format_args!("<redacted>"))
+            .field("push_supported", &self.push_supported)
+            .finish()
+    }
 }
 
 /// Seals the plaintext under a fresh secret and creates the mailbox.
@@ -353,8 +388,9 @@ pub async fn share(
     })
 }
 
-/// What the Recipient got.
-#[derive(Debug)]
+/// What the Recipient got. Its `Debug` form shows the format and key names of the
+/// provisioning information, never its values (which are wiped on drop), and of a
+/// confirmation only that there is one.
 pub struct Received {
     pub info: ProvisioningInfo,
     pub display: DisplayInformation,
@@ -362,6 +398,17 @@ pub struct Received {
     pub expiration: String,
     /// Set when the Sender asked for the confirm flow and it completed.
     pub confirmation: Option<Confirmation>,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Received")
+            .field("info", &self.info)
+            .field("display", &self.display)
+            .field("expiration", &self.expiration)
+            .field("confirmed", &self.confirmation.is_some())
+            .finish()
+    }
 }
 
 /// Polling parameters for the confirm flow.
@@ -478,6 +525,88 @@ pub async fn confirm_as_sender(
         if let Some(message3) = state.on_message(&plaintext)? {
             write_plain(client, &shared.link, shared.claim, &message3).await?;
             signed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARKER: &str = "MARKER-CREDENTIAL-7f3a";
+
+    fn info() -> ProvisioningInfo {
+        let mut content = serde_json::Map::new();
+        content.insert("authorizationToken".into(), serde_json::json!(MARKER));
+        ProvisioningInfo::new("digitalwallet.generic.authorizationToken", content)
+    }
+
+    fn display() -> DisplayInformation {
+        DisplayInformation {
+            title: "Hotel Pass".into(),
+            description: "Room 1207".into(),
+            image_url: "https://example.com/p.png".into(),
+        }
+    }
+
+    fn shown<T: std::fmt::Debug>(value: &T) -> [String; 2] {
+        [format!("{value:?}"), format!("{value:#?}")]
+    }
+
+    /// The public return types print no credential, claim or secret, so `?value` in a log
+    /// line leaks none of them.
+    #[test]
+    fn debug_forms_carry_no_secrets() {
+        let request = ShareRequest {
+            plaintext: info().to_bytes(),
+            display: display(),
+            vertical: None,
+            cipher: PayloadType::Aes128Gcm,
+            rights: AccessRights::ALL,
+            expires_at: 0,
+            notification_token: Some(NotificationToken {
+                kind: "apns".into(),
+                token_data: MARKER.into(),
+            }),
+            attestation: Some(MARKER.into()),
+        };
+        // The plaintext's bytes as `Vec<u8>`'s Debug would print them.
+        let bytes = format!("{:?}", &request.plaintext[..8]);
+        let bytes = bytes.trim_end_matches(']');
+        for text in shown(&request) {
+            assert!(!text.contains(MARKER) && !text.contains(bytes), "{text}");
+            assert!(text.contains("Hotel Pass"), "{text}");
+        }
+
+        let secret = Secret::generate(PayloadType::Aes128Gcm, &mut OsRng);
+        let encoded = secret.encode().to_string();
+        let claim = Uuid::new_v4();
+        let shared = Shared {
+            link: ShareUrl::new(
+                &format!("https://relay.example.com/v1/m/{}", Uuid::new_v4()),
+                None,
+                Some(secret),
+            )
+            .unwrap(),
+            claim,
+            push_supported: false,
+        };
+        for text in shown(&shared) {
+            assert!(!text.contains(&claim.to_string()), "{text}");
+            assert!(!text.contains(&claim.simple().to_string()), "{text}");
+            assert!(!text.contains(&encoded), "{text}");
+            assert!(text.contains("relay.example.com"), "{text}");
+        }
+
+        let received = Received {
+            info: info(),
+            display: display(),
+            expiration: "2030-01-01T00:00:00Z".into(),
+            confirmation: None,
+        };
+        for text in shown(&received) {
+            assert!(!text.contains(MARKER), "{text}");
+            assert!(text.contains("authorizationToken"), "{text}");
         }
     }
 }

@@ -199,7 +199,7 @@ impl ReceiverConfirm {
         }
         let info = ProvisioningInfo::from_bytes(plaintext)?;
         if info.format != SIGNATURE_FORMAT {
-            return Err(ConfirmError::UnexpectedFormat(info.format));
+            return Err(ConfirmError::UnexpectedFormat(info.format.clone()));
         }
         let raw = b64_field(&info.content, "signature")?;
         let signature =

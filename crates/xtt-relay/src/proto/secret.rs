@@ -172,12 +172,63 @@ impl Secret {
 }
 
 /// Provisioning Information (draft §7): `{format, content, ...}`; formats may add top-level keys.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+///
+/// `content` is the credential being shared: the `Debug` form shows only the format and the
+/// names of the keys, and every string in `content` and `extra` is overwritten on drop.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct ProvisioningInfo {
     pub format: String,
     pub content: serde_json::Map<String, serde_json::Value>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for ProvisioningInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Key names are the format's field names; values are the credential.
+        f.debug_struct("ProvisioningInfo")
+            .field("format", &self.format)
+            .field("content", &Redacted(&self.content))
+            .field("extra", &Redacted(&self.extra))
+            .finish()
+    }
+}
+
+/// A JSON object shown as its key names only.
+struct Redacted<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, format_args!("<redacted>"))))
+            .finish()
+    }
+}
+
+impl Drop for ProvisioningInfo {
+    fn drop(&mut self) {
+        wipe_map(&mut self.content);
+        wipe_map(&mut self.extra);
+    }
+}
+
+/// Overwrites every string (keys included) in `map` and empties it. Numbers and booleans are
+/// replaced, not overwritten: `serde_json` gives no way to reach their bytes.
+fn wipe_map(map: &mut serde_json::Map<String, serde_json::Value>) {
+    for (mut key, mut value) in std::mem::take(map) {
+        key.zeroize();
+        wipe_value(&mut value);
+    }
+}
+
+fn wipe_value(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(wipe_value),
+        serde_json::Value::Object(map) => wipe_map(map),
+        _ => {}
+    }
+    *value = serde_json::Value::Null;
 }
 
 impl ProvisioningInfo {
@@ -263,6 +314,28 @@ mod tests {
         assert_eq!(Secret::decode("AAAA"), Err(CryptoError::SecretLength(3)));
         assert_eq!(Secret::decode("!!"), Err(CryptoError::SecretEncoding));
         assert!(!format!("{s:?}").contains("hXlr"));
+    }
+
+    #[test]
+    fn provisioning_info_debug_shows_no_content() {
+        let text = br#"{"format":"f","content":{"token":"MARKER-SECRET-1","deep":{"k":["MARKER-SECRET-2"]}},"x":"MARKER-SECRET-3"}"#;
+        let info = ProvisioningInfo::from_bytes(text).unwrap();
+        for shown in [format!("{info:?}"), format!("{info:#?}")] {
+            assert!(!shown.contains("MARKER"), "{shown}");
+            assert!(shown.contains("\"f\"") && shown.contains("token") && shown.contains("\"x\""));
+        }
+    }
+
+    #[test]
+    fn wiping_overwrites_strings_and_empties_the_maps() {
+        let mut value = serde_json::json!({"a": ["secret", {"b": "secret"}], "n": 1});
+        wipe_value(&mut value);
+        assert_eq!(value, serde_json::Value::Null);
+        let mut info = ProvisioningInfo::new("f", serde_json::Map::new());
+        info.content
+            .insert("token".into(), serde_json::json!("secret"));
+        wipe_map(&mut info.content);
+        assert!(info.content.is_empty());
     }
 
     #[test]
