@@ -200,10 +200,11 @@ impl ServerArgs {
             config.storage = Some(xtt_server::StorageUrl::new(url.clone()));
         }
         if let Some(m) = self.metrics {
+            config.metrics.enabled = true;
             config.metrics.listen = Some(m);
         }
         if self.no_metrics {
-            config.metrics.listen = None;
+            config.metrics.enabled = false;
         }
         if let Some(n) = self.max_handshakes {
             config.limits.max_concurrent_handshakes = n;

@@ -97,7 +97,10 @@ max_commit_batch = 256
 pool_size = 8
 
 [metrics]
-# Address of the Prometheus endpoint (GET /metrics). Remove or comment out to disable.
+# Serve the Prometheus endpoint (GET /metrics, and GET /healthz); false turns it off, as
+# --no-metrics does.
+enabled = true
+# Its address.
 listen = "127.0.0.1:9464"
 [sessions]
 # Serve XTT sessions (session handshake 0x21/0x22 and records 0x31) next to identity
@@ -275,8 +278,17 @@ impl From<DurabilitySetting> for xtt_registry::Durability {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
-    /// Where `/metrics` is served; `None` disables it.
+    /// Whether `/metrics` is served at all (TOML cannot say `listen = None`).
+    pub enabled: bool,
+    /// Where `/metrics` is served; `None` disables it too.
     pub listen: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    /// The address to serve `/metrics` on, if it is served.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.filter(|_| self.enabled)
+    }
 }
 
 impl Default for ServerConfig {
@@ -344,6 +356,7 @@ impl Default for RegistrySettings {
 impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
         }
     }
@@ -495,6 +508,16 @@ mod tests {
             ServerConfig::from_toml(DEFAULT_CONFIG_TOML).unwrap(),
             ServerConfig::default()
         );
+    }
+
+    #[test]
+    fn the_file_can_turn_metrics_off() {
+        assert!(ServerConfig::default().metrics.address().is_some());
+        let c = ServerConfig::from_toml("[metrics]\nenabled = false\n").unwrap();
+        assert_eq!(c.metrics.address(), None);
+        // Only the section, or the address commented out: the default address, still on.
+        let c = ServerConfig::from_toml("[metrics]\n").unwrap();
+        assert_eq!(c.metrics.address(), MetricsSettings::default().listen);
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl XttServer {
         .map_err(io_err("starting the registry writer"))?;
         let listener = bind_tcp(config.listen, config.limits.listen_backlog)
             .map_err(io_err(format!("binding {}", config.listen)))?;
-        let metrics_listener = match config.metrics.listen {
+        let metrics_listener = match config.metrics.address() {
             Some(addr) => Some(
                 crate::metrics::bind(addr)
                     .await
