@@ -4,8 +4,8 @@
 //! | Method | Path | Who | Result |
 //! |---|---|---|---|
 //! | GET | `/.well-known/tte1/alive` | setup page (CORS `*`) | 200 |
-//! | PUT | `/.well-known/tte1/c/{DevURN}/k` | setup page (CORS) | 201 new, 200 same, 409 other secret |
-//! | PUT | `/.well-known/tte1/s/{DevURN}/v` | device: JWE(DevSecret){SenML} | 204, 403 bad JWE, 409 replay |
+//! | PUT | `/.well-known/tte1/c/{DevURN}/k` | setup page (CORS) | 201 new, 200 same, 409 other secret, 503 full, 429 rate |
+//! | PUT | `/.well-known/tte1/s/{DevURN}/v` | device: JWE(DevSecret){SenML} | 204, 403 bad JWE, 409 replay, 429 rate |
 //! | GET | `/devices`, `/devices/{DevURN}/readings` | operator (bearer token) | JSON |
 //! | DELETE | `/devices/{DevURN}` | operator (bearer token) | 204, 404 unknown |
 //!
@@ -16,13 +16,28 @@
 //! the operator sees such entries and removes them (`DELETE /devices/{DevURN}`), after which the
 //! real introducer's add succeeds. Deployments that want more set
 //! `allowed_origins` to their Transfer Agents' origins (browsers then refuse other pages' adds).
+//!
+//! Since anyone may add devices and then post updates under the DevSecret they chose, what that
+//! can cost is bounded:
+//! - storage, by the store's [`ControllerLimits`](crate::store::ControllerLimits): at most so
+//!   many devices (a new one beyond them gets 503 `too_many_devices` until the operator removes
+//!   some), and so many readings per device (the oldest are deleted as new ones arrive);
+//! - request rates, by per-client token buckets ([`ControllerRates`]) on adds and on updates:
+//!   beyond them 429 `rate_limited` with `Retry-After`. The client is the TCP peer, which the
+//!   router learns only when served with `ConnectInfo<SocketAddr>` (e.g.
+//!   `into_make_service_with_connect_info::<SocketAddr>()`); served without, requests are not
+//!   rate limited (a warning says so once) and only the storage bounds apply.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
@@ -30,9 +45,30 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tte::api::AddDevice;
 use tte::senml::Pack;
 use tte::{jwe, Key256};
+use xtt_ratelimit::{RateLimiter, RateLimits};
 
 use crate::http::{self, ApiError};
 use crate::store::{Added, ControllerStore, Recorded};
+
+/// Per-client request rates of the endpoints anyone may call (a client is an IPv4 address or
+/// an IPv6 /64; see [`xtt_ratelimit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ControllerRates {
+    /// Device adds. The default burst takes a whole box ([`tte::bulk::MAX_BOX_COUNT`] devices,
+    /// added one request each by `bulk bind`) at once, then one device a second.
+    pub adds: RateLimits,
+    /// Sensor updates. Many devices may share one address (a NAT): 20 a second, 200 at once.
+    pub updates: RateLimits,
+}
+
+impl Default for ControllerRates {
+    fn default() -> Self {
+        Self {
+            adds: RateLimits::per_client(1.0, f64::from(tte::bulk::MAX_BOX_COUNT)),
+            updates: RateLimits::per_client(20.0, 200.0),
+        }
+    }
+}
 
 /// Everything the Controller needs.
 #[derive(Clone)]
@@ -40,6 +76,7 @@ pub struct Controller {
     store: Arc<dyn ControllerStore>,
     operator_token: Arc<str>,
     allowed_origins: Option<Vec<HeaderValue>>,
+    rates: ControllerRates,
 }
 
 impl std::fmt::Debug for Controller {
@@ -55,7 +92,14 @@ impl Controller {
             store,
             operator_token: operator_token.into(),
             allowed_origins: None,
+            rates: ControllerRates::default(),
         }
+    }
+
+    /// Sets the per-client rates of adds and updates (default: [`ControllerRates::default`]).
+    pub fn with_rates(mut self, rates: ControllerRates) -> Self {
+        self.rates = rates;
+        self
     }
 
     /// Restricts which page origins may add devices (default: any).
@@ -79,10 +123,19 @@ impl Controller {
         let alive_cors = CorsLayer::new()
             .allow_origin(AllowOrigin::any())
             .allow_methods([Method::GET]);
+        // Inside the CORS layer: preflights are not charged, and a 429 still carries the CORS
+        // headers (so the setup page can show it).
+        let limit = |limits: RateLimits| {
+            axum::middleware::from_fn_with_state(Arc::new(RateLimiter::new(limits)), rate_limit)
+        };
+        let add_route = put(add)
+            .layer::<_, Infallible>(limit(self.rates.adds))
+            .layer(add_cors);
+        let update_route = put(sensor_update).layer::<_, Infallible>(limit(self.rates.updates));
         Router::new()
             .route("/.well-known/tte1/alive", get(alive).layer(alive_cors))
-            .route("/.well-known/tte1/c/{urn}/k", put(add).layer(add_cors))
-            .route("/.well-known/tte1/s/{urn}/v", put(sensor_update))
+            .route("/.well-known/tte1/c/{urn}/k", add_route)
+            .route("/.well-known/tte1/s/{urn}/v", update_route)
             .route("/devices", get(devices))
             .route("/devices/{urn}", delete(remove_device))
             .route("/devices/{urn}/readings", get(readings))
@@ -90,6 +143,42 @@ impl Controller {
             .layer(DefaultBodyLimit::max(http::MAX_BODY))
             .layer(http::timeout_layer())
             .with_state(self)
+    }
+}
+
+/// Set once a request arrived without a peer address (the router served without
+/// `ConnectInfo`), so the warning is logged once.
+static UNLIMITED_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Charges the request to its client's bucket; 429 with `Retry-After` when it is empty.
+async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        if !UNLIMITED_WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the Controller is served without peer addresses (ConnectInfo): adds and \
+                 updates are not rate limited"
+            );
+        }
+        return next.run(request).await;
+    };
+    match limiter.check(peer.ip()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests from this address; retry in {secs} s"),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            r
+        }
     }
 }
 
@@ -136,6 +225,11 @@ async fn add(
             StatusCode::CONFLICT,
             "device_exists",
             format!("device {urn} is already enrolled here with another secret"),
+        )),
+        Added::Full => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_devices",
+            "this Controller holds as many devices as it may; its operator must remove some first",
         )),
     }
 }

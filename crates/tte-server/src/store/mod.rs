@@ -95,6 +95,37 @@ pub enum Added {
     Same,
     /// Already known with another DevSecret: refused.
     Conflict,
+    /// New, but the Controller already holds [`ControllerLimits::max_devices`]: refused.
+    Full,
+}
+
+/// Most devices a Controller holds by default (see [`ControllerLimits`]).
+pub const DEFAULT_MAX_DEVICES: u64 = 10_000;
+
+/// Most readings a Controller keeps per device by default (see [`ControllerLimits`]).
+pub const DEFAULT_MAX_READINGS_PER_DEVICE: u64 = 10_000;
+
+/// Bounds on what a Controller stores. Adding a device takes no credential (the draft leaves the
+/// add open to the introducer's browser) and its owner then posts updates under a DevSecret it
+/// chose, so without bounds anyone could grow the database without end. With them it holds at
+/// most `max_devices × max_readings_per_device` readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerLimits {
+    /// Devices held at once; a new device beyond them is refused ([`Added::Full`]) until the
+    /// operator removes some.
+    pub max_devices: u64,
+    /// Readings kept per device: the newest, older ones are deleted as new ones arrive (in the
+    /// same transaction).
+    pub max_readings_per_device: u64,
+}
+
+impl Default for ControllerLimits {
+    fn default() -> Self {
+        Self {
+            max_devices: DEFAULT_MAX_DEVICES,
+            max_readings_per_device: DEFAULT_MAX_READINGS_PER_DEVICE,
+        }
+    }
 }
 
 /// Result of storing a sensor update.
@@ -113,7 +144,8 @@ pub enum Recorded {
 
 /// The Controller's state.
 pub trait ControllerStore: Send + Sync + 'static {
-    /// Adds a device (first writer wins; identical retries are fine).
+    /// Adds a device (first writer wins; identical retries are fine), unless it is new and the
+    /// store is full.
     fn add_device(
         &self,
         urn: &DevUrn,
@@ -125,7 +157,8 @@ pub trait ControllerStore: Send + Sync + 'static {
     /// A device's DevSecret.
     fn device_key(&self, urn: &DevUrn) -> Result<Option<Key256>, StoreError>;
 
-    /// Stores readings if `seq` is above the device's last counter, atomically with advancing it.
+    /// Stores readings if `seq` is above the device's last counter, atomically with advancing it
+    /// (and with deleting the device's oldest readings beyond the store's cap).
     fn record(&self, urn: &DevUrn, seq: u64, readings: &[Reading]) -> Result<Recorded, StoreError>;
 
     /// Every device.

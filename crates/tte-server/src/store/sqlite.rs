@@ -11,7 +11,8 @@ use tte::senml::{Reading, Value};
 use tte::{DevUrn, Key256};
 
 use super::{
-    Added, BindOutcome, ControllerStore, Created, Recorded, StoreError, TaDeviceState, TaStore,
+    Added, BindOutcome, ControllerLimits, ControllerStore, Created, Recorded, StoreError,
+    TaDeviceState, TaStore,
 };
 
 fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
@@ -221,10 +222,14 @@ CREATE TABLE IF NOT EXISTS c_removed_seq (
 /// commits everything queued so far in one transaction (one fsync for many updates). Replay
 /// checks run inside that transaction, in queue order, so they are exactly as strict as with one
 /// transaction per update; every caller still returns only after its update is durable.
+///
+/// What it holds is bounded by its [`ControllerLimits`] (defaults unless
+/// [`SqliteControllerStore::with_limits`] says otherwise).
 #[derive(Debug)]
 pub struct SqliteControllerStore {
     conn: Mutex<Connection>,
     queue: Mutex<Vec<PendingUpdate>>,
+    limits: ControllerLimits,
 }
 
 #[derive(Debug)]
@@ -241,21 +246,50 @@ impl SqliteControllerStore {
         Ok(Self {
             conn: Mutex::new(open(path, CONTROLLER_SCHEMA)?),
             queue: Mutex::new(Vec::new()),
+            limits: ControllerLimits::default(),
         })
+    }
+
+    /// The same store, bounded by `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: ControllerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Commits `batch` in one transaction; returns each update's outcome in order.
     fn commit_batch(
         conn: &mut Connection,
         batch: &[PendingUpdate],
+        keep: u64,
     ) -> Result<Vec<Recorded>, StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(batch.len());
+        let mut stored: Vec<&DevUrn> = Vec::new();
         for u in batch {
-            out.push(Self::record_in(&tx, &u.urn, u.seq, &u.readings)?);
+            let r = Self::record_in(&tx, &u.urn, u.seq, &u.readings)?;
+            if r == Recorded::Stored && !stored.contains(&&u.urn) {
+                stored.push(&u.urn);
+            }
+            out.push(r);
         }
+        // Each device that got readings keeps only its newest `keep` (once per batch: the
+        // index on (urn, id) finds the cut-off by walking `keep` entries back from the newest).
+        let mut prune = tx.prepare_cached(
+            "DELETE FROM c_reading WHERE urn = ?1 AND id <=
+               (SELECT id FROM c_reading WHERE urn = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        )?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        for urn in stored {
+            prune.execute(params![urn.as_str(), keep])?;
+        }
+        drop(prune);
         tx.commit()?;
         Ok(out)
+    }
+
+    fn device_count(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
+        let n: i64 = tx.query_row("SELECT COUNT(*) FROM c_device", [], |r| r.get(0))?;
+        Ok(n.unsigned_abs())
     }
 
     fn record_in(
@@ -334,6 +368,7 @@ impl ControllerStore for SqliteControllerStore {
                     Added::Conflict
                 }
             }
+            None if Self::device_count(&tx)? >= self.limits.max_devices => Added::Full,
             None => {
                 tx.execute(
                     "INSERT INTO c_device (urn, dev_secret, label, added_at, last_seq)
@@ -383,7 +418,7 @@ impl ControllerStore for SqliteControllerStore {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        match Self::commit_batch(&mut conn, &batch) {
+        match Self::commit_batch(&mut conn, &batch, self.limits.max_readings_per_device) {
             Ok(outcomes) => {
                 for (p, o) in batch.iter().zip(outcomes) {
                     let _ = p.reply.send(Ok(o));
@@ -545,6 +580,123 @@ mod tests {
             Recorded::Replay { last: 5 }
         );
         assert_eq!(store.record(&urn, 6, &reading()).unwrap(), Recorded::Stored);
+    }
+
+    fn readings_of(n: usize, first: f64) -> Vec<Reading> {
+        (0..n)
+            .map(|i| Reading {
+                name: "t".into(),
+                unit: None,
+                value: Value::Number(first + i as f64),
+                time: 0.0,
+            })
+            .collect()
+    }
+
+    /// A device keeps its newest `max_readings_per_device` readings: older ones go, oldest
+    /// first, also when one update alone carries more than the cap; other devices keep theirs.
+    #[test]
+    fn readings_beyond_the_cap_are_pruned_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteControllerStore::open(&dir.path().join("c.sqlite"))
+            .unwrap()
+            .with_limits(ControllerLimits {
+                max_devices: 10,
+                max_readings_per_device: 5,
+            });
+        let (a, b) = (
+            DevUrn::parse("urn:dev:test:a").unwrap(),
+            DevUrn::parse("urn:dev:test:b").unwrap(),
+        );
+        let key = Key256::from_bytes([4; 32]);
+        for u in [&a, &b] {
+            assert_eq!(store.add_device(u, &key, None, 0).unwrap(), Added::New);
+        }
+        let values = |u: &DevUrn| -> Vec<(u64, f64)> {
+            let list = store.readings(u, 100).unwrap().unwrap();
+            list.iter()
+                .map(|r| match r.reading.value {
+                    Value::Number(v) => (r.seq, v),
+                    _ => unreachable!(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            store.record(&a, 1, &readings_of(2, 0.0)).unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            store.record(&b, 1, &readings_of(3, 100.0)).unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            store.record(&a, 2, &readings_of(2, 2.0)).unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            store.record(&a, 3, &readings_of(2, 4.0)).unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            values(&a),
+            [(1, 1.0), (2, 2.0), (2, 3.0), (3, 4.0), (3, 5.0)]
+        );
+        assert_eq!(values(&b), [(1, 100.0), (1, 101.0), (1, 102.0)]);
+        // One update with more readings than the cap: its newest five stay.
+        assert_eq!(
+            store.record(&a, 4, &readings_of(7, 10.0)).unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            values(&a),
+            [(4, 12.0), (4, 13.0), (4, 14.0), (4, 15.0), (4, 16.0)]
+        );
+        let devices = store.devices().unwrap();
+        let count = |u: &DevUrn| {
+            devices
+                .iter()
+                .find(|d| d.urn == u.as_str())
+                .unwrap()
+                .readings
+        };
+        assert_eq!((count(&a), count(&b)), (5, 3));
+    }
+
+    /// A new device beyond `max_devices` is refused; a retried add of a held one is not, and
+    /// removing a device makes room.
+    #[test]
+    fn new_devices_beyond_the_cap_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteControllerStore::open(&dir.path().join("c.sqlite"))
+            .unwrap()
+            .with_limits(ControllerLimits {
+                max_devices: 2,
+                max_readings_per_device: 5,
+            });
+        let urn = |i: u32| DevUrn::parse(&format!("urn:dev:test:{i}")).unwrap();
+        let key = Key256::from_bytes([5; 32]);
+        assert_eq!(
+            store.add_device(&urn(1), &key, None, 0).unwrap(),
+            Added::New
+        );
+        assert_eq!(
+            store.add_device(&urn(2), &key, None, 0).unwrap(),
+            Added::New
+        );
+        assert_eq!(
+            store.add_device(&urn(3), &key, None, 0).unwrap(),
+            Added::Full
+        );
+        assert_eq!(
+            store.add_device(&urn(1), &key, None, 0).unwrap(),
+            Added::Same
+        );
+        assert_eq!(store.devices().unwrap().len(), 2);
+        assert!(store.remove_device(&urn(2)).unwrap());
+        assert_eq!(
+            store.add_device(&urn(3), &key, None, 0).unwrap(),
+            Added::New
+        );
     }
 
     /// Group commit under contention: two threads per device race the same counters; each
