@@ -253,7 +253,7 @@ impl Endpoint {
         match self {
             Self::Stdio { raw, .. } => {
                 use std::io::Write;
-                let mut out = std::io::stdout().lock();
+                let mut out = crate::output::Stdout::lock();
                 out.write_all(payload)?;
                 if !*raw {
                     out.write_all(b"\n")?;

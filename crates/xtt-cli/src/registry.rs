@@ -155,7 +155,7 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
     let mut text = Vec::new();
     let mut out: Box<dyn Write + '_> = match &a.output {
         Some(_) => Box::new(&mut text),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(std::io::BufWriter::new(crate::output::Stdout::lock())),
     };
     let mut identities = reg.identities()?;
     identities.sort_by_key(|i| (i.first_seen.0, i.client_id.0));

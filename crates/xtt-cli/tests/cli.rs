@@ -326,11 +326,19 @@ fn a_closed_or_full_stdout_is_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     ok(d, &["cert", "root", "--generate-key"]);
-    let commands: [&[&str]; 4] = [
+    let commands: [&[&str]; 5] = [
         &["info", "root_cert.bin"],
         &["completions", "bash"],
         &["keys", "generate", "-k", "k.bin", "--force"],
         &["anchors", "--store", "a.db", "list"],
+        &[
+            "registry",
+            "export",
+            "--storage",
+            "sqlite:r.sqlite",
+            "--format",
+            "csv",
+        ],
     ];
     for args in commands {
         // A socket whose other end is already closed: every write fails with EPIPE.
