@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 /// Credential vertical of a share link (`?v=`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,15 +77,23 @@ with ECDSA P-256 and hand the signature back (three-message flow).",
 decrypt its provisioning information, and print it (or save it with --out). The secret is \
 taken from the link's fragment and never sent. If the sender asked for confirmation, run the \
 three-message flow and delete the mailbox when the sender's signature verifies. The device \
-claim used is printed on stderr; reuse it with --claim, relinquish or delete.",
-        after_help = "Examples:\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' --out key.json\n  xtt relay receive LINK --relinquish\n  xtt relay receive LINK --ca-file private-ca.pem      # a relay certified by a private CA\n  xtt relay receive LINK --anchors /etc/xtt/anchors.db  # or by a tls-root anchor"
+claim used is printed on stderr; reuse it with --claim, relinquish or delete. A link or \
+claim given on the command line is visible to other users of this machine (e.g. in `ps`): \
+pass them with --link-file and --claim-file (\"-\" reads stdin) instead.",
+        after_help = "Examples:\n  xtt relay receive --link-file link.txt --out key.json\n  xtt relay receive --link-file - --out key.json < link.txt\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' --out key.json   # visible in ps\n  xtt relay receive LINK --relinquish\n  xtt relay receive LINK --ca-file private-ca.pem      # a relay certified by a private CA\n  xtt relay receive LINK --anchors /etc/xtt/anchors.db  # or by a tls-root anchor"
     )]
     Receive(ReceiveArgs),
     /// Give up a mailbox you claimed as recipient, so another device may claim it.
+    #[command(after_help = CLAIM_HELP)]
     Relinquish(ClaimArgs),
     /// Delete a mailbox as its initiator or bound recipient.
+    #[command(after_help = CLAIM_HELP)]
     Delete(ClaimArgs),
 }
+
+const CLAIM_HELP: &str = "A link or claim given on the command line is visible to other users \
+of this machine (e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep them off it.\n\
+Example:\n  xtt relay delete --link-file link.txt --claim-file claim.txt";
 
 /// Which certificate authorities an `https://` relay may be certified by, besides the
 /// platform's.
@@ -198,7 +207,8 @@ pub struct ShareArgs {
     /// Provisioning information format.
     #[arg(long, default_value = "digitalwallet.generic.authorizationToken")]
     pub format: String,
-    /// The `content` object, as JSON.
+    /// The `content` object, as JSON. Given here it is visible to other local users (e.g. in
+    /// `ps`): prefer --content-file.
     #[arg(
         long,
         conflicts_with = "content_file",
@@ -251,11 +261,21 @@ pub struct ShareArgs {
 /// `relay receive`.
 #[derive(clap::Args, Debug)]
 pub struct ReceiveArgs {
-    /// The share link, secret in its fragment.
-    pub link: String,
-    /// Device claim to use (default: a fresh one, printed on stderr).
-    #[arg(long)]
+    /// The share link, secret in its fragment. Given here it is visible to other local users
+    /// (e.g. in `ps`): prefer --link-file.
+    #[arg(required_unless_present = "link_file", conflicts_with = "link_file")]
+    pub link: Option<String>,
+    /// Read the share link from this file ("-" for stdin), keeping its secret off the
+    /// command line.
+    #[arg(long, value_name = "FILE")]
+    pub link_file: Option<PathBuf>,
+    /// Device claim to use (default: a fresh one, printed on stderr). Given here it is visible
+    /// to other local users: prefer --claim-file.
+    #[arg(long, conflicts_with = "claim_file")]
     pub claim: Option<Uuid>,
+    /// Read the device claim from this file ("-" for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub claim_file: Option<PathBuf>,
     /// Save the provisioning information here (mode 0600) instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -275,13 +295,134 @@ pub struct ReceiveArgs {
 /// `relay relinquish` / `relay delete`.
 #[derive(clap::Args, Debug)]
 pub struct ClaimArgs {
-    /// The share link (the fragment is ignored).
-    pub link: String,
-    /// The device claim printed by `share` or `receive`.
-    #[arg(long)]
-    pub claim: Uuid,
+    /// The share link (the fragment is ignored). Given here it is visible to other local users
+    /// (e.g. in `ps`): prefer --link-file.
+    #[arg(required_unless_present = "link_file", conflicts_with = "link_file")]
+    pub link: Option<String>,
+    /// Read the share link from this file ("-" for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub link_file: Option<PathBuf>,
+    /// The device claim printed by `share` or `receive`. It is what lets the mailbox be
+    /// deleted, and given here it is visible to other local users: prefer --claim-file.
+    #[arg(
+        long,
+        required_unless_present = "claim_file",
+        conflicts_with = "claim_file"
+    )]
+    pub claim: Option<Uuid>,
+    /// Read the device claim from this file ("-" for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub claim_file: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
+}
+
+/// Longest share link or claim read from a file or stdin: a link is a URL of a few hundred
+/// bytes, a claim 36 characters.
+pub const MAX_SECRET_INPUT: u64 = 8 * 1024;
+
+/// The text of a secret given inline or in a file (`-`: stdin), without surrounding
+/// whitespace, at most [`MAX_SECRET_INPUT`] bytes. `what` names it in errors, which never
+/// repeat the content.
+pub fn secret_input(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<Option<Zeroizing<String>>> {
+    let text = match (inline, file) {
+        (Some(text), None) => Zeroizing::new(text.to_owned()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            read_capped(std::io::stdin().lock(), what).context("cannot read stdin")?
+        }
+        (None, Some(path)) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            read_capped(file, what).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => bail!("give the {what} inline or in a file, not both"),
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        bail!("the {what} is empty");
+    }
+    Ok(Some(Zeroizing::new(trimmed.to_owned())))
+}
+
+/// Reads at most [`MAX_SECRET_INPUT`] bytes of UTF-8; more is an error.
+fn read_capped(reader: impl std::io::Read, what: &str) -> anyhow::Result<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    reader.take(MAX_SECRET_INPUT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SECRET_INPUT {
+        bail!("the {what} is longer than {MAX_SECRET_INPUT} bytes");
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+        Err(_) => bail!("the {what} is not UTF-8 text"),
+    }
+}
+
+/// Refuses `-` for both files: stdin can be read once.
+fn one_stdin(link_file: Option<&Path>, claim_file: Option<&Path>) -> anyhow::Result<()> {
+    let stdin = |p: Option<&Path>| p.is_some_and(|p| p.as_os_str() == "-");
+    if stdin(link_file) && stdin(claim_file) {
+        bail!("--link-file and --claim-file cannot both be - (stdin)");
+    }
+    Ok(())
+}
+
+fn parse_claim(text: &str) -> anyhow::Result<Uuid> {
+    Uuid::try_parse(text).map_err(|_| anyhow::anyhow!("the device claim is not a UUID"))
+}
+
+impl ReceiveArgs {
+    /// The share link, from the argument or --link-file.
+    pub fn share_link(&self) -> anyhow::Result<ShareUrl> {
+        let text = secret_input(
+            self.link.as_deref(),
+            self.link_file.as_deref(),
+            "share link",
+        )?
+        .context("give the share link as an argument or with --link-file")?;
+        Ok(ShareUrl::parse(&text)?)
+    }
+
+    /// The device claim, from --claim or --claim-file, if given.
+    pub fn device_claim(&self) -> anyhow::Result<Option<Uuid>> {
+        secret_input(
+            self.claim.map(|c| c.to_string()).as_deref(),
+            self.claim_file.as_deref(),
+            "device claim",
+        )?
+        .map(|text| parse_claim(&text))
+        .transpose()
+    }
+}
+
+impl ClaimArgs {
+    /// The share link, from the argument or --link-file.
+    pub fn share_link(&self) -> anyhow::Result<ShareUrl> {
+        one_stdin(self.link_file.as_deref(), self.claim_file.as_deref())?;
+        let text = secret_input(
+            self.link.as_deref(),
+            self.link_file.as_deref(),
+            "share link",
+        )?
+        .context("give the share link as an argument or with --link-file")?;
+        Ok(ShareUrl::parse(&text)?)
+    }
+
+    /// The device claim, from --claim or --claim-file.
+    pub fn device_claim(&self) -> anyhow::Result<Uuid> {
+        one_stdin(self.link_file.as_deref(), self.claim_file.as_deref())?;
+        let text = secret_input(
+            self.claim.map(|c| c.to_string()).as_deref(),
+            self.claim_file.as_deref(),
+            "device claim",
+        )?
+        .context("give the device claim with --claim or --claim-file")?;
+        parse_claim(&text)
+    }
 }
 
 /// Parses `90`, `90s`, `15m`, `2h`, `7d`.
@@ -313,19 +454,21 @@ pub async fn run(cmd: RelayCommand) -> anyhow::Result<()> {
         RelayCommand::Share(args) => share(args).await,
         RelayCommand::Receive(args) => receive(args).await,
         RelayCommand::Relinquish(args) => {
-            let link = ShareUrl::parse(&args.link)?;
+            let link = args.share_link()?;
+            let claim = args.device_claim()?;
             args.trust
                 .client()?
-                .relinquish(link.api_url(), args.claim, &client::request_id())
+                .relinquish(link.api_url(), claim, &client::request_id())
                 .await?;
             eprintln!("relinquished: another device may now claim the mailbox");
             Ok(())
         }
         RelayCommand::Delete(args) => {
-            let link = ShareUrl::parse(&args.link)?;
+            let link = args.share_link()?;
+            let claim = args.device_claim()?;
             args.trust
                 .client()?
-                .delete(link.api_url(), args.claim, &client::request_id())
+                .delete(link.api_url(), claim, &client::request_id())
                 .await?;
             eprintln!("deleted");
             Ok(())
@@ -540,9 +683,10 @@ async fn share(args: ShareArgs) -> anyhow::Result<()> {
 }
 
 async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
-    let link = ShareUrl::parse(&args.link)?;
+    one_stdin(args.link_file.as_deref(), args.claim_file.as_deref())?;
+    let link = args.share_link()?;
     link.require_secret()?;
-    let claim = args.claim.unwrap_or_else(Uuid::new_v4);
+    let claim = args.device_claim()?.unwrap_or_else(Uuid::new_v4);
     eprintln!("recipient claim: {claim}");
     let client = args.trust.client()?;
     let patience = Patience {
