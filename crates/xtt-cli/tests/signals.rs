@@ -111,7 +111,9 @@ fn graceful_shutdown_on(signal: Signal, server_flags: &[&str]) {
         .map(|i| start_handshake(d, i, server.addr))
         .collect();
     server.signal(signal);
-    server.wait_for("shutting down: waiting for handshakes in progress");
+    let line = server.wait_for("shutting down: waiting for handshakes in progress");
+    // Logs into a pipe (a file, the journal) carry no colour escape codes.
+    assert!(!line.contains('\x1b'), "{line:?}");
     // No longer accepting: the listener is closed while the handshakes above are still open.
     let deadline = Instant::now() + PATIENCE;
     while TcpStream::connect(server.addr).is_ok() {
