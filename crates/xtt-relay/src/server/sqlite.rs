@@ -3,15 +3,21 @@
 //! `secure_delete` so deleted ciphertext is overwritten, and one `BEGIN IMMEDIATE` transaction
 //! per request.
 //!
-//! Nothing identifying is stored: no addresses, no user names; device claims only as SHA-256
-//! digests. Request ids are deleted with their mailbox.
+//! Little identifying is stored: no user names; device claims only as SHA-256 digests; of a
+//! mailbox made through [`Store::create_by`], its creator (IPv4 address or IPv6 /64) for the
+//! per-creator quota. Request ids and creators are deleted with their mailbox.
+//!
+//! The schema is versioned with `PRAGMA user_version`: [`SCHEMA`] creates the tables as they
+//! were before versioning (version 0), and each of [`MIGRATIONS`] is applied once, in order, in
+//! its own transaction, so databases written by earlier relays keep working.
 
 use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox};
 use crate::proto::wire::{
     AccessRights, DisplayInformation, NotificationToken, PayloadType, SealedPayload,
 };
 use crate::server::store::{
-    ApplyError, ApplyOutcome, CreateOutcome, IdempotencyKey, MailboxOp, Store, StoreError,
+    ApplyError, ApplyOutcome, CreateOutcome, CreateQuota, IdempotencyKey, MailboxOp, QuotaOutcome,
+    Store, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
@@ -58,6 +64,15 @@ INSERT INTO mailbox_count (one, n) VALUES (1, (SELECT count(*) FROM mailbox))
     ON CONFLICT(one) DO UPDATE SET n = excluded.n;
 ";
 
+/// Schema changes after [`SCHEMA`]; `PRAGMA user_version` is how many have been applied.
+/// Append only: a released database may be at any of these versions.
+const MIGRATIONS: &[&str] = &[
+    // 1: who created each mailbox (IPv4 address or IPv6 /64), for the per-creator quota of
+    // live mailboxes; NULL for mailboxes created before, or through `Store::create`.
+    "ALTER TABLE mailbox ADD COLUMN creator TEXT;
+     CREATE INDEX mailbox_creator ON mailbox(creator, expires_at);",
+];
+
 const COLUMNS: &str = "id, initiator_claim, recipient_claim, access_rights, expires_at, \
     payload_type, payload, display_title, display_description, display_image_url, \
     initiator_token_type, initiator_token_data, recipient_token_type, recipient_token_data, \
@@ -73,7 +88,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         restrict_permissions(path)?;
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -84,6 +99,7 @@ impl SqliteStore {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -95,6 +111,33 @@ impl SqliteStore {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Applies the [`MIGRATIONS`] the database has not seen, each with its version bump in one
+/// transaction (another relay opening the same file at once finds the work done).
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len();
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version =
+            usize::try_from(version).map_err(|_| StoreError::Corrupt("negative user_version"))?;
+        if version > known {
+            return Err(StoreError::Corrupt(
+                "the database was written by a newer relay (unknown schema version)",
+            ));
+        }
+        if version == known {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[version])?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(version + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
     }
 }
 
@@ -210,11 +253,12 @@ fn load(conn: &Connection, id: &Uuid, now: i64) -> Result<Option<Mailbox>, Store
 /// Stores `m`: a new row, or the existing row changed in place. Not `REPLACE`: SQLite carries
 /// it out as a delete and an insert, and the delete cascades to `last_request`, which would
 /// forget every other device's last request on this mailbox, so their retries would run again.
-fn write(conn: &Connection, m: &Mailbox, insert: bool) -> Result<(), StoreError> {
-    let sql = if insert {
+/// The creator is written by an insert only (`insert: Some(creator)`); an update keeps it.
+fn write(conn: &Connection, m: &Mailbox, insert: Option<Option<&str>>) -> Result<(), StoreError> {
+    let sql = if insert.is_some() {
         format!(
-            "INSERT INTO mailbox ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            "INSERT INTO mailbox ({COLUMNS}, creator) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         )
     } else {
         // The same parameters: ?1 is the id, ?2.. the other columns in COLUMNS' order.
@@ -227,27 +271,39 @@ fn write(conn: &Connection, m: &Mailbox, insert: bool) -> Result<(), StoreError>
             .collect();
         format!("UPDATE mailbox SET {} WHERE id = ?1", set.join(", "))
     };
-    let changed = conn.execute(
-        &sql,
-        params![
-            m.id.to_string(),
-            &m.initiator.0[..],
-            m.recipient.as_ref().map(|d| d.0.to_vec()),
-            m.rights.to_string(),
-            m.expires_at,
-            m.payload.kind.as_str(),
-            &m.payload.bytes,
-            &m.display.title,
-            &m.display.description,
-            &m.display.image_url,
-            m.initiator_token.as_ref().map(|t| &t.kind),
-            m.initiator_token.as_ref().map(|t| &t.token_data),
-            m.recipient_token.as_ref().map(|t| &t.kind),
-            m.recipient_token.as_ref().map(|t| &t.token_data),
-            &m.attestation,
-            i64::from(m.receivers_bound),
-        ],
-    )?;
+    let id = m.id.to_string();
+    let recipient = m.recipient.as_ref().map(|d| d.0.to_vec());
+    let rights = m.rights.to_string();
+    let payload_type = m.payload.kind.as_str();
+    let it_kind = m.initiator_token.as_ref().map(|t| &t.kind);
+    let it_data = m.initiator_token.as_ref().map(|t| &t.token_data);
+    let rt_kind = m.recipient_token.as_ref().map(|t| &t.kind);
+    let rt_data = m.recipient_token.as_ref().map(|t| &t.token_data);
+    let receivers_bound = i64::from(m.receivers_bound);
+    let initiator = &m.initiator.0[..];
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &id,
+        &initiator,
+        &recipient,
+        &rights,
+        &m.expires_at,
+        &payload_type,
+        &m.payload.bytes,
+        &m.display.title,
+        &m.display.description,
+        &m.display.image_url,
+        &it_kind,
+        &it_data,
+        &rt_kind,
+        &rt_data,
+        &m.attestation,
+        &receivers_bound,
+    ];
+    let creator = insert.flatten();
+    if insert.is_some() {
+        values.push(&creator);
+    }
+    let changed = conn.execute(&sql, values.as_slice())?;
     if changed != 1 {
         return Err(StoreError::Corrupt(
             "mailbox row vanished inside its transaction",
@@ -266,14 +322,16 @@ fn record_request(conn: &Connection, key: &IdempotencyKey, id: &Uuid) -> Result<
     Ok(())
 }
 
-impl Store for SqliteStore {
-    fn create(
+impl SqliteStore {
+    /// [`Store::create`], and with `quota` [`Store::create_by`], in one transaction.
+    fn create_checked(
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
         now: i64,
         max_mailboxes: u64,
-    ) -> Result<CreateOutcome, StoreError> {
+        quota: Option<&CreateQuota>,
+    ) -> Result<QuotaOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let previous: Option<(String, String)> = tx
@@ -289,17 +347,60 @@ impl Store for SqliteStore {
             if request_id == key.request_id {
                 let id =
                     Uuid::try_parse(&mailbox_id).map_err(|_| StoreError::Corrupt("mailbox id"))?;
-                return Ok(CreateOutcome::Duplicate(id));
+                return Ok(QuotaOutcome::Within(CreateOutcome::Duplicate(id)));
+            }
+        }
+        let creator = quota.map(|q| q.creator.to_string());
+        if let (Some(quota), Some(creator)) = (quota, &creator) {
+            // A range of the (creator, expires_at) index: at most `per_creator` entries.
+            let (live, earliest): (i64, Option<i64>) = tx.query_row(
+                "SELECT count(*), min(expires_at) FROM mailbox
+                 WHERE creator = ?1 AND expires_at > ?2",
+                params![creator, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if u64::try_from(live).unwrap_or(0) >= quota.per_creator {
+                let wait = earliest.map_or(1, |at| at.saturating_sub(now));
+                return Ok(QuotaOutcome::OverQuota {
+                    retry_after_secs: u64::try_from(wait).unwrap_or(1).max(1),
+                });
             }
         }
         let stored: i64 = tx.query_row("SELECT n FROM mailbox_count", [], |r| r.get(0))?;
         if u64::try_from(stored).unwrap_or(0) >= max_mailboxes {
-            return Ok(CreateOutcome::Full);
+            return Ok(QuotaOutcome::Within(CreateOutcome::Full));
         }
-        write(&tx, mailbox, true)?;
+        write(&tx, mailbox, Some(creator.as_deref()))?;
         record_request(&tx, key, &mailbox.id)?;
         tx.commit()?;
-        Ok(CreateOutcome::Created)
+        Ok(QuotaOutcome::Within(CreateOutcome::Created))
+    }
+}
+
+impl Store for SqliteStore {
+    fn create(
+        &self,
+        mailbox: &Mailbox,
+        key: &IdempotencyKey,
+        now: i64,
+        max_mailboxes: u64,
+    ) -> Result<CreateOutcome, StoreError> {
+        match self.create_checked(mailbox, key, now, max_mailboxes, None)? {
+            QuotaOutcome::Within(outcome) => Ok(outcome),
+            QuotaOutcome::OverQuota { .. } => Err(StoreError::Corrupt(
+                "a create without a creator was refused by a creator's quota",
+            )),
+        }
+    }
+
+    fn create_by(
+        &self,
+        mailbox: &Mailbox,
+        key: &IdempotencyKey,
+        now: i64,
+        quota: &CreateQuota,
+    ) -> Result<QuotaOutcome, StoreError> {
+        self.create_checked(mailbox, key, now, quota.max_mailboxes, Some(quota))
     }
 
     fn apply(
@@ -330,7 +431,7 @@ impl Store for SqliteStore {
         let change = op(&mut mailbox)?;
         match change {
             Change::Unchanged => {}
-            Change::Updated => write(&tx, &mailbox, false)?,
+            Change::Updated => write(&tx, &mailbox, None)?,
             Change::Deleted => {
                 tx.execute("DELETE FROM mailbox WHERE id = ?1", params![id.to_string()])
                     .map_err(StoreError::from)?;
@@ -524,6 +625,169 @@ mod tests {
             CreateOutcome::Created
         );
         assert_eq!(created(&store, 14, 100, "a").unwrap(), CreateOutcome::Full);
+    }
+
+    fn quota(ip: &str, per_creator: u64) -> CreateQuota {
+        CreateQuota {
+            max_mailboxes: 100,
+            creator: crate::server::store::Creator::of(ip.parse().unwrap()),
+            per_creator,
+        }
+    }
+
+    const CREATED: QuotaOutcome = QuotaOutcome::Within(CreateOutcome::Created);
+
+    /// With a quota of 3, a creator's 4th live mailbox is refused while another creator still
+    /// creates; an IPv6 /64 is one creator; expiry and deletion give room back; a retry of an
+    /// accepted create still finds its mailbox.
+    #[test]
+    fn creates_beyond_a_creators_quota_are_refused_while_others_still_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let by = |s: &SqliteStore, id: u128, exp: i64, ip: &str, now: i64| {
+            s.create_by(&mailbox(id, exp), &key(id, "c"), now, &quota(ip, 3))
+                .unwrap()
+        };
+        assert_eq!(by(&store, 1, 50, "192.0.2.1", 0), CREATED);
+        assert_eq!(by(&store, 2, 100, "192.0.2.1", 0), CREATED);
+        assert_eq!(by(&store, 3, 100, "::ffff:192.0.2.1", 0), CREATED);
+        assert_eq!(
+            by(&store, 4, 100, "192.0.2.1", 0),
+            QuotaOutcome::OverQuota {
+                retry_after_secs: 50
+            }
+        );
+        assert_eq!(store.get(&Uuid::from_u128(4), 0).unwrap(), None);
+        // The retry of an accepted create is answered, quota or not.
+        assert_eq!(
+            by(&store, 3, 100, "192.0.2.1", 0),
+            QuotaOutcome::Within(CreateOutcome::Duplicate(Uuid::from_u128(3)))
+        );
+        // Another client is not held back, nor are mailboxes made without a creator counted.
+        assert_eq!(by(&store, 5, 100, "192.0.2.2", 0), CREATED);
+        assert_eq!(
+            store
+                .create(&mailbox(6, 100), &key(6, "c"), 0, 100)
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        // One IPv6 /64 is one creator; the next /64 is another.
+        for id in 10..13 {
+            let ip = format!("2001:db8:1:2::{id}");
+            assert_eq!(by(&store, id, 100, &ip, 0), CREATED);
+        }
+        assert!(matches!(
+            by(&store, 13, 100, "2001:db8:1:2:ffff::1", 0),
+            QuotaOutcome::OverQuota { .. }
+        ));
+        assert_eq!(by(&store, 14, 100, "2001:db8:1:3::1", 0), CREATED);
+        // Creators survive a reopen; an expired mailbox no longer counts, before any sweep.
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(matches!(
+            by(&store, 4, 100, "192.0.2.1", 49),
+            QuotaOutcome::OverQuota {
+                retry_after_secs: 1
+            }
+        ));
+        assert_eq!(by(&store, 4, 100, "192.0.2.1", 50), CREATED);
+        assert!(matches!(
+            by(&store, 7, 100, "192.0.2.1", 50),
+            QuotaOutcome::OverQuota { .. }
+        ));
+        // A deleted one neither.
+        let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
+        assert!(matches!(
+            store.apply(&Uuid::from_u128(2), 50, None, &mut delete),
+            Ok(ApplyOutcome::Done(Change::Deleted))
+        ));
+        assert_eq!(by(&store, 7, 100, "192.0.2.1", 50), CREATED);
+        // The creator is what the row records: the address, or the /64.
+        let conn = Connection::open(&path).unwrap();
+        let creator = |id: u128| -> Option<String> {
+            conn.query_row(
+                "SELECT creator FROM mailbox WHERE id = ?1",
+                params![Uuid::from_u128(id).to_string()],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(creator(3).as_deref(), Some("192.0.2.1"));
+        assert_eq!(creator(10).as_deref(), Some("2001:db8:1:2::/64"));
+        assert_eq!(creator(6), None);
+        // The relay-wide cap still applies to creators within their quota.
+        let full = CreateQuota {
+            max_mailboxes: 2,
+            ..quota("198.51.100.1", 3)
+        };
+        assert_eq!(
+            store
+                .create_by(&mailbox(20, 100), &key(20, "c"), 50, &full)
+                .unwrap(),
+            QuotaOutcome::Within(CreateOutcome::Full)
+        );
+        assert!(full.refusal().contains("3 live mailboxes"));
+    }
+
+    /// A database written before the schema was versioned (user_version 0, no creator column)
+    /// opens, keeps its mailboxes and takes creators; a newer schema is refused.
+    #[test]
+    fn a_database_from_before_versioning_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        {
+            // The tables exactly as the relay created them before versioning.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                &format!(
+                    "INSERT INTO mailbox ({COLUMNS}) VALUES \
+                     (?1, ?2, NULL, 'RWD', 100, 'AEAD_AES_256_GCM', ?3, 't', 'd', 'https://x', \
+                      NULL, NULL, NULL, NULL, NULL, 0)"
+                ),
+                params![
+                    Uuid::from_u128(1).to_string(),
+                    &ClaimDigest::of(&Uuid::from_u128(1)).0[..],
+                    vec![1u8; 40]
+                ],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.get(&Uuid::from_u128(1), 0).unwrap().is_some());
+        assert_eq!(
+            store
+                .create_by(&mailbox(2, 100), &key(2, "c"), 0, &quota("192.0.2.1", 1))
+                .unwrap(),
+            CREATED
+        );
+        assert!(matches!(
+            store
+                .create_by(&mailbox(3, 100), &key(3, "c"), 0, &quota("192.0.2.1", 1))
+                .unwrap(),
+            QuotaOutcome::OverQuota { .. }
+        ));
+        drop(store);
+        let version = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
+        // Reopening applies nothing twice.
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.get(&Uuid::from_u128(2), 0).unwrap().is_some());
+        drop(store);
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
+        // A database from a newer relay is not opened.
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = SqliteStore::open(&path).unwrap_err();
+        assert!(e.to_string().contains("newer relay"), "{e}");
     }
 
     #[cfg(unix)]

@@ -2,6 +2,8 @@
 //! change is committed, and the HTTP reply is only sent after that.
 
 use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use uuid::Uuid;
 
 /// Failure of the storage layer itself (HTTP 500).
@@ -43,6 +45,72 @@ pub enum CreateOutcome {
     Full,
 }
 
+/// Who created a mailbox, for the per-creator quota: the client's IPv4 address, or the /64 of
+/// its IPv6 address (one host usually holds a whole /64, as the rate limiter assumes too). An
+/// IPv4-mapped IPv6 address counts as the IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Creator(IpAddr);
+
+impl Creator {
+    /// The creator a request from `client` is charged to (behind trusted proxies, the address
+    /// [`crate::server::rate_limit::client_ip`] finds).
+    pub fn of(client: IpAddr) -> Self {
+        match client {
+            IpAddr::V4(v4) => Creator(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Creator(IpAddr::V4(v4)),
+                None => {
+                    let s = v6.segments();
+                    let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    Creator(IpAddr::V6(net))
+                }
+            },
+        }
+    }
+}
+
+/// As stored: `192.0.2.7` or `2001:db8:1:2::/64`.
+impl fmt::Display for Creator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// The bounds a create by `creator` must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateQuota {
+    /// Most mailboxes stored at once, as [`Store::create`]'s `max_mailboxes`.
+    pub max_mailboxes: u64,
+    /// Who asks.
+    pub creator: Creator,
+    /// Most live (unexpired) mailboxes one creator may hold; `u64::MAX`: no limit.
+    pub per_creator: u64,
+}
+
+/// Result of [`Store::create_by`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaOutcome {
+    /// The creator is within its quota: what [`Store::create`] would have answered.
+    Within(CreateOutcome),
+    /// The creator already holds `per_creator` live mailboxes: nothing new (HTTP 429). Its
+    /// earliest one expires `retry_after_secs` seconds from now (at least 1).
+    OverQuota { retry_after_secs: u64 },
+}
+
+impl CreateQuota {
+    /// The reply to a create refused as [`QuotaOutcome::OverQuota`].
+    pub fn refusal(&self) -> String {
+        format!(
+            "this client already holds {} live mailboxes, the most one client may hold; \
+             delete one or wait until one expires",
+            self.per_creator
+        )
+    }
+}
+
 /// Result of [`Store::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyOutcome {
@@ -65,6 +133,17 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         max_mailboxes: u64,
     ) -> Result<CreateOutcome, StoreError>;
+
+    /// [`Store::create`] on behalf of `quota.creator`, recorded with the mailbox: refused with
+    /// [`QuotaOutcome::OverQuota`] when the creator already holds `quota.per_creator` live
+    /// mailboxes. A repeated `key` still finds its earlier mailbox, at the quota or not.
+    fn create_by(
+        &self,
+        mailbox: &Mailbox,
+        key: &IdempotencyKey,
+        now: i64,
+        quota: &CreateQuota,
+    ) -> Result<QuotaOutcome, StoreError>;
 
     /// Loads the live mailbox `id` (expired ones are [`AccessError::NotFound`]), answers a
     /// repeated `key` with [`ApplyOutcome::Duplicate`], otherwise runs `op` and persists what
