@@ -12,8 +12,11 @@
 //! * `test_pki` and `test_http` (feature `test-pki`, for tests): a throwaway CA and server
 //!   certificates; a raw HTTP server that answers with bodies of a chosen size and framing.
 //! * [`body`]: reading an HTTP answer's body with a bound on its length, for every client.
-//! * [`server`]: a TLS listener for `axum::serve` (handshakes run concurrently, each with a
-//!   deadline) and a server configuration from PEM files.
+//! * [`server`]: a TLS listener for axum (handshakes run concurrently, each with a deadline,
+//!   capped per client address) and a server configuration from PEM files.
+//! * [`serve`]: serving an axum router over TCP or TLS with a request-head deadline, caps on
+//!   open connections (overall and per address) and a bounded graceful shutdown; every HTTP
+//!   service of the project goes through it.
 //!
 //! # Crypto provider
 //!
@@ -33,6 +36,7 @@
 )]
 
 pub mod body;
+pub mod serve;
 pub mod server;
 #[cfg(feature = "test-pki")]
 pub mod test_http;
