@@ -47,13 +47,17 @@ pub(crate) const LONG_ABOUT: &str = "\
 /// Run the load generator.
 #[derive(Debug, Args)]
 #[command(after_long_help = "Examples:\n  \
-        xtt bench --group acme-sensors --rcert root_cert.bin --devices 200 --handshakes 2000\n  \
-        xtt bench --target 10.0.0.5:4444 --group acme-sensors --rcert root_cert.bin \
+        xtt bench --group acme-sensors --rcert root_cert.bin \\\n      \
+        --devices 200 --handshakes 2000\n  \
+        xtt bench --target 10.0.0.5:4444 --group acme-sensors --rcert root_cert.bin \\\n      \
         --json report.json --svg latency.svg\n  \
-        xtt bench --group g --rcert root_cert.bin -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B\n  \
+        xtt bench --group g --rcert root_cert.bin \\\n      \
+        -s X25519_LRSW_ECDSAP256_AES256GCM_BLAKE2B\n  \
         xtt bench --group g --mode session-handshakes --devices 16 --handshakes 3000\n  \
-        xtt bench --group g --mode records --transport udp --devices 4 --record-size 1024 --json -\n  \
-        xtt bench --group g --server 10.0.0.5:4444 --server 10.0.0.6:4444 --server 10.0.0.7:4444")]
+        xtt bench --group g --mode records --transport udp --devices 4 \\\n      \
+        --record-size 1024 --json -\n  \
+        xtt bench --group g --server 10.0.0.5:4444 --server 10.0.0.6:4444 \\\n      \
+        --server 10.0.0.7:4444")]
 pub(crate) struct BenchArgs {
     /// The server.
     #[arg(short = 't', long, default_value = "127.0.0.1:4444")]
