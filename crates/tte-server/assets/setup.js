@@ -16,7 +16,7 @@
     ready: "Scan accepted. Tell us which Controller this device belongs to.",
     used: "This device's one-time password was already used: it is already enrolled with a Controller.",
     "bad-otp": "This link's one-time password is missing or wrong. Scan the code on the device again.",
-    unknown: "This device is not known to its manufacturer's Transfer Agent.",
+    unknown: "This link does not name a device. Scan the code on the device again.",
   };
   $("state").textContent = messages[pageState] || messages.unknown;
   if (pageState !== "ready") return;

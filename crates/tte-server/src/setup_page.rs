@@ -36,7 +36,8 @@ pub enum PageState {
     Used,
     /// OTP missing or wrong.
     BadOtp,
-    /// No such device.
+    /// The link names no valid DevURN. (A valid but unregistered one is shown as `BadOtp`, so
+    /// the page does not tell which DevURNs are registered.)
     Unknown,
 }
 

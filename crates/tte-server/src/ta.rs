@@ -5,9 +5,13 @@
 //! |---|---|---|---|
 //! | POST | `/.well-known/tte1/d/{DevURN}` | manufacturer (bearer token) | 201, 409 exists |
 //! | GET | `/.well-known/tte1/{DevURN}/s?otp=` and `/.well-known/tte1/d/{DevURN}/s?otp=` | introducer | setup page |
-//! | PUT | `/.well-known/tte1/d/{DevURN}/c` | introducer (`otp`, `conturl`) | 204, 403 wrong OTP, 409 used |
+//! | PUT | `/.well-known/tte1/d/{DevURN}/c` | introducer (`otp`, `conturl`) | 204, 403 wrong OTP or unknown device, 409 used |
 //! | PUT | `/.well-known/tte1/b/c` | introducer, box label (see [`tte::bulk`]) | 204 / as above |
 //! | GET | `/.well-known/tte1/{DevURN}/c` | device | 200 JWE, 404 unknown or unbound |
+//!
+//! Nothing that anyone may call tells a registered DevURN from an unknown one: setup and bind
+//! answer an unknown device as a wrong OTP (403 `wrong_otp`, the setup page's `bad-otp`), and
+//! fetch answers it as an unbound one.
 
 use std::sync::Arc;
 
@@ -144,9 +148,15 @@ async fn setup(
     let u = urn.clone();
     let state = tokio::task::spawn_blocking(move || store.device_state(&u)).await??;
     let otp = q.otp.as_deref().and_then(|o| Otp::from_b64(o).ok());
+    // An unregistered DevURN is answered exactly as a wrong OTP is: otherwise anyone could list
+    // which DevURNs (MAC addresses, often sequential) a Transfer Agent knows. The OTP is
+    // checked against a dummy hash then, so the two take the same work as well.
     let (status, page) = match (state, otp) {
-        (None, _) => (StatusCode::NOT_FOUND, setup_page::PageState::Unknown),
-        (Some(_), None) => (StatusCode::BAD_REQUEST, setup_page::PageState::BadOtp),
+        (_, None) => (StatusCode::BAD_REQUEST, setup_page::PageState::BadOtp),
+        (None, Some(otp)) => {
+            let _ = ta.hasher.verify(&urn, &otp, &[0; 32]);
+            (StatusCode::FORBIDDEN, setup_page::PageState::BadOtp)
+        }
         (Some(s), Some(otp)) if !ta.hasher.verify(&urn, &otp, &s.otp_hash) => {
             (StatusCode::FORBIDDEN, setup_page::PageState::BadOtp)
         }
@@ -198,12 +208,8 @@ async fn run_bind(
     .await??;
     match outcome {
         BindOutcome::Bound => Ok(StatusCode::NO_CONTENT.into_response()),
-        BindOutcome::NotFound(u) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_device",
-            format!("device {u} is not registered"),
-        )),
-        BindOutcome::WrongOtp(u) => Err(ApiError::new(
+        // Not registered and wrong OTP are one answer, so DevURNs cannot be enumerated.
+        BindOutcome::NotFound(u) | BindOutcome::WrongOtp(u) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_otp",
             format!("the one-time password for {u} is wrong"),

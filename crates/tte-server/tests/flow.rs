@@ -559,3 +559,47 @@ async fn xtt_controller_is_handed_over() {
         [("127.0.0.1".to_owned(), 4444)]
     );
 }
+
+/// Setup and bind answer a DevURN nobody registered exactly as a registered one with a wrong
+/// OTP: the same URN and OTP, asked before and after the device is registered (under another
+/// OTP), get the same status and the same bytes. Otherwise DevURNs could be enumerated.
+#[tokio::test]
+async fn an_unknown_device_is_answered_as_a_wrong_otp() {
+    let s = common::start().await;
+    let http = &s.http;
+    let urn = DevUrn::parse("urn:dev:mac:0200000000a1").unwrap();
+    let guess = tte::Otp::generate(&mut rand_core::OsRng).to_b64();
+    let page = format!("{}/.well-known/tte1/{urn}/s?otp={guess}", s.ta);
+    let d_page = format!("{}/.well-known/tte1/d/{urn}/s?otp={guess}", s.ta);
+    let no_otp = format!("{}/.well-known/tte1/{urn}/s", s.ta);
+    let answers = || async {
+        let mut out = Vec::new();
+        let r = s.bind(&urn, &guess, &s.ctl).await;
+        out.push((r.status(), r.bytes().await.unwrap()));
+        for url in [&page, &d_page, &no_otp] {
+            let r = http.get(url).send().await.unwrap();
+            out.push((r.status(), r.bytes().await.unwrap()));
+        }
+        out
+    };
+    let unknown = answers().await;
+
+    let r = http
+        .post(format!("{}/.well-known/tte1/d/{urn}", s.ta))
+        .bearer_auth(common::MANUFACTURER_TOKEN)
+        .json(&json!({
+            "otp": tte::Otp::generate(&mut rand_core::OsRng).to_b64(),
+            "taSecret": Key256::generate(&mut rand_core::OsRng).to_b64(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let registered = answers().await;
+
+    assert_eq!(unknown, registered);
+    assert_eq!(unknown[0].0, StatusCode::FORBIDDEN);
+    let body: serde_json::Value = serde_json::from_slice(&unknown[0].1).unwrap();
+    assert_eq!(body["error"], "wrong_otp");
+    assert_eq!(unknown[1].0, StatusCode::FORBIDDEN);
+}
