@@ -7,6 +7,7 @@ use rand_core::OsRng;
 use tte::api::{AddDevice, BulkBind};
 use tte::bulk::{derive_dev_secret, derive_otp, BoxLabel, UrnRange};
 use tte::{ContUrl, Key256};
+use zeroize::Zeroizing;
 
 use crate::device::DeviceSecrets;
 use crate::manufacture::{self, ManufactureError};
@@ -75,7 +76,7 @@ pub async fn create_box(
             }
             None => {
                 let dev = manufacture::new_device(urn, ta_api, qr_base, otp, ds, &mut OsRng)?;
-                let json = serde_json::to_vec_pretty(&dev).unwrap_or_default();
+                let json = Zeroizing::new(serde_json::to_vec_pretty(&dev).unwrap_or_default());
                 files::write_private(&p, &json).map_err(|source| ManufactureError::Io {
                     path: p.clone(),
                     source,
@@ -115,11 +116,11 @@ fn earlier_label(out: &Path) -> Result<Option<BoxLabel>, ManufactureError> {
     let Some(text) = read_if_present(&p)? else {
         return Ok(None);
     };
-    let text = String::from_utf8(text).map_err(|_| ManufactureError::OtherBox {
+    let text = std::str::from_utf8(&text).map_err(|_| ManufactureError::OtherBox {
         path: p.clone(),
         detail: "not a box label".into(),
     })?;
-    BoxLabel::parse(&text)
+    BoxLabel::parse(text)
         .map(Some)
         .map_err(|e| ManufactureError::OtherBox {
             path: p,
@@ -140,9 +141,10 @@ fn earlier_device(p: &Path) -> Result<Option<DeviceSecrets>, ManufactureError> {
         })
 }
 
-fn read_if_present(p: &Path) -> Result<Option<Vec<u8>>, ManufactureError> {
+/// The file's bytes, wiped when dropped (a label carries both masters, a device file its secrets).
+fn read_if_present(p: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, ManufactureError> {
     match std::fs::read(p) {
-        Ok(b) => Ok(Some(b)),
+        Ok(b) => Ok(Some(Zeroizing::new(b))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ManufactureError::Io {
             path: p.to_path_buf(),

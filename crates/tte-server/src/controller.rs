@@ -196,10 +196,10 @@ async fn add(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let urn = http::urn(&urn)?;
-    let req: AddDevice = http::json(b)?;
+    let mut req: AddDevice = http::json(b)?;
     let key = Key256::from_b64(&req.dev_secret)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_dev_secret", e.to_string()))?;
-    let label = req.label.filter(|l| !l.trim().is_empty());
+    let label = req.label.take().filter(|l| !l.trim().is_empty());
     if label.as_ref().is_some_and(|l| {
         l.chars().count() > tte::api::MAX_LABEL_LEN || l.chars().any(char::is_control)
     }) {

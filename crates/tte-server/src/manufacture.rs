@@ -148,7 +148,7 @@ pub async fn register(
 pub fn write_device_files(dir: &Path, dev: &DeviceSecrets) -> Result<(), ManufactureError> {
     let stem = dev.urn.file_stem();
     let io = |path: PathBuf| move |source| ManufactureError::Io { path, source };
-    let json = serde_json::to_vec_pretty(dev).unwrap_or_default();
+    let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(dev).unwrap_or_default());
     let p = dir.join(format!("{stem}.json"));
     files::write_private(&p, &json).map_err(io(p.clone()))?;
     let p = dir.join(format!("{stem}.png"));

@@ -2,6 +2,7 @@
 //! tool and the setup page. Field names are camelCase as the issue and page use them.
 
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Every error response: `{"error": "<code>", "detail": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,7 +14,7 @@ pub struct ErrorBody {
 }
 
 /// `POST /.well-known/tte1/d/{DevURN}` (manufacturer → Transfer Agent).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateDevice {
     /// base64url OTP.
@@ -23,7 +24,7 @@ pub struct CreateDevice {
 }
 
 /// `PUT /.well-known/tte1/d/{DevURN}/c` (introducer → Transfer Agent).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct Bind {
     /// base64url OTP.
     pub otp: String,
@@ -32,9 +33,10 @@ pub struct Bind {
 }
 
 /// `PUT /.well-known/tte1/b/c` (bulk bind of a box, see [`crate::bulk`]).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct BulkBind {
     /// The DevURN range on the box label.
+    #[zeroize(skip)]
     pub range: crate::bulk::UrnRange,
     /// base64url OTP master secret.
     pub master: String,
@@ -43,7 +45,7 @@ pub struct BulkBind {
 }
 
 /// `PUT /.well-known/tte1/c/{DevURN}/k` (introducer → Controller).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(rename_all = "camelCase")]
 pub struct AddDevice {
     /// base64url DevSecret.
@@ -53,7 +55,9 @@ pub struct AddDevice {
     pub label: Option<String>,
 }
 
-/// These bodies carry secrets: their `Debug` output names the type only.
+/// These bodies carry secrets (base64url text): their `Debug` output names the type only, and
+/// they are zeroized when dropped (the derives above), so neither the client that builds one nor
+/// the server that parses one leaves the text behind in freed memory.
 macro_rules! redacted_debug {
     ($($t:ty),*) => {$(
         impl std::fmt::Debug for $t {
@@ -91,4 +95,68 @@ pub struct StoredReading {
     /// The reading.
     #[serde(flatten)]
     pub reading: crate::senml::Reading,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "c2VjcmV0LXRleHQtdGhhdC1tdXN0LW5vdC1zaG93LXVw";
+
+    fn bodies() -> (CreateDevice, Bind, BulkBind, AddDevice) {
+        let range = crate::bulk::UrnRange {
+            prefix: "urn:dev:mac:90a2da00".into(),
+            first: 0x1a00,
+            count: 16,
+            width: 4,
+        };
+        (
+            CreateDevice {
+                otp: SECRET.into(),
+                ta_secret: SECRET.into(),
+            },
+            Bind {
+                otp: SECRET.into(),
+                conturl: "https://c.example".into(),
+            },
+            BulkBind {
+                range,
+                master: SECRET.into(),
+                conturl: "https://c.example".into(),
+            },
+            AddDevice {
+                dev_secret: SECRET.into(),
+                label: Some("kitchen".into()),
+            },
+        )
+    }
+
+    fn zeroized_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+
+    #[test]
+    fn secret_bodies_are_redacted_and_zeroized() {
+        let (mut create, mut bind, mut bulk, mut add) = bodies();
+        for debug in [
+            format!("{create:?}"),
+            format!("{bind:?}"),
+            format!("{bulk:?}"),
+            format!("{add:?}"),
+        ] {
+            assert!(!debug.contains(SECRET), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
+        // Drop runs what zeroize() does (the ZeroizeOnDrop derive).
+        zeroized_on_drop(&create);
+        zeroized_on_drop(&bind);
+        zeroized_on_drop(&bulk);
+        zeroized_on_drop(&add);
+        create.zeroize();
+        bind.zeroize();
+        bulk.zeroize();
+        add.zeroize();
+        assert!(create.otp.is_empty() && create.ta_secret.is_empty());
+        assert!(bind.otp.is_empty());
+        assert!(bulk.master.is_empty());
+        assert!(add.dev_secret.is_empty());
+    }
 }

@@ -63,7 +63,10 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The key in a column read as `blob`, which is wiped (a zeroizing [`Key256`] is the only copy
+/// left).
 fn key_from(blob: Vec<u8>) -> Result<Key256, StoreError> {
+    let blob = zeroize::Zeroizing::new(blob);
     <[u8; 32]>::try_from(blob.as_slice())
         .map(Key256::from_bytes)
         .map_err(|_| StoreError("stored key has the wrong length".into()))
