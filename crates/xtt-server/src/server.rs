@@ -168,8 +168,10 @@ impl ServerHandle {
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
     }
-    /// Cookies remembered by the replay guard: grows only with *completed* ClientAttests, never
-    /// with ClientInits (the server keeps no state for those).
+    /// Cookies remembered by the replay guard: one per ClientAttest whose cookie, AEAD and
+    /// long-term signature checked out (whatever happens after: an unknown group or a bad DAA
+    /// signature keeps it recorded), never one per ClientInit (the server keeps no state for
+    /// those). Entries leave when their cookie expires.
     pub fn replay_cache_len(&self) -> usize {
         self.shared.replay_guard.len()
     }
