@@ -1,10 +1,13 @@
 //! Serving axum over TLS: [`TlsListener`] implements `axum::serve::Listener`, so a router is
-//! served exactly as over TCP (`axum::serve(TlsListener::new(tcp, config), app)`).
+//! served exactly as over TCP (`crate::serve::serve(TlsListener::new(tcp, config), app, ..)`).
 //!
 //! A background task accepts TCP connections and runs each TLS handshake in its own task with a
-//! deadline, so one slow or silent client cannot hold up the others; at most
-//! [`MAX_PENDING_HANDSHAKES`] handshakes run at once. Failed handshakes are logged at debug level
-//! (a client refusing our certificate is the client's business) and dropped.
+//! deadline ([`HANDSHAKE_TIMEOUT`]), so one slow or silent client cannot hold up the others. At
+//! most [`MAX_PENDING_HANDSHAKES`] handshakes run at once, and at most
+//! [`MAX_PENDING_HANDSHAKES_PER_IP`] from one address, so that one source cannot take every
+//! place; a connection beyond either cap is closed at once (accepting never waits for a place).
+//! Failed handshakes are logged at debug level (a client refusing our certificate is the
+//! client's business) and dropped.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,16 +17,40 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::serve::{Counts, Slot};
 use crate::TlsError;
 
-/// Handshakes allowed to run at once; further connections wait to be accepted.
+/// Handshakes allowed to run at once; a connection beyond is closed when accepted.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
-/// How long a client has to finish its handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes allowed to run at once from one IP address.
+pub const MAX_PENDING_HANDSHAKES_PER_IP: usize = 16;
+/// How long a client has to finish its handshake (ClientHello included).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Caps and deadline of the TLS handshakes a [`TlsListener`] runs.
+#[derive(Debug, Clone)]
+pub struct HandshakeLimits {
+    /// Handshakes in progress at once.
+    pub max_pending: usize,
+    /// Handshakes in progress at once from one IP address.
+    pub max_pending_per_ip: usize,
+    /// How long one handshake may take.
+    pub timeout: Duration,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        Self {
+            max_pending: MAX_PENDING_HANDSHAKES,
+            max_pending_per_ip: MAX_PENDING_HANDSHAKES_PER_IP,
+            timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
 
 /// A server configuration (HTTP/1.1 and h2 offered by ALPN) from a PEM certificate chain
 /// (leaf first) and a PEM private key (PKCS#8, SEC1 or PKCS#1).
@@ -79,10 +106,19 @@ pub struct TlsListener {
 impl TlsListener {
     /// Starts accepting on `tcp` with `config` (must be called inside a tokio runtime).
     pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
+        Self::with_limits(tcp, config, HandshakeLimits::default())
+    }
+
+    /// The same with other handshake caps and deadline.
+    pub fn with_limits(
+        tcp: TcpListener,
+        config: rustls::ServerConfig,
+        limits: HandshakeLimits,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let tls = TlsAcceptor::from(Arc::new(config));
         let (tx, ready) = mpsc::channel(64);
-        let acceptor = tokio::spawn(accept_loop(tcp, tls, tx));
+        let acceptor = tokio::spawn(accept_loop(tcp, tls, tx, limits));
         Ok(Self {
             local,
             ready,
@@ -101,12 +137,10 @@ async fn accept_loop(
     tcp: TcpListener,
     tls: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    limits: HandshakeLimits,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let pending = Arc::new(std::sync::Mutex::new(Counts::default()));
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -116,12 +150,27 @@ async fn accept_loop(
                 continue;
             }
         };
+        let slot = Slot::take(
+            &pending,
+            peer.ip(),
+            limits.max_pending,
+            limits.max_pending_per_ip,
+            &[],
+        );
+        let Some(slot) = slot else {
+            tracing::debug!(%peer, "connection refused: too many TLS handshakes in progress");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         let tx = tx.clone();
+        let timeout = limits.timeout;
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            let handshake = tokio::time::timeout(timeout, tls.accept(stream)).await;
+            // The place is for the handshake only, not for waiting to be served.
+            drop(slot);
+            match handshake {
                 Ok(Ok(stream)) => {
                     let _ = tx.send((stream, peer)).await;
                 }
