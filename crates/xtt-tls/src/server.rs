@@ -8,6 +8,9 @@
 //! place; a connection beyond either cap is closed at once (accepting never waits for a place).
 //! Failed handshakes are logged at debug level (a client refusing our certificate is the
 //! client's business) and dropped.
+//!
+//! Only HTTP/1.1 is offered by ALPN: [`crate::serve`] speaks HTTP/1 only, and a client told
+//! "h2" would fail on its first request.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,7 +55,7 @@ impl Default for HandshakeLimits {
     }
 }
 
-/// A server configuration (HTTP/1.1 and h2 offered by ALPN) from a PEM certificate chain
+/// A server configuration (HTTP/1.1 offered by ALPN) from a PEM certificate chain
 /// (leaf first) and a PEM private key (PKCS#8, SEC1 or PKCS#1).
 pub fn config_from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, TlsError> {
     let chain = crate::parse_pem_certificates(chain_pem, "server certificate")?;
@@ -91,7 +94,7 @@ fn config(
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

@@ -49,6 +49,50 @@ async fn a_client_given_the_ca_reads_and_one_without_it_gets_a_certificate_error
     assert_eq!(body, "hello over TLS");
 }
 
+/// A rustls client trusting `ca` that offers `alpn`.
+fn connector(ca: &TestCa, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    xtt_tls::install_ring_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca.cert_der.clone()))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test]
+async fn a_client_preferring_h2_is_answered_over_the_protocol_agreed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ca = TestCa::new("alpn test CA");
+    let addr = serve(&ca).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector(&ca, &[b"h2", b"http/1.1"])
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // The server must not agree to a protocol it does not speak (curl then fails with
+    // "HTTP/2 stream 1 was not closed cleanly").
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls.write_all(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tls.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("hello over TLS"), "{text}");
+}
+
 /// Waits for the server to close `stream`; how long that took, or `None` after `within`.
 async fn closed_after(
     stream: &mut tokio::net::TcpStream,
