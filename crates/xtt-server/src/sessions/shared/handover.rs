@@ -99,6 +99,12 @@ pub(crate) async fn ask(
 
 /// Hand-over requests served at once.
 const MAX_CONCURRENT_REQUESTS: usize = 64;
+/// Of those, the most from one source address: silent connections from one host cannot take
+/// every slot (and so force every take-over into the crash path).
+const MAX_REQUESTS_PER_SOURCE: u32 = 16;
+/// How long a request (65 bytes, written by the asking node right after it connects) may take
+/// to arrive.
+const REQUEST_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Serves hand-over requests until the core is gone.
 pub(crate) async fn serve(
@@ -112,6 +118,7 @@ pub(crate) async fn serve(
     // flood would exhaust the descriptors the XTT listener needs. Over the cap a connection is
     // closed at once (the asking node then falls back as for a crashed owner).
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let per_source = xtt_ratelimit::ClientSlots::new(MAX_REQUESTS_PER_SOURCE);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -124,12 +131,16 @@ pub(crate) async fn serve(
         let (Some(core), Some(shared)) = (core.upgrade(), shared.upgrade()) else {
             break;
         };
+        let Some(slot) = per_source.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, "hand-over request refused: too many from this source");
+            continue;
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "hand-over request refused: too many in progress");
             continue;
         };
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             let answer = match read_request(&mut stream, &shared.key, peer).await {
                 Some(id) => shared.release_local(&core, id).await,
                 None => return,
@@ -147,7 +158,7 @@ async fn read_request(
     peer: SocketAddr,
 ) -> Option<SessionId> {
     let mut req = [0u8; REQUEST_LEN];
-    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut req))
+    tokio::time::timeout(REQUEST_DEADLINE, stream.read_exact(&mut req))
         .await
         .ok()?
         .ok()?;
