@@ -40,6 +40,7 @@ pub(crate) fn router(state: Shared) -> Router {
         )
         .route_layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(middleware::from_fn(echo_request_id))
         .with_state(state)
@@ -410,6 +411,26 @@ async fn echo_request_id(request: Request, next: Next) -> Response {
         response.headers_mut().insert(HEADER_REQUEST_ID, id);
     }
     response
+}
+
+/// Answers 408 to a request not done within the relay's request timeout: a body that never
+/// arrives would otherwise hold its connection and task forever (hyper bounds only the head).
+async fn deadline(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request took too long".into(),
+            )
+            .into_response();
+            // The unread rest of the body makes the connection unusable.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 async fn rate_limit(

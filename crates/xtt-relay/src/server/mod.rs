@@ -1,5 +1,6 @@
 //! The relay server: axum routes over a [`Store`], an injectable [`Clock`], rate limits, a
-//! body limit, a periodic sweeper and an optional push webhook.
+//! body limit, a request deadline, a periodic sweeper and an optional push webhook, served by
+//! [`xtt_tls::serve`] (request-head deadline, connection caps, bounded graceful shutdown).
 
 pub mod clock;
 mod http;
@@ -69,6 +70,30 @@ impl Default for RelayConfig {
     }
 }
 
+/// Longest a request may take, body upload included, by default (408 after).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How connections and requests are bounded in time and number; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Request-head deadline, connection caps, shutdown grace. The relay's trusted proxies are
+    /// added to [`ServeLimits::unlimited_ips`](xtt_tls::serve::ServeLimits::unlimited_ips):
+    /// they carry many clients.
+    pub connections: xtt_tls::serve::ServeLimits,
+    /// Longest a request may take once its head is read (a body that never arrives included);
+    /// the client gets 408 after.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            connections: xtt_tls::serve::ServeLimits::default(),
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
+
 /// Errors starting a relay.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -91,6 +116,7 @@ pub(crate) struct AppState {
     pub(crate) public_base: Url,
     pub(crate) limiter: RateLimiter,
     pub(crate) pusher: Option<Pusher>,
+    pub(crate) request_timeout: Duration,
 }
 
 /// A running relay.
@@ -110,7 +136,15 @@ impl RelayServer {
         clock: Arc<dyn Clock>,
         config: RelayConfig,
     ) -> Result<Self, StartError> {
-        Self::start_on(listener, "http", store, clock, config).await
+        Self::start_with(
+            listener,
+            None,
+            store,
+            clock,
+            config,
+            ServeOptions::default(),
+        )
+        .await
     }
 
     /// Serves HTTPS on `listener` with `tls` (see [`xtt_tls::server`]) until
@@ -122,8 +156,27 @@ impl RelayServer {
         clock: Arc<dyn Clock>,
         config: RelayConfig,
     ) -> Result<Self, StartError> {
-        let listener = xtt_tls::server::TlsListener::new(listener, tls)?;
-        Self::start_on(listener, "https", store, clock, config).await
+        let options = ServeOptions::default();
+        Self::start_with(listener, Some(tls), store, clock, config, options).await
+    }
+
+    /// Serves HTTP, or HTTPS with `tls`, on `listener` with `options` until
+    /// [`RelayServer::shutdown`].
+    pub async fn start_with(
+        listener: TcpListener,
+        tls: Option<rustls::ServerConfig>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+        options: ServeOptions,
+    ) -> Result<Self, StartError> {
+        match tls {
+            None => Self::start_on(listener, "http", store, clock, config, options).await,
+            Some(tls) => {
+                let listener = xtt_tls::server::TlsListener::new(listener, tls)?;
+                Self::start_on(listener, "https", store, clock, config, options).await
+            }
+        }
     }
 
     async fn start_on<L>(
@@ -132,9 +185,11 @@ impl RelayServer {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: RelayConfig,
+        options: ServeOptions,
     ) -> Result<Self, StartError>
     where
         L: axum::serve::Listener<Addr = SocketAddr>,
+        L::Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         // tokio's interval panics on a zero period, in a task nobody joins: the sweeper would
         // be gone while the relay serves on, and expired mailboxes would never be deleted.
@@ -158,7 +213,12 @@ impl RelayServer {
             public_base.set_path(&path);
         }
         let pusher = config.push_webhook.clone().map(Pusher::new).transpose()?;
+        let mut limits = options.connections;
+        limits
+            .unlimited_ips
+            .extend(config.trusted_proxies.iter().copied());
         let state = Arc::new(AppState {
+            request_timeout: options.request_timeout,
             store,
             clock,
             limiter: RateLimiter::new(config.rate),
@@ -169,18 +229,10 @@ impl RelayServer {
         let (shutdown, mut stop) = watch::channel(false);
         let sweeper = tokio::spawn(sweep_loop(state.clone(), shutdown.subscribe()));
         let app = http::router(state);
-        let server = tokio::spawn(async move {
-            // `tap_io` (a no-op here) is what gives any listener whose address is a SocketAddr
-            // the ConnectInfo the rate limiter reads, TLS or not.
-            axum::serve(
-                axum::serve::ListenerExt::tap_io(listener, |_| ()),
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
-        });
+        // Every request carries the peer's ConnectInfo, which the rate limiter reads.
+        let server = tokio::spawn(xtt_tls::serve::serve(listener, app, limits, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }));
         tracing::info!(%addr, "relay listening");
         Ok(RelayServer {
             addr,
@@ -195,7 +247,8 @@ impl RelayServer {
         self.addr
     }
 
-    /// Stops accepting, finishes in-flight requests, stops the sweeper.
+    /// Stops accepting, finishes in-flight requests (waiting at most the shutdown grace of
+    /// [`ServeOptions::connections`]), stops the sweeper.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(true);
         self.sweeper.abort();

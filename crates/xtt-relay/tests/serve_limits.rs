@@ -1,0 +1,120 @@
+//! The relay does not let a client hold a connection by sending nothing, half a request head,
+//! or a body that never arrives; and a shutdown does not wait for such a client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use xtt_relay::server::clock::ManualClock;
+use xtt_relay::server::sqlite::SqliteStore;
+use xtt_relay::server::{RelayConfig, RelayServer, ServeOptions};
+
+const T0: i64 = 1_893_456_000;
+
+/// Reads until the relay closes the connection; panics if it is still open after `within`.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the relay kept the connection open");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn status_of(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_until_closed(&mut s, Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+async fn silent_and_half_sent_requests_are_closed_within_the_head_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = RelayServer::start(
+        listener,
+        store,
+        Arc::new(ManualClock::new(T0)),
+        RelayConfig::default(),
+    )
+    .await
+    .unwrap();
+    let addr = relay.local_addr();
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"POST /v1/m HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The default head deadline is 10 s.
+    read_until_closed(&mut silent, Duration::from_secs(12)).await;
+    read_until_closed(&mut half, Duration::from_secs(1)).await;
+    assert!(started.elapsed() >= Duration::from_secs(9));
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408_and_shutdown_does_not_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut options = ServeOptions {
+        request_timeout: Duration::from_millis(500),
+        ..ServeOptions::default()
+    };
+    options.connections.max_connections_per_ip = 3;
+    options.connections.shutdown_grace = Duration::from_millis(500);
+    let relay = RelayServer::start_with(
+        listener,
+        None,
+        store,
+        Arc::new(ManualClock::new(T0)),
+        RelayConfig::default(),
+        options,
+    )
+    .await
+    .unwrap();
+    let addr = relay.local_addr();
+
+    let answer = status_of(
+        addr,
+        "POST /v1/m HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{\"a\":",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("too long"), "{answer}");
+
+    // Per-address cap: three open, a fourth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = TcpStream::connect(addr).await.unwrap();
+    let closed = read_until_closed(&mut fourth, Duration::from_secs(1)).await;
+    assert!(closed.is_empty(), "{closed}");
+
+    // A request head that stops halfway does not keep the relay from stopping.
+    let held_one = held.first_mut().unwrap();
+    held_one
+        .write_all(b"GET /v1/m/abc HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), relay.shutdown())
+        .await
+        .expect("the relay waited for a stalled client")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
