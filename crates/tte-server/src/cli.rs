@@ -435,9 +435,7 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
         "Transfer Agent listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    http::serve_until(listener, app, shutdown()).await?;
     Ok(())
 }
 
@@ -467,9 +465,7 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!("Controller listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, c.router())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    http::serve_until(listener, c.router(), shutdown()).await?;
     Ok(())
 }
 

@@ -150,7 +150,27 @@ pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
 }
 
-/// Binds `addr` and serves `app` until the future is dropped; returns the bound address.
+/// Serves `app` on `listener` until `shutdown` completes, then shuts down gracefully. Through
+/// [`xtt_tls::serve`]: a client has [`xtt_tls::serve::HEADER_READ_TIMEOUT`] to send each
+/// request head (the [`timeout_layer`] only starts once the head is read), connections are
+/// capped overall and per address, and shutdown waits at most
+/// [`xtt_tls::serve::SHUTDOWN_GRACE`] for open connections.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    xtt_tls::serve::serve(
+        listener,
+        app,
+        xtt_tls::serve::ServeLimits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Binds `addr` and serves `app` (as [`serve_until`]) until the task is aborted; returns the
+/// bound address.
 pub async fn serve(
     addr: std::net::SocketAddr,
     app: axum::Router,
@@ -160,6 +180,6 @@ pub async fn serve(
 )> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let handle = tokio::spawn(async move { axum::serve(listener, app).await });
+    let handle = tokio::spawn(serve_until(listener, app, std::future::pending()));
     Ok((local, handle))
 }
