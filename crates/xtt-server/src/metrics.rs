@@ -191,7 +191,9 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 /// Serves `GET /metrics` (and `GET /healthz`, [`crate::health`]) on `listener` until
-/// `shutdown` completes.
+/// `shutdown` completes. Through [`xtt_tls::serve`]: a scraper that connects and sends nothing
+/// (or half a request) is closed after the request-head deadline instead of holding its
+/// connection, and shutdown, forever; connections are capped overall and per address.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -202,12 +204,70 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics_handler))
         .with_state(metrics)
         .merge(crate::health::router(registry));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = xtt_tls::serve::ServeLimits::default();
+    xtt_tls::serve::serve(listener, app, limits, shutdown).await
 }
 
 /// Binds the metrics address.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    /// Reads until the server closes `s`; false if still open after `within`.
+    async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+        tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_scrape_is_closed_and_does_not_hold_up_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = xtt_registry::SqliteRegistry::open(
+            &dir.path().join("registry.sqlite"),
+            xtt_registry::Durability::Full,
+        )
+        .unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(Metrics::new()),
+            Arc::new(registry),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let started = Instant::now();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /metr").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stop.send(());
+        // The idle one is closed at once, the half-sent one by the 10 s request-head deadline
+        // (or the shutdown grace), and the server then returns.
+        assert!(closed_within(&mut half, Duration::from_secs(12)).await);
+        assert!(closed_within(&mut silent, Duration::from_secs(1)).await);
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("the metrics endpoint did not stop")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(12));
+    }
 }
