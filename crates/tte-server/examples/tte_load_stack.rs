@@ -19,10 +19,11 @@ use std::sync::Arc;
 use clap::Parser;
 use serde_json::json;
 use tte::senml::{Pack, Record};
-use tte_server::controller::Controller;
+use tte_server::controller::{Controller, ControllerRates};
 use tte_server::device::DeviceClient;
 use tte_server::store::sqlite::{SqliteControllerStore, SqliteTaStore};
 use tte_server::ta::TransferAgent;
+use xtt_ratelimit::RateLimits;
 
 /// Runs the TTE services for load tests.
 #[derive(Parser)]
@@ -53,7 +54,12 @@ async fn main() -> anyhow::Result<()> {
             &a.dir.join("controller.sqlite"),
         )?),
         "operator-token-load",
-    );
+    )
+    // wrk sends everything from 127.0.0.1: the per-client rates would measure the limiter.
+    .with_rates(ControllerRates {
+        adds: RateLimits::per_client(1e9, 1e9),
+        updates: RateLimits::per_client(1e9, 1e9),
+    });
     let any = "127.0.0.1:0".parse()?;
     let (ta_addr, _t1) = tte_server::http::serve(any, ta.router()).await?;
     let (ctl_addr, _t2) = tte_server::http::serve(any, ctl.router()).await?;
