@@ -43,6 +43,69 @@ fn help_teaches_on_every_subcommand() {
     }
 }
 
+/// `xtt PATH --help` as clap lays it out with room for any line (so nothing is wrapped).
+fn unwrapped_help(dir: &Path, path: &[String]) -> String {
+    let out = common::xtt_command(dir)
+        .args(path)
+        .arg("--help")
+        .env("COLUMNS", "1000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xtt {path:?} --help: {}",
+        common::text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subcommands `xtt PATH --help` lists.
+fn subcommands(dir: &Path, path: &[String]) -> Vec<String> {
+    unwrapped_help(dir, path)
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // A name sits two columns in; deeper lines continue a wrapped description.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every example in every `--help` fits in clap's default width (100 columns) as written, so
+/// none is wrapped in the middle of a command; longer ones continue with `\`.
+#[test]
+fn help_examples_are_never_wrapped_mid_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = todo.pop() {
+        let help = unwrapped_help(tmp.path(), &path);
+        let examples = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Examples"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with(' '));
+        for line in examples {
+            assert!(
+                line.chars().count() <= 100,
+                "xtt {} --help: {} columns: {line}",
+                path.join(" "),
+                line.chars().count()
+            );
+        }
+        seen += 1;
+        for sub in subcommands(tmp.path(), &path) {
+            let mut p = path.clone();
+            p.push(sub);
+            todo.push(p);
+        }
+    }
+    assert!(seen > 40, "only {seen} commands walked");
+}
+
 /// `--help` gives each top-level command's long description, `-h` its one-line summary (a
 /// doc comment on the subcommand must not replace the long text).
 #[test]

@@ -57,7 +57,7 @@ mailboxes in one SQLite file. Every change is committed before the reply, expire
 mailboxes are swept periodically, and the secret needed to decrypt a mailbox never reaches \
 the relay. Serve HTTPS yourself with --tls-cert and --tls-key (rustls), or plain HTTP behind \
 a TLS-terminating reverse proxy with --public-url set to the https address clients see.",
-        after_help = "Examples:\n  xtt relay serve --listen 0.0.0.0:8443 --tls-cert relay.crt --tls-key relay.key --public-url https://relay.example.com\n  xtt relay serve --db /var/lib/xtt/relay.db --public-url https://relay.example.com\n  xtt relay serve --listen 127.0.0.1:8080 --push-webhook http://127.0.0.1:9000/push"
+        after_help = "Examples:\n  xtt relay serve --listen 0.0.0.0:8443 --tls-cert relay.crt \\\n      --tls-key relay.key --public-url https://relay.example.com\n  xtt relay serve --db /var/lib/xtt/relay.db \\\n      --public-url https://relay.example.com\n  xtt relay serve --listen 127.0.0.1:8080 \\\n      --push-webhook http://127.0.0.1:9000/push"
     )]
     Serve(ServeArgs),
     /// Encrypt provisioning information into a new mailbox and print the share link.
@@ -68,7 +68,7 @@ https://HOST/v1/m/ID?v=V#SECRET. The secret is only in the fragment: send the li
 recipient over a channel you trust. The initiator's device claim is printed on stderr; keep \
 it to delete the mailbox later. With --confirm, wait for the recipient's TxInfo, sign it \
 with ECDSA P-256 and hand the signature back (three-message flow).",
-        after_help = "Examples:\n  xtt relay share --relay http://127.0.0.1:8080 --content '{\"token\":\"abc\"}' --title 'Car key' --vertical car --qr\n  xtt relay share --relay https://relay.example.com --content-file key.json --confirm --signing-key owner.pem"
+        after_help = "Examples:\n  xtt relay share --relay http://127.0.0.1:8080 --content '{\"token\":\"abc\"}' \\\n      --title 'Car key' --vertical car --qr\n  xtt relay share --relay https://relay.example.com --content-file key.json \\\n      --confirm --signing-key owner.pem"
     )]
     Share(ShareArgs),
     /// Claim a mailbox from a share link, decrypt it and print or save the content.
@@ -80,7 +80,7 @@ three-message flow and delete the mailbox when the sender's signature verifies. 
 claim used is printed on stderr; reuse it with --claim, relinquish or delete. A link or \
 claim given on the command line is visible to other users of this machine (e.g. in `ps`): \
 pass them with --link-file and --claim-file (\"-\" reads stdin) instead.",
-        after_help = "Examples:\n  xtt relay receive --link-file link.txt --out key.json\n  xtt relay receive --link-file - --out key.json < link.txt\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' --out key.json   # visible in ps\n  xtt relay receive LINK --relinquish\n  xtt relay receive LINK --ca-file private-ca.pem      # a relay certified by a private CA\n  xtt relay receive LINK --anchors /etc/xtt/anchors.db  # or by a tls-root anchor"
+        after_help = "Examples:\n  xtt relay receive --link-file link.txt --out key.json\n  xtt relay receive --link-file - --out key.json < link.txt\n  xtt relay receive 'https://relay.example.com/v1/m/UUID?v=c#SECRET' \\\n      --out key.json   # the link is visible in ps\n  xtt relay receive LINK --relinquish\n  xtt relay receive LINK --ca-file private-ca.pem   # a relay with a private CA\n  xtt relay receive LINK --anchors /etc/xtt/anchors.db   # or a tls-root anchor"
     )]
     Receive(ReceiveArgs),
     /// Give up a mailbox you claimed as recipient, so another device may claim it.
