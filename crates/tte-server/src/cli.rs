@@ -287,8 +287,14 @@ pub struct LedEncodeArgs {
 /// Options of `led decode`.
 #[derive(Debug, Args)]
 pub struct LedDecodeArgs {
-    /// LED levels, `1` on / `0` off, one per bit period (whitespace ignored).
-    pub levels: String,
+    /// LED levels, `1` on / `0` off, one per bit period (whitespace ignored). They carry the
+    /// device's OTP and DevSecret, and a command line can be read by other local users (`ps`):
+    /// prefer --levels-file.
+    #[arg(required_unless_present = "levels_file")]
+    pub levels: Option<String>,
+    /// Read the levels from this file (`-`: standard input) instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "levels")]
+    pub levels_file: Option<PathBuf>,
 }
 
 /// `bulk` subcommands.
@@ -348,9 +354,14 @@ fn parse_hex(s: &str) -> Result<u64, String> {
 /// Options of `bulk bind`.
 #[derive(Debug, Args)]
 pub struct BulkBindArgs {
-    /// The box label's URL (scan it).
-    #[arg(long)]
-    pub label: String,
+    /// The box label's URL (scan it). It carries the box's master secrets, and a command line
+    /// can be read by other local users (`ps`): prefer --label-file.
+    #[arg(long, required_unless_present = "label_file")]
+    pub label: Option<String>,
+    /// Read the box label's URL from this file (`-`: standard input) instead, e.g. the
+    /// box-label.txt `bulk create` wrote.
+    #[arg(long, value_name = "FILE", conflicts_with = "label")]
+    pub label_file: Option<PathBuf>,
     /// Controller URL.
     #[arg(long)]
     pub conturl: String,
@@ -641,8 +652,8 @@ fn led_encode(a: LedEncodeArgs) -> anyhow::Result<()> {
 }
 
 fn led_decode(a: LedDecodeArgs) -> anyhow::Result<()> {
-    let levels = a
-        .levels
+    let text = secret_text(a.levels.as_deref(), a.levels_file.as_deref(), "LED levels")?;
+    let levels = text
         .chars()
         .filter(|c| !c.is_whitespace())
         .map(|c| match c {
@@ -691,7 +702,8 @@ async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
 }
 
 async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
-    let label = BoxLabel::parse(&a.label)?;
+    let text = secret_text(a.label.as_deref(), a.label_file.as_deref(), "box label")?;
+    let label = BoxLabel::parse(&text)?;
     let cont = ContUrl::parse(&a.conturl)?;
     let n = bulk::bind_box(&a.trust.client()?, &label, &cont, a.device_label.as_deref()).await?;
     eprintln!(
@@ -701,9 +713,83 @@ async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Largest secret read by --label-file or --levels-file (a label is a URL of a few hundred
+/// bytes, a level string a few thousand characters).
+pub const MAX_SECRET_FILE: usize = 64 * 1024;
+
+/// A secret given inline or in a file (`-`: standard input), without surrounding whitespace,
+/// read up to [`MAX_SECRET_FILE`] bytes. `what` names it in errors, which never quote it.
+fn secret_text(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let bytes = match (inline, file) {
+        (Some(text), None) => return Ok(zeroize::Zeroizing::new(text.trim().to_owned())),
+        (Some(_), Some(_)) => bail!("give the {what} inline or in a file, not both"),
+        (None, None) => bail!("give the {what}"),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            use std::io::Read as _;
+            // Room for one byte more than accepted, so a larger input is seen, and no
+            // reallocation leaves a copy of the secret behind.
+            let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE + 1));
+            std::io::stdin()
+                .lock()
+                .take(MAX_SECRET_FILE as u64 + 1)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("reading the {what} from standard input"))?;
+            if buf.len() > MAX_SECRET_FILE {
+                bail!("the {what} on standard input is longer than {MAX_SECRET_FILE} bytes");
+            }
+            buf
+        }
+        (None, Some(path)) => zeroize::Zeroizing::new(
+            xtt_fsio::read_limited(path, MAX_SECRET_FILE)
+                .with_context(|| format!("reading the {what} from {}", path.display()))?,
+        ),
+    };
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("the {what} is not UTF-8 text"))?;
+    Ok(zeroize::Zeroizing::new(text.trim().to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_are_trimmed_capped_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("label.txt");
+        std::fs::write(&file, "  https://ta.example/box#secret \n").unwrap();
+        let text = secret_text(None, Some(&file), "box label").unwrap();
+        assert_eq!(text.as_str(), "https://ta.example/box#secret");
+        assert_eq!(
+            secret_text(Some(" 0101\n"), None, "LED levels")
+                .unwrap()
+                .as_str(),
+            "0101"
+        );
+
+        std::fs::write(&file, vec![b'1'; MAX_SECRET_FILE + 1]).unwrap();
+        let e = format!(
+            "{:#}",
+            secret_text(None, Some(&file), "LED levels").unwrap_err()
+        );
+        assert!(e.contains("LED levels") && e.contains("label.txt"), "{e}");
+        assert!(!e.contains("1111"), "{e}");
+
+        std::fs::write(&file, b"\xff\xfe").unwrap();
+        let e = secret_text(None, Some(&file), "box label").unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+
+        let missing = dir.path().join("missing.txt");
+        let e = format!(
+            "{:#}",
+            secret_text(None, Some(&missing), "box label").unwrap_err()
+        );
+        assert!(e.contains("missing.txt"), "{e}");
+    }
 
     #[test]
     fn processes_that_create_the_otp_key_together_end_up_with_one_key() {
