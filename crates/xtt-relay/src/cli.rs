@@ -375,16 +375,17 @@ fn parse_claim(text: &str) -> anyhow::Result<Uuid> {
     Uuid::try_parse(text).map_err(|_| anyhow::anyhow!("the device claim is not a UUID"))
 }
 
+/// The share link, from the argument or its file.
+fn share_link(link: Option<&str>, file: Option<&Path>) -> anyhow::Result<ShareUrl> {
+    let text = secret_input(link, file, "share link")?
+        .context("give the share link as an argument or with --link-file")?;
+    Ok(ShareUrl::parse(&text)?)
+}
+
 impl ReceiveArgs {
     /// The share link, from the argument or --link-file.
     pub fn share_link(&self) -> anyhow::Result<ShareUrl> {
-        let text = secret_input(
-            self.link.as_deref(),
-            self.link_file.as_deref(),
-            "share link",
-        )?
-        .context("give the share link as an argument or with --link-file")?;
-        Ok(ShareUrl::parse(&text)?)
+        share_link(self.link.as_deref(), self.link_file.as_deref())
     }
 
     /// The device claim, from --claim or --claim-file, if given.
@@ -403,13 +404,7 @@ impl ClaimArgs {
     /// The share link, from the argument or --link-file.
     pub fn share_link(&self) -> anyhow::Result<ShareUrl> {
         one_stdin(self.link_file.as_deref(), self.claim_file.as_deref())?;
-        let text = secret_input(
-            self.link.as_deref(),
-            self.link_file.as_deref(),
-            "share link",
-        )?
-        .context("give the share link as an argument or with --link-file")?;
-        Ok(ShareUrl::parse(&text)?)
+        share_link(self.link.as_deref(), self.link_file.as_deref())
     }
 
     /// The device claim, from --claim or --claim-file.
