@@ -12,7 +12,8 @@ bin=target/debug/examples/relay
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 RUST_LOG=warn $bin serve --listen 127.0.0.1:18480 --db "$work/relay.db" \
-    --rate-per-client 1000000 --burst-per-client 1000000 --rate-global 1000000 --burst-global 1000000 &
+    --rate-per-client 1000000 --burst-per-client 1000000 --rate-global 1000000 --burst-global 1000000 \
+    --max-mailboxes-per-client 100000000 &
 pid=$!
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18480/v1/m/x && break; sleep 0.1; done
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

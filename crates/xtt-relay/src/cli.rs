@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// Each holds up to about 60 KiB, so the default bounds the database near 6 GB.
     #[arg(long, default_value_t = 100_000)]
     pub max_mailboxes: u64,
+    /// Most live mailboxes one client address (IPv6: per /64) may hold; creates beyond get
+    /// 429 until one of its mailboxes expires or is deleted.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_mailboxes_per_client: u64,
     /// POST a JSON notification here when one side updates a mailbox.
     #[arg(long)]
     pub push_webhook: Option<Url>,
@@ -544,6 +548,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         sweep_interval: args.sweep_interval,
         max_mailboxes: args.max_mailboxes,
+        max_mailboxes_per_creator: args.max_mailboxes_per_client,
         trusted_proxies: args.trusted_proxies,
         push_webhook: args.push_webhook,
     };

@@ -801,3 +801,34 @@ async fn a_relay_with_a_zero_sweep_interval_is_refused_at_start_not_left_without
         Ok(_) => panic!("started without a working sweeper"),
     }
 }
+
+#[tokio::test]
+async fn a_clients_fourth_live_mailbox_is_429_while_another_client_creates() {
+    let mut cfg = config();
+    cfg.max_mailboxes_per_creator = 3;
+    cfg.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let relay = start(cfg).await;
+    let create = |xff: &'static str| {
+        let url = relay.base.join("v1/m").unwrap();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("mailbox-device-claim", Uuid::new_v4().to_string())
+                .header("mailbox-request-id", client::request_id())
+                .header("x-forwarded-for", xff)
+                .json(&raw_create_body("2030-01-01T01:00:00Z", "RD"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(create("198.51.100.7").await.status(), 200);
+    }
+    let refused = create("198.51.100.7").await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.text().await.unwrap().contains("3 live mailboxes"));
+    assert_eq!(create("203.0.113.9").await.status(), 200);
+    assert_eq!(rows(&relay.db, "mailbox"), 4);
+}

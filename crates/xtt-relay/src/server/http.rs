@@ -10,6 +10,7 @@ use crate::proto::wire::{
 };
 use crate::server::preview;
 use crate::server::store::{ApplyError, ApplyOutcome, CreateOutcome, IdempotencyKey, StoreError};
+use crate::server::store::{CreateQuota, Creator, QuotaOutcome};
 use crate::server::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Request, State};
@@ -192,6 +193,7 @@ fn push_supported(state: &AppState) -> bool {
 
 async fn create(
     State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -217,7 +219,20 @@ async fn create(
     let store = state.store.clone();
     let new_id = mailbox.id;
     let max = state.config.max_mailboxes;
-    let outcome = blocking(move || Ok(store.create(&mailbox, &key, now, max)?)).await?;
+    let client =
+        crate::server::rate_limit::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    let quota = CreateQuota {
+        max_mailboxes: max,
+        creator: Creator::of(client),
+        per_creator: state.config.max_mailboxes_per_creator,
+    };
+    let outcome = match blocking(move || Ok(store.create_by(&mailbox, &key, now, &quota)?)).await? {
+        QuotaOutcome::Within(outcome) => outcome,
+        QuotaOutcome::OverQuota { retry_after_secs } => {
+            return Ok(ApiError(StatusCode::TOO_MANY_REQUESTS, quota.refusal())
+                .retry_after(std::time::Duration::from_secs(retry_after_secs)));
+        }
+    };
     let (status, id) = match outcome {
         CreateOutcome::Created => (StatusCode::OK, new_id),
         CreateOutcome::Duplicate(earlier) => (StatusCode::CREATED, earlier),

@@ -46,6 +46,9 @@ pub struct RelayConfig {
     /// Most mailboxes stored at once; a create beyond gets 503 (nothing else bounds how much
     /// disk clients can fill: each mailbox lives up to the maximum lifetime).
     pub max_mailboxes: u64,
+    /// Most live mailboxes one client (IPv4 address, IPv6 /64) may hold; a create beyond
+    /// gets 429. `u64::MAX`: no limit.
+    pub max_mailboxes_per_creator: u64,
     /// Where update notifications are POSTed; `None` disables push.
     pub push_webhook: Option<Url>,
 }
@@ -65,6 +68,7 @@ impl Default for RelayConfig {
             trusted_proxies: Vec::new(),
             sweep_interval: Duration::from_secs(60),
             max_mailboxes: 100_000,
+            max_mailboxes_per_creator: 1_000,
             push_webhook: None,
         }
     }
