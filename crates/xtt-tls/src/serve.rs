@@ -17,10 +17,9 @@
 //! The request *body* and the handler are not bounded here: routers add a timeout layer for
 //! that (a body that never arrives is the handler's wait).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -29,6 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use xtt_ratelimit::{ClientSlot, ClientSlots};
 
 /// Connection deadlines and caps for [`serve`].
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// Connections open at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
-    /// Connections open at once from one IP address.
+    /// Connections open at once from one client (IPv4 address, IPv6 /64).
     pub max_connections_per_ip: usize,
     /// Addresses the per-IP cap does not apply to (reverse proxies carrying many clients).
     pub unlimited_ips: Vec<IpAddr>,
@@ -67,66 +67,17 @@ impl Default for ServeLimits {
     }
 }
 
-/// Open connections (or TLS handshakes), overall and per address, within caps.
-#[derive(Default)]
-pub(crate) struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// One admitted connection; its place is given back on drop.
-pub(crate) struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    ip: Option<IpAddr>,
-}
-
-impl Slot {
-    /// A place for a connection from `ip`, or `None` when `max_total` are open, or
-    /// `max_per_ip` from `ip` (unless `ip` is one of `unlimited`).
-    pub(crate) fn take(
-        counts: &Arc<Mutex<Counts>>,
-        ip: IpAddr,
-        max_total: usize,
-        max_per_ip: usize,
-        unlimited: &[IpAddr],
-    ) -> Option<Self> {
-        let mut c = counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.total >= max_total {
-            return None;
-        }
-        let counted = !unlimited.contains(&ip);
-        if counted {
-            let n = c.per_ip.entry(ip).or_insert(0);
-            if *n >= max_per_ip {
-                return None;
-            }
-            *n += 1;
-        }
-        c.total += 1;
-        Some(Slot {
-            counts: counts.clone(),
-            ip: counted.then_some(ip),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.total = c.total.saturating_sub(1);
-        if let Some(ip) = self.ip {
-            if let Some(n) = c.per_ip.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    c.per_ip.remove(&ip);
-                }
-            }
-        }
+/// A place for a connection from `ip` within `caps`: counted per client (IPv4 address, IPv6
+/// /64) unless `ip` is one of `unlimited`, and always toward the total.
+pub(crate) fn admit(
+    caps: &Arc<ClientSlots>,
+    ip: IpAddr,
+    unlimited: &[IpAddr],
+) -> Option<ClientSlot> {
+    if unlimited.contains(&ip) {
+        caps.try_acquire_exempt()
+    } else {
+        caps.try_acquire(ip)
     }
 }
 
@@ -146,7 +97,10 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
     L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let counts = Arc::new(Mutex::new(Counts::default()));
+    let caps = ClientSlots::with_total(
+        u32::try_from(limits.max_connections_per_ip).unwrap_or(u32::MAX),
+        limits.max_connections,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -157,13 +111,7 @@ where
             // Reap finished connections as we go.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             (io, peer) = listener.accept() => {
-                let slot = Slot::take(
-                    &counts,
-                    peer.ip(),
-                    limits.max_connections,
-                    limits.max_connections_per_ip,
-                    &limits.unlimited_ips,
-                );
+                let slot = admit(&caps, peer.ip(), &limits.unlimited_ips);
                 let Some(slot) = slot else {
                     tracing::debug!(%peer, "connection refused: too many open connections");
                     drop(io);
@@ -202,7 +150,7 @@ async fn connection<I>(
     app: Router,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-    _slot: Slot,
+    _slot: ClientSlot,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

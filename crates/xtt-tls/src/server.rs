@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::serve::{Counts, Slot};
+use crate::serve::admit;
 use crate::TlsError;
+use xtt_ratelimit::ClientSlots;
 
 /// Handshakes allowed to run at once; a connection beyond is closed when accepted.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
@@ -142,7 +143,10 @@ async fn accept_loop(
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
     limits: HandshakeLimits,
 ) {
-    let pending = Arc::new(std::sync::Mutex::new(Counts::default()));
+    let pending = ClientSlots::with_total(
+        u32::try_from(limits.max_pending_per_ip).unwrap_or(u32::MAX),
+        limits.max_pending,
+    );
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
@@ -153,13 +157,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let slot = Slot::take(
-            &pending,
-            peer.ip(),
-            limits.max_pending,
-            limits.max_pending_per_ip,
-            &[],
-        );
+        let slot = admit(&pending, peer.ip(), &[]);
         let Some(slot) = slot else {
             tracing::debug!(%peer, "connection refused: too many TLS handshakes in progress");
             drop(stream);
