@@ -114,6 +114,29 @@ pub struct ControllerServeArgs {
     /// updates with the DevSecret read from it.
     #[arg(long, value_name = "STORE")]
     pub anchors: Option<PathBuf>,
+    /// A reverse proxy in front of the Controller (e.g. a TLS terminator); repeatable. Its
+    /// X-Forwarded-For names the client that rate limits apply to, and it is not held to the
+    /// per-address connection cap.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most devices held at once; adding a new one beyond gets 503 until some are removed.
+    #[arg(long, value_name = "N", default_value_t = crate::store::ControllerLimits::default().max_devices)]
+    pub max_devices: u64,
+    /// Readings kept per device (the newest; older ones are deleted as new ones arrive).
+    #[arg(long, value_name = "N", default_value_t = crate::store::ControllerLimits::default().max_readings_per_device)]
+    pub max_readings_per_device: u64,
+    /// Device adds per second from one client (IPv4 address, IPv6 /64).
+    #[arg(long, value_name = "PER_SEC", default_value_t = crate::controller::ControllerRates::default().adds.per_client_rate)]
+    pub add_rate: f64,
+    /// Device adds one client may make at once (a whole box of devices is added in one go).
+    #[arg(long, value_name = "N", default_value_t = crate::controller::ControllerRates::default().adds.per_client_burst)]
+    pub add_burst: f64,
+    /// Sensor updates per second from one client (devices behind one NAT share it).
+    #[arg(long, value_name = "PER_SEC", default_value_t = crate::controller::ControllerRates::default().updates.per_client_rate)]
+    pub update_rate: f64,
+    /// Sensor updates one client may send at once.
+    #[arg(long, value_name = "N", default_value_t = crate::controller::ControllerRates::default().updates.per_client_burst)]
+    pub update_burst: f64,
 }
 
 /// Options of `manufacture`.
@@ -454,8 +477,22 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
     if a.operator_token.len() < 16 {
         bail!("the operator token must be at least 16 characters");
     }
+    for (flag, v) in [
+        ("--add-rate", a.add_rate),
+        ("--add-burst", a.add_burst),
+        ("--update-rate", a.update_rate),
+        ("--update-burst", a.update_burst),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{flag} must be a positive number, not {v}");
+        }
+    }
     let store = SqliteControllerStore::open(&a.db)
-        .with_context(|| format!("opening {}", a.db.display()))?;
+        .with_context(|| format!("opening {}", a.db.display()))?
+        .with_limits(crate::store::ControllerLimits {
+            max_devices: a.max_devices,
+            max_readings_per_device: a.max_readings_per_device,
+        });
     let store: Arc<dyn crate::store::ControllerStore> = match &a.anchors {
         Some(path) => Arc::new(
             crate::anchored::AnchoredControllerStore::open(store, path)
@@ -463,7 +500,12 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
         ),
         None => Arc::new(store),
     };
-    let mut c = Controller::new(store, &a.operator_token);
+    let mut c = Controller::new(store, &a.operator_token)
+        .with_rates(crate::controller::ControllerRates {
+            adds: xtt_ratelimit::RateLimits::per_client(a.add_rate, a.add_burst),
+            updates: xtt_ratelimit::RateLimits::per_client(a.update_rate, a.update_burst),
+        })
+        .with_trusted_proxies(a.trusted_proxies.clone());
     if !a.allow_origin.is_empty() {
         let origins = a
             .allow_origin
@@ -476,7 +518,11 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!("Controller listening on http://{}", listener.local_addr()?);
-    http::serve_until(listener, c.router(), shutdown()).await?;
+    let limits = xtt_tls::serve::ServeLimits {
+        unlimited_ips: a.trusted_proxies.clone(),
+        ..Default::default()
+    };
+    http::serve_with(listener, c.router(), limits, shutdown()).await?;
     Ok(())
 }
 

@@ -23,13 +23,14 @@
 //!   many devices (a new one beyond them gets 503 `too_many_devices` until the operator removes
 //!   some), and so many readings per device (the oldest are deleted as new ones arrive);
 //! - request rates, by per-client token buckets ([`ControllerRates`]) on adds and on updates:
-//!   beyond them 429 `rate_limited` with `Retry-After`. The client is the TCP peer, which the
-//!   router learns only when served with `ConnectInfo<SocketAddr>` (e.g.
+//!   beyond them 429 `rate_limited` with `Retry-After`. The client is the TCP peer (behind a
+//!   trusted reverse proxy, the address it forwards), which the router learns only when served
+//!   with `ConnectInfo<SocketAddr>` (as [`crate::http::serve_until`] does; or
 //!   `into_make_service_with_connect_info::<SocketAddr>()`); served without, requests are not
 //!   rate limited (a warning says so once) and only the storage bounds apply.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -77,6 +78,7 @@ pub struct Controller {
     operator_token: Arc<str>,
     allowed_origins: Option<Vec<HeaderValue>>,
     rates: ControllerRates,
+    trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -93,7 +95,15 @@ impl Controller {
             operator_token: operator_token.into(),
             allowed_origins: None,
             rates: ControllerRates::default(),
+            trusted_proxies: Arc::new([]),
         }
+    }
+
+    /// Reverse proxies (e.g. a TLS terminator) whose `X-Forwarded-For` names the client that
+    /// adds and updates are charged to (default: none; every client is its TCP peer).
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into();
+        self
     }
 
     /// Sets the per-client rates of adds and updates (default: [`ControllerRates::default`]).
@@ -125,8 +135,10 @@ impl Controller {
             .allow_methods([Method::GET]);
         // Inside the CORS layer: preflights are not charged, and a 429 still carries the CORS
         // headers (so the setup page can show it).
+        let proxies = self.trusted_proxies.clone();
         let limit = |limits: RateLimits| {
-            axum::middleware::from_fn_with_state(Arc::new(RateLimiter::new(limits)), rate_limit)
+            let state = (Arc::new(RateLimiter::new(limits)), proxies.clone());
+            axum::middleware::from_fn_with_state(state, rate_limit)
         };
         let add_route = put(add)
             .layer::<_, Infallible>(limit(self.rates.adds))
@@ -152,7 +164,7 @@ static UNLIMITED_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Charges the request to its client's bucket; 429 with `Retry-After` when it is empty.
 async fn rate_limit(
-    State(limiter): State<Arc<RateLimiter>>,
+    State((limiter, proxies)): State<(Arc<RateLimiter>, Arc<[IpAddr]>)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -165,7 +177,13 @@ async fn rate_limit(
         }
         return next.run(request).await;
     };
-    match limiter.check(peer.ip()) {
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let client = xtt_ratelimit::forwarded_client(peer.ip(), forwarded, &proxies);
+    match limiter.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -160,13 +160,24 @@ pub async fn serve_until(
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    xtt_tls::serve::serve(
+    serve_with(
         listener,
         app,
         xtt_tls::serve::ServeLimits::default(),
         shutdown,
     )
     .await
+}
+
+/// [`serve_until`] within other `limits` (e.g. a trusted proxy exempt from the per-address
+/// connection cap).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: xtt_tls::serve::ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    xtt_tls::serve::serve(listener, app, limits, shutdown).await
 }
 
 /// Binds `addr` and serves `app` (as [`serve_until`]) until the task is aborted; returns the

@@ -42,27 +42,44 @@ impl Served {
     }
 
     async fn update(&self, i: u32) -> reqwest::Response {
-        self.http
+        self.update_forwarded(i, None).await
+    }
+
+    /// An update as a reverse proxy passes it on, naming its client in X-Forwarded-For.
+    async fn update_forwarded(&self, i: u32, client: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
             .put(format!(
                 "{}/.well-known/tte1/s/urn:dev:test:{i}/v",
                 self.base
             ))
-            .body("not a JWE")
-            .send()
-            .await
-            .unwrap()
+            .body("not a JWE");
+        if let Some(c) = client {
+            request = request.header("x-forwarded-for", c);
+        }
+        request.send().await.unwrap()
     }
 }
 
 /// A Controller with `limits` and `rates`, served as the CLI serves it once peer addresses are
 /// wired: `into_make_service_with_connect_info::<SocketAddr>()`.
 async fn serve(limits: ControllerLimits, rates: ControllerRates) -> Served {
+    serve_behind(limits, rates, vec![]).await
+}
+
+/// The same, with `proxies` trusted to name their clients.
+async fn serve_behind(
+    limits: ControllerLimits,
+    rates: ControllerRates,
+    proxies: Vec<std::net::IpAddr>,
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteControllerStore::open(&dir.path().join("c.sqlite"))
         .unwrap()
         .with_limits(limits);
     let app = Controller::new(Arc::new(store), common::OPERATOR_TOKEN)
         .with_rates(rates)
+        .with_trusted_proxies(proxies)
         .router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -145,6 +162,49 @@ async fn updates_beyond_the_clients_rate_get_429() {
     );
     assert_refused!(
         s.update(2).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let rates = ControllerRates {
+        adds: slow(100.0),
+        updates: slow(1.0),
+    };
+    let local = "127.0.0.1".parse().unwrap();
+    let s = serve_behind(ControllerLimits::default(), rates, vec![local]).await;
+    assert_eq!(s.add(1).await.status(), StatusCode::CREATED);
+    let a = Some("192.0.2.1");
+    assert_refused!(
+        s.update_forwarded(1, a).await,
+        StatusCode::BAD_REQUEST,
+        "bad_jwe"
+    );
+    assert_refused!(
+        s.update_forwarded(1, a).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited"
+    );
+    // Another client behind the same proxy is not held to the first one's bucket.
+    let b = Some("192.0.2.2");
+    assert_refused!(
+        s.update_forwarded(1, b).await,
+        StatusCode::BAD_REQUEST,
+        "bad_jwe"
+    );
+
+    // Without trusting the peer, the header is the client's own word: one bucket for all.
+    let s = serve(ControllerLimits::default(), rates).await;
+    assert_eq!(s.add(1).await.status(), StatusCode::CREATED);
+    assert_refused!(
+        s.update_forwarded(1, a).await,
+        StatusCode::BAD_REQUEST,
+        "bad_jwe"
+    );
+    assert_refused!(
+        s.update_forwarded(1, b).await,
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited"
     );

@@ -13,8 +13,10 @@
 //! ClientInit answers (so a spoofed source cannot make the server send more than a trickle of
 //! handshake replies to one victim).
 
+mod proxies;
 mod slots;
 
+pub use proxies::forwarded_client;
 pub use slots::{ClientSlot, ClientSlots};
 
 use std::collections::HashMap;
