@@ -218,13 +218,38 @@ pub async fn bind_box(
     Ok(added)
 }
 
-/// PUTs `body` as JSON to `url`; anything but a success is [`BulkBindError::Status`].
+/// Longest wait for one `Retry-After`, and how many 429 answers one request may get: a box
+/// of [`tte::bulk::MAX_BOX_COUNT`] devices fits in a Controller's default add burst, and one
+/// more box from the same address then goes at its rate (one device a second).
+const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const MAX_RATE_LIMITED: u32 = 100;
+
+/// PUTs `body` as JSON to `url`, waiting out rate limits (429 with `Retry-After`); anything
+/// else but a success is [`BulkBindError::Status`].
 async fn put_json(
     http: &reqwest::Client,
     url: String,
     body: &impl serde::Serialize,
 ) -> Result<(), BulkBindError> {
-    let resp = http.put(&url).json(body).send().await?;
+    let mut limited = 0;
+    let resp = loop {
+        let resp = http.put(&url).json(body).send().await?;
+        if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS || limited == MAX_RATE_LIMITED {
+            break resp;
+        }
+        limited += 1;
+        let wait = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map_or(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs,
+            )
+            .min(MAX_RETRY_WAIT);
+        tracing::info!(%url, secs = wait.as_secs(), "rate limited; retrying");
+        tokio::time::sleep(wait).await;
+    };
     if !resp.status().is_success() {
         let status = resp.status();
         return Err(BulkBindError::Status {

@@ -398,6 +398,46 @@ async fn state_survives_a_restart() {
     );
 }
 
+/// A Controller's add rate stops a box part-way: `bulk bind` waits out each 429's Retry-After
+/// and adds the rest.
+#[tokio::test]
+async fn bulk_bind_waits_out_the_controllers_rate_limit() {
+    let s = common::start_rated(tte_server::controller::ControllerRates {
+        adds: xtt_ratelimit::RateLimits::per_client(10.0, 2.0),
+        ..Default::default()
+    })
+    .await;
+    let range = tte::bulk::UrnRange {
+        prefix: "urn:dev:mac:90a2da01".into(),
+        first: 0x1a00,
+        count: 4,
+        width: 4,
+    };
+    let out = s.out().join("box");
+    std::fs::create_dir_all(&out).unwrap();
+    let label = tte_server::bulk::create_box(
+        &s.http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        range,
+        &out,
+        || {},
+    )
+    .await
+    .unwrap();
+    let cont = ContUrl::parse(&s.ctl).unwrap();
+    let t0 = std::time::Instant::now();
+    let added = tte_server::bulk::bind_box(&s.http, &label, &cont, None)
+        .await
+        .unwrap();
+    assert_eq!(added, 4);
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(900),
+        "waited"
+    );
+}
+
 #[tokio::test]
 async fn bulk_box_binds_with_one_call() {
     let s = common::start().await;

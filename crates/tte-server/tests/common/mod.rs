@@ -14,7 +14,7 @@ use tte::api::DeviceInfo;
 use tte::senml::{Pack, Record};
 use tte::{ContUrl, DevUrn, Key256};
 use tte_server::cli::TteCommand;
-use tte_server::controller::Controller;
+use tte_server::controller::{Controller, ControllerRates};
 use tte_server::device::{DeviceClient, DeviceSecrets, Enrollment};
 use tte_server::http::serve;
 use tte_server::manufacture;
@@ -63,10 +63,29 @@ pub async fn start_with(
     ta_store: Arc<dyn TaStore>,
     ctl_store: Arc<dyn ControllerStore>,
 ) -> Stack {
+    start_configured(dir, ta_store, ctl_store, ControllerRates::default()).await
+}
+
+/// Both services on plain SQLite stores, the Controller with other request `rates`.
+pub async fn start_rated(rates: ControllerRates) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let ta_store = SqliteTaStore::open(&dir.path().join("ta.sqlite")).unwrap();
+    let ctl_store = SqliteControllerStore::open(&dir.path().join("controller.sqlite")).unwrap();
+    start_configured(dir, Arc::new(ta_store), Arc::new(ctl_store), rates).await
+}
+
+async fn start_configured(
+    dir: tempfile::TempDir,
+    ta_store: Arc<dyn TaStore>,
+    ctl_store: Arc<dyn ControllerStore>,
+    rates: ControllerRates,
+) -> Stack {
     std::fs::create_dir_all(dir.path().join("devices")).unwrap();
     let otp_key = Key256::generate(&mut rand_core::OsRng);
     let ta_app = TransferAgent::new(ta_store, otp_key.clone(), MANUFACTURER_TOKEN).router();
-    let ctl_app = Controller::new(ctl_store, OPERATOR_TOKEN).router();
+    let ctl_app = Controller::new(ctl_store, OPERATOR_TOKEN)
+        .with_rates(rates)
+        .router();
     let any = "127.0.0.1:0".parse().unwrap();
     let (ta_addr, t1) = serve(any, ta_app).await.unwrap();
     let (ctl_addr, t2) = serve(any, ctl_app).await.unwrap();
