@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::parse;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tte_server::cli::run;
 
@@ -33,21 +33,10 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     }
 }
 
-/// Reads until the server closes the connection; panics if it is still open after `within`.
+/// [`xtt_tls::test_http::read_until_closed`], as text.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the service kept the connection open");
-    String::from_utf8_lossy(&out).into_owned()
+    let bytes = xtt_tls::test_http::read_until_closed(stream, within).await;
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use xtt_relay::server::clock::ManualClock;
 use xtt_relay::server::sqlite::SqliteStore;
@@ -13,21 +13,10 @@ use xtt_relay::server::{RelayConfig, RelayServer, ServeOptions};
 
 const T0: i64 = 1_893_456_000;
 
-/// Reads until the relay closes the connection; panics if it is still open after `within`.
+/// [`xtt_tls::test_http::read_until_closed`], as text.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the relay kept the connection open");
-    String::from_utf8_lossy(&out).into_owned()
+    let bytes = xtt_tls::test_http::read_until_closed(stream, within).await;
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 async fn status_of(addr: SocketAddr, request: &str) -> String {

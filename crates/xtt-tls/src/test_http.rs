@@ -69,3 +69,27 @@ async fn answer(
         }
     }
 }
+
+/// Reads until the peer closes the connection (or a read fails) and returns what was read;
+/// panics if it is still open after `within` (a server that should have closed it did not).
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or(&buf)),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {within:?}"
+    );
+    out
+}

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use xtt_tls::serve::{serve, ServeLimits};
+use xtt_tls::test_http::read_until_closed;
 
 fn app() -> axum::Router {
     axum::Router::new()
@@ -45,24 +46,6 @@ async fn start(limits: ServeLimits) -> Server {
         stop: Some(stop),
         task,
     }
-}
-
-/// Reads until the server closes the connection (or `within` passes: then panics). Returns
-/// what was read.
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server kept the connection open");
-    out
 }
 
 /// True if the server has not closed the connection within `wait`.
