@@ -7,7 +7,10 @@
 //! are first written beside the old ones (`NAME.new`), then a small journal (`KEYFILE.commit`)
 //! names the renames still to do, and only then are they done. Until the journal is durable
 //! the old identity is untouched; once it is, [`finish_interrupted`] — which every reader of
-//! the identity calls first — completes the renames after a crash.
+//! the identity calls first — completes the renames after a crash. The journal names absolute
+//! paths (a reader may run from another directory), and writers and readers take an exclusive
+//! lock on the key's directory, so a reader never mistakes a replacement in progress for a
+//! crash's leftovers.
 
 use std::ffi::OsStr;
 use std::io;
@@ -61,6 +64,22 @@ fn write_error(path: &Path, e: io::Error) -> Error {
     Error::new(path, ErrorKind::Write(e))
 }
 
+/// The journal's own paths are absolute, so a reader started elsewhere finds the same files.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::new(path, ErrorKind::Read(e)))
+}
+
+/// Serialises writers and roll-forwards of the identity whose key is `key`: an exclusive lock
+/// on the key's directory, held until the returned file is dropped. Without it a reader could
+/// take a writer's staged key for a crash's leftover and remove it mid-replacement.
+fn lock(key: &Path) -> Result<std::fs::File> {
+    let dir = parent(key);
+    let f = std::fs::File::open(dir).map_err(|e| Error::new(dir, ErrorKind::Read(e)))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::new(dir, ErrorKind::Read(e.into())))?;
+    Ok(f)
+}
+
 /// Writes a provisioning's results: the key (0600), then its certificate and the ClientID, all
 /// replaced together (see the module doc). Returns the certificate's DER.
 pub fn write(
@@ -75,43 +94,56 @@ pub fn write(
             ErrorKind::Inconsistent(format!("cannot build the certificate: {reason}")),
         )
     })?;
+    let key_path = absolute(paths.key)?;
+    let _locked = lock(&key_path)?;
     // A replacement interrupted earlier goes through first: its renames must not land on
     // top of this one's.
-    finish_interrupted(paths.key)?;
+    roll_forward(&key_path)?;
     let renames = [
-        (staged(paths.key), paths.key),
-        (staged(paths.cert), paths.cert),
-        (staged(paths.client_id), paths.client_id),
+        (staged(&key_path), key_path.clone()),
+        (staged(&absolute(paths.cert)?), absolute(paths.cert)?),
+        (
+            staged(&absolute(paths.client_id)?),
+            absolute(paths.client_id)?,
+        ),
     ];
     keypair::write(&renames[0].0, key, Overwrite::Allow)?;
     x509::write(&renames[1].0, &certificate, Overwrite::Allow)?;
     client_id::write(&renames[2].0, id, Overwrite::Allow)?;
     let mut record = Vec::new();
     for (from, to) in &renames {
-        for p in [from.as_path(), to] {
+        for p in [from, to] {
             record.extend_from_slice(p.as_os_str().as_bytes());
             record.push(0);
         }
     }
     // The commit point: from here on the new identity is the one that counts.
     write_atomic(
-        &journal(paths.key),
+        &journal(&key_path),
         &record,
         Access::Secret,
         Overwrite::Allow,
     )?;
-    finish_interrupted(paths.key)?;
+    roll_forward(&key_path)?;
     Ok(certificate)
 }
 
 /// Completes a replacement that a crash interrupted after its commit point, and removes a
 /// staged key left by one interrupted before it (the old identity stands then). Every reader
-/// of the identity calls this first; without a journal it only looks for that staged key.
+/// of the identity calls this first; it waits for a replacement in progress to end.
 pub fn finish_interrupted(key: &Path) -> Result<()> {
+    let key = absolute(key)?;
+    let _locked = lock(&key)?;
+    roll_forward(&key)
+}
+
+/// [`finish_interrupted`]'s work, under the lock; `key` is absolute.
+fn roll_forward(key: &Path) -> Result<()> {
     let journal = journal(key);
     let record = match std::fs::symlink_metadata(&journal) {
         Ok(_) => crate::fsio::read_limited(&journal, "a provisioning journal", MAX_JOURNAL)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // No journal, and no writer (we hold the lock): a staged key is a crash's leftover.
             return remove_leftover(&staged(key));
         }
         Err(e) => return Err(Error::new(&journal, ErrorKind::Read(e))),
@@ -122,24 +154,34 @@ pub fn finish_interrupted(key: &Path) -> Result<()> {
     if fields.len() != 7 || fields.last().is_some_and(|f| !f.is_empty()) {
         return Err(bad());
     }
-    for pair in fields[..6].chunks_exact(2) {
-        let (from, to) = (
-            Path::new(OsStr::from_bytes(pair[0])),
-            Path::new(OsStr::from_bytes(pair[1])),
-        );
-        // Only renames of a file onto its own `.new` sibling: a journal cannot move anything
-        // else.
-        if from.as_os_str().is_empty() || from != staged(to) {
-            return Err(bad());
-        }
+    let pairs: Vec<(&Path, &Path)> = fields[..6]
+        .chunks_exact(2)
+        .map(|p| {
+            (
+                Path::new(OsStr::from_bytes(p[0])),
+                Path::new(OsStr::from_bytes(p[1])),
+            )
+        })
+        .collect();
+    // Only renames of a file onto itself from its `.new` sibling, the first of them this key's:
+    // a journal cannot move anything else.
+    let own = pairs.first().is_some_and(|(_, to)| *to == key);
+    if !own
+        || pairs
+            .iter()
+            .any(|(from, to)| !to.is_absolute() || *from != staged(to))
+    {
+        return Err(bad());
+    }
+    for (from, to) in pairs {
         match std::fs::rename(from, to) {
             Ok(()) => sync_dir(parent(to)).map_err(|e| write_error(to, e))?,
             // Renamed before the crash.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(write_error(to, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && to.exists() => {}
+            Err(e) => return Err(write_error(from, e)),
         }
     }
-    std::fs::remove_file(&journal).map_err(|e| write_error(&journal, e))?;
+    remove_leftover(&journal)?;
     sync_dir(parent(&journal)).map_err(|e| write_error(&journal, e))
 }
 
@@ -273,6 +315,50 @@ mod tests {
         assert_eq!(cert.public_key, *old.public_key());
         // The staged secret key does not linger.
         assert!(!staged(&d.key).exists());
+    }
+
+    /// A reader rolling forward while re-provisionings run (another process, e.g. `xtt client
+    /// connect`) never breaks one: it waits for the writer instead of taking its staged key
+    /// for a leftover.
+    #[test]
+    fn readers_during_replacements_leave_every_identity_whole() {
+        let d = Dir::new();
+        provision(&d, 0);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (key, done) = (d.key.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    finish_interrupted(&key).unwrap();
+                }
+            })
+        };
+        for i in 1..=20 {
+            let key = provision(&d, i);
+            let (id, read_key, cert) = d.read();
+            assert_eq!(id, ClientId([i; 16]), "replacement {i}");
+            assert_eq!(read_key.public_key(), key.public_key(), "replacement {i}");
+            assert_eq!(cert.public_key, *key.public_key(), "replacement {i}");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap();
+        assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
+    }
+
+    #[test]
+    fn a_journal_with_relative_paths_is_refused() {
+        let d = Dir::new();
+        provision(&d, 1);
+        let mut record = Vec::new();
+        for name in ["longterm_priv.bin", "longterm_cert.bin", "client_id.txt"] {
+            for p in [format!("{name}.new"), name.to_string()] {
+                record.extend_from_slice(p.as_bytes());
+                record.push(0);
+            }
+        }
+        std::fs::write(journal(&d.key), &record).unwrap();
+        let err = finish_interrupted(&d.key).unwrap_err();
+        assert!(err.to_string().contains("not three renames"), "{err}");
     }
 
     #[test]
