@@ -320,11 +320,13 @@ pub fn redact_url(url: &str) -> String {
     if !is_scheme(scheme) {
         return "***".to_string();
     }
-    // A password may hold '/', '?', ':' or '@' unescaped (tokio-postgres reads credentials up
-    // to the first '@', a person may mean the last): everything from the first ':' to the last
-    // '@' is hidden, which covers both readings.
+    // A password may hold '/', '?', ':' or '@' unescaped, and so may what the driver takes for
+    // the user (`user@server` logins, a stray '/'): tokio-postgres reads credentials up to the
+    // first '@', a person may mean the last. Everything from the first ':' to the last '@' is
+    // hidden, whatever comes before it: that covers every reading, at the price of hiding a
+    // port when a later parameter holds an '@'.
     let rest = match (rest.split_once(':'), rest.rfind('@')) {
-        (Some((user, _)), Some(at)) if user.len() < at && !user.contains(['@', '/', '?']) => {
+        (Some((user, _)), Some(at)) if user.len() < at => {
             format!("{user}:***{}", rest.get(at..).unwrap_or(""))
         }
         _ => rest.to_string(),
@@ -457,6 +459,17 @@ mod tests {
             "***"
         );
         assert_eq!(redact_url("user pw@x://db"), "***");
+        for url in [
+            "postgres://xtt/admin:hunter2@127.0.0.1:1/xtt",
+            "postgres://alice@myserver:hunter2@db.example/xtt",
+            "postgres://xtt?x:hunter2@db/xtt",
+        ] {
+            assert!(
+                !redact_url(url).contains("hunter2"),
+                "{url}: {}",
+                redact_url(url)
+            );
+        }
         assert_eq!(
             redact_url("postgres://xtt@127.0.0.1:1/xtt?pass%77ord=hunter2&PASSWORD%3d=x"),
             "postgres://xtt@127.0.0.1:1/xtt?pass%77ord=***&PASSWORD%3d=x"
