@@ -82,6 +82,11 @@ pub struct TaServeArgs {
     /// by the DevURN) and encrypt devices' answers under the TaSecret read from it.
     #[arg(long, value_name = "STORE")]
     pub anchors: Option<PathBuf>,
+    /// A reverse proxy in front of the Transfer Agent (e.g. the TLS terminator production
+    /// needs); repeatable. It is not held to the per-address connection cap. Keep its upstream
+    /// keep-alive under 10 s: an idle connection is closed then.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// `controller` subcommands.
@@ -116,14 +121,17 @@ pub struct ControllerServeArgs {
     pub anchors: Option<PathBuf>,
     /// A reverse proxy in front of the Controller (e.g. a TLS terminator); repeatable. Its
     /// X-Forwarded-For names the client that rate limits apply to, and it is not held to the
-    /// per-address connection cap.
+    /// per-address connection cap. Keep its upstream keep-alive under 10 s: an idle
+    /// connection is closed then.
     #[arg(long = "trusted-proxy", value_name = "IP")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most devices held at once; adding a new one beyond gets 503 until some are removed.
-    #[arg(long, value_name = "N", default_value_t = crate::store::ControllerLimits::default().max_devices)]
+    #[arg(long, value_name = "N", default_value_t = crate::store::ControllerLimits::default().max_devices,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_devices: u64,
     /// Readings kept per device (the newest; older ones are deleted as new ones arrive).
-    #[arg(long, value_name = "N", default_value_t = crate::store::ControllerLimits::default().max_readings_per_device)]
+    #[arg(long, value_name = "N", default_value_t = crate::store::ControllerLimits::default().max_readings_per_device,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_readings_per_device: u64,
     /// Device adds per second from one client (IPv4 address, IPv6 /64).
     #[arg(long, value_name = "PER_SEC", default_value_t = crate::controller::ControllerRates::default().adds.per_client_rate)]
@@ -469,7 +477,11 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
         "Transfer Agent listening on http://{}",
         listener.local_addr()?
     );
-    http::serve_until(listener, app, shutdown()).await?;
+    let limits = xtt_tls::serve::ServeLimits {
+        unlimited_ips: a.trusted_proxies.clone(),
+        ..Default::default()
+    };
+    http::serve_with(listener, app, limits, shutdown()).await?;
     Ok(())
 }
 

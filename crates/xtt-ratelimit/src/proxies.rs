@@ -13,7 +13,13 @@ pub fn forwarded_client<'a>(
     forwarded_for: impl IntoIterator<Item = &'a str>,
     trusted_proxies: &[IpAddr],
 ) -> IpAddr {
-    if !trusted_proxies.contains(&peer) {
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; hops may be written either way.
+    let trusted = |ip: IpAddr| {
+        trusted_proxies
+            .iter()
+            .any(|t| t.to_canonical() == ip.to_canonical())
+    };
+    if !trusted(peer) {
         return peer;
     }
     let hops: Vec<&str> = forwarded_for
@@ -23,7 +29,7 @@ pub fn forwarded_client<'a>(
         .collect();
     for hop in hops.into_iter().rev() {
         match hop.parse::<IpAddr>() {
-            Ok(ip) if trusted_proxies.contains(&ip) => continue,
+            Ok(ip) if trusted(ip) => continue,
             Ok(ip) => return ip,
             Err(_) => break,
         }
@@ -51,5 +57,8 @@ mod tests {
         assert_eq!(forwarded_client(proxy, [], &trusted), proxy);
         assert_eq!(forwarded_client(proxy, ["10.0.0.2"], &trusted), proxy);
         assert_eq!(forwarded_client(proxy, ["1.1.1.1, junk"], &trusted), proxy);
+        // The proxy seen through a dual-stack listener is still the proxy.
+        let mapped = ip("::ffff:10.0.0.1");
+        assert_eq!(forwarded_client(mapped, xff, &trusted), ip("2.2.2.2"));
     }
 }

@@ -74,7 +74,9 @@ pub(crate) fn admit(
     ip: IpAddr,
     unlimited: &[IpAddr],
 ) -> Option<ClientSlot> {
-    if unlimited.contains(&ip) {
+    // A dual-stack listener sees an IPv4 proxy as ::ffff:a.b.c.d.
+    let ip = ip.to_canonical();
+    if unlimited.iter().any(|u| u.to_canonical() == ip) {
         caps.try_acquire_exempt()
     } else {
         caps.try_acquire(ip)
@@ -174,5 +176,25 @@ async fn connection<I>(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_proxy_seen_through_a_dual_stack_listener_is_still_exempt() {
+        let caps = ClientSlots::with_total(1, 10);
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| admit(&caps, mapped, &[proxy]).expect("exempt from the per-client cap"))
+            .collect();
+        assert_eq!(held.len(), 3);
+        // Anyone else is still held to one.
+        let other: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        let _one = admit(&caps, other, &[proxy]).unwrap();
+        assert!(admit(&caps, "10.0.0.2".parse().unwrap(), &[proxy]).is_none());
     }
 }
