@@ -72,7 +72,9 @@ pub(crate) struct BenchArgs {
     /// The root certificate the server's certificate is signed by.
     #[arg(short = 'e', long = "rcert", default_value = "root_cert.bin")]
     pub(crate) rcert: PathBuf,
-    /// Concurrent simulated devices.
+    /// Concurrent simulated devices. They all connect from this host, and `xtt server` lets one
+    /// client hold at most `[limits] max_handshakes_per_client` (256) handshakes at once: raise
+    /// it (0: no cap) on the server for more.
     #[arg(short = 'n', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) devices: u32,
     /// Total handshakes [default: 4 per device].
