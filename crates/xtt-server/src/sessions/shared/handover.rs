@@ -97,11 +97,13 @@ pub(crate) async fn ask(
     tokio::time::timeout(timeout, exchange).await.ok().flatten()
 }
 
-/// Hand-over requests served at once.
-const MAX_CONCURRENT_REQUESTS: usize = 64;
-/// Of those, the most from one source address: silent connections from one host cannot take
-/// every slot (and so force every take-over into the crash path).
-const MAX_REQUESTS_PER_SOURCE: u32 = 16;
+/// Of the requests served at once, the most from one source address: as many as one node may
+/// have in flight ([`super::MAX_TAKE_OVERS`]), so a peer is never refused for its own load;
+/// silent connections from one host cannot take every slot (and so force every take-over into
+/// the crash path).
+const MAX_REQUESTS_PER_SOURCE: usize = super::MAX_TAKE_OVERS;
+/// Hand-over requests served at once: room for four busy peers.
+const MAX_CONCURRENT_REQUESTS: usize = 4 * MAX_REQUESTS_PER_SOURCE;
 /// How long a request (65 bytes, written by the asking node right after it connects) may take
 /// to arrive.
 const REQUEST_DEADLINE: Duration = Duration::from_millis(500);
@@ -118,7 +120,8 @@ pub(crate) async fn serve(
     // flood would exhaust the descriptors the XTT listener needs. Over the cap a connection is
     // closed at once (the asking node then falls back as for a crashed owner).
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
-    let per_source = xtt_ratelimit::ClientSlots::new(MAX_REQUESTS_PER_SOURCE);
+    let per_source =
+        xtt_ratelimit::ClientSlots::new(u32::try_from(MAX_REQUESTS_PER_SOURCE).unwrap_or(u32::MAX));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

@@ -226,7 +226,7 @@ const MAX_BUSY: usize = 4096;
 /// not authenticated before its take-over reads the store, so a flood of records with random
 /// session ids (spoofable over UDP) gets only this share: the reservation raises of sessions
 /// this node holds, whose records did authenticate, keep the rest.
-const MAX_TAKE_OVERS: usize = 64;
+pub(crate) const MAX_TAKE_OVERS: usize = 64;
 
 /// Holds a store whose drop may block (the blocking PostgreSQL client ends its connections
 /// with a runtime of its own, which panics on a tokio worker): dropped on a plain thread when
