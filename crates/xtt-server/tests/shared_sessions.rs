@@ -373,7 +373,16 @@ async fn a_handshake_that_times_out_while_its_session_is_stored_leaves_no_row() 
     );
     release_tx.send(()).unwrap();
     tokio::task::block_in_place(|| locker.join().unwrap());
-    // The insert went through once the lock was gone; its row must not outlive the handshake.
+    // The insert goes through once the lock is gone (counted when it commits); only then can
+    // the store be asked whether its row outlived the handshake.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cl.stats(0).created == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting insert never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let url = cl.url.clone();
     let rows = || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
