@@ -179,8 +179,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
     /// A reverse proxy in front of the relay (repeatable): its requests are rate-limited by the
-    /// client address it puts in X-Forwarded-For, not by its own. Give the proxy's address as
-    /// the relay sees it (e.g. 127.0.0.1).
+    /// client address it puts in X-Forwarded-For, not by its own, and it is not held to the
+    /// per-address connection and TLS-handshake caps. Give the proxy's address as the relay
+    /// sees it (e.g. 127.0.0.1); keep its upstream keep-alive under 10 s (an idle connection
+    /// is closed then).
     #[arg(long = "trusted-proxy", value_name = "IP")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most mailboxes stored at once (expired ones count until swept); creates beyond get 503.

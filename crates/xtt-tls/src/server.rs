@@ -12,7 +12,7 @@
 //! Only HTTP/1.1 is offered by ALPN: [`crate::serve`] speaks HTTP/1 only, and a client told
 //! "h2" would fail on its first request.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,8 @@ pub struct HandshakeLimits {
     pub max_pending_per_ip: usize,
     /// How long one handshake may take.
     pub timeout: Duration,
+    /// Addresses the per-IP cap does not apply to (a re-encrypting proxy in front).
+    pub unlimited_ips: Vec<IpAddr>,
 }
 
 impl Default for HandshakeLimits {
@@ -52,6 +54,7 @@ impl Default for HandshakeLimits {
             max_pending: MAX_PENDING_HANDSHAKES,
             max_pending_per_ip: MAX_PENDING_HANDSHAKES_PER_IP,
             timeout: HANDSHAKE_TIMEOUT,
+            unlimited_ips: Vec::new(),
         }
     }
 }
@@ -157,7 +160,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let slot = admit(&pending, peer.ip(), &[]);
+        let slot = admit(&pending, peer.ip(), &limits.unlimited_ips);
         let Some(slot) = slot else {
             tracing::debug!(%peer, "connection refused: too many TLS handshakes in progress");
             drop(stream);

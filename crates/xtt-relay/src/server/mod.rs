@@ -177,7 +177,12 @@ impl RelayServer {
         match tls {
             None => Self::start_on(listener, "http", store, clock, config, options).await,
             Some(tls) => {
-                let listener = xtt_tls::server::TlsListener::new(listener, tls)?;
+                // A proxy that re-encrypts to the relay opens many handshakes from one address.
+                let limits = xtt_tls::server::HandshakeLimits {
+                    unlimited_ips: config.trusted_proxies.clone(),
+                    ..Default::default()
+                };
+                let listener = xtt_tls::server::TlsListener::with_limits(listener, tls, limits)?;
                 Self::start_on(listener, "https", store, clock, config, options).await
             }
         }
