@@ -107,3 +107,60 @@ async fn a_body_that_never_arrives_gets_408_and_shutdown_does_not_wait_for_it() 
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// Over TLS, a trusted proxy may have more handshakes in progress than one address is allowed
+/// (16): a re-encrypting proxy opens many upstream connections at once. Anyone else is held to
+/// the cap.
+#[tokio::test]
+async fn a_trusted_proxy_is_not_held_to_the_per_address_tls_handshake_cap() {
+    xtt_tls::install_ring_provider();
+    let tls = xtt_tls::test_pki::TestCa::new("relay test CA")
+        .server_cert()
+        .server_config();
+    let open_after = |trusted: Vec<std::net::IpAddr>| {
+        let tls = tls.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).unwrap());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let config = RelayConfig {
+                trusted_proxies: trusted,
+                ..RelayConfig::default()
+            };
+            let relay = RelayServer::start_with(
+                listener,
+                Some(tls),
+                store,
+                Arc::new(ManualClock::new(T0)),
+                config,
+                ServeOptions::default(),
+            )
+            .await
+            .unwrap();
+            // 20 connections that have not started their handshakes yet.
+            let mut held = Vec::new();
+            for _ in 0..20 {
+                held.push(TcpStream::connect(relay.local_addr()).await.unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut open = 0;
+            for s in &mut held {
+                let mut b = [0u8; 1];
+                let closed = tokio::time::timeout(
+                    Duration::from_millis(50),
+                    tokio::io::AsyncReadExt::read(s, &mut b),
+                )
+                .await;
+                // Still waiting for our ClientHello: the read times out.
+                if closed.is_err() {
+                    open += 1;
+                }
+            }
+            drop(held);
+            relay.shutdown().await.unwrap();
+            open
+        }
+    };
+    assert_eq!(open_after(vec!["127.0.0.1".parse().unwrap()]).await, 20);
+    assert_eq!(open_after(vec![]).await, 16);
+}
