@@ -147,7 +147,9 @@ impl Clients {
     }
 }
 
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The client `ip` is counted as: an IPv4 address (also when written IPv4-mapped in IPv6), or
+/// the /64 of an IPv6 address (low 64 bits zero), since one host usually holds a whole /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

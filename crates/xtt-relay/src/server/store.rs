@@ -3,7 +3,7 @@
 
 use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox};
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use uuid::Uuid;
 
 /// Failure of the storage layer itself (HTTP 500).
@@ -55,17 +55,7 @@ impl Creator {
     /// The creator a request from `client` is charged to (behind trusted proxies, the address
     /// [`crate::server::rate_limit::client_ip`] finds).
     pub fn of(client: IpAddr) -> Self {
-        match client {
-            IpAddr::V4(v4) => Creator(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Creator(IpAddr::V4(v4)),
-                None => {
-                    let s = v6.segments();
-                    let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                    Creator(IpAddr::V6(net))
-                }
-            },
-        }
+        Creator(xtt_ratelimit::client_key(client))
     }
 }
 
