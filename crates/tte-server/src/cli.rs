@@ -775,40 +775,16 @@ async fn bulk_bind(a: BulkBindArgs) -> anyhow::Result<()> {
 /// bytes, a level string a few thousand characters).
 pub const MAX_SECRET_FILE: usize = 64 * 1024;
 
-/// A secret given inline or in a file (`-`: standard input), without surrounding whitespace,
-/// read up to [`MAX_SECRET_FILE`] bytes. `what` names it in errors, which never quote it.
+/// A secret given inline or in a file or pipe (`-`: standard input), without surrounding
+/// whitespace, read up to [`MAX_SECRET_FILE`] bytes. `what` names it in errors, which never
+/// quote it.
 fn secret_text(
     inline: Option<&str>,
     file: Option<&Path>,
     what: &str,
 ) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let bytes = match (inline, file) {
-        (Some(text), None) => return Ok(zeroize::Zeroizing::new(text.trim().to_owned())),
-        (Some(_), Some(_)) => bail!("give the {what} inline or in a file, not both"),
-        (None, None) => bail!("give the {what}"),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            use std::io::Read as _;
-            // Room for one byte more than accepted, so a larger input is seen, and no
-            // reallocation leaves a copy of the secret behind.
-            let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE + 1));
-            std::io::stdin()
-                .lock()
-                .take(MAX_SECRET_FILE as u64 + 1)
-                .read_to_end(&mut buf)
-                .with_context(|| format!("reading the {what} from standard input"))?;
-            if buf.len() > MAX_SECRET_FILE {
-                bail!("the {what} on standard input is longer than {MAX_SECRET_FILE} bytes");
-            }
-            buf
-        }
-        (None, Some(path)) => zeroize::Zeroizing::new(
-            xtt_fsio::read_limited(path, MAX_SECRET_FILE)
-                .with_context(|| format!("reading the {what} from {}", path.display()))?,
-        ),
-    };
-    let text =
-        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("the {what} is not UTF-8 text"))?;
-    Ok(zeroize::Zeroizing::new(text.trim().to_owned()))
+    xtt_fsio::secret_text(inline, file, what, MAX_SECRET_FILE)?
+        .with_context(|| format!("give the {what}"))
 }
 
 #[cfg(test)]

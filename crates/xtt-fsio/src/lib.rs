@@ -10,14 +10,17 @@
 //!
 //! [`read_capped`] and [`read_limited`] are the matching input side: a small file read whole,
 //! with a size cap and only from a regular file, so a wrong path (a FIFO, `/dev/zero`) neither
-//! hangs nor fills memory.
+//! hangs nor fills memory. [`secret_text`] reads a secret the command line names: inline, from a
+//! file or pipe, or from standard input, capped and wiped after use.
 //!
 //! Errors are plain [`std::io::Error`]s; callers add the path and what they were writing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+use zeroize::Zeroizing;
 
 /// Owner read/write only: private keys, secrets, state with secrets in it.
 pub const SECRET: u32 = 0o600;
@@ -121,6 +124,76 @@ pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
             "is not a regular file",
         )),
     }
+}
+
+/// A secret given on a command line either inline or as a path: a regular file, a pipe (`<(pass
+/// show …)` in a shell, a named pipe a secret manager writes) or `-` for standard input. Reads at
+/// most `max` bytes of UTF-8 and returns them trimmed; `None` when neither was given. Pipes are
+/// accepted here, unlike in [`read_capped`], because keeping a secret off the command line is the
+/// point, and a pipe is how a secret gets there without ever touching a disk. Devices,
+/// directories and sockets are refused before opening. Every buffer that held the secret is
+/// wiped, and no error message quotes it; errors name `what` (for example "share link") and the
+/// path.
+pub fn secret_text(
+    inline: Option<&str>,
+    path: Option<&Path>,
+    what: &str,
+    max: usize,
+) -> io::Result<Option<Zeroizing<String>>> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    let (bytes, source) = match (inline, path) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "give the {what} inline or in a file, not both"
+            )))
+        }
+        (Some(text), None) => (Zeroizing::new(text.as_bytes().to_vec()), None),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let bytes = read_secret_bytes(io::stdin().lock(), max).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot read the {what} from standard input: {e}"),
+                )
+            })?;
+            (bytes, Some("standard input".to_owned()))
+        }
+        (None, Some(path)) => {
+            let shown = path.display().to_string();
+            let context =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot read {shown}: {e}"));
+            let file_type = fs::metadata(path).map_err(context)?.file_type();
+            if !(file_type.is_file() || file_type.is_fifo()) {
+                return Err(invalid(format!(
+                    "cannot read {shown}: the {what} must come from a file or a pipe"
+                )));
+            }
+            let file = File::open(path).map_err(context)?;
+            (read_secret_bytes(file, max).map_err(context)?, Some(shown))
+        }
+    };
+    let from = source.map(|s| format!(" in {s}")).unwrap_or_default();
+    if bytes.len() > max {
+        return Err(invalid(format!(
+            "the {what}{from} is longer than {max} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| invalid(format!("the {what}{from} is not UTF-8 text")))?
+        .trim();
+    if text.is_empty() {
+        return Err(invalid(format!("the {what}{from} is empty")));
+    }
+    Ok(Some(Zeroizing::new(text.to_owned())))
+}
+
+/// At most `max + 1` bytes, so a longer input is seen without reading all of it; the buffer has
+/// room for them from the start, so no reallocation leaves a copy of the secret behind.
+fn read_secret_bytes(reader: impl Read, max: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(max.saturating_add(1)));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(limit).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Checks, without writing anything, that [`write_atomic`] could write `path` now: its directory
@@ -359,6 +432,59 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{special:?}");
             assert_eq!(err.to_string(), "is not a regular file");
         }
+    }
+
+    #[test]
+    fn secrets_come_inline_from_files_or_pipes_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |inline: Option<&str>, path: Option<&Path>| {
+            secret_text(inline, path, "share link", 16).map(|s| s.map(|s| s.to_string()))
+        };
+        assert_eq!(read(None, None).unwrap(), None);
+        assert_eq!(read(Some(" abc\n"), None).unwrap().unwrap(), "abc");
+
+        let file = dir.path().join("link.txt");
+        fs::write(&file, "  SECRET-1 \n").unwrap();
+        assert_eq!(read(None, Some(&file)).unwrap().unwrap(), "SECRET-1");
+
+        // A pipe, as `<(…)` gives one: the writer is another thread.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::write(fifo, "SECRET-2\n").unwrap())
+        };
+        assert_eq!(read(None, Some(&fifo)).unwrap().unwrap(), "SECRET-2");
+        writer.join().unwrap();
+
+        let refused = |inline: Option<&str>, path: Option<&Path>| {
+            let e = read(inline, path).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            assert!(!e.to_string().contains("SECRET"), "{e}");
+            e.to_string()
+        };
+        assert_eq!(
+            refused(Some("x"), Some(&file)),
+            "give the share link inline or in a file, not both"
+        );
+        fs::write(&file, "SECRET-SECRET-SECRET").unwrap();
+        assert!(refused(None, Some(&file)).ends_with("link.txt is longer than 16 bytes"));
+        fs::write(&file, b"SECRET\xff").unwrap();
+        assert!(refused(None, Some(&file)).ends_with("link.txt is not UTF-8 text"));
+        fs::write(&file, " \n").unwrap();
+        assert!(refused(None, Some(&file)).ends_with("link.txt is empty"));
+        for special in [Path::new("/dev/zero"), dir.path()] {
+            let e = refused(None, Some(special));
+            assert!(e.ends_with("must come from a file or a pipe"), "{e}");
+        }
+        let missing = dir.path().join("missing.txt");
+        let e = read(None, Some(&missing)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("missing.txt"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _};
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
 use rand_core::OsRng;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -221,7 +221,7 @@ pub struct ShareArgs {
         required_unless_present = "content_file"
     )]
     pub content: Option<String>,
-    /// Read the `content` object from a file ("-" for stdin).
+    /// Read the `content` object from a file or a pipe ("-" for stdin), at most 64 KiB.
     #[arg(long)]
     pub content_file: Option<PathBuf>,
     /// Preview title (public: shown in link previews).
@@ -325,9 +325,16 @@ pub struct ClaimArgs {
 
 /// Longest share link or claim read from a file or stdin: a link is a URL of a few hundred
 /// bytes, a claim 36 characters.
-pub const MAX_SECRET_INPUT: u64 = 8 * 1024;
+pub const MAX_SECRET_INPUT: usize = 8 * 1024;
 
-/// The text of a secret given inline or in a file (`-`: stdin), without surrounding
+/// Longest content (`--content-file`) read: as much as a relay accepts in a request body by
+/// default.
+const MAX_CONTENT_INPUT: usize = 64 * 1024;
+
+/// Longest PEM signing key read: a P-256 PKCS#8 key is about 250 bytes.
+const MAX_KEY_FILE: usize = 16 * 1024;
+
+/// The text of a secret given inline or in a file or pipe (`-`: stdin), without surrounding
 /// whitespace, at most [`MAX_SECRET_INPUT`] bytes. `what` names it in errors, which never
 /// repeat the content.
 pub fn secret_input(
@@ -335,37 +342,7 @@ pub fn secret_input(
     file: Option<&Path>,
     what: &str,
 ) -> anyhow::Result<Option<Zeroizing<String>>> {
-    let text = match (inline, file) {
-        (Some(text), None) => Zeroizing::new(text.to_owned()),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            read_capped(std::io::stdin().lock(), what).context("cannot read stdin")?
-        }
-        (None, Some(path)) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            read_capped(file, what).with_context(|| format!("cannot read {}", path.display()))?
-        }
-        (None, None) => return Ok(None),
-        (Some(_), Some(_)) => bail!("give the {what} inline or in a file, not both"),
-    };
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        bail!("the {what} is empty");
-    }
-    Ok(Some(Zeroizing::new(trimmed.to_owned())))
-}
-
-/// Reads at most [`MAX_SECRET_INPUT`] bytes of UTF-8; more is an error.
-fn read_capped(reader: impl std::io::Read, what: &str) -> anyhow::Result<Zeroizing<String>> {
-    let mut bytes = Zeroizing::new(Vec::new());
-    reader.take(MAX_SECRET_INPUT + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_SECRET_INPUT {
-        bail!("the {what} is longer than {MAX_SECRET_INPUT} bytes");
-    }
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
-        Err(_) => bail!("the {what} is not UTF-8 text"),
-    }
+    Ok(xtt_fsio::secret_text(inline, file, what, MAX_SECRET_INPUT)?)
 }
 
 /// Refuses `-` for both files: stdin can be read once.
@@ -583,19 +560,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn read_content(args: &ShareArgs) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
-    let text = match (&args.content, &args.content_file) {
-        (Some(text), _) => text.clone(),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("cannot read stdin")?;
-            s
-        }
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        (None, None) => bail!("give the content with --content or --content-file"),
-    };
+    let text = xtt_fsio::secret_text(
+        args.content.as_deref(),
+        args.content_file.as_deref(),
+        "content",
+        MAX_CONTENT_INPUT,
+    )?
+    .context("give the content with --content or --content-file")?;
     match serde_json::from_str(&text).context("the content is not valid JSON")? {
         serde_json::Value::Object(map) => Ok(map),
         _ => bail!("the content must be a JSON object"),
@@ -613,9 +584,14 @@ async fn share(args: ShareArgs) -> anyhow::Result<()> {
         }
         let key = match &args.signing_key {
             Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                SigningKey::from_pkcs8_pem(&pem)
+                let pem = Zeroizing::new(
+                    xtt_fsio::read_limited(path, MAX_KEY_FILE)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                );
+                let pem = std::str::from_utf8(&pem)
+                    .ok()
+                    .context("the signing key is not a P-256 PKCS#8 PEM key")?;
+                SigningKey::from_pkcs8_pem(pem)
                     .context("the signing key is not a P-256 PKCS#8 PEM key")?
             }
             None => SigningKey::random(&mut OsRng),

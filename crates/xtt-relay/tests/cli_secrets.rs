@@ -152,7 +152,7 @@ async fn oversized_empty_or_malformed_inputs_are_refused_without_being_echoed() 
         ),
         (
             vec!["receive".into(), "--link-file".into(), path(&empty)],
-            "the share link is empty",
+            "empty.txt is empty",
         ),
         (
             vec!["receive".into(), "--link-file".into(), path(&missing)],
