@@ -45,7 +45,7 @@
 //!   is 404 from its expiration second on, before the sweeper deletes its row.
 //! - **Claims** must be UUIDs (the draft's "SHALL be a UUID"); they are stored only as SHA-256
 //!   digests and compared in constant time. No identities are stored; a mailbox created
-//!   through [`server::store::Store::create_by`] records its creator's IPv4 address or IPv6
+//!   through [`server::store::Store::create`] records its creator's IPv4 address or IPv6
 //!   /64 for the per-creator quota, deleted with the mailbox; rate-limit state is in memory
 //!   only; logs carry method, route template, status and latency only.
 //! - **Errors** are `{"error": "..."}` JSON with the draft's status codes; 413 for bodies or

@@ -226,7 +226,7 @@ async fn create(
         creator: Creator::of(client),
         per_creator: state.config.max_mailboxes_per_creator,
     };
-    let outcome = match blocking(move || Ok(store.create_by(&mailbox, &key, now, &quota)?)).await? {
+    let outcome = match blocking(move || Ok(store.create(&mailbox, &key, now, &quota)?)).await? {
         QuotaOutcome::Within(outcome) => outcome,
         QuotaOutcome::OverQuota { retry_after_secs } => {
             return Ok(ApiError(StatusCode::TOO_MANY_REQUESTS, quota.refusal())

@@ -4,7 +4,7 @@
 //! per request.
 //!
 //! Little identifying is stored: no user names; device claims only as SHA-256 digests; of a
-//! mailbox made through [`Store::create_by`], its creator (IPv4 address or IPv6 /64) for the
+//! mailbox, its creator (IPv4 address or IPv6 /64) for the
 //! per-creator quota. Request ids and creators are deleted with their mailbox.
 //!
 //! The schema is versioned with `PRAGMA user_version`: [`SCHEMA`] creates the tables as they
@@ -323,14 +323,13 @@ fn record_request(conn: &Connection, key: &IdempotencyKey, id: &Uuid) -> Result<
 }
 
 impl SqliteStore {
-    /// [`Store::create`], and with `quota` [`Store::create_by`], in one transaction.
+    /// [`Store::create`], in one transaction.
     fn create_checked(
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
         now: i64,
-        max_mailboxes: u64,
-        quota: Option<&CreateQuota>,
+        quota: &CreateQuota,
     ) -> Result<QuotaOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -350,27 +349,25 @@ impl SqliteStore {
                 return Ok(QuotaOutcome::Within(CreateOutcome::Duplicate(id)));
             }
         }
-        let creator = quota.map(|q| q.creator.to_string());
-        if let (Some(quota), Some(creator)) = (quota, &creator) {
-            // A range of the (creator, expires_at) index: at most `per_creator` entries.
-            let (live, earliest): (i64, Option<i64>) = tx.query_row(
-                "SELECT count(*), min(expires_at) FROM mailbox
-                 WHERE creator = ?1 AND expires_at > ?2",
-                params![creator, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            if u64::try_from(live).unwrap_or(0) >= quota.per_creator {
-                let wait = earliest.map_or(1, |at| at.saturating_sub(now));
-                return Ok(QuotaOutcome::OverQuota {
-                    retry_after_secs: u64::try_from(wait).unwrap_or(1).max(1),
-                });
-            }
+        let creator = quota.creator.to_string();
+        // A range of the (creator, expires_at) index: at most `per_creator` entries.
+        let (live, earliest): (i64, Option<i64>) = tx.query_row(
+            "SELECT count(*), min(expires_at) FROM mailbox
+             WHERE creator = ?1 AND expires_at > ?2",
+            params![creator, now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if u64::try_from(live).unwrap_or(0) >= quota.per_creator {
+            let wait = earliest.map_or(1, |at| at.saturating_sub(now));
+            return Ok(QuotaOutcome::OverQuota {
+                retry_after_secs: u64::try_from(wait).unwrap_or(1).max(1),
+            });
         }
         let stored: i64 = tx.query_row("SELECT n FROM mailbox_count", [], |r| r.get(0))?;
-        if u64::try_from(stored).unwrap_or(0) >= max_mailboxes {
+        if u64::try_from(stored).unwrap_or(0) >= quota.max_mailboxes {
             return Ok(QuotaOutcome::Within(CreateOutcome::Full));
         }
-        write(&tx, mailbox, Some(creator.as_deref()))?;
+        write(&tx, mailbox, Some(Some(&creator)))?;
         record_request(&tx, key, &mailbox.id)?;
         tx.commit()?;
         Ok(QuotaOutcome::Within(CreateOutcome::Created))
@@ -383,24 +380,9 @@ impl Store for SqliteStore {
         mailbox: &Mailbox,
         key: &IdempotencyKey,
         now: i64,
-        max_mailboxes: u64,
-    ) -> Result<CreateOutcome, StoreError> {
-        match self.create_checked(mailbox, key, now, max_mailboxes, None)? {
-            QuotaOutcome::Within(outcome) => Ok(outcome),
-            QuotaOutcome::OverQuota { .. } => Err(StoreError::Corrupt(
-                "a create without a creator was refused by a creator's quota",
-            )),
-        }
-    }
-
-    fn create_by(
-        &self,
-        mailbox: &Mailbox,
-        key: &IdempotencyKey,
-        now: i64,
         quota: &CreateQuota,
     ) -> Result<QuotaOutcome, StoreError> {
-        self.create_checked(mailbox, key, now, quota.max_mailboxes, Some(quota))
+        self.create_checked(mailbox, key, now, quota)
     }
 
     fn apply(
@@ -484,6 +466,25 @@ mod tests {
         }
     }
 
+    /// A create by one client with no quota of its own: only the relay-wide cap `max`.
+    fn create(
+        s: &SqliteStore,
+        m: &Mailbox,
+        key: &IdempotencyKey,
+        now: i64,
+        max: u64,
+    ) -> CreateOutcome {
+        let quota = CreateQuota {
+            max_mailboxes: max,
+            per_creator: u64::MAX,
+            ..quota("203.0.113.9", 0)
+        };
+        match s.create(m, key, now, &quota).unwrap() {
+            QuotaOutcome::Within(outcome) => outcome,
+            over => panic!("no quota, yet {over:?}"),
+        }
+    }
+
     fn key(claim: u128, request: &str) -> IdempotencyKey {
         IdempotencyKey {
             claim: ClaimDigest::of(&Uuid::from_u128(claim)),
@@ -498,11 +499,11 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let m = mailbox(5, 100);
         assert_eq!(
-            store.create(&m, &key(1, "a"), 0, 10).unwrap(),
+            create(&store, &m, &key(1, "a"), 0, 10),
             CreateOutcome::Created
         );
         assert_eq!(
-            store.create(&mailbox(6, 100), &key(1, "a"), 0, 10).unwrap(),
+            create(&store, &mailbox(6, 100), &key(1, "a"), 0, 10),
             CreateOutcome::Duplicate(m.id)
         );
         assert_eq!(store.get(&m.id, 0).unwrap(), Some(m.clone()));
@@ -556,7 +557,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
         let m = mailbox(5, 100);
         assert_eq!(
-            store.create(&m, &key(1, "c"), 0, 10).unwrap(),
+            create(&store, &m, &key(1, "c"), 0, 10),
             CreateOutcome::Created
         );
         let mut touch = |mb: &mut Mailbox| {
@@ -591,8 +592,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let store = SqliteStore::open(&path).unwrap();
-        let created =
-            |s: &SqliteStore, id, exp, k: &str| s.create(&mailbox(id, exp), &key(id, k), 0, 2);
+        let created = |s: &SqliteStore, id, exp, k: &str| {
+            Ok::<_, ()>(create(s, &mailbox(id, exp), &key(id, k), 0, 2))
+        };
         assert_eq!(
             created(&store, 10, 50, "a").unwrap(),
             CreateOutcome::Created
@@ -646,7 +648,7 @@ mod tests {
         let path = dir.path().join("relay.db");
         let store = SqliteStore::open(&path).unwrap();
         let by = |s: &SqliteStore, id: u128, exp: i64, ip: &str, now: i64| {
-            s.create_by(&mailbox(id, exp), &key(id, "c"), now, &quota(ip, 3))
+            s.create(&mailbox(id, exp), &key(id, "c"), now, &quota(ip, 3))
                 .unwrap()
         };
         assert_eq!(by(&store, 1, 50, "192.0.2.1", 0), CREATED);
@@ -664,14 +666,8 @@ mod tests {
             by(&store, 3, 100, "192.0.2.1", 0),
             QuotaOutcome::Within(CreateOutcome::Duplicate(Uuid::from_u128(3)))
         );
-        // Another client is not held back, nor are mailboxes made without a creator counted.
+        // Another client is not held back.
         assert_eq!(by(&store, 5, 100, "192.0.2.2", 0), CREATED);
-        assert_eq!(
-            store
-                .create(&mailbox(6, 100), &key(6, "c"), 0, 100)
-                .unwrap(),
-            CreateOutcome::Created
-        );
         // One IPv6 /64 is one creator; the next /64 is another.
         for id in 10..13 {
             let ip = format!("2001:db8:1:2::{id}");
@@ -715,7 +711,6 @@ mod tests {
         };
         assert_eq!(creator(3).as_deref(), Some("192.0.2.1"));
         assert_eq!(creator(10).as_deref(), Some("2001:db8:1:2::/64"));
-        assert_eq!(creator(6), None);
         // The relay-wide cap still applies to creators within their quota.
         let full = CreateQuota {
             max_mailboxes: 2,
@@ -723,7 +718,7 @@ mod tests {
         };
         assert_eq!(
             store
-                .create_by(&mailbox(20, 100), &key(20, "c"), 50, &full)
+                .create(&mailbox(20, 100), &key(20, "c"), 50, &full)
                 .unwrap(),
             QuotaOutcome::Within(CreateOutcome::Full)
         );
@@ -758,13 +753,13 @@ mod tests {
         assert!(store.get(&Uuid::from_u128(1), 0).unwrap().is_some());
         assert_eq!(
             store
-                .create_by(&mailbox(2, 100), &key(2, "c"), 0, &quota("192.0.2.1", 1))
+                .create(&mailbox(2, 100), &key(2, "c"), 0, &quota("192.0.2.1", 1))
                 .unwrap(),
             CREATED
         );
         assert!(matches!(
             store
-                .create_by(&mailbox(3, 100), &key(3, "c"), 0, &quota("192.0.2.1", 1))
+                .create(&mailbox(3, 100), &key(3, "c"), 0, &quota("192.0.2.1", 1))
                 .unwrap(),
             QuotaOutcome::OverQuota { .. }
         ));

@@ -72,7 +72,7 @@ impl fmt::Display for Creator {
 /// The bounds a create by `creator` must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreateQuota {
-    /// Most mailboxes stored at once, as [`Store::create`]'s `max_mailboxes`.
+    /// Most mailboxes stored at once, by every creator together.
     pub max_mailboxes: u64,
     /// Who asks.
     pub creator: Creator,
@@ -80,10 +80,10 @@ pub struct CreateQuota {
     pub per_creator: u64,
 }
 
-/// Result of [`Store::create_by`].
+/// Result of [`Store::create`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaOutcome {
-    /// The creator is within its quota: what [`Store::create`] would have answered.
+    /// The creator is within its quota: created, found again, or refused as the store is full.
     Within(CreateOutcome),
     /// The creator already holds `per_creator` live mailboxes: nothing new (HTTP 429). Its
     /// earliest one expires `retry_after_secs` seconds from now (at least 1).
@@ -114,20 +114,12 @@ pub type MailboxOp<'a> = &'a mut (dyn FnMut(&mut Mailbox) -> Result<Change, Acce
 
 /// Durable mailbox storage.
 pub trait Store: Send + Sync + 'static {
-    /// Inserts `mailbox` unless `key` repeats the claim's last request, or the store already
-    /// holds `max_mailboxes` (expired ones count until swept).
+    /// Inserts `mailbox` on behalf of `quota.creator`, recorded with it, unless `key` repeats
+    /// the claim's last request (then the earlier mailbox is found, at the quota or not).
+    /// Refused with [`CreateOutcome::Full`] when the store already holds `quota.max_mailboxes`
+    /// (expired ones count until swept), and with [`QuotaOutcome::OverQuota`] when the creator
+    /// already holds `quota.per_creator` live mailboxes.
     fn create(
-        &self,
-        mailbox: &Mailbox,
-        key: &IdempotencyKey,
-        now: i64,
-        max_mailboxes: u64,
-    ) -> Result<CreateOutcome, StoreError>;
-
-    /// [`Store::create`] on behalf of `quota.creator`, recorded with the mailbox: refused with
-    /// [`QuotaOutcome::OverQuota`] when the creator already holds `quota.per_creator` live
-    /// mailboxes. A repeated `key` still finds its earlier mailbox, at the quota or not.
-    fn create_by(
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
