@@ -1,7 +1,7 @@
 //! Memory of idle sessions: 100 000 sessions in the server's table, measured as resident-set
 //! growth of this process (its own test binary, one test, so nothing else allocates meanwhile)
-//! and as the table's own structural estimate. Prints both; asserts only generous structural
-//! bounds (timings and RSS are reported, not asserted).
+//! and as the table's own structural estimate. Prints both; asserts generous structural bounds
+//! and a generous bound on the measured RSS growth (timings are reported, not asserted).
 
 use xtt_proto::record::{PayloadType, SessionId};
 use xtt_proto::session::ServerSession;
@@ -60,6 +60,14 @@ fn one_hundred_thousand_idle_sessions() {
     // Structural bounds only: the entry itself, and the estimate with the table's spare capacity.
     assert!(entry <= 192, "entry grew to {entry} bytes");
     assert!(estimate <= 512, "estimate {estimate} bytes per session");
+    // The structural figures are the table's own arithmetic and miss anything it does not count
+    // (a heap allocation hung off each entry, say). The measured growth does not: about 350 bytes
+    // per session today, so 1 KiB leaves room for allocator and page-size noise while a
+    // kilobyte more per session cannot pass.
+    assert!(
+        rss_per_session <= 1024,
+        "RSS grew {rss_per_session} bytes per idle session (estimate {estimate})"
+    );
     // Sessions still work after all that.
     let (to, bytes) = table
         .seal_to_client(&ClientId(id(4242, 0xc1)), PayloadType::Ipv6, b"hi", now)
