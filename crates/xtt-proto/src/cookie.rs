@@ -316,6 +316,10 @@ pub enum ReplayVerdict {
     Replayed,
     /// Cannot record it (cache full of live entries): refuse, shed load.
     Full,
+    /// Expired before a time at which the guard already forgot expired cookies: it can no
+    /// longer tell a first use from a replay, so refuse it as expired. Only a wall clock that
+    /// stepped backwards (an NTP step, a resumed VM) lets such a cookie open again.
+    Expired,
 }
 
 /// Remembers accepted cookies until they expire, so each is accepted at most once.
@@ -348,6 +352,9 @@ struct Seen {
     /// under its lock. A second scan within the same second could remove nothing: what the first
     /// kept expires no earlier than that second.
     purged_at: Option<UnixTime>,
+    /// The latest `now` of a purge: cookies that expired before it may have been forgotten, so
+    /// none of them is accepted again, however far the caller's clock steps back.
+    forgotten_before: u64,
 }
 
 impl InMemoryReplayGuard {
@@ -358,6 +365,7 @@ impl InMemoryReplayGuard {
             seen: Mutex::new(Seen {
                 map: HashMap::new(),
                 purged_at: None,
+                forgotten_before: 0,
             }),
         }
     }
@@ -390,9 +398,13 @@ impl ReplayGuard for InMemoryReplayGuard {
         if seen.map.contains_key(id) {
             return ReplayVerdict::Replayed;
         }
+        if expires_at.0 < seen.forgotten_before {
+            return ReplayVerdict::Expired;
+        }
         if seen.map.len() >= self.capacity {
             if seen.purged_at != Some(now) {
                 seen.purged_at = Some(now);
+                seen.forgotten_before = seen.forgotten_before.max(now.0);
                 seen.map.retain(|_, exp| exp.0 >= now.0);
             }
             if seen.map.len() >= self.capacity {
@@ -489,5 +501,34 @@ mod tests {
             ReplayVerdict::Fresh
         );
         assert_eq!(g.len(), 2);
+    }
+
+    /// A purge forgets cookies that expired; a clock stepped back behind the purge must not
+    /// make one of them acceptable again (a replayed flight would get a second session with
+    /// the same keys).
+    #[test]
+    fn a_forgotten_cookie_stays_refused_when_the_clock_steps_back() {
+        let g = InMemoryReplayGuard::new(1);
+        let id = |b| CookieId([b; 13]);
+        assert_eq!(
+            g.check_and_insert(&id(1), UnixTime(120), UnixTime(100)),
+            ReplayVerdict::Fresh
+        );
+        // Full: the purge at 126 forgets id 1 (expired at 120) to make room.
+        assert_eq!(
+            g.check_and_insert(&id(2), UnixTime(146), UnixTime(126)),
+            ReplayVerdict::Fresh
+        );
+        assert_eq!(g.len(), 1);
+        // The clock steps back to 110, where id 1's cookie opens again.
+        assert_eq!(
+            g.check_and_insert(&id(1), UnixTime(120), UnixTime(110)),
+            ReplayVerdict::Expired
+        );
+        // Cookies expiring after the purge are still judged as before.
+        assert_eq!(
+            g.check_and_insert(&id(2), UnixTime(146), UnixTime(110)),
+            ReplayVerdict::Replayed
+        );
     }
 }

@@ -243,6 +243,7 @@ impl Server {
             ReplayVerdict::Fresh => Ok(()),
             ReplayVerdict::Replayed => Err(PeerMisbehaved::ReplayedCookie.into()),
             ReplayVerdict::Full => Err(Refused::ReplayCacheFull.into()),
+            ReplayVerdict::Expired => Err(PeerMisbehaved::ExpiredCookie.into()),
         }
     }
 
