@@ -15,9 +15,11 @@
 //!   would produce (everything in it is a deterministic function of the cookie).
 //! - Bounded: at `capacity` live entries nothing more is cached and handshakes fall back to the
 //!   stateless rebuild, so a ClientInit flood costs at most `capacity` × ~0.5 KiB and never
-//!   breaks a handshake. Expired entries are purged when the cache is full.
-//! - Entries hold handshake keys: they are zeroized when taken, expired or evicted, and never
-//!   leave the process.
+//!   breaks a handshake.
+//! - Entries hold handshake keys: they are zeroized when taken or purged, and never leave the
+//!   process. Expired entries are purged at most once a second by the next insert or take, so
+//!   the keys of abandoned handshakes do not wait for the cache to fill; a server that falls
+//!   completely silent keeps them until its next handshake.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,9 +41,9 @@ pub(crate) fn cookie_id(cookie: &[u8; COOKIE_LEN]) -> CookieId {
 /// Entries with an expiry time, at most `capacity` of them.
 struct Expiring<K, V> {
     map: HashMap<K, (UnixTime, V)>,
-    /// When expired entries were last purged: a full map of live entries is scanned at most once
-    /// per second (expiry has a one-second granularity), not on every insert, so a full cache
-    /// costs an insert O(1) instead of O(capacity).
+    /// When expired entries were last purged: the map is scanned at most once per second
+    /// (expiry has a one-second granularity), not on every call, so an insert or take costs
+    /// O(1) amortised instead of O(capacity).
     purged_at: Option<UnixTime>,
 }
 
@@ -53,19 +55,27 @@ impl<K: core::hash::Hash + Eq, V> Expiring<K, V> {
         }
     }
 
-    /// Inserts unless the map is full of live entries.
-    fn insert(&mut self, capacity: usize, key: K, value: V, expires_at: UnixTime, now: UnixTime) {
-        if self.map.len() >= capacity {
-            if self.purged_at == Some(now) {
-                return;
-            }
+    /// Drops the entries expired at `now`, unless that was already done this second.
+    fn purge(&mut self, now: UnixTime) {
+        if self.purged_at != Some(now) {
             self.purged_at = Some(now);
             self.map.retain(|_, (exp, _)| exp.0 >= now.0);
-            if self.map.len() >= capacity {
-                return;
-            }
         }
-        self.map.insert(key, (expires_at, value));
+    }
+
+    /// Inserts unless the map is full of live entries.
+    fn insert(&mut self, capacity: usize, key: K, value: V, expires_at: UnixTime, now: UnixTime) {
+        self.purge(now);
+        if self.map.len() < capacity {
+            self.map.insert(key, (expires_at, value));
+        }
+    }
+
+    /// Takes the entry for `key` if present and unexpired.
+    fn take(&mut self, key: &K, now: UnixTime) -> Option<V> {
+        self.purge(now);
+        let (exp, value) = self.map.remove(key)?;
+        (exp.0 >= now.0).then_some(value)
     }
 }
 
@@ -102,8 +112,7 @@ impl HandshakeCache {
 
     /// Takes the entry for `id` if present and unexpired.
     pub(crate) fn take(&self, id: &CookieId, now: UnixTime) -> Option<Box<Rebuilt>> {
-        let (exp, r) = lock(&self.entries).map.remove(id)?;
-        (exp.0 >= now.0).then_some(r)
+        lock(&self.entries).take(id, now)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -149,5 +158,32 @@ impl FinishedCache {
         let g = lock(&self.entries);
         let (exp, bytes) = g.map.get(&key)?;
         (exp.0 >= now.0).then(|| bytes.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An abandoned entry (its cookie never comes back) is dropped by the next call after it
+    /// expired, not kept until the map fills.
+    #[test]
+    fn expired_entries_are_purged_by_later_calls_not_only_when_full() {
+        let mut m: Expiring<u8, [u8; 4]> = Expiring::new();
+        m.insert(100, 1, [1; 4], UnixTime(20), UnixTime(0));
+        m.insert(100, 2, [2; 4], UnixTime(40), UnixTime(0));
+        assert_eq!(m.map.len(), 2);
+        // A take of something else at 21 drops entry 1, keeps entry 2.
+        assert_eq!(m.take(&9, UnixTime(21)), None);
+        assert_eq!(m.map.len(), 1);
+        assert_eq!(m.take(&2, UnixTime(21)), Some([2; 4]));
+        // An insert purges too.
+        m.insert(100, 3, [3; 4], UnixTime(30), UnixTime(22));
+        m.insert(100, 4, [4; 4], UnixTime(60), UnixTime(31));
+        assert_eq!(m.map.len(), 1);
+        // At capacity nothing more is cached, and an expired entry is never handed out.
+        m.insert(1, 5, [5; 4], UnixTime(90), UnixTime(31));
+        assert_eq!(m.map.len(), 1);
+        assert_eq!(m.take(&4, UnixTime(61)), None);
     }
 }
