@@ -398,6 +398,61 @@ async fn state_survives_a_restart() {
     );
 }
 
+/// Over HTTP: a squatter adds a device's DevURN under a secret of its own (the add takes no
+/// credential), posts one update with the highest counter, and the operator removes the entry.
+/// The real device, added with its real DevSecret, then reports (its counter is its own), while
+/// a re-add under the squatter's secret still refuses the squatter's captured update.
+#[tokio::test]
+async fn a_squatters_counter_does_not_block_the_real_device() {
+    let s = common::start().await;
+    let dev = s.manufacture().await;
+    let squat = Key256::generate(&mut rand_core::OsRng);
+    let r = s.add(&dev.urn, &squat.to_b64(), None).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let update_url = format!("{}/.well-known/tte1/s/{}/v", s.ctl, dev.urn);
+    let pack = one_reading(&dev.urn, 99.0).to_json();
+    let sealed = jwe::encrypt(
+        &squat,
+        &dev.urn,
+        Some(u64::MAX),
+        Some(tte::senml::MEDIA_TYPE),
+        &pack,
+        &mut rand_core::OsRng,
+    );
+    let put = |body: String| s.http.put(&update_url).body(body).send();
+    assert_eq!(
+        put(sealed.clone()).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = s.remove(&dev.urn, common::OPERATOR_TOKEN).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let real = SetupUrl::parse(&dev.setup_url).unwrap().dev_secret.to_b64();
+    assert_eq!(
+        s.add(&dev.urn, &real, None).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    let cont = enrolled(&client).await;
+    client
+        .report(&cont, &one_reading(&dev.urn, 20.0), 1)
+        .await
+        .unwrap();
+    assert_eq!(s.devices().await[0].last_seq, Some(1));
+
+    // The squatter's secret is let in again (say the operator re-adds it by mistake): its
+    // captured update is still a replay.
+    let r = s.remove(&dev.urn, common::OPERATOR_TOKEN).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.add(&dev.urn, &squat.to_b64(), None).await.status(),
+        StatusCode::CREATED
+    );
+    assert_refused!(put(sealed).await.unwrap(), StatusCode::CONFLICT, "replay");
+}
+
 /// A Controller's add rate stops a box part-way: `bulk bind` waits out each 429's Retry-After
 /// and adds the rest.
 #[tokio::test]

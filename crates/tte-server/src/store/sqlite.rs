@@ -15,9 +15,13 @@ use super::{
     TaDeviceState, TaStore,
 };
 
-fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
+/// Opens the database at `path` and brings its schema up to date: `migrations[i]` takes it
+/// from version `i` to `i + 1` (SQLite `user_version`; a file made before the stores were
+/// versioned is version 0 and already holds the tables of version 1, which is why that first
+/// migration only creates what is missing).
+fn open(path: &Path, migrations: &[&str]) -> Result<Connection, StoreError> {
     create_private(path)?;
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -25,8 +29,34 @@ fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
     // Rows hold TaSecrets and DevSecrets: a removed device's must not stay readable in free
     // pages of the file.
     conn.pragma_update(None, "secure_delete", "ON")?;
-    conn.execute_batch(schema)?;
+    migrate(&mut conn, path, migrations)?;
     Ok(conn)
+}
+
+/// Runs the migrations `conn` has not had yet, all in one write transaction (two processes
+/// opening one old file migrate it once).
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = migrations.len();
+    let start = usize::try_from(found)
+        .ok()
+        .filter(|v| *v <= supported)
+        .ok_or_else(|| {
+            StoreError(format!(
+                "{}: schema version {found} is not one this program knows (it knows up to \
+                 {supported}); was the file written by a newer version?",
+                path.display()
+            ))
+        })?;
+    for (i, sql) in migrations.iter().enumerate().skip(start) {
+        tx.execute_batch(sql)?;
+        let version =
+            i64::try_from(i + 1).map_err(|_| StoreError("schema version out of range".into()))?;
+        tx.pragma_update(None, "user_version", version)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The databases hold secrets (TaSecrets, DevSecrets): owner-only. The file is created 0600
@@ -78,7 +108,8 @@ fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-const TA_SCHEMA: &str = "
+/// The Transfer Agent's schema migrations (see [`open`]).
+const TA_MIGRATIONS: &[&str] = &["
 CREATE TABLE IF NOT EXISTS ta_device (
     urn        TEXT PRIMARY KEY,
     otp_hash   BLOB NOT NULL,
@@ -86,7 +117,7 @@ CREATE TABLE IF NOT EXISTS ta_device (
     conturl    TEXT,
     created_at INTEGER NOT NULL,
     bound_at   INTEGER
-);";
+);"];
 
 /// The Transfer Agent's SQLite store.
 #[derive(Debug)]
@@ -98,7 +129,7 @@ impl SqliteTaStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            conn: Mutex::new(open(path, TA_SCHEMA)?),
+            conn: Mutex::new(open(path, TA_MIGRATIONS)?),
         })
     }
 }
@@ -195,30 +226,55 @@ impl TaStore for SqliteTaStore {
     }
 }
 
-const CONTROLLER_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS c_device (
-    urn        TEXT PRIMARY KEY,
-    dev_secret BLOB NOT NULL,
-    label      TEXT,
-    added_at   INTEGER NOT NULL,
-    last_seq   INTEGER
-);
-CREATE TABLE IF NOT EXISTS c_reading (
-    id     INTEGER PRIMARY KEY,
-    urn    TEXT NOT NULL REFERENCES c_device(urn),
-    seq    INTEGER NOT NULL,
-    name   TEXT NOT NULL,
-    unit   TEXT,
-    value  TEXT NOT NULL,
-    time   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS c_reading_urn ON c_reading(urn, id);
--- The last accepted sequence number of each removed device: a device added again (the same
--- DevSecret, e.g. a box's derived one) must not accept its old updates replayed.
-CREATE TABLE IF NOT EXISTS c_removed_seq (
-    urn      TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL
-);";
+/// The Controller's schema migrations (see [`open`]).
+const CONTROLLER_MIGRATIONS: &[&str] = &[
+    // v1: devices, their readings, and the replay floor of removed devices by DevURN alone.
+    "CREATE TABLE IF NOT EXISTS c_device (
+         urn        TEXT PRIMARY KEY,
+         dev_secret BLOB NOT NULL,
+         label      TEXT,
+         added_at   INTEGER NOT NULL,
+         last_seq   INTEGER
+     );
+     CREATE TABLE IF NOT EXISTS c_reading (
+         id     INTEGER PRIMARY KEY,
+         urn    TEXT NOT NULL REFERENCES c_device(urn),
+         seq    INTEGER NOT NULL,
+         name   TEXT NOT NULL,
+         unit   TEXT,
+         value  TEXT NOT NULL,
+         time   REAL NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS c_reading_urn ON c_reading(urn, id);
+     CREATE TABLE IF NOT EXISTS c_removed_seq (
+         urn      TEXT PRIMARY KEY,
+         last_seq INTEGER NOT NULL
+     );",
+    // v2: the replay floor of a removed device belongs to the DevSecret its updates were sealed
+    // under (see `secret_fingerprint`), not to the DevURN: keyed by DevURN alone, anyone could
+    // add a DevURN with a secret of their own, post one update with the highest counter, and
+    // once the operator removed that entry the real device would be refused for ever. A v1
+    // floor does not say whose secret it was, so it cannot be kept without keeping that
+    // danger: it is dropped (a device removed before the upgrade and re-added with the same
+    // secret after it is not protected from its own pre-removal updates being replayed).
+    "CREATE TABLE c_removed_floor (
+         urn       TEXT NOT NULL,
+         secret_fp BLOB NOT NULL CHECK (length(secret_fp) = 32),
+         last_seq  INTEGER NOT NULL,
+         PRIMARY KEY (urn, secret_fp)
+     );
+     DROP TABLE c_removed_seq;",
+];
+
+/// What the Controller keeps of a removed device's DevSecret to know it again: a domain-separated
+/// SHA-256 (the secret is 256 random bits, so the hash gives nothing away), never the secret.
+fn secret_fingerprint(secret: &Key256) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tte1 controller replay floor\0");
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}
 
 /// The Controller's SQLite store.
 ///
@@ -249,7 +305,7 @@ impl SqliteControllerStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            conn: Mutex::new(open(path, CONTROLLER_SCHEMA)?),
+            conn: Mutex::new(open(path, CONTROLLER_MIGRATIONS)?),
             queue: Mutex::new(Vec::new()),
             limits: ControllerLimits::default(),
         })
@@ -375,11 +431,21 @@ impl ControllerStore for SqliteControllerStore {
             }
             None if Self::device_count(&tx)? >= self.limits.max_devices => Added::Full,
             None => {
+                // The floor left by an earlier entry under this very DevSecret, if any: its
+                // updates were sealed under this secret and must not be accepted again. A
+                // floor left under another secret says nothing about this one's updates.
                 tx.execute(
                     "INSERT INTO c_device (urn, dev_secret, label, added_at, last_seq)
                      VALUES (?1, ?2, ?3, ?4,
-                             (SELECT last_seq FROM c_removed_seq WHERE urn = ?1))",
-                    params![urn.as_str(), &dev_secret.as_bytes()[..], label, now],
+                             (SELECT last_seq FROM c_removed_floor
+                              WHERE urn = ?1 AND secret_fp = ?5))",
+                    params![
+                        urn.as_str(),
+                        &dev_secret.as_bytes()[..],
+                        label,
+                        now,
+                        &secret_fingerprint(dev_secret)[..]
+                    ],
                 )?;
                 Added::New
             }
@@ -466,15 +532,28 @@ impl ControllerStore for SqliteControllerStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM c_reading WHERE urn = ?1", [urn.as_str()])?;
-        // Its replay floor outlives it (an update is accepted once, also across a re-add). The
-        // row's last_seq is at or above any earlier floor: a re-added device starts from it,
-        // and only higher numbers are stored since.
-        tx.execute(
-            "INSERT INTO c_removed_seq (urn, last_seq)
-             SELECT urn, last_seq FROM c_device WHERE urn = ?1 AND last_seq IS NOT NULL
-             ON CONFLICT (urn) DO UPDATE SET last_seq = excluded.last_seq",
-            [urn.as_str()],
-        )?;
+        // Its replay floor outlives it, kept for its DevSecret (an update is accepted once,
+        // also across a re-add with the same secret). The row's last_seq is at or above any
+        // earlier floor of that secret: a re-add with it starts from that floor, and only
+        // higher numbers are stored since.
+        let row: Option<(Vec<u8>, Option<i64>)> = tx
+            .query_row(
+                "SELECT dev_secret, last_seq FROM c_device WHERE urn = ?1",
+                [urn.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((secret, Some(last))) = row {
+            tx.execute(
+                "INSERT INTO c_removed_floor (urn, secret_fp, last_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (urn, secret_fp) DO UPDATE SET last_seq = excluded.last_seq",
+                params![
+                    urn.as_str(),
+                    &secret_fingerprint(&key_from(secret)?)[..],
+                    last
+                ],
+            )?;
+        }
         let removed = tx.execute("DELETE FROM c_device WHERE urn = ?1", [urn.as_str()])?;
         tx.commit()?;
         // secure_delete zeroes the freed pages, but in WAL mode the old page images stay in the
@@ -594,6 +673,114 @@ mod tests {
             Recorded::Replay { last: 5 }
         );
         assert_eq!(store.record(&urn, 6, &reading()).unwrap(), Recorded::Stored);
+    }
+
+    /// A squatter adds a device's DevURN under a secret of its own and posts one update with
+    /// the highest counter; the operator removes the entry; the real device, added with its
+    /// real DevSecret, is not held to the squatter's counter.
+    #[test]
+    fn a_squatters_counter_does_not_outlive_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteControllerStore::open(&dir.path().join("c.sqlite")).unwrap();
+        let urn = DevUrn::parse("urn:dev:test:squatted").unwrap();
+        let squat = Key256::from_bytes([6; 32]);
+        let real = Key256::from_bytes([7; 32]);
+        assert_eq!(store.add_device(&urn, &squat, None, 0).unwrap(), Added::New);
+        assert_eq!(
+            store.record(&urn, u64::MAX, &reading()).unwrap(),
+            Recorded::Stored
+        );
+        assert!(store.remove_device(&urn).unwrap());
+        assert_eq!(store.add_device(&urn, &real, None, 1).unwrap(), Added::New);
+        assert_eq!(store.record(&urn, 1, &reading()).unwrap(), Recorded::Stored);
+        // The squatter's floor still holds for the squatter's secret (its updates, if it were
+        // let in again, are not accepted twice), and the real device's for the real one.
+        assert!(store.remove_device(&urn).unwrap());
+        assert_eq!(store.add_device(&urn, &squat, None, 2).unwrap(), Added::New);
+        assert_eq!(
+            store.record(&urn, u64::MAX, &reading()).unwrap(),
+            Recorded::Replay { last: u64::MAX }
+        );
+        assert!(store.remove_device(&urn).unwrap());
+        assert_eq!(store.add_device(&urn, &real, None, 3).unwrap(), Added::New);
+        assert_eq!(
+            store.record(&urn, 1, &reading()).unwrap(),
+            Recorded::Replay { last: 1 }
+        );
+        assert_eq!(store.record(&urn, 2, &reading()).unwrap(), Recorded::Stored);
+    }
+
+    /// A Controller database written before the schema was versioned (floors by DevURN alone)
+    /// is migrated in place: its devices, readings and counters stay, and its unattributed
+    /// floors are dropped, so a floor a squatter left cannot block the real device.
+    #[test]
+    fn an_unversioned_controller_database_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let (kept, squatted) = (
+            DevUrn::parse("urn:dev:test:kept").unwrap(),
+            DevUrn::parse("urn:dev:test:squatted").unwrap(),
+        );
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(CONTROLLER_MIGRATIONS[0]).unwrap();
+            old.execute(
+                "INSERT INTO c_device (urn, dev_secret, label, added_at, last_seq)
+                 VALUES (?1, ?2, 'old', 0, 9)",
+                params![kept.as_str(), &[8u8; 32][..]],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO c_reading (urn, seq, name, unit, value, time)
+                 VALUES (?1, 9, 't', NULL, '1.0', 0.0)",
+                [kept.as_str()],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO c_removed_seq (urn, last_seq) VALUES (?1, -1)",
+                [squatted.as_str()],
+            )
+            .unwrap();
+        }
+        let store = SqliteControllerStore::open(&path).unwrap();
+        let version: i64 = lock(&store.conn)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, i64::try_from(CONTROLLER_MIGRATIONS.len()).unwrap());
+        let devices = store.devices().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!((devices[0].last_seq, devices[0].readings), (Some(9), 1));
+        assert_eq!(
+            store.record(&kept, 9, &reading()).unwrap(),
+            Recorded::Replay { last: 9 }
+        );
+        let real = Key256::from_bytes([9; 32]);
+        assert_eq!(
+            store.add_device(&squatted, &real, None, 1).unwrap(),
+            Added::New
+        );
+        assert_eq!(
+            store.record(&squatted, 1, &reading()).unwrap(),
+            Recorded::Stored
+        );
+        drop(store);
+        // Opening the migrated file again changes nothing.
+        let again = SqliteControllerStore::open(&path).unwrap();
+        assert_eq!(again.devices().unwrap().len(), 2);
+    }
+
+    /// A database from a newer program (a schema version this one does not know) is refused
+    /// with an error that says so, not used.
+    #[test]
+    fn a_database_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteControllerStore::open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
     }
 
     fn readings_of(n: usize, first: f64) -> Vec<Reading> {
