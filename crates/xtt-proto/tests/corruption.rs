@@ -123,10 +123,13 @@ fn every_bit_flip_of_client_init_is_rejected_by_the_server_or_then_by_the_client
     for v in load_vectors() {
         let config = v.client_config();
         let server = v.server(Arc::new(InMemoryReplayGuard::new(4)));
+        // Bits the server accepted, so that the client-side check below actually ran for them.
+        let mut reached = Vec::new();
         for (bit, m) in flips(&v.message(0)).enumerate() {
             let Ok(sia) = server.handle_client_init(&m, NOW, &mut test_rng(bit as u64)) else {
                 continue; // rejected by the server
             };
+            reached.push(bit);
             // Accepted by the server (a flipped nonce or key share is a valid ClientInit), but the
             // transcript no longer matches the client's: the client rejects the answer.
             let (state, mut rng) = replayed_client(&v, &config);
@@ -136,6 +139,22 @@ fn every_bit_flip_of_client_init_is_rejected_by_the_server_or_then_by_the_client
                 v.name
             );
         }
+        // Without this the loop above could skip every flip and pass. Every flip of the nonce or
+        // key share (the 64 bytes after the 6-byte header) is a well-formed ClientInit the server
+        // must answer, so all 512 of them reach the client; so do the 2 header flips that turn
+        // the suite into another supported one. Nothing else does.
+        let header_bits = (CLIENT_INIT_LEN - SIGNING_NONCE_LEN - KEY_SHARE_LEN) * 8;
+        let body: Vec<usize> = (header_bits..CLIENT_INIT_LEN * 8).collect();
+        assert_eq!(body.len(), 512);
+        let missed: Vec<_> = body.iter().filter(|b| !reached.contains(b)).collect();
+        assert!(
+            missed.is_empty(),
+            "{}: {} of 512 nonce/key-share flips never reached the client (first: {:?})",
+            v.name,
+            missed.len(),
+            &missed[..missed.len().min(8)]
+        );
+        assert_eq!(reached.len(), 514, "{}: flips reaching the client", v.name);
     }
 }
 
