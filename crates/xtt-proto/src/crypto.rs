@@ -278,23 +278,26 @@ pub(crate) fn ecdsa_sign_rfc6979(
     message: &[u8],
     entropy: &[u8],
 ) -> Result<[u8; 64], CryptoFailure> {
+    // The nonce k, its inverse and the key's encoding are wiped on every return: with k and
+    // the public signature, anyone who reads this memory later recovers the private key.
     let z = ecdsa_digest(message);
-    let k = rfc6979::generate_k::<Sha256, _>(
-        &d.to_repr(),
+    let d_repr = Zeroizing::new(d.to_repr());
+    let k_repr = Zeroizing::new(rfc6979::generate_k::<Sha256, _>(
+        &d_repr,
         &NistP256::ORDER.encode_field_bytes(),
         &z,
         entropy,
-    );
-    let k: Option<Scalar> = Scalar::from_repr(k).into();
-    let k = k.ok_or(CryptoFailure)?;
+    ));
+    let k: Option<Scalar> = Scalar::from_repr(*k_repr).into();
+    let k = Zeroizing::new(k.ok_or(CryptoFailure)?);
     if bool::from(k.is_zero()) {
         return Err(CryptoFailure);
     }
-    let k_inv = scalar_invert(&k).ok_or(CryptoFailure)?;
+    let k_inv = Zeroizing::new(scalar_invert(&k).ok_or(CryptoFailure)?);
     let big_r = mul_base(&k).to_affine();
     let r = <Scalar as Reduce<U256>>::reduce_bytes(&big_r.x());
     let z = <Scalar as Reduce<U256>>::reduce_bytes(&z);
-    let s = k_inv * (z + r * d);
+    let s = *k_inv * (z + r * d);
     if bool::from(r.is_zero()) || bool::from(s.is_zero()) {
         return Err(CryptoFailure);
     }
@@ -317,14 +320,14 @@ crypto_bigint::impl_modulus!(
 fn scalar_invert(k: &Scalar) -> Option<Scalar> {
     use crypto_bigint::modular::constant_mod::Residue;
     use crypto_bigint::{Encoding, U256 as Wide};
-    let value = Wide::from_be_slice(&k.to_repr());
+    let value = Zeroizing::new(Wide::from_be_slice(&Zeroizing::new(k.to_repr())));
     let (inverse, ok) = Residue::<P256Order, { Wide::LIMBS }>::new(&value).invert();
+    let inverse = Zeroizing::new(inverse.retrieve());
     if !bool::from(subtle::Choice::from(ok)) {
         return None;
     }
-    Option::from(Scalar::from_repr(FieldBytes::from(
-        inverse.retrieve().to_be_bytes(),
-    )))
+    let bytes = Zeroizing::new(FieldBytes::from(inverse.to_be_bytes()));
+    Option::from(Scalar::from_repr(*bytes))
 }
 
 /// `ROWS[i][j] = j · 16^i · G` in affine form (`j = 0`: the identity), 64 rows of 16 points.
@@ -354,7 +357,7 @@ fn base_table() -> &'static BaseTable {
 /// masked select over the whole row, so neither the memory access pattern nor the additions
 /// depend on k (the complete addition formulas handle the identity without branching).
 fn mul_base(k: &Scalar) -> ProjectivePoint {
-    let repr = k.to_repr();
+    let repr = Zeroizing::new(k.to_repr());
     // Nibbles of the big-endian encoding, least significant first.
     let nibbles = repr.iter().rev().flat_map(|b| [b & 0x0f, b >> 4]);
     let mut acc = ProjectivePoint::IDENTITY;
