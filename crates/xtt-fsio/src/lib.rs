@@ -97,9 +97,12 @@ pub fn read_capped(path: &Path, max: usize) -> io::Result<Capped> {
     if !meta.is_file() {
         return Ok(Capped::NotRegular);
     }
-    let mut buf = Vec::new();
     // One byte past the limit tells "exactly max" from "more than max".
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    // Room for the whole read from the start: callers wrap key files in Zeroizing, and a
+    // buffer that grew would have left unwiped copies of the key in the blocks it freed.
+    let expected = usize::try_from(meta.len().min(limit)).unwrap_or(max);
+    let mut buf = Vec::with_capacity(expected.saturating_add(1));
     file.take(limit).read_to_end(&mut buf)?;
     if buf.len() > max {
         // Never less than what was read, should the file have grown since the stat.
@@ -424,6 +427,12 @@ mod tests {
         let p = dir.path().join("f");
         fs::write(&p, [1u8; 10]).unwrap();
         assert_eq!(read_limited(&p, 10).unwrap(), [1u8; 10]);
+        // Read into one allocation of the right size: a buffer that grew would have freed
+        // blocks holding a copy of what was read (a key file's secret, unwiped).
+        fs::write(&p, [7u8; 121]).unwrap();
+        let buf = read_limited(&p, 4096).unwrap();
+        assert_eq!((buf.len(), buf.capacity()), (121, 122));
+        fs::write(&p, [1u8; 10]).unwrap();
         let err = read_limited(&p, 9).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
         assert_eq!(err.to_string(), "is 10 bytes, more than the 9 accepted");
