@@ -74,10 +74,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 /// take a writer's staged key for a crash's leftover and remove it mid-replacement.
 fn lock(key: &Path) -> Result<std::fs::File> {
     let dir = parent(key);
-    let f = std::fs::File::open(dir).map_err(|e| Error::new(dir, ErrorKind::Read(e)))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| Error::new(dir, ErrorKind::Read(e.into())))?;
-    Ok(f)
+    xtt_fsio::lock_dir(dir).map_err(|e| Error::new(dir, ErrorKind::Read(e)))
 }
 
 /// Writes a provisioning's results: the key (0600), then its certificate and the ClientID, all

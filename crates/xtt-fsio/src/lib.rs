@@ -129,6 +129,15 @@ pub fn read_limited(path: &Path, max: usize) -> io::Result<Vec<u8>> {
     }
 }
 
+/// An exclusive advisory lock (`flock`) on the directory `dir`, held until the returned file is
+/// dropped (or the process dies: the kernel releases it, so a crash never leaves it held). For
+/// read-check-write sequences on files in `dir` that must not interleave between processes.
+pub fn lock_dir(dir: &Path) -> io::Result<File> {
+    let f = File::open(dir)?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(f)
+}
+
 /// A secret given on a command line either inline or as a path: a regular file, a pipe (`<(pass
 /// show …)` in a shell, a named pipe a secret manager writes) or `-` for standard input. Reads at
 /// most `max` bytes of UTF-8 and returns them trimmed; `None` when neither was given. Pipes are
@@ -494,6 +503,22 @@ mod tests {
         let e = read(None, Some(&missing)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(e.to_string().contains("missing.txt"), "{e}");
+    }
+
+    #[test]
+    fn a_locked_directory_is_locked_until_the_holder_drops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let try_lock = || {
+            let f = File::open(dir.path()).unwrap();
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        };
+        let held = lock_dir(dir.path()).unwrap();
+        // Another open file description (as another process has) cannot take it...
+        assert_eq!(try_lock(), Err(rustix::io::Errno::WOULDBLOCK));
+        drop(held);
+        // ...until the holder lets go.
+        assert_eq!(try_lock(), Ok(()));
+        assert!(lock_dir(&dir.path().join("missing")).is_err());
     }
 
     #[test]

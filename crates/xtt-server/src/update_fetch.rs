@@ -15,7 +15,9 @@
 //! accepted, image size and digest) as a dry run; the image is written to a temporary file,
 //! fsynced and renamed over the target; only then is the sequence number recorded
 //! (compare-and-set). A crash between the rename and the record leaves the new image installed
-//! and the same update acceptable again, never an old image with a new sequence number.
+//! and the same update acceptable again, never an old image with a new sequence number. An
+//! exclusive lock on the image's directory spans the three steps, so concurrent installs run
+//! one after the other and the second is refused as a rollback before it writes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -165,6 +167,18 @@ pub fn install_update<B: Backend>(
     out: &Path,
     now: u64,
 ) -> Result<Accepted, FetchError> {
+    // Two installs at once (a timer and an operator) must not interleave: each could pass the
+    // dry run, and the older image could land on top of the newer one after the newer one's
+    // sequence number was recorded. The lock on the image's directory spans check, write and
+    // record.
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let _locked = xtt_fsio::lock_dir(dir).map_err(|cause| AnchorError::Io {
+        path: dir.display().to_string(),
+        cause,
+    })?;
     verify_update(store, &update.envelope, &update.image, target, now, true)?;
     xtt_anchors::fsio::write_atomic(out, &update.image, 0o644)?;
     Ok(verify_update(
