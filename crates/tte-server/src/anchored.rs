@@ -9,11 +9,20 @@
 //!   recorded as a `tte-dev-secret` anchor (provenance "delivered by TTE"), and sensor updates
 //!   are decrypted with the DevSecret read from the anchor store.
 //!
-//! The service database and the anchor store are two files, so no transaction spans both. The
-//! service's row is written first; the anchor after. A crash in between leaves a device whose
-//! secret is not in the anchor store yet: it is refused (never accepted with an unrecorded
-//! secret) until the manufacturer's or introducer's retry, which the services answer as
-//! "exists"/"same" and which records the anchor then.
+//! The service database and the anchor store are two files, so no transaction spans both. A
+//! secret is recorded as an anchor only when the device's row is new, and the anchor is written
+//! first, the row after:
+//! * a crash in between leaves an anchor without a device, which grants nothing (both services
+//!   answer only for devices with a row); the manufacturer's or introducer's retry finds the
+//!   anchor already there and writes the row;
+//! * a retry of an add or registration that already landed (the row exists) records nothing,
+//!   so once an operator removes an anchor (`xtt anchors remove`, the documented revocation),
+//!   no repeated request brings it back: the device stays refused;
+//! * an add or registration refused (another secret, a full Controller) takes back the anchor
+//!   it wrote.
+//!
+//! A new row also clears other anchors of its kind under its DevURN: left by attempts that
+//! crashed before their row, they must not be found instead of the device's secret.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,7 +30,7 @@ use std::sync::Mutex;
 use tte::api::{DeviceInfo, StoredReading};
 use tte::senml::Reading;
 use tte::{DevUrn, Key256};
-use xtt_anchors::{AnchorError, AnchorKind, AnchorStore, SecretBytes};
+use xtt_anchors::{AnchorError, AnchorKind, AnchorStore, Fingerprint, SecretBytes};
 
 use crate::store::{
     Added, BindOutcome, ControllerStore, Created, Recorded, StoreError, TaDeviceState, TaStore,
@@ -33,6 +42,10 @@ fn store_err(e: AnchorError) -> StoreError {
 
 fn now_secs() -> u64 {
     u64::try_from(crate::http::now_secs()).unwrap_or(0)
+}
+
+fn hold(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The anchor store, shared by a service's handlers (one connection behind a mutex; the
@@ -57,20 +70,45 @@ impl Anchors {
         f(&mut guard).map_err(store_err)
     }
 
-    /// Records `secret` for `urn` unless this very secret is already stored.
+    /// Records `secret` for `urn` unless this very secret is already stored. Returns its
+    /// fingerprint, and whether this call stored it.
     fn record(
         &self,
         kind: AnchorKind,
         urn: &DevUrn,
         secret: &Key256,
         source: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(Fingerprint, bool), StoreError> {
+        let fp = Fingerprint::of(kind, secret.as_bytes());
         let secret = SecretBytes::new(secret.as_bytes().to_vec());
         self.with(|s| {
             match s.import_tte_secret(kind, secret, urn.to_string(), source, &[], now_secs()) {
-                Ok(_) | Err(AnchorError::Duplicate(_)) => Ok(()),
+                Ok(_) => Ok((fp, true)),
+                Err(AnchorError::Duplicate(_)) => Ok((fp, false)),
                 Err(e) => Err(e),
             }
+        })
+    }
+
+    /// Removes the anchor `fp`.
+    fn remove(&self, fp: &Fingerprint) -> Result<(), StoreError> {
+        self.with(|s| s.remove(fp).map(drop))
+    }
+
+    /// Removes every anchor of `kind` named `urn` except `keep` (all of them if `None`).
+    fn remove_named(
+        &self,
+        kind: AnchorKind,
+        urn: &DevUrn,
+        keep: Option<&Fingerprint>,
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            for stale in s.named(kind, &urn.to_string())? {
+                if Some(&stale.fingerprint) != keep {
+                    s.remove(&stale.fingerprint)?;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -96,6 +134,8 @@ impl std::fmt::Debug for Anchors {
 pub struct AnchoredTaStore<S> {
     inner: S,
     anchors: Anchors,
+    /// Held from the "is the row new?" check to the anchor's last change.
+    writes: Mutex<()>,
 }
 
 impl<S: TaStore> AnchoredTaStore<S> {
@@ -105,6 +145,7 @@ impl<S: TaStore> AnchoredTaStore<S> {
         Ok(Self {
             inner,
             anchors: Anchors::open(path)?,
+            writes: Mutex::new(()),
         })
     }
 }
@@ -117,20 +158,25 @@ impl<S: TaStore> TaStore for AnchoredTaStore<S> {
         ta_secret: &Key256,
         now: i64,
     ) -> Result<Created, StoreError> {
+        let _writes = hold(&self.writes);
+        if self.inner.device_state(urn)?.is_some() {
+            // Registered already: a retry (or a conflict). Its anchor, or an operator's removal
+            // of it, stands.
+            return self.inner.create_device(urn, otp_hash, ta_secret, now);
+        }
+        let kind = AnchorKind::TteTaSecret;
+        let (fp, fresh) = self.anchors.record(
+            kind,
+            urn,
+            ta_secret,
+            "registered by the manufacturer at the Transfer Agent",
+        )?;
         let created = self.inner.create_device(urn, otp_hash, ta_secret, now)?;
-        // Also on Exists: a retry after a crash between the two writes completes the record.
-        // The secret recorded is the one the TA holds for the device, not the retry's.
-        let held = match created {
-            Created::New => Some(ta_secret.clone()),
-            Created::Exists => self.inner.fetch(urn)?.map(|(k, _)| k),
-        };
-        if let Some(k) = held {
-            self.anchors.record(
-                AnchorKind::TteTaSecret,
-                urn,
-                &k,
-                "registered by the manufacturer at the Transfer Agent",
-            )?;
+        match created {
+            Created::New => self.anchors.remove_named(kind, urn, Some(&fp))?,
+            // Registered meanwhile by another process on the same database.
+            Created::Exists if fresh => self.anchors.remove(&fp)?,
+            Created::Exists => {}
         }
         Ok(created)
     }
@@ -166,6 +212,8 @@ impl<S: TaStore> TaStore for AnchoredTaStore<S> {
 pub struct AnchoredControllerStore<S> {
     inner: S,
     anchors: Anchors,
+    /// Held from the "is the row new?" check to the anchor's last change.
+    writes: Mutex<()>,
 }
 
 impl<S: ControllerStore> AnchoredControllerStore<S> {
@@ -175,6 +223,7 @@ impl<S: ControllerStore> AnchoredControllerStore<S> {
         Ok(Self {
             inner,
             anchors: Anchors::open(path)?,
+            writes: Mutex::new(()),
         })
     }
 }
@@ -187,14 +236,25 @@ impl<S: ControllerStore> ControllerStore for AnchoredControllerStore<S> {
         label: Option<&str>,
         now: i64,
     ) -> Result<Added, StoreError> {
+        let _writes = hold(&self.writes);
+        if self.inner.device_key(urn)?.is_some() {
+            // Known already: a retry (Same) or another secret (Conflict). Its anchor, or an
+            // operator's removal of it, stands.
+            return self.inner.add_device(urn, dev_secret, label, now);
+        }
+        let kind = AnchorKind::TteDevSecret;
+        let (fp, fresh) = self.anchors.record(
+            kind,
+            urn,
+            dev_secret,
+            "added by the introducer at this Controller",
+        )?;
         let added = self.inner.add_device(urn, dev_secret, label, now)?;
-        if matches!(added, Added::New | Added::Same) {
-            self.anchors.record(
-                AnchorKind::TteDevSecret,
-                urn,
-                dev_secret,
-                "added by the introducer at this Controller",
-            )?;
+        match added {
+            Added::New => self.anchors.remove_named(kind, urn, Some(&fp))?,
+            Added::Same => {}
+            Added::Conflict | Added::Full if fresh => self.anchors.remove(&fp)?,
+            Added::Conflict | Added::Full => {}
         }
         Ok(added)
     }
@@ -224,12 +284,9 @@ impl<S: ControllerStore> ControllerStore for AnchoredControllerStore<S> {
     /// between the two steps then leaves a device row without a secret (refused, and removed
     /// by the next try), never an old secret beside a re-added device's new one.
     fn remove_device(&self, urn: &DevUrn) -> Result<bool, StoreError> {
-        self.anchors.with(|s| {
-            for stale in s.named(AnchorKind::TteDevSecret, &urn.to_string())? {
-                s.remove(&stale.fingerprint)?;
-            }
-            Ok(())
-        })?;
+        let _writes = hold(&self.writes);
+        self.anchors
+            .remove_named(AnchorKind::TteDevSecret, urn, None)?;
         self.inner.remove_device(urn)
     }
 }
