@@ -285,6 +285,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Clears session `id`'s entry in `busy` if the store work holding it ends without doing so
+/// itself: a panic (in the application, while a queued record is replayed) or a future dropped
+/// mid-way. Without it the session's records would queue behind the stale entry and be dropped
+/// forever, and hand-over requests for it answered Busy forever. The operations still queued
+/// are failed. Disarmed, under the `busy` lock, where the work removes the entry itself (after
+/// that the id may belong to newer work, whose entry must stay).
+struct BusyGuard<'a> {
+    shared: &'a SharedSessions,
+    core: &'a SessionCore,
+    id: SessionId,
+    armed: bool,
+}
+
+impl<'a> BusyGuard<'a> {
+    fn new(shared: &'a SharedSessions, core: &'a SessionCore, id: SessionId) -> Self {
+        Self {
+            shared,
+            core,
+            id,
+            armed: true,
+        }
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let ops: Vec<Op> = lock(&self.shared.busy)
+            .remove(&self.id)
+            .map(|q| q.into_iter().collect())
+            .unwrap_or_default();
+        tracing::error!(session = ?self.id, queued = ops.len(), "session store work ended abnormally");
+        for op in ops {
+            bump(&self.shared.counters.dropped);
+            op.fail(self.core, false);
+        }
+    }
+}
+
 /// What [`SharedSessions::enqueue`] did with an operation.
 enum Enqueued {
     /// Behind a store operation already running for the session.
@@ -557,6 +598,7 @@ impl SharedSessions {
 
     /// Runs the store operations session `id` needs until its queue is empty.
     async fn work(self: Arc<Self>, core: Arc<SessionCore>, id: SessionId) {
+        let mut guard = BusyGuard::new(&self, &core, id);
         for _round in 0..4 {
             let (max_seq, peer) = {
                 let busy = lock(&self.busy);
@@ -610,14 +652,18 @@ impl SharedSessions {
                 Some(q) if !q.is_empty() => continue,
                 _ => {
                     busy.remove(&id);
+                    guard.armed = false;
                     return;
                 }
             }
         }
-        let ops: Vec<Op> = lock(&self.busy)
-            .remove(&id)
-            .map(|q| q.into_iter().collect())
-            .unwrap_or_default();
+        let ops: Vec<Op> = {
+            let mut busy = lock(&self.busy);
+            guard.armed = false;
+            busy.remove(&id)
+                .map(|q| q.into_iter().collect())
+                .unwrap_or_default()
+        };
         for op in ops {
             bump(&self.counters.dropped);
             op.fail(&core, false);
@@ -800,6 +846,7 @@ impl SharedSessions {
             // Records arriving meanwhile wait instead of taking the session back at once.
             busy.insert(id, VecDeque::new());
         }
+        let mut guard = BusyGuard::new(self, core, id);
         let answer = match core.table.take_state(&id, crate::server::unix_now()) {
             // Not here, or here only past its idle timeout or lifetime. A row that still names
             // this node as owner belongs to a session that ended here (expired, or out of
@@ -831,10 +878,13 @@ impl SharedSessions {
                 }
             }
         };
-        let queued: Vec<Op> = lock(&self.busy)
-            .remove(&id)
-            .map(|q| q.into_iter().collect())
-            .unwrap_or_default();
+        let queued: Vec<Op> = {
+            let mut busy = lock(&self.busy);
+            guard.armed = false;
+            busy.remove(&id)
+                .map(|q| q.into_iter().collect())
+                .unwrap_or_default()
+        };
         for op in queued {
             self.replay(core, id, op);
         }

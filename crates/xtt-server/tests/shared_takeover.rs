@@ -1,0 +1,219 @@
+//! Sessions shared between nodes through a real SQLite store, on real sockets on 127.0.0.1: what
+//! a take-over may and may not do. A record that does not authenticate takes no session from
+//! its owner and sends nobody anything; a session taken over answers only where an authentic
+//! record came from; a take-over the node cannot complete gives the session back; a panic in
+//! the application does not wedge a session; an old session taken over does not replace the
+//! client's newer one.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{test_config, Fixture, Running, BASENAME};
+use rand_core::{OsRng, RngCore};
+use xtt_proto::record::PayloadType;
+use xtt_proto::session::SessionClientConfig;
+use xtt_proto::session_table::SessionTableConfig;
+use xtt_registry::sessions::open_session_store;
+use xtt_registry::{Registry, SqliteRegistry};
+use xtt_server::bench::register_session_devices;
+use xtt_server::sessions::shared::{SharedOptions, SharedStats, StorageKey};
+use xtt_server::sessions::IncomingRecord;
+use xtt_server::{
+    add_group, Echo, Outbox, SessionApp, SessionClient, SessionClientOptions, SessionOptions,
+    XttServer,
+};
+
+const Q: PayloadType = PayloadType::QueueProtocol;
+/// Bound of every wait on the servers (they answer in milliseconds).
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Echoes, except that a record whose payload is `boom` makes it panic.
+struct PanicOnBoom;
+
+impl SessionApp for PanicOnBoom {
+    fn on_record(&self, record: IncomingRecord<'_>, out: &Outbox) {
+        assert!(
+            record.payload != b"boom",
+            "the application panics on purpose"
+        );
+        Echo.on_record(record, out);
+    }
+}
+
+/// How node `i` of a [`Cluster`] is set up.
+struct NodeSetup {
+    app: Arc<dyn SessionApp>,
+    table: SessionTableConfig,
+    reserve: u32,
+}
+
+impl Default for NodeSetup {
+    fn default() -> Self {
+        Self {
+            app: Arc::new(Echo),
+            table: SessionTableConfig::default(),
+            reserve: 256,
+        }
+    }
+}
+
+/// Server nodes sharing one SQLite session store and one SQLite registry.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    fx: Fixture,
+    registry: Arc<dyn Registry>,
+    group_id: xtt_proto::daa::GroupId,
+    nodes: Vec<Option<Running>>,
+}
+
+impl Cluster {
+    async fn start(setups: Vec<NodeSetup>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let fx = Fixture::new();
+        let reg_path = dir.path().join("registry.sqlite");
+        let store_url = format!("sqlite:{}", dir.path().join("sessions.sqlite").display());
+        let registry: Arc<dyn Registry> =
+            Arc::new(SqliteRegistry::open(&reg_path, xtt_registry::Durability::Full).unwrap());
+        let (group_id, _) = add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        let key = Arc::new(StorageKey::from_secret(&secret));
+        let mut nodes = Vec::new();
+        for setup in setups {
+            let reg: Arc<dyn Registry> =
+                Arc::new(SqliteRegistry::open(&reg_path, xtt_registry::Durability::Full).unwrap());
+            let store = open_session_store(&store_url, 4).unwrap();
+            let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), reg)
+                .await
+                .unwrap();
+            let mut options = SessionOptions::new(setup.app);
+            options.table = setup.table;
+            options.shared = Some(SharedOptions {
+                reserve: setup.reserve,
+                lease: Duration::from_secs(3),
+                handover_timeout: Duration::from_millis(500),
+                ..SharedOptions::new(store, key.clone())
+            });
+            server.enable_sessions(options).await.unwrap();
+            nodes.push(Some(common::run(server)));
+        }
+        Self {
+            _dir: dir,
+            fx,
+            registry,
+            group_id,
+            nodes,
+        }
+    }
+
+    fn device(&self) -> SessionClientConfig {
+        register_session_devices(
+            &*self.registry,
+            self.group_id,
+            Arc::new(self.fx.root.clone()),
+            1,
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    fn node(&self, i: usize) -> &Running {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.node(i).addr
+    }
+
+    fn outbox(&self, i: usize) -> Outbox {
+        self.node(i).handle.outbox().unwrap()
+    }
+
+    fn stats(&self, i: usize) -> SharedStats {
+        self.outbox(i).shared_stats().unwrap()
+    }
+
+    fn counters(&self, i: usize) -> xtt_proto::session_table::TableCounters {
+        self.outbox(i).counters()
+    }
+
+    /// Stops node `i` gracefully (its sessions go to the store released, exactly).
+    async fn stop_node(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.stop().await;
+        }
+    }
+
+    async fn stop(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_node(i).await;
+        }
+    }
+}
+
+/// Polls `cond` until it holds; panics with `what` after [`DEADLINE`].
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < DEADLINE, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn echo(c: &mut SessionClient, payload: &[u8]) {
+    c.send(Q, payload).await.unwrap();
+    let r = tokio::time::timeout(DEADLINE, c.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no echo of {payload:?}"))
+        .unwrap();
+    assert_eq!(&r.payload[..], payload);
+}
+
+/// Finding: a panic in the application while a record that waited for the store was replayed
+/// left the session marked busy for good: its later records that needed the store queued and
+/// were dropped, and hand-over requests were answered Busy until the asker took the session
+/// over as if its owner had crashed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_replaying_a_queued_record_does_not_wedge_the_session() {
+    let k = 4;
+    let cl = Cluster::start(vec![
+        NodeSetup {
+            app: Arc::new(PanicOnBoom),
+            reserve: k,
+            ..NodeSetup::default()
+        },
+        NodeSetup {
+            reserve: k,
+            ..NodeSetup::default()
+        },
+    ])
+    .await;
+    let mut dev =
+        SessionClient::connect(cl.addr(0), cl.device(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
+    // Records 0..k open at once; record k is beyond the first reservation, waits for the
+    // store to raise it and is then replayed: the application panics on it.
+    for i in 0..k {
+        echo(&mut dev, format!("a{i}").as_bytes()).await;
+    }
+    dev.send(Q, b"boom").await.unwrap();
+    wait_for("the reservation raised for the record that panics", || {
+        cl.stats(0).extended >= 1 && cl.counters(0).delivered == u64::from(k) + 1
+    })
+    .await;
+    // The next reservation runs out again (k + 1 + k): those records need the store once more.
+    for i in 0..2 * k {
+        echo(&mut dev, format!("b{i}").as_bytes()).await;
+    }
+    // And a hand-over request is answered: the next node takes the session over exactly.
+    dev.reconnect_to(cl.addr(1)).await.unwrap();
+    echo(&mut dev, b"on the other node").await;
+    assert_eq!(cl.stats(0).released, 1, "{:?}", cl.stats(0));
+    assert_eq!(cl.stats(1).taken_exact, 1, "{:?}", cl.stats(1));
+    assert_eq!(cl.stats(1).taken_after_crash, 0, "{:?}", cl.stats(1));
+    cl.stop().await;
+}
