@@ -175,6 +175,11 @@ impl ServerHandle {
     pub fn replay_cache_len(&self) -> usize {
         self.shared.replay_guard.len()
     }
+    /// ServerInitAndAttest results kept for the ClientAttest ([`xtt_proto::handshake_cache`]):
+    /// at most 4 × `limits.max_concurrent_handshakes`, however many ClientInits arrive.
+    pub fn handshake_cache_len(&self) -> usize {
+        self.shared.proto.handshake_cache_len()
+    }
     /// Handshakes in progress.
     pub fn in_flight(&self) -> usize {
         self.shared.config.limits.max_concurrent_handshakes
