@@ -136,6 +136,11 @@ max_tcp_connections = 10000
 # is six times the ClientInit: this bounds what the server sends to any one address. Raise it for
 # many devices behind one NAT address that handshake at the same moment.
 udp_client_inits_per_ip = 50
+# UDP session flights (the handshake's third message) processed per source address and second,
+# twice as many at once; more are dropped (the device retransmits). Each costs a key exchange,
+# signatures and a registry lookup. A repeat of a flight already tried is never processed again:
+# an identical one that succeeded gets the same answer, any other is dropped.
+udp_client_attests_per_ip = 50
 "#;
 
 /// Everything configurable; see [`DEFAULT_CONFIG_TOML`] for what each field means.

@@ -161,6 +161,11 @@ impl Shared {
     pub(crate) fn registry(&self) -> &Arc<dyn Registry> {
         &self.registry
     }
+
+    /// The configuration the server runs with.
+    pub(crate) fn config(&self) -> &ServerConfig {
+        &self.config
+    }
 }
 
 impl ServerHandle {

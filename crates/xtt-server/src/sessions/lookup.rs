@@ -11,13 +11,32 @@ use xtt_registry::Registry;
 
 /// [`ClientRegistry`] over [`Registry::identity`], with a small bounded cache. Entries live a
 /// few seconds only, so a device that re-provisions with a new key (or is deleted) is seen
-/// quickly; unknown ids are never cached (a miss always asks the database). A miss may block on
-/// the database: call [`ClientRegistry::longterm_key`] off the reactor, [`Self::cached`] on it.
+/// quickly. Unknown ids are cached too, for two seconds only and in a bounded map of their
+/// own: flights naming made-up ClientIDs then cost no database query each, and cannot push the
+/// known devices' keys out. A miss may block on the database: call
+/// [`ClientRegistry::longterm_key`] off the reactor, [`Self::cached`] on it.
 pub struct RegistryKeys {
     registry: Arc<dyn Registry>,
     cache: Mutex<HashMap<ClientId, (LongtermPublicKey, Instant)>>,
+    /// ClientIDs the registry did not know, and when it was asked.
+    unknown: Mutex<HashMap<ClientId, Instant>>,
     capacity: usize,
     ttl: Duration,
+}
+
+/// How long a ClientID the registry did not know is answered as unknown without asking again:
+/// short, so a device provisioned (on any node) just after its id was looked up is soon seen.
+const UNKNOWN_TTL: Duration = Duration::from_secs(2);
+
+/// Drops expired entries of `map` when it has reached `capacity`, and everything if that was not
+/// enough (a cheap bound: no ordering to maintain on the lookup path).
+fn make_room<V>(map: &mut HashMap<ClientId, V>, capacity: usize, fresh: impl Fn(&V) -> bool) {
+    if map.len() >= capacity {
+        map.retain(|_, v| fresh(v));
+        if map.len() >= capacity {
+            map.clear();
+        }
+    }
 }
 
 impl std::fmt::Debug for RegistryKeys {
@@ -35,6 +54,7 @@ impl RegistryKeys {
         Self {
             registry,
             cache: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
             capacity,
             ttl,
         }
@@ -48,30 +68,47 @@ impl RegistryKeys {
         let (key, at) = cache.get(client_id)?;
         (at.elapsed() < self.ttl).then_some(*key)
     }
+
+    /// What the caches know of `client_id` without asking the registry: `Some(Some(key))` a
+    /// fresh key, `Some(None)` unknown a moment ago, `None` ask [`ClientRegistry::longterm_key`].
+    pub fn cached_verdict(&self, client_id: &ClientId) -> Option<Option<LongtermPublicKey>> {
+        if let Some(key) = self.cached(client_id) {
+            return Some(Some(key));
+        }
+        let unknown = self.unknown.lock().ok()?;
+        let at = unknown.get(client_id)?;
+        (at.elapsed() < UNKNOWN_TTL).then_some(None)
+    }
 }
 
 impl ClientRegistry for RegistryKeys {
     fn longterm_key(&self, client_id: &ClientId) -> Option<LongtermPublicKey> {
-        if let Some(key) = self.cached(client_id) {
-            return Some(key);
+        if let Some(verdict) = self.cached_verdict(client_id) {
+            return verdict;
         }
         let now = Instant::now();
         let key = match self.registry.identity(client_id) {
             Ok(Some(record)) => record.longterm_key,
-            Ok(None) => return None,
+            Ok(None) => {
+                if let Ok(mut unknown) = self.unknown.lock() {
+                    make_room(&mut unknown, self.capacity, |at| {
+                        now.duration_since(*at) < UNKNOWN_TTL
+                    });
+                    if self.capacity > 0 {
+                        unknown.insert(*client_id, now);
+                    }
+                }
+                return None;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "registry lookup failed");
                 return None;
             }
         };
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.capacity {
-                // Cheap bound: drop what has expired, and everything if that was not enough.
-                cache.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
-                if cache.len() >= self.capacity {
-                    cache.clear();
-                }
-            }
+            make_room(&mut cache, self.capacity, |(_, at)| {
+                now.duration_since(*at) < self.ttl
+            });
             if self.capacity > 0 {
                 cache.insert(*client_id, (key, now));
             }

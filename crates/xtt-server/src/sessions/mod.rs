@@ -94,6 +94,11 @@ pub struct SessionOptions {
     /// with twice as many at once. A UDP source address is unproven: without a bound, spoofed
     /// ClientInits (70 bytes) would make the server send its 417-byte answers to a victim.
     pub udp_client_inits_per_ip: u32,
+    /// Session flights (0x21/0x22) processed per source address (IPv6: per /64) and second over
+    /// UDP, with twice as many at once. Each costs the server a key exchange, signatures and a
+    /// registry lookup, and a UDP source address is unproven: more are dropped (the device
+    /// retransmits).
+    pub udp_client_attests_per_ip: u32,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -105,6 +110,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("max_tcp_connections", &self.max_tcp_connections)
             .field("shared", &self.shared)
             .field("udp_client_inits_per_ip", &self.udp_client_inits_per_ip)
+            .field("udp_client_attests_per_ip", &self.udp_client_attests_per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +127,7 @@ impl SessionOptions {
             max_tcp_connections: 10_000,
             shared: None,
             udp_client_inits_per_ip: 50,
+            udp_client_attests_per_ip: 50,
         }
     }
 }
@@ -157,6 +164,8 @@ pub(crate) struct SessionCore {
     pub(crate) seal_buffers: seal_buffers::SealBuffers,
     /// Bounds the ClientInit answers over UDP per source address.
     pub(crate) udp_client_inits: xtt_ratelimit::RateLimiter,
+    /// Bounds the session flights processed over UDP per source address.
+    pub(crate) udp_client_attests: xtt_ratelimit::RateLimiter,
     next_conn: AtomicU64,
 }
 
@@ -185,6 +194,12 @@ impl SessionCore {
                 xtt_ratelimit::RateLimits::per_client(
                     f64::from(options.udp_client_inits_per_ip),
                     2.0 * f64::from(options.udp_client_inits_per_ip),
+                ),
+            ),
+            udp_client_attests: xtt_ratelimit::RateLimiter::new(
+                xtt_ratelimit::RateLimits::per_client(
+                    f64::from(options.udp_client_attests_per_ip),
+                    2.0 * f64::from(options.udp_client_attests_per_ip),
                 ),
             ),
             next_conn: AtomicU64::new(1),

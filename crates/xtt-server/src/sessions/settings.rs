@@ -99,6 +99,8 @@ pub struct SessionSettings {
     pub max_tcp_connections: usize,
     /// UDP ClientInits answered per source address and second.
     pub udp_client_inits_per_ip: u32,
+    /// UDP session flights processed per source address and second.
+    pub udp_client_attests_per_ip: u32,
 }
 
 impl Default for SessionSettings {
@@ -115,6 +117,7 @@ impl Default for SessionSettings {
             shards: table.shards,
             max_tcp_connections: 10_000,
             udp_client_inits_per_ip: 50,
+            udp_client_attests_per_ip: 50,
         }
     }
 }
@@ -142,8 +145,11 @@ impl SessionSettings {
         if self.max_sessions_per_client == 0 {
             return Err("sessions: max_sessions_per_client must be at least 1".into());
         }
-        if self.udp_client_inits_per_ip == 0 {
-            return Err("sessions: udp_client_inits_per_ip must be at least 1".into());
+        if self.udp_client_inits_per_ip == 0 || self.udp_client_attests_per_ip == 0 {
+            return Err(
+                "sessions: udp_client_inits_per_ip and udp_client_attests_per_ip must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -163,6 +169,7 @@ impl SessionSettings {
         options.udp = self.udp;
         options.max_tcp_connections = self.max_tcp_connections;
         options.udp_client_inits_per_ip = self.udp_client_inits_per_ip;
+        options.udp_client_attests_per_ip = self.udp_client_attests_per_ip;
         options.table = SessionTableConfig {
             shards: self.shards,
             idle_timeout_secs: self.idle_timeout_secs,

@@ -100,8 +100,8 @@ pub(crate) async fn accept<T>(
         opened = opened.from_reliable_stream();
     }
     let client_id = opened.client_id();
-    let key = match core.keys.cached(&client_id) {
-        Some(key) => Some(key),
+    let key = match core.keys.cached_verdict(&client_id) {
+        Some(verdict) => verdict,
         None => {
             let c = core.clone();
             tokio::task::spawn_blocking(move || {

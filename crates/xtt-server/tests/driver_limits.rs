@@ -1,0 +1,193 @@
+//! Limits of the session drivers against one remote peer, over real sockets on 127.0.0.1: what
+//! one cookie buys over UDP, what one device may hold over TCP, an application that panics, a
+//! handshake that fails at its last step, and what shutdown keeps.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{test_config, Fixture, Running};
+use rand_core::{OsRng, RngCore};
+use tokio::net::UdpSocket;
+use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
+use xtt_proto::longterm::LongtermKeyPair;
+use xtt_proto::session::{SessionClientConfig, SessionClientHandshake};
+use xtt_proto::ClientId;
+use xtt_registry::Registry;
+use xtt_server::{Echo, SessionOptions, XttServer};
+
+/// How long any wait on the server may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Env {
+    _dir: tempfile::TempDir,
+    fx: Fixture,
+    _registry: Arc<dyn Registry>,
+    server: Running,
+    udp: SocketAddr,
+}
+
+async fn env(options: impl FnOnce(&mut SessionOptions)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+        .await
+        .unwrap();
+    let mut opts = SessionOptions::new(Arc::new(Echo));
+    options(&mut opts);
+    server.enable_sessions(opts).await.unwrap();
+    let udp = server.udp_addr().unwrap();
+    Env {
+        _dir: dir,
+        fx,
+        _registry: registry,
+        server: common::run(server),
+        udp,
+    }
+}
+
+impl Env {
+    /// A session flight (0x21) with a fresh cookie for `client_id` (signed with a key of its
+    /// own: the server refuses it whether the ClientID is known or not, after doing the work).
+    async fn flight(&self, client_id: ClientId) -> Vec<u8> {
+        let config = SessionClientConfig {
+            roots: Arc::new(self.fx.root.clone()),
+            client_id,
+            longterm_key: LongtermKeyPair::generate(&mut OsRng),
+        };
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(self.udp).await.unwrap();
+        let (st, ci) =
+            SessionClientHandshake::start(config, xtt_proto::SuiteSpec::ALL[0], &mut OsRng);
+        let mut buf = vec![0u8; 4096];
+        // ClientInit may be lost (it is a datagram): resend until answered.
+        let deadline = Instant::now() + PATIENCE;
+        let n = loop {
+            sock.send(&ci).await.unwrap();
+            if let Ok(r) = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
+                break r.unwrap();
+            }
+            assert!(Instant::now() < deadline, "no ServerInitAndAttest");
+        };
+        let (_, flight) = st
+            .handle_server_attest(&buf[..n], None, &mut OsRng)
+            .unwrap();
+        flight
+    }
+
+    /// Returns once the UDP loop has read every datagram sent to it before this call (from any
+    /// socket of 127.0.0.1; loopback keeps their order in the server's receive queue) and the
+    /// handshake jobs they started are done.
+    async fn udp_settled(&self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(self.udp).await.unwrap();
+        // A message of no UDP meaning, answered by the loop itself with the Error message.
+        let probe = [MsgType::IDENTITY_CLIENT_ATTEST.0, 0, 8, 1, 0, 0, 0, 0];
+        let mut buf = [0u8; 64];
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            sock.send(&probe).await.unwrap();
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
+            {
+                assert_eq!(&buf[..r.unwrap()], &ERROR_MESSAGE);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the UDP loop never answered");
+        }
+        let deadline = Instant::now() + PATIENCE;
+        while self.server.handle.in_flight() != 0 {
+            assert!(Instant::now() < deadline, "UDP handshake jobs never ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// UDP session flights the server processed (each one fully: cookie, handshake rebuild,
+    /// AEAD, key lookup, signature check), by outcome.
+    fn udp_flights_processed(&self) -> u64 {
+        let m = self.server.handle.metrics();
+        m.session_handshakes_count("udp", "ok") + m.session_handshakes_count("udp", "failed")
+    }
+}
+
+fn random_client_id() -> ClientId {
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    ClientId(id)
+}
+
+/// One cookie buys one attempt: the same valid flight naming an unknown ClientID, sent again
+/// and again from several source ports, is processed once; the repeats are dropped unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_udp_session_flight_is_processed_once() {
+    let e = env(|_| {}).await;
+    let flight = e.flight(random_client_id()).await;
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.connect(e.udp).await.unwrap();
+        senders.push(s);
+    }
+    for round in 0..10 {
+        for s in &senders {
+            s.send(&flight).await.unwrap();
+        }
+        if round == 0 {
+            // Let the first one be taken and finished, so later ones are replays of a failed
+            // attempt, not only retransmissions racing it.
+            e.udp_settled().await;
+        }
+    }
+    e.udp_settled().await;
+    assert_eq!(
+        e.udp_flights_processed(),
+        1,
+        "40 copies of one flight: processed once"
+    );
+    // Only the first copy got an answer (its Error): the repeats cost the sender nothing back.
+    let mut buf = [0u8; 64];
+    let mut answers = 0;
+    for s in &senders {
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(100), s.recv(&mut buf)).await
+        {
+            answers += 1;
+        }
+    }
+    assert_eq!(answers, 1, "one Error for the one attempt");
+    e.server.stop().await;
+}
+
+/// Flights with distinct cookies from one address are processed at the per-address rate: a
+/// burst of them beyond the allowance is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_session_flights_are_processed_at_a_bounded_rate_per_address() {
+    let e = env(|o| {
+        o.udp_client_inits_per_ip = 1_000;
+        o.udp_client_attests_per_ip = 1; // two at once, then one a second
+    })
+    .await;
+    let mut flights = Vec::new();
+    for _ in 0..12 {
+        flights.push(e.flight(random_client_id()).await);
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(e.udp).await.unwrap();
+    let started = Instant::now();
+    for f in &flights {
+        sock.send(f).await.unwrap();
+    }
+    e.udp_settled().await;
+    // The allowance is two at once and one more per second since the burst began (a bound,
+    // not a measurement: a slow machine only allows more).
+    let allowed = 2 + started.elapsed().as_secs() + 1;
+    let processed = e.udp_flights_processed();
+    assert!(
+        (1..=allowed).contains(&processed),
+        "{processed} of 12 flights processed, at most {allowed} allowed"
+    );
+    e.server.stop().await;
+}
