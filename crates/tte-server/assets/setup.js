@@ -14,12 +14,16 @@
 
   const messages = {
     ready: "Scan accepted. Tell us which Controller this device belongs to.",
-    used: "This device's one-time password was already used: it is already enrolled with a Controller.",
+    used: "This device's one-time password was already used: it is already enrolled with a Controller. " +
+      "If that enrollment stopped before the Controller took the device's secret, enter the same Controller URL again to finish it.",
     "bad-otp": "This link's one-time password is missing or wrong. Scan the code on the device again.",
     unknown: "This link does not name a device. Scan the code on the device again.",
   };
   $("state").textContent = messages[pageState] || messages.unknown;
-  if (pageState !== "ready") return;
+  // A used OTP still shows the form: the Transfer Agent takes a bind repeated with the same
+  // Controller URL as a retry (and refuses any other), so an enrollment the Controller refused
+  // part-way (full, unreachable) can be finished from the same code.
+  if (pageState !== "ready" && pageState !== "used") return;
   if (!/^[A-Za-z0-9_-]{43}$/.test(devSecret)) {
     $("state").textContent = "The scanned link lacks the device secret (the part after #). Scan the code again.";
     return;
@@ -126,7 +130,9 @@
       a.fail(e.message);
       $("secret").textContent = devSecret;
       $("manual").hidden = false;
-      finish(false, "Bound at the Transfer Agent, but the Controller did not take the secret. Enter it there by hand.");
+      finish(false, "Bound at the Transfer Agent, but the Controller did not take the secret. " +
+        "Try again later with the same Controller URL, or enter the secret there by hand.");
+      $("submit").disabled = false;
       return;
     }
     // Done: drop the OTP and the secret from the address bar and history.

@@ -188,7 +188,14 @@ pub enum BulkBindError {
 }
 
 /// Binds the whole box to `conturl` at the Transfer Agent, then (for HTTP(S) Controllers) adds
-/// every device with its derived DevSecret. Returns the number of devices added.
+/// every device with its derived DevSecret. Returns the number of devices added (or found
+/// already added).
+///
+/// A run that stopped part-way (the Controller refused an add, e.g. 503 when it holds as many
+/// devices as it may, or the network failed) is finished by running it again with the same
+/// Controller: the Transfer Agent answers a repeated bind to the same Controller as success,
+/// and the Controller a repeated add of the same DevSecret. A box bound to another Controller
+/// stays refused (409 `otp_used`).
 pub async fn bind_box(
     http: &reqwest::Client,
     label: &BoxLabel,

@@ -341,6 +341,12 @@ pub enum BulkCommand {
     )]
     Create(BulkCreateArgs),
     /// Introducer: bind a whole box to a Controller and give it every DevSecret.
+    #[command(
+        long_about = "Bind a whole box to a Controller at the Transfer Agent, then give the \
+        Controller every device's DevSecret. A run that stopped part-way (e.g. the Controller \
+        answered 503 because it holds as many devices as it may) is finished by running the \
+        same command again with the same --conturl once the cause is fixed."
+    )]
     Bind(BulkBindArgs),
 }
 

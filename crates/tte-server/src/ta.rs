@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | POST | `/.well-known/tte1/d/{DevURN}` | manufacturer (bearer token) | 201, 409 exists |
 //! | GET | `/.well-known/tte1/{DevURN}/s?otp=` and `/.well-known/tte1/d/{DevURN}/s?otp=` | introducer | setup page |
-//! | PUT | `/.well-known/tte1/d/{DevURN}/c` | introducer (`otp`, `conturl`) | 204, 403 wrong OTP or unknown device, 409 used |
+//! | PUT | `/.well-known/tte1/d/{DevURN}/c` | introducer (`otp`, `conturl`) | 204 (also when repeated with the same `conturl`), 403 wrong OTP or unknown device, 409 used for another Controller |
 //! | PUT | `/.well-known/tte1/b/c` | introducer, box label (see [`tte::bulk`]) | 204 / as above |
 //! | GET | `/.well-known/tte1/{DevURN}/c` | device | 200 JWE, 404 unknown or unbound |
 //!
@@ -217,7 +217,7 @@ async fn run_bind(
         BindOutcome::AlreadyBound(u) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "otp_used",
-            format!("the one-time password for {u} was already used; a Controller is bound"),
+            format!("the one-time password for {u} was already used to bind another Controller"),
         )),
     }
 }

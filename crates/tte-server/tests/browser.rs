@@ -172,6 +172,23 @@ impl Driver {
         }
     }
 
+    /// The text of `css` once it is neither empty nor `old` (the page clears and rewrites its
+    /// result on each submit).
+    async fn wait_text_other_than(&self, css: &str, old: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = self.text(css).await;
+            if !t.is_empty() && t != old {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {css} to change"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;
         let v = self
@@ -267,4 +284,69 @@ async fn setup_page_binds_an_xtt_controller_and_shows_the_secret_for_manual_entr
         matches!(got, Enrollment::XttPending(ref c) if c.xtt_endpoint() == Some(("127.0.0.1".into(), 4444))),
         "{got:?}"
     );
+}
+
+/// The Controller refuses the add part-way (503: it holds as many devices as it may): the page
+/// says so and lets the user try again; once the Controller has room, the same page finishes
+/// the enrollment (the Transfer Agent takes the repeated bind to the same Controller as a
+/// retry). Opened again later, the spent code still offers the same Controller, and refuses
+/// another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_page_finishes_an_enrollment_the_controller_refused_part_way() {
+    use std::sync::Arc;
+    use tte_server::store::sqlite::{SqliteControllerStore, SqliteTaStore};
+    use tte_server::store::ControllerLimits;
+    let dir = tempfile::tempdir().unwrap();
+    let ctl_db = dir.path().join("controller.sqlite");
+    let limited = |max_devices| {
+        Arc::new(
+            SqliteControllerStore::open(&ctl_db)
+                .unwrap()
+                .with_limits(ControllerLimits {
+                    max_devices,
+                    ..Default::default()
+                }),
+        )
+    };
+    let ta_store = Arc::new(SqliteTaStore::open(&dir.path().join("ta.sqlite")).unwrap());
+    let mut s = common::start_with(dir, ta_store, limited(0)).await;
+    let dev = s.manufacture().await;
+    let d = Driver::start().await;
+    d.goto(&dev.setup_url).await;
+    assert!(d.wait_text("#state").await.contains("Scan accepted"));
+
+    d.type_into("#conturl", &s.ctl).await;
+    d.click("#submit").await;
+    let refused = "Bound at the Transfer Agent, but the Controller did not take the secret. \
+                   Try again later with the same Controller URL, or enter the secret there by hand.";
+    assert_eq!(d.wait_text("#result").await, refused);
+    assert!(s.devices().await.is_empty());
+
+    s.stop_controller().await;
+    s.start_controller(limited(10)).await;
+    d.click("#submit").await;
+    let done = "Device enrolled. It will contact its Controller when it next starts.";
+    assert_eq!(d.wait_text_other_than("#result", refused).await, done);
+    assert_eq!(s.devices().await.len(), 1);
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    let cont = common::enrolled(&client).await;
+    client
+        .report(&cont, &common::one_reading(&dev.urn, 1.0), 1)
+        .await
+        .unwrap();
+
+    // The code opened again: spent, but the same Controller is still accepted (a retry), and
+    // another one is refused at the Transfer Agent.
+    d.goto(&dev.setup_url).await;
+    assert!(d.wait_text("#state").await.contains("already used"));
+    d.type_into("#conturl", "xtt://127.0.0.1:4444").await;
+    d.click("#submit").await;
+    let failed = "Enrollment failed at the Transfer Agent.";
+    assert_eq!(d.wait_text("#result").await, failed);
+    assert!(d.text("#steps").await.contains("another Controller"));
+    d.clear("#conturl").await;
+    d.type_into("#conturl", &s.ctl).await;
+    d.click("#submit").await;
+    assert_eq!(d.wait_text_other_than("#result", failed).await, done);
+    assert_eq!(s.devices().await.len(), 1);
 }

@@ -131,7 +131,8 @@ async fn bulk_bind_reads_the_label_from_the_file_bulk_create_wrote() {
     ]))
     .await
     .unwrap();
-    // The box is bound: a second bind, with the same label inline, is refused.
+    // The box is bound: a second bind, with the same label inline, to another Controller is
+    // refused (to the same one it would be a retry).
     let label = std::fs::read_to_string(&label_file).unwrap();
     assert!(run(parse(&[
         "bulk",
@@ -139,7 +140,7 @@ async fn bulk_bind_reads_the_label_from_the_file_bulk_create_wrote() {
         "--label",
         label.trim(),
         "--conturl",
-        &s.ctl,
+        "https://other-controller.example",
     ]))
     .await
     .is_err());

@@ -535,12 +535,20 @@ async fn bulk_box_binds_with_one_call() {
             .unwrap(),
         4
     );
-    assert!(
+    // Binding it again to the same Controller is a retry: nothing changes, all are there.
+    assert_eq!(
         tte_server::bulk::bind_box(http, &label, &cont, None)
             .await
-            .is_err(),
-        "second box bind"
+            .unwrap(),
+        4
     );
+    assert_eq!(s.devices().await.len(), 4);
+    // To another Controller, it is refused: the OTPs are spent.
+    let other = ContUrl::parse("https://other-controller.example").unwrap();
+    let err = tte_server::bulk::bind_box(http, &label, &other, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("otp_used"), "{err}");
     // Every device of the box enrolls and reports.
     for urn in label.range.urns().unwrap() {
         let secrets = common::read_secrets(&out.join(format!("{}.json", urn.file_stem())));
@@ -548,6 +556,90 @@ async fn bulk_box_binds_with_one_call() {
         let got = enrolled(&c).await;
         c.report(&got, &one_reading(&urn, 5.0), 1).await.unwrap();
     }
+}
+
+/// A box bind the Controller stopped part-way (503: it holds as many devices as it may) is
+/// finished by running it again once the Controller's limit is raised: the Transfer Agent takes
+/// the repeated bind to the same Controller as a retry, and every device ends up added.
+#[tokio::test]
+async fn a_box_bind_the_controller_stopped_is_finished_by_running_it_again() {
+    use tte_server::store::sqlite::{SqliteControllerStore, SqliteTaStore};
+    use tte_server::store::ControllerLimits;
+    let dir = tempfile::tempdir().unwrap();
+    let ctl_db = dir.path().join("controller.sqlite");
+    let limited = |max_devices| {
+        Arc::new(
+            SqliteControllerStore::open(&ctl_db)
+                .unwrap()
+                .with_limits(ControllerLimits {
+                    max_devices,
+                    ..Default::default()
+                }),
+        )
+    };
+    let ta_store = Arc::new(SqliteTaStore::open(&dir.path().join("ta.sqlite")).unwrap());
+    let first = limited(2);
+    let mut s = common::start_with(dir, ta_store, first).await;
+    let range = tte::bulk::UrnRange {
+        prefix: "urn:dev:mac:90a2da02".into(),
+        first: 0x3c00,
+        count: 4,
+        width: 4,
+    };
+    let out = s.out().join("box-limited");
+    std::fs::create_dir_all(&out).unwrap();
+    let label = tte_server::bulk::create_box(
+        &s.http,
+        &s.ta,
+        &s.ta,
+        common::MANUFACTURER_TOKEN,
+        range,
+        &out,
+        || {},
+    )
+    .await
+    .unwrap();
+    let cont = ContUrl::parse(&s.ctl).unwrap();
+    let err = tte_server::bulk::bind_box(&s.http, &label, &cont, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too_many_devices"), "{err}");
+    assert_eq!(s.devices().await.len(), 2);
+
+    // The operator raises the limit (a restart with another --max-devices); the same command
+    // again finishes the box.
+    s.stop_controller().await;
+    s.start_controller(limited(10)).await;
+    let added = tte_server::bulk::bind_box(&s.http, &label, &cont, None)
+        .await
+        .unwrap();
+    assert_eq!(added, 4);
+    assert_eq!(s.devices().await.len(), 4);
+    for urn in label.range.urns().unwrap() {
+        let secrets = common::read_secrets(&out.join(format!("{}.json", urn.file_stem())));
+        let c = DeviceClient::new(secrets).unwrap();
+        let got = enrolled(&c).await;
+        c.report(&got, &one_reading(&urn, 5.0), 1).await.unwrap();
+    }
+}
+
+/// A single bind repeated with the right OTP and the same Controller is a retry (204); with
+/// another Controller it is refused (409 `otp_used`), and the first binding stands.
+#[tokio::test]
+async fn a_repeated_bind_to_the_same_controller_is_a_retry() {
+    let s = common::start().await;
+    let dev = s.manufacture().await;
+    for _ in 0..2 {
+        let r = s.bind(&dev.urn, &dev.otp, &s.ctl).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let r = s.bind(&dev.urn, &dev.otp, "https://other.example").await;
+    assert_refused!(r, StatusCode::CONFLICT, "otp_used");
+    let wrong = tte::Otp::generate(&mut rand_core::OsRng).to_b64();
+    let r = s.bind(&dev.urn, &wrong, &s.ctl).await;
+    assert_refused!(r, StatusCode::FORBIDDEN, "wrong_otp");
+    let client = DeviceClient::new(dev).unwrap();
+    assert_eq!(enrolled(&client).await, ContUrl::parse(&s.ctl).unwrap());
 }
 
 #[tokio::test]

@@ -38,13 +38,14 @@ pub enum Created {
 /// Result of a (bulk) bind. All-or-nothing: anything but `Bound` changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindOutcome {
-    /// Every device now points at the Controller.
+    /// Every device now points at the Controller (some may have already: a bind repeated with
+    /// the right OTP and the same Controller is a retry, not a second use).
     Bound,
     /// This device is not registered.
     NotFound(DevUrn),
     /// The OTP does not match this device.
     WrongOtp(DevUrn),
-    /// This device's OTP was already used.
+    /// This device's OTP was already used to bind another Controller.
     AlreadyBound(DevUrn),
 }
 
@@ -71,9 +72,10 @@ pub trait TaStore: Send + Sync + 'static {
     /// The device's OTP hash and whether it is bound.
     fn device_state(&self, urn: &DevUrn) -> Result<Option<TaDeviceState>, StoreError>;
 
-    /// Binds every device in `urns` to `conturl` in one transaction, provided each exists, is
-    /// unbound and `otp_ok(urn, stored_hash)` holds for it. The check runs inside the
-    /// transaction, so of concurrent binds for one device exactly one can succeed.
+    /// Binds every device in `urns` to `conturl` in one transaction, provided each exists,
+    /// `otp_ok(urn, stored_hash)` holds for it, and it is unbound or already bound to this very
+    /// `conturl` (a retry). The check runs inside the transaction, so of concurrent binds to
+    /// different Controllers for one device exactly one can succeed.
     fn bind(
         &self,
         urns: &[DevUrn],

@@ -180,14 +180,14 @@ impl TaStore for SqliteTaStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for urn in urns {
-            let row: Option<(Vec<u8>, bool)> = tx
+            let row: Option<(Vec<u8>, Option<String>)> = tx
                 .query_row(
-                    "SELECT otp_hash, conturl IS NOT NULL FROM ta_device WHERE urn = ?1",
+                    "SELECT otp_hash, conturl FROM ta_device WHERE urn = ?1",
                     [urn.as_str()],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let Some((hash, bound)) = row else {
+            let Some((hash, bound_to)) = row else {
                 // The same work as for a wrong OTP: the caller answers both alike.
                 let _ = otp_ok(urn, &[0; 32]);
                 return Ok(BindOutcome::NotFound(urn.clone()));
@@ -197,8 +197,12 @@ impl TaStore for SqliteTaStore {
             if !otp_ok(urn, &hash) {
                 return Ok(BindOutcome::WrongOtp(urn.clone()));
             }
-            if bound {
-                return Ok(BindOutcome::AlreadyBound(urn.clone()));
+            match bound_to {
+                // The OTP's holder repeating a bind that landed (a reply lost, a box bind
+                // resumed after its Controller refused some adds): nothing to change.
+                Some(bound) if bound == conturl => continue,
+                Some(_) => return Ok(BindOutcome::AlreadyBound(urn.clone())),
+                None => {}
             }
             // The `conturl IS NULL` guard makes the update itself single-use as well.
             let n = tx.execute(

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use tte::{ContUrl, DevUrn, Key256};
 use tte_server::cli::TteCommand;
 use tte_server::controller::{Controller, ControllerRates};
 use tte_server::device::{DeviceClient, DeviceSecrets, Enrollment};
-use tte_server::http::serve;
+use tte_server::http::serve_until;
 use tte_server::manufacture;
 use tte_server::store::sqlite::{SqliteControllerStore, SqliteTaStore};
 use tte_server::store::{ControllerStore, TaStore};
@@ -32,14 +33,47 @@ pub struct Stack {
     pub otp_key: Key256,
     /// A plain HTTP client for the steps a person or a browser would take.
     pub http: reqwest::Client,
-    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    ta_service: Service,
+    ctl_service: Service,
+    rates: ControllerRates,
+}
+
+/// One service served on a socket until stopped (or dropped).
+struct Service {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Service {
+    /// Serves `app` on `addr` (port 0: any free port).
+    async fn start(addr: SocketAddr, app: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_until(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Shuts the service down and waits until it has (its socket closed, its store dropped).
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.ta_service.task.abort();
+        self.ctl_service.task.abort();
     }
 }
 
@@ -82,24 +116,60 @@ async fn start_configured(
 ) -> Stack {
     std::fs::create_dir_all(dir.path().join("devices")).unwrap();
     let otp_key = Key256::generate(&mut rand_core::OsRng);
-    let ta_app = TransferAgent::new(ta_store, otp_key.clone(), MANUFACTURER_TOKEN).router();
-    let ctl_app = Controller::new(ctl_store, OPERATOR_TOKEN)
-        .with_rates(rates)
-        .router();
-    let any = "127.0.0.1:0".parse().unwrap();
-    let (ta_addr, t1) = serve(any, ta_app).await.unwrap();
-    let (ctl_addr, t2) = serve(any, ctl_app).await.unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let ta_service = Service::start(any, ta_app(ta_store, &otp_key)).await;
+    let ctl_service = Service::start(any, ctl_app(ctl_store, rates)).await;
     Stack {
-        ta: format!("http://{ta_addr}"),
-        ctl: format!("http://{ctl_addr}"),
+        ta: format!("http://{}", ta_service.addr),
+        ctl: format!("http://{}", ctl_service.addr),
         dir,
         otp_key,
         http: http(),
-        tasks: vec![t1, t2],
+        ta_service,
+        ctl_service,
+        rates,
     }
 }
 
+fn ta_app(store: Arc<dyn TaStore>, otp_key: &Key256) -> axum::Router {
+    TransferAgent::new(store, otp_key.clone(), MANUFACTURER_TOKEN).router()
+}
+
+fn ctl_app(store: Arc<dyn ControllerStore>, rates: ControllerRates) -> axum::Router {
+    Controller::new(store, OPERATOR_TOKEN)
+        .with_rates(rates)
+        .router()
+}
+
 impl Stack {
+    /// Stops both services (each waits until its socket is closed and its store dropped), as a
+    /// process exit would.
+    pub async fn stop(&mut self) {
+        self.ta_service.stop().await;
+        self.ctl_service.stop().await;
+    }
+
+    /// Starts a new Transfer Agent (same OTP key) on `store`, at the address the stopped one
+    /// had, so the URLs in QR codes and labels still reach it.
+    pub async fn start_ta(&mut self, store: Arc<dyn TaStore>) {
+        self.ta_service = Service::start(self.ta_service.addr, ta_app(store, &self.otp_key)).await;
+        // A new client: no pooled connection to the stopped service.
+        self.http = http();
+    }
+
+    /// Starts a new Controller on `store`, at the address the stopped one had (the ContURL
+    /// devices were bound to).
+    pub async fn start_controller(&mut self, store: Arc<dyn ControllerStore>) {
+        let app = ctl_app(store, self.rates);
+        self.ctl_service = Service::start(self.ctl_service.addr, app).await;
+        self.http = http();
+    }
+
+    /// Stops the Controller only.
+    pub async fn stop_controller(&mut self) {
+        self.ctl_service.stop().await;
+    }
+
     pub fn ta_db(&self) -> PathBuf {
         self.dir.path().join("ta.sqlite")
     }
