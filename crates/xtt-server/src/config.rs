@@ -131,6 +131,10 @@ max_sessions_per_client = 1024
 shards = 32
 # Most TCP connections carrying records at once; further ones are closed at once.
 max_tcp_connections = 10000
+# Of those, the most one client (IPv4 address, IPv6 /64) may hold; its further ones are closed at
+# once, so that one source opening connections (each needs only one fresh record of a session it
+# holds) cannot take every slot. Devices behind one NAT address share it.
+max_tcp_connections_per_client = 1000
 # UDP ClientInits answered per source address (IPv6: per /64) and second, twice as many at once;
 # more are dropped (the device retransmits). A UDP source address can be spoofed, and the answer
 # is six times the ClientInit: this bounds what the server sends to any one address. Raise it for

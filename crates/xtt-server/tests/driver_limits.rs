@@ -8,15 +8,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{test_config, Fixture, Running};
+use common::{test_config, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
 use xtt_proto::longterm::LongtermKeyPair;
+use xtt_proto::record::PayloadType;
 use xtt_proto::session::{SessionClientConfig, SessionClientHandshake};
 use xtt_proto::ClientId;
 use xtt_registry::Registry;
-use xtt_server::{Echo, SessionOptions, XttServer};
+use xtt_server::bench::register_session_devices;
+use xtt_server::framing::{read_message, write_message, FrameError};
+use xtt_server::{add_group, Echo, SessionClient, SessionClientOptions, SessionOptions, XttServer};
+
+const Q: PayloadType = PayloadType::QueueProtocol;
 
 /// How long any wait on the server may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -24,7 +29,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct Env {
     _dir: tempfile::TempDir,
     fx: Fixture,
-    _registry: Arc<dyn Registry>,
+    registry: Arc<dyn Registry>,
     server: Running,
     udp: SocketAddr,
 }
@@ -43,13 +48,27 @@ async fn env(options: impl FnOnce(&mut SessionOptions)) -> Env {
     Env {
         _dir: dir,
         fx,
-        _registry: registry,
+        registry,
         server: common::run(server),
         udp,
     }
 }
 
 impl Env {
+    /// `n` registered devices.
+    fn devices(&self, n: usize) -> Vec<SessionClientConfig> {
+        let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
+        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), n)
+            .unwrap()
+    }
+
+    /// A device with a session, its handshake done over UDP (so it holds no TCP connection).
+    async fn udp_session(&self, config: SessionClientConfig) -> SessionClient {
+        SessionClient::connect(self.udp, config, SessionClientOptions::udp(), None)
+            .await
+            .unwrap()
+    }
+
     /// A session flight (0x21) with a fresh cookie for `client_id` (signed with a key of its
     /// own: the server refuses it whether the ClientID is known or not, after doing the work).
     async fn flight(&self, client_id: ClientId) -> Vec<u8> {
@@ -189,5 +208,55 @@ async fn udp_session_flights_are_processed_at_a_bounded_rate_per_address() {
         (1..=allowed).contains(&processed),
         "{processed} of 12 flights processed, at most {allowed} allowed"
     );
+    e.server.stop().await;
+}
+
+/// A TCP connection from `source` (an address of 127.0.0.0/8) that opens with a fresh record of
+/// `device`'s session; returns it and whether the server took it (it echoed the record) or
+/// closed it.
+async fn record_connection(
+    server: SocketAddr,
+    source: &str,
+    device: &mut SessionClient,
+) -> (TcpStream, bool) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    let record = device.session_mut().seal(Q, b"ping").unwrap();
+    write_message(&mut stream, &record, PATIENCE).await.unwrap();
+    match read_message(&mut stream, 70_000, PATIENCE).await {
+        Ok(m) => {
+            assert_eq!(m.first(), Some(&MsgType::RECORD_REGULAR.0), "the echo");
+            (stream, true)
+        }
+        Err(FrameError::Closed | FrameError::Io(_)) => (stream, false),
+        Err(e) => panic!("no answer and no close: {e}"),
+    }
+}
+
+/// One device opening record connections gets its per-address share and no more; another
+/// device, from another address, still gets a connection although the hog tried to open every
+/// slot there is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_every_tcp_record_connection() {
+    let e = env(|o| {
+        o.max_tcp_connections = 6;
+        o.max_tcp_connections_per_client = 3;
+    })
+    .await;
+    let mut devices = e.devices(2);
+    let mut victim = e.udp_session(devices.pop().unwrap()).await;
+    let mut hog = e.udp_session(devices.pop().unwrap()).await;
+    let mut held = Vec::new();
+    let mut taken = 0;
+    for _ in 0..6 {
+        let (stream, took) = record_connection(e.server.addr, "127.0.0.1", &mut hog).await;
+        taken += usize::from(took);
+        held.push(stream);
+    }
+    assert_eq!(taken, 3, "the hog's address gets its share of connections");
+    let (_victim_stream, took) = record_connection(e.server.addr, "127.0.0.2", &mut victim).await;
+    assert!(took, "another client still gets a record connection");
+    drop(held);
     e.server.stop().await;
 }

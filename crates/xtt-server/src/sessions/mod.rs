@@ -88,6 +88,10 @@ pub struct SessionOptions {
     /// TCP connections carrying records at once; more are closed at once (each holds a task
     /// and two buffers until it is idle for the table's idle timeout).
     pub max_tcp_connections: usize,
+    /// Of those, the most one client address (IPv4 address, IPv6 /64) may hold; its further
+    /// ones are closed at once, so one device (or one source) opening connections cannot take
+    /// every slot. Devices behind one NAT address share it.
+    pub max_tcp_connections_per_client: u32,
     /// Share sessions with other server nodes through a database (None: this node only).
     pub shared: Option<shared::SharedOptions>,
     /// ClientInit datagrams answered per source address (IPv6: per /64) and second over UDP,
@@ -108,6 +112,10 @@ impl std::fmt::Debug for SessionOptions {
             .field("udp", &self.udp)
             .field("tcp_queue", &self.tcp_queue)
             .field("max_tcp_connections", &self.max_tcp_connections)
+            .field(
+                "max_tcp_connections_per_client",
+                &self.max_tcp_connections_per_client,
+            )
             .field("shared", &self.shared)
             .field("udp_client_inits_per_ip", &self.udp_client_inits_per_ip)
             .field("udp_client_attests_per_ip", &self.udp_client_attests_per_ip)
@@ -117,7 +125,7 @@ impl std::fmt::Debug for SessionOptions {
 
 impl SessionOptions {
     /// Defaults (table defaults, UDP on, 256 queued records per connection, 10,000 record
-    /// connections) with `app`.
+    /// connections, 1,000 of them per client address) with `app`.
     pub fn new(app: Arc<dyn SessionApp>) -> Self {
         Self {
             table: SessionTableConfig::default(),
@@ -125,6 +133,7 @@ impl SessionOptions {
             app,
             tcp_queue: 256,
             max_tcp_connections: 10_000,
+            max_tcp_connections_per_client: 1_000,
             shared: None,
             udp_client_inits_per_ip: 50,
             udp_client_attests_per_ip: 50,
@@ -152,8 +161,8 @@ pub(crate) struct SessionCore {
     pub(crate) app: Arc<dyn SessionApp>,
     pub(crate) udp: OnceLock<std::net::UdpSocket>,
     pub(crate) tcp_queue: usize,
-    /// Caps the TCP connections in the record phase.
-    pub(crate) tcp_connections: Arc<tokio::sync::Semaphore>,
+    /// Caps the TCP connections in the record phase, in all and per client address.
+    pub(crate) tcp_connections: Arc<xtt_ratelimit::ClientSlots>,
     /// A connection silent this long is closed (the session itself may live on).
     pub(crate) idle_secs: u64,
     /// A session's maximum lifetime (stored with shared sessions).
@@ -188,7 +197,10 @@ impl SessionCore {
             idle_secs: options.table.idle_timeout_secs,
             max_lifetime_secs: options.table.max_lifetime_secs,
             shared: OnceLock::new(),
-            tcp_connections: Arc::new(tokio::sync::Semaphore::new(options.max_tcp_connections)),
+            tcp_connections: xtt_ratelimit::ClientSlots::with_total(
+                options.max_tcp_connections_per_client,
+                options.max_tcp_connections,
+            ),
             seal_buffers: seal_buffers::SealBuffers::default(),
             udp_client_inits: xtt_ratelimit::RateLimiter::new(
                 xtt_ratelimit::RateLimits::per_client(

@@ -97,6 +97,8 @@ pub struct SessionSettings {
     pub shards: usize,
     /// TCP record connections at once.
     pub max_tcp_connections: usize,
+    /// Of those, per client address.
+    pub max_tcp_connections_per_client: u32,
     /// UDP ClientInits answered per source address and second.
     pub udp_client_inits_per_ip: u32,
     /// UDP session flights processed per source address and second.
@@ -116,6 +118,7 @@ impl Default for SessionSettings {
             max_sessions_per_client: table.max_sessions_per_client,
             shards: table.shards,
             max_tcp_connections: 10_000,
+            max_tcp_connections_per_client: 1_000,
             udp_client_inits_per_ip: 50,
             udp_client_attests_per_ip: 50,
         }
@@ -139,8 +142,11 @@ impl SessionSettings {
         if self.max_sessions == 0 || self.shards == 0 || self.shards > 4096 {
             return Err("sessions: max_sessions must be positive and shards in 1..=4096".into());
         }
-        if self.max_tcp_connections == 0 {
-            return Err("sessions: max_tcp_connections must be at least 1".into());
+        if self.max_tcp_connections == 0 || self.max_tcp_connections_per_client == 0 {
+            return Err(
+                "sessions: max_tcp_connections and max_tcp_connections_per_client must be at least 1"
+                    .into(),
+            );
         }
         if self.max_sessions_per_client == 0 {
             return Err("sessions: max_sessions_per_client must be at least 1".into());
@@ -168,6 +174,7 @@ impl SessionSettings {
         let mut options = SessionOptions::new(app);
         options.udp = self.udp;
         options.max_tcp_connections = self.max_tcp_connections;
+        options.max_tcp_connections_per_client = self.max_tcp_connections_per_client;
         options.udp_client_inits_per_ip = self.udp_client_inits_per_ip;
         options.udp_client_attests_per_ip = self.udp_client_attests_per_ip;
         options.table = SessionTableConfig {

@@ -446,8 +446,18 @@ pub(crate) async fn serve_records(
     idle: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Ok(_slot) = core.tcp_connections.clone().try_acquire_owned() else {
-        tracing::debug!(conn = rs.conn, "too many session connections: closed");
+    // Per client address as well as in all: a connection that opens with one fresh record of
+    // any session it holds keeps its slot for the idle timeout, so one device (or one source)
+    // could otherwise hold every slot.
+    let slot = stream
+        .peer_addr()
+        .ok()
+        .and_then(|a| core.tcp_connections.try_acquire(a.ip()));
+    let Some(_slot) = slot else {
+        tracing::debug!(
+            conn = rs.conn,
+            "too many session connections (in all or from this client): closed"
+        );
         return;
     };
     let Some(mut rx) = rs.rx.take() else { return };
