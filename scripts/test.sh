@@ -107,19 +107,31 @@ cargo test --workspace --all-targets --locked
 log "doc tests"
 cargo test --workspace --doc --locked
 
-# Fuzz smoke run: every target for a few seconds when a nightly toolchain is available.
-if rustup run nightly rustc --version >/dev/null 2>&1; then
-    if ! command -v cargo-fuzz >/dev/null 2>&1; then
-        log "installing cargo-fuzz"
-        cargo install cargo-fuzz --locked --quiet
-    fi
-    if [ -d fuzz ]; then
-        log "fuzz smoke run (${FUZZ_SECONDS:-10}s per target)"
-        for target in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
-            cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
-                -max_total_time="${FUZZ_SECONDS:-10}" -rss_limit_mb=2048 2>&1 | tail -n 3
-        done
-    fi
-else
-    log "no nightly toolchain: fuzz smoke run not possible here"
+# Fuzz smoke run: every target for a few seconds. cargo-fuzz needs a nightly toolchain; like every
+# other part the tests need it is installed when missing (minimal profile), and the run fails if
+# it cannot be.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    log "installing the nightly toolchain (minimal profile) for cargo-fuzz"
+    rustup toolchain install nightly --profile minimal ||
+        { echo "error: cannot install the nightly toolchain the fuzz run needs" >&2; exit 1; }
 fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet ||
+        { echo "error: cannot install cargo-fuzz" >&2; exit 1; }
+fi
+# Every target declared in fuzz/Cargo.toml is run: a listing that fails, is empty or misses one
+# fails the script instead of fuzzing less than it claims.
+targets=$(cargo +nightly fuzz list --fuzz-dir fuzz) ||
+    { echo "error: cargo fuzz list failed" >&2; exit 1; }
+declared=$(grep -c '^\[\[bin\]\]' fuzz/Cargo.toml || true)
+listed=$(wc -w <<<"$targets")
+if [ "$listed" -eq 0 ] || [ "$listed" -ne "$declared" ]; then
+    echo "error: cargo fuzz list gives $listed targets, fuzz/Cargo.toml declares $declared" >&2
+    exit 1
+fi
+log "fuzz smoke run: $listed targets, ${FUZZ_SECONDS:-10}s each"
+for target in $targets; do
+    cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
+        -max_total_time="${FUZZ_SECONDS:-10}" -rss_limit_mb=2048 2>&1 | tail -n 3
+done

@@ -27,35 +27,35 @@ struct Fixture {
     guard: Arc<InMemoryReplayGuard>,
 }
 
-fn fixture() -> Option<&'static Fixture> {
-    static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
-    FIXTURE
-        .get_or_init(|| {
-            let mut rng = ChaCha20Rng::seed_from_u64(1);
-            let root_key = LongtermKeyPair::generate(&mut rng);
-            let server_key = LongtermKeyPair::generate(&mut rng);
-            let certificate = ServerCertificate::issue(
-                &DEFAULT_RESERVED,
-                &RootId([7; 16]),
-                server_key.public_key(),
-                &root_key,
-            )
-            .ok()?;
-            let guard = Arc::new(InMemoryReplayGuard::new(1024));
-            let server = Server::new(ServerConfig {
-                certificate,
-                signing_key: server_key,
-                cookie_keys: CookieKeyring::new(CookieKey::generate(1, &mut rng)),
-                cookie_lifetime_secs: 20,
-                replay_guard: guard.clone(),
-            });
-            Some(Fixture { server, guard })
-        })
-        .as_ref()
+/// The server under test. A fixture that does not build fails the run: the target would
+/// otherwise test nothing.
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let root_key = LongtermKeyPair::generate(&mut rng);
+        let server_key = LongtermKeyPair::generate(&mut rng);
+        let certificate = ServerCertificate::issue(
+            &DEFAULT_RESERVED,
+            &RootId([7; 16]),
+            server_key.public_key(),
+            &root_key,
+        )
+        .expect("the server certificate issues");
+        let guard = Arc::new(InMemoryReplayGuard::new(1024));
+        let server = Server::new(ServerConfig {
+            certificate,
+            signing_key: server_key,
+            cookie_keys: CookieKeyring::new(CookieKey::generate(1, &mut rng)),
+            cookie_lifetime_secs: 20,
+            replay_guard: guard.clone(),
+        });
+        Fixture { server, guard }
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
@@ -86,14 +86,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut attest = input.to_vec();
-    if let (Some(dst), Some(src)) = (
-        attest.get_mut(COOKIE_IN_ATTEST),
-        sia.get(COOKIE_IN_SIA),
-    ) {
+    if let (Some(dst), Some(src)) = (attest.get_mut(COOKIE_IN_ATTEST), sia.get(COOKIE_IN_SIA)) {
         dst.copy_from_slice(src);
     }
     let before = f.guard.len();
     if f.server.handle_client_attest(&attest, NOW).is_err() {
-        assert_eq!(f.guard.len(), before, "a failed ClientAttest left a replay-cache entry");
+        assert_eq!(
+            f.guard.len(),
+            before,
+            "a failed ClientAttest left a replay-cache entry"
+        );
     }
 });
