@@ -19,7 +19,10 @@ use xtt_proto::ClientId;
 use xtt_registry::Registry;
 use xtt_server::bench::register_session_devices;
 use xtt_server::framing::{read_message, write_message, FrameError};
-use xtt_server::{add_group, Echo, SessionClient, SessionClientOptions, SessionOptions, XttServer};
+use xtt_server::sessions::{IncomingRecord, SessionApp};
+use xtt_server::{
+    add_group, Echo, Outbox, SessionClient, SessionClientOptions, SessionOptions, XttServer,
+};
 
 const Q: PayloadType = PayloadType::QueueProtocol;
 
@@ -35,13 +38,17 @@ struct Env {
 }
 
 async fn env(options: impl FnOnce(&mut SessionOptions)) -> Env {
+    env_with(Arc::new(Echo), options).await
+}
+
+async fn env_with(app: Arc<dyn SessionApp>, options: impl FnOnce(&mut SessionOptions)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     let registry = fx.registry(dir.path());
     let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
         .await
         .unwrap();
-    let mut opts = SessionOptions::new(Arc::new(Echo));
+    let mut opts = SessionOptions::new(app);
     options(&mut opts);
     server.enable_sessions(opts).await.unwrap();
     let udp = server.udp_addr().unwrap();
@@ -258,5 +265,58 @@ async fn one_client_cannot_hold_every_tcp_record_connection() {
     let (_victim_stream, took) = record_connection(e.server.addr, "127.0.0.2", &mut victim).await;
     assert!(took, "another client still gets a record connection");
     drop(held);
+    e.server.stop().await;
+}
+
+/// Echoes, except that it panics on the payload "boom" (an application bug).
+struct Fragile;
+
+impl SessionApp for Fragile {
+    fn on_record(&self, r: IncomingRecord<'_>, out: &Outbox) {
+        assert_ne!(r.payload, b"boom", "application bug");
+        let _ = out.send(&r.client_id, r.payload_type, r.payload);
+    }
+}
+
+/// A panic in the application's callback costs the record that caused it, not the UDP loop (every
+/// UDP client's) nor the TCP connection it came on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_application_loses_one_record_not_the_transport() {
+    let e = env_with(Arc::new(Fragile), |_| {}).await;
+    let mut devices = e.devices(3);
+    let mut udp = SessionClientOptions::udp();
+    udp.timeout = Duration::from_secs(2);
+    let mut a = SessionClient::connect(e.udp, devices.pop().unwrap(), udp.clone(), None)
+        .await
+        .unwrap();
+    a.send(Q, b"boom").await.unwrap();
+    a.send(Q, b"after").await.unwrap();
+    assert_eq!(
+        &a.recv().await.unwrap().payload[..],
+        b"after",
+        "UDP goes on"
+    );
+    let mut b = SessionClient::connect(e.udp, devices.pop().unwrap(), udp, None)
+        .await
+        .expect("another device's UDP handshake after the panic");
+    b.send(Q, b"hello").await.unwrap();
+    assert_eq!(&b.recv().await.unwrap().payload[..], b"hello");
+
+    let mut c = SessionClient::connect(
+        e.server.addr,
+        devices.pop().unwrap(),
+        SessionClientOptions::tcp(),
+        None,
+    )
+    .await
+    .unwrap();
+    c.send(Q, b"boom").await.unwrap();
+    c.send(Q, b"still here").await.unwrap();
+    assert_eq!(
+        &c.recv().await.unwrap().payload[..],
+        b"still here",
+        "the TCP connection goes on"
+    );
+    assert_eq!(e.server.handle.outbox().unwrap().app_panics(), 2);
     e.server.stop().await;
 }

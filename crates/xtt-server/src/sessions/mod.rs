@@ -176,6 +176,8 @@ pub(crate) struct SessionCore {
     /// Bounds the session flights processed over UDP per source address.
     pub(crate) udp_client_attests: xtt_ratelimit::RateLimiter,
     next_conn: AtomicU64,
+    /// Records whose application callback panicked (see [`Self::to_app`]).
+    app_panics: AtomicU64,
 }
 
 impl std::fmt::Debug for SessionCore {
@@ -215,11 +217,26 @@ impl SessionCore {
                 ),
             ),
             next_conn: AtomicU64::new(1),
+            app_panics: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands a record to the application. A panic in its callback is caught here, logged and
+    /// counted, and costs only that record: the callback runs on the task that receives for
+    /// every UDP client (or for a whole TCP connection), which would otherwise end with it.
+    pub(crate) fn to_app(self: &Arc<Self>, record: IncomingRecord<'_>, out: &Outbox) {
+        let client_id = record.client_id;
+        let app = &self.app;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.on_record(record, out)))
+            .is_err()
+        {
+            self.app_panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%client_id, "the session application panicked: record dropped");
+        }
     }
 
     /// Hands bytes to a peer without waiting: a full queue or a closed connection drops them.
@@ -261,7 +278,7 @@ impl SessionCore {
         }
         let accepted = match self.table.open_in_place(msg, peer.clone(), unix_now()) {
             Ok((client_id, opened)) => {
-                self.app.on_record(
+                self.to_app(
                     IncomingRecord {
                         client_id,
                         payload_type: opened.payload_type,
@@ -296,7 +313,7 @@ impl SessionCore {
                 if let Some(done) = done {
                     let _ = done.send(true);
                 }
-                self.app.on_record(
+                self.to_app(
                     IncomingRecord {
                         client_id: d.client_id,
                         payload_type: d.record.payload_type,
@@ -400,6 +417,11 @@ impl Outbox {
     /// Counters of sessions shared between nodes (None if sessions are not shared).
     pub fn shared_stats(&self) -> Option<shared::SharedStats> {
         self.core.shared.get().map(|s| s.stats())
+    }
+
+    /// Records dropped because the application's callback panicked on them.
+    pub fn app_panics(&self) -> u64 {
+        self.core.app_panics.load(Ordering::Relaxed)
     }
 
     /// Live sessions.

@@ -466,7 +466,7 @@ pub(crate) async fn serve_records(
     let peer = rs.peer();
     let outbox = super::Outbox::new(core.clone());
     if let Some(early) = rs.early.take() {
-        core.app.on_record(early.lend(), &outbox);
+        core.to_app(early.lend(), &outbox);
     }
     let mut order = StreamOrder::default();
     // A connection that opens with a record must prove itself with it: otherwise anyone could

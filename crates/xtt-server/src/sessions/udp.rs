@@ -160,7 +160,7 @@ fn handshake_job(
                 // keeps such records until its session is established.
                 if let (Some(early), Some(core)) = (early, session) {
                     let out = Outbox::new(core.clone());
-                    core.app.on_record(early.lend(), &out);
+                    core.to_app(early.lend(), &out);
                 }
                 let _ = sock.send_to(&reply, src).await;
             }
