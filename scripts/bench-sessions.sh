@@ -55,7 +55,7 @@ echo "== 2./3. xtt server (its own process) and xtt bench"
 # Registry durability "normal": the bench provisions its devices first; not measured. All the
 # load comes from one address, as from devices behind one NAT address: the per-address bound on
 # UDP ClientInit answers is raised to let it through.
-printf '[registry]\ndurability = "normal"\n[sessions]\nudp_client_inits_per_ip = 1000000\n' \
+printf '[registry]\ndurability = "normal"\n[sessions]\nudp_client_inits_per_ip = 1000000\nudp_client_attests_per_ip = 1000000\n' \
     >"$W/server.toml"
 xtt_server_start "$W" "$W/server.out" sessions --config server.toml -l 127.0.0.1:0 --no-metrics \
     --data-dir data --group acme

@@ -37,9 +37,11 @@ pub(crate) const LONG_ABOUT: &str = "\
                   time, to a server whose session application echoes (the default of `xtt \
                   server`): records per second, payload MB/s each way, round-trip latency. \
                   Both over --transport tcp or udp. Over UDP a server answers at most \
-                  sessions.udp_client_inits_per_ip ClientInits per second from one address \
-                  (50 by default; spoofed sources must not turn it into an amplifier): raise \
-                  it on the server for a load test from one machine.\n\n\
+                  sessions.udp_client_inits_per_ip ClientInits and \
+                  sessions.udp_client_attests_per_ip session flights per second from one \
+                  address (50 each by default; spoofed sources must not turn it into an \
+                  amplifier or a CPU sink): raise both on the server for a load test from one \
+                  machine.\n\n\
                   Several nodes of one deployment: repeat --server ADDR; the devices are \
                   spread over the addresses round-robin (device i always uses the same one) \
                   and the report counts what each address served.";
