@@ -38,6 +38,30 @@ fn fresh_database() -> postgres::Config {
     config
 }
 
+/// Returns once a session of this database waits for a lock (polled, at most 20 s): the
+/// registration started on another thread is blocked on a transaction the test holds open.
+fn wait_until_blocked_on_a_lock(watcher: &mut postgres::Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registration never blocked on the open transaction"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn open_fresh() -> (postgres::Config, Arc<PostgresRegistry>) {
     let config = fresh_database();
     let reg = PostgresRegistry::from_config(config.clone(), 8).expect("open the registry");
@@ -136,25 +160,7 @@ fn a_node_losing_the_race_for_a_new_device_returns_the_winners_id() {
     };
     // Wait until our registration is blocked on the other transaction's lock.
     let mut watcher = config.connect(postgres::NoTls).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "registration never blocked"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_blocked_on_a_lock(&mut watcher);
     tx.commit().unwrap();
 
     let assigned = ours.join().unwrap().unwrap();
@@ -660,7 +666,8 @@ fn a_device_registering_twice_at_once_with_its_requested_id_is_not_refused() {
         let reg = reg.clone();
         move || reg.register(&r)
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The race under test: B is blocked on A's uncommitted insert when A commits.
+    wait_until_blocked_on_a_lock(&mut config.connect(postgres::NoTls).unwrap());
     tx.commit().unwrap();
     let got = b.join().unwrap();
     assert!(
