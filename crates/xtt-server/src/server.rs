@@ -776,7 +776,9 @@ async fn session_handshake(
         flight.extend_from_slice(record);
     }
     // The connection's record state (queue, id) is made only once the handshake succeeded.
-    let accepted = sessions::tcp::accept(sh, core, (&flight, true), || {
+    let mut new_id = None;
+    let accepted = sessions::tcp::accept(sh, core, (&flight, true), |id| {
+        new_id = Some(id);
         let rs = RecordStream::new(core);
         (rs.peer(), rs)
     })
@@ -784,11 +786,38 @@ async fn session_handshake(
     sh.metrics.record_session("tcp", accepted.is_ok());
     let (finished, early, mut rs) = match accepted {
         Ok(x) => x,
+        // Not armed on failure: the id may be another session's (a refused proposal).
         Err(e) => return Err(fail(stream, &e).await),
     };
+    // Until Session_ServerFinished is written, the session is removed again if this step fails
+    // or is cancelled (the handshake timeout): the client never learnt of it, and it would
+    // otherwise count against its device's sessions until the idle timeout.
+    let mut unconfirmed = Unconfirmed { core, id: new_id };
     write(sh, stream, &finished).await?;
+    unconfirmed.id = None;
     rs.early = early;
     Ok(Ended::Records(rs))
+}
+
+/// A session stored by a TCP handshake whose Session_ServerFinished is not written yet: removed
+/// (from the table and, with shared sessions, from the store) when dropped still holding an id.
+struct Unconfirmed<'a> {
+    core: &'a Arc<SessionCore>,
+    id: Option<xtt_proto::record::SessionId>,
+}
+
+impl Drop for Unconfirmed<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.core.table.remove(&id);
+            if let Some(shared) = self.core.shared.get() {
+                shared.forget(vec![id]);
+            }
+            tracing::debug!(
+                "session removed: its handshake did not deliver Session_ServerFinished"
+            );
+        }
+    }
 }
 
 /// The group's verifier if the group is accepted now; an unknown id reloads the groups

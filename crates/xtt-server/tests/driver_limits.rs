@@ -320,3 +320,60 @@ async fn a_panicking_application_loses_one_record_not_the_transport() {
     assert_eq!(e.server.handle.outbox().unwrap().app_panics(), 2);
     e.server.stop().await;
 }
+
+/// A TCP session handshake whose Session_ServerFinished cannot be written (the client reset the
+/// connection right after its flight) leaves no session behind: the client never learnt of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_finished_message_was_not_delivered_is_removed() {
+    let e = env(|_| {}).await;
+    let mut devices = e.devices(5);
+    let m = e.server.handle.metrics();
+    let write_failures =
+        || m.handshakes_count("failed", "io") + m.handshakes_count("failed", "closed");
+    // The reset must reach the server before it writes Session_ServerFinished; it nearly always
+    // does (the server verifies a signature and looks a key up first). An attempt where it did
+    // not is a session handshake that succeeded, and the next attempt runs.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(
+            attempts <= 5,
+            "the server wrote every Session_ServerFinished"
+        );
+        let failures_before = write_failures();
+        let oks_before = m.session_handshakes_count("tcp", "ok");
+        let (st, ci) = SessionClientHandshake::start(
+            devices.pop().unwrap(),
+            xtt_proto::SuiteSpec::ALL[0],
+            &mut OsRng,
+        );
+        let mut stream = TcpStream::connect(e.server.addr).await.unwrap();
+        write_message(&mut stream, &ci, PATIENCE).await.unwrap();
+        let sia = read_message(&mut stream, 4096, PATIENCE).await.unwrap();
+        let (_, flight) = st.handle_server_attest(&sia, None, &mut OsRng).unwrap();
+        write_message(&mut stream, &flight, PATIENCE).await.unwrap();
+        // A zero linger does not block on drop (it sends the reset at once).
+        #[allow(deprecated)]
+        stream.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(stream); // a reset, right behind the flight
+        let deadline = Instant::now() + PATIENCE;
+        while e.server.handle.in_flight() != 0 || m.in_flight_now() != 0 {
+            assert!(Instant::now() < deadline, "the handshake never ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            m.session_handshakes_count("tcp", "ok"),
+            oks_before + 1,
+            "the server accepted the flight"
+        );
+        if write_failures() > failures_before {
+            break;
+        }
+    }
+    assert_eq!(
+        e.server.handle.outbox().unwrap().session_count(),
+        attempts - 1,
+        "no session for the handshake whose Session_ServerFinished was not written"
+    );
+    e.server.stop().await;
+}

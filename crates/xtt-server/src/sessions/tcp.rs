@@ -75,9 +75,10 @@ pub(crate) fn is_record(msg: &[u8]) -> bool {
 }
 
 /// Runs the session handshake's third flight (`stream`: it came over TCP) and stores the
-/// session with the peer `path` makes (called only once the handshake succeeded, so a failed one
-/// leaves no per-connection state behind); returns Session_ServerFinished, the early data and
-/// what `path` returned besides the peer (a TCP connection's record state).
+/// session with the peer `path` makes from the new session's id (called only once the handshake
+/// succeeded, so a failed one leaves no per-connection state behind); returns
+/// Session_ServerFinished, the early data and what `path` returned besides the peer (a TCP
+/// connection's record state).
 ///
 /// The crypto runs here, on the calling (reactor) task, not on the CPU pool: it is one AEAD
 /// open, one ECDSA verification, a few prf calls and one AEAD seal (≈ 100 µs), where a pool
@@ -92,7 +93,7 @@ pub(crate) async fn accept<T>(
     sh: &crate::server::Shared,
     core: &Arc<SessionCore>,
     (flight, stream): (&[u8], bool),
-    path: impl FnOnce() -> (Peer, T),
+    path: impl FnOnce(SessionId) -> (Peer, T),
 ) -> Result<(Vec<u8>, Option<HeldRecord>, T), xtt_proto::Error> {
     let mut opened = sh.proto.open_session_client_attest(flight, unix_now())?;
     if stream {
@@ -170,8 +171,8 @@ pub(crate) async fn accept<T>(
             }
         }
     };
-    let (peer, with_peer) = path();
     let id = session.id();
+    let (peer, with_peer) = path(id);
     if let Err(refused) = core.table.insert(session, peer, now) {
         // The client is refused: the shared store must not keep a row for it either.
         if let Some(shared) = &shared {

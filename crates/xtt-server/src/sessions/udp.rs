@@ -143,7 +143,7 @@ fn handshake_job(
                 .map(|sia| (sia, None)),
             Some(core) => tokio::time::timeout(
                 sh.config().handshake_timeout(),
-                super::tcp::accept(&sh, core, (&msg, false), || (Peer::Udp(src), ())),
+                super::tcp::accept(&sh, core, (&msg, false), |_| (Peer::Udp(src), ())),
             )
             .await
             .unwrap_or_else(|_| Err(xtt_proto::error::Refused::SessionStoreUnavailable.into()))
