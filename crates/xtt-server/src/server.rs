@@ -208,11 +208,21 @@ impl ServerHandle {
 }
 
 pub(crate) fn unix_now() -> UnixTime {
-    UnixTime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
+    static LATEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    UnixTime(never_back(&LATEST, wall))
+}
+
+/// `wall`, or the latest time returned before if the wall clock has stepped back since (an NTP
+/// step, a resumed VM). Cookie expiry, the replay caches' purges and the registry's cookie
+/// sweeps all judge by this clock: had it gone back after a purge, a forgotten cookie would open
+/// again and a replayed flight would be accepted a second time. Time stands still until the wall
+/// clock catches up; one atomic operation per call.
+fn never_back(latest: &std::sync::atomic::AtomicU64, wall: u64) -> u64 {
+    let before = latest.fetch_max(wall, std::sync::atomic::Ordering::Relaxed);
+    before.max(wall)
 }
 
 impl XttServer {
@@ -882,6 +892,23 @@ pub(crate) fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpLis
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::never_back;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn the_handshake_clock_never_goes_back() {
+        let latest = AtomicU64::new(0);
+        assert_eq!(never_back(&latest, 100), 100);
+        assert_eq!(never_back(&latest, 126), 126);
+        // The wall clock steps back 16 s: time stands at 126 until it catches up.
+        assert_eq!(never_back(&latest, 110), 126);
+        assert_eq!(never_back(&latest, 125), 126);
+        assert_eq!(never_back(&latest, 127), 127);
+    }
 }
 
 #[cfg(test)]
