@@ -527,8 +527,16 @@ fn on_accept(sh: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
                 if let (Some(rs), Some(core)) = (records, sh.sessions.get()) {
                     let idle = Duration::from_secs(core.idle_secs.max(1));
                     let stop = sh.stop.subscribe();
-                    sessions::tcp::serve_records(core.clone(), stream, rs, reader, idle, stop)
-                        .await;
+                    sessions::tcp::serve_records(
+                        core.clone(),
+                        stream,
+                        peer,
+                        rs,
+                        reader,
+                        idle,
+                        stop,
+                    )
+                    .await;
                 }
             });
         }

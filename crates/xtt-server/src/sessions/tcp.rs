@@ -442,6 +442,7 @@ impl Outgoing {
 pub(crate) async fn serve_records(
     core: Arc<SessionCore>,
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     mut rs: RecordStream,
     mut messages: MessageReader,
     idle: Duration,
@@ -450,11 +451,8 @@ pub(crate) async fn serve_records(
     // Per client address as well as in all: a connection that opens with one fresh record of
     // any session it holds keeps its slot for the idle timeout, so one device (or one source)
     // could otherwise hold every slot.
-    let slot = stream
-        .peer_addr()
-        .ok()
-        .and_then(|a| core.tcp_connections.try_acquire(a.ip()));
-    let Some(_slot) = slot else {
+    // The address accept returned: no getpeername on every session connection.
+    let Some(_slot) = core.tcp_connections.try_acquire(peer.ip()) else {
         tracing::debug!(
             conn = rs.conn,
             "too many session connections (in all or from this client): closed"
