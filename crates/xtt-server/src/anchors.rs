@@ -131,10 +131,18 @@ pub(crate) struct Provisioned {
     pub(crate) group_id: GroupId,
 }
 
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+enum Job {
+    Record(Provisioned),
+    /// Commit everything queued before this, then answer.
+    Flush(SyncSender<()>),
+}
+
 /// Records provisioned identities in the anchor store from a writer thread of its own.
 #[derive(Debug, Clone)]
 pub(crate) struct IdentityRecorder {
-    tx: SyncSender<Provisioned>,
+    tx: SyncSender<Job>,
 }
 
 /// Most identities committed in one transaction.
@@ -164,35 +172,67 @@ impl IdentityRecorder {
     /// Queues one identity; a full queue drops it with a warning (the registry has it; only
     /// the graph misses it until the device provisions again).
     pub(crate) fn record(&self, p: Provisioned) {
-        match self.tx.try_send(p) {
+        match self.tx.try_send(Job::Record(p)) {
             Ok(()) => {}
-            Err(TrySendError::Full(p)) => {
-                tracing::warn!(client_id = %p.client_id, "anchor store writer busy: identity not recorded in the store")
+            Err(TrySendError::Full(job)) => {
+                if let Job::Record(p) = job {
+                    tracing::warn!(client_id = %p.client_id, "anchor store writer busy: identity not recorded in the store")
+                }
             }
             Err(TrySendError::Disconnected(_)) => {
                 tracing::warn!("anchor store writer stopped: identity not recorded")
             }
         }
     }
-}
 
-fn record_loop(
-    rx: Receiver<Provisioned>,
-    mut store: AnchorStore,
-    server_cert: Vec<u8>,
-    source: String,
-) {
-    let server_fp = Fingerprint::of(AnchorKind::XttServer, &server_cert);
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_RECORD_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+    /// Waits (blocking, at most `patience`) until every identity queued so far is committed:
+    /// at shutdown, so a process that exits right after the server stops has recorded what
+    /// its last handshakes provisioned. Returns whether it got there.
+    pub(crate) fn flush(&self, patience: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + patience;
+        let (ack, done) = sync_channel(1);
+        let mut job = Job::Flush(ack);
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    job = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
             }
         }
-        if let Err(e) = record_batch(&mut store, &batch, &server_fp, &source) {
-            tracing::error!(error = %e, identities = batch.len(), "recording identities in the anchor store failed");
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        done.recv_timeout(left).is_ok()
+    }
+}
+
+fn record_loop(rx: Receiver<Job>, mut store: AnchorStore, server_cert: Vec<u8>, source: String) {
+    let server_fp = Fingerprint::of(AnchorKind::XttServer, &server_cert);
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut flushes = Vec::new();
+        while let Some(job) = next.take() {
+            match job {
+                Job::Record(p) => batch.push(p),
+                Job::Flush(ack) => flushes.push(ack),
+            }
+            if batch.len() < MAX_RECORD_BATCH && flushes.is_empty() {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = record_batch(&mut store, &batch, &server_fp, &source) {
+                tracing::error!(error = %e, identities = batch.len(), "recording identities in the anchor store failed");
+            }
+            batch.clear();
+        }
+        for ack in flushes {
+            let _ = ack.try_send(());
         }
     }
 }
@@ -229,4 +269,41 @@ fn record_batch(
         "provisioned identities recorded in the anchor store"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+    use xtt_proto::longterm::LongtermKeyPair;
+
+    /// What was queued before a flush is in the store when it returns, across several of the
+    /// writer's batches: a process that exits right after the server stops loses none of it.
+    #[test]
+    fn a_flush_returns_once_everything_queued_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchors.db");
+        drop(AnchorStore::open(&path).unwrap());
+        let recorder = IdentityRecorder::start(&path, vec![1, 2, 3], "test".into(), 1024).unwrap();
+        let key = LongtermKeyPair::generate(&mut OsRng);
+        let n = MAX_RECORD_BATCH * 2 + 7;
+        for i in 0..n {
+            let mut id = [0u8; xtt_proto::identity::CLIENT_ID_LEN];
+            id[..4].copy_from_slice(&u32::try_from(i).unwrap().to_be_bytes());
+            recorder.record(Provisioned {
+                client_id: ClientId(id),
+                longterm_key: *key.public_key(),
+                group_id: GroupId([7; xtt_proto::daa::GROUP_ID_LEN]),
+            });
+        }
+        assert!(recorder.flush(std::time::Duration::from_secs(30)));
+        let recorded = AnchorStore::open(&path)
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == AnchorKind::DeviceIdentity)
+            .count();
+        assert_eq!(recorded, n);
+    }
 }

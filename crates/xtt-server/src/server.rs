@@ -466,6 +466,17 @@ impl XttServer {
         if drained.is_err() {
             tracing::warn!("handshakes still running at the end of the grace period");
         }
+        if let Some(recorder) = sh.identities.clone() {
+            // The writer thread is not joined (the handle is shared by connection tasks), but
+            // what the finished handshakes queued is committed before `run` returns.
+            let patience = sh.config.handshake_timeout();
+            let flushed = tokio::task::spawn_blocking(move || recorder.flush(patience)).await;
+            if !matches!(flushed, Ok(true)) {
+                tracing::warn!(
+                    "identities provisioned at shutdown may be missing from the anchor store"
+                );
+            }
+        }
         sh.stop.send_replace(true);
         if let Some(mut t) = metrics_task {
             // Graceful shutdown of the metrics server waits for its connections; one that never
