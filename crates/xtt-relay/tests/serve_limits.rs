@@ -84,12 +84,13 @@ async fn a_body_that_never_arrives_gets_408_and_shutdown_does_not_wait_for_it() 
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("too long"), "{answer}");
 
-    // Per-address cap: three open, a fourth is closed at once.
+    // Per-address cap: three open, a fourth is closed at once. The relay accepts connections in
+    // the order they were made and admits each as it accepts it, so the three hold their places
+    // by the time the fourth is looked at.
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(TcpStream::connect(addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut fourth = TcpStream::connect(addr).await.unwrap();
     let closed = read_until_closed(&mut fourth, Duration::from_secs(1)).await;
     assert!(closed.is_empty(), "{closed}");
@@ -106,6 +107,18 @@ async fn a_body_that_never_arrives_gets_408_and_shutdown_does_not_wait_for_it() 
         .expect("the relay waited for a stalled client")
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// The first flight of a TLS client (a ClientHello for `localhost`).
+fn client_hello() -> Vec<u8> {
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
 }
 
 /// Over TLS, a trusted proxy may have more handshakes in progress than one address is allowed
@@ -137,22 +150,28 @@ async fn a_trusted_proxy_is_not_held_to_the_per_address_tls_handshake_cap() {
             )
             .await
             .unwrap();
-            // 20 connections that have not started their handshakes yet.
+            // 20 connections, all made before any handshake starts.
             let mut held = Vec::new();
             for _ in 0..20 {
                 held.push(TcpStream::connect(relay.local_addr()).await.unwrap());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Each sends a ClientHello: a connection given a handshake place answers with a
+            // ServerHello, one refused was closed unread. The handshakes are never finished, so
+            // no place is given back while this runs.
+            let hello = client_hello();
             let mut open = 0;
             for s in &mut held {
+                if s.write_all(&hello).await.is_err() {
+                    continue; // already reset: refused
+                }
                 let mut b = [0u8; 1];
-                let closed = tokio::time::timeout(
-                    Duration::from_millis(50),
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(5),
                     tokio::io::AsyncReadExt::read(s, &mut b),
                 )
-                .await;
-                // Still waiting for our ClientHello: the read times out.
-                if closed.is_err() {
+                .await
+                .expect("neither answered nor closed");
+                if matches!(answer, Ok(1)) {
                     open += 1;
                 }
             }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{test_config, Fixture, Running, BASENAME};
+use common::{test_config, wait_until, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
 use tokio::net::UdpSocket;
 use xtt_proto::longterm::LongtermKeyPair;
@@ -203,12 +203,26 @@ async fn bad_records_injected_over_udp_are_dropped_and_the_session_survives() {
         .map(|_| c.session_mut().seal(Q, b"w").unwrap())
         .collect();
     raw.send_to(&batch[69], e.udp).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("record 69 is delivered", || {
+        e.counters().delivered == base.delivered + 1
+    })
+    .await;
     raw.send_to(&batch[0], e.udp).await.unwrap();
     // Reordered within the window: both accepted.
     raw.send_to(&batch[60], e.udp).await.unwrap();
     raw.send_to(&batch[59], e.udp).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Six records reach the session table (the truncated one does not): wait until six are
+    // accounted for, then check how.
+    let accounted = |c: &xtt_proto::session_table::TableCounters| {
+        c.delivered
+            + u64::from(c.dropped.duplicate)
+            + u64::from(c.dropped.forged)
+            + u64::from(c.dropped.too_old)
+    };
+    wait_until("every injected record is accounted for", || {
+        accounted(&e.counters()) >= accounted(&base) + 6
+    })
+    .await;
 
     let after = e.counters();
     assert_eq!(after.dropped.duplicate, base.dropped.duplicate + 1);
@@ -265,7 +279,12 @@ async fn bad_records_on_tcp_are_dropped_and_the_session_survives() {
     tokio::io::AsyncWriteExt::write_all(&mut raw, &r)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A replayed first record closes its connection too, once it is counted.
+    let closed = xtt_server::framing::read_message(&mut raw, 64, Duration::from_secs(5)).await;
+    assert!(
+        matches!(closed, Err(xtt_server::framing::FrameError::Closed)),
+        "{closed:?}"
+    );
     let after = e.counters();
     assert_eq!(after.dropped.forged, base.dropped.forged + 1);
     assert_eq!(after.dropped.duplicate, base.dropped.duplicate + 1);

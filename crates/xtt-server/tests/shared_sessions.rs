@@ -213,7 +213,16 @@ async fn a_session_moves_between_live_nodes_exactly_and_replays_are_refused_on_e
     tokio::io::AsyncWriteExt::write_all(&mut raw, &replay)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The connection is closed without an answer once the replay is counted.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut raw, &mut buf),
+    )
+    .await
+    .expect("node C kept a connection opened by a replay")
+    .unwrap_or(0);
+    assert_eq!(n, 0, "node C answered a replay");
     assert_eq!(
         cl.counters(c).dropped.duplicate + cl.counters(c).dropped.too_old,
         dup_before + 1
