@@ -79,6 +79,8 @@
 mod handover;
 mod retire;
 mod seal;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

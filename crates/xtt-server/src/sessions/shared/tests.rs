@@ -1,0 +1,234 @@
+//! The shared-session machinery on one node with a real SQLite store, driven from inside the
+//! crate where the network tests cannot reach: store work cut short, rows left behind.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use xtt_proto::record::{PayloadType, RecordState, Reservation, SessionId};
+use xtt_proto::session::ServerSession;
+use xtt_proto::{ClientId, SuiteSpec};
+use xtt_registry::sessions::{
+    Acquired, CreateOutcome, NodeId, SessionStore, SqliteSessionStore, StoredSession, UnixMillis,
+};
+use xtt_registry::{CookieUse, RegistryError, SqliteRegistry};
+use zeroize::Zeroizing;
+
+use super::{lock, Op, SharedOptions, SharedSessions, StorageKey};
+use crate::sessions::{Echo, Peer, RegistryKeys, SessionCore, SessionOptions};
+
+/// Bound of every wait.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A SQLite store whose `extend` can be held: it reports that it was entered and waits for
+/// the test to let it go.
+#[derive(Debug)]
+struct GatedStore {
+    inner: SqliteSessionStore,
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    go: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl SessionStore for GatedStore {
+    fn register_node(
+        &self,
+        node: NodeId,
+        handover_addr: &str,
+        alive_until: UnixMillis,
+    ) -> Result<(), RegistryError> {
+        self.inner.register_node(node, handover_addr, alive_until)
+    }
+    fn heartbeat(&self, node: NodeId, alive_until: UnixMillis) -> Result<bool, RegistryError> {
+        self.inner.heartbeat(node, alive_until)
+    }
+    fn create(
+        &self,
+        session: &StoredSession,
+        cookie: &CookieUse,
+        owner: NodeId,
+        reservation: Reservation,
+        now: UnixMillis,
+    ) -> Result<CreateOutcome, RegistryError> {
+        self.inner.create(session, cookie, owner, reservation, now)
+    }
+    fn acquire(
+        &self,
+        id: &SessionId,
+        me: NodeId,
+        force: bool,
+        grant: u32,
+        now: UnixMillis,
+    ) -> Result<Acquired, RegistryError> {
+        self.inner.acquire(id, me, force, grant, now)
+    }
+    fn extend(
+        &self,
+        id: &SessionId,
+        me: NodeId,
+        to: Reservation,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        if let Some(entered) = lock(&self.entered).take() {
+            let _ = entered.send(());
+            if let Some(go) = lock(&self.go).take() {
+                let _ = go.recv_timeout(DEADLINE);
+            }
+        }
+        self.inner.extend(id, me, to, now)
+    }
+    fn release(
+        &self,
+        id: &SessionId,
+        me: NodeId,
+        state: &RecordState,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        self.inner.release(id, me, state, now)
+    }
+    fn retire(
+        &self,
+        me: NodeId,
+        sessions: &[(SessionId, RecordState)],
+        now: UnixMillis,
+    ) -> Result<u64, RegistryError> {
+        self.inner.retire(me, sessions, now)
+    }
+    fn remove(&self, ids: &[SessionId], me: NodeId) -> Result<u64, RegistryError> {
+        self.inner.remove(ids, me)
+    }
+    fn sweep(&self, now: UnixMillis, idle_ms: u64) -> Result<u64, RegistryError> {
+        self.inner.sweep(now, idle_ms)
+    }
+    fn session_count(&self) -> Result<u64, RegistryError> {
+        self.inner.session_count()
+    }
+}
+
+/// One node: its session core and shared sessions over `store`.
+struct Node {
+    _dir: tempfile::TempDir,
+    core: Arc<SessionCore>,
+    shared: Arc<SharedSessions>,
+}
+
+async fn node(dir: tempfile::TempDir, store: Arc<dyn SessionStore>, reserve: u32) -> Node {
+    let registry = Arc::new(
+        SqliteRegistry::open(
+            &dir.path().join("registry.sqlite"),
+            xtt_registry::Durability::Full,
+        )
+        .unwrap(),
+    );
+    let options = SessionOptions::new(Arc::new(Echo));
+    let keys = RegistryKeys::new(registry, 16, Duration::from_secs(5));
+    let core = Arc::new(SessionCore::new(&options, keys));
+    let mut secret = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+    let shared = SharedSessions::start(
+        SharedOptions {
+            reserve,
+            ..SharedOptions::new(store, Arc::new(StorageKey::from_secret(&secret)))
+        },
+        &core,
+    )
+    .await
+    .unwrap();
+    let _ = core.shared.set(shared.clone());
+    Node {
+        _dir: dir,
+        core,
+        shared,
+    }
+}
+
+/// A session made from a seed, stored (this node owning it) and in the node's table.
+fn session(n: &Node, byte: u8) -> SessionId {
+    let id = SessionId([byte; 16]);
+    let s = ServerSession::new_for_testing_only(
+        id,
+        ClientId([byte ^ 0xff; 16]),
+        SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
+        &[byte; 64],
+    );
+    let cookie = CookieUse {
+        id: [byte; 13],
+        expires_at: xtt_proto::UnixTime(crate::server::unix_now().0 + 60),
+    };
+    let s = n
+        .shared
+        .persist_new(s, &cookie, crate::server::unix_now(), 3600)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.id(), id);
+    n.core
+        .table
+        .insert(
+            s,
+            Peer::Udp(([127, 0, 0, 1], 9).into()),
+            crate::server::unix_now(),
+        )
+        .unwrap();
+    id
+}
+
+/// Finding: store work on a session that ended without clearing the session's busy mark (a
+/// panic while a queued record was replayed, or its future dropped) left the mark for good:
+/// every later operation on the session queued behind it and was dropped, and hand-over
+/// requests for it were answered Busy. Here the work's future is dropped while its store call
+/// is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_work_cut_short_frees_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let store = Arc::new(GatedStore {
+        inner: SqliteSessionStore::open(&dir.path().join("sessions.sqlite")).unwrap(),
+        entered: Mutex::new(Some(entered_tx)),
+        go: Mutex::new(Some(go_rx)),
+    });
+    let n = node(dir, store, 4).await;
+    let id = session(&n, 0x51);
+    let send = || Op::Send {
+        payload_type: PayloadType::QueueProtocol,
+        payload: Zeroizing::new(b"queued".to_vec()),
+    };
+    // A record waiting for the reservation raise, and the raise's work, cut short while the
+    // store holds it.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let record = Op::Record {
+        bytes: vec![0x31; 64],
+        peer: Peer::Udp(([127, 0, 0, 1], 9).into()),
+        done: Some(done_tx),
+    };
+    assert!(matches!(
+        n.shared.enqueue(&n.core, id, send()),
+        super::Enqueued::Start(None)
+    ));
+    assert!(matches!(
+        n.shared.enqueue(&n.core, id, record),
+        super::Enqueued::Queued
+    ));
+    let work = n.shared.clone().work(n.core.clone(), id);
+    let entered = tokio::task::spawn_blocking(move || entered_rx.recv_timeout(DEADLINE));
+    tokio::select! {
+        _ = work => panic!("the work finished while its store call was held"),
+        e = entered => e.unwrap().unwrap(),
+    }
+    // The work is gone: its session is free again, and what waited behind it was failed.
+    assert!(
+        !lock(&n.shared.busy).contains_key(&id),
+        "the session stays marked busy"
+    );
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, done_rx).await.unwrap(),
+        Ok(false)
+    );
+    go_tx.send(()).unwrap();
+    // The next operation on the session starts work of its own and completes.
+    let t0 = Instant::now();
+    n.shared.defer(&n.core, id, send());
+    while lock(&n.shared.busy).contains_key(&id) || n.shared.stats().extended == 0 {
+        assert!(t0.elapsed() < DEADLINE, "{:?}", n.shared.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
