@@ -295,6 +295,12 @@ impl<P: Clone> SessionTable<P> {
         self.len() == 0
     }
 
+    /// Whether the table holds [`SessionTableConfig::max_sessions`] sessions: an insert now
+    /// would be refused (a server node asks before taking a session over from another).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.config.max_sessions
+    }
+
     /// Stores a freshly accepted session; `peer` is where its handshake came from. Refuses a
     /// session id already in use (a client-proposed id colliding with a live session must not
     /// replace it) and a full table. The session becomes the client's newest: records sealed

@@ -217,3 +217,102 @@ async fn a_panic_while_replaying_a_queued_record_does_not_wedge_the_session() {
     assert_eq!(cl.stats(1).taken_after_crash, 0, "{:?}", cl.stats(1));
     cl.stop().await;
 }
+
+/// Sends a record on a connection the device just opened to a node that cannot take its session
+/// over; returns once that node gave up (it closes the connection, which opened with a record
+/// it could not accept).
+async fn refused_on(dev: &mut SessionClient, node: SocketAddr) {
+    dev.reconnect_to(node).await.unwrap();
+    dev.send(Q, b"refused").await.unwrap();
+    match tokio::time::timeout(DEADLINE, dev.recv()).await {
+        Ok(Err(_)) => {}
+        Ok(Ok(r)) => panic!("the node echoed {:?}", r.payload),
+        Err(_) => panic!("the node neither answered nor closed the connection"),
+    }
+}
+
+/// Finding: a take-over whose local insert failed after the store had granted it (table full,
+/// the client's session limit, keys that do not open) left the row naming this node as owner
+/// while no table held the session; the device's next record, even back on its old node, then
+/// ended in "owned by the caller" or "not held" and the row was deleted: the session was
+/// destroyed. Here the node's table is full: it does not even ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_full_table_leaves_the_session_to_its_owner() {
+    let cl = Cluster::start(vec![
+        NodeSetup::default(),
+        NodeSetup {
+            table: SessionTableConfig {
+                max_sessions: 1,
+                ..SessionTableConfig::default()
+            },
+            ..NodeSetup::default()
+        },
+    ])
+    .await;
+    let (b, c) = (0, 1);
+    // Another device fills node C.
+    let mut filler =
+        SessionClient::connect(cl.addr(c), cl.device(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
+    echo(&mut filler, b"filler").await;
+    let mut dev =
+        SessionClient::connect(cl.addr(b), cl.device(), SessionClientOptions::tcp(), None)
+            .await
+            .unwrap();
+    echo(&mut dev, b"on b").await;
+    // The device roams to C, which cannot hold its session, and back to B.
+    refused_on(&mut dev, cl.addr(c)).await;
+    dev.reconnect_to(cl.addr(b)).await.unwrap();
+    echo(&mut dev, b"back on b").await;
+    assert_eq!(cl.stats(b).released, 0, "{:?}", cl.stats(b));
+    assert_eq!(cl.stats(b).taken_exact + cl.stats(b).taken_after_crash, 0);
+    assert_eq!(cl.stats(c).taken_exact + cl.stats(c).taken_after_crash, 0);
+    echo(&mut filler, b"filler still").await;
+    cl.stop().await;
+}
+
+/// The same finding where the refusal comes only after the store granted the take-over (the
+/// client's per-node session limit, known once the row names the client): the row is given
+/// back, and the device continues exactly on its old node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_over_refused_after_the_store_granted_it_gives_the_session_back() {
+    let cl = Cluster::start(vec![
+        NodeSetup::default(),
+        NodeSetup {
+            table: SessionTableConfig {
+                max_sessions_per_client: 1,
+                ..SessionTableConfig::default()
+            },
+            ..NodeSetup::default()
+        },
+    ])
+    .await;
+    let (b, c) = (0, 1);
+    let device = cl.device();
+    // The device's first session lives on C, its second on B.
+    let mut first = SessionClient::connect(
+        cl.addr(c),
+        device.clone(),
+        SessionClientOptions::tcp(),
+        None,
+    )
+    .await
+    .unwrap();
+    echo(&mut first, b"first").await;
+    let mut dev = SessionClient::connect(cl.addr(b), device, SessionClientOptions::tcp(), None)
+        .await
+        .unwrap();
+    echo(&mut dev, b"second, on b").await;
+    // The second roams to C: B releases it, C acquires it and cannot insert it.
+    refused_on(&mut dev, cl.addr(c)).await;
+    assert_eq!(cl.stats(b).released, 1, "{:?}", cl.stats(b));
+    assert_eq!(cl.stats(c).taken_exact + cl.stats(c).taken_after_crash, 0);
+    // Back on B it is taken back exactly: nothing lost, nothing destroyed.
+    dev.reconnect_to(cl.addr(b)).await.unwrap();
+    echo(&mut dev, b"back on b").await;
+    assert_eq!(cl.stats(b).taken_exact, 1, "{:?}", cl.stats(b));
+    assert_eq!(cl.stats(b).taken_after_crash, 0, "{:?}", cl.stats(b));
+    echo(&mut first, b"first still").await;
+    cl.stop().await;
+}

@@ -91,7 +91,7 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use xtt_proto::record::{PayloadType, RecordError, Reservation, SessionId};
+use xtt_proto::record::{PayloadType, RecordError, RecordState, Reservation, SessionId};
 use xtt_proto::session::ServerSession;
 use xtt_proto::{SuiteSpec, UnixTime};
 use xtt_registry::sessions::{
@@ -746,6 +746,12 @@ impl SharedSessions {
         id: SessionId,
         peer: Peer,
     ) -> Outcome {
+        // A full table cannot take the session: refused before anything changes (the owner
+        // keeps it). Other refusals (the client's limit) are known only once it is acquired.
+        if core.table.is_full() {
+            tracing::debug!(session = ?id, "session table full: no take-over");
+            return Outcome::Failed;
+        }
         let mut force = false;
         for attempt in 0..4 {
             let (node, grant) = (self.node, self.reserve);
@@ -789,33 +795,12 @@ impl SharedSessions {
                     reservation,
                     exact,
                 } => {
-                    let Some(keys) = self.key.unseal(
-                        &session.session_id,
-                        &session.client_id,
-                        session.suite,
-                        &session.sealed_keys,
-                    ) else {
-                        tracing::error!(
-                            "stored session keys do not open: is the session key file the same \
-                             on every node?"
-                        );
-                        return Outcome::Failed;
-                    };
-                    let Ok(suite) = SuiteSpec::from_u16(session.suite) else {
-                        return Outcome::Failed;
-                    };
-                    let s = ServerSession::restore(
-                        id,
-                        session.client_id,
-                        suite,
-                        &keys,
-                        &start,
-                        reservation,
-                    );
-                    let now = crate::server::unix_now();
-                    if let Err(e) = core.table.insert_created(s, peer, now, session.created) {
-                        tracing::warn!(error = %e, "taken-over session not stored locally");
-                        return Outcome::Failed;
+                    if let Err(outcome) = self.install(core, &session, &start, reservation, peer) {
+                        // This node owns the row now but holds no session: without giving it
+                        // back, the device's next record (on any node) would find the row
+                        // "owned by the caller" or "not held" and delete it.
+                        self.give_back(id, start).await;
+                        return outcome;
                     }
                     bump(if exact {
                         &self.counters.taken_exact
@@ -828,6 +813,61 @@ impl SharedSessions {
             }
         }
         Outcome::Failed
+    }
+
+    /// Puts a session this node has just acquired into its table.
+    fn install(
+        &self,
+        core: &SessionCore,
+        session: &StoredSession,
+        start: &RecordState,
+        reservation: Reservation,
+        peer: Peer,
+    ) -> Result<(), Outcome> {
+        let Some(keys) = self.key.unseal(
+            &session.session_id,
+            &session.client_id,
+            session.suite,
+            &session.sealed_keys,
+        ) else {
+            tracing::error!(
+                "stored session keys do not open: is the session key file the same on every node?"
+            );
+            return Err(Outcome::Failed);
+        };
+        let Ok(suite) = SuiteSpec::from_u16(session.suite) else {
+            return Err(Outcome::Failed);
+        };
+        let s = ServerSession::restore(
+            session.session_id,
+            session.client_id,
+            suite,
+            &keys,
+            start,
+            reservation,
+        );
+        let now = crate::server::unix_now();
+        core.table
+            .insert_created(s, peer, now, session.created)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "taken-over session not stored locally");
+                Outcome::Failed
+            })
+    }
+
+    /// Releases a row this node acquired but could not use, with the state it was given: as it
+    /// was (no owner, or above the crashed owner's reservation) for the next node that gets one
+    /// of the device's records.
+    async fn give_back(self: &Arc<Self>, id: SessionId, start: RecordState) {
+        let node = self.node;
+        match self
+            .blocking(move |st| st.release(&id, node, &start, UnixMillis::now()))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(session = ?id, "row given back was no longer this node's"),
+            Err(e) => tracing::error!(error = %e, "giving a session back to the store failed"),
+        }
     }
 
     /// Another node asks for `id`: hand it over with its exact state.
