@@ -42,6 +42,7 @@ use crate::record::{
     Delivered, DropCounters, Keep, OpenedInPlace, PayloadType, RecordError, RecordInPlace,
     RecordLayer, RecordState, Reservation, SessionId,
 };
+use crate::replay_window::ReplayWindow;
 use crate::session::ServerSession;
 use crate::UnixTime;
 
@@ -250,6 +251,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
+}
+
+/// Whether `bytes` is a record of `session` whose tag verifies under the session's keys. Its
+/// freshness is not checked: that is the table's job once the session is in it. (A server node
+/// taking a session over from the shared store checks that the record that made it ask is the
+/// device's before it puts the session in its table.)
+pub fn record_authenticates(session: &ServerSession, bytes: &[u8]) -> bool {
+    RecordRegular::decode(bytes).is_ok_and(|record| {
+        record.session_id == session.id.0 && authentic(&session.layer, &record).is_ok()
+    })
+}
+
+/// Verifies a record's tag with a key expanded for this check only (the layer's kept keys are
+/// left alone, and the plaintext, if any, is wiped when dropped).
+fn authentic(layer: &RecordLayer, record: &RecordRegular<'_>) -> Result<(), RecordError> {
+    layer
+        .keys()
+        .recv
+        .open(layer.suite, None, record)
+        .map(|_| ())
 }
 
 impl<P: Clone> SessionTable<P> {
@@ -469,6 +490,24 @@ impl<P: Clone> SessionTable<P> {
                 Err(e)
             }
         }
+    }
+
+    /// Whether session `id` (held here) would accept the record `bytes` now, without accepting
+    /// it: well-formed, of a live session, fresh for the session's receive window and
+    /// authentic. Nothing changes: no window, counter, peer or idle timer moves, and no key is
+    /// kept expanded. (A server node holding a session checks the record another node wants to
+    /// take the session over for: a forged or replayed one must not move the session.)
+    pub fn check(&self, bytes: &[u8], now: UnixTime) -> Result<(), RecordError> {
+        let record = RecordRegular::decode(bytes)?;
+        let id = SessionId(record.session_id);
+        let shard = self.session_shard(&id);
+        let entry = shard
+            .get(&id)
+            .filter(|e| !e.expired(now, &self.config))
+            .ok_or(RecordError::UnknownSession)?;
+        let state = entry.layer.state();
+        ReplayWindow::<2>::from_parts(state.recv_next, state.recv_bits).check(record.seq_num)?;
+        authentic(&entry.layer, &record)
     }
 
     /// Seals one record for session `id`; returns where to send it (the peer that last delivered

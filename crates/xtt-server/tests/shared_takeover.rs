@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{test_config, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
+use tokio::net::UdpSocket;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::SessionClientConfig;
 use xtt_proto::session_table::SessionTableConfig;
@@ -20,7 +21,7 @@ use xtt_registry::sessions::open_session_store;
 use xtt_registry::{Registry, SqliteRegistry};
 use xtt_server::bench::register_session_devices;
 use xtt_server::sessions::shared::{SharedOptions, SharedStats, StorageKey};
-use xtt_server::sessions::IncomingRecord;
+use xtt_server::sessions::{IncomingRecord, SendError};
 use xtt_server::{
     add_group, Echo, Outbox, SessionApp, SessionClient, SessionClientOptions, SessionOptions,
     XttServer,
@@ -314,5 +315,115 @@ async fn a_take_over_refused_after_the_store_granted_it_gives_the_session_back()
     assert_eq!(cl.stats(b).taken_exact, 1, "{:?}", cl.stats(b));
     assert_eq!(cl.stats(b).taken_after_crash, 0, "{:?}", cl.stats(b));
     echo(&mut first, b"first still").await;
+    cl.stop().await;
+}
+
+/// A record the device sent and the server accepted (echoed): an attacker on the path has it.
+async fn accepted_record(dev: &mut SessionClient, payload: &[u8]) -> Vec<u8> {
+    let record = dev.session_mut().seal(Q, payload).unwrap();
+    dev.send_raw(&record).await.unwrap();
+    let r = tokio::time::timeout(DEADLINE, dev.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&r.payload[..], payload);
+    record
+}
+
+/// A record naming the device's session that the device never made: its tag is wrong.
+fn forged_record(dev: &mut SessionClient) -> Vec<u8> {
+    let mut forged = dev.session_mut().seal(Q, b"forged").unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x55;
+    forged
+}
+
+/// Finding: a forged or replayed record naming a session held by node B, sent to node C from
+/// any address, made C ask B for the session, B release it and C take it over with the
+/// sender's address as its path (C's records for the session went to the attacker, B had lost
+/// it). Now B refuses unless the record C shows it is an authentic, fresh record of the
+/// session: nothing moves, and C sends nobody anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_replayed_record_takes_no_session_from_its_owner() {
+    let cl = Cluster::start(vec![NodeSetup::default(), NodeSetup::default()]).await;
+    let (b, c) = (0, 1);
+    let device = cl.device();
+    let client_id = device.client_id;
+    let mut dev = SessionClient::connect(cl.addr(b), device, SessionClientOptions::udp(), None)
+        .await
+        .unwrap();
+    echo(&mut dev, b"on b").await;
+    let replayed = accepted_record(&mut dev, b"accepted on b").await;
+    let forged = forged_record(&mut dev);
+    let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    attacker.send_to(&forged, cl.addr(c)).await.unwrap();
+    wait_for("C refused the forged record", || cl.stats(c).refused == 1).await;
+    attacker.send_to(&replayed, cl.addr(c)).await.unwrap();
+    wait_for("C refused the replayed record", || cl.stats(c).refused == 2).await;
+    // B still holds the session; C never did.
+    assert_eq!(cl.stats(b).released, 0, "{:?}", cl.stats(b));
+    assert_eq!(cl.stats(c).taken_exact + cl.stats(c).taken_after_crash, 0);
+    assert_eq!(cl.outbox(c).session_count(), 0);
+    assert!(cl.outbox(c).send(&client_id, Q, b"to whom?").is_err());
+    // The device goes on on B, which never had to take its session back.
+    echo(&mut dev, b"still on b").await;
+    assert_eq!(cl.stats(b).taken_exact + cl.stats(b).taken_after_crash, 0);
+    assert_eq!(cl.outbox(b).session_count(), 1);
+    // Neither record was answered (the session exists: no Error either).
+    let mut buf = [0u8; 64];
+    assert!(attacker.try_recv_from(&mut buf).is_err());
+    cl.stop().await;
+}
+
+/// The same finding where nobody holds the session (its node stopped gracefully and released
+/// it): a forged record makes the next node acquire the row, find that the record does not
+/// authenticate and give the row back as it was; an authentic record replayed from another
+/// address does move the session (nobody held it), but the session has no path until one of
+/// the device's own records opens: the application's records are not sent to the replayer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_for_a_replayed_record_sends_nothing_to_the_replayer() {
+    let mut cl = Cluster::start(vec![NodeSetup::default(), NodeSetup::default()]).await;
+    let (b, c) = (0, 1);
+    let device = cl.device();
+    let client_id = device.client_id;
+    let mut dev = SessionClient::connect(cl.addr(b), device, SessionClientOptions::udp(), None)
+        .await
+        .unwrap();
+    echo(&mut dev, b"on b").await;
+    let replayed = accepted_record(&mut dev, b"accepted on b").await;
+    let forged = forged_record(&mut dev);
+    cl.stop_node(b).await;
+    let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    attacker.send_to(&forged, cl.addr(c)).await.unwrap();
+    wait_for("C refused the forged record", || cl.stats(c).refused == 1).await;
+    assert_eq!(cl.stats(c).taken_exact + cl.stats(c).taken_after_crash, 0);
+    assert_eq!(cl.outbox(c).session_count(), 0);
+
+    attacker.send_to(&replayed, cl.addr(c)).await.unwrap();
+    wait_for("C took the session over and dropped the replay", || {
+        cl.stats(c).taken_exact == 1 && cl.counters(c).dropped.duplicate == 1
+    })
+    .await;
+    // The row was given back exactly after the forged record: an exact take-over, not one
+    // above a reservation.
+    assert_eq!(cl.stats(c).taken_after_crash, 0);
+    match cl.outbox(c).send(&client_id, Q, b"for the device") {
+        Err(SendError::NoPath) => {}
+        other => panic!("a record went somewhere before the device spoke: {other:?}"),
+    }
+    let mut buf = [0u8; 64];
+    assert!(attacker.try_recv_from(&mut buf).is_err());
+
+    // The device's own record gives the session its path.
+    dev.reconnect_to(cl.addr(c)).await.unwrap();
+    echo(&mut dev, b"on c").await;
+    cl.outbox(c).send(&client_id, Q, b"for the device").unwrap();
+    let r = tokio::time::timeout(DEADLINE, dev.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&r.payload[..], b"for the device");
+    assert!(attacker.try_recv_from(&mut buf).is_err());
     cl.stop().await;
 }

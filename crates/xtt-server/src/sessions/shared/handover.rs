@@ -1,16 +1,27 @@
-//! The node-to-node hand-over request: "release session S". A small TCP listener per node,
-//! whose address each node writes into the store with its lease.
+//! The node-to-node hand-over request: "release session S, here is the device's record". A
+//! small TCP listener per node, whose address each node writes into the store with its lease.
 //!
 //! ```text
-//! request (65 bytes)  version(1) ‖ session id(16) ‖ requester node(8) ‖ unix ms(8) ‖ HMAC(32)
+//! request v2          2 ‖ session id(16) ‖ requester node(8) ‖ unix ms(8) ‖ record length(2)
+//!                     ‖ record ‖ HMAC(32) of everything before it
+//! request v1 (65 B)   1 ‖ session id(16) ‖ requester node(8) ‖ unix ms(8) ‖ HMAC(32)
 //! answer  (1 byte)    0 released (exact state is in the store) | 1 not held here
-//!                     | 2 busy (try again) | 3 failed
+//!                     | 2 busy (try again) | 3 failed | 4 refused: the record is not an
+//!                       authentic, fresh record of the session held here
 //! ```
 //!
+//! **The record is the reason.** A node asks for a session because a record naming it arrived,
+//! and a record's session id is in clear: anyone can send one. The owner releases only if the
+//! record carried by the request authenticates under the session's keys and is fresh for its
+//! receive window (checked without accepting it), so a forged or replayed record takes no
+//! session from its owner (answer 4). A v1 request (a node of the previous version, during a
+//! rolling upgrade) carries no record and is honoured as before.
+//!
 //! No secret crosses this link: the owner writes the exact state into the store itself and
-//! only says "done". The HMAC (key derived from the deployment's storage key) keeps anyone
-//! else from making nodes drop sessions; a request is honoured within [`MAX_SKEW_MS`] of its
-//! timestamp (a replay inside that window only repeats a release, which costs a hand-over).
+//! only says "done" (the record is ciphertext the device sent in the open). The HMAC (key derived
+//! from the deployment's storage key) keeps anyone else from making nodes drop sessions; a
+//! request is honoured within [`MAX_SKEW_MS`] of its timestamp (a replay inside that window only
+//! repeats a release, which costs a hand-over).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +36,14 @@ use super::seal::StorageKey;
 use super::SharedSessions;
 use crate::sessions::SessionCore;
 
-const VERSION: u8 = 1;
+/// Requests without a record (read, never sent).
+const VERSION_1: u8 = 1;
+/// Requests carrying the record that made the asker ask.
+const VERSION: u8 = 2;
+/// Version, session id, requester, time.
 const BODY_LEN: usize = 1 + 16 + 8 + 8;
-const REQUEST_LEN: usize = BODY_LEN + 32;
+const MAC_LEN: usize = 32;
+
 /// How far a request's timestamp may be from the receiver's clock.
 pub(crate) const MAX_SKEW_MS: i64 = 30_000;
 
@@ -38,6 +54,8 @@ pub(crate) enum Answer {
     NotHeld,
     Busy,
     Failed,
+    /// The record is not an authentic, fresh record of the session held here.
+    Refused,
 }
 
 impl Answer {
@@ -47,6 +65,7 @@ impl Answer {
             Answer::NotHeld => 1,
             Answer::Busy => 2,
             Answer::Failed => 3,
+            Answer::Refused => 4,
         }
     }
     fn from_u8(b: u8) -> Self {
@@ -54,38 +73,45 @@ impl Answer {
             0 => Answer::Released,
             1 => Answer::NotHeld,
             2 => Answer::Busy,
+            4 => Answer::Refused,
             _ => Answer::Failed,
         }
     }
 }
 
-fn body(id: &SessionId, from: NodeId, at: UnixMillis) -> [u8; BODY_LEN] {
-    let mut b = [0u8; BODY_LEN];
-    let parts: [&[u8]; 4] = [
-        &[VERSION],
-        &id.0,
-        &from.0.to_be_bytes(),
-        &at.0.to_be_bytes(),
-    ];
-    for (d, s) in b.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
-        *d = *s;
-    }
-    b
+/// A v2 request: `id` wanted by `from` at `at` because of `record`. `None` if the record is
+/// longer than a record can be.
+fn request(
+    id: &SessionId,
+    from: NodeId,
+    at: UnixMillis,
+    record: &[u8],
+    key: &StorageKey,
+) -> Option<Vec<u8>> {
+    let len = u16::try_from(record.len()).ok()?;
+    let mut req = Vec::with_capacity(BODY_LEN + 2 + record.len() + MAC_LEN);
+    req.push(VERSION);
+    req.extend_from_slice(&id.0);
+    req.extend_from_slice(&from.0.to_be_bytes());
+    req.extend_from_slice(&at.0.to_be_bytes());
+    req.extend_from_slice(&len.to_be_bytes());
+    req.extend_from_slice(record);
+    let mac = key.handover_mac(&req)?;
+    req.extend_from_slice(&mac);
+    Some(req)
 }
 
-/// Asks the node at `addr` to release `id`. `None`: unreachable or no answer within `timeout`.
+/// Asks the node at `addr` to release `id`, showing it `record`, the device's record that named
+/// the session here. `None`: unreachable or no answer within `timeout`.
 pub(crate) async fn ask(
     addr: &str,
     id: &SessionId,
+    record: &[u8],
     me: NodeId,
     key: &StorageKey,
     timeout: Duration,
 ) -> Option<Answer> {
-    let b = body(id, me, UnixMillis::now());
-    let mac = key.handover_mac(&b)?;
-    let mut req = Vec::with_capacity(REQUEST_LEN);
-    req.extend_from_slice(&b);
-    req.extend_from_slice(&mac);
+    let req = request(id, me, UnixMillis::now(), record, key)?;
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
         let _ = s.set_nodelay(true);
@@ -104,8 +130,8 @@ pub(crate) async fn ask(
 const MAX_REQUESTS_PER_SOURCE: usize = super::MAX_TAKE_OVERS;
 /// Hand-over requests served at once: room for four busy peers.
 const MAX_CONCURRENT_REQUESTS: usize = 4 * MAX_REQUESTS_PER_SOURCE;
-/// How long a request (65 bytes, written by the asking node right after it connects) may take
-/// to arrive.
+/// How long a request (up to 64 KiB, written by the asking node right after it connects) may
+/// take to arrive.
 const REQUEST_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Serves hand-over requests until the core is gone.
@@ -145,7 +171,7 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _held = (permit, slot);
             let answer = match read_request(&mut stream, &shared.key, peer).await {
-                Some(id) => shared.release_local(&core, id).await,
+                Some((id, record)) => shared.release_local(&core, id, record).await,
                 None => return,
             };
             let _ =
@@ -155,18 +181,34 @@ pub(crate) async fn serve(
     }
 }
 
+/// Reads one request: the session asked for, and the record shown (`None` from a v1 asker).
 async fn read_request(
     stream: &mut TcpStream,
     key: &StorageKey,
     peer: SocketAddr,
-) -> Option<SessionId> {
-    let mut req = [0u8; REQUEST_LEN];
-    tokio::time::timeout(REQUEST_DEADLINE, stream.read_exact(&mut req))
-        .await
-        .ok()?
-        .ok()?;
-    let (b, mac) = req.split_at(BODY_LEN);
-    if !key.handover_mac_ok(b, mac) || b.first() != Some(&VERSION) {
+) -> Option<(SessionId, Option<Vec<u8>>)> {
+    let read = async {
+        let mut req = vec![0u8; BODY_LEN];
+        stream.read_exact(&mut req).await.ok()?;
+        let record_len = match req.first() {
+            Some(&VERSION_1) => None,
+            Some(&VERSION) => {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len).await.ok()?;
+                req.extend_from_slice(&len);
+                Some(usize::from(u16::from_be_bytes(len)))
+            }
+            _ => return None,
+        };
+        let have = req.len();
+        let signed = have + record_len.unwrap_or(0);
+        req.resize(signed + MAC_LEN, 0);
+        stream.read_exact(req.get_mut(have..)?).await.ok()?;
+        Some((req, signed, record_len.is_some()))
+    };
+    let (req, signed, v2) = tokio::time::timeout(REQUEST_DEADLINE, read).await.ok()??;
+    let (b, mac) = req.split_at(signed);
+    if !key.handover_mac_ok(b, mac) {
         tracing::warn!(%peer, "hand-over request with a bad MAC refused");
         return None;
     }
@@ -179,5 +221,6 @@ async fn read_request(
         tracing::warn!(%peer, "stale hand-over request refused");
         return None;
     }
-    Some(id)
+    let record = v2.then(|| b.get(BODY_LEN + 2..).unwrap_or_default().to_vec());
+    Some((id, record))
 }

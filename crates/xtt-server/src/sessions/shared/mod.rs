@@ -17,13 +17,24 @@
 //!
 //! * the row has no owner (released): the new owner continues from the exact state stored;
 //! * the owner's lease is live: the new node asks it, over the owner's **hand-over listener**
-//!   (address in the database; [`handover`]), to release the session. The owner removes the
-//!   session from its table (atomically, under the table's shard lock), writes its exact
-//!   receive window and send counter into the row with `owner = none`, and answers; the new
-//!   node then acquires the released row;
+//!   (address in the database; [`handover`]), to release the session, showing it the record
+//!   that named the session. The owner refuses unless that record is an authentic, fresh
+//!   record of the session; otherwise it removes the session from its table (atomically, under
+//!   the table's shard lock), writes its exact receive window and send counter into the row
+//!   with `owner = none`, and answers; the new node then acquires the released row;
 //! * the owner's lease expired, or it does not answer within `handover_timeout`, or it answers
 //!   that it does not hold the session: the new node takes the row **forcibly** and starts
 //!   above the owner's reservation (below).
+//!
+//! **Only the device moves a session.** A record's session id is in clear, so anyone can send a
+//! record naming any session to any node. Such a record takes no session from a live owner (the
+//! owner checks it, above). A row the new node acquired (released, or its owner dead) is put in
+//! its table only if one of the records waiting for it verifies under the unsealed keys;
+//! otherwise, or if the table refuses it, the row is released again as it was given. And a
+//! session taken over has **no path** until one of its records opens in the table (authentic,
+//! fresh, and the highest so far): until then the node's records for it are dropped (the
+//! application's send reports `NoPath`), so whoever sent the record that triggered the take-over
+//! (a replay of an authentic one, from any source address) receives nothing.
 //!
 //! Why a node-to-node request rather than PostgreSQL LISTEN/NOTIFY or hand-over rows polled
 //! from the database: it works the same on both backends (SQLite has no notifications), it
@@ -93,6 +104,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use xtt_proto::record::{PayloadType, RecordError, RecordState, Reservation, SessionId};
 use xtt_proto::session::ServerSession;
+use xtt_proto::session_table::record_authenticates;
 use xtt_proto::{SuiteSpec, UnixTime};
 use xtt_registry::sessions::{
     Acquired, CreateOutcome, NodeId, SessionStore, StoredSession, UnixMillis,
@@ -174,6 +186,9 @@ pub struct SharedStats {
     pub dropped: u64,
     /// Graceful stops that handed every session over exactly (0 or 1).
     pub retired: u64,
+    /// Take-overs refused because none of the records that asked for them authenticated
+    /// (forged, or replayed to a session whose owner holds it): the records were dropped.
+    pub refused: u64,
 }
 
 #[derive(Default)]
@@ -186,6 +201,7 @@ struct Counters {
     extended: AtomicU64,
     dropped: AtomicU64,
     retired: AtomicU64,
+    refused: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -229,6 +245,9 @@ const MAX_BUSY: usize = 4096;
 /// session ids (spoofable over UDP) gets only this share: the reservation raises of sessions
 /// this node holds, whose records did authenticate, keep the rest.
 pub(crate) const MAX_TAKE_OVERS: usize = 64;
+/// Of the records waiting for a take-over, how many are tried as the device's word: one forged
+/// record queued first does not make the device's own, behind it, fail.
+const MAX_PROOFS: usize = 3;
 
 /// Holds a store whose drop may block (the blocking PostgreSQL client ends its connections
 /// with a runtime of its own, which panics on a tokio worker): dropped on a plain thread when
@@ -260,6 +279,9 @@ pub struct SharedSessions {
     handover_timeout: Duration,
     handover_addr: String,
     busy: Mutex<HashMap<SessionId, VecDeque<Op>>>,
+    /// The path of a session taken over until one of its records opens: a queue nobody reads
+    /// (sending to it fails at once, as to a closed connection).
+    no_path: Peer,
     /// Take-overs in flight (at most [`MAX_TAKE_OVERS`]).
     take_overs: Arc<tokio::sync::Semaphore>,
     counters: Counters,
@@ -372,6 +394,10 @@ impl SharedSessions {
             handover_timeout: options.handover_timeout,
             handover_addr,
             busy: Mutex::new(HashMap::new()),
+            no_path: Peer::Tcp {
+                conn: 0,
+                tx: tokio::sync::mpsc::channel(1).0,
+            },
             take_overs: Arc::new(tokio::sync::Semaphore::new(MAX_TAKE_OVERS)),
             counters: Counters::default(),
             retiring: AtomicBool::new(false),
@@ -417,6 +443,7 @@ impl SharedSessions {
             extended: get(&c.extended),
             dropped: get(&c.dropped),
             retired: get(&c.retired),
+            refused: get(&c.refused),
         }
     }
 
@@ -602,30 +629,33 @@ impl SharedSessions {
     async fn work(self: Arc<Self>, core: Arc<SessionCore>, id: SessionId) {
         let mut guard = BusyGuard::new(&self, &core, id);
         for _round in 0..4 {
-            let (max_seq, peer) = {
+            let held = core.table.record_state(&id).is_some();
+            let (max_seq, proofs) = {
                 let busy = lock(&self.busy);
-                let q = busy.get(&id);
-                let max_seq = q
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|op| match op {
-                        Op::Record { bytes, .. } => seq_of(bytes),
-                        Op::Send { .. } => None,
-                    })
-                    .max();
-                let peer = q.into_iter().flatten().find_map(|op| match op {
-                    Op::Record { peer, .. } => Some(peer.clone()),
-                    Op::Send { .. } => None,
-                });
-                (max_seq, peer)
+                let records = || {
+                    busy.get(&id)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|op| match op {
+                            Op::Record { bytes, .. } => Some(bytes),
+                            Op::Send { .. } => None,
+                        })
+                };
+                let max_seq = records().filter_map(|b| seq_of(b)).max();
+                // A take-over needs the device's word: the records that asked for it.
+                let proofs: Vec<Vec<u8>> = if held {
+                    Vec::new()
+                } else {
+                    records().take(MAX_PROOFS).cloned().collect()
+                };
+                (max_seq, proofs)
             };
-            let outcome = if core.table.record_state(&id).is_some() {
+            let outcome = if held {
                 self.extend(&core, id, max_seq).await
+            } else if proofs.is_empty() {
+                Outcome::Failed
             } else {
-                match peer {
-                    Some(peer) => self.take_over(&core, id, peer).await,
-                    None => Outcome::Failed,
-                }
+                self.take_over(&core, id, &proofs).await
             };
             let ops: Vec<Op> = lock(&self.busy)
                 .get_mut(&id)
@@ -635,6 +665,13 @@ impl SharedSessions {
                 Outcome::Ready => {
                     for op in ops {
                         self.replay(&core, id, op);
+                    }
+                }
+                Outcome::Refused => {
+                    // Dropped as forged records are: counted, never answered.
+                    bump(&self.counters.refused);
+                    for op in ops {
+                        op.fail(&core, false);
                     }
                 }
                 Outcome::Unknown | Outcome::Failed => {
@@ -739,12 +776,13 @@ impl SharedSessions {
         }
     }
 
-    /// Takes a session over from the store (asking its owner first if it is alive).
+    /// Takes a session over from the store (asking its owner first if it is alive) for one of
+    /// the records in `proofs` (those waiting for it, not yet authenticated).
     async fn take_over(
         self: &Arc<Self>,
         core: &Arc<SessionCore>,
         id: SessionId,
-        peer: Peer,
+        proofs: &[Vec<u8>],
     ) -> Outcome {
         // A full table cannot take the session: refused before anything changes (the owner
         // keeps it). Other refusals (the client's limit) are known only once it is acquired.
@@ -753,6 +791,9 @@ impl SharedSessions {
             return Outcome::Failed;
         }
         let mut force = false;
+        // The record shown to a live owner; the next one if it refuses that one.
+        let mut shown = proofs.iter();
+        let mut proof = shown.next();
         for attempt in 0..4 {
             let (node, grant) = (self.node, self.reserve);
             let acquired = match self
@@ -776,12 +817,28 @@ impl SharedSessions {
                     node: holder,
                     handover_addr,
                 } => {
-                    let answer =
-                        handover::ask(&handover_addr, &id, node, &self.key, self.handover_timeout)
-                            .await;
+                    let Some(record) = proof else {
+                        return Outcome::Refused;
+                    };
+                    let answer = handover::ask(
+                        &handover_addr,
+                        &id,
+                        record,
+                        node,
+                        &self.key,
+                        self.handover_timeout,
+                    )
+                    .await;
                     tracing::debug!(holder = holder.0, ?answer, "hand-over asked");
                     match answer {
                         Some(Answer::Released) => {}
+                        // Not the device's record (forged, or one the owner already accepted).
+                        Some(Answer::Refused) => {
+                            proof = shown.next();
+                            if proof.is_none() {
+                                return Outcome::Refused;
+                            }
+                        }
                         Some(Answer::Busy) if attempt < 2 => {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
@@ -795,7 +852,8 @@ impl SharedSessions {
                     reservation,
                     exact,
                 } => {
-                    if let Err(outcome) = self.install(core, &session, &start, reservation, peer) {
+                    if let Err(outcome) = self.install(core, &session, &start, reservation, proofs)
+                    {
                         // This node owns the row now but holds no session: without giving it
                         // back, the device's next record (on any node) would find the row
                         // "owned by the caller" or "not held" and delete it.
@@ -815,14 +873,16 @@ impl SharedSessions {
         Outcome::Failed
     }
 
-    /// Puts a session this node has just acquired into its table.
+    /// Puts a session this node has just acquired into its table, if one of `proofs` is a
+    /// record of it (authentic; whether it is fresh the table decides when it is replayed).
+    /// The session gets no path: the first record that opens in the table gives it one.
     fn install(
         &self,
         core: &SessionCore,
         session: &StoredSession,
         start: &RecordState,
         reservation: Reservation,
-        peer: Peer,
+        proofs: &[Vec<u8>],
     ) -> Result<(), Outcome> {
         let Some(keys) = self.key.unseal(
             &session.session_id,
@@ -846,9 +906,13 @@ impl SharedSessions {
             start,
             reservation,
         );
+        if !proofs.iter().any(|p| record_authenticates(&s, p)) {
+            tracing::debug!(session = ?session.session_id, "take-over refused: no record authenticates");
+            return Err(Outcome::Refused);
+        }
         let now = crate::server::unix_now();
         core.table
-            .insert_created(s, peer, now, session.created)
+            .insert_created(s, self.no_path.clone(), now, session.created)
             .map_err(|e| {
                 tracing::warn!(error = %e, "taken-over session not stored locally");
                 Outcome::Failed
@@ -870,11 +934,14 @@ impl SharedSessions {
         }
     }
 
-    /// Another node asks for `id`: hand it over with its exact state.
+    /// Another node asks for `id`, showing `record` (from a node of this version; `None` from
+    /// the previous one): hand it over with its exact state if `record` is an authentic, fresh
+    /// record of the session, or if this node does not hold it (any more).
     pub(crate) async fn release_local(
         self: &Arc<Self>,
         core: &Arc<SessionCore>,
         id: SessionId,
+        record: Option<Vec<u8>>,
     ) -> Answer {
         {
             let mut busy = lock(&self.busy);
@@ -889,7 +956,43 @@ impl SharedSessions {
             busy.insert(id, VecDeque::new());
         }
         let mut guard = BusyGuard::new(self, core, id);
-        let answer = match core.table.take_state(&id, crate::server::unix_now()) {
+        let now = crate::server::unix_now();
+        let shown = record.map(|r| {
+            if session_id_of(&r) == Some(id) {
+                core.table.check(&r, now)
+            } else {
+                Err(RecordError::Forged)
+            }
+        });
+        let answer = match shown {
+            // Held here, and the record is not the device's: the session stays.
+            Some(Err(e)) if !matches!(e, RecordError::UnknownSession) => {
+                tracing::debug!(session = ?id, error = %e, "hand-over refused: not the device's record");
+                Answer::Refused
+            }
+            _ => self.release_held(core, id, now).await,
+        };
+        let queued: Vec<Op> = {
+            let mut busy = lock(&self.busy);
+            guard.armed = false;
+            busy.remove(&id)
+                .map(|q| q.into_iter().collect())
+                .unwrap_or_default()
+        };
+        for op in queued {
+            self.replay(core, id, op);
+        }
+        answer
+    }
+
+    /// Hands session `id` over with its exact state (the caller holds its busy mark).
+    async fn release_held(
+        self: &Arc<Self>,
+        core: &SessionCore,
+        id: SessionId,
+        now: UnixTime,
+    ) -> Answer {
+        match core.table.take_state(&id, now) {
             // Not here, or here only past its idle timeout or lifetime. A row that still names
             // this node as owner belongs to a session that ended here (expired, or out of
             // sequence numbers): deleted, so the asker finds it unknown instead of taking it
@@ -919,18 +1022,7 @@ impl SharedSessions {
                     }
                 }
             }
-        };
-        let queued: Vec<Op> = {
-            let mut busy = lock(&self.busy);
-            guard.armed = false;
-            busy.remove(&id)
-                .map(|q| q.into_iter().collect())
-                .unwrap_or_default()
-        };
-        for op in queued {
-            self.replay(core, id, op);
         }
-        answer
     }
 
     /// Sessions this node dropped (expired): their rows go too.
@@ -959,6 +1051,8 @@ enum Outcome {
     Ready,
     /// The session does not exist (answer records with the Error message).
     Unknown,
+    /// No record that asked for the take-over is the device's: drop them, silently.
+    Refused,
     /// The store failed: drop the queue.
     Failed,
 }

@@ -14,6 +14,7 @@ use xtt_registry::sessions::{
 use xtt_registry::{CookieUse, RegistryError, SqliteRegistry};
 use zeroize::Zeroizing;
 
+use super::handover::Answer;
 use super::{lock, Op, SharedOptions, SharedSessions, StorageKey};
 use crate::sessions::{Echo, Peer, RegistryKeys, SessionCore, SessionOptions};
 
@@ -109,6 +110,7 @@ struct Node {
     _dir: tempfile::TempDir,
     core: Arc<SessionCore>,
     shared: Arc<SharedSessions>,
+    key: Arc<StorageKey>,
 }
 
 async fn node(dir: tempfile::TempDir, store: Arc<dyn SessionStore>, reserve: u32) -> Node {
@@ -124,10 +126,11 @@ async fn node(dir: tempfile::TempDir, store: Arc<dyn SessionStore>, reserve: u32
     let core = Arc::new(SessionCore::new(&options, keys));
     let mut secret = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+    let key = Arc::new(StorageKey::from_secret(&secret));
     let shared = SharedSessions::start(
         SharedOptions {
             reserve,
-            ..SharedOptions::new(store, Arc::new(StorageKey::from_secret(&secret)))
+            ..SharedOptions::new(store, key.clone())
         },
         &core,
     )
@@ -138,18 +141,17 @@ async fn node(dir: tempfile::TempDir, store: Arc<dyn SessionStore>, reserve: u32
         _dir: dir,
         core,
         shared,
+        key,
     }
 }
+
+const SUITE: SuiteSpec = SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512;
 
 /// A session made from a seed, stored (this node owning it) and in the node's table.
 fn session(n: &Node, byte: u8) -> SessionId {
     let id = SessionId([byte; 16]);
-    let s = ServerSession::new_for_testing_only(
-        id,
-        ClientId([byte ^ 0xff; 16]),
-        SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512,
-        &[byte; 64],
-    );
+    let s =
+        ServerSession::new_for_testing_only(id, ClientId([byte ^ 0xff; 16]), SUITE, &[byte; 64]);
     let cookie = CookieUse {
         id: [byte; 13],
         expires_at: xtt_proto::UnixTime(crate::server::unix_now().0 + 60),
@@ -231,4 +233,87 @@ async fn store_work_cut_short_frees_its_session() {
         assert!(t0.elapsed() < DEADLINE, "{:?}", n.shared.stats());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The device's half of [`session`]'s session.
+fn device(byte: u8) -> xtt_proto::session::ClientSession {
+    let pki = crate::bench::ThrowawayPki::generate().unwrap();
+    ServerSession::client_for_testing_only(
+        SessionId([byte; 16]),
+        ClientId([byte ^ 0xff; 16]),
+        SUITE,
+        &[byte; 64],
+        pki.certificate,
+    )
+}
+
+/// The hand-over request carries the record that made the asker ask: the owner releases the
+/// session for the device's record only, not for a forged or replayed one; a request of the
+/// previous version (no record, from a node not yet upgraded) is still honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_releases_a_session_only_for_the_devices_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteSessionStore::open(&dir.path().join("sessions.sqlite")).unwrap());
+    let n = node(dir, store, 64).await;
+    let addr = n.shared.handover_addr.clone();
+    let asker = NodeId(7);
+    let ask = |id: SessionId, record: Vec<u8>| {
+        let (addr, key) = (addr.clone(), n.key.clone());
+        async move { super::handover::ask(&addr, &id, &record, asker, &key, DEADLINE).await }
+    };
+    let id = session(&n, 0x61);
+    let mut dev = device(0x61);
+    let accepted = dev.seal(PayloadType::QueueProtocol, b"accepted").unwrap();
+    n.core
+        .table
+        .open(
+            &accepted,
+            Peer::Udp(([127, 0, 0, 1], 9).into()),
+            crate::server::unix_now(),
+        )
+        .unwrap();
+    let mut forged = dev.seal(PayloadType::QueueProtocol, b"forged").unwrap();
+    if let Some(b) = forged.last_mut() {
+        *b ^= 1;
+    }
+    let fresh = dev.seal(PayloadType::QueueProtocol, b"fresh").unwrap();
+    let mut other = device(0x62);
+    let elsewhere = other.seal(PayloadType::QueueProtocol, b"other").unwrap();
+    for (what, record) in [
+        ("forged", forged),
+        ("replayed", accepted),
+        ("of another session", elsewhere),
+    ] {
+        assert_eq!(ask(id, record).await, Some(Answer::Refused), "{what}");
+        assert!(n.core.table.record_state(&id).is_some(), "{what}");
+    }
+    assert_eq!(n.shared.stats().released, 0);
+    assert_eq!(ask(id, fresh.clone()).await, Some(Answer::Released));
+    assert!(n.core.table.record_state(&id).is_none());
+    assert_eq!(n.shared.stats().released, 1);
+    // The record was only looked at: the next owner still accepts it.
+    assert_eq!(n.core.table.counters().delivered, 1);
+
+    // A node of the previous version asks without a record.
+    let id = session(&n, 0x63);
+    let mut req = vec![1u8];
+    req.extend_from_slice(&id.0);
+    req.extend_from_slice(&asker.0.to_be_bytes());
+    req.extend_from_slice(&UnixMillis::now().0.to_be_bytes());
+    let mac = n.key.handover_mac(&req).unwrap();
+    req.extend_from_slice(&mac);
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &req)
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(answer, [0], "released");
+    assert!(n.core.table.record_state(&id).is_none());
 }
