@@ -175,7 +175,7 @@ mod timing {
 
     /// Rough primitive timings (`cargo test --release -- --ignored --nocapture timing`).
     #[test]
-    #[ignore]
+    #[ignore = "prints timings of crate-private steps the criterion benches cannot reach; asserts nothing"]
     fn timing_primitives() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
         let g = ECP::generator();

@@ -334,7 +334,7 @@ mod timing {
     /// Breakdown of one verification in thread CPU time (`cargo test --release -- --ignored
     /// --nocapture`).
     #[test]
-    #[ignore]
+    #[ignore = "prints timings of crate-private steps the criterion benches cannot reach; asserts nothing"]
     fn timing_verify_breakdown() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
         let (member, v) = member_and_verifier(&mut rng);

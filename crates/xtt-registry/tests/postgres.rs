@@ -288,15 +288,15 @@ fn storage_url_selects_postgres() {
     assert!(reg.add_group(&g).unwrap());
     assert_eq!(reg.groups().unwrap(), vec![g]);
 
-    // A server that is not there: a clear error at once, not a pool timeout.
-    let started = std::time::Instant::now();
+    // A server that is not there: the direct connection's own error (refused), not a pool
+    // timeout ("PostgreSQL connection pool: ...").
     match open_storage("postgres://nobody@127.0.0.1:1/none?connect_timeout=2") {
         Err(RegistryError::Database(m)) => {
-            assert!(m.starts_with("cannot connect to PostgreSQL"), "{m}")
+            assert!(m.starts_with("cannot connect to PostgreSQL"), "{m}");
+            assert!(m.contains("refused"), "{m}");
         }
         other => panic!("expected a connection error, got {other:?}"),
     }
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // A database that does not exist: the server's own message.
     match open_storage(&url.replacen(db, "xtt_no_such_database", 1)) {
         Err(RegistryError::Database(m)) => assert!(m.contains("does not exist"), "{m}"),

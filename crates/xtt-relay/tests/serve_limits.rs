@@ -63,6 +63,8 @@ async fn a_body_that_never_arrives_gets_408_and_shutdown_does_not_wait_for_it() 
     };
     options.connections.max_connections_per_ip = 3;
     options.connections.shutdown_grace = Duration::from_millis(500);
+    // Far longer than the test: only the shutdown grace can end the stalled request head.
+    options.connections.header_read_timeout = Duration::from_secs(3600);
     let relay = RelayServer::start_with(
         listener,
         None,
@@ -101,12 +103,11 @@ async fn a_body_that_never_arrives_gets_408_and_shutdown_does_not_wait_for_it() 
         .write_all(b"GET /v1/m/abc HTTP/1.1\r\n")
         .await
         .unwrap();
-    let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(3), relay.shutdown())
+    // The 500 ms grace must fire; the guard only bounds the test should it not.
+    tokio::time::timeout(Duration::from_secs(60), relay.shutdown())
         .await
         .expect("the relay waited for a stalled client")
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// The first flight of a TLS client (a ClientHello for `localhost`).

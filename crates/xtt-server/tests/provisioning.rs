@@ -158,6 +158,8 @@ async fn failures_fail_cleanly(batch: bool) {
     let registry = fx.registry(dir.path());
     let mut config = test_config(dir.path());
     config.limits.read_timeout_ms = 400;
+    // Far longer than T: only the read timeout can end the stalled client's handshake.
+    config.limits.handshake_timeout_ms = 600_000;
     config.daa.batch = batch;
     let server = start(config, fx.keys(), registry.clone()).await;
     let addr = server.addr;
@@ -222,10 +224,9 @@ async fn failures_fail_cleanly(batch: bool) {
         s.write_all(&[0x01, 0x00, 0x46, 0x01, 0x00, 0x01, 7, 7])
             .await
             .unwrap();
-        let t0 = Instant::now();
         let mut out = Vec::new();
         let _ = tokio::time::timeout(T, s.read_to_end(&mut out)).await;
-        (out, t0.elapsed())
+        out
     });
     // A replayed Identity_ClientAttest.
     let replay_cfg = ClientConfig {
@@ -260,12 +261,9 @@ async fn failures_fail_cleanly(batch: bool) {
     assert_eq!(junk_task.await.unwrap(), ERROR_MESSAGE);
     assert_eq!(fake_init_task.await.unwrap(), ERROR_MESSAGE);
     assert_eq!(oversized_task.await.unwrap(), ERROR_MESSAGE);
-    let (out, waited) = stall_task.await.unwrap();
+    // Told and dropped by the read timeout (within T: the handshake timeout is far longer).
+    let out = stall_task.await.unwrap();
     assert_eq!(out, ERROR_MESSAGE, "a stalled client is told and dropped");
-    assert!(
-        waited < Duration::from_secs(3),
-        "dropped after the read timeout"
-    );
 
     wait_idle(&server.handle).await;
     let m = server.handle.metrics();
@@ -300,7 +298,9 @@ async fn excess_connections_are_refused_at_once_and_shutdown_is_graceful() {
     let registry = fx.registry(dir.path());
     let mut config = test_config(dir.path());
     config.limits.max_concurrent_handshakes = 3;
-    config.limits.read_timeout_ms = 3000;
+    // The silent connections hold their slots until the test drops them.
+    config.limits.read_timeout_ms = 600_000;
+    config.limits.handshake_timeout_ms = 600_000;
     let server = start(config, fx.keys(), registry).await;
     let addr = server.addr;
     // Three silent connections take every slot.
@@ -312,18 +312,23 @@ async fn excess_connections_are_refused_at_once_and_shutdown_is_graceful() {
         server.handle.in_flight() == 3
     })
     .await;
-    let t0 = Instant::now();
+    // Refused, not queued: a queued connection would wait for a slot (none comes back until
+    // the test drops the silent ones) and would not be counted as refused.
     let mut extra = TcpStream::connect(addr).await.unwrap();
     let mut out = Vec::new();
-    extra.read_to_end(&mut out).await.unwrap();
+    tokio::time::timeout(T, extra.read_to_end(&mut out))
+        .await
+        .expect("the connection over the cap was queued")
+        .unwrap();
     assert_eq!(out, ERROR_MESSAGE);
-    assert!(
-        t0.elapsed() < Duration::from_millis(1000),
-        "refused, not queued"
-    );
     assert_eq!(
         server.handle.metrics().handshakes_count("refused", "busy"),
         1
+    );
+    assert_eq!(
+        server.handle.in_flight(),
+        3,
+        "the silent ones still hold every slot"
     );
 
     // A handshake in progress at shutdown finishes.

@@ -120,6 +120,7 @@ async fn silent_clients_from_one_address_cannot_take_every_handshake_place() {
     let ca = TestCa::new("handshake cap CA");
     let addr = serve(&ca).await;
     // Connections that never send a ClientHello, as many as one address may have pending.
+    let connected_at = std::time::Instant::now();
     let mut silent = Vec::new();
     for _ in 0..MAX_PENDING_HANDSHAKES_PER_IP {
         silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -134,10 +135,15 @@ async fn silent_clients_from_one_address_cannot_take_every_handshake_place() {
         "a connection beyond the per-address cap was kept"
     );
 
-    // The silent ones are closed once the (short) handshake deadline passes.
+    // The silent ones keep their places until the (short) handshake deadline, and are closed
+    // then. The bound only keeps the test from hanging should the deadline never fire.
     assert!(HANDSHAKE_TIMEOUT <= std::time::Duration::from_secs(5));
     let first = silent.first_mut().unwrap();
-    let took = closed_after(first, std::time::Duration::from_secs(8)).await;
-    let took = took.expect("a silent client kept its handshake place");
-    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+    closed_after(first, std::time::Duration::from_secs(60))
+        .await
+        .expect("a silent client kept its handshake place");
+    assert!(
+        connected_at.elapsed() >= HANDSHAKE_TIMEOUT,
+        "a silent client was closed before the handshake deadline"
+    );
 }
