@@ -71,8 +71,10 @@ pub struct TaServeArgs {
     /// SQLite database file.
     #[arg(long, default_value = "tte-ta.sqlite")]
     pub db: PathBuf,
-    /// File holding the OTP-hashing key (created, mode 0600, if missing). Keep it apart from
-    /// the database: with both, an attacker could test OTP guesses offline.
+    /// File holding the OTP-hashing key (created, mode 0600, if missing while the database
+    /// is still empty). Keep it apart from the database: with both, an attacker could test OTP
+    /// guesses offline. The database records which key it was used with, and the Transfer
+    /// Agent refuses to start with another key, or without the file once devices exist.
     #[arg(long, default_value = "tte-ta-otp.key")]
     pub otp_key: PathBuf,
     /// Bearer token the manufacturer presents to register devices.
@@ -457,6 +459,107 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Key256> {
     }
 }
 
+/// Why the Transfer Agent's OTP key cannot be used with its database.
+#[derive(Debug, thiserror::Error)]
+pub enum OtpKeyError {
+    /// The database holds OTP hashes, but the key file is missing.
+    #[error(
+        "the OTP key file {key} does not exist, but the database {db} already holds OTPs \
+         hashed under a key: start with the --otp-key file that database was used with (a \
+         relative path is looked up from the working directory). A new key would make every \
+         stored one-time password fail, so none is created."
+    )]
+    Missing {
+        /// The key file.
+        key: PathBuf,
+        /// The database.
+        db: PathBuf,
+    },
+    /// The key file holds another key than the one the database's OTP hashes were made under.
+    #[error(
+        "the OTP key in {key} is not the one the database {db} was used with: every stored \
+         one-time password would fail. Start with the --otp-key file that database was \
+         created with."
+    )]
+    Mismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The database.
+        db: PathBuf,
+    },
+}
+
+/// Reads an existing key file (no creating).
+fn load_key(path: &Path) -> anyhow::Result<Option<Key256>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = zeroize::Zeroizing::new(bytes);
+            let text = std::str::from_utf8(&text)
+                .map_err(|_| anyhow::anyhow!("key file {} is not text", path.display()))?;
+            Key256::from_b64(text)
+                .map(Some)
+                .with_context(|| format!("reading key file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
+    }
+}
+
+/// The permission bits that let others than the owner read `path`, if any are set.
+pub fn readable_by_others(path: &Path) -> std::io::Result<Option<u32>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        Ok((mode & 0o044 != 0).then_some(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// The Transfer Agent's OTP key for the database `store` (at `db`): the key file at `key`,
+/// created only if the database has no OTP hashes yet, and refused ([`OtpKeyError`]) unless it
+/// is the key the database records. A key file others may read is used, with a warning.
+pub fn otp_key_for(store: &SqliteTaStore, db: &Path, key: &Path) -> anyhow::Result<Key256> {
+    let k = if store.otp_key_in_use()? {
+        load_key(key)?.ok_or_else(|| OtpKeyError::Missing {
+            key: key.to_owned(),
+            db: db.to_owned(),
+        })?
+    } else {
+        load_or_create_key(key)?
+    };
+    if let Some(mode) = readable_by_others(key)
+        .with_context(|| format!("reading the permissions of {}", key.display()))?
+    {
+        tracing::warn!(
+            "the OTP key file {} has mode {mode:o}: other users may read it; \
+             it should be 600 (chmod 600 {0})",
+            key.display()
+        );
+    }
+    let check = tte::otp::OtpHasher::new(k.clone()).key_check();
+    match store.check_otp_key(&check)? {
+        crate::store::sqlite::OtpKeyCheck::Recorded => tracing::info!(
+            "the database {} now records the OTP key in {}",
+            db.display(),
+            key.display()
+        ),
+        crate::store::sqlite::OtpKeyCheck::Matches => {}
+        crate::store::sqlite::OtpKeyCheck::Mismatch => {
+            return Err(OtpKeyError::Mismatch {
+                key: key.to_owned(),
+                db: db.to_owned(),
+            }
+            .into())
+        }
+    }
+    Ok(k)
+}
+
 async fn shutdown() {
     let _ = tokio::signal::ctrl_c().await;
 }
@@ -465,9 +568,9 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
     if a.manufacturer_token.len() < 16 {
         bail!("the manufacturer token must be at least 16 characters");
     }
-    let key = load_or_create_key(&a.otp_key)?;
     let store =
         SqliteTaStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
+    let key = otp_key_for(&store, &a.db, &a.otp_key)?;
     let store: Arc<dyn crate::store::TaStore> = match &a.anchors {
         Some(path) => Arc::new(
             crate::anchored::AnchoredTaStore::open(store, path)
@@ -829,6 +932,78 @@ mod tests {
             secret_text(None, Some(&missing), "box label").unwrap_err()
         );
         assert!(e.contains("missing.txt"), "{e}");
+    }
+
+    /// The database records its OTP key: the same key is accepted on every start, another
+    /// key file is refused, and a missing one is refused (not created anew) once the database
+    /// holds OTP hashes.
+    #[test]
+    fn the_ta_refuses_an_otp_key_its_database_was_not_used_with() {
+        use crate::store::TaStore as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ta.sqlite");
+        let key = dir.path().join("otp.key");
+        let store = SqliteTaStore::open(&db).unwrap();
+        let k = otp_key_for(&store, &db, &key).unwrap();
+        assert!(key.exists());
+        assert_eq!(otp_key_for(&store, &db, &key).unwrap(), k);
+
+        // Another key file (another --otp-key, another working directory).
+        let other = dir.path().join("other.key");
+        load_or_create_key(&other).unwrap();
+        let e = otp_key_for(&store, &db, &other).unwrap_err();
+        assert!(
+            matches!(e.downcast_ref(), Some(OtpKeyError::Mismatch { .. })),
+            "{e:#}"
+        );
+        assert!(e.to_string().contains("other.key"), "{e}");
+
+        // The key file gone: refused, and no new key is created in its place.
+        let missing = dir.path().join("moved.key");
+        let e = otp_key_for(&store, &db, &missing).unwrap_err();
+        assert!(
+            matches!(e.downcast_ref(), Some(OtpKeyError::Missing { .. })),
+            "{e:#}"
+        );
+        assert!(!missing.exists());
+
+        // A database from before keys were recorded, with devices: a missing key file is
+        // refused as well; an existing one is adopted and checked from then on.
+        let old_db = dir.path().join("old.sqlite");
+        rusqlite::Connection::open(&old_db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE ta_device (
+                     urn TEXT PRIMARY KEY, otp_hash BLOB NOT NULL, ta_secret BLOB NOT NULL,
+                     conturl TEXT, created_at INTEGER NOT NULL, bound_at INTEGER);
+                 INSERT INTO ta_device VALUES ('urn:dev:mac:020000000001', zeroblob(32),
+                     zeroblob(32), NULL, 0, NULL);",
+            )
+            .unwrap();
+        let old = SqliteTaStore::open(&old_db).unwrap();
+        let urn = tte::DevUrn::parse("urn:dev:mac:020000000001").unwrap();
+        assert!(old.device_state(&urn).unwrap().is_some());
+        let e = otp_key_for(&old, &old_db, &missing).unwrap_err();
+        assert!(
+            matches!(e.downcast_ref(), Some(OtpKeyError::Missing { .. })),
+            "{e:#}"
+        );
+        assert_eq!(otp_key_for(&old, &old_db, &key).unwrap(), k);
+        assert!(otp_key_for(&old, &old_db, &other).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_noticed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("otp.key");
+        load_or_create_key(&key).unwrap();
+        assert_eq!(readable_by_others(&key).unwrap(), None);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(readable_by_others(&key).unwrap(), Some(0o640));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+        assert_eq!(readable_by_others(&key).unwrap(), Some(0o604));
     }
 
     #[test]

@@ -195,3 +195,49 @@ fn a_device_file_that_cannot_be_written_is_named_once() {
     assert!(text.starts_with("writing "), "{text}");
     assert_eq!(text.matches("(os error").count(), 1, "{text}");
 }
+
+/// `transfer-agent serve` refuses to start with an OTP key its database was not used with, or
+/// without its key file once the database holds OTP hashes (instead of creating a new key that
+/// would make every stored OTP fail).
+#[tokio::test]
+async fn the_transfer_agent_refuses_to_start_with_another_otp_key() {
+    use tte_server::store::sqlite::SqliteTaStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let db = path("ta.sqlite");
+    // The database as a first start left it: its key recorded.
+    let store = SqliteTaStore::open(&db).unwrap();
+    tte_server::cli::otp_key_for(&store, &db, &path("otp.key")).unwrap();
+    drop(store);
+    tte_server::cli::load_or_create_key(&path("other.key")).unwrap();
+    let serve = |key: &str| {
+        let (db, key) = (db.to_str().unwrap().to_owned(), path(key));
+        async move {
+            let started = run(parse(&[
+                "transfer-agent",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                &db,
+                "--otp-key",
+                key.to_str().unwrap(),
+                "--manufacturer-token",
+                "a-manufacturer-token-of-some-length",
+            ]));
+            // A refusal returns at once; a Transfer Agent that starts serves until stopped.
+            tokio::time::timeout(std::time::Duration::from_secs(60), started)
+                .await
+                .expect("the Transfer Agent started instead of refusing the key")
+                .unwrap_err()
+        }
+    };
+    let e = serve("other.key").await;
+    assert!(
+        format!("{e:#}").contains("is not the one the database"),
+        "{e:#}"
+    );
+    let e = serve("missing.key").await;
+    assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
+    assert!(!path("missing.key").exists());
+}

@@ -17,6 +17,9 @@ use crate::urn::DevUrn;
 /// Domain separation for the MAC input.
 const LABEL: &[u8] = b"tte1 otp hash\0";
 
+/// The MAC input of [`OtpHasher::key_check`] (no OTP hash input starts with it).
+const CHECK_LABEL: &[u8] = b"tte1 otp key check\0";
+
 /// Hashes OTPs under the Transfer Agent's server key.
 #[derive(Debug, Clone)]
 pub struct OtpHasher {
@@ -42,6 +45,16 @@ impl OtpHasher {
         mac.finalize().into_bytes().into()
     }
 
+    /// A value that identifies the key without revealing it (a MAC of a fixed label): stored
+    /// beside the OTP hashes, it tells whether a key is the one they were made under.
+    pub fn key_check(&self) -> [u8; 32] {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.key.as_bytes()) else {
+            return [0; 32];
+        };
+        mac.update(CHECK_LABEL);
+        mac.finalize().into_bytes().into()
+    }
+
     /// Whether `otp` matches `stored`, in constant time.
     pub fn verify(&self, urn: &DevUrn, otp: &Otp, stored: &[u8]) -> bool {
         self.hash(urn, otp).ct_eq(stored).into()
@@ -64,5 +77,15 @@ mod tests {
         assert!(!h.verify(&u, &Otp::from_bytes([8; 16]), &stored));
         assert!(!OtpHasher::new(Key256::from_bytes([2; 32])).verify(&u, &otp, &stored));
         assert!(!h.verify(&u, &otp, &stored[..31]));
+    }
+
+    #[test]
+    fn the_key_check_tells_keys_apart_and_is_no_otp_hash() {
+        let a = OtpHasher::new(Key256::from_bytes([1; 32]));
+        let b = OtpHasher::new(Key256::from_bytes([2; 32]));
+        assert_eq!(a.key_check(), a.clone().key_check());
+        assert_ne!(a.key_check(), b.key_check());
+        let u = DevUrn::parse("urn:dev:mac:01").unwrap();
+        assert_ne!(a.key_check(), a.hash(&u, &Otp::from_bytes([0; 16])));
     }
 }

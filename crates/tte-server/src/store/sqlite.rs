@@ -109,15 +109,34 @@ fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
 }
 
 /// The Transfer Agent's schema migrations (see [`open`]).
-const TA_MIGRATIONS: &[&str] = &["
-CREATE TABLE IF NOT EXISTS ta_device (
-    urn        TEXT PRIMARY KEY,
-    otp_hash   BLOB NOT NULL,
-    ta_secret  BLOB NOT NULL,
-    conturl    TEXT,
-    created_at INTEGER NOT NULL,
-    bound_at   INTEGER
-);"];
+const TA_MIGRATIONS: &[&str] = &[
+    // v1: devices.
+    "CREATE TABLE IF NOT EXISTS ta_device (
+         urn        TEXT PRIMARY KEY,
+         otp_hash   BLOB NOT NULL,
+         ta_secret  BLOB NOT NULL,
+         conturl    TEXT,
+         created_at INTEGER NOT NULL,
+         bound_at   INTEGER
+     );",
+    // v2: facts about the database as a whole; `otp_key_check` identifies the OTP key its
+    // hashes were made under (see `SqliteTaStore::check_otp_key`).
+    "CREATE TABLE ta_meta (
+         name  TEXT PRIMARY KEY,
+         value BLOB NOT NULL
+     );",
+];
+
+/// What [`SqliteTaStore::check_otp_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpKeyCheck {
+    /// The database knew no key yet: this one is recorded as its key.
+    Recorded,
+    /// The key is the database's.
+    Matches,
+    /// The database's OTP hashes were made under another key.
+    Mismatch,
+}
 
 /// The Transfer Agent's SQLite store.
 #[derive(Debug)]
@@ -131,6 +150,50 @@ impl SqliteTaStore {
         Ok(Self {
             conn: Mutex::new(open(path, TA_MIGRATIONS)?),
         })
+    }
+}
+
+impl SqliteTaStore {
+    /// Whether OTPs were hashed into this database under some key already: a key is recorded,
+    /// or (a database from before keys were recorded) a device is registered.
+    pub fn otp_key_in_use(&self) -> Result<bool, StoreError> {
+        let c = lock(&self.conn);
+        Ok(c.query_row(
+            "SELECT EXISTS (SELECT 1 FROM ta_meta WHERE name = 'otp_key_check')
+                 OR EXISTS (SELECT 1 FROM ta_device)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Checks the OTP key (given by its [`tte::otp::OtpHasher::key_check`] value) against the
+    /// one the database records, recording it if there is none yet (a new database, or one
+    /// from before keys were recorded: there is nothing to check that key against). Compared
+    /// in constant time.
+    pub fn check_otp_key(&self, check: &[u8; 32]) -> Result<OtpKeyCheck, StoreError> {
+        use subtle::ConstantTimeEq as _;
+        let mut c = lock(&self.conn);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT value FROM ta_meta WHERE name = 'otp_key_check'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let out = match stored {
+            Some(v) if bool::from(v.as_slice().ct_eq(&check[..])) => OtpKeyCheck::Matches,
+            Some(_) => OtpKeyCheck::Mismatch,
+            None => {
+                tx.execute(
+                    "INSERT INTO ta_meta (name, value) VALUES ('otp_key_check', ?1)",
+                    [&check[..]],
+                )?;
+                OtpKeyCheck::Recorded
+            }
+        };
+        tx.commit()?;
+        Ok(out)
     }
 }
 
