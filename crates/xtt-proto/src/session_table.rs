@@ -327,11 +327,15 @@ impl<P: Clone> SessionTable<P> {
     /// replace it) and a full table. The session becomes the client's newest: records sealed
     /// with [`Self::seal_to_client`] go to it.
     pub fn insert(&self, session: ServerSession, peer: P, now: UnixTime) -> Result<(), Refused> {
-        self.insert_created(session, peer, now, now)
+        self.insert_entry(session, peer, now, now, true)
     }
 
-    /// [`Self::insert`] for a session whose handshake happened at `created` (a session taken
-    /// over from another server node keeps its maximum lifetime).
+    /// [`Self::insert`] for a session whose handshake happened at `created`: a session taken
+    /// over from another server node, which keeps its maximum lifetime. It becomes the client's
+    /// newest only if the client's newest live session here was created before it: a session
+    /// taken over is often an older one (a delayed record, a device still finishing with it),
+    /// and must not take the application's records from the device's newer session. (Creation
+    /// times are whole seconds: of two sessions created in the same second, the one here stays.)
     pub fn insert_created(
         &self,
         session: ServerSession,
@@ -339,12 +343,23 @@ impl<P: Clone> SessionTable<P> {
         now: UnixTime,
         created: UnixTime,
     ) -> Result<(), Refused> {
+        self.insert_entry(session, peer, now, created, false)
+    }
+
+    fn insert_entry(
+        &self,
+        session: ServerSession,
+        peer: P,
+        now: UnixTime,
+        created: UnixTime,
+        fresh: bool,
+    ) -> Result<(), Refused> {
         let ServerSession {
             id,
             client_id,
             layer,
         } = session;
-        // Index shard first, then session shard: the only place two locks nest.
+        // Index shard first, then session shards one at a time: the only place locks nest.
         let mut index = self.client_shard(&client_id);
         if index
             .get(&client_id)
@@ -372,11 +387,24 @@ impl<P: Clone> SessionTable<P> {
                 },
             );
         }
+        // A newer (or as new) live session stays the newest. Its shard is locked while the index
+        // shard is held, the allowed order; the new session's shard is no longer held.
+        let newer_here = !fresh
+            && index
+                .get(&client_id)
+                .and_then(|c| c.newest)
+                .is_some_and(|n| {
+                    self.session_shard(&n)
+                        .get(&n)
+                        .is_some_and(|e| e.created >= created.0)
+                });
         let entry = index.entry(client_id).or_insert(ClientSessions {
             newest: None,
             live: 0,
         });
-        entry.newest = Some(id);
+        if !newer_here {
+            entry.newest = Some(id);
+        }
         entry.live = entry.live.saturating_add(1);
         Ok(())
     }
@@ -782,5 +810,54 @@ impl<P: Clone> SessionTable<P> {
         }
         bytes += n * RecordLayer::HEAP_BYTES;
         Some(bytes / n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SuiteSpec;
+
+    const SUITE: SuiteSpec = SuiteSpec::X25519LrswEcdsaP256ChaCha20Poly1305Sha512;
+    const CLIENT: ClientId = ClientId([0xc1; 16]);
+
+    fn table() -> SessionTable<u32> {
+        SessionTable::new(SessionTableConfig::default())
+    }
+
+    fn session(byte: u8) -> ServerSession {
+        ServerSession::new_for_testing_only(SessionId([byte; 16]), CLIENT, SUITE, &[byte; 64])
+    }
+
+    /// Finding: a session taken over from another node became the client's newest whatever its
+    /// age, so the application's records for the client went to an old session the device no
+    /// longer used.
+    #[test]
+    fn a_session_taken_over_does_not_replace_a_newer_one_as_the_clients_newest() {
+        let t = table();
+        let now = UnixTime(1_800_000_000);
+        t.insert(session(2), 2, now).unwrap();
+        // Older, or created in the same second: the newest stays.
+        t.insert_created(session(1), 1, now, UnixTime(now.0 - 100))
+            .unwrap();
+        assert_eq!(t.session_of(&CLIENT), Some(SessionId([2; 16])));
+        t.insert_created(session(3), 3, now, now).unwrap();
+        assert_eq!(t.session_of(&CLIENT), Some(SessionId([2; 16])));
+        let (to, _) = t
+            .seal_to_client(&CLIENT, PayloadType::QueueProtocol, b"x", now)
+            .unwrap();
+        assert_eq!(to, 2);
+        // Newer: it becomes the newest.
+        t.insert_created(session(4), 4, now, UnixTime(now.0 + 1))
+            .unwrap();
+        assert_eq!(t.session_of(&CLIENT), Some(SessionId([4; 16])));
+        // With no newest left (it ended), a session taken over is the newest, however old.
+        assert!(t.remove(&SessionId([4; 16])));
+        t.insert_created(session(5), 5, now, UnixTime(now.0 - 200))
+            .unwrap();
+        assert_eq!(t.session_of(&CLIENT), Some(SessionId([5; 16])));
+        // A handshake's session is always the newest.
+        t.insert(session(6), 6, UnixTime(now.0 - 300)).unwrap();
+        assert_eq!(t.session_of(&CLIENT), Some(SessionId([6; 16])));
     }
 }

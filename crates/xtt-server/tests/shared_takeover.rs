@@ -427,3 +427,64 @@ async fn a_session_taken_over_for_a_replayed_record_sends_nothing_to_the_replaye
     assert!(attacker.try_recv_from(&mut buf).is_err());
     cl.stop().await;
 }
+
+/// Waits until the wall clock's second changes: sessions store their creation time in whole
+/// seconds, so the next handshake is then strictly newer.
+async fn next_second() {
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let start = secs();
+    wait_for("the next second", || secs() > start).await;
+}
+
+/// Finding: a session taken over became the client's newest on the node whatever its age, so
+/// the application's records for the client were sealed in an old session (one reached by a
+/// delayed record, or a device finishing with it) instead of the device's newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_session_taken_over_does_not_become_the_clients_newest() {
+    let cl = Cluster::start(vec![NodeSetup::default(), NodeSetup::default()]).await;
+    let (b, c) = (0, 1);
+    let device = cl.device();
+    let client_id = device.client_id;
+    let udp = SessionClientOptions::udp;
+    // S1 on B; then, a second later, S2 on C.
+    let mut s1 = SessionClient::connect(cl.addr(b), device.clone(), udp(), None)
+        .await
+        .unwrap();
+    echo(&mut s1, b"s1 on b").await;
+    next_second().await;
+    let mut s2 = SessionClient::connect(cl.addr(c), device.clone(), udp(), None)
+        .await
+        .unwrap();
+    echo(&mut s2, b"s2 on c").await;
+    // A record of S1 reaches C: C takes S1 over (the record is the device's own).
+    s1.reconnect_to(cl.addr(c)).await.unwrap();
+    s1.send(Q, b"s1 on c").await.unwrap();
+    wait_for("C took S1 over", || cl.stats(c).taken_exact == 1).await;
+    // The application's records for the client still go in S2 (Echo answers by client id).
+    let r = tokio::time::timeout(DEADLINE, s2.recv())
+        .await
+        .expect("the echo went in S2")
+        .unwrap();
+    assert_eq!(&r.payload[..], b"s1 on c");
+    cl.outbox(c).send(&client_id, Q, b"push").unwrap();
+    let r = tokio::time::timeout(DEADLINE, s2.recv())
+        .await
+        .expect("the push went in S2")
+        .unwrap();
+    assert_eq!(&r.payload[..], b"push");
+    // A newer session taken over does become the newest: S3 from B, a second later.
+    next_second().await;
+    let mut s3 = SessionClient::connect(cl.addr(b), device, udp(), None)
+        .await
+        .unwrap();
+    echo(&mut s3, b"s3 on b").await;
+    s3.reconnect_to(cl.addr(c)).await.unwrap();
+    echo(&mut s3, b"s3 on c").await;
+    assert_eq!(cl.stats(c).taken_exact, 2);
+    cl.stop().await;
+}
