@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | GET | `/.well-known/tte1/alive` | setup page (CORS `*`) | 200 |
 //! | PUT | `/.well-known/tte1/c/{DevURN}/k` | setup page (CORS) | 201 new, 200 same, 409 other secret, 503 full, 429 rate |
-//! | PUT | `/.well-known/tte1/s/{DevURN}/v` | device: JWE(DevSecret){SenML} | 204, 403 bad JWE, 409 replay, 429 rate |
+//! | PUT | `/.well-known/tte1/s/{DevURN}/v` | device: JWE(DevSecret){SenML} | 204, 400 malformed JWE, 403 not authenticated (or unknown device), 409 replay, 429 rate |
 //! | GET | `/devices`, `/devices/{DevURN}/readings` | operator (bearer token) | JSON |
 //! | DELETE | `/devices/{DevURN}` | operator (bearer token) | 204, 404 unknown |
 //!
@@ -16,6 +16,10 @@
 //! the operator sees such entries and removes them (`DELETE /devices/{DevURN}`), after which the
 //! real introducer's add succeeds. Deployments that want more set
 //! `allowed_origins` to their Transfer Agents' origins (browsers then refuse other pages' adds).
+//!
+//! The update endpoint does not tell an enrolled DevURN from an unknown one: until an update
+//! decrypts under the device's DevSecret, every answer (400 for a malformed JWE, 403 for one
+//! that does not authenticate) is the same for both.
 //!
 //! Since anyone may add devices and then post updates under the DevSecret they chose, what that
 //! can cost is bounded:
@@ -259,23 +263,33 @@ async fn sensor_update(
 ) -> Result<Response, ApiError> {
     let urn = http::urn(&urn)?;
     let body = http::body(b)?;
+    // Until the update decrypts, nothing in the answer may depend on whether the DevURN is
+    // enrolled: otherwise anyone could list enrolled DevURNs. So the JWE's form is checked
+    // before the device is looked up (the same 400 for every DevURN), and an unknown device
+    // is refused exactly as a JWE that does not authenticate (403), after the same work.
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_jwe", "body is not UTF-8 text"))?;
+    jwe::peek_header(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_jwe", e.to_string()))?;
     let store = c.store.clone();
     let u = urn.clone();
-    let Some(key) = tokio::task::spawn_blocking(move || store.device_key(&u)).await?? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_device",
-            format!("device {urn} is not enrolled here"),
-        ));
+    let key = tokio::task::spawn_blocking(move || store.device_key(&u)).await??;
+    let known = key.is_some();
+    let key = key.unwrap_or_else(|| Key256::from_bytes([0; 32]));
+    let rejected = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "jwe_rejected",
+            format!(
+                "the update does not authenticate for device {urn}: it is not enrolled here, or \
+                 the JWE was not made for it under its DevSecret"
+            ),
+        )
     };
-    let d = jwe::decrypt(&key, &urn, text).map_err(|e| match e {
-        jwe::JweError::Decrypt | jwe::JweError::WrongDevice { .. } => {
-            ApiError::new(StatusCode::FORBIDDEN, "jwe_rejected", e.to_string())
-        }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_jwe", e.to_string()),
-    })?;
+    let d = match jwe::decrypt(&key, &urn, text) {
+        Ok(d) if known => d,
+        _ => return Err(rejected()),
+    };
     let seq = d.header.seq.ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

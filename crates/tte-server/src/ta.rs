@@ -9,9 +9,12 @@
 //! | PUT | `/.well-known/tte1/b/c` | introducer, box label (see [`tte::bulk`]) | 204 / as above |
 //! | GET | `/.well-known/tte1/{DevURN}/c` | device | 200 JWE, 404 unknown or unbound |
 //!
-//! Nothing that anyone may call tells a registered DevURN from an unknown one: setup and bind
-//! answer an unknown device as a wrong OTP (403 `wrong_otp`, the setup page's `bad-otp`), and
-//! fetch answers it as an unbound one.
+//! Setup and bind do not tell a registered DevURN from an unknown one: they answer an unknown
+//! device as a wrong OTP (403 `wrong_otp`, the setup page's `bad-otp`). Fetch does tell a
+//! *bound* device apart: it answers 200 (a JWE only the device can read) for a bound device and
+//! 404 for an unknown or unbound one, so anyone can learn which DevURNs are bound. That cannot
+//! be hidden without the device authenticating its fetch, which the protocol does not have;
+//! what the answer carries (the Controller URL) stays readable only under the TaSecret.
 
 use std::sync::Arc;
 

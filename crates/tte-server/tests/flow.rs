@@ -790,3 +790,61 @@ async fn an_unknown_device_is_answered_as_a_wrong_otp() {
     assert_eq!(body["error"], "wrong_otp");
     assert_eq!(unknown[1].0, StatusCode::FORBIDDEN);
 }
+
+/// The Controller's update endpoint answers a DevURN nobody enrolled exactly as an enrolled one
+/// until an update decrypts: the same requests, sent before and after the DevURN is added (under
+/// a DevSecret the sender does not have), get the same status and the same bytes. Otherwise
+/// enrolled DevURNs could be listed.
+#[tokio::test]
+async fn an_unknown_device_is_answered_as_an_enrolled_one_at_the_update_endpoint() {
+    let s = common::start().await;
+    let urn = DevUrn::parse("urn:dev:mac:0200000000b2").unwrap();
+    let other = DevUrn::parse("urn:dev:mac:0200000000b3").unwrap();
+    let guess = Key256::generate(&mut rand_core::OsRng);
+    let seal = |kid: &DevUrn, seq| {
+        jwe::encrypt(
+            &guess,
+            kid,
+            seq,
+            Some(tte::senml::MEDIA_TYPE),
+            &one_reading(&urn, 1.0).to_json(),
+            &mut rand_core::OsRng,
+        )
+    };
+    let bodies = [
+        "not a JWE".to_owned(),
+        seal(&urn, Some(1)),
+        seal(&urn, None),
+        seal(&other, Some(1)),
+    ];
+    let answers = || async {
+        let mut out = Vec::new();
+        for body in &bodies {
+            let r = s
+                .http
+                .put(format!("{}/.well-known/tte1/s/{urn}/v", s.ctl))
+                .header("content-type", jwe::MEDIA_TYPE)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            out.push((r.status(), r.bytes().await.unwrap()));
+        }
+        out
+    };
+    let unknown = answers().await;
+    let real = Key256::generate(&mut rand_core::OsRng).to_b64();
+    assert_eq!(s.add(&urn, &real, None).await.status(), StatusCode::CREATED);
+    let enrolled = answers().await;
+    assert_eq!(unknown, enrolled);
+    let statuses: Vec<_> = unknown.iter().map(|(st, _)| *st).collect();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::BAD_REQUEST,
+            StatusCode::FORBIDDEN,
+            StatusCode::FORBIDDEN,
+            StatusCode::FORBIDDEN
+        ]
+    );
+}
