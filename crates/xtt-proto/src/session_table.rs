@@ -3,9 +3,20 @@
 //!
 //! - Keyed by [`SessionId`] alone (XTT-SESSION §6): a record is accepted from any connection or
 //!   address, and the table remembers, per session, the opaque peer token `P` (a socket address,
-//!   a connection id, ...) that last delivered an **authentic, fresh** record. Sealing returns that
-//!   token, so the server answers wherever the device is now. Forged, replayed or stale records
-//!   change nothing, so a spoofed source address cannot redirect a session.
+//!   a connection id, ...) that delivered the **authentic, fresh record with the highest
+//!   sequence number so far**. Sealing returns that token, so the server answers wherever the
+//!   device is now. Forged, replayed or stale records change nothing, so a spoofed source
+//!   address cannot redirect a session.
+//! - **Which record moves the path.** XTT-SESSION §6 sends the server's records to "the
+//!   connection or address that most recently delivered" an authentic, fresh record. This table
+//!   reads "most recently" in sequence-number order, as QUIC does (RFC 9000 §9.3: an endpoint
+//!   only changes the address it sends to for a packet with the highest number seen so far): a
+//!   record below the highest accepted one (still inside the replay window, hence accepted and
+//!   delivered) does **not** move the path. Otherwise an attacker who captured record `n` and
+//!   kept it from the server could send it, after the server saw `n + 1`, from its own address
+//!   and receive the session's traffic; and plain reordering during a move would send replies
+//!   back to the old address. (The server's driver lists its mobility decisions in
+//!   `xtt-server`'s `sessions` module; this is one of them.)
 //! - Sharded: `N` shards, each a `Mutex<HashMap>`, chosen by a keyed hash of the session id, so
 //!   concurrent records of different sessions rarely contend. A second sharded map finds a
 //!   client's newest session for [`SessionTable::seal_to_client`]. No thread ever holds a session
@@ -430,8 +441,9 @@ impl<P: Clone> SessionTable<P> {
         self.forget_index(client_id, id);
     }
 
-    /// Opens one Record_Regular received from `peer`. On success the session's last peer becomes
-    /// `peer` and its idle timer restarts; on any failure nothing changes (the drop is counted).
+    /// Opens one Record_Regular received from `peer`. On success the session's idle timer
+    /// restarts, and its peer becomes `peer` if the record is the highest numbered accepted so
+    /// far (see the module docs); on any failure nothing changes (the drop is counted).
     /// [`RecordError::alert_bytes`] says whether to answer (only unknown sessions are).
     pub fn open(&self, bytes: &[u8], peer: P, now: UnixTime) -> Result<Delivered, RecordError> {
         let record = RecordRegular::decode(bytes)?;
@@ -495,10 +507,16 @@ impl<P: Clone> SessionTable<P> {
         now: UnixTime,
         open: impl FnOnce(&mut RecordLayer) -> Result<T, RecordError>,
     ) -> Result<(ClientId, T), RecordError> {
-        match open(&mut entry.layer) {
+        // Highest accepted + 1: an accepted record that raises it is the newest the device sent.
+        let highest = entry.layer.state().recv_next;
+        let result = open(&mut entry.layer);
+        let newest = entry.layer.state().recv_next > highest;
+        match result {
             Ok(opened) => {
                 entry.last_seen = now.0;
-                entry.peer = peer;
+                if newest {
+                    entry.peer = peer;
+                }
                 bump(&self.counters.delivered);
                 Ok((entry.client_id, opened))
             }
@@ -508,9 +526,11 @@ impl<P: Clone> SessionTable<P> {
                     RecordError::TooOld => bump(&self.counters.too_old),
                     RecordError::Forged => bump(&self.counters.forged),
                     RecordError::UnknownPayloadType(_) => {
-                        // Authentic: the client is alive at this address.
+                        // Authentic: the client is alive (at this address, if it is the newest).
                         entry.last_seen = now.0;
-                        entry.peer = peer;
+                        if newest {
+                            entry.peer = peer;
+                        }
                         bump(&self.counters.unknown_payload_type)
                     }
                     _ => {}
@@ -538,8 +558,8 @@ impl<P: Clone> SessionTable<P> {
         authentic(&entry.layer, &record)
     }
 
-    /// Seals one record for session `id`; returns where to send it (the peer that last delivered
-    /// an authentic record) and the bytes. When the server's sequence numbers run out the
+    /// Seals one record for session `id`; returns where to send it (the peer that delivered the
+    /// highest numbered authentic record) and the bytes. When the server's sequence numbers run out the
     /// session is removed and [`RecordError::RekeyRequired`] returned: the client's next record
     /// gets an Error and it re-handshakes.
     pub fn seal_to_session(
@@ -632,7 +652,8 @@ impl<P: Clone> SessionTable<P> {
             .and_then(|c| c.newest)
     }
 
-    /// The peer that last delivered an authentic record for `id`.
+    /// Where `id`'s records go: the peer that delivered its highest numbered authentic, fresh
+    /// record.
     pub fn peer_of(&self, id: &SessionId) -> Option<P> {
         self.session_shard(id).get(id).map(|e| e.peer.clone())
     }
@@ -827,6 +848,49 @@ mod tests {
 
     fn session(byte: u8) -> ServerSession {
         ServerSession::new_for_testing_only(SessionId([byte; 16]), CLIENT, SUITE, &[byte; 64])
+    }
+
+    /// The device's record layer for `s` (its keys, directions swapped).
+    fn device(s: &ServerSession) -> RecordLayer {
+        let k = s.layer.keys();
+        RecordLayer::new(
+            SUITE,
+            crate::record::DuplexKeys {
+                send: k.recv.clone(),
+                recv: k.send.clone(),
+            },
+        )
+    }
+
+    /// Finding: any accepted record moved the session's path, also one below the highest
+    /// number accepted (inside the replay window): an attacker who kept record n from the
+    /// server and sent it after n + 1 from its own address got the session's traffic.
+    #[test]
+    fn only_the_highest_numbered_record_moves_the_path() {
+        let t = table();
+        let now = UnixTime(1_800_000_000);
+        let s = session(7);
+        let id = s.id();
+        let mut dev = device(&s);
+        t.insert(s, 0, now).unwrap();
+        let mut seal = |payload: &[u8]| {
+            dev.seal(&id, PayloadType::QueueProtocol, payload, Keep::No)
+                .unwrap()
+        };
+        let (n, n1, n2) = (seal(b"n"), seal(b"n+1"), seal(b"n+2"));
+        t.open(&n1, 1, now).unwrap();
+        assert_eq!(t.peer_of(&id), Some(1));
+        // Accepted (inside the window, never seen) but older: the path stays.
+        t.open(&n, 2, now).unwrap();
+        assert_eq!(t.peer_of(&id), Some(1));
+        let (to, _) = t
+            .seal_to_session(&id, PayloadType::QueueProtocol, b"reply", now)
+            .unwrap();
+        assert_eq!(to, 1);
+        // The next highest moves it.
+        t.open(&n2, 3, now).unwrap();
+        assert_eq!(t.peer_of(&id), Some(3));
+        assert_eq!(t.counters().delivered, 3);
     }
 
     /// Finding: a session taken over from another node became the client's newest whatever its

@@ -488,3 +488,58 @@ async fn an_older_session_taken_over_does_not_become_the_clients_newest() {
     assert_eq!(cl.stats(c).taken_exact, 2);
     cl.stop().await;
 }
+
+/// Finding: any accepted record moved the session's path, also one below the highest number
+/// accepted so far (inside the replay window). An attacker who captured record n (kept from the
+/// server) and sent it after the server had seen n + 1, from its own address, received the
+/// session's records. Only a record above the highest moves the path now. One node, not
+/// shared: this is the session table's rule on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_record_from_elsewhere_does_not_move_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let (group_id, _) = add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+        .await
+        .unwrap();
+    server
+        .enable_sessions(SessionOptions::new(Arc::new(Echo)))
+        .await
+        .unwrap();
+    let node = common::run(server);
+    let device =
+        register_session_devices(&*registry, group_id, Arc::new(fx.root.clone()), 1).unwrap();
+    let client_id = device[0].client_id;
+    let mut dev = SessionClient::connect(
+        node.addr,
+        device[0].clone(),
+        SessionClientOptions::udp(),
+        None,
+    )
+    .await
+    .unwrap();
+    let outbox = node.handle.outbox().unwrap();
+    // Record n is captured on its way and never reaches the server; n + 1 does.
+    let withheld = dev.session_mut().seal(Q, b"n").unwrap();
+    echo(&mut dev, b"n+1").await;
+    // The attacker sends n from its own address: authentic and fresh, so it is delivered (and
+    // echoed), but the path stays with the device.
+    let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    attacker.send_to(&withheld, node.addr).await.unwrap();
+    wait_for("record n delivered", || outbox.counters().delivered == 2).await;
+    let r = tokio::time::timeout(DEADLINE, dev.recv())
+        .await
+        .expect("the echo of n went to the device")
+        .unwrap();
+    assert_eq!(&r.payload[..], b"n");
+    outbox.send(&client_id, Q, b"push").unwrap();
+    let r = tokio::time::timeout(DEADLINE, dev.recv())
+        .await
+        .expect("the push went to the device")
+        .unwrap();
+    assert_eq!(&r.payload[..], b"push");
+    let mut buf = [0u8; 64];
+    assert!(attacker.try_recv_from(&mut buf).is_err());
+    node.stop().await;
+}
