@@ -101,9 +101,12 @@ async fn crash_mid_stream_loses_no_acknowledged_update() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
+    // Every acknowledged update, over all devices: the kill waits for enough of them.
+    let (acked_tx, mut acked_rx) = tokio::sync::watch::channel(0u64);
+    let acked_tx = Arc::new(acked_tx);
     let mut tasks = tokio::task::JoinSet::new();
     for (urn, key) in devices.clone() {
-        let (http, addr) = (http.clone(), addr.clone());
+        let (http, addr, acked_tx) = (http.clone(), addr.clone(), acked_tx.clone());
         tasks.spawn(async move {
             let mut acked = 0u64;
             for seq in 1..=100_000u64 {
@@ -119,14 +122,28 @@ async fn crash_mid_stream_loses_no_acknowledged_update() {
                     .send()
                     .await
                 {
-                    Ok(r) if r.status() == reqwest::StatusCode::NO_CONTENT => acked = seq,
+                    Ok(r) if r.status() == reqwest::StatusCode::NO_CONTENT => {
+                        acked = seq;
+                        acked_tx.send_modify(|n| *n += 1);
+                    }
                     _ => break,
                 }
             }
             (urn, acked)
         });
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Only the devices hold the sender now: if all of them stop, the wait below ends.
+    drop(acked_tx);
+    // Killed mid-stream: once the devices together have had KILL_AFTER updates acknowledged
+    // (each device streams up to 100 000, so all are still sending).
+    const KILL_AFTER: u64 = 200;
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        acked_rx.wait_for(|n| *n >= KILL_AFTER),
+    )
+    .await
+    .expect("the Controller did not acknowledge enough updates")
+    .expect("every device stopped before enough updates were acknowledged");
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     let mut acked = Vec::new();
