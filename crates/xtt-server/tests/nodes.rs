@@ -146,7 +146,13 @@ fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
         );
         // And to B (its own replay guard refuses it before any DAA work).
         let replayed = attest_on(b.addr, client, &client_attest).await;
-        assert!(replayed.is_err());
+        assert!(
+            matches!(
+                replayed,
+                Err(FrameError::Protocol(xtt_proto::Error::ReceivedErrorMessage))
+            ),
+            "replay to the node that accepted it refused, got {replayed:?}"
+        );
 
         wait_idle(&a.handle).await;
         wait_idle(&b.handle).await;
@@ -157,6 +163,12 @@ fn a_client_attest_lands_on_another_node_and_is_accepted_once() {
             1
         );
         assert_eq!(b.handle.metrics().handshakes_count("ok", "none"), 1);
+        assert_eq!(
+            b.handle
+                .metrics()
+                .handshakes_count("failed", "replayed_cookie"),
+            1
+        );
         a.stop().await;
         b.stop().await;
     });

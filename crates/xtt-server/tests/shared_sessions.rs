@@ -295,10 +295,19 @@ async fn a_session_that_ended_on_its_node_is_not_brought_back_by_another() {
     // Silent past node 0's idle timeout: the session has ended there (swept or not yet).
     tokio::time::sleep(Duration::from_millis(2600)).await;
     dev.reconnect_to(cl.addr(1)).await.unwrap();
+    let unknown_before = cl.counters(1).unknown_session;
     dev.send(Q, b"after").await.unwrap();
-    if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), dev.recv()).await {
-        panic!("node 1 revived an ended session and echoed {:?}", r.payload);
-    }
+    // Node 1 answers that it does not know the session (not an echo, not silence), and counts
+    // the record as one for no live session.
+    let got = tokio::time::timeout(Duration::from_secs(30), dev.recv())
+        .await
+        .expect("node 1 neither echoed nor refused the record");
+    assert!(
+        matches!(got, Err(SessionClientError::SessionUnknown)),
+        "node 1 must refuse a session that ended on node 0, got {:?}",
+        got.map(|r| r.payload)
+    );
+    assert_eq!(cl.counters(1).unknown_session, unknown_before + 1);
     assert_eq!(cl.stats(1).taken_exact + cl.stats(1).taken_after_crash, 0);
     cl.stop().await;
 }
