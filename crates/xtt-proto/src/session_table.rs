@@ -244,6 +244,9 @@ pub struct SessionTable<P> {
     by_client: Box<[ClientShard]>,
     len: AtomicUsize,
     counters: AtomicCounters,
+    /// Sessions the table ended when they were touched (expired, or out of sequence numbers)
+    /// since the last sweep, which reports them with the ones it removes.
+    ended: Mutex<Vec<SessionId>>,
 }
 
 impl<P> fmt::Debug for SessionTable<P> {
@@ -297,6 +300,7 @@ impl<P: Clone> SessionTable<P> {
             by_client,
             len: AtomicUsize::new(0),
             counters: AtomicCounters::default(),
+            ended: Mutex::new(Vec::new()),
         }
     }
 
@@ -491,6 +495,7 @@ impl<P: Clone> SessionTable<P> {
             shard.remove(id);
             drop(shard);
             self.removed(&client_id, id, true);
+            lock(&self.ended).push(*id);
             bump(&self.counters.unknown_session);
             return Err(RecordError::UnknownSession);
         }
@@ -559,9 +564,10 @@ impl<P: Clone> SessionTable<P> {
     }
 
     /// Seals one record for session `id`; returns where to send it (the peer that delivered the
-    /// highest numbered authentic record) and the bytes. When the server's sequence numbers run out the
-    /// session is removed and [`RecordError::RekeyRequired`] returned: the client's next record
-    /// gets an Error and it re-handshakes.
+    /// highest numbered authentic record) and the bytes. When the server's sequence numbers run
+    /// out the session is removed (and reported by the next [`Self::sweep_ids`]) and
+    /// [`RecordError::RekeyRequired`] returned: the client's next record gets an Error and it
+    /// re-handshakes.
     pub fn seal_to_session(
         &self,
         id: &SessionId,
@@ -607,6 +613,7 @@ impl<P: Clone> SessionTable<P> {
             shard.remove(id);
             drop(shard);
             self.removed(&client_id, id, expired);
+            lock(&self.ended).push(*id);
         }
         result
     }
@@ -720,11 +727,23 @@ impl<P: Clone> SessionTable<P> {
     /// Removes every expired session; returns how many. Call it periodically (e.g. every few
     /// seconds); it locks one shard at a time.
     pub fn sweep(&self, now: UnixTime) -> usize {
-        self.sweep_ids(now).len()
+        // Nobody asks which sessions ended: forget them.
+        lock(&self.ended).clear();
+        self.sweep_expired(now).len()
     }
 
-    /// [`Self::sweep`], returning the ids removed (a shared session store forgets them too).
+    /// [`Self::sweep`], returning the ids removed, and those of the sessions the table ended
+    /// since the last sweep when they were touched: expired, or out of sequence numbers
+    /// ([`Self::seal_to_session`]). A shared session store forgets them all: their rows must
+    /// not outlive them (a node would otherwise keep owning the row of a session it no longer
+    /// has until the device's next record, or another node's hand-over request, found it).
     pub fn sweep_ids(&self, now: UnixTime) -> Vec<SessionId> {
+        let mut all = core::mem::take(&mut *lock(&self.ended));
+        all.extend(self.sweep_expired(now));
+        all
+    }
+
+    fn sweep_expired(&self, now: UnixTime) -> Vec<SessionId> {
         let mut all = Vec::new();
         for shard in self.sessions.iter() {
             let mut gone = Vec::new();
@@ -860,6 +879,39 @@ mod tests {
                 recv: k.send.clone(),
             },
         )
+    }
+
+    /// Finding: a session removed because its sequence numbers ran out (or found expired when
+    /// touched) was never reported, so a shared session store kept its row, owned by the node,
+    /// until the device's next record or another node's request found it.
+    #[test]
+    fn sessions_ended_when_touched_are_reported_by_the_next_sweep() {
+        let t = table();
+        let now = UnixTime(1_800_000_000);
+        let (a, b) = (session(8), session(9));
+        let (ida, idb) = (a.id(), b.id());
+        t.insert(a, 0, now).unwrap();
+        t.insert(b, 0, now).unwrap();
+        assert!(t.set_next_send_seq_for_testing_only(&ida, u32::MAX));
+        assert_eq!(
+            t.seal_to_session(&ida, PayloadType::QueueProtocol, b"x", now),
+            Err(RecordError::RekeyRequired)
+        );
+        assert!(t.record_state(&ida).is_none());
+        assert_eq!(t.sweep_ids(now), vec![ida]);
+        assert_eq!(t.sweep_ids(now), Vec::<SessionId>::new());
+        // Expired, and found so by a record before the sweep came.
+        let later = UnixTime(now.0 + SessionTableConfig::default().idle_timeout_secs + 1);
+        let mut dev = device(&session(9));
+        let record = dev
+            .seal(&idb, PayloadType::QueueProtocol, b"late", Keep::No)
+            .unwrap();
+        assert_eq!(
+            t.open(&record, 1, later).map(|_| ()),
+            Err(RecordError::UnknownSession)
+        );
+        assert_eq!(t.sweep_ids(later), vec![idb]);
+        assert!(t.is_empty());
     }
 
     /// Finding: any accepted record moved the session's path, also one below the highest

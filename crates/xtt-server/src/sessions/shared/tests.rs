@@ -317,3 +317,43 @@ async fn the_owner_releases_a_session_only_for_the_devices_record() {
     assert_eq!(answer, [0], "released");
     assert!(n.core.table.record_state(&id).is_none());
 }
+
+/// Finding: a session whose server sequence numbers ran out was removed from the table, but
+/// its row stayed in the store, owned by this node, until swept as idle or found by the
+/// device's next record. The sweeper now forgets it with the sessions that expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_out_of_sequence_numbers_leaves_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.sqlite");
+    let store = Arc::new(SqliteSessionStore::open(&path).unwrap());
+    let rows = SqliteSessionStore::open(&path).unwrap();
+    let n = node(dir, store, 64).await;
+    let id = session(&n, 0x71);
+    let client_id = ClientId([0x71 ^ 0xff; 16]);
+    let _sweeper = n.core.spawn_sweeper(Duration::from_millis(20));
+    assert_eq!(rows.session_count().unwrap(), 1);
+    assert!(n
+        .core
+        .table
+        .set_next_send_seq_for_testing_only(&id, u32::MAX));
+    let sent = crate::sessions::Outbox::new(n.core.clone()).send(
+        &client_id,
+        PayloadType::QueueProtocol,
+        b"one too many",
+    );
+    assert!(
+        matches!(
+            sent,
+            Err(crate::sessions::SendError::Record(
+                xtt_proto::record::RecordError::RekeyRequired
+            ))
+        ),
+        "{sent:?}"
+    );
+    assert!(n.core.table.record_state(&id).is_none());
+    let t0 = Instant::now();
+    while rows.session_count().unwrap() != 0 {
+        assert!(t0.elapsed() < DEADLINE, "the row outlived its session");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
