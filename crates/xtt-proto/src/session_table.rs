@@ -15,8 +15,10 @@
 //!   delivered) does **not** move the path. Otherwise an attacker who captured record `n` and
 //!   kept it from the server could send it, after the server saw `n + 1`, from its own address
 //!   and receive the session's traffic; and plain reordering during a move would send replies
-//!   back to the old address. (The server's driver lists its mobility decisions in
-//!   `xtt-server`'s `sessions` module; this is one of them.)
+//!   back to the old address. A session taken over from another server node
+//!   ([`SessionTable::insert_taken_over`]) has no path until its first record opens: that
+//!   record gives it one whatever its number. (The server's driver lists its mobility decisions
+//!   in `xtt-server`'s `sessions` module; this is one of them.)
 //! - Sharded: `N` shards, each a `Mutex<HashMap>`, chosen by a keyed hash of the session id, so
 //!   concurrent records of different sessions rarely contend. A second sharded map finds a
 //!   client's newest session for [`SessionTable::seal_to_client`]. No thread ever holds a session
@@ -102,6 +104,9 @@ struct Entry<P> {
     last_seen: u64,
     layer: RecordLayer,
     peer: P,
+    /// `peer` is a placeholder (a session taken over): the first record that opens, whatever
+    /// its number, gives the session its path.
+    pathless: bool,
 }
 
 impl<P> Entry<P> {
@@ -345,20 +350,25 @@ impl<P: Clone> SessionTable<P> {
         self.insert_entry(session, peer, now, now, true)
     }
 
-    /// [`Self::insert`] for a session whose handshake happened at `created`: a session taken
-    /// over from another server node, which keeps its maximum lifetime. It becomes the client's
-    /// newest only if the client's newest live session here was created before it: a session
-    /// taken over is often an older one (a delayed record, a device still finishing with it),
-    /// and must not take the application's records from the device's newer session. (Creation
-    /// times are whole seconds: of two sessions created in the same second, the one here stays.)
-    pub fn insert_created(
+    /// Stores a session taken over from another server node, whose handshake happened at
+    /// `created` (it keeps its maximum lifetime). It has **no path** yet: sealing returns
+    /// `placeholder` (which the driver cannot send to) until a record of the session opens,
+    /// whatever that record's number; from then on the usual rule applies. So whoever sent the
+    /// record that made this node take the session over gets nothing unless that record opens.
+    ///
+    /// It becomes the client's newest only if the client's newest live session here was created
+    /// before it: a session taken over is often an older one (a delayed record, a device still
+    /// finishing with it), and must not take the application's records from the device's newer
+    /// session. (Creation times are whole seconds: of two sessions created in the same second,
+    /// the one here stays.)
+    pub fn insert_taken_over(
         &self,
         session: ServerSession,
-        peer: P,
+        placeholder: P,
         now: UnixTime,
         created: UnixTime,
     ) -> Result<(), Refused> {
-        self.insert_entry(session, peer, now, created, false)
+        self.insert_entry(session, placeholder, now, created, false)
     }
 
     fn insert_entry(
@@ -399,6 +409,7 @@ impl<P: Clone> SessionTable<P> {
                     last_seen: now.0,
                     layer,
                     peer,
+                    pathless: !fresh,
                 },
             );
         }
@@ -519,8 +530,9 @@ impl<P: Clone> SessionTable<P> {
         match result {
             Ok(opened) => {
                 entry.last_seen = now.0;
-                if newest {
+                if newest || entry.pathless {
                     entry.peer = peer;
+                    entry.pathless = false;
                 }
                 bump(&self.counters.delivered);
                 Ok((entry.client_id, opened))
@@ -533,8 +545,9 @@ impl<P: Clone> SessionTable<P> {
                     RecordError::UnknownPayloadType(_) => {
                         // Authentic: the client is alive (at this address, if it is the newest).
                         entry.last_seen = now.0;
-                        if newest {
+                        if newest || entry.pathless {
                             entry.peer = peer;
+                            entry.pathless = false;
                         }
                         bump(&self.counters.unknown_payload_type)
                     }
@@ -545,12 +558,14 @@ impl<P: Clone> SessionTable<P> {
         }
     }
 
-    /// Whether session `id` (held here) would accept the record `bytes` now, without accepting
-    /// it: well-formed, of a live session, fresh for the session's receive window and
-    /// authentic. Nothing changes: no window, counter, peer or idle timer moves, and no key is
-    /// kept expanded. (A server node holding a session checks the record another node wants to
-    /// take the session over for: a forged or replayed one must not move the session.)
-    pub fn check(&self, bytes: &[u8], now: UnixTime) -> Result<(), RecordError> {
+    /// Whether the table would accept the record `bytes` now, without accepting it: well-formed,
+    /// of a live session, fresh for the session's receive window and authentic; `Ok(true)` if
+    /// it would also move the session's path (it is numbered above every record accepted so
+    /// far), `Ok(false)` if it is an older one. Nothing changes: no window, counter, peer or
+    /// idle timer moves, and no key is kept expanded. (A server node holding a session checks
+    /// the record another node wants to take the session over for: only one that would move
+    /// the path here may move the session elsewhere.)
+    pub fn check(&self, bytes: &[u8], now: UnixTime) -> Result<bool, RecordError> {
         let record = RecordRegular::decode(bytes)?;
         let id = SessionId(record.session_id);
         let shard = self.session_shard(&id);
@@ -560,7 +575,8 @@ impl<P: Clone> SessionTable<P> {
             .ok_or(RecordError::UnknownSession)?;
         let state = entry.layer.state();
         ReplayWindow::<2>::from_parts(state.recv_next, state.recv_bits).check(record.seq_num)?;
-        authentic(&entry.layer, &record)
+        authentic(&entry.layer, &record)?;
+        Ok(u64::from(record.seq_num) >= state.recv_next)
     }
 
     /// Seals one record for session `id`; returns where to send it (the peer that delivered the
@@ -945,6 +961,55 @@ mod tests {
         assert_eq!(t.counters().delivered, 3);
     }
 
+    /// A session taken over has no path until one of its records opens; that record gives it
+    /// one whatever its number (here one below the highest the previous node accepted), and
+    /// then the rule above applies.
+    #[test]
+    fn a_session_taken_over_gets_its_path_from_its_first_record() {
+        let t = table();
+        let now = UnixTime(1_800_000_000);
+        let s = session(10);
+        let id = s.id();
+        let mut dev = device(&s);
+        let records: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| {
+                dev.seal(&id, PayloadType::QueueProtocol, &[i], Keep::No)
+                    .unwrap()
+            })
+            .collect();
+        // The previous node accepted record 2 only.
+        let state = RecordState {
+            recv_next: 3,
+            recv_bits: [1 << 2, 0],
+            send_next: 0,
+        };
+        let taken = ServerSession::restore(
+            id,
+            CLIENT,
+            SUITE,
+            &s.export_keys(),
+            &state,
+            Reservation::NONE,
+        );
+        t.insert_taken_over(taken, 0, now, now).unwrap();
+        let (to, _) = t
+            .seal_to_session(&id, PayloadType::QueueProtocol, b"nowhere", now)
+            .unwrap();
+        assert_eq!(to, 0, "the placeholder");
+        // A replay opens nothing and gives no path.
+        assert_eq!(
+            t.open(&records[2], 4, now).map(|_| ()),
+            Err(RecordError::Duplicate)
+        );
+        assert_eq!(t.peer_of(&id), Some(0));
+        t.open(&records[1], 5, now).unwrap();
+        assert_eq!(t.peer_of(&id), Some(5));
+        t.open(&records[0], 6, now).unwrap();
+        assert_eq!(t.peer_of(&id), Some(5));
+        t.open(&records[3], 7, now).unwrap();
+        assert_eq!(t.peer_of(&id), Some(7));
+    }
+
     /// Finding: a session taken over from another node became the client's newest whatever its
     /// age, so the application's records for the client went to an old session the device no
     /// longer used.
@@ -954,22 +1019,22 @@ mod tests {
         let now = UnixTime(1_800_000_000);
         t.insert(session(2), 2, now).unwrap();
         // Older, or created in the same second: the newest stays.
-        t.insert_created(session(1), 1, now, UnixTime(now.0 - 100))
+        t.insert_taken_over(session(1), 1, now, UnixTime(now.0 - 100))
             .unwrap();
         assert_eq!(t.session_of(&CLIENT), Some(SessionId([2; 16])));
-        t.insert_created(session(3), 3, now, now).unwrap();
+        t.insert_taken_over(session(3), 3, now, now).unwrap();
         assert_eq!(t.session_of(&CLIENT), Some(SessionId([2; 16])));
         let (to, _) = t
             .seal_to_client(&CLIENT, PayloadType::QueueProtocol, b"x", now)
             .unwrap();
         assert_eq!(to, 2);
         // Newer: it becomes the newest.
-        t.insert_created(session(4), 4, now, UnixTime(now.0 + 1))
+        t.insert_taken_over(session(4), 4, now, UnixTime(now.0 + 1))
             .unwrap();
         assert_eq!(t.session_of(&CLIENT), Some(SessionId([4; 16])));
         // With no newest left (it ended), a session taken over is the newest, however old.
         assert!(t.remove(&SessionId([4; 16])));
-        t.insert_created(session(5), 5, now, UnixTime(now.0 - 200))
+        t.insert_taken_over(session(5), 5, now, UnixTime(now.0 - 200))
             .unwrap();
         assert_eq!(t.session_of(&CLIENT), Some(SessionId([5; 16])));
         // A handshake's session is always the newest.

@@ -7,14 +7,17 @@
 //! request v1 (65 B)   1 ‖ session id(16) ‖ requester node(8) ‖ unix ms(8) ‖ HMAC(32)
 //! answer  (1 byte)    0 released (exact state is in the store) | 1 not held here
 //!                     | 2 busy (try again) | 3 failed | 4 refused: the record is not an
-//!                       authentic, fresh record of the session held here
+//!                       authentic, fresh record of the session held here numbered above
+//!                       every record accepted
 //! ```
 //!
 //! **The record is the reason.** A node asks for a session because a record naming it arrived,
 //! and a record's session id is in clear: anyone can send one. The owner releases only if the
-//! record carried by the request authenticates under the session's keys and is fresh for its
-//! receive window (checked without accepting it), so a forged or replayed record takes no
-//! session from its owner (answer 4). A v1 request (a node of the previous version, during a
+//! record carried by the request authenticates under the session's keys, is fresh for its
+//! receive window and is numbered above every record it accepted (checked without accepting
+//! it): the record that would move the session's path on the owner itself. So a forged or
+//! replayed record, or an older one an attacker kept from the owner, takes no session from its
+//! owner (answer 4). A v1 request (a node of the previous version, during a
 //! rolling upgrade) carries no record and is honoured as before.
 //!
 //! No secret crosses this link: the owner writes the exact state into the store itself and
@@ -54,7 +57,8 @@ pub(crate) enum Answer {
     NotHeld,
     Busy,
     Failed,
-    /// The record is not an authentic, fresh record of the session held here.
+    /// The record is not an authentic, fresh record of the session held here, numbered above
+    /// every record accepted.
     Refused,
 }
 

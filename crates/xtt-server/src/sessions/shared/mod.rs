@@ -19,7 +19,9 @@
 //! * the owner's lease is live: the new node asks it, over the owner's **hand-over listener**
 //!   (address in the database; [`handover`]), to release the session, showing it the record
 //!   that named the session. The owner refuses unless that record is an authentic, fresh
-//!   record of the session; otherwise it removes the session from its table (atomically, under
+//!   record of the session numbered above every one it accepted (a record that would move the
+//!   session's path on the owner: an older one, withheld by an attacker and sent elsewhere,
+//!   moves nothing either); otherwise it removes the session from its table (atomically, under
 //!   the table's shard lock), writes its exact receive window and send counter into the row
 //!   with `owner = none`, and answers; the new node then acquires the released row;
 //! * the owner's lease expired, or it does not answer within `handover_timeout`, or it answers
@@ -31,8 +33,9 @@
 //! owner checks it, above). A row the new node acquired (released, or its owner dead) is put in
 //! its table only if one of the records waiting for it verifies under the unsealed keys;
 //! otherwise, or if the table refuses it, the row is released again as it was given. And a
-//! session taken over has **no path** until one of its records opens in the table (authentic,
-//! fresh, and the highest so far): until then the node's records for it are dropped (the
+//! session taken over has **no path** until one of its records opens in the table (authentic
+//! and fresh; the first one gives it its path whatever its number, later ones only if numbered
+//! above every record accepted): until then the node's records for it are dropped (the
 //! application's send reports `NoPath`), so whoever sent the record that triggered the take-over
 //! (a replay of an authentic one, from any source address) receives nothing.
 //!
@@ -912,7 +915,7 @@ impl SharedSessions {
         }
         let now = crate::server::unix_now();
         core.table
-            .insert_created(s, self.no_path.clone(), now, session.created)
+            .insert_taken_over(s, self.no_path.clone(), now, session.created)
             .map_err(|e| {
                 tracing::warn!(error = %e, "taken-over session not stored locally");
                 Outcome::Failed
@@ -936,7 +939,8 @@ impl SharedSessions {
 
     /// Another node asks for `id`, showing `record` (from a node of this version; `None` from
     /// the previous one): hand it over with its exact state if `record` is an authentic, fresh
-    /// record of the session, or if this node does not hold it (any more).
+    /// record of the session numbered above every record accepted here (one that would move the
+    /// session's path here, see `SessionTable::check`), or if this node does not hold it.
     pub(crate) async fn release_local(
         self: &Arc<Self>,
         core: &Arc<SessionCore>,
@@ -965,7 +969,12 @@ impl SharedSessions {
             }
         });
         let answer = match shown {
-            // Held here, and the record is not the device's: the session stays.
+            // Held here, and the record is not the device's newest: the session stays. (An
+            // older one, accepted here, would not even move the session's path.)
+            Some(Ok(false)) => {
+                tracing::debug!(session = ?id, "hand-over refused: an older record");
+                Answer::Refused
+            }
             Some(Err(e)) if !matches!(e, RecordError::UnknownSession) => {
                 tracing::debug!(session = ?id, error = %e, "hand-over refused: not the device's record");
                 Answer::Refused

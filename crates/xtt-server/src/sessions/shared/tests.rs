@@ -248,8 +248,9 @@ fn device(byte: u8) -> xtt_proto::session::ClientSession {
 }
 
 /// The hand-over request carries the record that made the asker ask: the owner releases the
-/// session for the device's record only, not for a forged or replayed one; a request of the
-/// previous version (no record, from a node not yet upgraded) is still honoured.
+/// session for the device's newest record only, not for a forged or replayed one, nor for an
+/// older one kept from it; a request of the previous version (no record, from a node not yet
+/// upgraded) is still honoured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_releases_a_session_only_for_the_devices_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -272,6 +273,17 @@ async fn the_owner_releases_a_session_only_for_the_devices_record() {
             crate::server::unix_now(),
         )
         .unwrap();
+    // Sealed, kept from the node, then outrun by a later record the node accepts.
+    let withheld = dev.seal(PayloadType::QueueProtocol, b"withheld").unwrap();
+    let later = dev.seal(PayloadType::QueueProtocol, b"later").unwrap();
+    n.core
+        .table
+        .open(
+            &later,
+            Peer::Udp(([127, 0, 0, 1], 9).into()),
+            crate::server::unix_now(),
+        )
+        .unwrap();
     let mut forged = dev.seal(PayloadType::QueueProtocol, b"forged").unwrap();
     if let Some(b) = forged.last_mut() {
         *b ^= 1;
@@ -282,6 +294,7 @@ async fn the_owner_releases_a_session_only_for_the_devices_record() {
     for (what, record) in [
         ("forged", forged),
         ("replayed", accepted),
+        ("older than one accepted", withheld),
         ("of another session", elsewhere),
     ] {
         assert_eq!(ask(id, record).await, Some(Answer::Refused), "{what}");
@@ -291,8 +304,8 @@ async fn the_owner_releases_a_session_only_for_the_devices_record() {
     assert_eq!(ask(id, fresh.clone()).await, Some(Answer::Released));
     assert!(n.core.table.record_state(&id).is_none());
     assert_eq!(n.shared.stats().released, 1);
-    // The record was only looked at: the next owner still accepts it.
-    assert_eq!(n.core.table.counters().delivered, 1);
+    // The records were only looked at: the next owner still accepts them.
+    assert_eq!(n.core.table.counters().delivered, 2);
 
     // A node of the previous version asks without a record.
     let id = session(&n, 0x63);
