@@ -52,6 +52,11 @@
 //!    authentic, fresh record (also one of unknown payload type — it proves the client is there),
 //!    never on a forged, duplicated or stale one, so a spoofed source address cannot redirect a
 //!    session. Sending does not reset the idle timer: a client that stopped talking is idle.
+//!    "Last delivered" is read as "numbered above every record accepted" (as QUIC, RFC 9000
+//!    §9.3): an authentic record that arrives late, still inside the window, is delivered but
+//!    moves nothing, so neither reordering during a move nor an attacker replaying a record it
+//!    withheld turns the answers back to an old address. A session a server node takes over
+//!    from another has no path until its first record opens there.
 //! 6. **Replay and retransmission of the third message.** The cookie of a session ClientAttest
 //!    goes through the same replay guard as identity provisioning, recorded only after every
 //!    check passed. For §5's "answer an identical retransmitted ClientAttest with the same

@@ -11,8 +11,9 @@
 //!
 //! Records are found by session id alone ([`xtt_proto::session_table::SessionTable`], sharded,
 //! idle timeout and maximum lifetime, swept periodically). Each session remembers the
-//! [`Peer`] that last delivered an authentic, fresh record; the server's records go there, so a
-//! device that reconnects or changes address keeps its session without a new handshake.
+//! [`Peer`] that last delivered an authentic, fresh record (numbered above every one accepted:
+//! decision 5 in `xtt_proto::session`); the server's records go there, so a device that
+//! reconnects or changes address keeps its session without a new handshake.
 //!
 //! With [`SessionOptions::shared`], sessions are stored in the deployment's database and move
 //! between server nodes with their devices; [`shared`] documents that design.
