@@ -53,13 +53,6 @@ fn journal(key: &Path) -> PathBuf {
     with_suffix(key, ".commit")
 }
 
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 fn write_error(path: &Path, e: io::Error) -> Error {
     Error::new(path, ErrorKind::Write(e))
 }
@@ -73,7 +66,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 /// on the key's directory, held until the returned file is dropped. Without it a reader could
 /// take a writer's staged key for a crash's leftover and remove it mid-replacement.
 fn lock(key: &Path) -> Result<std::fs::File> {
-    let dir = parent(key);
+    let dir = xtt_fsio::parent_dir(key);
     xtt_fsio::lock_dir(dir).map_err(|e| Error::new(dir, ErrorKind::Read(e)))
 }
 
@@ -172,14 +165,14 @@ fn roll_forward(key: &Path) -> Result<()> {
     }
     for (from, to) in pairs {
         match std::fs::rename(from, to) {
-            Ok(()) => sync_dir(parent(to)).map_err(|e| write_error(to, e))?,
+            Ok(()) => sync_dir(xtt_fsio::parent_dir(to)).map_err(|e| write_error(to, e))?,
             // Renamed before the crash.
             Err(e) if e.kind() == io::ErrorKind::NotFound && to.exists() => {}
             Err(e) => return Err(write_error(from, e)),
         }
     }
     remove_leftover(&journal)?;
-    sync_dir(parent(&journal)).map_err(|e| write_error(&journal, e))
+    sync_dir(xtt_fsio::parent_dir(&journal)).map_err(|e| write_error(&journal, e))
 }
 
 fn remove_leftover(path: &Path) -> Result<()> {

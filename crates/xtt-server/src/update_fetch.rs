@@ -171,10 +171,7 @@ pub fn install_update<B: Backend>(
     // dry run, and the older image could land on top of the newer one after the newer one's
     // sequence number was recorded. The lock on the image's directory spans check, write and
     // record.
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = xtt_fsio::parent_dir(out);
     let _locked = xtt_fsio::lock_dir(dir).map_err(|cause| AnchorError::Io {
         path: dir.display().to_string(),
         cause,
