@@ -9,7 +9,12 @@
 //! the three sums are multi-scalar multiplications with short scalars (`msm::vt_msm_u64`, one
 //! doubling chain per sum). A batch containing a bad
 //! signature passes with probability ≤ 2^-64. On failure the batch is bisected (fresh
-//! exponents for every sub-check) until each bad signature is isolated.
+//! exponents for every sub-check) until each bad signature is isolated. A product over valid
+//! signatures always holds, so when a failed set's first half passes, its second half holds a
+//! bad signature and is split without a check of its own: one bad signature among n = 2^k
+//! costs 1 + 1.5·k products on average instead of 1 + 2·k (a quarter fewer at each level).
+//! (Sets that are all bad still cost about two products per signature; each is a handshake
+//! the sender paid a round trip for.)
 //!
 //! That is weaker than a single verification's 2^-128 ([`crate::verify::FOLD_EXPONENT_BITS`]),
 //! on purpose: the exponents are fresh for every check and unknown to the signer, so a forger
@@ -38,6 +43,15 @@ fn random_u64(rng: &mut dyn CryptoRngCore) -> u64 {
     }
 }
 
+/// What is known of a set of signatures when bisection reaches it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Suspect {
+    /// Not checked as a whole yet.
+    Unchecked,
+    /// Holds at least one signature whose pairing equations fail.
+    Failed,
+}
+
 /// The outcome of one signature in a batch.
 pub type BatchItemResult = Result<Option<[u8; G1_LEN]>, Error>;
 
@@ -62,7 +76,7 @@ impl GroupVerifier {
             }
         }
         let mut bad = Vec::new();
-        self.bisect(&checked, rng, &mut bad);
+        self.bisect(&checked, Suspect::Unchecked, rng, &mut bad);
         for i in bad {
             if let Some(r) = results.get_mut(i) {
                 *r = Err(Error::InvalidSignature);
@@ -84,18 +98,43 @@ impl GroupVerifier {
         }
     }
 
-    /// Pushes the indices of the signatures in `set` whose pairing equations fail.
-    fn bisect(&self, set: &[(usize, Checked)], rng: &mut dyn CryptoRngCore, bad: &mut Vec<usize>) {
-        if set.is_empty() || self.combined_check(set, rng) {
-            return;
+    /// Pushes the indices of the signatures in `set` whose pairing equations fail; returns the
+    /// number of pairing products it ran.
+    fn bisect(
+        &self,
+        set: &[(usize, Checked)],
+        suspect: Suspect,
+        rng: &mut dyn CryptoRngCore,
+        bad: &mut Vec<usize>,
+    ) -> usize {
+        let mut products = 0;
+        if set.is_empty() {
+            return products;
+        }
+        if suspect == Suspect::Unchecked {
+            products += 1;
+            if self.combined_check(set, rng) {
+                return products;
+            }
         }
         if let [(i, _)] = set {
             bad.push(*i);
-            return;
+            return products;
         }
         let (lo, hi) = set.split_at(set.len() / 2);
-        self.bisect(lo, rng, bad);
-        self.bisect(hi, rng, bad);
+        products += 1;
+        let lo_holds = self.combined_check(lo, rng);
+        if !lo_holds {
+            products += self.bisect(lo, Suspect::Failed, rng, bad);
+        }
+        // The whole failed and valid signatures never fail a product: if the first half
+        // holds, the bad one is in the second.
+        let hi_state = if lo_holds {
+            Suspect::Failed
+        } else {
+            Suspect::Unchecked
+        };
+        products + self.bisect(hi, hi_state, rng, bad)
     }
 
     /// One combined product over `set` with fresh random exponents.
@@ -121,5 +160,55 @@ impl GroupVerifier {
         let sum_p2 = vt_msm_u64(&ps);
         let sum_x = vt_msm_u64(&xs).neg();
         self.lines.product_is_one_g1(&sum_y, &sum_p2, &sum_x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::SIGNATURE_LEN_WITH_PSEUDONYM;
+    use crate::{generate_member_key, Issuer, Member};
+    use rand_core::SeedableRng;
+
+    /// Where T sits in a signature: after c, s, R and S.
+    const T_AT: usize = 2 * crate::scalar::SCALAR_LEN + 2 * G1_LEN;
+
+    #[test]
+    fn a_half_that_must_be_bad_is_not_checked() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xba7c);
+        let issuer = Issuer::generate(&mut rng);
+        let (sk, mpk) = generate_member_key(b"n", &mut rng);
+        let (cred, _) = issuer.issue_credential(&mpk, b"n", &mut rng).unwrap();
+        let gpk = issuer.group_public_key().clone();
+        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
+        let verifier = GroupVerifier::new(gpk, b"B").unwrap();
+        let msgs: Vec<[u8; 8]> = (0..16u64).map(u64::to_be_bytes).collect();
+        let sigs: Vec<[u8; SIGNATURE_LEN_WITH_PSEUDONYM]> = msgs
+            .iter()
+            .map(|m| member.sign(m, &mut rng).unwrap())
+            .collect();
+        let mut total = 0;
+        for bad_at in 0..sigs.len() {
+            // Another signature's T: the Schnorr proof (which does not cover T) still holds,
+            // so only the pairing product can catch it.
+            let mut batch = sigs.clone();
+            let other = (bad_at + 1) % sigs.len();
+            let t = sigs[other][T_AT..T_AT + G1_LEN].to_vec();
+            batch[bad_at][T_AT..T_AT + G1_LEN].copy_from_slice(&t);
+            let checked: Vec<(usize, Checked)> = msgs
+                .iter()
+                .zip(&batch)
+                .enumerate()
+                .map(|(i, (m, s))| (i, verifier.check_schnorr(m, s).unwrap()))
+                .collect();
+            let mut bad = Vec::new();
+            let products = verifier.bisect(&checked, Suspect::Unchecked, &mut rng, &mut bad);
+            assert_eq!(bad, vec![bad_at]);
+            total += products;
+        }
+        // The whole batch, then at each of the 4 levels the first half, and the second only
+        // when the first failed (the bad one is in the first half for 8 of the 16 positions):
+        // 16 · 1 + 4 · (8 · 2 + 8 · 1). Checking both halves of every failed set: 16 · 9.
+        assert_eq!(total, 16 + 4 * (8 * 2 + 8));
     }
 }
