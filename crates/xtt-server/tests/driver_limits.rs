@@ -1,10 +1,12 @@
 //! Limits of the session drivers against one remote peer, over real sockets on 127.0.0.1: what
-//! one cookie buys over UDP, what one device may hold over TCP, an application that panics, a
-//! handshake that fails at its last step, and what shutdown keeps.
+//! one cookie buys over UDP, what a made-up ClientID costs the registry, what one device may hold
+//! over TCP, an application that panics, a handshake that fails at its last step, and what
+//! shutdown keeps.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +14,21 @@ use common::{test_config, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
+use xtt_proto::daa::GroupId;
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::{SessionClientConfig, SessionClientHandshake};
-use xtt_proto::ClientId;
-use xtt_registry::Registry;
+use xtt_proto::{ClientId, UnixTime};
+use xtt_registry::{
+    Assigned, CookieUse, GroupRecord, IdentityRecord, Refusal, Registration, Registry,
+    RegistryError,
+};
 use xtt_server::bench::register_session_devices;
 use xtt_server::framing::{read_message, write_message, FrameError};
 use xtt_server::sessions::{IncomingRecord, SessionApp};
 use xtt_server::{
-    add_group, Echo, Outbox, SessionClient, SessionClientOptions, SessionOptions, XttServer,
+    add_group, Echo, Outbox, ServerConfig, SessionClient, SessionClientOptions, SessionOptions,
+    XttServer,
 };
 
 const Q: PayloadType = PayloadType::QueueProtocol;
@@ -42,10 +49,45 @@ async fn env(options: impl FnOnce(&mut SessionOptions)) -> Env {
 }
 
 async fn env_with(app: Arc<dyn SessionApp>, options: impl FnOnce(&mut SessionOptions)) -> Env {
+    env_full(app, |_| {}, |r| r, options).await
+}
+
+/// A server with a watched registry: its lookups of `watched` are counted.
+async fn env_probed(
+    watched: ClientId,
+    config: impl FnOnce(&mut ServerConfig),
+) -> (Env, Arc<Probe>) {
+    let mut probe = None;
+    let e = env_full(
+        Arc::new(Echo),
+        config,
+        |inner| {
+            let p = Arc::new(Probe {
+                inner,
+                watched,
+                lookups: AtomicUsize::new(0),
+            });
+            probe = Some(p.clone());
+            p
+        },
+        |_| {},
+    )
+    .await;
+    (e, probe.unwrap())
+}
+
+async fn env_full(
+    app: Arc<dyn SessionApp>,
+    config: impl FnOnce(&mut ServerConfig),
+    wrap: impl FnOnce(Arc<dyn Registry>) -> Arc<dyn Registry>,
+    options: impl FnOnce(&mut SessionOptions),
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     let registry = fx.registry(dir.path());
-    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+    let mut cfg = test_config(dir.path());
+    config(&mut cfg);
+    let mut server = XttServer::bind(cfg, fx.keys(), wrap(registry.clone()))
         .await
         .unwrap();
     let mut opts = SessionOptions::new(app);
@@ -214,6 +256,106 @@ async fn udp_session_flights_are_processed_at_a_bounded_rate_per_address() {
     assert!(
         (1..=allowed).contains(&processed),
         "{processed} of 12 flights processed, at most {allowed} allowed"
+    );
+    e.server.stop().await;
+}
+
+/// The real registry, except that lookups of one ClientID are counted.
+#[derive(Debug)]
+struct Probe {
+    inner: Arc<dyn Registry>,
+    watched: ClientId,
+    lookups: AtomicUsize,
+}
+
+impl Probe {
+    /// Lookups of the watched ClientID so far (counted when they start).
+    fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+impl Registry for Probe {
+    fn identity(&self, client_id: &ClientId) -> Result<Option<IdentityRecord>, RegistryError> {
+        if *client_id == self.watched {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.identity(client_id)
+    }
+    fn add_group(&self, group: &GroupRecord) -> Result<bool, RegistryError> {
+        self.inner.add_group(group)
+    }
+    fn groups(&self) -> Result<Vec<GroupRecord>, RegistryError> {
+        self.inner.groups()
+    }
+    fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>, RegistryError> {
+        self.inner.group(group_id)
+    }
+    fn register_all(
+        &self,
+        batch: &[Registration],
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError> {
+        self.inner.register_all(batch)
+    }
+    fn register_all_once(
+        &self,
+        batch: &[Registration],
+        cookies: &[CookieUse],
+    ) -> Result<Vec<Result<Assigned, Refusal>>, RegistryError> {
+        self.inner.register_all_once(batch, cookies)
+    }
+    fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError> {
+        self.inner.claim_cookie(cookie)
+    }
+    fn sweep_used_cookies(&self, now: UnixTime) -> Result<u64, RegistryError> {
+        self.inner.sweep_used_cookies(now)
+    }
+    fn schema_version(&self) -> Result<i64, RegistryError> {
+        self.inner.schema_version()
+    }
+    fn identities(&self) -> Result<Vec<IdentityRecord>, RegistryError> {
+        self.inner.identities()
+    }
+    fn identity_count(&self) -> Result<u64, RegistryError> {
+        self.inner.identity_count()
+    }
+    fn delete_identity(&self, client_id: &ClientId) -> Result<bool, RegistryError> {
+        self.inner.delete_identity(client_id)
+    }
+}
+
+/// A made-up ClientID costs one registry lookup while its "unknown" verdict is cached (2 s):
+/// flights naming it, each with a cookie of its own and each processed in full, do not each
+/// query the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flights_naming_one_unknown_client_id_cost_one_registry_lookup() {
+    let id = random_client_id();
+    let (e, probe) = env_probed(id, |_| {}).await;
+    let mut flights = Vec::new();
+    for _ in 0..6 {
+        flights.push(e.flight(id).await);
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(e.udp).await.unwrap();
+    let started = Instant::now();
+    for f in &flights {
+        sock.send(f).await.unwrap();
+        // One at a time: flights in progress together could all miss the cache.
+        e.udp_settled().await;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        e.udp_flights_processed(),
+        6,
+        "each flight processed in full"
+    );
+    // A lookup inserts a verdict that keeps the next one 2 s away: a bound, not a measurement
+    // (a slow machine only allows more).
+    let allowed = 1 + usize::try_from(elapsed.as_secs() / 2).unwrap();
+    let lookups = probe.lookups();
+    assert!(
+        (1..=allowed).contains(&lookups),
+        "{lookups} registry lookups for 6 flights in {elapsed:?}, at most {allowed} allowed"
     );
     e.server.stop().await;
 }

@@ -116,3 +116,55 @@ impl ClientRegistry for RegistryKeys {
         Some(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xtt_registry::{Durability, SqliteRegistry};
+
+    /// A lookup caching at most `capacity` entries, over an empty registry.
+    fn keys(capacity: usize) -> (tempfile::TempDir, RegistryKeys) {
+        let dir = tempfile::tempdir().unwrap();
+        let registry =
+            SqliteRegistry::open(&dir.path().join("registry.sqlite"), Durability::Full).unwrap();
+        let keys = RegistryKeys::new(Arc::new(registry), capacity, Duration::from_secs(5));
+        (dir, keys)
+    }
+
+    fn id(i: u32) -> ClientId {
+        let mut id = [0u8; xtt_proto::identity::CLIENT_ID_LEN];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        ClientId(id)
+    }
+
+    /// An unknown ClientID is answered from the cache (no registry query) for two seconds, and
+    /// asked again after that.
+    #[test]
+    fn an_unknown_client_id_is_remembered_for_its_lifetime_only() {
+        let (_dir, keys) = keys(16);
+        assert!(keys.cached_verdict(&id(1)).is_none(), "not asked yet");
+        assert!(keys.longterm_key(&id(1)).is_none());
+        assert!(
+            matches!(keys.cached_verdict(&id(1)), Some(None)),
+            "unknown, from the cache"
+        );
+        // The clock is not injectable: the verdict is backdated instead.
+        let asked = Instant::now().checked_sub(UNKNOWN_TTL).unwrap();
+        keys.unknown.lock().unwrap().insert(id(1), asked);
+        assert!(
+            keys.cached_verdict(&id(1)).is_none(),
+            "expired: the registry is asked again"
+        );
+    }
+
+    /// However many made-up ClientIDs are looked up, their map holds at most the capacity.
+    #[test]
+    fn unknown_client_ids_are_kept_within_the_capacity() {
+        let (_dir, keys) = keys(8);
+        for i in 0..100 {
+            assert!(keys.longterm_key(&id(i)).is_none());
+            let held = keys.unknown.lock().unwrap().len();
+            assert!((1..=8).contains(&held), "{held} unknown ids held");
+        }
+    }
+}
