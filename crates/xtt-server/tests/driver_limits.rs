@@ -1,16 +1,16 @@
 //! Limits of the session drivers against one remote peer, over real sockets on 127.0.0.1: what
-//! one cookie buys over UDP, what a made-up ClientID costs the registry, what one device may hold
-//! over TCP, an application that panics, a handshake that fails at its last step, and what
-//! shutdown keeps.
+//! one cookie buys over UDP, what a made-up ClientID costs the registry, how long a UDP handshake
+//! may wait on it, what one device may hold over TCP, an application that panics, a handshake
+//! that fails at its last step, and what shutdown keeps.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{test_config, Fixture, Running, BASENAME};
+use common::{test_config, wait_until, Fixture, Running, BASENAME};
 use rand_core::{OsRng, RngCore};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
@@ -52,7 +52,8 @@ async fn env_with(app: Arc<dyn SessionApp>, options: impl FnOnce(&mut SessionOpt
     env_full(app, |_| {}, |r| r, options).await
 }
 
-/// A server with a watched registry: its lookups of `watched` are counted.
+/// A server with a watched registry: its lookups of `watched` are counted, and wait while the
+/// probe's gate is closed.
 async fn env_probed(
     watched: ClientId,
     config: impl FnOnce(&mut ServerConfig),
@@ -66,6 +67,9 @@ async fn env_probed(
                 inner,
                 watched,
                 lookups: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                closed: Mutex::new(false),
+                opened: Condvar::new(),
             });
             probe = Some(p.clone());
             p
@@ -260,12 +264,16 @@ async fn udp_session_flights_are_processed_at_a_bounded_rate_per_address() {
     e.server.stop().await;
 }
 
-/// The real registry, except that lookups of one ClientID are counted.
+/// The real registry, except that lookups of one ClientID are counted and, while the gate is
+/// closed, wait for it to open (at most [`PATIENCE`], so a failing test cannot hang on them).
 #[derive(Debug)]
 struct Probe {
     inner: Arc<dyn Registry>,
     watched: ClientId,
     lookups: AtomicUsize,
+    waiting: AtomicUsize,
+    closed: Mutex<bool>,
+    opened: Condvar,
 }
 
 impl Probe {
@@ -273,12 +281,30 @@ impl Probe {
     fn lookups(&self) -> usize {
         self.lookups.load(Ordering::SeqCst)
     }
+
+    /// Lookups of the watched ClientID waiting at the gate now.
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
 }
 
 impl Registry for Probe {
     fn identity(&self, client_id: &ClientId) -> Result<Option<IdentityRecord>, RegistryError> {
         if *client_id == self.watched {
             self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let closed = self.closed.lock().unwrap();
+            drop(
+                self.opened
+                    .wait_timeout_while(closed, PATIENCE, |closed| *closed)
+                    .unwrap(),
+            );
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
         self.inner.identity(client_id)
     }
@@ -357,6 +383,44 @@ async fn flights_naming_one_unknown_client_id_cost_one_registry_lookup() {
         (1..=allowed).contains(&lookups),
         "{lookups} registry lookups for 6 flights in {elapsed:?}, at most {allowed} allowed"
     );
+    e.server.stop().await;
+}
+
+/// A UDP handshake job waits on the registry for at most the handshake timeout: with a lookup
+/// that does not answer, the flight is refused and counted as failed and its permit is given
+/// back while that lookup is still stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_handshake_stuck_on_the_registry_ends_at_the_handshake_timeout() {
+    let id = random_client_id();
+    let (e, probe) = env_probed(id, |c| c.limits.handshake_timeout_ms = 300).await;
+    let flight = e.flight(id).await;
+    probe.set_closed(true);
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(e.udp).await.unwrap();
+    sock.send(&flight).await.unwrap();
+    wait_until("the lookup waiting in the registry", || {
+        probe.waiting() == 1
+    })
+    .await;
+    let handle = &e.server.handle;
+    let m = handle.metrics();
+    wait_until("the job given up", || {
+        m.session_handshakes_count("udp", "failed") == 1 && handle.in_flight() == 0
+    })
+    .await;
+    assert_eq!(
+        probe.waiting(),
+        1,
+        "given up while the lookup is still stuck"
+    );
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(PATIENCE, sock.recv(&mut buf))
+        .await
+        .expect("the refusal")
+        .unwrap();
+    assert_eq!(&buf[..n], &ERROR_MESSAGE);
+    probe.set_closed(false);
+    wait_until("the lookup released", || probe.waiting() == 0).await;
     e.server.stop().await;
 }
 
