@@ -157,15 +157,33 @@ impl IdentityRecorder {
         source: String,
         queue: usize,
     ) -> Result<Self, GroupsError> {
-        let store = AnchorStore::open(path)?;
+        let mut store = AnchorStore::open(path)?;
+        let server_fp = Fingerprint::of(AnchorKind::XttServer, &server_cert);
+        let commit = move |batch: &[Provisioned]| {
+            if let Err(e) = record_batch(&mut store, batch, &server_fp, &source) {
+                tracing::error!(error = %e, identities = batch.len(), "recording identities in the anchor store failed");
+            }
+        };
+        Self::spawn(queue, commit).map_err(|e| {
+            AnchorError::Io {
+                path: path.display().to_string(),
+                cause: e,
+            }
+            .into()
+        })
+    }
+
+    /// Starts the writer thread, which commits each batch with `commit`. A parameter rather than
+    /// a call to [`record_batch`] so that a test can hold a commit and see that no flush is
+    /// answered before it (a closure known at compile time: nothing added at run time).
+    fn spawn(
+        queue: usize,
+        commit: impl FnMut(&[Provisioned]) + Send + 'static,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(queue.max(1));
         std::thread::Builder::new()
             .name("xtt-anchor-recorder".into())
-            .spawn(move || record_loop(rx, store, server_cert, source))
-            .map_err(|e| AnchorError::Io {
-                path: path.display().to_string(),
-                cause: e,
-            })?;
+            .spawn(move || record_loop(rx, commit))?;
         Ok(Self { tx })
     }
 
@@ -210,8 +228,7 @@ impl IdentityRecorder {
     }
 }
 
-fn record_loop(rx: Receiver<Job>, mut store: AnchorStore, server_cert: Vec<u8>, source: String) {
-    let server_fp = Fingerprint::of(AnchorKind::XttServer, &server_cert);
+fn record_loop(rx: Receiver<Job>, mut commit: impl FnMut(&[Provisioned])) {
     let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
@@ -226,9 +243,7 @@ fn record_loop(rx: Receiver<Job>, mut store: AnchorStore, server_cert: Vec<u8>, 
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = record_batch(&mut store, &batch, &server_fp, &source) {
-                tracing::error!(error = %e, identities = batch.len(), "recording identities in the anchor store failed");
-            }
+            commit(&batch);
             batch.clear();
         }
         for ack in flushes {
@@ -277,6 +292,70 @@ mod tests {
     use rand_core::OsRng;
     use xtt_proto::longterm::LongtermKeyPair;
 
+    fn identity(i: usize, key: &LongtermKeyPair) -> Provisioned {
+        let mut id = [0u8; xtt_proto::identity::CLIENT_ID_LEN];
+        id[..4].copy_from_slice(&u32::try_from(i).unwrap().to_be_bytes());
+        Provisioned {
+            client_id: ClientId(id),
+            longterm_key: *key.public_key(),
+            group_id: GroupId([7; xtt_proto::daa::GROUP_ID_LEN]),
+        }
+    }
+
+    /// A flush is answered only once the batches queued before it are committed, the last one
+    /// included: each commit is held until the test has seen that the flush is not answered yet
+    /// (so an answer sent before a commit is caught whatever the timing).
+    #[test]
+    fn a_flush_is_not_answered_before_the_last_batch_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchors.db");
+        let mut store = AnchorStore::open(&path).unwrap();
+        let server_fp = Fingerprint::of(AnchorKind::XttServer, &[1, 2, 3]);
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let recorder = IdentityRecorder::spawn(1024, move |batch: &[Provisioned]| {
+            entered_tx.send(batch.len()).unwrap();
+            let _ = gate.recv(); // until the test lets it go (or is gone)
+            record_batch(&mut store, batch, &server_fp, "test").unwrap();
+        })
+        .unwrap();
+        let patience = std::time::Duration::from_secs(30);
+        let key = LongtermKeyPair::generate(&mut OsRng);
+        // One identity, its commit held: all the rest queue up behind it, so the writer then
+        // takes two full batches and a last one of six with the flush.
+        recorder.record(identity(0, &key));
+        assert_eq!(entered.recv_timeout(patience), Ok(1));
+        let n = MAX_RECORD_BATCH * 2 + 7;
+        for i in 1..n {
+            recorder.record(identity(i, &key));
+        }
+        let (ack, answered) = sync_channel(1);
+        recorder.tx.try_send(Job::Flush(ack)).unwrap();
+        let mut committing = 1;
+        loop {
+            assert_eq!(
+                answered.try_recv(),
+                Err(std::sync::mpsc::TryRecvError::Empty),
+                "the flush was answered while a batch queued before it was being committed"
+            );
+            release.send(()).unwrap();
+            if committing == n {
+                break;
+            }
+            committing += entered.recv_timeout(patience).unwrap();
+        }
+        assert_eq!(committing, n);
+        assert_eq!(answered.recv_timeout(patience), Ok(()));
+        let recorded = AnchorStore::open(&path)
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == AnchorKind::DeviceIdentity)
+            .count();
+        assert_eq!(recorded, n, "all committed when the flush is answered");
+    }
+
     /// What was queued before a flush is in the store when it returns, across several of the
     /// writer's batches: a process that exits right after the server stops loses none of it.
     #[test]
@@ -288,13 +367,7 @@ mod tests {
         let key = LongtermKeyPair::generate(&mut OsRng);
         let n = MAX_RECORD_BATCH * 2 + 7;
         for i in 0..n {
-            let mut id = [0u8; xtt_proto::identity::CLIENT_ID_LEN];
-            id[..4].copy_from_slice(&u32::try_from(i).unwrap().to_be_bytes());
-            recorder.record(Provisioned {
-                client_id: ClientId(id),
-                longterm_key: *key.public_key(),
-                group_id: GroupId([7; xtt_proto::daa::GROUP_ID_LEN]),
-            });
+            recorder.record(identity(i, &key));
         }
         assert!(recorder.flush(std::time::Duration::from_secs(30)));
         let recorded = AnchorStore::open(&path)
