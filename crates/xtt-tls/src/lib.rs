@@ -156,6 +156,11 @@ impl TrustRoots {
 
     /// A reqwest client builder using ring and these roots. HTTPS servers are verified against
     /// the platform's store plus the extra roots (hostname included); plain HTTP still works.
+    ///
+    /// Redirects are not followed: a 3xx comes back to the caller as a status like any other.
+    /// reqwest would otherwise resend a 307/308 request's body to wherever `Location` points,
+    /// over plain HTTP or to another host, and the bodies these clients send carry secrets (a
+    /// manufacturer's OTP and TaSecret, a box's OTP master, DevSecrets, relay contents).
     pub fn client_builder(&self) -> Result<reqwest::ClientBuilder, TlsError> {
         install_ring_provider();
         let mut certs = Vec::with_capacity(self.extra.len());
@@ -167,7 +172,8 @@ impl TrustRoots {
         }
         Ok(reqwest::Client::builder()
             .tls_backend_rustls()
-            .tls_certs_merge(certs))
+            .tls_certs_merge(certs)
+            .redirect(reqwest::redirect::Policy::none()))
     }
 
     /// A client with these roots and a request timeout.
