@@ -170,6 +170,14 @@ pub enum DeliveryError {
     /// The server has nothing to offer.
     #[error("the server has no update to offer")]
     NoUpdate,
+    /// The offer's image length is not the one the signed manifest gives.
+    #[error("the server offers an image of {offered} bytes; the signed manifest says {signed}")]
+    ImageLenMismatch {
+        /// Length in the (unsigned) offer.
+        offered: u64,
+        /// Length in the signed manifest.
+        signed: u64,
+    },
 }
 
 fn take<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N], DeliveryError> {
@@ -433,6 +441,18 @@ impl Download {
         Ok(Some(&self.envelope))
     }
 
+    /// Refuses the image the offer announced unless its length is `signed`, the image size of
+    /// the checked envelope's manifest. The offer is not signed: without this a server replaying
+    /// a genuine envelope could announce any image length up to the device's limit and have
+    /// the device fetch and hold all of it before the final check refuses it.
+    pub fn check_signed_image_len(&self, signed: u64) -> Result<(), DeliveryError> {
+        let offered = self.image_len as u64;
+        if offered != signed {
+            return Err(DeliveryError::ImageLenMismatch { offered, signed });
+        }
+        Ok(())
+    }
+
     /// (bytes received, bytes in all) over envelope and image.
     pub fn progress(&self) -> (u64, u64) {
         (
@@ -461,7 +481,10 @@ impl Download {
     }
 
     /// Takes one server message. Answers to other requests (duplicates, stale retries) are
-    /// ignored; a refusal or a chunk that overruns the offered length is an error.
+    /// ignored; a refusal, or a chunk of another length than asked for, is an error. The server
+    /// always has the bytes asked for (requests never reach past the offered lengths), so a
+    /// shorter chunk is a server dribbling: each answer would restart the answer timeout
+    /// and a download of n bytes could take n round trips.
     pub fn accept(&mut self, message: ServerMessage) -> Result<Progress, DeliveryError> {
         let ServerMessage::Chunk {
             id,
@@ -489,9 +512,9 @@ impl Download {
         if id != self.id || part != want_part || offset != want_offset {
             return Ok(Progress::Ignored);
         }
-        if data.is_empty() || data.len() > len as usize {
+        if data.len() != len as usize {
             return Err(DeliveryError::Malformed(
-                "chunk is empty or longer than requested",
+                "chunk is not of the length requested",
             ));
         }
         match part {
@@ -576,6 +599,51 @@ mod tests {
             data: vec![1; 5],
         };
         assert!(d.accept(long).is_err());
+    }
+
+    #[test]
+    fn a_chunk_shorter_than_asked_for_is_refused() {
+        // A server that has the bytes but sends one at a time would restart the device's
+        // answer timeout with every byte.
+        let o = Offering::new(vec![1; 10], vec![2; 1000]);
+        let offer = Offering::answer(Some(&o), &DeviceMessage::OfferRequest.encode());
+        let mut d = Download::new(&offer, 4, 1000).unwrap();
+        let short = ServerMessage::Chunk {
+            id: o.id(),
+            part: Part::Envelope,
+            offset: 0,
+            data: vec![1; 1],
+        };
+        assert_eq!(
+            d.accept(short),
+            Err(DeliveryError::Malformed(
+                "chunk is not of the length requested"
+            ))
+        );
+        // The last chunk of a part is as long as what is left, and accepted.
+        let mut d = Download::new(&offer, 4, 1000).unwrap();
+        for (offset, len) in [(0u64, 4usize), (4, 4), (8, 2)] {
+            let answer = Offering::answer(Some(&o), &d.next_request().unwrap().encode());
+            assert!(
+                matches!(&answer, ServerMessage::Chunk { offset: at, data, .. } if *at == offset && data.len() == len)
+            );
+            assert_eq!(d.accept(answer).unwrap(), Progress::Advanced);
+        }
+    }
+
+    #[test]
+    fn an_offer_must_announce_the_signed_image_size() {
+        let o = Offering::new(vec![1; 10], vec![2; 1000]);
+        let offer = Offering::answer(Some(&o), &DeviceMessage::OfferRequest.encode());
+        let d = Download::new(&offer, 64, 1 << 20).unwrap();
+        assert_eq!(d.check_signed_image_len(1000), Ok(()));
+        assert_eq!(
+            d.check_signed_image_len(14),
+            Err(DeliveryError::ImageLenMismatch {
+                offered: 1000,
+                signed: 14
+            })
+        );
     }
 
     #[test]

@@ -161,7 +161,9 @@ fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         download_update(
             &mut session,
             &fetch_options,
-            |envelope| precheck_envelope(&store, envelope, &target, now).map(drop),
+            |envelope| {
+                precheck_envelope(&store, envelope, &target, now).map(|a| a.manifest.image_size)
+            },
             |have, all| {
                 bar.set_length(all);
                 bar.set_position(have);

@@ -427,6 +427,24 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
     );
     assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v2);
 
+    // The right signer, and a served image longer than the one signed: refused when the
+    // envelope is checked, before the image is fetched (the offer's length is not signed).
+    let mut longer = v4.clone();
+    longer.extend_from_slice(&[0u8; 40_000]);
+    publish(d, "fw4", &longer, "vendor.key", 4, &v4);
+    let out = fetch(d, server.addr, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "offers an image of {} bytes; the signed manifest says {}",
+            longer.len(),
+            v4.len()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(fs::read(d.join("installed.bin")).unwrap(), v2);
+
     // Nothing was recorded by the refusals: the right image for sequence 4 installs, over UDP.
     publish(d, "fw4", &v4, "vendor.key", 4, &v4);
     let out = fetch(d, server.addr, &["--udp"]);

@@ -5,8 +5,9 @@
 //! ```text
 //! let mut session = SessionClient::connect(addr, config, SessionClientOptions::tcp(), None).await?;
 //! let update = download_update(&mut session, &FetchOptions::default(), |env| {
-//!     precheck_envelope(&store, env, &target, now).map(drop)    // refuse before downloading
-//! }).await?;
+//!     // refuse before downloading; the signed image size bounds the download
+//!     precheck_envelope(&store, env, &target, now).map(|a| a.manifest.image_size)
+//! }, |_, _| {}).await?;
 //! let installed = install_update(&mut store, &update, &target, out_path, now)?;   // blocking
 //! ```
 //!
@@ -124,12 +125,14 @@ async fn ask(
 }
 
 /// Downloads the server's current update. `precheck` sees the envelope before the image is
-/// fetched (typically [`xtt_anchors::update::precheck_envelope`]); its refusal ends the
-/// download. `progress` is called with (bytes received, bytes in all) after each chunk.
+/// fetched (typically [`xtt_anchors::update::precheck_envelope`]) and returns the image size
+/// its signed manifest gives; a refusal, or an offer announcing another image size, ends the
+/// download before any of the image is fetched. `progress` is called with (bytes received,
+/// bytes in all) after each chunk.
 pub async fn download_update(
     session: &mut SessionClient,
     options: &FetchOptions,
-    mut precheck: impl FnMut(&[u8]) -> Result<(), UpdateError>,
+    mut precheck: impl FnMut(&[u8]) -> Result<u64, UpdateError>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<DownloadedUpdate, FetchError> {
     let offer = ask(session, &DeviceMessage::OfferRequest, options, |m| {
@@ -149,7 +152,8 @@ pub async fn download_update(
         }
         if !checked {
             if let Some(envelope) = download.envelope()? {
-                precheck(envelope)?;
+                let signed_image_len = precheck(envelope)?;
+                download.check_signed_image_len(signed_image_len)?;
                 checked = true;
             }
         }
