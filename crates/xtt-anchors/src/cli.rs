@@ -102,7 +102,8 @@ pub enum AnchorsCommand {
     #[command(long_about = "\
 Migration from loose files: imports root_cert.bin and daa_gpk.bin + basename.bin from a \
 directory laid out like the xtt tool's (e.g. its data/client or data/server folder). Running \
-it again changes nothing.
+it again changes nothing: files already imported are skipped, and an anchor removed since \
+(`xtt anchors remove` revokes it) is refused, with nothing imported, rather than brought back.
 
 Example:
   xtt anchors import-dir /etc/xtt")]
@@ -126,7 +127,8 @@ Example:
         #[arg(long)]
         include_secrets: bool,
     },
-    /// Import a directory written by export-bundle (fingerprints checked, one transaction).
+    /// Import a directory written by export-bundle (fingerprints checked, one transaction;
+    /// refused as a whole if it holds an anchor that was revoked with `remove`).
     ImportBundle {
         /// The directory.
         dir: PathBuf,
@@ -142,9 +144,31 @@ Example:
         #[arg(long)]
         include_secret: bool,
     },
-    /// Remove an anchor and its relations (what it vouched for is listed).
+    /// Revoke an anchor: remove it and its relations, and refuse to import it again.
+    #[command(long_about = "\
+Revokes an anchor: removes it and its relations (what it vouched for is listed) and records its \
+fingerprint as revoked. Every later import of it is refused (import, import-dir, import-bundle, \
+and the XTT server and TTE services recording anchors), so re-running a migration or restoring \
+an older bundle cannot bring a compromised key back. `list` and `show` still name it as \
+revoked. To allow importing it again, run `xtt anchors unrevoke FINGERPRINT`.
+
+Example:
+  xtt anchors remove 3f2a9c01")]
     Remove {
         /// Fingerprint or unique prefix.
+        fingerprint: String,
+    },
+    /// Undo a revocation: the anchor may be imported again (nothing is imported here).
+    #[command(long_about = "\
+Undoes `xtt anchors remove` for imports: the fingerprint is no longer refused. Nothing is \
+imported by this command; import the anchor again afterwards, with the validity it should have \
+(an import without --not-after makes it valid without end).
+
+Example:
+  xtt anchors unrevoke 3f2a9c01
+  xtt anchors import daa-group daa_gpk.bin --basename basename.bin --not-after 2027-01-01T00:00:00Z")]
+    Unrevoke {
+        /// Fingerprint or unique prefix of a revoked anchor (as `list` shows them).
         fingerprint: String,
     },
     /// Replace an anchor: the new one is valid from now, the old one until the window ends.
@@ -523,7 +547,18 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
                 .filter(|a| kind.is_none_or(|k| a.kind == k))
                 .filter(|a| !valid || a.validity.contains(now))
                 .collect();
-            if anchors.is_empty() {
+            // Revoked fingerprints are listed too (not with --valid): an operator asking about
+            // one learns it was revoked rather than that it is unknown.
+            let revoked: Vec<crate::store::Revocation> = if valid {
+                Vec::new()
+            } else {
+                store
+                    .revocations()?
+                    .into_iter()
+                    .filter(|r| kind.is_none_or(|k| r.kind == k))
+                    .collect()
+            };
+            if anchors.is_empty() && revoked.is_empty() {
                 writeln!(out, "no anchors in {}", args.store.display())?;
                 return Ok(());
             }
@@ -544,11 +579,38 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
                     a.provenance.tag()
                 )?;
             }
+            for r in revoked {
+                writeln!(
+                    out,
+                    "{:<16}  {:<15}  {:<24}  {:<28}  {:<26}  -",
+                    r.fingerprint.short(),
+                    r.kind.as_str(),
+                    r.name,
+                    "-",
+                    format!("revoked {}", fmt_time(r.revoked_at)),
+                )?;
+            }
         }
-        AnchorsCommand::Show { fingerprint } => {
-            let fp = store.resolve(&fingerprint)?;
-            show(&store, &fp, now, out)?;
-        }
+        AnchorsCommand::Show { fingerprint } => match store.resolve(&fingerprint) {
+            Ok(fp) => show(&store, &fp, now, out)?,
+            Err(crate::AnchorError::NotFound(_)) if store.resolve_revoked(&fingerprint).is_ok() => {
+                let r = store.resolve_revoked(&fingerprint)?;
+                writeln!(out, "fingerprint  {}", r.fingerprint)?;
+                writeln!(out, "kind         {}", r.kind)?;
+                writeln!(out, "name         {}", r.name)?;
+                writeln!(
+                    out,
+                    "state        REVOKED at {} (removed; every import of it is refused)",
+                    fmt_time(r.revoked_at)
+                )?;
+                writeln!(
+                    out,
+                    "undo         xtt anchors unrevoke {} (then import it again)",
+                    r.fingerprint
+                )?;
+            }
+            Err(e) => return Err(e.into()),
+        },
         AnchorsCommand::Import(import) => {
             let new = new_anchor(&import, &store, now)?;
             let fp = store.import(new, now)?;
@@ -607,11 +669,25 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         AnchorsCommand::Remove { fingerprint } => {
             let fp = store.resolve(&fingerprint)?;
             let a = store.get(&fp)?;
-            let orphans = store.remove(&fp)?;
-            writeln!(out, "removed {} {} {}", a.kind, a.name, fp)?;
+            let orphans = store.revoke(&fp, now)?;
+            writeln!(out, "removed and revoked {} {} {}", a.kind, a.name, fp)?;
             for o in orphans {
                 writeln!(out, "  no longer vouched for by it: {}", o.short())?;
             }
+            writeln!(
+                out,
+                "importing it again is refused; to allow it: xtt anchors unrevoke {}",
+                fp.short()
+            )?;
+        }
+        AnchorsCommand::Unrevoke { fingerprint } => {
+            let r = store.resolve_revoked(&fingerprint)?;
+            store.unrevoke(&r.fingerprint)?;
+            writeln!(
+                out,
+                "unrevoked {} {} {}: it may be imported again (nothing was imported)",
+                r.kind, r.name, r.fingerprint
+            )?;
         }
         AnchorsCommand::Rotate { old, window, new } => {
             let old = store.resolve(&old)?;

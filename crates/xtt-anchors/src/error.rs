@@ -35,6 +35,20 @@ pub enum AnchorError {
     /// The anchor is already stored.
     #[error("anchor {0} is already in the store")]
     Duplicate(Fingerprint),
+    /// The anchor was revoked (`xtt anchors remove`): importing it again, by any path, is
+    /// refused until an operator undoes the revocation. Without this, re-running a migration
+    /// or restoring an older bundle would bring a compromised key back, valid without end.
+    #[error("anchor {fingerprint} ({kind} {name}) was revoked at {revoked_at} (Unix seconds) and is not imported again; if that revocation was a mistake, undo it with `xtt anchors unrevoke {fingerprint}`, then import it")]
+    Revoked {
+        /// The revoked fingerprint.
+        fingerprint: Fingerprint,
+        /// Its kind.
+        kind: AnchorKind,
+        /// Its name when it was revoked.
+        name: String,
+        /// When it was revoked.
+        revoked_at: u64,
+    },
     /// No anchor has this fingerprint (or prefix).
     #[error("no anchor matches {0:?}")]
     NotFound(String),

@@ -21,7 +21,9 @@
 //! validity window, a provenance (imported by hand, delivered by TTE, provisioned by XTT,
 //! generated) and edges saying which anchor vouched for it. Rotation adds the successor and
 //! closes the old anchor's window after a grace period: both work during it, only the new one
-//! after. Time is always an argument (`now`): only [`cli`], the binary's edge, reads the clock.
+//! after. Removing an anchor (`xtt anchors remove`, [`AnchorStore::revoke`]) revokes it: its
+//! fingerprint is kept, and no import brings it back until an operator unrevokes it. Time is
+//! always an argument (`now`): only [`cli`], the binary's edge, reads the clock.
 //!
 //! # Example
 //!

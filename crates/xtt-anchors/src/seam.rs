@@ -376,6 +376,8 @@ pub enum LooseImport {
 /// `daa_gpk.bin` with `basename.bin`), idempotently: files already imported are reported, not
 /// duplicated. This is the migration path for deployments configured with loose files; the
 /// programs then read the store. Files that are absent are skipped; malformed ones are errors.
+/// An anchor revoked since (`xtt anchors remove`) is refused with [`AnchorError::Revoked`]
+/// before anything is imported: re-running the migration must not bring it back.
 pub fn import_xtt_tool_dir<B: Backend>(
     store: &mut AnchorStore<B>,
     dir: &std::path::Path,
@@ -399,6 +401,12 @@ pub fn import_xtt_tool_dir<B: Backend>(
     if let (Some(gpk), Some(bsn)) = (read("daa_gpk.bin")?, read("basename.bin")?) {
         let m = material::daa_group_material(&gpk, &bsn)?;
         candidates.push((AnchorKind::DaaGroup, m, "daa_gpk.bin"));
+    }
+    for (kind, bytes, _) in &candidates {
+        let fp = crate::anchor::Fingerprint::of(*kind, bytes);
+        if let Some(r) = store.revocation(&fp)? {
+            return Err(r.refusal());
+        }
     }
     let mut done = Vec::new();
     for (kind, bytes, file) in candidates {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Backend, Change, ComponentKey};
+use super::{Backend, Change, ComponentKey, Revocation};
 use crate::anchor::{Anchor, Edge, Fingerprint, UnixSeconds};
 use crate::error::AnchorError;
 
@@ -11,6 +11,7 @@ use crate::error::AnchorError;
 struct State {
     anchors: BTreeMap<Fingerprint, Anchor>,
     edges: BTreeSet<Edge>,
+    revoked: BTreeMap<Fingerprint, Revocation>,
 }
 
 /// Anchors held in memory only.
@@ -30,11 +31,18 @@ impl Backend for MemoryBackend {
         Ok(self.state.edges.iter().copied().collect())
     }
 
+    fn revocations(&self) -> Result<Vec<Revocation>, AnchorError> {
+        Ok(self.state.revoked.values().cloned().collect())
+    }
+
     fn apply(&mut self, changes: &[Change]) -> Result<(), AnchorError> {
         let mut next = self.state.clone();
         for change in changes {
             match change {
                 Change::Insert(a) => {
+                    if let Some(r) = next.revoked.get(&a.fingerprint) {
+                        return Err(r.refusal());
+                    }
                     if next.anchors.contains_key(&a.fingerprint) {
                         return Err(AnchorError::Duplicate(a.fingerprint));
                     }
@@ -64,6 +72,14 @@ impl Backend for MemoryBackend {
                         }
                     }
                     next.edges.insert(*e);
+                }
+                Change::Revoke(r) => {
+                    next.revoked.insert(r.fingerprint, r.clone());
+                }
+                Change::Unrevoke(fp) => {
+                    next.revoked
+                        .remove(fp)
+                        .ok_or_else(|| AnchorError::NotFound(fp.to_hex()))?;
                 }
             }
         }

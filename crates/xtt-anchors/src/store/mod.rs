@@ -34,6 +34,37 @@ pub enum Change {
     SetRoles(Fingerprint, Roles),
     /// Add a relation (both ends must exist; adding an existing one is a no-op).
     AddEdge(Edge),
+    /// Record a fingerprint as revoked: from then on the backend refuses to insert it
+    /// ([`AnchorError::Revoked`]). [`AnchorStore::revoke`] pairs it with a `Remove`.
+    Revoke(Revocation),
+    /// Forget a revocation (an operator's explicit undo); fails if there is none.
+    Unrevoke(Fingerprint),
+}
+
+/// A revoked anchor: what `xtt anchors remove` leaves behind so that no import brings the
+/// anchor back (kind and name are kept for `list`/`show`, the material is gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The anchor's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Its kind.
+    pub kind: AnchorKind,
+    /// Its name when it was revoked.
+    pub name: String,
+    /// When it was revoked.
+    pub revoked_at: UnixSeconds,
+}
+
+impl Revocation {
+    /// The error an import of this fingerprint gets.
+    pub fn refusal(&self) -> AnchorError {
+        AnchorError::Revoked {
+            fingerprint: self.fingerprint,
+            kind: self.kind,
+            name: self.name.clone(),
+            revoked_at: self.revoked_at,
+        }
+    }
 }
 
 /// Names one updatable component for rollback protection: vendor id, class id and component id
@@ -66,7 +97,18 @@ pub trait Backend {
     }
     /// Every stored edge.
     fn edges(&self) -> Result<Vec<Edge>, AnchorError>;
-    /// Applies every change or none.
+    /// Every revoked fingerprint.
+    fn revocations(&self) -> Result<Vec<Revocation>, AnchorError>;
+    /// The revocation of this fingerprint, if it is revoked.
+    fn revocation(&self, fingerprint: &Fingerprint) -> Result<Option<Revocation>, AnchorError> {
+        Ok(self
+            .revocations()?
+            .into_iter()
+            .find(|r| r.fingerprint == *fingerprint))
+    }
+    /// Applies every change or none. An `Insert` of a revoked fingerprint must fail with
+    /// [`AnchorError::Revoked`], checked in the same transaction, so that no path (nor another
+    /// process racing a revocation) stores a revoked anchor.
     fn apply(&mut self, changes: &[Change]) -> Result<(), AnchorError>;
     /// The highest sequence number accepted for `component`.
     fn sequence(&self, component: &ComponentKey) -> Result<Option<u64>, AnchorError>;
@@ -219,21 +261,30 @@ impl<B: Backend> AnchorStore<B> {
 
     /// Resolves a full fingerprint or a unique prefix of at least 8 hex digits.
     pub fn resolve(&self, text: &str) -> Result<Fingerprint, AnchorError> {
-        let t = text.trim().to_ascii_lowercase();
-        if t.len() < 8 || t.len() > 64 || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(AnchorError::BadFingerprint(text.to_string()));
-        }
-        let mut hits = self
-            .backend
-            .anchors()?
+        let fps = self.backend.anchors()?.into_iter().map(|a| a.fingerprint);
+        resolve_among(text, fps)
+    }
+
+    /// Resolves a full fingerprint or a unique prefix among the revoked ones.
+    pub fn resolve_revoked(&self, text: &str) -> Result<Revocation, AnchorError> {
+        let revoked = self.backend.revocations()?;
+        let fp = resolve_among(text, revoked.iter().map(|r| r.fingerprint))?;
+        revoked
             .into_iter()
-            .map(|a| a.fingerprint)
-            .filter(|fp| fp.to_hex().starts_with(&t));
-        match (hits.next(), hits.next()) {
-            (Some(fp), None) => Ok(fp),
-            (None, _) => Err(AnchorError::NotFound(text.to_string())),
-            (Some(_), Some(_)) => Err(AnchorError::Ambiguous(text.to_string())),
-        }
+            .find(|r| r.fingerprint == fp)
+            .ok_or_else(|| AnchorError::NotFound(text.to_string()))
+    }
+
+    /// Every revoked fingerprint, oldest revocation first.
+    pub fn revocations(&self) -> Result<Vec<Revocation>, AnchorError> {
+        let mut r = self.backend.revocations()?;
+        r.sort_by_key(|r| (r.revoked_at, r.fingerprint));
+        Ok(r)
+    }
+
+    /// The revocation of `fingerprint`, if it is revoked.
+    pub fn revocation(&self, fingerprint: &Fingerprint) -> Result<Option<Revocation>, AnchorError> {
+        self.backend.revocation(fingerprint)
     }
 
     /// Validates and adds an anchor; returns its fingerprint. A server certificate is linked
@@ -252,6 +303,12 @@ impl<B: Backend> AnchorStore<B> {
         new: NewAnchor,
         now: UnixSeconds,
     ) -> Result<(Anchor, Vec<Edge>), AnchorError> {
+        // Checked here for a clear error before anything else; the backend checks again in
+        // the inserting transaction.
+        let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
+        if let Some(r) = self.backend.revocation(&fingerprint)? {
+            return Err(r.refusal());
+        }
         // Only vouchers, roots and server certificates are checked against other anchors; for
         // the rest (e.g. a TTE service recording one secret per device) the duplicate check
         // needs just the one anchor, not a read of the whole store per import.
@@ -260,14 +317,15 @@ impl<B: Backend> AnchorStore<B> {
         if against_others {
             return prepare_among(&self.backend.anchors()?, new, now);
         }
-        let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
         let same: Vec<Anchor> = self.backend.anchor(&fingerprint)?.into_iter().collect();
         prepare_among(&same, new, now)
     }
 
     /// Adds several anchors and the edges among them (and to stored anchors) in one atomic
     /// batch, as when restoring an exported bundle. Anchors already stored are skipped, so a
-    /// restore can be repeated. Returns the fingerprints that were new.
+    /// restore can be repeated. Returns the fingerprints that were new. A revoked anchor in the
+    /// batch refuses the whole batch ([`AnchorError::Revoked`]): an old bundle must not bring
+    /// it back.
     ///
     /// Each anchor gets the checks a single import makes, against the stored anchors and the
     /// batch's earlier ones (roots go first): a server certificate is verified by its root even
@@ -288,6 +346,9 @@ impl<B: Backend> AnchorStore<B> {
             let fp = Fingerprint::of(new.kind, new.material.fingerprint_input());
             if stored.contains(&fp) || added.contains(&fp) {
                 continue;
+            }
+            if let Some(r) = self.backend.revocation(&fp)? {
+                return Err(r.refusal());
             }
             let (anchor, auto_edges) = prepare_among(&known, new, now)?;
             changes.push(Change::Insert(anchor.clone()));
@@ -330,17 +391,58 @@ impl<B: Backend> AnchorStore<B> {
         })])
     }
 
-    /// Removes an anchor and its edges; returns the anchors it vouched for, which have now
-    /// lost that voucher.
-    pub fn remove(&mut self, fingerprint: &Fingerprint) -> Result<Vec<Fingerprint>, AnchorError> {
-        self.get(fingerprint)?;
-        let orphans = self
+    /// Revokes an anchor: removes it and its edges and records its fingerprint as revoked, in
+    /// one batch, so that no later import (single, `import-dir`, bundle, a service's) brings it
+    /// back until [`Self::unrevoke`]. This is what `xtt anchors remove` does. Returns the
+    /// anchors it vouched for, which have now lost that voucher.
+    pub fn revoke(
+        &mut self,
+        fingerprint: &Fingerprint,
+        now: UnixSeconds,
+    ) -> Result<Vec<Fingerprint>, AnchorError> {
+        let a = self.get(fingerprint)?;
+        check_storable(now)?;
+        let orphans = self.vouched_for_by(fingerprint)?;
+        self.backend.apply(&[
+            Change::Remove(*fingerprint),
+            Change::Revoke(Revocation {
+                fingerprint: *fingerprint,
+                kind: a.kind,
+                name: a.name,
+                revoked_at: now,
+            }),
+        ])?;
+        Ok(orphans)
+    }
+
+    /// Undoes a revocation (an operator's explicit decision): the fingerprint may be imported
+    /// again. Nothing is imported here. Returns what was revoked.
+    pub fn unrevoke(&mut self, fingerprint: &Fingerprint) -> Result<Revocation, AnchorError> {
+        let r = self
+            .backend
+            .revocation(fingerprint)?
+            .ok_or_else(|| AnchorError::NotFound(fingerprint.to_hex()))?;
+        self.backend.apply(&[Change::Unrevoke(*fingerprint)])?;
+        Ok(r)
+    }
+
+    fn vouched_for_by(&self, fingerprint: &Fingerprint) -> Result<Vec<Fingerprint>, AnchorError> {
+        Ok(self
             .backend
             .edges()?
             .into_iter()
             .filter(|e| e.from == *fingerprint)
             .map(|e| e.to)
-            .collect();
+            .collect())
+    }
+
+    /// Removes an anchor and its edges WITHOUT revoking it (it may be imported again): for a
+    /// program taking back an anchor it has just written (e.g. a TTE service whose request
+    /// failed after it recorded the secret). An operator's removal is [`Self::revoke`].
+    /// Returns the anchors it vouched for, which have now lost that voucher.
+    pub fn remove(&mut self, fingerprint: &Fingerprint) -> Result<Vec<Fingerprint>, AnchorError> {
+        self.get(fingerprint)?;
+        let orphans = self.vouched_for_by(fingerprint)?;
         self.backend.apply(&[Change::Remove(*fingerprint)])?;
         Ok(orphans)
     }
@@ -519,6 +621,23 @@ fn prepare_among(
         })
         .collect();
     Ok((anchor, edges))
+}
+
+/// A full fingerprint or a unique prefix of at least 8 hex digits among `fps`.
+fn resolve_among(
+    text: &str,
+    fps: impl Iterator<Item = Fingerprint>,
+) -> Result<Fingerprint, AnchorError> {
+    let t = text.trim().to_ascii_lowercase();
+    if t.len() < 8 || t.len() > 64 || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AnchorError::BadFingerprint(text.to_string()));
+    }
+    let mut hits = fps.filter(|fp| fp.to_hex().starts_with(&t));
+    match (hits.next(), hits.next()) {
+        (Some(fp), None) => Ok(fp),
+        (None, _) => Err(AnchorError::NotFound(text.to_string())),
+        (Some(_), Some(_)) => Err(AnchorError::Ambiguous(text.to_string())),
+    }
 }
 
 fn check_storable(v: u64) -> Result<(), AnchorError> {

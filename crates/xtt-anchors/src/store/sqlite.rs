@@ -12,16 +12,21 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::{Backend, Change, ComponentKey};
+use super::{Backend, Change, ComponentKey, Revocation};
 use crate::anchor::{
     Anchor, AnchorKind, Edge, EdgeKind, Fingerprint, Material, Provenance, Roles, SecretBytes,
     UnixSeconds, Validity,
 };
 use crate::error::AnchorError;
 
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this code writes (SQLite `user_version`). 1: anchors, edges, update_sequence.
+/// 2: adds `revoked`. A store of an older version is migrated in place when opened; a newer one
+/// is refused, so that a program that does not know about revocations never writes to a store
+/// that has them.
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// Version 1, as it always was (`IF NOT EXISTS`: a no-op on an existing store).
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS anchors (
     fingerprint      BLOB PRIMARY KEY CHECK (length(fingerprint) = 32),
     kind             TEXT NOT NULL,
@@ -48,6 +53,17 @@ CREATE TABLE IF NOT EXISTS update_sequence (
     sequence   INTEGER NOT NULL,
     signer     BLOB NOT NULL,
     updated_at INTEGER NOT NULL
+);
+";
+
+/// Version 1 to 2: revoked fingerprints (what `xtt anchors remove` leaves behind, so that no
+/// import brings a removed anchor back). No foreign key: the anchor row is gone.
+const MIGRATE_V2: &str = "
+CREATE TABLE IF NOT EXISTS revoked (
+    fingerprint BLOB PRIMARY KEY CHECK (length(fingerprint) = 32),
+    kind        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    revoked_at  INTEGER NOT NULL
 );
 ";
 
@@ -107,11 +123,38 @@ fn create_if_missing(path: &Path) -> Result<bool, AnchorError> {
 fn has_foreign_tables(conn: &Connection) -> Result<bool, AnchorError> {
     let foreign: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
-         AND name NOT IN ('anchors', 'edges', 'update_sequence') AND name NOT LIKE 'sqlite_%'",
+         AND name NOT IN ('anchors', 'edges', 'update_sequence', 'revoked') AND name NOT LIKE 'sqlite_%'",
         [],
         |r| r.get(0),
     )?;
     Ok(foreign > 0)
+}
+
+fn read_revocation(row: &rusqlite::Row<'_>) -> Result<Revocation, AnchorError> {
+    let fp: Vec<u8> = row.get(0)?;
+    let kind: String = row.get(1)?;
+    Ok(Revocation {
+        fingerprint: Fingerprint(
+            fp.as_slice()
+                .try_into()
+                .map_err(|_| AnchorError::Corrupt("revoked fingerprint length".into()))?,
+        ),
+        kind: kind.parse()?,
+        name: row.get(2)?,
+        revoked_at: to_u64(row.get(3)?)?,
+    })
+}
+
+/// The revocation of `fingerprint` as `conn` (or a transaction on it) sees it.
+fn revocation_in(
+    conn: &Connection,
+    fingerprint: &Fingerprint,
+) -> Result<Option<Revocation>, AnchorError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, kind, name, revoked_at FROM revoked WHERE fingerprint = ?1",
+    )?;
+    let mut rows = stmt.query([fingerprint.0.as_slice()])?;
+    rows.next()?.map(read_revocation).transpose()
 }
 
 fn to_i64(v: u64) -> Result<i64, AnchorError> {
@@ -159,8 +202,21 @@ impl SqliteBackend {
                 "schema version {version}, this program knows {SCHEMA_VERSION}"
             )));
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        let mut conn = conn;
+        if version < SCHEMA_VERSION {
+            // One transaction per open: the tables and the version number change together,
+            // and two processes opening an old store at once migrate it once.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version < 1 {
+                tx.execute_batch(SCHEMA_V1)?;
+            }
+            if version < 2 {
+                tx.execute_batch(MIGRATE_V2)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+        }
         Ok(SqliteBackend { conn })
     }
 
@@ -228,6 +284,22 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
+    fn revocations(&self) -> Result<Vec<Revocation>, AnchorError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT fingerprint, kind, name, revoked_at FROM revoked")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(read_revocation(row)?);
+        }
+        Ok(out)
+    }
+
+    fn revocation(&self, fingerprint: &Fingerprint) -> Result<Option<Revocation>, AnchorError> {
+        revocation_in(&self.conn, fingerprint)
+    }
+
     fn anchor(&self, fingerprint: &Fingerprint) -> Result<Option<Anchor>, AnchorError> {
         let mut found = self.select("WHERE fingerprint = ?1", [fingerprint.0.as_slice()])?;
         Ok(found.pop())
@@ -276,6 +348,9 @@ impl Backend for SqliteBackend {
         for change in changes {
             match change {
                 Change::Insert(a) => {
+                    if let Some(r) = revocation_in(&tx, &a.fingerprint)? {
+                        return Err(r.refusal());
+                    }
                     let (public, secret) = match &a.material {
                         Material::Public(p) => (Some(p.as_slice()), None),
                         Material::Secret(s) => (None, Some(s.expose())),
@@ -329,6 +404,27 @@ impl Backend for SqliteBackend {
                         "INSERT OR IGNORE INTO edges (from_fp, to_fp, kind) VALUES (?1, ?2, ?3)",
                         params![e.from.0.as_slice(), e.to.0.as_slice(), e.kind.as_str()],
                     )?;
+                }
+                Change::Revoke(r) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO revoked (fingerprint, kind, name, revoked_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![
+                            r.fingerprint.0.as_slice(),
+                            r.kind.as_str(),
+                            r.name,
+                            to_i64(r.revoked_at)?
+                        ],
+                    )?;
+                }
+                Change::Unrevoke(fp) => {
+                    let n = tx.execute(
+                        "DELETE FROM revoked WHERE fingerprint = ?1",
+                        [fp.0.as_slice()],
+                    )?;
+                    if n != 1 {
+                        return Err(AnchorError::NotFound(fp.to_hex()));
+                    }
                 }
             }
         }
