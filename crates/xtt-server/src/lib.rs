@@ -73,6 +73,7 @@ mod registrar;
 mod server;
 pub mod session_client;
 pub mod sessions;
+mod stream_order;
 pub mod update_fetch;
 
 pub use client::{ClientError, Provisioner};

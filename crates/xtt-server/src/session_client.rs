@@ -23,6 +23,8 @@ use xtt_proto::SuiteSpec;
 use zeroize::Zeroize;
 
 use crate::framing::{read_message, write_message, FrameError};
+use crate::sessions::{seq_of, session_id_of};
+use crate::stream_order::StreamOrder;
 
 /// Which transport a [`SessionClient`] uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +83,9 @@ pub enum SessionClientError {
     /// No answer in time (UDP: after every retransmission).
     #[error("timed out")]
     Timeout,
-    /// The TCP connection closed.
+    /// The TCP connection closed, or the client closed it because a record there broke the
+    /// stream's order (XTT-SESSION §3: something was cut out of the stream or reordered).
+    /// [`SessionClient::reconnect`] opens a new one for the same session.
     #[error("connection closed")]
     Closed,
     /// The handshake failed (including the server's opaque Error: unknown ClientID, wrong key).
@@ -119,6 +123,9 @@ impl From<FrameError> for SessionClientError {
 enum Link {
     Tcp(TcpStream),
     Udp(UdpSocket),
+    /// A TCP connection the client closed because a record broke its order: every operation
+    /// fails with [`SessionClientError::Closed`] until [`SessionClient::reconnect`].
+    Broken,
 }
 
 /// An established session and the socket it currently uses.
@@ -132,6 +139,10 @@ pub struct SessionClient {
     pending: std::collections::VecDeque<Vec<u8>>,
     /// TCP bytes received but not yet a whole message.
     received: RecvBuffer,
+    /// TCP: the last authentic record on the current connection; the next must follow it
+    /// exactly (XTT-SESSION §3, the same rule as the server's TCP driver). The count starts
+    /// again on each new connection. UDP keeps only the session's sliding window.
+    order: StreamOrder,
     /// UDP receive buffer (one datagram), and the buffer records are sealed into.
     datagram: Vec<u8>,
     sealed: Vec<u8>,
@@ -349,6 +360,8 @@ impl SessionClient {
                     .handle_server_finished(&fin)
                     .map_err(SessionClientError::Handshake)?
             }
+            // `open_link` never returns it.
+            Link::Broken => return Err(SessionClientError::Closed),
         };
         Ok(Self {
             server,
@@ -358,6 +371,7 @@ impl SessionClient {
             early_sent: early_data.is_some(),
             pending: pending.into(),
             received: RecvBuffer::default(),
+            order: StreamOrder::default(),
             datagram: Vec::new(),
             sealed: Vec::new(),
         })
@@ -383,6 +397,7 @@ impl SessionClient {
         match &self.link {
             Link::Tcp(s) => s.local_addr(),
             Link::Udp(s) => s.local_addr(),
+            Link::Broken => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -414,6 +429,7 @@ impl SessionClient {
                 .await
                 .map(|_| ())
                 .map_err(SessionClientError::Io),
+            Link::Broken => Err(SessionClientError::Closed),
         }
     }
 
@@ -470,12 +486,30 @@ impl SessionClient {
                         .map_err(SessionClientError::Io)?;
                     self.datagram.get_mut(..n).unwrap_or_default()
                 }
+                Link::Broken => return Err(SessionClientError::Closed),
             };
             if is_error_message(bytes) {
                 return Err(SessionClientError::SessionUnknown);
             }
+            let stream = matches!(self.link, Link::Tcp(_));
+            if stream && bytes.first() == Some(&MsgType::RECORD_REGULAR.0) {
+                if let Some((id, seq)) = session_id_of(bytes).zip(seq_of(bytes)) {
+                    if !self.order.expects(&id, seq) {
+                        // Not delivered; the connection is done (the server does the same).
+                        tracing::debug!(seq, "record out of order on the TCP connection: closed");
+                        self.link = Link::Broken;
+                        self.received.clear();
+                        return Err(SessionClientError::Closed);
+                    }
+                }
+            }
             let out = match self.session.open_in_place(bytes) {
-                Ok(record) => Some(f(&record)),
+                Ok(record) => {
+                    if stream {
+                        self.order.accepted(record.session_id, record.seq);
+                    }
+                    Some(f(&record))
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "record from server dropped");
                     None
@@ -492,8 +526,10 @@ impl SessionClient {
     /// source port). The server moves the session to it on the next record sent.
     pub async fn reconnect(&mut self) -> Result<(), SessionClientError> {
         self.link = open_link(self.server, &self.options).await?;
-        // A partial message of the old connection never completes.
+        // A partial message of the old connection never completes, and the new connection's
+        // first record starts its own count.
         self.received.clear();
+        self.order = StreamOrder::default();
         Ok(())
     }
 

@@ -37,17 +37,18 @@
 //!    with [`crate::record::RecordError::RekeyRequired`] (the session is finished). The server
 //!    table then removes the session, so the client's next record gets an Error and the client
 //!    re-handshakes.
-//! 4. **The sliding window for every transport, and exact order within one TCP connection on
-//!    the server.** §3 asks TCP receivers to take exactly the next number. But a session
-//!    outlives its connections (§6, the IP mobility): records in flight on a connection
-//!    that breaks are lost, so a per-session "exactly next" would refuse every later record of a
-//!    session that is otherwise fine. The session's window accepts each number at most once and
-//!    refuses numbers more than 64 behind, whatever the transport; on top of it, xtt-server's
-//!    TCP driver takes, after a session's first record on a connection, exactly the next number
-//!    on that connection and closes it otherwise (nothing can be taken out of a stream unseen;
-//!    the device reconnects and its first record there starts the count again). The client
-//!    keeps the window only: the server drops records for a connection whose queue is full
-//!    (records are datagrams), which leaves gaps in what reaches the client.
+//! 4. **The sliding window for every transport, and exact order within one TCP connection.**
+//!    §3 asks TCP receivers to take exactly the next number. But a session outlives its
+//!    connections (§6, the IP mobility): records in flight on a connection that breaks
+//!    are lost, so a per-session "exactly next" would refuse every later record of a session
+//!    that is otherwise fine. The session's window accepts each number at most once and refuses
+//!    numbers more than 64 behind, whatever the transport; on top of it, both xtt-server's TCP
+//!    driver and its session client take, after a session's first record on a connection,
+//!    exactly the next number on that connection and close it otherwise (nothing can be taken
+//!    out of a stream, or reordered in it, unseen; the device reconnects and its first record
+//!    there starts the count again). The server drops records for a connection whose queue is
+//!    full (records are datagrams): on TCP that gap also ends the connection at the client,
+//!    which then reconnects as after any broken connection.
 //! 5. **Which records move a session.** The peer token and the idle timer change only on an
 //!    authentic, fresh record (also one of unknown payload type — it proves the client is there),
 //!    never on a forged, duplicated or stale one, so a spoofed source address cannot redirect a

@@ -1,0 +1,191 @@
+//! The device's session client against an attacker on the path, over real sockets on
+//! 127.0.0.1: a TCP proxy that cuts a record out of the stream (XTT-SESSION §3: over TCP the
+//! next record must carry exactly the next number).
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{test_config, wait_until, Fixture, Running, BASENAME};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use xtt_proto::codec::MsgType;
+use xtt_proto::record::PayloadType;
+use xtt_proto::session::SessionClientConfig;
+use xtt_registry::Registry;
+use xtt_server::bench::register_session_devices;
+use xtt_server::{
+    add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
+    XttServer,
+};
+
+const Q: PayloadType = PayloadType::QueueProtocol;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    fx: Fixture,
+    registry: Arc<dyn Registry>,
+    server: Running,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+        .await
+        .unwrap();
+    server
+        .enable_sessions(SessionOptions::new(Arc::new(Echo)))
+        .await
+        .unwrap();
+    assert_eq!(server.udp_addr().unwrap(), server.local_addr().unwrap());
+    Env {
+        _dir: dir,
+        fx,
+        registry,
+        server: common::run(server),
+    }
+}
+
+impl Env {
+    fn register(&self) -> SessionClientConfig {
+        let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
+        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), 1)
+            .unwrap()
+            .remove(0)
+    }
+}
+
+async fn echo(c: &mut SessionClient, payload: &[u8]) {
+    c.send(Q, payload).await.unwrap();
+    let r = c.recv().await.unwrap();
+    assert_eq!(&r.payload[..], payload);
+}
+
+/// What the TCP proxy saw and does.
+#[derive(Default)]
+struct TcpProxyState {
+    /// Server records with these numbers are not passed on to the device.
+    cut: Mutex<HashSet<u32>>,
+    /// Server records cut so far.
+    cut_count: AtomicU64,
+    /// Connections whose device side ended (EOF or reset) so far.
+    device_closed: AtomicU64,
+}
+
+/// One whole message (header `type u8, length u16` counts itself) from `r`, or None at the end.
+async fn read_msg(r: &mut (impl AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
+    let mut msg = vec![0u8; 3];
+    r.read_exact(&mut msg).await.ok()?;
+    let len = usize::from(u16::from_be_bytes([msg[1], msg[2]]));
+    if len < 3 {
+        return None;
+    }
+    msg.resize(len, 0);
+    r.read_exact(&mut msg[3..]).await.ok()?;
+    Some(msg)
+}
+
+/// A TCP proxy in front of `upstream`: device bytes go through unchanged; the server's
+/// messages are passed on one by one, except records whose number is in `state.cut`.
+async fn tcp_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<TcpProxyState>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(TcpProxyState::default());
+    let st = state.clone();
+    tokio::spawn(async move {
+        while let Ok((device, _)) = listener.accept().await {
+            let server = TcpStream::connect(upstream).await.unwrap();
+            let (mut device_rx, mut device_tx) = device.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            let st_up = st.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match device_rx.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if server_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                st_up.device_closed.fetch_add(1, Ordering::SeqCst);
+            });
+            let st_down = st.clone();
+            tokio::spawn(async move {
+                while let Some(msg) = read_msg(&mut server_rx).await {
+                    if msg[0] == MsgType::RECORD_REGULAR.0 && msg.len() >= 24 {
+                        let seq = u32::from_be_bytes(msg[20..24].try_into().unwrap());
+                        if st_down.cut.lock().unwrap().contains(&seq) {
+                            st_down.cut_count.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                    }
+                    if device_tx.write_all(&msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, state)
+}
+
+/// XTT-SESSION §3: once a TCP connection has carried an authentic record, the next one must be
+/// numbered exactly one more. An attacker on the path cuts the server's record 2 out of the
+/// stream: record 3 must not be delivered, and the client must close that connection (the
+/// proxy sees its device side end). After a reconnect (the count starts again on the new
+/// connection) in-order records are delivered again, in the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_cut_out_of_the_tcp_stream_breaks_the_connection_and_is_not_skipped() {
+    let e = env().await;
+    let (proxy, state) = tcp_proxy(e.server.addr).await;
+    let options = SessionClientOptions {
+        timeout: Duration::from_secs(10),
+        ..SessionClientOptions::tcp()
+    };
+    let mut c = SessionClient::connect(proxy, e.register(), options, None)
+        .await
+        .unwrap();
+    let id = c.session().session_id();
+    // Server records 0 and 1: in order, delivered.
+    echo(&mut c, b"r0").await;
+    echo(&mut c, b"r1").await;
+    state.cut.lock().unwrap().insert(2);
+    for p in [&b"r2"[..], b"r3"] {
+        c.send(Q, p).await.unwrap();
+    }
+    let got = c.recv().await;
+    assert!(
+        matches!(got, Err(SessionClientError::Closed)),
+        "record 3 after record 1 on one TCP connection must not be delivered: {:?}",
+        got.map(|r| (r.seq, r.payload.to_vec()))
+    );
+    assert_eq!(state.cut_count.load(Ordering::SeqCst), 1);
+    wait_until(
+        "the client closes the connection that lost a record",
+        || state.device_closed.load(Ordering::SeqCst) >= 1,
+    )
+    .await;
+    // The broken connection stays broken until a reconnect.
+    assert!(matches!(
+        c.send(Q, b"x").await,
+        Err(SessionClientError::Closed)
+    ));
+    c.reconnect().await.unwrap();
+    // The server's next records (numbers 4.. on the new connection) are delivered, in order.
+    for i in 0..5u8 {
+        c.send(Q, &[i; 10]).await.unwrap();
+        let r = c.recv().await.unwrap();
+        assert_eq!(&r.payload[..], &[i; 10]);
+        assert_eq!(r.seq, 4 + u32::from(i));
+    }
+    assert_eq!(c.session().session_id(), id, "same session");
+    e.server.stop().await;
+}
