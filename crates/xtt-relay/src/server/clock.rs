@@ -18,6 +18,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock stopped at one instant: a store decision at a known time (tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedClock(pub i64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
 /// A clock that only moves when told to (tests, simulations).
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);

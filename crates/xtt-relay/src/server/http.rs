@@ -1,5 +1,8 @@
 //! HTTP routes: thin glue between axum and the sans-IO core. Each handler validates headers and
 //! body, runs one store transaction on a blocking thread, and replies only after the commit.
+//! Handlers hand the store the clock, not a time: whether a mailbox has expired is decided when
+//! the transaction runs, which may be long after the request arrived (the store has one lock),
+//! or after the deadline answered 408 (the blocking task is not cancelled and still runs).
 
 use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox, Role};
 use crate::proto::wire::{
@@ -201,6 +204,8 @@ async fn create(
     let key = idempotency_key(&headers, claim)?;
     let attestation = attestation(&headers)?;
     let request: CreateMailboxRequest = json_body(&body)?;
+    // The requested expiration is checked against the arrival time; the store reads the clock
+    // again for its own expiry decisions (a repeated create, the per-creator quota).
     let now = state.clock.now();
     let valid = request.validate(now, &state.config.limits)?;
     let mailbox = Mailbox {
@@ -226,7 +231,9 @@ async fn create(
         creator: Creator::of(client),
         per_creator: state.config.max_mailboxes_per_creator,
     };
-    let outcome = match blocking(move || Ok(store.create(&mailbox, &key, now, &quota)?)).await? {
+    let clock = state.clock.clone();
+    let stored = blocking(move || Ok(store.create(&mailbox, &key, &*clock, &quota)?)).await?;
+    let outcome = match stored {
         QuotaOutcome::Within(outcome) => outcome,
         QuotaOutcome::OverQuota { retry_after_secs } => {
             return Ok(ApiError(StatusCode::TOO_MANY_REQUESTS, quota.refusal())
@@ -269,8 +276,7 @@ async fn read(
     };
     let token = request.validate()?;
     let max_receivers = state.config.max_receivers;
-    let store = state.store.clone();
-    let now = state.clock.now();
+    let (store, clock) = (state.store.clone(), state.clock.clone());
     let mailbox = blocking(move || {
         let mut token = token;
         let mut seen = None;
@@ -279,7 +285,7 @@ async fn read(
             seen = Some(m.clone());
             Ok(change)
         };
-        store.apply(&id, now, None, &mut op)?;
+        store.apply(&id, &*clock, None, &mut op)?;
         seen.ok_or(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error".into(),
@@ -305,8 +311,7 @@ async fn update(
     let key = idempotency_key(&headers, claim)?;
     let request: UpdateMailboxRequest = json_body(&body)?;
     let (payload, token) = request.validate(state.config.limits.max_payload)?;
-    let store = state.store.clone();
-    let now = state.clock.now();
+    let (store, clock) = (state.store.clone(), state.clock.clone());
     let (outcome, notify) = blocking(move || {
         let mut input = Some((payload, token));
         let mut notify = None;
@@ -315,7 +320,7 @@ async fn update(
             notify = m.update(&claim, payload, token)?;
             Ok(Change::Updated)
         };
-        let outcome = store.apply(&id, now, Some(&key), &mut op)?;
+        let outcome = store.apply(&id, &*clock, Some(&key), &mut op)?;
         Ok((outcome, notify))
     })
     .await?;
@@ -368,11 +373,10 @@ async fn claimant_change(
     let id = mailbox_id(raw_id)?;
     let claim = device_claim(headers)?;
     let key = idempotency_key(headers, claim)?;
-    let store = state.store.clone();
-    let now = state.clock.now();
+    let (store, clock) = (state.store.clone(), state.clock.clone());
     let outcome = blocking(move || {
         let mut op = |m: &mut Mailbox| change(m, &claim);
-        Ok(store.apply(&id, now, Some(&key), &mut op)?)
+        Ok(store.apply(&id, &*clock, Some(&key), &mut op)?)
     })
     .await?;
     Ok(status_only(outcome))
@@ -390,9 +394,8 @@ async fn preview_page(
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = mailbox_id(&raw_id)?;
-    let store = state.store.clone();
-    let now = state.clock.now();
-    let mailbox = blocking(move || Ok(store.get(&id, now)?))
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let mailbox = blocking(move || Ok(store.get(&id, &*clock)?))
         .await?
         .ok_or(AccessError::NotFound)?;
     let page = preview::render(&mailbox.display, &mailbox_url(&state, &id));

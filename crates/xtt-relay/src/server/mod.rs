@@ -293,9 +293,8 @@ async fn sweep_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let store = state.store.clone();
-        let now = state.clock.now();
-        match tokio::task::spawn_blocking(move || store.sweep(now)).await {
+        let (store, clock) = (state.store.clone(), state.clock.clone());
+        match tokio::task::spawn_blocking(move || store.sweep(&*clock)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(deleted = n, "swept expired mailboxes"),
             Ok(Err(e)) => tracing::error!(error = %e, "sweep failed"),

@@ -1,7 +1,8 @@
 //! SQLite implementation of [`Store`]: one file (mode 0600), WAL journal with
 //! `synchronous=FULL` so a committed change survives a crash of the process or the machine,
 //! `secure_delete` so deleted ciphertext is overwritten, and one `BEGIN IMMEDIATE` transaction
-//! per request.
+//! per request. The clock is read once that transaction has begun: a request that waited for
+//! the lock is judged by the time it runs, not the time it arrived.
 //!
 //! Little identifying is stored: no user names; device claims only as SHA-256 digests; of a
 //! mailbox, its creator (IPv4 address or IPv6 /64) for the
@@ -15,6 +16,7 @@ use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox};
 use crate::proto::wire::{
     AccessRights, DisplayInformation, NotificationToken, PayloadType, SealedPayload,
 };
+use crate::server::clock::Clock;
 use crate::server::store::{
     ApplyError, ApplyOutcome, CreateOutcome, CreateQuota, IdempotencyKey, MailboxOp, QuotaOutcome,
     Store, StoreError,
@@ -328,11 +330,12 @@ impl SqliteStore {
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
-        now: i64,
+        clock: &dyn Clock,
         quota: &CreateQuota,
     ) -> Result<QuotaOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = clock.now();
         let previous: Option<(String, String)> = tx
             .query_row(
                 "SELECT r.request_id, r.mailbox_id FROM last_request r
@@ -379,16 +382,16 @@ impl Store for SqliteStore {
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
-        now: i64,
+        clock: &dyn Clock,
         quota: &CreateQuota,
     ) -> Result<QuotaOutcome, StoreError> {
-        self.create_checked(mailbox, key, now, quota)
+        self.create_checked(mailbox, key, clock, quota)
     }
 
     fn apply(
         &self,
         id: &Uuid,
-        now: i64,
+        clock: &dyn Clock,
         key: Option<&IdempotencyKey>,
         op: MailboxOp<'_>,
     ) -> Result<ApplyOutcome, ApplyError> {
@@ -396,7 +399,8 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let mut mailbox = load(&tx, id, now)?.ok_or(AccessError::NotFound)?;
+        // Now, not when the request arrived: it may have waited long for the lock.
+        let mut mailbox = load(&tx, id, clock.now())?.ok_or(AccessError::NotFound)?;
         if let Some(key) = key {
             let repeated = tx
                 .query_row(
@@ -426,12 +430,14 @@ impl Store for SqliteStore {
         Ok(ApplyOutcome::Done(change))
     }
 
-    fn get(&self, id: &Uuid, now: i64) -> Result<Option<Mailbox>, StoreError> {
-        load(&self.lock(), id, now)
+    fn get(&self, id: &Uuid, clock: &dyn Clock) -> Result<Option<Mailbox>, StoreError> {
+        let conn = self.lock();
+        load(&conn, id, clock.now())
     }
 
-    fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+    fn sweep(&self, clock: &dyn Clock) -> Result<usize, StoreError> {
         let conn = self.lock();
+        let now = clock.now();
         Ok(conn.execute("DELETE FROM mailbox WHERE expires_at <= ?1", params![now])?)
     }
 }
@@ -439,6 +445,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::clock::FixedClock;
 
     fn mailbox(id: u128, expires_at: i64) -> Mailbox {
         Mailbox {
@@ -479,7 +486,7 @@ mod tests {
             per_creator: u64::MAX,
             ..quota("203.0.113.9", 0)
         };
-        match s.create(m, key, now, &quota).unwrap() {
+        match s.create(m, key, &FixedClock(now), &quota).unwrap() {
             QuotaOutcome::Within(outcome) => outcome,
             over => panic!("no quota, yet {over:?}"),
         }
@@ -506,38 +513,41 @@ mod tests {
             create(&store, &mailbox(6, 100), &key(1, "a"), 0, 10),
             CreateOutcome::Duplicate(m.id)
         );
-        assert_eq!(store.get(&m.id, 0).unwrap(), Some(m.clone()));
-        assert_eq!(store.get(&Uuid::from_u128(6), 0).unwrap(), None);
+        assert_eq!(store.get(&m.id, &FixedClock(0)).unwrap(), Some(m.clone()));
+        assert_eq!(
+            store.get(&Uuid::from_u128(6), &FixedClock(0)).unwrap(),
+            None
+        );
 
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut op = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(&m.id, 0, Some(&key(2, "r")), &mut op),
+            store.apply(&m.id, &FixedClock(0), Some(&key(2, "r")), &mut op),
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         assert!(matches!(
-            store.apply(&m.id, 0, Some(&key(2, "r")), &mut op),
+            store.apply(&m.id, &FixedClock(0), Some(&key(2, "r")), &mut op),
             Ok(ApplyOutcome::Duplicate)
         ));
         assert_eq!(
-            store.get(&m.id, 0).unwrap().unwrap().recipient,
+            store.get(&m.id, &FixedClock(0)).unwrap().unwrap().recipient,
             Some(reader)
         );
 
         // Reopen: everything is still there.
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
-        assert!(store.get(&m.id, 99).unwrap().is_some());
+        assert!(store.get(&m.id, &FixedClock(99)).unwrap().is_some());
         assert!(
-            store.get(&m.id, 100).unwrap().is_none(),
+            store.get(&m.id, &FixedClock(100)).unwrap().is_none(),
             "expired at its instant"
         );
         assert!(matches!(
-            store.apply(&m.id, 100, None, &mut op),
+            store.apply(&m.id, &FixedClock(100), None, &mut op),
             Err(ApplyError::Access(AccessError::NotFound))
         ));
-        assert_eq!(store.sweep(99).unwrap(), 0);
-        assert_eq!(store.sweep(100).unwrap(), 1);
+        assert_eq!(store.sweep(&FixedClock(99)).unwrap(), 0);
+        assert_eq!(store.sweep(&FixedClock(100)).unwrap(), 1);
         let conn = Connection::open(&path).unwrap();
         let left: i64 = conn
             .query_row(
@@ -547,6 +557,77 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// A request that arrives a second before its mailbox expires but gets the store's lock
+    /// only after the expiry instant is judged at the instant it runs: the read is refused (no
+    /// content, no Recipient bound) and a delete is not applied. The test holds the store's
+    /// lock across the expiry; the requests' threads signal their arrival first.
+    #[test]
+    fn a_request_that_waits_for_the_lock_across_expiry_finds_the_mailbox_expired() {
+        use crate::server::clock::ManualClock;
+        use std::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+        let m = mailbox(5, 100);
+        assert_eq!(
+            create(&store, &m, &key(1, "c"), 0, 10),
+            CreateOutcome::Created
+        );
+        let clock = ManualClock::new(99);
+        let reader = ClaimDigest::of(&Uuid::from_u128(2));
+        let initiator = m.initiator;
+        let (arrived, arrivals) = mpsc::channel();
+        let (read, deleted) = std::thread::scope(|s| {
+            let held = store.lock();
+            let read = s.spawn(|| {
+                let mut seen = None;
+                let mut op = |mb: &mut Mailbox| {
+                    let (_, change) = mb.read(&reader, None, 3)?;
+                    seen = Some(mb.payload.clone());
+                    Ok(change)
+                };
+                arrived.send(()).unwrap();
+                let outcome = store.apply(&m.id, &clock, None, &mut op);
+                (outcome, seen)
+            });
+            let deleted = s.spawn(|| {
+                let mut op = |mb: &mut Mailbox| {
+                    mb.authorize_delete(&initiator)?;
+                    Ok(Change::Deleted)
+                };
+                arrived.send(()).unwrap();
+                store.apply(&m.id, &clock, Some(&key(1, "d")), &mut op)
+            });
+            // Both requests arrived at 99, while the mailbox was live; the lock is still held
+            // when its expiry second comes.
+            arrivals.recv().unwrap();
+            arrivals.recv().unwrap();
+            clock.set(100);
+            drop(held);
+            (read.join().unwrap(), deleted.join().unwrap())
+        });
+        assert!(
+            matches!(read.0, Err(ApplyError::Access(AccessError::NotFound))),
+            "read after expiry: {:?}",
+            read.0
+        );
+        assert_eq!(read.1, None, "the content was handed out after expiry");
+        assert!(
+            matches!(deleted, Err(ApplyError::Access(AccessError::NotFound))),
+            "delete after expiry: {deleted:?}"
+        );
+        // Nothing was written: the row is as created, unbound, until the sweeper takes it.
+        let conn = Connection::open(dir.path().join("relay.db")).unwrap();
+        let (rows, bound): (i64, Option<Vec<u8>>) = conn
+            .query_row(
+                "SELECT count(*), max(recipient_claim) FROM mailbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, bound), (1, None));
+        assert_eq!(store.get(&m.id, &FixedClock(99)).unwrap(), Some(m));
     }
 
     /// One device's change to a mailbox must not make the store forget another device's last
@@ -565,22 +646,22 @@ mod tests {
             Ok::<_, AccessError>(Change::Updated)
         };
         assert!(matches!(
-            store.apply(&m.id, 0, Some(&key(1, "u1")), &mut touch),
+            store.apply(&m.id, &FixedClock(0), Some(&key(1, "u1")), &mut touch),
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         // Another device changes the mailbox in between...
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut read = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(&m.id, 0, Some(&key(2, "r")), &mut read),
+            store.apply(&m.id, &FixedClock(0), Some(&key(2, "r")), &mut read),
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         // ...and the first device's retry is still recognised, not applied again.
         assert!(matches!(
-            store.apply(&m.id, 0, Some(&key(1, "u1")), &mut touch),
+            store.apply(&m.id, &FixedClock(0), Some(&key(1, "u1")), &mut touch),
             Ok(ApplyOutcome::Duplicate)
         ));
-        let stored = store.get(&m.id, 0).unwrap().unwrap();
+        let stored = store.get(&m.id, &FixedClock(0)).unwrap().unwrap();
         assert_eq!(stored.display.title, "t!");
         assert_eq!(stored.recipient, Some(reader));
     }
@@ -611,7 +692,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(created(&store, 12, 100, "a").unwrap(), CreateOutcome::Full);
-        assert_eq!(store.sweep(50).unwrap(), 1);
+        assert_eq!(store.sweep(&FixedClock(50)).unwrap(), 1);
         assert_eq!(
             created(&store, 12, 100, "a").unwrap(),
             CreateOutcome::Created
@@ -619,7 +700,7 @@ mod tests {
         let id = Uuid::from_u128(11);
         let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
         assert!(matches!(
-            store.apply(&id, 0, None, &mut delete),
+            store.apply(&id, &FixedClock(0), None, &mut delete),
             Ok(ApplyOutcome::Done(Change::Deleted))
         ));
         assert_eq!(
@@ -648,8 +729,13 @@ mod tests {
         let path = dir.path().join("relay.db");
         let store = SqliteStore::open(&path).unwrap();
         let by = |s: &SqliteStore, id: u128, exp: i64, ip: &str, now: i64| {
-            s.create(&mailbox(id, exp), &key(id, "c"), now, &quota(ip, 3))
-                .unwrap()
+            s.create(
+                &mailbox(id, exp),
+                &key(id, "c"),
+                &FixedClock(now),
+                &quota(ip, 3),
+            )
+            .unwrap()
         };
         assert_eq!(by(&store, 1, 50, "192.0.2.1", 0), CREATED);
         assert_eq!(by(&store, 2, 100, "192.0.2.1", 0), CREATED);
@@ -660,7 +746,10 @@ mod tests {
                 retry_after_secs: 50
             }
         );
-        assert_eq!(store.get(&Uuid::from_u128(4), 0).unwrap(), None);
+        assert_eq!(
+            store.get(&Uuid::from_u128(4), &FixedClock(0)).unwrap(),
+            None
+        );
         // The retry of an accepted create is answered, quota or not.
         assert_eq!(
             by(&store, 3, 100, "192.0.2.1", 0),
@@ -695,7 +784,7 @@ mod tests {
         // A deleted one neither.
         let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
         assert!(matches!(
-            store.apply(&Uuid::from_u128(2), 50, None, &mut delete),
+            store.apply(&Uuid::from_u128(2), &FixedClock(50), None, &mut delete),
             Ok(ApplyOutcome::Done(Change::Deleted))
         ));
         assert_eq!(by(&store, 7, 100, "192.0.2.1", 50), CREATED);
@@ -718,7 +807,7 @@ mod tests {
         };
         assert_eq!(
             store
-                .create(&mailbox(20, 100), &key(20, "c"), 50, &full)
+                .create(&mailbox(20, 100), &key(20, "c"), &FixedClock(50), &full)
                 .unwrap(),
             QuotaOutcome::Within(CreateOutcome::Full)
         );
@@ -750,16 +839,29 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert!(store.get(&Uuid::from_u128(1), 0).unwrap().is_some());
+        assert!(store
+            .get(&Uuid::from_u128(1), &FixedClock(0))
+            .unwrap()
+            .is_some());
         assert_eq!(
             store
-                .create(&mailbox(2, 100), &key(2, "c"), 0, &quota("192.0.2.1", 1))
+                .create(
+                    &mailbox(2, 100),
+                    &key(2, "c"),
+                    &FixedClock(0),
+                    &quota("192.0.2.1", 1)
+                )
                 .unwrap(),
             CREATED
         );
         assert!(matches!(
             store
-                .create(&mailbox(3, 100), &key(3, "c"), 0, &quota("192.0.2.1", 1))
+                .create(
+                    &mailbox(3, 100),
+                    &key(3, "c"),
+                    &FixedClock(0),
+                    &quota("192.0.2.1", 1)
+                )
                 .unwrap(),
             QuotaOutcome::OverQuota { .. }
         ));
@@ -773,7 +875,10 @@ mod tests {
         assert_eq!(version(&path), MIGRATIONS.len() as i64);
         // Reopening applies nothing twice.
         let store = SqliteStore::open(&path).unwrap();
-        assert!(store.get(&Uuid::from_u128(2), 0).unwrap().is_some());
+        assert!(store
+            .get(&Uuid::from_u128(2), &FixedClock(0))
+            .unwrap()
+            .is_some());
         drop(store);
         assert_eq!(version(&path), MIGRATIONS.len() as i64);
         // A database from a newer relay is not opened.

@@ -1,7 +1,12 @@
 //! Storage behind a trait. Every method is one atomic, durable step: when it returns `Ok`, the
 //! change is committed, and the HTTP reply is only sent after that.
+//!
+//! Methods take the [`Clock`], not a time: a store reads it once its lock and transaction are
+//! held, so an expiry decision is made at the instant the step runs, however long the request
+//! waited for the store (or after its client got a 408 and the step still ran).
 
 use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox};
+use crate::server::clock::Clock;
 use std::fmt;
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -123,24 +128,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         mailbox: &Mailbox,
         key: &IdempotencyKey,
-        now: i64,
+        clock: &dyn Clock,
         quota: &CreateQuota,
     ) -> Result<QuotaOutcome, StoreError>;
 
-    /// Loads the live mailbox `id` (expired ones are [`AccessError::NotFound`]), answers a
-    /// repeated `key` with [`ApplyOutcome::Duplicate`], otherwise runs `op` and persists what
-    /// it returns, recording `key` as the claim's last request, all in one transaction.
+    /// Loads the live mailbox `id` (expired ones, at `clock` read inside the transaction, are
+    /// [`AccessError::NotFound`]), answers a repeated `key` with [`ApplyOutcome::Duplicate`],
+    /// otherwise runs `op` and persists what it returns, recording `key` as the claim's last
+    /// request, all in one transaction.
     fn apply(
         &self,
         id: &Uuid,
-        now: i64,
+        clock: &dyn Clock,
         key: Option<&IdempotencyKey>,
         op: MailboxOp<'_>,
     ) -> Result<ApplyOutcome, ApplyError>;
 
-    /// The live mailbox `id`, read-only.
-    fn get(&self, id: &Uuid, now: i64) -> Result<Option<Mailbox>, StoreError>;
+    /// The mailbox `id` if live at `clock` read under the store's lock, read-only.
+    fn get(&self, id: &Uuid, clock: &dyn Clock) -> Result<Option<Mailbox>, StoreError>;
 
-    /// Deletes every mailbox expired at `now`; returns how many.
-    fn sweep(&self, now: i64) -> Result<usize, StoreError>;
+    /// Deletes every mailbox expired at `clock` read under the store's lock; returns how many.
+    fn sweep(&self, clock: &dyn Clock) -> Result<usize, StoreError>;
 }
