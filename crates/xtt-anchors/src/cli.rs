@@ -339,7 +339,8 @@ Device side (the vendor's key imported once: xtt anchors import update-key vendo
 verify refuses a signature by a key that is not an update anchor valid now, a sequence number \
 not greater than the last one accepted for the component (rollback), another vendor or class, \
 and an image whose size or digest differ. On success the sequence number is recorded in the \
-store (unless --dry-run).";
+store (unless --dry-run). --at TIME (which keys count as valid then) is accepted only with \
+--dry-run: a verification as of another time never records a sequence number.";
 
 /// `xtt update`.
 #[derive(Debug, clap::Args)]
@@ -410,7 +411,9 @@ pub enum UpdateCommand {
         /// Check only; do not record the sequence number.
         #[arg(long)]
         dry_run: bool,
-        /// Evaluate validity at this time instead of now (Unix seconds or RFC 3339).
+        /// Only with --dry-run: check as if it were TIME (Unix seconds or RFC 3339), e.g. to see
+        /// whether an envelope verified while a since rotated-out key was valid. A check at
+        /// another time never records a sequence number.
         #[arg(long, value_parser = parse_time, value_name = "TIME")]
         at: Option<UnixSeconds>,
     },
@@ -1060,6 +1063,16 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             dry_run,
             at,
         } => {
+            // --at decides which update keys count as valid. Recording a sequence number on a
+            // verification at another time would let a key rotated out (e.g. after a leak) sign
+            // a newer sequence that is then enforced on this device.
+            if at.is_some() && !dry_run {
+                bail!(
+                    "--at needs --dry-run: a verification as of another time must not record a \
+                     sequence number (a key that is no longer valid would get to set it); add \
+                     --dry-run to check at that time, or drop --at to verify and record now"
+                );
+            }
             let now = now_or(at)?;
             let mut s = AnchorStore::open(&store)
                 .with_context(|| format!("cannot open anchor store {}", store.display()))?;

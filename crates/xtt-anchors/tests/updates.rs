@@ -430,8 +430,6 @@ fn xtt_update_keygen_sign_verify_end_to_end() {
             class,
             "--store",
             &p("device.db"),
-            "--at",
-            &at,
         ])
     };
     let out = verify("fw4.suit").unwrap();
@@ -452,4 +450,66 @@ fn xtt_update_keygen_sign_verify_end_to_end() {
         "{out}"
     );
     assert!(out.contains(vendor), "{out}");
+}
+
+/// `verify --at` moves the clock that decides which update keys are valid, so it must not record
+/// a sequence number: an envelope signed with sequence 1000 by a key whose window has closed
+/// (rotated out after a leak) used to verify "at" a time inside the old window and get 1000
+/// recorded, refusing the vendor's genuine updates from then on.
+#[test]
+fn verify_at_another_time_is_a_dry_run_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let key = UpdateSigningKey::generate(&mut common::rng(1));
+    {
+        let mut s = AnchorStore::open(std::path::Path::new(&p("device.db"))).unwrap();
+        let mut old = NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "old");
+        old.validity = Some(xtt_anchors::Validity {
+            not_before: T0,
+            not_after: Some(T0 + 100),
+        });
+        s.import(old, T0).unwrap();
+    }
+    std::fs::write(p("fw.bin"), IMAGE).unwrap();
+    std::fs::write(p("fw.suit"), key.sign(&manifest(1000, IMAGE)).unwrap()).unwrap();
+    let inside_old_window = (T0 + 50).to_string();
+    let verify = |extra: &[&str]| {
+        let (suit, image, store) = (p("fw.suit"), p("fw.bin"), p("device.db"));
+        let mut args = vec![
+            "update",
+            "verify",
+            &suit,
+            "--image",
+            &image,
+            "--vendor-id",
+            "fafafafafafafafafafafafafafafafa",
+            "--class-id",
+            "14141414141414141414141414141414",
+            "--store",
+            &store,
+        ];
+        args.extend_from_slice(extra);
+        xtt(&args)
+    };
+    let recorded = || {
+        AnchorStore::open(std::path::Path::new(&p("device.db")))
+            .unwrap()
+            .sequence(&xtt_anchors::update::component_key(&manifest(0, IMAGE)))
+            .unwrap()
+    };
+
+    let err = format!("{:#}", verify(&["--at", &inside_old_window]).unwrap_err());
+    assert!(err.contains("--at needs --dry-run"), "{err}");
+    assert_eq!(recorded(), None, "nothing recorded");
+    // As a dry run it answers the question, and still records nothing.
+    let out = verify(&["--at", &inside_old_window, "--dry-run"]).unwrap();
+    assert!(
+        out.starts_with("OK:") && out.contains("dry run: sequence not recorded"),
+        "{out}"
+    );
+    assert_eq!(recorded(), None);
+    // Now, the key is no longer valid.
+    let err = format!("{:#}", verify(&[]).unwrap_err());
+    assert!(err.contains("unknown or untrusted signer"), "{err}");
+    assert_eq!(recorded(), None);
 }
