@@ -373,7 +373,8 @@ pub enum UpdateCommand {
         /// The image the manifest describes.
         #[arg(long)]
         image: PathBuf,
-        /// Anti-rollback counter; devices accept only increasing numbers.
+        /// Anti-rollback counter; devices accept only increasing numbers, at most 2^63-1
+        /// (9223372036854775807, what a device can record).
         #[arg(long)]
         sequence: u64,
         /// Vendor UUID (with or without dashes).

@@ -151,6 +151,12 @@ pub enum UpdateError {
         /// The accepted number.
         current: u64,
     },
+    /// The manifest's sequence number is above [`crate::suit::MAX_SEQUENCE`] (2^63-1): the store
+    /// keeps sequence numbers as SQLite's signed 64-bit integers, so a device would install the
+    /// update and then fail to record it, losing rollback protection. Refused when decoding and
+    /// when signing, before anything is installed.
+    #[error("sequence number {0} is larger than 2^63-1, the most a device can record (it would install the update but never record it, so older updates would install again)")]
+    SequenceTooLarge(u64),
     /// The image's digest differs from the manifest's.
     #[error("image digest does not match the manifest (expected {expected}, image has {actual})")]
     ImageDigestMismatch {

@@ -93,6 +93,11 @@ const COSE_SIGN1_TAG_BYTE: u8 = 0xd2;
 /// Largest envelope accepted (the image travels separately).
 pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
 
+/// The largest sequence number accepted (decoding) or signed: 2^63-1, what the store can record
+/// (SQLite integers are signed 64-bit). RFC 9124 allows any uint; a larger one would pass every
+/// check, install, and then not be recorded.
+pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
+
 /// What this subset of a manifest says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -251,6 +256,9 @@ impl Manifest {
                 .map_err(|_| malformed("manifest-sequence-number is not an unsigned integer"))?,
             _ => return Err(malformed("manifest-sequence-number missing")),
         };
+        if sequence_number > MAX_SEQUENCE {
+            return Err(UpdateError::SequenceTooLarge(sequence_number));
+        }
         let common = bstr_cbor(get(&map, MANIFEST_COMMON), "common")?;
         let common = int_map(common, "common", &[2, 4])?;
         let component_id = match get(&common, COMMON_COMPONENTS) {
@@ -384,6 +392,20 @@ fn bstr_cbor(value: Option<&Value>, what: &str) -> Result<Value, UpdateError> {
 /// Signs `manifest` and returns the tagged envelope bytes. `kid` (e.g. the update anchor's
 /// fingerprint) goes into the protected header as a hint for verifiers.
 pub fn sign_envelope(
+    manifest: &Manifest,
+    key: &SigningKey,
+    kid: &[u8],
+) -> Result<Vec<u8>, UpdateError> {
+    // A device would refuse it (Manifest::decode): do not sign what cannot be installed.
+    if manifest.sequence_number > MAX_SEQUENCE {
+        return Err(UpdateError::SequenceTooLarge(manifest.sequence_number));
+    }
+    sign_unchecked(manifest, key, kid)
+}
+
+/// [`sign_envelope`] without its checks (tests make envelopes a vendor with another signer
+/// could make).
+fn sign_unchecked(
     manifest: &Manifest,
     key: &SigningKey,
     kid: &[u8],
@@ -651,6 +673,64 @@ mod tests {
                 assert!(!ok, "flip {bit:#x} at byte {i} accepted");
             }
         }
+    }
+
+    /// The store records sequence numbers as signed 64-bit integers: a larger one used to pass
+    /// the device's checks (dry run included), get installed, and then fail to be recorded, so
+    /// older envelopes installed again. It is refused when decoding, before anything happens.
+    #[test]
+    fn a_sequence_number_above_i64_max_is_refused_on_decoding_and_signing() {
+        let mut m = manifest();
+        m.sequence_number = MAX_SEQUENCE;
+        let env = sign_envelope(&m, &key(), b"").unwrap();
+        assert_eq!(
+            Envelope::decode(&env)
+                .unwrap()
+                .unverified_manifest()
+                .sequence_number,
+            MAX_SEQUENCE
+        );
+
+        m.sequence_number = MAX_SEQUENCE + 1;
+        assert!(matches!(
+            Manifest::decode(&m.encode().unwrap()),
+            Err(UpdateError::SequenceTooLarge(n)) if n == 1 << 63
+        ));
+        assert!(matches!(
+            sign_envelope(&m, &key(), b""),
+            Err(UpdateError::SequenceTooLarge(_))
+        ));
+        // An envelope another signer made: the device refuses it before looking at the image,
+        // and records nothing.
+        m.sequence_number = u64::MAX;
+        let env = sign_unchecked(&m, &key(), b"").unwrap();
+        let err = Envelope::decode(&env).unwrap_err();
+        assert!(err.to_string().contains("larger than 2^63-1"), "{err}");
+        let mut store = crate::AnchorStore::in_memory();
+        let public = key()
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        store
+            .import(
+                crate::NewAnchor::public(crate::AnchorKind::UpdateKey, public, "t"),
+                0,
+            )
+            .unwrap();
+        let device = crate::update::UpdateTarget {
+            vendor_id: m.vendor_id,
+            class_id: m.class_id,
+            component: &m.component_id[0],
+        };
+        assert!(matches!(
+            crate::update::verify_update(&mut store, &env, b"", &device, 0, true),
+            Err(UpdateError::SequenceTooLarge(_))
+        ));
+        assert_eq!(
+            store.sequence(&crate::update::component_key(&m)).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -513,3 +513,65 @@ fn verify_at_another_time_is_a_dry_run_only() {
     assert!(err.contains("unknown or untrusted signer"), "{err}");
     assert_eq!(recorded(), None);
 }
+
+/// `xtt update sign` refuses a sequence number a device could not record (above 2^63-1) and
+/// writes nothing; 2^63-1 itself is signed, verified and recorded.
+#[test]
+fn sign_refuses_a_sequence_number_a_device_cannot_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(p("fw.bin"), IMAGE).unwrap();
+    xtt(&["update", "keygen", "--out", &p("vendor")]).unwrap();
+    let sign = |seq: &str, out: &str| {
+        xtt(&[
+            "update",
+            "sign",
+            "--key",
+            &p("vendor.key"),
+            "--image",
+            &p("fw.bin"),
+            "--sequence",
+            seq,
+            "--vendor-id",
+            "fafafafafafafafafafafafafafafafa",
+            "--class-id",
+            "14141414141414141414141414141414",
+            "--out",
+            &p(out),
+        ])
+    };
+    let err = format!("{:#}", sign("9223372036854775808", "big.suit").unwrap_err());
+    assert!(err.contains("larger than 2^63-1"), "{err}");
+    assert!(!std::path::Path::new(&p("big.suit")).exists());
+
+    sign("9223372036854775807", "max.suit").unwrap();
+    xtt(&[
+        "anchors",
+        "--store",
+        &p("device.db"),
+        "--at",
+        &T0.to_string(),
+        "import",
+        "update-key",
+        &p("vendor.pub"),
+    ])
+    .unwrap();
+    let out = xtt(&[
+        "update",
+        "verify",
+        &p("max.suit"),
+        "--image",
+        &p("fw.bin"),
+        "--vendor-id",
+        "fafafafafafafafafafafafafafafafa",
+        "--class-id",
+        "14141414141414141414141414141414",
+        "--store",
+        &p("device.db"),
+    ])
+    .unwrap();
+    assert!(
+        out.contains("sequence 9223372036854775807 recorded"),
+        "{out}"
+    );
+}
