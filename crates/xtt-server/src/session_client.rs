@@ -16,7 +16,7 @@ use rand_core::OsRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use xtt_proto::codec::{decode_header, MsgType, HEADER_LEN, MAX_HANDSHAKE_LEN};
-use xtt_proto::msgs::is_error_message;
+use xtt_proto::msgs::ErrorMessage;
 use xtt_proto::record::{OpenedInPlace, OpenedRecord, PayloadType, RecordError, RecordPayload};
 use xtt_proto::session::{ClientSession, SessionClientConfig, SessionClientHandshake};
 use xtt_proto::SuiteSpec;
@@ -44,7 +44,9 @@ pub struct SessionClientOptions {
     pub suite: SuiteSpec,
     /// Bound on each network operation (connect, one handshake step over TCP, one receive).
     pub timeout: Duration,
-    /// UDP: first retransmission timeout of a handshake message (doubling each time).
+    /// UDP: first retransmission timeout of a handshake message (doubling each time); also how
+    /// long an Error must stand unanswered by any authentic record before [`SessionClient::recv`]
+    /// reports [`SessionClientError::SessionUnknown`].
     pub retransmit_after: Duration,
     /// UDP: how many times a handshake message is sent at most.
     pub max_sends: u32,
@@ -95,7 +97,9 @@ pub enum SessionClientError {
     #[error("record: {0}")]
     Record(#[from] RecordError),
     /// The server answered a record with Error: it no longer knows the session (expired,
-    /// restarted). Run a new handshake.
+    /// restarted). Run a new handshake. Over UDP, where an Error is unauthenticated, it is
+    /// reported only once no authentic record from the server has followed the Error for
+    /// [`SessionClientOptions::retransmit_after`].
     #[error("the server does not know this session any more")]
     SessionUnknown,
 }
@@ -143,6 +147,9 @@ pub struct SessionClient {
     /// exactly (XTT-SESSION §3, the same rule as the server's TCP driver). The count starts
     /// again on each new connection. UDP keeps only the session's sliding window.
     order: StreamOrder,
+    /// UDP: when an Error message arrived that no authentic record from the server has
+    /// followed since (see [`Self::recv_with`]).
+    error_hint: Option<tokio::time::Instant>,
     /// UDP receive buffer (one datagram), and the buffer records are sealed into.
     datagram: Vec<u8>,
     sealed: Vec<u8>,
@@ -253,19 +260,31 @@ impl RecvBuffer {
     }
 }
 
-/// UDP: sends `msg` and waits for a datagram of type `want`, resending `msg` on each timeout.
-/// Records are kept in `early` (a server reply to early data can overtake the finished message);
-/// other datagrams (late duplicates of an earlier step) are ignored; an Error ends the step.
-async fn udp_exchange(
+/// Whether a datagram is the Error message exactly (`41 0004 vv`, XTT-WIRE §5.5): a datagram
+/// that merely starts with 0x41 is not one.
+fn is_exact_error(bytes: &[u8]) -> bool {
+    ErrorMessage::decode(bytes).is_ok()
+}
+
+/// UDP: sends `msg` and waits for a datagram of type `want` that `accept` takes, resending
+/// `msg` on each timeout. A datagram of that type which `accept` refuses (it does not verify:
+/// forged, damaged) is ignored and the wait goes on (XTT-SESSION §5: the client answers only
+/// the first one it accepts); if the schedule ends after such refusals, the last refusal is
+/// the error. Records are kept in `early` (a server reply to early data can overtake the
+/// finished message); other datagrams (late duplicates of an earlier step) are ignored; a
+/// second Error ends the step.
+async fn udp_exchange<T>(
     sock: &UdpSocket,
     msg: &[u8],
     want: MsgType,
     options: &SessionClientOptions,
     early: &mut Vec<Vec<u8>>,
-) -> Result<Vec<u8>, SessionClientError> {
+    mut accept: impl FnMut(&[u8]) -> Result<T, xtt_proto::Error>,
+) -> Result<T, SessionClientError> {
     let mut wait = options.retransmit_after;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut errors = 0u32;
+    let mut refused = None;
     for _ in 0..options.max_sends.max(1) {
         sock.send(msg).await.map_err(SessionClientError::Io)?;
         let deadline = tokio::time::Instant::now() + wait;
@@ -278,8 +297,8 @@ async fn udp_exchange(
                     // Error messages are unauthenticated, and one may answer a duplicate of our
                     // own flight that the server processed concurrently with the original: resend
                     // once at once (a finished flight is then answered from the server's cache)
-                    // and give up on the second Error.
-                    if is_error_message(got) {
+                    // and give up on the second Error. Only the exact 4-byte message counts.
+                    if is_exact_error(got) {
                         if errors > 0 {
                             return Err(SessionClientError::Handshake(
                                 xtt_proto::Error::ReceivedErrorMessage,
@@ -289,7 +308,14 @@ async fn udp_exchange(
                         break;
                     }
                     if got.first() == Some(&want.0) {
-                        return Ok(got.to_vec());
+                        match accept(got) {
+                            Ok(t) => return Ok(t),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "handshake answer refused: ignored");
+                                refused = Some(e);
+                            }
+                        }
+                        continue;
                     }
                     if got.first() == Some(&MsgType::RECORD_REGULAR.0) && early.len() < 64 {
                         early.push(got.to_vec());
@@ -299,7 +325,7 @@ async fn udp_exchange(
         }
         wait = wait.saturating_mul(2);
     }
-    Err(SessionClientError::Timeout)
+    Err(refused.map_or(SessionClientError::Timeout, SessionClientError::Handshake))
 }
 
 impl SessionClient {
@@ -337,23 +363,22 @@ impl SessionClient {
                     .map_err(SessionClientError::Handshake)?
             }
             Link::Udp(sock) => {
-                let sia = udp_exchange(
+                let (state, flight) = udp_exchange(
                     sock,
                     &client_init,
                     MsgType::SERVER_INIT_AND_ATTEST,
                     &options,
                     &mut Vec::new(),
+                    |sia| state.try_server_attest(sia, early_data, &mut OsRng),
                 )
                 .await?;
-                let (state, flight) = state
-                    .handle_server_attest(&sia, early_data, &mut OsRng)
-                    .map_err(SessionClientError::Handshake)?;
                 let fin = udp_exchange(
                     sock,
                     &flight,
                     MsgType::SESSION_SERVER_FINISHED,
                     &options,
                     &mut pending,
+                    |fin| state.verify_server_finished(fin).map(|()| fin.to_vec()),
                 )
                 .await?;
                 state
@@ -372,6 +397,7 @@ impl SessionClient {
             pending: pending.into(),
             received: RecvBuffer::default(),
             order: StreamOrder::default(),
+            error_hint: None,
             datagram: Vec::new(),
             sealed: Vec::new(),
         })
@@ -459,12 +485,13 @@ impl SessionClient {
             if let Some(bytes) = self.pending.pop_front() {
                 match self.session.open(&bytes) {
                     Ok(record) => {
+                        self.error_hint = None;
                         return Ok(f(&OpenedInPlace {
                             session_id: record.session_id,
                             seq: record.seq,
                             payload_type: record.payload_type,
                             payload: &record.payload,
-                        }))
+                        }));
                     }
                     Err(e) => tracing::debug!(error = %e, "early record from server dropped"),
                 }
@@ -480,17 +507,38 @@ impl SessionClient {
                 },
                 Link::Udp(s) => {
                     self.datagram.resize(MAX_DATAGRAM, 0);
-                    let n = tokio::time::timeout(self.options.timeout, s.recv(&mut self.datagram))
-                        .await
-                        .map_err(|_| SessionClientError::Timeout)?
-                        .map_err(SessionClientError::Io)?;
-                    self.datagram.get_mut(..n).unwrap_or_default()
+                    let now = tokio::time::Instant::now();
+                    let hint_ends = self.error_hint.map(|at| at + self.options.retransmit_after);
+                    let deadline = hint_ends.map_or(now + self.options.timeout, |end| {
+                        end.min(now + self.options.timeout)
+                    });
+                    let n =
+                        match tokio::time::timeout_at(deadline, s.recv(&mut self.datagram)).await {
+                            Ok(n) => n.map_err(SessionClientError::Io)?,
+                            Err(_) if hint_ends.is_some_and(|end| end <= deadline) => {
+                                self.error_hint = None;
+                                return Err(SessionClientError::SessionUnknown);
+                            }
+                            Err(_) => return Err(SessionClientError::Timeout),
+                        };
+                    let datagram = self.datagram.get_mut(..n).unwrap_or_default();
+                    // Anyone who can send from the server's address can send an Error: it
+                    // carries nothing authenticated (XTT-SESSION §6: only a hint to
+                    // re-handshake). So only the exact 4-byte message counts, and it does not
+                    // end the session at once: if no authentic record from the server follows
+                    // within `retransmit_after`, `recv` reports `SessionUnknown`; one that
+                    // does proves the session alive and cancels the hint. Anything else that
+                    // starts with 0x41 is dropped like any record that does not open.
+                    if is_exact_error(datagram) {
+                        self.error_hint
+                            .get_or_insert_with(tokio::time::Instant::now);
+                        continue;
+                    }
+                    datagram
                 }
                 Link::Broken => return Err(SessionClientError::Closed),
             };
-            if is_error_message(bytes) {
-                return Err(SessionClientError::SessionUnknown);
-            }
+            // (TCP: an Error in the stream ended `recv` at its header, in `whole_message`.)
             let stream = matches!(self.link, Link::Tcp(_));
             if stream && bytes.first() == Some(&MsgType::RECORD_REGULAR.0) {
                 if let Some((id, seq)) = session_id_of(bytes).zip(seq_of(bytes)) {
@@ -508,6 +556,7 @@ impl SessionClient {
                     if stream {
                         self.order.accepted(record.session_id, record.seq);
                     }
+                    self.error_hint = None;
                     Some(f(&record))
                 }
                 Err(e) => {

@@ -140,8 +140,21 @@ impl ExpectSessionServerAttest {
         self.attest(bytes, early_data, Some(session_id), rng)
     }
 
+    /// As [`Self::handle_server_attest`], but keeps the state, so that a ServerInitAndAttest
+    /// that fails verification leaves it ready for the next one: over UDP the client answers
+    /// only the first one it accepts (XTT-SESSION §5), and a forged or damaged datagram must
+    /// not end the handshake. Use the first success only (each one signs a new flight).
+    pub fn try_server_attest(
+        &self,
+        bytes: &[u8],
+        early_data: Option<(PayloadType, &[u8])>,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(ExpectSessionServerFinished, Vec<u8>), Error> {
+        self.attest(bytes, early_data, None, rng)
+    }
+
     fn attest(
-        self,
+        &self,
         bytes: &[u8],
         early_data: Option<(PayloadType, &[u8])>,
         forced_proposal: Option<SessionId>,
@@ -258,6 +271,23 @@ impl ExpectSessionServerFinished {
     /// be the proposed one if the client proposed one (0x22), and non-zero; the awareness proof
     /// is compared in constant time.
     pub fn handle_server_finished(self, bytes: &[u8]) -> Result<ClientSession, Error> {
+        let session_id = self.verify_finished(bytes)?;
+        Ok(ClientSession {
+            session_id,
+            client_id: self.client_id,
+            layer: self.layer,
+            server_certificate: self.server_certificate,
+        })
+    }
+
+    /// The checks of [`Self::handle_server_finished`] without taking the state: a
+    /// Session_ServerFinished that fails them leaves it ready for the next one (over UDP a
+    /// forged or damaged datagram must not end the handshake, XTT-SESSION §5).
+    pub fn verify_server_finished(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.verify_finished(bytes).map(|_| ())
+    }
+
+    fn verify_finished(&self, bytes: &[u8]) -> Result<SessionId, Error> {
         if is_error_message(bytes) {
             return Err(Error::ReceivedErrorMessage);
         }
@@ -278,12 +308,7 @@ impl ExpectSessionServerFinished {
         if !bool::from(expected.ct_eq(&fin.awareness_proof)) {
             return Err(PeerMisbehaved::BadAwarenessProof.into());
         }
-        Ok(ClientSession {
-            session_id: fin.session_id,
-            client_id: self.client_id,
-            layer: self.layer,
-            server_certificate: self.server_certificate,
-        })
+        Ok(fin.session_id)
     }
 }
 
