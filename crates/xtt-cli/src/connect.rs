@@ -395,11 +395,33 @@ impl Link {
         }
     }
 
-    /// The server has forgotten the session: a new handshake, same identity.
+    /// The server has forgotten the session: a new handshake, same identity, retried with
+    /// backoff like [`Self::reconnect`] (the server may be restarting, the path may be down, and
+    /// over UDP a handshake step can fail on an unauthenticated Error).
     async fn rehandshake(&mut self) -> anyhow::Result<()> {
         eprintln!("the session is over (unknown to the server, or used up); new session handshake");
-        self.client = Self::handshake(self.server, &self.identity, &self.options).await?;
-        Ok(())
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match Self::handshake(self.server, &self.identity, &self.options).await {
+                Ok(client) => {
+                    self.client = client;
+                    self.attempts = 0;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.attempts += 1;
+                    if self.attempts >= self.max_attempts {
+                        return Err(e.context(format!(
+                            "no new session with {} after {} attempts",
+                            self.server, self.attempts
+                        )));
+                    }
+                    tracing::info!("session handshake failed ({e:#}); retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// Repairs the path after `e`; errors that no new path can fix end the program.
