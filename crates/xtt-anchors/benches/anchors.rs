@@ -35,7 +35,8 @@ fn store(dir: &Path) -> AnchorStore {
         let u = UpdateSigningKey::generate(&mut rng);
         store
             .import(
-                NewAnchor::public(AnchorKind::UpdateKey, u.public_sec1(), "bench"),
+                NewAnchor::public(AnchorKind::UpdateKey, u.public_sec1(), "bench")
+                    .may_sign_for([1; 16], [2; 16]),
                 NOW,
             )
             .unwrap();
@@ -64,7 +65,8 @@ fn bench(c: &mut Criterion) {
     let key = UpdateSigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(2));
     store
         .import(
-            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "bench"),
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "bench")
+                .may_sign_for([1; 16], [2; 16]),
             NOW,
         )
         .unwrap();

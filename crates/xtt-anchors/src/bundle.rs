@@ -1,6 +1,8 @@
 //! Export and import of a whole store with its relations: a directory with one loose file per
 //! anchor (the same formats `xtt anchors import` reads) and `anchors.json`, the index with
-//! kinds, names, roles, validity, provenance, fingerprints and edges.
+//! kinds, names, roles, validity, provenance, fingerprints, edges and update keys' scopes
+//! (`update_scopes`, absent in bundles from before scopes: such update keys sign nothing until
+//! an operator scopes them).
 //!
 //! Import recomputes every fingerprint from the files and refuses a bundle whose files do not
 //! match its index, then adds everything in one transaction. Secrets are exported only when
@@ -81,7 +83,20 @@ pub fn export<B: Backend>(
         .filter(|e| kept.contains(&e.from) && kept.contains(&e.to))
         .map(|e| json!({"from": e.from.to_hex(), "to": e.to.to_hex(), "kind": e.kind.as_str()}))
         .collect();
-    let index = json!({"format": FORMAT, "anchors": entries, "edges": edges});
+    let scopes: Vec<Value> = store
+        .update_scopes()?
+        .into_iter()
+        .filter(|s| kept.contains(&s.key))
+        .map(|s| {
+            json!({
+                "key": s.key.to_hex(),
+                "vendor_id": hex::encode(s.vendor_id),
+                "class_id": hex::encode(s.class_id),
+            })
+        })
+        .collect();
+    let index =
+        json!({"format": FORMAT, "anchors": entries, "edges": edges, "update_scopes": scopes});
     let text = serde_json::to_string_pretty(&index).map_err(|e| corrupt(e.to_string()))?;
     write_atomic(&dir.join(INDEX), text.as_bytes(), 0o644)?;
     Ok(kept.len())
@@ -174,7 +189,33 @@ pub fn import<B: Backend>(
             )?,
             material,
             vouched_by: Vec::new(),
+            update_scopes: Vec::new(),
         });
+    }
+    let uuid = |v: &Value, key: &str| -> Result<[u8; 16], AnchorError> {
+        hex::decode(text(v, key)?)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt(format!("{key:?} is not 16 bytes of hex")))
+    };
+    for s in index
+        .get("update_scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = fingerprint(s, "key")?;
+        let scope = (uuid(s, "vendor_id")?, uuid(s, "class_id")?);
+        let kind_of = |a: &NewAnchor| Fingerprint::of(a.kind, a.material.fingerprint_input());
+        match anchors.iter_mut().find(|a| kind_of(a) == key) {
+            Some(a) => a.update_scopes.push(scope),
+            None => {
+                return Err(corrupt(format!(
+                    "scope for {} not in the bundle",
+                    key.short()
+                )))
+            }
+        }
     }
     let mut edges = Vec::new();
     for e in field(&index, "edges")?

@@ -47,7 +47,8 @@ Fingerprints may be abbreviated to any unique prefix of at least 8 hex digits.
 Examples:
   xtt anchors import xtt-root root_cert.bin --name 'Xaptum root'
   xtt anchors import daa-group daa_gpk.bin --basename basename.bin --vouched-by 3f2a9c01
-  xtt anchors import update-key vendor.pub --vouched-by 3f2a9c01
+  xtt anchors import update-key vendor.pub --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
+      --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --vouched-by 3f2a9c01
   xtt anchors list
   xtt anchors show 3f2a9c01
   xtt anchors rotate 3f2a9c01 xtt-root new_root_cert.bin --window 7d
@@ -196,6 +197,27 @@ Example:
         /// The anchor it vouches for.
         subject: String,
     },
+    /// Allow an update key to sign for one more vendor id and class id.
+    #[command(long_about = "\
+An update key signs only for the vendor and device class it was imported for (`import \
+update-key FILE --vendor-id V --class-id C`), so that one vendor's key cannot sign updates for \
+another vendor's devices (and, with a high sequence number, block their genuine updates as \
+rollbacks). This adds another vendor/class pair to a key, or gives one to a key stored before \
+scopes existed: such a key signs nothing until it has one (`show` warns about it).
+
+Example:
+  xtt anchors scope 3f2a9c01 --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
+      --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45")]
+    Scope {
+        /// The update key (fingerprint or unique prefix).
+        fingerprint: String,
+        /// The vendor UUID it may sign for.
+        #[arg(long, value_parser = parse_uuid)]
+        vendor_id: Uuid16,
+        /// The device class UUID it may sign for.
+        #[arg(long, value_parser = parse_uuid)]
+        class_id: Uuid16,
+    },
     /// Change the roles an anchor serves.
     Roles {
         /// Fingerprint or unique prefix.
@@ -250,6 +272,8 @@ Import an anchor from a loose file. Formats by kind:
                    P-256 public key: 65 raw bytes or PEM 'PUBLIC KEY'
   tte-ta-secret, tte-dev-secret
                    the raw secret, 16 to 1024 bytes (stored, never printed)
+                   (an update-key also needs --vendor-id and --class-id: whose updates it
+                   may sign; more with `xtt anchors scope`)
   device-identity  ClientID(16) || long-term P-256 key(65)
   tls-root         an X.509 CA certificate, PEM or DER (role transport: HTTPS clients such as
                    `xtt relay receive --anchors STORE` trust it besides the platform's roots)
@@ -293,6 +317,13 @@ pub struct ImportArgs {
     /// Valid until (Unix seconds or RFC 3339; default no end).
     #[arg(long, value_parser = parse_time)]
     pub not_after: Option<UnixSeconds>,
+    /// For update-key (required on import): the vendor UUID whose updates it may sign. A
+    /// rotation's successor inherits the old key's vendor and class unless given.
+    #[arg(long, value_parser = parse_uuid, requires = "class_id")]
+    pub vendor_id: Option<Uuid16>,
+    /// For update-key (required on import): the device class UUID it may sign for.
+    #[arg(long, value_parser = parse_uuid, requires = "vendor_id")]
+    pub class_id: Option<Uuid16>,
 }
 
 /// Provenance on the command line.
@@ -331,12 +362,15 @@ Vendor side:
       --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
       --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --out fw.suit
 
-Device side (the vendor's key imported once: xtt anchors import update-key vendor.pub):
+Device side (the vendor's key imported once, for the vendor and class it signs for:
+  xtt anchors import update-key vendor.pub --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
+      --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45):
   xtt update verify fw.suit --image fw.bin \\
       --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
       --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45
 
-verify refuses a signature by a key that is not an update anchor valid now, a sequence number \
+verify refuses a signature by a key that is not an update anchor valid now or may not sign for \
+the manifest's vendor and class (see `xtt anchors scope`), a sequence number \
 not greater than the last one accepted for the component (rollback), another vendor or class, \
 and an image whose size or digest differ. On success the sequence number is recorded in the \
 store (unless --dry-run). --at TIME (which keys count as valid then) is accepted only with \
@@ -616,7 +650,7 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
             Err(e) => return Err(e.into()),
         },
         AnchorsCommand::Import(import) => {
-            let new = new_anchor(&import, &store, now)?;
+            let new = new_anchor(&import, &store, now, false)?;
             let fp = store.import(new, now)?;
             let a = store.get(&fp)?;
             writeln!(out, "imported {} {} {}", a.kind, a.name, fp)?;
@@ -695,7 +729,7 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         }
         AnchorsCommand::Rotate { old, window, new } => {
             let old = store.resolve(&old)?;
-            let successor = new_anchor(&new, &store, now)?;
+            let successor = new_anchor(&new, &store, now, true)?;
             let fp = store.rotate(&old, successor, window, now)?;
             let old_a = store.get(&old)?;
             writeln!(out, "rotated {} to {}", old.short(), fp)?;
@@ -732,6 +766,21 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
             let s = store.resolve(&subject)?;
             store.vouch(v, s)?;
             writeln!(out, "{} vouches for {}", v.short(), s.short())?;
+        }
+        AnchorsCommand::Scope {
+            fingerprint,
+            vendor_id,
+            class_id,
+        } => {
+            let fp = store.resolve(&fingerprint)?;
+            store.add_update_scope(&fp, vendor_id, class_id)?;
+            writeln!(
+                out,
+                "{} may sign for vendor {} class {}",
+                fp.short(),
+                fmt_uuid(&vendor_id),
+                fmt_uuid(&class_id)
+            )?;
         }
         AnchorsCommand::Roles { fingerprint, roles } => {
             let fp = store.resolve(&fingerprint)?;
@@ -770,12 +819,27 @@ pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What `args` import; `rotating`: a successor, which may inherit an update key's scope.
 fn new_anchor<B: crate::store::Backend>(
     args: &ImportArgs,
     store: &AnchorStore<B>,
     now: UnixSeconds,
+    rotating: bool,
 ) -> anyhow::Result<NewAnchor> {
     let kind = args.kind;
+    // clap makes the two flags go together.
+    let update_scopes: Vec<(Uuid16, Uuid16)> =
+        args.vendor_id.zip(args.class_id).into_iter().collect();
+    if kind == AnchorKind::UpdateKey && update_scopes.is_empty() && !rotating {
+        bail!(
+            "an update-key needs --vendor-id and --class-id: the vendor and device class whose \
+             updates it may sign (a key trusted for every vendor could sign updates for any \
+             device that trusts this store)"
+        );
+    }
+    if kind != AnchorKind::UpdateKey && !update_scopes.is_empty() {
+        bail!("--vendor-id and --class-id are only for an update-key");
+    }
     let bytes = read(&args.file)?;
     let material = match kind {
         AnchorKind::TteTaSecret | AnchorKind::TteDevSecret => {
@@ -823,6 +887,7 @@ fn new_anchor<B: crate::store::Backend>(
         provenance,
         material,
         vouched_by,
+        update_scopes,
     })
 }
 
@@ -851,6 +916,25 @@ fn show<B: crate::store::Backend>(
             writeln!(out, "material     secret, {} bytes (never shown)", s.len())?
         }
         Material::Public(m) => describe_public(a.kind, m, out)?,
+    }
+    if a.kind == AnchorKind::UpdateKey {
+        let scopes = store.update_scopes_of(fp)?;
+        if scopes.is_empty() {
+            writeln!(
+                out,
+                "may sign     NOTHING: no vendor/class scope (stored before scopes existed?); \
+                 updates it signs are refused until `xtt anchors scope {} --vendor-id V --class-id C`",
+                fp.short()
+            )?;
+        }
+        for s in scopes {
+            writeln!(
+                out,
+                "may sign     vendor {} class {}",
+                fmt_uuid(&s.vendor_id),
+                fmt_uuid(&s.class_id)
+            )?;
+        }
     }
     let edges = store.edges()?;
     let name = |f: &Fingerprint| {

@@ -20,6 +20,11 @@ use crate::material;
 use crate::store::{AnchorStore, Backend, NewAnchor};
 use crate::update::UpdateSigningKey;
 
+/// The vendor id the demo's update keys may sign for.
+pub const DEMO_VENDOR_ID: [u8; 16] = [0xac; 16];
+/// The class id the demo's update keys may sign for.
+pub const DEMO_CLASS_ID: [u8; 16] = [0x5e; 16];
+
 /// Grace period of the demo's update-key rotation.
 pub const DEMO_ROTATION_WINDOW: u64 = 30 * 86_400;
 
@@ -56,7 +61,9 @@ pub fn build<B: Backend>(
     fps.push(g);
 
     let u1 = store.import(
-        generated(AnchorKind::UpdateKey, p256(rng), "Acme firmware 2025").vouched_by(m),
+        generated(AnchorKind::UpdateKey, p256(rng), "Acme firmware 2025")
+            .vouched_by(m)
+            .may_sign_for(DEMO_VENDOR_ID, DEMO_CLASS_ID),
         now,
     )?;
     fps.push(u1);

@@ -133,6 +133,17 @@ pub enum UpdateError {
         /// How many anchors were tried.
         tried: usize,
     },
+    /// An update anchor valid now signed it, but its scope does not cover the manifest's vendor
+    /// and class (or it has no scope at all).
+    #[error("signed by update key {signer}, which may not sign for vendor {vendor_id} class {class_id}; if it should, allow it with `xtt anchors scope {signer} --vendor-id {vendor_id} --class-id {class_id}`")]
+    SignerNotAllowed {
+        /// The key whose signature verified.
+        signer: Fingerprint,
+        /// The manifest's vendor id (hex).
+        vendor_id: String,
+        /// The manifest's class id (hex).
+        class_id: String,
+    },
     /// The manifest is for another vendor, device class or component.
     #[error("manifest is for {what} {found}, this device expects {expected}")]
     WrongTarget {

@@ -12,7 +12,7 @@
 //! | `daa-group` | a server trusts a manufacturer's devices (DAA group key + basename) | attestation, onboarding |
 //! | `tte-ta-secret`, `tte-dev-secret` | TTE enrolment secrets (never printed) | onboarding |
 //! | `controller` | a TTE controller's key | onboarding |
-//! | `update-key` | who may sign software updates | update |
+//! | `update-key` | who may sign software updates, for the vendor and class ids of its scope | update |
 //! | `manufacturer` | the key that vouches for groups, update keys, identities | attestation, update |
 //! | `device-identity` | an identity XTT provisioned (ClientID + long-term key) | transport, attestation |
 //! | `tls-root` | an X.509 CA that HTTPS clients (relay, TTE device) trust besides the platform's | transport |
@@ -43,10 +43,12 @@
 //! let manifest = Manifest::for_image(image, 7, [1; 16], [2; 16], vec![b"fw".to_vec()]);
 //! let envelope = vendor.sign(&manifest)?;
 //!
-//! // Device: the vendor's key is an update anchor in its store (here in memory; a real
-//! // device uses `AnchorStore::open(path)`).
+//! // Device: the vendor's key is an update anchor in its store, for this vendor and class
+//! // (here in memory; a real device uses `AnchorStore::open(path)`).
 //! let mut store = AnchorStore::in_memory();
-//! store.import(NewAnchor::public(AnchorKind::UpdateKey, vendor.public_sec1(), "factory"), now)?;
+//! let anchor = NewAnchor::public(AnchorKind::UpdateKey, vendor.public_sec1(), "factory")
+//!     .may_sign_for([1; 16], [2; 16]);
+//! store.import(anchor, now)?;
 //! let accepted = verify_update(&mut store, &envelope, image, &device, now, false)?;
 //! assert_eq!(accepted.signer, vendor.fingerprint());
 //! // The same manifest again is a rollback.

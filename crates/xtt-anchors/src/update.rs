@@ -4,6 +4,12 @@
 //! accepted for the component (kept in the store, compare-and-set in one transaction), and the
 //! image has the manifest's size and digest.
 //!
+//! Each update key signs only for the vendor and class ids of its scopes
+//! ([`crate::store::UpdateScope`]): a manifest is checked only against the keys whose scope
+//! covers it, so one vendor's key cannot sign (and record a high sequence number) for another
+//! vendor's devices in a store that trusts several vendors' keys. A key without any scope (e.g.
+//! stored before scopes existed) signs nothing.
+//!
 //! Sequence numbers are kept per component (vendor id, class id, component id), not per key:
 //! rotating the update key must not reset rollback protection.
 
@@ -87,7 +93,18 @@ pub fn precheck_envelope<B: Backend>(
     now: UnixSeconds,
 ) -> Result<Accepted, UpdateError> {
     let env = Envelope::decode(envelope)?;
-    let mut anchors = store.usable(AnchorKind::UpdateKey, Roles::UPDATE, now)?;
+    let claimed = env.unverified_manifest();
+    let scopes = store.update_scopes()?;
+    let (mut anchors, others): (Vec<_>, Vec<_>) = store
+        .usable(AnchorKind::UpdateKey, Roles::UPDATE, now)?
+        .into_iter()
+        .partition(|a| {
+            scopes.iter().any(|s| {
+                s.key == a.fingerprint
+                    && s.vendor_id == claimed.vendor_id
+                    && s.class_id == claimed.class_id
+            })
+        });
     // The kid is only a hint (unauthenticated as far as choice goes): try the anchor it names
     // first, then every other one, so a wrong kid costs time but never a refusal.
     anchors.sort_by_key(|a| a.fingerprint.0.as_slice() != env.key_id());
@@ -104,9 +121,22 @@ pub fn precheck_envelope<B: Backend>(
             break;
         }
     }
-    let signer = signer.ok_or(UpdateError::UnknownSigner {
-        tried: anchors.len(),
-    })?;
+    let Some(signer) = signer else {
+        // Only to say why: a valid key outside its scope signed it.
+        for a in &others {
+            let key = a.public_material().map(VerifyingKey::from_sec1_bytes);
+            if matches!(key, Some(Ok(k)) if env.verify_signature(&k)) {
+                return Err(UpdateError::SignerNotAllowed {
+                    signer: a.fingerprint,
+                    vendor_id: hex::encode(claimed.vendor_id),
+                    class_id: hex::encode(claimed.class_id),
+                });
+            }
+        }
+        return Err(UpdateError::UnknownSigner {
+            tried: anchors.len(),
+        });
+    };
     let m = env.unverified_manifest().clone();
     for (what, found, expected) in [
         ("vendor id", m.vendor_id, device.vendor_id),

@@ -91,7 +91,16 @@ fn demo() -> Demo {
     import(
         &mut demo,
         "Acme firmware 2025",
-        &["update-key", &f, "--vouched-by", &m],
+        &[
+            "update-key",
+            &f,
+            "--vouched-by",
+            &m,
+            "--vendor-id",
+            "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe",
+            "--class-id",
+            "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+        ],
     );
 
     let (root, root_key) = fresh_root(3);

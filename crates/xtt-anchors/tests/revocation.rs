@@ -172,7 +172,7 @@ fn the_backend_refuses_to_insert_a_revoked_fingerprint() {
 }
 
 /// A store written before revocations existed (schema version 1) opens, keeps its anchors, and
-/// is migrated in place to version 2.
+/// is migrated in place to the current version.
 #[test]
 fn a_version_1_store_is_migrated_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,9 +181,9 @@ fn a_version_1_store_is_migrated_in_place() {
         .unwrap()
         .import(NewAnchor::public(AnchorKind::UpdateKey, key(1), "t"), T0)
         .unwrap();
-    // Version 1 is exactly version 2 without the `revoked` table.
+    // Version 1 is exactly today's schema without the `revoked` and `update_scope` tables.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE revoked; PRAGMA user_version = 1;")
+    conn.execute_batch("DROP TABLE revoked; DROP TABLE update_scope; PRAGMA user_version = 1;")
         .unwrap();
     drop(conn);
 
@@ -197,7 +197,7 @@ fn a_version_1_store_is_migrated_in_place() {
     let v: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
 }
 
 /// The reviewer's scenario through the command line: remove, run the migration again.

@@ -157,7 +157,9 @@ fn update_key_rotation_keeps_old_signatures_only_during_the_window() {
     let new_key = UpdateSigningKey::generate(&mut common::rng(42));
     let old = store
         .import(
-            NewAnchor::public(AnchorKind::UpdateKey, old_key.public_sec1(), "test"),
+            // The successor is given no scope: it inherits this one.
+            NewAnchor::public(AnchorKind::UpdateKey, old_key.public_sec1(), "test")
+                .may_sign_for([1; 16], [2; 16]),
             T0,
         )
         .unwrap();

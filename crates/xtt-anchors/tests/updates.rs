@@ -32,7 +32,8 @@ fn setup() -> (tempfile::TempDir, AnchorStore, UpdateSigningKey) {
     let key = UpdateSigningKey::generate(&mut common::rng(1));
     store
         .import(
-            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "test"),
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "test")
+                .may_sign_for(DEVICE.vendor_id, DEVICE.class_id),
             T0,
         )
         .unwrap();
@@ -88,7 +89,8 @@ fn a_key_that_is_an_anchor_of_another_kind_or_role_does_not_sign_updates() {
     // As an update-key without the update role, neither.
     let fp = store
         .import(
-            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "test"),
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "test")
+                .may_sign_for(DEVICE.vendor_id, DEVICE.class_id),
             T0,
         )
         .unwrap();
@@ -175,6 +177,10 @@ fn a_wrong_image_digest_or_size_is_refused() {
 #[test]
 fn a_manifest_for_another_vendor_or_class_is_refused() {
     let (_dir, mut store, key) = setup();
+    // The key may sign for that class too: this is the device's own check.
+    store
+        .add_update_scope(&key.fingerprint(), DEVICE.vendor_id, [0x99; 16])
+        .unwrap();
     let mut m = manifest(1, IMAGE);
     m.class_id = [0x99; 16];
     let err = verify_update(
@@ -271,7 +277,8 @@ fn a_tampered_cose_structure_gives_a_clear_error() {
     let check = |bytes: Vec<u8>, expect: &str| {
         let mut s = AnchorStore::in_memory();
         s.import(
-            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "t"),
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "t")
+                .may_sign_for(DEVICE.vendor_id, DEVICE.class_id),
             T0,
         )
         .unwrap();
@@ -370,6 +377,10 @@ fn xtt_update_keygen_sign_verify_end_to_end() {
         &p("vendor.pub"),
         "--name",
         "vendor 2026",
+        "--vendor-id",
+        vendor,
+        "--class-id",
+        class,
     ])
     .unwrap();
     for seq in ["4", "3"] {
@@ -463,7 +474,8 @@ fn verify_at_another_time_is_a_dry_run_only() {
     let key = UpdateSigningKey::generate(&mut common::rng(1));
     {
         let mut s = AnchorStore::open(std::path::Path::new(&p("device.db"))).unwrap();
-        let mut old = NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "old");
+        let mut old = NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "old")
+            .may_sign_for(DEVICE.vendor_id, DEVICE.class_id);
         old.validity = Some(xtt_anchors::Validity {
             not_before: T0,
             not_after: Some(T0 + 100),
@@ -554,6 +566,10 @@ fn sign_refuses_a_sequence_number_a_device_cannot_record() {
         "import",
         "update-key",
         &p("vendor.pub"),
+        "--vendor-id",
+        "fafafafafafafafafafafafafafafafa",
+        "--class-id",
+        "14141414141414141414141414141414",
     ])
     .unwrap();
     let out = xtt(&[
@@ -574,4 +590,156 @@ fn sign_refuses_a_sequence_number_a_device_cannot_record() {
         out.contains("sequence 9223372036854775807 recorded"),
         "{out}"
     );
+}
+
+/// An update key signs only for the vendor and class it was scoped to. Before, with several
+/// vendors' keys in one store, vendor A's key signed sequence 99 for vendor B's device; it was
+/// accepted and recorded, and B's genuine updates were then refused as rollbacks.
+#[test]
+fn one_vendors_update_key_cannot_sign_for_another_vendor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gateway.db");
+    let mut s = AnchorStore::open(&db).unwrap();
+    let vendor_a = UpdateSigningKey::generate(&mut common::rng(1));
+    let vendor_b = UpdateSigningKey::generate(&mut common::rng(2));
+    let b_device = UpdateTarget {
+        vendor_id: [0xbb; 16],
+        class_id: [0xb1; 16],
+        component: b"firmware",
+    };
+    for (key, vendor, class) in [
+        (&vendor_a, [0xaa; 16], [0xa1; 16]),
+        (&vendor_b, b_device.vendor_id, b_device.class_id),
+    ] {
+        s.import(
+            NewAnchor::public(AnchorKind::UpdateKey, key.public_sec1(), "t")
+                .may_sign_for(vendor, class),
+            T0,
+        )
+        .unwrap();
+    }
+    let for_b = |seq| {
+        Manifest::for_image(
+            IMAGE,
+            seq,
+            b_device.vendor_id,
+            b_device.class_id,
+            vec![b"firmware".to_vec()],
+        )
+    };
+    let component = xtt_anchors::update::component_key(&for_b(0));
+
+    let err = verify_update(
+        &mut s,
+        &vendor_a.sign(&for_b(99)).unwrap(),
+        IMAGE,
+        &b_device,
+        T0,
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, UpdateError::SignerNotAllowed { signer, .. } if signer == vendor_a.fingerprint()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("xtt anchors scope"), "{err}");
+    assert_eq!(s.sequence(&component).unwrap(), None, "nothing recorded");
+    let ok = verify_update(
+        &mut s,
+        &vendor_b.sign(&for_b(5)).unwrap(),
+        IMAGE,
+        &b_device,
+        T0,
+        false,
+    )
+    .unwrap();
+    assert_eq!(ok.signer, vendor_b.fingerprint());
+
+    // A key without a scope (stored by an older version, or imported without one through the
+    // library) signs nothing; `show` says so, and `anchors scope` is the way out.
+    let legacy = UpdateSigningKey::generate(&mut common::rng(3));
+    s.import(
+        NewAnchor::public(AnchorKind::UpdateKey, legacy.public_sec1(), "old"),
+        T0,
+    )
+    .unwrap();
+    drop(s);
+    let envelope = legacy.sign(&for_b(6)).unwrap();
+    let mut s = AnchorStore::open(&db).unwrap();
+    assert!(matches!(
+        verify_update(&mut s, &envelope, IMAGE, &b_device, T0, true),
+        Err(UpdateError::SignerNotAllowed { .. })
+    ));
+    drop(s);
+    let db = db.to_str().unwrap();
+    let anchors = |args: &[&str]| {
+        let at = T0.to_string();
+        let mut v = vec!["anchors", "--store", db, "--at", &at];
+        v.extend_from_slice(args);
+        xtt(&v)
+    };
+    let fp = legacy.fingerprint().to_hex();
+    let show = anchors(&["show", &fp]).unwrap();
+    assert!(show.contains("may sign     NOTHING"), "{show}");
+    anchors(&[
+        "scope",
+        &fp,
+        "--vendor-id",
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "--class-id",
+        "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1",
+    ])
+    .unwrap();
+    let show = anchors(&["show", &fp]).unwrap();
+    assert!(
+        show.contains("may sign     vendor bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb class b1b1b1b1-"),
+        "{show}"
+    );
+    let mut s = AnchorStore::open(std::path::Path::new(db)).unwrap();
+    verify_update(&mut s, &envelope, IMAGE, &b_device, T0, false).unwrap();
+
+    // Importing an update key on the command line requires its scope.
+    let pem = dir.path().join("k.pub");
+    std::fs::write(
+        &pem,
+        UpdateSigningKey::generate(&mut common::rng(4))
+            .public_pem()
+            .unwrap(),
+    )
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        anchors(&["import", "update-key", pem.to_str().unwrap()]).unwrap_err()
+    );
+    assert!(err.contains("needs --vendor-id and --class-id"), "{err}");
+
+    // A bundle carries the scopes: in the other store B's key still signs for B, and A's not.
+    let bundle = dir.path().join("bundle");
+    xtt_anchors::bundle::export(&s, &bundle, false).unwrap();
+    let mut other = AnchorStore::in_memory();
+    xtt_anchors::bundle::import(&mut other, &bundle, T0).unwrap();
+    assert_eq!(
+        other.update_scopes_of(&vendor_b.fingerprint()).unwrap(),
+        s.update_scopes_of(&vendor_b.fingerprint()).unwrap()
+    );
+    assert!(matches!(
+        verify_update(
+            &mut other,
+            &vendor_a.sign(&for_b(99)).unwrap(),
+            IMAGE,
+            &b_device,
+            T0,
+            true
+        ),
+        Err(UpdateError::SignerNotAllowed { .. })
+    ));
+    verify_update(
+        &mut other,
+        &vendor_b.sign(&for_b(99)).unwrap(),
+        IMAGE,
+        &b_device,
+        T0,
+        true,
+    )
+    .unwrap();
 }

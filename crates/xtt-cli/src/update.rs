@@ -42,7 +42,9 @@ Examples:
       --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --out updates/fw7.suit
   cp fw.bin updates/fw7.bin && xtt server --group acme --updates updates
   xtt anchors --store device.db import xtt-root root_cert.bin
-  xtt anchors --store device.db import update-key vendor.pub
+  xtt anchors --store device.db import update-key vendor.pub \\
+      --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
+      --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45
   xtt update fetch --server 127.0.0.1:4444 --client-dir dev1 --anchors device.db \\
       --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
       --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --out /var/lib/fw/current.bin";

@@ -351,7 +351,13 @@ fn updates_are_fetched_over_a_session_and_bad_ones_are_refused() {
     store_import(d, "device.db", "xtt-root", "root_cert.bin", &[]);
     ok(d, &["update", "keygen", "--out", "vendor"]);
     ok(d, &["update", "keygen", "--out", "rogue"]);
-    store_import(d, "device.db", "update-key", "vendor.pub", &[]);
+    store_import(
+        d,
+        "device.db",
+        "update-key",
+        "vendor.pub",
+        &["--vendor-id", VENDOR, "--class-id", CLASS],
+    );
 
     fs::create_dir(d.join("updates")).unwrap();
     let v2: Vec<u8> = (0..50_000u32)

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Backend, Change, ComponentKey, Revocation};
+use super::{Backend, Change, ComponentKey, Revocation, UpdateScope};
 use crate::anchor::{Anchor, Edge, Fingerprint, UnixSeconds};
 use crate::error::AnchorError;
 
@@ -12,6 +12,7 @@ struct State {
     anchors: BTreeMap<Fingerprint, Anchor>,
     edges: BTreeSet<Edge>,
     revoked: BTreeMap<Fingerprint, Revocation>,
+    scopes: BTreeSet<UpdateScope>,
 }
 
 /// Anchors held in memory only.
@@ -29,6 +30,10 @@ impl Backend for MemoryBackend {
 
     fn edges(&self) -> Result<Vec<Edge>, AnchorError> {
         Ok(self.state.edges.iter().copied().collect())
+    }
+
+    fn update_scopes(&self) -> Result<Vec<UpdateScope>, AnchorError> {
+        Ok(self.state.scopes.iter().copied().collect())
     }
 
     fn revocations(&self) -> Result<Vec<Revocation>, AnchorError> {
@@ -51,6 +56,7 @@ impl Backend for MemoryBackend {
                 Change::Remove(fp) => {
                     next.anchors.remove(fp);
                     next.edges.retain(|e| e.from != *fp && e.to != *fp);
+                    next.scopes.retain(|s| s.key != *fp);
                 }
                 Change::SetNotAfter(fp, end) => {
                     next.anchors
@@ -72,6 +78,12 @@ impl Backend for MemoryBackend {
                         }
                     }
                     next.edges.insert(*e);
+                }
+                Change::AddScope(scope) => {
+                    if !next.anchors.contains_key(&scope.key) {
+                        return Err(AnchorError::NotFound(scope.key.to_hex()));
+                    }
+                    next.scopes.insert(*scope);
                 }
                 Change::Revoke(r) => {
                     next.revoked.insert(r.fingerprint, r.clone());

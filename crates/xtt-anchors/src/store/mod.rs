@@ -39,6 +39,24 @@ pub enum Change {
     Revoke(Revocation),
     /// Forget a revocation (an operator's explicit undo); fails if there is none.
     Unrevoke(Fingerprint),
+    /// Allow an update key to sign for a vendor and class (its anchor must exist; adding an
+    /// existing one is a no-op). Removed with the anchor.
+    AddScope(UpdateScope),
+}
+
+/// What an update key may sign for: manifests of this vendor id and class id. Update keys are
+/// tried only for manifests inside one of their scopes, so that one vendor's key (compromised,
+/// or another product line's) cannot sign for another vendor's devices and, by recording a
+/// high sequence number, block that vendor's genuine updates as rollbacks. An update key
+/// without any scope (e.g. stored before scopes existed) signs nothing until one is added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpdateScope {
+    /// The update key's anchor.
+    pub key: Fingerprint,
+    /// The vendor id (UUID bytes) it may sign for.
+    pub vendor_id: [u8; 16],
+    /// The class id (UUID bytes) it may sign for.
+    pub class_id: [u8; 16],
 }
 
 /// A revoked anchor: what `xtt anchors remove` leaves behind so that no import brings the
@@ -97,6 +115,8 @@ pub trait Backend {
     }
     /// Every stored edge.
     fn edges(&self) -> Result<Vec<Edge>, AnchorError>;
+    /// Every update key's scopes.
+    fn update_scopes(&self) -> Result<Vec<UpdateScope>, AnchorError>;
     /// Every revoked fingerprint.
     fn revocations(&self) -> Result<Vec<Revocation>, AnchorError>;
     /// The revocation of this fingerprint, if it is revoked.
@@ -143,6 +163,9 @@ pub struct NewAnchor {
     pub material: Material,
     /// Anchors that vouch for it (must already be stored).
     pub vouched_by: Vec<Fingerprint>,
+    /// For an update key: the (vendor id, class id) pairs it may sign for; without any it
+    /// signs nothing (a rotation's successor inherits the old key's when none is given).
+    pub update_scopes: Vec<([u8; 16], [u8; 16])>,
 }
 
 impl NewAnchor {
@@ -158,6 +181,7 @@ impl NewAnchor {
             },
             material: Material::Public(bytes),
             vouched_by: Vec::new(),
+            update_scopes: Vec::new(),
         }
     }
 
@@ -178,6 +202,12 @@ impl NewAnchor {
     /// Adds a voucher.
     pub fn vouched_by(mut self, voucher: Fingerprint) -> Self {
         self.vouched_by.push(voucher);
+        self
+    }
+
+    /// For an update key: allows it to sign for this vendor id and class id.
+    pub fn may_sign_for(mut self, vendor_id: [u8; 16], class_id: [u8; 16]) -> Self {
+        self.update_scopes.push((vendor_id, class_id));
         self
     }
 
@@ -290,10 +320,12 @@ impl<B: Backend> AnchorStore<B> {
     /// Validates and adds an anchor; returns its fingerprint. A server certificate is linked
     /// to the stored root it names (after checking the root's signature on it).
     pub fn import(&mut self, new: NewAnchor, now: UnixSeconds) -> Result<Fingerprint, AnchorError> {
+        let scopes = new.update_scopes.clone();
         let (anchor, edges) = self.prepare(new, now)?;
         let fp = anchor.fingerprint;
         let mut changes = vec![Change::Insert(anchor)];
         changes.extend(edges.into_iter().map(Change::AddEdge));
+        changes.extend(scope_changes(fp, &scopes));
         self.backend.apply(&changes)?;
         Ok(fp)
     }
@@ -350,9 +382,11 @@ impl<B: Backend> AnchorStore<B> {
             if let Some(r) = self.backend.revocation(&fp)? {
                 return Err(r.refusal());
             }
+            let scopes = new.update_scopes.clone();
             let (anchor, auto_edges) = prepare_among(&known, new, now)?;
             changes.push(Change::Insert(anchor.clone()));
             changes.extend(auto_edges.into_iter().map(Change::AddEdge));
+            changes.extend(scope_changes(fp, &scopes));
             known.push(anchor);
             added.push(fp);
         }
@@ -447,6 +481,44 @@ impl<B: Backend> AnchorStore<B> {
         Ok(orphans)
     }
 
+    /// Allows the update key `fingerprint` to sign for `vendor_id`/`class_id` as well (also how
+    /// a key stored before scopes existed gets its first).
+    pub fn add_update_scope(
+        &mut self,
+        fingerprint: &Fingerprint,
+        vendor_id: [u8; 16],
+        class_id: [u8; 16],
+    ) -> Result<(), AnchorError> {
+        let a = self.get(fingerprint)?;
+        if a.kind != AnchorKind::UpdateKey {
+            return Err(not_an_update_key(a.kind));
+        }
+        self.backend
+            .apply(&scope_changes(*fingerprint, &[(vendor_id, class_id)]))
+    }
+
+    /// What the update key `fingerprint` may sign for (empty: nothing).
+    pub fn update_scopes_of(
+        &self,
+        fingerprint: &Fingerprint,
+    ) -> Result<Vec<UpdateScope>, AnchorError> {
+        let mut s: Vec<UpdateScope> = self
+            .backend
+            .update_scopes()?
+            .into_iter()
+            .filter(|s| s.key == *fingerprint)
+            .collect();
+        s.sort();
+        Ok(s)
+    }
+
+    /// Every update key's scopes.
+    pub fn update_scopes(&self) -> Result<Vec<UpdateScope>, AnchorError> {
+        let mut s = self.backend.update_scopes()?;
+        s.sort();
+        Ok(s)
+    }
+
     /// Changes an anchor's roles.
     pub fn set_roles(
         &mut self,
@@ -480,6 +552,15 @@ impl<B: Backend> AnchorStore<B> {
         if new.roles.is_none() {
             new.roles = Some(old_anchor.roles);
         }
+        // The successor of an update key signs for what its predecessor did, unless told.
+        if new.update_scopes.is_empty() {
+            new.update_scopes = self
+                .update_scopes_of(old)?
+                .into_iter()
+                .map(|s| (s.vendor_id, s.class_id))
+                .collect();
+        }
+        let scopes = new.update_scopes.clone();
         let end = now.saturating_add(window);
         let end = old_anchor.validity.not_after.map_or(end, |e| e.min(end));
         let (anchor, edges) = self.prepare(new, now)?;
@@ -494,6 +575,7 @@ impl<B: Backend> AnchorStore<B> {
             }),
         ];
         changes.extend(edges.into_iter().map(Change::AddEdge));
+        changes.extend(scope_changes(fp, &scopes));
         self.backend.apply(&changes)?;
         Ok(fp)
     }
@@ -544,6 +626,9 @@ fn prepare_among(
     now: UnixSeconds,
 ) -> Result<(Anchor, Vec<Edge>), AnchorError> {
     material::validate(new.kind, &new.material)?;
+    if !new.update_scopes.is_empty() && new.kind != AnchorKind::UpdateKey {
+        return Err(not_an_update_key(new.kind));
+    }
     let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
     if existing.iter().any(|a| a.fingerprint == fingerprint) {
         return Err(AnchorError::Duplicate(fingerprint));
@@ -621,6 +706,26 @@ fn prepare_among(
         })
         .collect();
     Ok((anchor, edges))
+}
+
+fn scope_changes(key: Fingerprint, scopes: &[([u8; 16], [u8; 16])]) -> Vec<Change> {
+    scopes
+        .iter()
+        .map(|&(vendor_id, class_id)| {
+            Change::AddScope(UpdateScope {
+                key,
+                vendor_id,
+                class_id,
+            })
+        })
+        .collect()
+}
+
+fn not_an_update_key(kind: AnchorKind) -> AnchorError {
+    AnchorError::InvalidMaterial {
+        kind,
+        reason: "only an update-key has a vendor/class scope".into(),
+    }
 }
 
 /// A full fingerprint or a unique prefix of at least 8 hex digits among `fps`.

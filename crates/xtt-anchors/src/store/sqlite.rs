@@ -12,7 +12,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::{Backend, Change, ComponentKey, Revocation};
+use super::{Backend, Change, ComponentKey, Revocation, UpdateScope};
 use crate::anchor::{
     Anchor, AnchorKind, Edge, EdgeKind, Fingerprint, Material, Provenance, Roles, SecretBytes,
     UnixSeconds, Validity,
@@ -20,10 +20,21 @@ use crate::anchor::{
 use crate::error::AnchorError;
 
 /// The schema this code writes (SQLite `user_version`). 1: anchors, edges, update_sequence.
-/// 2: adds `revoked`. A store of an older version is migrated in place when opened; a newer one
+/// 2: adds `revoked`. 3: adds `update_scope`. A store of an older version is migrated in place when opened; a newer one
 /// is refused, so that a program that does not know about revocations never writes to a store
 /// that has them.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+
+/// Version 2 to 3: what each update key may sign for (vendor id, class id). Keys stored before
+/// have none, and sign nothing until an operator adds one (`xtt anchors scope`).
+const MIGRATE_V3: &str = "
+CREATE TABLE IF NOT EXISTS update_scope (
+    fingerprint BLOB NOT NULL REFERENCES anchors(fingerprint) ON DELETE CASCADE,
+    vendor_id   BLOB NOT NULL CHECK (length(vendor_id) = 16),
+    class_id    BLOB NOT NULL CHECK (length(class_id) = 16),
+    PRIMARY KEY (fingerprint, vendor_id, class_id)
+);
+";
 
 /// Version 1, as it always was (`IF NOT EXISTS`: a no-op on an existing store).
 const SCHEMA_V1: &str = "
@@ -123,7 +134,7 @@ fn create_if_missing(path: &Path) -> Result<bool, AnchorError> {
 fn has_foreign_tables(conn: &Connection) -> Result<bool, AnchorError> {
     let foreign: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
-         AND name NOT IN ('anchors', 'edges', 'update_sequence', 'revoked') AND name NOT LIKE 'sqlite_%'",
+         AND name NOT IN ('anchors', 'edges', 'update_sequence', 'revoked', 'update_scope') AND name NOT LIKE 'sqlite_%'",
         [],
         |r| r.get(0),
     )?;
@@ -214,6 +225,9 @@ impl SqliteBackend {
             if version < 2 {
                 tx.execute_batch(MIGRATE_V2)?;
             }
+            if version < 3 {
+                tx.execute_batch(MIGRATE_V3)?;
+            }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
@@ -284,6 +298,25 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
+    fn update_scopes(&self) -> Result<Vec<UpdateScope>, AnchorError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT fingerprint, vendor_id, class_id FROM update_scope")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        let bad = || AnchorError::Corrupt("update_scope row".into());
+        while let Some(row) = rows.next()? {
+            let (fp, vendor, class): (Vec<u8>, Vec<u8>, Vec<u8>) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            out.push(UpdateScope {
+                key: Fingerprint(fp.try_into().map_err(|_| bad())?),
+                vendor_id: vendor.try_into().map_err(|_| bad())?,
+                class_id: class.try_into().map_err(|_| bad())?,
+            });
+        }
+        Ok(out)
+    }
+
     fn revocations(&self) -> Result<Vec<Revocation>, AnchorError> {
         let mut stmt = self
             .conn
@@ -403,6 +436,17 @@ impl Backend for SqliteBackend {
                     tx.execute(
                         "INSERT OR IGNORE INTO edges (from_fp, to_fp, kind) VALUES (?1, ?2, ?3)",
                         params![e.from.0.as_slice(), e.to.0.as_slice(), e.kind.as_str()],
+                    )?;
+                }
+                Change::AddScope(scope) => {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO update_scope (fingerprint, vendor_id, class_id)
+                         VALUES (?1, ?2, ?3)",
+                        params![
+                            scope.key.0.as_slice(),
+                            scope.vendor_id.as_slice(),
+                            scope.class_id.as_slice()
+                        ],
                     )?;
                 }
                 Change::Revoke(r) => {
