@@ -206,8 +206,7 @@ pub fn import<B: Backend>(
     {
         let key = fingerprint(s, "key")?;
         let scope = (uuid(s, "vendor_id")?, uuid(s, "class_id")?);
-        let kind_of = |a: &NewAnchor| Fingerprint::of(a.kind, a.material.fingerprint_input());
-        match anchors.iter_mut().find(|a| kind_of(a) == key) {
+        match anchors.iter_mut().find(|a| a.fingerprint() == key) {
             Some(a) => a.update_scopes.push(scope),
             None => {
                 return Err(corrupt(format!(

@@ -271,12 +271,16 @@ fn record_batch(
             }
         };
         let vouchers: Vec<Fingerprint> = server.into_iter().chain(group).collect();
-        anchors.push(xtt_identity_anchor(
-            &p.client_id,
-            &p.longterm_key,
-            &vouchers,
-            source,
-        ));
+        let anchor = xtt_identity_anchor(&p.client_id, &p.longterm_key, &vouchers, source);
+        // An operator revoked this identity (`xtt anchors remove`); a device may provision
+        // again with the same key. The store refuses it, and would refuse the whole batch with
+        // it: leave it out so the other devices' identities are still recorded.
+        let fp = anchor.fingerprint();
+        if store.revocation(&fp)?.is_some() {
+            tracing::warn!(client_id = %p.client_id, fingerprint = %fp, "a revoked identity provisioned again: not recorded in the anchor store");
+            continue;
+        }
+        anchors.push(anchor);
     }
     let added = store.restore(anchors, Vec::new(), unix_now())?;
     tracing::debug!(
@@ -378,5 +382,36 @@ mod tests {
             .filter(|a| a.kind == AnchorKind::DeviceIdentity)
             .count();
         assert_eq!(recorded, n);
+    }
+
+    /// A device whose identity an operator revoked provisions again with the same key: that
+    /// identity is left out, and the others of the same batch are still recorded.
+    #[test]
+    fn a_revoked_identity_does_not_keep_its_batch_out_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = AnchorStore::open(&dir.path().join("anchors.db")).unwrap();
+        let server_fp = Fingerprint::of(AnchorKind::XttServer, &[1, 2, 3]);
+        let key = LongtermKeyPair::generate(&mut OsRng);
+        let first = [identity(0, &key)];
+        record_batch(&mut store, &first, &server_fp, "test").unwrap();
+        let revoked = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|a| a.kind == AnchorKind::DeviceIdentity)
+            .unwrap()
+            .fingerprint;
+        store.revoke(&revoked, unix_now()).unwrap();
+        let batch = [identity(1, &key), identity(0, &key), identity(2, &key)];
+        record_batch(&mut store, &batch, &server_fp, "test").unwrap();
+        let recorded: Vec<Fingerprint> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == AnchorKind::DeviceIdentity)
+            .map(|a| a.fingerprint)
+            .collect();
+        assert_eq!(recorded.len(), 2, "the other two identities are recorded");
+        assert!(!recorded.contains(&revoked), "the revoked one is not back");
     }
 }

@@ -169,6 +169,11 @@ pub struct NewAnchor {
 }
 
 impl NewAnchor {
+    /// The fingerprint the anchor will be stored under.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self.kind, self.material.fingerprint_input())
+    }
+
     /// A public anchor imported by hand, with default roles and validity.
     pub fn public(kind: AnchorKind, bytes: Vec<u8>, source: impl Into<String>) -> Self {
         NewAnchor {
@@ -337,7 +342,7 @@ impl<B: Backend> AnchorStore<B> {
     ) -> Result<(Anchor, Vec<Edge>), AnchorError> {
         // Checked here for a clear error before anything else; the backend checks again in
         // the inserting transaction.
-        let fingerprint = Fingerprint::of(new.kind, new.material.fingerprint_input());
+        let fingerprint = new.fingerprint();
         if let Some(r) = self.backend.revocation(&fingerprint)? {
             return Err(r.refusal());
         }
@@ -375,7 +380,7 @@ impl<B: Backend> AnchorStore<B> {
         let mut changes = Vec::new();
         let mut added = Vec::new();
         for new in anchors {
-            let fp = Fingerprint::of(new.kind, new.material.fingerprint_input());
+            let fp = new.fingerprint();
             if stored.contains(&fp) || added.contains(&fp) {
                 continue;
             }
