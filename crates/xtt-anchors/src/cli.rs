@@ -130,6 +130,12 @@ Example:
     },
     /// Import a directory written by export-bundle (fingerprints checked, one transaction;
     /// refused as a whole if it holds an anchor that was revoked with `remove`).
+    #[command(long_about = "\
+Imports a directory written by export-bundle, in one transaction. Each file is checked against \
+its fingerprint in anchors.json, but the index itself is not signed: the provenance recorded \
+is 'from bundle DIR', with the index's provenance kept only as a claim; a rotated-to edge is \
+refused unless the old anchor's validity ends; edges show as 'recorded' (not verified) unless \
+a signature checks them. Refused as a whole if it holds an anchor revoked with `remove`.")]
     ImportBundle {
         /// The directory.
         dir: PathBuf,
@@ -241,8 +247,11 @@ Example:
 The trust cycle of this installation: which anchor vouches for which identity, group, server, \
 controller and update key. As text (default), Graphviz DOT, or a self-contained SVG picture.
 
-With --impact FINGERPRINT, lists everything transitively vouched for by that anchor: what an \
-attacker holding its key could affect.
+Each edge is labelled 'checked' (a signature verifies it: an XTT root's on a server \
+certificate) or 'recorded' (an operator's, service's or bundle's statement, not verified).
+
+With --impact FINGERPRINT, lists everything the recorded edges lead to from that anchor: what \
+an attacker holding its key could affect, as far as those edges are right and complete.
 
 Examples:
   xtt anchors graph
@@ -937,6 +946,16 @@ fn show<B: crate::store::Backend>(
         }
     }
     let edges = store.edges()?;
+    let anchors = store.list()?;
+    // Only a root's signature on a server certificate is verified; every other edge is a
+    // statement (an operator's `vouch`, a service's record, a bundle's index) and says so.
+    let status = |e: &crate::anchor::Edge| {
+        if crate::store::signature_checked(&anchors, e) {
+            "(checked: signature verified)"
+        } else {
+            "(recorded: not verified)"
+        }
+    };
     let name = |f: &Fingerprint| {
         store
             .get(f)
@@ -946,23 +965,25 @@ fn show<B: crate::store::Backend>(
     for e in edges.iter().filter(|e| e.to == *fp) {
         writeln!(
             out,
-            "{:<12} {}",
+            "{:<12} {}  {}",
             match e.kind {
                 crate::anchor::EdgeKind::Vouches => "vouched by",
                 crate::anchor::EdgeKind::RotatedTo => "rotated from",
             },
-            name(&e.from)
+            name(&e.from),
+            status(e)
         )?;
     }
     for e in edges.iter().filter(|e| e.from == *fp) {
         writeln!(
             out,
-            "{:<12} {}",
+            "{:<12} {}  {}",
             match e.kind {
                 crate::anchor::EdgeKind::Vouches => "vouches for",
                 crate::anchor::EdgeKind::RotatedTo => "rotated to",
             },
-            name(&e.to)
+            name(&e.to),
+            status(e)
         )?;
     }
     Ok(())

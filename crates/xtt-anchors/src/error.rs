@@ -75,6 +75,16 @@ pub enum AnchorError {
     /// Rotation of an anchor that is not valid now.
     #[error("anchor {0} is not valid now, so there is nothing to rotate")]
     RotationOfInvalidAnchor(Fingerprint),
+    /// A restored (bundle) `rotated-to` edge whose old anchor stays valid without end: that is
+    /// not a rotation, only a claim of one, and `show`/`graph` would present the old key as
+    /// replaced while it still verifies forever.
+    #[error("rotated-to edge {from} -> {to} refused: the old anchor {from} has no end of validity (not_after), so both keys would stay valid forever; set its not_after in the bundle (or rotate with `xtt anchors rotate`, which ends the old key's validity) and import again")]
+    RotationWithoutEnd {
+        /// The rotated-out anchor.
+        from: Fingerprint,
+        /// Its claimed successor.
+        to: Fingerprint,
+    },
     /// The validity window ends before it starts.
     #[error("validity window is empty (not-after must be later than not-before)")]
     EmptyValidity,

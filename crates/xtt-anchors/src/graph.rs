@@ -6,11 +6,21 @@
 //! by their parents' positions) instead of calling Graphviz: the graph is small (tens of
 //! nodes), the operator tool then needs no extra program, and the picture is the same on
 //! every machine. `--format dot` output remains for anyone who prefers Graphviz.
+//!
+//! Every edge is labelled "checked" or "recorded" ([`Graph::checked`]): only an XTT root's
+//! signature on a server certificate is verified; every other edge is an operator's, a
+//! service's or a bundle's statement, which the store cannot verify, and is shown as such so
+//! that the picture (and `--impact`) does not present claims as facts.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use crate::anchor::{Anchor, AnchorKind, Edge, EdgeKind, Fingerprint, Status, UnixSeconds};
+use crate::store::signature_checked;
+
+/// What "checked" and "recorded" mean, for every output that uses the words.
+const LEGEND: &str = "checked: a signature verifies it (XTT root on a server certificate); \
+recorded: an operator's, service's or bundle's statement, not verified";
 
 /// One node: everything but the key material.
 #[derive(Clone, Debug)]
@@ -34,6 +44,9 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Edges between them.
     pub edges: Vec<Edge>,
+    /// The edges among [`Self::edges`] whose signature verifies (see
+    /// [`crate::store::signature_checked`]); every other edge is only recorded.
+    pub checked: BTreeSet<Edge>,
 }
 
 /// What a compromised anchor affects.
@@ -43,6 +56,12 @@ pub struct Impact {
     pub root: Node,
     /// Everything reachable from it, with the path length.
     pub affected: Vec<(Node, usize)>,
+    /// How many edges leave the compromised anchor and the affected ones (the edges the list
+    /// was built from).
+    pub followed: usize,
+    /// How many of those are only recorded, not checked: the list is no more right than they
+    /// are, and edges nobody recorded are missing from it.
+    pub unchecked: usize,
 }
 
 fn esc_xml(s: &str) -> String {
@@ -83,9 +102,24 @@ impl Graph {
                 status: a.validity.status(now),
             })
             .collect();
+        let checked = edges
+            .iter()
+            .filter(|e| signature_checked(anchors, e))
+            .copied()
+            .collect();
         Graph {
             nodes,
             edges: edges.to_vec(),
+            checked,
+        }
+    }
+
+    /// "checked" or "recorded": whether `e`'s signature was verified.
+    pub fn edge_status(&self, e: &Edge) -> &'static str {
+        if self.checked.contains(e) {
+            "checked"
+        } else {
+            "recorded"
         }
     }
 
@@ -124,7 +158,20 @@ impl Graph {
                 }
             }
         }
-        Some(Impact { root, affected })
+        let followed: Vec<&Edge> = self
+            .edges
+            .iter()
+            .filter(|e| seen.contains(&e.from))
+            .collect();
+        Some(Impact {
+            root,
+            affected,
+            followed: followed.len(),
+            unchecked: followed
+                .iter()
+                .filter(|e| !self.checked.contains(e))
+                .count(),
+        })
     }
 
     /// An indented tree per unvouched anchor; shared subjects are printed once and referred to
@@ -135,10 +182,13 @@ impl Graph {
         let mut printed = BTreeSet::new();
         let _ = writeln!(
             out,
-            "Trust graph: {} anchors, {} edges",
+            "Trust graph: {} anchors, {} edges ({} checked, {} recorded)",
             self.nodes.len(),
-            self.edges.len()
+            self.edges.len(),
+            self.checked.len(),
+            self.edges.len() - self.checked.len()
         );
+        let _ = writeln!(out, "({LEGEND})");
         let mut starts: Vec<&Node> = self
             .nodes
             .iter()
@@ -163,7 +213,8 @@ impl Graph {
             };
             let _ = writeln!(
                 out,
-                "  {} [{}] --{}--> {} [{}]",
+                "  {:<8}  {} [{}] --{}--> {} [{}]",
+                self.edge_status(e),
                 name(&e.from),
                 e.from.short(),
                 e.kind.as_str(),
@@ -186,14 +237,14 @@ impl Graph {
         out: &mut String,
         n: &Node,
         depth: usize,
-        via: Option<EdgeKind>,
+        via: Option<&Edge>,
         printed: &mut BTreeSet<Fingerprint>,
     ) {
         let indent = "  ".repeat(depth);
-        let arrow = match via {
-            None => "",
-            Some(EdgeKind::Vouches) => "└─ vouches for ",
-            Some(EdgeKind::RotatedTo) => "└─ rotated to ",
+        let arrow = match via.map(|e| (e.kind, self.edge_status(e))) {
+            None => String::new(),
+            Some((EdgeKind::Vouches, status)) => format!("└─ vouches for ({status}) "),
+            Some((EdgeKind::RotatedTo, status)) => format!("└─ rotated to ({status}) "),
         };
         if !printed.insert(n.fingerprint) {
             let _ = writeln!(
@@ -213,7 +264,7 @@ impl Graph {
         );
         for e in self.children(&n.fingerprint) {
             if let Some(child) = self.node(&e.to) {
-                self.text_walk(out, child, depth + 1, Some(e.kind), printed);
+                self.text_walk(out, child, depth + 1, Some(e), printed);
             }
         }
     }
@@ -239,17 +290,19 @@ impl Graph {
                 dashed
             );
         }
+        let _ = writeln!(out, "  label=\"{}\"; labelloc=b;", esc_dot(LEGEND));
         for e in &self.edges {
             let style = match e.kind {
-                EdgeKind::Vouches => "label=\"vouches\"",
-                EdgeKind::RotatedTo => "label=\"rotated to\", style=dashed",
+                EdgeKind::Vouches => "label=\"vouches",
+                EdgeKind::RotatedTo => "style=dashed, label=\"rotated to",
             };
             let _ = writeln!(
                 out,
-                "  \"{}\" -> \"{}\" [{}];",
+                "  \"{}\" -> \"{}\" [{} ({})\"];",
                 e.from.to_hex(),
                 e.to.to_hex(),
-                style
+                style,
+                self.edge_status(e)
             );
         }
         out.push_str("}\n");
@@ -335,22 +388,26 @@ impl Graph {
         out.push_str("  <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#444\"/></marker></defs>\n");
         let _ = writeln!(
             out,
-            "  <text x=\"{MARGIN}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\">Trust graph: {} anchors, {} edges</text>",
+            "  <text x=\"{MARGIN}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\">Trust graph: {} anchors, {} edges ({} checked, {} recorded)<title>{}</title></text>",
             MARGIN + 4,
             self.nodes.len(),
-            self.edges.len()
+            self.edges.len(),
+            self.checked.len(),
+            self.edges.len() - self.checked.len(),
+            esc_xml(LEGEND)
         );
         for e in &self.edges {
             let (Some(&(x1, y1)), Some(&(x2, y2))) = (xy.get(&e.from), xy.get(&e.to)) else {
                 continue;
             };
+            let status = self.edge_status(e);
             let dash = match e.kind {
                 EdgeKind::Vouches => "",
                 EdgeKind::RotatedTo => " stroke-dasharray=\"6 4\"",
             };
             let _ = writeln!(
                 out,
-                "  <line class=\"edge {}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\" stroke-width=\"1.5\" marker-end=\"url(#arrow)\"{dash}><title>{} {} → {}</title></line>",
+                "  <line class=\"edge {} {status}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\" stroke-width=\"1.5\" marker-end=\"url(#arrow)\"{dash}><title>{} {} → {} ({status})</title></line>",
                 e.kind.as_str(),
                 x1 + W / 2,
                 y1 + H,
@@ -414,13 +471,24 @@ impl Impact {
             r.fingerprint.short(),
             r.kind.compromise_means()
         );
+        // Only the edges recorded in this store are followed, and most are statements nobody
+        // verified: say so rather than present the list as the whole blast radius.
         if self.affected.is_empty() {
-            let _ = writeln!(out, "It vouches for nothing else in this store.");
+            let _ = writeln!(
+                out,
+                "No edge recorded in this store leads from it to another anchor (recorded edges \
+                 only; unchecked edges may be missing or wrong, so this does not show that it \
+                 vouches for nothing)."
+            );
             return out;
         }
         let _ = writeln!(
             out,
-            "It vouches, directly or through others, for {} anchors:",
+            "By the edges recorded in this store ({} followed, {} checked, {} recorded only), \
+             it vouches, directly or through others, for {} anchors:",
+            self.followed,
+            self.followed - self.unchecked,
+            self.unchecked,
             self.affected.len()
         );
         for (n, depth) in &self.affected {
@@ -435,6 +503,11 @@ impl Impact {
                 n.roles
             );
         }
+        let _ = writeln!(
+            out,
+            "Recorded edges only; unchecked edges may be missing or wrong, so anchors may be \
+             listed that it never vouched for, and others it did may be missing. ({LEGEND})"
+        );
         out
     }
 }

@@ -269,7 +269,7 @@ fn the_demo_graph_lists_every_anchor_and_edge_in_every_format() {
         );
         assert!(
             svg.contains(&format!(
-                "<title>{} {} → {}</title>",
+                "<title>{} {} → {} (",
                 kind.as_str(),
                 from.short(),
                 to.short()
@@ -524,13 +524,21 @@ fn a_bundle_carries_every_anchor_and_relation_to_another_store() {
                     x.name,
                     x.roles,
                     x.validity,
-                    x.provenance,
                     x.material,
                 )
             })
             .collect()
     };
     assert_eq!(strip(&a), strip(&c));
+    // The provenance says where the copy came from; the original's is kept as a claim.
+    for (x, y) in a.list().unwrap().into_iter().zip(c.list().unwrap()) {
+        assert_eq!(
+            y.provenance,
+            xtt_anchors::Provenance::ImportedByHand {
+                source: format!("from bundle {b}; claimed: {}", x.provenance)
+            }
+        );
+    }
     assert_eq!(a.edges().unwrap(), c.edges().unwrap());
 
     // A file swapped for another key is caught by its fingerprint; nothing is imported.
@@ -568,6 +576,189 @@ fn a_bundle_carries_every_anchor_and_relation_to_another_store() {
         .list()
         .unwrap()
         .is_empty());
+}
+
+/// A bundle's index is not signed (the fingerprints tie each file to its entry, nothing more),
+/// so what it says is recorded as a claim: an edited index that calls a rogue update key
+/// "provisioned by XTT (vendor signing service)" gets "from bundle DIR; claimed: ...", and a
+/// `rotated-to` edge from a key that stays valid forever is refused. `show` and `graph` label
+/// each edge "checked" (the root's signature on the server certificate) or "recorded".
+#[test]
+fn an_edited_bundle_index_is_recorded_as_a_claim_and_edges_are_labelled() {
+    let demo = demo();
+    let rogue_key = UpdateSigningKey::generate(&mut common::rng(66));
+    let rogue_file = demo.dir.path().join("rogue.pub");
+    std::fs::write(&rogue_file, rogue_key.public_pem().unwrap()).unwrap();
+    let out = demo.run(&[
+        "import",
+        "update-key",
+        rogue_file.to_str().unwrap(),
+        "--name",
+        "rogue",
+        "--vendor-id",
+        "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe",
+        "--class-id",
+        "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+    ]);
+    let rogue = out.split_whitespace().find(|w| w.len() == 64).unwrap();
+    let real = demo.fp("Acme firmware 2026").to_hex();
+    let bundle = demo.dir.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    demo.run(&["export-bundle", b]); // without the two TTE secrets and their two edges
+
+    // The edit: rogue claims a vendor provenance, and the real (unexpiring) key "rotated" to it.
+    let path = bundle.join("anchors.json");
+    let mut index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for e in index["anchors"].as_array_mut().unwrap() {
+        if e["fingerprint"] == rogue {
+            e["provenance"] = "xtt".into();
+            e["source"] = "vendor signing service".into();
+        }
+    }
+    let rotation = serde_json::json!({"from": real, "to": rogue, "kind": "rotated-to"});
+    index["edges"].as_array_mut().unwrap().push(rotation);
+    std::fs::write(&path, index.to_string()).unwrap();
+
+    let copy = demo.dir.path().join("copy.db");
+    let o = copy.to_str().unwrap();
+    let at = T0.to_string();
+    let err = xtt(&["anchors", "--store", o, "--at", &at, "import-bundle", b]).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains(&format!("rotated-to edge {real} -> {rogue} refused"))
+            && err.contains("no end of validity (not_after)")
+            && err.contains("xtt anchors rotate"),
+        "{err}"
+    );
+    assert!(
+        AnchorStore::open(&copy).unwrap().list().unwrap().is_empty(),
+        "a refused bundle stores nothing"
+    );
+
+    // Without the rotation edge the bundle imports; the provenance names the bundle and keeps
+    // the index's provenance only as a claim.
+    index["edges"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["kind"] != "rotated-to" || e["from"] != real.as_str());
+    std::fs::write(&path, index.to_string()).unwrap();
+    xtt(&["anchors", "--store", o, "--at", &at, "import-bundle", b]).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["anchors", "--store", o, "--at", &at];
+        all.extend_from_slice(args);
+        xtt(&all).unwrap()
+    };
+    let show = run(&["show", rogue]);
+    assert!(
+        show.contains(&format!(
+            "provenance   imported by hand (from bundle {b}; claimed: provisioned by XTT (vendor signing service))"
+        )),
+        "{show}"
+    );
+    assert!(!show.contains("provenance   provisioned by XTT"), "{show}");
+    let list = run(&["list"]);
+    let line = list.lines().find(|l| l.contains("rogue")).unwrap();
+    assert!(line.trim_end().ends_with("hand"), "{line}");
+
+    // Edges: the root's signature on the server certificate is checked, the rest recorded.
+    let root = demo.fp("Operator root").to_hex();
+    let show = run(&["show", &root]);
+    assert!(
+        show.contains("vouches for  xtt-server xtt.example.net [")
+            && show.contains("]  (checked: signature verified)\n")
+            && show.contains("vouches for  controller TTE controller ["),
+        "{show}"
+    );
+    let controller_line = show.lines().find(|l| l.contains("TTE controller")).unwrap();
+    assert!(
+        controller_line.ends_with("(recorded: not verified)"),
+        "{controller_line}"
+    );
+    let show = run(&["show", &real]);
+    assert!(
+        show.lines().any(
+            |l| l.starts_with("rotated from update-key Acme firmware 2025")
+                && l.ends_with("(recorded: not verified)")
+        ),
+        "{show}"
+    );
+
+    let text = run(&["graph"]);
+    assert!(
+        text.starts_with("Trust graph: 9 anchors, 8 edges (1 checked, 7 recorded)\n(checked: "),
+        "{text}"
+    );
+    let (s, r) = (demo.fp("xtt.example.net"), demo.fp("TTE controller"));
+    let root_fp = demo.fp("Operator root");
+    assert!(
+        text.contains(&format!(
+            "  checked   xtt-root Operator root [{}] --vouches--> xtt-server xtt.example.net [{}]\n",
+            root_fp.short(),
+            s.short()
+        )) && text.contains(&format!(
+            "  recorded  xtt-root Operator root [{}] --vouches--> controller TTE controller [{}]\n",
+            root_fp.short(),
+            r.short()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("└─ vouches for (checked) xtt-server xtt.example.net")
+            && text.contains("└─ vouches for (recorded) controller TTE controller")
+            && text.contains("└─ rotated to (recorded) update-key Acme firmware 2026"),
+        "{text}"
+    );
+    let dot = run(&["graph", "--format", "dot"]);
+    assert!(
+        dot.contains(&format!(
+            "\"{}\" -> \"{}\" [label=\"vouches (checked)\"];",
+            root_fp.to_hex(),
+            s.to_hex()
+        )) && dot.contains(&format!(
+            "\"{}\" -> \"{}\" [label=\"vouches (recorded)\"];",
+            root_fp.to_hex(),
+            r.to_hex()
+        )),
+        "{dot}"
+    );
+    let svg_path = demo.dir.path().join("copy.svg");
+    run(&[
+        "graph",
+        "--format",
+        "svg",
+        "--out",
+        svg_path.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert_eq!(
+        svg.matches("<line class=\"edge vouches checked\"").count(),
+        1
+    );
+    assert_eq!(
+        svg.matches("<line class=\"edge vouches recorded\"").count(),
+        6
+    );
+    assert_eq!(
+        svg.matches("<line class=\"edge rotated-to recorded\"")
+            .count(),
+        1
+    );
+
+    // --impact does not claim more than the edges show.
+    let impact = run(&["graph", "--impact", &root]);
+    assert!(
+        impact.contains(
+            "By the edges recorded in this store (3 followed, 1 checked, 2 recorded only)"
+        ) && impact.contains("Recorded edges only; unchecked edges may be missing or wrong"),
+        "{impact}"
+    );
+    let impact = run(&["graph", "--impact", rogue]);
+    assert!(
+        impact.contains("No edge recorded in this store leads from it")
+            && !impact.contains("vouches for nothing else"),
+        "{impact}"
+    );
 }
 
 #[test]

@@ -367,7 +367,11 @@ impl<B: Backend> AnchorStore<B> {
     /// Each anchor gets the checks a single import makes, against the stored anchors and the
     /// batch's earlier ones (roots go first): a server certificate is verified by its root even
     /// when both arrive together, and two roots with one id are refused. A `Vouches` edge from a
-    /// root into a server certificate is refused unless the certificate verifies under it.
+    /// root into a server certificate is refused unless the certificate verifies under it, and a
+    /// `RotatedTo` edge unless the old anchor's validity already ends
+    /// ([`AnchorError::RotationWithoutEnd`]): a bundle's index is not signed, and an edge
+    /// claiming a rotation that left the old key valid forever would make `show` and `graph`
+    /// present a live key as replaced.
     pub fn restore(
         &mut self,
         mut anchors: Vec<NewAnchor>,
@@ -400,6 +404,16 @@ impl<B: Backend> AnchorStore<B> {
                 return Err(AnchorError::SelfVouch);
             }
             let anchor_of = |fp: &Fingerprint| known.iter().find(|a| a.fingerprint == *fp);
+            // `known` holds the stored anchor when there is one (the batch's copy was skipped),
+            // so this is the validity the store will actually have.
+            if e.kind == EdgeKind::RotatedTo
+                && anchor_of(&e.from).is_some_and(|old| old.validity.not_after.is_none())
+            {
+                return Err(AnchorError::RotationWithoutEnd {
+                    from: e.from,
+                    to: e.to,
+                });
+            }
             if let (EdgeKind::Vouches, Some(root), Some(server)) =
                 (e.kind, anchor_of(&e.from), anchor_of(&e.to))
             {
@@ -754,6 +768,27 @@ fn check_storable(v: u64) -> Result<(), AnchorError> {
     i64::try_from(v)
         .map(|_| ())
         .map_err(|_| AnchorError::TooLarge(v))
+}
+
+/// Whether `edge`'s claim is a signature this store can verify and that verifies: an XTT root
+/// vouching for a server certificate it signed. Every other edge (an operator's `vouch` or
+/// `--vouched-by`, a service's record of whom it provisioned or delivered, a rotation, a
+/// bundle's edges) is a statement that no signature here backs. Checked again from the stored
+/// material rather than trusted from how the edge was recorded, so `anchors vouch` between a
+/// root and a server it did not sign is not presented as checked.
+pub fn signature_checked(anchors: &[Anchor], edge: &Edge) -> bool {
+    let find = |fp: &Fingerprint| anchors.iter().find(|a| a.fingerprint == *fp);
+    let (Some(root), Some(server)) = (find(&edge.from), find(&edge.to)) else {
+        return false;
+    };
+    if edge.kind != EdgeKind::Vouches
+        || root.kind != AnchorKind::XttRoot
+        || server.kind != AnchorKind::XttServer
+    {
+        return false;
+    }
+    let cert = server.public_material().unwrap_or_default();
+    matches!(signing_root(std::slice::from_ref(root), cert), Ok(Some(fp)) if fp == root.fingerprint)
 }
 
 /// The stored root that signed `cert`, if it is stored; an error if the named root is stored
