@@ -12,55 +12,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{test_config, wait_until, Fixture, Running, BASENAME};
+use common::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use xtt_proto::codec::{MsgType, ERROR_MESSAGE};
 use xtt_proto::record::PayloadType;
-use xtt_proto::session::SessionClientConfig;
-use xtt_registry::Registry;
-use xtt_server::bench::register_session_devices;
-use xtt_server::{
-    add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
-    XttServer,
-};
+use xtt_server::{Echo, SessionClient, SessionClientError, SessionClientOptions};
 
 const Q: PayloadType = PayloadType::QueueProtocol;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    fx: Fixture,
-    registry: Arc<dyn Registry>,
-    server: Running,
-}
-
-async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let fx = Fixture::new();
-    let registry = fx.registry(dir.path());
-    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
-        .await
-        .unwrap();
-    server
-        .enable_sessions(SessionOptions::new(Arc::new(Echo)))
-        .await
-        .unwrap();
-    assert_eq!(server.udp_addr().unwrap(), server.local_addr().unwrap());
-    Env {
-        _dir: dir,
-        fx,
-        registry,
-        server: common::run(server),
-    }
-}
-
-impl Env {
-    fn register(&self) -> SessionClientConfig {
-        let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
-        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), 1)
-            .unwrap()
-            .remove(0)
-    }
+async fn env() -> common::SessionEnv {
+    common::session_env(Arc::new(Echo), 1_000_000).await
 }
 
 async fn echo(c: &mut SessionClient, payload: &[u8]) {

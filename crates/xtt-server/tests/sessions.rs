@@ -9,59 +9,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{test_config, wait_until, Fixture, Running, BASENAME};
+use common::{test_config, wait_until, Fixture};
 use rand_core::{OsRng, RngCore};
 use tokio::net::UdpSocket;
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::SessionClientConfig;
-use xtt_proto::session_table::SessionTableConfig;
-use xtt_registry::Registry;
-use xtt_server::bench::register_session_devices;
 use xtt_server::sessions::{ForwardUdp, SessionApp};
 use xtt_server::{
-    add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
-    XttServer,
+    Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions, XttServer,
 };
 
 const Q: PayloadType = PayloadType::QueueProtocol;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    fx: Fixture,
-    registry: Arc<dyn Registry>,
-    server: Running,
-    udp: SocketAddr,
-}
+type Env = common::SessionEnv;
 
 async fn env_with(app: Arc<dyn SessionApp>) -> Env {
-    env_with_table(app, 1_000_000).await
+    common::session_env(app, 1_000_000).await
 }
 
 async fn env_with_table(app: Arc<dyn SessionApp>, max_sessions: usize) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let fx = Fixture::new();
-    let registry = fx.registry(dir.path());
-    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
-        .await
-        .unwrap();
-    let mut options = SessionOptions::new(app);
-    options.table = SessionTableConfig {
-        shards: 4,
-        max_sessions,
-        ..SessionTableConfig::default()
-    };
-    server.enable_sessions(options).await.unwrap();
-    let udp = server.udp_addr().unwrap();
-    assert_eq!(udp, server.local_addr().unwrap(), "UDP on the TCP address");
-    let server = common::run(server);
-    Env {
-        _dir: dir,
-        fx,
-        registry,
-        server,
-        udp,
-    }
+    common::session_env(app, max_sessions).await
 }
 
 async fn env() -> Env {
@@ -69,14 +37,6 @@ async fn env() -> Env {
 }
 
 impl Env {
-    /// A device registered as identity provisioning would leave it (ClientID → long-term key).
-    fn register(&self) -> SessionClientConfig {
-        let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
-        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), 1)
-            .unwrap()
-            .remove(0)
-    }
-
     fn completed_handshakes(&self) -> usize {
         self.server.handle.replay_cache_len()
     }

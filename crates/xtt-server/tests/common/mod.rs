@@ -9,9 +9,14 @@ use tokio::sync::oneshot;
 use xtt_ecdaa::{Issuer, Member};
 use xtt_proto::cert::{RootCertificate, ServerCertificate};
 use xtt_proto::longterm::LongtermKeyPair;
+use xtt_proto::session::SessionClientConfig;
+use xtt_proto::session_table::SessionTableConfig;
 use xtt_registry::{Registry, SqliteRegistry};
-use xtt_server::bench::{enroll_devices, ThrowawayPki};
-use xtt_server::{add_group, Provisioner, ServerConfig, ServerHandle, ServerKeys, XttServer};
+use xtt_server::bench::{enroll_devices, register_session_devices, ThrowawayPki};
+use xtt_server::sessions::SessionApp;
+use xtt_server::{
+    add_group, Provisioner, ServerConfig, ServerHandle, ServerKeys, SessionOptions, XttServer,
+};
 use zeroize::Zeroizing;
 
 pub const BASENAME: &[u8] = b"test-manufacturer";
@@ -122,6 +127,52 @@ pub fn run(server: XttServer) -> Running {
         handle,
         stop: Some(tx),
         task,
+    }
+}
+
+/// A running server with sessions on (TCP and UDP on one address), its registry, and the
+/// fixture to register devices with.
+pub struct SessionEnv {
+    pub _dir: tempfile::TempDir,
+    pub fx: Fixture,
+    pub registry: Arc<dyn Registry>,
+    pub server: Running,
+    pub udp: SocketAddr,
+}
+
+/// A server whose sessions go to `app`, with a session table of 4 shards and `max_sessions`.
+pub async fn session_env(app: Arc<dyn SessionApp>, max_sessions: usize) -> SessionEnv {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let registry = fx.registry(dir.path());
+    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+        .await
+        .unwrap();
+    let mut options = SessionOptions::new(app);
+    options.table = SessionTableConfig {
+        shards: 4,
+        max_sessions,
+        ..SessionTableConfig::default()
+    };
+    server.enable_sessions(options).await.unwrap();
+    let udp = server.udp_addr().unwrap();
+    assert_eq!(udp, server.local_addr().unwrap(), "UDP on the TCP address");
+    SessionEnv {
+        _dir: dir,
+        fx,
+        registry,
+        server: run(server),
+        udp,
+    }
+}
+
+impl SessionEnv {
+    /// A device registered as identity provisioning would leave it (ClientID → long-term key).
+    pub fn register(&self) -> SessionClientConfig {
+        let (group_id, _) = add_group(&*self.registry, &self.fx.gpk(), BASENAME).unwrap();
+        register_session_devices(&*self.registry, group_id, Arc::new(self.fx.root.clone()), 1)
+            .unwrap()
+            .remove(0)
     }
 }
 
