@@ -197,6 +197,14 @@ Example:
         new: ImportArgs,
     },
     /// Record that one anchor vouches for another.
+    #[command(long_about = "\
+Records that one anchor vouches for another, as an edge of the trust graph that `show`, `graph` \
+and `graph --impact` follow. An XTT root may vouch for a server certificate only if its \
+signature is on it (checked now; refused otherwise). Every other edge has no signature the store \
+could check: it is recorded as you state it, and labelled 'recorded' in the graph.
+
+Example:
+  xtt anchors vouch 3f2a9c01 7be41d22")]
     Vouch {
         /// The voucher.
         voucher: String,

@@ -58,8 +58,10 @@ pub enum AnchorError {
     /// A fingerprint prefix is too short or not hex.
     #[error("{0:?} is not a fingerprint (at least 8 hex digits)")]
     BadFingerprint(String),
-    /// A server certificate's root signature does not verify under the stored root it names.
-    #[error("server certificate names root {root} but its signature does not verify under it")]
+    /// A server certificate is not signed by a root it is tied to: the root it names (its
+    /// signature does not verify), or a root said to vouch for it (another root's id, or a
+    /// signature that does not verify).
+    #[error("the server certificate is not signed by XTT root {root}: it names another root, or its signature does not verify under this one")]
     BadCertificateSignature {
         /// The root it claims.
         root: Fingerprint,

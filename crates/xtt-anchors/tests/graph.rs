@@ -783,7 +783,7 @@ fn a_bundle_index_cannot_point_outside_its_directory() {
 fn an_unopenable_store_is_named_with_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("missing").join("anchors.db");
-    let err = common::xtt(&["anchors", "--store", store.to_str().unwrap(), "list"]).unwrap_err();
+    let err = xtt(&["anchors", "--store", store.to_str().unwrap(), "list"]).unwrap_err();
     let shown = format!("{err:#}");
     assert!(shown.contains(store.to_str().unwrap()), "{shown}");
     assert_eq!(shown.matches("(os error").count(), 1, "{shown}");
@@ -864,5 +864,85 @@ fn a_bundle_is_checked_among_its_own_anchors() {
     assert!(
         matches!(err, AnchorError::BadCertificateSignature { .. }),
         "{err}"
+    );
+}
+
+/// The edge a bundle may not claim may not be added by hand either: `vouch` and an import's
+/// voucher are refused when the voucher is an XTT root whose signature is not on the server
+/// certificate, and the store keeps no edge; the root that did sign may vouch.
+#[test]
+fn a_root_cannot_be_said_to_vouch_for_a_certificate_it_did_not_sign() {
+    use xtt_anchors::{AnchorError, NewAnchor};
+    let (root, root_key) = fresh_root(41);
+    let (other_root, other_root_key) = fresh_root(42);
+    let (_, foreign) = common::server_signed_by(&other_root, &other_root_key, 43);
+    let (_, own) = common::server_signed_by(&root, &root_key, 44);
+    let root_anchor = || NewAnchor::public(AnchorKind::XttRoot, root.encode().to_vec(), "r");
+    let server = |cert: &xtt_proto::cert::ServerCertificate| {
+        NewAnchor::public(AnchorKind::XttServer, cert.as_bytes().to_vec(), "s")
+    };
+    let mut s = AnchorStore::in_memory();
+    let r = s.import(root_anchor(), T0).unwrap();
+    let f = s.import(server(&foreign), T0).unwrap();
+    let edges_before = s.edges().unwrap();
+
+    let err = s.vouch(r, f).unwrap_err();
+    assert!(
+        matches!(err, AnchorError::BadCertificateSignature { root } if root == r),
+        "{err}"
+    );
+    let err = s
+        .import(
+            NewAnchor::public(AnchorKind::XttServer, own.as_bytes().to_vec(), "t")
+                .vouched_by(r)
+                .named("not this one"),
+            T0,
+        )
+        .map(|_| ());
+    assert!(err.is_ok(), "the signing root vouches: {err:?}");
+    let (_, foreign2) = common::server_signed_by(&other_root, &other_root_key, 45);
+    let err = s.import(server(&foreign2).vouched_by(r), T0).unwrap_err();
+    assert!(
+        matches!(err, AnchorError::BadCertificateSignature { root } if root == r),
+        "{err}"
+    );
+    assert!(
+        !s.edges().unwrap().iter().any(|e| e.from == r && e.to == f),
+        "no edge from the refused vouch"
+    );
+    assert_eq!(s.edges().unwrap().len(), edges_before.len() + 1);
+
+    // Through the CLI: refused with the reason, and the store unchanged.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("a.db");
+    let store = store.to_str().unwrap();
+    let root_file = dir.path().join("root.bin");
+    std::fs::write(&root_file, root.encode()).unwrap();
+    let cert_file = dir.path().join("server.bin");
+    std::fs::write(&cert_file, foreign.as_bytes()).unwrap();
+    xtt(&[
+        "anchors",
+        "--store",
+        store,
+        "import",
+        "xtt-root",
+        root_file.to_str().unwrap(),
+    ])
+    .unwrap();
+    xtt(&[
+        "anchors",
+        "--store",
+        store,
+        "import",
+        "xtt-server",
+        cert_file.to_str().unwrap(),
+    ])
+    .unwrap();
+    let rfp = r.to_hex();
+    let ffp = f.to_hex();
+    let err = xtt(&["anchors", "--store", store, "vouch", &rfp, &ffp]).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not signed by XTT root"),
+        "{err:#}"
     );
 }

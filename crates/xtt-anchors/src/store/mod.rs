@@ -414,15 +414,14 @@ impl<B: Backend> AnchorStore<B> {
                     to: e.to,
                 });
             }
-            if let (EdgeKind::Vouches, Some(root), Some(server)) =
+            if let (EdgeKind::Vouches, Some(voucher), Some(subject)) =
                 (e.kind, anchor_of(&e.from), anchor_of(&e.to))
             {
-                if root.kind == AnchorKind::XttRoot && server.kind == AnchorKind::XttServer {
-                    let cert = server.public_material().unwrap_or_default();
-                    if signing_root(std::slice::from_ref(root), cert)? != Some(root.fingerprint) {
-                        return Err(AnchorError::BadCertificateSignature { root: e.from });
-                    }
-                }
+                check_checkable_vouch(
+                    voucher,
+                    subject.kind,
+                    subject.public_material().unwrap_or_default(),
+                )?;
             }
             changes.push(Change::AddEdge(e));
         }
@@ -435,8 +434,12 @@ impl<B: Backend> AnchorStore<B> {
         if voucher == subject {
             return Err(AnchorError::SelfVouch);
         }
-        self.get(&voucher)?;
-        self.get(&subject)?;
+        let subject_anchor = self.get(&subject)?;
+        check_checkable_vouch(
+            &self.get(&voucher)?,
+            subject_anchor.kind,
+            subject_anchor.public_material().unwrap_or_default(),
+        )?;
         self.backend.apply(&[Change::AddEdge(Edge {
             from: voucher,
             to: subject,
@@ -653,11 +656,14 @@ fn prepare_among(
         return Err(AnchorError::Duplicate(fingerprint));
     }
     for v in &new.vouched_by {
-        if !existing.iter().any(|a| a.fingerprint == *v) {
+        let Some(voucher) = existing.iter().find(|a| a.fingerprint == *v) else {
             return Err(AnchorError::NotFound(v.to_hex()));
-        }
+        };
         if *v == fingerprint {
             return Err(AnchorError::SelfVouch);
+        }
+        if let Material::Public(subject) = &new.material {
+            check_checkable_vouch(voucher, new.kind, subject)?;
         }
     }
     let validity = new.validity.unwrap_or(Validity::from(now));
@@ -789,6 +795,27 @@ pub fn signature_checked(anchors: &[Anchor], edge: &Edge) -> bool {
     }
     let cert = server.public_material().unwrap_or_default();
     matches!(signing_root(std::slice::from_ref(root), cert), Ok(Some(fp)) if fp == root.fingerprint)
+}
+
+/// Refuses a `vouches` edge the store can check and that is false: an XTT root "vouching" for
+/// a server certificate its signature does not verify. Recorded, such an edge would show a
+/// forged certificate under a genuine root in `show`, `graph` and `--impact`. Other edges
+/// carry no signature the store could check, and are only recorded.
+fn check_checkable_vouch(
+    voucher: &Anchor,
+    subject_kind: AnchorKind,
+    subject: &[u8],
+) -> Result<(), AnchorError> {
+    let root_and_server =
+        voucher.kind == AnchorKind::XttRoot && subject_kind == AnchorKind::XttServer;
+    if root_and_server
+        && signing_root(std::slice::from_ref(voucher), subject)? != Some(voucher.fingerprint)
+    {
+        return Err(AnchorError::BadCertificateSignature {
+            root: voucher.fingerprint,
+        });
+    }
+    Ok(())
 }
 
 /// The stored root that signed `cert`, if it is stored; an error if the named root is stored
