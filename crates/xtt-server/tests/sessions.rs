@@ -9,16 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{test_config, wait_until, Fixture};
+use common::wait_until;
 use rand_core::{OsRng, RngCore};
 use tokio::net::UdpSocket;
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::record::PayloadType;
 use xtt_proto::session::SessionClientConfig;
 use xtt_server::sessions::{ForwardUdp, SessionApp};
-use xtt_server::{
-    Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions, XttServer,
-};
+use xtt_server::{Echo, SessionClient, SessionClientError, SessionClientOptions};
 
 const Q: PayloadType = PayloadType::QueueProtocol;
 
@@ -545,23 +543,11 @@ async fn forward_unix_prefixes_payloads_with_the_client_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_expires_and_the_client_is_told() {
-    let dir = tempfile::tempdir().unwrap();
-    let fx = Fixture::new();
-    let registry = fx.registry(dir.path());
-    let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
-        .await
-        .unwrap();
-    let mut options = SessionOptions::new(Arc::new(Echo));
-    options.table.idle_timeout_secs = 1;
-    server.enable_sessions(options).await.unwrap();
-    let udp = server.udp_addr().unwrap();
-    let e = Env {
-        _dir: dir,
-        fx,
-        registry,
-        server: common::run(server),
-        udp,
+    let table = xtt_proto::session_table::SessionTableConfig {
+        idle_timeout_secs: 1,
+        ..Default::default()
     };
+    let e = common::session_env_with_table(Arc::new(Echo), table).await;
     let mut c = SessionClient::connect(e.udp, e.register(), fast_udp(), None)
         .await
         .unwrap();

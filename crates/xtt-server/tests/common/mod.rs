@@ -142,6 +142,22 @@ pub struct SessionEnv {
 
 /// A server whose sessions go to `app`, with a session table of 4 shards and `max_sessions`.
 pub async fn session_env(app: Arc<dyn SessionApp>, max_sessions: usize) -> SessionEnv {
+    session_env_with_table(
+        app,
+        SessionTableConfig {
+            shards: 4,
+            max_sessions,
+            ..SessionTableConfig::default()
+        },
+    )
+    .await
+}
+
+/// A server whose sessions go to `app`, with the session table `table`.
+pub async fn session_env_with_table(
+    app: Arc<dyn SessionApp>,
+    table: SessionTableConfig,
+) -> SessionEnv {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
     let registry = fx.registry(dir.path());
@@ -149,11 +165,7 @@ pub async fn session_env(app: Arc<dyn SessionApp>, max_sessions: usize) -> Sessi
         .await
         .unwrap();
     let mut options = SessionOptions::new(app);
-    options.table = SessionTableConfig {
-        shards: 4,
-        max_sessions,
-        ..SessionTableConfig::default()
-    };
+    options.table = table;
     server.enable_sessions(options).await.unwrap();
     let udp = server.udp_addr().unwrap();
     assert_eq!(udp, server.local_addr().unwrap(), "UDP on the TCP address");
