@@ -350,14 +350,16 @@ mod tests {
         }
         assert_eq!(committing, n);
         assert_eq!(answered.recv_timeout(patience), Ok(()));
-        let recorded = AnchorStore::open(&path)
-            .unwrap()
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.kind == AnchorKind::DeviceIdentity)
-            .count();
+        let recorded = identities(&AnchorStore::open(&path).unwrap()).len();
         assert_eq!(recorded, n, "all committed when the flush is answered");
+    }
+
+    /// The device identities in `store`.
+    fn identities(store: &AnchorStore) -> Vec<Fingerprint> {
+        let all = store.list().unwrap().into_iter();
+        all.filter(|a| a.kind == AnchorKind::DeviceIdentity)
+            .map(|a| a.fingerprint)
+            .collect()
     }
 
     /// What was queued before a flush is in the store when it returns, across several of the
@@ -374,13 +376,7 @@ mod tests {
             recorder.record(identity(i, &key));
         }
         assert!(recorder.flush(std::time::Duration::from_secs(30)));
-        let recorded = AnchorStore::open(&path)
-            .unwrap()
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.kind == AnchorKind::DeviceIdentity)
-            .count();
+        let recorded = identities(&AnchorStore::open(&path).unwrap()).len();
         assert_eq!(recorded, n);
     }
 
@@ -394,23 +390,11 @@ mod tests {
         let key = LongtermKeyPair::generate(&mut OsRng);
         let first = [identity(0, &key)];
         record_batch(&mut store, &first, &server_fp, "test").unwrap();
-        let revoked = store
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|a| a.kind == AnchorKind::DeviceIdentity)
-            .unwrap()
-            .fingerprint;
+        let revoked = identities(&store)[0];
         store.revoke(&revoked, unix_now()).unwrap();
         let batch = [identity(1, &key), identity(0, &key), identity(2, &key)];
         record_batch(&mut store, &batch, &server_fp, "test").unwrap();
-        let recorded: Vec<Fingerprint> = store
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.kind == AnchorKind::DeviceIdentity)
-            .map(|a| a.fingerprint)
-            .collect();
+        let recorded = identities(&store);
         assert_eq!(recorded.len(), 2, "the other two identities are recorded");
         assert!(!recorded.contains(&revoked), "the revoked one is not back");
     }
