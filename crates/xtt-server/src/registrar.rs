@@ -82,6 +82,21 @@ fn run(
                 Err(_) => break,
             }
         }
+        // A handshake that gave up while its request queued (its timeout, a closed connection)
+        // dropped the receiver: nobody will tell the device, so nothing is stored for it
+        // either. (One that gives up during the commit cannot be helped: the commit comes
+        // before the answer.)
+        let queued = batch.len();
+        batch.retain(|(_, _, reply)| !reply.is_closed());
+        if batch.len() < queued {
+            tracing::debug!(
+                abandoned = queued - batch.len(),
+                "registrations whose handshake ended while queued were dropped"
+            );
+        }
+        if batch.is_empty() {
+            continue;
+        }
         metrics.observe_commit_batch(batch.len());
         let mut regs = Vec::with_capacity(batch.len());
         let mut cookies = Vec::with_capacity(batch.len());
@@ -112,5 +127,80 @@ fn run(
                 Err(e) => tracing::warn!(error = %e, "sweeping used cookies failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xtt_proto::daa::{GroupId, Pseudonym, PSEUDONYM_LEN};
+    use xtt_proto::longterm::LongtermKeyPair;
+    use xtt_proto::{ClientId, UnixTime};
+    use xtt_registry::{GroupRecord, SqliteRegistry};
+
+    fn request(
+        group_id: GroupId,
+        n: u8,
+    ) -> (
+        Request,
+        oneshot::Receiver<Result<Assigned, RegisterFailure>>,
+    ) {
+        let key = LongtermKeyPair::generate(&mut rand_core::OsRng);
+        let registration = Registration {
+            group_id,
+            pseudonym: Pseudonym([n; PSEUDONYM_LEN]),
+            requested_id: ClientId::NULL,
+            longterm_key: *key.public_key(),
+            now: UnixTime(1),
+        };
+        let cookie = CookieUse {
+            id: [n; 13],
+            expires_at: UnixTime(u64::from(u32::MAX)),
+        };
+        let (reply, rx) = oneshot::channel();
+        ((registration, cookie, reply), rx)
+    }
+
+    /// A registration whose handshake ended while it waited in the queue is not committed: the
+    /// device was never told of a ClientID, so the registry gets no identity (and no claimed
+    /// cookie) for it; the registration queued beside it is committed and answered.
+    #[test]
+    fn a_registration_abandoned_in_the_queue_is_not_committed() {
+        let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+        let group_id = GroupId([7; 32]);
+        registry
+            .add_group(&GroupRecord {
+                group_id,
+                gpk: vec![1; 258],
+                basename: b"b".to_vec(),
+            })
+            .unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let (abandoned, gave_up) = request(group_id, 1);
+        let (waiting, answer) = request(group_id, 2);
+        tx.try_send(abandoned).unwrap();
+        tx.try_send(waiting).unwrap();
+        drop(gave_up); // the handshake's timeout dropped its future
+        drop(tx);
+        // Runs the writer until the queue is empty and closed.
+        run(rx, registry.clone(), Arc::new(Metrics::new()), 16);
+        let assigned = answer.blocking_recv().unwrap().unwrap();
+        let stored = registry.identities().unwrap();
+        assert_eq!(
+            stored.len(),
+            1,
+            "only the registration still awaited is stored"
+        );
+        assert_eq!(stored[0].client_id, assigned.client_id);
+        assert_eq!(stored[0].pseudonym, Pseudonym([2; PSEUDONYM_LEN]));
+        assert!(
+            registry
+                .claim_cookie(&CookieUse {
+                    id: [1; 13],
+                    expires_at: UnixTime(u64::from(u32::MAX)),
+                })
+                .unwrap(),
+            "the abandoned registration's cookie was not claimed"
+        );
     }
 }

@@ -781,7 +781,8 @@ async fn identity_handshake(
         Ok(f) => f,
         Err(e) => return Err(fail(stream, &e).await),
     };
-    write(sh, stream, &server_finished).await?;
+    // Recorded before the write: the registry holds the identity from here on, whether or not
+    // Identity_ServerFinished reaches the device, and the anchor store mirrors the registry.
     if let Some(recorder) = &sh.identities {
         recorder.record(Provisioned {
             client_id: assigned.client_id,
@@ -789,6 +790,7 @@ async fn identity_handshake(
             group_id,
         });
     }
+    write(sh, stream, &server_finished).await?;
     Ok(Ended::Provisioned(assigned.client_id))
 }
 
