@@ -3,122 +3,18 @@
 //! a mailbox's expiry second because the request came in a second earlier; nor must a request
 //! its client already got 408 for, whose store task still runs.
 //!
-//! The store here is the real SQLite store behind a gate the test opens: each mailbox request
-//! reports its arrival at the store and then waits, as it would behind a held lock. No sleeps
-//! order anything; the gate does.
+//! The store here is the real SQLite store behind a gate the test opens (`common::gated`):
+//! each mailbox request reports its arrival at the store and then waits, as it would behind a
+//! held lock. No sleeps order anything; the gate does.
 
 mod common;
 
+use common::gated::start_gated;
 use common::*;
-use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use uuid::Uuid;
-use xtt_relay::client::{self, RelayClient};
-use xtt_relay::proto::mailbox::Mailbox;
+use xtt_relay::client;
 use xtt_relay::proto::wire::UpdateMailboxRequest;
-use xtt_relay::server::clock::{Clock, ManualClock};
-use xtt_relay::server::sqlite::SqliteStore;
-use xtt_relay::server::store::{
-    ApplyError, ApplyOutcome, CreateQuota, IdempotencyKey, MailboxOp, QuotaOutcome, Store,
-    StoreError,
-};
-use xtt_relay::server::{RelayServer, ServeOptions};
-
-/// The SQLite store, with every `apply` held at a gate: it reports its arrival, waits for the
-/// test to open the gate once, then runs and reports how it ended.
-struct GatedStore {
-    inner: SqliteStore,
-    arrived: mpsc::UnboundedSender<()>,
-    gate: Mutex<std_mpsc::Receiver<()>>,
-    ran: mpsc::UnboundedSender<Result<ApplyOutcome, String>>,
-}
-
-impl Store for GatedStore {
-    fn create(
-        &self,
-        mailbox: &Mailbox,
-        key: &IdempotencyKey,
-        clock: &dyn Clock,
-        quota: &CreateQuota,
-    ) -> Result<QuotaOutcome, StoreError> {
-        self.inner.create(mailbox, key, clock, quota)
-    }
-
-    fn apply(
-        &self,
-        id: &Uuid,
-        clock: &dyn Clock,
-        key: Option<&IdempotencyKey>,
-        op: MailboxOp<'_>,
-    ) -> Result<ApplyOutcome, ApplyError> {
-        self.arrived.send(()).unwrap();
-        self.gate.lock().unwrap().recv().unwrap();
-        let outcome = self.inner.apply(id, clock, key, op);
-        let report = match &outcome {
-            Ok(done) => Ok(*done),
-            Err(e) => Err(e.to_string()),
-        };
-        self.ran.send(report).unwrap();
-        outcome
-    }
-
-    fn get(&self, id: &Uuid, clock: &dyn Clock) -> Result<Option<Mailbox>, StoreError> {
-        self.inner.get(id, clock)
-    }
-
-    fn sweep(&self, clock: &dyn Clock) -> Result<usize, StoreError> {
-        self.inner.sweep(clock)
-    }
-}
-
-struct Gated {
-    server: RelayServer,
-    base: url::Url,
-    db: std::path::PathBuf,
-    clock: Arc<ManualClock>,
-    client: RelayClient,
-    arrived: mpsc::UnboundedReceiver<()>,
-    gate: std_mpsc::Sender<()>,
-    ran: mpsc::UnboundedReceiver<Result<ApplyOutcome, String>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_gated(request_timeout: Duration) -> Gated {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
-    let (arrived_tx, arrived) = mpsc::unbounded_channel();
-    let (gate, gate_rx) = std_mpsc::channel();
-    let (ran_tx, ran) = mpsc::unbounded_channel();
-    let store = Arc::new(GatedStore {
-        inner: SqliteStore::open(&db).unwrap(),
-        arrived: arrived_tx,
-        gate: Mutex::new(gate_rx),
-        ran: ran_tx,
-    });
-    let clock = Arc::new(ManualClock::new(T0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let options = ServeOptions {
-        request_timeout,
-        ..ServeOptions::default()
-    };
-    let server = RelayServer::start_with(listener, None, store, clock.clone(), config(), options)
-        .await
-        .unwrap();
-    let base = url::Url::parse(&format!("http://{}", server.local_addr())).unwrap();
-    Gated {
-        server,
-        base,
-        db,
-        clock,
-        client: RelayClient::new().unwrap(),
-        arrived,
-        gate,
-        ran,
-        _dir: dir,
-    }
-}
 
 /// The stored payload and Recipient of the only mailbox, through a separate connection.
 fn stored(db: &std::path::Path) -> (Vec<u8>, Option<Vec<u8>>) {

@@ -1,8 +1,16 @@
 //! HTTP routes: thin glue between axum and the sans-IO core. Each handler validates headers and
 //! body, runs one store transaction on a blocking thread, and replies only after the commit.
 //! Handlers hand the store the clock, not a time: whether a mailbox has expired is decided when
-//! the transaction runs, which may be long after the request arrived (the store has one lock),
-//! or after the deadline answered 408 (the blocking task is not cancelled and still runs).
+//! the transaction runs, which may be long after the request arrived (the store has one lock).
+//!
+//! A 408 means nothing happened. Each request gets a [`Deadline`], its start plus the request
+//! timeout, and hands it to its store step, which commits only if it can claim the deadline
+//! right before committing, and otherwise rolls back ([`StoreError::DeadlinePassed`], answered
+//! 408 by the handler). The timeout answers 408 itself only if it claims the deadline first: the
+//! request was still uploading its body or waiting for the store, and its store step, which is
+//! not cancelled and may run later, will roll back. If a commit has begun, the timeout waits
+//! for the handler's answer instead. A create whose mailbox expired while it waited for the
+//! store stores nothing and is answered 408 too.
 
 use crate::proto::mailbox::{AccessError, Change, ClaimDigest, Mailbox, Role};
 use crate::proto::wire::{
@@ -12,7 +20,9 @@ use crate::proto::wire::{
     HEADER_REQUEST_ID,
 };
 use crate::server::preview;
-use crate::server::store::{ApplyError, ApplyOutcome, CreateOutcome, IdempotencyKey, StoreError};
+use crate::server::store::{
+    ApplyError, ApplyOutcome, CreateOutcome, Deadline, IdempotencyKey, StoreError,
+};
 use crate::server::store::{CreateQuota, Creator, QuotaOutcome};
 use crate::server::AppState;
 use axum::body::Bytes;
@@ -21,7 +31,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,8 +99,21 @@ impl From<AccessError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The reply to a request whose deadline passed before anything was done.
+    fn timed_out() -> Self {
+        ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request took too long; nothing was changed".into(),
+        )
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::DeadlinePassed = e {
+            return ApiError::timed_out();
+        }
         tracing::error!(error = %e, "storage failure");
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
     }
@@ -197,6 +220,7 @@ fn push_supported(state: &AppState) -> bool {
 async fn create(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(deadline): Extension<Arc<Deadline>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -205,7 +229,8 @@ async fn create(
     let attestation = attestation(&headers)?;
     let request: CreateMailboxRequest = json_body(&body)?;
     // The requested expiration is checked against the arrival time; the store reads the clock
-    // again for its own expiry decisions (a repeated create, the per-creator quota).
+    // again for its own expiry decisions (this mailbox, a repeated create, the per-creator
+    // quota).
     let now = state.clock.now();
     let valid = request.validate(now, &state.config.limits)?;
     let mailbox = Mailbox {
@@ -232,7 +257,8 @@ async fn create(
         per_creator: state.config.max_mailboxes_per_creator,
     };
     let clock = state.clock.clone();
-    let stored = blocking(move || Ok(store.create(&mailbox, &key, &*clock, &quota)?)).await?;
+    let stored =
+        blocking(move || Ok(store.create(&mailbox, &key, &*clock, &quota, &deadline)?)).await?;
     let outcome = match stored {
         QuotaOutcome::Within(outcome) => outcome,
         QuotaOutcome::OverQuota { retry_after_secs } => {
@@ -251,6 +277,13 @@ async fn create(
             )
             .retry_after(state.config.sweep_interval));
         }
+        CreateOutcome::Expired => {
+            return Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                "the mailbox expired while the request waited for the relay; nothing was stored"
+                    .into(),
+            ));
+        }
     };
     let body = CreateMailboxResponse {
         url_link: mailbox_url(&state, &id),
@@ -262,6 +295,7 @@ async fn create(
 async fn read(
     State(state): State<Shared>,
     Path(raw_id): Path<String>,
+    Extension(deadline): Extension<Arc<Deadline>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -285,7 +319,7 @@ async fn read(
             seen = Some(m.clone());
             Ok(change)
         };
-        store.apply(&id, &*clock, None, &mut op)?;
+        store.apply(&id, &*clock, None, &mut op, &deadline)?;
         seen.ok_or(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error".into(),
@@ -303,6 +337,7 @@ async fn read(
 async fn update(
     State(state): State<Shared>,
     Path(raw_id): Path<String>,
+    Extension(deadline): Extension<Arc<Deadline>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -320,7 +355,7 @@ async fn update(
             notify = m.update(&claim, payload, token)?;
             Ok(Change::Updated)
         };
-        let outcome = store.apply(&id, &*clock, Some(&key), &mut op)?;
+        let outcome = store.apply(&id, &*clock, Some(&key), &mut op, &deadline)?;
         Ok((outcome, notify))
     })
     .await?;
@@ -343,9 +378,10 @@ async fn update(
 async fn relinquish(
     State(state): State<Shared>,
     Path(raw_id): Path<String>,
+    Extension(deadline): Extension<Arc<Deadline>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    claimant_change(&state, &raw_id, &headers, |m, claim| {
+    claimant_change(&state, &raw_id, &headers, deadline, |m, claim| {
         m.relinquish(claim).map(|()| Change::Updated)
     })
     .await
@@ -354,9 +390,10 @@ async fn relinquish(
 async fn delete(
     State(state): State<Shared>,
     Path(raw_id): Path<String>,
+    Extension(deadline): Extension<Arc<Deadline>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    claimant_change(&state, &raw_id, &headers, |m, claim| {
+    claimant_change(&state, &raw_id, &headers, deadline, |m, claim| {
         m.authorize_delete(claim).map(|_| Change::Deleted)
     })
     .await
@@ -368,6 +405,7 @@ async fn claimant_change(
     state: &Shared,
     raw_id: &str,
     headers: &HeaderMap,
+    deadline: Arc<Deadline>,
     change: fn(&mut Mailbox, &ClaimDigest) -> Result<Change, AccessError>,
 ) -> Result<Response, ApiError> {
     let id = mailbox_id(raw_id)?;
@@ -376,7 +414,7 @@ async fn claimant_change(
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let outcome = blocking(move || {
         let mut op = |m: &mut Mailbox| change(m, &claim);
-        Ok(store.apply(&id, &*clock, Some(&key), &mut op)?)
+        Ok(store.apply(&id, &*clock, Some(&key), &mut op, &deadline)?)
     })
     .await?;
     Ok(status_only(outcome))
@@ -433,22 +471,29 @@ async fn echo_request_id(request: Request, next: Next) -> Response {
 
 /// Answers 408 to a request not done within the relay's request timeout: a body that never
 /// arrives would otherwise hold its connection and task forever (hyper bounds only the head).
-async fn deadline(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let mut response = ApiError(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request took too long".into(),
-            )
-            .into_response();
-            // The unread rest of the body makes the connection unusable.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+/// The request's [`Deadline`] is the same instant; the 408 is sent only if the timeout claims
+/// it before a store step began to commit (that step, and any later one, then rolls back), and
+/// otherwise the handler's answer is awaited: see the module docs.
+async fn deadline(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
+    let at = tokio::time::Instant::now() + state.request_timeout;
+    let deadline = Arc::new(Deadline::at(at.into_std()));
+    request.extensions_mut().insert(deadline.clone());
+    let run = next.run(request);
+    tokio::pin!(run);
+    tokio::select! {
+        response = &mut run => return response,
+        () = tokio::time::sleep_until(at) => {}
     }
+    if !deadline.time_out() {
+        // A commit has begun: the change is made, and the client must hear how it ended.
+        return run.await;
+    }
+    let mut response = ApiError::timed_out().into_response();
+    // The unread rest of the body makes the connection unusable.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn rate_limit(

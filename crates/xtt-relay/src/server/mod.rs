@@ -85,7 +85,8 @@ pub struct ServeOptions {
     /// they carry many clients.
     pub connections: xtt_tls::serve::ServeLimits,
     /// Longest a request may take once its head is read (a body that never arrives included);
-    /// the client gets 408 after.
+    /// the client gets 408 after, and nothing it asked for is done (unless the change had begun
+    /// to commit in time: then the client gets its answer).
     pub request_timeout: Duration,
 }
 

@@ -2,7 +2,9 @@
 //! `synchronous=FULL` so a committed change survives a crash of the process or the machine,
 //! `secure_delete` so deleted ciphertext is overwritten, and one `BEGIN IMMEDIATE` transaction
 //! per request. The clock is read once that transaction has begun: a request that waited for
-//! the lock is judged by the time it runs, not the time it arrived.
+//! the lock is judged by the time it runs, not the time it arrived. Right before it commits, a
+//! transaction claims the request's [`Deadline`]; past it, the transaction is rolled back
+//! instead ([`StoreError::DeadlinePassed`]).
 //!
 //! Little identifying is stored: no user names; device claims only as SHA-256 digests; of a
 //! mailbox, its creator (IPv4 address or IPv6 /64) for the
@@ -18,8 +20,8 @@ use crate::proto::wire::{
 };
 use crate::server::clock::Clock;
 use crate::server::store::{
-    ApplyError, ApplyOutcome, CreateOutcome, CreateQuota, IdempotencyKey, MailboxOp, QuotaOutcome,
-    Store, StoreError,
+    ApplyError, ApplyOutcome, CreateOutcome, CreateQuota, Deadline, IdempotencyKey, MailboxOp,
+    QuotaOutcome, Store, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
@@ -314,6 +316,14 @@ fn write(conn: &Connection, m: &Mailbox, insert: Option<Option<&str>>) -> Result
     Ok(())
 }
 
+/// Commits `tx` if `deadline` can still be claimed; otherwise drops it, which rolls it back.
+fn commit(tx: rusqlite::Transaction<'_>, deadline: &Deadline) -> Result<(), StoreError> {
+    if !deadline.begin_commit() {
+        return Err(StoreError::DeadlinePassed);
+    }
+    Ok(tx.commit()?)
+}
+
 fn record_request(conn: &Connection, key: &IdempotencyKey, id: &Uuid) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO last_request (claim, request_id, mailbox_id) VALUES (?1, ?2, ?3)
@@ -332,6 +342,7 @@ impl SqliteStore {
         key: &IdempotencyKey,
         clock: &dyn Clock,
         quota: &CreateQuota,
+        deadline: &Deadline,
     ) -> Result<QuotaOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -351,6 +362,11 @@ impl SqliteStore {
                     Uuid::try_parse(&mailbox_id).map_err(|_| StoreError::Corrupt("mailbox id"))?;
                 return Ok(QuotaOutcome::Within(CreateOutcome::Duplicate(id)));
             }
+        }
+        // Valid when the request arrived, but it waited for the store: a mailbox dead on
+        // arrival is not stored.
+        if mailbox.is_expired(now) {
+            return Ok(QuotaOutcome::Within(CreateOutcome::Expired));
         }
         let creator = quota.creator.to_string();
         // A range of the (creator, expires_at) index: at most `per_creator` entries.
@@ -372,7 +388,7 @@ impl SqliteStore {
         }
         write(&tx, mailbox, Some(Some(&creator)))?;
         record_request(&tx, key, &mailbox.id)?;
-        tx.commit()?;
+        commit(tx, deadline)?;
         Ok(QuotaOutcome::Within(CreateOutcome::Created))
     }
 }
@@ -384,8 +400,9 @@ impl Store for SqliteStore {
         key: &IdempotencyKey,
         clock: &dyn Clock,
         quota: &CreateQuota,
+        deadline: &Deadline,
     ) -> Result<QuotaOutcome, StoreError> {
-        self.create_checked(mailbox, key, clock, quota)
+        self.create_checked(mailbox, key, clock, quota, deadline)
     }
 
     fn apply(
@@ -394,6 +411,7 @@ impl Store for SqliteStore {
         clock: &dyn Clock,
         key: Option<&IdempotencyKey>,
         op: MailboxOp<'_>,
+        deadline: &Deadline,
     ) -> Result<ApplyOutcome, ApplyError> {
         let mut conn = self.lock();
         let tx = conn
@@ -426,7 +444,7 @@ impl Store for SqliteStore {
         if let (Some(key), false) = (key, change == Change::Deleted) {
             record_request(&tx, key, id)?;
         }
-        tx.commit().map_err(StoreError::from)?;
+        commit(tx, deadline)?;
         Ok(ApplyOutcome::Done(change))
     }
 
@@ -486,7 +504,10 @@ mod tests {
             per_creator: u64::MAX,
             ..quota("203.0.113.9", 0)
         };
-        match s.create(m, key, &FixedClock(now), &quota).unwrap() {
+        match s
+            .create(m, key, &FixedClock(now), &quota, &Deadline::none())
+            .unwrap()
+        {
             QuotaOutcome::Within(outcome) => outcome,
             over => panic!("no quota, yet {over:?}"),
         }
@@ -522,11 +543,23 @@ mod tests {
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut op = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(0), Some(&key(2, "r")), &mut op),
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(2, "r")),
+                &mut op,
+                &Deadline::none()
+            ),
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(0), Some(&key(2, "r")), &mut op),
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(2, "r")),
+                &mut op,
+                &Deadline::none()
+            ),
             Ok(ApplyOutcome::Duplicate)
         ));
         assert_eq!(
@@ -543,7 +576,7 @@ mod tests {
             "expired at its instant"
         );
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(100), None, &mut op),
+            store.apply(&m.id, &FixedClock(100), None, &mut op, &Deadline::none()),
             Err(ApplyError::Access(AccessError::NotFound))
         ));
         assert_eq!(store.sweep(&FixedClock(99)).unwrap(), 0);
@@ -588,7 +621,7 @@ mod tests {
                     Ok(change)
                 };
                 arrived.send(()).unwrap();
-                let outcome = store.apply(&m.id, &clock, None, &mut op);
+                let outcome = store.apply(&m.id, &clock, None, &mut op, &Deadline::none());
                 (outcome, seen)
             });
             let deleted = s.spawn(|| {
@@ -597,7 +630,13 @@ mod tests {
                     Ok(Change::Deleted)
                 };
                 arrived.send(()).unwrap();
-                store.apply(&m.id, &clock, Some(&key(1, "d")), &mut op)
+                store.apply(
+                    &m.id,
+                    &clock,
+                    Some(&key(1, "d")),
+                    &mut op,
+                    &Deadline::none(),
+                )
             });
             // Both requests arrived at 99, while the mailbox was live; the lock is still held
             // when its expiry second comes.
@@ -630,6 +669,108 @@ mod tests {
         assert_eq!(store.get(&m.id, &FixedClock(99)).unwrap(), Some(m));
     }
 
+    /// Rows in the mailbox and last_request tables, through a separate connection.
+    fn rows(path: &Path) -> (i64, i64) {
+        Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT count(*) FROM mailbox), (SELECT count(*) FROM last_request)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    /// A step whose deadline has passed, by its instant or because the request timed out, is
+    /// rolled back: nothing is created, bound or changed, and the request id is not recorded,
+    /// so a retry with it runs as new.
+    #[test]
+    fn a_step_past_its_deadline_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let m = mailbox(5, 100);
+        let q = quota("192.0.2.1", 10);
+        let passed = Deadline::at(std::time::Instant::now());
+        assert!(matches!(
+            store.create(&m, &key(1, "c"), &FixedClock(0), &q, &passed),
+            Err(StoreError::DeadlinePassed)
+        ));
+        assert_eq!(rows(&path), (0, 0));
+        assert_eq!(
+            store
+                .create(&m, &key(1, "c"), &FixedClock(0), &q, &Deadline::none())
+                .unwrap(),
+            CREATED,
+            "the retry was not taken as new"
+        );
+
+        let timed_out = Deadline::none();
+        assert!(timed_out.time_out());
+        let reader = ClaimDigest::of(&Uuid::from_u128(2));
+        let mut read = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
+        assert!(matches!(
+            store.apply(&m.id, &FixedClock(0), None, &mut read, &timed_out),
+            Err(ApplyError::Store(StoreError::DeadlinePassed))
+        ));
+        let mut touch = |mb: &mut Mailbox| {
+            mb.display.title.push('!');
+            Ok::<_, AccessError>(Change::Updated)
+        };
+        assert!(matches!(
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(1, "u")),
+                &mut touch,
+                &timed_out
+            ),
+            Err(ApplyError::Store(StoreError::DeadlinePassed))
+        ));
+        let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
+        assert!(matches!(
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(1, "d")),
+                &mut delete,
+                &passed
+            ),
+            Err(ApplyError::Store(StoreError::DeadlinePassed))
+        ));
+        assert_eq!(store.get(&m.id, &FixedClock(0)).unwrap(), Some(m.clone()));
+        assert_eq!(rows(&path), (1, 1));
+        assert!(matches!(
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(1, "u")),
+                &mut touch,
+                &Deadline::none()
+            ),
+            Ok(ApplyOutcome::Done(Change::Updated))
+        ));
+    }
+
+    /// A create that runs at or after its mailbox's expiry (it waited for the store) stores
+    /// nothing; a second earlier, it creates.
+    #[test]
+    fn a_create_that_runs_at_its_expiry_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let m = mailbox(5, 100);
+        assert_eq!(
+            create(&store, &m, &key(1, "c"), 100, 10),
+            CreateOutcome::Expired
+        );
+        assert_eq!(rows(&path), (0, 0));
+        assert_eq!(
+            create(&store, &m, &key(1, "c"), 99, 10),
+            CreateOutcome::Created
+        );
+    }
+
     /// One device's change to a mailbox must not make the store forget another device's last
     /// request on it: that device's retry would run a second time.
     #[test]
@@ -646,19 +787,37 @@ mod tests {
             Ok::<_, AccessError>(Change::Updated)
         };
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(0), Some(&key(1, "u1")), &mut touch),
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(1, "u1")),
+                &mut touch,
+                &Deadline::none()
+            ),
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         // Another device changes the mailbox in between...
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut read = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(0), Some(&key(2, "r")), &mut read),
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(2, "r")),
+                &mut read,
+                &Deadline::none()
+            ),
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         // ...and the first device's retry is still recognised, not applied again.
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(0), Some(&key(1, "u1")), &mut touch),
+            store.apply(
+                &m.id,
+                &FixedClock(0),
+                Some(&key(1, "u1")),
+                &mut touch,
+                &Deadline::none()
+            ),
             Ok(ApplyOutcome::Duplicate)
         ));
         let stored = store.get(&m.id, &FixedClock(0)).unwrap().unwrap();
@@ -700,7 +859,7 @@ mod tests {
         let id = Uuid::from_u128(11);
         let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
         assert!(matches!(
-            store.apply(&id, &FixedClock(0), None, &mut delete),
+            store.apply(&id, &FixedClock(0), None, &mut delete, &Deadline::none()),
             Ok(ApplyOutcome::Done(Change::Deleted))
         ));
         assert_eq!(
@@ -734,6 +893,7 @@ mod tests {
                 &key(id, "c"),
                 &FixedClock(now),
                 &quota(ip, 3),
+                &Deadline::none(),
             )
             .unwrap()
         };
@@ -784,7 +944,13 @@ mod tests {
         // A deleted one neither.
         let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
         assert!(matches!(
-            store.apply(&Uuid::from_u128(2), &FixedClock(50), None, &mut delete),
+            store.apply(
+                &Uuid::from_u128(2),
+                &FixedClock(50),
+                None,
+                &mut delete,
+                &Deadline::none()
+            ),
             Ok(ApplyOutcome::Done(Change::Deleted))
         ));
         assert_eq!(by(&store, 7, 100, "192.0.2.1", 50), CREATED);
@@ -807,7 +973,13 @@ mod tests {
         };
         assert_eq!(
             store
-                .create(&mailbox(20, 100), &key(20, "c"), &FixedClock(50), &full)
+                .create(
+                    &mailbox(20, 100),
+                    &key(20, "c"),
+                    &FixedClock(50),
+                    &full,
+                    &Deadline::none()
+                )
                 .unwrap(),
             QuotaOutcome::Within(CreateOutcome::Full)
         );
@@ -849,7 +1021,8 @@ mod tests {
                     &mailbox(2, 100),
                     &key(2, "c"),
                     &FixedClock(0),
-                    &quota("192.0.2.1", 1)
+                    &quota("192.0.2.1", 1),
+                    &Deadline::none(),
                 )
                 .unwrap(),
             CREATED
@@ -860,7 +1033,8 @@ mod tests {
                     &mailbox(3, 100),
                     &key(3, "c"),
                     &FixedClock(0),
-                    &quota("192.0.2.1", 1)
+                    &quota("192.0.2.1", 1),
+                    &Deadline::none(),
                 )
                 .unwrap(),
             QuotaOutcome::OverQuota { .. }

@@ -2,6 +2,8 @@
 //! plain HTTP or over HTTPS with a CA made here.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod gated;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
