@@ -288,6 +288,40 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
 }
 
+/// Creates `path` empty with mode 0600 if it does not exist, and narrows an existing file to
+/// 0600, for a database that SQLite then opens: it creates the file with the umask's mode
+/// (often 0644), and gives its `-wal` and `-shm` files the database file's mode. Only a regular
+/// file is accepted.
+pub fn make_private_file(path: &Path) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(SECRET)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    // Through the open descriptor: the umask may have narrowed 0600 on creation, and an
+    // existing file keeps its old mode until now.
+    file.set_permissions(fs::Permissions::from_mode(SECRET))
+}
+
+/// Creates a directory (and missing parents) with mode 0700 if it does not exist; an existing
+/// one is left as it is (it may be the operator's, shared with other things).
+pub fn create_dir_private_if_missing(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// The directory `path` is in: its parent, or `.` for a bare file name.
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -534,5 +568,37 @@ mod tests {
         let err = write_new_synced(&f, b"2", PUBLIC).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert!(write_atomic(Path::new("/"), b"", SECRET, Overwrite::Allow).is_err());
+    }
+
+    #[test]
+    fn a_private_file_keeps_its_content_and_a_private_dir_is_made_only_if_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("db");
+        make_private_file(&f).unwrap();
+        assert_eq!((mode_of(&f), fs::read(&f).unwrap().len()), (0o600, 0));
+        fs::write(&f, b"rows").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        make_private_file(&f).unwrap();
+        assert_eq!(
+            (mode_of(&f), fs::read(&f).unwrap()),
+            (0o600, b"rows".to_vec())
+        );
+        assert!(
+            make_private_file(dir.path()).is_err(),
+            "a directory is refused"
+        );
+
+        let made = dir.path().join("a/b");
+        create_dir_private_if_missing(&made).unwrap();
+        assert_eq!(mode_of(&made), 0o700);
+        let existing = dir.path().join("shared");
+        fs::create_dir(&existing).unwrap();
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o755)).unwrap();
+        create_dir_private_if_missing(&existing).unwrap();
+        assert_eq!(
+            mode_of(&existing),
+            0o755,
+            "an existing directory is left as it is"
+        );
     }
 }

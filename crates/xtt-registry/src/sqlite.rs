@@ -99,13 +99,22 @@ pub(crate) fn time_to_sql(t: UnixTime) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)
 }
 
+/// The registry file, created 0600 or narrowed to it (see [`xtt_fsio::make_private_file`]).
+pub(crate) fn private_file(path: &Path) -> Result<(), RegistryError> {
+    xtt_fsio::make_private_file(path)
+        .map_err(|e| RegistryError::Database(format!("{}: {e}", path.display())))
+}
+
 pub(crate) fn time_from_sql(v: i64) -> UnixTime {
     UnixTime(u64::try_from(v).unwrap_or(0))
 }
 
 impl SqliteRegistry {
-    /// Opens (creating if needed) the registry file and migrates it to [`SCHEMA_VERSION`].
+    /// Opens (creating if needed) the registry file, mode 0600 (it holds the pseudonyms that
+    /// link a device's provisionings, and sealed session keys when sessions share it), and
+    /// migrates it to [`SCHEMA_VERSION`].
     pub fn open(path: &Path, durability: Durability) -> Result<Self, RegistryError> {
+        private_file(path)?;
         let conn = Connection::open(path).map_err(db)?;
         Self::configure(conn, durability)
     }

@@ -102,3 +102,32 @@ fn sqlite_session_store_passes_the_session_conformance_suite() {
             as Arc<dyn xtt_registry::sessions::SessionStore>
     });
 }
+
+/// The registry file and its WAL are owner-only: it holds the pseudonyms that link a device's
+/// provisionings (and, shared with sessions, sealed session keys). A new file is created 0600
+/// whatever the umask; an existing world-readable one is narrowed when opened.
+#[test]
+fn the_registry_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let r = SqliteRegistry::open(&path, Durability::Full).unwrap();
+    r.add_group(&sample_group()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("registry.sqlite-wal");
+    assert_eq!(
+        mode(&wal),
+        0o600,
+        "SQLite gives the WAL the database's mode"
+    );
+    drop(r);
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(SqliteRegistry::open(&path, Durability::Full).unwrap());
+    assert_eq!(mode(&path), 0o600, "an existing file is narrowed");
+
+    let sessions = dir.path().join("sessions.sqlite");
+    drop(xtt_registry::sessions::SqliteSessionStore::open(&sessions).unwrap());
+    assert_eq!(mode(&sessions), 0o600);
+}

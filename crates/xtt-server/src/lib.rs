@@ -89,9 +89,11 @@ use xtt_registry::{GroupRecord, Registry, RegistryError, SqliteRegistry};
 
 /// Opens (creating the data directory if needed) the SQLite registry named by `config`.
 pub fn open_registry(config: &ServerConfig) -> Result<SqliteRegistry, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
-        context: format!("creating data directory {}", config.data_dir.display()),
-        source,
+    xtt_fsio::create_dir_private_if_missing(&config.data_dir).map_err(|source| {
+        ServerError::Io {
+            context: format!("creating data directory {}", config.data_dir.display()),
+            source,
+        }
     })?;
     Ok(SqliteRegistry::open(
         &config.registry_path(),
@@ -106,9 +108,11 @@ pub fn open_registry(config: &ServerConfig) -> Result<SqliteRegistry, ServerErro
 pub fn open_storage(config: &ServerConfig) -> Result<std::sync::Arc<dyn Registry>, ServerError> {
     let url = config.storage_url();
     if config.storage.is_none() {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
-            context: format!("creating data directory {}", config.data_dir.display()),
-            source,
+        xtt_fsio::create_dir_private_if_missing(&config.data_dir).map_err(|source| {
+            ServerError::Io {
+                context: format!("creating data directory {}", config.data_dir.display()),
+                source,
+            }
         })?;
     }
     let exposed = url.expose();

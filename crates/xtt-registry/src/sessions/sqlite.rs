@@ -65,6 +65,7 @@ impl SqliteSessionStore {
     /// Opens (creating if needed) the session tables in the SQLite file at `path` (usually the
     /// registry's own file) and migrates them.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        crate::sqlite::private_file(path)?;
         let mut conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
         let _mode: String = conn
