@@ -114,7 +114,8 @@ pub struct Assigned {
     pub new_device: bool,
 }
 
-/// Why a registration was refused (the device gets an XTT Error; nothing is stored).
+/// Why a registration was refused (the device gets an XTT Error; no identity is stored, and
+/// the handshake's cookie stays claimed, see [`Registry::register_all_once`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {

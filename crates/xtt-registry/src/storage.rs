@@ -17,7 +17,8 @@ use crate::{Durability, PostgresRegistry, Registry, RegistryError, SqliteRegistr
 /// Backend settings that do not belong in the URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StorageOptions {
-    /// SQLite commit durability (PostgreSQL follows the server's `synchronous_commit`).
+    /// SQLite commit durability. (PostgreSQL commits are always synchronous: the pool turns
+    /// `synchronous_commit` on for its connections.)
     pub sqlite_durability: Durability,
     /// PostgreSQL connection pool size.
     pub postgres_pool_size: u32,

@@ -88,8 +88,10 @@ replay_cache_capacity = 200000
 # key_file = "/etc/xtt/cookie.keys"
 
 [registry]
-# "full": every registration is fsynced before the device is told its ClientID (survives power
-# loss). "normal": survives a killed server process but not a power loss; faster on slow disks.
+# SQLite only. "full": every registration is fsynced before the device is told its ClientID
+# (survives power loss). "normal": survives a killed server process but not a power loss; faster
+# on slow disks. (On PostgreSQL every commit is synchronous: the server turns
+# synchronous_commit on for its connections whatever the database's default.)
 durability = "full"
 # Most registrations committed in one transaction (group commit: one fsync for all of them).
 max_commit_batch = 256
@@ -467,6 +469,13 @@ impl ServerConfig {
                     "storage {url} is not sqlite:PATH or postgres://USER@HOST/DATABASE"
                 )));
             }
+            // The server promises that an identity a device was told of survives a restart.
+            if u == "sqlite::memory:" {
+                return bad(
+                    "storage sqlite::memory: loses every registration when the server stops; \
+                     give a file (sqlite:PATH) or PostgreSQL",
+                );
+            }
         }
         Ok(())
     }
@@ -585,5 +594,7 @@ mod tests {
         let e = ServerConfig::from_toml("storage = \"mysql://root:pw@h/x\"\n").unwrap_err();
         assert!(e.to_string().contains("not sqlite:PATH"), "{e}");
         assert!(!e.to_string().contains(":pw@"), "{e}");
+        let e = ServerConfig::from_toml("storage = \"sqlite::memory:\"\n").unwrap_err();
+        assert!(e.to_string().contains("loses every registration"), "{e}");
     }
 }
