@@ -16,7 +16,10 @@
 //! against nothing an active attacker cannot strip, so the choice is made explicit. `require`
 //! without a root certificate encrypts but cannot tell the real server from an impostor; it is
 //! accepted because libpq accepts it, and [`parse_url`] reports it ([`TlsMode::is_unauthenticated`])
-//! so the caller can warn. `sslrootcert` names a PEM file with one or more CA certificates
+//! so the caller can warn; so does [`implicit_plaintext`] for clear text to another machine that
+//! the URL did not ask for with `sslmode=disable`. Parameter names are matched percent-decoded,
+//! as tokio-postgres reads them, and the `key=value` form may carry no TLS setting (it is not
+//! parsed here). `sslrootcert` names a PEM file with one or more CA certificates
 //! (`sslrootcert=system` is not supported: name the file). Client certificates (`sslcert`,
 //! `sslkey`) are not supported and refused rather than ignored.
 //!
@@ -71,6 +74,7 @@ fn url_err(m: impl Into<String>) -> RegistryError {
 /// Splits `sslmode` and `sslrootcert` off a `postgres://` URL and builds the matching connector.
 /// Error messages never repeat the URL (it may hold a password).
 pub(crate) fn parse_url(url: &str) -> Result<PgTarget, RegistryError> {
+    refuse_tls_settings_outside_a_url(url)?;
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -79,7 +83,14 @@ pub(crate) fn parse_url(url: &str) -> Result<PgTarget, RegistryError> {
     let mut rootcert: Option<String> = None;
     let mut kept = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (raw_key, v) = pair.split_once('=').unwrap_or((pair, ""));
+        // The key as tokio-postgres will read it: it percent-decodes keys too, so matching the
+        // raw text would let `ssl%6dode=require` past this check and then be overridden with
+        // no TLS below.
+        let k = percent_decode_str(raw_key)
+            .decode_utf8()
+            .map_err(|_| url_err("a URL parameter name is not UTF-8"))?;
+        let k = k.as_ref();
         let decoded = || {
             percent_decode_str(v)
                 .decode_utf8()
@@ -140,6 +151,59 @@ pub(crate) fn parse_url(url: &str) -> Result<PgTarget, RegistryError> {
     });
     let tls = connector(mode, rootcert.as_deref())?;
     Ok(PgTarget { config, tls, mode })
+}
+
+/// The `key=value` connection string form: TLS settings in it would be handed to
+/// tokio-postgres unparsed here, and then overridden with no TLS. Only the URL form carries them.
+fn refuse_tls_settings_outside_a_url(conninfo: &str) -> Result<(), RegistryError> {
+    let is_url = conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://");
+    let tls_key = conninfo
+        .split_whitespace()
+        .filter_map(|token| token.split_once('=').map(|(k, _)| k))
+        .any(|k| k.starts_with("ssl"));
+    if !is_url && tls_key {
+        return Err(url_err(
+            "TLS settings (sslmode, sslrootcert) are only read from a postgres:// URL; \
+             write the connection as postgres://USER@HOST/DATABASE?sslmode=verify-full&sslrootcert=PATH",
+        ));
+    }
+    Ok(())
+}
+
+/// Why a URL's connection is in clear text over the network, if it is without being asked to
+/// be: TLS is off (no `sslmode`, or `allow`/`prefer`, which do not try TLS here) and a host is
+/// reached over TCP and is not this machine. `sslmode=disable` says it is meant, and a unix
+/// socket or loopback address never leaves the machine: `None` for those.
+pub fn implicit_plaintext(url: &str) -> Option<String> {
+    let target = parse_url(url).ok()?;
+    if target.mode != TlsMode::Off {
+        return None;
+    }
+    let explicit = url
+        .split_once('?')
+        .map(|(_, q)| q.split('&').any(|p| p == "sslmode=disable"))
+        .unwrap_or(false);
+    if explicit {
+        return None;
+    }
+    let remote = target.config.get_hosts().iter().find_map(|h| match h {
+        postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
+        _ => None,
+    })?;
+    Some(format!(
+        "the connection to the database at {remote} is not encrypted (the storage URL turns no \
+         TLS on: allow and prefer do not try it here): registrations and their pseudonyms cross the network in clear text; \
+         add sslmode=verify-full&sslrootcert=PATH, or sslmode=disable if that is meant"
+    ))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The TLS mode a `postgres://` URL asks for (to warn about [`TlsMode::EncryptOnly`] at start).
@@ -400,6 +464,42 @@ mod tests {
             Err(RegistryError::StorageUrl(m)) => m,
             Err(other) => panic!("{url}: expected a URL error, got {other}"),
             Ok(_) => panic!("{url}: expected a URL error"),
+        }
+    }
+
+    /// A TLS setting is never dropped silently: spelt with percent-escapes it is still read,
+    /// and in the key=value form (which this module does not parse) it is refused.
+    #[test]
+    fn tls_settings_are_read_however_they_are_spelt_or_refused() {
+        let t = parse_url("postgres://xtt@db.example/xtt?ssl%6dode=require").unwrap();
+        assert_eq!(t.mode, TlsMode::EncryptOnly);
+        assert!(err("postgres://xtt@db.example/xtt?ssl%6dode=verify-full").contains("sslrootcert"));
+        assert!(err("host=db.example user=xtt sslmode=require").contains("postgres:// URL"));
+        assert_eq!(
+            parse_url("host=/run/postgresql user=xtt dbname=xtt")
+                .unwrap()
+                .mode,
+            TlsMode::Off
+        );
+    }
+
+    #[test]
+    fn clear_text_to_another_machine_is_reported_unless_asked_for() {
+        let warn = implicit_plaintext("postgres://xtt@db.example/xtt").unwrap();
+        assert!(
+            warn.contains("db.example") && warn.contains("not encrypted"),
+            "{warn}"
+        );
+        assert!(implicit_plaintext("postgres://xtt@db.example/xtt?sslmode=prefer").is_some());
+        for quiet in [
+            "postgres://xtt@db.example/xtt?sslmode=disable",
+            "postgres://xtt@127.0.0.1:5432/xtt",
+            "postgres://xtt@localhost/xtt",
+            "postgres://xtt@[::1]:5432/xtt",
+            "postgresql:///xtt?host=/run/postgresql",
+            "postgres://xtt@db.example/xtt?sslmode=require",
+        ] {
+            assert_eq!(implicit_plaintext(quiet), None, "{quiet}");
         }
     }
 

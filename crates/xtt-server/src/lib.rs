@@ -126,6 +126,9 @@ pub fn open_storage(config: &ServerConfig) -> Result<std::sync::Arc<dyn Registry
                 );
             }
         }
+        if let Some(why) = xtt_registry::pg_tls::implicit_plaintext(exposed) {
+            tracing::warn!(storage = %url, "{why}");
+        }
     }
     let options = xtt_registry::StorageOptions {
         sqlite_durability: config.registry.durability.into(),
