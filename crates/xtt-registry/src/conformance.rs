@@ -77,6 +77,7 @@ fn must<T>(r: Result<T, RegistryError>) -> T {
 
 /// Groups read back as written; the same id with other parameters is refused.
 pub fn groups_round_trip_and_conflicts_are_refused(reg: &dyn Registry) {
+    must(reg.ping());
     let g = sample_group();
     assert!(must(reg.add_group(&g)));
     assert!(

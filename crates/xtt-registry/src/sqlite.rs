@@ -466,6 +466,17 @@ impl Registry for SqliteRegistry {
         Ok(out)
     }
 
+    /// One page of the identities table, not a count: health probes take the writer's lock,
+    /// and counting a large registry under it would hold up group commits.
+    fn ping(&self) -> Result<(), RegistryError> {
+        let conn = self.conn();
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM identities)", [], |r| {
+            r.get::<_, bool>(0)
+        })
+        .map_err(db)?;
+        Ok(())
+    }
+
     fn identity_count(&self) -> Result<u64, RegistryError> {
         let conn = self.conn();
         let n: i64 = conn
