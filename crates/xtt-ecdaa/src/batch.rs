@@ -167,7 +167,6 @@ impl GroupVerifier {
 mod tests {
     use super::*;
     use crate::sign::SIGNATURE_LEN_WITH_PSEUDONYM;
-    use crate::{generate_member_key, Issuer, Member};
     use rand_core::SeedableRng;
 
     /// Where T sits in a signature: after c, s, R and S.
@@ -176,12 +175,7 @@ mod tests {
     #[test]
     fn a_half_that_must_be_bad_is_not_checked() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xba7c);
-        let issuer = Issuer::generate(&mut rng);
-        let (sk, mpk) = generate_member_key(b"n", &mut rng);
-        let (cred, _) = issuer.issue_credential(&mpk, b"n", &mut rng).unwrap();
-        let gpk = issuer.group_public_key().clone();
-        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
-        let verifier = GroupVerifier::new(gpk, b"B").unwrap();
+        let (member, verifier) = crate::testing::member_and_verifier(&mut rng);
         let msgs: Vec<[u8; 8]> = (0..16u64).map(u64::to_be_bytes).collect();
         let sigs: Vec<[u8; SIGNATURE_LEN_WITH_PSEUDONYM]> = msgs
             .iter()

@@ -130,6 +130,24 @@ pub mod sign;
 pub mod verify;
 mod xtt;
 
+/// What several modules' unit tests set up alike.
+#[cfg(test)]
+mod testing {
+    use crate::{generate_member_key, GroupVerifier, Issuer, Member};
+
+    /// A fresh group with one member (basename "B") and the group's verifier.
+    pub(crate) fn member_and_verifier(
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (Member, GroupVerifier) {
+        let issuer = Issuer::generate(rng);
+        let (sk, mpk) = generate_member_key(b"n", rng);
+        let (cred, _) = issuer.issue_credential(&mpk, b"n", rng).unwrap();
+        let gpk = issuer.group_public_key().clone();
+        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
+        (member, GroupVerifier::new(gpk, b"B").unwrap())
+    }
+}
+
 /// Internals the benchmarks (`benches/g1.rs`, `benches/pairing.rs`) time; not a stable API.
 #[doc(hidden)]
 pub mod bench_internals {

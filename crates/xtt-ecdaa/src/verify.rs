@@ -254,7 +254,7 @@ impl GroupVerifier {
 #[cfg(test)]
 mod timing {
     use super::*;
-    use crate::{generate_member_key, Issuer, Member};
+    use crate::testing::member_and_verifier;
     use rand_core::SeedableRng;
     use std::time::Duration;
 
@@ -273,16 +273,6 @@ mod timing {
         fn elapsed(&self) -> Duration {
             Duration::from_nanos(Self::now().0.saturating_sub(self.0))
         }
-    }
-
-    /// A fresh group with one member (basename "B") and the group's verifier.
-    fn member_and_verifier(rng: &mut rand_chacha::ChaCha20Rng) -> (Member, GroupVerifier) {
-        let issuer = Issuer::generate(rng);
-        let (sk, mpk) = generate_member_key(b"n", rng);
-        let (cred, _) = issuer.issue_credential(&mpk, b"n", rng).unwrap();
-        let gpk = issuer.group_public_key().clone();
-        let member = Member::new(sk, cred, &gpk, b"B").unwrap();
-        (member, GroupVerifier::new(gpk, b"B").unwrap())
     }
 
     /// The folded check on miracl's pairing code (the path before the tower), same points.
