@@ -23,12 +23,56 @@
 //!   `synchronous_commit = off`: a server configured so is overridden per connection). So a handshake
 //!   costs one database round trip (the bound asked for is two).
 //! * Every statement is sent the same way, so [`Registry::delete_identity`] (one statement) and
-//!   each read are one round trip too; [`Registry::add_group`] is one, or two when the group
-//!   already exists. (Named prepared statements would cost a prepare round trip, plus a Close
-//!   message when dropped.) A pool checkout costs none.
+//!   each read are one round trip too, except the export [`Registry::identities`] (four: see
+//!   "Bounded calls"); [`Registry::add_group`] is one, or two when the group already exists.
+//!   (Named prepared statements would cost a prepare round trip, plus a Close message when
+//!   dropped.) A pool checkout costs none.
 //!
 //! The test `a_handshake_costs_one_round_trip_whatever_the_batch` counts them, by relaying the
 //! connection through a socket that counts the server's `ReadyForQuery` messages.
+//!
+//! # Bounded calls
+//!
+//! Every registration goes through one writer thread per server node, so a call that never
+//! returns would stall all provisioning on that node. Each call is therefore bounded, and a
+//! call that runs into a bound fails with [`RegistryError::Database`] (the batch's handshakes
+//! fail; the devices retry):
+//!
+//! * on every pooled connection (one round trip when the pool opens it, see [`SessionDefaults`]),
+//!   `statement_timeout` is at most [`STATEMENT_TIMEOUT`] and `lock_timeout` at most
+//!   [`LOCK_TIMEOUT`] (a smaller value configured for the role or database is kept). This
+//!   catches a lock held elsewhere (a DBA's `LOCK TABLE`, a stuck transaction) and a statement
+//!   that runs away. [`Registry::identities`] alone, an export whose size grows with the
+//!   registry, lifts the statement bound for its own transaction.
+//! * TCP keepalives ([`KEEPALIVES_IDLE`], every [`KEEPALIVES_INTERVAL`], [`KEEPALIVES_RETRIES`]
+//!   probes) and `tcp_user_timeout` ([`TCP_USER_TIMEOUT`]) close a connection whose server stopped
+//!   answering (a partition, a frozen host) after about 11 s, where the defaults would wait 2
+//!   hours. They apply to TCP connections only; over a unix socket the server cannot vanish
+//!   that way.
+//!
+//! Not bounded: a commit waiting for a synchronous standby (`synchronous_standby_names`). The
+//! server ends a statement's timeout before it commits, and cancelling that wait would only
+//! turn it into a commit that is local to the primary; configure the standbys (e.g. `ANY 1
+//! (a, b)`) so that losing one does not stop commits.
+//!
+//! # Isolation, lock order and retries
+//!
+//! The batch function relies on READ COMMITTED (each statement sees what other nodes committed
+//! before it, which is how a node losing the race for a new device finds the winner's row), so
+//! every pooled connection pins it, whatever `default_transaction_isolation` the role or
+//! database sets: under REPEATABLE READ that race would fail with a serialization error.
+//!
+//! Two batches that hold the same devices lock them as they go, so they could deadlock if they
+//! met them in opposite orders. A batch is therefore sent sorted by device (group id, then
+//! pseudonym), answers put back in the caller's order, and so every batch locks devices, and
+//! claims replayed flights' cookies, in one global order. Sorting keeps the meaning of a batch:
+//! the requests of one device keep their order, and a batch in which two devices share a
+//! requested ClientID or a cookie (which one gets it depends on the order) is sent unsorted.
+//! What remains (such a batch; a device whose two handshakes were both replayed) is covered by
+//! retrying the whole statement, at most [`BATCH_ATTEMPTS`] times in all, on a serialization
+//! failure (`40001`) or a deadlock (`40P01`): the server rolled the failed statement back
+//! entirely (its cookie claims, its ids, its identities), so the retry registers and claims
+//! everything once, and only the answers of the attempt that committed are returned.
 //!
 //! # Uniqueness and never reusing ClientIDs
 //!
@@ -57,8 +101,9 @@
 //! rustls (ring); see [`crate::pg_tls`] for what each mode checks. Without `sslmode` the
 //! connection is plain: use a unix socket or a trusted network.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::Config;
 use r2d2_postgres::PostgresConnectionManager;
@@ -79,6 +124,37 @@ pub const POSTGRES_SCHEMA_VERSION: i64 = 3;
 
 /// Connections in the pool unless the caller asks otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+/// Longest a statement on a pooled connection may run (its `statement_timeout`). The server
+/// gives a handshake 15 s (`handshake_timeout_ms`), and all of a node's registrations wait for
+/// one writer: a batch still running after 10 s will not answer its devices in time, and every
+/// handshake queued behind it would time out too. So it is failed, leaving a few seconds for the
+/// batches queued behind it.
+pub(crate) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a statement on a pooled connection waits for one lock (its `lock_timeout`). Locks
+/// taken by the registrations themselves are held for milliseconds; a wait this long means a
+/// lock held by something else (a DBA's `LOCK TABLE`, a transaction left open), which is
+/// reported as such ("lock timeout") well before [`STATEMENT_TIMEOUT`].
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle time before the first TCP keepalive probe (the default is 2 hours).
+pub(crate) const KEEPALIVES_IDLE: Duration = Duration::from_secs(5);
+/// Time between keepalive probes.
+pub(crate) const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(2);
+/// Unanswered keepalive probes after which the connection is closed.
+pub(crate) const KEEPALIVES_RETRIES: u32 = 3;
+/// Longest sent data may stay unacknowledged (also ending the keepalive probes): a server that
+/// stopped answering is given up after about 11 s (5 s idle, then probes every 2 s), shorter
+/// than a handshake's 15 s, whether a request or a reply was in flight.
+pub(crate) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attempts at most, in all, of a batch that failed with a serialization failure or a deadlock.
+pub(crate) const BATCH_ATTEMPTS: u32 = 3;
+
+/// No new attempt starts this long after the first one did: the handshakes waiting for the
+/// batch would time out before another attempt could answer them.
+const RETRY_WINDOW: Duration = Duration::from_secs(5);
 
 /// Serialises migrations between nodes (`pg_advisory_xact_lock` key, "xttregst" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7874_7472_6567_7374;
@@ -339,9 +415,10 @@ $fn$;
 
 pub(crate) type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 
-/// A pool of `pool_size` connections (durable commits on each) after one direct connection has
-/// run `migrate`: its error says why (refused, authentication, unknown database), where the pool
-/// would only report a timeout. Shared by the registry and the session store.
+/// A pool of `pool_size` connections ([`SessionDefaults`] on each, network bounds from
+/// [`bound_network`]) after one direct connection has run `migrate`: its error says why
+/// (refused, authentication, unknown database), where the pool would only report a timeout.
+/// Shared by the registry and the session store.
 pub(crate) fn connect_pool(
     mut config: Config,
     tls: MakeRustlsConnect,
@@ -351,6 +428,7 @@ pub(crate) fn connect_pool(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    bound_network(&mut config);
     let mut first = config.connect(tls.clone()).map_err(|e| {
         RegistryError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
     })?;
@@ -361,10 +439,40 @@ pub(crate) fn connect_pool(
         .min_idle(Some(1))
         .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(DurableCommits))
+        .connection_customizer(Box::new(SessionDefaults))
         .build(PostgresConnectionManager::new(config, tls))
         .map_err(pool_err)
 }
+
+/// Turns TCP keepalives on and bounds how long a silent server is waited for: each setting is
+/// at most [`KEEPALIVES_IDLE`], [`KEEPALIVES_INTERVAL`], [`KEEPALIVES_RETRIES`] and
+/// [`TCP_USER_TIMEOUT`] (a smaller one from the URL is kept). Keepalives cannot be turned off.
+pub(crate) fn bound_network(config: &mut Config) {
+    config.keepalives(true);
+    if config.get_keepalives_idle() > KEEPALIVES_IDLE {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if config
+        .get_keepalives_interval()
+        .is_none_or(|d| d > KEEPALIVES_INTERVAL)
+    {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if config
+        .get_keepalives_retries()
+        .is_none_or(|n| n > KEEPALIVES_RETRIES)
+    {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
+    }
+    // Zero is the system default (no limit).
+    if config
+        .get_tcp_user_timeout()
+        .is_none_or(|d| d.is_zero() || *d > TCP_USER_TIMEOUT)
+    {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+}
+
 type Pool = r2d2::Pool<Manager>;
 
 /// The PostgreSQL registry: a pool of connections to one database.
@@ -441,7 +549,8 @@ impl PostgresRegistry {
     }
 
     /// One statement for the whole batch (one round trip); with `cookies`, each request first
-    /// claims its cookie in the same statement.
+    /// claims its cookie in the same statement. Sent in [`lock_order`], retried as the module
+    /// documentation says, answered in the caller's order.
     fn register_batch(
         &self,
         batch: &[Registration],
@@ -450,13 +559,17 @@ impl PostgresRegistry {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let order = lock_order(batch, cookies);
         let mut group_ids = Vec::with_capacity(batch.len());
         let mut pseudonyms = Vec::with_capacity(batch.len());
         let mut requested = Vec::with_capacity(batch.len());
         let mut keys = Vec::with_capacity(batch.len());
         let mut nows = Vec::with_capacity(batch.len());
         let mut candidates = Vec::with_capacity(batch.len());
-        for r in batch {
+        let mut cookie_ids: Vec<&[u8]> = Vec::new();
+        let mut cookie_expiry: Vec<i64> = Vec::new();
+        for &i in &order {
+            let r = &batch[i];
             group_ids.push(&r.group_id.0[..]);
             pseudonyms.push(&r.pseudonym.0[..]);
             keys.push(&r.longterm_key.as_bytes()[..]);
@@ -468,17 +581,11 @@ impl PostgresRegistry {
                 requested.push(Some(&r.requested_id.0[..]));
                 candidates.push(Vec::new());
             }
+            if let Some(c) = cookies.and_then(|c| c.get(i)) {
+                cookie_ids.push(&c.id[..]);
+                cookie_expiry.push(time_to_sql(c.expires_at));
+            }
         }
-        let cookie_ids: Vec<&[u8]> = cookies
-            .unwrap_or_default()
-            .iter()
-            .map(|c| &c.id[..])
-            .collect();
-        let cookie_expiry: Vec<i64> = cookies
-            .unwrap_or_default()
-            .iter()
-            .map(|c| time_to_sql(c.expires_at))
-            .collect();
         let params: [(&(dyn ToSql + Sync), Type); 8] = [
             (&group_ids, Type::BYTEA_ARRAY),
             (&pseudonyms, Type::BYTEA_ARRAY),
@@ -491,51 +598,60 @@ impl PostgresRegistry {
         ];
         let mut c = self.conn()?;
         // One statement in autocommit: one round trip, one transaction, committed on return.
-        let rows = match cookies {
-            Some(_) => c.query_typed(
-                "SELECT outcome, assigned_id
-                   FROM xtt_register_batch_once($1, $2, $3, $4, $5, $6, $7, $8)",
-                &params,
-            ),
-            None => c.query_typed(
-                "SELECT outcome, assigned_id FROM xtt_register_batch($1, $2, $3, $4, $5, $6)",
-                &params[..6],
-            ),
-        }
+        // A retried attempt sends the same statement again (the same candidate ids too: the
+        // failed attempt's were rolled back with it).
+        let rows = with_retries(
+            || match cookies {
+                Some(_) => c.query_typed(
+                    "SELECT outcome, assigned_id
+                       FROM xtt_register_batch_once($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &params,
+                ),
+                None => c.query_typed(
+                    "SELECT outcome, assigned_id FROM xtt_register_batch($1, $2, $3, $4, $5, $6)",
+                    &params[..6],
+                ),
+            },
+            is_transient,
+            retry_pause,
+        )
         .map_err(db)?;
         if rows.len() != batch.len() {
             return Err(RegistryError::Corrupt(
                 "registration function returned the wrong number of rows",
             ));
         }
-        rows.iter()
-            .zip(batch)
-            .map(|(row, r)| {
-                let outcome: i16 = row.try_get(0).map_err(db)?;
-                let id = |row: &postgres::Row| -> Result<ClientId, RegistryError> {
-                    let v: Option<Vec<u8>> = row.try_get(1).map_err(db)?;
-                    let v = v.ok_or(RegistryError::Corrupt("registration returned no ClientID"))?;
-                    Ok(ClientId(fixed::<CLIENT_ID_LEN>(v, "ClientID length")?))
-                };
-                Ok(match outcome {
-                    0 => Ok(Assigned {
-                        client_id: id(row)?,
-                        new_device: true,
-                    }),
-                    1 => Ok(Assigned {
-                        client_id: id(row)?,
-                        new_device: false,
-                    }),
-                    2 => Err(Refusal::UnknownGroup),
-                    3 => Err(Refusal::RequestedIdTaken(r.requested_id)),
-                    4 => Err(Refusal::DeviceHoldsOtherId {
-                        held: id(row)?,
-                        requested: r.requested_id,
-                    }),
-                    5 => Err(Refusal::CookieReplayed),
-                    _ => return Err(RegistryError::Corrupt("unknown registration outcome")),
-                })
-            })
+        let mut out = vec![None; batch.len()];
+        for (row, &i) in rows.iter().zip(&order) {
+            let r = &batch[i];
+            let outcome: i16 = row.try_get(0).map_err(db)?;
+            let id = |row: &postgres::Row| -> Result<ClientId, RegistryError> {
+                let v: Option<Vec<u8>> = row.try_get(1).map_err(db)?;
+                let v = v.ok_or(RegistryError::Corrupt("registration returned no ClientID"))?;
+                Ok(ClientId(fixed::<CLIENT_ID_LEN>(v, "ClientID length")?))
+            };
+            out[i] = Some(match outcome {
+                0 => Ok(Assigned {
+                    client_id: id(row)?,
+                    new_device: true,
+                }),
+                1 => Ok(Assigned {
+                    client_id: id(row)?,
+                    new_device: false,
+                }),
+                2 => Err(Refusal::UnknownGroup),
+                3 => Err(Refusal::RequestedIdTaken(r.requested_id)),
+                4 => Err(Refusal::DeviceHoldsOtherId {
+                    held: id(row)?,
+                    requested: r.requested_id,
+                }),
+                5 => Err(Refusal::CookieReplayed),
+                _ => return Err(RegistryError::Corrupt("unknown registration outcome")),
+            });
+        }
+        // `order` is a permutation of the batch's indices: every answer is filled in.
+        out.into_iter()
+            .map(|o| o.ok_or(RegistryError::Corrupt("a registration got no answer")))
             .collect()
     }
 
@@ -552,17 +668,92 @@ impl PostgresRegistry {
     }
 }
 
-/// Refuses to run with `synchronous_commit = off` (a commit could be lost after the device got
-/// its ClientID): such connections are switched to `on`. One round trip per new connection.
-#[derive(Debug)]
-pub(crate) struct DurableCommits;
+/// The order in which `batch` is sent (indices into it): sorted by device, group id then
+/// pseudonym, so that batches lock the devices they share in one order (see the module
+/// documentation). The sort is stable: one device's requests keep their order. If two
+/// different devices share a requested ClientID or a cookie, the batch's order decides which
+/// one gets it, so the batch is sent in its own order.
+fn lock_order(batch: &[Registration], cookies: Option<&[CookieUse]>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    let device = |i: usize| (&batch[i].group_id.0, &batch[i].pseudonym.0[..]);
+    let mut by_requested = std::collections::HashMap::new();
+    let mut by_cookie = std::collections::HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        let requested = &r.requested_id;
+        let shared_id = !requested.is_null()
+            && *by_requested.entry(requested.0).or_insert(device(i)) != device(i);
+        let shared_cookie = cookies
+            .and_then(|c| c.get(i))
+            .is_some_and(|c| *by_cookie.entry(c.id).or_insert(device(i)) != device(i));
+        if shared_id || shared_cookie {
+            return order;
+        }
+    }
+    order.sort_by(|&a, &b| device(a).cmp(&device(b)));
+    order
+}
 
-impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for DurableCommits {
+/// Runs `attempt` until it succeeds, fails for good (`transient` says no), [`BATCH_ATTEMPTS`]
+/// attempts were made, or [`RETRY_WINDOW`] has passed; `pause(n)` runs after failed attempt
+/// `n`. Only for a statement that a transient failure rolled back entirely.
+fn with_retries<T, E>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+    transient: impl Fn(&E) -> bool,
+    mut pause: impl FnMut(u32),
+) -> Result<T, E> {
+    let started = Instant::now();
+    let mut n = 1;
+    loop {
+        match attempt() {
+            Err(e) if n < BATCH_ATTEMPTS && transient(&e) && started.elapsed() < RETRY_WINDOW => {
+                pause(n);
+                n += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// A serialization failure or a deadlock: the server aborted the statement's transaction, so
+/// nothing of it was kept, and the same statement may succeed when run again.
+fn is_transient(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+        || e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// 10 to 40 ms after the first failed attempt, 20 to 50 ms after the second: random, so that
+/// the batches that collided do not collide again in step.
+fn retry_pause(n: u32) {
+    let jitter = u64::from(OsRng.next_u32() % 31);
+    std::thread::sleep(Duration::from_millis(10 * u64::from(n) + jitter));
+}
+
+/// What every pooled connection is set to when the pool opens it, in one round trip:
+///
+/// * transactions run at READ COMMITTED, whatever `default_transaction_isolation` says;
+/// * `synchronous_commit = off` becomes `on` (a commit could otherwise be lost after the
+///   device got its ClientID); stronger settings are kept;
+/// * `statement_timeout` and `lock_timeout` are at most [`STATEMENT_TIMEOUT`] and
+///   [`LOCK_TIMEOUT`] (none, 0, counts as the longest).
+#[derive(Debug)]
+pub(crate) struct SessionDefaults;
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for SessionDefaults {
     fn on_acquire(&self, conn: &mut postgres::Client) -> Result<(), postgres::Error> {
-        conn.batch_execute(
-            "SELECT set_config('synchronous_commit', 'on', false)
-              WHERE current_setting('synchronous_commit') = 'off'",
-        )
+        // Constants only in the text (no parameters in a simple query); one message, so one
+        // round trip, and one implicit transaction: all of it applies or none.
+        conn.batch_execute(&format!(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED;
+             SELECT set_config('synchronous_commit', 'on', false)
+              WHERE current_setting('synchronous_commit') = 'off';
+             SELECT set_config(b.name, b.bound, false)
+               FROM (VALUES ('statement_timeout', '{}ms'), ('lock_timeout', '{}ms'))
+                    AS b(name, bound)
+              WHERE current_setting(b.name)::interval = interval '0'
+                 OR current_setting(b.name)::interval > b.bound::interval",
+            STATEMENT_TIMEOUT.as_millis(),
+            LOCK_TIMEOUT.as_millis(),
+        ))
     }
 }
 
@@ -777,9 +968,16 @@ impl Registry for PostgresRegistry {
 
     fn identities(&self) -> Result<Vec<IdentityRecord>, RegistryError> {
         let mut c = self.conn()?;
-        let rows = c
+        // An export, as long as the registry is big: not held to STATEMENT_TIMEOUT (the lock
+        // and network bounds still apply), in a transaction of its own so that the lifted
+        // bound ends with it. Not on any handshake's path; four round trips.
+        let mut tx = c.transaction().map_err(db)?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0")
+            .map_err(db)?;
+        let rows = tx
             .query_typed(&format!("SELECT {IDENTITY_COLUMNS} FROM identities"), &[])
             .map_err(db)?;
+        tx.commit().map_err(db)?;
         rows.iter().map(identity_from_pg).collect()
     }
 
@@ -831,25 +1029,189 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn pooled_connections_never_commit_asynchronously() {
+    fn test_config() -> Config {
         let Ok(url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
             panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
         };
-        let mut config: Config = url.parse().unwrap();
+        url.parse().unwrap()
+    }
+
+    fn show(c: &mut impl postgres::GenericClient, name: &str) -> String {
+        c.query_one(&format!("SHOW {name}"), &[]).unwrap().get(0)
+    }
+
+    #[test]
+    fn pooled_connections_never_commit_asynchronously() {
+        let mut config = test_config();
         // As if the role or database were configured with synchronous_commit = off.
         config.options("-c synchronous_commit=off");
         let mut c = config.connect(postgres::NoTls).unwrap();
-        let show = |c: &mut postgres::Client| -> String {
-            c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0)
-        };
-        assert_eq!(show(&mut c), "off");
-        DurableCommits.on_acquire(&mut c).unwrap();
-        assert_eq!(show(&mut c), "on");
+        assert_eq!(show(&mut c, "synchronous_commit"), "off");
+        SessionDefaults.on_acquire(&mut c).unwrap();
+        assert_eq!(show(&mut c, "synchronous_commit"), "on");
         // A stronger setting is left alone.
         c.batch_execute("SET synchronous_commit = remote_apply")
             .unwrap();
-        DurableCommits.on_acquire(&mut c).unwrap();
-        assert_eq!(show(&mut c), "remote_apply");
+        SessionDefaults.on_acquire(&mut c).unwrap();
+        assert_eq!(show(&mut c, "synchronous_commit"), "remote_apply");
+    }
+
+    #[test]
+    fn pooled_connections_are_read_committed_and_bounded() {
+        // As if the role or database asked for another isolation and no (or longer) timeouts.
+        let mut config = test_config();
+        config.options(
+            "-c default_transaction_isolation=serializable -c statement_timeout=0 \
+             -c lock_timeout=1h",
+        );
+        let mut c = config.connect(postgres::NoTls).unwrap();
+        SessionDefaults.on_acquire(&mut c).unwrap();
+        assert_eq!(show(&mut c, "transaction_isolation"), "read committed");
+        let mut tx = c.transaction().unwrap();
+        assert_eq!(show(&mut tx, "transaction_isolation"), "read committed");
+        tx.commit().unwrap();
+        assert_eq!(show(&mut c, "statement_timeout"), "10s");
+        assert_eq!(show(&mut c, "lock_timeout"), "5s");
+        assert!(Duration::from_secs(10) == STATEMENT_TIMEOUT && LOCK_TIMEOUT < STATEMENT_TIMEOUT);
+
+        // Shorter bounds configured for the role or database are kept.
+        let mut config = test_config();
+        config.options("-c statement_timeout=2s -c lock_timeout=500ms");
+        let mut c = config.connect(postgres::NoTls).unwrap();
+        SessionDefaults.on_acquire(&mut c).unwrap();
+        assert_eq!(show(&mut c, "statement_timeout"), "2s");
+        assert_eq!(show(&mut c, "lock_timeout"), "500ms");
+    }
+
+    #[test]
+    fn connections_probe_a_silent_server() {
+        // Nothing in the URL: every bound is set (the client's defaults: no interval, no retry
+        // count, no user timeout, 2 h idle).
+        let mut config: Config = "postgres://u@db.example/x".parse().unwrap();
+        bound_network(&mut config);
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+
+        // Shorter settings from the URL are kept, longer ones and `keepalives=0` are not.
+        let mut config: Config = "postgres://u@db.example/x?keepalives=0&keepalives_idle=1\
+                                  &keepalives_interval=60&keepalives_retries=1\
+                                  &tcp_user_timeout=3"
+            .parse()
+            .unwrap();
+        bound_network(&mut config);
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(1));
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(1));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(3)));
+        // Zero means "the system's default" (no limit) and is replaced.
+        let mut config: Config = "postgres://u@db.example/x?tcp_user_timeout=0"
+            .parse()
+            .unwrap();
+        bound_network(&mut config);
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+    }
+
+    /// Injected failures: `Err(true)` is transient, `Err(false)` is not.
+    fn run_with(failures: &[Result<u8, bool>]) -> (Result<u8, bool>, usize, Vec<u32>) {
+        let mut calls = 0;
+        let mut pauses = Vec::new();
+        let out = with_retries(
+            || {
+                calls += 1;
+                failures.get(calls - 1).copied().unwrap_or(Ok(0))
+            },
+            |transient: &bool| *transient,
+            |n| pauses.push(n),
+        );
+        (out, calls, pauses)
+    }
+
+    #[test]
+    fn transient_failures_are_retried_a_bounded_number_of_times() {
+        assert_eq!(BATCH_ATTEMPTS, 3);
+        // Succeeds at once: one attempt, no pause.
+        assert_eq!(run_with(&[Ok(7)]), (Ok(7), 1, vec![]));
+        // Two transient failures, then success: three attempts, its answer only.
+        assert_eq!(
+            run_with(&[Err(true), Err(true), Ok(9)]),
+            (Ok(9), 3, vec![1, 2])
+        );
+        // Transient every time: gives up after BATCH_ATTEMPTS with the last error.
+        assert_eq!(
+            run_with(&[Err(true), Err(true), Err(true), Ok(1)]),
+            (Err(true), 3, vec![1, 2])
+        );
+        // Not transient (a timeout, a dropped connection, a constraint): never retried.
+        assert_eq!(run_with(&[Err(false), Ok(1)]), (Err(false), 1, vec![]));
+        assert_eq!(
+            run_with(&[Err(true), Err(false), Ok(1)]),
+            (Err(false), 2, vec![1])
+        );
+        // Past the retry window, no new attempt starts.
+        let mut calls = 0;
+        let out: Result<(), bool> = with_retries(
+            || {
+                calls += 1;
+                std::thread::sleep(RETRY_WINDOW);
+                Err(true)
+            },
+            |t| *t,
+            |_| {},
+        );
+        assert_eq!((out, calls), (Err(true), 1));
+    }
+
+    #[test]
+    fn the_pause_between_attempts_is_short_and_jittered() {
+        for n in 1..BATCH_ATTEMPTS {
+            let t = Instant::now();
+            retry_pause(n);
+            let took = t.elapsed();
+            let least = Duration::from_millis(10 * u64::from(n));
+            assert!(
+                took >= least && took < least + Duration::from_millis(500),
+                "{took:?}"
+            );
+        }
+    }
+
+    fn registration(group: u8, pseudonym: u8, requested: u8) -> Registration {
+        let mut r = crate::conformance::sample_registration(&GroupId([group; 32]), ClientId::NULL);
+        r.pseudonym.0[1] = pseudonym;
+        r.requested_id = ClientId([requested; CLIENT_ID_LEN]);
+        r
+    }
+
+    fn cookie(id: u8) -> CookieUse {
+        CookieUse {
+            id: [id; 13],
+            expires_at: UnixTime(0),
+        }
+    }
+
+    #[test]
+    fn batches_are_sent_in_device_order_unless_the_order_decides_an_outcome() {
+        // Sorted by group, then pseudonym; one device's requests keep their order.
+        let first = registration(2, 1, 0);
+        let mut again = registration(2, 1, 5);
+        again.pseudonym = first.pseudonym;
+        let batch = [first, registration(1, 9, 0), registration(1, 3, 0), again];
+        assert_eq!(lock_order(&batch, None), vec![2, 1, 0, 3]);
+        let cookies = [cookie(1), cookie(2), cookie(3), cookie(4)];
+        assert_eq!(lock_order(&batch, Some(&cookies)), vec![2, 1, 0, 3]);
+        // One device presenting one cookie twice (a replayed flight in the same batch): sorted.
+        let cookies = [cookie(1), cookie(2), cookie(3), cookie(1)];
+        assert_eq!(lock_order(&batch, Some(&cookies)), vec![2, 1, 0, 3]);
+        // Two devices presenting one cookie: the first in the batch gets it, so as is.
+        let cookies = [cookie(1), cookie(2), cookie(1), cookie(4)];
+        assert_eq!(lock_order(&batch, Some(&cookies)), vec![0, 1, 2, 3]);
+        // Two devices asking for one ClientID: likewise.
+        let mut shared = batch.clone();
+        shared[1].requested_id = ClientId([5; CLIENT_ID_LEN]);
+        assert_eq!(lock_order(&shared, None), vec![0, 1, 2, 3]);
     }
 }

@@ -431,7 +431,8 @@ fn a_handshake_costs_one_round_trip_whatever_the_batch() {
         .unwrap();
     assert_eq!(trips.load(Ordering::SeqCst) - before, 1);
     assert!(out[0].is_ok() && out[1].is_err());
-    // Every other call is one round trip too (a known group costs a second look-up).
+    // Every other call but the export is one round trip too (a known group costs a second
+    // look-up).
     let id = out[0].unwrap().client_id;
     let one = |what: &str, f: &dyn Fn()| {
         let before = trips.load(Ordering::SeqCst);
@@ -444,9 +445,11 @@ fn a_handshake_costs_one_round_trip_whatever_the_batch() {
     one("identity", &|| {
         assert!(reg.identity(&id).unwrap().is_some())
     });
-    one("identities", &|| {
-        assert_eq!(reg.identities().unwrap().len(), 18)
-    });
+    // The export lifts the statement timeout for a transaction of its own: BEGIN, SET LOCAL,
+    // the query, COMMIT.
+    let before = trips.load(Ordering::SeqCst);
+    assert_eq!(reg.identities().unwrap().len(), 18);
+    assert_eq!(trips.load(Ordering::SeqCst) - before, 4, "identities");
     one("groups", &|| assert_eq!(reg.groups().unwrap().len(), 1));
     one("group", &|| {
         assert!(reg.group(&g.group_id).unwrap().is_some())
@@ -674,4 +677,300 @@ fn a_device_registering_twice_at_once_with_its_requested_id_is_not_refused() {
         matches!(got, Ok(ref a) if a.client_id == wanted && !a.new_device),
         "{got:?}"
     );
+}
+
+/// Runs `f` on a thread of its own and waits for it at most 30 s: a call that hangs fails the
+/// test instead of hanging it. Returns `f`'s answer and how long it took.
+fn within_30s<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, std::time::Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let out = f();
+        let _ = tx.send((out, started.elapsed()));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(done) => done,
+        Err(_) => panic!("{what} did not return within 30 s"),
+    }
+}
+
+/// A DBA's `LOCK TABLE identities` (or any transaction holding a conflicting lock) must not
+/// stall the registrations: each fails after the lock timeout (5 s) with a database error, and
+/// registrations work again once the lock is gone.
+#[test]
+fn a_registration_behind_a_table_lock_fails_within_the_lock_timeout() {
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let mut dba = config.connect(postgres::NoTls).unwrap();
+    let mut lock = dba.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE identities IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    let (got, took) = within_30s("a registration behind a table lock", {
+        let (reg, r) = (reg.clone(), r.clone());
+        move || reg.register(&r)
+    });
+    match got {
+        Err(RegistryError::Database(m)) => {
+            assert!(m.contains("55P03") && m.contains("lock timeout"), "{m}")
+        }
+        other => panic!("expected a lock timeout, got {other:?}"),
+    }
+    // The lock timeout (5 s), not the statement timeout (10 s), ended it.
+    assert!(took < std::time::Duration::from_secs(9), "{took:?}");
+
+    lock.rollback().unwrap();
+    let assigned = reg.register(&r).unwrap();
+    assert!(assigned.new_device, "the failed attempt stored nothing");
+    assert_eq!(reg.identity_count().unwrap(), 1);
+}
+
+/// A statement that runs away (here: a trigger sleeping 60 s, as a stuck function or a server
+/// starved of I/O would) is cancelled by the statement timeout (10 s).
+#[test]
+fn a_registration_that_runs_away_is_cancelled_by_the_statement_timeout() {
+    let (config, reg) = open_fresh();
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    c.batch_execute(
+        "CREATE FUNCTION xtt_test_stall() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
+         CREATE TRIGGER xtt_test_stall BEFORE INSERT ON identities
+             FOR EACH ROW EXECUTE FUNCTION xtt_test_stall();",
+    )
+    .unwrap();
+    let r = sample_registration(&g.group_id, ClientId::NULL);
+    let (got, took) = within_30s("a registration stuck in a trigger", {
+        let reg = reg.clone();
+        move || reg.register(&r)
+    });
+    match got {
+        Err(RegistryError::Database(m)) => {
+            assert!(
+                m.contains("57014") && m.contains("statement timeout"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a statement timeout, got {other:?}"),
+    }
+    assert!(took >= std::time::Duration::from_secs(9), "{took:?}");
+    assert_eq!(reg.identity_count().unwrap(), 0);
+}
+
+/// A database whose default isolation is REPEATABLE READ (a DBA's choice for the whole
+/// database) must not break the registrations, which rely on READ COMMITTED; and two nodes
+/// whose batches hold the same new devices, or replay the same flights, in opposite orders must
+/// neither deadlock nor report a device or a cookie twice.
+#[test]
+fn opposite_batches_on_two_nodes_all_register_under_a_repeatable_read_default() {
+    use std::sync::{Arc, Barrier};
+    use xtt_registry::conformance::sample_cookie;
+    use xtt_registry::{Assigned, Refusal};
+
+    const DEVICES: usize = 32;
+    const ROUNDS: usize = 8;
+    let config = fresh_database();
+    let mut admin = config.connect(postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} SET default_transaction_isolation = 'repeatable read';
+             ALTER DATABASE {0} SET deadlock_timeout = '4s'",
+            config.get_dbname().unwrap()
+        ))
+        .unwrap();
+    // New connections get it (the pools below connect after this).
+    let mut probe = config.connect(postgres::NoTls).unwrap();
+    let level: String = probe
+        .query_one("SHOW transaction_isolation", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(level, "repeatable read");
+
+    let a = Arc::new(PostgresRegistry::from_config(config.clone(), 2).unwrap());
+    let b = Arc::new(PostgresRegistry::from_config(config.clone(), 2).unwrap());
+    let g = sample_group();
+    a.add_group(&g).unwrap();
+
+    // Both nodes send their batch at the same moment; each batch is bounded (30 s). A deadlock
+    // is found only after `deadlock_timeout` (4 s) of waiting, and then retried: a round that
+    // fast had none, as the batches lock devices in one order.
+    type Answers = Vec<Result<Assigned, Refusal>>;
+    let race = |forward: (Vec<_>, Vec<_>), backward: (Vec<_>, Vec<_>)| -> (Answers, Answers) {
+        let started = std::time::Instant::now();
+        let barrier = Arc::new(Barrier::new(2));
+        let node = |reg: &Arc<PostgresRegistry>, (batch, cookies): (Vec<_>, Vec<_>)| {
+            let (reg, barrier) = (reg.clone(), barrier.clone());
+            move || {
+                barrier.wait();
+                reg.register_all_once(&batch, &cookies)
+            }
+        };
+        let ta = std::thread::spawn({
+            let f = node(&a, forward);
+            move || within_30s("node A's batch", f).0
+        });
+        let (on_b, _) = within_30s("node B's batch", node(&b, backward));
+        let on_a = ta.join().unwrap();
+        let (on_a, on_b) = (
+            on_a.expect("node A's batch commits"),
+            on_b.expect("node B's batch commits"),
+        );
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(4),
+            "a deadlock: {took:?}"
+        );
+        (on_a, on_b)
+    };
+
+    // The same new devices, each node with handshakes (cookies) of its own.
+    for _ in 0..ROUNDS {
+        let devices: Vec<_> = (0..DEVICES)
+            .map(|_| sample_registration(&g.group_id, ClientId::NULL))
+            .collect();
+        let reversed: Vec<_> = devices.iter().rev().cloned().collect();
+        let cookies = |n| {
+            (0..n)
+                .map(|_| sample_cookie(2_000_000_000))
+                .collect::<Vec<_>>()
+        };
+        let (on_a, on_b) = race(
+            (devices.clone(), cookies(DEVICES)),
+            (reversed, cookies(DEVICES)),
+        );
+        for k in 0..DEVICES {
+            let (x, y) = (on_a[k].unwrap(), on_b[DEVICES - 1 - k].unwrap());
+            assert_eq!(x.client_id, y.client_id, "one id per device");
+            assert!(x.new_device ^ y.new_device, "new on exactly one node");
+        }
+    }
+    assert_eq!(a.identity_count().unwrap(), (ROUNDS * DEVICES) as u64);
+
+    // The same flights (device and cookie) replayed to both nodes in opposite orders: each is
+    // registered by exactly one node and refused as a replay by the other.
+    for _ in 0..ROUNDS {
+        let flights: Vec<_> = (0..DEVICES)
+            .map(|_| {
+                (
+                    sample_registration(&g.group_id, ClientId::NULL),
+                    sample_cookie(2_000_000_000),
+                )
+            })
+            .collect();
+        let forward = flights.iter().cloned().unzip();
+        let backward = flights.iter().rev().cloned().unzip();
+        let (on_a, on_b) = race(forward, backward);
+        for k in 0..DEVICES {
+            match (on_a[k], on_b[DEVICES - 1 - k]) {
+                (Ok(x), Err(Refusal::CookieReplayed)) | (Err(Refusal::CookieReplayed), Ok(x)) => {
+                    assert!(x.new_device)
+                }
+                other => panic!("flight {k}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(a.identity_count().unwrap(), (2 * ROUNDS * DEVICES) as u64);
+    let (ids, cookies): (i64, i64) = {
+        let row = admin_of(&config)
+            .query_one(
+                "SELECT (SELECT count(*) FROM client_ids), (SELECT count(*) FROM xtt_used_cookies)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(ids, (2 * ROUNDS * DEVICES) as i64, "no id left over");
+    // First part: two handshakes per device; second: one cookie per flight.
+    assert_eq!(cookies, (3 * ROUNDS * DEVICES) as i64);
+}
+
+fn admin_of(config: &postgres::Config) -> postgres::Client {
+    config.connect(postgres::NoTls).unwrap()
+}
+
+/// A batch the server picks as a deadlock's victim is run again and then registers each of its
+/// devices once. The deadlock is made on purpose: another transaction holds the batch's second
+/// device while the batch holds its first, then asks for the first. (The batch's sessions find
+/// the deadlock, 3 s after they start waiting; the other one would only look after 60 s.)
+#[test]
+fn a_batch_chosen_as_a_deadlock_victim_is_retried_and_registers_once() {
+    let config = fresh_database();
+    let mut other = admin_of(&config);
+    other
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET deadlock_timeout = '3s'",
+            config.get_dbname().unwrap()
+        ))
+        .unwrap();
+    let reg = Arc::new(PostgresRegistry::from_config(config.clone(), 1).unwrap());
+    let g = sample_group();
+    reg.add_group(&g).unwrap();
+    // In the order the registry sends them (by pseudonym), whatever the order given.
+    let mut devices = [
+        sample_registration(&g.group_id, ClientId::NULL),
+        sample_registration(&g.group_id, ClientId::NULL),
+    ];
+    devices.sort_by_key(|x| x.pseudonym.0);
+    let other_ids = [ClientId([0x71; 16]), ClientId([0x72; 16])];
+
+    other
+        .batch_execute("SET deadlock_timeout = '60s'; SET lock_timeout = '30s'")
+        .unwrap();
+    let mut tx = other.transaction().unwrap();
+    let hold = |tx: &mut postgres::Transaction<'_>, k: usize| {
+        let (d, id) = (&devices[k], &other_ids[k]);
+        tx.execute(
+            "INSERT INTO client_ids (client_id, assigned_at) VALUES ($1, 1)",
+            &[&&id.0[..]],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO identities (client_id, group_id, pseudonym, longterm_key, first_seen,
+                                     last_seen) VALUES ($1, $2, $3, $4, 1, 1)",
+            &[
+                &&id.0[..],
+                &&g.group_id.0[..],
+                &&d.pseudonym.0[..],
+                &&d.longterm_key.as_bytes()[..],
+            ],
+        )
+        .unwrap();
+    };
+    hold(&mut tx, 1);
+    let batch = std::thread::spawn({
+        let (reg, devices) = (reg.clone(), devices.clone());
+        move || reg.register_all(&devices)
+    });
+    // The batch registered the first device and waits for the second...
+    wait_until_blocked_on_a_lock(&mut admin_of(&config));
+    // ...and now the other transaction asks for the first: a deadlock. This insert returns once
+    // the batch's attempt was aborted (or fails after its own lock timeout, 30 s).
+    hold(&mut tx, 0);
+    tx.commit().unwrap();
+
+    let out = batch
+        .join()
+        .unwrap()
+        .expect("the batch is retried after the deadlock and commits");
+    for k in 0..2 {
+        let got = out[k].unwrap();
+        assert_eq!(got.client_id, other_ids[k], "device {k}");
+        assert!(
+            !got.new_device,
+            "device {k} was registered by the other transaction"
+        );
+    }
+    let mut c = admin_of(&config);
+    let ids: i64 = c
+        .query_one("SELECT count(*) FROM client_ids", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ids, 2, "the aborted attempt's id was rolled back");
+    assert_eq!(reg.identity_count().unwrap(), 2);
 }
