@@ -127,6 +127,19 @@ fn the_registry_file_is_private() {
     drop(SqliteRegistry::open(&path, Durability::Full).unwrap());
     assert_eq!(mode(&path), 0o600, "an existing file is narrowed");
 
+    // A wrong path fails as "not a database" and the file keeps its mode and bytes.
+    let cert = dir.path().join("server_cert.bin");
+    std::fs::write(&cert, [7u8; 169]).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = SqliteRegistry::open(&cert, Durability::Full).unwrap_err();
+    assert!(err.to_string().contains("not a database"), "{err}");
+    assert_eq!(
+        mode(&cert),
+        0o644,
+        "a file that is not a database keeps its mode"
+    );
+    assert_eq!(std::fs::read(&cert).unwrap(), [7u8; 169]);
+
     let sessions = dir.path().join("sessions.sqlite");
     drop(xtt_registry::sessions::SqliteSessionStore::open(&sessions).unwrap());
     assert_eq!(mode(&sessions), 0o600);
