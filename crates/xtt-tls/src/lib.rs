@@ -260,25 +260,123 @@ pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<St
 }
 
 fn describe_rustls(e: &rustls::Error) -> Option<String> {
-    use rustls::CertificateError as C;
     let rustls::Error::InvalidCertificate(c) = e else {
         return None;
     };
-    Some(match c {
+    Some(describe_certificate_error(c))
+}
+
+/// A refused certificate in plain words, never in Rust's Debug format: the text is shown to
+/// people ("the relay at HOST cannot be trusted: ...").
+#[allow(deprecated)] // `UnsupportedSignatureAlgorithm` is still produced by older verifiers.
+fn describe_certificate_error(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
         C::UnknownIssuer => "its certificate is not signed by a trusted certificate authority \
                              (give the CA with --ca-file, or import it into the anchor store)"
             .to_owned(),
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            format!("its certificate is not valid for this host name ({c:?})")
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let names: Vec<String> = presented.iter().map(|n| plain_name(n)).collect();
+            let expected = expected.to_str();
+            match names.as_slice() {
+                [] => format!(
+                    "its certificate names no host (it has no subject alternative name), \
+                     so it is not valid for {expected}"
+                ),
+                _ => format!(
+                    "its certificate is for {}, not {expected} (connect with a name the \
+                     certificate holds, or issue one that holds {expected})",
+                    one_of(&names)
+                ),
+            }
         }
-        C::Expired | C::ExpiredContext { .. } => "its certificate has expired".to_owned(),
+        C::NotValidForName => "its certificate is not valid for this host name".to_owned(),
+        C::Expired | C::ExpiredContext { .. } => {
+            "its certificate has expired (or this machine's clock is wrong)".to_owned()
+        }
         C::NotValidYet | C::NotValidYetContext { .. } => {
-            "its certificate is not valid yet".to_owned()
+            "its certificate is not valid yet (or this machine's clock is wrong)".to_owned()
         }
         C::Revoked => "its certificate has been revoked".to_owned(),
         C::BadSignature => "its certificate's signature does not verify".to_owned(),
-        other => format!("its certificate was refused ({other:?})"),
-    })
+        C::BadEncoding => "its certificate is malformed".to_owned(),
+        C::UnhandledCriticalExtension => {
+            "its certificate has a critical extension this program does not understand".to_owned()
+        }
+        C::UnknownRevocationStatus
+        | C::ExpiredRevocationList
+        | C::ExpiredRevocationListContext { .. } => {
+            "its certificate's revocation status cannot be determined".to_owned()
+        }
+        C::UnsupportedSignatureAlgorithm
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "its certificate is signed with an algorithm this program does not support".to_owned()
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "its certificate is not meant for a TLS server (extended key usage)".to_owned()
+        }
+        C::InvalidOcspResponse => {
+            "its certificate's revocation (OCSP) answer is invalid".to_owned()
+        }
+        C::Other(inner) => {
+            let text = inner.to_string();
+            if is_plain_words(&text) {
+                format!("its certificate was refused: {text}")
+            } else {
+                "its certificate was refused".to_owned()
+            }
+        }
+        _ => "its certificate was refused".to_owned(),
+    }
+}
+
+/// A name as webpki reports it (`DnsName("a.example")`, `IpAddress(192.0.2.1)`, ...) in plain
+/// words: the name itself, or what kind of name it is.
+fn plain_name(presented: &str) -> String {
+    let inner = |prefix: &str| {
+        presented
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(|s| s.trim_matches('"').to_owned())
+    };
+    if let Some(n) = inner("DnsName(").or_else(|| inner("IpAddress(")) {
+        return n;
+    }
+    if let Some(uri) = inner("UniformResourceIdentifier(") {
+        return format!("the URI {uri}");
+    }
+    if presented == "DirectoryName" {
+        return "a directory name".to_owned();
+    }
+    if presented.starts_with("Unsupported(") {
+        return "a name of a kind this program does not read".to_owned();
+    }
+    if is_plain_words(presented) {
+        presented.to_owned()
+    } else {
+        "a name this program cannot show".to_owned()
+    }
+}
+
+/// "a", "a or b", "a, b or c".
+fn one_of(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Whether `text` reads as words rather than a Rust Debug rendering of a value.
+fn is_plain_words(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || " .,:;'-/_*".contains(c))
 }
 
 /// The error and its causes on one line ("a: b: c"), for messages.
@@ -344,5 +442,118 @@ mod tests {
         assert!(text.contains("not signed by a trusted"), "{text}");
         let other = std::io::Error::other("connection reset");
         assert!(certificate_problem(&other).is_none());
+    }
+
+    fn debug_free(text: &str) {
+        for bad in [
+            "{",
+            "}",
+            "DnsName(",
+            "IpAddress(",
+            "Context",
+            "\"",
+            "[",
+            "]",
+        ] {
+            assert!(!text.contains(bad), "{bad:?} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn a_name_mismatch_names_both_names_in_words() {
+        use rustls::pki_types::ServerName;
+        let e =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("localhost").unwrap().to_owned(),
+                presented: vec!["IpAddress(127.0.0.1)".into()],
+            });
+        let text = certificate_problem(&std::io::Error::other(e)).unwrap();
+        debug_free(&text);
+        assert!(
+            text.contains("its certificate is for 127.0.0.1, not localhost"),
+            "{text}"
+        );
+
+        let e = rustls::CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("10.0.0.1").unwrap().to_owned(),
+            presented: vec![
+                "DnsName(\"relay.example\")".into(),
+                "DnsName(\"*.relay.example\")".into(),
+                "IpAddress(2001:db8::1)".into(),
+            ],
+        };
+        let text = describe_certificate_error(&e);
+        debug_free(&text);
+        assert!(
+            text.contains("for relay.example, *.relay.example or 2001:db8::1, not 10.0.0.1"),
+            "{text}"
+        );
+
+        let e = rustls::CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("relay.example").unwrap().to_owned(),
+            presented: vec![],
+        };
+        let text = describe_certificate_error(&e);
+        debug_free(&text);
+        assert!(text.contains("relay.example"), "{text}");
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn no_certificate_error_is_shown_in_debug_format() {
+        use rustls::pki_types::UnixTime;
+        use rustls::CertificateError as C;
+        let t = |s| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s));
+        let all = [
+            C::BadEncoding,
+            C::Expired,
+            C::ExpiredContext {
+                time: t(2),
+                not_after: t(1),
+            },
+            C::NotValidYet,
+            C::NotValidYetContext {
+                time: t(1),
+                not_before: t(2),
+            },
+            C::Revoked,
+            C::UnhandledCriticalExtension,
+            C::UnknownIssuer,
+            C::UnknownRevocationStatus,
+            C::ExpiredRevocationList,
+            C::ExpiredRevocationListContext {
+                time: t(2),
+                next_update: t(1),
+            },
+            C::BadSignature,
+            C::UnsupportedSignatureAlgorithm,
+            C::UnsupportedSignatureAlgorithmContext {
+                signature_algorithm_id: vec![1, 2, 3],
+                supported_algorithms: vec![],
+            },
+            C::UnsupportedSignatureAlgorithmForPublicKeyContext {
+                signature_algorithm_id: vec![1, 2, 3],
+                public_key_algorithm_id: vec![4, 5],
+            },
+            C::NotValidForName,
+            C::InvalidPurpose,
+            C::InvalidPurposeContext {
+                required: rustls::ExtendedKeyPurpose::ServerAuth,
+                presented: vec![rustls::ExtendedKeyPurpose::ClientAuth],
+            },
+            C::InvalidOcspResponse,
+            C::ApplicationVerificationFailure,
+            C::Other(rustls::OtherError(std::sync::Arc::new(
+                std::io::Error::other("Some { inner: Debug }"),
+            ))),
+            C::Other(rustls::OtherError(std::sync::Arc::new(
+                std::io::Error::other("the certificate is pinned to another key"),
+            ))),
+        ];
+        for c in all {
+            let text = describe_rustls(&rustls::Error::InvalidCertificate(c.clone())).unwrap();
+            debug_free(&text);
+            assert!(text.starts_with("its certificate"), "{text}");
+        }
     }
 }
