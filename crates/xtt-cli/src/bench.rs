@@ -82,7 +82,7 @@ pub(crate) struct BenchArgs {
     /// Total handshakes [default: 4 per device].
     #[arg(long)]
     pub(crate) handshakes: Option<u64>,
-    /// Suite (C name or 1-4).
+    /// Suite: a C name or 1-6 (5 and 6 authenticate records without encrypting them).
     #[arg(short = 's', long = "suitespec", default_value = "1", value_parser = parse_suite)]
     pub(crate) suite: SuiteSpec,
     /// Seconds each step may take.

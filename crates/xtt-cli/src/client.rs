@@ -48,7 +48,8 @@ pub(crate) struct ProvisionArgs {
     /// Server port.
     #[arg(short = 'p', long = "port", default_value_t = 4444)]
     port: u16,
-    /// Suite: a C name (e.g. X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512) or 1-4.
+    /// Suite: a C name (e.g. X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512) or 1-6 (5 and 6
+    /// authenticate records without encrypting them).
     #[arg(short = 's', long = "suitespec", default_value = "X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512", value_parser = parse_suite)]
     suitespec: SuiteSpec,
     /// Requested ClientID, 16 raw bytes [default: none, the server chooses].

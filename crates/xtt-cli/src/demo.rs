@@ -47,7 +47,7 @@ pub(crate) struct DemoArgs {
     /// Directory to use (must not exist or be empty) [default: a new one under the temp dir].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Suite (C name or 1-4).
+    /// Suite: a C name or 1-6 (5 and 6 authenticate records without encrypting them).
     #[arg(short = 's', long = "suitespec", default_value = "1", value_parser = parse_suite)]
     suite: SuiteSpec,
 }
