@@ -135,20 +135,74 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides `-v`.
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+/// The log filter for `-v` given `verbose` times, when `RUST_LOG` is not set.
+///
+/// Without -v only this workspace's crates (targets `xtt…`, `tte…`) warn; other crates log
+/// errors only, and `rustls_platform_verifier` nothing below -vv: it logs every refused
+/// certificate, which the command itself reports in words.
+fn default_log_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "error,xtt=warn,tte=warn,rustls_platform_verifier=off",
+        1 => "info,rustls_platform_verifier=off",
         2 => "debug",
         _ => "trace",
-    };
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides `-v`.
+fn init_tracing(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter(verbose)));
     // Colour only for a person at a terminal: escape codes in a file or the journal are noise.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::default_log_filter;
+    use tracing::{enabled, Level};
+
+    fn with_filter(verbose: u8, check: impl FnOnce()) {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(default_log_filter(
+                verbose,
+            )))
+            .finish();
+        tracing::subscriber::with_default(subscriber, check);
+    }
+
+    #[test]
+    fn third_party_crates_are_quiet_by_default() {
+        with_filter(0, || {
+            // The platform verifier's "failed to verify TLS certificate" line.
+            assert!(!enabled!(
+                target: "rustls_platform_verifier::verification::others",
+                Level::ERROR
+            ));
+            assert!(!enabled!(target: "rustls::common_state", Level::WARN));
+            assert!(enabled!(target: "hyper_util::client", Level::ERROR));
+            // This workspace's crates still warn.
+            assert!(enabled!(target: "xtt", Level::WARN));
+            assert!(enabled!(target: "xtt_relay::access", Level::WARN));
+            assert!(enabled!(target: "tte_server::device", Level::WARN));
+            assert!(!enabled!(target: "xtt_relay::access", Level::INFO));
+        });
+        with_filter(1, || {
+            assert!(enabled!(target: "xtt_server", Level::INFO));
+            assert!(!enabled!(
+                target: "rustls_platform_verifier::verification::others",
+                Level::ERROR
+            ));
+        });
+        with_filter(2, || {
+            assert!(enabled!(
+                target: "rustls_platform_verifier::verification::others",
+                Level::ERROR
+            ));
+        });
+    }
 }
