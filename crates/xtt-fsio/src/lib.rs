@@ -309,6 +309,25 @@ pub fn make_private_file(path: &Path) -> io::Result<()> {
     file.set_permissions(fs::Permissions::from_mode(SECRET))
 }
 
+/// [`make_private_file`] for an SQLite database: an existing file is narrowed only if it is
+/// empty or starts with SQLite's header, so a wrong path (a certificate, say) then fails as "not
+/// a database" with its mode untouched.
+pub fn make_private_sqlite_file(path: &Path) -> io::Result<()> {
+    const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+    match File::open(path) {
+        Ok(f) => {
+            let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+            f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut head)?;
+            if !(head.is_empty() || head == SQLITE_HEADER) {
+                return Ok(());
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    make_private_file(path)
+}
+
 /// Creates a directory (and missing parents) with mode 0700 if it does not exist; an existing
 /// one is left as it is (it may be the operator's, shared with other things).
 pub fn create_dir_private_if_missing(path: &Path) -> io::Result<()> {
@@ -587,6 +606,21 @@ mod tests {
             make_private_file(dir.path()).is_err(),
             "a directory is refused"
         );
+
+        // The SQLite variant narrows a database (or an empty file), and nothing else.
+        let cert = dir.path().join("cert.bin");
+        fs::write(&cert, [7u8; 169]).unwrap();
+        fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).unwrap();
+        make_private_sqlite_file(&cert).unwrap();
+        assert_eq!(mode_of(&cert), 0o644);
+        let db = dir.path().join("x.db");
+        fs::write(&db, b"SQLite format 3\0rest of the page").unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
+        make_private_sqlite_file(&db).unwrap();
+        assert_eq!(mode_of(&db), 0o600);
+        let new = dir.path().join("new.db");
+        make_private_sqlite_file(&new).unwrap();
+        assert_eq!(mode_of(&new), 0o600);
 
         let made = dir.path().join("a/b");
         create_dir_private_if_missing(&made).unwrap();

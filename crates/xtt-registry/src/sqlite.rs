@@ -99,30 +99,12 @@ pub(crate) fn time_to_sql(t: UnixTime) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)
 }
 
-/// The registry file, created 0600 or narrowed to it (see [`xtt_fsio::make_private_file`]).
-/// An existing file is narrowed only if it is empty or an SQLite database: a wrong path (a
-/// certificate, say) must fail as "not a database" with its mode untouched.
+/// The registry file, created 0600 or narrowed to it if it is a database (see
+/// [`xtt_fsio::make_private_sqlite_file`]).
 pub(crate) fn private_file(path: &Path) -> Result<(), RegistryError> {
-    let err = |e: std::io::Error| RegistryError::Database(format!("{}: {e}", path.display()));
-    match std::fs::File::open(path) {
-        Ok(f) => {
-            use std::io::Read as _;
-            let mut head = Vec::with_capacity(SQLITE_HEADER.len());
-            f.take(SQLITE_HEADER.len() as u64)
-                .read_to_end(&mut head)
-                .map_err(err)?;
-            if !(head.is_empty() || head == SQLITE_HEADER) {
-                return Ok(());
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    xtt_fsio::make_private_file(path).map_err(err)
+    xtt_fsio::make_private_sqlite_file(path)
+        .map_err(|e| RegistryError::Database(format!("{}: {e}", path.display())))
 }
-
-/// The first bytes of every SQLite 3 database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 pub(crate) fn time_from_sql(v: i64) -> UnixTime {
     UnixTime(u64::try_from(v).unwrap_or(0))

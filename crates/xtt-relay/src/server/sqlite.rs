@@ -91,7 +91,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        restrict_permissions(path)?;
+        // 0600 (the mailboxes are sealed, but their metadata is not for other users); a file
+        // that is not a database keeps its mode and fails below.
+        xtt_fsio::make_private_sqlite_file(path)?;
         let mut conn = Connection::open(path)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -143,23 +145,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )?;
         tx.commit()?;
     }
-}
-
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) -> Result<(), StoreError> {
-    Ok(())
 }
 
 fn digest_from(blob: Vec<u8>) -> Result<ClaimDigest, StoreError> {
