@@ -84,16 +84,26 @@ pass them with --link-file and --claim-file (\"-\" reads stdin) instead.",
     )]
     Receive(ReceiveArgs),
     /// Give up a mailbox you claimed as recipient, so another device may claim it.
-    #[command(after_help = CLAIM_HELP)]
+    #[command(after_help = RELINQUISH_HELP)]
     Relinquish(ClaimArgs),
     /// Delete a mailbox as its initiator or bound recipient.
-    #[command(after_help = CLAIM_HELP)]
+    #[command(after_help = DELETE_HELP)]
     Delete(ClaimArgs),
 }
 
-const CLAIM_HELP: &str = "A link or claim given on the command line is visible to other users \
-of this machine (e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep them off it.\n\
-Example:\n  xtt relay delete --link-file link.txt --claim-file claim.txt";
+/// `relay relinquish --help`: the claim is the one `receive` printed.
+const RELINQUISH_HELP: &str = "A link or claim given on the command line is visible to other \
+users of this machine (e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep \
+them off it.\n\
+Example (claim.txt holds the recipient claim `xtt relay receive` printed):\n  \
+xtt relay relinquish --link-file link.txt --claim-file claim.txt";
+
+/// `relay delete --help`: the claim is the initiator's (from `share`) or the recipient's.
+const DELETE_HELP: &str = "A link or claim given on the command line is visible to other users \
+of this machine (e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep them off \
+it.\n\
+Example (claim.txt holds the claim `xtt relay share` or `xtt relay receive` printed):\n  \
+xtt relay delete --link-file link.txt --claim-file claim.txt";
 
 /// Which certificate authorities an `https://` relay may be certified by, besides the
 /// platform's.
@@ -839,6 +849,31 @@ mod tests {
                 "{extra:?}"
             );
         }
+    }
+
+    fn help_of(sub: &str) -> String {
+        use clap::CommandFactory as _;
+        let mut top = Top::command();
+        top.find_subcommand_mut(sub)
+            .unwrap()
+            .render_long_help()
+            .to_string()
+    }
+
+    #[test]
+    fn each_claim_command_shows_its_own_example() {
+        let relinquish = help_of("relinquish");
+        assert!(
+            relinquish.contains("xtt relay relinquish --link-file link.txt --claim-file"),
+            "{relinquish}"
+        );
+        assert!(!relinquish.contains("xtt relay delete"), "{relinquish}");
+        let delete = help_of("delete");
+        assert!(
+            delete.contains("xtt relay delete --link-file link.txt --claim-file"),
+            "{delete}"
+        );
+        assert!(!delete.contains("xtt relay relinquish"), "{delete}");
     }
 
     #[test]
