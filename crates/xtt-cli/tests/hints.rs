@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{fails, ServerProcess};
+
 /// Every `-s` accepts suites 1-6, and every help says so (5 and 6 do not encrypt).
 #[test]
 fn every_suite_option_says_1_to_6() {
@@ -35,6 +37,33 @@ fn every_suite_option_says_1_to_6() {
         assert!(!help.contains("1-4"), "xtt {cmd:?} --help: {help}");
     }
     // What the help says is what is accepted.
-    let err = common::fails(d, &["bench", "-s", "7", "--handshakes", "1"]);
+    let err = fails(d, &["bench", "-s", "7", "--handshakes", "1"]);
     assert!(err.contains("unknown suite \"7\""), "{err}");
+}
+
+/// A session handshake the server refuses with its Error message (which carries no reason)
+/// names the likely causes.
+#[test]
+fn a_refused_session_handshake_says_what_to_check() {
+    let tmp = common::deployment(1);
+    let d = tmp.path();
+    let device = common::member(d, 1);
+
+    let server = ServerProcess::start(d, &["--no-sessions"]);
+    common::provisioned(d, &device, server.addr);
+    let out = common::xtt_command(d)
+        .args(["client", "connect", "--dir", device.to_str().unwrap()])
+        .args(["-p", &server.addr.port().to_string(), "--timeout", "5"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = common::text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("peer sent an Error message (the server refused")
+            && err.contains("sessions are not enabled on the server")
+            && err.contains("ClientID is unknown to the server's registry")
+            && err.contains("long-term key"),
+        "{err}"
+    );
 }

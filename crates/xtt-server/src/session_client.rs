@@ -91,7 +91,7 @@ pub enum SessionClientError {
     #[error("connection closed")]
     Closed,
     /// The handshake failed (including the server's opaque Error: unknown ClientID, wrong key).
-    #[error("handshake: {0}")]
+    #[error("handshake: {0}{hint}", hint = refusal_hint(.0))]
     Handshake(xtt_proto::Error),
     /// Sealing failed (payload too long, sequence numbers used up).
     #[error("record: {0}")]
@@ -102,6 +102,20 @@ pub enum SessionClientError {
     /// [`SessionClientOptions::retransmit_after`].
     #[error("the server does not know this session any more")]
     SessionUnknown,
+}
+
+/// What to add to a handshake error for the user: the server's Error message carries no reason
+/// by design (XTT-WIRE §5.5), so the likely ones are listed.
+fn refusal_hint(e: &xtt_proto::Error) -> &'static str {
+    match e {
+        xtt_proto::Error::ReceivedErrorMessage => {
+            " (the server refused the session handshake and gives no reason; likely causes: \
+             sessions are not enabled on the server, this ClientID is unknown to the server's \
+             registry (provisioned by another server or registry), or the long-term key is not \
+             the one registered for this ClientID)"
+        }
+        _ => "",
+    }
 }
 
 /// During the handshake an Error message is the server refusing it, not an unknown session.
