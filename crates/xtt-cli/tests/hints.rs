@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fails, ServerProcess};
+use common::{fails, ok, ServerProcess};
 
 /// Every `-s` accepts suites 1-6, and every help says so (5 and 6 do not encrypt).
 #[test]
@@ -66,4 +66,54 @@ fn a_refused_session_handshake_says_what_to_check() {
             && err.contains("long-term key"),
         "{err}"
     );
+}
+
+/// An update fetch from a server that has sessions but no `--updates` (it echoes each request)
+/// says so, instead of "the server did not answer".
+#[test]
+fn an_update_fetch_from_a_server_without_updates_says_so() {
+    let tmp = common::deployment(1);
+    let d = tmp.path();
+    let device = common::member(d, 1);
+    let server = ServerProcess::start(d, &[]);
+    common::provisioned(d, &device, server.addr);
+    ok(
+        d,
+        &[
+            "anchors",
+            "--store",
+            "device.db",
+            "import",
+            "xtt-root",
+            "root_cert.bin",
+        ],
+    );
+    let addr = server.addr.to_string();
+    let err = fails(
+        d,
+        &[
+            "update",
+            "fetch",
+            "--server",
+            &addr,
+            "--client-dir",
+            device.to_str().unwrap(),
+            "--anchors",
+            "device.db",
+            "--out",
+            "installed.bin",
+            "--vendor-id",
+            "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe",
+            "--class-id",
+            "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert!(
+        err.contains("sent each request back unchanged")
+            && err.contains("does it run with --updates DIR?"),
+        "{err}"
+    );
+    assert!(!err.contains("did not answer"), "{err}");
 }

@@ -66,6 +66,13 @@ pub enum FetchError {
     /// The server did not answer a request in time after every try.
     #[error("the server did not answer after {0} tries")]
     NoAnswer(u32),
+    /// The server only sent each request back as it was: it has sessions but serves no updates
+    /// (a server without an update directory echoes records).
+    #[error(
+        "the server sent each request back unchanged ({0} tries) instead of answering it: it \
+         serves no updates (does it run with --updates DIR?)"
+    )]
+    Echoed(u32),
     /// The delivery protocol failed (including "no update offered").
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
@@ -95,6 +102,7 @@ async fn ask(
     mut wanted: impl FnMut(&ServerMessage) -> bool,
 ) -> Result<ServerMessage, FetchError> {
     let bytes = request.encode();
+    let mut echoed = false;
     for _ in 0..options.max_tries.max(1) {
         session.send(PayloadType::QueueProtocol, &bytes).await?;
         let deadline = tokio::time::Instant::now() + options.answer_timeout;
@@ -111,6 +119,7 @@ async fn ask(
                 continue;
             }
             let Ok(message) = ServerMessage::decode(&record.payload) else {
+                echoed |= *record.payload == *bytes;
                 tracing::debug!("undecodable update-delivery message ignored");
                 continue;
             };
@@ -121,7 +130,12 @@ async fn ask(
             }
         }
     }
-    Err(FetchError::NoAnswer(options.max_tries.max(1)))
+    let tries = options.max_tries.max(1);
+    Err(if echoed {
+        FetchError::Echoed(tries)
+    } else {
+        FetchError::NoAnswer(tries)
+    })
 }
 
 /// Downloads the server's current update. `precheck` sees the envelope before the image is
