@@ -23,13 +23,31 @@ pub(crate) struct StorageArg {
     storage: Option<String>,
 }
 
+/// Whether a command may create the registry it is pointed at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Create,
+    /// Reading commands: a mistyped path must not turn into an empty registry that then
+    /// reports no identities.
+    Refuse,
+}
+
 impl StorageArg {
-    fn open(&self) -> anyhow::Result<(String, Arc<dyn Registry>)> {
+    fn open(&self, missing: Missing) -> anyhow::Result<(String, Arc<dyn Registry>)> {
         let url = self
             .storage
             .clone()
             .unwrap_or_else(|| "sqlite:xtt-data/registry.sqlite".into());
         let shown = redact_url(&url);
+        if let Some(path) = xtt_registry::sqlite_path(&url) {
+            if missing == Missing::Refuse && !path.exists() {
+                anyhow::bail!(
+                    "no registry at {} (a server creates it when it first starts); check \
+                     --storage or XTT_STORAGE",
+                    path.display()
+                );
+            }
+        }
         let reg = xtt_registry::open_storage(&url)
             .with_context(|| format!("opening the registry {shown}"))?;
         Ok((shown, reg))
@@ -93,7 +111,7 @@ pub(crate) struct ExportArgs {
 pub(crate) fn run(command: RegistryCommand) -> anyhow::Result<()> {
     match command {
         RegistryCommand::Migrate(a) => {
-            let (shown, reg) = a.storage.open()?;
+            let (shown, reg) = a.storage.open(Missing::Create)?;
             println!("{shown}: schema version {}", reg.schema_version()?);
             Ok(())
         }
@@ -103,7 +121,7 @@ pub(crate) fn run(command: RegistryCommand) -> anyhow::Result<()> {
 }
 
 fn stats(a: &StatsArgs) -> anyhow::Result<()> {
-    let (shown, reg) = a.storage.open()?;
+    let (shown, reg) = a.storage.open(Missing::Refuse)?;
     let groups = reg.groups()?;
     let identities = reg.identities()?;
     let mut per_group: BTreeMap<String, u64> = groups
@@ -149,7 +167,7 @@ fn stats(a: &StatsArgs) -> anyhow::Result<()> {
 }
 
 fn export(a: &ExportArgs) -> anyhow::Result<()> {
-    let (_, reg) = a.storage.open()?;
+    let (_, reg) = a.storage.open(Missing::Refuse)?;
     // A file is written whole and crash-safely (temp, fsync, rename) from memory: the
     // identities are in memory already, and a half-written export must not look complete.
     let mut text = Vec::new();

@@ -163,3 +163,33 @@ fn registry_migrate_stats_export_on_postgres() {
         xtt_registry::POSTGRES_SCHEMA_VERSION,
     );
 }
+
+/// Reading commands do not create a registry where the path is mistyped (it would report no
+/// identities, as if the registry were empty), and a file that is not a database keeps its mode.
+#[test]
+fn registry_reads_refuse_a_missing_file_and_leave_other_files_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let typo = d.join("typo.sqlite");
+    for cmd in ["stats", "export"] {
+        let url = format!("sqlite:{}", typo.display());
+        let out = xtt(d, &["registry", cmd, "--storage", &url]);
+        assert!(
+            !out.status.success(),
+            "{cmd} on a missing registry succeeded"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no registry at"), "{cmd}: {err}");
+        assert!(!typo.exists(), "{cmd} created {}", typo.display());
+    }
+    let cert = d.join("server_cert.bin");
+    std::fs::write(&cert, [7u8; 169]).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let url = format!("sqlite:{}", cert.display());
+    let out = xtt(d, &["registry", "stats", "--storage", &url]);
+    assert!(!out.status.success());
+    let mode = std::fs::metadata(&cert).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "a file that is not a database keeps its mode");
+    assert_eq!(std::fs::read(&cert).unwrap(), [7u8; 169]);
+}

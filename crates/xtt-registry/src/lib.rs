@@ -67,7 +67,7 @@ fn check_cookie_count(batch: &[Registration], cookies: &[CookieUse]) -> Result<(
     }
 }
 
-pub use storage::{open_storage, open_storage_with, redact_url, StorageOptions};
+pub use storage::{open_storage, open_storage_with, redact_url, sqlite_path, StorageOptions};
 
 /// A DAA group the server accepts devices from.
 #[derive(Clone, PartialEq, Eq)]

@@ -33,6 +33,14 @@ impl Default for StorageOptions {
     }
 }
 
+/// The file a `sqlite:PATH` (or `sqlite://PATH`) URL names; `None` for any other URL, the
+/// in-memory registry, or no path.
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url.trim().strip_prefix("sqlite:")?;
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    (!path.is_empty() && rest != ":memory:").then(|| Path::new(path))
+}
+
 /// Opens the registry named by `url` with default options; see the module documentation.
 ///
 /// Call it from a blocking context (before the async runtime starts, or in `spawn_blocking`),
@@ -52,14 +60,13 @@ pub fn open_storage_with(
         if rest == ":memory:" {
             return Ok(Arc::new(SqliteRegistry::open_in_memory()?));
         }
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        if path.is_empty() {
+        let Some(path) = sqlite_path(url) else {
             return Err(RegistryError::StorageUrl(format!(
                 "{url:?} names no file; write sqlite:PATH, e.g. sqlite:/var/lib/xtt/registry.sqlite"
             )));
-        }
+        };
         return Ok(Arc::new(SqliteRegistry::open(
-            Path::new(path),
+            path,
             options.sqlite_durability,
         )?));
     }
