@@ -77,7 +77,9 @@ pub struct TaServeArgs {
     /// Agent refuses to start with another key, or without the file once devices exist.
     #[arg(long, default_value = "tte-ta-otp.key")]
     pub otp_key: PathBuf,
-    /// Bearer token the manufacturer presents to register devices.
+    /// Bearer token the manufacturer presents to register devices, at least 16 characters.
+    /// Prefer the environment variable: a token given on the command line
+    /// can be read by other local users (e.g. in `ps`).
     #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
     pub manufacturer_token: String,
     /// Trust-anchor store: record each registered TaSecret in it (a tte-ta-secret anchor named
@@ -110,7 +112,9 @@ pub struct ControllerServeArgs {
     /// SQLite database file.
     #[arg(long, default_value = "tte-controller.sqlite")]
     pub db: PathBuf,
-    /// Bearer token for the operator views (`/devices`).
+    /// Bearer token for the operator views (`/devices`), at least 16 characters.
+    /// Prefer the environment variable: a token given on the command line
+    /// can be read by other local users (e.g. in `ps`).
     #[arg(long, env = "TTE_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: String,
     /// Page origins (Transfer Agents) allowed to add devices; repeatable. Default (or `*`): any.
@@ -158,7 +162,9 @@ pub struct ManufactureArgs {
     /// Transfer Agent base URL printed in QR codes (default: --ta).
     #[arg(long)]
     pub qr_base: Option<String>,
-    /// Manufacturer bearer token.
+    /// Manufacturer bearer token: the Transfer Agent's --manufacturer-token (at least 16
+    /// characters). Prefer the environment variable: a token given on the command line
+    /// can be read by other local users (e.g. in `ps`).
     #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
     pub token: String,
     /// How many devices to make.
@@ -361,7 +367,9 @@ pub struct BulkCreateArgs {
     /// Transfer Agent base URL printed on the label (default: --ta).
     #[arg(long)]
     pub qr_base: Option<String>,
-    /// Manufacturer bearer token.
+    /// Manufacturer bearer token: the Transfer Agent's --manufacturer-token (at least 16
+    /// characters). Prefer the environment variable: a token given on the command line
+    /// can be read by other local users (e.g. in `ps`).
     #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
     pub token: String,
     /// DevURN text before the counter.
@@ -899,6 +907,45 @@ fn secret_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every token option says its minimum length and recommends the environment variable.
+    #[test]
+    fn token_help_gives_the_minimum_and_prefers_the_environment() {
+        fn help(cmd: clap::Command, id: &str) -> String {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            format!("{} {:?}", arg.get_help().unwrap(), arg.get_env())
+        }
+        for (cmd, id, env) in [
+            (
+                TaServeArgs::augment_args(clap::Command::new("ta")),
+                "manufacturer_token",
+                "TTE_MANUFACTURER_TOKEN",
+            ),
+            (
+                ControllerServeArgs::augment_args(clap::Command::new("c")),
+                "operator_token",
+                "TTE_OPERATOR_TOKEN",
+            ),
+            (
+                ManufactureArgs::augment_args(clap::Command::new("m")),
+                "token",
+                "TTE_MANUFACTURER_TOKEN",
+            ),
+            (
+                BulkCreateArgs::augment_args(clap::Command::new("b")),
+                "token",
+                "TTE_MANUFACTURER_TOKEN",
+            ),
+        ] {
+            let text = help(cmd, id);
+            assert!(text.contains("at least 16 characters"), "{id}: {text}");
+            assert!(
+                text.contains("Prefer the environment variable") && text.contains("`ps`"),
+                "{id}: {text}"
+            );
+            assert!(text.contains(env), "{id}: {text}");
+        }
+    }
 
     #[test]
     fn secret_files_are_trimmed_capped_and_named_in_errors() {
