@@ -1128,9 +1128,12 @@ pub fn run_update(args: UpdateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 Path::new(&p).display()
             )?;
             writeln!(out, "update-key fingerprint {}", key.fingerprint())?;
+            // An update-key anchor is scoped to one vendor and device class: the import needs
+            // both, which this command does not know (they are chosen per product).
             writeln!(
                 out,
-                "devices trust it after: xtt anchors import update-key {}",
+                "devices trust it after (with your vendor and device-class UUIDs):\n  \
+                 xtt anchors import update-key {} --vendor-id VENDOR_UUID --class-id CLASS_UUID",
                 Path::new(&p).display()
             )?;
         }

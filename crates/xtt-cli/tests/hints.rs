@@ -117,3 +117,28 @@ fn an_update_fetch_from_a_server_without_updates_says_so() {
     );
     assert!(!err.contains("did not answer"), "{err}");
 }
+
+/// The import command `update keygen` prints works once its placeholders are filled in.
+#[test]
+fn the_update_key_import_hint_works_as_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = ok(d, &["update", "keygen", "--out", "vendor"]);
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("xtt anchors import update-key"))
+        .unwrap_or_else(|| panic!("no import command in: {out}"));
+    let mut args: Vec<&str> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|w| match w {
+            "VENDOR_UUID" => "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe",
+            "CLASS_UUID" => "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+            w => w,
+        })
+        .collect();
+    args.splice(1..1, ["--store", "device.db"]);
+    let imported = ok(d, &args);
+    assert!(imported.contains("update-key"), "{imported}");
+}
