@@ -11,6 +11,7 @@ use xtt_proto::cert::{RootCertificate, RootId, DEFAULT_RESERVED, ROOT_ID_LEN};
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::ClientId;
 
+use crate::keys::refuse_directory;
 use crate::output::{hex, hint_force, overwrite, wrote};
 
 /// Certificate commands.
@@ -151,6 +152,7 @@ impl KeySource {
 /// checking that `path` can take it.
 fn load_or_generate(path: &Path, generate: bool, force: bool) -> anyhow::Result<KeySource> {
     if generate {
+        refuse_directory(path, "keys.asn1.bin")?;
         if !force && path.symlink_metadata().is_ok() {
             bail!(
                 "{}: already exists; refusing to overwrite it (drop --generate-key to use this \
@@ -175,6 +177,7 @@ fn load_or_generate(path: &Path, generate: bool, force: bool) -> anyhow::Result<
 
 /// Checks, before anything is written, that the certificate can go to `path`.
 fn check_output(path: &Path, force: bool) -> anyhow::Result<()> {
+    refuse_directory(path, "cert.bin")?;
     if !force && path.symlink_metadata().is_ok() {
         bail!(
             "{}: already exists; refusing to overwrite it (pass --force to replace it)",
@@ -270,6 +273,7 @@ fn x509_cert(a: X509Args) -> anyhow::Result<()> {
             .with_context(|| format!("--client-id {text:?}"))?,
         (None, None) => ClientId::NULL,
     };
+    refuse_directory(&a.certificate, "cert.bin")?;
     let der = x509::build(&key, &id, &mut OsRng).map_err(anyhow::Error::msg)?;
     x509::write(&a.certificate, &der, overwrite(a.force)).map_err(hint_force)?;
     wrote(&a.certificate, "X.509 certificate");

@@ -1,6 +1,6 @@
 //! `xtt keys ...`: ECDSA P-256 key pairs in the C tool's file format.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use rand_core::OsRng;
@@ -39,6 +39,7 @@ pub(crate) struct GenerateArgs {
 pub(crate) fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Generate(a) => {
+            refuse_directory(&a.keypair, "keys.asn1.bin")?;
             let key = LongtermKeyPair::generate(&mut OsRng);
             keypair::write(&a.keypair, &key, overwrite(a.force)).map_err(hint_force)?;
             wrote(&a.keypair, "ECDSA P-256 key pair, 0600");
@@ -46,4 +47,18 @@ pub(crate) fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Refuses an output path that is a directory, before anything is generated: neither the
+/// "already exists" refusal nor `--force` can help there. `name` is the file name suggested
+/// inside it.
+pub(crate) fn refuse_directory(path: &Path, name: &str) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{}: is a directory; give the path of a file (e.g. {})",
+            path.display(),
+            path.join(name).display()
+        );
+    }
+    Ok(())
 }

@@ -142,3 +142,26 @@ fn the_update_key_import_hint_works_as_printed() {
     let imported = ok(d, &args);
     assert!(imported.contains("update-key"), "{imported}");
 }
+
+/// A key or certificate path that is a directory is refused as such, without a `--force` hint
+/// that could not help.
+#[test]
+fn a_directory_is_not_taken_for_an_output_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("kd")).unwrap();
+    for args in [
+        &["keys", "generate", "-k", "kd"][..],
+        &["keys", "generate", "-k", "kd", "--force"],
+        &["cert", "root", "--generate-key", "-k", "kd"],
+        &["cert", "root", "--generate-key", "-c", "kd"],
+    ] {
+        let err = fails(d, args);
+        assert!(
+            err.contains("kd: is a directory; give the path of a file"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("--force"), "{args:?}: {err}");
+    }
+    assert!(!d.join("root_keys.asn1.bin").exists(), "nothing written");
+}
