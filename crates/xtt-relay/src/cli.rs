@@ -105,6 +105,17 @@ it.\n\
 Example (claim.txt holds the claim `xtt relay share` or `xtt relay receive` printed):\n  \
 xtt relay delete --link-file link.txt --claim-file claim.txt";
 
+/// What `relay share` prints on stderr about the initiator's claim: how to keep it and delete
+/// the mailbox with it, the claim in a file rather than on a command line (visible in `ps`).
+fn initiator_claim_note(claim: Uuid) -> String {
+    format!(
+        "initiator claim: {claim}\n\
+         to delete the mailbox later, save the claim and the link in files only you can \
+         read (e.g. claim.txt, link.txt) and run: \
+         xtt relay delete --link-file link.txt --claim-file claim.txt"
+    )
+}
+
 /// Which certificate authorities an `https://` relay may be certified by, besides the
 /// platform's.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -649,10 +660,7 @@ async fn share(args: ShareArgs) -> anyhow::Result<()> {
                 .build()
         );
     }
-    eprintln!(
-        "initiator claim: {} (delete with: xtt relay delete LINK --claim {})",
-        shared.claim, shared.claim
-    );
+    eprintln!("{}", initiator_claim_note(shared.claim));
     std::io::stdout().flush()?;
     if let Some(state) = sender {
         let spinner = indicatif::ProgressBar::new_spinner();
@@ -874,6 +882,20 @@ mod tests {
             "{delete}"
         );
         assert!(!delete.contains("xtt relay relinquish"), "{delete}");
+    }
+
+    #[test]
+    fn the_share_hint_keeps_the_claim_off_the_command_line() {
+        let claim = Uuid::new_v4();
+        let note = initiator_claim_note(claim);
+        assert!(
+            note.starts_with(&format!("initiator claim: {claim}\n")),
+            "{note}"
+        );
+        assert!(note.contains("--claim-file"), "{note}");
+        // The claim appears once: as the value to save, never inside a suggested command.
+        assert_eq!(note.matches(&claim.to_string()).count(), 1, "{note}");
+        assert!(!note.contains("--claim "), "{note}");
     }
 
     #[test]
