@@ -11,7 +11,12 @@ use xtt_proto::cert::{RootCertificate, RootId, DEFAULT_RESERVED, ROOT_ID_LEN};
 use xtt_proto::longterm::LongtermKeyPair;
 use xtt_proto::ClientId;
 
+use crate::info::wrong_kind;
 use crate::keys::refuse_directory;
+
+/// What `xtt info` calls the files these commands read.
+const KEY_PAIR: &str = "ECDSA P-256 key pair";
+const ROOT_CERT: &str = "XTT root certificate";
 use crate::output::{hex, hint_force, overwrite, wrote};
 
 /// Certificate commands.
@@ -171,7 +176,9 @@ fn load_or_generate(path: &Path, generate: bool, force: bool) -> anyhow::Result<
                 path.display()
             );
         }
-        Ok(KeySource::Existing(keypair::read(path)?))
+        Ok(KeySource::Existing(
+            keypair::read(path).map_err(|e| wrong_kind(path, KEY_PAIR, e))?,
+        ))
     }
 }
 
@@ -240,8 +247,8 @@ fn root(a: RootArgs) -> anyhow::Result<()> {
 }
 
 fn server(a: ServerArgs) -> anyhow::Result<()> {
-    let root = certs::read_root(&a.rcert)?;
-    let root_key = keypair::read(&a.rkeypair)?;
+    let root = certs::read_root(&a.rcert).map_err(|e| wrong_kind(&a.rcert, ROOT_CERT, e))?;
+    let root_key = keypair::read(&a.rkeypair).map_err(|e| wrong_kind(&a.rkeypair, KEY_PAIR, e))?;
     let reserved = match &a.reserved {
         Some(p) => certs::read_reserved(p)?,
         None => DEFAULT_RESERVED,
@@ -264,7 +271,7 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
 }
 
 fn x509_cert(a: X509Args) -> anyhow::Result<()> {
-    let key = keypair::read(&a.keypair)?;
+    let key = keypair::read(&a.keypair).map_err(|e| wrong_kind(&a.keypair, KEY_PAIR, e))?;
     let id = match (&a.id, &a.client_id) {
         (Some(file), _) => client_id::read_raw(file)?,
         (None, Some(text)) if Path::new(text).is_file() => client_id::read(Path::new(text))?,

@@ -1,6 +1,6 @@
 //! `xtt info FILE...`: recognise and explain any file of the XTT and ECDAA tools.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
@@ -81,4 +81,32 @@ fn to_json(path: &str, d: &Description) -> serde_json::Value {
         "fields": d.fields.iter().map(|(l, v)| (l.clone(), serde_json::Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
         "warnings": d.warnings,
     })
+}
+
+/// `e`, an error reading `path` as a `wanted` (e.g. "XTT root certificate"), with what `xtt info`
+/// recognises the file as when that is something else: "this is an XTT server certificate (169
+/// bytes), not an XTT root certificate".
+pub(crate) fn wrong_kind(path: &Path, wanted: &str, e: impl Into<anyhow::Error>) -> anyhow::Error {
+    let e = e.into();
+    if !path.is_file() {
+        return e;
+    }
+    match describe(path) {
+        Ok(d) if d.kind != wanted => {
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            e.context(format!(
+                "{}: this is {} ({len} bytes), not {}",
+                path.display(),
+                with_article(d.kind),
+                with_article(wanted)
+            ))
+        }
+        _ => e,
+    }
+}
+
+/// "a …" or "an …".
+fn with_article(kind: &str) -> String {
+    let vowel = kind.starts_with(['A', 'E', 'I', 'O', 'U', 'X', 'a', 'e', 'i', 'o', 'u']);
+    format!("{} {kind}", if vowel { "an" } else { "a" })
 }

@@ -165,3 +165,29 @@ fn a_directory_is_not_taken_for_an_output_file() {
     }
     assert!(!d.join("root_keys.asn1.bin").exists(), "nothing written");
 }
+
+/// A file of the wrong kind given to `cert` is named for what it is.
+#[test]
+fn a_file_of_the_wrong_kind_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    common::root_and_server_cert(d);
+    let err = fails(d, &["cert", "root", "-k", "root_cert.bin"]);
+    assert!(
+        err.contains(
+            "root_cert.bin: this is an XTT root certificate (81 bytes), not an ECDSA P-256 key pair"
+        ),
+        "{err}"
+    );
+    let err = fails(
+        d,
+        &["cert", "server", "-r", "server_cert.bin", "-c", "s.bin"],
+    );
+    assert!(
+        err.contains(
+            "server_cert.bin: this is an XTT server certificate (169 bytes), not an XTT root \
+             certificate"
+        ),
+        "{err}"
+    );
+}
