@@ -79,14 +79,14 @@ pub(crate) struct BenchArgs {
     /// it (0: no cap) on the server for more.
     #[arg(short = 'n', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) devices: u32,
-    /// Total handshakes [default: 4 per device].
-    #[arg(long)]
+    /// Total handshakes, at least 1 [default: 4 per device].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) handshakes: Option<u64>,
     /// Suite: a C name or 1-6 (5 and 6 authenticate records without encrypting them).
     #[arg(short = 's', long = "suitespec", default_value = "1", value_parser = parse_suite)]
     pub(crate) suite: SuiteSpec,
-    /// Seconds each step may take.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds each step may take (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) timeout: u64,
     /// Also write the report as JSON to this file ("-" for stdout instead of text).
     #[arg(long, value_name = "FILE")]

@@ -79,8 +79,8 @@ pub(crate) struct ProvisionArgs {
     /// Where to write the long-term key pair [default: DIR/longterm_priv.bin].
     #[arg(short = 'v', long = "longtermpriv", value_name = "FILE")]
     longtermpriv: Option<PathBuf>,
-    /// Seconds to wait for each step.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to wait for each step (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// Trust-anchor store: take the roots from its xtt-root anchors with the transport role
     /// valid now (instead of --rcert), and record the provisioned identity in it.

@@ -141,8 +141,8 @@ pub(crate) struct ConnectArgs {
     /// Root certificate [default: DIR/root_cert.bin].
     #[arg(short = 'e', long = "rcert", value_name = "FILE")]
     rcert: Option<PathBuf>,
-    /// Seconds each network step may take.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds each network step may take (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// After the input ends, wait this many milliseconds (from the last record received) for
     /// the server's last records.

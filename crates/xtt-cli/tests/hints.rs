@@ -191,3 +191,25 @@ fn a_file_of_the_wrong_kind_is_named() {
         "{err}"
     );
 }
+
+/// Zero handshakes or a zero timeout would only produce an empty report or a "timed out":
+/// refused when the command line is read.
+#[test]
+fn zero_counts_and_timeouts_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for args in [
+        &["bench", "-g", "acme", "--handshakes", "0"][..],
+        &["bench", "-g", "acme", "--timeout", "0"],
+        &["client", "provision", "--timeout", "0"],
+        &["client", "connect", "--timeout", "0"],
+    ] {
+        let out = common::xtt(d, args);
+        let err = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("invalid value '0'") && err.contains("1.."),
+            "{args:?}: {err}"
+        );
+    }
+}
