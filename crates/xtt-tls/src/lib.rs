@@ -54,14 +54,14 @@ pub const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
 /// Why trust roots or a TLS configuration could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be read. The cause is in the message and is not the `source()`, so
+    /// that `{:#}` does not print it twice.
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A PEM file held no usable certificate, or a malformed one.
     #[error("{source_name}: {reason}")]
@@ -221,9 +221,9 @@ fn check_der_certificate(der: &[u8], source_name: &str) -> Result<(), TlsError> 
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, TlsError> {
     use std::io::Read as _;
-    let io = |source| TlsError::Io {
+    let io = |error| TlsError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
@@ -242,21 +242,49 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// If `err` failed because the server's certificate was refused, says why in words
 /// ("not signed by a trusted certificate authority", "not valid for 127.0.0.1", ...).
 pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = next {
-        if let Some(r) = e.downcast_ref::<rustls::Error>() {
-            return describe_rustls(r);
+    causes(err)
+        .find_map(|e| e.downcast_ref::<rustls::Error>())
+        .and_then(describe_rustls)
+}
+
+/// If `err` failed because the URL's scheme does not match what the server speaks (an
+/// `https://` URL to a plain HTTP port, or `http://` to a TLS port), says so and which scheme
+/// to use instead.
+pub fn scheme_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    for e in causes(err) {
+        if let Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) =
+            e.downcast_ref::<rustls::Error>()
+        {
+            return Some(
+                "the server does not speak TLS on that port \
+                 (if it serves plain HTTP, use an http:// URL)",
+            );
         }
-        // io::Error's `source()` skips the error it wraps (and hyper nests io::Errors), so step
-        // into the wrapped error itself.
-        next = match e.downcast_ref::<std::io::Error>() {
+        // hyper's error for a reply that does not start "HTTP/1.x", e.g. a TLS alert.
+        if e.to_string().contains("invalid HTTP version parsed") {
+            return Some(
+                "the server did not answer in plain HTTP on that port \
+                 (if it serves HTTPS, use an https:// URL)",
+            );
+        }
+    }
+    None
+}
+
+/// `err` and its causes, outermost first.
+fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| {
+        // io::Error's `source()` skips the error it wraps (and hyper nests io::Errors), so
+        // step into the wrapped error itself.
+        match e.downcast_ref::<std::io::Error>() {
             Some(io) => io
                 .get_ref()
                 .map(|inner| inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
-        };
-    }
-    None
+        }
+    })
 }
 
 fn describe_rustls(e: &rustls::Error) -> Option<String> {
@@ -555,5 +583,70 @@ mod tests {
             debug_free(&text);
             assert!(text.starts_with("its certificate"), "{text}");
         }
+    }
+
+    #[test]
+    fn server_certificate_and_key_mistakes_are_named() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let key = key.serialize_pem();
+        server::config_from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+
+        let e = server::config_from_pem(key.as_bytes(), key.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("holds a private key, not the server's certificate chain"),
+            "{e}"
+        );
+        assert!(e.contains("swapped") && !e.contains("CA certificate"), "{e}");
+        let e = server::config_from_pem(b"not PEM at all", key.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected the server's PEM certificate chain"),
+            "{e}"
+        );
+        assert!(!e.contains("CA certificate"), "{e}");
+        let e = server::config_from_pem(cert.as_bytes(), cert.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("holds a certificate, not the server's private key"),
+            "{e}"
+        );
+        assert!(e.contains("swapped"), "{e}");
+        let e = server::config_from_pem(cert.as_bytes(), b"junk")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected the server's PEM private key"), "{e}");
+        assert!(!e.contains("no items found"), "{e}");
+
+        // A missing file: named, and its cause said once even with every cause printed.
+        let dir = tempfile::tempdir().unwrap();
+        let chain = dir.path().join("relay.crt");
+        std::fs::write(&chain, &cert).unwrap();
+        let e = server::config_from_files(&chain, &dir.path().join("nothere.pem")).unwrap_err();
+        let text = error_chain(&e);
+        assert!(text.contains("nothere.pem"), "{text}");
+        assert_eq!(text.matches("(os error").count(), 1, "{text}");
+        assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+    }
+
+    #[test]
+    fn a_scheme_mismatch_says_which_scheme_to_use() {
+        let tls_to_http = std::io::Error::other(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        let hint = scheme_mismatch(&tls_to_http).unwrap();
+        assert!(hint.contains("http://"), "{hint}");
+        let http_to_tls = std::io::Error::other("invalid HTTP version parsed");
+        let hint = scheme_mismatch(&http_to_tls).unwrap();
+        assert!(hint.contains("https://"), "{hint}");
+        assert!(scheme_mismatch(&std::io::Error::other("connection reset")).is_none());
     }
 }

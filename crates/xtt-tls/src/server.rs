@@ -62,10 +62,33 @@ impl Default for HandshakeLimits {
 /// A server configuration (HTTP/1.1 offered by ALPN) from a PEM certificate chain
 /// (leaf first) and a PEM private key (PKCS#8, SEC1 or PKCS#1).
 pub fn config_from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, TlsError> {
+    let has = |pem: &[u8], label: &[u8]| pem.windows(label.len()).any(|w| w == label);
+    const SWAPPED: &str = "are the certificate and key files swapped?";
+    if !has(chain_pem, b"-----BEGIN CERTIFICATE-----") {
+        let reason = if has(chain_pem, b"PRIVATE KEY-----") {
+            format!("holds a private key, not the server's certificate chain ({SWAPPED})")
+        } else {
+            "no \"-----BEGIN CERTIFICATE-----\" block (expected the server's PEM certificate \
+             chain, leaf first)"
+                .to_owned()
+        };
+        return Err(TlsError::Pem {
+            source_name: "server certificate".into(),
+            reason,
+        });
+    }
     let chain = crate::parse_pem_certificates(chain_pem, "server certificate")?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key {
         path: "server key".into(),
-        reason: format!("no usable PEM private key ({e})"),
+        reason: if has(key_pem, b"PRIVATE KEY-----") {
+            format!("malformed PEM private key ({e})")
+        } else if has(key_pem, b"-----BEGIN CERTIFICATE-----") {
+            format!("holds a certificate, not the server's private key ({SWAPPED})")
+        } else {
+            "no \"-----BEGIN ... PRIVATE KEY-----\" block (expected the server's PEM private \
+             key: PKCS#8, SEC1 or PKCS#1)"
+                .to_owned()
+        },
     })?;
     config(chain, key)
 }
