@@ -157,8 +157,9 @@ fn stats(a: &StatsArgs) -> anyhow::Result<()> {
         }
         match newest {
             Some(i) => println!(
-                "newest      {} (last seen {} unix time)",
-                i.client_id, i.last_seen.0
+                "newest      {} (last seen {})",
+                i.client_id,
+                utc(i.last_seen.0)
             ),
             None => println!("newest      none"),
         }
@@ -227,4 +228,14 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
         xtt_fsio::write_public(p, &text).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// `2026-12-07T17:25:02Z`, or the number of seconds if it is not a representable time.
+fn utc(unix_secs: u64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    i64::try_from(unix_secs)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("{unix_secs} s after 1970"))
 }

@@ -101,6 +101,7 @@ fn registry_commands_work_on(url: &str, schema_version: i64) {
     let text = ok(d, &["registry", "stats", "--storage", url]);
     assert!(text.contains("identities  3"), "{text}");
     assert!(text.contains(&format!("group {gid}: 3")), "{text}");
+    assert!(text.contains("(last seen 2023-11-14T22:13:20Z)"), "{text}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(d, &["registry", "stats", "--storage", url, "--json"])).unwrap();
     assert_eq!(json["groups"], 1);
