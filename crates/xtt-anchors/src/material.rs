@@ -54,12 +54,27 @@ pub fn validate(kind: AnchorKind, material: &Material) -> Result<(), AnchorError
 
 fn validate_public(kind: AnchorKind, b: &[u8]) -> Result<(), AnchorError> {
     match kind {
-        AnchorKind::XttRoot => RootCertificate::decode(b)
-            .map(|_| ())
-            .map_err(|e| invalid(kind, format!("{e} (expected the 81-byte root_cert.bin)"))),
+        AnchorKind::XttRoot => RootCertificate::decode(b).map(|_| ()).map_err(|e| {
+            if ServerCertificate::decode(b).is_ok() {
+                return invalid(
+                    kind,
+                    "this is an XTT server certificate (169 bytes), not a root certificate; \
+                     import it as xtt-server",
+                );
+            }
+            invalid(kind, format!("{e} (expected the 81-byte root_cert.bin)"))
+        }),
         AnchorKind::XttServer => {
-            let cert = ServerCertificate::decode(b)
-                .map_err(|e| invalid(kind, format!("{e} (expected 169 bytes)")))?;
+            let cert = ServerCertificate::decode(b).map_err(|e| {
+                if RootCertificate::decode(b).is_ok() {
+                    return invalid(
+                        kind,
+                        "this is an XTT root certificate (81 bytes), not a server certificate; \
+                         import it as xtt-root",
+                    );
+                }
+                invalid(kind, format!("{e} (expected 169 bytes)"))
+            })?;
             LongtermPublicKey::from_bytes(&cert.public_key_bytes())
                 .map(|_| ())
                 .map_err(|_| invalid(kind, "server public key is not a P-256 point"))

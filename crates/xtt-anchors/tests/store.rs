@@ -311,3 +311,34 @@ fn tte_secrets_by_name_skip_expired_ones_and_duplicates_are_refused() {
         "{again}"
     );
 }
+
+/// An XTT certificate of the other kind is named as what it is, with the kind to import it as.
+#[test]
+fn a_certificate_of_the_other_kind_is_named() {
+    let (root, root_key) = common::fresh_root(51);
+    let (_, server) = common::server_signed_by(&root, &root_key, 52);
+    let mut s = AnchorStore::in_memory();
+    let err = s
+        .import(
+            NewAnchor::public(AnchorKind::XttRoot, server.as_bytes().to_vec(), "t"),
+            T0,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("this is an XTT server certificate")
+            && err.contains("import it as xtt-server"),
+        "{err}"
+    );
+    let err = s
+        .import(
+            NewAnchor::public(AnchorKind::XttServer, root.encode().to_vec(), "t"),
+            T0,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("this is an XTT root certificate") && err.contains("import it as xtt-root"),
+        "{err}"
+    );
+}
