@@ -228,8 +228,8 @@ pub struct ServeArgs {
 /// `relay share`.
 #[derive(clap::Args, Debug)]
 pub struct ShareArgs {
-    /// Relay base URL.
-    #[arg(long, env = "XTT_RELAY_URL")]
+    /// Relay base URL (http:// or https://).
+    #[arg(long, env = "XTT_RELAY_URL", value_parser = parse_relay_url)]
     pub relay: Url,
     /// Provisioning information format.
     #[arg(long, default_value = "digitalwallet.generic.authorizationToken")]
@@ -424,6 +424,18 @@ impl ClaimArgs {
     }
 }
 
+/// A relay base URL: http:// or https:// only (reqwest's own refusal of another scheme says
+/// "builder error: URL scheme is not allowed").
+pub fn parse_relay_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!(
+            "a relay URL starts with https:// (or http://), not {other}://"
+        )),
+    }
+}
+
 /// Parses `90`, `90s`, `15m`, `2h`, `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -521,6 +533,25 @@ fn secs(d: Duration) -> anyhow::Result<i64> {
     i64::try_from(d.as_secs()).context("duration too long")
 }
 
+/// The relay's database; a file that is not SQLite is said once, with its path (rusqlite's
+/// error repeats "file is not a database" in each of its layers).
+fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
+    use crate::server::store::StoreError;
+    match SqliteStore::open(path) {
+        Ok(store) => Ok(store),
+        Err(StoreError::Database(e))
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) =>
+        {
+            bail!(
+                "cannot open the database {}: the file is not a SQLite database \
+                 (is --db the right file?)",
+                path.display()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open the database {}", path.display())),
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything is opened or bound: a bad setting leaves no database behind.
     args.check()?;
@@ -552,8 +583,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies,
         push_webhook: args.push_webhook,
     };
-    let store = SqliteStore::open(&args.db)
-        .with_context(|| format!("cannot open the database {}", args.db.display()))?;
+    let store = open_store(&args.db)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(xtt_tls::server::config_from_files(cert, key)?),
         _ => None,
