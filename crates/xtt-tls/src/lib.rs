@@ -603,7 +603,10 @@ mod tests {
             e.contains("holds a private key, not the server's certificate chain"),
             "{e}"
         );
-        assert!(e.contains("swapped") && !e.contains("CA certificate"), "{e}");
+        assert!(
+            e.contains("swapped") && !e.contains("CA certificate"),
+            "{e}"
+        );
         let e = server::config_from_pem(b"not PEM at all", key.as_bytes())
             .unwrap_err()
             .to_string();
