@@ -5,26 +5,11 @@
 
 mod common;
 
-use clap::Parser;
 use std::path::{Path, PathBuf};
-use xtt_relay::cli::{self, RelayCommand};
+use xtt_relay::cli;
 use xtt_relay::client;
 
-#[derive(Parser)]
-struct Xtt {
-    #[command(subcommand)]
-    relay: RelayCommand,
-}
-
-fn parse(args: &[&str]) -> Result<RelayCommand, clap::Error> {
-    let mut v = vec!["xtt"];
-    v.extend_from_slice(args);
-    Xtt::try_parse_from(v).map(|x| x.relay)
-}
-
-fn cmd(args: &[&str]) -> RelayCommand {
-    parse(args).unwrap()
-}
+use common::cli::{cmd, parse};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

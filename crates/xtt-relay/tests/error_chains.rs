@@ -2,21 +2,12 @@
 //! cause must appear there exactly once, and the message alone (what logs print) still says
 //! what went wrong.
 
-use clap::Parser;
-use xtt_relay::cli::{self, RelayCommand};
+use xtt_relay::cli;
 use xtt_relay::client::{ClientError, RelayClient};
 
-#[derive(Parser)]
-struct Xtt {
-    #[command(subcommand)]
-    relay: RelayCommand,
-}
+mod common;
 
-fn cmd(args: &[&str]) -> RelayCommand {
-    let mut v = vec!["xtt"];
-    v.extend_from_slice(args);
-    Xtt::try_parse_from(v).unwrap().relay
-}
+use common::cli::cmd;
 
 fn assert_once(text: &str, cause: &str) {
     assert_eq!(text.matches(cause).count(), 1, "{cause:?} in {text:?}");

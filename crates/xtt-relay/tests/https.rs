@@ -6,25 +6,14 @@ mod common;
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use common::TestRelay;
 use xtt_anchors::anchor::AnchorKind;
 use xtt_anchors::{AnchorStore, NewAnchor};
-use xtt_relay::cli::{self, RelayCommand, TrustArgs};
+use xtt_relay::cli::{self, TrustArgs};
 use xtt_relay::client::{self, ClientError};
 use xtt_tls::test_pki::TestCa;
 
-#[derive(Parser)]
-struct Xtt {
-    #[command(subcommand)]
-    relay: RelayCommand,
-}
-
-fn cmd(args: &[&str]) -> RelayCommand {
-    let mut v = vec!["xtt"];
-    v.extend_from_slice(args);
-    Xtt::try_parse_from(v).unwrap().relay
-}
+use common::cli::cmd;
 
 /// The relay over HTTPS with `token` shared through it by a Sender trusting the test CA;
 /// returns the link.

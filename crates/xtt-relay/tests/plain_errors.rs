@@ -4,24 +4,9 @@
 
 mod common;
 
-use clap::Parser;
-use xtt_relay::cli::{self, RelayCommand};
+use xtt_relay::cli;
 
-#[derive(Parser)]
-struct Xtt {
-    #[command(subcommand)]
-    relay: RelayCommand,
-}
-
-fn parse(args: &[&str]) -> Result<RelayCommand, clap::Error> {
-    let mut v = vec!["xtt"];
-    v.extend_from_slice(args);
-    Xtt::try_parse_from(v).map(|x| x.relay)
-}
-
-fn cmd(args: &[&str]) -> RelayCommand {
-    parse(args).unwrap()
-}
+use common::cli::{cmd, parse};
 
 /// `relay serve --db DB ARGS…`'s error, `{:#}` as the CLI prints it; the relay must not start.
 async fn serve_error(db: &std::path::Path, args: &[&str]) -> String {

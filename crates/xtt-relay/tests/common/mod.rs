@@ -2,6 +2,7 @@
 //! plain HTTP or over HTTPS with a CA made here.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cli;
 pub mod gated;
 
 use std::path::PathBuf;
