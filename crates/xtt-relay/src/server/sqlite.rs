@@ -498,6 +498,17 @@ mod tests {
         }
     }
 
+    /// `store.apply` with the clock at 0.
+    fn at0(
+        store: &SqliteStore,
+        id: &Uuid,
+        key: Option<&IdempotencyKey>,
+        op: MailboxOp<'_>,
+        deadline: &Deadline,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        store.apply(id, &FixedClock(0), key, op, deadline)
+    }
+
     fn key(claim: u128, request: &str) -> IdempotencyKey {
         IdempotencyKey {
             claim: ClaimDigest::of(&Uuid::from_u128(claim)),
@@ -528,9 +539,9 @@ mod tests {
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut op = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(
+            at0(
+                &store,
                 &m.id,
-                &FixedClock(0),
                 Some(&key(2, "r")),
                 &mut op,
                 &Deadline::none()
@@ -538,9 +549,9 @@ mod tests {
             Ok(ApplyOutcome::Done(Change::Updated))
         ));
         assert!(matches!(
-            store.apply(
+            at0(
+                &store,
                 &m.id,
-                &FixedClock(0),
                 Some(&key(2, "r")),
                 &mut op,
                 &Deadline::none()
@@ -695,7 +706,7 @@ mod tests {
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut read = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(&m.id, &FixedClock(0), None, &mut read, &timed_out),
+            at0(&store, &m.id, None, &mut read, &timed_out),
             Err(ApplyError::Store(StoreError::DeadlinePassed))
         ));
         let mut touch = |mb: &mut Mailbox| {
@@ -703,32 +714,20 @@ mod tests {
             Ok::<_, AccessError>(Change::Updated)
         };
         assert!(matches!(
-            store.apply(
-                &m.id,
-                &FixedClock(0),
-                Some(&key(1, "u")),
-                &mut touch,
-                &timed_out
-            ),
+            at0(&store, &m.id, Some(&key(1, "u")), &mut touch, &timed_out),
             Err(ApplyError::Store(StoreError::DeadlinePassed))
         ));
         let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
         assert!(matches!(
-            store.apply(
-                &m.id,
-                &FixedClock(0),
-                Some(&key(1, "d")),
-                &mut delete,
-                &passed
-            ),
+            at0(&store, &m.id, Some(&key(1, "d")), &mut delete, &passed),
             Err(ApplyError::Store(StoreError::DeadlinePassed))
         ));
         assert_eq!(store.get(&m.id, &FixedClock(0)).unwrap(), Some(m.clone()));
         assert_eq!(rows(&path), (1, 1));
         assert!(matches!(
-            store.apply(
+            at0(
+                &store,
                 &m.id,
-                &FixedClock(0),
                 Some(&key(1, "u")),
                 &mut touch,
                 &Deadline::none()
@@ -772,9 +771,9 @@ mod tests {
             Ok::<_, AccessError>(Change::Updated)
         };
         assert!(matches!(
-            store.apply(
+            at0(
+                &store,
                 &m.id,
-                &FixedClock(0),
                 Some(&key(1, "u1")),
                 &mut touch,
                 &Deadline::none()
@@ -785,9 +784,9 @@ mod tests {
         let reader = ClaimDigest::of(&Uuid::from_u128(2));
         let mut read = |mb: &mut Mailbox| mb.read(&reader, None, 3).map(|(_, c)| c);
         assert!(matches!(
-            store.apply(
+            at0(
+                &store,
                 &m.id,
-                &FixedClock(0),
                 Some(&key(2, "r")),
                 &mut read,
                 &Deadline::none()
@@ -796,9 +795,9 @@ mod tests {
         ));
         // ...and the first device's retry is still recognised, not applied again.
         assert!(matches!(
-            store.apply(
+            at0(
+                &store,
                 &m.id,
-                &FixedClock(0),
                 Some(&key(1, "u1")),
                 &mut touch,
                 &Deadline::none()
@@ -844,7 +843,7 @@ mod tests {
         let id = Uuid::from_u128(11);
         let mut delete = |_: &mut Mailbox| Ok::<_, AccessError>(Change::Deleted);
         assert!(matches!(
-            store.apply(&id, &FixedClock(0), None, &mut delete, &Deadline::none()),
+            at0(&store, &id, None, &mut delete, &Deadline::none()),
             Ok(ApplyOutcome::Done(Change::Deleted))
         ));
         assert_eq!(
