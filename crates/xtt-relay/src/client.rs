@@ -31,7 +31,7 @@ pub enum ClientError {
     /// The whole chain of causes is in the message (logs print only the message), so none is
     /// the `source()`: `{:#}` would print them again.
     /// An `http://` URL to a TLS port (or the reverse) says which scheme to use instead.
-    #[error("cannot reach the relay: {}", transport_reason(.0))]
+    #[error("cannot reach the relay: {}", xtt_tls::error_chain(.0))]
     Transport(reqwest::Error),
     #[error("the relay answered {status}: {message}")]
     Status { status: u16, message: String },
@@ -51,16 +51,6 @@ pub enum ClientError {
     Tls(#[from] xtt_tls::TlsError),
     #[error("timed out after {0:?} waiting for the other device")]
     Timeout(Duration),
-}
-
-/// Why a request failed in transport: the whole chain, or, when the URL's scheme does not
-/// match what the server speaks, that in words (rustls and hyper say "received corrupt
-/// message of type InvalidContentType" and "invalid HTTP version parsed").
-fn transport_reason(e: &reqwest::Error) -> String {
-    match xtt_tls::scheme_mismatch(e) {
-        Some(hint) => hint.to_owned(),
-        None => xtt_tls::error_chain(e),
-    }
 }
 
 impl ClientError {

@@ -407,8 +407,14 @@ fn is_plain_words(text: &str) -> bool {
             .all(|c| c.is_alphanumeric() || " .,:;'-/_*".contains(c))
 }
 
-/// The error and its causes on one line ("a: b: c"), for messages.
+/// The error and its causes on one line ("a: b: c"), for messages; or, when the URL's scheme
+/// does not match what the server speaks, that in words ([`scheme_mismatch`]: rustls and hyper
+/// would say "received corrupt message of type InvalidContentType" and "invalid HTTP version
+/// parsed"), so every HTTP client of the project gives the hint.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(hint) = scheme_mismatch(err) {
+        return hint.to_owned();
+    }
     let mut text = err.to_string();
     let mut next = err.source();
     while let Some(e) = next {
@@ -651,5 +657,14 @@ mod tests {
         let hint = scheme_mismatch(&http_to_tls).unwrap();
         assert!(hint.contains("https://"), "{hint}");
         assert!(scheme_mismatch(&std::io::Error::other("connection reset")).is_none());
+        // Every client's error text goes through error_chain, which gives the hint too.
+        assert_eq!(
+            error_chain(&tls_to_http),
+            scheme_mismatch(&tls_to_http).unwrap()
+        );
+        assert_eq!(
+            error_chain(&std::io::Error::other("connection reset")),
+            "connection reset"
+        );
     }
 }
