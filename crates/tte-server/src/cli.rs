@@ -576,6 +576,10 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
     if a.manufacturer_token.len() < 16 {
         bail!("the manufacturer token must be at least 16 characters");
     }
+    // The port first: a busy one must not leave a new database and OTP key behind.
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
     let store =
         SqliteTaStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
     let key = otp_key_for(&store, &a.db, &a.otp_key)?;
@@ -587,9 +591,6 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
         None => Arc::new(store),
     };
     let app = TransferAgent::new(store, key, &a.manufacturer_token).router();
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!(
         "Transfer Agent listening on http://{}",
         listener.local_addr()?
@@ -616,6 +617,10 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
             bail!("{flag} must be a positive number, not {v}");
         }
     }
+    // The port first: a busy one must not leave a new database behind.
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
     let store = SqliteControllerStore::open(&a.db)
         .with_context(|| format!("opening {}", a.db.display()))?
         .with_limits(crate::store::ControllerLimits {
@@ -643,9 +648,6 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         c = c.with_allowed_origins(origins);
     }
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!("Controller listening on http://{}", listener.local_addr()?);
     let limits = xtt_tls::serve::ServeLimits {
         unlimited_ips: a.trusted_proxies.clone(),

@@ -241,3 +241,47 @@ async fn the_transfer_agent_refuses_to_start_with_another_otp_key() {
     assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
     assert!(!path("missing.key").exists());
 }
+
+/// A busy port stops `transfer-agent serve` and `controller serve` before they create their
+/// database (and the Transfer Agent its OTP key): nothing is left behind by a start that failed.
+#[tokio::test]
+async fn a_busy_port_leaves_no_new_database_or_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let token = "a-token-of-some-length-here";
+    for args in [
+        vec![
+            "transfer-agent",
+            "serve",
+            "--listen",
+            &addr,
+            "--db",
+            &path("ta.sqlite"),
+            "--otp-key",
+            &path("otp.key"),
+            "--manufacturer-token",
+            token,
+        ],
+        vec![
+            "controller",
+            "serve",
+            "--listen",
+            &addr,
+            "--db",
+            &path("controller.sqlite"),
+            "--operator-token",
+            token,
+        ],
+    ] {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(60), run(parse(&args)))
+            .await
+            .expect("started on a busy port")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("listening on"), "{e:#}");
+    }
+    for name in ["ta.sqlite", "otp.key", "controller.sqlite"] {
+        assert!(!dir.path().join(name).exists(), "{name} was created");
+    }
+}
