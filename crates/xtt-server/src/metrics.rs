@@ -197,13 +197,13 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    registry: Arc<dyn xtt_registry::Registry>,
+    health: crate::health::Checked,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .with_state(metrics)
-        .merge(crate::health::router(registry));
+        .merge(crate::health::router(health));
     let limits = xtt_tls::serve::ServeLimits::default();
     xtt_tls::serve::serve(listener, app, limits, shutdown).await
 }
@@ -248,7 +248,10 @@ mod tests {
         let server = tokio::spawn(serve(
             listener,
             Arc::new(Metrics::new()),
-            Arc::new(registry),
+            crate::health::Checked {
+                registry: Arc::new(registry),
+                writer: Arc::new(crate::registrar::WriterHealth::new()),
+            },
             async move {
                 let _ = stopped.await;
             },

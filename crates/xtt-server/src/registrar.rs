@@ -7,6 +7,7 @@
 //! the registry at no extra round trip. Expired used cookies are swept from this thread every
 //! [`SWEEP_EVERY`] (one statement, off the handshake path).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,69 @@ type Request = (
 #[derive(Debug, Clone)]
 pub(crate) struct Registrar {
     tx: mpsc::Sender<Request>,
+    health: Arc<WriterHealth>,
+}
+
+/// What `/healthz` knows of the writer thread: every registration of this node waits for it,
+/// so a node whose writer stopped (a panic) or hangs in one commit provisions nobody while its
+/// database still answers the health probe's query.
+#[derive(Debug)]
+pub(crate) struct WriterHealth {
+    epoch: Instant,
+    stopped: AtomicBool,
+    /// When the commit under way began, in ms after `epoch` plus one; 0 when none is.
+    busy_since: AtomicU64,
+}
+
+/// A commit running longer than this makes the node unhealthy: the database bounds its own
+/// calls well below it (PostgreSQL: 10 s statements, retries within 5 s; SQLite: a 10 s busy
+/// timeout), and every handshake waiting for it has timed out long before.
+pub(crate) const STUCK_COMMIT: Duration = Duration::from_secs(30);
+
+impl WriterHealth {
+    pub(crate) fn new() -> Self {
+        WriterHealth {
+            epoch: Instant::now(),
+            stopped: AtomicBool::new(false),
+            busy_since: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Why the writer cannot register anything now, if it cannot.
+    pub(crate) fn problem(&self) -> Option<String> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Some("the registry writer stopped; no device can be provisioned until the server restarts".into());
+        }
+        let since = self.busy_since.load(Ordering::Acquire);
+        let running = Duration::from_millis(self.now_ms().saturating_sub(since.saturating_sub(1)));
+        (since != 0 && running > STUCK_COMMIT).then(|| {
+            format!(
+                "a registry commit has been running for {} s; registrations wait behind it",
+                running.as_secs()
+            )
+        })
+    }
+
+    fn begin(&self) {
+        self.busy_since.store(self.now_ms() + 1, Ordering::Release);
+    }
+
+    fn end(&self) {
+        self.busy_since.store(0, Ordering::Release);
+    }
+}
+
+/// Marks the writer stopped when its thread leaves `run`, by returning or by a panic.
+struct StoppedOnDrop(Arc<WriterHealth>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+    }
 }
 
 impl Registrar {
@@ -45,10 +109,17 @@ impl Registrar {
         queue: usize,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let health = Arc::new(WriterHealth::new());
+        let h = health.clone();
         std::thread::Builder::new()
             .name("xtt-registrar".into())
-            .spawn(move || run(rx, registry, metrics, max_batch.max(1)))?;
-        Ok(Self { tx })
+            .spawn(move || run(rx, registry, metrics, max_batch.max(1), &h))?;
+        Ok(Self { tx, health })
+    }
+
+    /// The writer thread's state, for `/healthz`.
+    pub(crate) fn health(&self) -> Arc<WriterHealth> {
+        self.health.clone()
     }
 
     /// Claims the cookie and registers, durably; returns once committed.
@@ -72,7 +143,9 @@ fn run(
     registry: Arc<dyn Registry>,
     metrics: Arc<Metrics>,
     max_batch: usize,
+    health: &Arc<WriterHealth>,
 ) {
+    let _stopped = StoppedOnDrop(health.clone());
     let mut last_sweep = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -106,7 +179,10 @@ fn run(
             cookies.push(c);
             replies.push(reply);
         }
-        match registry.register_all_once(&regs, &cookies) {
+        health.begin();
+        let committed = registry.register_all_once(&regs, &cookies);
+        health.end();
+        match committed {
             Ok(results) => {
                 for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(r.map_err(RegisterFailure::Refused));
@@ -183,7 +259,13 @@ mod tests {
         drop(gave_up); // the handshake's timeout dropped its future
         drop(tx);
         // Runs the writer until the queue is empty and closed.
-        run(rx, registry.clone(), Arc::new(Metrics::new()), 16);
+        run(
+            rx,
+            registry.clone(),
+            Arc::new(Metrics::new()),
+            16,
+            &Arc::new(WriterHealth::new()),
+        );
         let assigned = answer.blocking_recv().unwrap().unwrap();
         let stored = registry.identities().unwrap();
         assert_eq!(
@@ -202,5 +284,41 @@ mod tests {
                 .unwrap(),
             "the abandoned registration's cookie was not claimed"
         );
+    }
+
+    /// The writer's state as /healthz reads it: fine while it waits or commits briefly, a
+    /// problem once a commit runs past STUCK_COMMIT, and once its thread has stopped.
+    #[test]
+    fn the_writer_health_names_a_stuck_commit_and_a_stopped_writer() {
+        let h = WriterHealth::new();
+        assert_eq!(h.problem(), None);
+        h.begin();
+        assert_eq!(h.problem(), None, "a commit that just began");
+        // A commit that began STUCK_COMMIT + 2 s ago (the epoch moved back instead of waiting).
+        let h = WriterHealth {
+            epoch: Instant::now() - STUCK_COMMIT - Duration::from_secs(2),
+            ..WriterHealth::new()
+        };
+        h.busy_since.store(1, Ordering::Release);
+        let p = h.problem().unwrap();
+        assert!(p.contains("has been running for 32 s"), "{p}");
+        h.end();
+        assert_eq!(h.problem(), None);
+
+        // The thread ends when every Registrar is dropped: health says it stopped.
+        let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+        let r = Registrar::start(registry, Arc::new(Metrics::new()), 4, 4).unwrap();
+        let health = r.health();
+        assert_eq!(health.problem(), None);
+        drop(r);
+        let t0 = Instant::now();
+        while health.problem().is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the writer never stopped"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(health.problem().unwrap().contains("writer stopped"));
     }
 }

@@ -403,7 +403,10 @@ impl XttServer {
             tokio::spawn(crate::metrics::serve(
                 l,
                 self.shared.metrics.clone(),
-                self.shared.registry.clone(),
+                crate::health::Checked {
+                    registry: self.shared.registry.clone(),
+                    writer: self.shared.registrar.health(),
+                },
                 async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 },
