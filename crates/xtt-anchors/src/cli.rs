@@ -62,7 +62,8 @@ Examples:
     long_about = ANCHORS_LONG_ABOUT
 )]
 pub struct AnchorsArgs {
-    /// The anchor store (SQLite; created with mode 0600 if missing).
+    /// The anchor store (SQLite; created with mode 0600 by the first import; other commands
+    /// refuse a missing one).
     #[arg(
         long,
         env = "XTT_ANCHOR_STORE",
@@ -592,6 +593,22 @@ fn read_image(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Runs `xtt anchors ...`, writing results to `out`.
 pub fn run_anchors(args: AnchorsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let now = now_or(args.at)?;
+    // Only the commands that add anchors may create the store: any other, pointed at a wrong
+    // path, would create an empty one and then report that it holds nothing.
+    let adds = matches!(
+        args.command,
+        AnchorsCommand::Import(_)
+            | AnchorsCommand::ImportDir { .. }
+            | AnchorsCommand::ImportBundle { .. }
+            | AnchorsCommand::Demo
+    );
+    if !adds && !args.store.exists() {
+        bail!(
+            "no anchor store at {} (importing an anchor creates one); check --store or \
+             XTT_ANCHOR_STORE",
+            args.store.display()
+        );
+    }
     let mut store = AnchorStore::open(&args.store)
         .with_context(|| format!("cannot open anchor store {}", args.store.display()))?;
     match args.command {

@@ -783,7 +783,7 @@ fn a_bundle_index_cannot_point_outside_its_directory() {
 fn an_unopenable_store_is_named_with_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("missing").join("anchors.db");
-    let err = xtt(&["anchors", "--store", store.to_str().unwrap(), "list"]).unwrap_err();
+    let err = xtt(&["anchors", "--store", store.to_str().unwrap(), "demo"]).unwrap_err();
     let shown = format!("{err:#}");
     assert!(shown.contains(store.to_str().unwrap()), "{shown}");
     assert_eq!(shown.matches("(os error").count(), 1, "{shown}");
@@ -945,4 +945,28 @@ fn a_root_cannot_be_said_to_vouch_for_a_certificate_it_did_not_sign() {
         format!("{err:#}").contains("not signed by XTT root"),
         "{err:#}"
     );
+}
+
+/// Reading commands do not create a store at a mistyped path (it would then list nothing, as
+/// if the installation had no anchors); importing does.
+#[test]
+fn only_adding_anchors_creates_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let db = db.to_str().unwrap();
+    for args in [vec!["list"], vec!["graph"], vec!["show", "00000000"]] {
+        let mut all = vec!["anchors", "--store", db];
+        all.extend(args.iter().copied());
+        let err = xtt(&all).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no anchor store at"),
+            "{args:?}: {err:#}"
+        );
+        assert!(
+            !std::path::Path::new(db).exists(),
+            "{args:?} created the store"
+        );
+    }
+    xtt(&["anchors", "--store", db, "demo"]).unwrap();
+    assert!(xtt(&["anchors", "--store", db, "list"]).is_ok());
 }

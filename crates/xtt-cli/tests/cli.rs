@@ -389,8 +389,19 @@ fn a_closed_or_full_stdout_is_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     ok(d, &["cert", "root", "--generate-key"]);
-    // Reading commands need a registry to read.
+    // Reading commands need a registry and an anchor store to read.
     ok(d, &["registry", "migrate", "--storage", "sqlite:r.sqlite"]);
+    ok(
+        d,
+        &[
+            "anchors",
+            "--store",
+            "a.db",
+            "import",
+            "xtt-root",
+            "root_cert.bin",
+        ],
+    );
     let commands: [&[&str]; 5] = [
         &["info", "root_cert.bin"],
         &["completions", "bash"],
