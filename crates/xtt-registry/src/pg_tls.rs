@@ -65,6 +65,8 @@ pub(crate) struct PgTarget {
     pub(crate) config: Config,
     pub(crate) tls: MakeRustlsConnect,
     pub(crate) mode: TlsMode,
+    /// `sslmode=disable` was written: clear text is meant.
+    pub(crate) plaintext_asked: bool,
 }
 
 fn url_err(m: impl Into<String>) -> RegistryError {
@@ -150,7 +152,13 @@ pub(crate) fn parse_url(url: &str) -> Result<PgTarget, RegistryError> {
         SslMode::Require
     });
     let tls = connector(mode, rootcert.as_deref())?;
-    Ok(PgTarget { config, tls, mode })
+    let plaintext_asked = sslmode.as_deref() == Some("disable");
+    Ok(PgTarget {
+        config,
+        tls,
+        mode,
+        plaintext_asked,
+    })
 }
 
 /// The `key=value` connection string form: TLS settings in it would be handed to
@@ -176,14 +184,7 @@ fn refuse_tls_settings_outside_a_url(conninfo: &str) -> Result<(), RegistryError
 /// socket or loopback address never leaves the machine: `None` for those.
 pub fn implicit_plaintext(url: &str) -> Option<String> {
     let target = parse_url(url).ok()?;
-    if target.mode != TlsMode::Off {
-        return None;
-    }
-    let explicit = url
-        .split_once('?')
-        .map(|(_, q)| q.split('&').any(|p| p == "sslmode=disable"))
-        .unwrap_or(false);
-    if explicit {
+    if target.mode != TlsMode::Off || target.plaintext_asked {
         return None;
     }
     let remote = target.config.get_hosts().iter().find_map(|h| match h {
@@ -493,6 +494,7 @@ mod tests {
         assert!(implicit_plaintext("postgres://xtt@db.example/xtt?sslmode=prefer").is_some());
         for quiet in [
             "postgres://xtt@db.example/xtt?sslmode=disable",
+            "postgres://xtt@db.example/xtt?ssl%6dode=disable",
             "postgres://xtt@127.0.0.1:5432/xtt",
             "postgres://xtt@localhost/xtt",
             "postgres://xtt@[::1]:5432/xtt",
