@@ -91,19 +91,29 @@ pass them with --link-file and --claim-file (\"-\" reads stdin) instead.",
     Delete(ClaimArgs),
 }
 
+/// The warning `relay relinquish --help` and `relay delete --help` both open with: a link or
+/// claim on the command line is visible in `ps`. A macro so that `concat!` can build each help
+/// text as a `&'static str` for clap's `after_help`.
+macro_rules! claim_on_command_line_note {
+    () => {
+        "A link or claim given on the command line is visible to other users of this machine \
+(e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep them off it.\n"
+    };
+}
+
 /// `relay relinquish --help`: the claim is the one `receive` printed.
-const RELINQUISH_HELP: &str = "A link or claim given on the command line is visible to other \
-users of this machine (e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep \
-them off it.\n\
-Example (claim.txt holds the recipient claim `xtt relay receive` printed):\n  \
-xtt relay relinquish --link-file link.txt --claim-file claim.txt";
+const RELINQUISH_HELP: &str = concat!(
+    claim_on_command_line_note!(),
+    "Example (claim.txt holds the recipient claim `xtt relay receive` printed):\n  \
+xtt relay relinquish --link-file link.txt --claim-file claim.txt"
+);
 
 /// `relay delete --help`: the claim is the initiator's (from `share`) or the recipient's.
-const DELETE_HELP: &str = "A link or claim given on the command line is visible to other users \
-of this machine (e.g. in `ps`); --link-file and --claim-file (\"-\" reads stdin) keep them off \
-it.\n\
-Example (claim.txt holds the claim `xtt relay share` or `xtt relay receive` printed):\n  \
-xtt relay delete --link-file link.txt --claim-file claim.txt";
+const DELETE_HELP: &str = concat!(
+    claim_on_command_line_note!(),
+    "Example (claim.txt holds the claim `xtt relay share` or `xtt relay receive` printed):\n  \
+xtt relay delete --link-file link.txt --claim-file claim.txt"
+);
 
 /// What `relay share` prints on stderr about the initiator's claim: how to keep it and delete
 /// the mailbox with it, the claim in a file rather than on a command line (visible in `ps`).
