@@ -84,7 +84,7 @@ pub struct TaServeArgs {
     pub manufacturer_token: String,
     /// Trust-anchor store: record each registered TaSecret in it (a tte-ta-secret anchor named
     /// by the DevURN) and encrypt devices' answers under the TaSecret read from it.
-    #[arg(long, value_name = "STORE")]
+    #[arg(long, value_name = "STORE", visible_alias = "store")]
     pub anchors: Option<PathBuf>,
     /// A reverse proxy in front of the Transfer Agent (e.g. the TLS terminator production
     /// needs); repeatable. It is not held to the per-address connection cap. Keep its upstream
@@ -123,7 +123,7 @@ pub struct ControllerServeArgs {
     /// Trust-anchor store: record each DevSecret received from an introducer in it (a
     /// tte-dev-secret anchor named by the DevURN, "delivered by TTE") and decrypt sensor
     /// updates with the DevSecret read from it.
-    #[arg(long, value_name = "STORE")]
+    #[arg(long, value_name = "STORE", visible_alias = "store")]
     pub anchors: Option<PathBuf>,
     /// A reverse proxy in front of the Controller (e.g. a TLS terminator); repeatable. Its
     /// X-Forwarded-For names the client that rate limits apply to, and it is not held to the
@@ -171,7 +171,7 @@ pub struct ManufactureArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
     /// Output directory (created if missing).
-    #[arg(long, default_value = "devices")]
+    #[arg(long, default_value = "devices", visible_alias = "output")]
     pub out: PathBuf,
     /// Also draw each QR code in the terminal.
     #[arg(long)]
@@ -257,7 +257,7 @@ pub struct FetchArgs {
     pub device: DeviceArgs,
     /// For an xtt:// Controller: where the XTT identity goes (default: the secrets file's path
     /// with the extension `.xtt`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", visible_aliases = ["client-dir", "dir"])]
     pub xtt_dir: Option<PathBuf>,
     /// For an xtt:// Controller: a DAA member directory (as `xtt group enroll` writes it) to
     /// use instead of the membership in the secrets file.
@@ -387,7 +387,7 @@ pub struct BulkCreateArgs {
     /// Output directory. The label is written there before any device is registered, and
     /// each device's secrets file before its registration: if a run stops half-way, the same
     /// command with the same directory finishes the box with the same label.
-    #[arg(long, default_value = "box")]
+    #[arg(long, default_value = "box", visible_alias = "output")]
     pub out: PathBuf,
     #[command(flatten)]
     /// Extra certificate authorities for an https:// Transfer Agent.

@@ -68,7 +68,8 @@ pub struct AnchorsArgs {
         long,
         env = "XTT_ANCHOR_STORE",
         default_value = "anchors.db",
-        global = true
+        global = true,
+        visible_alias = "anchors"
     )]
     pub store: PathBuf,
     /// Evaluate validity at this time instead of now (Unix seconds or RFC 3339).
@@ -146,7 +147,7 @@ a signature checks them. Refused as a whole if it holds an anchor revoked with `
         /// Fingerprint or unique prefix.
         fingerprint: String,
         /// Where to write (a daa-group also writes OUT.basename).
-        #[arg(long, short)]
+        #[arg(long, short, visible_alias = "output")]
         out: PathBuf,
         /// Allow writing a TTE secret (file mode 0600).
         #[arg(long)]
@@ -272,7 +273,7 @@ Examples:
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
         /// Write to this file instead of standard output.
-        #[arg(long, short)]
+        #[arg(long, short, visible_alias = "output")]
         out: Option<PathBuf>,
         /// Show what this anchor vouches for, directly or transitively.
         #[arg(long, value_name = "FINGERPRINT")]
@@ -411,7 +412,7 @@ pub enum UpdateCommand {
     /// so losing it means rotating their anchors.
     Keygen {
         /// Path prefix of the two files.
-        #[arg(long, short)]
+        #[arg(long, short, visible_alias = "output")]
         out: PathBuf,
         /// Replace OUT.key and OUT.pub if they exist (the old key is lost).
         #[arg(long)]
@@ -439,7 +440,7 @@ pub enum UpdateCommand {
         #[arg(long, default_value = "firmware")]
         component: String,
         /// Where to write the envelope.
-        #[arg(long, short)]
+        #[arg(long, short, visible_alias = "output")]
         out: PathBuf,
     },
     /// Device side: verify an envelope and its image against the update anchors.
@@ -459,7 +460,12 @@ pub enum UpdateCommand {
         #[arg(long, default_value = "firmware")]
         component: String,
         /// The anchor store holding the update keys and the accepted sequence numbers.
-        #[arg(long, env = "XTT_ANCHOR_STORE", default_value = "anchors.db")]
+        #[arg(
+            long,
+            env = "XTT_ANCHOR_STORE",
+            default_value = "anchors.db",
+            visible_alias = "anchors"
+        )]
         store: PathBuf,
         /// Check only; do not record the sequence number.
         #[arg(long)]

@@ -39,6 +39,9 @@ pub(crate) struct SessionBenchArgs {
     /// Session modes: the transport.
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
     transport: TransportArg,
+    /// Session modes: shorthand for --transport udp.
+    #[arg(long, conflicts_with = "transport")]
+    udp: bool,
     /// Records mode: payload bytes per record.
     #[arg(long, value_name = "BYTES", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(0..=65_494))]
@@ -120,7 +123,8 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         anyhow::Ok(identities.into_iter().map(|(_, c)| c).collect::<Vec<_>>())
     })?;
     bar.finish_and_clear();
-    let base = match s.transport {
+    let transport = TransportArg::chosen(s.transport, s.udp);
+    let base = match transport {
         TransportArg::Tcp => SessionClientOptions::tcp(),
         TransportArg::Udp => SessionClientOptions {
             // A lost record costs the receiving client this timeout: keep it short.
@@ -130,7 +134,7 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     };
     let options = SessionClientOptions {
         suite: a.suite,
-        timeout: match s.transport {
+        timeout: match transport {
             TransportArg::Tcp => timeout,
             TransportArg::Udp => timeout.min(Duration::from_millis(500)),
         },

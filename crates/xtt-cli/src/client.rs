@@ -40,7 +40,7 @@ pub(crate) enum ClientCommand {
 #[derive(Debug, Args)]
 pub(crate) struct ProvisionArgs {
     /// Directory of the client's files; the file flags default to the C names in it.
-    #[arg(long, default_value = ".")]
+    #[arg(long, default_value = ".", visible_aliases = ["client-dir", "xtt-dir"])]
     dir: PathBuf,
     /// Server host.
     #[arg(short = 'a', long = "serverhost", default_value = "127.0.0.1")]
@@ -84,7 +84,12 @@ pub(crate) struct ProvisionArgs {
     timeout: u64,
     /// Trust-anchor store: take the roots from its xtt-root anchors with the transport role
     /// valid now (instead of --rcert), and record the provisioned identity in it.
-    #[arg(long, value_name = "STORE", conflicts_with = "rcert")]
+    #[arg(
+        long,
+        value_name = "STORE",
+        conflicts_with = "rcert",
+        visible_alias = "store"
+    )]
     anchors: Option<PathBuf>,
 }
 

@@ -66,6 +66,17 @@ pub(crate) enum TransportArg {
     Udp,
 }
 
+impl TransportArg {
+    /// The transport of `--transport T` and its shorthand `--udp` (clap refuses both at once).
+    pub(crate) fn chosen(transport: TransportArg, udp: bool) -> TransportArg {
+        if udp {
+            TransportArg::Udp
+        } else {
+            transport
+        }
+    }
+}
+
 /// `--payload-type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum PayloadTypeArg {
@@ -109,7 +120,7 @@ fn parse_socket(s: &str) -> Result<SocketSpec, String> {
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
     /// The provisioned client directory.
-    #[arg(long, default_value = ".")]
+    #[arg(long, default_value = ".", visible_aliases = ["client-dir", "xtt-dir"])]
     dir: PathBuf,
     /// Server host.
     #[arg(short = 'a', long = "serverhost", default_value = "127.0.0.1")]
@@ -120,6 +131,9 @@ pub(crate) struct ConnectArgs {
     /// Transport.
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
     transport: TransportArg,
+    /// Shorthand for --transport udp.
+    #[arg(long, conflicts_with = "transport")]
+    udp: bool,
     /// Suite: a C name or 1-6 (5 and 6 authenticate records without encrypting them).
     #[arg(short = 's', long = "suitespec", default_value = "X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512", value_parser = parse_suite)]
     suitespec: SuiteSpec,
@@ -461,7 +475,7 @@ async fn connect(a: ConnectArgs, identity: SessionClientConfig) -> anyhow::Resul
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target}: no address"))?;
-    let base = match a.transport {
+    let base = match TransportArg::chosen(a.transport, a.udp) {
         TransportArg::Tcp => SessionClientOptions::tcp(),
         TransportArg::Udp => SessionClientOptions::udp(),
     };

@@ -104,7 +104,7 @@ pub(crate) struct ExportArgs {
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
     /// Write here instead of stdout.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", visible_alias = "out")]
     output: Option<PathBuf>,
 }
 

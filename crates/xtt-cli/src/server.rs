@@ -124,7 +124,7 @@ pub(crate) struct ServerArgs {
     /// Trust-anchor store: accept the DAA groups it holds (valid now; rotations and new groups
     /// are seen while running) and record provisioned devices in it. --group files are
     /// imported into it.
-    #[arg(long, value_name = "STORE")]
+    #[arg(long, value_name = "STORE", visible_alias = "store")]
     anchors: Option<PathBuf>,
     /// Serve signed updates to devices over XTT sessions (TCP and UDP): the newest NAME.suit
     /// (with its image NAME.bin) in DIR.

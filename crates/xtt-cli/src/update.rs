@@ -17,6 +17,7 @@ use xtt_proto::session::SessionClientConfig;
 use xtt_server::update_fetch::{download_update, install_update, FetchOptions};
 use xtt_server::{SessionClient, SessionClientOptions};
 
+use crate::connect::TransportArg;
 use crate::server_anchors::unix_now;
 
 pub(crate) const LONG_ABOUT: &str = "\
@@ -72,14 +73,19 @@ struct FetchArgs {
     #[arg(long, value_name = "ADDR")]
     server: SocketAddr,
     /// The provisioned identity (client_id.txt, longterm_priv.bin, longterm_cert.bin).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", visible_aliases = ["dir", "xtt-dir"])]
     client_dir: PathBuf,
     /// The device's anchor store: xtt-root anchors for the session, update-key anchors and
     /// accepted sequence numbers for the update.
-    #[arg(long, value_name = "STORE", env = "XTT_ANCHOR_STORE")]
+    #[arg(
+        long,
+        value_name = "STORE",
+        env = "XTT_ANCHOR_STORE",
+        visible_alias = "store"
+    )]
     anchors: PathBuf,
     /// Where to install the image.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", visible_alias = "output")]
     out: PathBuf,
     /// The vendor UUID this device accepts.
     #[arg(long, value_parser = parse_uuid)]
@@ -90,8 +96,11 @@ struct FetchArgs {
     /// The component this device installs (the manifest's must be the same).
     #[arg(long, default_value = "firmware")]
     component: String,
-    /// Use UDP instead of TCP.
-    #[arg(long)]
+    /// Transport to the server.
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    transport: TransportArg,
+    /// Shorthand for --transport udp.
+    #[arg(long, conflicts_with = "transport")]
     udp: bool,
     /// Seconds to wait for each answer before asking again (5 tries).
     #[arg(long, default_value_t = 2)]
@@ -135,7 +144,8 @@ fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         client_id,
         longterm_key,
     };
-    let mut options = if a.udp {
+    let udp = TransportArg::chosen(a.transport, a.udp) == TransportArg::Udp;
+    let mut options = if udp {
         SessionClientOptions::udp()
     } else {
         SessionClientOptions::tcp()
@@ -144,7 +154,7 @@ fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     let fetch_options = FetchOptions {
         answer_timeout: Duration::from_secs(a.timeout.max(1)),
         // Datagrams stay below a typical path MTU's worth of fragments.
-        chunk: if a.udp {
+        chunk: if udp {
             1024
         } else {
             FetchOptions::default().chunk
