@@ -8,7 +8,8 @@
 //! [`SWEEP_EVERY`] (one statement, off the handshake path).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -32,10 +33,23 @@ type Request = (
     oneshot::Sender<Result<Assigned, RegisterFailure>>,
 );
 
+/// What the writer thread is asked to do.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "Close is sent once per server; boxing would allocate for every registration"
+)]
+enum Job {
+    Register(Request),
+    /// Commit what is queued before this, then end (see [`Registrar::close`]).
+    Close,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Registrar {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Job>,
     health: Arc<WriterHealth>,
+    /// The writer thread, taken by the first [`Registrar::close`].
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// What `/healthz` knows of the writer thread: every registration of this node waits for it,
@@ -101,7 +115,8 @@ impl Drop for StoppedOnDrop {
 }
 
 impl Registrar {
-    /// Starts the writer thread; it ends when every `Registrar` clone is dropped.
+    /// Starts the writer thread; it ends when every `Registrar` clone is dropped, or at
+    /// [`Registrar::close`].
     pub(crate) fn start(
         registry: Arc<dyn Registry>,
         metrics: Arc<Metrics>,
@@ -111,10 +126,36 @@ impl Registrar {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let health = Arc::new(WriterHealth::new());
         let h = health.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("xtt-registrar".into())
             .spawn(move || run(rx, registry, metrics, max_batch.max(1), &h))?;
-        Ok(Self { tx, health })
+        Ok(Self {
+            tx,
+            health,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Ends the writer thread once what is queued is committed, and waits up to `patience` for
+    /// it. The thread holds a handle on the registry: unless it has ended, the process may exit
+    /// with the SQLite connection still open, leaving its `-wal` and `-shm` files behind (no
+    /// data lost: the next open replays them). Registrations asked for afterwards fail with
+    /// "registry writer stopped". Returns whether the thread ended in time.
+    pub(crate) async fn close(&self, patience: Duration) -> bool {
+        let taken = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(thread) = taken else {
+            return true;
+        };
+        let ended = async {
+            // A send error means the thread has already ended (its receiver is gone).
+            let _ = self.tx.send(Job::Close).await;
+            tokio::task::spawn_blocking(move || thread.join()).await
+        };
+        matches!(tokio::time::timeout(patience, ended).await, Ok(Ok(_)))
     }
 
     /// The writer thread's state, for `/healthz`.
@@ -130,7 +171,7 @@ impl Registrar {
     ) -> Result<Assigned, RegisterFailure> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((registration, cookie, reply))
+            .send(Job::Register((registration, cookie, reply)))
             .await
             .map_err(|_| RegisterFailure::Storage("registry writer stopped".into()))?;
         rx.await
@@ -139,7 +180,7 @@ impl Registrar {
 }
 
 fn run(
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: mpsc::Receiver<Job>,
     registry: Arc<dyn Registry>,
     metrics: Arc<Metrics>,
     max_batch: usize,
@@ -147,11 +188,20 @@ fn run(
 ) {
     let _stopped = StoppedOnDrop(health.clone());
     let mut last_sweep = Instant::now();
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
+    let mut closing = false;
+    while !closing {
+        let mut batch = Vec::new();
+        match rx.blocking_recv() {
+            Some(Job::Register(r)) => batch.push(r),
+            Some(Job::Close) | None => break,
+        }
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(Job::Register(r)) => batch.push(r),
+                Ok(Job::Close) => {
+                    closing = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -254,8 +304,8 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         let (abandoned, gave_up) = request(group_id, 1);
         let (waiting, answer) = request(group_id, 2);
-        tx.try_send(abandoned).unwrap();
-        tx.try_send(waiting).unwrap();
+        tx.try_send(Job::Register(abandoned)).unwrap();
+        tx.try_send(Job::Register(waiting)).unwrap();
         drop(gave_up); // the handshake's timeout dropped its future
         drop(tx);
         // Runs the writer until the queue is empty and closed.
@@ -283,6 +333,56 @@ mod tests {
                 })
                 .unwrap(),
             "the abandoned registration's cookie was not claimed"
+        );
+    }
+
+    /// `close` commits what was queued before it, ends the thread (which drops its handle on
+    /// the registry, so the last owner closes the database) and answers later registrations
+    /// with an error instead of waiting forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_commits_the_queue_then_ends_the_writer() {
+        let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+        let group_id = GroupId([7; 32]);
+        registry
+            .add_group(&GroupRecord {
+                group_id,
+                gpk: vec![1; 258],
+                basename: b"b".to_vec(),
+            })
+            .unwrap();
+        let r = Registrar::start(registry.clone(), Arc::new(Metrics::new()), 4, 8).unwrap();
+        let ((reg, cookie, _), _) = request(group_id, 1);
+        let queued = {
+            let r = r.clone();
+            tokio::spawn(async move { r.register(reg, cookie).await })
+        };
+        // The registration is in the queue (or committed) before close is asked.
+        while r.tx.capacity() == r.tx.max_capacity() && !queued.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(r.close(Duration::from_secs(10)).await, "the writer ended");
+        let assigned = queued
+            .await
+            .unwrap()
+            .expect("queued before close: committed");
+        assert_eq!(
+            registry.identities().unwrap()[0].client_id,
+            assigned.client_id
+        );
+        assert_eq!(
+            Arc::strong_count(&registry),
+            1,
+            "the writer's handle on the registry is gone"
+        );
+        assert!(r.health().problem().unwrap().contains("writer stopped"));
+        let ((reg, cookie, _), _) = request(group_id, 2);
+        assert_eq!(
+            r.register(reg, cookie).await.unwrap_err(),
+            RegisterFailure::Storage("registry writer stopped".into())
+        );
+        assert!(
+            r.close(Duration::from_secs(1)).await,
+            "a second close has nothing to wait for"
         );
     }
 

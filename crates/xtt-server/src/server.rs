@@ -480,6 +480,11 @@ impl XttServer {
                 );
             }
         }
+        // Every handshake has ended (or had its grace period): the registry writer commits
+        // what is queued and ends, so it no longer keeps the database open at exit.
+        if !sh.registrar.close(sh.config.handshake_timeout()).await {
+            tracing::warn!("the registry writer did not end within the grace period");
+        }
         sh.stop.send_replace(true);
         if let Some(mut t) = metrics_task {
             // Graceful shutdown of the metrics server waits for its connections; one that never
