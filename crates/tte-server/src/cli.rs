@@ -20,14 +20,30 @@ use crate::store::sqlite::{SqliteControllerStore, SqliteTaStore};
 use crate::ta::TransferAgent;
 use crate::{bulk, http, manufacture, qr};
 
+const TA_EXAMPLES: &str = "\
+Examples:
+  # The token from the environment (not argv, which `ps` shows), at least 16 characters:
+  export TTE_MANUFACTURER_TOKEN=\"$(head -c 18 /dev/urandom | base64)\"
+  xtt tte transfer-agent serve --listen 127.0.0.1:8080 --db ta.sqlite --otp-key ta-otp.key
+  # Then, from the manufacturing line (same token):
+  xtt tte manufacture --ta http://127.0.0.1:8080 --count 10 --out batch-1";
+
+const CONTROLLER_EXAMPLES: &str = "\
+Examples:
+  export TTE_OPERATOR_TOKEN=\"$(head -c 18 /dev/urandom | base64)\"
+  xtt tte controller serve --listen 127.0.0.1:8081 --db controller.sqlite \\
+      --allow-origin http://127.0.0.1:8080
+  # The devices it holds (operator view):
+  curl -H \"Authorization: Bearer $TTE_OPERATOR_TOKEN\" http://127.0.0.1:8081/devices";
+
 /// Transitive Trust Enrollment: Transfer Agent, Controller, manufacturer and device tools.
 #[derive(Debug, Subcommand)]
 pub enum TteCommand {
     /// Run the manufacturer's Transfer Agent.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = TA_EXAMPLES)]
     TransferAgent(TaCommand),
     /// Run a Controller (the system devices report to).
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = CONTROLLER_EXAMPLES)]
     Controller(ControllerCommand),
     /// Make N devices: secrets, Transfer Agent registration, QR codes (PNG + SVG).
     #[command(

@@ -84,6 +84,10 @@ pub struct AnchorsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum AnchorsCommand {
     /// List every anchor: fingerprint, kind, name, roles, state, provenance.
+    #[command(after_long_help = "Examples:\n  \
+        xtt anchors list\n  \
+        xtt anchors list --kind daa-group --valid\n  \
+        xtt anchors --store /var/lib/xtt/anchors.db list --at 2027-01-01T00:00:00Z")]
     List {
         /// Only anchors of this kind.
         #[arg(long, value_parser = parse_kind)]
@@ -93,6 +97,9 @@ pub enum AnchorsCommand {
         valid: bool,
     },
     /// Everything about one anchor (never a secret's bytes) and its relations.
+    #[command(after_long_help = "Examples:\n  \
+        xtt anchors show 3f2a9c01          # a unique prefix of the fingerprint `list` gives\n  \
+        xtt anchors show 3f2a9c01 --at 2027-01-01T00:00:00Z")]
     Show {
         /// Fingerprint or unique prefix.
         fingerprint: String,
@@ -143,6 +150,10 @@ a signature checks them. Refused as a whole if it holds an anchor revoked with `
         dir: PathBuf,
     },
     /// Write an anchor back out in its loose-file format.
+    #[command(after_long_help = "Examples:\n  \
+        xtt anchors export 3f2a9c01 --out root_cert.bin\n  \
+        xtt anchors export 5d1e0b77 --out daa_gpk.bin      # also writes daa_gpk.bin.basename\n  \
+        xtt anchors export 7be41d22 --out ta.secret --include-secret")]
     Export {
         /// Fingerprint or unique prefix.
         fingerprint: String,
@@ -235,6 +246,9 @@ Example:
         class_id: Uuid16,
     },
     /// Change the roles an anchor serves.
+    #[command(after_long_help = "Examples:\n  \
+        xtt anchors roles 3f2a9c01 transport\n  \
+        xtt anchors roles 5d1e0b77 onboarding,attestation")]
     Roles {
         /// Fingerprint or unique prefix.
         fingerprint: String,
@@ -419,6 +433,11 @@ pub enum UpdateCommand {
         force: bool,
     },
     /// Vendor side: sign a manifest for an image.
+    #[command(after_long_help = "Examples:\n  \
+        xtt update keygen --out vendor\n  \
+        xtt update sign --key vendor.key --image fw.bin --sequence 7 \\\n      \
+        --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\\n      \
+        --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --out fw.suit")]
     Sign {
         /// The private key (PKCS#8 or SEC1 PEM).
         #[arg(long)]
@@ -444,6 +463,18 @@ pub enum UpdateCommand {
         out: PathBuf,
     },
     /// Device side: verify an envelope and its image against the update anchors.
+    #[command(after_long_help = "Examples:\n  \
+        # Once: trust the vendor's key for its vendor and class.\n  \
+        xtt anchors import update-key vendor.pub \\\n      \
+        --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\\n      \
+        --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45\n  \
+        # Check only, then verify and record the sequence number:\n  \
+        xtt update verify fw.suit --image fw.bin --dry-run \\\n      \
+        --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\\n      \
+        --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45\n  \
+        xtt update verify fw.suit --image fw.bin \\\n      \
+        --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\\n      \
+        --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45")]
     Verify {
         /// The envelope.
         envelope: PathBuf,
@@ -477,6 +508,8 @@ pub enum UpdateCommand {
         at: Option<UnixSeconds>,
     },
     /// Print an envelope's manifest without verifying it.
+    #[command(after_long_help = "Example:\n  \
+        xtt update show fw.suit")]
     Show {
         /// The envelope.
         envelope: PathBuf,

@@ -62,10 +62,20 @@ impl StorageArg {
     xtt registry export --format csv > identities.csv")]
 pub(crate) enum RegistryCommand {
     /// Bring the schema to the newest version (servers do this at start too) and print it.
+    #[command(after_long_help = "Examples:\n  \
+        xtt registry migrate --storage sqlite:xtt-data/registry.sqlite\n  \
+        XTT_STORAGE='postgres://xtt@db.example/xtt?sslmode=verify-full' xtt registry migrate")]
     Migrate(MigrateArgs),
     /// Groups, identities per group, newest registration.
+    #[command(after_long_help = "Examples:\n  \
+        xtt registry stats                      # sqlite:xtt-data/registry.sqlite\n  \
+        xtt registry stats --storage sqlite:/var/lib/xtt/registry.sqlite --json")]
     Stats(StatsArgs),
     /// Write every identity (and, in JSON lines, every group) to stdout or a file.
+    #[command(after_long_help = "Examples:\n  \
+        xtt registry export > registry.jsonl\n  \
+        xtt registry export --format csv --out identities.csv\n  \
+        xtt registry export --storage sqlite:/var/lib/xtt/registry.sqlite --format csv")]
     Export(ExportArgs),
 }
 

@@ -50,6 +50,18 @@ Examples:
       --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
       --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --out /var/lib/fw/current.bin";
 
+const FETCH_EXAMPLES: &str = "\
+Examples:
+  # Once: trust the server's root and the vendor's update key.
+  xtt anchors --store device.db import xtt-root root_cert.bin
+  xtt anchors --store device.db import update-key vendor.pub \\
+      --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
+      --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45
+  # Then, with the identity `xtt client provision --dir dev1` wrote:
+  xtt update fetch --server 127.0.0.1:4444 --client-dir dev1 --anchors device.db \\
+      --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \\
+      --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 --out fw.bin --transport udp";
+
 /// `xtt update`.
 #[derive(Debug, Args)]
 // Its summary and long help are set on the subcommand in `cli.rs`.
@@ -64,6 +76,7 @@ enum UpdateCommand {
     #[command(flatten)]
     Files(xtt_anchors::cli::UpdateCommand),
     /// Device side: fetch the server's current update over an XTT session, verify, install.
+    #[command(after_long_help = FETCH_EXAMPLES)]
     Fetch(FetchArgs),
 }
 
