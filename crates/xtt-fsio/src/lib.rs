@@ -288,44 +288,90 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
 }
 
-/// Creates `path` empty with mode 0600 if it does not exist, and narrows an existing file to
-/// 0600, for a database that SQLite then opens: it creates the file with the umask's mode
-/// (often 0644), and gives its `-wal` and `-shm` files the database file's mode. Only a regular
-/// file is accepted.
-pub fn make_private_file(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(SECRET)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+/// What [`create_private_file_if_missing`] (and the functions built on it) found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateFile {
+    /// Nothing was there: the file was created, empty, with mode 0600.
+    Created,
+    /// A regular file was already there.
+    Existing,
+}
+
+/// Creates `path` empty with mode 0600 if nothing is there, and says whether it did; an
+/// existing regular file is left exactly as it is (its mode too), for a caller that narrows it
+/// only once it knows the file is its own. Anything but a regular file is refused before it is
+/// opened (SQLite would block on a FIFO or write to a device): a directory with
+/// [`io::ErrorKind::IsADirectory`], the rest with [`io::ErrorKind::InvalidInput`] ("is not a
+/// regular file"). So is a dangling symlink (the file is created with `O_EXCL`, never through a
+/// link).
+pub fn create_private_file_if_missing(path: &Path) -> io::Result<PrivateFile> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => return Ok(PrivateFile::Existing),
+        // What opening it would have said ("Is a directory (os error 21)").
+        Ok(m) if m.is_dir() => return Err(io::Error::from(rustix::io::Errno::ISDIR)),
+        Ok(_) => return Err(not_a_regular_file()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    // Through the open descriptor: the umask may have narrowed 0600 on creation, and an
-    // existing file keeps its old mode until now.
-    file.set_permissions(fs::Permissions::from_mode(SECRET))
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(SECRET)
+        .open(path)
+    {
+        // The umask can only have narrowed 0600; set it exactly all the same.
+        Ok(f) => f
+            .set_permissions(fs::Permissions::from_mode(SECRET))
+            .map(|()| PrivateFile::Created),
+        // Another process created it first: fine if it is a regular file (a dangling symlink
+        // also lands here, and is refused).
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(PrivateFile::Existing),
+            _ => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Refuses `file` unless it is a regular file, and narrows it to 0600 if `narrow`: through the
+/// open descriptor, so the file narrowed is the one that was checked (and the umask or the
+/// file's old mode do not matter).
+fn narrow_existing(file: &File, narrow: bool) -> io::Result<()> {
+    if !file.metadata()?.is_file() {
+        return Err(not_a_regular_file());
+    }
+    if narrow {
+        file.set_permissions(fs::Permissions::from_mode(SECRET))?;
+    }
+    Ok(())
+}
+
+/// [`create_private_file_if_missing`], then narrows an existing file to 0600, for a database
+/// that SQLite then opens: it creates the file with the umask's mode (often 0644), and gives
+/// its `-wal` and `-shm` files the database file's mode. Only a regular file is accepted.
+pub fn make_private_file(path: &Path) -> io::Result<PrivateFile> {
+    let found = create_private_file_if_missing(path)?;
+    if found == PrivateFile::Existing {
+        narrow_existing(&File::open(path)?, true)?;
+    }
+    Ok(found)
 }
 
 /// [`make_private_file`] for an SQLite database: an existing file is narrowed only if it is
 /// empty or starts with SQLite's header, so a wrong path (a certificate, say) then fails as "not
 /// a database" with its mode untouched.
-pub fn make_private_sqlite_file(path: &Path) -> io::Result<()> {
+pub fn make_private_sqlite_file(path: &Path) -> io::Result<PrivateFile> {
     const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-    match File::open(path) {
-        Ok(f) => {
-            let mut head = Vec::with_capacity(SQLITE_HEADER.len());
-            f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut head)?;
-            if !(head.is_empty() || head == SQLITE_HEADER) {
-                return Ok(());
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    let found = create_private_file_if_missing(path)?;
+    if found == PrivateFile::Existing {
+        let file = File::open(path)?;
+        let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+        (&file)
+            .take(SQLITE_HEADER.len() as u64)
+            .read_to_end(&mut head)?;
+        narrow_existing(&file, head.is_empty() || head == SQLITE_HEADER)?;
     }
-    make_private_file(path)
+    Ok(found)
 }
 
 /// Creates a directory (and missing parents) with mode 0700 if it does not exist; an existing
@@ -361,6 +407,10 @@ fn in_dir_error(dir: &Path, e: &io::Error) -> io::Error {
         e.kind(),
         format!("cannot create a file in {}: {reason}", dir.display()),
     )
+}
+
+fn not_a_regular_file() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file")
 }
 
 fn already_exists() -> io::Error {
@@ -593,11 +643,11 @@ mod tests {
     fn a_private_file_keeps_its_content_and_a_private_dir_is_made_only_if_missing() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("db");
-        make_private_file(&f).unwrap();
+        assert_eq!(make_private_file(&f).unwrap(), PrivateFile::Created);
         assert_eq!((mode_of(&f), fs::read(&f).unwrap().len()), (0o600, 0));
         fs::write(&f, b"rows").unwrap();
         fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
-        make_private_file(&f).unwrap();
+        assert_eq!(make_private_file(&f).unwrap(), PrivateFile::Existing);
         assert_eq!(
             (mode_of(&f), fs::read(&f).unwrap()),
             (0o600, b"rows".to_vec())
@@ -611,16 +661,49 @@ mod tests {
         let cert = dir.path().join("cert.bin");
         fs::write(&cert, [7u8; 169]).unwrap();
         fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).unwrap();
-        make_private_sqlite_file(&cert).unwrap();
+        assert_eq!(
+            make_private_sqlite_file(&cert).unwrap(),
+            PrivateFile::Existing
+        );
         assert_eq!(mode_of(&cert), 0o644);
         let db = dir.path().join("x.db");
         fs::write(&db, b"SQLite format 3\0rest of the page").unwrap();
         fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
-        make_private_sqlite_file(&db).unwrap();
+        assert_eq!(
+            make_private_sqlite_file(&db).unwrap(),
+            PrivateFile::Existing
+        );
         assert_eq!(mode_of(&db), 0o600);
         let new = dir.path().join("new.db");
-        make_private_sqlite_file(&new).unwrap();
+        assert_eq!(
+            make_private_sqlite_file(&new).unwrap(),
+            PrivateFile::Created
+        );
         assert_eq!(mode_of(&new), 0o600);
+
+        // The bare creation leaves an existing file's mode alone, and refuses what is not a
+        // regular file (without opening it: a FIFO would block) or a dangling symlink.
+        let kept = dir.path().join("kept.db");
+        fs::write(&kept, b"SQLite format 3\0").unwrap();
+        fs::set_permissions(&kept, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            create_private_file_if_missing(&kept).unwrap(),
+            PrivateFile::Existing
+        );
+        assert_eq!(mode_of(&kept), 0o644);
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        for bad in [fifo.as_path(), dir.path(), dangling.as_path()] {
+            assert!(create_private_file_if_missing(bad).is_err(), "{bad:?}");
+            assert!(make_private_sqlite_file(bad).is_err(), "{bad:?}");
+        }
+        assert!(!dir.path().join("nowhere").exists());
 
         let made = dir.path().join("a/b");
         create_dir_private_if_missing(&made).unwrap();

@@ -103,6 +103,7 @@ pub(crate) fn time_to_sql(t: UnixTime) -> i64 {
 /// [`xtt_fsio::make_private_sqlite_file`]).
 pub(crate) fn private_file(path: &Path) -> Result<(), RegistryError> {
     xtt_fsio::make_private_sqlite_file(path)
+        .map(drop)
         .map_err(|e| RegistryError::Database(format!("{}: {e}", path.display())))
 }
 

@@ -6,8 +6,7 @@
 //! protection at rest (as for the `xtt` tool's key files). Buffers inside SQLite and rusqlite
 //! cannot be wiped from here; ours are [`SecretBytes`] as soon as they leave the database.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -91,13 +90,19 @@ fn io(path: &Path, source: std::io::Error) -> AnchorError {
     }
 }
 
-/// Creates `path` empty with mode 0600 if nothing is there; whether it did. Anything but a
-/// regular file there is refused (SQLite would block on a FIFO or write to a device).
+/// Creates `path` empty with mode 0600 if nothing is there; whether it did. An existing file
+/// keeps its mode until it is known to be an anchor store. Anything but a regular file there is
+/// refused (SQLite would block on a FIFO or write to a device), as is a dangling symlink.
 fn create_if_missing(path: &Path) -> Result<bool, AnchorError> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => return Ok(false),
-        Ok(_) => {
-            return Err(io(
+    match xtt_fsio::create_private_file_if_missing(path) {
+        Ok(found) => Ok(found == xtt_fsio::PrivateFile::Created),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::IsADirectory
+            ) =>
+        {
+            Err(io(
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -105,26 +110,6 @@ fn create_if_missing(path: &Path) -> Result<bool, AnchorError> {
                 ),
             ))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(path, e)),
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        // The umask can only have narrowed 0600; set it exactly all the same.
-        Ok(f) => f
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map(|()| true)
-            .map_err(|e| io(path, e)),
-        // Another process created it first: fine if it is a regular file (a dangling symlink
-        // also lands here, and is refused).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Ok(false),
-            _ => Err(io(path, e)),
-        },
         Err(e) => Err(io(path, e)),
     }
 }
