@@ -92,14 +92,48 @@ impl FromStr for ClientId {
 mod tests {
     use super::*;
 
+    /// The suite-1 vector's assigned ClientID and the C tool's text form of it, read from
+    /// `../shared/vectors` (never copied into source).
+    fn c_assigned_id() -> (ClientId, String) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/vectors/xtt_id_handshake_suite1.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let json: serde_json::Value = serde_json::from_str(&text).expect("vector JSON");
+        let field = |name: &str| {
+            json["result"][name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{path}: missing result.{name}"))
+                .to_owned()
+        };
+        let bytes = hex::decode(field("assigned_client_id")).expect("hex ClientID");
+        let id = ClientId(bytes.try_into().expect("16-byte ClientID"));
+        (id, field("assigned_client_id_string"))
+    }
+
     #[test]
     fn formats_as_upper_case_groups() {
-        let id = ClientId([
-            0x97, 0x55, 0xef, 0xb9, 0xf3, 0x6a, 0x58, 0x9d, 0x81, 0x43, 0x48, 0x69, 0x98, 0xfe,
-            0x01, 0xa7,
-        ]);
-        assert_eq!(id.to_string(), "9755:EFB9:F36A:589D:8143:4869:98FE:01A7");
-        assert_eq!("9755:efb9:F36A:589D:8143:4869:98FE:01A7".parse(), Ok(id));
+        let (id, c_text) = c_assigned_id();
+        assert_eq!(id.to_string(), c_text);
+        assert_eq!(c_text.parse(), Ok(id));
+        // Lower-case digits parse too, also mixed with upper-case groups.
+        let lower = c_text.to_lowercase();
+        assert_eq!(lower.parse(), Ok(id));
+        let mixed = c_text
+            .split(':')
+            .enumerate()
+            .map(|(i, g)| {
+                if i % 2 == 1 {
+                    g.to_lowercase()
+                } else {
+                    g.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(":");
+        assert!(mixed != c_text && mixed != lower, "{mixed}: not mixed case");
+        assert_eq!(mixed.parse(), Ok(id));
     }
 
     #[test]
