@@ -233,6 +233,56 @@ fn handshake_with_freshly_issued_root_and_certificate_and_configured_longterm_ke
     assert_eq!(err.alert_bytes(), Some(ERROR_MESSAGE));
 }
 
+/// A man in the middle who replays a genuine server's certificate (public: every
+/// ServerInitAndAttest carries it) but holds another private key. The certificate verifies against
+/// the trusted root, so only the client's check of the server's handshake signature under the
+/// certificate's key stops it. Bit flips of the encrypted ServerInitAndAttest (corruption.rs) fail
+/// the AEAD before that check; this server encrypts correctly and signs with the wrong key.
+#[test]
+fn server_signing_with_another_key_than_its_certificates_is_refused_in_every_suite() {
+    let vectors = load_vectors();
+    let v = &vectors[0];
+    let mut rng = test_rng(10);
+    let genuine = v.server(Arc::new(InMemoryReplayGuard::new(8)));
+    // The certificate is genuine: the trusted root vouches for the vector's server key ...
+    let certificate = v.server_certificate();
+    assert_eq!(
+        certificate.verify(&v.root()).unwrap(),
+        *v.server_key().public_key()
+    );
+    // ... which the impostor does not have.
+    let impostor_key = LongtermKeyPair::generate(&mut rng);
+    assert_ne!(impostor_key.public_key(), v.server_key().public_key());
+    let impostor = Server::new(ServerConfig {
+        certificate,
+        signing_key: impostor_key,
+        cookie_keys: CookieKeyring::new(CookieKey::generate(1, &mut rng)),
+        cookie_lifetime_secs: 20,
+        replay_guard: Arc::new(InMemoryReplayGuard::new(8)),
+    });
+    for suite in SuiteSpec::ALL {
+        // The same client configuration accepts the genuine server ...
+        let (state, ci) =
+            ClientHandshake::start(v.client_config(), suite, ClientId::NULL, &mut rng);
+        let sia = genuine.handle_client_init(&ci, NOW, &mut rng).unwrap();
+        assert!(
+            state.handle_server_attest(&sia, &mut rng).is_ok(),
+            "{suite:?}"
+        );
+        // ... and refuses the impostor, with an Error to send and no ClientAttest.
+        let (state, ci) =
+            ClientHandshake::start(v.client_config(), suite, ClientId::NULL, &mut rng);
+        let sia = impostor.handle_client_init(&ci, NOW, &mut rng).unwrap();
+        let err = state.handle_server_attest(&sia, &mut rng).unwrap_err();
+        assert_eq!(
+            err,
+            Error::PeerMisbehaved(PeerMisbehaved::BadServerSignature),
+            "{suite:?}"
+        );
+        assert_eq!(err.alert_bytes(), Some(ERROR_MESSAGE));
+    }
+}
+
 #[test]
 fn received_error_message_ends_either_side_without_a_reply() {
     let vectors = load_vectors();

@@ -9,14 +9,15 @@ use std::sync::{Arc, OnceLock};
 
 use common::{load_vectors, test_rng, TestAuthority, Vector};
 use rand_chacha::ChaCha20Rng;
+use xtt_proto::cert::RememberVerified;
 use xtt_proto::client::ClientHandshake;
 use xtt_proto::codec::ERROR_MESSAGE;
-use xtt_proto::cookie::InMemoryReplayGuard;
+use xtt_proto::cookie::{CookieKey, CookieKeyring, InMemoryReplayGuard};
 use xtt_proto::error::{Error, InvalidMessage, PeerMisbehaved, Refused};
 use xtt_proto::longterm::{LongtermKeyPair, LongtermPublicKey};
 use xtt_proto::msgs::{RECORD_OVERHEAD, SESSION_CLIENT_ATTEST_LEN, SESSION_SERVER_FINISHED_LEN};
 use xtt_proto::record::{PayloadType, RecordError, SessionId, MAX_PAYLOAD_LEN};
-use xtt_proto::server::Server;
+use xtt_proto::server::{Server, ServerConfig};
 use xtt_proto::session::{
     AcceptedSession, ClientSession, SessionClientConfig, SessionClientHandshake,
 };
@@ -1028,4 +1029,54 @@ fn flights_from_a_reliable_stream_take_no_room_in_the_finished_cache() {
         server.retransmitted_session_finished(&udp, NOW),
         Some(acc.finished)
     );
+}
+
+/// The session handshake's first two messages, and the client's checks of them, are identity
+/// provisioning's: a man in the middle replaying the genuine server's certificate (public) but
+/// signing with its own key must fail the check of the server's signature under the
+/// certificate's key, the only check that stands between it and the device (the certificate
+/// itself verifies against the trusted root). Also with a root store that remembers the
+/// certificate as verified (which skips only the root's signature on it), and also through
+/// `try_server_attest` (datagrams), after which the genuine answer still completes the handshake.
+#[test]
+fn server_signing_with_another_key_than_its_certificates_is_refused() {
+    let mut fx = Fixture::new(22);
+    let v = vector();
+    let impostor = Server::new(ServerConfig {
+        certificate: v.server_certificate(),
+        signing_key: LongtermKeyPair::generate(&mut test_rng(220)),
+        cookie_keys: CookieKeyring::new(CookieKey::from_secret(2, &[0xa5; 32])),
+        cookie_lifetime_secs: 20,
+        replay_guard: Arc::new(InMemoryReplayGuard::new(8)),
+    });
+    let mut config = fx.config();
+    config.roots = Arc::new(RememberVerified::new(Arc::new(v.root())));
+    let bad_signature = Error::PeerMisbehaved(PeerMisbehaved::BadServerSignature);
+    for suite in SuiteSpec::ALL {
+        let (state, ci) = SessionClientHandshake::start(config.clone(), suite, &mut fx.rng);
+        let forged = impostor.handle_client_init(&ci, NOW, &mut fx.rng).unwrap();
+        let genuine = fx.server.handle_client_init(&ci, NOW, &mut fx.rng).unwrap();
+        let err = state
+            .try_server_attest(&forged, None, &mut fx.rng)
+            .unwrap_err();
+        assert_eq!(err, bad_signature, "{suite:?}");
+        assert_eq!(err.alert_bytes(), Some(ERROR_MESSAGE));
+        let (state, flight) = state
+            .try_server_attest(&genuine, None, &mut fx.rng)
+            .unwrap();
+        let accepted = fx.accept(&flight).unwrap();
+        let session = state.handle_server_finished(&accepted.finished).unwrap();
+        assert_eq!(session.session_id(), accepted.session.id());
+        // With early data (0x22) the forged answer ends the handshake: nothing is sealed.
+        let (state, ci) = SessionClientHandshake::start(config.clone(), suite, &mut fx.rng);
+        let forged = impostor.handle_client_init(&ci, NOW, &mut fx.rng).unwrap();
+        let early = Some((PayloadType::QueueProtocol, &b"reading"[..]));
+        assert_eq!(
+            state
+                .handle_server_attest(&forged, early, &mut fx.rng)
+                .unwrap_err(),
+            bad_signature,
+            "{suite:?}"
+        );
+    }
 }
