@@ -122,10 +122,17 @@ struct FetchArgs {
 
 pub(crate) fn run(args: UpdateArgs) -> anyhow::Result<()> {
     match args.command {
-        UpdateCommand::Files(c) => xtt_anchors::cli::run_update(
-            xtt_anchors::cli::UpdateArgs { command: c },
-            &mut crate::output::Stdout::lock(),
-        ),
+        UpdateCommand::Files(c) => {
+            if let xtt_anchors::cli::UpdateCommand::Sign { key, .. } = &c {
+                // The C-compatible key readers warn about loose modes; this one is read in
+                // xtt-anchors, which does not depend on them.
+                xtt_files::fsio::warn_if_exposed(key, "update signing key");
+            }
+            xtt_anchors::cli::run_update(
+                xtt_anchors::cli::UpdateArgs { command: c },
+                &mut crate::output::Stdout::lock(),
+            )
+        }
         UpdateCommand::Fetch(a) => fetch(a),
     }
 }

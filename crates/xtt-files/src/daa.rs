@@ -110,11 +110,29 @@ pub fn write_credential(path: &Path, cred: &Credential, overwrite: Overwrite) ->
     fsio::write_atomic(path, &cred.to_bytes(), Access::Public, overwrite)
 }
 
-/// Reads a member secret key.
+const MEMBER_SECRET_KEY: &str = "DAA member secret key";
+
+/// Reads a member secret key (with a warning if others may read it, see
+/// [`fsio::warn_if_exposed`]).
 pub fn read_member_secret_key(path: &Path) -> Result<MemberSecretKey> {
-    const WHAT: &str = "DAA member secret key";
-    let bytes = Zeroizing::new(fsio::read_exact::<MEMBER_SECRET_KEY_LEN>(path, WHAT)?);
-    MemberSecretKey::from_bytes(bytes.as_slice()).map_err(|e| ecdaa_err(path, WHAT, e))
+    let bytes = Zeroizing::new(fsio::read_secret_exact::<MEMBER_SECRET_KEY_LEN>(
+        path,
+        MEMBER_SECRET_KEY,
+    )?);
+    decode_member_secret_key(path, bytes.as_slice())
+}
+
+/// Decodes the bytes of the member secret key file `path`.
+pub(crate) fn decode_member_secret_key(path: &Path, bytes: &[u8]) -> Result<MemberSecretKey> {
+    if bytes.len() != MEMBER_SECRET_KEY_LEN {
+        return Err(Error::wrong_length(
+            path,
+            MEMBER_SECRET_KEY,
+            MEMBER_SECRET_KEY_LEN,
+            bytes.len(),
+        ));
+    }
+    MemberSecretKey::from_bytes(bytes).map_err(|e| ecdaa_err(path, MEMBER_SECRET_KEY, e))
 }
 
 /// Writes a member secret key (0600).
@@ -130,7 +148,7 @@ pub fn write_member_secret_key(
 /// two must belong together.
 pub fn read_issuer(ipk_path: &Path, isk_path: &Path) -> Result<Issuer> {
     let ipk = fsio::read_exact::<ISSUER_PUBLIC_KEY_LEN>(ipk_path, "DAA issuer public key")?;
-    let isk = Zeroizing::new(fsio::read_exact::<ISSUER_SECRET_KEY_LEN>(
+    let isk = Zeroizing::new(fsio::read_secret_exact::<ISSUER_SECRET_KEY_LEN>(
         isk_path,
         "DAA issuer secret key",
     )?);

@@ -147,7 +147,9 @@ fn by_name(
             "the issuer's proof (c ‖ s) that a credential is well formed; checked once at join",
         )
     } else if name.contains("secretkey") || name == "sk.bin" {
-        daa::read_member_secret_key(path)?;
+        // From the bytes read above: `xtt info` lists a loose mode among its warnings below,
+        // and the reader would say it a second time.
+        daa::decode_member_secret_key(path, bytes)?;
         Description::new(
             "DAA member secret key",
             "a device's secret group-membership key; signs with its credential",

@@ -55,6 +55,79 @@ pub fn read_exact<const N: usize>(path: &Path, what: &'static str) -> Result<[u8
         .map_err(|_| Error::wrong_length(path, what, N, bytes.len()))
 }
 
+/// Reads a private key file like [`read_limited`], then warns if others may read it
+/// ([`warn_if_exposed`]).
+pub fn read_secret_limited(path: &Path, what: &'static str, max: usize) -> Result<Vec<u8>> {
+    let bytes = read_limited(path, what, max)?;
+    warn_if_exposed(path, what);
+    Ok(bytes)
+}
+
+/// Reads a private key file like [`read_exact`], then warns if others may read it
+/// ([`warn_if_exposed`]).
+pub fn read_secret_exact<const N: usize>(path: &Path, what: &'static str) -> Result<[u8; N]> {
+    let bytes = read_exact::<N>(path, what)?;
+    warn_if_exposed(path, what);
+    Ok(bytes)
+}
+
+/// The permission bits (as `0o644`) of a file that its group or other users have any access
+/// to; `None` when only its owner has, when it cannot be read, or off Unix.
+pub fn exposed_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Distinct files warned about so far in this process, and how many more at most.
+static WARNED: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+const MAX_WARNINGS: usize = 8;
+
+/// Warns on stderr that the secret file `path` (a `what`) is open to group or other users:
+/// its name, its mode and the fix, never its contents. The file is still used (the C tool and
+/// hand copies leave 0644 keys; refusing them would break working installations). Each file
+/// is named once per process, and after [`MAX_WARNINGS`] files a last line says the rest are
+/// not listed (a bench or a batch may read hundreds of member keys). The warning is a
+/// `tracing` event when a subscriber shows it (`xtt` logs to stderr), else a plain line.
+pub fn warn_if_exposed(path: &Path, what: &str) {
+    let Some(mode) = exposed_mode(path) else {
+        return;
+    };
+    let count = {
+        let mut warned = WARNED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.len() > MAX_WARNINGS || !warned.insert(path.to_path_buf()) {
+            return;
+        }
+        warned.len()
+    };
+    let message = if count > MAX_WARNINGS {
+        "more private key files are open to other users (not listed); run chmod 600 on each, \
+         or chmod -R go-rwx their directories"
+            .to_string()
+    } else {
+        format!(
+            "{0}: this {what} has mode {mode:o}, open to other users; run chmod 600 {0}",
+            path.display()
+        )
+    };
+    if tracing::enabled!(tracing::Level::WARN) {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
 /// Writes `bytes` to `path` crash-safely with the mode of `access` (see [`xtt_fsio`]).
 pub fn write_atomic(path: &Path, bytes: &[u8], access: Access, overwrite: Overwrite) -> Result<()> {
     xtt_fsio::write_atomic(path, bytes, access.mode(), overwrite).map_err(|e| write_error(path, e))
@@ -120,6 +193,24 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn exposed_mode_is_any_group_or_other_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        write_atomic(&p, b"k", Access::Secret, Overwrite::Deny).unwrap();
+        assert_eq!(exposed_mode(&p), None);
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o700 | 0o001] {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(exposed_mode(&p), Some(mode), "{mode:o}");
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(exposed_mode(&p), None);
+        assert_eq!(exposed_mode(&dir.path().join("missing")), None);
+        // Still read: a warning, not a refusal.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_secret_limited(&p, "key", 10).unwrap(), b"k");
     }
 
     #[test]

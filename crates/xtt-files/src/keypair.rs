@@ -71,9 +71,10 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<LongtermKeyPair, String> {
     Ok(key)
 }
 
-/// Reads a key pair file.
+/// Reads a key pair file (with a warning if others may read it, see
+/// [`fsio::warn_if_exposed`]).
 pub fn read(path: &Path) -> Result<LongtermKeyPair> {
-    let bytes = Zeroizing::new(fsio::read_limited(path, WHAT, MAX_FILE)?);
+    let bytes = Zeroizing::new(fsio::read_secret_limited(path, WHAT, MAX_FILE)?);
     decode(&bytes).map_err(|reason| Error::malformed(path, WHAT, reason))
 }
 
