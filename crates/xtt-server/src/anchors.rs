@@ -271,18 +271,33 @@ fn record_batch(
             }
         };
         let vouchers: Vec<Fingerprint> = server.into_iter().chain(group).collect();
-        let anchor = xtt_identity_anchor(&p.client_id, &p.longterm_key, &vouchers, source);
-        // An operator revoked this identity (`xtt anchors remove`); a device may provision
-        // again with the same key. The store refuses it, and would refuse the whole batch with
-        // it: leave it out so the other devices' identities are still recorded.
-        let fp = anchor.fingerprint();
-        if store.revocation(&fp)?.is_some() {
-            tracing::warn!(client_id = %p.client_id, fingerprint = %fp, "a revoked identity provisioned again: not recorded in the anchor store");
-            continue;
-        }
-        anchors.push(anchor);
+        anchors.push(xtt_identity_anchor(
+            &p.client_id,
+            &p.longterm_key,
+            &vouchers,
+            source,
+        ));
     }
-    let added = store.restore(anchors, Vec::new(), unix_now())?;
+    // `restore` asks whether each new identity is revoked, and refuses the whole batch for one
+    // that is: an operator revoked it (`xtt anchors remove`), and the device provisioned again
+    // with the same key. Only then is each identity's revocation looked up here, to leave the
+    // revoked ones out so that the other devices' identities are still recorded (asking for
+    // every identity before every restore would ask twice, for nothing in almost every batch).
+    let added = match store.restore(anchors.clone(), Vec::new(), unix_now()) {
+        Err(AnchorError::Revoked { .. }) => {
+            let mut kept = Vec::with_capacity(anchors.len());
+            for (p, anchor) in batch.iter().zip(anchors) {
+                let fp = anchor.fingerprint();
+                if store.revocation(&fp)?.is_some() {
+                    tracing::warn!(client_id = %p.client_id, fingerprint = %fp, "a revoked identity provisioned again: not recorded in the anchor store");
+                    continue;
+                }
+                kept.push(anchor);
+            }
+            store.restore(kept, Vec::new(), unix_now())?
+        }
+        other => other?,
+    };
     tracing::debug!(
         added = added.len(),
         "provisioned identities recorded in the anchor store"
