@@ -9,19 +9,26 @@ use std::sync::{Arc, OnceLock};
 
 use common::{load_vectors, test_rng, TestAuthority, Vector};
 use rand_chacha::ChaCha20Rng;
+use rand_core::RngCore;
 use xtt_proto::cert::RememberVerified;
 use xtt_proto::client::ClientHandshake;
 use xtt_proto::codec::ERROR_MESSAGE;
 use xtt_proto::cookie::{CookieKey, CookieKeyring, InMemoryReplayGuard};
 use xtt_proto::error::{Error, InvalidMessage, PeerMisbehaved, Refused};
+use xtt_proto::key_schedule::{DirectionKeys, HandshakeKeys};
 use xtt_proto::longterm::{LongtermKeyPair, LongtermPublicKey};
-use xtt_proto::msgs::{RECORD_OVERHEAD, SESSION_CLIENT_ATTEST_LEN, SESSION_SERVER_FINISHED_LEN};
+use xtt_proto::msgs::{
+    ServerInitAndAttest, RECORD_OVERHEAD, SERVER_INIT_PRE_COOKIE_LEN, SESSION_CLIENT_ATTEST_LEN,
+    SESSION_SERVER_FINISHED_LEN,
+};
 use xtt_proto::record::{PayloadType, RecordError, SessionId, MAX_PAYLOAD_LEN};
 use xtt_proto::server::{Server, ServerConfig};
 use xtt_proto::session::{
     AcceptedSession, ClientSession, SessionClientConfig, SessionClientHandshake,
+    SessionFinishedPlaintext, SESSION_FINISHED_PLAINTEXT_LEN,
 };
 use xtt_proto::session_table::{SessionTable, SessionTableConfig};
+use xtt_proto::transcript;
 use xtt_proto::{ClientId, SuiteSpec, UnixTime};
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
@@ -1078,5 +1085,140 @@ fn server_signing_with_another_key_than_its_certificates_is_refused() {
             bad_signature,
             "{suite:?}"
         );
+    }
+}
+
+/// The server's handshake keys of a handshake whose client drew `x25519_private`, derived from
+/// the first two messages as both ends do (XTT-WIRE §7): what a server that computed the right
+/// keys seals Session_ServerFinished with.
+fn server_handshake_keys(
+    suite: SuiteSpec,
+    x25519_private: [u8; 32],
+    client_init: &[u8],
+    sia: &[u8],
+) -> DirectionKeys {
+    let msg = ServerInitAndAttest::decode(sia).unwrap();
+    let shared = x25519_dalek::StaticSecret::from(x25519_private)
+        .diffie_hellman(&x25519_dalek::PublicKey::from(msg.key_share));
+    let inner = transcript::inner_hash(
+        suite,
+        client_init.try_into().unwrap(),
+        sia[..SERVER_INIT_PRE_COOKIE_LEN].try_into().unwrap(),
+    );
+    let hkh = transcript::handshake_key_hash(suite, &inner, &msg.cookie);
+    HandshakeKeys::derive(suite, shared.as_bytes(), &hkh)
+        .server_send()
+        .clone()
+}
+
+/// The client's checks on Session_ServerFinished that sit behind the AEAD: a Finished sealed with
+/// the right server handshake keys (so it decrypts) but carrying a null session id, another id
+/// than the client proposed (0x22), another id than the server assigned with that id's proof
+/// (0x21), or a wrong awareness proof. Bit flips of the ciphertext (see
+/// `client_rejects_a_finished_from_another_handshake_or_tampered`) fail the AEAD first and never
+/// get here. A refused Finished leaves no session: `handle_server_finished` returns none, and
+/// `verify_server_finished` leaves the state waiting, so the genuine Finished still completes it.
+#[test]
+fn client_rejects_a_correctly_sealed_finished_with_a_wrong_session_id_or_proof() {
+    let mut fx = Fixture::new(23);
+    let wrong_id = Error::PeerMisbehaved(PeerMisbehaved::WrongSessionId);
+    let bad_proof = Error::PeerMisbehaved(PeerMisbehaved::BadAwarenessProof);
+    for (suite, early) in [
+        (SuiteSpec::ALL[0], None),
+        (
+            SuiteSpec::ALL[3],
+            Some((PayloadType::QueueProtocol, &b"early"[..])),
+        ),
+    ] {
+        // The same generator state replays the same draws, so these client states are one
+        // handshake (byte-identical flights); each consuming call needs a state of its own. The
+        // client's first draw is its X25519 private key.
+        let replay = fx.rng.clone();
+        let mut x25519_private = [0u8; 32];
+        replay.clone().fill_bytes(&mut x25519_private);
+        let mut states = Vec::new();
+        let mut first_two = None;
+        let mut flights = Vec::new();
+        for _ in 0..4 {
+            fx.rng = replay.clone();
+            let (st, ci) = SessionClientHandshake::start(fx.config(), suite, &mut fx.rng);
+            let sia = fx.server.handle_client_init(&ci, NOW, &mut fx.rng).unwrap();
+            let (st, flight) = st.handle_server_attest(&sia, early, &mut fx.rng).unwrap();
+            states.push(st);
+            flights.push(flight);
+            first_two = Some((ci, sia));
+        }
+        assert!(flights.iter().all(|f| *f == flights[0]));
+        let (ci, sia) = first_two.unwrap();
+        let keys = server_handshake_keys(suite, x25519_private, &ci, &sia);
+        let accepted = fx.accept(&flights[0]).unwrap();
+        let genuine = accepted.finished;
+        // The cleartext header (the AEAD's additional data), then plaintext and 16-byte tag.
+        let (header, sealed) =
+            genuine.split_at(genuine.len() - SESSION_FINISHED_PLAINTEXT_LEN - 16);
+        // The derived keys are the server's: they open its Finished.
+        let fin = SessionFinishedPlaintext::decode(&keys.open(suite, 1, header, sealed).unwrap())
+            .unwrap();
+        assert_eq!(fin.session_id, accepted.session.id());
+        let proposed = states[0].proposed_session_id();
+        assert_eq!(proposed.is_null(), early.is_none());
+        if !proposed.is_null() {
+            assert_eq!(fin.session_id, proposed);
+        }
+
+        let other = SessionId([0x5a; 16]);
+        assert_ne!(other, fin.session_id);
+        let mut flipped = fin.awareness_proof;
+        flipped[0] ^= 1;
+        let cases = [
+            (
+                "null session id",
+                SessionId::NULL,
+                fin.awareness_proof,
+                &wrong_id,
+            ),
+            if proposed.is_null() {
+                (
+                    "another id than assigned",
+                    other,
+                    fin.awareness_proof,
+                    &bad_proof,
+                )
+            } else {
+                (
+                    "another id than proposed",
+                    other,
+                    fin.awareness_proof,
+                    &wrong_id,
+                )
+            },
+            ("wrong awareness proof", fin.session_id, flipped, &bad_proof),
+        ];
+        let mut states = states.into_iter();
+        let waiting = states.next().unwrap();
+        for ((what, session_id, awareness_proof, expected), state) in cases.into_iter().zip(states)
+        {
+            let plaintext = SessionFinishedPlaintext {
+                session_id,
+                awareness_proof,
+            };
+            let mut forged = header.to_vec();
+            forged.extend(keys.seal(suite, 1, header, &plaintext.encode()).unwrap());
+            assert_eq!(forged.len(), SESSION_SERVER_FINISHED_LEN);
+            assert_eq!(
+                waiting.verify_server_finished(&forged).unwrap_err(),
+                *expected,
+                "{suite:?} {what}"
+            );
+            assert_eq!(
+                state
+                    .handle_server_finished(&forged)
+                    .map(|s| s.session_id()),
+                Err(expected.clone()),
+                "{suite:?} {what}"
+            );
+        }
+        let session = waiting.handle_server_finished(&genuine).unwrap();
+        assert_eq!(session.session_id(), fin.session_id);
     }
 }
