@@ -126,6 +126,57 @@ async fn full_flow_create_scan_setup_alive_bind_add_fetch_report_list() {
     assert_refused!(unauth, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+/// A device's readings are the operator's: without the operator token, or with another one
+/// (the manufacturer's, a token with a wrong prefix, a non-bearer scheme), the Controller
+/// answers 401 and no reading, for an enrolled device that has readings.
+#[tokio::test]
+async fn readings_need_the_operator_token() {
+    let s = common::start().await;
+    let dev = s.manufacture().await;
+    let scanned = SetupUrl::parse(&dev.setup_url).unwrap();
+    assert_eq!(
+        s.bind(&dev.urn, &dev.otp, &s.ctl).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.add(&dev.urn, &scanned.dev_secret.to_b64(), None)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let client = DeviceClient::new(dev.clone()).unwrap();
+    let cont = enrolled(&client).await;
+    client
+        .report(&cont, &one_reading(&dev.urn, 19.25), 1)
+        .await
+        .unwrap();
+    // With the operator token the reading is there (so a refusal below is about the token).
+    let readings: Vec<StoredReading> = s.readings(&dev.urn).await;
+    assert_eq!(readings.len(), 1);
+
+    let url = format!("{}/devices/{}/readings", s.ctl, dev.urn);
+    let none = s.http.get(&url).send().await.unwrap();
+    assert_refused!(none, StatusCode::UNAUTHORIZED, "unauthorized");
+    for token in [
+        "wrong",
+        common::MANUFACTURER_TOKEN,
+        &format!("{}x", common::OPERATOR_TOKEN),
+    ] {
+        let r = s.http.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_refused!(r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let basic = s
+        .http
+        .get(&url)
+        .header("Authorization", format!("Basic {}", common::OPERATOR_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = (basic.status(), basic.text().await.unwrap());
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!body.contains("19.25"), "{body}");
+}
+
 #[tokio::test]
 async fn otp_is_single_use_under_50_racing_binds() {
     let s = common::start().await;
