@@ -1,8 +1,9 @@
 //! Our JWEs are read by an independent JOSE implementation (Python `jwcrypto`), and we read
 //! theirs. Fails, not skips, when python3 or jwcrypto is missing.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 
 use rand_core::OsRng;
 use tte::{jwe, DevUrn, Key256};
@@ -25,20 +26,12 @@ else:
 "#;
 
 fn python(req: serde_json::Value) -> serde_json::Value {
-    let mut child = Command::new("python3")
-        .args(["-c", PY])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is required");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within(
+        Command::new("python3").args(["-c", PY]),
+        Some(req.to_string().as_bytes()),
+        common::PEER_LIMIT,
+    )
+    .expect("python3 is required");
     assert!(
         out.status.success(),
         "python/jwcrypto failed (pip install jwcrypto; scripts/test.sh does): {}",

@@ -1,6 +1,8 @@
 //! The QR PNG decodes, with a real decoder (`zbarimg` from Debian's zbar-tools), to exactly the
 //! setup URL. Fails, not skips, when zbarimg is missing.
 
+mod common;
+
 use std::process::Command;
 
 use rand_core::OsRng;
@@ -20,11 +22,14 @@ fn png_decodes_to_exactly_the_url() {
         .to_url();
         let path = dir.path().join(format!("qr{i}.png"));
         std::fs::write(&path, tte_server::qr::png(&url).unwrap()).unwrap();
-        let out = Command::new("zbarimg")
-            .args(["--raw", "-q"])
-            .arg(&path)
-            .output()
-            .expect("zbarimg is not installed (Debian package `zbar-tools`; scripts/test.sh installs it)");
+        let out = common::output_within(
+            Command::new("zbarimg").args(["--raw", "-q"]).arg(&path),
+            None,
+            common::PEER_LIMIT,
+        )
+        .expect(
+            "zbarimg is not installed (Debian package `zbar-tools`; scripts/test.sh installs it)",
+        );
         assert!(
             out.status.success(),
             "zbarimg failed: {}",

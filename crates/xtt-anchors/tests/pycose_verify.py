@@ -1,7 +1,9 @@
 """Verifies a COSE_Sign1 (detached payload) with pycose, an implementation independent of ours.
 
 usage: pycose_verify.py COSE_SIGN1_FILE DETACHED_PAYLOAD_FILE SEC1_PUBLIC_KEY_FILE
-Prints the algorithm and 'verified'; exits 1 if the signature does not verify, 2 on bad input.
+Prints the algorithm and 'verified'; exits 1 (printing 'NOT verified') if pycose checks the
+signature and finds it wrong, 2 on bad input, 3 if pycose raises while verifying (printing the
+error to stderr): a caller can tell a refused signature from a failure to check one.
 """
 import sys
 from collections.abc import Mapping
@@ -44,8 +46,8 @@ def main() -> int:
     try:
         ok = msg.verify_signature(detached_payload=payload)
     except Exception as e:  # pycose raises for some malformed signatures
-        print(f"verification error: {e}", file=sys.stderr)
-        ok = False
+        print(f"verification error: {e!r}", file=sys.stderr)
+        return 3
     print("verified" if ok else "NOT verified")
     return 0 if ok else 1
 

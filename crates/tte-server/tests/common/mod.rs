@@ -6,7 +6,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use reqwest::StatusCode;
@@ -78,9 +80,79 @@ impl Drop for Stack {
 }
 
 /// A plain HTTP client (rustls needs its crypto provider before any reqwest client is built).
+/// Every request, WebDriver calls included, fails after a generous minute instead of hanging
+/// the run.
 pub fn http() -> reqwest::Client {
     xtt_tls::install_ring_provider();
-    reqwest::Client::new()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// How long an external peer (python3, zbarimg) may run before the test kills it and fails.
+pub const PEER_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` with `stdin` as its input (none: /dev/null) and collects its output, like
+/// `Command::output`, but kills it and fails the test when it has not finished within
+/// `limit`. An error starting it (e.g. not installed) is returned.
+pub fn output_within(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> std::io::Result<Output> {
+    use std::io::{Read as _, Write as _};
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Input and output go through threads, so that a peer that neither reads nor exits cannot
+    // block the test past the limit.
+    let writer = child.stdin.take().map(|mut pipe| {
+        let input = stdin.unwrap_or_default().to_vec();
+        std::thread::spawn(move || {
+            // A peer that exits without reading all of it closes the pipe: its status and
+            // output tell what happened.
+            let _ = pipe.write_all(&input);
+        })
+    });
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{:?} did not finish within {limit:?} and was killed",
+                cmd.get_program()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    })
 }
 
 /// Both services on plain SQLite stores in a new temporary directory.
