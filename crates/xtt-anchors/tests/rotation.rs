@@ -5,10 +5,11 @@
 mod common;
 
 use common::{fresh_group, fresh_root, handshake, server_signed_by, T0};
-use xtt_anchors::anchor::{AnchorKind, EdgeKind};
+use xtt_anchors::anchor::{Anchor, AnchorKind, Edge, EdgeKind, Validity};
+use xtt_anchors::store::{MemoryBackend, UpdateScope};
 use xtt_anchors::suit::Manifest;
 use xtt_anchors::update::{verify_update, UpdateSigningKey, UpdateTarget};
-use xtt_anchors::{AnchorStore, NewAnchor, UpdateError};
+use xtt_anchors::{AnchorError, AnchorStore, NewAnchor, UpdateError};
 use xtt_proto::error::Refused;
 use xtt_proto::SuiteSpec;
 
@@ -234,42 +235,118 @@ fn update_key_rotation_keeps_old_signatures_only_during_the_window() {
     .unwrap();
 }
 
+/// Everything a rotation may change: anchors, edges and update scopes.
+fn snapshot(store: &AnchorStore<MemoryBackend>) -> (Vec<Anchor>, Vec<Edge>, Vec<UpdateScope>) {
+    (
+        store.list().unwrap(),
+        store.edges().unwrap(),
+        store.update_scopes().unwrap(),
+    )
+}
+
 #[test]
-fn rotation_is_refused_across_kinds_and_for_expired_anchors() {
+fn rotation_into_another_kind_is_refused_and_changes_nothing() {
+    // Both ways: an update key (with a scope, which only an update key may hold) into a
+    // manufacturer key, and a manufacturer key (nothing to inherit but its roles) into an
+    // update key. The keys are valid material for either kind: only the kind is wrong.
+    for (i, (from, to)) in [
+        (AnchorKind::UpdateKey, AnchorKind::Manufacturer),
+        (AnchorKind::Manufacturer, AnchorKind::UpdateKey),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut store = AnchorStore::in_memory();
+        let seed = 51 + 2 * i as u64;
+        let k1 = UpdateSigningKey::generate(&mut common::rng(seed));
+        let k2 = UpdateSigningKey::generate(&mut common::rng(seed + 1));
+        let mut first = NewAnchor::public(from, k1.public_sec1(), "test");
+        if from == AnchorKind::UpdateKey {
+            first = first.may_sign_for([1; 16], [2; 16]);
+        }
+        let old = store.import(first, T0).unwrap();
+        let before = snapshot(&store);
+        let into = NewAnchor::public(to, k2.public_sec1(), "test");
+        let successor = into.fingerprint();
+        let err = store.rotate(&old, into, 60, T0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AnchorError::RotationKindMismatch { old, new } if (old, new) == (from, to)
+            ),
+            "{from} into {to}: {err:?}"
+        );
+        assert!(err.to_string().contains("cannot rotate"), "{err}");
+        assert_eq!(snapshot(&store), before, "{from} into {to}");
+        assert!(store.get(&successor).is_err(), "{from} into {to}");
+        // The same key as the old one's kind is a rotation.
+        store
+            .rotate(
+                &old,
+                NewAnchor::public(from, k2.public_sec1(), "test"),
+                60,
+                T0,
+            )
+            .unwrap();
+    }
+}
+
+/// An anchor that is not valid now, not yet or no longer (by its own end or by an earlier
+/// rotation's window), cannot hand its roles and update scopes on to a new key.
+#[test]
+fn rotation_of_an_anchor_outside_its_validity_is_refused_and_passes_nothing_on() {
     let mut store = AnchorStore::in_memory();
-    let k1 = UpdateSigningKey::generate(&mut common::rng(51));
-    let k2 = UpdateSigningKey::generate(&mut common::rng(52));
+    let k1 = UpdateSigningKey::generate(&mut common::rng(61));
+    let k2 = UpdateSigningKey::generate(&mut common::rng(62));
+    let (from, until) = (T0 + 100, T0 + 200);
     let old = store
         .import(
-            NewAnchor::public(AnchorKind::UpdateKey, k1.public_sec1(), "test"),
+            NewAnchor {
+                validity: Some(Validity {
+                    not_before: from,
+                    not_after: Some(until),
+                }),
+                ..NewAnchor::public(AnchorKind::UpdateKey, k1.public_sec1(), "test")
+                    .may_sign_for([1; 16], [2; 16])
+            },
             T0,
         )
         .unwrap();
-    let err = store
-        .rotate(
-            &old,
-            NewAnchor::public(AnchorKind::Manufacturer, k2.public_sec1(), "test"),
-            60,
-            T0,
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("cannot rotate"), "{err}");
-    store
-        .rotate(
-            &old,
-            NewAnchor::public(AnchorKind::UpdateKey, k2.public_sec1(), "test"),
-            60,
-            T0,
-        )
-        .unwrap();
-    let k3 = UpdateSigningKey::generate(&mut common::rng(53));
-    let err = store
-        .rotate(
-            &old,
-            NewAnchor::public(AnchorKind::UpdateKey, k3.public_sec1(), "test"),
-            60,
-            T0 + 60,
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("not valid now"), "{err}");
+    let successor = || NewAnchor::public(AnchorKind::UpdateKey, k2.public_sec1(), "test");
+    let before = snapshot(&store);
+    // Not yet valid (up to the second before), expired (from its first invalid second on).
+    for now in [T0, from - 1, until, until + 10_000] {
+        let err = store.rotate(&old, successor(), 60, now).unwrap_err();
+        assert!(
+            matches!(err, AnchorError::RotationOfInvalidAnchor(fp) if fp == old),
+            "at {now}: {err:?}"
+        );
+        assert!(err.to_string().contains("not valid now"), "{err}");
+        assert_eq!(snapshot(&store), before, "at {now}");
+        assert!(store.get(&successor().fingerprint()).is_err(), "at {now}");
+    }
+
+    // From its first valid second it can be rotated, and the successor inherits its scope.
+    let new = store.rotate(&old, successor(), 60, from).unwrap();
+    assert_eq!(
+        store.update_scopes_of(&new).unwrap(),
+        [UpdateScope {
+            key: new,
+            vendor_id: [1; 16],
+            class_id: [2; 16]
+        }]
+    );
+    // Once that rotation's window is over, the old anchor is no longer valid: a second
+    // rotation of it is refused.
+    let k3 = UpdateSigningKey::generate(&mut common::rng(63));
+    let third = NewAnchor::public(AnchorKind::UpdateKey, k3.public_sec1(), "test");
+    let third_fp = third.fingerprint();
+    let before = snapshot(&store);
+    let err = store.rotate(&old, third, 60, from + 60).unwrap_err();
+    assert!(
+        matches!(err, AnchorError::RotationOfInvalidAnchor(fp) if fp == old),
+        "{err:?}"
+    );
+    assert_eq!(snapshot(&store), before);
+    assert!(store.get(&third_fp).is_err());
 }
