@@ -8,9 +8,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use miracl_core::fp256bn::big::BIG;
 use miracl_core::fp256bn::ecp::ECP;
 use miracl_core::fp256bn::fp::FP;
+use miracl_core::fp256bn::pair;
 use miracl_core::fp256bn::rom;
 use rand_core::{RngCore, SeedableRng};
 use xtt_ecdaa::bench_internals::{vt_msm_u64, vt_mul2, FixedBase, Fp, G1};
+use xtt_ecdaa::encoding::encode_g1;
 use xtt_ecdaa::scalar::Scalar;
 
 fn random_big(rng: &mut rand_chacha::ChaCha20Rng) -> BIG {
@@ -97,6 +99,10 @@ fn points(c: &mut Criterion) {
     g.bench_function("fixed_base_mul", |bn| bn.iter(|| fb.mul(&k)));
     g.bench_function("fixed_base_new", |bn| bn.iter(|| FixedBase::new(&p)));
 
+    // Variable-time single multiplications: miracl's window method and its GLV `g1mul`.
+    g.bench_function("miracl_mul", |bn| bn.iter(|| p.mul(&k)));
+    g.bench_function("miracl_g1mul_glv", |bn| bn.iter(|| pair::g1mul(&p, &k)));
+
     // The verifier's public double-scalar multiplication.
     g.bench_function("miracl_mul2", |bn| bn.iter(|| p.mul2(&k, &q, &k2)));
     g.bench_function("vt_mul2_glv", |bn| bn.iter(|| vt_mul2(&gp, &k, &gq, &k2)));
@@ -117,6 +123,12 @@ fn points(c: &mut Criterion) {
         bn.iter(|| ECP::muln(16, &pts, &bigs))
     });
     g.bench_function("vt_msm_u64_16", |bn| bn.iter(|| vt_msm_u64(&terms)));
+
+    // A point's 65-byte encoding (an affine conversion, one inversion).
+    let sum = p.mul2(&k, &q, &k2);
+    g.bench_function("encode_g1", |bn| {
+        bn.iter(|| encode_g1(std::hint::black_box(&sum)))
+    });
     g.finish();
 }
 

@@ -227,20 +227,29 @@ fn malformed_signatures_give_typed_errors() {
         v.verify(b"m", &bad, &mut rng).unwrap_err(),
         Error::InvalidSignature
     );
-    // s + r (when it fits) would pass C's check; we reject it.
+    // s + r, the same scalar mod r, would pass C's check (it reduces s); we reject it for its
+    // range. It fits in 32 bytes only for s < 2^256 - r (about 2^210), which an ordinary
+    // signature's s is with a chance of about 2^-46: so take a small s, the signature's cut
+    // to 192 bits. That s is in range and merely wrong (the Schnorr proof fails); its alias
+    // s + r is refused before the proof is looked at.
     let r = BIG::new_ints(&rom::CURVE_ORDER);
-    let s = BIG::frombytes(&sig[32..64]);
-    let mut sr = s;
+    let mut small = sig;
+    small[32..40].fill(0);
+    assert_eq!(
+        v.verify(b"m", &small, &mut rng).unwrap_err(),
+        Error::InvalidSignature
+    );
+    let mut sr = BIG::frombytes(&small[32..64]);
     sr.add(&r);
     sr.norm();
-    if sr.nbits() <= 256 {
-        let mut bad = sig;
-        sr.tobytes(&mut bad[32..64]);
-        assert_eq!(
-            v.verify(b"m", &bad, &mut rng).unwrap_err(),
-            Error::ScalarOutOfRange
-        );
-    }
+    assert!(sr.nbits() <= 256, "s + r does not fit in 32 bytes");
+    let mut bad = small;
+    sr.tobytes(&mut bad[32..64]);
+    assert_ne!(bad[32..64], small[32..64]);
+    assert_eq!(
+        v.verify(b"m", &bad, &mut rng).unwrap_err(),
+        Error::ScalarOutOfRange
+    );
     // R replaced by 2R passes the Schnorr check but fails the pairing equations.
     let mut bad = sig;
     let mut r2 = decode_g1(&sig[64..129]).unwrap();
