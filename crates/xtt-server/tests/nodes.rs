@@ -16,10 +16,15 @@ use xtt_proto::client::{ClientConfig, ClientHandshake};
 use xtt_proto::codec::MAX_HANDSHAKE_LEN;
 use xtt_proto::session::SessionClientHandshake;
 use xtt_proto::{ClientId, SuiteSpec};
+use xtt_registry::sessions::open_session_store;
 use xtt_registry::Registry;
 use xtt_server::bench::register_session_devices;
 use xtt_server::framing::{read_message, write_message, FrameError};
-use xtt_server::{add_group, Echo, SessionOptions, XttServer};
+use xtt_server::sessions::shared::{SharedOptions, StorageKey};
+use xtt_server::{
+    add_group, Echo, SessionClient, SessionClientError, SessionClientOptions, SessionOptions,
+    XttServer,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -302,10 +307,9 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value)
     (status, serde_json::from_str(body).unwrap())
 }
 
-#[test]
-fn healthz_reports_an_unreachable_database_with_503() {
-    let fx = Fixture::new();
-    let url = fresh_database_url();
+/// A relay on `rt` to the database at `url` (the test server's unix socket), and a URL of the
+/// same database through it.
+fn relayed(rt: &tokio::runtime::Runtime, url: &str) -> (Relay, String) {
     let config: postgres::Config = url.parse().unwrap();
     let Some(postgres::config::Host::Unix(dir)) = config.get_hosts().first() else {
         panic!("the test server is reached over its unix socket")
@@ -313,13 +317,20 @@ fn healthz_reports_an_unreachable_database_with_503() {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let socket = dir.join(format!(".s.PGSQL.{port}"));
     let (user, db) = (config.get_user().unwrap(), config.get_dbname().unwrap());
-
-    let rt = runtime();
-    let mut relay = rt.block_on(Relay::start(socket));
+    let relay = rt.block_on(Relay::start(socket));
     let via_relay = format!(
         "postgres://{user}@127.0.0.1:{}/{db}?connect_timeout=2",
         relay.port
     );
+    (relay, via_relay)
+}
+
+#[test]
+fn healthz_reports_an_unreachable_database_with_503() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let rt = runtime();
+    let (mut relay, via_relay) = relayed(&rt, &url);
     let registry = xtt_registry::open_storage(&via_relay).unwrap();
     add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -345,4 +356,151 @@ fn healthz_reports_an_unreachable_database_with_503() {
     });
     drop(rt);
     drop(registry);
+}
+
+/// UDP options that give up within about two seconds: a refused flight is answered with the
+/// Error message (or, once its cookie was tried, dropped), never with a session.
+fn udp_quick() -> SessionClientOptions {
+    SessionClientOptions {
+        retransmit_after: Duration::from_millis(300),
+        max_sends: 3,
+        ..SessionClientOptions::udp()
+    }
+}
+
+/// Asserts that a session handshake after the database was cut got no session: over TCP the
+/// server's Error message; over UDP that, or no answer at all.
+fn assert_refused(what: &str, got: Result<SessionClient, SessionClientError>) {
+    match got {
+        Err(SessionClientError::Handshake(xtt_proto::Error::ReceivedErrorMessage)) => {}
+        Err(SessionClientError::Timeout) if what.contains("udp") => {}
+        other => panic!(
+            "{what}: a session handshake with the store unreachable must be refused, got {other:?}"
+        ),
+    }
+}
+
+/// A node whose cookie keys come from a key file claims each session flight in the registry
+/// (deployment-wide anti-replay) before it answers. When that claim cannot be stored (the
+/// database is gone), the handshake must fail closed: accepting it would let the same flight,
+/// replayed to another node, make a second session with the same keys.
+#[test]
+fn a_session_handshake_is_refused_when_its_cookie_claim_cannot_be_stored() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cookie_key_file(dir.path());
+    let rt = runtime();
+    let (mut relay, via_relay) = relayed(&rt, &url);
+    let registry = xtt_registry::open_storage(&via_relay).unwrap();
+    let (group_id, _) = add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+    let device = register_session_devices(&*registry, group_id, Arc::new(fx.root.clone()), 1)
+        .unwrap()
+        .remove(0);
+    rt.block_on(async {
+        let (config, keys) = node_settings(&fx, dir.path(), &key_file);
+        let mut server = XttServer::bind(config, keys, registry.clone())
+            .await
+            .unwrap();
+        server
+            .enable_sessions(SessionOptions::new(Arc::new(Echo)))
+            .await
+            .unwrap();
+        let node = run(server);
+        // One session while the database is there: the claim path works, and the device's key
+        // is now in the node's key cache (5 s), so the handshakes below get as far as the claim
+        // rather than failing at the key lookup. (Were they more than 5 s later, they would be
+        // refused at the lookup instead: still refused, but the claim would go unchecked; the
+        // metrics below cannot tell the two apart. They take well under a second.)
+        let primed =
+            SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
+                .await
+                .expect("a session while the database is reachable");
+        assert_eq!(node.handle.outbox().unwrap().session_count(), 1);
+
+        relay.cut();
+        let tcp =
+            SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
+                .await;
+        assert_refused("tcp", tcp);
+        let udp = SessionClient::connect(node.addr, device.clone(), udp_quick(), None).await;
+        assert_refused("udp", udp);
+
+        wait_idle(&node.handle).await;
+        let metrics = node.handle.metrics();
+        assert_eq!(metrics.session_handshakes_count("tcp", "ok"), 1);
+        assert_eq!(metrics.session_handshakes_count("tcp", "failed"), 1);
+        assert_eq!(metrics.session_handshakes_count("udp", "ok"), 0);
+        assert_eq!(metrics.session_handshakes_count("udp", "failed"), 1);
+        assert_eq!(
+            node.handle.outbox().unwrap().session_count(),
+            1,
+            "no session made without its cookie claim"
+        );
+        drop(primed);
+        node.stop().await;
+    });
+    drop(rt);
+    drop(registry);
+}
+
+/// With a shared session store, a new session is written there (with its cookie) before the
+/// client is answered. When that write fails (the store's database is gone), the handshake must
+/// fail closed: the session would exist on this node only, and its cookie would not be marked
+/// used for the other nodes.
+#[test]
+fn a_session_handshake_is_refused_when_the_shared_session_store_is_unreachable() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (mut relay, via_relay) = relayed(&rt, &url);
+    // The registry directly (the device's key stays readable), the session store through the
+    // relay.
+    let registry = xtt_registry::open_storage(&url).unwrap();
+    let (group_id, _) = add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+    let device = register_session_devices(&*registry, group_id, Arc::new(fx.root.clone()), 1)
+        .unwrap()
+        .remove(0);
+    let store = open_session_store(&via_relay, 2).unwrap();
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let key = Arc::new(StorageKey::from_secret(&secret));
+    rt.block_on(async {
+        let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+            .await
+            .unwrap();
+        let mut options = SessionOptions::new(Arc::new(Echo));
+        options.shared = Some(SharedOptions::new(store.clone(), key));
+        server.enable_sessions(options).await.unwrap();
+        let node = run(server);
+        let primed =
+            SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
+                .await
+                .expect("a session while the store is reachable");
+
+        relay.cut();
+        let tcp =
+            SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
+                .await;
+        assert_refused("tcp", tcp);
+        let udp = SessionClient::connect(node.addr, device.clone(), udp_quick(), None).await;
+        assert_refused("udp", udp);
+
+        wait_idle(&node.handle).await;
+        let metrics = node.handle.metrics();
+        assert_eq!(metrics.session_handshakes_count("tcp", "ok"), 1);
+        assert_eq!(metrics.session_handshakes_count("tcp", "failed"), 1);
+        assert_eq!(metrics.session_handshakes_count("udp", "ok"), 0);
+        assert_eq!(metrics.session_handshakes_count("udp", "failed"), 1);
+        assert_eq!(
+            node.handle.outbox().unwrap().session_count(),
+            1,
+            "no session made without its row in the shared store"
+        );
+        drop(primed);
+        node.stop().await;
+    });
+    drop(rt);
+    drop((registry, store));
 }
