@@ -9,7 +9,7 @@
 //! c.send(PayloadType::QueueProtocol, b"still the same session").await?;
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use rand_core::OsRng;
@@ -194,12 +194,7 @@ async fn open_link(
             Ok(Link::Tcp(stream))
         }
         Transport::Udp => {
-            let local: SocketAddr = if server.is_ipv4() {
-                SocketAddr::from(([0, 0, 0, 0], 0))
-            } else {
-                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-            };
-            let sock = UdpSocket::bind(local)
+            let sock = UdpSocket::bind(udp_bind_addr(server))
                 .await
                 .map_err(SessionClientError::Connect)?;
             sock.connect(server)
@@ -208,6 +203,23 @@ async fn open_link(
             Ok(Link::Udp(sock))
         }
     }
+}
+
+/// The local address a UDP client socket for `server` binds (any port): the loopback address
+/// of the server's family when the server is on loopback (IPv4-mapped loopback included), so a
+/// local client never opens a socket on every interface; otherwise the unspecified address of
+/// its family (the system picks the source address, which may change when the client moves).
+fn udp_bind_addr(server: SocketAddr) -> SocketAddr {
+    let ip: IpAddr = match server.ip() {
+        IpAddr::V4(v4) if v4.is_loopback() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(v6) if v6.is_loopback() => Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) => {
+            Ipv4Addr::LOCALHOST.to_ipv6_mapped().into()
+        }
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    SocketAddr::new(ip, 0)
 }
 
 /// TCP bytes received and not yet consumed: `buf[start..]`. Whole messages are handed out as
@@ -601,5 +613,48 @@ impl SessionClient {
     pub async fn reconnect_to(&mut self, server: SocketAddr) -> Result<(), SessionClientError> {
         self.server = server;
         self.reconnect().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_udp_client_binds_loopback_for_a_loopback_server_and_any_address_otherwise() {
+        for (server, local) in [
+            ("127.0.0.1:4444", "127.0.0.1:0"),
+            // Any 127/8 server is reached from 127.0.0.1.
+            ("127.0.0.2:4444", "127.0.0.1:0"),
+            ("[::1]:4444", "[::1]:0"),
+            ("[::ffff:127.0.0.1]:4444", "[::ffff:127.0.0.1]:0"),
+            ("192.0.2.7:4444", "0.0.0.0:0"),
+            ("[2001:db8::7]:4444", "[::]:0"),
+            ("[::ffff:192.0.2.7]:4444", "[::]:0"),
+            // An unspecified server address means this host, but not via loopback only.
+            ("0.0.0.0:4444", "0.0.0.0:0"),
+        ] {
+            assert_eq!(udp_bind_addr(addr(server)), addr(local), "server {server}");
+        }
+    }
+
+    /// The loopback choice is usable: a socket bound that way reaches a loopback server.
+    #[tokio::test]
+    async fn a_loopback_bound_udp_client_reaches_a_loopback_server() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = server.local_addr().unwrap();
+        let link = open_link(to, &SessionClientOptions::udp()).await.unwrap();
+        let Link::Udp(sock) = link else {
+            panic!("a UDP link")
+        };
+        assert_eq!(sock.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
+        sock.send(b"x").await.unwrap();
+        let mut buf = [0u8; 4];
+        let (n, from) = server.recv_from(&mut buf).await.unwrap();
+        assert_eq!((n, from), (1, sock.local_addr().unwrap()));
     }
 }
