@@ -31,7 +31,9 @@ const CHILD_ENV: &str = "XTT_CRASH_CHILD_DIR";
 #[ignore = "server process of kill_9_during_load_loses_no_identity; started by that test"]
 fn crash_child_server() {
     let Some(dir) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else {
-        return;
+        panic!(
+            "not a test by itself: run by kill_9_during_load_loses_no_identity with {CHILD_ENV} set"
+        )
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
