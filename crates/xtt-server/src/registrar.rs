@@ -287,11 +287,8 @@ mod tests {
         ((registration, cookie, reply), rx)
     }
 
-    /// A registration whose handshake ended while it waited in the queue is not committed: the
-    /// device was never told of a ClientID, so the registry gets no identity (and no claimed
-    /// cookie) for it; the registration queued beside it is committed and answered.
-    #[test]
-    fn a_registration_abandoned_in_the_queue_is_not_committed() {
+    /// An in-memory registry with one group, and that group's id.
+    fn registry_with_group() -> (Arc<dyn Registry>, GroupId) {
         let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open_in_memory().unwrap());
         let group_id = GroupId([7; 32]);
         registry
@@ -301,6 +298,15 @@ mod tests {
                 basename: b"b".to_vec(),
             })
             .unwrap();
+        (registry, group_id)
+    }
+
+    /// A registration whose handshake ended while it waited in the queue is not committed: the
+    /// device was never told of a ClientID, so the registry gets no identity (and no claimed
+    /// cookie) for it; the registration queued beside it is committed and answered.
+    #[test]
+    fn a_registration_abandoned_in_the_queue_is_not_committed() {
+        let (registry, group_id) = registry_with_group();
         let (tx, rx) = mpsc::channel(4);
         let (abandoned, gave_up) = request(group_id, 1);
         let (waiting, answer) = request(group_id, 2);
@@ -341,15 +347,7 @@ mod tests {
     /// with an error instead of waiting forever.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn close_commits_the_queue_then_ends_the_writer() {
-        let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open_in_memory().unwrap());
-        let group_id = GroupId([7; 32]);
-        registry
-            .add_group(&GroupRecord {
-                group_id,
-                gpk: vec![1; 258],
-                basename: b"b".to_vec(),
-            })
-            .unwrap();
+        let (registry, group_id) = registry_with_group();
         let r = Registrar::start(registry.clone(), Arc::new(Metrics::new()), 4, 8).unwrap();
         let ((reg, cookie, _), _) = request(group_id, 1);
         let queued = {
