@@ -380,6 +380,28 @@ fn assert_refused(what: &str, got: Result<SessionClient, SessionClientError>) {
     }
 }
 
+/// After the database was cut, a session over TCP and one over UDP are refused: the node counts
+/// both as failed and still holds only the one session made before the cut.
+async fn expect_refusals_after_cut(
+    node: &common::Running,
+    device: &xtt_proto::session::SessionClientConfig,
+    why: &str,
+) {
+    let tcp =
+        SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None).await;
+    assert_refused("tcp", tcp);
+    let udp = SessionClient::connect(node.addr, device.clone(), udp_quick(), None).await;
+    assert_refused("udp", udp);
+
+    wait_idle(&node.handle).await;
+    let metrics = node.handle.metrics();
+    assert_eq!(metrics.session_handshakes_count("tcp", "ok"), 1);
+    assert_eq!(metrics.session_handshakes_count("tcp", "failed"), 1);
+    assert_eq!(metrics.session_handshakes_count("udp", "ok"), 0);
+    assert_eq!(metrics.session_handshakes_count("udp", "failed"), 1);
+    assert_eq!(node.handle.outbox().unwrap().session_count(), 1, "{why}");
+}
+
 /// A node whose cookie keys come from a key file claims each session flight in the registry
 /// (deployment-wide anti-replay) before it answers. When that claim cannot be stored (the
 /// database is gone), the handshake must fail closed: accepting it would let the same flight,
@@ -419,24 +441,7 @@ fn a_session_handshake_is_refused_when_its_cookie_claim_cannot_be_stored() {
         assert_eq!(node.handle.outbox().unwrap().session_count(), 1);
 
         relay.cut();
-        let tcp =
-            SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
-                .await;
-        assert_refused("tcp", tcp);
-        let udp = SessionClient::connect(node.addr, device.clone(), udp_quick(), None).await;
-        assert_refused("udp", udp);
-
-        wait_idle(&node.handle).await;
-        let metrics = node.handle.metrics();
-        assert_eq!(metrics.session_handshakes_count("tcp", "ok"), 1);
-        assert_eq!(metrics.session_handshakes_count("tcp", "failed"), 1);
-        assert_eq!(metrics.session_handshakes_count("udp", "ok"), 0);
-        assert_eq!(metrics.session_handshakes_count("udp", "failed"), 1);
-        assert_eq!(
-            node.handle.outbox().unwrap().session_count(),
-            1,
-            "no session made without its cookie claim"
-        );
+        expect_refusals_after_cut(&node, &device, "no session made without its cookie claim").await;
         drop(primed);
         node.stop().await;
     });
@@ -480,24 +485,12 @@ fn a_session_handshake_is_refused_when_the_shared_session_store_is_unreachable()
                 .expect("a session while the store is reachable");
 
         relay.cut();
-        let tcp =
-            SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
-                .await;
-        assert_refused("tcp", tcp);
-        let udp = SessionClient::connect(node.addr, device.clone(), udp_quick(), None).await;
-        assert_refused("udp", udp);
-
-        wait_idle(&node.handle).await;
-        let metrics = node.handle.metrics();
-        assert_eq!(metrics.session_handshakes_count("tcp", "ok"), 1);
-        assert_eq!(metrics.session_handshakes_count("tcp", "failed"), 1);
-        assert_eq!(metrics.session_handshakes_count("udp", "ok"), 0);
-        assert_eq!(metrics.session_handshakes_count("udp", "failed"), 1);
-        assert_eq!(
-            node.handle.outbox().unwrap().session_count(),
-            1,
-            "no session made without its row in the shared store"
-        );
+        expect_refusals_after_cut(
+            &node,
+            &device,
+            "no session made without its row in the shared store",
+        )
+        .await;
         drop(primed);
         node.stop().await;
     });
