@@ -5,7 +5,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{fails, ok};
 
@@ -45,12 +48,13 @@ fn help_teaches_on_every_subcommand() {
 
 /// `xtt PATH --help` as clap lays it out with room for any line (so nothing is wrapped).
 fn unwrapped_help(dir: &Path, path: &[String]) -> String {
-    let out = common::xtt_command(dir)
-        .args(path)
-        .arg("--help")
-        .env("COLUMNS", "1000")
-        .output()
-        .unwrap();
+    let out = common::run(
+        common::xtt_command(dir)
+            .args(path)
+            .arg("--help")
+            .env("COLUMNS", "1000"),
+        common::COMMAND_LIMIT,
+    );
     assert!(
         out.status.success(),
         "xtt {path:?} --help: {}",
@@ -517,4 +521,38 @@ fn completions_for_each_shell() {
             "{shell}"
         );
     }
+}
+
+/// The bound on every command these tests run to completion (`common::run`, under `xtt`, `ok`,
+/// `fails` and `provision`): a command that outlives it is killed, and the failure names it and
+/// shows what it printed; one that finishes gives what `Command::output` gives.
+#[test]
+fn a_command_that_hangs_is_killed_and_reported() {
+    let mut hangs = Command::new("sh");
+    hangs.args(["-c", "echo started; echo on stderr >&2; exec sleep 300"]);
+    let started = Instant::now();
+    let failure = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        common::run(&mut hangs, Duration::from_secs(5))
+    }))
+    .expect_err("a command that hangs fails the test");
+    assert!(started.elapsed() < Duration::from_secs(60), "not bounded");
+    let message = failure
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    for part in [
+        "did not finish within 5s (killed)",
+        "sleep 300",
+        "stdout:\nstarted\n",
+        "stderr:\non stderr\n",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+
+    let out = common::run(
+        Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
 }

@@ -477,10 +477,10 @@ fn demo_commands_quote_their_paths_for_the_shell() {
     let words = |command: &str| {
         let script =
             format!("xtt() {{ printf '%s\\n' \"$@\"; }}; sqlite3() {{ xtt \"$@\"; }}; {command}");
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
+        let out = common::run(
+            std::process::Command::new("sh").args(["-c", &script]),
+            common::COMMAND_LIMIT,
+        );
         assert!(out.status.success(), "{command}: {}", common::text(&out));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -500,10 +500,11 @@ fn demo_commands_quote_their_paths_for_the_shell() {
     );
     assert!(words(commands[4]).contains("registry.sqlite\nSELECT"));
     // And the first one really runs.
-    let run = std::process::Command::new("sh")
-        .args(["-c", &commands[0].replacen("xtt", "\"$XTT\"", 1)])
-        .env("XTT", env!("CARGO_BIN_EXE_xtt"))
-        .output()
-        .unwrap();
+    let run = common::run(
+        std::process::Command::new("sh")
+            .args(["-c", &commands[0].replacen("xtt", "\"$XTT\"", 1)])
+            .env("XTT", env!("CARGO_BIN_EXE_xtt")),
+        common::COMMAND_LIMIT,
+    );
     assert!(run.status.success(), "{}", common::text(&run));
 }

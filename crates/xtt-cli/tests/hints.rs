@@ -19,11 +19,10 @@ fn every_suite_option_says_1_to_6() {
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
-        let help = common::xtt_command(d)
-            .args(&args)
-            .env("COLUMNS", "1000")
-            .output()
-            .unwrap();
+        let help = common::run(
+            common::xtt_command(d).args(&args).env("COLUMNS", "1000"),
+            common::COMMAND_LIMIT,
+        );
         let help = String::from_utf8(help.stdout).unwrap();
         let line = help
             .lines()
@@ -51,12 +50,12 @@ fn a_refused_session_handshake_says_what_to_check() {
 
     let server = ServerProcess::start(d, &["--no-sessions"]);
     common::provisioned(d, &device, server.addr);
-    let out = common::xtt_command(d)
-        .args(["client", "connect", "--dir", device.to_str().unwrap()])
-        .args(["-p", &server.addr.port().to_string(), "--timeout", "5"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = common::run(
+        common::xtt_command(d)
+            .args(["client", "connect", "--dir", device.to_str().unwrap()])
+            .args(["-p", &server.addr.port().to_string(), "--timeout", "5"]),
+        common::COMMAND_LIMIT,
+    );
     let err = common::text(&out);
     assert!(!out.status.success(), "{err}");
     assert!(

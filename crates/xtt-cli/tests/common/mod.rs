@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -29,9 +30,88 @@ pub fn xtt_command(dir: &Path) -> Command {
     c
 }
 
-/// `xtt ARGS…` in `dir`, to completion.
+/// Bound on one run of a command to completion ([`xtt`], [`ok`], [`fails`], [`provision`]).
+/// Generous: the longest of these (`demo`, `bench`) take seconds; a run this long is a hang.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+/// `xtt ARGS…` in `dir`, to completion (at most [`COMMAND_LIMIT`], see [`run`]).
 pub fn xtt(dir: &Path, args: &[&str]) -> Output {
-    xtt_command(dir).args(args).output().expect("run xtt")
+    run(xtt_command(dir).args(args), COMMAND_LIMIT)
+}
+
+/// `command` to completion, as [`Command::output`] (stdin closed, stdout and stderr captured),
+/// but bounded: if it has not exited and closed its output within `limit`, it is killed and
+/// the test fails with its command line and everything it printed so far.
+pub fn run(command: &mut Command, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let (done, finished) = channel();
+    let stdout = collect(child.stdout.take().expect("stdout piped"), done.clone());
+    let stderr = collect(child.stderr.take().expect("stderr piped"), done);
+    let printed = || {
+        let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&lock(b)).into_owned();
+        format!("stdout:\n{}\nstderr:\n{}", text(&stdout), text(&stderr))
+    };
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} did not finish within {limit:?} (killed); it printed:\n{}",
+                printed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Both pipes closed (end of file), or something the command started still holds them.
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if finished.recv_timeout(left).is_err() {
+            panic!(
+                "{command:?} exited ({status}) but its output stayed open for {limit:?}; it \
+                 printed:\n{}",
+                printed()
+            );
+        }
+    }
+    let take = |b: Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *lock(&b));
+    Output {
+        status,
+        stdout: take(stdout),
+        stderr: take(stderr),
+    }
+}
+
+/// Reads `stream` to its end on a thread, into the buffer returned (readable meanwhile); says
+/// on `done` when the end is reached.
+fn collect(mut stream: impl Read + Send + 'static, done: Sender<()>) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let into = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => lock(&into).extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = done.send(());
+    });
+    buf
+}
+
+fn lock(b: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Everything a finished command printed, stdout then stderr.
@@ -124,12 +204,12 @@ pub fn provision_command(dir: &Path, device: &Path, addr: SocketAddr) -> Command
     c
 }
 
-/// [`provision_command`] with `extra` flags, to completion.
+/// [`provision_command`] with `extra` flags, to completion (at most [`COMMAND_LIMIT`]).
 pub fn provision(dir: &Path, device: &Path, addr: SocketAddr, extra: &[&str]) -> Output {
-    provision_command(dir, device, addr)
-        .args(extra)
-        .output()
-        .expect("run xtt client provision")
+    run(
+        provision_command(dir, device, addr).args(extra),
+        COMMAND_LIMIT,
+    )
 }
 
 /// Provisions the device in `device`, which must succeed; the ClientID it was given.
@@ -290,9 +370,15 @@ impl ServerProcess {
         }
     }
 
-    /// Takes every line still to come (the pipes close when the process has exited).
+    /// Takes every line still to come (the pipes close when the process has exited): until
+    /// both pipes close, 5 s pass without a line, or [`PATIENCE`] passes (a process still
+    /// running and printing would otherwise keep this going).
     fn drain(&mut self) {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) else {
+                break;
+            };
             self.seen.push(line);
         }
     }
