@@ -12,7 +12,7 @@ use crate::output::{hex, hint_force, overwrite, wrote};
 /// Key pair commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
-    /// Generate an ECDSA P-256 key pair (the C tool's `genkey`).
+    /// Generate an ECDSA P-256 key pair (the C tool's `genkeypair`).
     #[command(
         long_about = "Generate an ECDSA P-256 key pair and write it as the C tool does: a DER \
                       ECPrivateKey (RFC 5915) with the curve and the public key, 121 bytes, \

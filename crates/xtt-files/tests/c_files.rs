@@ -1,6 +1,13 @@
 //! The C tools' files from `../shared/vectors` (the xtt repository's sample DAA files and the
 //! key material and certificates recorded from a C handshake) are read, and what we write has
 //! the C layouts, byte for byte where the C output is deterministic.
+//!
+//! The vectors hold no C-written key file or X.509 certificate, so those two layouts are
+//! compared here with a transcription of the C functions that build them ([`c_key_file`],
+//! [`c_x509`]): a model of the C code, which could share a misreading with ours.
+//! `scripts/interop-c-files.sh` checks the same files against the C tool itself (each tool
+//! reads and uses the other's key pairs and certificates); it needs the C reference built
+//! outside the repository, so it is run by hand, not by the test suite.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
