@@ -34,23 +34,7 @@ fn device(dir: &Path) {
             "root_cert.bin",
         ],
     );
-    fs::create_dir(dir.join("dev")).unwrap();
-    ok(dir, &["keys", "generate", "-k", "dev/longterm_priv.bin"]);
-    fs::write(dir.join("dev/client_id.txt"), format!("{CLIENT_ID}\n")).unwrap();
-    ok(
-        dir,
-        &[
-            "cert",
-            "x509",
-            "-k",
-            "dev/longterm_priv.bin",
-            "--client-id",
-            CLIENT_ID,
-            "-c",
-            "dev/longterm_cert.bin",
-        ],
-    );
-    fs::copy(dir.join("root_cert.bin"), dir.join("dev/root_cert.bin")).unwrap();
+    common::offline_device_dir(dir, CLIENT_ID);
 }
 
 /// `xtt update fetch` against a closed port, with `flags` for the store, directory, output and

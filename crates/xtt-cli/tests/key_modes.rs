@@ -98,23 +98,7 @@ fn device_keys_readable_by_others_are_used_with_a_warning() {
     });
 
     // Client long-term key: a session reads it, then finds no server.
-    fs::create_dir_all(dir.join("dev")).unwrap();
-    ok(dir, &["keys", "generate", "-k", "dev/longterm_priv.bin"]);
-    fs::write(dir.join("dev/client_id.txt"), format!("{CLIENT_ID}\n")).unwrap();
-    ok(
-        dir,
-        &[
-            "cert",
-            "x509",
-            "-k",
-            "dev/longterm_priv.bin",
-            "--client-id",
-            CLIENT_ID,
-            "-c",
-            "dev/longterm_cert.bin",
-        ],
-    );
-    fs::copy(dir.join("root_cert.bin"), dir.join("dev/root_cert.bin")).unwrap();
+    common::offline_device_dir(dir, CLIENT_ID);
     warns_only_when_exposed(&dir.join("dev/longterm_priv.bin"), || {
         let err = fails(
             dir,

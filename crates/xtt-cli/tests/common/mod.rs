@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,28 @@ pub fn fails(dir: &Path, args: &[&str]) -> String {
         text(&out)
     );
     String::from_utf8(out.stderr).unwrap()
+}
+
+/// A device directory `dir/dev` as `xtt client provision` writes it, made offline (no server):
+/// a long-term key, `client_id`, the key's X.509 certificate and a copy of `dir/root_cert.bin`.
+pub fn offline_device_dir(dir: &Path, client_id: &str) {
+    fs::create_dir_all(dir.join("dev")).unwrap();
+    ok(dir, &["keys", "generate", "-k", "dev/longterm_priv.bin"]);
+    fs::write(dir.join("dev/client_id.txt"), format!("{client_id}\n")).unwrap();
+    ok(
+        dir,
+        &[
+            "cert",
+            "x509",
+            "-k",
+            "dev/longterm_priv.bin",
+            "--client-id",
+            client_id,
+            "-c",
+            "dev/longterm_cert.bin",
+        ],
+    );
+    fs::copy(dir.join("root_cert.bin"), dir.join("dev/root_cert.bin")).unwrap();
 }
 
 /// A root (`root_cert.bin`) and a server certificate (`server_cert.bin`) issued by it.
