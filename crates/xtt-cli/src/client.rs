@@ -20,10 +20,13 @@ pub(crate) enum ClientCommand {
                       pair, 0600) and longterm_cert.bin (a self-signed X.509 certificate for \
                       the key with the ClientID as its name). Inputs are the C client's files \
                       (daa_gpk.bin, daa_cred.bin, daa_secretkey.bin, basename.bin, \
-                      root_cert.bin), by default in --dir; every flag of the C client works.",
+                      root_cert.bin), by default in --dir; every flag of the C client works.\n\n\
+                      The server is --server HOST:PORT (as `xtt bench` and `xtt update fetch` \
+                      spell it) or the C client's -a HOST and -p PORT, not both.",
         after_long_help = "Examples:\n  \
             xtt client provision --dir acme-sensors/members/000001\n  \
             xtt client provision -a 10.0.0.5 -p 4444 -s X25519_LRSW_ECDSAP256_AES256GCM_SHA512\n  \
+            xtt client provision --dir dev1 --server xtt.example.net:4444\n  \
             xtt client provision --dir dev1 -q dev1/req_id.bin     # ask for a ClientID\n  \
             xtt info dev1                                          # what it got"
     )]
@@ -42,12 +45,15 @@ pub(crate) struct ProvisionArgs {
     /// Directory of the client's files; the file flags default to the C names in it.
     #[arg(long, default_value = ".", visible_aliases = ["client-dir", "xtt-dir"])]
     dir: PathBuf,
-    /// Server host.
+    /// Server host (or --server).
     #[arg(short = 'a', long = "serverhost", default_value = "127.0.0.1")]
     serverhost: String,
-    /// Server port.
+    /// Server port (or --server).
     #[arg(short = 'p', long = "port", default_value_t = 4444)]
     port: u16,
+    /// The server as HOST:PORT (an IPv6 address in brackets), instead of -a and -p.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_server, conflicts_with_all = ["serverhost", "port"])]
+    server: Option<ServerAddr>,
     /// Suite: a C name (e.g. X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512) or 1-6 (5 and 6
     /// authenticate records without encrypting them).
     #[arg(short = 's', long = "suitespec", default_value = "X25519_LRSW_ECDSAP256_CHACHA20POLY1305_SHA512", value_parser = parse_suite)]
@@ -104,6 +110,68 @@ pub(crate) fn parse_suite(s: &str) -> Result<SuiteSpec, String> {
         })
 }
 
+/// A server address as `--server` takes it: a host (name, IPv4, or IPv6 in brackets) and a
+/// port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServerAddr {
+    host: String,
+    port: u16,
+}
+
+impl ServerAddr {
+    /// The server of `--server`, else of `-a HOST -p PORT` (clap refuses both at once).
+    pub(crate) fn chosen(server: Option<&ServerAddr>, host: &str, port: u16) -> ServerAddr {
+        server.cloned().unwrap_or_else(|| ServerAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// `HOST:PORT`, an IPv6 host in brackets (so `-a ::1` is `[::1]:PORT` too).
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `--server HOST:PORT`: a host name, an IPv4 address or a bracketed IPv6 address, and a
+/// port.
+pub(crate) fn parse_server(s: &str) -> Result<ServerAddr, String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (ip, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| format!("{s:?}: expected [IPV6]:PORT"))?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|e| format!("{s:?}: {ip:?} is not an IPv6 address ({e})"))?;
+        (ip, port)
+    } else {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected HOST:PORT (e.g. 10.0.0.5:4444)"))?;
+        if host.contains(':') {
+            return Err(format!(
+                "{s:?}: an IPv6 address goes in brackets, e.g. [::1]:4444"
+            ));
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?}: no host before the port"));
+    }
+    let port = port
+        .parse()
+        .map_err(|e| format!("{s:?}: {port:?} is not a port ({e})"))?;
+    Ok(ServerAddr {
+        host: host.to_owned(),
+        port,
+    })
+}
+
 /// Input and output paths, resolved against --dir (shared with the demo and the TTE device's
 /// XTT hand-over).
 pub(crate) use xtt_server::client_files::ClientFiles as ClientPaths;
@@ -139,7 +207,7 @@ fn provision(a: ProvisionArgs) -> anyhow::Result<()> {
     // After the inputs, before connecting: the server registers the ClientID during the
     // handshake, so outputs that cannot be written must stop us first.
     paths.check_outputs()?;
-    let target = format!("{}:{}", a.serverhost, a.port);
+    let target = ServerAddr::chosen(a.server.as_ref(), &a.serverhost, a.port).to_string();
     let identity = crate::block_on(provisioner.provision(target.as_str()))
         .with_context(|| format!("provisioning with {target}"))?;
     paths.write_results(&identity)?;

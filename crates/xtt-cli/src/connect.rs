@@ -40,7 +40,10 @@ The session is not tied to a connection. When the TCP connection drops (or the U
 fails) the client opens a new one and keeps sending records in the same session, without a \
 handshake; the server answers on whatever path last brought it an authentic record. If the \
 server has forgotten the session (idle timeout, restart) a new handshake is run. Records are \
-datagrams: one in flight while the path breaks may be lost. Progress notes go to stderr.";
+datagrams: one in flight while the path breaks may be lost. Progress notes go to stderr.
+
+The server is --server HOST:PORT (as `xtt bench` and `xtt update fetch` spell it) or the C \
+client's -a HOST and -p PORT, not both.";
 
 pub(crate) const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -49,6 +52,9 @@ Examples:
 
   # Over UDP, one record per line of a file, answers to a file:
   xtt client connect --dir dev1 --transport udp < readings.txt > answers.txt
+
+  # A server elsewhere (the same as -a xtt.example.net -p 4444):
+  xtt client connect --dir dev1 --server xtt.example.net:4444
 
   # A local program talks to the server through a UDP port of ours:
   xtt client connect --dir dev1 --socket udp:127.0.0.1:6000 &
@@ -122,12 +128,15 @@ pub(crate) struct ConnectArgs {
     /// The provisioned client directory.
     #[arg(long, default_value = ".", visible_aliases = ["client-dir", "xtt-dir"])]
     dir: PathBuf,
-    /// Server host.
+    /// Server host (or --server).
     #[arg(short = 'a', long = "serverhost", default_value = "127.0.0.1")]
     serverhost: String,
-    /// Server port (TCP and UDP).
+    /// Server port, TCP and UDP (or --server).
     #[arg(short = 'p', long = "port", default_value_t = 4444)]
     port: u16,
+    /// The server as HOST:PORT (an IPv6 address in brackets), instead of -a and -p.
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::client::parse_server, conflicts_with_all = ["serverhost", "port"])]
+    server: Option<crate::client::ServerAddr>,
     /// Transport.
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
     transport: TransportArg,
@@ -469,7 +478,8 @@ impl Link {
 }
 
 async fn connect(a: ConnectArgs, identity: SessionClientConfig) -> anyhow::Result<()> {
-    let target = format!("{}:{}", a.serverhost, a.port);
+    let target =
+        crate::client::ServerAddr::chosen(a.server.as_ref(), &a.serverhost, a.port).to_string();
     let server = tokio::net::lookup_host(&target)
         .await
         .with_context(|| format!("resolving {target}"))?

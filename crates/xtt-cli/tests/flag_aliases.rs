@@ -333,3 +333,89 @@ fn the_output_file_is_both_out_and_output() {
     let help = ok(dir, &["registry", "export", "--help"]);
     assert!(help.contains("--out"), "{help}");
 }
+
+#[test]
+fn the_server_is_both_server_and_serverhost_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Group `acme` with one member that can start provisioning, and a provisioned `dev`.
+    common::setup(dir, 1);
+    common::offline_device_dir(dir, CLIENT_ID);
+    let member = common::member(dir, 1);
+    let member = member.to_str().unwrap();
+    let port = closed_port();
+
+    // bench and update fetch took --server HOST:PORT; client provision and connect take it
+    // too, besides the C client's -a HOST -p PORT.
+    for cmd in [
+        &["client", "provision", "--dir", member][..],
+        &["client", "connect", "--dir", "dev"],
+    ] {
+        let run = |addr: &[&str]| {
+            let mut args = cmd.to_vec();
+            args.extend_from_slice(&["--timeout", "1"]);
+            args.extend_from_slice(addr);
+            fails(dir, &args)
+        };
+        let by_a_p = run(&["-a", "127.0.0.1", "-p", &port]);
+        assert!(
+            by_a_p.contains(&format!("127.0.0.1:{port}")) && by_a_p.contains("refused"),
+            "xtt {cmd:?}: {by_a_p}"
+        );
+        let server = format!("127.0.0.1:{port}");
+        assert_eq!(run(&["--server", &server]), by_a_p, "xtt {cmd:?}");
+        assert_eq!(
+            run(&["--serverhost", "127.0.0.1", "--port", &port]),
+            by_a_p,
+            "xtt {cmd:?}"
+        );
+        // A host name, and IPv6 in brackets, as -a takes them.
+        let named = run(&["-a", "localhost", "-p", &port]);
+        assert_eq!(run(&["--server", &format!("localhost:{port}")]), named);
+        let v6 = run(&["-a", "::1", "-p", &port]);
+        assert!(v6.contains(&format!("[::1]:{port}")), "xtt {cmd:?}: {v6}");
+        assert_eq!(run(&["--server", &format!("[::1]:{port}")]), v6);
+
+        // --server with -a or -p is a usage error, before anything runs; so is a malformed one.
+        for (addr, says) in [
+            (
+                &["--server", &server, "-a", "127.0.0.1"][..],
+                "cannot be used with",
+            ),
+            (&["--server", &server, "-p", &port], "cannot be used with"),
+            (&["-p", &port, "--server", &server], "cannot be used with"),
+            (
+                &["--server", &server, "--serverhost", "h"],
+                "cannot be used with",
+            ),
+            (&["--server", "::1:4444"], "brackets"),
+            (&["--server", "10.0.0.5"], "HOST:PORT"),
+            (&["--server", "h:99999"], "not a port"),
+        ] {
+            let mut args = cmd.to_vec();
+            args.extend_from_slice(addr);
+            let out = xtt(dir, &args);
+            assert_eq!(out.status.code(), Some(2), "xtt {args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "xtt {args:?}: {err}");
+        }
+
+        // The help says so, with an example.
+        let mut args = cmd[..2].to_vec();
+        args.push("--help");
+        let help = ok(dir, &args);
+        // (Compared word by word: clap wraps help to the terminal's width.)
+        let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words.contains("--server <HOST:PORT>"), "{help}");
+        assert!(words.contains("-a HOST and -p PORT, not both"), "{help}");
+        let name = cmd[..2].join(" ");
+        assert!(
+            words.contains(&format!(
+                "xtt {name} --dir dev1 --server xtt.example.net:4444"
+            )),
+            "xtt {name} --help has no example with --server:\n{help}"
+        );
+    }
+    // Nothing was provisioned.
+    assert!(!Path::new(member).join("client_id.txt").exists());
+}
