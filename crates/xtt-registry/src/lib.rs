@@ -255,7 +255,9 @@ pub trait Registry: Send + Sync + fmt::Debug {
     fn schema_version(&self) -> Result<i64, RegistryError>;
 
     /// Checks that the storage answers (one cheap query); for health endpoints. Callers bound
-    /// the wait themselves: a database that stops answering may block this call.
+    /// the wait themselves: a database that stops answering may block this call. The built-in
+    /// backends also read the schema version in that query: storage migrated by a newer
+    /// program since it was opened is [`RegistryError::SchemaTooNew`].
     fn ping(&self) -> Result<(), RegistryError> {
         self.identity_count().map(|_| ())
     }

@@ -93,7 +93,9 @@
 //!
 //! `xtt_schema_version` records every applied migration. At open, each missing migration runs
 //! in its own transaction holding a transaction-level advisory lock, so nodes starting together
-//! migrate once. A database newer than this code is refused ([`RegistryError::SchemaTooNew`]).
+//! migrate once. A database newer than this code is refused ([`RegistryError::SchemaTooNew`]);
+//! one that a newer node migrates later, while this one runs, makes the health probe
+//! ([`Registry::ping`]) fail with the same error.
 //!
 //! # TLS
 //!
@@ -919,13 +921,27 @@ impl Registry for PostgresRegistry {
         PostgresRegistry::schema_version(self)
     }
 
+    /// Reads the schema version (one index lookup): a node started before a newer xtt migrated
+    /// the shared database learns it here, as [`RegistryError::SchemaTooNew`].
     fn ping(&self) -> Result<(), RegistryError> {
         // A short checkout: a dead server fails fast instead of after the pool's 10 s.
         let mut c = self
             .pool
             .get_timeout(Duration::from_secs(2))
             .map_err(pool_err)?;
-        c.query_typed("SELECT 1", &[]).map_err(db)?;
+        let found: i64 = c
+            .query_typed_one(
+                "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
+                &[],
+            )
+            .map_err(db)?
+            .get(0);
+        if found > POSTGRES_SCHEMA_VERSION {
+            return Err(RegistryError::SchemaTooNew {
+                found,
+                supported: POSTGRES_SCHEMA_VERSION,
+            });
+        }
         Ok(())
     }
 

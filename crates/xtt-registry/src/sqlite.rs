@@ -469,13 +469,28 @@ impl Registry for SqliteRegistry {
     }
 
     /// One page of the identities table, not a count: health probes take the writer's lock,
-    /// and counting a large registry under it would hold up group commits.
+    /// and counting a large registry under it would hold up group commits. The same query
+    /// reads `user_version`: a file migrated by a newer xtt since it was opened is
+    /// [`RegistryError::SchemaTooNew`].
     fn ping(&self) -> Result<(), RegistryError> {
         let conn = self.conn();
-        conn.query_row("SELECT EXISTS (SELECT 1 FROM identities)", [], |r| {
-            r.get::<_, bool>(0)
-        })
-        .map_err(db)?;
+        let found: i64 = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM identities),
+                        (SELECT user_version FROM pragma_user_version)",
+                [],
+                |r| {
+                    r.get::<_, bool>(0)?;
+                    r.get(1)
+                },
+            )
+            .map_err(db)?;
+        if found > SCHEMA_VERSION {
+            return Err(RegistryError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         Ok(())
     }
 

@@ -214,6 +214,28 @@ fn schema_is_versioned_and_newer_schemas_are_refused() {
     ));
 }
 
+/// Another node migrates the shared database past this code while this registry is open:
+/// its health probe reports it.
+#[test]
+fn the_probe_reports_a_schema_raised_after_open() {
+    let config = fresh_database();
+    let reg = PostgresRegistry::from_config(config.clone(), 1).unwrap();
+    reg.ping().unwrap();
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    c.execute(
+        "INSERT INTO xtt_schema_version (version) VALUES ($1)",
+        &[&(POSTGRES_SCHEMA_VERSION + 1)],
+    )
+    .unwrap();
+    match reg.ping() {
+        Err(RegistryError::SchemaTooNew { found, supported }) => assert_eq!(
+            (found, supported),
+            (POSTGRES_SCHEMA_VERSION + 1, POSTGRES_SCHEMA_VERSION)
+        ),
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
 #[test]
 fn nodes_starting_together_migrate_once() {
     let config = fresh_database();

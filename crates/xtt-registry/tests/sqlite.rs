@@ -57,6 +57,26 @@ fn registrations_survive_reopening_and_schema_is_versioned() {
     ));
 }
 
+/// A file migrated by a newer xtt after this registry opened it: the health probe says so
+/// (opening it again is refused, above), where it answered `Ok` before.
+#[test]
+fn the_probe_reports_a_schema_raised_after_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let reg = SqliteRegistry::open(&path, Durability::Full).unwrap();
+    reg.ping().unwrap();
+    let newer = rusqlite::Connection::open(&path).unwrap();
+    newer
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    match reg.ping() {
+        Err(RegistryError::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
 #[test]
 fn two_handles_on_one_file_never_assign_the_same_id() {
     // Two connections (as two server processes would have) racing on one file.

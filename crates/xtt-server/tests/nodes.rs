@@ -358,6 +358,61 @@ fn healthz_reports_an_unreachable_database_with_503() {
     drop(registry);
 }
 
+/// A newer xtt migrates the shared database while this node runs: the node keeps running on a
+/// schema it does not know, and its /healthz says so (503, with what to do) where it said 200.
+#[test]
+fn healthz_reports_a_database_migrated_by_a_newer_node_with_503() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let rt = runtime();
+    let registry = xtt_registry::open_storage(&url).unwrap();
+    add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let server = run(
+            XttServer::bind(test_config(tmp.path()), fx.keys(), registry.clone())
+                .await
+                .unwrap(),
+        );
+        let metrics = server.metrics_addr.unwrap();
+        let (status, body) = get(metrics, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+
+        // What a newer node's migration leaves behind.
+        let newer = xtt_registry::POSTGRES_SCHEMA_VERSION + 1;
+        let config: postgres::Config = url.parse().unwrap();
+        // The blocking client runs its own runtime: not on this one's threads.
+        tokio::task::spawn_blocking(move || {
+            let mut c = config.connect(postgres::NoTls).unwrap();
+            c.execute(
+                "INSERT INTO xtt_schema_version (version) VALUES ($1)",
+                &[&newer],
+            )
+            .unwrap();
+        })
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            let (status, body) = get(metrics, "/healthz").await;
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["status"], "unavailable");
+            assert_eq!(body["storage"], "schema");
+            assert_eq!(
+                body["reason"].as_str().unwrap(),
+                format!(
+                    "the registry database was migrated to schema version {newer} by a newer \
+                     xtt; this node supports up to {}: restart it with the newer version",
+                    xtt_registry::POSTGRES_SCHEMA_VERSION
+                ),
+                "{body}"
+            );
+        }
+        server.stop().await;
+    });
+    drop(rt);
+    drop(registry);
+}
+
 /// UDP options that give up within about two seconds: a refused flight is answered with the
 /// Error message (or, once its cookie was tried, dropped), never with a session.
 fn udp_quick() -> SessionClientOptions {
