@@ -660,12 +660,7 @@ impl PostgresRegistry {
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, RegistryError> {
         let mut c = self.conn()?;
-        let row = c
-            .query_typed_one(
-                "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
-                &[],
-            )
-            .map_err(db)?;
+        let row = c.query_typed_one(SCHEMA_VERSION_QUERY, &[]).map_err(db)?;
         Ok(row.get(0))
     }
 }
@@ -776,20 +771,7 @@ fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
              )",
         )
         .map_err(db)?;
-        let found: i64 = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
-                &[],
-            )
-            .map_err(db)?
-            .get(0);
-        if found > POSTGRES_SCHEMA_VERSION {
-            return Err(RegistryError::SchemaTooNew {
-                found,
-                supported: POSTGRES_SCHEMA_VERSION,
-            });
-        }
-        if found >= target {
+        if checked_schema_version(&mut tx)? >= target {
             continue; // dropping `tx` rolls back the (empty) transaction
         }
         tx.batch_execute(sql).map_err(db)?;
@@ -802,11 +784,18 @@ fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
     }
     // A database migrated by newer code and no migration left for us to run. (On the
     // connection already held: a pool of one has no second connection to give.)
+    checked_schema_version(c).map(drop)
+}
+
+/// The database's schema version (0 before the first migration).
+const SCHEMA_VERSION_QUERY: &str =
+    "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version";
+
+/// The database's schema version, or [`RegistryError::SchemaTooNew`] when newer code migrated
+/// it past [`POSTGRES_SCHEMA_VERSION`].
+fn checked_schema_version(c: &mut impl postgres::GenericClient) -> Result<i64, RegistryError> {
     let found: i64 = c
-        .query_one(
-            "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
-            &[],
-        )
+        .query_typed_one(SCHEMA_VERSION_QUERY, &[])
         .map_err(db)?
         .get(0);
     if found > POSTGRES_SCHEMA_VERSION {
@@ -815,7 +804,7 @@ fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
             supported: POSTGRES_SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(found)
 }
 
 fn now_unix() -> UnixTime {
@@ -929,20 +918,7 @@ impl Registry for PostgresRegistry {
             .pool
             .get_timeout(Duration::from_secs(2))
             .map_err(pool_err)?;
-        let found: i64 = c
-            .query_typed_one(
-                "SELECT coalesce(max(version), 0)::bigint FROM xtt_schema_version",
-                &[],
-            )
-            .map_err(db)?
-            .get(0);
-        if found > POSTGRES_SCHEMA_VERSION {
-            return Err(RegistryError::SchemaTooNew {
-                found,
-                supported: POSTGRES_SCHEMA_VERSION,
-            });
-        }
-        Ok(())
+        checked_schema_version(&mut *c).map(drop)
     }
 
     fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError> {
