@@ -94,10 +94,20 @@ pub struct TaServeArgs {
     #[arg(long, default_value = "tte-ta-otp.key")]
     pub otp_key: PathBuf,
     /// Bearer token the manufacturer presents to register devices, at least 16 characters.
-    /// Prefer the environment variable: a token given on the command line
-    /// can be read by other local users (e.g. in `ps`).
-    #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
-    pub manufacturer_token: String,
+    /// Prefer --manufacturer-token-file or the environment variable: a token given on the
+    /// command line can be read by other local users (e.g. in `ps`).
+    #[arg(
+        long,
+        env = "TTE_MANUFACTURER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        required_unless_present = "manufacturer_token_file"
+    )]
+    pub manufacturer_token: Option<String>,
+    /// Read the manufacturer token from this file instead (one trailing newline is dropped;
+    /// `<(…)` works too): it stays off the command line and out of the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "manufacturer_token")]
+    pub manufacturer_token_file: Option<PathBuf>,
     /// Trust-anchor store: record each registered TaSecret in it (a tte-ta-secret anchor named
     /// by the DevURN) and encrypt devices' answers under the TaSecret read from it.
     #[arg(long, value_name = "STORE", visible_alias = "store")]
@@ -129,10 +139,20 @@ pub struct ControllerServeArgs {
     #[arg(long, default_value = "tte-controller.sqlite")]
     pub db: PathBuf,
     /// Bearer token for the operator views (`/devices`), at least 16 characters.
-    /// Prefer the environment variable: a token given on the command line
-    /// can be read by other local users (e.g. in `ps`).
-    #[arg(long, env = "TTE_OPERATOR_TOKEN", hide_env_values = true)]
-    pub operator_token: String,
+    /// Prefer --operator-token-file or the environment variable: a token given on the
+    /// command line can be read by other local users (e.g. in `ps`).
+    #[arg(
+        long,
+        env = "TTE_OPERATOR_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        required_unless_present = "operator_token_file"
+    )]
+    pub operator_token: Option<String>,
+    /// Read the operator token from this file instead (one trailing newline is dropped;
+    /// `<(…)` works too): it stays off the command line and out of the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "operator_token")]
+    pub operator_token_file: Option<PathBuf>,
     /// Page origins (Transfer Agents) allowed to add devices; repeatable. Default (or `*`): any.
     #[arg(long = "allow-origin")]
     pub allow_origin: Vec<String>,
@@ -179,10 +199,20 @@ pub struct ManufactureArgs {
     #[arg(long)]
     pub qr_base: Option<String>,
     /// Manufacturer bearer token: the Transfer Agent's --manufacturer-token (at least 16
-    /// characters). Prefer the environment variable: a token given on the command line
-    /// can be read by other local users (e.g. in `ps`).
-    #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// characters). Prefer --token-file or the environment variable: a token given on the
+    /// command line can be read by other local users (e.g. in `ps`).
+    #[arg(
+        long,
+        env = "TTE_MANUFACTURER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        required_unless_present = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the manufacturer token from this file instead (one trailing newline is dropped;
+    /// `<(…)` works too): it stays off the command line and out of the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// How many devices to make.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
@@ -384,10 +414,20 @@ pub struct BulkCreateArgs {
     #[arg(long)]
     pub qr_base: Option<String>,
     /// Manufacturer bearer token: the Transfer Agent's --manufacturer-token (at least 16
-    /// characters). Prefer the environment variable: a token given on the command line
-    /// can be read by other local users (e.g. in `ps`).
-    #[arg(long, env = "TTE_MANUFACTURER_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// characters). Prefer --token-file or the environment variable: a token given on the
+    /// command line can be read by other local users (e.g. in `ps`).
+    #[arg(
+        long,
+        env = "TTE_MANUFACTURER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        required_unless_present = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the manufacturer token from this file instead (one trailing newline is dropped;
+    /// `<(…)` works too): it stays off the command line and out of the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// DevURN text before the counter.
     #[arg(long)]
     pub prefix: String,
@@ -589,9 +629,11 @@ async fn shutdown() {
 }
 
 async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
-    if a.manufacturer_token.len() < 16 {
-        bail!("the manufacturer token must be at least 16 characters");
-    }
+    let token = bearer_token(
+        a.manufacturer_token.as_deref(),
+        a.manufacturer_token_file.as_deref(),
+        "manufacturer token",
+    )?;
     // The port first: a busy one must not leave a new database and OTP key behind.
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -606,7 +648,7 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
         ),
         None => Arc::new(store),
     };
-    let app = TransferAgent::new(store, key, &a.manufacturer_token).router();
+    let app = TransferAgent::new(store, key, &token).router();
     eprintln!(
         "Transfer Agent listening on http://{}",
         listener.local_addr()?
@@ -620,9 +662,11 @@ async fn serve_ta(a: TaServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
-    if a.operator_token.len() < 16 {
-        bail!("the operator token must be at least 16 characters");
-    }
+    let token = bearer_token(
+        a.operator_token.as_deref(),
+        a.operator_token_file.as_deref(),
+        "operator token",
+    )?;
     for (flag, v) in [
         ("--add-rate", a.add_rate),
         ("--add-burst", a.add_burst),
@@ -650,7 +694,7 @@ async fn serve_controller(a: ControllerServeArgs) -> anyhow::Result<()> {
         ),
         None => Arc::new(store),
     };
-    let mut c = Controller::new(store, &a.operator_token)
+    let mut c = Controller::new(store, &token)
         .with_rates(crate::controller::ControllerRates {
             adds: xtt_ratelimit::RateLimits::per_client(a.add_rate, a.add_burst),
             updates: xtt_ratelimit::RateLimits::per_client(a.update_rate, a.update_burst),
@@ -687,6 +731,11 @@ fn bar(n: u64, what: &str) -> ProgressBar {
 async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
     // Every input is checked before --out is created, so a mistyped path leaves no empty
     // output directory behind.
+    let token = bearer_token(
+        a.token.as_deref(),
+        a.token_file.as_deref(),
+        "manufacturer token",
+    )?;
     let http = a.trust.client()?;
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
     manufacture::scheme_authority(qr_base)?;
@@ -712,9 +761,8 @@ async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
             .next()
             .map(|m| crate::xtt_enroll::XttSecrets::from_member_dir(&m, a.xtt_root.as_deref()))
             .transpose()?;
-        let dev =
-            manufacture::manufacture_one_with_xtt(&http, &a.ta, qr_base, &a.token, &a.out, xtt)
-                .await?;
+        let dev = manufacture::manufacture_one_with_xtt(&http, &a.ta, qr_base, &token, &a.out, xtt)
+            .await?;
         if a.print_qr {
             pb.suspend(|| -> anyhow::Result<()> {
                 println!("{}\n{}", dev.urn, qr::terminal(&dev.setup_url)?);
@@ -872,6 +920,11 @@ fn led_decode(a: LedDecodeArgs) -> anyhow::Result<()> {
 }
 
 async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
+    let token = bearer_token(
+        a.token.as_deref(),
+        a.token_file.as_deref(),
+        "manufacturer token",
+    )?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let range = UrnRange {
         prefix: a.prefix,
@@ -884,7 +937,7 @@ async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
     let pb = bar(u64::from(a.count), "registering box");
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
     let label =
-        bulk::create_box(&http, &a.ta, qr_base, &a.token, range, &a.out, || pb.inc(1)).await?;
+        bulk::create_box(&http, &a.ta, qr_base, &token, range, &a.out, || pb.inc(1)).await?;
     pb.finish_with_message("box registered");
     eprintln!(
         "box label for {} devices written to {}",
@@ -922,14 +975,63 @@ fn secret_text(
         .with_context(|| format!("give the {what}"))
 }
 
+/// Fewest characters a bearer token may have, however it is given.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A bearer token given directly (or by its environment variable) or in a file (the
+/// `--…-token-file` options; a pipe such as `<(…)` works too): the file's text without one
+/// trailing newline, not empty, read up to [`MAX_SECRET_FILE`] bytes. Either way it must have
+/// at least [`MIN_TOKEN_LEN`] characters. `what` names it in errors, which never quote it.
+fn bearer_token(
+    direct: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::Read as _;
+    let token = match (direct, file) {
+        (_, Some(path)) => {
+            let context = || format!("reading the {what} from {}", path.display());
+            let mut text = zeroize::Zeroizing::new(String::new());
+            std::fs::File::open(path)
+                .with_context(context)?
+                .take(MAX_SECRET_FILE as u64 + 1)
+                .read_to_string(&mut text)
+                .with_context(context)?;
+            if text.len() > MAX_SECRET_FILE {
+                bail!(
+                    "the {what} file {} is longer than {MAX_SECRET_FILE} bytes",
+                    path.display()
+                );
+            }
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            if text.is_empty() {
+                bail!("the {what} file {} is empty", path.display());
+            }
+            text
+        }
+        (Some(token), None) => zeroize::Zeroizing::new(token.to_owned()),
+        (None, None) => bail!("give the {what}"),
+    };
+    if token.len() < MIN_TOKEN_LEN {
+        bail!("the {what} must be at least {MIN_TOKEN_LEN} characters");
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every token option says its minimum length and recommends the environment variable.
+    /// Every token option says its minimum length and recommends its file form (which it
+    /// conflicts with) or the environment variable.
     #[test]
     fn token_help_gives_the_minimum_and_prefers_the_environment() {
-        fn help(cmd: clap::Command, id: &str) -> String {
+        fn help(cmd: &clap::Command, id: &str) -> String {
             let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
             format!("{} {:?}", arg.get_help().unwrap(), arg.get_env())
         }
@@ -955,14 +1057,93 @@ mod tests {
                 "TTE_MANUFACTURER_TOKEN",
             ),
         ] {
-            let text = help(cmd, id);
+            let text = help(&cmd, id);
+            let file_flag = format!("--{}-file", id.replace('_', "-"));
             assert!(text.contains("at least 16 characters"), "{id}: {text}");
             assert!(
-                text.contains("Prefer the environment variable") && text.contains("`ps`"),
+                text.contains(&format!("Prefer {file_flag} or the environment variable"))
+                    && text.contains("`ps`"),
                 "{id}: {text}"
             );
             assert!(text.contains(env), "{id}: {text}");
+
+            let file_id = format!("{id}_file");
+            let file = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == file_id.as_str())
+                .unwrap_or_else(|| panic!("{id}: no {file_id}"));
+            assert_eq!(format!("--{}", file.get_long().unwrap()), file_flag, "{id}");
+            assert!(file.get_env().is_none(), "{file_id}");
+            let file_help = help(&cmd, &file_id);
+            assert!(
+                file_help.contains("from this file") && file_help.contains("newline"),
+                "{file_id}: {file_help}"
+            );
+            let conflicts = cmd.get_arg_conflicts_with(file);
+            assert!(
+                conflicts.iter().any(|a| a.get_id() == id),
+                "{file_id} does not conflict with {id}"
+            );
         }
+    }
+
+    #[test]
+    fn token_files_lose_one_newline_and_must_be_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "a-token-of-some-length\n").unwrap();
+        let t = bearer_token(None, Some(&file), "operator token").unwrap();
+        assert_eq!(t.as_str(), "a-token-of-some-length");
+        // Only one newline goes, and nothing else is trimmed.
+        std::fs::write(&file, " a-token-of-some-length\n\n").unwrap();
+        let t = bearer_token(None, Some(&file), "operator token").unwrap();
+        assert_eq!(t.as_str(), " a-token-of-some-length\n");
+        std::fs::write(&file, "a-token-of-some-length\r\n").unwrap();
+        let t = bearer_token(None, Some(&file), "operator token").unwrap();
+        assert_eq!(t.as_str(), "a-token-of-some-length");
+
+        for text in ["", "\n"] {
+            std::fs::write(&file, text).unwrap();
+            let e = format!(
+                "{:#}",
+                bearer_token(None, Some(&file), "operator token").unwrap_err()
+            );
+            assert!(
+                e.contains("is empty") && e.contains("token"),
+                "{text:?}: {e}"
+            );
+        }
+        std::fs::write(&file, "short-token\n").unwrap();
+        let e = bearer_token(None, Some(&file), "manufacturer token").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the manufacturer token must be at least 16 characters"
+        );
+        let e = bearer_token(Some("short-token"), None, "manufacturer token").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the manufacturer token must be at least 16 characters"
+        );
+        assert_eq!(
+            bearer_token(Some("a-token-of-some-length"), None, "x")
+                .unwrap()
+                .as_str(),
+            "a-token-of-some-length"
+        );
+
+        let missing = dir.path().join("missing-token");
+        let e = format!(
+            "{:#}",
+            bearer_token(None, Some(&missing), "operator token").unwrap_err()
+        );
+        assert!(e.contains("missing-token"), "{e}");
+
+        std::fs::write(&file, vec![b'x'; MAX_SECRET_FILE + 1]).unwrap();
+        let e = format!(
+            "{:#}",
+            bearer_token(None, Some(&file), "operator token").unwrap_err()
+        );
+        assert!(e.contains("longer than") && !e.contains("xxxx"), "{e}");
     }
 
     #[test]

@@ -285,3 +285,166 @@ async fn a_busy_port_leaves_no_new_database_or_key() {
         assert!(!dir.path().join(name).exists(), "{name} was created");
     }
 }
+
+/// The arguments `child_xtt` runs `xtt` with, one per line.
+const CHILD_ARGS: &str = "TTE_CHILD_XTT_ARGS";
+
+/// Not a test by itself: `xtt ARGS…` as the binary runs it, in a child process (this same test
+/// binary re-run with `--ignored --exact child_xtt`): clap's own exit status (2) for a bad
+/// command line, and `error: …` with status 1 for a failure.
+#[test]
+#[ignore = "helper process for the token file tests"]
+fn child_xtt() {
+    let Ok(args) = std::env::var(CHILD_ARGS) else {
+        panic!("not a test by itself: run with {CHILD_ARGS} set")
+    };
+    let xtt = Xtt::parse_from(std::iter::once("xtt").chain(args.lines()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    if let Err(e) = rt.block_on(run(xtt.tte)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// `xtt` run in a child process by `program` (this test binary, or a shell that runs it), with
+/// no token in its environment.
+fn xtt_child(program: &str, pre: &[&str], args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(pre)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_xtt",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ARGS, args.join("\n"))
+        .env_remove("TTE_MANUFACTURER_TOKEN")
+        .env_remove("TTE_OPERATOR_TOKEN");
+    cmd
+}
+
+/// `--manufacturer-token-file`: the token is read from a file (or a pipe, `<(…)`), is held to
+/// the same minimum length as one given directly, cannot be given both ways, and a file that
+/// cannot be read is named.
+#[test]
+fn transfer_agent_serve_takes_its_token_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let serve = |extra: &[&str]| {
+        let (db, key) = (path("ta.sqlite"), path("otp.key"));
+        let mut args = vec![
+            "transfer-agent",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--otp-key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        let exe = std::env::current_exe().unwrap();
+        let out = common::output_within(
+            &mut xtt_child(exe.to_str().unwrap(), &[], &args),
+            None,
+            common::PEER_LIMIT,
+        )
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+
+    // A short token in a file is refused like a short one on the command line.
+    let short = path("short.token");
+    std::fs::write(&short, "too-short-token\n").unwrap();
+    let (code, stderr) = serve(&["--manufacturer-token-file", &short]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the manufacturer token must be at least 16 characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("too-short-token"), "{stderr}");
+
+    // Both forms at once: a usage error.
+    let good = path("good.token");
+    std::fs::write(&good, "a-manufacturer-token-of-some-length\n").unwrap();
+    let (code, stderr) = serve(&[
+        "--manufacturer-token-file",
+        &good,
+        "--manufacturer-token",
+        "a-manufacturer-token-of-some-length",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+
+    // A missing file is named.
+    let missing = path("no-such.token");
+    let (code, stderr) = serve(&["--manufacturer-token-file", &missing]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("manufacturer token") && stderr.contains(&missing),
+        "{stderr}"
+    );
+
+    // An empty file is refused.
+    let empty = path("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    let (code, stderr) = serve(&["--manufacturer-token-file", &empty]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("is empty"), "{stderr}");
+
+    // None of those refusals left a database or key behind.
+    for name in ["ta.sqlite", "otp.key"] {
+        assert!(!dir.path().join(name).exists(), "{name} was created");
+    }
+}
+
+/// A good token in a pipe (`<(…)` in a shell) starts the Transfer Agent.
+#[test]
+fn transfer_agent_serve_starts_with_a_token_from_a_pipe() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (db, key) = (path("ta.sqlite"), path("otp.key"));
+    let args = [
+        "transfer-agent",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--otp-key",
+        &key,
+    ];
+    // bash runs the test binary ("$0" "$@"), adding the token file option, with the token
+    // in a pipe (`<(…)`), to the arguments xtt gets.
+    let script = r#"TTE_CHILD_XTT_ARGS="$TTE_CHILD_XTT_ARGS"$'\n--manufacturer-token-file\n'<(printf '%s\n' a-manufacturer-token-of-some-length) exec "$0" "$@""#;
+    let mut cmd = xtt_child("bash", &["-c", script], &args);
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let started = loop {
+        match rx.recv_timeout(common::PEER_LIMIT) {
+            Ok(line) if line.contains("Transfer Agent listening on") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started, "the Transfer Agent did not start: {seen:?}");
+}
