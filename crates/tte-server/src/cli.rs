@@ -189,15 +189,9 @@ pub struct ControllerServeArgs {
     pub update_burst: f64,
 }
 
-/// Options of `manufacture`.
+/// The manufacturer's bearer token of the commands that register devices with a Transfer Agent.
 #[derive(Debug, Args)]
-pub struct ManufactureArgs {
-    /// Transfer Agent base URL for registration.
-    #[arg(long, env = "TTE_TA_URL")]
-    pub ta: String,
-    /// Transfer Agent base URL printed in QR codes (default: --ta).
-    #[arg(long)]
-    pub qr_base: Option<String>,
+pub struct ManufacturerToken {
     /// Manufacturer bearer token: the Transfer Agent's --manufacturer-token (at least 16
     /// characters). Prefer --token-file or the environment variable: a token given on the
     /// command line can be read by other local users (e.g. in `ps`).
@@ -213,6 +207,30 @@ pub struct ManufactureArgs {
     /// `<(…)` works too): it stays off the command line and out of the environment.
     #[arg(long, value_name = "FILE", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+}
+
+impl ManufacturerToken {
+    /// The token, from the option, its environment variable or the file.
+    fn resolve(&self) -> anyhow::Result<zeroize::Zeroizing<String>> {
+        bearer_token(
+            self.token.as_deref(),
+            self.token_file.as_deref(),
+            "manufacturer token",
+        )
+    }
+}
+
+/// Options of `manufacture`.
+#[derive(Debug, Args)]
+pub struct ManufactureArgs {
+    /// Transfer Agent base URL for registration.
+    #[arg(long, env = "TTE_TA_URL")]
+    pub ta: String,
+    /// Transfer Agent base URL printed in QR codes (default: --ta).
+    #[arg(long)]
+    pub qr_base: Option<String>,
+    #[command(flatten)]
+    pub token: ManufacturerToken,
     /// How many devices to make.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
@@ -413,21 +431,8 @@ pub struct BulkCreateArgs {
     /// Transfer Agent base URL printed on the label (default: --ta).
     #[arg(long)]
     pub qr_base: Option<String>,
-    /// Manufacturer bearer token: the Transfer Agent's --manufacturer-token (at least 16
-    /// characters). Prefer --token-file or the environment variable: a token given on the
-    /// command line can be read by other local users (e.g. in `ps`).
-    #[arg(
-        long,
-        env = "TTE_MANUFACTURER_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        required_unless_present = "token_file"
-    )]
-    pub token: Option<String>,
-    /// Read the manufacturer token from this file instead (one trailing newline is dropped;
-    /// `<(…)` works too): it stays off the command line and out of the environment.
-    #[arg(long, value_name = "FILE", conflicts_with = "token")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub token: ManufacturerToken,
     /// DevURN text before the counter.
     #[arg(long)]
     pub prefix: String,
@@ -731,11 +736,7 @@ fn bar(n: u64, what: &str) -> ProgressBar {
 async fn run_manufacture(a: ManufactureArgs) -> anyhow::Result<()> {
     // Every input is checked before --out is created, so a mistyped path leaves no empty
     // output directory behind.
-    let token = bearer_token(
-        a.token.as_deref(),
-        a.token_file.as_deref(),
-        "manufacturer token",
-    )?;
+    let token = a.token.resolve()?;
     let http = a.trust.client()?;
     let qr_base = a.qr_base.as_deref().unwrap_or(&a.ta);
     manufacture::scheme_authority(qr_base)?;
@@ -920,11 +921,7 @@ fn led_decode(a: LedDecodeArgs) -> anyhow::Result<()> {
 }
 
 async fn bulk_create(a: BulkCreateArgs) -> anyhow::Result<()> {
-    let token = bearer_token(
-        a.token.as_deref(),
-        a.token_file.as_deref(),
-        "manufacturer token",
-    )?;
+    let token = a.token.resolve()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let range = UrnRange {
         prefix: a.prefix,
