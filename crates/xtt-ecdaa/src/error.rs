@@ -54,6 +54,10 @@ pub enum Error {
     /// Signing with a pseudonym requires a non-empty basename.
     #[error("basename must not be empty")]
     EmptyBasename,
+    /// A prepared signature was finished by another member than the one that prepared it, or
+    /// prepared without the basename this signature needs.
+    #[error("prepared signature belongs to another member or basename")]
+    PreparedForAnotherMember,
     /// The pairing self-test on precomputed lines failed (would indicate a library bug).
     #[error("pairing self-test failed")]
     PairingSelfTest,
@@ -69,9 +73,10 @@ impl From<Error> for DaaError {
             | Error::NotInSubgroup
             | Error::ScalarOutOfRange => DaaError::Malformed,
             Error::Revoked => DaaError::Revoked,
-            Error::HashToG1Failed | Error::EmptyBasename | Error::ZeroScalar => {
-                DaaError::SigningFailed
-            }
+            Error::HashToG1Failed
+            | Error::EmptyBasename
+            | Error::ZeroScalar
+            | Error::PreparedForAnotherMember => DaaError::SigningFailed,
             Error::InvalidIssuerProof
             | Error::InvalidMemberProof
             | Error::InvalidCredential

@@ -164,8 +164,9 @@ pub use join::{
     generate_member_key, Credential, CredentialSignature, MemberPublicKey, MemberSecretKey,
 };
 pub use revocation::RevocationLists;
-pub use sign::{group_id, Member};
+pub use sign::{group_id, Member, PreparedSignature};
 pub use verify::GroupVerifier;
+pub use xtt::StockedMember;
 
 /// Lowercase hex for `Debug` output of public values.
 pub(crate) fn hex(bytes: &[u8]) -> String {

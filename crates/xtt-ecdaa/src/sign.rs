@@ -159,15 +159,10 @@ impl Member {
         message: &[u8],
         rng: &mut dyn CryptoRngCore,
     ) -> Result<[u8; SIGNATURE_LEN_WITH_PSEUDONYM], Error> {
-        let (bsn, nym) = match (&self.bsn, &self.nym) {
-            (Some(b), Some(k)) => (b, k),
-            _ => return Err(Error::EmptyBasename),
-        };
-        let mut out = [0u8; SIGNATURE_LEN_WITH_PSEUDONYM];
-        let (head, tail) = out.split_at_mut(SIGNATURE_LEN_WITHOUT_PSEUDONYM);
-        self.sign_core(message, Some((bsn, nym)), head, rng);
-        tail.copy_from_slice(nym);
-        Ok(out)
+        if self.bsn.is_none() {
+            return Err(Error::EmptyBasename);
+        }
+        self.sign_prepared(self.prepare(rng), message)
     }
 
     /// Signs without a basename (unlinkable): the 356-byte form.
@@ -176,19 +171,45 @@ impl Member {
         message: &[u8],
         rng: &mut dyn CryptoRngCore,
     ) -> [u8; SIGNATURE_LEN_WITHOUT_PSEUDONYM] {
+        let prepared = self.prepare_core(false, rng);
         let mut out = [0u8; SIGNATURE_LEN_WITHOUT_PSEUDONYM];
-        self.sign_core(message, None, &mut out, rng);
+        self.finish(&prepared, message, None, &mut out);
         out
     }
 
-    /// Writes `c ‖ s ‖ R ‖ S ‖ T ‖ W ‖ n` into `out` (356 bytes).
-    fn sign_core(
+    /// Does every point multiplication of one signature with the configured basename ahead of
+    /// the message (§8.1–8.2: the randomized credential, both commitments), so that
+    /// [`Member::sign_prepared`] only hashes and computes one scalar response. A device can
+    /// prepare while it waits for the server, or before it connects. Draws l, k and n in the
+    /// order [`Member::sign`] does, so a recorded RNG stream gives the same signature.
+    pub fn prepare(&self, rng: &mut dyn CryptoRngCore) -> PreparedSignature {
+        self.prepare_core(self.bsn.is_some(), rng)
+    }
+
+    /// Completes a signature from [`Member::prepare`] over `message`; the same bytes
+    /// [`Member::sign`] gives for the same draws. The preparation is consumed: its nonce k
+    /// signs exactly one message (a second use would reveal the secret key).
+    pub fn sign_prepared(
         &self,
+        prepared: PreparedSignature,
         message: &[u8],
-        bsn: Option<(&BasenamePoint, &[u8; G1_LEN])>,
-        out: &mut [u8],
-        rng: &mut dyn CryptoRngCore,
-    ) {
+    ) -> Result<[u8; SIGNATURE_LEN_WITH_PSEUDONYM], Error> {
+        let (bsn, nym) = match (&self.bsn, &self.nym) {
+            (Some(b), Some(k)) => (b, k),
+            _ => return Err(Error::EmptyBasename),
+        };
+        if !Arc::ptr_eq(&prepared.tables, &self.tables) || prepared.l.is_none() {
+            return Err(Error::PreparedForAnotherMember);
+        }
+        let mut out = [0u8; SIGNATURE_LEN_WITH_PSEUDONYM];
+        let (head, tail) = out.split_at_mut(SIGNATURE_LEN_WITHOUT_PSEUDONYM);
+        self.finish(&prepared, message, Some((bsn, nym)), head);
+        tail.copy_from_slice(nym);
+        Ok(out)
+    }
+
+    /// §8.1–8.2 and the draw of n: everything that does not depend on the message.
+    fn prepare_core(&self, with_basename: bool, rng: &mut dyn CryptoRngCore) -> PreparedSignature {
         let tb = &*self.tables;
         // 8.1: randomize the credential with l (secret: it unlinks signatures).
         let l = Scalar::random(rng);
@@ -200,42 +221,56 @@ impl Member {
         let k = Scalar::random(rng);
         let kl = Scalar::mul(&k, &l);
         let e = tb.b.mul(&kl.0);
-        // 8.3: Fiat–Shamir.
-        let (c1, [r_b, s_b, t_b, w_b]) = match (bsn, &tb.j) {
-            (Some((b, nym)), Some(jt)) => {
+        let (e, s, w, l_pt, r, t) = match (&tb.j, with_basename) {
+            (Some(jt), true) => {
                 let l_pt = jt.mul(&k.0);
-                let [e_b, s_b, w_b, l_b, r_b, t_b] = G1::encode_batch([&e, &s, &w, &l_pt, &r, &t]);
-                let c1 = hash_to_scalar(&[
-                    &e_b,
-                    &s_b,
-                    &w_b,
-                    &l_b,
-                    &b.j_bytes,
-                    nym,
-                    &b.basename,
-                    message,
-                ]);
-                (c1, [r_b, s_b, t_b, w_b])
+                let [e, s, w, l_pt, r, t] = G1::encode_batch([&e, &s, &w, &l_pt, &r, &t]);
+                (e, s, w, Some(l_pt), r, t)
             }
             _ => {
-                let [e_b, s_b, w_b, r_b, t_b] = G1::encode_batch([&e, &s, &w, &r, &t]);
-                (
-                    hash_to_scalar(&[&e_b, &s_b, &w_b, message]),
-                    [r_b, s_b, t_b, w_b],
-                )
+                let [e, s, w, r, t] = G1::encode_batch([&e, &s, &w, &r, &t]);
+                (e, s, w, None, r, t)
             }
         };
         let n = Scalar::random(rng).to_bytes();
-        let c = hash_to_scalar(&[&n, &big_to_bytes(&c1)]);
-        let sresp = Scalar::schnorr_response(&k, &c, &self.sk.0);
+        PreparedSignature {
+            tables: self.tables.clone(),
+            k,
+            e,
+            s,
+            w,
+            l: l_pt,
+            r,
+            t,
+            n,
+        }
+    }
+
+    /// §8.3–8.4: Fiat–Shamir over the prepared points and `message`, then the response; writes
+    /// `c ‖ s ‖ R ‖ S ‖ T ‖ W ‖ n` into `out` (356 bytes).
+    fn finish(
+        &self,
+        p: &PreparedSignature,
+        message: &[u8],
+        bsn: Option<(&BasenamePoint, &[u8; G1_LEN])>,
+        out: &mut [u8],
+    ) {
+        let c1 = match (bsn, &p.l) {
+            (Some((b, nym)), Some(l_b)) => {
+                hash_to_scalar(&[&p.e, &p.s, &p.w, l_b, &b.j_bytes, nym, &b.basename, message])
+            }
+            _ => hash_to_scalar(&[&p.e, &p.s, &p.w, message]),
+        };
+        let c = hash_to_scalar(&[&p.n, &big_to_bytes(&c1)]);
+        let sresp = Scalar::schnorr_response(&p.k, &c, &self.sk.0);
         let fields: [&[u8]; 7] = [
             &big_to_bytes(&c),
             &sresp.to_bytes(),
-            &r_b,
-            &s_b,
-            &t_b,
-            &w_b,
-            &n,
+            &p.r,
+            &p.s,
+            &p.t,
+            &p.w,
+            &p.n,
         ];
         let mut pos = 0usize;
         for f in fields {
@@ -244,5 +279,28 @@ impl Member {
             }
             pos += f.len();
         }
+    }
+}
+
+/// The message-independent part of one signature by one member ([`Member::prepare`]): the
+/// randomized credential R, S, T, W, the commitments E and L, the nonce n, and the secret k that
+/// answers the challenge. Not `Clone`: it signs one message and is gone; k is wiped on drop.
+pub struct PreparedSignature {
+    /// Identifies the member that prepared it (its tables are shared only between its clones).
+    tables: Arc<SignTables>,
+    k: Scalar,
+    e: [u8; G1_LEN],
+    s: [u8; G1_LEN],
+    w: [u8; G1_LEN],
+    /// L = [k]J, present when prepared for a signature with the basename.
+    l: Option<[u8; G1_LEN]>,
+    r: [u8; G1_LEN],
+    t: [u8; G1_LEN],
+    n: [u8; SCALAR_LEN],
+}
+
+impl fmt::Debug for PreparedSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedSignature").finish_non_exhaustive()
     }
 }

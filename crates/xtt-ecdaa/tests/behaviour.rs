@@ -149,6 +149,56 @@ fn sign_verify_both_forms_and_pseudonym() {
     )
     .unwrap();
     assert_eq!(m.sign(b"x", &mut rng).unwrap_err(), Error::EmptyBasename);
+    let prepared = m.prepare(&mut rng);
+    assert_eq!(
+        m.sign_prepared(prepared, b"x").unwrap_err(),
+        Error::EmptyBasename
+    );
+}
+
+#[test]
+fn prepared_signatures_verify_and_belong_to_their_member() {
+    let g = group(5);
+    let mut rng = test_rng(50);
+    let prepared: Vec<_> = (0..3).map(|_| g.member.prepare(&mut rng)).collect();
+    for (i, p) in prepared.into_iter().enumerate() {
+        let msg = [u8::try_from(i).unwrap(); 64];
+        let sig = g.member.sign_prepared(p, &msg).unwrap();
+        let nym = g.verifier.verify(&msg, &sig, &mut rng).unwrap();
+        assert_eq!(nym, g.member.pseudonym());
+        assert_eq!(
+            g.verifier
+                .verify(b"another message", &sig, &mut rng)
+                .unwrap_err(),
+            Error::InvalidSignature
+        );
+    }
+    // A clone shares the member's tables, so it may finish what the original prepared.
+    let clone = g.member.clone();
+    let sig = clone
+        .sign_prepared(g.member.prepare(&mut rng), b"c")
+        .unwrap();
+    assert!(g.verifier.verify(b"c", &sig, &mut rng).is_ok());
+    // Another member refuses it rather than answer with a nonce committed against another
+    // credential.
+    let other = group(6);
+    assert_eq!(
+        other
+            .member
+            .sign_prepared(g.member.prepare(&mut rng), b"m")
+            .unwrap_err(),
+        Error::PreparedForAnotherMember
+    );
+    // Prepared without the basename (a member that has none) cannot make the 421-byte form.
+    let sk = MemberSecretKey::from_bytes(&g.sk).unwrap();
+    let cred = Credential::from_bytes(&g.member.credential().to_bytes()).unwrap();
+    let plain = Member::new(sk, cred, g.issuer.group_public_key(), b"").unwrap();
+    assert_eq!(
+        g.member
+            .sign_prepared(plain.prepare(&mut rng), b"m")
+            .unwrap_err(),
+        Error::PreparedForAnotherMember
+    );
 }
 
 fn member_cred(g: &Group) -> Vec<u8> {

@@ -198,10 +198,24 @@ fn handshake_signatures_reproduced_byte_for_byte_from_recorded_draws() {
             assert_eq!(d["len"].as_u64(), Some(65));
             stream.extend(hx(&d["bytes"]));
         }
-        let mut rng = ReplayRng::new(stream);
+        let mut rng = ReplayRng::new(stream.clone());
         let msg = hx(&h["signatures"]["client_daa_sig_hash"]);
         let sig = member.sign(&msg, &mut rng).unwrap();
         assert_eq!(rng.remaining(), 0, "{file}: sign must draw exactly l, k, n");
+        // Prepared ahead of the message from the same draws: the same C bytes.
+        let mut rng = ReplayRng::new(stream);
+        let prepared = member.prepare(&mut rng);
+        assert_eq!(
+            rng.remaining(),
+            0,
+            "{file}: prepare must draw exactly l, k, n"
+        );
+        let from_prepared = member.sign_prepared(prepared, &msg).unwrap();
+        assert_eq!(
+            hex::encode(from_prepared),
+            h["signatures"]["client_daa_signature"].as_str().unwrap(),
+            "{file}: prepared"
+        );
         assert_eq!(
             hex::encode(sig),
             h["signatures"]["client_daa_signature"].as_str().unwrap(),
