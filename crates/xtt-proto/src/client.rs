@@ -66,18 +66,41 @@ impl ClientHandshake {
         requested_id: ClientId,
         rng: &mut dyn CryptoRngCore,
     ) -> (ExpectServerAttest, Vec<u8>) {
-        let mut x25519_private = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut *x25519_private);
-        let longterm = match &config.longterm_key {
-            Some(k) => k.clone(),
-            None => LongtermKeyPair::generate(rng),
-        };
-        let mut nonce = [0u8; 32];
-        rng.fill_bytes(&mut nonce);
+        let prepared = PreparedClientInit::draw(config.longterm_key.as_ref(), rng);
+        Self::begin(config, suite, requested_id, prepared)
+    }
+
+    /// [`ClientHandshake::start`] with its draws and key generation done beforehand
+    /// ([`PreparedClientInit::generate`]). A long-term key in `config` takes precedence over the
+    /// prepared one.
+    pub fn start_prepared(
+        config: ClientConfig,
+        suite: SuiteSpec,
+        requested_id: ClientId,
+        mut prepared: PreparedClientInit,
+    ) -> (ExpectServerAttest, Vec<u8>) {
+        if let Some(k) = &config.longterm_key {
+            prepared.longterm = k.clone();
+        }
+        Self::begin(config, suite, requested_id, prepared)
+    }
+
+    fn begin(
+        config: ClientConfig,
+        suite: SuiteSpec,
+        requested_id: ClientId,
+        prepared: PreparedClientInit,
+    ) -> (ExpectServerAttest, Vec<u8>) {
+        let PreparedClientInit {
+            x25519_private,
+            key_share,
+            longterm,
+            nonce,
+        } = prepared;
         let ci = ClientInit {
             suite,
             nonce,
-            key_share: crypto::x25519_public(&x25519_private),
+            key_share,
         };
         let bytes = ci.encode();
         let mut client_init = [0u8; CLIENT_INIT_LEN];
@@ -93,6 +116,49 @@ impl ClientHandshake {
             },
             bytes,
         )
+    }
+}
+
+/// What ClientInit needs that does not depend on the server: the X25519 key pair, a fresh
+/// long-term key pair and the nonce. A device can make it while idle, so that connecting costs
+/// one X25519 computation less and no key generation. Used once: not `Clone`, and the private
+/// keys are wiped on drop.
+pub struct PreparedClientInit {
+    x25519_private: Zeroizing<[u8; 32]>,
+    key_share: [u8; 32],
+    longterm: LongtermKeyPair,
+    nonce: [u8; 32],
+}
+
+impl PreparedClientInit {
+    /// Draws the X25519 private key, the long-term private key and the nonce (C's order) and
+    /// computes both public keys.
+    pub fn generate(rng: &mut dyn CryptoRngCore) -> Self {
+        Self::draw(None, rng)
+    }
+
+    /// Draws nothing for the long-term key when one is given.
+    fn draw(longterm: Option<&LongtermKeyPair>, rng: &mut dyn CryptoRngCore) -> Self {
+        let mut x25519_private = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *x25519_private);
+        let longterm = match longterm {
+            Some(k) => k.clone(),
+            None => LongtermKeyPair::generate(rng),
+        };
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        Self {
+            key_share: crypto::x25519_public(&x25519_private),
+            x25519_private,
+            longterm,
+            nonce,
+        }
+    }
+}
+
+impl fmt::Debug for PreparedClientInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedClientInit").finish_non_exhaustive()
     }
 }
 

@@ -20,7 +20,7 @@ mod common;
 
 use common::{load_vectors, Vector};
 use xtt_proto::cert::{ServerCertificate, SERVER_CERTIFICATE_LEN};
-use xtt_proto::client::ClientHandshake;
+use xtt_proto::client::{ClientHandshake, PreparedClientInit};
 use xtt_proto::daa::{DaaSignature, DaaVerifier};
 use xtt_proto::key_schedule::{nonce, HandshakeKeys};
 use xtt_proto::longterm::{LongtermKeyPair, LongtermPublicKey};
@@ -515,6 +515,43 @@ fn client_rejects_server_finished_with_wrong_id_or_wrong_key_echo() {
                 other_id.unwrap_err(),
                 xtt_proto::error::PeerMisbehaved::WrongClientId.into()
             );
+        }
+    }
+}
+
+#[test]
+fn a_prepared_client_init_gives_the_same_bytes_from_the_same_draws() {
+    for v in load_vectors() {
+        let n = &v.name;
+        let requested = ClientId(v.arr("/result/requested_client_id"));
+        let c = ClientAttestPlaintext::decode(&v.hex("/aead/identity_client_attest/plaintext"))
+            .unwrap();
+        let (_, keys) = derive(&v);
+        // Prepared from the recorded stream, used later: C's ClientInit and long-term key.
+        // With a key in the config, that key is registered instead of the prepared one.
+        let configured = LongtermKeyPair::from_private_bytes(&[7; 32]).unwrap();
+        for key in [None, Some(configured.clone())] {
+            let mut rng = v.rng();
+            rng.skip_to(v.offset_of_draw("client_x25519_private_key"));
+            let prepared = PreparedClientInit::generate(&mut rng);
+            let mut config = v.client_config();
+            config.longterm_key = key.clone();
+            let (state, client_init) =
+                ClientHandshake::start_prepared(config, v.suite(), requested, prepared);
+            assert_eq!(client_init, v.message(0), "{n}: ClientInit is byte-equal");
+            rng.skip_to(v.offset_of_draw("ecdsa_k_client_longterm_signature"));
+            let (_, attest) = state.handle_server_attest(&v.message(1), &mut rng).unwrap();
+            let ours = IdentityClientAttest::decode(&attest).unwrap();
+            let pt = keys
+                .client_send()
+                .open(v.suite(), 0, &ours.cleartext(), &ours.ciphertext)
+                .unwrap();
+            let ours = ClientAttestPlaintext::decode(&pt).unwrap();
+            let expected = match &key {
+                None => c.longterm_key,
+                Some(k) => *k.public_key().as_bytes(),
+            };
+            assert_eq!(ours.longterm_key, expected, "{n}: key {key:?}");
         }
     }
 }
