@@ -8,7 +8,10 @@
 #   N_CC=300 CLIENTS_C=4  the C server driven by its own client (`xtt runclient`, one process per
 #                         handshake, CLIENTS_C at a time): the setup behind the issue's "~20/s"
 # Then ours as an operator runs it: `xtt server` (plain, then --batch) in its own process, loaded
-# by `xtt bench` in another; CPU per handshake of each from /proc and getrusage. Ends with the
+# by `xtt bench` in another; CPU per handshake of each from /proc and getrusage. The batched runs
+# are repeated with prepared devices (`--prepare`: each simulated device does the part of its
+# handshakes that needs nothing from the server before the timed phase, as a device can while
+# idle; the server's work is the same, the load generator's on the shared cores halves). Ends with the
 # ratios against the C server of the same run (the issue's targets are against its own clients)
 # and, as a secondary view, the capacity ratio: each server alone, from its CPU per handshake.
 set -euo pipefail
@@ -21,7 +24,8 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd) # the runs below change directory
 # The summary at the end reads these: none may be left from an earlier run.
 rm -f "$OUT"/c-server.txt "$OUT"/c-server-c-clients.txt "$OUT"/plain.txt "$OUT"/batched.txt \
-    "$OUT"/cli-plain.summary "$OUT"/cli-batched.summary
+    "$OUT"/batched-prepared.txt "$OUT"/cli-plain.summary "$OUT"/cli-batched.summary \
+    "$OUT"/cli-batched-prepared.summary
 cargo build --release -j2 -p xtt-server --example loadgen
 cargo build --release -j2 -p xtt-cli
 LOADGEN=target/release/examples/loadgen
@@ -92,6 +96,9 @@ echo "== ours, plain DAA verification, $DEVICES devices, $N handshakes"
 "$LOADGEN" --devices "$DEVICES" --handshakes "$N" --svg "$OUT/plain.svg" 2>/dev/null | tee "$OUT/plain.txt"
 echo "== ours, batched DAA verification, $DEVICES devices, $N handshakes"
 "$LOADGEN" --batch --devices "$DEVICES" --handshakes "$N" --svg "$OUT/batched.svg" 2>/dev/null | tee "$OUT/batched.txt"
+echo "== ours, batched DAA verification, $DEVICES prepared devices, $N handshakes"
+"$LOADGEN" --batch --prepare --devices "$DEVICES" --handshakes "$N" --svg "$OUT/batched-prepared.svg" \
+    2>/dev/null | tee "$OUT/batched-prepared.txt"
 
 # --- ours as an operator runs it: `xtt server` and `xtt bench`, two processes ------------------
 mkdir -p "$W/ours"
@@ -101,7 +108,8 @@ mkdir -p "$W/ours"
     "$XTT" cert server --generate-key >/dev/null
     "$XTT" group create acme >/dev/null
 )
-# cli_run LABEL [server flags]: one `xtt server` process, one `xtt bench` process.
+# cli_run LABEL [server flags]: one `xtt server` process, one `xtt bench` process (with the flags
+# in BENCH_FLAGS).
 cli_run() {
     local label=$1 out spid addr s0 s1
     shift
@@ -116,7 +124,7 @@ rc = subprocess.run(sys.argv[1:]).returncode
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"bench CPU: {r.ru_utime + r.ru_stime:.2f} s", file=sys.stderr)
 sys.exit(rc)' "$XTT" bench --server "$addr" --group acme --rcert root_cert.bin \
-        --devices "$DEVICES" --handshakes "$N" --json "$OUT/cli-$label.json" \
+        --devices "$DEVICES" --handshakes "$N" ${BENCH_FLAGS:-} --json "$OUT/cli-$label.json" \
         >"$OUT/cli-$label.txt" 2>"$OUT/cli-$label.err")
     s1=$(awk '{ sub(/^.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$spid/stat")
     kill -TERM "$spid"
@@ -131,13 +139,15 @@ print(f'handshakes/s: {r["handshakes_per_sec"]:.1f} ({ok} ok, {r["handshakes_fai
 run = r.get("load_generator_cpu_secs")
 in_run = f'{run * 1e3 / ok:.2f} ms in the run, ' if run is not None else ''
 print(f'server CPU per handshake: {(s1 - s0) * 1e3 / ok:.2f} ms; xtt bench CPU per handshake: '
-      f'{in_run}{bench * 1e3 / ok:.2f} ms with its setup (enrolling the devices)')
+      f'{in_run}{bench * 1e3 / ok:.2f} ms with its setup (enrolling the devices, and preparing them with --prepare)')
 PY
 }
 echo "== ours, \`xtt server\` (plain DAA) loaded by \`xtt bench\`, $DEVICES devices, $N handshakes"
 cli_run plain | tee "$OUT/cli-plain.summary"
 echo "== ours, \`xtt server --batch\` loaded by \`xtt bench\`, $DEVICES devices, $N handshakes"
 cli_run batched --batch | tee "$OUT/cli-batched.summary"
+echo "== ours, \`xtt server --batch\` loaded by \`xtt bench --prepare\`, $DEVICES devices, $N handshakes"
+BENCH_FLAGS=--prepare cli_run batched-prepared --batch | tee "$OUT/cli-batched-prepared.summary"
 
 echo "== same-run ratios (issue 3: plain >= 20x, batched >= 50x the C server's handshakes/s)"
 python3 - "$OUT" <<'PY'
@@ -160,6 +170,8 @@ ours = {
     "plain, xtt server": ("cli-plain.summary", r"handshakes/s: ([0-9.]+)", r"server CPU per handshake: ([0-9.]+) ms"),
     "batched, in-process": ("batched.txt", r"throughput\s+([0-9.]+)", r"server ([0-9.]+) ms"),
     "batched, xtt server": ("cli-batched.summary", r"handshakes/s: ([0-9.]+)", r"server CPU per handshake: ([0-9.]+) ms"),
+    "batched, in-process, prepared devices": ("batched-prepared.txt", r"throughput\s+([0-9.]+)", r"server ([0-9.]+) ms"),
+    "batched, xtt server, prepared devices": ("cli-batched-prepared.summary", r"handshakes/s: ([0-9.]+)", r"server CPU per handshake: ([0-9.]+) ms"),
 }
 print(f"C server: {c_own:.1f}/s with its own clients ({c_own_ms:.2f} ms of server CPU per handshake)"
       + (f", {c_gen:.1f}/s with our load generator" if c_gen else ""))

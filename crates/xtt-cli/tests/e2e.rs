@@ -419,6 +419,67 @@ fn bench_reports_text_json_and_svg() {
     assert_eq!(registry(d).identity_count().unwrap(), 4);
 }
 
+/// `--prepare`: the devices start from handshakes prepared before the run, which a real server
+/// accepts; the report says how many and what they cost.
+#[test]
+fn bench_prepare_runs_prepared_handshakes_and_reports_them() {
+    let (tmp, server) = serving(1);
+    let d = tmp.path();
+    let target = server.addr.to_string();
+    let args = [
+        "bench",
+        "-t",
+        &target,
+        "--group",
+        "acme",
+        "--devices",
+        "3",
+        "--handshakes",
+        "9",
+        "--prepare",
+        "--json",
+        "r.json",
+    ];
+    let out = ok(d, &args);
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("r.json")).unwrap()).unwrap();
+    assert_eq!(json["handshakes_ok"], 9, "{json}");
+    // A share of 3 each, a quarter more (0) and two spare.
+    assert_eq!(json["prepared_per_device"], 5, "{json}");
+    assert!(
+        json["preparation_cpu_secs"].as_f64().unwrap() >= 0.0,
+        "{json}"
+    );
+    assert!(
+        out.contains("prepared        5 handshakes per device (DAA commitments")
+            && out.contains("s CPU before the run, not counted above"),
+        "{out}"
+    );
+    server.stop();
+    assert_eq!(registry(d).identity_count().unwrap(), 3);
+
+    // The session modes have nothing to prepare: refused before any connection.
+    let out = xtt(
+        d,
+        &[
+            "bench",
+            "-t",
+            &target,
+            "--group",
+            "acme",
+            "--mode",
+            "session-handshakes",
+            "--prepare",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--prepare applies to identity handshakes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn demo_provisions_every_device_and_says_where_things_are() {
     let tmp = tempfile::tempdir().unwrap();

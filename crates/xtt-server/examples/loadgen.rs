@@ -3,6 +3,7 @@
 //! ```text
 //! # Our server (in this process, its own runtime) with a fresh PKI, group and N devices:
 //! cargo run --release -p xtt-server --example loadgen -- [--batch] [--devices 32] [--handshakes 3000]
+//! # --prepare: the devices prepare what needs nothing from the server before the timed phase
 //! # Any XTT server (e.g. the C reference), devices sharing one member credential from a C-style
 //! # client directory (daa_secretkey.bin, daa_cred.bin, daa_gpk.bin, basename.bin, root_cert.bin):
 //! cargo run --release -p xtt-server --example loadgen -- --target 127.0.0.1:4444 --client-dir DIR
@@ -18,7 +19,6 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use xtt_ecdaa::{Issuer, Member};
 use xtt_proto::cert::RootCertificate;
-use xtt_proto::daa::DaaSigner;
 use xtt_proto::SuiteSpec;
 use xtt_registry::{Durability, SqliteRegistry};
 use xtt_server::bench::{cpu_secs_in_stat, enroll_devices, run, BenchConfig, ThrowawayPki};
@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut svg = PathBuf::from("loadgen.svg");
     let mut workers = 0usize;
     let mut durability = Durability::Full;
+    let mut prepare = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--batch" => batch = true,
@@ -46,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--svg" => svg = PathBuf::from(args.next().ok_or("--svg PATH")?),
             "--workers" => workers = args.next().ok_or("--workers N")?.parse()?,
             "--normal" => durability = Durability::Normal,
+            "--prepare" => prepare = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -56,68 +58,58 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let handle: Option<xtt_server::ServerHandle>;
-    let (target, roots, signers, _server_rt, _dir): (
-        _,
-        _,
-        Vec<Arc<dyn DaaSigner + Send + Sync>>,
-        _,
-        _,
-    ) = if let Some(target) = target {
-        let dir = client_dir.ok_or("--target needs --client-dir")?;
-        let read = |f: &str| std::fs::read(dir.join(f));
-        let member = Arc::new(Member::from_bytes(
-            &read("daa_secretkey.bin")?,
-            &read("daa_cred.bin")?,
-            &read("daa_gpk.bin")?,
-            &read("basename.bin")?,
-        )?);
-        let root = RootCertificate::decode(&read("root_cert.bin")?)?;
-        let signers = (0..devices)
-            .map(|_| member.clone() as Arc<dyn DaaSigner + Send + Sync>)
-            .collect();
-        handle = None;
-        (target, root, signers, None, None)
-    } else {
-        let ThrowawayPki {
-            root,
-            server_key,
-            certificate,
-            ..
-        } = ThrowawayPki::generate()?;
-        let issuer = Issuer::generate(&mut OsRng);
-        let dir = tempfile::tempdir()?;
-        let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite"), durability)?;
-        add_group(&registry, &issuer.group_public_key().to_bytes(), BASENAME)?;
-        let mut config = ServerConfig {
-            listen: "127.0.0.1:0".parse()?,
-            ..ServerConfig::default()
+    let (target, roots, signers, _server_rt, _dir): (_, _, Vec<Arc<Member>>, _, _) =
+        if let Some(target) = target {
+            let dir = client_dir.ok_or("--target needs --client-dir")?;
+            let read = |f: &str| std::fs::read(dir.join(f));
+            let member = Arc::new(Member::from_bytes(
+                &read("daa_secretkey.bin")?,
+                &read("daa_cred.bin")?,
+                &read("daa_gpk.bin")?,
+                &read("basename.bin")?,
+            )?);
+            let root = RootCertificate::decode(&read("root_cert.bin")?)?;
+            let signers = (0..devices).map(|_| member.clone()).collect();
+            handle = None;
+            (target, root, signers, None, None)
+        } else {
+            let ThrowawayPki {
+                root,
+                server_key,
+                certificate,
+                ..
+            } = ThrowawayPki::generate()?;
+            let issuer = Issuer::generate(&mut OsRng);
+            let dir = tempfile::tempdir()?;
+            let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite"), durability)?;
+            add_group(&registry, &issuer.group_public_key().to_bytes(), BASENAME)?;
+            let mut config = ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                ..ServerConfig::default()
+            };
+            config.metrics.listen = None;
+            config.data_dir = dir.path().to_path_buf();
+            config.daa.batch = batch;
+            config.daa.workers = workers;
+            let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(&mut *secret);
+            let keys = ServerKeys {
+                certificate,
+                signing_key: server_key,
+                cookie_secret: secret,
+            };
+            let server_rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("server")
+                .enable_all()
+                .build()?;
+            let server = server_rt.block_on(XttServer::bind(config, keys, Arc::new(registry)))?;
+            let addr = server.local_addr()?;
+            handle = Some(server.handle());
+            server_rt.spawn(server.run(std::future::pending()));
+            let signers = enroll_devices(&issuer, BASENAME, devices)?;
+            (addr, root, signers, Some(server_rt), Some(dir))
         };
-        config.metrics.listen = None;
-        config.data_dir = dir.path().to_path_buf();
-        config.daa.batch = batch;
-        config.daa.workers = workers;
-        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut *secret);
-        let keys = ServerKeys {
-            certificate,
-            signing_key: server_key,
-            cookie_secret: secret,
-        };
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("server")
-            .enable_all()
-            .build()?;
-        let server = server_rt.block_on(XttServer::bind(config, keys, Arc::new(registry)))?;
-        let addr = server.local_addr()?;
-        handle = Some(server.handle());
-        server_rt.spawn(server.run(std::future::pending()));
-        let signers = enroll_devices(&issuer, BASENAME, devices)?
-            .into_iter()
-            .map(|m| m as Arc<dyn DaaSigner + Send + Sync>)
-            .collect();
-        (addr, root, signers, Some(server_rt), Some(dir))
-    };
 
     let config = BenchConfig {
         targets: vec![target],
@@ -126,6 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         devices: signers,
         handshakes,
         timeout: Duration::from_secs(10),
+        prepare,
     };
     let cpu_before = thread_cpu_secs();
     let step = (handshakes / 10).max(1);
@@ -167,7 +160,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// CPU seconds by thread role, from /proc/self/task/*/stat (utime + stime, at 100 ticks/s, the
-/// Linux USER_HZ): "bench" for the load generator's runtime, "server" for everything else.
+/// Linux USER_HZ): "bench" for the load generator's runtime, "prepare" for its preparation
+/// before the run (`--prepare`), "server" for everything else.
 /// The machine is shared, so wall-clock rates depend on the neighbours; CPU time per handshake
 /// does not.
 fn thread_cpu_secs() -> std::collections::HashMap<&'static str, f64> {
@@ -185,7 +179,10 @@ fn thread_cpu_secs() -> std::collections::HashMap<&'static str, f64> {
             .and_then(|(head, _)| head.split_once('('))
             .map_or("", |(_, c)| c);
         let secs = cpu_secs_in_stat(&stat).unwrap_or(0.0);
-        let role = if comm.starts_with("bench") {
+        // comm holds at most 15 bytes: "bench-prepare-1" fits, "bench-prepare-10" does not.
+        let role = if comm.starts_with("bench-prep") {
+            "prepare"
+        } else if comm.starts_with("bench") {
             "bench"
         } else {
             "server"

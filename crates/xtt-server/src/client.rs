@@ -11,7 +11,7 @@ use rand_core::OsRng;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use xtt_ecdaa::Member;
 use xtt_proto::cert::{RootCertificate, RootStore};
-use xtt_proto::client::{ClientConfig, ClientHandshake, ProvisionedIdentity};
+use xtt_proto::client::{ClientConfig, ClientHandshake, PreparedClientInit, ProvisionedIdentity};
 use xtt_proto::codec::MAX_HANDSHAKE_LEN;
 use xtt_proto::daa::DaaSigner;
 use xtt_proto::longterm::LongtermKeyPair;
@@ -124,12 +124,22 @@ impl Provisioner {
         &self,
         addr: impl ToSocketAddrs,
     ) -> Result<ProvisionedIdentity, ClientError> {
+        self.provision_prepared(addr, None).await
+    }
+
+    /// Runs one identity handshake against `addr`, starting from `prepared` when given (its
+    /// long-term key is registered unless [`Provisioner::longterm_key`] names one).
+    pub async fn provision_prepared(
+        &self,
+        addr: impl ToSocketAddrs,
+        prepared: Option<PreparedClientInit>,
+    ) -> Result<ProvisionedIdentity, ClientError> {
         let mut stream = tokio::time::timeout(self.timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(ClientError::Connect)?;
         let _ = stream.set_nodelay(true);
-        self.provision_on(&mut stream).await
+        self.handshake(&mut stream, prepared).await
     }
 
     /// Runs one identity handshake on an open stream.
@@ -137,13 +147,23 @@ impl Provisioner {
         &self,
         stream: &mut TcpStream,
     ) -> Result<ProvisionedIdentity, ClientError> {
+        self.handshake(stream, None).await
+    }
+
+    async fn handshake(
+        &self,
+        stream: &mut TcpStream,
+        prepared: Option<PreparedClientInit>,
+    ) -> Result<ProvisionedIdentity, ClientError> {
         let config = ClientConfig {
             roots: self.roots.clone(),
             daa: self.daa.clone(),
             longterm_key: self.longterm_key.clone(),
         };
-        let (state, client_init) =
-            ClientHandshake::start(config, self.suite, self.requested_id, &mut OsRng);
+        let (state, client_init) = match prepared {
+            Some(p) => ClientHandshake::start_prepared(config, self.suite, self.requested_id, p),
+            None => ClientHandshake::start(config, self.suite, self.requested_id, &mut OsRng),
+        };
         write_message(stream, &client_init, self.timeout).await?;
         let server_attest = read_message(stream, MAX_HANDSHAKE_LEN, self.timeout).await?;
         let (state, client_attest) = match state.handle_server_attest(&server_attest, &mut OsRng) {
