@@ -3,7 +3,8 @@
 # the plain and the batched DAA verifier, one after the other with the same load generator
 # (crates/xtt-server/examples/loadgen.rs, release build) on 127.0.0.1.
 #   CREF=/work/cref    C reference tree (prefix/bin/xtt, src/xtt/data, files/)
-#   N=3000 DEVICES=64  handshakes and concurrent devices for our server; the C server gets N_C
+#   N=3000 DEVICES=250 handshakes and concurrent devices for our server (250 keep both cores busy
+#                      with prepared devices; 64 left them partly idle); the C server gets N_C
 #   N_C=300 DEVICES_C=4
 #   N_CC=300 CLIENTS_C=4  the C server driven by its own client (`xtt runclient`, one process per
 #                         handshake, CLIENTS_C at a time): the setup behind the issue's "~20/s"
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CREF=${CREF:-/work/cref}
-N=${N:-3000}; DEVICES=${DEVICES:-64}; N_C=${N_C:-300}; DEVICES_C=${DEVICES_C:-4}
+N=${N:-3000}; DEVICES=${DEVICES:-250}; N_C=${N_C:-300}; DEVICES_C=${DEVICES_C:-4}
 N_CC=${N_CC:-300}; CLIENTS_C=${CLIENTS_C:-4}
 OUT=${OUT:-target/bench-xtt-server}
 mkdir -p "$OUT"
