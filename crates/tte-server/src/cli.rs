@@ -976,43 +976,19 @@ fn secret_text(
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// A bearer token given directly (or by its environment variable) or in a file (the
-/// `--…-token-file` options; a pipe such as `<(…)` works too): the file's text without one
-/// trailing newline, not empty, read up to [`MAX_SECRET_FILE`] bytes. Either way it must have
-/// at least [`MIN_TOKEN_LEN`] characters. `what` names it in errors, which never quote it.
+/// `--…-token-file` options; a pipe such as `<(…)` or `-` for standard input works too): the
+/// file's text without one trailing line ending ([`xtt_fsio::secret_line`], read up to
+/// [`MAX_SECRET_FILE`] bytes). Either way it must have at least [`MIN_TOKEN_LEN`] characters.
+/// `what` names it in errors, which never quote it.
 fn bearer_token(
     direct: Option<&str>,
     file: Option<&Path>,
     what: &str,
 ) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    use std::io::Read as _;
-    let token = match (direct, file) {
-        (_, Some(path)) => {
-            let context = || format!("reading the {what} from {}", path.display());
-            let mut text = zeroize::Zeroizing::new(String::new());
-            std::fs::File::open(path)
-                .with_context(context)?
-                .take(MAX_SECRET_FILE as u64 + 1)
-                .read_to_string(&mut text)
-                .with_context(context)?;
-            if text.len() > MAX_SECRET_FILE {
-                bail!(
-                    "the {what} file {} is longer than {MAX_SECRET_FILE} bytes",
-                    path.display()
-                );
-            }
-            if text.ends_with('\n') {
-                text.pop();
-                if text.ends_with('\r') {
-                    text.pop();
-                }
-            }
-            if text.is_empty() {
-                bail!("the {what} file {} is empty", path.display());
-            }
-            text
-        }
-        (Some(token), None) => zeroize::Zeroizing::new(token.to_owned()),
-        (None, None) => bail!("give the {what}"),
+    let token = xtt_fsio::secret_line(direct, file, what, MAX_SECRET_FILE)
+        .with_context(|| format!("reading the {what}"))?;
+    let Some(token) = token else {
+        bail!("give the {what}");
     };
     if token.len() < MIN_TOKEN_LEN {
         bail!("the {what} must be at least {MIN_TOKEN_LEN} characters");

@@ -152,6 +152,35 @@ pub fn secret_text(
     what: &str,
     max: usize,
 ) -> io::Result<Option<Zeroizing<String>>> {
+    secret(inline, path, what, max, Trim::Whitespace)
+}
+
+/// [`secret_text`] for secrets in which every character counts (bearer tokens): text read from
+/// a file, a pipe or standard input loses one trailing line ending (`\n` or `\r\n`, as `echo`
+/// and editors leave one) and nothing else; inline text is taken as given.
+pub fn secret_line(
+    inline: Option<&str>,
+    path: Option<&Path>,
+    what: &str,
+    max: usize,
+) -> io::Result<Option<Zeroizing<String>>> {
+    secret(inline, path, what, max, Trim::OneLineEnding)
+}
+
+/// What a secret loses around it.
+#[derive(Clone, Copy)]
+enum Trim {
+    Whitespace,
+    OneLineEnding,
+}
+
+fn secret(
+    inline: Option<&str>,
+    path: Option<&Path>,
+    what: &str,
+    max: usize,
+    trim: Trim,
+) -> io::Result<Option<Zeroizing<String>>> {
     let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
     let (bytes, source) = match (inline, path) {
         (None, None) => return Ok(None),
@@ -184,15 +213,25 @@ pub fn secret_text(
             (read_secret_bytes(file, max).map_err(context)?, Some(shown))
         }
     };
-    let from = source.map(|s| format!(" in {s}")).unwrap_or_default();
+    let from = source
+        .as_ref()
+        .map(|s| format!(" in {s}"))
+        .unwrap_or_default();
     if bytes.len() > max {
         return Err(invalid(format!(
             "the {what}{from} is longer than {max} bytes"
         )));
     }
     let text = std::str::from_utf8(&bytes)
-        .map_err(|_| invalid(format!("the {what}{from} is not UTF-8 text")))?
-        .trim();
+        .map_err(|_| invalid(format!("the {what}{from} is not UTF-8 text")))?;
+    let text = match (trim, &source) {
+        (Trim::Whitespace, _) => text.trim(),
+        (Trim::OneLineEnding, Some(_)) => text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(text),
+        (Trim::OneLineEnding, None) => text,
+    };
     if text.is_empty() {
         return Err(invalid(format!("the {what}{from} is empty")));
     }
@@ -554,6 +593,45 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{special:?}");
             assert_eq!(err.to_string(), "is not a regular file");
         }
+    }
+
+    #[test]
+    fn secret_lines_lose_one_line_ending_from_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        let read = |inline: Option<&str>, path: Option<&Path>| {
+            secret_line(inline, path, "token", 32).map(|s| s.map(|s| s.to_string()))
+        };
+        for (written, read_back) in [
+            ("tok\n", " tok"),
+            ("tok\r\n", " tok"),
+            ("tok", " tok"),
+            ("tok\n\n", " tok\n"),
+            ("tok \t\n", " tok \t"),
+        ] {
+            fs::write(&p, format!(" {written}")).unwrap();
+            assert_eq!(
+                read(None, Some(&p)).unwrap().unwrap(),
+                read_back,
+                "{written:?}"
+            );
+        }
+        assert_eq!(read(Some(" tok\n"), None).unwrap().unwrap(), " tok\n");
+        assert_eq!(read(None, None).unwrap(), None);
+        fs::write(&p, "\r\n").unwrap();
+        let err = read(None, Some(&p)).unwrap_err();
+        assert!(
+            err.to_string().contains("the token in") && err.to_string().contains("is empty"),
+            "{err}"
+        );
+        // The checks of secret_text hold: size cap, devices refused, never both.
+        fs::write(&p, [b'x'; 33]).unwrap();
+        assert!(read(None, Some(&p))
+            .unwrap_err()
+            .to_string()
+            .contains("longer than 32 bytes"));
+        assert!(read(None, Some(Path::new("/dev/zero"))).is_err());
+        assert!(read(Some("a"), Some(&p)).is_err());
     }
 
     #[test]
