@@ -41,7 +41,10 @@
 //! transcript is hashed twice). `s` is not normalised; high-S signatures must be accepted.
 //! **Consequence:** signatures are malleable (`(r, n−s)` also verifies); nothing in XTT depends on
 //! signature uniqueness. This crate's client signs with RFC 6979 k hedged with 32 random bytes, its
-//! server with plain RFC 6979 (so the stateless server can recompute its signature).
+//! server with plain RFC 6979 (so the stateless server can recompute its signature). A client
+//! that prepared its handshake (`PreparedClientInit`) signs with a k made before the message:
+//! RFC 6979's generator over its fresh long-term key, its ClientInit nonce in the message's place
+//! and 32 random bytes; that key signs nothing else during the handshake.
 //!
 //! # Group id
 //!

@@ -81,6 +81,8 @@ impl ClientHandshake {
     ) -> (ExpectServerAttest, Vec<u8>) {
         if let Some(k) = &config.longterm_key {
             prepared.longterm = k.clone();
+            // Prepared for the key that is not used.
+            prepared.longterm_nonce = None;
         }
         Self::begin(config, suite, requested_id, prepared)
     }
@@ -95,6 +97,7 @@ impl ClientHandshake {
             x25519_private,
             key_share,
             longterm,
+            longterm_nonce,
             nonce,
         } = prepared;
         let ci = ClientInit {
@@ -112,6 +115,7 @@ impl ClientHandshake {
                 requested_id,
                 x25519_private,
                 longterm,
+                longterm_nonce,
                 client_init,
             },
             bytes,
@@ -119,22 +123,35 @@ impl ClientHandshake {
     }
 }
 
-/// What ClientInit needs that does not depend on the server: the X25519 key pair, a fresh
-/// long-term key pair and the nonce. A device can make it while idle, so that connecting costs
-/// one X25519 computation less and no key generation. Used once: not `Clone`, and the private
-/// keys are wiped on drop.
+/// What the client's side of a handshake needs that does not depend on the server: the X25519
+/// key pair, a fresh long-term key pair, the nonce, and the nonce of the long-term key's one
+/// signature. A device can make it while idle, so that connecting costs one X25519 computation
+/// less, no key generation and most of a signature. Used once: not `Clone`, and the private
+/// keys and the signature nonce are wiped on drop.
 pub struct PreparedClientInit {
     x25519_private: Zeroizing<[u8; 32]>,
     key_share: [u8; 32],
     longterm: LongtermKeyPair,
+    /// For the single signature of `longterm`, the fresh key registered by this handshake.
+    longterm_nonce: Option<crypto::EcdsaNonce>,
     nonce: [u8; 32],
 }
 
 impl PreparedClientInit {
     /// Draws the X25519 private key, the long-term private key and the nonce (C's order) and
-    /// computes both public keys.
+    /// computes both public keys; then draws 32 bytes more for the long-term signature's nonce
+    /// (RFC 6979 over the new key, the ClientInit nonce in the message's place, and those
+    /// bytes: the nonce is ready before the message it signs).
     pub fn generate(rng: &mut dyn CryptoRngCore) -> Self {
-        Self::draw(None, rng)
+        let mut prepared = Self::draw(None, rng);
+        let mut entropy = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *entropy);
+        // Failure has probability about 2^-256; the handshake then signs the usual way.
+        prepared.longterm_nonce = prepared
+            .longterm
+            .prepare_nonce(&prepared.nonce, &*entropy)
+            .ok();
+        prepared
     }
 
     /// Draws nothing for the long-term key when one is given.
@@ -151,6 +168,7 @@ impl PreparedClientInit {
             key_share: crypto::x25519_public(&x25519_private),
             x25519_private,
             longterm,
+            longterm_nonce: None,
             nonce,
         }
     }
@@ -169,6 +187,7 @@ pub struct ExpectServerAttest {
     requested_id: ClientId,
     x25519_private: Zeroizing<[u8; 32]>,
     longterm: LongtermKeyPair,
+    longterm_nonce: Option<crypto::EcdsaNonce>,
     client_init: [u8; CLIENT_INIT_LEN],
 }
 
@@ -207,9 +226,14 @@ impl ExpectServerAttest {
             &attest.certificate,
             &attest.signature,
         );
+        // Drawn even when a prepared nonce signs, so the DAA draws that follow stay where C
+        // has them.
         let mut entropy = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *entropy);
-        let longterm_signature = self.longterm.sign_rfc6979(&lt_hash, &*entropy)?;
+        let longterm_signature = match self.longterm_nonce {
+            Some(nonce) => self.longterm.sign_with_nonce(nonce, &lt_hash)?,
+            None => self.longterm.sign_rfc6979(&lt_hash, &*entropy)?,
+        };
         let daa_hash = transcript::client_daa_sig_hash(
             suite,
             &inner,

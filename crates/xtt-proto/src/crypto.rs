@@ -278,34 +278,72 @@ pub(crate) fn ecdsa_sign_rfc6979(
     message: &[u8],
     entropy: &[u8],
 ) -> Result<[u8; 64], CryptoFailure> {
-    // The nonce k, its inverse and the key's encoding are wiped on every return: with k and
-    // the public signature, anyone who reads this memory later recovers the private key.
     let z = ecdsa_digest(message);
-    let d_repr = Zeroizing::new(d.to_repr());
-    let k_repr = Zeroizing::new(rfc6979::generate_k::<Sha256, _>(
-        &d_repr,
-        &NistP256::ORDER.encode_field_bytes(),
-        &z,
-        entropy,
-    ));
-    let k: Option<Scalar> = Scalar::from_repr(*k_repr).into();
-    let k = Zeroizing::new(k.ok_or(CryptoFailure)?);
-    if bool::from(k.is_zero()) {
-        return Err(CryptoFailure);
+    let nonce = EcdsaNonce::rfc6979(d, &z, entropy)?;
+    nonce.sign_digest(d, &z)
+}
+
+/// The part of an ECDSA signature that needs no message: `k⁻¹` and `r = x(k·G) mod n`. Used
+/// once ([`EcdsaNonce::sign`] consumes it: a second message signed with the same k would reveal
+/// the key); k⁻¹ is wiped on drop.
+pub(crate) struct EcdsaNonce {
+    k_inv: Zeroizing<Scalar>,
+    r: Scalar,
+}
+
+impl EcdsaNonce {
+    /// k from RFC 6979's HMAC-DRBG over the key, `seed` in the message digest's place, and
+    /// `entropy`: for a nonce made before its message. The seed must be unique to the signature
+    /// it is for (a fresh random value): with it and the entropy both repeated, so is k.
+    pub(crate) fn prepare(
+        d: &Scalar,
+        seed: &[u8; 32],
+        entropy: &[u8],
+    ) -> Result<Self, CryptoFailure> {
+        Self::rfc6979(d, &FieldBytes::from(*seed), entropy)
     }
-    let k_inv = Zeroizing::new(scalar_invert(&k).ok_or(CryptoFailure)?);
-    let big_r = mul_base(&k).to_affine();
-    let r = <Scalar as Reduce<U256>>::reduce_bytes(&big_r.x());
-    let z = <Scalar as Reduce<U256>>::reduce_bytes(&z);
-    let s = *k_inv * (z + r * d);
-    if bool::from(r.is_zero()) || bool::from(s.is_zero()) {
-        return Err(CryptoFailure);
+
+    fn rfc6979(d: &Scalar, z: &FieldBytes, entropy: &[u8]) -> Result<Self, CryptoFailure> {
+        // The nonce k, its inverse and the key's encoding are wiped on every return: with k and
+        // the public signature, anyone who reads this memory later recovers the private key.
+        let d_repr = Zeroizing::new(d.to_repr());
+        let k_repr = Zeroizing::new(rfc6979::generate_k::<Sha256, _>(
+            &d_repr,
+            &NistP256::ORDER.encode_field_bytes(),
+            z,
+            entropy,
+        ));
+        let k: Option<Scalar> = Scalar::from_repr(*k_repr).into();
+        let k = Zeroizing::new(k.ok_or(CryptoFailure)?);
+        if bool::from(k.is_zero()) {
+            return Err(CryptoFailure);
+        }
+        let k_inv = Zeroizing::new(scalar_invert(&k).ok_or(CryptoFailure)?);
+        let big_r = mul_base(&k).to_affine();
+        let r = <Scalar as Reduce<U256>>::reduce_bytes(&big_r.x());
+        if bool::from(r.is_zero()) {
+            return Err(CryptoFailure);
+        }
+        Ok(Self { k_inv, r })
     }
-    let mut out = [0u8; 64];
-    let (r_out, s_out) = out.split_at_mut(32);
-    r_out.copy_from_slice(&r.to_repr());
-    s_out.copy_from_slice(&s.to_repr());
-    Ok(out)
+
+    /// Signs `message` (SHA-256, as [`ecdsa_sign_rfc6979`]) with this nonce.
+    pub(crate) fn sign(self, d: &Scalar, message: &[u8]) -> Result<[u8; 64], CryptoFailure> {
+        self.sign_digest(d, &ecdsa_digest(message))
+    }
+
+    fn sign_digest(&self, d: &Scalar, z: &FieldBytes) -> Result<[u8; 64], CryptoFailure> {
+        let z = <Scalar as Reduce<U256>>::reduce_bytes(z);
+        let s = *self.k_inv * (z + self.r * d);
+        if bool::from(s.is_zero()) {
+            return Err(CryptoFailure);
+        }
+        let mut out = [0u8; 64];
+        let (r_out, s_out) = out.split_at_mut(32);
+        r_out.copy_from_slice(&self.r.to_repr());
+        s_out.copy_from_slice(&s.to_repr());
+        Ok(out)
+    }
 }
 
 crypto_bigint::impl_modulus!(

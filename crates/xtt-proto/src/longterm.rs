@@ -121,6 +121,28 @@ impl LongtermKeyPair {
             .map_err(|_| CryptoError::Primitive)
     }
 
+    /// A signing nonce made before its message ([`crypto::EcdsaNonce::prepare`]); `seed` must
+    /// be unique to the one signature it is for.
+    pub(crate) fn prepare_nonce(
+        &self,
+        seed: &[u8; 32],
+        entropy: &[u8],
+    ) -> Result<crypto::EcdsaNonce, CryptoError> {
+        crypto::EcdsaNonce::prepare(&self.private, seed, entropy)
+            .map_err(|_| CryptoError::Primitive)
+    }
+
+    /// Signs `message` with a nonce this key prepared, using it up.
+    pub(crate) fn sign_with_nonce(
+        &self,
+        nonce: crypto::EcdsaNonce,
+        message: &[u8],
+    ) -> Result<[u8; 64], CryptoError> {
+        nonce
+            .sign(&self.private, message)
+            .map_err(|_| CryptoError::Primitive)
+    }
+
     /// Signs with a caller-chosen nonce `k` (reduced modulo n), to reproduce recorded C
     /// signatures. Reusing a k with two messages reveals the private key: tests only.
     #[doc(hidden)]

@@ -552,6 +552,33 @@ fn a_prepared_client_init_gives_the_same_bytes_from_the_same_draws() {
                 Some(k) => *k.public_key().as_bytes(),
             };
             assert_eq!(ours.longterm_key, expected, "{n}: key {key:?}");
+            // Signed with the prepared nonce (or, with a configured key, the usual way).
+            let public = LongtermPublicKey::from_bytes(&ours.longterm_key).unwrap();
+            assert!(
+                public.verify(
+                    &v.hex("/signatures/client_longterm_sig_hash"),
+                    &ours.longterm_signature
+                ),
+                "{n}: key {key:?}"
+            );
+            // The DAA draws stay aligned with C's whichever way the long-term key signed.
+            assert_eq!(ours.daa_signature, c.daa_signature, "{n}: key {key:?}");
+            // The prepared key signs with its prepared nonce, not with the RFC 6979 nonce of
+            // the message and the drawn bytes; a configured key signs with the latter.
+            let message = v.hex("/signatures/client_longterm_sig_hash");
+            let entropy = v.draw("ecdsa_k_client_longterm_signature");
+            let signer = match &key {
+                Some(k) => k.clone(),
+                None => LongtermKeyPair::from_private_bytes(&v.arr("/client_longterm/private_key"))
+                    .unwrap(),
+            };
+            assert_eq!(signer.public_key().as_bytes(), &ours.longterm_key);
+            let usual = signer.sign_rfc6979(&message, &entropy).unwrap();
+            assert_eq!(
+                usual == ours.longterm_signature,
+                key.is_some(),
+                "{n}: key {key:?}"
+            );
         }
     }
 }
