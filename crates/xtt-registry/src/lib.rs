@@ -57,6 +57,16 @@ pub(crate) fn sweep_before(now: UnixTime) -> i64 {
     sqlite::time_to_sql(UnixTime(now.0.saturating_sub(COOKIE_SWEEP_MARGIN_SECS)))
 }
 
+/// `found`, the version a schema is at, or [`RegistryError::SchemaTooNew`] when a newer xtt
+/// migrated it past `supported`, the newest this code knows. Every backend and version table
+/// (registry, sessions) decides it here, so opening and health probes agree.
+pub(crate) fn known_version(found: i64, supported: i64) -> Result<i64, RegistryError> {
+    if found > supported {
+        return Err(RegistryError::SchemaTooNew { found, supported });
+    }
+    Ok(found)
+}
+
 fn check_cookie_count(batch: &[Registration], cookies: &[CookieUse]) -> Result<(), RegistryError> {
     if batch.len() == cookies.len() {
         Ok(())
@@ -188,7 +198,8 @@ pub enum RegistryError {
     /// The database schema is newer than this program.
     #[error("registry schema version {found} is newer than the supported version {supported}")]
     SchemaTooNew {
-        /// The version found (SQLite `user_version`, PostgreSQL `xtt_schema_version`).
+        /// The version found (SQLite `user_version`, PostgreSQL `xtt_schema_version`; for the
+        /// session store, `xtt_session_schema_version`).
         found: i64,
         /// The newest version this program knows.
         supported: i64,

@@ -794,17 +794,22 @@ const SCHEMA_VERSION_QUERY: &str =
 /// The database's schema version, or [`RegistryError::SchemaTooNew`] when newer code migrated
 /// it past [`POSTGRES_SCHEMA_VERSION`].
 fn checked_schema_version(c: &mut impl postgres::GenericClient) -> Result<i64, RegistryError> {
+    checked_version(c, SCHEMA_VERSION_QUERY, POSTGRES_SCHEMA_VERSION)
+}
+
+/// The version `query` reads (one row, one bigint), checked against `supported` with
+/// [`crate::known_version`]; shared with the session store's own version table.
+pub(crate) fn checked_version(
+    c: &mut impl postgres::GenericClient,
+    query: &str,
+    supported: i64,
+) -> Result<i64, RegistryError> {
     let found: i64 = c
-        .query_typed_one(SCHEMA_VERSION_QUERY, &[])
+        .query_typed_one(query, &[])
         .map_err(db)?
-        .get(0);
-    if found > POSTGRES_SCHEMA_VERSION {
-        return Err(RegistryError::SchemaTooNew {
-            found,
-            supported: POSTGRES_SCHEMA_VERSION,
-        });
-    }
-    Ok(found)
+        .try_get(0)
+        .map_err(db)?;
+    crate::known_version(found, supported)
 }
 
 fn now_unix() -> UnixTime {

@@ -155,18 +155,6 @@ impl SqliteRegistry {
     }
 }
 
-/// `found` (a file's `user_version`), or [`RegistryError::SchemaTooNew`] when a newer xtt
-/// migrated the file past [`SCHEMA_VERSION`].
-fn known_version(found: i64) -> Result<i64, RegistryError> {
-    if found > SCHEMA_VERSION {
-        return Err(RegistryError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    Ok(found)
-}
-
 fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -174,7 +162,7 @@ fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
     let found: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db)?;
-    let found = known_version(found)?;
+    let found = crate::known_version(found, SCHEMA_VERSION)?;
     let start = usize::try_from(found).map_err(|_| RegistryError::Corrupt("negative version"))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
         tx.execute_batch(sql).map_err(db)?;
@@ -492,7 +480,7 @@ impl Registry for SqliteRegistry {
                 },
             )
             .map_err(db)?;
-        known_version(found).map(drop)
+        crate::known_version(found, SCHEMA_VERSION).map(drop)
     }
 
     fn identity_count(&self) -> Result<u64, RegistryError> {

@@ -236,6 +236,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 
     /// How many sessions are stored.
     fn session_count(&self) -> Result<u64, RegistryError>;
+
+    /// Checks that the store answers (one cheap query, no table scan); for health endpoints.
+    /// The query reads the session tables' schema version: tables migrated by a newer program
+    /// since the store was opened are [`RegistryError::SchemaTooNew`] (migrations are checked
+    /// only at open, so a running node learns it here). Callers bound the wait themselves.
+    fn ping(&self) -> Result<(), RegistryError>;
 }
 
 /// Opens the session store in the database `url` names (`sqlite:PATH`, `postgres://…`; the

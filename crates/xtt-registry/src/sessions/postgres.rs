@@ -6,6 +6,8 @@
 //! (`xtt_session_acquire`) implementing the same table as the SQLite backend's Rust code
 //! ([`super::decide`]); the conformance suite runs on both.
 
+use std::time::Duration;
+
 use postgres::types::{ToSql, Type};
 use postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -17,7 +19,7 @@ use super::{
     bits_from_sql, bits_to_sql, seq_u32, Acquired, CreateOutcome, NodeId, SessionStore,
     StoredSession, UnixMillis,
 };
-use crate::postgres::{connect_pool, describe, pool_err, Manager};
+use crate::postgres::{checked_version, connect_pool, describe, pool_err, Manager};
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
 use crate::{CookieUse, RegistryError, COOKIE_SWEEP_MARGIN_SECS};
 
@@ -173,8 +175,19 @@ impl PostgresSessionStore {
     }
 }
 
-fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
+/// The session tables' schema version (0 before the first migration); `max` of the primary
+/// key, so one index lookup.
+const SCHEMA_VERSION_QUERY: &str =
+    "SELECT coalesce(max(version), 0)::bigint FROM xtt_session_schema_version";
+
+/// The session tables' schema version, or [`RegistryError::SchemaTooNew`] when a newer xtt
+/// migrated them past [`MIGRATIONS`].
+fn checked_schema_version(c: &mut impl postgres::GenericClient) -> Result<i64, RegistryError> {
     let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    checked_version(c, SCHEMA_VERSION_QUERY, supported)
+}
+
+fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let target =
             i64::try_from(i + 1).map_err(|_| RegistryError::Corrupt("version overflow"))?;
@@ -188,17 +201,7 @@ fn migrate(c: &mut postgres::Client) -> Result<(), RegistryError> {
              )",
         )
         .map_err(db)?;
-        let found: i64 = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0)::bigint FROM xtt_session_schema_version",
-                &[],
-            )
-            .map_err(db)?
-            .get(0);
-        if found > supported {
-            return Err(RegistryError::SchemaTooNew { found, supported });
-        }
-        if found >= target {
+        if checked_schema_version(&mut tx)? >= target {
             continue;
         }
         tx.batch_execute(sql).map_err(db)?;
@@ -525,5 +528,70 @@ impl SessionStore for PostgresSessionStore {
             .try_get(0)
             .map_err(db)?;
         u64::try_from(n).map_err(|_| RegistryError::Corrupt("negative count"))
+    }
+
+    /// Reads the schema version: a node started before a newer xtt migrated the session tables
+    /// learns it here.
+    fn ping(&self) -> Result<(), RegistryError> {
+        // A short checkout, as the registry's probe: a dead server fails fast instead of after
+        // the pool's 10 s.
+        let mut c = self
+            .pool
+            .get_timeout(Duration::from_secs(2))
+            .map_err(pool_err)?;
+        checked_schema_version(&mut *c).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::{OsRng, RngCore};
+
+    use super::*;
+
+    /// A database of its own on the test server (`XTT_TEST_POSTGRES_URL`, set by
+    /// scripts/test.sh): the session tables are migrated per database.
+    fn fresh_database() -> Config {
+        let Ok(url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+            panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
+        };
+        let mut config: Config = url.parse().unwrap();
+        let mut admin = config.connect(postgres::NoTls).unwrap();
+        let name = format!("xtt_test_sessions_{:016x}", OsRng.next_u64());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        config.dbname(&name);
+        config
+    }
+
+    /// Another node (a newer xtt) migrates the shared session tables after this store opened
+    /// them: the health probe, `Ok` before, says so.
+    #[test]
+    fn the_probe_reports_session_tables_migrated_after_open() {
+        let config = fresh_database();
+        let store = PostgresSessionStore::from_config(config.clone(), 1).unwrap();
+        store.ping().unwrap();
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap();
+        let mut newer = config.connect(postgres::NoTls).unwrap();
+        newer
+            .execute(
+                "INSERT INTO xtt_session_schema_version (version) VALUES ($1)",
+                &[&(supported + 1)],
+            )
+            .unwrap();
+        match store.ping() {
+            Err(RegistryError::SchemaTooNew {
+                found,
+                supported: s,
+            }) => {
+                assert_eq!((found, s), (supported + 1, supported));
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        assert!(matches!(
+            PostgresSessionStore::from_config(config, 1),
+            Err(RegistryError::SchemaTooNew { .. })
+        ));
     }
 }

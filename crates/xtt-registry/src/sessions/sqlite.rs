@@ -102,6 +102,21 @@ impl SqliteSessionStore {
     }
 }
 
+/// The session tables' schema version (0 before the first migration), or
+/// [`RegistryError::SchemaTooNew`] when a newer xtt migrated them past [`MIGRATIONS`]. `max`
+/// of an `INTEGER PRIMARY KEY` (the rowid): SQLite reads one end of the table's b-tree.
+fn checked_schema_version(conn: &Connection) -> Result<i64, RegistryError> {
+    let found: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM xtt_session_schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    crate::known_version(found, supported)
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -110,17 +125,7 @@ fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
         "CREATE TABLE IF NOT EXISTS xtt_session_schema_version (version INTEGER PRIMARY KEY)",
     )
     .map_err(db)?;
-    let found: i64 = tx
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM xtt_session_schema_version",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(db)?;
-    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if found > supported {
-        return Err(RegistryError::SchemaTooNew { found, supported });
-    }
+    let found = checked_schema_version(&tx)?;
     let start = usize::try_from(found).map_err(|_| RegistryError::Corrupt("negative version"))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
         tx.execute_batch(sql).map_err(db)?;
@@ -493,6 +498,48 @@ impl SessionStore for SqliteSessionStore {
             .map_err(db)?;
         u64::try_from(n).map_err(|_| RegistryError::Corrupt("negative count"))
     }
+
+    /// Reads the schema version: another process (a newer xtt) may have migrated the file's
+    /// session tables since this store opened it.
+    fn ping(&self) -> Result<(), RegistryError> {
+        checked_schema_version(&self.conn()).map(drop)
+    }
 }
 
 const _: () = assert!(SESSION_ID_LEN == 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another process (a newer xtt) migrates the file's session tables after this store
+    /// opened it: the health probe, `Ok` before, says so.
+    #[test]
+    fn the_probe_reports_session_tables_migrated_after_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite");
+        let store = SqliteSessionStore::open(&path).unwrap();
+        store.ping().unwrap();
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap();
+        let newer = Connection::open(&path).unwrap();
+        newer
+            .execute(
+                "INSERT INTO xtt_session_schema_version (version) VALUES (?1)",
+                params![supported + 1],
+            )
+            .unwrap();
+        match store.ping() {
+            Err(RegistryError::SchemaTooNew {
+                found,
+                supported: s,
+            }) => {
+                assert_eq!((found, s), (supported + 1, supported));
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        assert!(matches!(
+            SqliteSessionStore::open(&path),
+            Err(RegistryError::SchemaTooNew { .. })
+        ));
+    }
+}

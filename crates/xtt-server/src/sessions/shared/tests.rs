@@ -103,6 +103,9 @@ impl SessionStore for GatedStore {
     fn session_count(&self) -> Result<u64, RegistryError> {
         self.inner.session_count()
     }
+    fn ping(&self) -> Result<(), RegistryError> {
+        self.inner.ping()
+    }
 }
 
 /// One node: its session core and shared sessions over `store`.
