@@ -1,14 +1,17 @@
-//! `GET /healthz` on the metrics listener: 200 when the server can reach its registry and its
-//! registry writer works, 503 with the reason when not, so a load balancer takes a node that
-//! cannot provision out of rotation. The check is one cheap query ([`Registry::ping`]) on a
-//! blocking thread, bounded by [`HEALTH_TIMEOUT`], and the writer thread's state
-//! ([`WriterHealth`]: stopped, or one commit running past [`crate::registrar::STUCK_COMMIT`]);
-//! messages never carry the storage URL (it may hold a password).
+//! `GET /healthz` on the metrics listener: 200 when the server can reach its registry (and its
+//! shared session store, when it has one) and its registry writer works, 503 with the reason
+//! when not, so a load balancer takes a node that cannot provision out of rotation. The check
+//! is one cheap query per store ([`Registry::ping`], then
+//! [`xtt_registry::sessions::SessionStore::ping`]), each on a blocking thread and bounded by
+//! [`HEALTH_TIMEOUT`], and the writer thread's state ([`WriterHealth`]: stopped, or one commit
+//! running past [`crate::registrar::STUCK_COMMIT`]); messages never carry the storage URL (it
+//! may hold a password).
 //!
-//! The query also reads the schema version: when a newer xtt node has migrated the shared
-//! database past what this node knows (`storage: "schema"`), the answer is 503 with a reason
-//! telling the operator to restart the node with the newer version, logged once at error
-//! level (again only if the version rises further), not at every probe.
+//! The queries also read the schema versions: when a newer xtt node has migrated the shared
+//! database past what this node knows (`storage: "schema"` for the registry's tables,
+//! `"sessions-schema"` for the session tables, which are versioned on their own), the answer is
+//! 503 with a reason telling the operator to restart the node with the newer version, logged
+//! once at error level (again only if the version rises further), not at every probe.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,14 +19,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
+use axum::response::Json;
 use axum::routing::get;
 use axum::Router;
 use xtt_registry::{Registry, RegistryError};
 
 use crate::registrar::WriterHealth;
+use crate::sessions::shared::OffRuntimeDrop;
 
-/// Longest wait for the registry's answer before reporting it unreachable.
+/// Longest wait for each store's answer before reporting it unreachable.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `/healthz` checks.
@@ -31,20 +35,41 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct Checked {
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) writer: Arc<WriterHealth>,
+    /// The shared session store, if the node shares sessions (held so that its last reference
+    /// is not dropped on a runtime worker, see [`OffRuntimeDrop`]).
+    pub(crate) sessions: Option<Arc<OffRuntimeDrop>>,
 }
 
-/// The route's state: what is checked, and the newest too-new schema version already logged.
+/// The newest too-new schema version already logged for one version table: a load balancer
+/// polls every few seconds, the log says it once per version.
+struct LoggedVersion(AtomicI64);
+
+impl LoggedVersion {
+    fn new() -> Self {
+        Self(AtomicI64::new(i64::MIN))
+    }
+
+    /// `true` the first time `found` (or anything above the versions seen) is reported.
+    fn first(&self, found: i64) -> bool {
+        self.0.fetch_max(found, Ordering::Relaxed) < found
+    }
+}
+
+/// The route's state: what is checked, and per version table the newest too-new schema
+/// version already logged (the registry's and the session tables' versions are unrelated).
 #[derive(Clone)]
 struct Probe {
     checked: Checked,
-    schema_logged: Arc<AtomicI64>,
+    registry_logged: Arc<LoggedVersion>,
+    sessions_logged: Arc<LoggedVersion>,
 }
 
 impl From<Checked> for Probe {
     fn from(checked: Checked) -> Self {
         Self {
             checked,
-            schema_logged: Arc::new(AtomicI64::new(i64::MIN)),
+            registry_logged: Arc::new(LoggedVersion::new()),
+            sessions_logged: Arc::new(LoggedVersion::new()),
         }
     }
 }
@@ -64,10 +89,95 @@ fn schema_reason(found: i64, supported: i64) -> String {
     )
 }
 
-async fn healthz(State(probe): State<Probe>) -> impl IntoResponse {
+/// The reason `/healthz` gives for session tables migrated past this code.
+fn sessions_schema_reason(found: i64, supported: i64) -> String {
+    format!(
+        "the shared session tables were migrated to schema version {found} by a newer xtt; \
+         this node supports up to {supported}: restart it with the newer version"
+    )
+}
+
+/// How a store's probe went wrong.
+enum Failure {
+    /// Migrated past this code.
+    Schema { found: i64, supported: i64 },
+    /// The store answered with an error.
+    Unreachable(RegistryError),
+    /// The blocking task failed.
+    Error,
+    /// No answer within [`HEALTH_TIMEOUT`].
+    Timeout,
+}
+
+/// Runs `ping` on a blocking thread, bounded by [`HEALTH_TIMEOUT`]; the outcome and how long
+/// it took in milliseconds.
+async fn probe_store(
+    ping: impl FnOnce() -> Result<(), RegistryError> + Send + 'static,
+) -> (Result<(), Failure>, f64) {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(HEALTH_TIMEOUT, tokio::task::spawn_blocking(ping)).await;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let outcome = match answer {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(RegistryError::SchemaTooNew { found, supported }))) => {
+            Err(Failure::Schema { found, supported })
+        }
+        Ok(Ok(Err(e))) => Err(Failure::Unreachable(e)),
+        Ok(Err(_)) => Err(Failure::Error),
+        Err(_) => Err(Failure::Timeout),
+    };
+    (outcome, ms)
+}
+
+type Answer = (StatusCode, Json<serde_json::Value>);
+
+/// 503 for a schema newer than this code, logged at error level (as `what`) once per version.
+fn schema_answer(
+    what: &str,
+    storage: &str,
+    reason: String,
+    (found, supported): (i64, i64),
+    logged: &LoggedVersion,
+    timings: serde_json::Value,
+) -> Answer {
+    if logged.first(found) {
+        tracing::error!(%reason, "health check: {what}");
+    }
+    let mut body = serde_json::json!({
+        "status": "unavailable",
+        "storage": storage,
+        "reason": reason,
+        "schema_version": found,
+        "schema_supported": supported,
+    });
+    merge(&mut body, timings);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+}
+
+/// 503 for a store that cannot be used, logged at warning level (it may come and go) as `what`.
+fn unavailable(what: &str, storage: &str, reason: String, timings: serde_json::Value) -> Answer {
+    tracing::warn!(%reason, "health check: {what}");
+    let mut body = serde_json::json!({
+        "status": "unavailable",
+        "storage": storage,
+        "reason": reason,
+    });
+    merge(&mut body, timings);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+}
+
+/// Adds `extra`'s fields (the probes' durations) to the object `body`.
+fn merge(body: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+}
+
+async fn healthz(State(probe): State<Probe>) -> Answer {
     let Probe {
         checked,
-        schema_logged,
+        registry_logged,
+        sessions_logged,
     } = probe;
     if let Some(reason) = checked.writer.problem() {
         tracing::warn!(%reason, "health check: registry writer");
@@ -81,62 +191,92 @@ async fn healthz(State(probe): State<Probe>) -> impl IntoResponse {
         );
     }
     let registry = checked.registry;
-    let started = Instant::now();
-    let answer = tokio::time::timeout(
-        HEALTH_TIMEOUT,
-        tokio::task::spawn_blocking(move || registry.ping()),
-    )
-    .await;
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let failure = match answer {
-        Ok(Ok(Ok(()))) => None,
-        Ok(Ok(Err(RegistryError::SchemaTooNew { found, supported }))) => {
+    let (answer, ms) = probe_store(move || registry.ping()).await;
+    let timings = serde_json::json!({ "storage_ms": ms });
+    match answer {
+        Ok(()) => {}
+        Err(Failure::Schema { found, supported }) => {
             let reason = schema_reason(found, supported);
-            // Once per version, not per probe: a load balancer polls every few seconds.
-            if schema_logged.fetch_max(found, Ordering::Relaxed) < found {
-                tracing::error!(%reason, "health check: registry schema");
-            }
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({
-                    "status": "unavailable",
-                    "storage": "schema",
-                    "reason": reason,
-                    "schema_version": found,
-                    "schema_supported": supported,
-                    "storage_ms": ms,
-                })),
+            return schema_answer(
+                "registry schema",
+                "schema",
+                reason,
+                (found, supported),
+                &registry_logged,
+                timings,
             );
         }
-        Ok(Ok(Err(e))) => Some(("unreachable", e.to_string())),
-        Ok(Err(_)) => Some(("error", "the health check failed".to_string())),
-        Err(_) => Some((
-            "timeout",
-            format!("no answer within {} s", HEALTH_TIMEOUT.as_secs()),
-        )),
-    };
-    match failure {
-        None => (
+        Err(Failure::Unreachable(e)) => {
+            return unavailable(
+                "registry unreachable",
+                "unreachable",
+                e.to_string(),
+                timings,
+            )
+        }
+        Err(Failure::Error) => {
+            let reason = "the health check failed".to_string();
+            return unavailable("registry error", "error", reason, timings);
+        }
+        Err(Failure::Timeout) => {
+            let reason = format!("no answer within {} s", HEALTH_TIMEOUT.as_secs());
+            return unavailable("registry timeout", "timeout", reason, timings);
+        }
+    }
+    let Some(sessions) = checked.sessions else {
+        return (
             StatusCode::OK,
             Json(serde_json::json!({"status": "ok", "storage": "ok", "storage_ms": ms})),
-        ),
-        Some((storage, reason)) => {
-            tracing::warn!(%reason, "health check: registry {storage}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
+    let (answer, sessions_ms) = probe_store(move || match sessions.store() {
+        Some(store) => store.ping(),
+        // Unreachable while `sessions` is held; an answer rather than a panic all the same.
+        None => Err(RegistryError::Database(
+            "the session store is closed".into(),
+        )),
+    })
+    .await;
+    let timings = serde_json::json!({ "storage_ms": ms, "sessions_ms": sessions_ms });
+    // Failures other than the schema (error, failed task, timeout) are all "sessions": the
+    // registry answered, so the reason names the session store as the one that failed.
+    let reason = match answer {
+        Ok(()) => {
+            return (
+                StatusCode::OK,
                 Json(serde_json::json!({
-                    "status": "unavailable",
-                    "storage": storage,
-                    "reason": reason,
+                    "status": "ok",
+                    "storage": "ok",
                     "storage_ms": ms,
+                    "sessions_ms": sessions_ms,
                 })),
             )
         }
-    }
+        Err(Failure::Schema { found, supported }) => {
+            let reason = sessions_schema_reason(found, supported);
+            return schema_answer(
+                "session store schema",
+                "sessions-schema",
+                reason,
+                (found, supported),
+                &sessions_logged,
+                timings,
+            );
+        }
+        Err(Failure::Unreachable(e)) => format!("session store: {e}"),
+        Err(Failure::Error) => "session store: the health check failed".into(),
+        Err(Failure::Timeout) => format!(
+            "session store: no answer within {} s",
+            HEALTH_TIMEOUT.as_secs()
+        ),
+    };
+    unavailable("session store", "sessions", reason, timings)
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::response::IntoResponse;
+
     use super::*;
     use crate::registrar::Registrar;
 
@@ -151,6 +291,7 @@ mod tests {
         let checked = Checked {
             registry,
             writer: registrar.health(),
+            sessions: None,
         };
         let status =
             |c: Checked| async move { healthz(State(c.into())).await.into_response().status() };
@@ -258,6 +399,15 @@ mod tests {
         }
     }
 
+    /// /healthz's status and JSON body.
+    async fn answer(p: Probe) -> (StatusCode, serde_json::Value) {
+        let r = healthz(State(p)).await.into_response();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, body)
+    }
+
     /// A database migrated by a newer xtt after this node started: /healthz says 503 and what
     /// to do, and logs it at error level once, not at every probe (again if it rises further).
     #[tokio::test]
@@ -277,14 +427,8 @@ mod tests {
         let probe = Probe::from(Checked {
             registry: migrated.clone(),
             writer: Arc::new(WriterHealth::new()),
+            sessions: None,
         });
-        let answer = |p: Probe| async move {
-            let r = healthz(State(p)).await.into_response();
-            let status = r.status();
-            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            (status, body)
-        };
         assert_eq!(answer(probe.clone()).await.0, StatusCode::OK);
 
         let newer = xtt_registry::SCHEMA_VERSION + 1;
@@ -317,6 +461,118 @@ mod tests {
         for _ in 0..2 {
             let (status, body) = answer(probe.clone()).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        }
+        assert_eq!(logged(), 2);
+    }
+
+    /// A database of its own on the test PostgreSQL server (`XTT_TEST_POSTGRES_URL`, set by
+    /// scripts/test.sh; the test fails without it). Blocking.
+    fn fresh_postgres() -> postgres::Config {
+        use rand_core::RngCore as _;
+        let Ok(url) = std::env::var("XTT_TEST_POSTGRES_URL") else {
+            panic!("XTT_TEST_POSTGRES_URL is not set: run scripts/test.sh (it starts PostgreSQL)")
+        };
+        let mut config: postgres::Config = url.parse().unwrap();
+        let mut admin = config.connect(postgres::NoTls).unwrap();
+        let name = format!("xtt_test_health_{:016x}", rand_core::OsRng.next_u64());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        config.dbname(&name);
+        config
+    }
+
+    /// The session tables' schema version in `config`'s database, after recording `raise_to`
+    /// as a newer xtt's migration would. Blocking.
+    fn session_schema_version(config: &postgres::Config, raise_to: Option<i64>) -> i64 {
+        let mut c = config.connect(postgres::NoTls).unwrap();
+        if let Some(v) = raise_to {
+            c.execute(
+                "INSERT INTO xtt_session_schema_version (version) VALUES ($1)",
+                &[&v],
+            )
+            .unwrap();
+        }
+        c.query_one(
+            "SELECT max(version)::bigint FROM xtt_session_schema_version",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    }
+
+    /// Another node (a newer xtt) migrates the shared session tables after this node opened
+    /// them, the registry's tables untouched: /healthz, 200 before, says 503 `sessions-schema`
+    /// and what to do, and logs it at error level once per version, not at every probe.
+    #[tokio::test]
+    async fn session_tables_newer_than_this_node_are_unhealthy_and_logged_once() {
+        use xtt_registry::sessions::PostgresSessionStore;
+
+        let log = Captured::default();
+        let sink = log.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || sink.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        let config = tokio::task::spawn_blocking(fresh_postgres).await.unwrap();
+        let opened = config.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            PostgresSessionStore::from_config(opened, 1).unwrap()
+        })
+        .await
+        .unwrap();
+        let probe = Probe::from(Checked {
+            registry: Arc::new(xtt_registry::SqliteRegistry::open_in_memory().unwrap()),
+            writer: Arc::new(WriterHealth::new()),
+            sessions: Some(Arc::new(OffRuntimeDrop::new(Arc::new(store)))),
+        });
+        let (status, body) = answer(probe.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["sessions_ms"].is_number(), "{body}");
+
+        let version = |raise_to: Option<i64>| {
+            let config = config.clone();
+            async move {
+                tokio::task::spawn_blocking(move || session_schema_version(&config, raise_to))
+                    .await
+                    .unwrap()
+            }
+        };
+        let supported = version(None).await;
+        let newer = supported + 1;
+        assert_eq!(version(Some(newer)).await, newer);
+        for _ in 0..3 {
+            let (status, body) = answer(probe.clone()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert_eq!(body["storage"], "sessions-schema", "{body}");
+            assert_eq!(body["schema_version"], newer, "{body}");
+            assert_eq!(
+                body["reason"].as_str().unwrap(),
+                format!(
+                    "the shared session tables were migrated to schema version {newer} by a \
+                     newer xtt; this node supports up to {supported}: restart it with the \
+                     newer version"
+                ),
+            );
+        }
+        let logged = || {
+            let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .filter(|l| l.contains("session tables"))
+                .map(str::to_owned)
+                .collect();
+            assert!(lines.iter().all(|l| l.contains("ERROR")), "{text}");
+            lines.len()
+        };
+        assert_eq!(logged(), 1);
+        version(Some(newer + 1)).await;
+        for _ in 0..2 {
+            let (status, body) = answer(probe.clone()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert_eq!(body["schema_version"], newer + 1, "{body}");
         }
         assert_eq!(logged(), 2);
     }

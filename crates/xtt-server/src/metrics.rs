@@ -251,6 +251,7 @@ mod tests {
             crate::health::Checked {
                 registry: Arc::new(registry),
                 writer: Arc::new(crate::registrar::WriterHealth::new()),
+                sessions: None,
             },
             async move {
                 let _ = stopped.await;

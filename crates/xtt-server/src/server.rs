@@ -406,6 +406,13 @@ impl XttServer {
                 crate::health::Checked {
                     registry: self.shared.registry.clone(),
                     writer: self.shared.registrar.health(),
+                    // Shared sessions are enabled before `run`, so they are known here.
+                    sessions: self
+                        .shared
+                        .sessions
+                        .get()
+                        .and_then(|core| core.shared.get())
+                        .map(|shared| shared.store_for_health()),
                 },
                 async move {
                     let _ = rx.wait_for(|stop| *stop).await;

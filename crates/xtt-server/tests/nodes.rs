@@ -552,3 +552,84 @@ fn a_session_handshake_is_refused_when_the_shared_session_store_is_unreachable()
     drop(rt);
     drop((registry, store));
 }
+
+/// A node sharing sessions probes its session store too: when a newer xtt migrates the session
+/// tables while the node runs (the registry's tables untouched), /healthz says 503
+/// `sessions-schema` with what to do where it said 200; when the store's database cannot be
+/// reached, 503 `sessions`.
+#[test]
+fn healthz_reports_session_tables_migrated_by_a_newer_node_with_503() {
+    let fx = Fixture::new();
+    let url = fresh_database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (mut relay, via_relay) = relayed(&rt, &url);
+    // The registry directly, the session store through the relay (cut at the end).
+    let registry = xtt_registry::open_storage(&url).unwrap();
+    add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
+    let store = open_session_store(&via_relay, 2).unwrap();
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let key = Arc::new(StorageKey::from_secret(&secret));
+    rt.block_on(async {
+        let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
+            .await
+            .unwrap();
+        let mut options = SessionOptions::new(Arc::new(Echo));
+        options.shared = Some(SharedOptions::new(store.clone(), key));
+        server.enable_sessions(options).await.unwrap();
+        let node = run(server);
+        let metrics = node.metrics_addr.unwrap();
+        let (status, body) = get(metrics, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["sessions_ms"].is_number(), "{body}");
+
+        // What a newer node's migration of the session tables leaves behind.
+        let config: postgres::Config = url.parse().unwrap();
+        // The blocking client runs its own runtime: not on this one's threads.
+        let (supported, newer) = tokio::task::spawn_blocking(move || {
+            let mut c = config.connect(postgres::NoTls).unwrap();
+            let supported: i64 = c
+                .query_one(
+                    "SELECT max(version)::bigint FROM xtt_session_schema_version",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            c.execute(
+                "INSERT INTO xtt_session_schema_version (version) VALUES ($1)",
+                &[&(supported + 1)],
+            )
+            .unwrap();
+            (supported, supported + 1)
+        })
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            let (status, body) = get(metrics, "/healthz").await;
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["status"], "unavailable");
+            assert_eq!(body["storage"], "sessions-schema");
+            assert_eq!(
+                body["reason"].as_str().unwrap(),
+                format!(
+                    "the shared session tables were migrated to schema version {newer} by a \
+                     newer xtt; this node supports up to {supported}: restart it with the \
+                     newer version"
+                ),
+                "{body}"
+            );
+        }
+
+        relay.cut();
+        let (status, body) = get(metrics, "/healthz").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["storage"], "sessions");
+        let reason = body["reason"].as_str().unwrap();
+        assert!(reason.starts_with("session store: "), "{body}");
+        assert!(!reason.contains("127.0.0.1"), "no storage URL: {body}");
+        node.stop().await;
+    });
+    drop(rt);
+    drop((registry, store));
+}

@@ -254,8 +254,20 @@ const MAX_PROOFS: usize = 3;
 
 /// Holds a store whose drop may block (the blocking PostgreSQL client ends its connections
 /// with a runtime of its own, which panics on a tokio worker): dropped on a plain thread when
-/// the last reference goes away inside the async runtime.
-struct OffRuntimeDrop(Option<Arc<dyn SessionStore>>);
+/// the last reference goes away inside the async runtime. `/healthz` holds the store through
+/// one too ([`SharedSessions::store_for_health`]), as it may outlive the node's sessions.
+pub(crate) struct OffRuntimeDrop(Option<Arc<dyn SessionStore>>);
+
+impl OffRuntimeDrop {
+    pub(crate) fn new(store: Arc<dyn SessionStore>) -> Self {
+        Self(Some(store))
+    }
+
+    /// The store (`None` only while being dropped).
+    pub(crate) fn store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.0.as_ref()
+    }
+}
 
 impl Drop for OffRuntimeDrop {
     fn drop(&mut self) {
@@ -272,7 +284,7 @@ impl Drop for OffRuntimeDrop {
 /// One node's share of the deployment's sessions.
 pub struct SharedSessions {
     store: Arc<dyn SessionStore>,
-    _store_drop: OffRuntimeDrop,
+    store_drop: Arc<OffRuntimeDrop>,
     /// Tells the hand-over listener to stop when this node's sessions go away.
     closing: tokio::sync::watch::Sender<bool>,
     key: Arc<StorageKey>,
@@ -387,7 +399,7 @@ impl SharedSessions {
         // 63 random bits: positive in the database's signed 64-bit column.
         let node = NodeId(i64::try_from(OsRng.next_u64() >> 1).unwrap_or(1));
         let shared = Arc::new(Self {
-            _store_drop: OffRuntimeDrop(Some(options.store.clone())),
+            store_drop: Arc::new(OffRuntimeDrop::new(options.store.clone())),
             closing: tokio::sync::watch::Sender::new(false),
             store: options.store,
             key: options.key,
@@ -426,6 +438,11 @@ impl SharedSessions {
         ));
         tracing::info!(node = node.0, handover = %shared.handover_addr, "shared sessions on");
         Ok(shared)
+    }
+
+    /// The store for `/healthz`'s probe, behind the same off-runtime drop as this node's.
+    pub(crate) fn store_for_health(&self) -> Arc<OffRuntimeDrop> {
+        self.store_drop.clone()
     }
 
     /// This node's id in the store.
