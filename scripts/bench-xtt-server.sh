@@ -24,7 +24,7 @@ OUT=${OUT:-target/bench-xtt-server}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd) # the runs below change directory
 # The summary at the end reads these: none may be left from an earlier run.
-rm -f "$OUT"/c-server.txt "$OUT"/c-server-c-clients.txt "$OUT"/plain.txt "$OUT"/batched.txt \
+rm -f "$OUT"/c-server.txt "$OUT"/c-server-prepared.txt "$OUT"/c-server-c-clients.txt "$OUT"/plain.txt "$OUT"/batched.txt \
     "$OUT"/batched-prepared.txt "$OUT"/cli-plain.summary "$OUT"/cli-batched.summary \
     "$OUT"/cli-batched-prepared.summary
 cargo build --release -j2 -p xtt-server --example loadgen
@@ -56,6 +56,10 @@ if [ -x "$CREF/prefix/bin/xtt" ]; then
             --handshakes "$N_C" --svg "$OUT/c-server.svg" 2>/dev/null | tee "$OUT/c-server.txt"
         echo "C server CPU: $(awk "{print (\$14+\$15)/100}" /proc/$cpid/stat) s for $N_C handshakes (plus one TCP probe)" \
             | tee -a "$OUT/c-server.txt"
+        # The same generator with prepared devices: the baseline of our prepared rows.
+        echo "== C reference server, $DEVICES_C prepared devices, $N_C handshakes"
+        "$LOADGEN" --target 127.0.0.1:4450 --client-dir "$W/client" --devices "$DEVICES_C" --prepare \
+            --handshakes "$N_C" --svg "$OUT/c-server-prepared.svg" 2>/dev/null | tee "$OUT/c-server-prepared.txt"
     '
     echo "== C reference server driven by its own client: $CLIENTS_C client processes at a time, $N_CC handshakes"
     for i in $(seq 0 "$CLIENTS_C"); do
@@ -163,6 +167,7 @@ def grab(name, pattern):
 c_own = grab("c-server-c-clients.txt", r"handshakes/s: ([0-9.]+)")
 c_own_ms = grab("c-server-c-clients.txt", r"server CPU per handshake: ([0-9.]+) ms")
 c_gen = grab("c-server.txt", r"throughput\s+([0-9.]+) handshakes/s")
+c_gen_prepared = grab("c-server-prepared.txt", r"throughput\s+([0-9.]+) handshakes/s")
 if c_own is None:
     print("the C server was not measured in this run: no ratios")
     sys.exit(0)
@@ -175,7 +180,8 @@ ours = {
     "batched, xtt server, prepared devices": ("cli-batched-prepared.summary", r"handshakes/s: ([0-9.]+)", r"server CPU per handshake: ([0-9.]+) ms"),
 }
 print(f"C server: {c_own:.1f}/s with its own clients ({c_own_ms:.2f} ms of server CPU per handshake)"
-      + (f", {c_gen:.1f}/s with our load generator" if c_gen else ""))
+      + (f", {c_gen:.1f}/s with our load generator" if c_gen else "")
+      + (f", {c_gen_prepared:.1f}/s with it and prepared devices" if c_gen_prepared else ""))
 for label, (name, rate_re, ms_re) in ours.items():
     rate, ms = grab(name, rate_re), grab(name, ms_re)
     if rate is None or ms is None:
@@ -183,8 +189,11 @@ for label, (name, rate_re, ms_re) in ours.items():
         continue
     target = 20 if label.startswith("plain") else 50
     line = f"{label}: {rate:.0f}/s = {rate / c_own:.1f}x C with its own clients (target {target}x)"
-    if c_gen:
-        line += f", {rate / c_gen:.1f}x C with our load generator"
+    # Prepared rows against C under the same prepared generator, the others unprepared.
+    gen, how = ((c_gen_prepared, "C with our load generator, prepared devices")
+                if "prepared" in label else (c_gen, "C with our load generator"))
+    if gen:
+        line += f", {rate / gen:.1f}x {how}"
     # Capacity: each server alone on the machine, from its CPU per handshake (ours on both
     # cores, C's single thread on one). A secondary view: the target is the same-run rate.
     line += f"; capacity view {2 * c_own_ms / ms:.1f}x"
