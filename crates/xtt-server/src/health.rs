@@ -318,6 +318,19 @@ mod tests {
     #[derive(Clone, Default)]
     struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
 
+    /// This thread's log lines, into a buffer, while the guard lives.
+    fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let log = Captured::default();
+        let sink = log.clone();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || sink.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        (log, guard)
+    }
+
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -412,14 +425,7 @@ mod tests {
     /// to do, and logs it at error level once, not at every probe (again if it rises further).
     #[tokio::test]
     async fn a_schema_newer_than_this_node_is_unhealthy_and_logged_once() {
-        let log = Captured::default();
-        let sink = log.clone();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || sink.clone())
-                .with_ansi(false)
-                .finish(),
-        );
+        let (log, _guard) = capture_logs();
         let migrated = Arc::new(Migrated {
             inner: xtt_registry::SqliteRegistry::open_in_memory().unwrap(),
             raised_to: AtomicI64::new(0),
@@ -508,14 +514,7 @@ mod tests {
     async fn session_tables_newer_than_this_node_are_unhealthy_and_logged_once() {
         use xtt_registry::sessions::PostgresSessionStore;
 
-        let log = Captured::default();
-        let sink = log.clone();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || sink.clone())
-                .with_ansi(false)
-                .finish(),
-        );
+        let (log, _guard) = capture_logs();
         let config = tokio::task::spawn_blocking(fresh_postgres).await.unwrap();
         let opened = config.clone();
         let store = tokio::task::spawn_blocking(move || {

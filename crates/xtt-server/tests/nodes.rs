@@ -508,6 +508,25 @@ fn a_session_handshake_is_refused_when_its_cookie_claim_cannot_be_stored() {
 /// client is answered. When that write fails (the store's database is gone), the handshake must
 /// fail closed: the session would exist on this node only, and its cookie would not be marked
 /// used for the other nodes.
+/// A node (echo application) that shares its sessions through `store`, under a fresh key.
+async fn node_sharing_sessions(
+    fx: &Fixture,
+    dir: &std::path::Path,
+    registry: Arc<dyn Registry>,
+    store: Arc<dyn xtt_registry::sessions::SessionStore>,
+) -> common::Running {
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let key = Arc::new(StorageKey::from_secret(&secret));
+    let mut server = XttServer::bind(test_config(dir), fx.keys(), registry)
+        .await
+        .unwrap();
+    let mut options = SessionOptions::new(Arc::new(Echo));
+    options.shared = Some(SharedOptions::new(store, key));
+    server.enable_sessions(options).await.unwrap();
+    run(server)
+}
+
 #[test]
 fn a_session_handshake_is_refused_when_the_shared_session_store_is_unreachable() {
     let fx = Fixture::new();
@@ -523,17 +542,8 @@ fn a_session_handshake_is_refused_when_the_shared_session_store_is_unreachable()
         .unwrap()
         .remove(0);
     let store = open_session_store(&via_relay, 2).unwrap();
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    let key = Arc::new(StorageKey::from_secret(&secret));
     rt.block_on(async {
-        let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
-            .await
-            .unwrap();
-        let mut options = SessionOptions::new(Arc::new(Echo));
-        options.shared = Some(SharedOptions::new(store.clone(), key));
-        server.enable_sessions(options).await.unwrap();
-        let node = run(server);
+        let node = node_sharing_sessions(&fx, dir.path(), registry.clone(), store.clone()).await;
         let primed =
             SessionClient::connect(node.addr, device.clone(), SessionClientOptions::tcp(), None)
                 .await
@@ -568,17 +578,8 @@ fn healthz_reports_session_tables_migrated_by_a_newer_node_with_503() {
     let registry = xtt_registry::open_storage(&url).unwrap();
     add_group(&*registry, &fx.gpk(), BASENAME).unwrap();
     let store = open_session_store(&via_relay, 2).unwrap();
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    let key = Arc::new(StorageKey::from_secret(&secret));
     rt.block_on(async {
-        let mut server = XttServer::bind(test_config(dir.path()), fx.keys(), registry.clone())
-            .await
-            .unwrap();
-        let mut options = SessionOptions::new(Arc::new(Echo));
-        options.shared = Some(SharedOptions::new(store.clone(), key));
-        server.enable_sessions(options).await.unwrap();
-        let node = run(server);
+        let node = node_sharing_sessions(&fx, dir.path(), registry.clone(), store.clone()).await;
         let metrics = node.metrics_addr.unwrap();
         let (status, body) = get(metrics, "/healthz").await;
         assert_eq!(status, 200, "{body}");
