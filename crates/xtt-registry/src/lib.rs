@@ -195,8 +195,12 @@ pub enum RegistryError {
     /// The database holds data this code cannot interpret (corruption or a foreign schema).
     #[error("corrupt registry data: {0}")]
     Corrupt(&'static str),
-    /// The database schema is newer than this program.
-    #[error("registry schema version {found} is newer than the supported version {supported}")]
+    /// The database schema is newer than this program. Said without naming the tables (the
+    /// registry's and the session store's have versions of their own): callers say which.
+    #[error(
+        "schema version {found} is newer than the supported version {supported}: a newer xtt \
+         migrated these tables; run that version"
+    )]
     SchemaTooNew {
         /// The version found (SQLite `user_version`, PostgreSQL `xtt_schema_version`; for the
         /// session store, `xtt_session_schema_version`).
