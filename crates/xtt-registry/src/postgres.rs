@@ -515,6 +515,18 @@ pub(crate) fn pool_err(e: r2d2::Error) -> RegistryError {
     RegistryError::Database(format!("PostgreSQL connection pool: {e}"))
 }
 
+/// How long a health probe waits for a pooled connection: a dead server fails the probe fast
+/// instead of after the pool's 10 s.
+const PROBE_CHECKOUT: Duration = Duration::from_secs(2);
+
+/// A connection for a health probe (the registry's or the session store's), checked out within
+/// [`PROBE_CHECKOUT`].
+pub(crate) fn probe_connection(
+    pool: &r2d2::Pool<Manager>,
+) -> Result<r2d2::PooledConnection<Manager>, RegistryError> {
+    pool.get_timeout(PROBE_CHECKOUT).map_err(pool_err)
+}
+
 impl PostgresRegistry {
     /// Connects to `url` (`postgres://user@host/db`, `postgresql:///db?host=/run/postgresql`,
     /// or the `key=value` form), with [`DEFAULT_POOL_SIZE`] connections, and migrates the schema.
@@ -918,12 +930,7 @@ impl Registry for PostgresRegistry {
     /// Reads the schema version (one index lookup): a node started before a newer xtt migrated
     /// the shared database learns it here, as [`RegistryError::SchemaTooNew`].
     fn ping(&self) -> Result<(), RegistryError> {
-        // A short checkout: a dead server fails fast instead of after the pool's 10 s.
-        let mut c = self
-            .pool
-            .get_timeout(Duration::from_secs(2))
-            .map_err(pool_err)?;
-        checked_schema_version(&mut *c).map(drop)
+        checked_schema_version(&mut *probe_connection(&self.pool)?).map(drop)
     }
 
     fn claim_cookie(&self, cookie: &CookieUse) -> Result<bool, RegistryError> {

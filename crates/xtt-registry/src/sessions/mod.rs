@@ -379,3 +379,16 @@ pub(crate) fn decide(
         Some(row.session),
     ))
 }
+
+/// The session-store probe tests' check: `answer` is [`RegistryError::SchemaTooNew`] naming
+/// `found` and this code's `supported` version.
+#[cfg(test)]
+pub(crate) fn assert_schema_too_new(answer: Result<(), RegistryError>, found: i64, supported: i64) {
+    match answer {
+        Err(RegistryError::SchemaTooNew {
+            found: f,
+            supported: s,
+        }) => assert_eq!((f, s), (found, supported)),
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}

@@ -6,8 +6,6 @@
 //! (`xtt_session_acquire`) implementing the same table as the SQLite backend's Rust code
 //! ([`super::decide`]); the conformance suite runs on both.
 
-use std::time::Duration;
-
 use postgres::types::{ToSql, Type};
 use postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -19,7 +17,9 @@ use super::{
     bits_from_sql, bits_to_sql, seq_u32, Acquired, CreateOutcome, NodeId, SessionStore,
     StoredSession, UnixMillis,
 };
-use crate::postgres::{checked_version, connect_pool, describe, pool_err, Manager};
+use crate::postgres::{
+    checked_version, connect_pool, describe, pool_err, probe_connection, Manager,
+};
 use crate::sqlite::{fixed, time_from_sql, time_to_sql};
 use crate::{CookieUse, RegistryError, COOKIE_SWEEP_MARGIN_SECS};
 
@@ -533,13 +533,7 @@ impl SessionStore for PostgresSessionStore {
     /// Reads the schema version: a node started before a newer xtt migrated the session tables
     /// learns it here.
     fn ping(&self) -> Result<(), RegistryError> {
-        // A short checkout, as the registry's probe: a dead server fails fast instead of after
-        // the pool's 10 s.
-        let mut c = self
-            .pool
-            .get_timeout(Duration::from_secs(2))
-            .map_err(pool_err)?;
-        checked_schema_version(&mut *c).map(drop)
+        checked_schema_version(&mut *probe_connection(&self.pool)?).map(drop)
     }
 }
 
@@ -580,15 +574,7 @@ mod tests {
                 &[&(supported + 1)],
             )
             .unwrap();
-        match store.ping() {
-            Err(RegistryError::SchemaTooNew {
-                found,
-                supported: s,
-            }) => {
-                assert_eq!((found, s), (supported + 1, supported));
-            }
-            other => panic!("expected SchemaTooNew, got {other:?}"),
-        }
+        crate::sessions::assert_schema_too_new(store.ping(), supported + 1, supported);
         assert!(matches!(
             PostgresSessionStore::from_config(config, 1),
             Err(RegistryError::SchemaTooNew { .. })

@@ -528,15 +528,7 @@ mod tests {
                 params![supported + 1],
             )
             .unwrap();
-        match store.ping() {
-            Err(RegistryError::SchemaTooNew {
-                found,
-                supported: s,
-            }) => {
-                assert_eq!((found, s), (supported + 1, supported));
-            }
-            other => panic!("expected SchemaTooNew, got {other:?}"),
-        }
+        crate::sessions::assert_schema_too_new(store.ping(), supported + 1, supported);
         assert!(matches!(
             SqliteSessionStore::open(&path),
             Err(RegistryError::SchemaTooNew { .. })
