@@ -358,6 +358,28 @@ fn healthz_reports_an_unreachable_database_with_503() {
     drop(registry);
 }
 
+/// What a newer node's migration leaves in a version table (`xtt_schema_version` or
+/// `xtt_session_schema_version`): a row one above the newest. Returns (newest before, new).
+async fn newer_version_recorded(url: &str, table: &'static str) -> (i64, i64) {
+    let config: postgres::Config = url.parse().unwrap();
+    // The blocking client runs its own runtime: not on this one's threads.
+    tokio::task::spawn_blocking(move || {
+        let mut c = config.connect(postgres::NoTls).unwrap();
+        let supported: i64 = c
+            .query_one(&format!("SELECT max(version)::bigint FROM {table}"), &[])
+            .unwrap()
+            .get(0);
+        c.execute(
+            &format!("INSERT INTO {table} (version) VALUES ($1)"),
+            &[&(supported + 1)],
+        )
+        .unwrap();
+        (supported, supported + 1)
+    })
+    .await
+    .unwrap()
+}
+
 /// A newer xtt migrates the shared database while this node runs: the node keeps running on a
 /// schema it does not know, and its /healthz says so (503, with what to do) where it said 200.
 #[test]
@@ -378,20 +400,8 @@ fn healthz_reports_a_database_migrated_by_a_newer_node_with_503() {
         let (status, body) = get(metrics, "/healthz").await;
         assert_eq!(status, 200, "{body}");
 
-        // What a newer node's migration leaves behind.
-        let newer = xtt_registry::POSTGRES_SCHEMA_VERSION + 1;
-        let config: postgres::Config = url.parse().unwrap();
-        // The blocking client runs its own runtime: not on this one's threads.
-        tokio::task::spawn_blocking(move || {
-            let mut c = config.connect(postgres::NoTls).unwrap();
-            c.execute(
-                "INSERT INTO xtt_schema_version (version) VALUES ($1)",
-                &[&newer],
-            )
-            .unwrap();
-        })
-        .await
-        .unwrap();
+        let (supported, newer) = newer_version_recorded(&url, "xtt_schema_version").await;
+        assert_eq!(supported, xtt_registry::POSTGRES_SCHEMA_VERSION);
         for _ in 0..2 {
             let (status, body) = get(metrics, "/healthz").await;
             assert_eq!(status, 503, "{body}");
@@ -585,27 +595,7 @@ fn healthz_reports_session_tables_migrated_by_a_newer_node_with_503() {
         assert_eq!(status, 200, "{body}");
         assert!(body["sessions_ms"].is_number(), "{body}");
 
-        // What a newer node's migration of the session tables leaves behind.
-        let config: postgres::Config = url.parse().unwrap();
-        // The blocking client runs its own runtime: not on this one's threads.
-        let (supported, newer) = tokio::task::spawn_blocking(move || {
-            let mut c = config.connect(postgres::NoTls).unwrap();
-            let supported: i64 = c
-                .query_one(
-                    "SELECT max(version)::bigint FROM xtt_session_schema_version",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
-            c.execute(
-                "INSERT INTO xtt_session_schema_version (version) VALUES ($1)",
-                &[&(supported + 1)],
-            )
-            .unwrap();
-            (supported, supported + 1)
-        })
-        .await
-        .unwrap();
+        let (supported, newer) = newer_version_recorded(&url, "xtt_session_schema_version").await;
         for _ in 0..2 {
             let (status, body) = get(metrics, "/healthz").await;
             assert_eq!(status, 503, "{body}");
