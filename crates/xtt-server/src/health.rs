@@ -101,12 +101,29 @@ fn sessions_schema_reason(found: i64, supported: i64) -> String {
 enum Failure {
     /// Migrated past this code.
     Schema { found: i64, supported: i64 },
+    /// Not usable now.
+    Down(Down),
+}
+
+/// How a store's probe failed to get an answer.
+enum Down {
     /// The store answered with an error.
     Unreachable(RegistryError),
     /// The blocking task failed.
     Error,
     /// No answer within [`HEALTH_TIMEOUT`].
     Timeout,
+}
+
+impl Down {
+    /// What `/healthz` says of it.
+    fn reason(&self) -> String {
+        match self {
+            Down::Unreachable(e) => e.to_string(),
+            Down::Error => "the health check failed".into(),
+            Down::Timeout => format!("no answer within {} s", HEALTH_TIMEOUT.as_secs()),
+        }
+    }
 }
 
 /// Runs `ping` on a blocking thread, bounded by [`HEALTH_TIMEOUT`]; the outcome and how long
@@ -122,9 +139,9 @@ async fn probe_store(
         Ok(Ok(Err(RegistryError::SchemaTooNew { found, supported }))) => {
             Err(Failure::Schema { found, supported })
         }
-        Ok(Ok(Err(e))) => Err(Failure::Unreachable(e)),
-        Ok(Err(_)) => Err(Failure::Error),
-        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(Err(e))) => Err(Failure::Down(Down::Unreachable(e))),
+        Ok(Err(_)) => Err(Failure::Down(Down::Error)),
+        Err(_) => Err(Failure::Down(Down::Timeout)),
     };
     (outcome, ms)
 }
@@ -154,6 +171,13 @@ fn schema_answer(
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
+/// 200, with the probes' durations.
+fn healthy(timings: serde_json::Value) -> Answer {
+    let mut body = serde_json::json!({ "status": "ok", "storage": "ok" });
+    merge(&mut body, timings);
+    (StatusCode::OK, Json(body))
+}
+
 /// 503 for a store that cannot be used, logged at warning level (it may come and go) as `what`.
 fn unavailable(what: &str, storage: &str, reason: String, timings: serde_json::Value) -> Answer {
     tracing::warn!(%reason, "health check: {what}");
@@ -180,15 +204,7 @@ async fn healthz(State(probe): State<Probe>) -> Answer {
         sessions_logged,
     } = probe;
     if let Some(reason) = checked.writer.problem() {
-        tracing::warn!(%reason, "health check: registry writer");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({
-                "status": "unavailable",
-                "storage": "writer",
-                "reason": reason,
-            })),
-        );
+        return unavailable("registry writer", "writer", reason, serde_json::json!({}));
     }
     let registry = checked.registry;
     let (answer, ms) = probe_store(move || registry.ping()).await;
@@ -206,28 +222,17 @@ async fn healthz(State(probe): State<Probe>) -> Answer {
                 timings,
             );
         }
-        Err(Failure::Unreachable(e)) => {
-            return unavailable(
-                "registry unreachable",
-                "unreachable",
-                e.to_string(),
-                timings,
-            )
-        }
-        Err(Failure::Error) => {
-            let reason = "the health check failed".to_string();
-            return unavailable("registry error", "error", reason, timings);
-        }
-        Err(Failure::Timeout) => {
-            let reason = format!("no answer within {} s", HEALTH_TIMEOUT.as_secs());
-            return unavailable("registry timeout", "timeout", reason, timings);
+        Err(Failure::Down(down)) => {
+            let (what, storage) = match down {
+                Down::Unreachable(_) => ("registry unreachable", "unreachable"),
+                Down::Error => ("registry error", "error"),
+                Down::Timeout => ("registry timeout", "timeout"),
+            };
+            return unavailable(what, storage, down.reason(), timings);
         }
     }
     let Some(sessions) = checked.sessions else {
-        return (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "storage": "ok", "storage_ms": ms})),
-        );
+        return healthy(timings);
     };
     let (answer, sessions_ms) = probe_store(move || match sessions.store() {
         Some(store) => store.ping(),
@@ -240,37 +245,24 @@ async fn healthz(State(probe): State<Probe>) -> Answer {
     let timings = serde_json::json!({ "storage_ms": ms, "sessions_ms": sessions_ms });
     // Failures other than the schema (error, failed task, timeout) are all "sessions": the
     // registry answered, so the reason names the session store as the one that failed.
-    let reason = match answer {
-        Ok(()) => {
-            return (
-                StatusCode::OK,
-                Json(serde_json::json!({
-                    "status": "ok",
-                    "storage": "ok",
-                    "storage_ms": ms,
-                    "sessions_ms": sessions_ms,
-                })),
-            )
-        }
+    match answer {
+        Ok(()) => healthy(timings),
         Err(Failure::Schema { found, supported }) => {
             let reason = sessions_schema_reason(found, supported);
-            return schema_answer(
+            schema_answer(
                 "session store schema",
                 "sessions-schema",
                 reason,
                 (found, supported),
                 &sessions_logged,
                 timings,
-            );
+            )
         }
-        Err(Failure::Unreachable(e)) => format!("session store: {e}"),
-        Err(Failure::Error) => "session store: the health check failed".into(),
-        Err(Failure::Timeout) => format!(
-            "session store: no answer within {} s",
-            HEALTH_TIMEOUT.as_secs()
-        ),
-    };
-    unavailable("session store", "sessions", reason, timings)
+        Err(Failure::Down(down)) => {
+            let reason = format!("session store: {}", down.reason());
+            unavailable("session store", "sessions", reason, timings)
+        }
+    }
 }
 
 #[cfg(test)]
